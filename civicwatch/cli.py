@@ -1,0 +1,261 @@
+"""The ``civicwatch`` command: the composition root for every process.
+
+Server packages are imported only by the subcommands that need them, so a gateway that installed
+``civicwatch[edge]`` alone can run ``edge`` and ``replay``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from typing import TYPE_CHECKING
+
+from civicwatch.config import CivicwatchConfig, ConfigError, load_config
+from contracts.sites import GatewayConfig, SiteConfig
+
+if TYPE_CHECKING:
+    from edge.detector import UltralyticsDetector
+
+log = logging.getLogger("civicwatch")
+
+EXIT_CONFIG = 2
+EXIT_MODEL = 3
+EXIT_UNCONFIRMED = 4
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="civicwatch", description=__doc__)
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("config", type=Path)
+    check.set_defaults(handler=_check_config)
+
+    schema = commands.add_parser("schema", help="print or write the wire contract as JSON Schema")
+    schema.add_argument("--out", type=Path, help="write one file per message into this folder")
+    schema.set_defaults(handler=_schema)
+
+    server = commands.add_parser("server", help="run ingest, dispatch and the HTTP API")
+    server.add_argument("--config", type=Path, required=True)
+    server.set_defaults(handler=_server)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date and exit")
+    migrate.add_argument("--config", type=Path, required=True)
+    migrate.set_defaults(handler=_migrate)
+
+    edge = commands.add_parser("edge", help="run every camera of one gateway")
+    edge.add_argument("--config", type=Path, required=True)
+    edge.add_argument("--gateway", help="gateway id; default: the config's only gateway")
+    edge.set_defaults(handler=_edge)
+
+    replay = commands.add_parser(
+        "replay", help="run one video file through the edge pipeline as fast as the CPU allows"
+    )
+    replay.add_argument("--config", type=Path, required=True)
+    replay.add_argument("--camera", required=True, help="the camera id whose zones apply")
+    replay.add_argument("--source", type=Path, required=True, help="a video file")
+    replay.add_argument("--loop", type=int, default=0, help="play the clip this many extra times")
+    replay.add_argument(
+        "--hold-last", type=float, default=0.0, help="hold the last frame this many clip seconds"
+    )
+    replay.add_argument(
+        "--confirm-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait at the end for ingest to confirm every event",
+    )
+    replay.set_defaults(handler=_replay)
+
+    demo = commands.add_parser("demo", help="run the server and the config's first gateway")
+    demo.add_argument("--config", type=Path, required=True)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    cameras = [c for s in config.sites for g in s.gateways for c in g.cameras]
+    zones = sum(len(c.zones) for c in cameras)
+    gateways = sum(len(s.gateways) for s in config.sites)
+    print(
+        f"{args.config}: ok ({len(config.sites)} sites, {gateways} gateways, "
+        f"{len(cameras)} cameras, {zones} zones)"
+    )
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from contracts.schema import json_schemas
+
+    schemas = json_schemas()
+    if args.out is None:
+        json.dump(schemas, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stem, schema in schemas.items():
+        path = args.out / f"{stem}.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(path)
+    return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    from civicwatch.server import run_server
+
+    run_server(load_config(args.config))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from civicwatch.server import migrate
+
+    config = load_config(args.config)
+    migrate(config.server.database_url)
+    print(f"database at {_redacted(config.server.database_url)} is up to date")
+    return 0
+
+
+def _edge(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    stop = _stop_on_signals()
+    return _run_gateway(config, args.gateway, stop)
+
+
+def _run_gateway(config: CivicwatchConfig, gateway_id: str | None, stop: threading.Event) -> int:
+    from edge.detector import ModelUnavailableError
+    from edge.worker import EdgeWorker
+
+    site, gateway = _pick_gateway(config, gateway_id)
+    try:
+        detector = _detector(config)
+    except ModelUnavailableError as exc:
+        print(f"civicwatch: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    EdgeWorker(site, gateway, config.edge, config.broker, detector).run(stop)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edge.detector import ModelUnavailableError
+    from edge.worker import replay
+
+    config = load_config(args.config)
+    found = config.camera(args.camera)
+    if found is None:
+        raise ConfigError(args.config, [f"{args.config}: no camera with id {args.camera!r}"])
+    site, gateway, camera = found
+    try:
+        detector = _detector(config)
+    except ModelUnavailableError as exc:
+        print(f"civicwatch: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    summary = replay(
+        site,
+        gateway,
+        camera,
+        config.edge,
+        config.broker,
+        detector,
+        args.source,
+        loop=args.loop,
+        hold_last_seconds=args.hold_last,
+        confirm_timeout_seconds=args.confirm_timeout,
+    )
+    print(summary.model_dump_json(indent=2))
+    return 0 if summary.events_confirmed == summary.events_published else EXIT_UNCONFIRMED
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from civicwatch.server import build_server
+
+    config = load_config(args.config)
+    stop = _stop_on_signals()
+    server = build_server(config)
+    server.start()
+    api = config.server.api
+    token = next((t for t in api.tokens if t.role.value == "dispatcher"), None)
+    print(f"civicwatch demo: API on http://{api.host}:{api.port}/docs", file=sys.stderr)
+    if token is not None:
+        print(
+            "  cases: curl -H 'Authorization: Bearer "
+            f"{token.token.get_secret_value()}' http://{api.host}:{api.port}/api/v1/cases",
+            file=sys.stderr,
+        )
+    try:
+        return _run_gateway(config, None, stop)
+    finally:
+        server.stop()
+
+
+def _detector(config: CivicwatchConfig) -> UltralyticsDetector:
+    from edge.detector import UltralyticsDetector, prepare_ultralytics_environment
+
+    prepare_ultralytics_environment(config.edge.data_dir)
+    return UltralyticsDetector(config.edge.detector)
+
+
+def _pick_gateway(
+    config: CivicwatchConfig, gateway_id: str | None
+) -> tuple[SiteConfig, GatewayConfig]:
+    gateways = [(s, g) for s in config.sites for g in s.gateways]
+    if gateway_id is None:
+        if len(gateways) != 1:
+            names = ", ".join(g.id for _, g in gateways)
+            raise ConfigError(Path("--gateway"), [f"name one gateway with --gateway: {names}"])
+        return gateways[0]
+    found = config.gateway(gateway_id)
+    if found is None:
+        raise ConfigError(Path("--gateway"), [f"no gateway with id {gateway_id!r}"])
+    return found
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handle)
+    signal.signal(signal.SIGTERM, _handle)
+    return stop
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The whole YAML config: one file for a site's gateways and its server.
+
+Loading validates it against pydantic models and reports each error with the file, the line
+and the dotted path of the field, e.g. ``configs/x.yaml:14: sites.0.gateways.0.cameras.0.zones.1.dwell_seconds: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contracts.mqtt import BrokerSettings
+from contracts.sites import SiteRegistry
+from dispatch.config import ApiSettings, RoutingSettings
+from edge.config import MODEL_ENV_VAR, EdgeSettings
+from ingest.config import IngestSettings
+
+DATABASE_ENV_VAR = "CIVICWATCH_DATABASE_URL"
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///var/civicwatch.db",
+        description="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB; $CIVICWATCH_DATABASE_URL wins",
+    )
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+
+
+class CivicwatchConfig(SiteRegistry):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``str()`` lists every problem, one per line."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> CivicwatchConfig:
+    """Read, validate and apply environment overrides. Raises ConfigError."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"{path}: cannot read: {exc.strerror}"]) from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, [f"{where}: invalid YAML: {problem}"]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(path, [f"{path}:1: the config must be a mapping of sections"])
+    _apply_environment(data, environ)
+    try:
+        return CivicwatchConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            line = _line_of(root, loc)
+            field = ".".join(str(part) for part in loc) or "(top level)"
+            problems.append(f"{path}:{line}: {field}: {error['msg']}")
+        raise ConfigError(path, problems) from exc
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    if model := environ.get(MODEL_ENV_VAR):
+        edge = data.setdefault("edge", {}) or {}
+        data["edge"] = edge
+        detector = edge.setdefault("detector", {}) or {}
+        edge["detector"] = detector
+        detector["model"] = model
+    if url := environ.get(DATABASE_ENV_VAR):
+        server = data.setdefault("server", {}) or {}
+        data["server"] = server
+        server["database_url"] = url
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """1-based line of the deepest YAML node on ``loc`` that exists."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    child = value
+                    line = key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                child = node.value[part]
+                line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

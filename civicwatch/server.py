@@ -1,0 +1,129 @@
+"""The server's composition root: database, ingest, dispatch, API and SLA sweep, wired once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from apscheduler.schedulers.background import BackgroundScheduler
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from civicwatch.config import CivicwatchConfig
+from dispatch.api import create_app
+from dispatch.routing import Router
+from dispatch.sla import sweep_overdue
+from ingest.consumer import IngestConsumer
+from ingest.database import SessionFactory, make_engine, make_session_factory
+from ingest.evidence_store import EvidenceStore
+from ingest.metrics import IngestMetrics
+from ingest.store import IngestService
+from ingest.tables import utcnow
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(engine: Engine | None = None) -> AlembicConfig:
+    """Alembic's config for our migrations; pass ``engine`` to run them against a database."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        config.set_main_option(
+            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database schema to the newest revision (``alembic upgrade head``)."""
+    engine = make_engine(database_url)
+    try:
+        upgrade_engine(engine)
+    finally:
+        engine.dispose()
+
+
+def upgrade_engine(engine: Engine) -> None:
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@dataclass
+class Server:
+    engine: Engine
+    session_factory: SessionFactory
+    evidence_store: EvidenceStore
+    metrics: IngestMetrics
+    router: Router
+    service: IngestService
+    consumer: IngestConsumer
+    scheduler: BackgroundScheduler
+    app: FastAPI
+
+    def start(self) -> None:
+        """Start consuming MQTT and sweeping SLAs; the API is served by run_server (or a test)."""
+        self.scheduler.start()
+        self.consumer.start()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def build_server(config: CivicwatchConfig) -> Server:
+    """Wire every server part from ``config``; migrates the database. Starts nothing."""
+    settings = config.server
+    engine = make_engine(settings.database_url)
+    upgrade_engine(engine)
+    session_factory = make_session_factory(engine)
+    evidence_store = EvidenceStore(settings.ingest.evidence_dir)
+    metrics = IngestMetrics()
+    router = Router(settings.routing)
+    # The registry half of the config: CivicwatchConfig is a SiteRegistry.
+    service = IngestService(
+        session_factory, evidence_store, config, metrics, on_case_opened=router.dispatch_new_case
+    )
+    consumer = IngestConsumer(config.broker, settings.ingest, service, config, metrics)
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(
+        lambda: sweep_overdue(session_factory, utcnow()),
+        "interval",
+        seconds=settings.api.sla_sweep_seconds,
+        id="sla-sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    app = create_app(session_factory, evidence_store, settings.api, config, metrics.registry)
+    return Server(
+        engine=engine,
+        session_factory=session_factory,
+        evidence_store=evidence_store,
+        metrics=metrics,
+        router=router,
+        service=service,
+        consumer=consumer,
+        scheduler=scheduler,
+        app=app,
+    )
+
+
+def run_server(config: CivicwatchConfig) -> None:
+    """Run ingest, the SLA sweep and the API until SIGINT or SIGTERM (uvicorn handles both)."""
+    server = build_server(config)
+    server.start()
+    api = config.server.api
+    log.info("civicwatch API on http://%s:%d", api.host, api.port)
+    try:
+        uvicorn.Server(uvicorn.Config(server.app, host=api.host, port=api.port)).run()
+    finally:
+        server.stop()

@@ -1,0 +1,34 @@
+"""The wire contract shared by edge gateways and the server.
+
+Depends on pydantic and paho-mqtt only. Everything that crosses MQTT is a model here.
+"""
+
+from contracts.events import (
+    SCHEMA_VERSION,
+    BoundingBox,
+    EvidenceFrame,
+    EvidenceLabel,
+    ObservedObject,
+    Phase,
+    ViolationEvent,
+    ViolationKind,
+)
+from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
+from contracts.acks import AckOutcome, IngestAck
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AckOutcome",
+    "BoundingBox",
+    "CameraHealth",
+    "CameraStatus",
+    "EvidenceFrame",
+    "EvidenceLabel",
+    "GatewayState",
+    "GatewayStatus",
+    "IngestAck",
+    "ObservedObject",
+    "Phase",
+    "ViolationEvent",
+    "ViolationKind",
+]

@@ -1,0 +1,130 @@
+"""The site registry both sides share: sites, gateways, cameras and their zones.
+
+The edge reads it to know what to watch; the server reads it to know which cameras exist
+and where each zone sits. Loaded from the YAML config by the composition root.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contracts.events import Identifier, ViolationKind
+
+
+class ZoneKind(StrEnum):
+    NO_PARKING = "no_parking"
+    FIRE_LANE = "fire_lane"
+
+    @property
+    def violation_kind(self) -> ViolationKind:
+        return _VIOLATION_OF_ZONE[self]
+
+
+_VIOLATION_OF_ZONE = {
+    ZoneKind.NO_PARKING: ViolationKind.ILLEGAL_PARKING,
+    ZoneKind.FIRE_LANE: ViolationKind.FIRE_LANE_BLOCKING,
+}
+
+# COCO class names each zone kind watches unless the zone lists its own.
+DEFAULT_ZONE_CLASSES: dict[ZoneKind, tuple[str, ...]] = {
+    ZoneKind.NO_PARKING: ("car", "truck", "bus"),
+    ZoneKind.FIRE_LANE: ("car", "truck", "bus", "motorcycle", "bicycle"),
+}
+
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class _ConfigModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ZoneConfig(_ConfigModel):
+    id: Identifier
+    name: str = ""
+    kind: ZoneKind
+    polygon: list[Point] = Field(min_length=3, description="pixel corners in the camera frame")
+    dwell_seconds: float = Field(gt=0, description="how long an object may stay before a violation")
+    classes: list[str] | None = Field(
+        default=None, description="detector classes that count; default depends on the kind"
+    )
+    location: str | None = Field(
+        default=None, description="a site location name shared by zones that see the same place"
+    )
+
+    @property
+    def watched_classes(self) -> tuple[str, ...]:
+        return tuple(self.classes) if self.classes is not None else DEFAULT_ZONE_CLASSES[self.kind]
+
+
+class CameraConfig(_ConfigModel):
+    id: Identifier
+    name: str = ""
+    source: str = Field(
+        description=(
+            "rtsp://..., http(s)://..., a video or image file path, usb:N, or "
+            "pkg://PACKAGE/PATH for a file shipped inside an installed package"
+        )
+    )
+    fps: float | None = Field(
+        default=None, gt=0, description="frames per second to process; default: the source's"
+    )
+    zones: list[ZoneConfig] = Field(default_factory=list)
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_ids(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        _require_unique([z.id for z in zones], "zone")
+        return zones
+
+    def zone(self, zone_id: str) -> ZoneConfig | None:
+        return next((z for z in self.zones if z.id == zone_id), None)
+
+
+class GatewayConfig(_ConfigModel):
+    id: Identifier
+    name: str = ""
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+
+class SiteConfig(_ConfigModel):
+    id: Identifier
+    name: str = ""
+    timezone: str = "Asia/Shanghai"
+    gateways: list[GatewayConfig] = Field(default_factory=list)
+
+
+class SiteRegistry(_ConfigModel):
+    sites: list[SiteConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SiteRegistry:
+        _require_unique([s.id for s in self.sites], "site")
+        _require_unique([g.id for s in self.sites for g in s.gateways], "gateway")
+        _require_unique([c.id for s in self.sites for g in s.gateways for c in g.cameras], "camera")
+        return self
+
+    def gateway(self, gateway_id: str) -> tuple[SiteConfig, GatewayConfig] | None:
+        for site in self.sites:
+            for gateway in site.gateways:
+                if gateway.id == gateway_id:
+                    return site, gateway
+        return None
+
+    def camera(self, camera_id: str) -> tuple[SiteConfig, GatewayConfig, CameraConfig] | None:
+        for site in self.sites:
+            for gateway in site.gateways:
+                for camera in gateway.cameras:
+                    if camera.id == camera_id:
+                        return site, gateway, camera
+        return None
+
+
+def _require_unique(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"duplicate {what} id {item!r}")
+        seen.add(item)

@@ -1,0 +1,52 @@
+"""MQTT topic names. Every topic names its site and gateway so a broker ACL can pin a gateway.
+
+    civicwatch/v1/{site}/{gateway}/status               gateway status, retained, last will
+    civicwatch/v1/{site}/{gateway}/{camera}/status      camera status, retained
+    civicwatch/v1/{site}/{gateway}/{camera}/violation   violation events, QoS 1
+    civicwatch/v1/{site}/{gateway}/ack                  ingest -> gateway confirmations, QoS 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROOT = "civicwatch/v1"
+
+VIOLATION_SUBSCRIPTION = f"{ROOT}/+/+/+/violation"
+STATUS_SUBSCRIPTIONS = (f"{ROOT}/+/+/status", f"{ROOT}/+/+/+/status")
+
+
+def violation_topic(site_id: str, gateway_id: str, camera_id: str) -> str:
+    return f"{ROOT}/{site_id}/{gateway_id}/{camera_id}/violation"
+
+
+def camera_status_topic(site_id: str, gateway_id: str, camera_id: str) -> str:
+    return f"{ROOT}/{site_id}/{gateway_id}/{camera_id}/status"
+
+
+def gateway_status_topic(site_id: str, gateway_id: str) -> str:
+    return f"{ROOT}/{site_id}/{gateway_id}/status"
+
+
+def ack_topic(site_id: str, gateway_id: str) -> str:
+    return f"{ROOT}/{site_id}/{gateway_id}/ack"
+
+
+@dataclass(frozen=True, slots=True)
+class CameraTopic:
+    site_id: str
+    gateway_id: str
+    camera_id: str
+    channel: str  # "violation" or "status"
+
+
+def parse_camera_topic(topic: str) -> CameraTopic | None:
+    """The identity a camera topic claims, or None when the topic is not a camera topic."""
+    prefix = ROOT + "/"
+    if not topic.startswith(prefix):
+        return None
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) != 4 or not all(parts):
+        return None
+    site_id, gateway_id, camera_id, channel = parts
+    return CameraTopic(site_id, gateway_id, camera_id, channel)

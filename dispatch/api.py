@@ -1,0 +1,345 @@
+"""The REST API for the command centre, departments and other systems.
+
+Everything it needs lives on ``app.state.api`` (an ApiContext built by the composition root);
+routes get it through ``Annotated[..., Depends()]`` dependencies.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    Response,
+    status,
+)
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import exists, func, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from contracts.events import ViolationKind
+from contracts.sites import SiteRegistry
+from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.schemas import (
+    CameraPublic,
+    CaseAction,
+    CaseDetail,
+    CasePublic,
+    EvidencePublic,
+    ObjectBoxPublic,
+    TransitionPublic,
+)
+from dispatch.workflow import Action, IllegalTransitionError, MissingInputError, apply_action
+from ingest.database import SessionFactory
+from ingest.evidence_store import EvidenceError, EvidenceStore
+from ingest.tables import (
+    CameraStatusRow,
+    Case,
+    CaseEvidence,
+    CaseState,
+    Evidence,
+    GatewayStatusRow,
+)
+
+API_PREFIX = "/api/v1"
+DEPARTMENT_ACTIONS = frozenset({Action.ACCEPT, Action.RESOLVE, Action.RETURN})
+Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    session_factory: SessionFactory
+    evidence_store: EvidenceStore
+    settings: ApiSettings
+    registry: SiteRegistry
+    metrics_registry: CollectorRegistry
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    department: Department | None
+
+    def may(self, action: Action) -> bool:
+        if self.role is Role.DISPATCHER:
+            return True
+        return self.role is Role.DEPARTMENT and action in DEPARTMENT_ACTIONS
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.api
+    return context
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    with context.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_principal(
+    context: ContextDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    token = _find_token(context.settings.tokens, credentials.credentials if credentials else None)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Principal(token.name, token.role, token.department)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _find_token(tokens: Iterable[ApiToken], presented: str | None) -> ApiToken | None:
+    if not presented:
+        return None
+    found = None
+    for token in tokens:  # compare against every token: timing says nothing about which matched
+        if hmac.compare_digest(token.token.get_secret_value().encode(), presented.encode()):
+            found = token
+    return found
+
+
+def _not_found(what: str) -> HTTPException:
+    # Another department's case is "not found", never "forbidden": its existence is not leaked.
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+def _visible_case(session: Session, principal: Principal, case_id: int) -> Case:
+    case = session.get(
+        Case, case_id, options=[selectinload(Case.evidence), selectinload(Case.transitions)]
+    )
+    if case is None or (
+        principal.role is Role.DEPARTMENT and case.department != principal.department
+    ):
+        raise _not_found(f"case {case_id}")
+    return case
+
+
+def _case_detail(case: Case) -> CaseDetail:
+    box = None
+    if None not in (case.box_x1, case.box_y1, case.box_x2, case.box_y2):
+        box = ObjectBoxPublic(x1=case.box_x1, y1=case.box_y1, x2=case.box_x2, y2=case.box_y2)
+    return CaseDetail(
+        **CasePublic.model_validate(case).model_dump(),
+        object_box=box,
+        evidence=[
+            EvidencePublic(
+                sha256=item.sha256,
+                label=item.label,
+                captured_at=item.captured_at,
+                width=item.width,
+                height=item.height,
+                url=f"{API_PREFIX}/evidence/{item.sha256}",
+            )
+            for item in case.evidence
+        ],
+        transitions=[TransitionPublic.model_validate(t) for t in case.transitions],
+    )
+
+
+api = APIRouter(prefix=API_PREFIX)
+
+
+@api.get("/cases", response_model=list[CasePublic])
+def list_cases(
+    session: SessionDep,
+    principal: PrincipalDep,
+    department: Department | None = None,
+    state: CaseState | None = None,
+    kind: ViolationKind | None = None,
+    site_id: str | None = None,
+    camera_id: str | None = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CasePublic]:
+    """Cases by SLA due time (soonest first); a department token only ever sees its own."""
+    query = select(Case)
+    if principal.role is Role.DEPARTMENT:
+        query = query.where(Case.department == principal.department)
+    filters = {
+        Case.department: department,
+        Case.state: state,
+        Case.kind: kind,
+        Case.site_id: site_id,
+        Case.camera_id: camera_id,
+        Case.overdue: overdue,
+    }
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(column == value)
+    query = query.order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
+    cases = session.scalars(query.limit(limit).offset(offset))
+    return [CasePublic.model_validate(case) for case in cases]
+
+
+@api.get("/cases/{case_id}", response_model=CaseDetail)
+def get_case(case_id: int, session: SessionDep, principal: PrincipalDep) -> CaseDetail:
+    return _case_detail(_visible_case(session, principal, case_id))
+
+
+@api.post("/cases/{case_id}/actions", response_model=CaseDetail)
+def act_on_case(
+    case_id: int, command: CaseAction, session: SessionDep, principal: PrincipalDep
+) -> CaseDetail:
+    case = _visible_case(session, principal, case_id)
+    if not principal.may(command.action):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"role {principal.role} may not {command.action} cases"
+        )
+    try:
+        apply_action(
+            session,
+            case,
+            command.action,
+            actor=principal.name,
+            reason=command.reason,
+            department=command.department,
+        )
+    except IllegalTransitionError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except MissingInputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    session.commit()
+    return _case_detail(_visible_case(session, principal, case_id))
+
+
+@api.get(
+    "/evidence/{sha256}",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "the image"}},
+)
+def get_evidence(
+    sha256: Sha256Path, session: SessionDep, principal: PrincipalDep, context: ContextDep
+) -> Response:
+    query = select(Evidence).where(Evidence.sha256 == sha256)
+    if principal.role is Role.DEPARTMENT:
+        query = query.where(
+            exists().where(
+                CaseEvidence.sha256 == Evidence.sha256,
+                CaseEvidence.case_id == Case.id,
+                Case.department == principal.department,
+            )
+        )
+    row = session.scalar(query)
+    if row is None:
+        raise _not_found(f"evidence {sha256}")
+    try:
+        data = context.evidence_store.read(sha256)
+    except (EvidenceError, FileNotFoundError) as exc:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
+    return Response(
+        data,
+        media_type=row.content_type,
+        headers={"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
+    )
+
+
+@api.get("/cameras", response_model=list[CameraPublic])
+def list_cameras(
+    session: SessionDep, _principal: PrincipalDep, context: ContextDep
+) -> list[CameraPublic]:
+    """Every registered camera with the last status it and its gateway reported."""
+    cameras = {row.camera_id: row for row in session.scalars(select(CameraStatusRow))}
+    gateways = {row.gateway_id: row for row in session.scalars(select(GatewayStatusRow))}
+    result = []
+    for site in context.registry.sites:
+        for gateway in site.gateways:
+            gateway_row = gateways.get(gateway.id)
+            for camera in gateway.cameras:
+                row = cameras.get(camera.id)
+                result.append(
+                    CameraPublic(
+                        site_id=site.id,
+                        gateway_id=gateway.id,
+                        camera_id=camera.id,
+                        name=camera.name,
+                        health=row.health if row else None,
+                        detail=row.detail if row else "",
+                        reported_at=row.at if row else None,
+                        frames_read=row.frames_read if row else 0,
+                        detection_fps=row.detection_fps if row else 0.0,
+                        gateway_state=gateway_row.state if gateway_row else None,
+                        gateway_reported_at=gateway_row.at if gateway_row else None,
+                        gateway_outbox_pending=gateway_row.outbox_pending if gateway_row else None,
+                    )
+                )
+    return result
+
+
+class CasesByStateCollector(Collector):
+    """A gauge read from the database at scrape time, so it is right after a restart too."""
+
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._sessions = session_factory
+
+    def collect(self) -> Iterable[Metric]:
+        gauge = GaugeMetricFamily("civicwatch_cases", "Cases by workflow state", labels=["state"])
+        with self._sessions() as session:
+            counts = dict(
+                session.execute(select(Case.state, func.count()).group_by(Case.state)).tuples()
+            )
+        for state in CaseState:
+            gauge.add_metric([state.value], counts.get(state.value, 0))
+        yield gauge
+
+
+def create_app(
+    session_factory: SessionFactory,
+    evidence_store: EvidenceStore,
+    settings: ApiSettings,
+    registry: SiteRegistry,
+    metrics_registry: CollectorRegistry,
+) -> FastAPI:
+    app = FastAPI(title="civicwatch", version="1", summary="cases from camera violations")
+    app.state.api = ApiContext(
+        session_factory, evidence_store, settings, registry, metrics_registry
+    )
+    cases_registry = CollectorRegistry()
+    cases_registry.register(CasesByStateCollector(session_factory))
+    app.include_router(api)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz(session: SessionDep) -> dict[str, str]:
+        try:
+            session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, f"database unreachable: {exc}"
+            ) from exc
+        return {"status": "ready"}
+
+    @app.get("/metrics", response_class=Response)
+    def metrics(context: ContextDep) -> Response:
+        body = generate_latest(context.metrics_registry) + generate_latest(cases_registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,148 @@
+"""MQTT publishing from the outbox, and the ingest confirmations that settle it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from pydantic import ValidationError
+
+from contracts.acks import AckOutcome, IngestAck
+from contracts.mqtt import BrokerSettings, make_client
+from contracts.status import CameraStatus, GatewayState, GatewayStatus
+from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic
+from edge.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class EdgePublisher:
+    """Publishes due outbox messages at QoS 1; keeps running while the broker is away."""
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        site_id: str,
+        gateway_id: str,
+        outbox: Outbox,
+        resend_after_seconds: float,
+        client_id_suffix: str = "",
+    ) -> None:
+        self.site_id = site_id
+        self.gateway_id = gateway_id
+        self._outbox = outbox
+        self._resend_after = resend_after_seconds
+        self._connected = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._status_topic = gateway_status_topic(site_id, gateway_id)
+        self._ack_topic = ack_topic(site_id, gateway_id)
+        self._broker = broker
+        self.confirmed = 0
+        self.rejected = 0
+        self.bad_acks = 0
+        self._client = make_client(broker, f"civicwatch-edge-{gateway_id}{client_id_suffix}")
+        will = GatewayStatus(site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE)
+        self._client.will_set(self._status_topic, will.to_wire(), qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        self._client.connect_async(
+            self._broker.host, self._broker.port, keepalive=self._broker.keepalive_seconds
+        )
+        self._client.loop_start()
+
+    def _gateway_status(self, state: GatewayState) -> bytes:
+        return GatewayStatus(
+            site_id=self.site_id,
+            gateway_id=self.gateway_id,
+            state=state,
+            at=datetime.now(UTC),
+            outbox_pending=self._outbox.pending_count(),
+        ).to_wire()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        # Subscribing here means every reconnect resubscribes.
+        client.subscribe(self._ack_topic, qos=1)
+        client.publish(self._status_topic, self._gateway_status(GatewayState.ONLINE), 1, True)
+        self._connected.set()
+        log.info("connected to %s:%s", self._broker.host, self._broker.port)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        self._connected.clear()
+        log.warning("disconnected from broker: %s", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            ack = IngestAck.model_validate_json(message.payload)
+        except ValidationError as exc:
+            self.bad_acks += 1
+            log.warning("ignoring a bad ack on %s: %s", message.topic, exc.errors()[:1])
+            return
+        if not self._outbox.settle(ack):
+            return
+        if ack.outcome is AckOutcome.REJECTED:
+            self.rejected += 1
+            log.error("ingest rejected message %s: %s", ack.message_id, ack.reason)
+        else:
+            self.confirmed += 1
+
+    def flush_due(self) -> int:
+        """Publish what the outbox holds that is due; returns how many went to the client."""
+        if not self.connected:
+            return 0
+        sent = 0
+        with self._flush_lock:
+            now = datetime.now(UTC)
+            for message in self._outbox.due(self._resend_after, now):
+                info = self._client.publish(message.topic, message.payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # connection went away; the outbox keeps it for the next try
+                self._outbox.mark_sent(message.message_id, now)
+                sent += 1
+        return sent
+
+    def publish_camera_status(self, status: CameraStatus) -> None:
+        topic = camera_status_topic(status.site_id, status.gateway_id, status.camera_id)
+        self._client.publish(topic, status.to_wire(), qos=1, retain=True)
+
+    def wait_until_settled(self, timeout: float) -> bool:
+        """Keep flushing until ingest confirmed every pending message, or the timeout passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.flush_due()
+            if self._outbox.pending_count() == 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Say offline (a clean shutdown is not a lost gateway) and disconnect."""
+        if self.connected:
+            info = self._client.publish(
+                self._status_topic, self._gateway_status(GatewayState.OFFLINE), 1, True
+            )
+            # Lost the connection meanwhile: the broker publishes the last will instead.
+            with contextlib.suppress(RuntimeError):
+                info.wait_for_publish(timeout=2.0)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()

@@ -1,0 +1,40 @@
+"""Engines and sessions, built from a URL on demand: nothing here exists at import time."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SessionFactory = sessionmaker[Session]
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for ``sqlite:///PATH`` (WAL, foreign keys; the folder is created) or PostgreSQL."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL keeps it durable at commit boundaries
+    finally:
+        cursor.close()
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    # Objects stay readable after commit: callers hand them on (acks, API responses).
+    return sessionmaker(engine, expire_on_commit=False)

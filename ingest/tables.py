@@ -1,0 +1,217 @@
+"""The storage schema: ingested events, evidence, cases and their audit trail, device status.
+
+Every timestamp is stored as UTC and read back timezone-aware, on SQLite as on PostgreSQL.
+Schema changes go through Alembic (civicwatch/migrations); this module is the target they match.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware column: refuses naive datetimes, stores UTC, reads back UTC-aware.
+
+    SQLite has no timezone type, so without this it would hand back naive datetimes.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: civicwatch stores timezone-aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CaseState(StrEnum):
+    NEW = "new"
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    RETURNED = "returned"
+
+
+OPEN_STATES = frozenset(
+    {CaseState.NEW, CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.RETURNED}
+)
+
+# Stable constraint names so migrations can address them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Event(Base):
+    """One received violation message, keyed by its idempotency key."""
+
+    __tablename__ = "events"
+
+    message_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    violation_id: Mapped[UUID] = mapped_column(Uuid, index=True)
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    historical: Mapped[bool] = mapped_column(Boolean)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the message without image bytes")
+
+
+class Evidence(Base):
+    """One stored image file, addressed by its SHA-256."""
+
+    __tablename__ = "evidence"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Case(Base):
+    """One incident (all phases of one violation_id), as departments work it."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    violation_id: Mapped[UUID] = mapped_column(Uuid, unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    zone_id: Mapped[str] = mapped_column(String(64))
+    zone_kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    department: Mapped[str | None] = mapped_column(String(32), index=True)
+    tier: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    sla_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_observed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    dwell_seconds: Mapped[float] = mapped_column(Float)
+    object_class: Mapped[str | None] = mapped_column(String(64))
+    object_confidence: Mapped[float | None] = mapped_column(Float)
+    box_x1: Mapped[float | None] = mapped_column(Float)
+    box_y1: Mapped[float | None] = mapped_column(Float)
+    box_x2: Mapped[float | None] = mapped_column(Float)
+    box_y2: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    evidence: Mapped[list[CaseEvidence]] = relationship(
+        back_populates="case", order_by="CaseEvidence.captured_at"
+    )
+    transitions: Mapped[list[CaseTransition]] = relationship(
+        back_populates="case", order_by="CaseTransition.id"
+    )
+
+
+class CaseEvidence(Base):
+    __tablename__ = "case_evidence"
+    __table_args__ = (UniqueConstraint("case_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(ForeignKey("evidence.sha256"), index=True)
+    label: Mapped[str] = mapped_column(String(32))
+    captured_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+
+    case: Mapped[Case] = relationship(back_populates="evidence")
+
+
+class CaseTransition(Base):
+    """The audit trail: who moved a case from which state to which, when and why."""
+
+    __tablename__ = "case_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    case: Mapped[Case] = relationship(back_populates="transitions")
+
+
+class CameraStatusRow(Base):
+    """The latest status each camera reported (retained MQTT message)."""
+
+    __tablename__ = "camera_status"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    health: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    frames_read: Mapped[int] = mapped_column(Integer, default=0)
+    detection_fps: Mapped[float] = mapped_column(Float, default=0.0)
+    detector: Mapped[str] = mapped_column(String(128), default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class GatewayStatusRow(Base):
+    """The latest status each gateway reported, including the broker's last will."""
+
+    __tablename__ = "gateway_status"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    outbox_pending: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

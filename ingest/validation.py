@@ -1,0 +1,162 @@
+"""Turn an MQTT message into a ViolationEvent, or refuse it with a reason the edge can act on."""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from contracts.events import SUPPORTED_MAJOR, ViolationEvent
+from contracts.sites import SiteRegistry, ZoneConfig
+from contracts.topics import parse_camera_topic
+
+
+class RefusalReason(StrEnum):
+    OVERSIZE = "oversize"
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA_VERSION = "schema_version"
+    INVALID = "invalid"
+    UNKNOWN_CAMERA = "unknown_camera"
+    TOPIC_MISMATCH = "topic_mismatch"
+    UNKNOWN_ZONE = "unknown_zone"
+    EVIDENCE_HASH = "evidence_hash"
+
+
+class Refusal(Exception):  # noqa: N818 - an outcome of validation, named as the design names it
+    """A message that will never be stored. ``message_id`` is set when the payload names one."""
+
+    def __init__(self, reason: RefusalReason, detail: str, message_id: UUID | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.message_id = message_id
+        super().__init__(f"{reason}: {detail}")
+
+
+# The edge serialises message_id near the start; lets an oversize message still be answered.
+_MESSAGE_ID_PREFIX = re.compile(rb'"message_id"\s*:\s*"([0-9a-fA-F-]{36})"')
+
+
+def parse_violation(
+    topic: str, payload: bytes, registry: SiteRegistry, max_payload_bytes: int
+) -> ViolationEvent:
+    """Validate one violation message against the contract, its topic and the site registry."""
+    if len(payload) > max_payload_bytes:
+        raise Refusal(
+            RefusalReason.OVERSIZE,
+            f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}",
+            _message_id_from_prefix(payload),
+        )
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise Refusal(
+            RefusalReason.MALFORMED_JSON, f"expected a JSON object, got {type(document).__name__}"
+        )
+    message_id = _message_id_of(document)
+    _check_schema_version(document, message_id)
+    try:
+        event = ViolationEvent.model_validate(document)
+    except ValidationError as exc:
+        raise _refusal_from_validation(exc, message_id) from exc
+
+    claimed = parse_camera_topic(topic)
+    if claimed is None or claimed.channel != "violation":
+        raise Refusal(RefusalReason.TOPIC_MISMATCH, f"not a violation topic: {topic!r}", message_id)
+    payload_identity = (event.site_id, event.gateway_id, event.camera_id)
+    topic_identity = (claimed.site_id, claimed.gateway_id, claimed.camera_id)
+    if payload_identity != topic_identity:
+        raise Refusal(
+            RefusalReason.TOPIC_MISMATCH,
+            f"payload site/gateway/camera {'/'.join(payload_identity)} "
+            f"differs from topic {topic!r}",
+            message_id,
+        )
+    zone_of_camera(registry, event)
+    return event
+
+
+def zone_of_camera(registry: SiteRegistry, event: ViolationEvent) -> ZoneConfig:
+    """The registered zone the event names, after checking the camera sits where it claims."""
+    found = registry.camera(event.camera_id)
+    if found is None:
+        raise Refusal(
+            RefusalReason.UNKNOWN_CAMERA,
+            f"camera {event.camera_id!r} is not in the site registry",
+            event.message_id,
+        )
+    site, gateway, camera = found
+    if (site.id, gateway.id) != (event.site_id, event.gateway_id):
+        raise Refusal(
+            RefusalReason.TOPIC_MISMATCH,
+            f"camera {camera.id!r} belongs to {site.id}/{gateway.id}, "
+            f"not {event.site_id}/{event.gateway_id}",
+            event.message_id,
+        )
+    zone = camera.zone(event.zone_id)
+    if zone is None:
+        raise Refusal(
+            RefusalReason.UNKNOWN_ZONE,
+            f"camera {camera.id!r} has no zone {event.zone_id!r}",
+            event.message_id,
+        )
+    return zone
+
+
+def _check_schema_version(document: dict[str, Any], message_id: UUID | None) -> None:
+    version = document.get("schema_version")
+    if version is None:
+        return  # absent means the model's default
+    if not isinstance(version, str) or version.split(".")[0] != SUPPORTED_MAJOR:
+        raise Refusal(
+            RefusalReason.SCHEMA_VERSION,
+            f"unsupported schema_version {version!r}: this server reads major {SUPPORTED_MAJOR}",
+            message_id,
+        )
+
+
+def _refusal_from_validation(exc: ValidationError, message_id: UUID | None) -> Refusal:
+    errors = exc.errors(include_url=False, include_input=False)
+    problems = describe_errors(exc)
+    hash_errors = [
+        err
+        for err in errors
+        if err["loc"][:1] == ("evidence",)
+        and ("sha256 mismatch" in err["msg"] or err["loc"][-1] == "sha256")
+    ]
+    reason = RefusalReason.EVIDENCE_HASH if hash_errors else RefusalReason.INVALID
+    return Refusal(reason, problems, message_id)
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Pydantic errors as one line: ``field.path: message; ...`` (capped for logs and acks)."""
+    text = "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or '(message)'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)
+    )
+    return text[:1000]
+
+
+def _message_id_of(document: dict[str, Any]) -> UUID | None:
+    raw = document.get("message_id")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        return None
+
+
+def _message_id_from_prefix(payload: bytes) -> UUID | None:
+    match = _MESSAGE_ID_PREFIX.search(payload[:512])
+    if match is None:
+        return None
+    try:
+        return UUID(match.group(1).decode("ascii"))
+    except ValueError:
+        return None

@@ -1,0 +1,130 @@
+"""Run the product as its users do: `civicwatch server` and `civicwatch replay` as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.conftest import MODEL_DIR, free_port, wait_for_port
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+DISPATCHER_TOKEN = "e2e-dispatcher-token-000001"
+DEPARTMENT_TOKENS = {
+    "law_enforcement": "e2e-law-enforcement-token-01",
+    "fire_rescue": "e2e-fire-rescue-token-000001",
+}
+CIVICWATCH = [sys.executable, "-m", "civicwatch.cli"]
+
+
+@dataclass
+class Deployment:
+    """One site's config made runnable against a private broker and a scratch database."""
+
+    workdir: Path
+    site_config: str
+    broker_port: int
+    database_url: str
+    api_port: int = field(default_factory=free_port)
+    server: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        document: dict[str, Any] = yaml.safe_load((CONFIGS / self.site_config).read_text())
+        document["broker"] = {"host": "127.0.0.1", "port": self.broker_port}
+        document["edge"] = {
+            "data_dir": str(self.workdir / "edge"),
+            "resend_after_seconds": 5,
+            "detector": {"model": str(MODEL_DIR)},
+        }
+        document["server"] = {
+            "database_url": self.database_url,
+            "ingest": {
+                "evidence_dir": str(self.workdir / "evidence"),
+                "client_id": f"ingest-{self.api_port}",
+            },
+            "api": {
+                "host": "127.0.0.1",
+                "port": self.api_port,
+                "sla_sweep_seconds": 5,
+                "tokens": [
+                    {"name": "centre", "role": "dispatcher", "token": DISPATCHER_TOKEN},
+                    *(
+                        {"name": d, "role": "department", "department": d, "token": t}
+                        for d, t in DEPARTMENT_TOKENS.items()
+                    ),
+                ],
+            },
+        }
+        self.config_path = self.workdir / "civicwatch.yaml"
+        self.config_path.write_text(yaml.safe_dump(document, allow_unicode=True))
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("CIVICWATCH_MODEL", None)
+        self.env.pop("CIVICWATCH_DATABASE_URL", None)
+
+    def start_server(self) -> None:
+        log = (self.workdir / "server.log").open("ab")
+        self.server = subprocess.Popen(
+            [*CIVICWATCH, "server", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        wait_for_port(self.api_port, timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if httpx.get(f"{self.base_url}/readyz").status_code == 200:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready; log: {self.server_log()}")
+
+    def stop_server(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+            self.server = None
+
+    def server_log(self) -> str:
+        return (self.workdir / "server.log").read_text(errors="replace")[-4000:]
+
+    def replay_process(self, camera: str, source: Path, *extra: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [
+                *CIVICWATCH,
+                "replay",
+                "--config",
+                str(self.config_path),
+                "--camera",
+                camera,
+                "--source",
+                str(source),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=(self.workdir / "replay.log").open("ab"),
+            env=self.env,
+        )
+
+    def replay(self, camera: str, source: Path, *extra: str) -> dict[str, Any]:
+        process = self.replay_process(camera, source, *extra)
+        out, _ = process.communicate(timeout=900)
+        log = (self.workdir / "replay.log").read_text(errors="replace")[-4000:]
+        assert process.returncode == 0, f"replay exited {process.returncode}: {log}"
+        summary: dict[str, Any] = json.loads(out)
+        return summary
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def get(self, path: str, token: str = DISPATCHER_TOKEN) -> httpx.Response:
+        return httpx.get(
+            f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )

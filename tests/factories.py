@@ -1,0 +1,222 @@
+"""Real contract objects and a migrated database for server-side tests."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+from PIL import Image
+from sqlalchemy import Engine
+
+from contracts.events import (
+    BoundingBox,
+    EvidenceFrame,
+    EvidenceLabel,
+    ObservedObject,
+    Phase,
+    ViolationEvent,
+    ViolationKind,
+)
+from contracts.sites import (
+    CameraConfig,
+    GatewayConfig,
+    SiteConfig,
+    SiteRegistry,
+    ZoneConfig,
+    ZoneKind,
+)
+from contracts.topics import violation_topic
+from dispatch.config import RoutingSettings
+from dispatch.routing import Router
+from ingest.database import SessionFactory, make_engine, make_session_factory
+from ingest.evidence_store import EvidenceStore
+from ingest.handler import ViolationHandler
+from ingest.metrics import IngestMetrics
+from ingest.store import CaseOpenedHook, IngestService
+
+SITE = "site-a"
+GATEWAY = "gw-a1"
+CAMERA = "cam-a1"
+PARKING_ZONE = "gate-no-parking"
+FIRE_LANE_ZONE = "fire-lane-north"
+OTHER_SITE = "site-b"
+OTHER_GATEWAY = "gw-b1"
+OTHER_CAMERA = "cam-b1"
+T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
+
+_SQUARE = [[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]]
+
+
+def make_registry() -> SiteRegistry:
+    return SiteRegistry(
+        sites=[
+            SiteConfig(
+                id=SITE,
+                gateways=[
+                    GatewayConfig(
+                        id=GATEWAY,
+                        cameras=[
+                            CameraConfig(
+                                id=CAMERA,
+                                name="north gate",
+                                source="rtsp://camera.invalid/stream",
+                                zones=[
+                                    ZoneConfig(
+                                        id=PARKING_ZONE,
+                                        kind=ZoneKind.NO_PARKING,
+                                        polygon=_SQUARE,
+                                        dwell_seconds=300,
+                                    ),
+                                    ZoneConfig(
+                                        id=FIRE_LANE_ZONE,
+                                        kind=ZoneKind.FIRE_LANE,
+                                        polygon=_SQUARE,
+                                        dwell_seconds=30,
+                                    ),
+                                ],
+                            )
+                        ],
+                    )
+                ],
+            ),
+            SiteConfig(
+                id=OTHER_SITE,
+                gateways=[
+                    GatewayConfig(
+                        id=OTHER_GATEWAY,
+                        cameras=[
+                            CameraConfig(
+                                id=OTHER_CAMERA,
+                                source="rtsp://camera.invalid/b",
+                                zones=[
+                                    ZoneConfig(
+                                        id=PARKING_ZONE,
+                                        kind=ZoneKind.NO_PARKING,
+                                        polygon=_SQUARE,
+                                        dwell_seconds=300,
+                                    )
+                                ],
+                            )
+                        ],
+                    )
+                ],
+            ),
+        ]
+    )
+
+
+def jpeg_bytes(seed: int) -> bytes:
+    """A small real JPEG whose content (and so hash) depends on ``seed``."""
+    image = Image.new("RGB", (32, 24), ((seed * 37) % 256, (seed * 91) % 256, (seed * 13) % 256))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def make_frame(seed: int, label: EvidenceLabel = EvidenceLabel.DWELL_CROSSED) -> EvidenceFrame:
+    data = jpeg_bytes(seed)
+    return EvidenceFrame(
+        label=label,
+        captured_at=T0 + timedelta(seconds=seed),
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=32,
+        height=24,
+        data=data,
+    )
+
+
+@dataclass
+class EventFactory:
+    """Builds events of one camera with increasing sequence numbers, like one edge worker."""
+
+    site_id: str = SITE
+    gateway_id: str = GATEWAY
+    camera_id: str = CAMERA
+    next_sequence: int = 0
+    next_seed: int = 1
+
+    def event(
+        self,
+        phase: Phase = Phase.OPENED,
+        violation_id: UUID | None = None,
+        zone_id: str = PARKING_ZONE,
+        kind: ViolationKind = ViolationKind.ILLEGAL_PARKING,
+        frames: int = 2,
+        at: datetime = T0,
+    ) -> ViolationEvent:
+        evidence = []
+        for _ in range(frames):
+            evidence.append(make_frame(self.next_seed))
+            self.next_seed += 1
+        event = ViolationEvent(
+            message_id=uuid4(),
+            violation_id=violation_id or uuid4(),
+            sequence=self.next_sequence,
+            phase=phase,
+            kind=kind,
+            site_id=self.site_id,
+            gateway_id=self.gateway_id,
+            camera_id=self.camera_id,
+            zone_id=zone_id,
+            started_at=at - timedelta(minutes=6),
+            observed_at=at,
+            dwell_seconds=360.0,
+            object=ObservedObject(
+                class_name="car", confidence=0.87, box=BoundingBox(x1=10, y1=20, x2=60, y2=70)
+            ),
+            evidence=evidence,
+        )
+        self.next_sequence += 1
+        return event
+
+    @property
+    def topic(self) -> str:
+        return violation_topic(self.site_id, self.gateway_id, self.camera_id)
+
+
+@contextmanager
+def migrated_database(database_url: str) -> Iterator[tuple[Engine, SessionFactory]]:
+    """The database at ``database_url`` brought to the newest schema by the real migrations."""
+    from civicwatch.server import migrate
+
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        yield engine, make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class IngestRig:
+    """Ingest wired as the server wires it, with routing as the case-opened hook."""
+
+    session_factory: SessionFactory
+    evidence_store: EvidenceStore
+    registry: SiteRegistry
+    metrics: IngestMetrics
+    service: IngestService
+    handler: ViolationHandler
+
+
+def make_ingest(
+    session_factory: SessionFactory,
+    evidence_dir: Path,
+    routing: RoutingSettings | None = None,
+    on_case_opened: CaseOpenedHook | None = None,
+    max_payload_bytes: int = 1024 * 1024,
+) -> IngestRig:
+    registry = make_registry()
+    store = EvidenceStore(evidence_dir)
+    metrics = IngestMetrics()
+    if on_case_opened is None:
+        on_case_opened = Router(routing or RoutingSettings()).dispatch_new_case
+    service = IngestService(session_factory, store, registry, metrics, on_case_opened)
+    handler = ViolationHandler(service, registry, metrics, max_payload_bytes)
+    return IngestRig(session_factory, store, registry, metrics, service, handler)

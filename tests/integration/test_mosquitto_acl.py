@@ -1,0 +1,296 @@
+"""The production broker config and ACL pin each gateway to its own topics.
+
+Starts a private Mosquitto from deploy/mosquitto/mosquitto.conf (paths and port rewritten)
+with the real deploy/mosquitto/acl and a password file made by mosquitto_passwd.
+"""
+
+from __future__ import annotations
+
+import getpass
+import queue
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from contracts.topics import (
+    ROOT,
+    ack_topic,
+    camera_status_topic,
+    gateway_status_topic,
+    violation_topic,
+)
+from tests.conftest import REPO_ROOT, free_port, wait_for_port
+
+DEPLOY = REPO_ROOT / "deploy" / "mosquitto"
+PASSWORDS = {"ingest": "ingest-secret", "gw-a": "gw-a-secret", "gw-b": "gw-b-secret"}
+SITE = "site-1"
+WAIT_S = 5.0
+# Long enough for a message the broker would deliver to arrive after the control message.
+SILENCE_S = 0.5
+
+
+def _test_config(production: str, workdir: Path, port: int) -> str:
+    """The production config with this machine's paths and a private port."""
+    replacements = {
+        "listener 1883": f"listener {port} 127.0.0.1",
+        "persistence_location ": f"persistence_location {workdir}/",
+        "password_file ": f"password_file {workdir / 'passwd'}",
+        "acl_file ": f"acl_file {DEPLOY / 'acl'}",
+    }
+    lines = []
+    for line in production.splitlines():
+        for prefix, replacement in replacements.items():
+            if line.startswith(prefix):
+                line = replacement
+        lines.append(line)
+    # As root Mosquitto would drop to user "mosquitto", who cannot write in tmp_path.
+    lines.append(f"user {getpass.getuser()}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def broker_port(tmp_path: Path) -> Iterator[int]:
+    for tool in ("mosquitto", "mosquitto_passwd"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (Debian package mosquitto)")
+    passwd = tmp_path / "passwd"
+    for index, (user, password) in enumerate(PASSWORDS.items()):
+        create = ["-c"] if index == 0 else []
+        subprocess.run(["mosquitto_passwd", "-b", *create, str(passwd), user, password], check=True)
+    port = free_port()
+    config = tmp_path / "mosquitto.conf"
+    production = (DEPLOY / "mosquitto.conf").read_text()
+    config.write_text(_test_config(production, tmp_path, port))
+    with (tmp_path / "mosquitto.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["mosquitto", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for_port(port)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+class Session:
+    """A connected MQTT v5 client that records what it receives and how publishes end."""
+
+    def __init__(self, port: int, username: str | None, password: str | None) -> None:
+        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.puback_codes: dict[int, ReasonCode] = {}
+        self.suback_codes: list[ReasonCode] = []
+        self.connack: ReasonCode | None = None
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._published = threading.Condition()
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{username}-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._connected.wait(WAIT_S):
+            self.close()
+            raise TimeoutError(f"no CONNACK for {username}")
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connack = reason_code
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self.received.put((msg.topic, msg.payload))
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        with self._published:
+            self.puback_codes[mid] = reason_code
+            self._published.notify_all()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties,
+    ) -> None:
+        self.suback_codes = reason_codes
+        self._subscribed.set()
+
+    def subscribe(self, topic: str) -> ReasonCode:
+        """Subscribe at QoS 1 and return the SUBACK's reason code."""
+        self._subscribed.clear()
+        self.client.subscribe(topic, qos=1)
+        if not self._subscribed.wait(WAIT_S):
+            raise TimeoutError(f"no SUBACK for {topic}")
+        return self.suback_codes[0]
+
+    def publish(self, topic: str, payload: bytes) -> ReasonCode:
+        """Publish at QoS 1 and return the PUBACK's reason code."""
+        mid = self.client.publish(topic, payload, qos=1).mid
+        with self._published:
+            if not self._published.wait_for(lambda: mid in self.puback_codes, WAIT_S):
+                raise TimeoutError(f"no PUBACK for {topic}")
+            return self.puback_codes[mid]
+
+    def next_message(self) -> tuple[str, bytes]:
+        return self.received.get(timeout=WAIT_S)
+
+    def assert_silent(self) -> None:
+        try:
+            topic, _ = self.received.get(timeout=SILENCE_S)
+        except queue.Empty:
+            return
+        pytest.fail(f"a message the ACL should have stopped arrived on {topic}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+OpenSession = Callable[[str | None, str | None], Session]
+
+
+@pytest.fixture
+def open_session(broker_port: int) -> Iterator[OpenSession]:
+    sessions: list[Session] = []
+
+    def open_(username: str | None, password: str | None) -> Session:
+        session = Session(broker_port, username, password)
+        sessions.append(session)
+        return session
+
+    yield open_
+    for session in sessions:
+        session.close()
+
+
+@pytest.fixture
+def login(open_session: OpenSession) -> Callable[[str], Session]:
+    """Log in with a known user's right password, insisting that the broker accepts it."""
+
+    def login_(username: str) -> Session:
+        session = open_session(username, PASSWORDS[username])
+        assert session.connack is not None
+        assert not session.connack.is_failure, f"{username} refused: {session.connack}"
+        return session
+
+    return login_
+
+
+Login = Callable[[str], Session]
+
+
+def test_gateway_publishes_its_own_topics_and_ingest_receives_them(login: Login) -> None:
+    ingest = login("ingest")
+    assert not ingest.subscribe(f"{ROOT}/#").is_failure
+    gateway = login("gw-a")
+
+    own_topics = [
+        violation_topic(SITE, "gw-a", "cam-1"),
+        camera_status_topic(SITE, "gw-a", "cam-1"),
+        gateway_status_topic(SITE, "gw-a"),
+    ]
+    for topic in own_topics:
+        assert not gateway.publish(topic, b"allowed").is_failure
+        assert ingest.next_message() == (topic, b"allowed")
+
+
+@pytest.mark.parametrize(
+    "forged_topic",
+    [
+        pytest.param(violation_topic(SITE, "gw-b", "cam-9"), id="other-gateway-violation"),
+        pytest.param(camera_status_topic(SITE, "gw-b", "cam-9"), id="other-gateway-camera"),
+        pytest.param(gateway_status_topic(SITE, "gw-b"), id="other-gateway-status"),
+        pytest.param(ack_topic(SITE, "gw-a"), id="forged-ack"),
+        pytest.param(f"{ROOT}/{SITE}/gw-a/cam-1/other", id="unknown-channel"),
+    ],
+)
+def test_gateway_cannot_publish_outside_its_topics(login: Login, forged_topic: str) -> None:
+    ingest = login("ingest")
+    ingest.subscribe(f"{ROOT}/#")
+    gateway = login("gw-a")
+
+    forged_code = gateway.publish(forged_topic, b"forged")
+    control = violation_topic(SITE, "gw-a", "cam-1")
+    gateway.publish(control, b"control")
+
+    # The broker handles one client's publishes in order: once the control message is
+    # here, the forged one would have been too.
+    assert ingest.next_message() == (control, b"control")
+    ingest.assert_silent()
+    # Mosquitto 2.0 answers an MQTT v5 publisher "Not authorized" instead of a plain PUBACK.
+    assert forged_code.is_failure, forged_code
+
+
+def test_gateway_reads_only_its_own_acks(login: Login) -> None:
+    ingest = login("ingest")
+    gateway = login("gw-a")
+    gateway.subscribe(ack_topic(SITE, "gw-a"))
+    gateway.subscribe(ack_topic(SITE, "gw-b"))
+
+    assert not ingest.publish(ack_topic(SITE, "gw-b"), b"for b").is_failure
+    assert not ingest.publish(ack_topic(SITE, "gw-a"), b"for a").is_failure
+
+    assert gateway.next_message() == (ack_topic(SITE, "gw-a"), b"for a")
+    gateway.assert_silent()
+
+
+def test_ingest_cannot_publish_as_a_gateway(login: Login) -> None:
+    ingest = login("ingest")
+    observer = login("ingest")
+    observer.subscribe(f"{ROOT}/#")
+
+    forged_code = ingest.publish(violation_topic(SITE, "gw-a", "cam-1"), b"forged")
+    ingest.publish(ack_topic(SITE, "gw-a"), b"control")
+
+    assert observer.next_message() == (ack_topic(SITE, "gw-a"), b"control")
+    observer.assert_silent()
+    assert forged_code.is_failure, forged_code
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        pytest.param("gw-a", "not-the-password", id="wrong-password"),
+        pytest.param("gw-unknown", PASSWORDS["gw-a"], id="unknown-user"),
+        pytest.param(None, None, id="anonymous"),
+    ],
+)
+def test_bad_credentials_are_refused_at_connect(
+    open_session: OpenSession, username: str | None, password: str | None
+) -> None:
+    session = open_session(username, password)
+    assert session.connack is not None
+    assert session.connack.is_failure
+    assert session.connack.getName() in {"Bad user name or password", "Not authorized"}

@@ -1,0 +1,134 @@
+"""DwellRule on hand-built tracked detections; time comes from the frames only."""
+
+from __future__ import annotations
+
+import hashlib
+
+from contracts.events import EvidenceLabel, Phase
+from contracts.sites import ZoneConfig
+from edge.config import EvidenceSettings, TrackerSettings
+from edge.rules import DwellRule, RuleEvent
+from tests.unit.edge.conftest import frame_at, tracked
+
+PARKED = (150.0, 150.0, 250.0, 200.0)  # anchor (200, 200), inside the zone, 50 px tall
+
+
+def make_rule(zone: ZoneConfig, **tracker: float) -> DwellRule:
+    return DwellRule(zone, TrackerSettings(**tracker), EvidenceSettings(update_interval_seconds=20))
+
+
+def run(
+    rule: DwellRule, steps: list[tuple[float, list[tuple[int, str, tuple[float, ...]]]]]
+) -> list[RuleEvent]:
+    events: list[RuleEvent] = []
+    for i, (t, objects) in enumerate(steps):
+        boxes = [(tid, name, (box[0], box[1], box[2], box[3])) for tid, name, box in objects]
+        events.extend(rule.update(frame_at(t, i), tracked(*boxes)))
+    return events
+
+
+def seconds(start: float, stop: float, step: float = 1.0) -> list[float]:
+    n = round((stop - start) / step)
+    return [start + i * step for i in range(n + 1)]
+
+
+def test_dwell_crossing_opens_exactly_once_with_verifiable_evidence(zone: ZoneConfig) -> None:
+    rule = make_rule(zone)
+    events = run(rule, [(t, [(7, "car", PARKED)]) for t in seconds(0, 45)])
+
+    opened = [e for e in events if e.phase is Phase.OPENED]
+    assert len(opened) == 1
+    event = opened[0]
+    assert event.dwell_seconds == 30.0
+    assert event.started_at == frame_at(0).timestamp
+    assert [f.label for f in event.evidence] == [
+        EvidenceLabel.ENTRY,
+        EvidenceLabel.DWELL_CROSSED,
+        EvidenceLabel.LATEST,
+    ]
+    assert event.evidence[0].captured_at == frame_at(0).timestamp
+    assert event.evidence[1].captured_at == frame_at(30).timestamp
+    for frame in event.evidence:
+        assert hashlib.sha256(frame.data).hexdigest() == frame.sha256
+    assert event.object.class_name == "car"
+    assert [e.phase for e in events] == [Phase.OPENED], "no update before the 20 s interval"
+
+
+def test_updates_follow_the_interval_and_carry_the_latest_frame(zone: ZoneConfig) -> None:
+    rule = make_rule(zone)
+    events = run(rule, [(t, [(7, "car", PARKED)]) for t in seconds(0, 75)])
+    updated = [e for e in events if e.phase is Phase.UPDATED]
+    assert [e.dwell_seconds for e in updated] == [50.0, 70.0]
+    assert all([f.label for f in e.evidence] == [EvidenceLabel.LATEST] for e in updated)
+    assert len({e.violation_id for e in events}) == 1
+
+
+def test_a_car_passing_through_never_opens(zone: ZoneConfig) -> None:
+    rule = make_rule(zone)
+    # Crawls 6 px/s across the zone for 40 s: slow, but never stationary.
+    steps = [
+        (t, [(3, "car", (100 + 6 * t - 50, 150, 100 + 6 * t + 50, 200))]) for t in seconds(0, 40)
+    ]
+    assert run(rule, steps) == []
+
+
+def test_drift_beyond_the_limit_resets_the_clock(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, max_drift=0.5)
+    moved = (180.0, 150.0, 280.0, 200.0)  # anchor moves 30 px > 0.5 * 50 px
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 20)]
+    steps += [(t, [(1, "car", moved)]) for t in seconds(21, 45)]
+    assert run(rule, steps) == [], "clock restarted at 21 s, so 45 s is only 24 s of dwell"
+    opened = run(rule, [(t, [(1, "car", moved)]) for t in seconds(46, 52)])
+    assert [e.phase for e in opened] == [Phase.OPENED]
+    assert opened[0].started_at == frame_at(21).timestamp
+
+
+def test_small_jitter_keeps_the_clock(zone: ZoneConfig) -> None:
+    rule = make_rule(zone)
+    steps = [
+        (t, [(1, "car", (150 + (t % 3) * 4, 150, 250 + (t % 3) * 4, 200))]) for t in seconds(0, 31)
+    ]
+    assert [e.phase for e in run(rule, steps)] == [Phase.OPENED]
+
+
+def test_an_object_unseen_within_grace_keeps_its_clock(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, grace_seconds=10)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 20)]
+    steps += [(t, []) for t in seconds(21, 25)]  # occluded for 5 s
+    steps += [(t, [(1, "car", PARKED)]) for t in seconds(26, 31)]
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED]
+    assert events[0].started_at == frame_at(0).timestamp
+
+
+def test_a_new_track_over_a_lost_one_inherits_its_clock_and_violation(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, grace_seconds=10, rejoin_iou=0.4)
+    shifted = (152.0, 151.0, 252.0, 201.0)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 35)]  # opens at 30 s
+    steps += [(t, [(9, "person", (180, 120, 200, 200))]) for t in seconds(36, 39)]  # occluded
+    steps += [(t, [(2, "car", shifted)]) for t in seconds(40, 100)]  # tracker gave a new id
+    events = run(rule, steps)
+    assert [e.phase for e in events if e.phase is Phase.OPENED] == [Phase.OPENED]
+    assert len({e.violation_id for e in events}) == 1
+    assert all(e.started_at == frame_at(0).timestamp for e in events)
+    assert not [e for e in events if e.phase is Phase.CLEARED]
+
+
+def test_a_new_track_elsewhere_starts_its_own_clock(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, grace_seconds=10)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 20)]
+    steps += [(t, [(2, "car", (110, 110, 150, 140))]) for t in seconds(21, 45)]  # no overlap
+    assert run(rule, steps) == []
+
+
+def test_cleared_after_the_grace_runs_out(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, grace_seconds=10)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 40)]
+    steps += [(t, []) for t in seconds(41, 60)]
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED, Phase.CLEARED]
+    cleared = events[-1]
+    assert cleared.observed_at == frame_at(51).timestamp, "first frame past the 10 s grace"
+    assert cleared.dwell_seconds == 40.0, "dwell ends when the car was last seen"
+    assert [f.label for f in cleared.evidence] == [EvidenceLabel.CLEARED]
+    assert rule.open_violations == 0
