@@ -189,7 +189,7 @@ def _replay(args: argparse.Namespace) -> int:
         confirm_timeout_seconds=args.confirm_timeout,
     )
     print(summary.model_dump_json(indent=2))
-    return 0 if summary.events_confirmed == summary.events_published else EXIT_UNCONFIRMED
+    return 0 if summary.all_confirmed else EXIT_UNCONFIRMED
 
 
 def _demo(args: argparse.Namespace) -> int:

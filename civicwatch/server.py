@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from alembic import command
@@ -118,12 +120,25 @@ def build_server(config: CivicwatchConfig) -> Server:
 
 
 def run_server(config: CivicwatchConfig) -> None:
-    """Run ingest, the SLA sweep and the API until SIGINT or SIGTERM (uvicorn handles both)."""
+    """Run ingest, the SLA sweep and the API until SIGINT or SIGTERM, then stop cleanly.
+
+    Call from the main thread. Returns normally after a signal.
+    """
     server = build_server(config)
-    server.start()
     api = config.server.api
-    log.info("civicwatch API on http://%s:%d", api.host, api.port)
+    # uvicorn re-raises the signal it caught once it has shut down; with the default handler
+    # that would kill the process before ingest disconnects, so catch it here instead.
+    previous = {sig: signal.signal(sig, _log_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server.start()
     try:
+        log.info("civicwatch API on http://%s:%d", api.host, api.port)
         uvicorn.Server(uvicorn.Config(server.app, host=api.host, port=api.port)).run()
     finally:
         server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("civicwatch server stopped")
+
+
+def _log_signal(signum: int, _frame: FrameType | None) -> None:
+    log.info("received %s: shutting down", signal.Signals(signum).name)

@@ -40,7 +40,9 @@ def _decode_base64(value: object) -> object:
 InlineBytes = Annotated[
     bytes,
     BeforeValidator(_decode_base64),
-    PlainSerializer(lambda data: base64.b64encode(data).decode(), return_type=str, when_used="json"),
+    PlainSerializer(
+        lambda data: base64.b64encode(data).decode(), return_type=str, when_used="json"
+    ),
     WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
 ]
 """Raw bytes in Python, base64 text on the wire."""

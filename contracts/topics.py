@@ -1,9 +1,9 @@
 """MQTT topic names. Every topic names its site and gateway so a broker ACL can pin a gateway.
 
-    civicwatch/v1/{site}/{gateway}/status               gateway status, retained, last will
-    civicwatch/v1/{site}/{gateway}/{camera}/status      camera status, retained
-    civicwatch/v1/{site}/{gateway}/{camera}/violation   violation events, QoS 1
-    civicwatch/v1/{site}/{gateway}/ack                  ingest -> gateway confirmations, QoS 1
+civicwatch/v1/{site}/{gateway}/status               gateway status, retained, last will
+civicwatch/v1/{site}/{gateway}/{camera}/status      camera status, retained
+civicwatch/v1/{site}/{gateway}/{camera}/violation   violation events, QoS 1
+civicwatch/v1/{site}/{gateway}/ack                  ingest -> gateway confirmations, QoS 1
 """
 
 from __future__ import annotations

@@ -300,9 +300,8 @@ class CasesByStateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         gauge = GaugeMetricFamily("civicwatch_cases", "Cases by workflow state", labels=["state"])
         with self._sessions() as session:
-            counts = dict(
-                session.execute(select(Case.state, func.count()).group_by(Case.state)).tuples()
-            )
+            rows = session.execute(select(Case.state, func.count()).group_by(Case.state))
+            counts: dict[str, int] = {state: count for state, count in rows}
         for state in CaseState:
             gauge.add_metric([state.value], counts.get(state.value, 0))
         yield gauge

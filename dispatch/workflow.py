@@ -54,8 +54,9 @@ def record_transition(
     session: Session, case: Case, to_state: CaseState, actor: str, reason: str, at: datetime
 ) -> CaseTransition:
     """Move ``case`` to ``to_state`` and write who, when and why into its audit trail."""
+    # Linked through the relationship so case.transitions is current without a reload.
     transition = CaseTransition(
-        case_id=case.id, from_state=case.state, to_state=to_state, actor=actor, reason=reason, at=at
+        case=case, from_state=case.state, to_state=to_state, actor=actor, reason=reason, at=at
     )
     session.add(transition)
     case.state = to_state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from datetime import datetime
 
@@ -57,5 +56,5 @@ def encode_evidence(
         sha256=hashlib.sha256(data).hexdigest(),
         width=width,
         height=height,
-        data=base64.b64encode(data),  # Base64Bytes decodes this back to the raw JPEG
+        data=data,
     )

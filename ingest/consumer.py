@@ -51,12 +51,13 @@ class IngestConsumer:
         self._metrics = metrics
         self._handler = ViolationHandler(service, registry, metrics, settings.max_payload_bytes)
         self._stopping = threading.Event()
-        self.connected = threading.Event()
+        self.ready = threading.Event()  # connected and subscribed
         self._client = make_client(broker, settings.client_id)
         self._client.manual_ack_set(True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
         self._stopping.clear()
@@ -75,7 +76,7 @@ class IngestConsumer:
         self._stopping.set()
         self._client.disconnect()
         self._client.loop_stop()
-        self.connected.clear()
+        self.ready.clear()
 
     def _on_connect(
         self,
@@ -95,7 +96,20 @@ class IngestConsumer:
             [(VIOLATION_SUBSCRIPTION, 1), *((topic, 1) for topic in STATUS_SUBSCRIPTIONS)]
         )
         log.info("ingest connected to %s:%d", self._broker.host, self._broker.port)
-        self.connected.set()
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            log.error("broker refused ingest's subscriptions: %s", ", ".join(failed))
+            return
+        self.ready.set()
 
     def _on_disconnect(
         self,
@@ -105,7 +119,7 @@ class IngestConsumer:
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        self.connected.clear()
+        self.ready.clear()
         if not self._stopping.is_set():
             log.warning("ingest lost the broker (%s); reconnecting", reason_code)
 

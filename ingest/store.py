@@ -158,7 +158,7 @@ class IngestService:
             session.flush()
             session.add(
                 CaseTransition(
-                    case_id=case.id,
+                    case=case,
                     from_state=None,
                     to_state=CaseState.NEW,
                     actor=INGEST_ACTOR,
@@ -177,7 +177,7 @@ class IngestService:
                 known.add(frame.sha256)
                 session.add(
                     CaseEvidence(
-                        case_id=case.id,
+                        case=case,
                         sha256=frame.sha256,
                         label=frame.label,
                         captured_at=frame.captured_at,

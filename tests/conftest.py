@@ -31,7 +31,10 @@ def _ultralytics_offline(tmp_path_factory: pytest.TempPathFactory) -> None:
     import matplotlib
 
     font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    shutil.copy(font, config_dir / "Arial.ttf")
+    # Ultralytics looks for the font both at the top and under its Ultralytics/ settings folder.
+    for folder in (config_dir, config_dir / "Ultralytics"):
+        folder.mkdir(exist_ok=True)
+        shutil.copy(font, folder / "Arial.ttf")
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
 
@@ -70,6 +73,7 @@ class MosquittoProcess:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "mosquitto.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
@@ -104,7 +108,6 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed (Debian package mosquitto)")
     broker = MosquittoProcess(tmp_path / "broker")
-    broker.workdir.mkdir()
     broker.start()
     yield broker
     broker.stop()

@@ -96,9 +96,7 @@ def test_host_files_and_build_context_exist(compose: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("name", ["server", "edge"])
-def test_civicwatch_services_read_a_config_that_exists(
-    compose: dict[str, Any], name: str
-) -> None:
+def test_civicwatch_services_read_a_config_that_exists(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     command = service["command"]
     config_in_container = Path(command[command.index("--config") + 1])

@@ -122,7 +122,7 @@ class Session:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self.received.put((msg.topic, msg.payload))
+        self.received.put((msg.topic, bytes(msg.payload)))
 
     def _on_publish(
         self,

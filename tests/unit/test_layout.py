@@ -1,7 +1,9 @@
-"""The dependency rule is a test: data flows edge -> contracts -> ingest -> dispatch.
+"""The repository's shape is tested: the dependency rule and the published contract.
 
-import-linter checks the static imports (contracts in pyproject.toml); the subprocess test
-catches what static analysis cannot: a third-party package that drags server code in.
+Data flows edge -> contracts -> ingest -> dispatch. import-linter checks the static imports
+(contracts in pyproject.toml); the subprocess tests catch what static analysis cannot: a
+third-party package that drags server code in. docs/asyncapi.yaml must name the topics
+and messages that contracts/ defines.
 """
 
 from __future__ import annotations
@@ -14,8 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
+from contracts.acks import IngestAck
+from contracts.events import ViolationEvent
+from contracts.status import CameraStatus, GatewayStatus
+from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic, violation_topic
 from tests.conftest import REPO_ROOT
+
+ASYNCAPI = REPO_ROOT / "docs" / "asyncapi.yaml"
+REGENERATE = "run civicwatch schema --out docs/schema"
 
 SERVER_ONLY = ("fastapi", "sqlalchemy", "apscheduler", "alembic", "uvicorn", "starlette")
 OUR_SERVER_SIDE = ("ingest", "dispatch", "civicwatch")
@@ -93,3 +104,74 @@ def test_edge_imports_no_server_code() -> None:
     modules = list(_modules("edge"))
     assert "edge.config" in modules
     assert _imports_pulling(modules, SERVER_ONLY + OUR_SERVER_SIDE) == {}
+
+
+# AsyncAPI channel -> the topic contracts/ builds for it, with the parameters left in braces.
+_CHANNEL_TOPICS = {
+    "violation": violation_topic("{site}", "{gateway}", "{camera}"),
+    "cameraStatus": camera_status_topic("{site}", "{gateway}", "{camera}"),
+    "gatewayStatus": gateway_status_topic("{site}", "{gateway}"),
+    "ack": ack_topic("{site}", "{gateway}"),
+}
+_MESSAGE_MODELS: dict[str, type[BaseModel]] = {
+    "ViolationEvent": ViolationEvent,
+    "CameraStatus": CameraStatus,
+    "GatewayStatus": GatewayStatus,
+    "IngestAck": IngestAck,
+}
+
+
+@pytest.fixture(scope="module")
+def asyncapi() -> dict[str, object]:
+    document = yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+def test_asyncapi_channels_are_the_contract_topics(asyncapi: dict[str, object]) -> None:
+    channels = asyncapi["channels"]
+    assert isinstance(channels, dict)
+    addresses = {name: channel["address"] for name, channel in channels.items()}
+    assert addresses == _CHANNEL_TOPICS
+    for name, channel in channels.items():
+        placeholders = {part[1:-1] for part in channel["address"].split("/") if "{" in part}
+        assert set(channel["parameters"]) == placeholders, name
+
+
+@pytest.mark.parametrize("message", sorted(_MESSAGE_MODELS))
+def test_asyncapi_message_schemas_match_the_models(
+    asyncapi: dict[str, object], message: str
+) -> None:
+    components = asyncapi["components"]
+    assert isinstance(components, dict)
+    schema_file = ASYNCAPI.parent / components["messages"][message]["payload"]["$ref"]
+    assert schema_file.is_file(), f"{schema_file} is missing: {REGENERATE}"
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    model = _MESSAGE_MODELS[message]
+    assert schema["title"] == model.__name__
+    assert set(schema["properties"]) == set(model.model_fields), (
+        f"{schema_file.name} is stale: {REGENERATE}"
+    )
+
+
+def _references(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def test_asyncapi_internal_references_resolve(asyncapi: dict[str, object]) -> None:
+    internal = [ref for ref in _references(asyncapi) if ref.startswith("#/")]
+    assert len(internal) > 20
+    for ref in internal:
+        node: object = asyncapi
+        for part in ref[2:].split("/"):
+            assert isinstance(node, dict), f"{ref} does not resolve"
+            assert part in node, f"{ref} does not resolve"
+            node = node[part]

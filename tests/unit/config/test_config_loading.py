@@ -54,7 +54,9 @@ def test_a_bad_field_is_reported_with_file_line_and_field(tmp_path: Path) -> Non
 
 
 def test_an_unknown_key_is_refused_at_its_line(tmp_path: Path) -> None:
-    path = _write(tmp_path, VALID.replace("            source:", "            sorce: x\n            source:"))
+    path = _write(
+        tmp_path, VALID.replace("            source:", "            sorce: x\n            source:")
+    )
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert f"{path}:7: sites.0.gateways.0.cameras.0.sorce: Extra inputs are not permitted" in str(

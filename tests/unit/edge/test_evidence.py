@@ -24,6 +24,7 @@ def test_encoded_evidence_hash_matches_the_exact_jpeg_bytes() -> None:
     assert frame.data[:2] == b"\xff\xd8", "JPEG magic"
     assert (frame.width, frame.height) == (960, 240)
     decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None
     assert decoded.shape == (240, 960, 3)
     # The frame survives the wire: the receiving side re-validates the hash.
     assert EvidenceFrame.model_validate_json(frame.model_dump_json()) == frame

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from contracts.events import EvidenceLabel, Phase
 from contracts.sites import ZoneConfig
@@ -18,7 +19,7 @@ def make_rule(zone: ZoneConfig, **tracker: float) -> DwellRule:
 
 
 def run(
-    rule: DwellRule, steps: list[tuple[float, list[tuple[int, str, tuple[float, ...]]]]]
+    rule: DwellRule, steps: Sequence[tuple[float, Sequence[tuple[int, str, Sequence[float]]]]]
 ) -> list[RuleEvent]:
     events: list[RuleEvent] = []
     for i, (t, objects) in enumerate(steps):

@@ -1,0 +1,245 @@
+"""EdgePublisher against a real Mosquitto, with a stand-in ingest that confirms what it stores."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from contracts.acks import AckOutcome, IngestAck
+from contracts.events import ViolationEvent
+from contracts.mqtt import BrokerSettings, make_client
+from contracts.status import GatewayState, GatewayStatus
+from contracts.topics import (
+    VIOLATION_SUBSCRIPTION,
+    ack_topic,
+    gateway_status_topic,
+    parse_camera_topic,
+    violation_topic,
+)
+from edge.outbox import Outbox
+from edge.publisher import EdgePublisher
+from tests.conftest import MosquittoProcess
+
+SITE, GATEWAY, CAMERA = "site-a", "gw-1", "cam-1"
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+
+class AckingIngest:
+    """Subscribes to violations and acks each one; records what it saw."""
+
+    def __init__(self, broker: BrokerSettings, outcome: AckOutcome = AckOutcome.STORED) -> None:
+        self.outcome = outcome
+        self.received: list[ViolationEvent] = []
+        self.statuses: list[GatewayStatus] = []
+        self._subscribed = threading.Event()
+        self.client = make_client(broker, f"test-ingest-{uuid.uuid4().hex[:6]}")
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self._subscribed.wait(5), "test ingest could not subscribe"
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe([(VIOLATION_SUBSCRIPTION, 1), (gateway_status_topic(SITE, GATEWAY), 1)])
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        claimed = parse_camera_topic(message.topic)
+        if claimed is None:
+            self.statuses.append(GatewayStatus.model_validate_json(message.payload))
+            return
+        event = ViolationEvent.model_validate_json(message.payload)
+        self.received.append(event)
+        ack = IngestAck(message_id=event.message_id, outcome=self.outcome, reason="test")
+        client.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def event(sequence: int) -> ViolationEvent:
+    return ViolationEvent(
+        message_id=uuid.uuid4(),
+        violation_id=uuid.uuid4(),
+        sequence=sequence,
+        phase="cleared",
+        kind="illegal_parking",
+        site_id=SITE,
+        gateway_id=GATEWAY,
+        camera_id=CAMERA,
+        zone_id="z1",
+        started_at=T0,
+        observed_at=T0 + timedelta(seconds=60),
+        dwell_seconds=55.0,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox(tmp_path / "outbox.sqlite")
+    yield box
+    box.close()
+
+
+def test_events_are_published_and_settled_by_ingest_acks(
+    mosquitto: MosquittoProcess, outbox: Outbox
+) -> None:
+    ingest = AckingIngest(mosquitto.settings)
+    publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=5)
+    sent = [event(i) for i in range(3)]
+    for item in sent:
+        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), item)
+    publisher.start()
+    try:
+        assert publisher.wait_until_settled(timeout=10)
+        assert outbox.pending_count() == 0
+        assert publisher.confirmed == 3
+        assert sorted(e.sequence for e in ingest.received) == [0, 1, 2]
+        assert wait_for(lambda: any(s.state is GatewayState.ONLINE for s in ingest.statuses))
+    finally:
+        publisher.stop()
+    assert wait_for(lambda: ingest.statuses[-1].state is GatewayState.OFFLINE)
+    ingest.stop()
+
+
+def test_rejected_events_become_dead_letters_and_bad_acks_are_counted(
+    mosquitto: MosquittoProcess, outbox: Outbox
+) -> None:
+    ingest = AckingIngest(mosquitto.settings, outcome=AckOutcome.REJECTED)
+    publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=5)
+    outbox.add(violation_topic(SITE, GATEWAY, CAMERA), event(0))
+    publisher.start()
+    try:
+        assert publisher.wait_until_settled(timeout=10)
+        assert len(outbox.rejected()) == 1
+        ingest.client.publish(ack_topic(SITE, GATEWAY), b"{not json", qos=1)
+        assert wait_for(lambda: publisher.bad_acks == 1)
+        assert publisher.connected, "a bad ack must not break the publisher"
+    finally:
+        publisher.stop()
+        ingest.stop()
+
+
+def test_events_wait_out_a_broker_outage(mosquitto: MosquittoProcess, outbox: Outbox) -> None:
+    publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=1)
+    publisher.start()
+    try:
+        assert wait_for(lambda: publisher.connected)
+        mosquitto.stop()
+        assert wait_for(lambda: not publisher.connected)
+        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), event(0))
+        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), event(1))
+        assert not publisher.wait_until_settled(timeout=1)
+        assert outbox.pending_count() == 2
+
+        mosquitto.start()
+        ingest = AckingIngest(mosquitto.settings)
+        assert publisher.wait_until_settled(timeout=40), (
+            "events must go out once the broker returns"
+        )
+        assert sorted(e.sequence for e in ingest.received)[:2] == [0, 1]
+        ingest.stop()
+    finally:
+        publisher.stop()
+
+
+@pytest.mark.slow
+def test_replay_of_vtest_raises_one_parking_violation_confirmed_by_ingest(
+    mosquitto: MosquittoProcess, tmp_path: Path, model_path: Path, shared_data: Path
+) -> None:
+    """vtest.avi: vans stay parked top right the whole clip, pedestrians pass below."""
+    from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
+    from edge.config import DetectorSettings, EdgeSettings
+    from edge.detector import UltralyticsDetector
+    from edge.worker import replay
+
+    zone = ZoneConfig(
+        id="kerb",
+        kind="no_parking",
+        polygon=[[600, 20], [768, 20], [768, 130], [600, 130]],
+        dwell_seconds=20,
+    )
+    camera = CameraConfig(id=CAMERA, source="unused", zones=[zone])
+    gateway = GatewayConfig(id=GATEWAY, cameras=[camera])
+    site = SiteConfig(id=SITE, gateways=[gateway])
+    settings = EdgeSettings(data_dir=tmp_path / "edge")
+    detector = UltralyticsDetector(DetectorSettings(model=str(model_path)))
+    ingest = AckingIngest(mosquitto.settings)
+    try:
+        summary = replay(
+            site,
+            gateway,
+            camera,
+            settings,
+            mosquitto.settings,
+            detector,
+            shared_data / "clips" / "vtest.avi",
+            confirm_timeout_seconds=20,
+        )
+    finally:
+        ingest.stop()
+    assert summary.frames == 795
+    assert summary.all_confirmed
+    assert summary.events_published == summary.events_confirmed == len(ingest.received)
+    opened = [v for v in summary.violations if v.zone_id == "kerb"]
+    assert opened, summary
+    assert all(v.evidence_frames >= 3 for v in opened)
+    assert {v.class_name for v in opened} <= {"car", "truck", "bus"}
+    assert all(e.phase.value != "cleared" for e in ingest.received), "the vans never leave"
+
+
+def test_live_worker_on_a_still_image_publishes_a_violation(
+    mosquitto: MosquittoProcess, tmp_path: Path, model_path: Path
+) -> None:
+    """Ultralytics' bus.jpg held as a camera: the bus stands in the zone, so it opens."""
+    from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
+    from edge.config import DetectorSettings, EdgeSettings
+    from edge.detector import UltralyticsDetector
+    from edge.worker import EdgeWorker
+
+    zone = ZoneConfig(
+        id="stop",
+        kind="no_parking",
+        polygon=[[0, 0], [810, 0], [810, 1080], [0, 1080]],
+        dwell_seconds=1,
+    )
+    camera = CameraConfig(id=CAMERA, source="pkg://ultralytics/assets/bus.jpg", fps=5, zones=[zone])
+    gateway = GatewayConfig(id=GATEWAY, cameras=[camera])
+    site = SiteConfig(id=SITE, gateways=[gateway])
+    settings = EdgeSettings(data_dir=tmp_path / "edge", status_interval_seconds=1)
+    detector = UltralyticsDetector(DetectorSettings(model=str(model_path)))
+    ingest = AckingIngest(mosquitto.settings)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=EdgeWorker(site, gateway, settings, mosquitto.settings, detector).run, args=(stop,)
+    )
+    worker.start()
+    try:
+        assert wait_for(lambda: any(e.phase.value == "opened" for e in ingest.received), 30)
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+        ingest.stop()
+    assert not worker.is_alive()
+    opened = next(e for e in ingest.received if e.phase.value == "opened")
+    assert opened.object is not None
+    assert opened.object.class_name == "bus"
+    assert len(opened.evidence) >= 3

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from ingest.evidence_store import EvidenceError, EvidenceStore
+from tests.factories import jpeg_bytes
+
+
+def test_put_files_by_hash_and_reads_back(tmp_path: Path) -> None:
+    store = EvidenceStore(tmp_path)
+    data = jpeg_bytes(1)
+    sha = hashlib.sha256(data).hexdigest()
+    path = store.put(data, sha)
+    assert path == tmp_path / sha[:2] / sha[2:4] / f"{sha}.jpg"
+    assert store.read(sha) == data
+    assert store.put(data, sha) == path  # idempotent
+    assert [p.name for p in path.parent.iterdir()] == [f"{sha}.jpg"]  # no temp files left
+
+
+def test_put_refuses_bytes_that_do_not_match_the_hash(tmp_path: Path) -> None:
+    store = EvidenceStore(tmp_path)
+    with pytest.raises(EvidenceError, match="mismatch"):
+        store.put(jpeg_bytes(1), hashlib.sha256(jpeg_bytes(2)).hexdigest())
+    assert not list(tmp_path.rglob("*.jpg"))
+
+
+def test_read_detects_a_tampered_file(tmp_path: Path) -> None:
+    store = EvidenceStore(tmp_path)
+    data = jpeg_bytes(3)
+    sha = hashlib.sha256(data).hexdigest()
+    store.put(data, sha).write_bytes(jpeg_bytes(4))
+    with pytest.raises(EvidenceError, match="damaged"):
+        store.read(sha)
+
+
+def test_path_refuses_anything_but_a_hash(tmp_path: Path) -> None:
+    with pytest.raises(EvidenceError):
+        EvidenceStore(tmp_path).path("../../etc/passwd")
