@@ -15,7 +15,6 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-
 from typing import TYPE_CHECKING
 
 from civicwatch.config import CivicwatchConfig, ConfigError, load_config

@@ -1,7 +1,8 @@
 """The whole YAML config: one file for a site's gateways and its server.
 
 Loading validates it against pydantic models and reports each error with the file, the line
-and the dotted path of the field, e.g. ``configs/x.yaml:14: sites.0.gateways.0.cameras.0.zones.1.dwell_seconds: ...``.
+and the dotted path of the field, e.g.
+``configs/x.yaml:14: sites.0.gateways.0.cameras.0.zones.1.dwell_seconds: ...``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ class ServerSettings(BaseModel):
 
     database_url: str = Field(
         default="sqlite:///var/civicwatch.db",
-        description="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB; $CIVICWATCH_DATABASE_URL wins",
+        description=(
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB; $CIVICWATCH_DATABASE_URL wins"
+        ),
     )
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -107,10 +110,13 @@ def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
                     child = value
                     line = key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                child = node.value[part]
-                line = child.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
         if child is None:
             break
         node = child

@@ -3,6 +3,7 @@
 Depends on pydantic and paho-mqtt only. Everything that crosses MQTT is a model here.
 """
 
+from contracts.acks import AckOutcome, IngestAck
 from contracts.events import (
     SCHEMA_VERSION,
     BoundingBox,
@@ -14,7 +15,6 @@ from contracts.events import (
     ViolationKind,
 )
 from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
-from contracts.acks import AckOutcome, IngestAck
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import exists, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from contracts.events import ViolationKind
@@ -330,7 +331,7 @@ def create_app(
     def readyz(session: SessionDep) -> dict[str, str]:
         try:
             session.execute(text("SELECT 1"))
-        except Exception as exc:
+        except SQLAlchemyError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"database unreachable: {exc}"
             ) from exc

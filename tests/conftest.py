@@ -78,6 +78,7 @@ class MosquittoProcess:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            "user root\n"  # as root Mosquitto would drop to 'mosquitto', who cannot write tmp_path
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             "max_queued_messages 100000\n"

@@ -29,18 +29,6 @@ TOKEN = "dispatcher-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
-    """Overrides conftest's fixture, whose MosquittoProcess writes its config before the folder
-    exists; drop this override once conftest creates the folder first."""
-    workdir = tmp_path / "broker"
-    workdir.mkdir()
-    broker = MosquittoProcess(workdir)
-    broker.start()
-    yield broker
-    broker.stop()
-
-
 def _config(database_url: str, broker: MosquittoProcess, tmp_path: Path) -> CivicwatchConfig:
     return CivicwatchConfig(
         sites=make_registry().sites,

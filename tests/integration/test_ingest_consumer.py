@@ -60,18 +60,6 @@ class Edge:
 
 
 @pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
-    """Overrides conftest's fixture, whose MosquittoProcess writes its config before the folder
-    exists; drop this override once conftest creates the folder first."""
-    workdir = tmp_path / "broker"
-    workdir.mkdir()
-    broker = MosquittoProcess(workdir)
-    broker.start()
-    yield broker
-    broker.stop()
-
-
-@pytest.fixture
 def rig(database_url: str, tmp_path: Path) -> Iterator[IngestRig]:
     with migrated_database(database_url) as (_engine, sessions):
         yield make_ingest(sessions, tmp_path / "evidence")

@@ -196,7 +196,7 @@ def test_topic_names_the_camera() -> None:
 
 
 def test_published_json_schema_matches_the_models() -> None:
-    """docs/schema is what integrators read; regenerate it with `civicwatch schema --out docs/schema`."""
+    """Integrators read docs/schema: regenerate it with `civicwatch schema --out docs/schema`."""
     for stem, schema in json_schemas().items():
         published = json.loads((DOCS_SCHEMA / f"{stem}.json").read_text(encoding="utf-8"))
         assert published == schema, f"docs/schema/{stem}.json is stale"
