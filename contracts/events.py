@@ -64,6 +64,7 @@ class Phase(StrEnum):
 
 class EvidenceLabel(StrEnum):
     ENTRY = "entry"  # the object first seen in the zone
+    MIDWAY = "midway"  # halfway through the dwell: shows it stayed put
     DWELL_CROSSED = "dwell_crossed"  # the moment the dwell threshold was crossed
     LATEST = "latest"  # the most recent frame when the event was built
     CLEARED = "cleared"  # the zone after the object left

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,13 +78,16 @@ class UltralyticsDetector:
         if path.suffix != ".pt" and not path.exists():
             # Only bare .pt names can be fetched by Ultralytics; anything else must exist here.
             raise ModelUnavailableError(self._unavailable(model, "no such file or folder"))
-        try:
-            from ultralytics import YOLO  # type: ignore[attr-defined]
+        # Ultralytics logs to stdout, which belongs to our commands' results (replay's JSON);
+        # its logger binds to whatever sys.stdout is at import, so import it under stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                from ultralytics import YOLO  # type: ignore[attr-defined]
 
-            self._model: Any = YOLO(model, task="detect")
-        except Exception as exc:
-            raise ModelUnavailableError(self._unavailable(model, str(exc).strip())) from exc
-        names = self._model.names
+                self._model: Any = YOLO(model, task="detect")
+            except Exception as exc:
+                raise ModelUnavailableError(self._unavailable(model, str(exc).strip())) from exc
+            names = self._model.names
         self._class_names: dict[int, str] = {int(k): str(v) for k, v in dict(names).items()}
         # Exported models (OpenVINO, ONNX) are built for batch 1; only .pt takes a real batch.
         self._batch = 16 if path.suffix == ".pt" else 1

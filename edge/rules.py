@@ -50,6 +50,7 @@ class _TrackedObject:
     clock_box_height: float
     entry: _Sighting
     latest: _Sighting
+    midway: _Sighting | None = None
     violation_id: UUID | None = None
     last_update_at: datetime | None = None
 
@@ -153,6 +154,8 @@ class DwellRule:
             return events
         obj.latest = sighting
         if obj.violation_id is None:
+            if obj.midway is None and obj.dwell_at(now) >= self.zone.config.dwell_seconds / 2:
+                obj.midway = sighting
             if obj.dwell_at(now) >= self.zone.config.dwell_seconds:
                 events.append(self._opened(obj))
         elif obj.last_update_at is not None and (
@@ -187,11 +190,16 @@ class DwellRule:
         now = obj.latest.frame.timestamp
         obj.violation_id = uuid.uuid4()
         obj.last_update_at = now
-        crossed = self._frame_evidence(obj, obj.latest, EvidenceLabel.DWELL_CROSSED)
+        # Three distinct moments over the dwell; updates add the latest frame as time goes on.
+        sightings = [
+            (obj.entry, EvidenceLabel.ENTRY),
+            (obj.midway, EvidenceLabel.MIDWAY),
+            (obj.latest, EvidenceLabel.DWELL_CROSSED),
+        ]
         evidence = [
-            self._frame_evidence(obj, obj.entry, EvidenceLabel.ENTRY),
-            crossed,
-            crossed.model_copy(update={"label": EvidenceLabel.LATEST}),
+            self._frame_evidence(obj, sighting, label)
+            for sighting, label in sightings
+            if sighting is not None
         ]
         return self._event(Phase.OPENED, obj, now, evidence)
 
