@@ -21,7 +21,17 @@ from dispatch.config import ApiSettings, RoutingSettings
 from edge.config import MODEL_ENV_VAR, EdgeSettings
 from ingest.config import IngestSettings
 
-DATABASE_ENV_VAR = "CIVICWATCH_DATABASE_URL"
+# Deployments (compose, systemd) set these instead of editing the shared site file.
+ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
+    MODEL_ENV_VAR: ("edge", "detector", "model"),
+    "CIVICWATCH_DATABASE_URL": ("server", "database_url"),
+    "CIVICWATCH_BROKER_HOST": ("broker", "host"),
+    "CIVICWATCH_BROKER_PORT": ("broker", "port"),
+    "CIVICWATCH_BROKER_USERNAME": ("broker", "username"),
+    "CIVICWATCH_BROKER_PASSWORD": ("broker", "password"),
+    "CIVICWATCH_API_HOST": ("server", "api", "host"),
+    "CIVICWATCH_API_PORT": ("server", "api", "port"),
+}
 
 
 class ServerSettings(BaseModel):
@@ -72,7 +82,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Civicwa
         raise ConfigError(path, [f"{where}: invalid YAML: {problem}"]) from exc
     if not isinstance(data, dict):
         raise ConfigError(path, [f"{path}:1: the config must be a mapping of sections"])
-    _apply_environment(data, environ)
+    from_environment = _apply_environment(data, environ)
     try:
         return CivicwatchConfig.model_validate(data)
     except ValidationError as exc:
@@ -81,21 +91,31 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Civicwa
             loc = tuple(error["loc"])
             line = _line_of(root, loc)
             field = ".".join(str(part) for part in loc) or "(top level)"
-            problems.append(f"{path}:{line}: {field}: {error['msg']}")
+            variable = from_environment.get(tuple(str(part) for part in loc))
+            source = f" (from ${variable})" if variable else ""
+            problems.append(f"{path}:{line}: {field}: {error['msg']}{source}")
         raise ConfigError(path, problems) from exc
 
 
-def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    if model := environ.get(MODEL_ENV_VAR):
-        edge = data.setdefault("edge", {}) or {}
-        data["edge"] = edge
-        detector = edge.setdefault("detector", {}) or {}
-        edge["detector"] = detector
-        detector["model"] = model
-    if url := environ.get(DATABASE_ENV_VAR):
-        server = data.setdefault("server", {}) or {}
-        data["server"] = server
-        server["database_url"] = url
+def _apply_environment(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> dict[tuple[str, ...], str]:
+    """Write set variables into the document; returns field path -> variable for error messages."""
+    applied: dict[tuple[str, ...], str] = {}
+    for variable, path in ENVIRONMENT_OVERRIDES.items():
+        value = environ.get(variable)
+        if not value:
+            continue
+        section = data
+        for key in path[:-1]:
+            child = section.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                section[key] = child
+            section = child
+        section[path[-1]] = value
+        applied[path] = variable
+    return applied
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int:

@@ -23,6 +23,7 @@ class RefusalReason(StrEnum):
     UNKNOWN_CAMERA = "unknown_camera"
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_ZONE = "unknown_zone"
+    ZONE_KIND = "zone_kind"  # e.g. a fire-lane violation reported in a no-parking zone
     EVIDENCE_HASH = "evidence_hash"
 
 
@@ -103,6 +104,12 @@ def zone_of_camera(registry: SiteRegistry, event: ViolationEvent) -> ZoneConfig:
         raise Refusal(
             RefusalReason.UNKNOWN_ZONE,
             f"camera {camera.id!r} has no zone {event.zone_id!r}",
+            event.message_id,
+        )
+    if zone.kind.violation_kind is not event.kind:
+        raise Refusal(
+            RefusalReason.ZONE_KIND,
+            f"zone {zone.id!r} is a {zone.kind} zone; it cannot hold a {event.kind} violation",
             event.message_id,
         )
     return zone

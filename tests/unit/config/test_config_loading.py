@@ -101,3 +101,24 @@ def test_environment_overrides_model_and_database(tmp_path: Path) -> None:
     )
     assert config.edge.detector.model == "/models/yolo11n_openvino_model"
     assert config.server.database_url == "postgresql+psycopg://root@127.0.0.1/test"
+
+
+def test_deployment_variables_override_broker_and_api(tmp_path: Path) -> None:
+    config = load_config(
+        _write(tmp_path, VALID),
+        environ={
+            "CIVICWATCH_BROKER_HOST": "mosquitto",
+            "CIVICWATCH_BROKER_USERNAME": "gw-1",
+            "CIVICWATCH_BROKER_PASSWORD": "s3cret-gateway-password",
+            "CIVICWATCH_API_HOST": "0.0.0.0",
+        },
+    )
+    assert (config.broker.host, config.broker.username) == ("mosquitto", "gw-1")
+    assert config.broker.password is not None
+    assert config.broker.password.get_secret_value() == "s3cret-gateway-password"
+    assert config.server.api.host == "0.0.0.0"
+
+
+def test_a_bad_variable_is_named_in_the_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"broker\.port: .*\(from \$CIVICWATCH_BROKER_PORT\)"):
+        load_config(_write(tmp_path, VALID), environ={"CIVICWATCH_BROKER_PORT": "eighty"})

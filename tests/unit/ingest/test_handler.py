@@ -52,6 +52,11 @@ def test_each_refusal_stores_nothing_and_counts_its_reason(
             json.dumps(good).encode(),
         ),
         (RefusalReason.UNKNOWN_ZONE, edge.topic, json.dumps({**good, "zone_id": "roof"}).encode()),
+        (
+            RefusalReason.ZONE_KIND,
+            edge.topic,
+            json.dumps({**good, "kind": "fire_lane_blocking"}).encode(),
+        ),
         (RefusalReason.EVIDENCE_HASH, edge.topic, json.dumps(bad_hash).encode()),
     ]
     for reason, topic, payload in cases:

@@ -124,6 +124,12 @@ def test_unknown_zone_is_refused() -> None:
     assert refusal.reason is RefusalReason.UNKNOWN_ZONE
 
 
+def test_a_violation_kind_its_zone_cannot_hold_is_refused() -> None:
+    refusal = _refuse(TOPIC, json.dumps(_document(kind="fire_lane_blocking")).encode())
+    assert refusal.reason is RefusalReason.ZONE_KIND
+    assert "no_parking" in refusal.detail
+
+
 def test_every_reason_has_a_test_above() -> None:
     text = Path(__file__).read_text(encoding="utf-8")
     missing = [reason for reason in RefusalReason if f"RefusalReason.{reason.name}" not in text]
