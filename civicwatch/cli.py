@@ -143,26 +143,27 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _edge(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    stop = _stop_on_signals()
-    return _run_gateway(config, args.gateway, stop)
-
-
-def _run_gateway(config: CivicwatchConfig, gateway_id: str | None, stop: threading.Event) -> int:
-    from edge.detector import ModelUnavailableError
-    from edge.worker import EdgeWorker
-
-    site, gateway = _pick_gateway(config, gateway_id)
-    try:
-        detector = _detector(config)
-    except ModelUnavailableError as exc:
-        print(f"civicwatch: {exc}", file=sys.stderr)
+    site, gateway = _pick_gateway(config, args.gateway)
+    detector = _detector(config)
+    if detector is None:
         return EXIT_MODEL
-    EdgeWorker(site, gateway, config.edge, config.broker, detector).run(stop)
+    _run_gateway(config, site, gateway, detector, _stop_on_signals())
     return 0
 
 
+def _run_gateway(
+    config: CivicwatchConfig,
+    site: SiteConfig,
+    gateway: GatewayConfig,
+    detector: UltralyticsDetector,
+    stop: threading.Event,
+) -> None:
+    from edge.worker import EdgeWorker
+
+    EdgeWorker(site, gateway, config.edge, config.broker, detector).run(stop)
+
+
 def _replay(args: argparse.Namespace) -> int:
-    from edge.detector import ModelUnavailableError
     from edge.worker import replay
 
     config = load_config(args.config)
@@ -170,10 +171,8 @@ def _replay(args: argparse.Namespace) -> int:
     if found is None:
         raise ConfigError(args.config, [f"{args.config}: no camera with id {args.camera!r}"])
     site, gateway, camera = found
-    try:
-        detector = _detector(config)
-    except ModelUnavailableError as exc:
-        print(f"civicwatch: {exc}", file=sys.stderr)
+    detector = _detector(config)
+    if detector is None:
         return EXIT_MODEL
     summary = replay(
         site,
@@ -192,13 +191,19 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from civicwatch.server import build_server
+    from civicwatch.server import BackgroundApi, build_server
 
     config = load_config(args.config)
+    site, gateway = _pick_gateway(config, None)
+    detector = _detector(config)  # before the server starts: a missing model fails fast
+    if detector is None:
+        return EXIT_MODEL
     stop = _stop_on_signals()
     server = build_server(config)
-    server.start()
     api = config.server.api
+    http = BackgroundApi(server.app, api.host, api.port)
+    server.start()
+    http.start()
     token = next((t for t in api.tokens if t.role.value == "dispatcher"), None)
     print(f"civicwatch demo: API on http://{api.host}:{api.port}/docs", file=sys.stderr)
     if token is not None:
@@ -208,16 +213,27 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        return _run_gateway(config, None, stop)
+        _run_gateway(config, site, gateway, detector, stop)
     finally:
+        http.stop()
         server.stop()
+    return 0
 
 
-def _detector(config: CivicwatchConfig) -> UltralyticsDetector:
-    from edge.detector import UltralyticsDetector, prepare_ultralytics_environment
+def _detector(config: CivicwatchConfig) -> UltralyticsDetector | None:
+    """The configured detector, or None after saying in one line why it cannot load."""
+    from edge.detector import (
+        ModelUnavailableError,
+        UltralyticsDetector,
+        prepare_ultralytics_environment,
+    )
 
     prepare_ultralytics_environment(config.edge.data_dir)
-    return UltralyticsDetector(config.edge.detector)
+    try:
+        return UltralyticsDetector(config.edge.detector)
+    except ModelUnavailableError as exc:
+        print(f"civicwatch: {exc}", file=sys.stderr)
+        return None
 
 
 def _pick_gateway(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -138,6 +140,26 @@ def run_server(config: CivicwatchConfig) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("civicwatch server stopped")
+
+
+class BackgroundApi:
+    """The HTTP API served from a thread, for processes whose main thread does other work (demo)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port))
+        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+
+    def start(self, timeout: float = 15.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP API did not start (is its port taken?)")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
 
 
 def _log_signal(signum: int, _frame: FrameType | None) -> None:

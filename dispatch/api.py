@@ -140,24 +140,30 @@ def _visible_case(session: Session, principal: Principal, case_id: int) -> Case:
     return case
 
 
+def _case_public(case: Case) -> CasePublic:
+    """A case with links to its evidence; the case's evidence must be loaded."""
+    columns = {name: getattr(case, name) for name in CasePublic.model_fields if name != "evidence"}
+    evidence = [
+        EvidencePublic(
+            sha256=item.sha256,
+            label=item.label,
+            captured_at=item.captured_at,
+            width=item.width,
+            height=item.height,
+            url=f"{API_PREFIX}/evidence/{item.sha256}",
+        )
+        for item in case.evidence
+    ]
+    return CasePublic(**columns, evidence=evidence)
+
+
 def _case_detail(case: Case) -> CaseDetail:
     box = None
     if None not in (case.box_x1, case.box_y1, case.box_x2, case.box_y2):
         box = ObjectBoxPublic(x1=case.box_x1, y1=case.box_y1, x2=case.box_x2, y2=case.box_y2)
     return CaseDetail(
-        **CasePublic.model_validate(case).model_dump(),
+        **_case_public(case).model_dump(),
         object_box=box,
-        evidence=[
-            EvidencePublic(
-                sha256=item.sha256,
-                label=item.label,
-                captured_at=item.captured_at,
-                width=item.width,
-                height=item.height,
-                url=f"{API_PREFIX}/evidence/{item.sha256}",
-            )
-            for item in case.evidence
-        ],
         transitions=[TransitionPublic.model_validate(t) for t in case.transitions],
     )
 
@@ -194,8 +200,8 @@ def list_cases(
         if value is not None:
             query = query.where(column == value)
     query = query.order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
-    cases = session.scalars(query.limit(limit).offset(offset))
-    return [CasePublic.model_validate(case) for case in cases]
+    query = query.options(selectinload(Case.evidence)).limit(limit).offset(offset)
+    return [_case_public(case) for case in session.scalars(query)]
 
 
 @api.get("/cases/{case_id}", response_model=CaseDetail)

@@ -39,7 +39,7 @@ class ObjectBoxPublic(BaseModel):
     y2: float
 
 
-class CasePublic(_FromRow):
+class CasePublic(BaseModel):
     id: int
     violation_id: UUID
     kind: str
@@ -63,11 +63,11 @@ class CasePublic(_FromRow):
     object_confidence: float | None
     created_at: datetime
     updated_at: datetime
+    evidence: list[EvidencePublic]
 
 
 class CaseDetail(CasePublic):
     object_box: ObjectBoxPublic | None
-    evidence: list[EvidencePublic]
     transitions: list[TransitionPublic]
 
 

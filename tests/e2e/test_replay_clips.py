@@ -52,6 +52,7 @@ def test_parked_vehicles_in_vtest_become_one_case_each(
     for case in cases:
         assert case["department"] == "law_enforcement"
         assert case["kind"] == "illegal_parking"
+        assert len(case["evidence"]) >= 3, "the queue links each case's evidence"
         detail = site.get(f"/api/v1/cases/{case['id']}").json()
         assert len(detail["evidence"]) >= 3
         for evidence in detail["evidence"]:
