@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.mqtt import BrokerSettings
 from contracts.sites import SiteRegistry
@@ -48,12 +48,38 @@ class ServerSettings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
 
+# Secrets that ship in examples; a production deployment must replace every one.
+PLACEHOLDER_SECRET_MARKERS = ("dev-", "example", "change-me", "changeme")
+
+
 class CivicwatchConfig(SiteRegistry):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production refuses the example tokens and passwords",
+    )
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> CivicwatchConfig:
+        if self.environment != "production":
+            return self
+        secrets = {f"server.api.tokens[{t.name}]": t.token for t in self.server.api.tokens}
+        if self.broker.password is not None:
+            secrets["broker.password"] = self.broker.password
+        placeholders = [
+            where
+            for where, secret in secrets.items()
+            if any(m in secret.get_secret_value().lower() for m in PLACEHOLDER_SECRET_MARKERS)
+        ]
+        if placeholders:
+            raise ValueError(
+                "production refuses example secrets; replace " + ", ".join(placeholders)
+            )
+        return self
 
 
 class ConfigError(Exception):

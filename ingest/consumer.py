@@ -17,7 +17,13 @@ from contracts.acks import IngestAck
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.sites import SiteRegistry
 from contracts.status import CameraStatus, GatewayStatus
-from contracts.topics import ROOT, STATUS_SUBSCRIPTIONS, VIOLATION_SUBSCRIPTION, ack_topic
+from contracts.topics import (
+    ROOT,
+    STATUS_SUBSCRIPTIONS,
+    VIOLATION_SUBSCRIPTION,
+    ack_topic,
+    parse_camera_topic,
+)
 from ingest.config import IngestSettings
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
@@ -156,10 +162,10 @@ class IngestConsumer:
         return True
 
     def _send_ack(self, topic: str, ack: IngestAck) -> None:
-        parts = topic[len(ROOT) + 1 :].split("/")
-        if not topic.startswith(ROOT + "/") or len(parts) < 3:
+        claimed = parse_camera_topic(topic)
+        if claimed is None:
             return  # no gateway to answer
-        self._client.publish(ack_topic(parts[0], parts[1]), ack.to_wire(), qos=1)
+        self._client.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
 
     def _handle_status(self, message: mqtt.MQTTMessage) -> bool:
         if not message.payload:

@@ -122,3 +122,19 @@ def test_deployment_variables_override_broker_and_api(tmp_path: Path) -> None:
 def test_a_bad_variable_is_named_in_the_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"broker\.port: .*\(from \$CIVICWATCH_BROKER_PORT\)"):
         load_config(_write(tmp_path, VALID), environ={"CIVICWATCH_BROKER_PORT": "eighty"})
+
+
+def test_production_refuses_the_example_tokens(tmp_path: Path) -> None:
+    example = (REPO_ROOT / "configs" / "example.yaml").read_text(encoding="utf-8")
+    path = _write(tmp_path, "environment: production\n" + example)
+    with pytest.raises(ConfigError, match=r"replace server\.api\.tokens\[command-centre\]"):
+        load_config(path, environ={})
+
+
+def test_production_accepts_real_secrets(tmp_path: Path) -> None:
+    text = VALID + (
+        "environment: production\n"
+        "server:\n  api:\n    tokens:\n"
+        "      - {name: desk, role: dispatcher, token: 9f1c2b7a4e6d8f0a1b3c5d7e}\n"
+    )
+    assert load_config(_write(tmp_path, text), environ={}).environment == "production"
