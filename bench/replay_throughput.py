@@ -57,6 +57,7 @@ def _progress(done: int, total: int, label: str) -> None:
 def _detector_only_fps(clip: Path, workdir: Path) -> tuple[float, int]:
     """Decode every frame and run the detector on it: the floor the pipeline adds to."""
     import cv2
+    import numpy as np
 
     from edge.config import DetectorSettings
     from edge.detector import UltralyticsDetector, prepare_ultralytics_environment
@@ -66,11 +67,11 @@ def _detector_only_fps(clip: Path, workdir: Path) -> tuple[float, int]:
     capture = cv2.VideoCapture(str(clip))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     ok, frame = capture.read()
-    detector.detect([frame])  # warm-up, as the replay's first frame is
+    detector.detect([np.asarray(frame, dtype=np.uint8)])  # warm-up, as the replay's is
     frames = 0
     started = time.perf_counter()
     while ok:
-        detector.detect([frame])
+        detector.detect([np.asarray(frame, dtype=np.uint8)])
         frames += 1
         _progress(frames, total, "detector only")
         ok, frame = capture.read()
