@@ -1,0 +1,68 @@
+"""A gateway that dies without a goodbye is marked offline by the broker's last will."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from contracts.mqtt import make_client
+from contracts.status import GatewayState, GatewayStatus
+from contracts.topics import gateway_status_topic
+from tests.conftest import REPO_ROOT, MosquittoProcess
+
+GATEWAY_PROCESS = """
+import sys, time
+from pathlib import Path
+from contracts.mqtt import BrokerSettings
+from edge.outbox import Outbox
+from edge.publisher import EdgePublisher
+broker = BrokerSettings(host="127.0.0.1", port=int(sys.argv[1]))
+publisher = EdgePublisher(broker, "site-a", "gw-dies", Outbox(Path(sys.argv[2])), 5.0)
+publisher.start()
+time.sleep(600)
+"""
+
+
+def test_a_killed_gateway_is_reported_offline(mosquitto: MosquittoProcess, tmp_path: Path) -> None:
+    states: list[GatewayState] = []
+    changed = threading.Event()
+
+    def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        states.append(GatewayStatus.model_validate_json(message.payload).state)
+        changed.set()
+
+    watcher = make_client(mosquitto.settings, "status-watcher")
+    watcher.on_message = on_message
+    watcher.connect(mosquitto.settings.host, mosquitto.settings.port)
+    watcher.subscribe(gateway_status_topic("site-a", "gw-dies"), qos=1)
+    watcher.loop_start()
+    gateway = subprocess.Popen(
+        [sys.executable, "-c", GATEWAY_PROCESS, str(mosquitto.port), str(tmp_path / "o.sqlite")],
+        cwd=REPO_ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while GatewayState.ONLINE not in states and time.monotonic() < deadline:
+            changed.wait(0.5)
+            changed.clear()
+        assert states
+        assert states[-1] is GatewayState.ONLINE
+
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(10)
+        deadline = time.monotonic() + 15
+        while states[-1] is not GatewayState.OFFLINE and time.monotonic() < deadline:
+            changed.wait(0.5)
+            changed.clear()
+        assert states[-1] is GatewayState.OFFLINE
+    finally:
+        gateway.kill()
+        watcher.loop_stop()
+        watcher.disconnect()
