@@ -47,21 +47,19 @@ def test_a_killed_gateway_is_reported_offline(mosquitto: MosquittoProcess, tmp_p
         [sys.executable, "-c", GATEWAY_PROCESS, str(mosquitto.port), str(tmp_path / "o.sqlite")],
         cwd=REPO_ROOT,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while GatewayState.ONLINE not in states and time.monotonic() < deadline:
+
+    def reaches(state: GatewayState, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not (states and states[-1] is state) and time.monotonic() < deadline:
             changed.wait(0.5)
             changed.clear()
-        assert states
-        assert states[-1] is GatewayState.ONLINE
+        return bool(states) and states[-1] is state
 
+    try:
+        assert reaches(GatewayState.ONLINE, timeout=30)
         gateway.send_signal(signal.SIGKILL)
         gateway.wait(10)
-        deadline = time.monotonic() + 15
-        while states[-1] is not GatewayState.OFFLINE and time.monotonic() < deadline:
-            changed.wait(0.5)
-            changed.clear()
-        assert states[-1] is GatewayState.OFFLINE
+        assert reaches(GatewayState.OFFLINE, timeout=15)
     finally:
         gateway.kill()
         watcher.loop_stop()
