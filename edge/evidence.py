@@ -16,24 +16,41 @@ ZONE_COLOUR = (0, 200, 255)  # BGR amber
 BOX_COLOUR = (0, 0, 255)  # BGR red
 
 
+CAPTION_HEIGHT = 22
+CAPTION_BACKGROUND = (40, 40, 40)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
 def annotate(
-    image: Image, zone_polygon: FloatArray, box: FloatArray | None, label_text: str
+    image: Image,
+    zone_polygon: FloatArray,
+    box: FloatArray | None,
+    box_label: str,
+    caption: str,
 ) -> Image:
-    """A copy of the frame with the zone outlined and, when given, the object's box labelled."""
-    out = image.copy()
+    """The frame with the zone outlined, the object's box labelled, and a caption band on top.
+
+    The caption (time, camera, zone, what the frame shows) is burnt in so a printed or forwarded
+    frame still says where and when it was taken; the band is added above the picture rather
+    than over it, so it hides nothing the camera saw.
+    """
+    picture = image.copy()
     points = np.round(zone_polygon).astype(np.int32).reshape(-1, 1, 2)
-    cv2.polylines(out, [points], isClosed=True, color=ZONE_COLOUR, thickness=2)
+    cv2.polylines(picture, [points], isClosed=True, color=ZONE_COLOUR, thickness=2)
     if box is not None:
         x1, y1, x2, y2 = (round(float(v)) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOUR, 2)
-        origin = (x1, max(12, y1 - 6))
-    else:
-        origin = (8, 20)
-    if label_text:
-        cv2.putText(
-            out, label_text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.5, BOX_COLOUR, 1, cv2.LINE_AA
-        )
-    return out
+        cv2.rectangle(picture, (x1, y1), (x2, y2), BOX_COLOUR, 2)
+        if box_label:
+            (width, height), baseline = cv2.getTextSize(box_label, _FONT, 0.45, 1)
+            y = max(height + 4, y1 - 4)
+            x = max(0, min(x1, picture.shape[1] - width - 4))  # keep the label inside the frame
+            top_left, bottom_right = (x, y - height - 4), (x + width + 4, y + baseline)
+            cv2.rectangle(picture, top_left, bottom_right, BOX_COLOUR, thickness=-1)
+            white = (255, 255, 255)
+            cv2.putText(picture, box_label, (x + 2, y), _FONT, 0.45, white, 1, cv2.LINE_AA)
+    band = np.full((CAPTION_HEIGHT, picture.shape[1], 3), CAPTION_BACKGROUND, dtype=np.uint8)
+    cv2.putText(band, caption, (6, 16), _FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([band, picture])
 
 
 def encode_evidence(

@@ -36,7 +36,9 @@ class CameraPipeline:
             settings.tracker, fps or camera.fps or DEFAULT_FPS, settings.detector.confidence
         )
         self._kinds = {zone.id: zone.kind.violation_kind for zone in camera.zones}
-        self.rules = [DwellRule(zone, settings.tracker, settings.evidence) for zone in camera.zones]
+        self.rules = [
+            DwellRule(camera.id, zone, settings.tracker, settings.evidence) for zone in camera.zones
+        ]
 
     def process(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
         """Track, apply every zone's rule, and put each resulting event in the outbox."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import numpy as np
@@ -74,8 +74,13 @@ class DwellRule:
     """Tracks the objects inside one zone and raises, updates and clears violations."""
 
     def __init__(
-        self, zone: ZoneConfig, tracker: TrackerSettings, evidence: EvidenceSettings
+        self,
+        camera_id: str,
+        zone: ZoneConfig,
+        tracker: TrackerSettings,
+        evidence: EvidenceSettings,
     ) -> None:
+        self.camera_id = camera_id
         self.zone = PolygonZone(zone)
         self._tracker = tracker
         self._evidence = evidence
@@ -167,9 +172,20 @@ class DwellRule:
     def _frame_evidence(
         self, obj: _TrackedObject, sighting: _Sighting, label: EvidenceLabel
     ) -> EvidenceFrame:
-        text = f"{obj.class_name} #{obj.track_id} {self.zone.config.id}"
-        image = annotate(sighting.frame.image, self.zone.polygon, sighting.box, text)
-        return encode_evidence(image, label, sighting.frame.timestamp, self._evidence)
+        at = sighting.frame.timestamp
+        box_label = f"{obj.class_name} #{obj.track_id} {obj.dwell_at(at):.0f}s"
+        image = annotate(
+            sighting.frame.image,
+            self.zone.polygon,
+            sighting.box,
+            box_label,
+            self._caption(at, label),
+        )
+        return encode_evidence(image, label, at, self._evidence)
+
+    def _caption(self, at: datetime, label: EvidenceLabel) -> str:
+        stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
+        return f"{stamp} UTC  {self.camera_id}  {self.zone.config.id}  {label.value}"
 
     def _event(
         self, phase: Phase, obj: _TrackedObject, at: datetime, evidence: list[EvidenceFrame]
@@ -210,7 +226,8 @@ class DwellRule:
         return self._event(Phase.UPDATED, obj, now, [latest])
 
     def _cleared(self, obj: _TrackedObject, frame: Frame) -> RuleEvent:
-        image = annotate(frame.image, self.zone.polygon, None, f"{self.zone.config.id} cleared")
+        caption = self._caption(frame.timestamp, EvidenceLabel.CLEARED)
+        image = annotate(frame.image, self.zone.polygon, None, "", caption)
         evidence = [encode_evidence(image, EvidenceLabel.CLEARED, frame.timestamp, self._evidence)]
         event = self._event(Phase.CLEARED, obj, frame.timestamp, evidence)
         # Dwell ends when the object was last seen, not when the grace ran out.

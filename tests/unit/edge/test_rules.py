@@ -15,7 +15,9 @@ PARKED = (150.0, 150.0, 250.0, 200.0)  # anchor (200, 200), inside the zone, 50 
 
 
 def make_rule(zone: ZoneConfig, **tracker: float) -> DwellRule:
-    return DwellRule(zone, TrackerSettings(**tracker), EvidenceSettings(update_interval_seconds=20))
+    return DwellRule(
+        "cam-1", zone, TrackerSettings(**tracker), EvidenceSettings(update_interval_seconds=20)
+    )
 
 
 def run(
