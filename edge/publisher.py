@@ -32,7 +32,11 @@ class EdgePublisher:
         outbox: Outbox,
         resend_after_seconds: float,
         client_id_suffix: str = "",
+        *,
+        announces_gateway: bool = True,
     ) -> None:
+        """``announces_gateway=False`` (replay) leaves the gateway's status topic alone: a replay
+        finishing must not mark a live gateway offline."""
         self.site_id = site_id
         self.gateway_id = gateway_id
         self._outbox = outbox
@@ -46,8 +50,10 @@ class EdgePublisher:
         self.rejected = 0
         self.bad_acks = 0
         self._client = make_client(broker, f"civicwatch-edge-{gateway_id}{client_id_suffix}")
-        will = GatewayStatus(site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE)
-        self._client.will_set(self._status_topic, will.to_wire(), qos=1, retain=True)
+        self._announces_gateway = announces_gateway
+        if announces_gateway:
+            will = GatewayStatus(site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE)
+            self._client.will_set(self._status_topic, will.to_wire(), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -79,7 +85,9 @@ class EdgePublisher:
             return
         # Subscribing here means every reconnect resubscribes.
         client.subscribe(self._ack_topic, qos=1)
-        client.publish(self._status_topic, self._gateway_status(GatewayState.ONLINE), 1, True)
+        if self._announces_gateway:
+            online = self._gateway_status(GatewayState.ONLINE)
+            client.publish(self._status_topic, online, 1, True)
         self._connected.set()
         log.info("connected to %s:%s", self._broker.host, self._broker.port)
 
@@ -136,7 +144,7 @@ class EdgePublisher:
 
     def stop(self) -> None:
         """Say offline (a clean shutdown is not a lost gateway) and disconnect."""
-        if self.connected:
+        if self.connected and self._announces_gateway:
             info = self._client.publish(
                 self._status_topic, self._gateway_status(GatewayState.OFFLINE), 1, True
             )

@@ -223,7 +223,13 @@ def replay(
     source = ReplaySource(source_path, loop=loop, hold_last_seconds=hold_last_seconds, start=start)
     outbox = Outbox(outbox_path(settings, gateway.id))
     publisher = EdgePublisher(
-        broker, site.id, gateway.id, outbox, settings.resend_after_seconds, "-replay"
+        broker,
+        site.id,
+        gateway.id,
+        outbox,
+        settings.resend_after_seconds,
+        "-replay",
+        announces_gateway=False,
     )
     pipeline = CameraPipeline(
         site.id, gateway.id, camera, settings, detector.model_info, outbox, source.fps

@@ -15,6 +15,8 @@ import paho.mqtt.client as mqtt
 from contracts.mqtt import make_client
 from contracts.status import GatewayState, GatewayStatus
 from contracts.topics import gateway_status_topic
+from edge.outbox import Outbox
+from edge.publisher import EdgePublisher
 from tests.conftest import REPO_ROOT, MosquittoProcess
 
 GATEWAY_PROCESS = """
@@ -64,3 +66,38 @@ def test_a_killed_gateway_is_reported_offline(mosquitto: MosquittoProcess, tmp_p
         gateway.kill()
         watcher.loop_stop()
         watcher.disconnect()
+
+
+def test_a_replay_leaves_the_gateways_status_alone(
+    mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    seen: list[bytes] = []
+    watcher = make_client(mosquitto.settings, "status-watcher-replay")
+    watcher.on_message = lambda _c, _u, message: seen.append(bytes(message.payload))
+    watcher.connect(mosquitto.settings.host, mosquitto.settings.port)
+    watcher.subscribe(gateway_status_topic("site-a", "gw-live"), qos=1)
+    watcher.loop_start()
+    outbox = Outbox(tmp_path / "o.sqlite")
+    live = EdgePublisher(mosquitto.settings, "site-a", "gw-live", outbox, 5.0)
+    replay = EdgePublisher(
+        mosquitto.settings, "site-a", "gw-live", outbox, 5.0, "-replay", announces_gateway=False
+    )
+    try:
+        live.start()
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [GatewayStatus.model_validate_json(p).state for p in seen] == [GatewayState.ONLINE]
+        replay.start()
+        deadline = time.monotonic() + 10
+        while not replay.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert replay.connected
+        replay.stop()
+        time.sleep(1.0)  # anything the replay published would have arrived by now
+        assert [GatewayStatus.model_validate_json(p).state for p in seen] == [GatewayState.ONLINE]
+    finally:
+        live.stop()
+        watcher.loop_stop()
+        watcher.disconnect()
+        outbox.close()
