@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,7 +9,13 @@ import pytest
 
 from contracts.sites import CameraConfig
 from contracts.status import CameraHealth
-from edge.capture import ReplaySource, SourceError, StillImageCapture, open_source
+from edge.capture import (
+    ReplaySource,
+    SourceError,
+    StillImageCapture,
+    VideoFileCapture,
+    open_source,
+)
 from tests.unit.edge.conftest import T0
 
 
@@ -75,3 +82,23 @@ def test_a_package_resource_resolves() -> None:
     source = open_source(CameraConfig(id="cam-1", source="pkg://ultralytics/assets/bus.jpg"))
     assert isinstance(source, StillImageCapture)
     assert source.image.shape[2] == 3
+
+
+def test_a_video_file_plays_as_a_live_camera_at_its_own_speed(shared_data: Path) -> None:
+    clip = shared_data / "clips" / "intersection-demo1.mp4"  # 24 fps
+    source = open_source(CameraConfig(id="cam-1", source=str(clip)))
+    assert isinstance(source, VideoFileCapture)
+    assert source.fps == pytest.approx(24.0, abs=0.1)
+    source.start()
+    try:
+        first = source.latest(timeout=5)
+        time.sleep(1.0)
+        later = source.latest(timeout=5)
+    finally:
+        source.stop()
+    assert first is not None
+    assert later is not None
+    assert first.image.shape == (352, 640, 3)
+    # Played in real time, not as fast as it decodes: about 24 frames in that second.
+    assert 12 <= later.index - first.index <= 40
+    assert source.health is CameraHealth.OK
