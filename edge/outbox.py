@@ -40,6 +40,7 @@ class OutboxMessage:
     topic: str
     payload: bytes
     attempts: int
+    created_at: datetime
 
 
 class Outbox:
@@ -69,12 +70,17 @@ class Outbox:
         cutoff = now.timestamp() - resend_after_seconds
         with self._lock:
             rows = self._db.execute(
-                "SELECT message_id, topic, payload, attempts FROM messages "
+                "SELECT message_id, topic, payload, attempts, created_at FROM messages "
                 "WHERE state = ? AND (last_sent_at IS NULL OR last_sent_at <= ?) "
                 "ORDER BY created_at, rowid LIMIT ?",
                 (PENDING, cutoff, limit),
             ).fetchall()
-        return [OutboxMessage(UUID(r[0]), r[1], bytes(r[2]), int(r[3])) for r in rows]
+        return [
+            OutboxMessage(
+                UUID(r[0]), r[1], bytes(r[2]), int(r[3]), datetime.fromtimestamp(r[4], UTC)
+            )
+            for r in rows
+        ]
 
     def mark_sent(self, message_id: UUID, at: datetime) -> None:
         with self._lock:

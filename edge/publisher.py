@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from contracts.acks import AckOutcome, IngestAck
+from contracts.events import ViolationEvent
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic
@@ -120,7 +121,13 @@ class EdgePublisher:
         with self._flush_lock:
             now = datetime.now(UTC)
             for message in self._outbox.due(self._resend_after, now):
-                info = self._client.publish(message.topic, message.payload, qos=1)
+                payload = message.payload
+                if (
+                    message.attempts
+                    or (now - message.created_at).total_seconds() > self._resend_after
+                ):
+                    payload = _as_historical(payload)
+                info = self._client.publish(message.topic, payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # connection went away; the outbox keeps it for the next try
                 self._outbox.mark_sent(message.message_id, now)
@@ -154,3 +161,9 @@ class EdgePublisher:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+
+
+def _as_historical(payload: bytes) -> bytes:
+    """The same message (same message_id) marked as published late: a resend or a backlog."""
+    event = ViolationEvent.model_validate_json(payload)
+    return event.model_copy(update={"historical": True}).to_wire()

@@ -33,11 +33,18 @@ class Deployment:
     site_config: str
     broker_port: int
     database_url: str
+    dwell_seconds: float | None = None  # overrides every zone's dwell
     api_port: int = field(default_factory=free_port)
     server: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         document: dict[str, Any] = yaml.safe_load((CONFIGS / self.site_config).read_text())
+        if self.dwell_seconds is not None:
+            for site in document["sites"]:
+                for gateway in site["gateways"]:
+                    for camera in gateway["cameras"]:
+                        for zone in camera["zones"]:
+                            zone["dwell_seconds"] = self.dwell_seconds
         document["broker"] = {"host": "127.0.0.1", "port": self.broker_port}
         document["edge"] = {
             "data_dir": str(self.workdir / "edge"),

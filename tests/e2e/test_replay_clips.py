@@ -67,6 +67,24 @@ def test_parked_vehicles_in_vtest_become_one_case_each(
     assert fire == []
 
 
+def test_holding_the_last_frame_exercises_a_dwell_of_minutes(
+    deploy: list[Deployment], tmp_path: Path, mosquitto: MosquittoProcess, database_url: str
+) -> None:
+    """No-parking dwells run to minutes; the 79.5 s clip plus 60 s of its last frame covers 2."""
+    site = Deployment(tmp_path, "vtest.yaml", mosquitto.port, database_url, dwell_seconds=120)
+    deploy.append(site)
+    site.start_server()
+
+    summary = site.replay("cam-building", VTEST, "--hold-last", "60")
+
+    assert summary["clip_seconds"] >= 139
+    opened = summary["violations"]
+    assert len(opened) == 2
+    assert all(v["dwell_seconds"] >= 120 for v in opened)
+    cases = site.get("/api/v1/cases").json()
+    assert sorted(c["violation_id"] for c in cases) == sorted(v["violation_id"] for v in opened)
+
+
 def test_cars_stopping_briefly_at_the_line_raise_nothing(
     deploy: list[Deployment], tmp_path: Path, mosquitto: MosquittoProcess, database_url: str
 ) -> None:

@@ -113,6 +113,7 @@ def test_events_are_published_and_settled_by_ingest_acks(
         assert outbox.pending_count() == 0
         assert publisher.confirmed == 3
         assert sorted(e.sequence for e in ingest.received) == [0, 1, 2]
+        assert not any(e.historical for e in ingest.received), "sent on time: live"
         assert wait_for(lambda: any(s.state is GatewayState.ONLINE for s in ingest.statuses))
     finally:
         publisher.stop()
@@ -156,6 +157,7 @@ def test_events_wait_out_a_broker_outage(mosquitto: MosquittoProcess, outbox: Ou
             "events must go out once the broker returns"
         )
         assert sorted(e.sequence for e in ingest.received)[:2] == [0, 1]
+        assert all(e.historical for e in ingest.received), "held back by the outage: historical"
         ingest.stop()
     finally:
         publisher.stop()
