@@ -64,6 +64,24 @@ class CivicwatchConfig(SiteRegistry):
     server: ServerSettings = Field(default_factory=ServerSettings)
 
     @model_validator(mode="after")
+    def _routing_names_known_places(self) -> CivicwatchConfig:
+        # A typo in a rule would otherwise make it silently never match.
+        sites = {site.id for site in self.sites}
+        zones = {
+            zone.id
+            for site in self.sites
+            for gateway in site.gateways
+            for camera in gateway.cameras
+            for zone in camera.zones
+        }
+        for number, rule in enumerate(self.server.routing.rules):
+            if rule.site_id is not None and rule.site_id not in sites:
+                raise ValueError(f"routing rule {number} names unknown site {rule.site_id!r}")
+            if rule.zone_id is not None and rule.zone_id not in zones:
+                raise ValueError(f"routing rule {number} names unknown zone {rule.zone_id!r}")
+        return self
+
+    @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> CivicwatchConfig:
         if self.environment != "production":
             return self

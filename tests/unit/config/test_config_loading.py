@@ -138,3 +138,13 @@ def test_production_accepts_real_secrets(tmp_path: Path) -> None:
         "      - {name: desk, role: dispatcher, token: 9f1c2b7a4e6d8f0a1b3c5d7e}\n"
     )
     assert load_config(_write(tmp_path, text), environ={}).environment == "production"
+
+
+def test_a_routing_rule_naming_an_unknown_zone_is_refused(tmp_path: Path) -> None:
+    text = VALID + (
+        "server:\n  routing:\n    rules:\n"
+        "      - {zone_id: lane, department: fire_rescue}\n"
+        "      - {zone_id: lnae, department: property_management}\n"
+    )
+    with pytest.raises(ConfigError, match="routing rule 1 names unknown zone 'lnae'"):
+        load_config(_write(tmp_path, text), environ={})
