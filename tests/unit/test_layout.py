@@ -106,6 +106,12 @@ def test_edge_imports_no_server_code() -> None:
     assert _imports_pulling(modules, SERVER_ONLY + OUR_SERVER_SIDE) == {}
 
 
+def test_a_gateway_install_runs_the_cli_without_server_libraries() -> None:
+    """`civicwatch edge` and `replay` load the config and the CLI; a gateway has no server extra."""
+    modules = ["civicwatch.cli", "civicwatch.config", "ingest.config", "dispatch.config"]
+    assert _imports_pulling(modules, SERVER_ONLY) == {}
+
+
 # AsyncAPI channel -> the topic contracts/ builds for it, with the parameters left in braces.
 _CHANNEL_TOPICS = {
     "violation": violation_topic("{site}", "{gateway}", "{camera}"),
