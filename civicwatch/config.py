@@ -74,11 +74,11 @@ class CivicwatchConfig(SiteRegistry):
             for camera in gateway.cameras
             for zone in camera.zones
         }
-        for number, rule in enumerate(self.server.routing.rules):
+        for number, rule in enumerate(self.server.routing.rules, start=1):  # as dispatch counts
             if rule.site_id is not None and rule.site_id not in sites:
-                raise ValueError(f"routing rule {number} names unknown site {rule.site_id!r}")
+                raise ValueError(f"routing rule #{number} names unknown site {rule.site_id!r}")
             if rule.zone_id is not None and rule.zone_id not in zones:
-                raise ValueError(f"routing rule {number} names unknown zone {rule.zone_id!r}")
+                raise ValueError(f"routing rule #{number} names unknown zone {rule.zone_id!r}")
         return self
 
     @model_validator(mode="after")

@@ -146,5 +146,5 @@ def test_a_routing_rule_naming_an_unknown_zone_is_refused(tmp_path: Path) -> Non
         "      - {zone_id: lane, department: fire_rescue}\n"
         "      - {zone_id: lnae, department: property_management}\n"
     )
-    with pytest.raises(ConfigError, match="routing rule 1 names unknown zone 'lnae'"):
+    with pytest.raises(ConfigError, match="routing rule #2 names unknown zone 'lnae'"):
         load_config(_write(tmp_path, text), environ={})
