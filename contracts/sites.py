@@ -7,6 +7,7 @@ and where each zone sits. Loaded from the YAML config by the composition root.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -114,12 +115,17 @@ class SiteRegistry(_ConfigModel):
         return None
 
     def camera(self, camera_id: str) -> tuple[SiteConfig, GatewayConfig, CameraConfig] | None:
-        for site in self.sites:
-            for gateway in site.gateways:
-                for camera in gateway.cameras:
-                    if camera.id == camera_id:
-                        return site, gateway, camera
-        return None
+        return self._cameras_by_id.get(camera_id)
+
+    @cached_property
+    def _cameras_by_id(self) -> dict[str, tuple[SiteConfig, GatewayConfig, CameraConfig]]:
+        # Ingest looks a camera up for every message; index once, the registry is frozen.
+        return {
+            camera.id: (site, gateway, camera)
+            for site in self.sites
+            for gateway in site.gateways
+            for camera in gateway.cameras
+        }
 
 
 def _require_unique(ids: list[str], what: str) -> None:
