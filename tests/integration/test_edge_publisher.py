@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,7 @@ from contracts.topics import (
 from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
 from tests.conftest import MosquittoProcess
-
-SITE, GATEWAY, CAMERA = "site-a", "gw-1", "cam-1"
-T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+from tests.unit.edge.conftest import CAMERA, GATEWAY, SITE, cleared_event
 
 
 class AckingIngest:
@@ -66,23 +63,6 @@ class AckingIngest:
         self.client.loop_stop()
 
 
-def event(sequence: int) -> ViolationEvent:
-    return ViolationEvent(
-        message_id=uuid.uuid4(),
-        violation_id=uuid.uuid4(),
-        sequence=sequence,
-        phase="cleared",
-        kind="illegal_parking",
-        site_id=SITE,
-        gateway_id=GATEWAY,
-        camera_id=CAMERA,
-        zone_id="z1",
-        started_at=T0,
-        observed_at=T0 + timedelta(seconds=60),
-        dwell_seconds=55.0,
-    )
-
-
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,7 +84,7 @@ def test_events_are_published_and_settled_by_ingest_acks(
 ) -> None:
     ingest = AckingIngest(mosquitto.settings)
     publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=5)
-    sent = [event(i) for i in range(3)]
+    sent = [cleared_event(i) for i in range(3)]
     for item in sent:
         outbox.add(violation_topic(SITE, GATEWAY, CAMERA), item)
     publisher.start()
@@ -126,7 +106,7 @@ def test_rejected_events_become_dead_letters_and_bad_acks_are_counted(
 ) -> None:
     ingest = AckingIngest(mosquitto.settings, outcome=AckOutcome.REJECTED)
     publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=5)
-    outbox.add(violation_topic(SITE, GATEWAY, CAMERA), event(0))
+    outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(0))
     publisher.start()
     try:
         assert publisher.wait_until_settled(timeout=10)
@@ -146,8 +126,8 @@ def test_events_wait_out_a_broker_outage(mosquitto: MosquittoProcess, outbox: Ou
         assert wait_for(lambda: publisher.connected)
         mosquitto.stop()
         assert wait_for(lambda: not publisher.connected)
-        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), event(0))
-        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), event(1))
+        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(0))
+        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(1))
         assert not publisher.wait_until_settled(timeout=1)
         assert outbox.pending_count() == 2
 

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from contracts.events import Phase, ViolationEvent, ViolationKind
 from contracts.sites import ZoneConfig, ZoneKind
 from edge.detections import Detections, Frame
 
 COCO = {0: "person", 2: "car", 7: "truck"}
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+SITE, GATEWAY, CAMERA = "site-a", "gw-1", "cam-1"
+
+
+def cleared_event(sequence: int = 0) -> ViolationEvent:
+    """A small valid event (cleared phases need no evidence) for outbox and publisher tests."""
+    return ViolationEvent(
+        message_id=uuid.uuid4(),
+        violation_id=uuid.uuid4(),
+        sequence=sequence,
+        phase=Phase.CLEARED,
+        kind=ViolationKind.ILLEGAL_PARKING,
+        site_id=SITE,
+        gateway_id=GATEWAY,
+        camera_id=CAMERA,
+        zone_id="z1",
+        started_at=T0,
+        observed_at=T0 + timedelta(seconds=90),
+        dwell_seconds=80.0,
+    )
 
 
 @pytest.fixture

@@ -1,32 +1,14 @@
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
 from edge.outbox import Outbox
-from tests.unit.edge.conftest import T0
+from tests.unit.edge.conftest import T0, cleared_event
 
 TOPIC = "civicwatch/v1/site-a/gw-1/cam-1/violation"
-
-
-def cleared_event(sequence: int = 0) -> ViolationEvent:
-    return ViolationEvent(
-        message_id=uuid.uuid4(),
-        violation_id=uuid.uuid4(),
-        sequence=sequence,
-        phase="cleared",
-        kind="illegal_parking",
-        site_id="site-a",
-        gateway_id="gw-1",
-        camera_id="cam-1",
-        zone_id="z1",
-        started_at=T0,
-        observed_at=T0 + timedelta(seconds=90),
-        dwell_seconds=80.0,
-    )
 
 
 def test_pending_events_survive_a_restart(tmp_path: Path) -> None:
