@@ -251,6 +251,19 @@ class ReplaySource:
         """Clip time the replay covers: every pass plus the hold."""
         return self.frame_count * (self.loop + 1) / self.fps + self.hold_last_seconds
 
+    def _held_indices(self, last_index: int) -> list[int]:
+        """Frame indices of the held last frame: thinned to hold_fps, ending exactly at the hold."""
+        end = last_index + round(self.hold_last_seconds * self.fps)
+        if end <= last_index:
+            return []
+        return [*range(last_index + self._hold_step, end, self._hold_step), end]
+
+    @property
+    def frames_total(self) -> int:
+        """How many frames iterating will yield (from the container's frame count)."""
+        played = self.frame_count * (self.loop + 1)
+        return played + len(self._held_indices(played - 1)) if played else 0
+
     def _frames_of_one_pass(self) -> Iterator[Image]:
         if self._is_image:
             yield read_image(self.path)
@@ -279,9 +292,5 @@ class ReplaySource:
                 index += 1
         if last is None:
             return
-        held = round(self.hold_last_seconds * self.fps)
-        last_index = index - 1
-        end = last_index + held
-        for held_index in [*range(last_index + self._hold_step, end, self._hold_step), end]:
-            if held_index > last_index:
-                yield Frame(last, held_index, self.start + timedelta(seconds=held_index / self.fps))
+        for held_index in self._held_indices(index - 1):
+            yield Frame(last, held_index, self.start + timedelta(seconds=held_index / self.fps))

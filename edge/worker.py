@@ -234,8 +234,7 @@ def replay(
     pipeline = CameraPipeline(
         site.id, gateway.id, camera, settings, detector.model_info, outbox, source.fps
     )
-    expected_frames = round(source.frame_count * (loop + 1) + hold_last_seconds * 2)
-    progress = _Progress(expected_frames)
+    progress = _Progress(source.frames_total)
     events: list[ViolationEvent] = []
     frames = 0
     publisher.start()

@@ -22,7 +22,7 @@ from tests.unit.edge.conftest import T0
 def test_replay_runs_by_the_clip_clock(shared_data: Path) -> None:
     source = ReplaySource(shared_data / "clips" / "vtest.avi", start=T0)
     frames = list(source)
-    assert len(frames) == 795
+    assert len(frames) == source.frames_total == 795
     assert source.fps == 10.0
     assert [f.index for f in frames[:3]] == [0, 1, 2]
     assert frames[0].timestamp == T0
@@ -41,6 +41,7 @@ def test_replay_loops_then_holds_the_last_frame(shared_data: Path) -> None:
     assert len(played) == 2 * 795
     assert frames[-1].timestamp == clip_end + timedelta(seconds=60)
     assert len(held) == 120, "held frames thinned to 2 fps of clip time"
+    assert source.frames_total == len(frames), "progress knows the total up front"
     assert all(f.image is held[0].image for f in held)
     assert source.clip_seconds == pytest.approx(159 + 60)
 
