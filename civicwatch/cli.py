@@ -133,11 +133,14 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
     from civicwatch.server import migrate
 
     config = load_config(args.config)
     migrate(config.server.database_url)
-    print(f"database at {_redacted(config.server.database_url)} is up to date")
+    shown = make_url(config.server.database_url).render_as_string(hide_password=True)
+    print(f"database at {shown} is up to date")
     return 0
 
 
@@ -261,15 +264,6 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, _handle)
     signal.signal(signal.SIGTERM, _handle)
     return stop
-
-
-def _redacted(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 if __name__ == "__main__":

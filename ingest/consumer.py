@@ -18,7 +18,6 @@ from contracts.mqtt import BrokerSettings, make_client
 from contracts.sites import SiteRegistry
 from contracts.status import CameraStatus, GatewayStatus
 from contracts.topics import (
-    ROOT,
     STATUS_SUBSCRIPTIONS,
     VIOLATION_SUBSCRIPTION,
     ack_topic,
@@ -170,9 +169,8 @@ class IngestConsumer:
     def _handle_status(self, message: mqtt.MQTTMessage) -> bool:
         if not message.payload:
             return True  # a cleared retained message
-        is_gateway = len(message.topic[len(ROOT) + 1 :].split("/")) == 3
         try:
-            if is_gateway:
+            if parse_camera_topic(message.topic) is None:  # civicwatch/v1/{site}/{gateway}/status
                 self._service.record_gateway_status(
                     GatewayStatus.model_validate_json(message.payload)
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,18 @@ def test_offline_the_default_model_names_the_variable_to_set(tmp_path: Path) -> 
     assert len(lines) == 1
     assert "'yolo11n.pt'" in lines[0]
     assert "CIVICWATCH_MODEL=../shared/models/yolo11n_int8_openvino_model" in lines[0]
+
+
+def test_migrate_brings_a_new_database_up_to_date(tmp_path: Path) -> None:
+    database = tmp_path / "fresh.db"
+    result = civicwatch(
+        "migrate",
+        "--config",
+        str(EXAMPLE),
+        env={"CIVICWATCH_DATABASE_URL": f"sqlite:///{database}"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"database at sqlite:///{database} is up to date" in result.stdout
+    with sqlite3.connect(database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"events", "cases", "case_transitions", "alembic_version"} <= tables
