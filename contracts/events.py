@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """Major.minor. A server accepts every minor version of its major and ignores unknown fields."""
 
 SUPPORTED_MAJOR = "1"
@@ -68,6 +68,10 @@ class EvidenceLabel(StrEnum):
     DWELL_CROSSED = "dwell_crossed"  # the moment the dwell threshold was crossed
     LATEST = "latest"  # the most recent frame when the event was built
     CLEARED = "cleared"  # the zone after the object left
+    CLOSEUP = "closeup"  # a crop of the vehicle, big enough to read its plate
+    BASELINE = "baseline"  # structures: the registered view the current one is compared to
+    CURRENT = "current"  # structures: the view as it is now
+    CHANGE_MASK = "change_mask"  # structures: the changed area drawn over the current view
 
 
 class _WireModel(BaseModel):
@@ -96,8 +100,41 @@ class ObservedObject(_WireModel):
     box: BoundingBox
 
 
+GENESIS_CHAIN = "0" * 64
+"""The chain value before a violation's first frame."""
+
+
+def chain_link(previous_chain: str, sha256: str) -> str:
+    """The chain value after a frame: SHA-256 of the previous chain value and the frame's hash."""
+    return hashlib.sha256(f"{previous_chain}{sha256}".encode()).hexdigest()
+
+
+def _check_sha256(data: bytes, declared: str, what: str) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != declared:
+        raise ValueError(f"{what} sha256 mismatch: declared {declared}, actual {actual}")
+
+
+class RedactedCopy(_WireModel):
+    """The copy of an evidence frame shown at the console: bystanders' faces blurred."""
+
+    sha256: Sha256Hex
+    faces_blurred: int = Field(ge=0)
+    data: InlineBytes = Field(description="the JPEG bytes, base64 on the wire")
+
+    @model_validator(mode="after")
+    def _hash_matches(self) -> RedactedCopy:
+        _check_sha256(self.data, self.sha256, "redacted copy")
+        return self
+
+
 class EvidenceFrame(_WireModel):
-    """One JPEG, annotated with the zone and the box, carried inline and addressed by hash."""
+    """One JPEG, annotated with the zone and the box, carried inline and addressed by hash.
+
+    ``chain_sha256`` links the frames of one violation in the order they were captured, across
+    all its events: chain_link(previous frame's chain, this frame's sha256), starting from
+    GENESIS_CHAIN. A removed, reordered or altered frame breaks every link after it.
+    """
 
     label: EvidenceLabel
     captured_at: AwareDatetime
@@ -106,18 +143,37 @@ class EvidenceFrame(_WireModel):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     data: InlineBytes = Field(description="the image bytes, base64 on the wire")
+    chain_sha256: Sha256Hex | None = Field(
+        default=None, description="hash chain over the violation's frames (absent before 1.1)"
+    )
+    redacted: RedactedCopy | None = Field(
+        default=None, description="the console's copy with faces blurred; absent when none"
+    )
 
     @model_validator(mode="after")
     def _hash_matches(self) -> EvidenceFrame:
-        actual = hashlib.sha256(self.data).hexdigest()
-        if actual != self.sha256:
-            raise ValueError(f"evidence sha256 mismatch: declared {self.sha256}, actual {actual}")
+        _check_sha256(self.data, self.sha256, "evidence")
         return self
 
 
 class ModelInfo(_WireModel):
     name: str = Field(max_length=128)
     version: str = Field(max_length=64)
+
+
+PLATE_PATTERN = (
+    r"^[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领]"
+    r"[A-HJ-NP-Z][A-HJ-NP-Z0-9]{4,5}[A-HJ-NP-Z0-9挂学警港澳]$"
+)
+"""A mainland plate: province, issuing-office letter, then 5 (blue/yellow) or 6 (new-energy)."""
+
+
+class PlateReading(_WireModel):
+    """The vehicle's plate, voted across frames; the best reading and its confidence."""
+
+    text: str = Field(pattern=PLATE_PATTERN)
+    confidence: float = Field(ge=0.0, le=1.0)
+    votes: int = Field(default=1, ge=1, description="frames that agreed on this text")
 
 
 class ViolationEvent(_WireModel):
@@ -143,6 +199,10 @@ class ViolationEvent(_WireModel):
     object: ObservedObject | None = None
     evidence: list[EvidenceFrame] = Field(default_factory=list, max_length=32)
     model: ModelInfo | None = None
+    plate: PlateReading | None = None
+    blocked_share: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="fire lanes: the share of the lane blocked"
+    )
     historical: bool = Field(default=False, description="replayed from the outbox after a delay")
 
     @model_validator(mode="after")
@@ -166,13 +226,18 @@ class ViolationEvent(_WireModel):
 
 __all__ = [
     "SCHEMA_VERSION",
+    "GENESIS_CHAIN",
+    "PLATE_PATTERN",
     "BoundingBox",
     "EvidenceFrame",
     "EvidenceLabel",
     "ModelInfo",
     "ObservedObject",
     "Phase",
+    "PlateReading",
+    "RedactedCopy",
     "Sha256Hex",
     "ViolationEvent",
     "ViolationKind",
+    "chain_link",
 ]

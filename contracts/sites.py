@@ -18,6 +18,7 @@ from contracts.events import Identifier, ViolationKind
 class ZoneKind(StrEnum):
     NO_PARKING = "no_parking"
     FIRE_LANE = "fire_lane"
+    NO_BUILD = "no_build"  # compared against a registered baseline for new structures
 
     @property
     def violation_kind(self) -> ViolationKind:
@@ -27,12 +28,14 @@ class ZoneKind(StrEnum):
 _VIOLATION_OF_ZONE = {
     ZoneKind.NO_PARKING: ViolationKind.ILLEGAL_PARKING,
     ZoneKind.FIRE_LANE: ViolationKind.FIRE_LANE_BLOCKING,
+    ZoneKind.NO_BUILD: ViolationKind.ILLEGAL_STRUCTURE,
 }
 
 # COCO class names each zone kind watches unless the zone lists its own.
 DEFAULT_ZONE_CLASSES: dict[ZoneKind, tuple[str, ...]] = {
     ZoneKind.NO_PARKING: ("car", "truck", "bus"),
     ZoneKind.FIRE_LANE: ("car", "truck", "bus", "motorcycle", "bicycle"),
+    ZoneKind.NO_BUILD: (),  # structures are found by comparing views, not by the detector
 }
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]

@@ -21,6 +21,22 @@ class CameraHealth(StrEnum):
     DEGRADED = "degraded"
 
 
+class CameraProblem(StrEnum):
+    """What is wrong with a camera's picture; several may hold at once."""
+
+    OFFLINE = "offline"  # no frames arrive
+    FROZEN = "frozen"  # frames arrive but the picture does not change
+    COVERED = "covered"  # lens covered or the picture black / uniform
+    BLURRED = "blurred"  # out of focus, fogged or smeared
+    MOVED = "moved"  # the view no longer matches its baseline: zones point at the wrong place
+    NO_DETECTOR = "no_detector"  # model weights could not load; class-agnostic path only
+
+
+class DetectionPath(StrEnum):
+    DETECTOR = "detector"  # the object detector, plus the class-agnostic path on fire lanes
+    FOREGROUND_ONLY = "foreground_only"  # fallback: stationary-foreground analysis alone
+
+
 class GatewayStatus(_WireModel):
     schema_version: str = SCHEMA_VERSION
     site_id: Identifier
@@ -44,6 +60,8 @@ class CameraStatus(_WireModel):
     frames_read: int = Field(default=0, ge=0)
     detection_fps: float = Field(default=0.0, ge=0.0)
     detector: str = Field(default="", max_length=128)
+    problems: list[CameraProblem] = Field(default_factory=list, max_length=8)
+    detection_path: DetectionPath = DetectionPath.DETECTOR
 
     def to_wire(self) -> bytes:
         return self.model_dump_json().encode()

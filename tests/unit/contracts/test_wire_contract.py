@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import (
+    GENESIS_CHAIN,
     BoundingBox,
     EvidenceFrame,
     EvidenceLabel,
@@ -22,6 +23,7 @@ from contracts.events import (
     Phase,
     ViolationEvent,
     ViolationKind,
+    chain_link,
 )
 from contracts.schema import json_schemas
 from contracts.topics import parse_camera_topic, violation_topic
@@ -90,15 +92,19 @@ def test_event_json_shape_is_pinned() -> None:
             "object",
             "evidence",
             "model",
+            "plate",
+            "blocked_share",
             "historical",
         ]
     )
     assert sorted(wire["evidence"][0]) == [
         "captured_at",
+        "chain_sha256",
         "content_type",
         "data",
         "height",
         "label",
+        "redacted",
         "sha256",
         "width",
     ]
@@ -200,3 +206,42 @@ def test_published_json_schema_matches_the_models() -> None:
     for stem, schema in json_schemas().items():
         published = json.loads((DOCS_SCHEMA / f"{stem}.json").read_text(encoding="utf-8"))
         assert published == schema, f"docs/schema/{stem}.json is stale"
+
+
+@pytest.mark.parametrize(
+    "plate",
+    ["皖A12345", "苏B1234D", "粤BD12345", "京AF12345", "沪A1234学"],
+)
+def test_mainland_plates_are_read(plate: str) -> None:
+    event = ViolationEvent.model_validate(
+        _event_json(plate={"text": plate, "confidence": 0.9, "votes": 3})
+    )
+    assert event.plate is not None
+    assert event.plate.text == plate
+
+
+@pytest.mark.parametrize(
+    "plate", ["A12345", "皖12345", "皖I12345", "皖A1234", "皖A1234567", "皖a12345"]
+)
+def test_malformed_plates_are_refused(plate: str) -> None:
+    with pytest.raises(ValidationError, match="plate"):
+        ViolationEvent.model_validate(_event_json(plate={"text": plate, "confidence": 0.9}))
+
+
+def test_redacted_copy_whose_hash_does_not_match_is_refused() -> None:
+    frame = _frame()
+    frame["redacted"] = {
+        "sha256": hashlib.sha256(b"blurred").hexdigest(),
+        "faces_blurred": 1,
+        "data": base64.b64encode(b"not the blurred bytes").decode(),
+    }
+    with pytest.raises(ValidationError, match="redacted copy sha256 mismatch"):
+        ViolationEvent.model_validate(_event_json(evidence=[frame]))
+
+
+def test_chain_links_depend_on_every_earlier_frame() -> None:
+    first, second = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
+    chain = chain_link(chain_link(GENESIS_CHAIN, first), second)
+    assert chain != chain_link(chain_link(GENESIS_CHAIN, second), first)
+    assert chain != chain_link(GENESIS_CHAIN, second)
+    assert len(chain) == 64
