@@ -42,6 +42,11 @@ class TrackerSettings(_Settings):
             "movement, as a share of box height, that counts as leaving and resets the clock"
         ),
     )
+    rearm_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="after a violation clears, its spot cannot raise again for this long",
+    )
 
 
 class EvidenceSettings(_Settings):
@@ -53,6 +58,20 @@ class EvidenceSettings(_Settings):
         default=60.0,
         gt=0,
         description="how often an open violation sends an update with a new frame",
+    )
+    dwell_frame_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="a panorama every this many seconds over the dwell; default: half the dwell",
+    )
+    max_dwell_frames: int = Field(
+        default=6, ge=1, le=20, description="panoramas kept over one dwell, spread evenly"
+    )
+    closeup_min_width: int = Field(
+        default=320, ge=64, description="a vehicle close-up is enlarged to at least this width"
+    )
+    plate_read_seconds: float = Field(
+        default=2.0, gt=0, description="how often a vehicle's plate is read while it stays"
     )
 
 

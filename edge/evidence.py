@@ -48,6 +48,11 @@ def annotate(
             cv2.rectangle(picture, top_left, bottom_right, BOX_COLOUR, thickness=-1)
             white = (255, 255, 255)
             cv2.putText(picture, box_label, (x + 2, y), _FONT, 0.45, white, 1, cv2.LINE_AA)
+    return caption_band(picture, caption)
+
+
+def caption_band(picture: Image, caption: str) -> Image:
+    """The picture with the caption in a band above it."""
     band = np.full((CAPTION_HEIGHT, picture.shape[1], 3), CAPTION_BACKGROUND, dtype=np.uint8)
     cv2.putText(band, caption, (6, 16), _FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return np.vstack([band, picture])

@@ -1,22 +1,48 @@
 """Dwell rule: an object that stays put inside a zone longer than the zone's dwell is a violation.
 
+A violation belongs to an *incident* in one zone, not to a tracker id: trackers lose parked cars
+behind passing pedestrians, under a change of light or when the detector misses a frame, and come
+back with a new id. The rule re-associates every sighting with the incidents it already holds.
+
+Leaving and coming back (docs/rules.md has the same table):
+
+- Unseen for up to ``grace_seconds``: the incident keeps its clock and its violation; a sighting
+  that overlaps its last box (``rejoin_iou``), stands within ``max_drift`` of its spot, or carries
+  the same plate continues it, whatever the tracker's id.
+- Unseen for longer: the incident ends; an open violation sends ``cleared``.
+- Moves further than ``max_drift`` (box heights) from where its clock started: it is driving,
+  not parked; an open violation clears and a fresh clock starts where it is.
+- Back at the spot of a cleared violation within ``rearm_seconds``: a new clock starts, but it
+  cannot open before the re-arm interval since the clear has passed, so a car that flickers at
+  the edge of detection does not raise a storm of alarms.
+
 Time comes from Frame.timestamp only, so a replayed clip runs by its own clock.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
+import cv2
 import numpy as np
 
-from contracts.events import BoundingBox, EvidenceFrame, EvidenceLabel, ObservedObject, Phase
+from contracts.events import (
+    BoundingBox,
+    EvidenceFrame,
+    EvidenceLabel,
+    ObservedObject,
+    Phase,
+    PlateReading,
+)
 from contracts.sites import ZoneConfig
 from edge.config import EvidenceSettings, TrackerSettings
-from edge.detections import Detections, FloatArray, Frame, box_iou
-from edge.evidence import annotate, encode_evidence
+from edge.detections import Detections, FloatArray, Frame, Image, box_iou
+from edge.evidence import annotate, caption_band, encode_evidence
 from edge.zones import PolygonZone
 
 
@@ -30,8 +56,23 @@ class RuleEvent:
     started_at: datetime
     observed_at: datetime
     dwell_seconds: float
-    object: ObservedObject
+    object: ObservedObject | None
     evidence: list[EvidenceFrame]
+    plate: PlateReading | None = None
+
+
+class PlateTally(Protocol):
+    """Votes on one vehicle's plate across the frames it was read in."""
+
+    def add(self, image: Image, box: FloatArray) -> None: ...
+
+    def best(self) -> PlateReading | None: ...
+
+
+class PlateTallies(Protocol):
+    """Starts a tally per incident; None when plate reading is off."""
+
+    def __call__(self) -> PlateTally: ...
 
 
 @dataclass(slots=True)
@@ -41,8 +82,12 @@ class _Sighting:
     confidence: float
 
 
+def _anchor(box: FloatArray) -> FloatArray:
+    return np.array([(box[0] + box[2]) / 2, box[3]], dtype=np.float32)
+
+
 @dataclass(slots=True)
-class _TrackedObject:
+class _Incident:
     track_id: int
     class_name: str
     entered_at: datetime
@@ -50,9 +95,13 @@ class _TrackedObject:
     clock_box_height: float
     entry: _Sighting
     latest: _Sighting
-    midway: _Sighting | None = None
+    panoramas: list[_Sighting] = field(default_factory=list)  # over the dwell, after the entry
+    panorama_seconds: float = 0.0  # grows as the list is thinned, so the spread stays even
     violation_id: UUID | None = None
     last_update_at: datetime | None = None
+    not_before: datetime | None = None  # re-arm: may not open earlier than this
+    plate: PlateTally | None = None
+    last_plate_read_at: datetime | None = None
 
     @property
     def last_seen(self) -> datetime:
@@ -60,6 +109,9 @@ class _TrackedObject:
 
     def dwell_at(self, at: datetime) -> float:
         return max(0.0, (at - self.entered_at).total_seconds())
+
+    def best_plate(self) -> PlateReading | None:
+        return self.plate.best() if self.plate is not None else None
 
     def observed(self) -> ObservedObject:
         x1, y1, x2, y2 = (float(v) for v in self.latest.box)
@@ -70,8 +122,14 @@ class _TrackedObject:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _ClearedSpot:
+    box: FloatArray
+    cleared_at: datetime
+
+
 class DwellRule:
-    """Tracks the objects inside one zone and raises, updates and clears violations."""
+    """Tracks the incidents inside one zone and raises, updates and clears violations."""
 
     def __init__(
         self,
@@ -79,16 +137,23 @@ class DwellRule:
         zone: ZoneConfig,
         tracker: TrackerSettings,
         evidence: EvidenceSettings,
+        plate_tallies: PlateTallies | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.zone = PolygonZone(zone)
         self._tracker = tracker
         self._evidence = evidence
-        self._objects: dict[int, _TrackedObject] = {}
+        self._plate_tallies = plate_tallies
+        self._incidents: dict[int, _Incident] = {}
+        self._cleared_spots: list[_ClearedSpot] = []
 
     @property
     def open_violations(self) -> int:
-        return sum(1 for o in self._objects.values() if o.violation_id is not None)
+        return sum(1 for o in self._incidents.values() if o.violation_id is not None)
+
+    def incident_boxes(self) -> Iterator[FloatArray]:
+        """The last box of every incident the rule holds, seen now or within its grace."""
+        return (incident.latest.box for incident in self._incidents.values())
 
     def update(self, frame: Frame, tracked: Detections) -> list[RuleEvent]:
         """Feed one frame's tracked detections; returns the violation phases this frame produced."""
@@ -99,81 +164,128 @@ class DwellRule:
         for i in range(len(inside)):
             track_id = int(inside.tracker_id[i])
             sighting = _Sighting(frame, inside.xyxy[i].copy(), float(inside.confidence[i]))
-            obj = self._objects.get(track_id) or self._rejoin(track_id, sighting.box, current_ids)
-            if obj is None:
-                self._objects[track_id] = self._start_clock(
+            incident = self._incidents.get(track_id) or self._rejoin(
+                track_id, sighting.box, current_ids
+            )
+            if incident is None:
+                self._incidents[track_id] = self._start_clock(
                     track_id, inside.class_name(i), sighting
                 )
                 continue
-            events.extend(self._observe(obj, sighting))
-        for track_id in [t for t, o in self._objects.items() if t not in current_ids]:
-            obj = self._objects[track_id]
-            if (now - obj.last_seen).total_seconds() > self._tracker.grace_seconds:
-                del self._objects[track_id]
-                if obj.violation_id is not None:
-                    events.append(self._cleared(obj, frame))
+            events.extend(self._observe(incident, sighting))
+        for track_id in [t for t in self._incidents if t not in current_ids]:
+            incident = self._incidents[track_id]
+            if (now - incident.last_seen).total_seconds() > self._tracker.grace_seconds:
+                del self._incidents[track_id]
+                if incident.violation_id is not None:
+                    events.append(self._cleared(incident, frame))
         return events
 
-    def _start_clock(self, track_id: int, class_name: str, sighting: _Sighting) -> _TrackedObject:
+    def _start_clock(self, track_id: int, class_name: str, sighting: _Sighting) -> _Incident:
         box = sighting.box
-        return _TrackedObject(
+        at = sighting.frame.timestamp
+        return _Incident(
             track_id=track_id,
             class_name=class_name,
-            entered_at=sighting.frame.timestamp,
-            clock_anchor=np.array([(box[0] + box[2]) / 2, box[3]], dtype=np.float32),
+            entered_at=at,
+            clock_anchor=_anchor(box),
             clock_box_height=float(box[3] - box[1]),
             entry=sighting,
             latest=sighting,
+            not_before=self._rearmed_at(box, at),
+            plate=self._plate_tallies() if self._plate_tallies is not None else None,
         )
 
-    def _rejoin(
-        self, track_id: int, box: FloatArray, current_ids: set[int]
-    ) -> _TrackedObject | None:
-        """A new track id over a recently lost object's box is that object: it keeps its clock."""
+    def _rearmed_at(self, box: FloatArray, at: datetime) -> datetime | None:
+        """When a clock starting on this box may open: later than now only near a recent clear."""
+        horizon = self._tracker.rearm_seconds
+        self._cleared_spots = [
+            s for s in self._cleared_spots if (at - s.cleared_at).total_seconds() < horizon
+        ]
+        recent = [s.cleared_at for s in self._cleared_spots if self._same_spot(box, s.box)]
+        if not recent:
+            return None
+        return max(recent) + timedelta(seconds=horizon)
+
+    def _same_spot(self, box: FloatArray, other: FloatArray) -> bool:
+        if box_iou(box, other) >= self._tracker.rejoin_iou:
+            return True
+        distance = float(np.linalg.norm(_anchor(box) - _anchor(other)))
+        return distance <= self._tracker.max_drift * max(float(other[3] - other[1]), 1.0)
+
+    def _rejoin(self, track_id: int, box: FloatArray, current_ids: set[int]) -> _Incident | None:
+        """A new track id on a lost incident's spot is that incident: it keeps its clock."""
         best: tuple[float, int] | None = None
-        for old_id, obj in self._objects.items():
-            if old_id in current_ids:
+        for old_id, incident in self._incidents.items():
+            if old_id in current_ids or not self._same_spot(box, incident.latest.box):
                 continue
-            iou = box_iou(box, obj.latest.box)
-            if iou >= self._tracker.rejoin_iou and (best is None or iou > best[0]):
-                best = (iou, old_id)
+            overlap = box_iou(box, incident.latest.box)
+            if best is None or overlap > best[0]:
+                best = (overlap, old_id)
         if best is None:
             return None
-        obj = self._objects.pop(best[1])
-        obj.track_id = track_id
-        self._objects[track_id] = obj
-        return obj
+        incident = self._incidents.pop(best[1])
+        incident.track_id = track_id
+        self._incidents[track_id] = incident
+        return incident
 
-    def _observe(self, obj: _TrackedObject, sighting: _Sighting) -> list[RuleEvent]:
+    def _observe(self, incident: _Incident, sighting: _Sighting) -> list[RuleEvent]:
         now = sighting.frame.timestamp
-        box = sighting.box
-        anchor = np.array([(box[0] + box[2]) / 2, box[3]], dtype=np.float32)
-        drift = float(np.linalg.norm(anchor - obj.clock_anchor))
+        drift = float(np.linalg.norm(_anchor(sighting.box) - incident.clock_anchor))
         events: list[RuleEvent] = []
-        if drift > self._tracker.max_drift * max(obj.clock_box_height, 1.0):
+        if drift > self._tracker.max_drift * max(incident.clock_box_height, 1.0):
             # It moved: whatever stood still has left; a fresh clock starts where it is now.
-            if obj.violation_id is not None:
-                events.append(self._cleared(obj, sighting.frame))
-            fresh = self._start_clock(obj.track_id, obj.class_name, sighting)
-            self._objects[obj.track_id] = fresh
+            if incident.violation_id is not None:
+                events.append(self._cleared(incident, sighting.frame))
+            self._incidents[incident.track_id] = self._start_clock(
+                incident.track_id, incident.class_name, sighting
+            )
             return events
-        obj.latest = sighting
-        if obj.violation_id is None:
-            if obj.midway is None and obj.dwell_at(now) >= self.zone.config.dwell_seconds / 2:
-                obj.midway = sighting
-            if obj.dwell_at(now) >= self.zone.config.dwell_seconds:
-                events.append(self._opened(obj))
-        elif obj.last_update_at is not None and (
-            (now - obj.last_update_at).total_seconds() >= self._evidence.update_interval_seconds
+        incident.latest = sighting
+        self._read_plate(incident, sighting)
+        if incident.violation_id is None:
+            self._keep_panorama(incident, sighting)
+            due = incident.dwell_at(now) >= self.zone.config.dwell_seconds
+            if due and (incident.not_before is None or now >= incident.not_before):
+                events.append(self._opened(incident))
+        elif incident.last_update_at is not None and (
+            (now - incident.last_update_at).total_seconds()
+            >= self._evidence.update_interval_seconds
         ):
-            events.append(self._updated(obj))
+            events.append(self._updated(incident))
         return events
 
-    def _frame_evidence(
-        self, obj: _TrackedObject, sighting: _Sighting, label: EvidenceLabel
+    def _read_plate(self, incident: _Incident, sighting: _Sighting) -> None:
+        if incident.plate is None:
+            return
+        now = sighting.frame.timestamp
+        last = incident.last_plate_read_at
+        if last is not None and (now - last).total_seconds() < self._evidence.plate_read_seconds:
+            return
+        incident.last_plate_read_at = now
+        incident.plate.add(sighting.frame.image, sighting.box)
+
+    def _keep_panorama(self, incident: _Incident, sighting: _Sighting) -> None:
+        """A panorama every interval over the dwell: they show the object stayed put."""
+        if not incident.panorama_seconds:
+            dwell = self.zone.config.dwell_seconds
+            incident.panorama_seconds = self._evidence.dwell_frame_seconds or dwell / 2
+        previous = incident.panoramas[-1] if incident.panoramas else incident.entry
+        elapsed = (sighting.frame.timestamp - previous.frame.timestamp).total_seconds()
+        if elapsed >= incident.panorama_seconds and incident.dwell_at(sighting.frame.timestamp) < (
+            self.zone.config.dwell_seconds
+        ):
+            incident.panoramas.append(sighting)
+            if len(incident.panoramas) > self._evidence.max_dwell_frames:
+                # Thin evenly and space the next ones twice as far: the spread stays even.
+                del incident.panoramas[1::2]
+                incident.panorama_seconds *= 2
+
+    def _panorama(
+        self, incident: _Incident, sighting: _Sighting, label: EvidenceLabel
     ) -> EvidenceFrame:
         at = sighting.frame.timestamp
-        box_label = f"{obj.class_name} #{obj.track_id} {obj.dwell_at(at):.0f}s"
+        box_label = f"{incident.class_name} #{incident.track_id} {incident.dwell_at(at):.0f}s"
         image = annotate(
             sighting.frame.image,
             self.zone.polygon,
@@ -183,52 +295,82 @@ class DwellRule:
         )
         return encode_evidence(image, label, at, self._evidence)
 
+    def _closeup(self, incident: _Incident, sighting: _Sighting) -> EvidenceFrame:
+        """The vehicle cropped from the raw frame, enlarged so its plate can be read."""
+        at = sighting.frame.timestamp
+        crop = crop_with_margin(sighting.frame.image, sighting.box, margin=0.15)
+        if crop.shape[1] < self._evidence.closeup_min_width:
+            scale = self._evidence.closeup_min_width / crop.shape[1]
+            size = (self._evidence.closeup_min_width, max(1, round(crop.shape[0] * scale)))
+            crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), np.uint8)
+        plate = incident.best_plate()
+        caption = self._caption(at, EvidenceLabel.CLOSEUP)
+        if plate is not None:
+            caption += f"  plate {plate.text}"
+        return encode_evidence(
+            caption_band(crop, caption), EvidenceLabel.CLOSEUP, at, self._evidence
+        )
+
     def _caption(self, at: datetime, label: EvidenceLabel) -> str:
         stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
         return f"{stamp} UTC  {self.camera_id}  {self.zone.config.id}  {label.value}"
 
     def _event(
-        self, phase: Phase, obj: _TrackedObject, at: datetime, evidence: list[EvidenceFrame]
+        self, phase: Phase, incident: _Incident, at: datetime, evidence: list[EvidenceFrame]
     ) -> RuleEvent:
-        assert obj.violation_id is not None
+        assert incident.violation_id is not None
         return RuleEvent(
             phase=phase,
-            violation_id=obj.violation_id,
+            violation_id=incident.violation_id,
             zone_id=self.zone.config.id,
-            started_at=obj.entered_at,
+            started_at=incident.entered_at,
             observed_at=at,
-            dwell_seconds=obj.dwell_at(at),
-            object=obj.observed(),
+            dwell_seconds=incident.dwell_at(at),
+            object=incident.observed(),
             evidence=evidence,
+            plate=incident.best_plate(),
         )
 
-    def _opened(self, obj: _TrackedObject) -> RuleEvent:
-        now = obj.latest.frame.timestamp
-        obj.violation_id = uuid.uuid4()
-        obj.last_update_at = now
-        # Three distinct moments over the dwell; updates add the latest frame as time goes on.
+    def _opened(self, incident: _Incident) -> RuleEvent:
+        now = incident.latest.frame.timestamp
+        incident.violation_id = uuid.uuid4()
+        incident.last_update_at = now
         sightings = [
-            (obj.entry, EvidenceLabel.ENTRY),
-            (obj.midway, EvidenceLabel.MIDWAY),
-            (obj.latest, EvidenceLabel.DWELL_CROSSED),
+            (incident.entry, EvidenceLabel.ENTRY),
+            *((s, EvidenceLabel.MIDWAY) for s in incident.panoramas),
+            (incident.latest, EvidenceLabel.DWELL_CROSSED),
         ]
+        evidence = [self._panorama(incident, s, label) for s, label in sightings]
+        evidence.append(self._closeup(incident, incident.latest))
+        incident.panoramas.clear()  # the frames are on the wire now; free the memory
+        return self._event(Phase.OPENED, incident, now, evidence)
+
+    def _updated(self, incident: _Incident) -> RuleEvent:
+        now = incident.latest.frame.timestamp
+        incident.last_update_at = now
         evidence = [
-            self._frame_evidence(obj, sighting, label)
-            for sighting, label in sightings
-            if sighting is not None
+            self._panorama(incident, incident.latest, EvidenceLabel.LATEST),
+            self._closeup(incident, incident.latest),
         ]
-        return self._event(Phase.OPENED, obj, now, evidence)
+        return self._event(Phase.UPDATED, incident, now, evidence)
 
-    def _updated(self, obj: _TrackedObject) -> RuleEvent:
-        now = obj.latest.frame.timestamp
-        obj.last_update_at = now
-        latest = self._frame_evidence(obj, obj.latest, EvidenceLabel.LATEST)
-        return self._event(Phase.UPDATED, obj, now, [latest])
-
-    def _cleared(self, obj: _TrackedObject, frame: Frame) -> RuleEvent:
+    def _cleared(self, incident: _Incident, frame: Frame) -> RuleEvent:
         caption = self._caption(frame.timestamp, EvidenceLabel.CLEARED)
         image = annotate(frame.image, self.zone.polygon, None, "", caption)
         evidence = [encode_evidence(image, EvidenceLabel.CLEARED, frame.timestamp, self._evidence)]
-        event = self._event(Phase.CLEARED, obj, frame.timestamp, evidence)
+        event = self._event(Phase.CLEARED, incident, frame.timestamp, evidence)
+        self._cleared_spots.append(_ClearedSpot(incident.latest.box, frame.timestamp))
         # Dwell ends when the object was last seen, not when the grace ran out.
-        return replace(event, dwell_seconds=obj.dwell_at(obj.last_seen))
+        return replace(event, dwell_seconds=incident.dwell_at(incident.last_seen))
+
+
+def crop_with_margin(image: Image, box: FloatArray, margin: float) -> Image:
+    """The box widened by a share of its size on each side, clipped to the image."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
+    right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
+    if right <= left or bottom <= top:
+        raise ValueError(f"box {box.tolist()} lies outside the {width}x{height} frame")
+    return image[top:bottom, left:right]

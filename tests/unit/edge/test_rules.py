@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import ClassVar
 
-from contracts.events import EvidenceLabel, Phase
+from contracts.events import EvidenceLabel, Phase, PlateReading
 from contracts.sites import ZoneConfig
 from edge.config import EvidenceSettings, TrackerSettings
+from edge.detections import FloatArray, Image
 from edge.rules import DwellRule, RuleEvent
 from tests.unit.edge.conftest import frame_at, tracked
 
@@ -48,14 +51,19 @@ def test_dwell_crossing_opens_exactly_once_with_verifiable_evidence(zone: ZoneCo
         EvidenceLabel.ENTRY,
         EvidenceLabel.MIDWAY,
         EvidenceLabel.DWELL_CROSSED,
+        EvidenceLabel.CLOSEUP,
     ]
     assert [f.captured_at for f in event.evidence] == [
         frame_at(0).timestamp,
         frame_at(15).timestamp,
         frame_at(30).timestamp,
+        frame_at(30).timestamp,
     ]
+    closeup = event.evidence[-1]
+    assert closeup.width == 320, "a 100 px vehicle (+15 % margins) is enlarged to 320 px"
     for frame in event.evidence:
         assert hashlib.sha256(frame.data).hexdigest() == frame.sha256
+    assert event.object is not None
     assert event.object.class_name == "car"
     assert [e.phase for e in events] == [Phase.OPENED], "no update before the 20 s interval"
 
@@ -65,7 +73,10 @@ def test_updates_follow_the_interval_and_carry_the_latest_frame(zone: ZoneConfig
     events = run(rule, [(t, [(7, "car", PARKED)]) for t in seconds(0, 75)])
     updated = [e for e in events if e.phase is Phase.UPDATED]
     assert [e.dwell_seconds for e in updated] == [50.0, 70.0]
-    assert all([f.label for f in e.evidence] == [EvidenceLabel.LATEST] for e in updated)
+    assert all(
+        [f.label for f in e.evidence] == [EvidenceLabel.LATEST, EvidenceLabel.CLOSEUP]
+        for e in updated
+    )
     assert len({e.violation_id for e in events}) == 1
 
 
@@ -138,3 +149,93 @@ def test_cleared_after_the_grace_runs_out(zone: ZoneConfig) -> None:
     assert cleared.dwell_seconds == 40.0, "dwell ends when the car was last seen"
     assert [f.label for f in cleared.evidence] == [EvidenceLabel.CLEARED]
     assert rule.open_violations == 0
+
+
+def test_panoramas_follow_the_configured_interval(zone: ZoneConfig) -> None:
+    rule = DwellRule(
+        "cam-1",
+        zone,
+        TrackerSettings(),
+        EvidenceSettings(dwell_frame_seconds=5, max_dwell_frames=20),
+    )
+    events = run(rule, [(t, [(7, "car", PARKED)]) for t in seconds(0, 30)])
+    [opened] = events
+    midway = [f.captured_at for f in opened.evidence if f.label is EvidenceLabel.MIDWAY]
+    assert midway == [frame_at(t).timestamp for t in (5, 10, 15, 20, 25)]
+
+
+def test_panoramas_are_thinned_to_the_cap_but_keep_their_spread(zone: ZoneConfig) -> None:
+    rule = DwellRule(
+        "cam-1",
+        zone,
+        TrackerSettings(),
+        EvidenceSettings(dwell_frame_seconds=1, max_dwell_frames=6),
+    )
+    [opened] = run(rule, [(t, [(7, "car", PARKED)]) for t in seconds(0, 30)])
+    midway = [f.captured_at for f in opened.evidence if f.label is EvidenceLabel.MIDWAY]
+    # 29 one-second panoramas thinned to at most 6, evenly spaced over the 30 s dwell.
+    assert midway == [frame_at(t).timestamp for t in (1, 9, 17, 25)]
+
+
+def test_a_car_that_returns_to_its_spot_waits_for_the_rearm_interval(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, grace_seconds=5, rearm_seconds=120)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 40)]  # opens at 30 s
+    steps += [(t, []) for t in seconds(41, 50)]  # cleared at 46 s
+    steps += [(t, [(2, "car", PARKED)]) for t in seconds(51, 170)]  # back at the same spot
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED, Phase.CLEARED, Phase.OPENED]
+    second = events[-1]
+    assert second.observed_at == frame_at(46 + 120).timestamp, "not before the re-arm interval"
+    assert second.started_at == frame_at(51).timestamp, "a fresh clock from its return"
+    assert second.violation_id != events[0].violation_id
+
+
+def test_another_spot_is_not_held_back_by_a_rearm(zone: ZoneConfig) -> None:
+    rule = make_rule(zone, grace_seconds=5, rearm_seconds=120)
+    elsewhere = (110.0, 110.0, 150.0, 140.0)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 40)]
+    steps += [(t, []) for t in seconds(41, 50)]
+    steps += [(t, [(2, "car", elsewhere)]) for t in seconds(51, 81)]
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED, Phase.CLEARED, Phase.OPENED]
+    assert events[-1].observed_at == frame_at(81).timestamp
+
+
+def test_a_partly_hidden_car_with_a_new_id_rejoins_by_position(zone: ZoneConfig) -> None:
+    """A pedestrian hides the car's front: the box shrinks (low IoU) but its spot is the same."""
+    rule = make_rule(zone, grace_seconds=10, rejoin_iou=0.6)
+    half = (200.0, 152.0, 250.0, 200.0)  # right half only; anchor 25 px away, within drift
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 20)]
+    steps += [(t, [(5, "car", half)]) for t in seconds(21, 40)]
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED]
+    assert events[0].started_at == frame_at(0).timestamp
+
+
+class _CountingTally:
+    """A plate tally test double: the real one reads plates (tests/unit/edge/test_plates.py)."""
+
+    reads: ClassVar[list[datetime]] = []
+
+    def add(self, image: Image, box: FloatArray) -> None:
+        self.reads.append(datetime.now(UTC))
+
+    def best(self) -> PlateReading | None:
+        return PlateReading(text="皖A12345", confidence=0.9, votes=len(self.reads))
+
+
+def test_the_plate_is_read_at_an_interval_and_rides_on_every_phase(zone: ZoneConfig) -> None:
+    _CountingTally.reads = []
+    rule = DwellRule(
+        "cam-1",
+        zone,
+        TrackerSettings(grace_seconds=5),
+        EvidenceSettings(plate_read_seconds=4),
+        plate_tallies=_CountingTally,
+    )
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 40)]
+    steps += [(t, []) for t in seconds(41, 50)]
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED, Phase.CLEARED]
+    assert all(e.plate is not None and e.plate.text == "皖A12345" for e in events)
+    assert len(_CountingTally.reads) == 10, "seconds 1, 5, ..., 37: every 4 s while it stays"
