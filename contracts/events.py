@@ -109,6 +109,19 @@ def chain_link(previous_chain: str, sha256: str) -> str:
     return hashlib.sha256(f"{previous_chain}{sha256}".encode()).hexdigest()
 
 
+def broken_link(frames: list[EvidenceFrame]) -> int | None:
+    """The index of the first frame whose chain value is wrong, or None when the chain holds.
+
+    ``frames`` are one violation's frames in capture order, across its events.
+    """
+    chain = GENESIS_CHAIN
+    for index, frame in enumerate(frames):
+        chain = chain_link(chain, hashlib.sha256(frame.data).hexdigest())
+        if frame.chain_sha256 != chain:
+            return index
+    return None
+
+
 def _check_sha256(data: bytes, declared: str, what: str) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != declared:
@@ -225,9 +238,9 @@ class ViolationEvent(_WireModel):
 
 
 __all__ = [
-    "SCHEMA_VERSION",
     "GENESIS_CHAIN",
     "PLATE_PATTERN",
+    "SCHEMA_VERSION",
     "BoundingBox",
     "EvidenceFrame",
     "EvidenceLabel",
@@ -239,5 +252,6 @@ __all__ = [
     "Sha256Hex",
     "ViolationEvent",
     "ViolationKind",
+    "broken_link",
     "chain_link",
 ]
