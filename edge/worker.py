@@ -10,15 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-from pydantic import BaseModel
+import numpy as np
+from pydantic import BaseModel, Field, computed_field
 
-from contracts.events import Phase, ViolationEvent, ViolationKind
+from contracts.events import BoundingBox, Phase, ViolationEvent, ViolationKind
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
 from contracts.status import CameraStatus
 from edge.capture import LatestFrameSource, ReplaySource, open_source
 from edge.config import EdgeSettings
-from edge.detections import Frame
+from edge.detections import Frame, box_iou
 from edge.detector import Detector
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline
@@ -135,10 +136,15 @@ class ReplayedViolation(BaseModel):
     kind: ViolationKind
     zone_id: str
     class_name: str
+    box: BoundingBox | None
+    plate: str | None
     opened_at: datetime
     dwell_seconds: float
     evidence_frames: int
     cleared: bool = False
+    split_of: UUID | None = Field(
+        default=None, description="an earlier violation of the same object at the same spot"
+    )
 
 
 class ReplaySummary(BaseModel):
@@ -152,6 +158,44 @@ class ReplaySummary(BaseModel):
     all_confirmed: bool
     violations: list[ReplayedViolation]
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def opened(self) -> int:
+        return len(self.violations)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cleared(self) -> int:
+        return sum(v.cleared for v in self.violations)
+
+    @computed_field(description="violations that repeat an earlier one: split incidents")  # type: ignore[prop-decorator]
+    @property
+    def split(self) -> int:
+        return sum(v.split_of is not None for v in self.violations)
+
+
+SPLIT_IOU = 0.3
+"""Two violations in one zone whose boxes overlap this much are taken for the same object."""
+
+
+def _box_iou(a: BoundingBox, b: BoundingBox) -> float:
+    arrays = (np.array([box.x1, box.y1, box.x2, box.y2], np.float32) for box in (a, b))
+    return box_iou(*arrays)
+
+
+def _split_of(new: ReplayedViolation, earlier: list[ReplayedViolation]) -> UUID | None:
+    """One parked object that raised twice: same zone, same spot (or the same plate)."""
+    for old in earlier:
+        if old.zone_id != new.zone_id:
+            continue
+        same_plate = new.plate is not None and new.plate == old.plate
+        same_spot = (
+            new.box is not None and old.box is not None and _box_iou(new.box, old.box) >= SPLIT_IOU
+        )
+        if same_plate or same_spot:
+            return old.violation_id
+    return None
+
 
 def _summarise(events: list[ViolationEvent]) -> list[ReplayedViolation]:
     found: dict[UUID, ReplayedViolation] = {}
@@ -160,15 +204,19 @@ def _summarise(events: list[ViolationEvent]) -> list[ReplayedViolation]:
         if seen is None:
             if event.phase is not Phase.OPENED:
                 continue
-            found[event.violation_id] = ReplayedViolation(
+            opened = ReplayedViolation(
                 violation_id=event.violation_id,
                 kind=event.kind,
                 zone_id=event.zone_id,
                 class_name=event.object.class_name if event.object else "",
+                box=event.object.box if event.object else None,
+                plate=event.plate.text if event.plate else None,
                 opened_at=event.observed_at,
                 dwell_seconds=event.dwell_seconds,
                 evidence_frames=len(event.evidence),
             )
+            split_of = _split_of(opened, list(found.values()))
+            found[event.violation_id] = opened.model_copy(update={"split_of": split_of})
             continue
         found[event.violation_id] = seen.model_copy(
             update={

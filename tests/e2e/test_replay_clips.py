@@ -42,6 +42,8 @@ def test_parked_vehicles_in_vtest_become_one_case_each(
     assert summary["events_published"] == summary["events_confirmed"] > 0
     opened = summary["violations"]
     assert sorted(v["class_name"] for v in opened) in (["car", "truck"], ["car", "car"])
+    assert summary["opened"] == 2
+    assert summary["split"] == 0, "pedestrians walking in front must not split a parked vehicle"
     assert all(v["kind"] == "illegal_parking" for v in opened)
 
     law = site.get("/api/v1/cases?department=law_enforcement", DEPARTMENT_TOKENS["law_enforcement"])
