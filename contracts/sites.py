@@ -31,10 +31,14 @@ _VIOLATION_OF_ZONE = {
     ZoneKind.NO_BUILD: ViolationKind.ILLEGAL_STRUCTURE,
 }
 
-# COCO class names each zone kind watches unless the zone lists its own.
+STATIONARY_OBJECT = "stationary_object"
+"""What the edge's class-agnostic path calls a thing that stopped in a lane: no detector class."""
+
+# Class names each zone kind watches unless the zone lists its own: COCO's, and on fire lanes
+# anything stationary (stacked goods, carts, e-bikes the detector misses).
 DEFAULT_ZONE_CLASSES: dict[ZoneKind, tuple[str, ...]] = {
     ZoneKind.NO_PARKING: ("car", "truck", "bus"),
-    ZoneKind.FIRE_LANE: ("car", "truck", "bus", "motorcycle", "bicycle"),
+    ZoneKind.FIRE_LANE: ("car", "truck", "bus", "motorcycle", "bicycle", STATIONARY_OBJECT),
     ZoneKind.NO_BUILD: (),  # structures are found by comparing views, not by the detector
 }
 

@@ -75,6 +75,143 @@ class EvidenceSettings(_Settings):
     )
 
 
+class ForegroundSettings(_Settings):
+    downscale: float = Field(
+        default=0.25, gt=0, le=1, description="the zone's bounding box is analysed at this scale"
+    )
+    difference_threshold: float = Field(
+        default=24.0, gt=0, lt=255, description="grey-level difference that counts as foreground"
+    )
+    warmup_seconds: float = Field(
+        default=4.0,
+        ge=0,
+        description="the first long-term model is the median of the frames seen this long",
+    )
+    short_term_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        description="time constant of the short-term model: how fast a stopped object joins it",
+    )
+    long_term_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="time constant of the long-term model on pixels that match it",
+    )
+    confirm_seconds: float = Field(
+        default=6.0, ge=0, description="a pixel new and still this long is stationary"
+    )
+    absorb_after_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "a pixel stationary this long joins the long-term model; keep it above every "
+            "fire-lane dwell plus the time a case needs"
+        ),
+    )
+    min_object_pixels: float = Field(
+        default=1500.0, ge=1, description="smallest stationary blob, in full-frame pixels"
+    )
+    match_iou: float = Field(
+        default=0.3, gt=0, le=1, description="box overlap that keeps a blob's id across frames"
+    )
+    forget_seconds: float = Field(
+        default=5.0, ge=0, description="a blob unseen this long loses its id"
+    )
+    ghost_edge_ratio: float = Field(
+        default=1.3,
+        gt=0,
+        description=(
+            "a new blob whose outline has this many times more edge in the long-term model "
+            "than in the frame is a ghost (an object that left) and is learned at once"
+        ),
+    )
+    max_light_gain: float = Field(
+        default=4.0, ge=1, description="largest brightness correction applied to one frame"
+    )
+
+
+class HealthSettings(_Settings):
+    check_interval_seconds: float = Field(
+        default=1.0, ge=0, description="observe() analyses at most one frame this often"
+    )
+    analysis_width: int = Field(
+        default=320, ge=64, description="frames are scaled to this width before any measure"
+    )
+    offline_seconds: float = Field(
+        default=30.0, gt=0, description="no frame for this long means the camera is offline"
+    )
+    frozen_seconds: float = Field(
+        default=20.0, gt=0, description="a picture that does not change this long is frozen"
+    )
+    frozen_max_change: float = Field(
+        default=0.1,
+        ge=0,
+        description=(
+            "mean grey change between two checks, on a 64-pixel-wide thumbnail, that still "
+            "counts as the same picture; a live static scene changes more through noise"
+        ),
+    )
+    covered_max_spread: float = Field(
+        default=12.0,
+        ge=0,
+        description="grey range (10th to 90th percentile) below which the picture is uniform",
+    )
+    covered_max_edges: float = Field(
+        default=0.02, ge=0, le=1, description="share of edge pixels below which it is featureless"
+    )
+    blurred_max_ratio: float = Field(
+        default=0.3,
+        gt=0,
+        lt=1,
+        description="sharpness below this share of the reference (baseline or running) is blurred",
+    )
+    reference_rate: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="how fast the running sharpness reference follows checks that are not blurred",
+    )
+    moved_max_shift: float = Field(
+        default=0.05, gt=0, description="view shift, as a share of the frame width, that is a move"
+    )
+    moved_max_rotation_degrees: float = Field(default=3.0, gt=0)
+    moved_max_scale_change: float = Field(
+        default=0.08, gt=0, description="zoom change (1 = none) that is a move"
+    )
+    moved_min_matches: int = Field(
+        default=15, ge=4, description="fewer feature matches with the baseline than this is a move"
+    )
+    phase_min_peak: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="phase-correlation peak below which a featureless view's position is unknown",
+    )
+    view_interval_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="the view is compared with the baseline at most this often: the costly part",
+    )
+    orb_features: int = Field(default=300, ge=50)
+    raise_after_checks: int = Field(
+        default=3, ge=1, description="a problem must be seen on this many checks in a row"
+    )
+    clear_after_checks: int = Field(
+        default=3, ge=1, description="a problem clears after this many good checks in a row"
+    )
+
+
+class RedactionSettings(_Settings):
+    blur_faces: bool = Field(default=True, description="send a face-blurred copy for the console")
+    min_face_pixels: int = Field(
+        default=16, ge=8, description="smallest face side searched for, at the search width"
+    )
+    search_width: int = Field(
+        default=960, ge=160, description="larger frames are searched scaled down to this width"
+    )
+    jpeg_quality: int = Field(default=85, ge=30, le=100)
+
+
 class EdgeSettings(_Settings):
     data_dir: Path = Field(default=Path("var/edge"), description="the outbox lives here")
     resend_after_seconds: float = Field(
@@ -84,3 +221,11 @@ class EdgeSettings(_Settings):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    foreground: ForegroundSettings = Field(
+        default_factory=ForegroundSettings,
+        description="fire lanes' class-agnostic path: what stopped there, whatever it is",
+    )
+    health: HealthSettings = Field(
+        default_factory=HealthSettings, description="checks on each camera's picture"
+    )

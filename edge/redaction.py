@@ -13,25 +13,12 @@ from uuid import UUID
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import GENESIS_CHAIN, EvidenceFrame, Phase, RedactedCopy, chain_link
+from edge.config import RedactionSettings
 from edge.detections import Image
 
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
-
-
-class RedactionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    blur_faces: bool = Field(default=True, description="send a face-blurred copy for the console")
-    min_face_pixels: int = Field(
-        default=16, ge=8, description="smallest face side searched for, at the search width"
-    )
-    search_width: int = Field(
-        default=960, ge=160, description="larger frames are searched scaled down to this width"
-    )
-    jpeg_quality: int = Field(default=85, ge=30, le=100)
 
 
 class FaceRedactor:

@@ -12,10 +12,10 @@ import pytest
 import ultralytics
 
 from contracts.events import EvidenceFrame, EvidenceLabel, Phase, broken_link
-from edge.config import EvidenceSettings
+from edge.config import EvidenceSettings, RedactionSettings
 from edge.detections import Image
 from edge.evidence import encode_evidence
-from edge.redaction import EvidenceSealer, FaceRedactor, RedactionSettings
+from edge.redaction import EvidenceSealer, FaceRedactor
 from tests.unit.edge.conftest import T0
 
 # Real photographs that ship inside the ultralytics wheel: people facing the camera.
