@@ -54,7 +54,11 @@ class ZoneConfig(_ConfigModel):
     name: str = ""
     kind: ZoneKind
     polygon: list[Point] = Field(min_length=3, description="pixel corners in the camera frame")
-    dwell_seconds: float = Field(gt=0, description="how long an object may stay before a violation")
+    dwell_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long an object may stay before a violation; no-build zones ignore it",
+    )
     classes: list[str] | None = Field(
         default=None, description="detector classes that count; default depends on the kind"
     )

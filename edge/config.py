@@ -212,6 +212,100 @@ class RedactionSettings(_Settings):
     jpeg_quality: int = Field(default=85, ge=30, le=100)
 
 
+class StructureSettings(BaseModel):
+    """How no-build zones are compared with their baseline and when a change becomes a case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="how often, by frame time, a zone is compared"
+    )
+    persist_checks: int = Field(
+        default=3,
+        ge=1,
+        description="consecutive changed checks before a violation opens; as many unchanged "
+        "checks clear it",
+    )
+    persist_span_seconds: float = Field(
+        default=2 * 86400.0,
+        ge=0,
+        description="the changed checks must span at least this long (a scaffold or a parked "
+        "lorry leaves within days, a shed does not)",
+    )
+    working_size: int = Field(
+        default=256,
+        ge=64,
+        le=2048,
+        description="the zone's box is scaled so its longer side has this many pixels; "
+        "scales below are in these pixels",
+    )
+    scales: tuple[float, ...] = Field(
+        default=(6.0, 12.0, 24.0),
+        min_length=1,
+        description="window sizes (Gaussian sigma, working pixels) the structure is measured at",
+    )
+    structure_floor: float = Field(
+        default=0.3,
+        gt=0,
+        description="added to the denominator of the structure gain so flat areas stay quiet",
+    )
+    view_normalisation: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="1: each view's structure divided by its own median (fully light-proof); "
+        "0: both by their joint median (keeps the gain of a scene that got much busier)",
+    )
+    seed_threshold: float = Field(
+        default=0.1, gt=-1, lt=1, description="structure gain a changed region must reach"
+    )
+    grow_threshold: float = Field(
+        default=0.025,
+        gt=-1,
+        lt=1,
+        description="structure gain a changed region grows over; at 0 the faint gain of a "
+        "slightly sharper view can join up across a plain lawn",
+    )
+    min_seed_pixels: int = Field(
+        default=10, ge=1, description="working pixels above the seed threshold a region needs"
+    )
+    min_changed_share: float = Field(
+        default=0.02, gt=0, le=1, description="changed share of the zone that counts as changed"
+    )
+    max_shift_fraction: float = Field(
+        default=0.05,
+        gt=0,
+        le=0.5,
+        description="a view shifted more than this share of the frame is not compared: the "
+        "camera moved, which the health check reports",
+    )
+    min_alignment_peak: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="phase-correlation peak below which the views are taken as unshifted",
+    )
+    min_sharpness_ratio: float = Field(
+        default=0.7,
+        gt=0,
+        le=1,
+        description="a current view this much softer than the baseline (focus, fog, a wet or "
+        "dirty lens) is not compared: blur shifts structure toward the strongest edges",
+    )
+    max_noise_increase: float = Field(
+        default=5.0,
+        gt=0,
+        description="grey levels of sensor noise the current view may add over the baseline "
+        "(night gain) before a check is inconclusive",
+    )
+    min_contrast: float = Field(
+        default=2.0,
+        ge=0,
+        description="grey-level spread the zone needs in the current view (night, fog or a "
+        "covered lens make a check inconclusive)",
+    )
+
+
 class EdgeSettings(_Settings):
     data_dir: Path = Field(default=Path("var/edge"), description="the outbox lives here")
     resend_after_seconds: float = Field(
@@ -228,4 +322,8 @@ class EdgeSettings(_Settings):
     )
     health: HealthSettings = Field(
         default_factory=HealthSettings, description="checks on each camera's picture"
+    )
+    structures: StructureSettings = Field(
+        default_factory=StructureSettings,
+        description="no-build zones: structure change against the registered baseline",
     )
