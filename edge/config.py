@@ -1,10 +1,15 @@
-"""Settings only a gateway needs: the detector, tracking, evidence and the outbox."""
+"""Settings only a gateway needs: detector, tracking, rules, evidence, plates, health, outbox.
+
+Plain pydantic, no OpenCV: the server validates the whole config file without the edge's
+heavy packages.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_MODEL = "yolo11n.pt"
 MODEL_ENV_VAR = "CIVICWATCH_MODEL"
@@ -306,6 +311,90 @@ class StructureSettings(BaseModel):
     )
 
 
+class ReadPass(_Settings):
+    """One way of feeding a crop to the recogniser: its width there, and the padded input width."""
+
+    text_width: int = Field(
+        ge=32,
+        le=1024,
+        description=(
+            "pixels across the crop is resized to at the recogniser's 48-pixel height; "
+            "144-160 gives a plate its real shape (440x140 mm blue, 480x140 mm green)"
+        ),
+    )
+    input_width: int = Field(
+        ge=32,
+        le=1024,
+        description="the recogniser's input width; the rest is padding (reads better with some)",
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> ReadPass:
+        if self.input_width < self.text_width:
+            raise ValueError(
+                f"input_width {self.input_width} must be at least text_width {self.text_width}"
+            )
+        return self
+
+
+def _default_passes() -> list[ReadPass]:
+    # Chosen on the lprnet crops: the first reads 98 %, the second fixes most of the rest.
+    return [ReadPass(text_width=144, input_width=192), ReadPass(text_width=160, input_width=256)]
+
+
+class PlateSettings(_Settings):
+    """How plates are found on vehicles and read."""
+
+    enabled: bool = Field(default=True, description="read the plates of vehicles in violation")
+    passes: list[ReadPass] = Field(
+        default_factory=_default_passes,
+        min_length=1,
+        description=(
+            "read passes in order: the first always runs, each later one only while the "
+            "weakest character of the best reading so far scores below retry_below"
+        ),
+    )
+    retry_below: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="weakest-character score under which the next read pass is tried",
+    )
+    min_confidence: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="readings whose mean character score is below this are dropped (not a plate)",
+    )
+    engine: Literal["openvino", "onnxruntime"] = Field(
+        default="openvino",
+        description=(
+            "what runs RapidOCR's recogniser model: OpenVINO (about 1.3x faster on CPU in f32) "
+            "or onnxruntime, as RapidOCR itself does"
+        ),
+    )
+    precision: Literal["auto", "f32"] = Field(
+        default="auto",
+        description=(
+            "openvino only: auto lets it compute in bf16 where the CPU supports it (faster, "
+            "same lprnet accuracy); f32 forces full precision"
+        ),
+    )
+    threads: int = Field(default=1, ge=1, le=64, description="inference threads per reader")
+    search_lower_share: float = Field(
+        default=0.7,
+        gt=0.0,
+        le=1.0,
+        description="read_vehicle looks for the plate in this lower share of the vehicle box",
+    )
+    max_candidates: int = Field(
+        default=3, ge=1, le=20, description="plate-like regions read per vehicle, best first"
+    )
+    min_plate_width: int = Field(
+        default=24, ge=8, description="plate candidates narrower than this (pixels) are ignored"
+    )
+
+
 class EdgeSettings(_Settings):
     data_dir: Path = Field(default=Path("var/edge"), description="the outbox lives here")
     resend_after_seconds: float = Field(
@@ -322,6 +411,9 @@ class EdgeSettings(_Settings):
     )
     health: HealthSettings = Field(
         default_factory=HealthSettings, description="checks on each camera's picture"
+    )
+    plates: PlateSettings = Field(
+        default_factory=PlateSettings, description="reading the plates of parked vehicles"
     )
     structures: StructureSettings = Field(
         default_factory=StructureSettings,
