@@ -395,6 +395,30 @@ class PlateSettings(_Settings):
     )
 
 
+class MotionSettings(_Settings):
+    enabled: bool = Field(default=True, description="false: detect on every frame")
+    width: int = Field(
+        default=160, ge=16, le=1920, description="frames are compared at this width, in grey"
+    )
+    blur: int = Field(
+        default=5, ge=1, le=31, description="Gaussian blur kernel (odd) against sensor noise"
+    )
+    pixel_threshold: int = Field(
+        default=25, ge=1, le=255, description="grey-level change that marks a pixel as changed"
+    )
+    min_changed_fraction: float = Field(
+        default=0.003,
+        gt=0,
+        le=1,
+        description="share of the zones' pixels that must change to count as motion",
+    )
+    recheck_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="without motion, detect anyway this often so stationary objects stay seen",
+    )
+
+
 class EdgeSettings(_Settings):
     data_dir: Path = Field(default=Path("var/edge"), description="the outbox lives here")
     resend_after_seconds: float = Field(
@@ -405,6 +429,10 @@ class EdgeSettings(_Settings):
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     redaction: RedactionSettings = Field(default_factory=RedactionSettings)
+    motion: MotionSettings = Field(
+        default_factory=MotionSettings,
+        description="skip the detector on frames with no motion in any zone",
+    )
     foreground: ForegroundSettings = Field(
         default_factory=ForegroundSettings,
         description="fire lanes' class-agnostic path: what stopped there, whatever it is",

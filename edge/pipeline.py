@@ -1,18 +1,99 @@
-"""One camera's analysis: detections -> tracks -> zone rules -> violation events in the outbox."""
+"""One camera: detections -> tracks -> zone rules -> sealed violation events in the outbox.
+
+Zone kinds take different paths:
+- no-parking zones: the detector's vehicles through the dwell rule;
+- fire lanes: the same, plus the class-agnostic stationary-foreground path for whatever has no
+  detector class, and the share of the lane blocked;
+- no-build zones: the structure watch against a registered baseline.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from dataclasses import dataclass, field
 
-from contracts.events import ModelInfo, ViolationEvent
-from contracts.sites import CameraConfig
+import numpy as np
+
+from contracts.events import ModelInfo, PlateReading, ViolationEvent
+from contracts.sites import STATIONARY_OBJECT, CameraConfig, ZoneConfig, ZoneKind
 from contracts.topics import violation_topic
 from edge.capture import DEFAULT_FPS
 from edge.config import EdgeSettings
-from edge.detections import Detections, Frame
+from edge.detections import Detections, FloatArray, Frame, Image, box_iou
+from edge.foreground import StationaryForeground, blocked_share_with_boxes
 from edge.outbox import Outbox
+from edge.plates import PlateReader, PlateVote
+from edge.redaction import EvidenceSealer
 from edge.rules import DwellRule, RuleEvent
+from edge.structures import BaselineStore, StructureWatch
 from edge.tracker import ObjectTracker
+
+log = logging.getLogger(__name__)
+
+# Foreground blobs get ids far above any tracker's, so the two never collide in one rule.
+FOREGROUND_ID_OFFSET = 1_000_000
+# A foreground blob overlapping a detected object this much is that object.
+COVERED_BY_DETECTION = 0.3
+
+
+@dataclass
+class ReaderTally:
+    """Reads a vehicle's plate with the shared reader and votes across frames."""
+
+    reader: PlateReader
+    vote: PlateVote = field(default_factory=PlateVote)
+
+    def add(self, image: Image, box: FloatArray) -> None:
+        try:
+            self.vote.add(self.reader.read_vehicle(image, box))
+        except ValueError as exc:  # a box at the frame's edge: no reading this time
+            log.debug("plate not read: %s", exc)
+
+    def best(self) -> PlateReading | None:
+        return self.vote.best()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayServices:
+    """What every camera of a gateway shares: built once by the worker."""
+
+    model_info: ModelInfo | None  # None: no detector could load; foreground path only
+    outbox: Outbox
+    sealer: EvidenceSealer
+    plate_reader: PlateReader | None = None
+    baselines: BaselineStore | None = None
+
+
+class _FireLane:
+    """A fire lane's class-agnostic path and the share of it blocked."""
+
+    def __init__(self, zone: ZoneConfig, frame_size: tuple[int, int], settings: EdgeSettings):
+        self.zone = zone
+        self.frame_size = frame_size
+        self.foreground = StationaryForeground(zone.polygon, frame_size, settings.foreground)
+        self.blocked_share = 0.0
+
+    def sightings(self, frame: Frame, known: list[FloatArray], vehicles: Detections) -> Detections:
+        """Stationary blobs that no known object covers, as tracked detections.
+
+        ``known`` are the boxes the detector saw, now or within the grace: a blob under a
+        vehicle is that vehicle, already counted; one under a person is someone standing.
+        """
+        result = self.foreground.update(frame)
+        blobs = result.objects
+        keep = np.array(
+            [
+                all(box_iou(blob, box) < COVERED_BY_DETECTION for box in known)
+                for blob in blobs.xyxy
+            ],
+            dtype=np.bool_,
+        )
+        blobs = blobs[keep] if len(blobs) else blobs
+        self.blocked_share = blocked_share_with_boxes(
+            self.zone.polygon, self.frame_size, result.stationary_mask, vehicles.xyxy
+        )
+        return blobs.with_tracker_ids(blobs.tracker_id + FOREGROUND_ID_OFFSET)
 
 
 class CameraPipeline:
@@ -22,37 +103,83 @@ class CameraPipeline:
         gateway_id: str,
         camera: CameraConfig,
         settings: EdgeSettings,
-        model_info: ModelInfo,
-        outbox: Outbox,
+        services: GatewayServices,
         fps: float | None = None,
     ) -> None:
         self.site_id = site_id
         self.gateway_id = gateway_id
         self.camera = camera
-        self._model_info = model_info
-        self._outbox = outbox
+        self._settings = settings
+        self._services = services
         self._topic = violation_topic(site_id, gateway_id, camera.id)
         self._tracker = ObjectTracker(
             settings.tracker, fps or camera.fps or DEFAULT_FPS, settings.detector.confidence
         )
         self._kinds = {zone.id: zone.kind.violation_kind for zone in camera.zones}
+        reader = services.plate_reader
+        tallies = (lambda: ReaderTally(reader)) if reader is not None else None
         self.rules = [
-            DwellRule(camera.id, zone, settings.tracker, settings.evidence) for zone in camera.zones
+            DwellRule(camera.id, zone, settings.tracker, settings.evidence, tallies)
+            for zone in camera.zones
+            if zone.kind is not ZoneKind.NO_BUILD
         ]
+        self._structures = [
+            StructureWatch(
+                camera.id, zone, settings.structures, settings.evidence, services.baselines
+            )
+            for zone in camera.zones
+            if zone.kind is ZoneKind.NO_BUILD and services.baselines is not None
+        ]
+        self._fire_lanes: dict[str, _FireLane] = {}
+        self._last_tracked = Detections.empty()
 
-    def process(self, frame: Frame, detections: Detections) -> list[ViolationEvent]:
-        """Track, apply every zone's rule, and put each resulting event in the outbox."""
-        tracked = self._tracker.update(detections)
-        events = [self._event(o) for rule in self.rules for o in rule.update(frame, tracked)]
+    @property
+    def uses_detector(self) -> bool:
+        return self._services.model_info is not None and bool(self.rules)
+
+    def process(self, frame: Frame, detections: Detections | None) -> list[ViolationEvent]:
+        """Track, apply every zone's rule, and put each resulting event in the outbox.
+
+        ``detections`` is None on a frame the detector skipped (motion gating, or no model):
+        the class-agnostic paths still run on it.
+        """
+        tracked = self._tracker.update(detections) if detections is not None else None
+        if tracked is not None:
+            self._last_tracked = tracked
+        outcomes: list[tuple[RuleEvent, float | None]] = []
+        for rule in self.rules:
+            zone = rule.zone.config
+            if zone.kind is ZoneKind.FIRE_LANE:
+                lane = self._fire_lane(zone, frame)
+                # Between detections nothing moved: what was seen last is still there.
+                seen = self._last_tracked
+                known = [*seen.xyxy]
+                known += [box for name, box in rule.incident_boxes() if name != STATIONARY_OBJECT]
+                blobs = lane.sightings(frame, known, seen[rule.zone.trigger(seen)])
+                sightings = _concat(tracked, blobs) if tracked is not None else blobs
+                outcomes += [(o, lane.blocked_share) for o in rule.update(frame, sightings)]
+            elif tracked is not None:
+                outcomes += [(o, None) for o in rule.update(frame, tracked)]
+        for watch in self._structures:
+            outcomes += [(o, None) for o in watch.update(frame)]
+        events = [self._event(outcome, share) for outcome, share in outcomes]
         for event in events:
-            self._outbox.add(self._topic, event)
+            self._services.outbox.add(self._topic, event)
         return events
 
-    def _event(self, outcome: RuleEvent) -> ViolationEvent:
+    def _fire_lane(self, zone: ZoneConfig, frame: Frame) -> _FireLane:
+        lane = self._fire_lanes.get(zone.id)
+        if lane is None:
+            height, width = frame.image.shape[:2]
+            lane = self._fire_lanes[zone.id] = _FireLane(zone, (width, height), self._settings)
+        return lane
+
+    def _event(self, outcome: RuleEvent, blocked_share: float | None) -> ViolationEvent:
+        evidence = self._services.sealer.seal(outcome.violation_id, outcome.phase, outcome.evidence)
         return ViolationEvent(
             message_id=uuid.uuid4(),
             violation_id=outcome.violation_id,
-            sequence=self._outbox.next_sequence(self.camera.id),
+            sequence=self._services.outbox.next_sequence(self.camera.id),
             phase=outcome.phase,
             kind=self._kinds[outcome.zone_id],
             site_id=self.site_id,
@@ -63,6 +190,23 @@ class CameraPipeline:
             observed_at=outcome.observed_at,
             dwell_seconds=outcome.dwell_seconds,
             object=outcome.object,
-            evidence=outcome.evidence,
-            model=self._model_info,
+            evidence=evidence,
+            model=self._services.model_info,
+            plate=outcome.plate,
+            blocked_share=None if blocked_share is None else round(min(1.0, blocked_share), 4),
         )
+
+
+def _concat(a: Detections, b: Detections) -> Detections:
+    if not len(b):
+        return a
+    if not len(a):
+        return b
+    names = {**a.class_names, **b.class_names}
+    return Detections(
+        xyxy=np.concatenate([a.xyxy, b.xyxy]),
+        confidence=np.concatenate([a.confidence, b.confidence]),
+        class_id=np.concatenate([a.class_id, b.class_id]),
+        class_names=names,
+        tracker_id=np.concatenate([a.tracker_id, b.tracker_id]),
+    )

@@ -6,6 +6,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -16,14 +17,19 @@ from pydantic import BaseModel, Field, computed_field
 from contracts.events import BoundingBox, Phase, ViolationEvent, ViolationKind
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
-from contracts.status import CameraStatus
+from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
 from edge.capture import LatestFrameSource, ReplaySource, open_source
 from edge.config import EdgeSettings
 from edge.detections import Frame, box_iou
 from edge.detector import Detector
+from edge.health import CameraHealthMonitor
+from edge.motion import MotionGate
 from edge.outbox import Outbox
-from edge.pipeline import CameraPipeline
+from edge.pipeline import CameraPipeline, GatewayServices
+from edge.plates import PlateReader
 from edge.publisher import EdgePublisher
+from edge.redaction import EvidenceSealer, FaceRedactor
+from edge.structures import BaselineStore
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +40,71 @@ def outbox_path(settings: EdgeSettings, gateway_id: str) -> Path:
     return settings.data_dir / f"outbox-{gateway_id}.sqlite"
 
 
+def gateway_services(
+    settings: EdgeSettings, gateway_id: str, detector: Detector | None, outbox: Outbox
+) -> GatewayServices:
+    """What every camera of a gateway shares, built once: the readers are costly to load."""
+    redactor = FaceRedactor(settings.redaction) if settings.redaction.blur_faces else None
+    return GatewayServices(
+        model_info=detector.model_info if detector is not None else None,
+        outbox=outbox,
+        sealer=EvidenceSealer(redactor),
+        plate_reader=PlateReader(settings.plates) if settings.plates.enabled else None,
+        baselines=BaselineStore(settings.data_dir / "baselines"),
+    )
+
+
+class CameraAnalysis:
+    """One camera's pipeline, motion gate and health: what the worker does with each frame."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        pipeline: CameraPipeline,
+        settings: EdgeSettings,
+        baselines: BaselineStore | None,
+    ) -> None:
+        self.camera = camera
+        self.pipeline = pipeline
+        self._settings = settings
+        self._baselines = baselines
+        self.health = CameraHealthMonitor(settings.health)
+        self._gate: MotionGate | None = None
+        self.frames = 0
+        self.detected = 0
+
+    def needs_detector(self, frame: Frame) -> bool:
+        """Note the frame; True when the detector should look at it (motion, or a re-check)."""
+        self.frames += 1
+        if self._gate is None:
+            self._gate = self._first_frame(frame)
+        self.health.observe(frame)
+        wanted = self.pipeline.uses_detector and self._gate.should_detect(frame)
+        self.detected += wanted
+        return wanted
+
+    def _first_frame(self, frame: Frame) -> MotionGate:
+        height, width = frame.image.shape[:2]
+        if self._baselines is not None:
+            # The registered view: the health check tells when the camera was turned away.
+            try:
+                baseline = self._baselines.get(self.camera.id)
+                if baseline is None:
+                    self._baselines.register(self.camera.id, frame.image)
+                    baseline = frame.image
+                self.health.set_baseline(baseline)
+            except (OSError, ValueError) as exc:
+                log.error("camera %s: no baseline view for health checks: %s", self.camera.id, exc)
+        polygons = [zone.polygon for zone in self.camera.zones]
+        return MotionGate(polygons, (width, height), self._settings.motion)
+
+
 class EdgeWorker:
-    """Runs every camera of one gateway: a capture thread each, one shared detector."""
+    """Runs every camera of one gateway: a capture thread each, one shared detector.
+
+    ``detector`` None means no model could load: cameras keep working on the class-agnostic
+    paths (fire lanes' stationary foreground, structures) and their status says so.
+    """
 
     def __init__(
         self,
@@ -43,7 +112,7 @@ class EdgeWorker:
         gateway: GatewayConfig,
         settings: EdgeSettings,
         broker: BrokerSettings,
-        detector: Detector,
+        detector: Detector | None,
     ) -> None:
         self.site = site
         self.gateway = gateway
@@ -52,82 +121,94 @@ class EdgeWorker:
         self.detector = detector
 
     def run(self, stop: threading.Event) -> None:
-        """Until stop is set: capture, detect in batches, apply rules, publish."""
+        """Until stop is set: capture, gate, detect in batches, apply rules, publish."""
         outbox = Outbox(outbox_path(self.settings, self.gateway.id))
         publisher = EdgePublisher(
             self.broker, self.site.id, self.gateway.id, outbox, self.settings.resend_after_seconds
         )
-        sources = {camera.id: open_source(camera) for camera in self.gateway.cameras}
-        pipelines = {
-            camera.id: CameraPipeline(
-                self.site.id,
-                self.gateway.id,
-                camera,
-                self.settings,
-                self.detector.model_info,
-                outbox,
-                sources[camera.id].fps,
+        services = gateway_services(self.settings, self.gateway.id, self.detector, outbox)
+        cameras: list[tuple[LatestFrameSource, CameraAnalysis]] = []
+        for config in self.gateway.cameras:
+            source = open_source(config)
+            pipeline = CameraPipeline(
+                self.site.id, self.gateway.id, config, self.settings, services, source.fps
             )
-            for camera in self.gateway.cameras
-        }
-        processed = dict.fromkeys(sources, 0)
-        last_processed_at = dict.fromkeys(sources, 0.0)
+            analysis = CameraAnalysis(config, pipeline, self.settings, services.baselines)
+            cameras.append((source, analysis))
         publisher.start()
-        for source in sources.values():
+        for source, _ in cameras:
             source.start()
+        last_taken = dict.fromkeys((source.camera_id for source, _ in cameras), 0.0)
         last_flush = last_status = status_window_start = time.monotonic()
         try:
             while not stop.is_set():
                 now = time.monotonic()
-                frames: list[tuple[str, Frame]] = []
-                for camera_id, source in sources.items():
-                    # Process no faster than the camera's fps; in between, capture keeps the newest.
-                    if now - last_processed_at[camera_id] < 1.0 / source.fps:
+                to_detect: list[tuple[CameraAnalysis, Frame]] = []
+                skipped: list[tuple[CameraAnalysis, Frame]] = []
+                for source, analysis in cameras:
+                    # No faster than the camera's detection rate; capture keeps only the newest.
+                    if now - last_taken[source.camera_id] < 1.0 / source.fps:
                         continue
                     frame = source.latest()
-                    if frame is not None:
-                        frames.append((camera_id, frame))
-                        last_processed_at[camera_id] = now
-                if not frames:
+                    if frame is None:
+                        continue
+                    last_taken[source.camera_id] = now
+                    wanted = analysis.needs_detector(frame)
+                    (to_detect if wanted else skipped).append((analysis, frame))
+                if not to_detect and not skipped:
                     stop.wait(0.01)
-                else:
-                    results = self.detector.detect([frame.image for _, frame in frames])
-                    new_events = 0
-                    for (camera_id, frame), detections in zip(frames, results, strict=True):
-                        new_events += len(pipelines[camera_id].process(frame, detections))
-                        processed[camera_id] += 1
-                    if new_events:
-                        publisher.flush_due()
-                        last_flush = time.monotonic()
+                new_events = sum(len(a.pipeline.process(f, None)) for a, f in skipped)
+                if to_detect:
+                    assert self.detector is not None
+                    batch = self.detector.detect_batch([frame.image for _, frame in to_detect])
+                    for (analysis, frame), detections in zip(to_detect, batch, strict=True):
+                        new_events += len(analysis.pipeline.process(frame, detections))
                 now = time.monotonic()
-                if now - last_flush >= FLUSH_INTERVAL_SECONDS:
+                if new_events or now - last_flush >= FLUSH_INTERVAL_SECONDS:
                     publisher.flush_due()
                     last_flush = now
                 if now - last_status >= self.settings.status_interval_seconds:
                     elapsed = max(now - status_window_start, 1e-6)
-                    for camera_id, source in sources.items():
-                        publisher.publish_camera_status(
-                            self._camera_status(source, processed[camera_id] / elapsed)
-                        )
-                    processed = dict.fromkeys(sources, 0)
+                    for source, analysis in cameras:
+                        publisher.publish_camera_status(self._status(source, analysis, elapsed))
+                        analysis.frames = analysis.detected = 0
                     last_status = status_window_start = now
         finally:
-            for source in sources.values():
+            for source, _ in cameras:
                 source.stop()
             publisher.stop()
             outbox.close()
 
-    def _camera_status(self, source: LatestFrameSource, detection_fps: float) -> CameraStatus:
+    def _status(
+        self, source: LatestFrameSource, analysis: CameraAnalysis, elapsed: float
+    ) -> CameraStatus:
+        problems = (
+            analysis.health.no_frame(datetime.now(UTC))
+            if source.health is not CameraHealth.OK
+            else analysis.health.problems
+        )
+        if self.detector is None:
+            problems = [*problems, CameraProblem.NO_DETECTOR]
+        health = source.health
+        if health is CameraHealth.OK and problems:
+            health = CameraHealth.DEGRADED
+        detail = source.detail or ", ".join(p.value for p in problems)
         return CameraStatus(
             site_id=self.site.id,
             gateway_id=self.gateway.id,
             camera_id=source.camera_id,
-            health=source.health,
+            health=health,
             at=datetime.now(UTC),
-            detail=source.detail[:500],
+            detail=detail[:500],
             frames_read=source.frames_read,
-            detection_fps=round(detection_fps, 2),
-            detector=self.detector.name[:128],
+            detection_fps=round(analysis.detected / elapsed, 2),
+            detector=self.detector.name[:128] if self.detector is not None else "",
+            problems=problems,
+            detection_path=(
+                DetectionPath.DETECTOR
+                if self.detector is not None
+                else DetectionPath.FOREGROUND_ONLY
+            ),
         )
 
 
@@ -150,6 +231,7 @@ class ReplayedViolation(BaseModel):
 class ReplaySummary(BaseModel):
     camera_id: str
     frames: int
+    frames_detected: int = Field(description="frames the detector ran on; motion gating skips")
     clip_seconds: float
     wall_seconds: float
     fps: float
@@ -250,13 +332,35 @@ class _Progress:
             sys.stderr.flush()
 
 
+def analyse_clip(
+    source: ReplaySource,
+    analysis: CameraAnalysis,
+    detector: Detector | None,
+    on_events: Callable[[list[ViolationEvent]], None],
+) -> tuple[int, int]:
+    """Every frame of the clip through the camera's analysis; returns (frames, detected)."""
+    progress = _Progress(source.frames_total)
+    frames = events = 0
+    for frame in source:
+        detections = None
+        if detector is not None and analysis.needs_detector(frame):
+            detections = detector.detect_batch([frame.image])[0]
+        new = analysis.pipeline.process(frame, detections)
+        frames += 1
+        events += len(new)
+        on_events(new)
+        progress.show(frames, events)
+    progress.finish(f"replay: {frames} frames, {events} events")
+    return frames, analysis.detected
+
+
 def replay(
     site: SiteConfig,
     gateway: GatewayConfig,
     camera: CameraConfig,
     settings: EdgeSettings,
-    broker: BrokerSettings,
-    detector: Detector,
+    broker: BrokerSettings | None,
+    detector: Detector | None,
     source_path: Path,
     loop: int = 0,
     hold_last_seconds: float = 0.0,
@@ -266,55 +370,62 @@ def replay(
     """Run a clip as fast as the CPU allows through the live pipeline, by the clip's own clock.
 
     Publishes like a live camera and returns once the clip ended and ingest confirmed every
-    event, or confirm_timeout_seconds later with all_confirmed=False.
+    event, or confirm_timeout_seconds later with all_confirmed=False. Without a broker it only
+    analyses (benchmarks): events stay in the outbox.
     """
     source = ReplaySource(source_path, loop=loop, hold_last_seconds=hold_last_seconds, start=start)
     outbox = Outbox(outbox_path(settings, gateway.id))
-    publisher = EdgePublisher(
-        broker,
-        site.id,
-        gateway.id,
-        outbox,
-        settings.resend_after_seconds,
-        "-replay",
-        announces_gateway=False,
+    publisher = (
+        EdgePublisher(
+            broker,
+            site.id,
+            gateway.id,
+            outbox,
+            settings.resend_after_seconds,
+            "-replay",
+            announces_gateway=False,
+        )
+        if broker is not None
+        else None
     )
-    pipeline = CameraPipeline(
-        site.id, gateway.id, camera, settings, detector.model_info, outbox, source.fps
-    )
-    progress = _Progress(source.frames_total)
+    services = gateway_services(settings, gateway.id, detector, outbox)
+    pipeline = CameraPipeline(site.id, gateway.id, camera, settings, services, source.fps)
+    analysis = CameraAnalysis(camera, pipeline, settings, services.baselines)
     events: list[ViolationEvent] = []
-    frames = 0
-    publisher.start()
+    last_flush = time.monotonic()
+
+    def publish(new: list[ViolationEvent]) -> None:
+        nonlocal last_flush
+        events.extend(new)
+        now = time.monotonic()
+        if publisher is not None and (new or now - last_flush >= FLUSH_INTERVAL_SECONDS):
+            publisher.flush_due()
+            last_flush = now
+
+    if publisher is not None:
+        publisher.start()
     began = time.monotonic()
+    settled, confirmed = publisher is None, 0
     try:
-        last_flush = began
-        for frame in source:
-            detections = detector.detect([frame.image])[0]
-            new = pipeline.process(frame, detections)
-            events.extend(new)
-            frames += 1
-            now = time.monotonic()
-            if new or now - last_flush >= FLUSH_INTERVAL_SECONDS:
-                publisher.flush_due()
-                last_flush = now
-            progress.show(frames, len(events))
+        frames, detected = analyse_clip(source, analysis, detector, publish)
         analysed = time.monotonic() - began
-        progress.finish(f"replay: {frames} frames, {len(events)} events; waiting for ingest")
-        settled = publisher.wait_until_settled(confirm_timeout_seconds)
-        if not settled:
-            log.error(
-                "replay: %d events still unconfirmed after %.0fs",
-                outbox.pending_count(),
-                confirm_timeout_seconds,
-            )
-        confirmed = publisher.confirmed
+        if publisher is not None:
+            settled = publisher.wait_until_settled(confirm_timeout_seconds)
+            if not settled:
+                log.error(
+                    "replay: %d events still unconfirmed after %.0fs",
+                    outbox.pending_count(),
+                    confirm_timeout_seconds,
+                )
+            confirmed = publisher.confirmed
     finally:
-        publisher.stop()
+        if publisher is not None:
+            publisher.stop()
         outbox.close()
     return ReplaySummary(
         camera_id=camera.id,
         frames=frames,
+        frames_detected=detected,
         clip_seconds=round(source.clip_seconds, 3),
         wall_seconds=round(analysed, 3),
         fps=round(frames / analysed, 2) if analysed > 0 else 0.0,
