@@ -67,11 +67,11 @@ def _detector_only_fps(clip: Path, workdir: Path) -> tuple[float, int]:
     capture = cv2.VideoCapture(str(clip))
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     ok, frame = capture.read()
-    detector.detect([np.asarray(frame, dtype=np.uint8)])  # warm-up, as the replay's is
+    detector.detect(np.asarray(frame, dtype=np.uint8))  # warm-up, as the replay's is
     frames = 0
     started = time.perf_counter()
     while ok:
-        detector.detect([np.asarray(frame, dtype=np.uint8)])
+        detector.detect(np.asarray(frame, dtype=np.uint8))
         frames += 1
         _progress(frames, total, "detector only")
         ok, frame = capture.read()

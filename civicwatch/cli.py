@@ -17,17 +17,19 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from civicwatch import loadgen
 from civicwatch.config import CivicwatchConfig, ConfigError, load_config
 from contracts.sites import GatewayConfig, SiteConfig
 
 if TYPE_CHECKING:
-    from edge.detector import UltralyticsDetector
+    from edge.detector import Detector
 
 log = logging.getLogger("civicwatch")
 
 EXIT_CONFIG = 2
 EXIT_MODEL = 3
 EXIT_UNCONFIRMED = 4
+EXIT_SOURCE = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +96,40 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the server and the config's first gateway")
     demo.add_argument("--config", type=Path, required=True)
     demo.set_defaults(handler=_demo)
+
+    evaluate = commands.add_parser(
+        "eval", help="score plate reading or structure change detection on a labelled folder"
+    )
+    what = evaluate.add_subparsers(dest="what", required=True)
+    plates = what.add_parser("plates", help="a folder of plate crops, each named by its plate")
+    plates.add_argument("directory", type=Path)
+    plates.add_argument("--config", type=Path, help="take the plate settings from this config")
+    plates.set_defaults(handler=_eval_plates)
+    structures = what.add_parser("structures", help="a folder with A/ (before), B/ and label/")
+    structures.add_argument("directory", type=Path)
+    structures.add_argument("--config", type=Path, help="take the structure settings from here")
+    structures.set_defaults(handler=_eval_structures)
+
+    baseline = commands.add_parser(
+        "baseline", help="the registered views no-build zones and health checks compare against"
+    )
+    baseline_commands = baseline.add_subparsers(dest="action", required=True)
+    accept = baseline_commands.add_parser(
+        "accept", help="make a camera's current view (or an image) its new baseline"
+    )
+    accept.add_argument("--config", type=Path, required=True)
+    accept.add_argument("--camera", required=True)
+    accept.add_argument("--preset", help="the PTZ preset the view belongs to")
+    accept.add_argument("--image", type=Path, help="use this image instead of a live frame")
+    accept.add_argument("--note", required=True, help="why, e.g. the case that closed")
+    accept.add_argument("--by", default="dispatcher", help="who accepts it")
+    accept.set_defaults(handler=_baseline_accept)
+
+    load = commands.add_parser(
+        "loadgen", help="simulated gateways publish violation events at a set rate"
+    )
+    loadgen.add_arguments(load)
+    load.set_defaults(handler=loadgen.run)
     return parser
 
 
@@ -149,8 +185,55 @@ def _edge(args: argparse.Namespace) -> int:
     site, gateway = _pick_gateway(config, args.gateway)
     detector = _detector(config)
     if detector is None:
-        return EXIT_MODEL
+        # A fallback, not the default: fire lanes and no-build zones keep working, and every
+        # camera's status says no_detector, so the command centre sees it.
+        log.error("running without a detector: class-agnostic paths only")
     _run_gateway(config, site, gateway, detector, _stop_on_signals())
+    return 0
+
+
+def _eval_plates(args: argparse.Namespace) -> int:
+    from edge.config import PlateSettings
+    from edge.plate_eval import compare_with_baseline
+
+    settings = load_config(args.config).edge.plates if args.config else PlateSettings()
+    result = compare_with_baseline(_labelled_folder(args.directory), settings)
+    print(result.model_dump_json())
+    return 0
+
+
+def _eval_structures(args: argparse.Namespace) -> int:
+    from edge.config import StructureSettings
+    from edge.structure_eval import run_structure_evaluation
+
+    settings = load_config(args.config).edge.structures if args.config else StructureSettings()
+    run_structure_evaluation(_labelled_folder(args.directory), settings)
+    return 0
+
+
+def _labelled_folder(directory: Path) -> Path:
+    if not directory.is_dir():
+        raise ConfigError(directory, [f"{directory}: not a folder"])
+    return directory
+
+
+def _baseline_accept(args: argparse.Namespace) -> int:
+    from edge.capture import SourceError, grab_frame, read_image
+    from edge.structures import BaselineStore
+
+    config = load_config(args.config)
+    found = config.camera(args.camera)
+    if found is None:
+        raise ConfigError(args.config, [f"{args.config}: no camera with id {args.camera!r}"])
+    camera = found[2]
+    try:
+        image = read_image(args.image) if args.image else grab_frame(camera)
+    except SourceError as exc:
+        print(f"civicwatch: {exc}", file=sys.stderr)
+        return EXIT_SOURCE
+    store = BaselineStore(config.edge.baselines_dir)
+    info = store.accept(camera.id, image, args.preset, note=args.note, by=args.by)
+    print(info.model_dump_json())
     return 0
 
 
@@ -158,7 +241,7 @@ def _run_gateway(
     config: CivicwatchConfig,
     site: SiteConfig,
     gateway: GatewayConfig,
-    detector: UltralyticsDetector,
+    detector: Detector | None,
     stop: threading.Event,
 ) -> None:
     from edge.worker import EdgeWorker
@@ -223,17 +306,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detector(config: CivicwatchConfig) -> UltralyticsDetector | None:
+def _detector(config: CivicwatchConfig) -> Detector | None:
     """The configured detector, or None after saying in one line why it cannot load."""
     from edge.detector import (
         ModelUnavailableError,
-        UltralyticsDetector,
+        create_detector,
         prepare_ultralytics_environment,
     )
 
     prepare_ultralytics_environment(config.edge.data_dir)
     try:
-        return UltralyticsDetector(config.edge.detector)
+        return create_detector(config.edge.detector)
     except ModelUnavailableError as exc:
         print(f"civicwatch: {exc}", file=sys.stderr)
         return None

@@ -210,6 +210,21 @@ def open_source(camera: CameraConfig) -> LatestFrameSource:
     return VideoFileCapture(camera.id, path, camera.fps)
 
 
+def grab_frame(camera: CameraConfig, timeout_seconds: float = 15.0) -> Image:
+    """One current frame from a camera's source, e.g. to register it as the baseline view."""
+    source = open_source(camera)
+    source.start()
+    try:
+        frame = source.latest(timeout=timeout_seconds)
+    finally:
+        source.stop()
+    if frame is None:
+        raise SourceError(
+            f"camera {camera.id}: no frame within {timeout_seconds:.0f}s ({source.detail})"
+        )
+    return frame.image
+
+
 class ReplaySource:
     """Every frame of a clip, stamped by the clip's own clock: start + index / fps.
 

@@ -26,7 +26,14 @@ class DetectorSettings(_Settings):
     )
     confidence: float = Field(default=0.3, gt=0, lt=1)
     iou: float = Field(default=0.5, gt=0, lt=1)
-    imgsz: int = Field(default=640, ge=32)
+    imgsz: int = Field(
+        default=640,
+        ge=32,
+        description="detector input size; 320-416 on a CPU gateway with many cameras",
+    )
+    max_batch: int = Field(
+        default=8, ge=1, le=64, description="frames of several cameras run together per batch"
+    )
     device: str = "cpu"
 
 
@@ -447,3 +454,8 @@ class EdgeSettings(_Settings):
         default_factory=StructureSettings,
         description="no-build zones: structure change against the registered baseline",
     )
+
+    @property
+    def baselines_dir(self) -> Path:
+        """Registered views per camera (and PTZ preset), beside the outbox."""
+        return self.data_dir / "baselines"

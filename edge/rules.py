@@ -151,9 +151,9 @@ class DwellRule:
     def open_violations(self) -> int:
         return sum(1 for o in self._incidents.values() if o.violation_id is not None)
 
-    def incident_boxes(self) -> Iterator[FloatArray]:
-        """The last box of every incident the rule holds, seen now or within its grace."""
-        return (incident.latest.box for incident in self._incidents.values())
+    def incident_boxes(self) -> Iterator[tuple[str, FloatArray]]:
+        """Class and last box of every incident the rule holds, seen now or within its grace."""
+        return ((i.class_name, i.latest.box) for i in self._incidents.values())
 
     def update(self, frame: Frame, tracked: Detections) -> list[RuleEvent]:
         """Feed one frame's tracked detections; returns the violation phases this frame produced."""

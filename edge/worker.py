@@ -50,7 +50,7 @@ def gateway_services(
         outbox=outbox,
         sealer=EvidenceSealer(redactor),
         plate_reader=PlateReader(settings.plates) if settings.plates.enabled else None,
-        baselines=BaselineStore(settings.data_dir / "baselines"),
+        baselines=BaselineStore(settings.baselines_dir),
     )
 
 
@@ -63,9 +63,11 @@ class CameraAnalysis:
         pipeline: CameraPipeline,
         settings: EdgeSettings,
         baselines: BaselineStore | None,
+        detector: Detector | None,
     ) -> None:
         self.camera = camera
         self.pipeline = pipeline
+        self._detector = detector
         self._settings = settings
         self._baselines = baselines
         self.health = CameraHealthMonitor(settings.health)
@@ -85,6 +87,8 @@ class CameraAnalysis:
 
     def _first_frame(self, frame: Frame) -> MotionGate:
         height, width = frame.image.shape[:2]
+        if self._detector is not None and self.pipeline.uses_detector:
+            self._detector.prepare([(width, height)])  # compile for this size now, not mid-batch
         if self._baselines is not None:
             # The registered view: the health check tells when the camera was turned away.
             try:
@@ -133,7 +137,9 @@ class EdgeWorker:
             pipeline = CameraPipeline(
                 self.site.id, self.gateway.id, config, self.settings, services, source.fps
             )
-            analysis = CameraAnalysis(config, pipeline, self.settings, services.baselines)
+            analysis = CameraAnalysis(
+                config, pipeline, self.settings, services.baselines, self.detector
+            )
             cameras.append((source, analysis))
         publisher.start()
         for source, _ in cameras:
@@ -390,7 +396,7 @@ def replay(
     )
     services = gateway_services(settings, gateway.id, detector, outbox)
     pipeline = CameraPipeline(site.id, gateway.id, camera, settings, services, source.fps)
-    analysis = CameraAnalysis(camera, pipeline, settings, services.baselines)
+    analysis = CameraAnalysis(camera, pipeline, settings, services.baselines, detector)
     events: list[ViolationEvent] = []
     last_flush = time.monotonic()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from contracts.sites import ZoneConfig
+from contracts.sites import STATIONARY_OBJECT, ZoneConfig
 from edge.detections import BoolArray, Detections, FloatArray
 
 
@@ -20,7 +20,11 @@ class PolygonZone:
         contour = self.polygon.reshape(-1, 1, 2)
         mask = np.zeros(len(detections), dtype=np.bool_)
         for i, (x, y) in enumerate(detections.anchors()):
-            if detections.class_name(i) not in self._classes:
+            name = detections.class_name(i)
+            if name not in self._classes:
+                continue
+            if name == STATIONARY_OBJECT:
+                mask[i] = True  # found inside this zone's polygon by construction
                 continue
             mask[i] = cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
         return mask

@@ -20,7 +20,7 @@ def detector(model_path: Path) -> UltralyticsDetector:
 
 def test_finds_the_parked_vehicles(detector: UltralyticsDetector, shared_data: Path) -> None:
     frame = next(iter(ReplaySource(shared_data / "clips" / "vtest.avi")))
-    [detections] = detector.detect([frame.image])
+    detections = detector.detect(frame.image)
     names = detections.names()
     assert {"car", "truck"} & set(names), names
     assert "person" in names
@@ -33,7 +33,7 @@ def test_tracker_keeps_ids_across_frames(detector: UltralyticsDetector, shared_d
     frames = [
         f for _, f in zip(range(5), ReplaySource(shared_data / "clips" / "vtest.avi"), strict=False)
     ]
-    outputs = [tracker.update(d) for d in detector.detect([f.image for f in frames])]
+    outputs = [tracker.update(d) for d in detector.detect_batch([f.image for f in frames])]
     first_vehicles = {
         int(t)
         for t, n in zip(outputs[0].tracker_id, outputs[0].names(), strict=True)

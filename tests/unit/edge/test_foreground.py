@@ -25,43 +25,10 @@ from edge.foreground import (
     blocked_share_with_boxes,
 )
 from tests.unit.edge.conftest import T0
+from tests.unit.edge.scenes import FIRE_LANE, STACK, with_stack
 
 VTEST_SIZE = (768, 576)
 VTEST_FPS = 10.0
-# The road across the picture where people keep walking: the fire lane under test.
-FIRE_LANE = [
-    [0, 190],
-    [400, 188],
-    [640, 225],
-    [768, 290],
-    [768, 470],
-    [600, 410],
-    [430, 315],
-    [250, 275],
-    [0, 240],
-]
-STACK = (300, 230, 420, 320)  # x1, y1, x2, y2 of the generated stack of boxes, on the road
-
-
-def _stack_of_boxes() -> Image:
-    """A drawn pile of cardboard boxes: brown faces, dark seams, a pale tape line on each."""
-    x1, y1, x2, y2 = STACK
-    pile = np.full((y2 - y1, x2 - x1, 3), (70, 120, 170), dtype=np.uint8)
-    for top in range(0, y2 - y1, 30):
-        shade = 20 * ((top // 30) % 2)
-        pile[top : top + 30] = (70 + shade, 120 + shade, 170 + shade)
-        cv2.line(pile, (0, top), (x2 - x1, top), (30, 40, 50), 2)
-        for left in range(0, x2 - x1, 40):
-            cv2.line(pile, (left, top), (left, top + 30), (30, 40, 50), 2)
-            cv2.line(pile, (left + 20, top), (left + 20, top + 30), (200, 220, 230), 1)
-    return pile
-
-
-def _with_stack(image: Image) -> Image:
-    x1, y1, x2, y2 = STACK
-    out = image.copy()
-    out[y1:y2, x1:x2] = _stack_of_boxes()
-    return out
 
 
 def _vtest(shared_data: Path, frames: int | None = None) -> Iterator[Frame]:
@@ -134,7 +101,7 @@ def test_a_stack_of_boxes_is_found_with_a_stable_id_and_its_share(shared_data: P
     appear, leave = 150, 450
 
     def edit(frame: Frame) -> Image:
-        return _with_stack(frame.image) if appear <= frame.index < leave else frame.image
+        return with_stack(frame.image) if appear <= frame.index < leave else frame.image
 
     foreground = _lane()
     road = _bare_road(foreground, shared_data)
@@ -142,7 +109,7 @@ def test_a_stack_of_boxes_is_found_with_a_stable_id_and_its_share(shared_data: P
     results = _feed(foreground, islice(frames, leave), edit)
     # Thirty seconds under the stack: the long-term model still holds the bare road there.
     assert _model_error(foreground, road) < 8.0
-    stack = foreground.analysis_view(_with_stack(next(_vtest(shared_data, 1)).image))
+    stack = foreground.analysis_view(with_stack(next(_vtest(shared_data, 1)).image))
     assert _model_error(foreground, stack) > 30.0
     after = _feed(foreground, frames, edit)
 
@@ -176,7 +143,7 @@ def test_an_object_there_at_start_that_leaves_is_relearned(shared_data: Path) ->
     foreground = _lane()
     road = _bare_road(foreground, shared_data)
     frames = _vtest(shared_data, 600)
-    before = _feed(foreground, islice(frames, leave), lambda f: _with_stack(f.image))
+    before = _feed(foreground, islice(frames, leave), lambda f: with_stack(f.image))
     assert _model_error(foreground, road) > 30.0  # it learned the stack at start
     after = _feed(foreground, frames)
     assert [i for i, r in enumerate(before + after) if len(r.objects)] == []

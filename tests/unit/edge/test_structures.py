@@ -33,11 +33,11 @@ from edge.structures import (
     lab_otsu_change,
 )
 from tests.unit.edge.conftest import T0
+from tests.unit.edge.scenes import SHED, with_shed
 
 CAMERA = "cam-roof"
 # The lawn in the lower left of vtest.avi; people walk on the road above it, rarely on it.
 LAWN = [[10, 330], [380, 380], [420, 570], [10, 570]]
-SHED = (112, 420, 279, 516)  # x1, y1, x2, y2 of the generated shed
 # Real frames with nobody on the lawn; frame 0 is the baseline.
 QUIET_FRAMES = (0, 100, 200, 300, 400, 500)
 
@@ -69,20 +69,6 @@ def vtest_frames() -> dict[int, Image]:
             frames[index] = np.asarray(image, dtype=np.uint8)
     capture.release()
     return frames
-
-
-def _with_shed(image: Image) -> Image:
-    """GENERATED: a small steel-roofed shed drawn onto the lawn of a real frame."""
-    out = image.copy()
-    x1, y1, x2, y2 = SHED
-    cv2.rectangle(out, (x1 + 8, y1 + 25), (x2 - 8, y2), (170, 175, 180), -1)  # walls
-    cv2.rectangle(out, (x1, y1), (x2, y1 + 30), (160, 90, 40), -1)  # blue roof
-    for x in range(x1, x2, 7):  # corrugation
-        cv2.line(out, (x, y1), (x, y1 + 30), (120, 60, 25), 1)
-    cv2.rectangle(out, (x1 + 28, y1 + 45), (x1 + 63, y2), (60, 60, 70), -1)  # door
-    cv2.rectangle(out, (x1 + 93, y1 + 45), (x1 + 133, y1 + 70), (90, 80, 60), -1)  # window
-    cv2.line(out, (x1 + 113, y1 + 45), (x1 + 113, y1 + 70), (200, 200, 200), 2)
-    return out
 
 
 def _brighter(image: Image) -> Image:
@@ -269,7 +255,7 @@ def store(tmp_path: Path, vtest_frames: dict[int, Image]) -> BaselineStore:
 
 
 def _sheds(frames: dict[int, Image], indices: Iterable[int]) -> list[Image]:
-    return [_with_shed(frames[i]) for i in indices]
+    return [with_shed(frames[i]) for i in indices]
 
 
 def test_a_shed_that_persists_opens_exactly_one_violation(
@@ -310,7 +296,7 @@ def test_checks_follow_the_schedule_by_frame_time(
         check_interval_seconds=10, persist_checks=3, persist_span_seconds=0
     )
     watch = StructureWatch(CAMERA, _zone(), settings, EvidenceSettings(), store)
-    shed = _with_shed(vtest_frames[100])
+    shed = with_shed(vtest_frames[100])
     seconds = [0, 1, 2, 3, 9, 10, 15, 20]
     opened_at = [s for s in seconds if watch.update(Frame(shed, s, T0 + timedelta(seconds=s)))]
     assert opened_at == [20]
@@ -360,7 +346,7 @@ def test_accepting_the_view_clears_and_the_shed_is_not_raised_again(
     watch = _watch(store)
     opened = _run(watch, _sheds(vtest_frames, (100, 200, 300, 400)))
     # The console accepts the current view after the case closed (through the store).
-    store.accept(CAMERA, _with_shed(vtest_frames[400]), note="case closed: permitted shed")
+    store.accept(CAMERA, with_shed(vtest_frames[400]), note="case closed: permitted shed")
     later = _run(watch, _sheds(vtest_frames, (100, 200, 300, 400, 500)), start=40)
     assert [e.phase for e in opened] == [Phase.OPENED]
     assert [e.phase for e in later] == [Phase.CLEARED]
@@ -373,7 +359,7 @@ def test_accepting_through_the_watch_clears_at_once(
 ) -> None:
     watch = _watch(store)
     _run(watch, _sheds(vtest_frames, (100, 200, 300, 400)))
-    now = Frame(_with_shed(vtest_frames[500]), 9, T0 + timedelta(seconds=45))
+    now = Frame(with_shed(vtest_frames[500]), 9, T0 + timedelta(seconds=45))
     assert [e.phase for e in watch.accept(now, note="permit shown")] == [Phase.CLEARED]
     info = store.info(CAMERA)
     assert info is not None
