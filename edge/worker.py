@@ -18,7 +18,7 @@ from contracts.events import BoundingBox, Phase, ViolationEvent, ViolationKind
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
 from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
-from edge.capture import LatestFrameSource, ReplaySource, open_source
+from edge.capture import LatestFrameSource, ReplaySource, StillImageCapture, open_source
 from edge.config import EdgeSettings
 from edge.detections import Frame, box_iou
 from edge.detector import Detector
@@ -193,6 +193,8 @@ class EdgeWorker:
             if source.health is not CameraHealth.OK
             else analysis.health.problems
         )
+        if isinstance(source, StillImageCapture):
+            problems = [p for p in problems if p is not CameraProblem.FROZEN]  # still by design
         if self.detector is None:
             problems = [*problems, CameraProblem.NO_DETECTOR]
         health = source.health

@@ -19,6 +19,7 @@ from contracts.status import GatewayState, GatewayStatus
 from contracts.topics import (
     VIOLATION_SUBSCRIPTION,
     ack_topic,
+    camera_status_topic,
     gateway_status_topic,
     parse_camera_topic,
     violation_topic,
@@ -225,3 +226,49 @@ def test_live_worker_on_a_still_image_publishes_a_violation(
     assert opened.object is not None
     assert opened.object.class_name == "bus"
     assert len(opened.evidence) >= 3
+
+
+def test_without_a_detector_the_worker_runs_on_and_its_status_says_so(
+    mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    """No model loaded: the fire lane keeps its class-agnostic path; the status tells why."""
+    from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
+    from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
+    from edge.config import EdgeSettings
+    from edge.worker import EdgeWorker
+
+    lane = ZoneConfig(
+        id="lane", kind="fire_lane", polygon=[[0, 450], [810, 450], [810, 900], [0, 900]]
+    )
+    camera = CameraConfig(id=CAMERA, source="pkg://ultralytics/assets/bus.jpg", fps=5, zones=[lane])
+    gateway = GatewayConfig(id=GATEWAY, cameras=[camera])
+    site = SiteConfig(id=SITE, gateways=[gateway])
+    settings = EdgeSettings(data_dir=tmp_path / "edge", status_interval_seconds=1)
+    statuses: list[CameraStatus] = []
+    watcher = make_client(mosquitto.settings, "status-watcher")
+    watcher.on_message = lambda _c, _u, m: statuses.append(
+        CameraStatus.model_validate_json(m.payload)
+    )
+    watcher.connect(mosquitto.settings.host, mosquitto.settings.port)
+    watcher.subscribe(camera_status_topic(SITE, GATEWAY, CAMERA), qos=1)
+    watcher.loop_start()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=EdgeWorker(site, gateway, settings, mosquitto.settings, None).run, args=(stop,)
+    )
+    worker.start()
+    try:
+        # A still image never changes: after the frozen check's 20 s it must still not say so.
+        assert wait_for(lambda: len(statuses) >= 24, 40)
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+        watcher.disconnect()
+        watcher.loop_stop()
+    assert not worker.is_alive()
+    latest = statuses[-1]
+    assert latest.detection_path is DetectionPath.FOREGROUND_ONLY
+    assert latest.problems == [CameraProblem.NO_DETECTOR]
+    assert latest.health is CameraHealth.DEGRADED
+    assert latest.detector == ""
+    assert latest.frames_read > 0
