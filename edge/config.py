@@ -54,6 +54,15 @@ class TrackerSettings(_Settings):
             "movement, as a share of box height, that counts as leaving and resets the clock"
         ),
     )
+    min_same_look: float = Field(
+        default=0.3,
+        ge=-1,
+        le=1,
+        description=(
+            "colour-histogram correlation between an object's first and crossing sightings "
+            "below which it is another object, and the clock restarts"
+        ),
+    )
     rearm_seconds: float = Field(
         default=300.0,
         ge=0,

@@ -82,6 +82,23 @@ class _Sighting:
     confidence: float
 
 
+def appearance(sighting: _Sighting) -> FloatArray:
+    """A colour signature of the object: hue, saturation and value histogram of its box."""
+    x1, y1, x2, y2 = (int(round(float(v))) for v in sighting.box)
+    height, width = sighting.frame.image.shape[:2]
+    crop = sighting.frame.image[max(0, y1) : min(height, y2), max(0, x1) : min(width, x2)]
+    if crop.size == 0:
+        return np.zeros((8, 4, 8), dtype=np.float32)
+    hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 8], [0, 180, 0, 256, 0, 256])
+    return np.asarray(cv2.normalize(hist, hist), dtype=np.float32)
+
+
+def same_look(a: _Sighting, b: _Sighting) -> float:
+    """Correlation of two sightings' colour signatures: near 1 for one object."""
+    return float(cv2.compareHist(appearance(a), appearance(b), cv2.HISTCMP_CORREL))
+
+
 def _anchor(box: FloatArray) -> FloatArray:
     return np.array([(box[0] + box[2]) / 2, box[3]], dtype=np.float32)
 
@@ -247,6 +264,16 @@ class DwellRule:
             self._keep_panorama(incident, sighting)
             due = incident.dwell_at(now) >= self.zone.config.dwell_seconds
             if due and (incident.not_before is None or now >= incident.not_before):
+                earlier = [incident.entry, *incident.panoramas]
+                similarity = max(same_look(seen, sighting) for seen in earlier)
+                if similarity < self._tracker.min_same_look:
+                    # Another object took the spot (a swap at a kerb, a queue moving up): the
+                    # clock restarts for whatever stands there now. Any earlier sighting that
+                    # looks alike will do, so a passer-by in front at the crossing costs nothing.
+                    self._incidents[incident.track_id] = self._start_clock(
+                        incident.track_id, incident.class_name, sighting
+                    )
+                    return events
                 events.append(self._opened(incident))
         elif incident.last_update_at is not None and (
             (now - incident.last_update_at).total_seconds()

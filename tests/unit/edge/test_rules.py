@@ -10,7 +10,7 @@ from typing import ClassVar
 from contracts.events import EvidenceLabel, Phase, PlateReading
 from contracts.sites import ZoneConfig
 from edge.config import EvidenceSettings, TrackerSettings
-from edge.detections import FloatArray, Image
+from edge.detections import FloatArray, Frame, Image
 from edge.rules import DwellRule, RuleEvent
 from tests.unit.edge.conftest import frame_at, tracked
 
@@ -239,3 +239,33 @@ def test_the_plate_is_read_at_an_interval_and_rides_on_every_phase(zone: ZoneCon
     assert [e.phase for e in events] == [Phase.OPENED, Phase.CLEARED]
     assert all(e.plate is not None and e.plate.text == "皖A12345" for e in events)
     assert len(_CountingTally.reads) == 10, "seconds 1, 5, ..., 37: every 4 s while it stays"
+
+
+def painted(seconds: float, colour: tuple[int, int, int], index: int = 0) -> Frame:
+    """A generated frame with an object of one colour (with a darker stripe) in PARKED's box."""
+    frame = frame_at(seconds, index)
+    image = frame.image.copy()
+    x1, y1, x2, y2 = (int(v) for v in PARKED)
+    image[y1:y2, x1:x2] = colour
+    image[y1 + 20 : y1 + 30, x1:x2] = tuple(c // 3 for c in colour)
+    return Frame(image, index, frame.timestamp)
+
+
+def test_another_object_taking_the_spot_restarts_the_clock(zone: ZoneConfig) -> None:
+    """A red car leaves and a blue one pulls in under the same track id: not one dwell."""
+    rule = make_rule(zone)
+    events: list[RuleEvent] = []
+    for i, t in enumerate(seconds(0, 60)):
+        colour = (0, 0, 200) if t < 20 else (200, 0, 0)
+        events += rule.update(painted(t, colour, i), tracked((1, "car", PARKED)))
+    [opened] = events
+    assert opened.started_at == frame_at(30).timestamp, "the blue car's clock started at 30 s"
+    assert opened.observed_at == frame_at(60).timestamp
+
+
+def test_the_same_object_opens_on_time_whatever_its_colour(zone: ZoneConfig) -> None:
+    rule = make_rule(zone)
+    events: list[RuleEvent] = []
+    for i, t in enumerate(seconds(0, 31)):
+        events += rule.update(painted(t, (40, 160, 220), i), tracked((1, "car", PARKED)))
+    assert [e.observed_at for e in events] == [frame_at(30).timestamp]
