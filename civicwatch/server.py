@@ -21,6 +21,7 @@ from civicwatch.config import CivicwatchConfig
 from dispatch.api import create_app
 from dispatch.routing import Router
 from dispatch.sla import sweep_overdue
+from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
 from ingest.database import SessionFactory, make_engine, make_session_factory
 from ingest.evidence_store import EvidenceStore
@@ -68,17 +69,24 @@ class Server:
     metrics: IngestMetrics
     router: Router
     service: IngestService
-    consumer: IngestConsumer
+    consumers: list[IngestConsumer]
     scheduler: BackgroundScheduler
     app: FastAPI
+
+    @property
+    def consumer(self) -> IngestConsumer:
+        """The first ingest worker (the only one unless ``server.ingest.workers`` > 1)."""
+        return self.consumers[0]
 
     def start(self) -> None:
         """Start consuming MQTT and sweeping SLAs; the API is served by run_server (or a test)."""
         self.scheduler.start()
-        self.consumer.start()
+        for consumer in self.consumers:
+            consumer.start()
 
     def stop(self) -> None:
-        self.consumer.stop()
+        for consumer in self.consumers:
+            consumer.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.engine.dispose()
@@ -95,9 +103,17 @@ def build_server(config: CivicwatchConfig) -> Server:
     router = Router(settings.routing)
     # The registry half of the config: CivicwatchConfig is a SiteRegistry.
     service = IngestService(
-        session_factory, evidence_store, config, metrics, on_case_opened=router.dispatch_new_case
+        session_factory,
+        evidence_store,
+        config,
+        metrics,
+        on_case_opened=router.dispatch_new_case,
+        settings=settings.ingest,
     )
-    consumer = IngestConsumer(config.broker, settings.ingest, service, config, metrics)
+    consumers = [
+        IngestConsumer(config.broker, settings.ingest, service, config, metrics, client_id)
+        for client_id in worker_client_ids(settings.ingest)
+    ]
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(
         lambda: sweep_overdue(session_factory, utcnow()),
@@ -115,10 +131,17 @@ def build_server(config: CivicwatchConfig) -> Server:
         metrics=metrics,
         router=router,
         service=service,
-        consumer=consumer,
+        consumers=consumers,
         scheduler=scheduler,
         app=app,
     )
+
+
+def worker_client_ids(settings: IngestSettings) -> list[str]:
+    """One stable client id (and so one broker session) per ingest worker."""
+    if settings.workers == 1:
+        return [settings.client_id]
+    return [f"{settings.client_id}-{number}" for number in range(1, settings.workers + 1)]
 
 
 def run_server(config: CivicwatchConfig) -> None:

@@ -22,6 +22,10 @@ class EvidencePublic(_FromRow):
     width: int
     height: int
     url: str = Field(description="where to download the image; its SHA-256 is the file name")
+    redacted_sha256: str | None = Field(
+        default=None, description="the copy with bystanders' faces blurred, for the console"
+    )
+    redacted_url: str | None = Field(default=None, description="where to download that copy")
 
 
 class TransitionPublic(_FromRow):
@@ -63,6 +67,21 @@ class CasePublic(BaseModel):
     object_confidence: float | None
     created_at: datetime
     updated_at: datetime
+    location: str | None = Field(default=None, description="the zone's site location")
+    plate_text: str | None = Field(default=None, description="the best plate reading")
+    plate_confidence: float | None = None
+    blocked_share: float | None = Field(
+        default=None, description="fire lanes: the share of the lane blocked when last seen"
+    )
+    chain_broken: bool = Field(
+        default=False, description="an evidence hash chain did not verify: frames missing/altered"
+    )
+    violation_ids: list[UUID] = Field(
+        default_factory=list, description="the camera violations merged into this incident"
+    )
+    related_case_ids: list[int] = Field(
+        default_factory=list, description="other cases of the same plate (repeat offender)"
+    )
     evidence: list[EvidencePublic]
 
 
@@ -94,3 +113,7 @@ class CameraPublic(BaseModel):
     gateway_state: str | None
     gateway_reported_at: datetime | None
     gateway_outbox_pending: int | None
+    problems: list[str] = Field(default_factory=list, description="CameraProblem values")
+    detection_path: str | None = Field(
+        default=None, description="detector, or foreground_only when weights failed to load"
+    )

@@ -1,22 +1,75 @@
-"""Settings for the MQTT consumer and the evidence store."""
+"""Settings for the MQTT consumer, its writer and the evidence store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(
-        default="civicwatch-ingest", description="stable: the broker keeps its session"
+        default="civicwatch-ingest",
+        description="stable: the broker keeps its session; worker N of several adds '-N'",
     )
     session_expiry_seconds: int = Field(
         default=7 * 24 * 3600,
         ge=0,
         description="how long the broker queues for ingest while it is down",
     )
-    max_payload_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
-    evidence_dir: Path = Path("var/evidence")
+    max_payload_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="larger violation messages are refused"
+    )
+    evidence_dir: Path = Field(
+        default=Path("var/evidence"), description="where evidence images are filed by SHA-256"
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="ingest consumers in this process, each with its own client id and session",
+    )
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description=(
+            "MQTT v5 shared-subscription group: workers (in any process) in one group split "
+            "the violation stream; None subscribes every worker to every violation"
+        ),
+    )
+    batch_max_messages: int = Field(
+        default=500, ge=1, le=10_000, description="messages stored per database transaction"
+    )
+    batch_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=5_000,
+        description="how long the writer waits to fill a batch once its first message is in",
+    )
+    receive_maximum: int = Field(
+        default=2_000,
+        ge=1,
+        le=65_535,
+        description="unacknowledged messages the broker may have in flight to one worker",
+    )
+    merge_window_seconds: float = Field(
+        default=600.0,
+        ge=0.0,
+        description=(
+            "a new violation joins an open case of the same plate, or of a zone with the same "
+            "location, last seen at most this long before the new one started"
+        ),
+    )
+    related_cases_limit: int = Field(
+        default=20, ge=0, description="earlier cases of the same plate linked to a new case"
+    )
+
+    @model_validator(mode="after")
+    def _workers_share_the_stream(self) -> IngestSettings:
+        if self.workers > 1 and self.shared_group is None:
+            raise ValueError(
+                "workers > 1 needs shared_group: otherwise every worker gets every message"
+            )
+        return self

@@ -1,17 +1,29 @@
-"""The MQTT side of ingest: a persistent session that acks each message only once it is stored."""
+"""The MQTT side of ingest: a persistent session, a writer thread, acks only after the commit.
+
+paho's network thread only queues what arrives (topic, payload, mid). One writer thread takes
+batches (up to ``batch_max_messages``, or what came within ``batch_max_wait_ms``), stores each
+batch in one transaction, then acknowledges the messages to the broker in the order they
+arrived (MQTT wants PUBACKs in order) and publishes an IngestAck to each gateway. While the
+database is down or full nothing is acknowledged: the writer retries with backoff and the
+broker keeps the messages meanwhile.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from contracts.acks import IngestAck
 from contracts.mqtt import BrokerSettings, make_client
@@ -24,15 +36,41 @@ from contracts.topics import (
     parse_camera_topic,
 )
 from ingest.config import IngestSettings
-from ingest.handler import ViolationHandler
+from ingest.handler import ViolationHandler, is_transient
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from ingest.validation import Refusal, RefusalReason, describe_errors
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 30.0
+
+
+def violation_subscription(shared_group: str | None) -> str:
+    """The violation filter; in a shared group the broker hands each message to one member."""
+    if shared_group is None:
+        return VIOLATION_SUBSCRIPTION
+    return f"$share/{shared_group}/{VIOLATION_SUBSCRIPTION}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    connection: int  # which connection brought it: a mid means nothing on another one
+
+    @property
+    def is_violation(self) -> bool:
+        return self.topic.endswith("/violation")
+
+
+class _Stopping(Exception):  # noqa: N818 - control flow: the consumer is shutting down
+    """Raised out of a retry loop when stop() was called; nothing of the batch is acked."""
 
 
 class IngestConsumer:
@@ -49,6 +87,7 @@ class IngestConsumer:
         service: IngestService,
         registry: SiteRegistry,
         metrics: IngestMetrics,
+        client_id: str | None = None,
     ) -> None:
         self._broker = broker
         self._settings = settings
@@ -56,8 +95,12 @@ class IngestConsumer:
         self._metrics = metrics
         self._handler = ViolationHandler(service, registry, metrics, settings.max_payload_bytes)
         self._stopping = threading.Event()
+        self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._connection = 0  # counts successful connects
+        self.client_id = client_id or settings.client_id
         self.ready = threading.Event()  # connected and subscribed
-        self._client = make_client(broker, settings.client_id)
+        self._client = make_client(broker, self.client_id)
         self._client.manual_ack_set(True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -66,8 +109,16 @@ class IngestConsumer:
 
     def start(self) -> None:
         self._stopping.clear()
+        self._service.refresh_missing_gauge()
+        self._writer = threading.Thread(
+            target=self._write_forever, name=f"ingest-writer-{self.client_id}", daemon=True
+        )
+        self._writer.start()
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._settings.session_expiry_seconds
+        # Without it Mosquitto allows only max_inflight_messages (20 by default) unacked
+        # messages to us, and acks come only after a commit: batches would be 20 long.
+        properties.ReceiveMaximum = self._settings.receive_maximum
         self._client.connect_async(
             self._broker.host,
             self._broker.port,
@@ -78,10 +129,19 @@ class IngestConsumer:
         self._client.loop_start()
 
     def stop(self) -> None:
+        """Disconnect and stop the writer; what was not yet acked is redelivered later."""
         self._stopping.set()
+        if self._writer is not None:
+            self._writer.join(timeout=30)
+            self._writer = None
         self._client.disconnect()
         self._client.loop_stop()
         self.ready.clear()
+        while True:  # unacked: the broker redelivers these to the session
+            try:
+                self._inbox.get_nowait()
+            except queue.Empty:
+                break
 
     def _on_connect(
         self,
@@ -96,11 +156,18 @@ class IngestConsumer:
                 "broker %s:%d refused ingest: %s", self._broker.host, self._broker.port, reason_code
             )
             return
-        # Subscribing here means a reconnect resubscribes.
-        client.subscribe(
-            [(VIOLATION_SUBSCRIPTION, 1), *((topic, 1) for topic in STATUS_SUBSCRIPTIONS)]
+        self._connection += 1
+        # Subscribing here means a reconnect resubscribes. Status goes to every worker: shared
+        # subscriptions get no retained messages, and storing a status twice is harmless.
+        violations = violation_subscription(self._settings.shared_group)
+        client.subscribe([(violations, 1), *((topic, 1) for topic in STATUS_SUBSCRIPTIONS)])
+        log.info(
+            "ingest %s connected to %s:%d (%s)",
+            self.client_id,
+            self._broker.host,
+            self._broker.port,
+            violations,
         )
-        log.info("ingest connected to %s:%d", self._broker.host, self._broker.port)
 
     def _on_subscribe(
         self,
@@ -128,37 +195,90 @@ class IngestConsumer:
         if not self._stopping.is_set():
             log.warning("ingest lost the broker (%s); reconnecting", reason_code)
 
-    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        try:
-            if message.topic.endswith("/violation"):
-                settled = self._handle_violation(message)
-            else:
-                settled = self._handle_status(message)
-        except Exception:  # a bug must not kill the network loop; unacked, it comes back later
-            log.exception("failed to handle a message on %s", message.topic)
-            return
-        if settled:
-            client.ack(message.mid, message.qos)
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # The network thread does no parsing and no database work: it only hands over.
+        self._inbox.put(
+            _Received(
+                message.topic, bytes(message.payload), message.mid, message.qos, self._connection
+            )
+        )
 
-    def _handle_violation(self, message: mqtt.MQTTMessage) -> bool:
-        """True once the message is stored or refused for good; False leaves it to redelivery."""
-        self._metrics.events_received.inc()
-        payload = bytes(message.payload)
-        delay = _RETRY_FIRST_SECONDS
-        while True:  # the database may be down: retry, the broker queues for us meanwhile
+    def _write_forever(self) -> None:
+        while not self._stopping.is_set():
+            batch = self._take_batch()
+            if not batch:
+                continue
+            started = time.monotonic()
             try:
-                ack = self._handler.handle(message.topic, payload)
-                break
-            except (SQLAlchemyError, OSError) as exc:
-                log.error(
-                    "cannot store message from %s (%s); retry in %.1fs", message.topic, exc, delay
+                answers = self._settle(batch)
+            except _Stopping:
+                return
+            except Exception:  # a bug must not kill the writer; unacked, they come back later
+                log.exception("failed to handle a batch of %d messages", len(batch))
+                self._metrics.store_failures.labels(kind="bug").inc()
+                continue
+            for received, ack in zip(batch, answers, strict=True):
+                # After a reconnect the broker redelivers what the old connection did not ack;
+                # acking an old mid on the new connection could settle a different message.
+                if received.connection == self._connection:
+                    self._client.ack(received.mid, received.qos)
+                if ack is not None:
+                    self._send_ack(received.topic, ack)
+            self._metrics.batch_messages.observe(len(batch))
+            self._metrics.batch_seconds.observe(time.monotonic() - started)
+
+    def _take_batch(self) -> list[_Received]:
+        try:
+            first = self._inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._settings.batch_max_wait_ms / 1000
+        while len(batch) < self._settings.batch_max_messages:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(
+                    self._inbox.get(timeout=remaining)
+                    if remaining > 0
+                    else self._inbox.get_nowait()
                 )
+            except queue.Empty:
+                break
+        return batch
+
+    def _settle(self, batch: list[_Received]) -> list[IngestAck | None]:
+        """Store the batch (retrying transient failures); the ack for each message, in order."""
+        self._metrics.events_received.inc(sum(1 for item in batch if item.is_violation))
+        violations = [(item.topic, item.payload) for item in batch if item.is_violation]
+        stored = iter(self._retrying(lambda: self._handler.handle_batch(violations)))
+        answers: list[IngestAck | None] = []
+        for item in batch:
+            if item.is_violation:
+                answers.append(next(stored))
+                continue
+            try:
+                self._retrying(partial(self._handle_status, item))
+            except _Stopping:
+                raise
+            except Exception as exc:  # the database refuses this status for good: drop it
+                refusal = Refusal(RefusalReason.STORE_FAILED, f"{type(exc).__name__}: {exc}")
+                self._handler.record_refusal(item.topic, refusal)
+            answers.append(None)
+        return answers
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        delay = _RETRY_FIRST_SECONDS
+        while True:  # the database may be down or full: the broker keeps the messages meanwhile
+            try:
+                return attempt()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._metrics.store_failures.labels(kind="transient").inc()
+                log.error("cannot store now (%s); nothing acked, retry in %.1fs", exc, delay)
             if self._stopping.wait(delay):
-                return False
+                raise _Stopping
             delay = min(delay * 2, _RETRY_MAX_SECONDS)
-        if ack is not None:
-            self._send_ack(message.topic, ack)
-        return True
 
     def _send_ack(self, topic: str, ack: IngestAck) -> None:
         claimed = parse_camera_topic(topic)
@@ -166,9 +286,9 @@ class IngestConsumer:
             return  # no gateway to answer
         self._client.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
 
-    def _handle_status(self, message: mqtt.MQTTMessage) -> bool:
+    def _handle_status(self, message: _Received) -> None:
         if not message.payload:
-            return True  # a cleared retained message
+            return  # a cleared retained message
         try:
             if parse_camera_topic(message.topic) is None:  # civicwatch/v1/{site}/{gateway}/status
                 self._service.record_gateway_status(
@@ -185,8 +305,3 @@ class IngestConsumer:
                 else RefusalReason.INVALID
             )
             self._handler.record_refusal(message.topic, Refusal(reason, describe_errors(exc)))
-            return True
-        except SQLAlchemyError as exc:
-            log.error("cannot store status from %s: %s", message.topic, exc)
-            return False
-        return True

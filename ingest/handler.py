@@ -1,16 +1,30 @@
-"""One violation message in, one answer for the edge out: the broker-free core of the consumer."""
+"""Violation messages in, answers for the edge out: the broker-free core of the consumer."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from contracts.acks import AckOutcome, IngestAck
+from contracts.events import ViolationEvent
 from contracts.sites import SiteRegistry
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
-from ingest.validation import Refusal, parse_violation
+from ingest.validation import Refusal, RefusalReason, parse_violation
 
 log = logging.getLogger(__name__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that say nothing about the message: database down or locked, disk full, deadlock.
+
+    The message is then not settled (no ack) and the batch is tried again later.
+    """
+    if isinstance(exc, OperationalError | InterfaceError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class ViolationHandler:
@@ -27,24 +41,76 @@ class ViolationHandler:
         self._max_payload_bytes = max_payload_bytes
 
     def handle(self, topic: str, payload: bytes) -> IngestAck | None:
-        """Validate and store one message; the ack to send, or None when no message_id is known.
+        """Validate and store one message; see handle_batch."""
+        return self.handle_batch([(topic, payload)])[0]
 
-        A refusal is logged and counted and stores nothing. Database errors propagate: the
-        message is then not settled and must be tried again.
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[IngestAck | None]:
+        """Validate ``(topic, payload)`` messages and store the valid ones in one transaction.
+
+        Returns the ack for each, in order; None where a message names no message_id. A
+        refusal is logged and counted and stores nothing. When the batch fails for a reason
+        that is the messages' own (not transient), it is stored again one message at a time so
+        that a poison message is refused alone. Transient errors propagate: then nothing is
+        settled and the caller must try the whole batch again.
         """
+        acks: list[IngestAck | None] = [None] * len(messages)
+        valid: list[tuple[int, str, ViolationEvent]] = []
+        for index, (topic, payload) in enumerate(messages):
+            try:
+                event = parse_violation(topic, payload, self._registry, self._max_payload_bytes)
+            except Refusal as refusal:
+                acks[index] = self.refuse(topic, refusal)
+                continue
+            valid.append((index, topic, event))
+        if not valid:
+            return acks
         try:
-            event = parse_violation(topic, payload, self._registry, self._max_payload_bytes)
+            outcomes = self._service.store_batch([event for _, _, event in valid])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if len(valid) == 1:
+                index, topic, event = valid[0]
+                acks[index] = self._poisoned(topic, event, exc)
+                return acks
+            log.warning("batch of %d failed (%s); storing one by one", len(valid), exc)
+            for index, topic, event in valid:
+                acks[index] = self.handle_one(topic, event)
+            return acks
+        for (index, _topic, event), outcome in zip(valid, outcomes, strict=True):
+            acks[index] = IngestAck(message_id=event.message_id, outcome=outcome)
+        return acks
+
+    def handle_one(self, topic: str, event: ViolationEvent) -> IngestAck | None:
+        """Store one parsed event alone; a non-transient failure refuses it as poison."""
+        try:
             outcome = self._service.store(event)
         except Refusal as refusal:
-            self.record_refusal(topic, refusal)
-            if refusal.message_id is None:
-                return None
-            return IngestAck(
-                message_id=refusal.message_id,
-                outcome=AckOutcome.REJECTED,
-                reason=f"{refusal.reason}: {refusal.detail}"[:500],
-            )
+            return self.refuse(topic, refusal)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            return self._poisoned(topic, event, exc)
         return IngestAck(message_id=event.message_id, outcome=outcome)
+
+    def _poisoned(self, topic: str, event: ViolationEvent, exc: Exception) -> IngestAck | None:
+        self._metrics.store_failures.labels(kind="poison").inc()
+        log.error("message %s on %s cannot be stored: %r", event.message_id, topic, exc)
+        refusal = Refusal(
+            RefusalReason.STORE_FAILED, f"{type(exc).__name__}: {exc}"[:400], event.message_id
+        )
+        return self.refuse(topic, refusal)
+
+    def refuse(self, topic: str, refusal: Refusal) -> IngestAck | None:
+        """Count and log a refusal; the REJECTED ack for the edge when it named a message_id."""
+        self.record_refusal(topic, refusal)
+        if refusal.message_id is None:
+            return None
+        return IngestAck(
+            message_id=refusal.message_id,
+            outcome=AckOutcome.REJECTED,
+            reason=f"{refusal.reason}: {refusal.detail}"[:500],
+        )
 
     def record_refusal(self, topic: str, refusal: Refusal) -> None:
         self._metrics.refusals.labels(reason=refusal.reason.value).inc()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class IngestMetrics:
@@ -39,11 +39,53 @@ class IngestMetrics:
             "Messages missing from a camera's sequence when a later one arrived",
             registry=self.registry,
         )
+        self.sequence_gaps_filled = Counter(
+            "civicwatch_ingest_sequence_gaps_filled",
+            "Missing messages that arrived late and closed (part of) a gap",
+            registry=self.registry,
+        )
+        self.sequence_missing = Gauge(
+            "civicwatch_ingest_sequence_missing",
+            "Messages still missing from the cameras' sequences (open gaps, all workers)",
+            registry=self.registry,
+        )
+        self.violations_merged = Counter(
+            "civicwatch_ingest_violations_merged",
+            "Violations that joined another camera's case of the same incident",
+            registry=self.registry,
+        )
+        self.chain_breaks = Counter(
+            "civicwatch_ingest_chain_breaks",
+            "Violations whose evidence hash chain stopped verifying",
+            registry=self.registry,
+        )
+        self.store_failures = Counter(
+            "civicwatch_ingest_store_failures",
+            "Batches that could not be stored (transient: retried; poison: one message refused)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.batch_messages = Histogram(
+            "civicwatch_ingest_batch_messages",
+            "Messages per writer batch",
+            buckets=(1, 5, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "civicwatch_ingest_batch_seconds",
+            "Seconds from a batch's first message taken to its acks sent",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
         self.status_messages = Counter(
             "civicwatch_ingest_status_messages",
             "Camera and gateway status messages stored",
             registry=self.registry,
         )
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's current value (0 when never set), e.g. ``value("..._stored_total")``."""
+        return self.registry.get_sample_value(name, labels or {}) or 0.0
 
     def refusal_count(self, reason: str) -> float:
         value = self.registry.get_sample_value(

@@ -1,31 +1,54 @@
-"""Idempotent storage of violation events and the case each violation becomes."""
+"""Idempotent, batched storage of violation events and the incidents (cases) they become.
+
+A batch is one transaction: events are inserted with ON CONFLICT DO NOTHING on their message
+id, so a redelivered or resent message is a no-op however many workers see it. Each new event
+then joins its violation's case; a violation not seen before either joins an open case of the
+same incident (same plate, or a zone at the same site location, within a time window) or opens
+a new one. Cross-worker races are settled by the database: unique keys (a case per violation
+id, a link per violation) and, on PostgreSQL, transaction-scoped advisory locks on the plate
+and location an incident is matched by.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.acks import AckOutcome
-from contracts.events import Phase, ViolationEvent
+from contracts.events import GENESIS_CHAIN, Phase, ViolationEvent, chain_link
 from contracts.sites import SiteRegistry, ZoneConfig
 from contracts.status import CameraStatus, GatewayStatus
+from ingest.config import IngestSettings
 from ingest.database import SessionFactory
 from ingest.evidence_store import EvidenceStore
 from ingest.metrics import IngestMetrics
 from ingest.tables import (
+    OPEN_STATES,
+    Base,
+    CameraSequence,
     CameraStatusRow,
     Case,
     CaseEvidence,
+    CaseLink,
     CaseState,
     CaseTransition,
+    CaseViolation,
     Event,
     Evidence,
     GatewayStatusRow,
+    SequenceGap,
     utcnow,
 )
 from ingest.validation import zone_of_camera
@@ -33,9 +56,38 @@ from ingest.validation import zone_of_camera
 log = logging.getLogger(__name__)
 
 CaseOpenedHook = Callable[[Session, Case], None]
-"""Called inside the storing transaction when a violation first becomes a case."""
+"""Called inside the storing transaction when an incident first becomes a case."""
+
+CasesOpenedHook = Callable[[Session, list[Case]], None]
+"""The same for all the cases a batch opened at once (one flush instead of one per case)."""
 
 INGEST_ACTOR = "ingest"
+
+
+class LinkReason:
+    ORIGIN = "origin"  # the violation that opened the case
+    PLATE = "plate"  # another camera's violation of the same plate
+    LOCATION = "location"  # another camera's violation at the same site location
+    SAME_PLATE = "same_plate"  # case link: a repeat offender
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    event: ViolationEvent
+    zone: ZoneConfig
+
+
+@dataclass
+class _BatchReport:
+    """What a committed batch changed, for metrics and logs after the commit."""
+
+    stored: int = 0
+    duplicates: int = 0
+    cases_opened: int = 0
+    merged: list[tuple[UUID, int, str]] = field(default_factory=list)
+    gaps_opened: list[tuple[str, int, int]] = field(default_factory=list)
+    gaps_filled: int = 0
+    chains_broken: list[UUID] = field(default_factory=list)
 
 
 class IngestService:
@@ -46,194 +98,687 @@ class IngestService:
         registry: SiteRegistry,
         metrics: IngestMetrics,
         on_case_opened: CaseOpenedHook,
+        settings: IngestSettings | None = None,
+        on_cases_opened: CasesOpenedHook | None = None,
     ) -> None:
+        """``on_cases_opened``, when given, replaces ``on_case_opened`` with one call a batch."""
         self._sessions = session_factory
         self._evidence = evidence_store
         self._registry = registry
         self._metrics = metrics
         self._on_case_opened = on_case_opened
+        self._on_cases_opened = on_cases_opened
+        self._settings = settings or IngestSettings()
+        # Evidence files are written beside the database work (file I/O releases the GIL).
+        self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence-files")
 
     def store(self, event: ViolationEvent) -> AckOutcome:
-        """Store ``event`` in one transaction; returns only after the commit.
+        """Store one event in its own transaction; see store_batch."""
+        return self.store_batch([event])[0]
 
-        Raises Refusal for an event the registry does not place, and lets database errors
-        through so that nothing is confirmed to the edge.
+    def store_batch(self, events: Sequence[ViolationEvent]) -> list[AckOutcome]:
+        """Store ``events`` in ONE transaction; returns each one's outcome after the commit.
+
+        Raises Refusal for an event the registry does not place (nothing is stored then), and
+        lets database and disk errors through so that nothing is confirmed to the edge.
         """
-        zone = zone_of_camera(self._registry, event)
+        placed = [_Placed(event, zone_of_camera(self._registry, event)) for event in events]
+        if not placed:
+            return []
         try:
-            with self._sessions.begin() as session:
-                if session.get(Event, event.message_id) is not None:
-                    self._metrics.duplicates.inc()
-                    return AckOutcome.DUPLICATE
-                gap = self._sequence_gap(session, event)
-                now = utcnow()
-                session.add(_event_row(event, now))
-                session.flush()  # the primary key settles a concurrent twin here
-                self._store_evidence(session, event, now)
-                opened = self._merge_case(session, event, zone, now)
+            return self._commit(placed)
         except IntegrityError:
-            with self._sessions() as session:
-                if session.get(Event, event.message_id) is None:
-                    raise
-            self._metrics.duplicates.inc()
-            return AckOutcome.DUPLICATE
-        self._metrics.events_stored.inc()
-        if opened:
-            self._metrics.cases_opened.inc()
-        if gap:
-            self._metrics.sequence_gaps.inc(gap)
+            # Another worker created the same case or link between our read and our write;
+            # it has committed now, so a second pass finds and joins it.
+            log.info("a concurrent worker raced this batch; storing it again")
+            return self._commit(placed)
+
+    def _commit(self, placed: list[_Placed]) -> list[AckOutcome]:
+        report = _BatchReport()
+        with self._sessions.begin() as session:
+            outcomes = _BatchWriter(self, session, report).write(placed)
+        self._report(report)
+        return outcomes
+
+    def _report(self, report: _BatchReport) -> None:
+        metrics = self._metrics
+        metrics.events_stored.inc(report.stored)
+        metrics.duplicates.inc(report.duplicates)
+        metrics.cases_opened.inc(report.cases_opened)
+        metrics.violations_merged.inc(len(report.merged))
+        for violation_id, case_id, reason in report.merged:
+            log.info("violation %s joined case %d (same %s)", violation_id, case_id, reason)
+        for camera_id, first, last in report.gaps_opened:
+            metrics.sequence_gaps.inc(last - first + 1)
             log.warning(
-                "sequence gap on camera %s: %d message(s) missing before sequence %d",
-                event.camera_id,
-                gap,
-                event.sequence,
+                "sequence gap on camera %s: %d message(s) missing, sequence %d to %d",
+                camera_id,
+                last - first + 1,
+                first,
+                last,
             )
-        return AckOutcome.STORED
+        metrics.sequence_gaps_filled.inc(report.gaps_filled)
+        if report.gaps_opened or report.gaps_filled:
+            self.refresh_missing_gauge()
+        for violation_id in report.chains_broken:
+            metrics.chain_breaks.inc()
+            log.warning("evidence hash chain of violation %s does not verify", violation_id)
+
+    def _cases_opened(self, session: Session, cases: list[Case]) -> None:
+        if self._on_cases_opened is not None:
+            self._on_cases_opened(session, cases)
+            return
+        for case in cases:
+            self._on_case_opened(session, case)
+
+    def refresh_missing_gauge(self) -> None:
+        """Set the missing-messages gauge from the database (all workers' gaps, after restarts)."""
+        with self._sessions() as session:
+            missing = session.scalar(
+                select(func.coalesce(func.sum(SequenceGap.last - SequenceGap.first + 1), 0))
+            )
+        self._metrics.sequence_missing.set(int(missing or 0))
 
     def record_gateway_status(self, status: GatewayStatus) -> None:
+        values = {
+            "gateway_id": status.gateway_id,
+            "site_id": status.site_id,
+            "state": status.state.value,
+            "outbox_pending": status.outbox_pending,
+            "at": status.at,
+            "received_at": utcnow(),
+        }
         with self._sessions.begin() as session:
-            row = session.get(GatewayStatusRow, status.gateway_id)
-            if row is None:
-                row = GatewayStatusRow(gateway_id=status.gateway_id)
-                session.add(row)
-            row.site_id = status.site_id
-            row.state = status.state
-            row.outbox_pending = status.outbox_pending
-            row.at = status.at
-            row.received_at = utcnow()
+            _upsert(session, GatewayStatusRow, values, key="gateway_id")
         self._metrics.status_messages.inc()
 
     def record_camera_status(self, status: CameraStatus) -> None:
+        values = {
+            "camera_id": status.camera_id,
+            "site_id": status.site_id,
+            "gateway_id": status.gateway_id,
+            "health": status.health.value,
+            "detail": status.detail,
+            "frames_read": status.frames_read,
+            "detection_fps": status.detection_fps,
+            "detector": status.detector,
+            "problems": [problem.value for problem in status.problems],
+            "detection_path": status.detection_path.value,
+            "at": status.at,
+            "received_at": utcnow(),
+        }
         with self._sessions.begin() as session:
-            row = session.get(CameraStatusRow, status.camera_id)
-            if row is None:
-                row = CameraStatusRow(camera_id=status.camera_id)
-                session.add(row)
-            row.site_id = status.site_id
-            row.gateway_id = status.gateway_id
-            row.health = status.health
-            row.detail = status.detail
-            row.frames_read = status.frames_read
-            row.detection_fps = status.detection_fps
-            row.detector = status.detector
-            row.at = status.at
-            row.received_at = utcnow()
+            _upsert(session, CameraStatusRow, values, key="camera_id")
         self._metrics.status_messages.inc()
 
-    @staticmethod
-    def _sequence_gap(session: Session, event: ViolationEvent) -> int:
-        highest = session.scalar(
-            select(func.max(Event.sequence)).where(Event.camera_id == event.camera_id)
+
+class _BatchWriter:
+    """The steps of one batch, inside its transaction."""
+
+    def __init__(self, service: IngestService, session: Session, report: _BatchReport) -> None:
+        self._service = service
+        self._session = session
+        self._report = report
+        self._settings = service._settings
+        self._now = utcnow()
+        self._postgres = session.get_bind().dialect.name == "postgresql"
+
+    def write(self, placed: list[_Placed]) -> list[AckOutcome]:
+        first_of: dict[UUID, int] = {}
+        for index, item in enumerate(placed):
+            first_of.setdefault(item.event.message_id, index)
+        unique = [placed[index] for index in first_of.values()]
+        inserted = self._insert_events(unique)
+        outcomes = [AckOutcome.DUPLICATE] * len(placed)
+        for message_id, index in first_of.items():
+            if message_id in inserted:
+                outcomes[index] = AckOutcome.STORED
+        fresh = [item for item in unique if item.event.message_id in inserted]
+        self._report.stored = len(fresh)
+        self._report.duplicates = len(placed) - len(fresh)
+        if fresh:
+            files = self._store_evidence(fresh)
+            try:
+                cases = self._attach_to_cases(fresh)
+                self._link_evidence(fresh, cases)
+                self._verify_chains(fresh, cases)
+                self._track_sequences(fresh)  # last: its row locks are held only until commit
+            finally:
+                failed = files.exception()  # the files must be on disk before the commit
+            if failed is not None:
+                raise failed
+        return outcomes
+
+    def _insert_events(self, unique: list[_Placed]) -> set[UUID]:
+        rows = [_event_values(item.event, self._now) for item in unique]
+        statement = (
+            _insert(self._session, Event)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(Event.__table__.c.message_id)
         )
-        if highest is None or event.sequence <= highest + 1:
-            return 0
-        return int(event.sequence - highest - 1)
+        return set(self._session.execute(statement, rows).scalars())
 
-    def _store_evidence(self, session: Session, event: ViolationEvent, now: datetime) -> None:
-        # Files first: an orphaned content-addressed file is harmless, a row without a file is not.
-        for frame in event.evidence:
-            self._evidence.put(frame.data, frame.sha256)
-            if session.get(Evidence, frame.sha256) is None:
-                session.add(
-                    Evidence(
-                        sha256=frame.sha256,
-                        content_type=frame.content_type,
-                        size=len(frame.data),
-                        width=frame.width,
-                        height=frame.height,
-                        stored_at=now,
-                    )
-                )
-        session.flush()
+    def _store_evidence(self, fresh: list[_Placed]) -> Future[int]:
+        """Insert the evidence rows; the files are written by the service's file thread."""
+        files: dict[str, bytes] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        for item in fresh:
+            for frame in item.event.evidence:
+                copies = [(frame.sha256, frame.data)]
+                if frame.redacted is not None:
+                    copies.append((frame.redacted.sha256, frame.redacted.data))
+                for sha256, data in copies:
+                    files[sha256] = data
+                    rows[sha256] = {
+                        "sha256": sha256,
+                        "content_type": frame.content_type,
+                        "size": len(data),
+                        "width": frame.width,
+                        "height": frame.height,
+                        "stored_at": self._now,
+                    }
+        # The rows commit only after the files are durable (see write): an orphaned
+        # content-addressed file is harmless, a row without a file is not.
+        written = self._service._files.submit(
+            self._service._evidence.put_many, [(data, sha256) for sha256, data in files.items()]
+        )
+        if rows:
+            statement = _insert(self._session, Evidence).on_conflict_do_nothing(
+                index_elements=["sha256"]
+            )
+            self._session.execute(statement, list(rows.values()))
+        return written
 
-    def _merge_case(
-        self, session: Session, event: ViolationEvent, zone: ZoneConfig, now: datetime
-    ) -> bool:
-        """Fold this phase into its violation's case; True when the case is new."""
-        case = session.scalar(select(Case).where(Case.violation_id == event.violation_id))
-        created = case is None
-        if case is None:
-            case = _new_case(event, zone, now)
-            session.add(case)
-            session.flush()
-            session.add(
-                CaseTransition(
-                    case=case,
-                    from_state=None,
-                    to_state=CaseState.NEW,
-                    actor=INGEST_ACTOR,
-                    reason=f"violation {event.violation_id} {event.phase} "
-                    f"on camera {event.camera_id}",
-                    at=now,
+    def _attach_to_cases(self, fresh: list[_Placed]) -> dict[UUID, Case]:
+        """Fold each event into its incident's case; returns violation id -> case."""
+        session = self._session
+        by_violation: dict[UUID, list[_Placed]] = defaultdict(list)
+        for item in fresh:
+            by_violation[item.event.violation_id].append(item)
+        links: dict[UUID, int] = {
+            violation_id: case_id
+            for violation_id, case_id in session.execute(
+                select(CaseViolation.violation_id, CaseViolation.case_id).where(
+                    CaseViolation.violation_id.in_(list(by_violation))
                 )
             )
-        else:
-            _fold_phase(case, event, now)
-        known = set(
-            session.scalars(select(CaseEvidence.sha256).where(CaseEvidence.case_id == case.id))
+        }
+        known_cases = {
+            case.id: case
+            for case in session.scalars(
+                select(Case).where(Case.id.in_(sorted(set(links.values()))))
+            )
+        }
+        firsts = [
+            sorted(group, key=lambda item: item.event.sequence)[0]
+            for violation_id, group in by_violation.items()
+            if violation_id not in links
+        ]
+        self._lock_incident_keys(firsts)
+        candidates = self._open_incidents(firsts)
+
+        cases: dict[UUID, Case] = {}
+        opened: list[Case] = []
+        new_links: list[tuple[Case, _Placed, str]] = []
+        plate_changed: dict[int, Case] = {}  # by id(): cases whose best plate changed
+        with session.no_autoflush:
+            for violation_id, group in by_violation.items():
+                group.sort(key=lambda item: item.event.sequence)
+                rest = group
+                if violation_id in links:
+                    case = known_cases[links[violation_id]]
+                else:
+                    first = group[0]
+                    found = _find_incident(first, candidates.near(first), self._settings)
+                    if found is None:
+                        case = _new_case(first.event, first.zone, self._now)
+                        session.add(case)
+                        opened.append(case)
+                        candidates.add(case)
+                        new_links.append((case, first, LinkReason.ORIGIN))
+                        if case.plate_text is not None:
+                            plate_changed[id(case)] = case
+                        rest = group[1:]
+                    else:
+                        case, reason = found
+                        new_links.append((case, first, reason))
+                        _note_merge(case, first.event, reason, self._now)
+                for item in rest:
+                    if _fold_phase(case, item.event, self._now):
+                        plate_changed[id(case)] = case
+                        candidates.add(case)
+                cases[violation_id] = case
+            session.flush()  # new cases get their ids in one multi-row INSERT
+        if new_links:
+            session.execute(
+                _insert(session, CaseViolation),
+                [
+                    {
+                        "violation_id": item.event.violation_id,
+                        "case_id": case.id,
+                        "camera_id": item.event.camera_id,
+                        "zone_id": item.event.zone_id,
+                        "reason": reason,
+                        "chain_broken": False,
+                        "linked_at": self._now,
+                    }
+                    for case, item, reason in new_links
+                ],
+            )
+        for case, item, reason in new_links:
+            if reason != LinkReason.ORIGIN:
+                self._report.merged.append((item.event.violation_id, case.id, reason))
+        if opened:
+            self._service._cases_opened(session, opened)
+        self._report.cases_opened = len(opened)
+        self._link_repeat_offenders(list(plate_changed.values()))
+        return cases
+
+    def _lock_incident_keys(self, firsts: Iterable[_Placed]) -> None:
+        """PostgreSQL: serialise workers matching incidents by the same plate or location.
+
+        Locks are taken in sorted order (no deadlock between workers) and released at commit.
+        SQLite needs none: it has one writer at a time.
+        """
+        if not self._postgres:
+            return
+        keys = set()
+        for item in firsts:
+            if item.event.plate is not None:
+                keys.add(_lock_key(f"plate|{item.event.site_id}|{item.event.plate.text}"))
+            if item.zone.location is not None:
+                keys.add(_lock_key(f"location|{item.event.site_id}|{item.zone.location}"))
+        for key in sorted(keys):
+            self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+    def _open_incidents(self, firsts: list[_Placed]) -> _Candidates:
+        """Open, recent cases that share a plate or a location with a new violation: one query."""
+        candidates = _Candidates()
+        plates = {item.event.plate.text for item in firsts if item.event.plate is not None}
+        locations = {item.zone.location for item in firsts if item.zone.location is not None}
+        if not plates and not locations:
+            return candidates
+        window = timedelta(seconds=self._settings.merge_window_seconds)
+        since = min(item.event.started_at for item in firsts) - window
+        query = select(Case).where(
+            Case.state.in_([state.value for state in OPEN_STATES]),
+            Case.last_observed_at >= since,
+            or_(Case.plate_text.in_(sorted(plates)), Case.location.in_(sorted(locations))),
         )
-        for frame in event.evidence:
-            if frame.sha256 not in known:
-                known.add(frame.sha256)
-                session.add(
-                    CaseEvidence(
-                        case=case,
-                        sha256=frame.sha256,
-                        label=frame.label,
-                        captured_at=frame.captured_at,
-                        width=frame.width,
-                        height=frame.height,
-                    )
+        for case in self._session.scalars(query):
+            candidates.add(case)
+        return candidates
+
+    def _link_repeat_offenders(self, cases: list[Case]) -> None:
+        """Link each case whose plate was just read to the other cases of that plate."""
+        limit = self._settings.related_cases_limit
+        plates = {case.plate_text for case in cases if case.plate_text is not None}
+        if not plates or limit == 0:
+            return
+        by_plate: dict[str | None, list[int]] = defaultdict(list)
+        for case_id, plate in self._session.execute(
+            select(Case.id, Case.plate_text)
+            .where(Case.plate_text.in_(sorted(plates)))
+            .order_by(Case.id.desc())
+        ):
+            by_plate[plate].append(case_id)
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
+        for case in cases:
+            if case.plate_text is None:
+                continue
+            others = [other for other in by_plate[case.plate_text] if other != case.id][:limit]
+            for other in others:
+                for a, b in ((case.id, other), (other, case.id)):
+                    rows[(a, b)] = {
+                        "case_id": a,
+                        "related_case_id": b,
+                        "reason": LinkReason.SAME_PLATE,
+                        "at": self._now,
+                    }
+        if rows:
+            statement = _insert(self._session, CaseLink).on_conflict_do_nothing(
+                index_elements=["case_id", "related_case_id"]
+            )
+            self._session.execute(statement, list(rows.values()))
+
+    def _link_evidence(self, fresh: list[_Placed], cases: dict[UUID, Case]) -> None:
+        rows: dict[tuple[int, str], dict[str, Any]] = {}
+        for item in fresh:
+            event = item.event
+            case_id = cases[event.violation_id].id
+            for position, frame in enumerate(event.evidence):
+                rows.setdefault(
+                    (case_id, frame.sha256),
+                    {
+                        "case_id": case_id,
+                        "sha256": frame.sha256,
+                        "label": frame.label.value,
+                        "captured_at": frame.captured_at,
+                        "width": frame.width,
+                        "height": frame.height,
+                        "violation_id": event.violation_id,
+                        "sequence": event.sequence,
+                        "position": position,
+                        "chain_sha256": frame.chain_sha256,
+                        "redacted_sha256": frame.redacted.sha256 if frame.redacted else None,
+                        "faces_blurred": frame.redacted.faces_blurred if frame.redacted else None,
+                    },
                 )
-        session.flush()
-        if created:
-            self._on_case_opened(session, case)
-        return created
+        if rows:
+            statement = _insert(self._session, CaseEvidence).on_conflict_do_nothing(
+                index_elements=["case_id", "sha256"]
+            )
+            self._session.execute(statement, list(rows.values()))
+
+    def _verify_chains(self, fresh: list[_Placed], cases: dict[UUID, Case]) -> None:
+        """Recheck the hash chain of every violation that got chained frames in this batch.
+
+        The whole stored chain is walked in capture order (message sequence, then place in the
+        message). A frame that does not link to the one before it marks the violation broken;
+        a late message that fills the hole makes it whole again.
+        """
+        chained = {
+            item.event.violation_id
+            for item in fresh
+            if any(frame.chain_sha256 is not None for frame in item.event.evidence)
+        }
+        if not chained:
+            return
+        frames = self._session.execute(
+            select(CaseEvidence.violation_id, CaseEvidence.sha256, CaseEvidence.chain_sha256)
+            .where(
+                CaseEvidence.violation_id.in_(list(chained)),
+                CaseEvidence.chain_sha256.is_not(None),
+            )
+            .order_by(CaseEvidence.violation_id, CaseEvidence.sequence, CaseEvidence.position)
+        )
+        broken_now: dict[UUID, bool] = dict.fromkeys(chained, False)
+        previous: dict[UUID, str] = {}
+        for violation_id, sha256, chain in frames:
+            if violation_id is None or chain is None:
+                continue
+            expected = chain_link(previous.get(violation_id, GENESIS_CHAIN), sha256)
+            if expected != chain:
+                broken_now[violation_id] = True
+            previous[violation_id] = chain
+        stored: dict[UUID, bool] = {
+            violation_id: broken
+            for violation_id, broken in self._session.execute(
+                select(CaseViolation.violation_id, CaseViolation.chain_broken).where(
+                    CaseViolation.violation_id.in_(list(chained))
+                )
+            )
+        }
+        changed_cases: dict[int, Case] = {}
+        for violation_id, broken in broken_now.items():
+            if stored.get(violation_id) == broken:
+                continue
+            self._session.execute(
+                update(CaseViolation)
+                .where(CaseViolation.violation_id == violation_id)
+                .values(chain_broken=broken)
+            )
+            if broken:
+                self._report.chains_broken.append(violation_id)
+            case = cases[violation_id]
+            changed_cases[case.id] = case
+        for case_id, case in changed_cases.items():
+            case.chain_broken = bool(
+                self._session.scalar(
+                    select(func.count())
+                    .select_from(CaseViolation)
+                    .where(CaseViolation.case_id == case_id, CaseViolation.chain_broken)
+                )
+            )
+
+    def _track_sequences(self, fresh: list[_Placed]) -> None:
+        """Open a gap for sequence numbers a camera skipped; close it as late ones arrive."""
+        by_camera: dict[str, list[int]] = defaultdict(list)
+        for item in fresh:
+            by_camera[item.event.camera_id].append(item.event.sequence)
+        cameras = sorted(by_camera)
+        session = self._session
+        # A camera never seen starts just below its first message: that one is no gap.
+        session.execute(
+            _insert(session, CameraSequence).on_conflict_do_nothing(index_elements=["camera_id"]),
+            [{"camera_id": cam, "highest": min(by_camera[cam]) - 1} for cam in cameras],
+        )
+        rows = {
+            row.camera_id: row
+            for row in session.scalars(
+                select(CameraSequence)
+                .where(CameraSequence.camera_id.in_(cameras))
+                .order_by(CameraSequence.camera_id)
+                .with_for_update()
+            )
+        }
+        late = [cam for cam in cameras if min(by_camera[cam]) <= rows[cam].highest]
+        open_gaps: dict[str, list[SequenceGap]] = defaultdict(list)
+        if late:
+            for gap in session.scalars(
+                select(SequenceGap).where(SequenceGap.camera_id.in_(late)).order_by(SequenceGap.id)
+            ):
+                open_gaps[gap.camera_id].append(gap)
+        for cam in cameras:
+            row = rows[cam]
+            for sequence in sorted(by_camera[cam]):
+                if sequence > row.highest + 1:
+                    gap = SequenceGap(
+                        camera_id=cam,
+                        first=row.highest + 1,
+                        last=sequence - 1,
+                        opened_at=self._now,
+                    )
+                    session.add(gap)
+                    open_gaps[cam].append(gap)
+                    self._report.gaps_opened.append((cam, gap.first, gap.last))
+                if sequence > row.highest:
+                    row.highest = sequence
+                elif self._fill_gap(open_gaps[cam], sequence):
+                    self._report.gaps_filled += 1
+
+    def _fill_gap(self, gaps: list[SequenceGap], sequence: int) -> bool:
+        """Take ``sequence`` out of the gap holding it; False when it was never missing."""
+        for gap in gaps:
+            if not gap.first <= sequence <= gap.last:
+                continue
+            if gap.first == gap.last:
+                gaps.remove(gap)
+                if inspect(gap).pending:
+                    self._session.expunge(gap)
+                else:
+                    self._session.delete(gap)
+            elif sequence == gap.first:
+                gap.first += 1
+            elif sequence == gap.last:
+                gap.last -= 1
+            else:
+                tail = SequenceGap(
+                    camera_id=gap.camera_id,
+                    first=sequence + 1,
+                    last=gap.last,
+                    opened_at=gap.opened_at,
+                )
+                gap.last = sequence - 1
+                self._session.add(tail)
+                gaps.append(tail)
+            return True
+        return False
 
 
-def _event_row(event: ViolationEvent, now: datetime) -> Event:
-    return Event(
-        message_id=event.message_id,
-        violation_id=event.violation_id,
-        camera_id=event.camera_id,
-        site_id=event.site_id,
-        gateway_id=event.gateway_id,
-        sequence=event.sequence,
-        phase=event.phase,
-        kind=event.kind,
-        zone_id=event.zone_id,
-        observed_at=event.observed_at,
-        received_at=now,
-        historical=event.historical,
-        payload=event.model_dump(mode="json", exclude={"evidence": {"__all__": {"data"}}}),
+class _Candidates:
+    """Cases a new violation might join, indexed by site and plate, and by site and location."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str, str], dict[int, Case]] = defaultdict(dict)
+
+    def add(self, case: Case) -> None:
+        if case.plate_text is not None:
+            self._by_key[("plate", case.site_id, case.plate_text)][id(case)] = case
+        if case.location is not None:
+            self._by_key[("location", case.site_id, case.location)][id(case)] = case
+
+    def near(self, item: _Placed) -> list[Case]:
+        found: dict[int, Case] = {}
+        if item.event.plate is not None:
+            found.update(self._by_key.get(("plate", item.event.site_id, item.event.plate.text), {}))
+        if item.zone.location is not None:
+            found.update(self._by_key.get(("location", item.event.site_id, item.zone.location), {}))
+        return list(found.values())
+
+
+def _find_incident(
+    item: _Placed, candidates: list[Case], settings: IngestSettings
+) -> tuple[Case, str] | None:
+    """The open case of the same incident seen by another camera, and why it matches.
+
+    Same plate wins over same location; the most recently seen case wins within a rule. A
+    location match needs another camera and no disagreeing plate.
+    """
+    event, zone = item.event, item.zone
+    plate = event.plate.text if event.plate is not None else None
+    location = zone.location
+    if plate is None and location is None:
+        return None
+    since = event.started_at - timedelta(seconds=settings.merge_window_seconds)
+
+    def reason_to_join(case: Case) -> str | None:
+        if (
+            case.site_id != event.site_id
+            or case.kind != event.kind
+            or case.state not in OPEN_STATES
+            or case.last_observed_at < since
+        ):
+            return None
+        if plate is not None and case.plate_text == plate:
+            return LinkReason.PLATE
+        plates_differ = plate is not None and case.plate_text not in (None, plate)
+        if (
+            location is not None
+            and case.location == location
+            and case.camera_id != event.camera_id
+            and not plates_differ
+        ):
+            return LinkReason.LOCATION
+        return None
+
+    matches = [(reason, case) for case in candidates if (reason := reason_to_join(case))]
+    for wanted in (LinkReason.PLATE, LinkReason.LOCATION):
+        same = [case for reason, case in matches if reason == wanted]
+        if same:
+            return max(same, key=lambda case: case.last_observed_at), wanted
+    return None
+
+
+def _insert(session: Session, entity: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's INSERT (it knows ON CONFLICT) on the entity's table.
+
+    On the Table, not the mapped class: a plain multi-row INSERT, without the ORM's per-row
+    bulk bookkeeping.
+    """
+    table = Base.metadata.tables[entity.__tablename__]
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _upsert(session: Session, table: type[Base], values: dict[str, Any], key: str) -> None:
+    statement = _insert(session, table).values(values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[key],
+            set_={name: statement.excluded[name] for name in values if name != key},
+        )
     )
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+_PAYLOAD_WITHOUT_IMAGES: Any = {
+    "evidence": {"__all__": {"data": True, "redacted": {"data": True}}},
+}
+
+
+def _event_values(event: ViolationEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "violation_id": event.violation_id,
+        "camera_id": event.camera_id,
+        "site_id": event.site_id,
+        "gateway_id": event.gateway_id,
+        "sequence": event.sequence,
+        "phase": event.phase.value,
+        "kind": event.kind.value,
+        "zone_id": event.zone_id,
+        "observed_at": event.observed_at,
+        "received_at": now,
+        "historical": event.historical,
+        "payload": event.model_dump(mode="json", exclude=_PAYLOAD_WITHOUT_IMAGES),
+        "plate_text": event.plate.text if event.plate else None,
+        "plate_confidence": event.plate.confidence if event.plate else None,
+        "blocked_share": event.blocked_share,
+    }
 
 
 def _new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> Case:
     case = Case(
         violation_id=event.violation_id,
-        kind=event.kind,
+        kind=event.kind.value,
         site_id=event.site_id,
         gateway_id=event.gateway_id,
         camera_id=event.camera_id,
         zone_id=event.zone_id,
-        zone_kind=zone.kind,
+        zone_kind=zone.kind.value,
+        location=zone.location,
         state=CaseState.NEW,
         overdue=False,
+        chain_broken=False,
         started_at=event.started_at,
         opened_at=event.observed_at,
         last_observed_at=event.observed_at,
         cleared_at=event.observed_at if event.phase is Phase.CLEARED else None,
         dwell_seconds=event.dwell_seconds,
+        blocked_share=event.blocked_share,
         created_at=now,
         updated_at=now,
     )
     _set_object(case, event)
+    _keep_best_plate(case, event)
+    case.transitions.append(
+        CaseTransition(
+            from_state=None,
+            to_state=CaseState.NEW,
+            actor=INGEST_ACTOR,
+            reason=f"violation {event.violation_id} {event.phase} on camera {event.camera_id}",
+            at=now,
+        )
+    )
     return case
 
 
-def _fold_phase(case: Case, event: ViolationEvent, now: datetime) -> None:
-    """Phases may arrive in any order (outbox replay): keep the earliest start, the latest sight."""
+def _note_merge(case: Case, event: ViolationEvent, reason: str, now: datetime) -> None:
+    """Fold a second camera's violation into ``case`` and say so in its audit trail."""
+    _fold_phase(case, event, now)
+    case.transitions.append(
+        CaseTransition(
+            from_state=case.state,
+            to_state=case.state,
+            actor=INGEST_ACTOR,
+            reason=f"merged violation {event.violation_id} from camera {event.camera_id} "
+            f"(same {reason})",
+            at=now,
+        )
+    )
+
+
+def _fold_phase(case: Case, event: ViolationEvent, now: datetime) -> bool:
+    """Phases may arrive in any order (outbox replay): keep the earliest start, the latest sight.
+
+    Returns True when the case's best plate reading changed.
+    """
     case.started_at = min(case.started_at, event.started_at)
     if event.phase is Phase.OPENED:
         case.opened_at = event.observed_at
@@ -244,8 +789,26 @@ def _fold_phase(case: Case, event: ViolationEvent, now: datetime) -> None:
     if event.observed_at >= case.last_observed_at:
         case.last_observed_at = event.observed_at
         _set_object(case, event)
+        if event.blocked_share is not None:
+            case.blocked_share = event.blocked_share  # the lane as it is now
     case.dwell_seconds = max(case.dwell_seconds, event.dwell_seconds)
     case.updated_at = now
+    return _keep_best_plate(case, event)
+
+
+def _keep_best_plate(case: Case, event: ViolationEvent) -> bool:
+    """Keep the most confident reading (more votes break a tie); True when the text changed."""
+    plate = event.plate
+    if plate is None:
+        return False
+    current = (case.plate_confidence, case.plate_votes or 0)
+    if case.plate_confidence is not None and (plate.confidence, plate.votes) <= current:
+        return False
+    changed = case.plate_text != plate.text
+    case.plate_text = plate.text
+    case.plate_confidence = plate.confidence
+    case.plate_votes = plate.votes
+    return changed
 
 
 def _set_object(case: Case, event: ViolationEvent) -> None:

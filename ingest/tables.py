@@ -13,6 +13,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -25,6 +26,8 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -100,6 +103,9 @@ class Event(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     historical: Mapped[bool] = mapped_column(Boolean)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the message without image bytes")
+    plate_text: Mapped[str | None] = mapped_column(String(16))
+    plate_confidence: Mapped[float | None] = mapped_column(Float)
+    blocked_share: Mapped[float | None] = mapped_column(Float)
 
 
 class Evidence(Base):
@@ -147,6 +153,16 @@ class Case(Base):
     box_y2: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    location: Mapped[str | None] = mapped_column(
+        String(64), doc="the zone's site location: cameras that see the same place share it"
+    )
+    plate_text: Mapped[str | None] = mapped_column(String(16), index=True)
+    plate_confidence: Mapped[float | None] = mapped_column(Float)
+    plate_votes: Mapped[int | None] = mapped_column(Integer)
+    blocked_share: Mapped[float | None] = mapped_column(Float)
+    chain_broken: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="an evidence hash chain did not verify"
+    )
 
     evidence: Mapped[list[CaseEvidence]] = relationship(
         back_populates="case", order_by="CaseEvidence.captured_at"
@@ -154,6 +170,22 @@ class Case(Base):
     transitions: Mapped[list[CaseTransition]] = relationship(
         back_populates="case", order_by="CaseTransition.id"
     )
+    violations: Mapped[list[CaseViolation]] = relationship(
+        back_populates="case", order_by="CaseViolation.linked_at"
+    )
+    related_links: Mapped[list[CaseLink]] = relationship(
+        foreign_keys="CaseLink.case_id", order_by="CaseLink.related_case_id", viewonly=True
+    )
+
+    @property
+    def related_case_ids(self) -> list[int]:
+        """Earlier (or later) cases of the same plate: the repeat-offender trail."""
+        return [link.related_case_id for link in self.related_links]
+
+    @property
+    def violation_ids(self) -> list[UUID]:
+        """Every violation (camera incident) merged into this case, the first one first."""
+        return [link.violation_id for link in self.violations]
 
 
 class CaseEvidence(Base):
@@ -167,8 +199,68 @@ class CaseEvidence(Base):
     captured_at: Mapped[datetime] = mapped_column(UtcDateTime)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    violation_id: Mapped[UUID | None] = mapped_column(Uuid, index=True)
+    sequence: Mapped[int | None] = mapped_column(Integer, doc="the carrying message's sequence")
+    position: Mapped[int | None] = mapped_column(Integer, doc="the frame's place in its message")
+    chain_sha256: Mapped[str | None] = mapped_column(String(64))
+    redacted_sha256: Mapped[str | None] = mapped_column(
+        ForeignKey("evidence.sha256"), doc="the console's copy, bystanders' faces blurred"
+    )
+    faces_blurred: Mapped[int | None] = mapped_column(Integer)
 
     case: Mapped[Case] = relationship(back_populates="evidence")
+
+
+class CaseViolation(Base):
+    """Which case each violation (one camera's incident) belongs to: merged incidents share one."""
+
+    __tablename__ = "case_violations"
+
+    violation_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    camera_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16), doc="origin, plate or location")
+    chain_broken: Mapped[bool] = mapped_column(Boolean, default=False)
+    linked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    case: Mapped[Case] = relationship(back_populates="violations")
+
+
+class CaseLink(Base):
+    """Two cases of the same offender (same plate), stored in both directions."""
+
+    __tablename__ = "case_links"
+
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True
+    )
+    related_case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CameraSequence(Base):
+    """The highest message sequence stored per camera, so gaps survive restarts."""
+
+    __tablename__ = "camera_sequences"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    highest: Mapped[int] = mapped_column(BigInteger)
+
+
+class SequenceGap(Base):
+    """A run of sequence numbers a camera skipped; it shrinks as late messages arrive."""
+
+    __tablename__ = "sequence_gaps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    first: Mapped[int] = mapped_column(BigInteger)
+    last: Mapped[int] = mapped_column(BigInteger)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class CaseTransition(Base):
@@ -202,6 +294,12 @@ class CameraStatusRow(Base):
     detector: Mapped[str] = mapped_column(String(128), default="")
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    problems: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'"), doc="CameraProblem values"
+    )
+    detection_path: Mapped[str] = mapped_column(
+        String(32), default="detector", server_default="detector"
+    )
 
 
 class GatewayStatusRow(Base):

@@ -25,6 +25,7 @@ class RefusalReason(StrEnum):
     UNKNOWN_ZONE = "unknown_zone"
     ZONE_KIND = "zone_kind"  # e.g. a fire-lane violation reported in a no-parking zone
     EVIDENCE_HASH = "evidence_hash"
+    STORE_FAILED = "store_failed"  # valid, but the database refuses it for good (a poison message)
 
 
 class Refusal(Exception):  # noqa: N818 - an outcome of validation, named as the design names it
@@ -51,20 +52,11 @@ def parse_violation(
             f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}",
             _message_id_from_prefix(payload),
         )
-    try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise Refusal(
-            RefusalReason.MALFORMED_JSON, f"expected a JSON object, got {type(document).__name__}"
-        )
-    message_id = _message_id_of(document)
-    _check_schema_version(document, message_id)
-    try:
-        event = ViolationEvent.model_validate(document)
-    except ValidationError as exc:
-        raise _refusal_from_validation(exc, message_id) from exc
+    try:  # fast path: pydantic parses the JSON itself
+        event = ViolationEvent.model_validate_json(payload)
+    except ValidationError:
+        event = _diagnose(payload)  # raises the refusal that explains what is wrong
+    message_id = event.message_id
 
     claimed = parse_camera_topic(topic)
     if claimed is None or claimed.channel != "violation":
@@ -80,6 +72,24 @@ def parse_violation(
         )
     zone_of_camera(registry, event)
     return event
+
+
+def _diagnose(payload: bytes) -> ViolationEvent:
+    """Parse step by step, to refuse with the most precise reason and the message_id if any."""
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise Refusal(
+            RefusalReason.MALFORMED_JSON, f"expected a JSON object, got {type(document).__name__}"
+        )
+    message_id = _message_id_of(document)
+    _check_schema_version(document, message_id)
+    try:
+        return ViolationEvent.model_validate(document)
+    except ValidationError as exc:
+        raise _refusal_from_validation(exc, message_id) from exc
 
 
 def zone_of_camera(registry: SiteRegistry, event: ViolationEvent) -> ZoneConfig:

@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import paho.mqtt.client as mqtt
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from contracts.acks import AckOutcome, IngestAck
@@ -172,3 +173,120 @@ def test_camera_status_is_kept_as_the_health_view(
         wait_until(lambda: health() == "degraded", "the camera status row")
     finally:
         consumer.stop()
+
+
+def test_a_full_database_acks_nothing_until_space_returns(
+    mosquitto: MosquittoProcess, edge: Edge, tmp_path: Path
+) -> None:
+    """SQLite's max_page_count makes the database 'full' for real (SQLITE_FULL on write)."""
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    with migrated_database(url) as (engine, sessions):
+        limit = {"pages": 1_000_000}
+
+        @sa_event.listens_for(engine, "checkout")
+        def _cap_size(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
+            cursor.close()
+
+        with engine.connect() as connection:
+            limit["pages"] = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        rig = make_ingest(sessions, tmp_path / "evidence")
+        consumer = start_consumer(mosquitto, rig, "ingest-full")
+        try:
+            factory = EventFactory()
+            events = [factory.event() for _ in range(5)]
+            for item in events:
+                edge.publish(factory.topic, item.to_wire())
+            failures = {"kind": "transient"}
+            wait_until(
+                lambda: rig.metrics.value("civicwatch_ingest_store_failures_total", failures) >= 2,
+                "retries against the full database",
+            )
+            assert edge.acks.empty()  # nothing confirmed that was not stored
+            assert stored_events(rig) == 0
+
+            limit["pages"] = 1_000_000  # space is back; the next retry gets a fresh checkout
+            received = {edge.next_ack().message_id for _ in events}
+            assert received == {item.message_id for item in events}
+            assert stored_events(rig) == 5
+        finally:
+            consumer.stop()
+
+
+def test_a_burst_is_stored_in_batches_and_every_message_is_acked(
+    mosquitto: MosquittoProcess, rig: IngestRig, edge: Edge
+) -> None:
+    start_consumer(mosquitto, rig, "ingest-burst").stop()  # the broker now keeps a session
+    factory = EventFactory()
+    events = [factory.event(frames=1) for _ in range(300)]
+    for item in events:  # queued at the broker while ingest is away: one backlog
+        edge.client.publish(factory.topic, item.to_wire(), qos=1)
+    consumer = start_consumer(mosquitto, rig, "ingest-burst")
+    try:
+        received = {edge.next_ack().message_id for _ in events}
+        assert received == {item.message_id for item in events}
+        assert stored_events(rig) == 300
+        batches = rig.metrics.value("civicwatch_ingest_batch_messages_count")
+        assert 0 < batches < 300  # several messages per transaction
+    finally:
+        consumer.stop()
+
+
+def test_a_broker_restart_while_the_database_is_full_loses_and_misacks_nothing(
+    mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:
+    """The writer holds a batch it cannot commit, the broker restarts under it, space returns.
+
+    The old connection's message ids mean nothing on the new one, so ingest must not ack them
+    there; the broker redelivers the batch, which is then a set of duplicates, all settled.
+    """
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    with migrated_database(url) as (engine, sessions):
+        limit = {"pages": 1_000_000}
+
+        @sa_event.listens_for(engine, "checkout")
+        def _cap_size(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
+            cursor.close()
+
+        with engine.connect() as connection:
+            limit["pages"] = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        rig = make_ingest(sessions, tmp_path / "evidence")
+        consumer = start_consumer(mosquitto, rig, "ingest-restart")
+        try:
+            publisher = make_client(mosquitto.settings, "edge-restart")
+            publisher.connect(mosquitto.settings.host, mosquitto.settings.port)
+            publisher.loop_start()
+            factory = EventFactory()
+            events = [factory.event() for _ in range(5)]
+            for item in events:
+                publisher.publish(factory.topic, item.to_wire(), qos=1).wait_for_publish(TIMEOUT)
+            publisher.disconnect()
+            publisher.loop_stop()
+            failures = {"kind": "transient"}
+            wait_until(
+                lambda: rig.metrics.value("civicwatch_ingest_store_failures_total", failures) >= 1,
+                "the writer stuck on the full database",
+            )
+
+            mosquitto.stop()
+            mosquitto.start()
+            wait_until(consumer.ready.is_set, "ingest back on the restarted broker")
+            limit["pages"] = 1_000_000
+            wait_until(lambda: stored_events(rig) == 5, "the stuck batch stored")
+            wait_until(
+                lambda: rig.metrics.value("civicwatch_ingest_duplicates_total") == 5,
+                "the redelivered batch settled as duplicates",
+            )
+        finally:
+            consumer.stop()
+        received = rig.metrics.value("civicwatch_ingest_events_received_total")
+        again = start_consumer(mosquitto, rig, "ingest-restart")  # nothing left unacked
+        try:
+            time.sleep(1.0)
+            assert rig.metrics.value("civicwatch_ingest_events_received_total") == received
+            assert stored_events(rig) == 5
+        finally:
+            again.stop()

@@ -5,15 +5,28 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from contracts.acks import AckOutcome
 from contracts.topics import violation_topic
 from ingest.database import SessionFactory
+from ingest.handler import is_transient
 from ingest.tables import Base
 from ingest.validation import RefusalReason
-from tests.factories import CAMERA, GATEWAY, OTHER_SITE, SITE, EventFactory, jpeg_bytes, make_ingest
+from tests.factories import (
+    CAMERA,
+    GATEWAY,
+    OTHER_SITE,
+    SITE,
+    EventFactory,
+    jpeg_bytes,
+    make_ingest,
+    migrated_database,
+)
 
 
 def _row_counts(sessions: SessionFactory) -> dict[str, int]:
@@ -76,3 +89,58 @@ def test_each_refusal_stores_nothing_and_counts_its_reason(
     assert ack is not None
     assert ack.outcome is AckOutcome.STORED
     assert _row_counts(session_factory)["events"] == 1
+
+
+def test_a_poison_message_is_refused_alone_and_its_batch_is_stored(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    """Valid by the contract, impossible for the database: a sequence beyond 64-bit integers."""
+    rig = make_ingest(session_factory, tmp_path / "evidence")
+    edge = EventFactory()
+    good_before, good_after = edge.event(), edge.event()
+    poison = edge.event().model_copy(update={"sequence": 2**64})
+    batch = [(edge.topic, event.to_wire()) for event in (good_before, poison, good_after)]
+
+    acks = rig.handler.handle_batch(batch)
+
+    assert [ack.outcome if ack else None for ack in acks] == [
+        AckOutcome.STORED,
+        AckOutcome.REJECTED,
+        AckOutcome.STORED,
+    ]
+    assert acks[1] is not None
+    assert acks[1].message_id == poison.message_id
+    assert acks[1].reason.startswith(RefusalReason.STORE_FAILED.value)
+    assert rig.metrics.refusal_count(RefusalReason.STORE_FAILED) == 1
+    assert _row_counts(session_factory)["events"] == 2
+
+
+def test_a_full_disk_stores_and_confirms_nothing_until_space_returns(tmp_path: Path) -> None:
+    """SQLite's max_page_count makes the database 'full' for real: SQLITE_FULL on write."""
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    with migrated_database(url) as (engine, sessions):
+        limit = {"pages": 0}
+
+        @event.listens_for(engine, "checkout")
+        def _cap_size(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
+            cursor.close()
+
+        with engine.connect() as connection:
+            pages = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        limit["pages"] = pages + 1  # one page more: the first batch cannot fit
+        rig = make_ingest(sessions, tmp_path / "evidence")
+        edge = EventFactory()
+        batch = [(edge.topic, edge.event().to_wire()) for _ in range(20)]
+
+        with pytest.raises(OperationalError, match="full"):
+            rig.handler.handle_batch(batch)
+        assert is_transient(OperationalError("INSERT", {}, Exception("database or disk is full")))
+        assert _row_counts(sessions)["events"] == 0
+        assert rig.metrics.value("civicwatch_ingest_events_stored_total") == 0
+
+        limit["pages"] = 1_000_000  # space is back
+        acks = rig.handler.handle_batch(batch)
+        assert {ack.outcome for ack in acks if ack} == {AckOutcome.STORED}
+        assert _row_counts(sessions)["events"] == 20

@@ -1,0 +1,25 @@
+"""Ingest settings refuse combinations that would silently do the wrong thing."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from civicwatch.server import worker_client_ids
+from ingest.config import IngestSettings
+
+
+def test_several_workers_need_a_shared_group() -> None:
+    with pytest.raises(ValidationError, match="shared_group"):
+        IngestSettings(workers=2)
+
+
+def test_each_worker_has_its_own_stable_client_id() -> None:
+    assert worker_client_ids(IngestSettings(client_id="ingest")) == ["ingest"]
+    settings = IngestSettings(client_id="ingest", workers=3, shared_group="ingest")
+    assert worker_client_ids(settings) == ["ingest-1", "ingest-2", "ingest-3"]
+
+
+def test_unknown_settings_are_refused() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        IngestSettings.model_validate({"worker": 2})
