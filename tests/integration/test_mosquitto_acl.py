@@ -13,6 +13,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -20,7 +21,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy import func, select
 
+from contracts.acks import AckOutcome
 from contracts.topics import (
     ROOT,
     ack_topic,
@@ -28,58 +31,108 @@ from contracts.topics import (
     gateway_status_topic,
     violation_topic,
 )
+from ingest.tables import Event
 from tests.conftest import REPO_ROOT, free_port, wait_for_port
+from tests.factories import (
+    CAMERA,
+    GATEWAY,
+    OTHER_CAMERA,
+    OTHER_GATEWAY,
+    OTHER_SITE,
+    EventFactory,
+    make_ingest,
+    migrated_database,
+)
+from tests.factories import SITE as REGISTRY_SITE
 
 DEPLOY = REPO_ROOT / "deploy" / "mosquitto"
-PASSWORDS = {"ingest": "ingest-secret", "gw-a": "gw-a-secret", "gw-b": "gw-b-secret"}
+PASSWORDS = {
+    "ingest": "ingest-secret",
+    "gw-a": "gw-a-secret",
+    "gw-b": "gw-b-secret",
+    GATEWAY: "gw-a1-secret",  # the gateway of tests.factories' registry
+}
 SITE = "site-1"
 WAIT_S = 5.0
 # Long enough for a message the broker would deliver to arrive after the control message.
 SILENCE_S = 0.5
 
 
-def _test_config(production: str, workdir: Path, port: int) -> str:
-    """The production config with this machine's paths and a private port."""
+def broker_config(
+    production: str,
+    workdir: Path,
+    port: int,
+    tls_port: int | None = None,
+    certs: Path | None = None,
+) -> str:
+    """The production config with this machine's paths and a private port.
+
+    With ``tls_port`` and ``certs`` the production file's commented TLS listener is switched
+    on, so the test runs the very lines an operator uncomments.
+    """
     replacements = {
         "listener 1883": f"listener {port} 127.0.0.1",
         "persistence_location ": f"persistence_location {workdir}/",
         "password_file ": f"password_file {workdir / 'passwd'}",
         "acl_file ": f"acl_file {DEPLOY / 'acl'}",
     }
+    if tls_port is not None and certs is not None:
+        replacements |= {
+            "#listener 8883": f"listener {tls_port} 127.0.0.1",
+            "#certfile ": f"certfile {certs / 'server.crt'}",
+            "#keyfile ": f"keyfile {certs / 'server.key'}",
+            "#cafile ": f"cafile {certs / 'ca.crt'}",
+            "#tls_version ": "tls_version tlsv1.2",
+        }
+    original = production.splitlines()
     lines = []
-    for line in production.splitlines():
+    for line in original:
         for prefix, replacement in replacements.items():
             if line.startswith(prefix):
                 line = replacement
         lines.append(line)
+    missing = [p for p in replacements if not any(line.startswith(p) for line in original)]
+    assert not missing, f"deploy/mosquitto/mosquitto.conf lost the lines {missing}"
     # As root Mosquitto would drop to user "mosquitto", who cannot write in tmp_path.
     lines.append(f"user {getpass.getuser()}")
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def broker_port(tmp_path: Path) -> Iterator[int]:
+def write_password_file(path: Path) -> None:
+    """PASSWORDS hashed by the real mosquitto_passwd, as an operator makes the file."""
     for tool in ("mosquitto", "mosquitto_passwd"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian package mosquitto)")
-    passwd = tmp_path / "passwd"
     for index, (user, password) in enumerate(PASSWORDS.items()):
         create = ["-c"] if index == 0 else []
-        subprocess.run(["mosquitto_passwd", "-b", *create, str(passwd), user, password], check=True)
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    production = (DEPLOY / "mosquitto.conf").read_text()
-    config.write_text(_test_config(production, tmp_path, port))
-    with (tmp_path / "mosquitto.log").open("wb") as log:
+        subprocess.run(["mosquitto_passwd", "-b", *create, str(path), user, password], check=True)
+
+
+@contextmanager
+def running_broker(workdir: Path, config_text: str, *ports: int) -> Iterator[None]:
+    """Mosquitto with ``config_text`` until the block ends; waits for every port to listen."""
+    config = workdir / "mosquitto.conf"
+    config.write_text(config_text)
+    with (workdir / "mosquitto.log").open("wb") as log:
         process = subprocess.Popen(
             ["mosquitto", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            wait_for_port(port)
-            yield port
+            for port in ports:
+                wait_for_port(port)
+            yield
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.fixture
+def broker_port(tmp_path: Path) -> Iterator[int]:
+    write_password_file(tmp_path / "passwd")
+    port = free_port()
+    production = (DEPLOY / "mosquitto.conf").read_text()
+    with running_broker(tmp_path, broker_config(production, tmp_path, port), port):
+        yield port
 
 
 class Session:
@@ -294,3 +347,63 @@ def test_bad_credentials_are_refused_at_connect(
     assert session.connack is not None
     assert session.connack.is_failure
     assert session.connack.getName() in {"Bad user name or password", "Not authorized"}
+
+
+def test_a_payload_claiming_another_gateway_on_its_own_topic_is_refused_by_ingest(
+    login: Login, tmp_path: Path
+) -> None:
+    """Past the ACL, ingest's topic check: gw-a1 may publish under its own prefix, but a payload
+    there that claims gw-b1's camera is refused and stores nothing."""
+    ingest = login("ingest")
+    ingest.subscribe(f"{ROOT}/#")
+    gateway = login(GATEWAY)
+    forged = EventFactory(
+        site_id=OTHER_SITE, gateway_id=OTHER_GATEWAY, camera_id=OTHER_CAMERA
+    ).event()
+    own_topic = violation_topic(REGISTRY_SITE, GATEWAY, CAMERA)
+
+    assert not gateway.publish(own_topic, forged.to_wire()).is_failure
+    topic, payload = ingest.next_message()
+
+    with migrated_database(f"sqlite:///{tmp_path / 'ingest.db'}") as (_engine, sessions):
+        handler = make_ingest(sessions, tmp_path / "evidence").handler
+        ack = handler.handle(topic, payload)
+        with sessions() as session:
+            stored = session.scalar(select(func.count()).select_from(Event))
+    assert ack is not None
+    assert ack.outcome is AckOutcome.REJECTED
+    assert ack.reason.startswith("topic_mismatch"), ack.reason
+    assert stored == 0
+
+
+def test_ingest_workers_read_through_a_shared_subscription(login: Login) -> None:
+    """Scale-out subscribes as $share/GROUP/...; the ACL's read rules still apply through it."""
+    shared = f"$share/ingest/{ROOT}/+/+/+/violation"
+    worker = login("ingest")
+    assert not worker.subscribe(shared).is_failure
+    gateway = login("gw-a")
+
+    topics = [violation_topic(SITE, "gw-a", f"cam-{n}") for n in range(3)]
+    for topic in topics:
+        gateway.publish(topic, b"shared")
+    assert [worker.next_message()[0] for _ in topics] == topics
+
+
+def test_a_gateway_in_the_ingest_group_reads_nothing(login: Login) -> None:
+    """A gateway that joins ingest's share group reads none of the events.
+
+    Mosquitto 2.0's acl_file does not check subscriptions, only delivery, so the broker may
+    still hand the intruder a share of the messages and drop them there: the events reach
+    ingest later, when the edge outbox resends what was never confirmed (docs/delivery.md).
+    """
+    shared = f"$share/ingest/{ROOT}/+/+/+/violation"
+    worker = login("ingest")
+    worker.subscribe(shared)
+    intruder = login("gw-b")
+    intruder.subscribe(shared)
+    gateway = login("gw-a")
+
+    for number in range(6):
+        gateway.publish(violation_topic(SITE, "gw-a", f"cam-{number}"), b"shared")
+    assert worker.next_message()[1] == b"shared"
+    intruder.assert_silent()

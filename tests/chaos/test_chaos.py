@@ -1,0 +1,57 @@
+"""Every violation the edge committed becomes exactly one stored record, whatever crashes.
+
+Each case runs 3 times against a private Mosquitto, `civicwatch server` (SQLite) and an edge
+(`civicwatch loadgen --outbox-dir`: the real outbox and publisher, synthetic events), each its
+own process. A run ends with: published ids == stored ids, 0 lost, 0 violations without exactly
+one case, and the time to recover. bench/chaos.py runs the same cases 20 times each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+
+from tests.chaos.conftest import RESULTS
+from tests.chaos.rig import CASES, ChaosRig, Timing
+
+pytestmark = pytest.mark.chaos
+
+CI_TIMING = Timing(rate=30.0, stream_s=6.0, fault_after_s=1.5, outage_s=2.0, long_outage_s=8.0)
+
+
+@pytest.fixture(scope="module", params=CASES)
+def case_rig(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, ChaosRig]]:
+    """One broker, server and database for the runs of one case."""
+    case: str = request.param
+    rig = ChaosRig(tmp_path_factory.mktemp(case), CI_TIMING)
+    rig.start()
+    try:
+        yield case, rig
+    finally:
+        rig.close()
+
+
+@pytest.mark.parametrize("run", [1, 2, 3])
+def test_nothing_lost_nothing_doubled(
+    case_rig: tuple[str, ChaosRig], run: int, request: pytest.FixtureRequest
+) -> None:
+    case, rig = case_rig
+    result = rig.run_case(case, run)
+    request.config.stash[RESULTS].append(result)
+    logs = f"server log:\n{rig.deployment.server_log()}\nedge log:\n"
+    logs += rig.edge_log(rig.workdir / f"{case}-{run}")
+
+    assert result.published > 0
+    assert result.lost == 0, f"{result}\n{logs}"
+    assert result.stored == result.published, f"{result}\n{logs}"
+    assert result.duplicate_cases == 0, f"{result}\n{logs}"
+    assert math.isfinite(result.recovery_s), f"never caught up: {result}\n{logs}"
+    assert result.edge_exit == 0, f"the edge did not settle its outbox: {result}\n{logs}"
+    assert result.backlog > 0, f"the fault held nothing back: {result}"
+    if case == "broker_outage":
+        # What waited out the outage in the outbox reached ingest marked as sent late.
+        assert result.historical > 0, result
