@@ -76,7 +76,7 @@ class EvidenceLabel(StrEnum):
 
 class _WireModel(BaseModel):
     # Forward compatibility: a server ignores fields a newer minor version adds.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class BoundingBox(_WireModel):
@@ -199,7 +199,7 @@ class ViolationEvent(_WireModel):
     schema_version: str = Field(default=SCHEMA_VERSION, pattern=r"^\d+\.\d+$")
     message_id: UUID
     violation_id: UUID
-    sequence: int = Field(ge=0)
+    sequence: int = Field(ge=0, le=2**63 - 1, description="fits a database BIGINT")
     phase: Phase
     kind: ViolationKind
     site_id: Identifier

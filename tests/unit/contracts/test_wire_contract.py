@@ -245,3 +245,12 @@ def test_chain_links_depend_on_every_earlier_frame() -> None:
     assert chain != chain_link(chain_link(GENESIS_CHAIN, second), first)
     assert chain != chain_link(GENESIS_CHAIN, second)
     assert len(chain) == 64
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"sequence": 2**63}, {"dwell_seconds": float("inf")}, {"dwell_seconds": float("nan")}],
+)
+def test_numbers_no_database_can_hold_are_refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ViolationEvent.model_validate(_event_json(**overrides))
