@@ -441,6 +441,11 @@ class EdgeSettings(_Settings):
         default=10.0, gt=0, description="an unconfirmed event is published again after this"
     )
     status_interval_seconds: float = Field(default=30.0, gt=0)
+    max_unconfirmed: int = Field(
+        default=1000,
+        ge=1,
+        description="events out and not yet confirmed; a backlog drains at ingest's pace",
+    )
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)

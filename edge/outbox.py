@@ -105,6 +105,16 @@ class Outbox:
                 )
             return cursor.rowcount > 0
 
+    def in_flight_count(self, resend_after_seconds: float, now: datetime) -> int:
+        """Pending messages sent within the resend window: out, not yet confirmed."""
+        cutoff = now.timestamp() - resend_after_seconds
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM messages WHERE state = ? AND last_sent_at > ?",
+                (PENDING, cutoff),
+            ).fetchone()
+        return int(row[0])
+
     def pending_count(self) -> int:
         with self._lock:
             row = self._db.execute(

@@ -35,13 +35,17 @@ class EdgePublisher:
         client_id_suffix: str = "",
         *,
         announces_gateway: bool = True,
+        max_unconfirmed: int = 1000,
     ) -> None:
         """``announces_gateway=False`` (replay) leaves the gateway's status topic alone: a replay
-        finishing must not mark a live gateway offline."""
+        finishing must not mark a live gateway offline. ``max_unconfirmed`` caps what is out and
+        not yet confirmed: after a long outage the backlog drains at ingest's pace instead of
+        flooding the broker and being resent wholesale every resend interval."""
         self.site_id = site_id
         self.gateway_id = gateway_id
         self._outbox = outbox
         self._resend_after = resend_after_seconds
+        self._max_unconfirmed = max_unconfirmed
         self._connected = threading.Event()
         self._flush_lock = threading.Lock()
         self._status_topic = gateway_status_topic(site_id, gateway_id)
@@ -120,7 +124,10 @@ class EdgePublisher:
         sent = 0
         with self._flush_lock:
             now = datetime.now(UTC)
-            for message in self._outbox.due(self._resend_after, now):
+            window = self._max_unconfirmed - self._outbox.in_flight_count(self._resend_after, now)
+            if window <= 0:
+                return 0
+            for message in self._outbox.due(self._resend_after, now, limit=min(window, 50)):
                 payload = message.payload
                 if (
                     message.attempts

@@ -84,14 +84,15 @@ class _Sighting:
 
 def appearance(sighting: _Sighting) -> FloatArray:
     """A colour signature of the object: hue, saturation and value histogram of its box."""
-    x1, y1, x2, y2 = (int(round(float(v))) for v in sighting.box)
+    x1, y1, x2, y2 = (round(float(v)) for v in sighting.box)
     height, width = sighting.frame.image.shape[:2]
     crop = sighting.frame.image[max(0, y1) : min(height, y2), max(0, x1) : min(width, x2)]
     if crop.size == 0:
-        return np.zeros((8, 4, 8), dtype=np.float32)
+        return np.zeros(8 * 4 * 8, dtype=np.float32)
     hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 8], [0, 180, 0, 256, 0, 256])
-    return np.asarray(cv2.normalize(hist, hist), dtype=np.float32)
+    # Flat: OpenCV's compareHist answers -1 for two identical 3-D histograms.
+    return np.asarray(cv2.normalize(hist, hist), dtype=np.float32).ravel()
 
 
 def same_look(a: _Sighting, b: _Sighting) -> float:

@@ -128,7 +128,12 @@ class EdgeWorker:
         """Until stop is set: capture, gate, detect in batches, apply rules, publish."""
         outbox = Outbox(outbox_path(self.settings, self.gateway.id))
         publisher = EdgePublisher(
-            self.broker, self.site.id, self.gateway.id, outbox, self.settings.resend_after_seconds
+            self.broker,
+            self.site.id,
+            self.gateway.id,
+            outbox,
+            self.settings.resend_after_seconds,
+            max_unconfirmed=self.settings.max_unconfirmed,
         )
         services = gateway_services(self.settings, self.gateway.id, self.detector, outbox)
         cameras: list[tuple[LatestFrameSource, CameraAnalysis]] = []
@@ -392,6 +397,7 @@ def replay(
             settings.resend_after_seconds,
             "-replay",
             announces_gateway=False,
+            max_unconfirmed=settings.max_unconfirmed,
         )
         if broker is not None
         else None

@@ -102,6 +102,35 @@ def test_events_are_published_and_settled_by_ingest_acks(
     ingest.stop()
 
 
+def test_a_backlog_goes_out_no_faster_than_ingest_confirms(
+    mosquitto: MosquittoProcess, outbox: Outbox
+) -> None:
+    """Ingest confirms nothing: only max_unconfirmed events may be out at once."""
+    silent = AckingIngest(mosquitto.settings)
+    silent.client.on_message = lambda _c, _u, message: (
+        silent.received.append(ViolationEvent.model_validate_json(message.payload))
+        if message.topic.endswith("/violation")
+        else None
+    )
+    publisher = EdgePublisher(
+        mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=60, max_unconfirmed=10
+    )
+    for i in range(30):
+        outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(i))
+    publisher.start()
+    try:
+        assert wait_for(lambda: publisher.connected)
+        for _ in range(5):
+            publisher.flush_due()
+        assert wait_for(lambda: len(silent.received) == 10)
+        time.sleep(0.5)
+        assert len(silent.received) == 10, "the window holds back the other 20"
+        assert sorted(e.sequence for e in silent.received) == list(range(10)), "oldest first"
+    finally:
+        publisher.stop()
+        silent.stop()
+
+
 def test_rejected_events_become_dead_letters_and_bad_acks_are_counted(
     mosquitto: MosquittoProcess, outbox: Outbox
 ) -> None:

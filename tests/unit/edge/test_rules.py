@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar
 
 from contracts.events import EvidenceLabel, Phase, PlateReading
 from contracts.sites import ZoneConfig
+from edge.capture import ReplaySource
 from edge.config import EvidenceSettings, TrackerSettings
 from edge.detections import FloatArray, Frame, Image
 from edge.rules import DwellRule, RuleEvent
-from tests.unit.edge.conftest import frame_at, tracked
+from tests.unit.edge.conftest import T0, frame_at, tracked
 
 PARKED = (150.0, 150.0, 250.0, 200.0)  # anchor (200, 200), inside the zone, 50 px tall
 
@@ -269,3 +271,18 @@ def test_the_same_object_opens_on_time_whatever_its_colour(zone: ZoneConfig) -> 
     for i, t in enumerate(seconds(0, 31)):
         events += rule.update(painted(t, (40, 160, 220), i), tracked((1, "car", PARKED)))
     assert [e.observed_at for e in events] == [frame_at(30).timestamp]
+
+
+def test_a_real_parked_van_keeps_its_clock_to_the_crossing(
+    zone: ZoneConfig, shared_data: Path
+) -> None:
+    """The first frame of vtest.avi with the white van's box, held for the whole dwell."""
+    image = next(iter(ReplaySource(shared_data / "clips" / "vtest.avi", start=T0))).image
+    van = (652.8, 43.3, 722.7, 100.8)
+    kerb = zone.model_copy(update={"polygon": [[600, 30], [768, 30], [768, 118], [600, 118]]})
+    rule = make_rule(kerb)
+    events: list[RuleEvent] = []
+    for i, t in enumerate(seconds(0, 31)):
+        frame = Frame(image, i, frame_at(t).timestamp)
+        events += rule.update(frame, tracked((1, "truck", van)))
+    assert [(e.phase, e.observed_at) for e in events] == [(Phase.OPENED, frame_at(30).timestamp)]
