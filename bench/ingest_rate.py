@@ -79,7 +79,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REPO = Path(__file__).resolve().parent.parent
 DEV_BROKER_CONF = REPO / "deploy" / "mosquitto" / "dev.conf"
-RECEIVE_MAXIMUM = 2_000
+RECEIVE_MAXIMUM = 4_000  # the collector's; ingest workers run with their defaults
 MAX_INFLIGHT = int(os.environ.get("BENCH_MAX_INFLIGHT", "0"))  # 0: no broker-side cap
 ZONE = "kerb"
 _SQUARE = [[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]]
@@ -278,17 +278,18 @@ def _ingest_worker(
         client_id=client_id,
         shared_group=group,
         evidence_dir=Path(evidence_dir),
-        receive_maximum=RECEIVE_MAXIMUM,
     )
     engine = make_engine(database_url)
     metrics = IngestMetrics()
+    router = Router(RoutingSettings())
     service = IngestService(
         make_session_factory(engine),
         EvidenceStore(settings.evidence_dir),
         registry,
         metrics,
-        Router(RoutingSettings()).dispatch_new_case,
+        router.dispatch_new_case,
         settings=settings,
+        on_cases_opened=router.dispatch_new_cases,
     )
     consumer = IngestConsumer(BrokerSettings(port=port), settings, service, registry, metrics)
     consumer.start()

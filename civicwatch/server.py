@@ -109,6 +109,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         metrics,
         on_case_opened=router.dispatch_new_case,
         settings=settings.ingest,
+        on_cases_opened=router.dispatch_new_cases,
     )
     consumers = [
         IngestConsumer(config.broker, settings.ingest, service, config, metrics, client_id)

@@ -26,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
@@ -150,11 +150,17 @@ def _case_public(case: Case) -> CasePublic:
             captured_at=item.captured_at,
             width=item.width,
             height=item.height,
-            url=f"{API_PREFIX}/evidence/{item.sha256}",
+            url=_evidence_url(item.sha256),
+            redacted_sha256=item.redacted_sha256,
+            redacted_url=_evidence_url(item.redacted_sha256) if item.redacted_sha256 else None,
         )
         for item in case.evidence
     ]
     return CasePublic(**columns, evidence=evidence)
+
+
+def _evidence_url(sha256: str) -> str:
+    return f"{API_PREFIX}/evidence/{sha256}"
 
 
 def _case_detail(case: Case) -> CaseDetail:
@@ -241,28 +247,47 @@ def act_on_case(
     responses={200: {"content": {"image/jpeg": {}}, "description": "the image"}},
 )
 def get_evidence(
-    sha256: Sha256Path, session: SessionDep, principal: PrincipalDep, context: ContextDep
+    sha256: Sha256Path,
+    session: SessionDep,
+    principal: PrincipalDep,
+    context: ContextDep,
+    original: Annotated[
+        bool,
+        Query(description="the unredacted frame; only the command centre (dispatchers) gets it"),
+    ] = False,
 ) -> Response:
-    query = select(Evidence).where(Evidence.sha256 == sha256)
+    """An evidence image: by default the copy with bystanders' faces blurred, where one exists.
+
+    ``X-Evidence-Copy`` says which was served: ``redacted`` or ``original`` (a frame the edge
+    sent no redacted copy of is served as it is).
+    """
+    mentions = or_(CaseEvidence.sha256 == sha256, CaseEvidence.redacted_sha256 == sha256)
+    visible = select(CaseEvidence.redacted_sha256).join(Case).where(mentions)
     if principal.role is Role.DEPARTMENT:
-        query = query.where(
-            exists().where(
-                CaseEvidence.sha256 == Evidence.sha256,
-                CaseEvidence.case_id == Case.id,
-                Case.department == principal.department,
-            )
-        )
-    row = session.scalar(query)
-    if row is None:
+        visible = visible.where(Case.department == principal.department)
+    links = session.execute(visible).all()
+    if not links:
         raise _not_found(f"evidence {sha256}")
+    redacted = next((row.redacted_sha256 for row in links if row.redacted_sha256), None)
+    wants_original = original and principal.role is Role.DISPATCHER
+    served = sha256 if wants_original or redacted is None else redacted
+    row = session.get(Evidence, served)
+    if row is None:
+        raise _not_found(f"evidence {served}")
     try:
-        data = context.evidence_store.read(sha256)
+        data = context.evidence_store.read(served)
     except (EvidenceError, FileNotFoundError) as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
+    copy = "redacted" if served == redacted else "original"
     return Response(
         data,
         media_type=row.content_type,
-        headers={"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"},
+        headers={
+            "ETag": f'"{served}"',
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "Vary": "Authorization",  # a department token gets the redacted copy of the same URL
+            "X-Evidence-Copy": copy,
+        },
     )
 
 
@@ -293,6 +318,8 @@ def list_cameras(
                         gateway_state=gateway_row.state if gateway_row else None,
                         gateway_reported_at=gateway_row.at if gateway_row else None,
                         gateway_outbox_pending=gateway_row.outbox_pending if gateway_row else None,
+                        problems=list(row.problems) if row else [],
+                        detection_path=row.detection_path if row else None,
                     )
                 )
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -31,8 +31,21 @@ class Router:
 
     def dispatch_new_case(self, session: Session, case: Case) -> None:
         """The hook ingest calls when a violation first becomes a case: route it, dispatch it."""
-        route, why = self._match(case.kind, case.zone_kind, case.zone_id, case.site_id)
+        self.dispatch_new_cases(session, [case])
+
+    def dispatch_new_cases(self, session: Session, cases: list[Case]) -> None:
+        """Route and dispatch every case a batch opened, with one flush for them all."""
         now = utcnow()
+        matched: dict[tuple[str, str, str, str], tuple[Route, str]] = {}
+        for case in cases:
+            key = (case.kind, case.zone_kind, case.zone_id, case.site_id)
+            if key not in matched:
+                matched[key] = self._match(*key)
+            self._dispatch(session, case, *matched[key], now)
+        session.flush()
+
+    @staticmethod
+    def _dispatch(session: Session, case: Case, route: Route, why: str, now: datetime) -> None:
         case.department = route.department
         case.tier = route.tier
         case.priority = route.priority
@@ -46,7 +59,6 @@ class Router:
             f"SLA {route.sla_minutes} min",
             now,
         )
-        session.flush()
 
 
 def _matches(

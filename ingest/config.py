@@ -40,7 +40,10 @@ class IngestSettings(BaseModel):
         ),
     )
     batch_max_messages: int = Field(
-        default=500, ge=1, le=10_000, description="messages stored per database transaction"
+        default=1_000,
+        ge=1,
+        le=10_000,
+        description="most messages stored per database transaction (fewer when fewer wait)",
     )
     batch_max_wait_ms: int = Field(
         default=20,
@@ -49,7 +52,7 @@ class IngestSettings(BaseModel):
         description="how long the writer waits to fill a batch once its first message is in",
     )
     receive_maximum: int = Field(
-        default=2_000,
+        default=4_000,
         ge=1,
         le=65_535,
         description="unacknowledged messages the broker may have in flight to one worker",

@@ -1,4 +1,9 @@
-"""Evidence images on disk, addressed by their SHA-256: ROOT/ab/cd/<sha256>.jpg."""
+"""Evidence images on disk, addressed by their SHA-256: ROOT/ab/<sha256>.jpg.
+
+Stores written before 2026-11 used ROOT/ab/cd/<sha256>.jpg; those files are still read. One
+level of 256 folders, not 65,536: creating a folder costs as much as creating the file, and
+with two levels nearly every image of a young store needed a new folder.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,6 @@ import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from threading import get_ident
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -28,21 +32,34 @@ class EvidenceStore:
         self._folders: set[Path] = set()  # known to exist: saves a mkdir per file
 
     def path(self, sha256: str) -> Path:
+        """Where ``sha256`` is written."""
         if not _SHA256.match(sha256):
             raise EvidenceError(f"not a lowercase hex SHA-256: {sha256!r}")
+        return self.root / sha256[:2] / f"{sha256}.jpg"
+
+    def _legacy_path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}.jpg"
 
+    def _stored_path(self, sha256: str) -> Path:
+        """Where ``sha256`` is found: the current layout, else the older two-level one."""
+        path = self.path(sha256)
+        if path.is_file():
+            return path
+        legacy = self._legacy_path(sha256)
+        return legacy if legacy.is_file() else path
+
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+        return self._stored_path(sha256).is_file()
 
     def put(self, data: bytes, sha256: str) -> Path:
         """Store ``data`` under ``sha256`` (temp file, fsync, rename); a no-op if already there."""
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise EvidenceError(f"evidence sha256 mismatch: declared {sha256}, actual {actual}")
+        stored = self._stored_path(sha256)
+        if stored.is_file():
+            return stored
         target = self.path(sha256)
-        if target.is_file():
-            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".tmp")
         try:
@@ -57,40 +74,28 @@ class EvidenceStore:
         _fsync_directory(target.parent)
         return target
 
-    def put_many(self, items: Iterable[tuple[bytes, str]]) -> int:
-        """Store many ``(data, sha256)`` with two filesystem syncs in all; returns files written.
+    def write_unsynced(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Write ``(sha256, data)`` files in place, trusting the hashes; call sync() after.
 
-        One fsync per file would cap ingest at a few hundred images a second. Instead: write
-        every temp file, sync the filesystem, rename them into place, sync again. A file is
-        only ever visible under its hash once its bytes are on disk, and all are durable when
-        this returns, so the caller may commit the rows that name them.
+        For ingest's batches only: the hashes were checked by the wire contract, and no
+        committed row names these files yet. A file torn by a crash or a failed write is named
+        by no row, and is rewritten whole when the message is redelivered. Writing in place
+        (no temp file, no rename, no fsync per file) keeps a file to three system calls.
         """
-        pending: dict[Path, Path] = {}
-        try:
-            for data, sha256 in items:
-                actual = hashlib.sha256(data).hexdigest()
-                if actual != sha256:
-                    raise EvidenceError(
-                        f"evidence sha256 mismatch: declared {sha256}, actual {actual}"
-                    )
-                target = self.path(sha256)
-                if target in pending or target.is_file():
-                    continue
-                temp = target.parent / f".incoming-{sha256}-{os.getpid()}-{get_ident()}.tmp"
-                pending[target] = temp
-                self._write_new(temp, data)
-            written = len(pending)
-            if not written:
-                return 0
-            _sync_filesystem(self.root)
-            for target, temp in list(pending.items()):
-                os.replace(temp, target)
-                del pending[target]
-            _sync_filesystem(self.root)
-            return written
-        finally:
-            for temp in pending.values():
-                temp.unlink(missing_ok=True)
+        written = 0
+        for sha256, data in items:
+            path = self.path(sha256)
+            try:
+                self._write_new(path, data)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            written += 1
+        return written
+
+    def sync(self) -> None:
+        """Make every file written so far durable (one filesystem sync)."""
+        _sync_filesystem(self.root)
 
     def _write_new(self, path: Path, data: bytes) -> None:
         if path.parent not in self._folders:
@@ -111,7 +116,7 @@ class EvidenceStore:
 
     def read(self, sha256: str) -> bytes:
         """The image bytes, re-hashed so a tampered or damaged file is never served as evidence."""
-        data = self.path(sha256).read_bytes()
+        data = self._stored_path(sha256).read_bytes()
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise EvidenceError(

@@ -7,21 +7,39 @@ same incident (same plate, or a zone at the same site location, within a time wi
 a new one. Cross-worker races are settled by the database: unique keys (a case per violation
 id, a link per violation) and, on PostgreSQL, transaction-scoped advisory locks on the plate
 and location an incident is matched by.
+
+The hot path is set-based: a handful of statements per batch, whatever its size. Rows go in as
+multi-row INSERTs (on PostgreSQL one array per column through unnest()), the cases a batch
+touches are read in one SELECT, folded in Python and written back in one UPDATE. Only a case
+the batch opens is an ORM object, so that routing (the cases-opened hook) can work on it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, inspect, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Dialect,
+    Select,
+    Table,
+    bindparam,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -56,10 +74,14 @@ from ingest.validation import zone_of_camera
 log = logging.getLogger(__name__)
 
 CaseOpenedHook = Callable[[Session, Case], None]
-"""Called inside the storing transaction when an incident first becomes a case."""
+"""Called inside the storing transaction when an incident first becomes a case.
+
+The case is pending (added, not yet flushed: no id yet); ingest flushes right after the hook,
+so what the hook sets or adds is written in the same multi-row INSERTs.
+"""
 
 CasesOpenedHook = Callable[[Session, list[Case]], None]
-"""The same for all the cases a batch opened at once (one flush instead of one per case)."""
+"""The same for all the cases a batch opened at once."""
 
 INGEST_ACTOR = "ingest"
 
@@ -109,8 +131,6 @@ class IngestService:
         self._on_case_opened = on_case_opened
         self._on_cases_opened = on_cases_opened
         self._settings = settings or IngestSettings()
-        # Evidence files are written beside the database work (file I/O releases the GIL).
-        self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence-files")
 
     def store(self, event: ViolationEvent) -> AckOutcome:
         """Store one event in its own transaction; see store_batch."""
@@ -237,29 +257,29 @@ class _BatchWriter:
         self._report.stored = len(fresh)
         self._report.duplicates = len(placed) - len(fresh)
         if fresh:
-            files = self._store_evidence(fresh)
-            try:
-                cases = self._attach_to_cases(fresh)
-                self._link_evidence(fresh, cases)
-                self._verify_chains(fresh, cases)
-                self._track_sequences(fresh)  # last: its row locks are held only until commit
-            finally:
-                failed = files.exception()  # the files must be on disk before the commit
-            if failed is not None:
-                raise failed
+            files_written = self._store_evidence(fresh)
+            cases = self._attach_to_cases(fresh)
+            self._link_evidence(fresh, cases)
+            self._verify_chains(fresh, cases)
+            self._track_sequences(fresh)  # last: its row locks are held only until commit
+            if files_written:  # the rows commit only after their files are durable
+                self._service._evidence.sync()
         return outcomes
 
     def _insert_events(self, unique: list[_Placed]) -> set[UUID]:
         rows = [_event_values(item.event, self._now) for item in unique]
-        statement = (
-            _insert(self._session, Event)
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(Event.__table__.c.message_id)
+        return set(
+            _bulk_insert(
+                self._session, Event, rows, on_conflict=["message_id"], returning="message_id"
+            )
         )
-        return set(self._session.execute(statement, rows).scalars())
 
-    def _store_evidence(self, fresh: list[_Placed]) -> Future[int]:
-        """Insert the evidence rows; the files are written by the service's file thread."""
+    def _store_evidence(self, fresh: list[_Placed]) -> int:
+        """Insert the evidence rows; write the files of the rows that are new.
+
+        A row that already exists was committed after its file was durable, so only the
+        images this transaction inserts need writing (the contract already checked each hash).
+        """
         files: dict[str, bytes] = {}
         rows: dict[str, dict[str, Any]] = {}
         for item in fresh:
@@ -277,102 +297,139 @@ class _BatchWriter:
                         "height": frame.height,
                         "stored_at": self._now,
                     }
-        # The rows commit only after the files are durable (see write): an orphaned
-        # content-addressed file is harmless, a row without a file is not.
-        written = self._service._files.submit(
-            self._service._evidence.put_many, [(data, sha256) for sha256, data in files.items()]
+        if not rows:
+            return 0
+        new = _bulk_insert(
+            self._session, Evidence, list(rows.values()), on_conflict=["sha256"], returning="sha256"
         )
-        if rows:
-            statement = _insert(self._session, Evidence).on_conflict_do_nothing(
-                index_elements=["sha256"]
-            )
-            self._session.execute(statement, list(rows.values()))
-        return written
+        return self._service._evidence.write_unsynced((sha256, files[sha256]) for sha256 in new)
 
-    def _attach_to_cases(self, fresh: list[_Placed]) -> dict[UUID, Case]:
-        """Fold each event into its incident's case; returns violation id -> case."""
+    def _attach_to_cases(self, fresh: list[_Placed]) -> dict[UUID, _CaseRow]:
+        """Fold each event into its incident's case; returns violation id -> case.
+
+        Cases are folded as plain rows in Python and written back with one statement per
+        kind of change; only a case this batch opens goes through the ORM (routing works on it).
+        """
         session = self._session
         by_violation: dict[UUID, list[_Placed]] = defaultdict(list)
         for item in fresh:
             by_violation[item.event.violation_id].append(item)
-        links: dict[UUID, int] = {
-            violation_id: case_id
-            for violation_id, case_id in session.execute(
-                select(CaseViolation.violation_id, CaseViolation.case_id).where(
-                    CaseViolation.violation_id.in_(list(by_violation))
-                )
-            )
-        }
-        known_cases = {
-            case.id: case
-            for case in session.scalars(
-                select(Case).where(Case.id.in_(sorted(set(links.values()))))
-            )
-        }
+        loaded: dict[int, _CaseRow] = {}  # by case id: one row object per case in the batch
+        links: dict[UUID, _CaseRow] = {}
+        for linked_violation, row in self._load_cases(
+            select(_LINKS.c.violation_id.label("linked_violation_id"), *_case_columns())
+            .join_from(_LINKS, _CASES, _LINKS.c.case_id == _CASES.c.id)
+            .where(_LINKS.c.violation_id.in_(list(by_violation))),
+            loaded,
+        ):
+            links[linked_violation] = row
         firsts = [
-            sorted(group, key=lambda item: item.event.sequence)[0]
+            min(group, key=lambda item: item.event.sequence)
             for violation_id, group in by_violation.items()
             if violation_id not in links
         ]
         self._lock_incident_keys(firsts)
-        candidates = self._open_incidents(firsts)
+        candidates = self._open_incidents(firsts, loaded)
 
-        cases: dict[UUID, Case] = {}
-        opened: list[Case] = []
-        new_links: list[tuple[Case, _Placed, str]] = []
-        plate_changed: dict[int, Case] = {}  # by id(): cases whose best plate changed
-        with session.no_autoflush:
-            for violation_id, group in by_violation.items():
-                group.sort(key=lambda item: item.event.sequence)
-                rest = group
-                if violation_id in links:
-                    case = known_cases[links[violation_id]]
-                else:
-                    first = group[0]
-                    found = _find_incident(first, candidates.near(first), self._settings)
-                    if found is None:
-                        case = _new_case(first.event, first.zone, self._now)
-                        session.add(case)
-                        opened.append(case)
-                        candidates.add(case)
-                        new_links.append((case, first, LinkReason.ORIGIN))
-                        if case.plate_text is not None:
-                            plate_changed[id(case)] = case
-                        rest = group[1:]
-                    else:
-                        case, reason = found
-                        new_links.append((case, first, reason))
-                        _note_merge(case, first.event, reason, self._now)
-                for item in rest:
-                    if _fold_phase(case, item.event, self._now):
+        cases: dict[UUID, _CaseRow] = {}
+        opened: list[tuple[_CaseRow, _Placed]] = []
+        new_links: list[tuple[_CaseRow, _Placed, str]] = []
+        plate_changed: dict[int, _CaseRow] = {}  # by id(): cases whose best plate changed
+        for violation_id, group in by_violation.items():
+            group.sort(key=lambda item: item.event.sequence)
+            rest = group
+            case = links.get(violation_id)
+            if case is None:
+                first = group[0]
+                found = _find_incident(first, candidates.near(first), self._settings)
+                if found is None:
+                    case = _new_case(first.event, first.zone, self._now)
+                    opened.append((case, first))
+                    candidates.add(case)
+                    new_links.append((case, first, LinkReason.ORIGIN))
+                    if case.plate_text is not None:
                         plate_changed[id(case)] = case
-                        candidates.add(case)
-                cases[violation_id] = case
-            session.flush()  # new cases get their ids in one multi-row INSERT
-        if new_links:
-            session.execute(
-                _insert(session, CaseViolation),
-                [
-                    {
-                        "violation_id": item.event.violation_id,
-                        "case_id": case.id,
-                        "camera_id": item.event.camera_id,
-                        "zone_id": item.event.zone_id,
-                        "reason": reason,
-                        "chain_broken": False,
-                        "linked_at": self._now,
-                    }
-                    for case, item, reason in new_links
-                ],
-            )
+                    rest = group[1:]
+                else:
+                    case, reason = found
+                    new_links.append((case, first, reason))
+                    _note_merge(case, first.event, reason, self._now)
+            for item in rest:
+                if _fold_phase(case, item.event, self._now):
+                    plate_changed[id(case)] = case
+                    candidates.add(case)
+            cases[violation_id] = case
+        self._open_cases(opened)
+        self._write_back([case for case in loaded.values() if case.changed])
+        _bulk_insert(
+            session,
+            CaseViolation,
+            [
+                {
+                    "violation_id": item.event.violation_id,
+                    "case_id": case.id,
+                    "camera_id": item.event.camera_id,
+                    "zone_id": item.event.zone_id,
+                    "reason": reason,
+                    "chain_broken": False,
+                    "linked_at": self._now,
+                }
+                for case, item, reason in new_links
+            ],
+        )
         for case, item, reason in new_links:
             if reason != LinkReason.ORIGIN:
-                self._report.merged.append((item.event.violation_id, case.id, reason))
-        if opened:
-            self._service._cases_opened(session, opened)
+                self._report.merged.append((item.event.violation_id, case.require_id(), reason))
         self._report.cases_opened = len(opened)
         self._link_repeat_offenders(list(plate_changed.values()))
         return cases
+
+    def _load_cases(
+        self, query: Select[Any], loaded: dict[int, _CaseRow]
+    ) -> Iterator[tuple[Any, _CaseRow]]:
+        """Run ``query`` (its first column any key, then _case_columns()); reuse known rows."""
+        for key, *values in self._session.execute(query):
+            row = _CaseRow(**dict(zip(_CASE_FIELDS, values, strict=True)))
+            yield key, loaded.setdefault(row.require_id(), row)
+
+    def _open_cases(self, opened: list[tuple[_CaseRow, _Placed]]) -> None:
+        """Create the batch's new cases with their audit trail, route them, and flush once."""
+        if not opened:
+            return
+        orm_cases = [case.to_orm(self._now) for case, _first in opened]
+        self._session.add_all(orm_cases)
+        self._service._cases_opened(self._session, orm_cases)
+        self._session.flush()  # one multi-row INSERT per table; the cases get their ids
+        for (case, _first), orm_case in zip(opened, orm_cases, strict=True):
+            case.id = orm_case.id
+
+    def _write_back(self, changed: list[_CaseRow]) -> None:
+        """Write back every stored case the batch folded messages into, in one UPDATE."""
+        if not changed:
+            return
+        session = self._session
+        _bulk_update(
+            session,
+            Case,
+            key="id",
+            rows=[
+                {"id": case.id, **{name: getattr(case, name) for name in _FOLDED_COLUMNS}}
+                for case in changed
+            ],
+        )
+        transitions = [
+            {
+                "case_id": case.id,
+                "from_state": from_state,
+                "to_state": to_state,
+                "actor": INGEST_ACTOR,
+                "reason": reason,
+                "at": self._now,
+            }
+            for case in changed
+            for from_state, to_state, reason in case.transitions
+        ]
+        _bulk_insert(session, CaseTransition, transitions)
 
     def _lock_incident_keys(self, firsts: Iterable[_Placed]) -> None:
         """PostgreSQL: serialise workers matching incidents by the same plate or location.
@@ -391,7 +448,7 @@ class _BatchWriter:
         for key in sorted(keys):
             self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
-    def _open_incidents(self, firsts: list[_Placed]) -> _Candidates:
+    def _open_incidents(self, firsts: list[_Placed], loaded: dict[int, _CaseRow]) -> _Candidates:
         """Open, recent cases that share a plate or a location with a new violation: one query."""
         candidates = _Candidates()
         plates = {item.event.plate.text for item in firsts if item.event.plate is not None}
@@ -400,16 +457,16 @@ class _BatchWriter:
             return candidates
         window = timedelta(seconds=self._settings.merge_window_seconds)
         since = min(item.event.started_at for item in firsts) - window
-        query = select(Case).where(
-            Case.state.in_([state.value for state in OPEN_STATES]),
-            Case.last_observed_at >= since,
-            or_(Case.plate_text.in_(sorted(plates)), Case.location.in_(sorted(locations))),
+        query = select(_CASES.c.id, *_case_columns()).where(
+            _CASES.c.state.in_([state.value for state in OPEN_STATES]),
+            _CASES.c.last_observed_at >= since,
+            or_(_CASES.c.plate_text.in_(sorted(plates)), _CASES.c.location.in_(sorted(locations))),
         )
-        for case in self._session.scalars(query):
+        for _id, case in self._load_cases(query, loaded):
             candidates.add(case)
         return candidates
 
-    def _link_repeat_offenders(self, cases: list[Case]) -> None:
+    def _link_repeat_offenders(self, cases: list[_CaseRow]) -> None:
         """Link each case whose plate was just read to the other cases of that plate."""
         limit = self._settings.related_cases_limit
         plates = {case.plate_text for case in cases if case.plate_text is not None}
@@ -417,35 +474,34 @@ class _BatchWriter:
             return
         by_plate: dict[str | None, list[int]] = defaultdict(list)
         for case_id, plate in self._session.execute(
-            select(Case.id, Case.plate_text)
-            .where(Case.plate_text.in_(sorted(plates)))
-            .order_by(Case.id.desc())
+            select(_CASES.c.id, _CASES.c.plate_text)
+            .where(_CASES.c.plate_text.in_(sorted(plates)))
+            .order_by(_CASES.c.id.desc())
         ):
             by_plate[plate].append(case_id)
         rows: dict[tuple[int, int], dict[str, Any]] = {}
         for case in cases:
             if case.plate_text is None:
                 continue
-            others = [other for other in by_plate[case.plate_text] if other != case.id][:limit]
+            case_id = case.require_id()
+            others = [other for other in by_plate[case.plate_text] if other != case_id][:limit]
             for other in others:
-                for a, b in ((case.id, other), (other, case.id)):
+                for a, b in ((case_id, other), (other, case_id)):
                     rows[(a, b)] = {
                         "case_id": a,
                         "related_case_id": b,
                         "reason": LinkReason.SAME_PLATE,
                         "at": self._now,
                     }
-        if rows:
-            statement = _insert(self._session, CaseLink).on_conflict_do_nothing(
-                index_elements=["case_id", "related_case_id"]
-            )
-            self._session.execute(statement, list(rows.values()))
+        _bulk_insert(
+            self._session, CaseLink, list(rows.values()), on_conflict=["case_id", "related_case_id"]
+        )
 
-    def _link_evidence(self, fresh: list[_Placed], cases: dict[UUID, Case]) -> None:
+    def _link_evidence(self, fresh: list[_Placed], cases: dict[UUID, _CaseRow]) -> None:
         rows: dict[tuple[int, str], dict[str, Any]] = {}
         for item in fresh:
             event = item.event
-            case_id = cases[event.violation_id].id
+            case_id = cases[event.violation_id].require_id()
             for position, frame in enumerate(event.evidence):
                 rows.setdefault(
                     (case_id, frame.sha256),
@@ -464,13 +520,11 @@ class _BatchWriter:
                         "faces_blurred": frame.redacted.faces_blurred if frame.redacted else None,
                     },
                 )
-        if rows:
-            statement = _insert(self._session, CaseEvidence).on_conflict_do_nothing(
-                index_elements=["case_id", "sha256"]
-            )
-            self._session.execute(statement, list(rows.values()))
+        _bulk_insert(
+            self._session, CaseEvidence, list(rows.values()), on_conflict=["case_id", "sha256"]
+        )
 
-    def _verify_chains(self, fresh: list[_Placed], cases: dict[UUID, Case]) -> None:
+    def _verify_chains(self, fresh: list[_Placed], cases: dict[UUID, _CaseRow]) -> None:
         """Recheck the hash chain of every violation that got chained frames in this batch.
 
         The whole stored chain is walked in capture order (message sequence, then place in the
@@ -484,7 +538,8 @@ class _BatchWriter:
         }
         if not chained:
             return
-        frames = self._session.execute(
+        session = self._session
+        frames = session.execute(
             select(CaseEvidence.violation_id, CaseEvidence.sha256, CaseEvidence.chain_sha256)
             .where(
                 CaseEvidence.violation_id.in_(list(chained)),
@@ -503,32 +558,32 @@ class _BatchWriter:
             previous[violation_id] = chain
         stored: dict[UUID, bool] = {
             violation_id: broken
-            for violation_id, broken in self._session.execute(
-                select(CaseViolation.violation_id, CaseViolation.chain_broken).where(
-                    CaseViolation.violation_id.in_(list(chained))
+            for violation_id, broken in session.execute(
+                select(_LINKS.c.violation_id, _LINKS.c.chain_broken).where(
+                    _LINKS.c.violation_id.in_(list(chained))
                 )
             )
         }
-        changed_cases: dict[int, Case] = {}
+        changed_cases: set[int] = set()
         for violation_id, broken in broken_now.items():
             if stored.get(violation_id) == broken:
                 continue
-            self._session.execute(
-                update(CaseViolation)
-                .where(CaseViolation.violation_id == violation_id)
+            session.execute(
+                update(_LINKS)
+                .where(_LINKS.c.violation_id == violation_id)
                 .values(chain_broken=broken)
             )
             if broken:
                 self._report.chains_broken.append(violation_id)
-            case = cases[violation_id]
-            changed_cases[case.id] = case
-        for case_id, case in changed_cases.items():
-            case.chain_broken = bool(
-                self._session.scalar(
-                    select(func.count())
-                    .select_from(CaseViolation)
-                    .where(CaseViolation.case_id == case_id, CaseViolation.chain_broken)
-                )
+            changed_cases.add(cases[violation_id].require_id())
+        for case_id in sorted(changed_cases):
+            any_broken = (
+                select(_LINKS.c.violation_id)
+                .where(_LINKS.c.case_id == case_id, _LINKS.c.chain_broken)
+                .exists()
+            )
+            session.execute(
+                update(_CASES).where(_CASES.c.id == case_id).values(chain_broken=any_broken)
             )
 
     def _track_sequences(self, fresh: list[_Placed]) -> None:
@@ -539,43 +594,49 @@ class _BatchWriter:
         cameras = sorted(by_camera)
         session = self._session
         # A camera never seen starts just below its first message: that one is no gap.
-        session.execute(
-            _insert(session, CameraSequence).on_conflict_do_nothing(index_elements=["camera_id"]),
+        _bulk_insert(
+            session,
+            CameraSequence,
             [{"camera_id": cam, "highest": min(by_camera[cam]) - 1} for cam in cameras],
+            on_conflict=["camera_id"],
         )
-        rows = {
-            row.camera_id: row
-            for row in session.scalars(
-                select(CameraSequence)
-                .where(CameraSequence.camera_id.in_(cameras))
-                .order_by(CameraSequence.camera_id)
+        highest: dict[str, int] = dict(
+            session.execute(
+                select(_SEQUENCES.c.camera_id, _SEQUENCES.c.highest)
+                .where(_SEQUENCES.c.camera_id.in_(cameras))
+                .order_by(_SEQUENCES.c.camera_id)
                 .with_for_update()
-            )
-        }
-        late = [cam for cam in cameras if min(by_camera[cam]) <= rows[cam].highest]
+            ).all()
+        )
+        late = [cam for cam in cameras if min(by_camera[cam]) <= highest[cam]]
         open_gaps: dict[str, list[SequenceGap]] = defaultdict(list)
         if late:
             for gap in session.scalars(
                 select(SequenceGap).where(SequenceGap.camera_id.in_(late)).order_by(SequenceGap.id)
             ):
                 open_gaps[gap.camera_id].append(gap)
+        raised: dict[str, int] = {}
         for cam in cameras:
-            row = rows[cam]
+            top = highest[cam]
             for sequence in sorted(by_camera[cam]):
-                if sequence > row.highest + 1:
+                if sequence > top + 1:
                     gap = SequenceGap(
-                        camera_id=cam,
-                        first=row.highest + 1,
-                        last=sequence - 1,
-                        opened_at=self._now,
+                        camera_id=cam, first=top + 1, last=sequence - 1, opened_at=self._now
                     )
                     session.add(gap)
                     open_gaps[cam].append(gap)
                     self._report.gaps_opened.append((cam, gap.first, gap.last))
-                if sequence > row.highest:
-                    row.highest = sequence
+                if sequence > top:
+                    top = raised[cam] = sequence
                 elif self._fill_gap(open_gaps[cam], sequence):
                     self._report.gaps_filled += 1
+        if raised:
+            _bulk_update(
+                session,
+                CameraSequence,
+                key="camera_id",
+                rows=[{"camera_id": cam, "highest": top} for cam, top in raised.items()],
+            )
 
     def _fill_gap(self, gaps: list[SequenceGap], sequence: int) -> bool:
         """Take ``sequence`` out of the gap holding it; False when it was never missing."""
@@ -606,20 +667,122 @@ class _BatchWriter:
         return False
 
 
+_CASES = Base.metadata.tables[Case.__tablename__]
+_LINKS = Base.metadata.tables[CaseViolation.__tablename__]
+_SEQUENCES = Base.metadata.tables[CameraSequence.__tablename__]
+
+# The case columns ingest reads to match incidents and writes when it folds a message in.
+_IDENTITY_COLUMNS = (
+    "id",
+    "violation_id",
+    "kind",
+    "site_id",
+    "gateway_id",
+    "camera_id",
+    "zone_id",
+    "zone_kind",
+    "location",
+    "state",
+)
+_FOLDED_COLUMNS = (
+    "started_at",
+    "opened_at",
+    "cleared_at",
+    "last_observed_at",
+    "dwell_seconds",
+    "object_class",
+    "object_confidence",
+    "box_x1",
+    "box_y1",
+    "box_x2",
+    "box_y2",
+    "blocked_share",
+    "plate_text",
+    "plate_confidence",
+    "plate_votes",
+    "updated_at",
+)
+
+
+_CASE_FIELDS = (*_IDENTITY_COLUMNS, *_FOLDED_COLUMNS)
+
+
+def _case_columns() -> list[Any]:
+    """The cases columns _CaseRow is built from, in its field order."""
+    return [_CASES.c[name] for name in _CASE_FIELDS]
+
+
+@dataclass(slots=True, eq=False)
+class _CaseRow:
+    """A case as one batch folds messages into it: plain attributes, no ORM bookkeeping."""
+
+    id: int | None  # None until a new case is flushed
+    violation_id: UUID
+    kind: str
+    site_id: str
+    gateway_id: str
+    camera_id: str
+    zone_id: str
+    zone_kind: str
+    location: str | None
+    state: str
+    started_at: datetime
+    opened_at: datetime
+    cleared_at: datetime | None
+    last_observed_at: datetime
+    dwell_seconds: float
+    object_class: str | None
+    object_confidence: float | None
+    box_x1: float | None
+    box_y1: float | None
+    box_x2: float | None
+    box_y2: float | None
+    blocked_share: float | None
+    plate_text: str | None
+    plate_confidence: float | None
+    plate_votes: int | None
+    updated_at: datetime
+    transitions: list[tuple[str | None, str, str]] = field(default_factory=list)
+    """Audit-trail entries this batch adds: (from state, to state, reason)."""
+    changed: bool = False
+
+    def require_id(self) -> int:
+        if self.id is None:
+            raise RuntimeError(f"case of violation {self.violation_id} has no id before its flush")
+        return self.id
+
+    def to_orm(self, now: datetime) -> Case:
+        """The new case as an ORM object with its audit trail, for routing and the INSERT."""
+        values = {name: getattr(self, name) for name in _CASE_FIELDS}
+        del values["id"]
+        case = Case(**values, overdue=False, chain_broken=False, created_at=now)
+        case.transitions = [
+            CaseTransition(
+                from_state=from_state,
+                to_state=to_state,
+                actor=INGEST_ACTOR,
+                reason=reason,
+                at=now,
+            )
+            for from_state, to_state, reason in self.transitions
+        ]
+        return case
+
+
 class _Candidates:
     """Cases a new violation might join, indexed by site and plate, and by site and location."""
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str, str], dict[int, Case]] = defaultdict(dict)
+        self._by_key: dict[tuple[str, str, str], dict[int, _CaseRow]] = defaultdict(dict)
 
-    def add(self, case: Case) -> None:
+    def add(self, case: _CaseRow) -> None:
         if case.plate_text is not None:
             self._by_key[("plate", case.site_id, case.plate_text)][id(case)] = case
         if case.location is not None:
             self._by_key[("location", case.site_id, case.location)][id(case)] = case
 
-    def near(self, item: _Placed) -> list[Case]:
-        found: dict[int, Case] = {}
+    def near(self, item: _Placed) -> list[_CaseRow]:
+        found: dict[int, _CaseRow] = {}
         if item.event.plate is not None:
             found.update(self._by_key.get(("plate", item.event.site_id, item.event.plate.text), {}))
         if item.zone.location is not None:
@@ -628,8 +791,8 @@ class _Candidates:
 
 
 def _find_incident(
-    item: _Placed, candidates: list[Case], settings: IngestSettings
-) -> tuple[Case, str] | None:
+    item: _Placed, candidates: list[_CaseRow], settings: IngestSettings
+) -> tuple[_CaseRow, str] | None:
     """The open case of the same incident seen by another camera, and why it matches.
 
     Same plate wins over same location; the most recently seen case wins within a rule. A
@@ -642,7 +805,7 @@ def _find_incident(
         return None
     since = event.started_at - timedelta(seconds=settings.merge_window_seconds)
 
-    def reason_to_join(case: Case) -> str | None:
+    def reason_to_join(case: _CaseRow) -> str | None:
         if (
             case.site_id != event.site_id
             or case.kind != event.kind
@@ -671,15 +834,102 @@ def _find_incident(
 
 
 def _insert(session: Session, entity: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    """The dialect's INSERT (it knows ON CONFLICT) on the entity's table.
-
-    On the Table, not the mapped class: a plain multi-row INSERT, without the ORM's per-row
-    bulk bookkeeping.
-    """
+    """The dialect's INSERT (it knows ON CONFLICT) on the entity's table."""
     table = Base.metadata.tables[entity.__tablename__]
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def _bulk_insert(
+    session: Session,
+    entity: type[Base],
+    rows: Sequence[dict[str, Any]],
+    on_conflict: Sequence[str] = (),
+    returning: str | None = None,
+) -> list[Any]:
+    """Insert ``rows`` (dicts with the same keys) in one statement, skipping conflicts on the
+    ``on_conflict`` key; returns the ``returning`` column of the rows actually inserted.
+
+    On PostgreSQL the rows travel as one array per column through unnest(): a short statement
+    psycopg parses once, where a multi-row VALUES has thousands of placeholders that psycopg
+    re-parses in Python on every call (it caches statements of at most 50 parameters).
+    """
+    if not rows:
+        return []
+    table = Base.metadata.tables[entity.__tablename__]
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        statement = sqlite.insert(table)
+        if on_conflict:
+            statement = statement.on_conflict_do_nothing(index_elements=list(on_conflict))
+        if returning is None:
+            session.execute(statement, list(rows))
+            return []
+        return list(session.execute(statement.returning(table.c[returning]), list(rows)).scalars())
+    quote = dialect.identifier_preparer.quote
+    names = list(rows[0])
+    # Set-returning functions in one select list run in lockstep: row i of every column.
+    columns = ", ".join(_column_of_rows(table.c[name], dialect) for name in names)
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in names)}) "
+        f"SELECT {columns}"
+    )
+    if on_conflict:
+        sql += f" ON CONFLICT ({', '.join(quote(name) for name in on_conflict)}) DO NOTHING"
+    if returning is not None:
+        sql += f" RETURNING {quote(returning)}"
+    result = session.execute(text(sql), _column_values(table, rows))
+    return list(result.scalars()) if returning is not None else []
+
+
+def _bulk_update(
+    session: Session, entity: type[Base], key: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Set the columns of ``rows`` (dicts with the same keys) on the rows matching ``key``.
+
+    PostgreSQL: one UPDATE ... FROM unnest() (executemany would send a statement per row).
+    """
+    if not rows:
+        return
+    table = Base.metadata.tables[entity.__tablename__]
+    dialect = session.get_bind().dialect
+    names = [name for name in rows[0] if name != key]
+    if dialect.name != "postgresql":
+        # Bound names must differ from the columns' own in an executemany UPDATE.
+        session.execute(
+            update(table)
+            .where(table.c[key] == bindparam(f"new_{key}"))
+            .values({name: bindparam(f"new_{name}") for name in names}),
+            [{f"new_{name}": value for name, value in row.items()} for row in rows],
+        )
+        return
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(
+        f"{_column_of_rows(table.c[name], dialect)} AS {quote(name)}" for name in (key, *names)
+    )
+    assignments = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in names)
+    sql = (
+        f"UPDATE {quote(table.name)} SET {assignments} FROM (SELECT {columns}) AS v "
+        f"WHERE {quote(table.name)}.{quote(key)} = v.{quote(key)}"
+    )
+    session.execute(text(sql), _column_values(table, rows))
+
+
+def _column_values(table: Table, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One parameter per column: a list of the rows' values, or for JSON one JSON document
+    (psycopg would otherwise escape every quote of every element)."""
+    values: dict[str, Any] = {}
+    for name in rows[0]:
+        column = [row[name] for row in rows]
+        values[name] = json.dumps(column) if isinstance(table.c[name].type, JSON) else column
+    return values
+
+
+def _column_of_rows(column: Column[Any], dialect: Dialect) -> str:
+    if isinstance(column.type, JSON):
+        return f"json_array_elements(CAST(:{column.name} AS JSON))"
+    return f"unnest(CAST(:{column.name} AS {column.type.compile(dialect=dialect)}[]))"
 
 
 def _upsert(session: Session, table: type[Base], values: dict[str, Any], key: str) -> None:
@@ -723,8 +973,9 @@ def _event_values(event: ViolationEvent, now: datetime) -> dict[str, Any]:
     }
 
 
-def _new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> Case:
-    case = Case(
+def _new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> _CaseRow:
+    case = _CaseRow(
+        id=None,
         violation_id=event.violation_id,
         kind=event.kind.value,
         site_id=event.site_id,
@@ -734,51 +985,43 @@ def _new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> Case:
         zone_kind=zone.kind.value,
         location=zone.location,
         state=CaseState.NEW,
-        overdue=False,
-        chain_broken=False,
         started_at=event.started_at,
         opened_at=event.observed_at,
-        last_observed_at=event.observed_at,
         cleared_at=event.observed_at if event.phase is Phase.CLEARED else None,
+        last_observed_at=event.observed_at,
         dwell_seconds=event.dwell_seconds,
+        object_class=None,
+        object_confidence=None,
+        box_x1=None,
+        box_y1=None,
+        box_x2=None,
+        box_y2=None,
         blocked_share=event.blocked_share,
-        created_at=now,
+        plate_text=None,
+        plate_confidence=None,
+        plate_votes=None,
         updated_at=now,
     )
     _set_object(case, event)
     _keep_best_plate(case, event)
-    case.transitions.append(
-        CaseTransition(
-            from_state=None,
-            to_state=CaseState.NEW,
-            actor=INGEST_ACTOR,
-            reason=f"violation {event.violation_id} {event.phase} on camera {event.camera_id}",
-            at=now,
-        )
-    )
+    reason = f"violation {event.violation_id} {event.phase} on camera {event.camera_id}"
+    case.transitions.append((None, CaseState.NEW, reason))
     return case
 
 
-def _note_merge(case: Case, event: ViolationEvent, reason: str, now: datetime) -> None:
+def _note_merge(case: _CaseRow, event: ViolationEvent, reason: str, now: datetime) -> None:
     """Fold a second camera's violation into ``case`` and say so in its audit trail."""
     _fold_phase(case, event, now)
-    case.transitions.append(
-        CaseTransition(
-            from_state=case.state,
-            to_state=case.state,
-            actor=INGEST_ACTOR,
-            reason=f"merged violation {event.violation_id} from camera {event.camera_id} "
-            f"(same {reason})",
-            at=now,
-        )
-    )
+    merged = f"merged violation {event.violation_id} from camera {event.camera_id} (same {reason})"
+    case.transitions.append((case.state, case.state, merged))
 
 
-def _fold_phase(case: Case, event: ViolationEvent, now: datetime) -> bool:
+def _fold_phase(case: _CaseRow, event: ViolationEvent, now: datetime) -> bool:
     """Phases may arrive in any order (outbox replay): keep the earliest start, the latest sight.
 
     Returns True when the case's best plate reading changed.
     """
+    case.changed = True
     case.started_at = min(case.started_at, event.started_at)
     if event.phase is Phase.OPENED:
         case.opened_at = event.observed_at
@@ -796,7 +1039,7 @@ def _fold_phase(case: Case, event: ViolationEvent, now: datetime) -> bool:
     return _keep_best_plate(case, event)
 
 
-def _keep_best_plate(case: Case, event: ViolationEvent) -> bool:
+def _keep_best_plate(case: _CaseRow, event: ViolationEvent) -> bool:
     """Keep the most confident reading (more votes break a tie); True when the text changed."""
     plate = event.plate
     if plate is None:
@@ -811,7 +1054,7 @@ def _keep_best_plate(case: Case, event: ViolationEvent) -> bool:
     return changed
 
 
-def _set_object(case: Case, event: ViolationEvent) -> None:
+def _set_object(case: _CaseRow, event: ViolationEvent) -> None:
     if event.object is None:
         return
     case.object_class = event.object.class_name

@@ -12,7 +12,14 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from contracts.events import Phase, ViolationEvent, ViolationKind
-from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
+from contracts.status import (
+    CameraHealth,
+    CameraProblem,
+    CameraStatus,
+    DetectionPath,
+    GatewayState,
+    GatewayStatus,
+)
 from dispatch.api import create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from tests.factories import (
@@ -26,6 +33,7 @@ from tests.factories import (
     make_ingest,
     migrated_database,
 )
+from tests.unit.ingest.helpers import with_redacted_copies
 
 TOKENS = {
     "dispatcher": ApiToken(
@@ -213,6 +221,8 @@ def test_cameras_show_last_reported_health(api: Api) -> None:
             health=CameraHealth.OK,
             at=T0,
             frames_read=99,
+            problems=[CameraProblem.BLURRED],
+            detection_path=DetectionPath.FOREGROUND_ONLY,
         )
     )
     api.rig.service.record_gateway_status(
@@ -224,7 +234,10 @@ def test_cameras_show_last_reported_health(api: Api) -> None:
     assert cameras[CAMERA]["health"] == "ok"
     assert cameras[CAMERA]["frames_read"] == 99
     assert cameras[CAMERA]["gateway_state"] == "offline"
+    assert cameras[CAMERA]["problems"] == ["blurred"]
+    assert cameras[CAMERA]["detection_path"] == "foreground_only"
     assert cameras["cam-b1"]["health"] is None  # registered, never heard from
+    assert cameras["cam-b1"]["problems"] == []
 
 
 def test_health_readiness_metrics_and_docs(api: Api) -> None:
@@ -236,3 +249,45 @@ def test_health_readiness_metrics_and_docs(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     assert "/api/v1/cases/{case_id}/actions" in schema["paths"]
     assert api.client.get("/docs").status_code == 200
+
+
+def _download(api: Api, url: str, who: str, **params: str) -> tuple[str, str]:
+    response = api.client.get(url, headers=_auth(who), params=params)
+    assert response.status_code == 200, response.text
+    return hashlib.sha256(response.content).hexdigest(), response.headers["X-Evidence-Copy"]
+
+
+def test_evidence_is_redacted_unless_a_dispatcher_asks_for_the_original(api: Api) -> None:
+    """The redacted copies are generated JPEGs standing in for the edge's face blur."""
+    event = with_redacted_copies(EventFactory(next_seed=40).event(Phase.OPENED))
+    api.rig.service.store(event)
+    cases = api.client.get("/api/v1/cases", headers=_auth("dispatcher")).json()
+    case_id = next(c["id"] for c in cases if c["violation_id"] == str(event.violation_id))
+    detail = api.client.get(f"/api/v1/cases/{case_id}", headers=_auth("dispatcher")).json()
+    frames = {frame.sha256: frame for frame in event.evidence}
+    assert len(detail["evidence"]) == len(frames) > 0
+    for item in detail["evidence"]:
+        frame = frames[item["sha256"]]
+        assert frame.redacted is not None
+        copy = frame.redacted.sha256
+        assert item["redacted_sha256"] == copy
+        assert item["redacted_url"] == f"/api/v1/evidence/{copy}"
+        for who in ("dispatcher", "law", "integration"):
+            assert _download(api, item["url"], who) == (copy, "redacted")
+            assert _download(api, item["redacted_url"], who) == (copy, "redacted")
+        assert _download(api, item["url"], "dispatcher", original="true") == (
+            frame.sha256,
+            "original",
+        )
+        for who in ("law", "integration"):  # not theirs to see: they get the copy
+            assert _download(api, item["url"], who, original="true") == (copy, "redacted")
+        for url in (item["url"], item["redacted_url"]):  # another department's case
+            assert api.client.get(url, headers=_auth("fire")).status_code == 404
+
+
+def test_a_frame_without_a_redacted_copy_is_served_as_it_is(api: Api) -> None:
+    detail = api.client.get(f"/api/v1/cases/{api.parking_id}", headers=_auth("law")).json()
+    for item in detail["evidence"]:
+        assert item["redacted_sha256"] is None
+        assert item["redacted_url"] is None
+        assert _download(api, item["url"], "law") == (item["sha256"], "original")

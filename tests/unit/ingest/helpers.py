@@ -34,7 +34,7 @@ from ingest.database import SessionFactory
 from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
-from ingest.store import IngestService
+from ingest.store import CasesOpenedHook, IngestService
 from tests.factories import EventFactory, jpeg_bytes
 
 SITE = "site-m"
@@ -94,18 +94,21 @@ def make_rig(
     evidence_dir: Path,
     registry: SiteRegistry | None = None,
     settings: IngestSettings | None = None,
+    on_cases_opened: CasesOpenedHook | None = None,
 ) -> Rig:
-    """Ingest wired as the server wires it (routing as the case-opened hook)."""
+    """Ingest wired as the server wires it (batched routing as the cases-opened hook)."""
     registry = registry or overlapping_registry()
     store = EvidenceStore(evidence_dir)
     metrics = IngestMetrics()
+    router = Router(RoutingSettings())
     service = IngestService(
         sessions,
         store,
         registry,
         metrics,
-        Router(RoutingSettings()).dispatch_new_case,
+        router.dispatch_new_case,
         settings=settings,
+        on_cases_opened=on_cases_opened or router.dispatch_new_cases,
     )
     handler = ViolationHandler(service, registry, metrics, 1024 * 1024)
     return Rig(registry, service, handler, metrics, store, sessions)

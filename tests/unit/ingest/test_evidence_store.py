@@ -14,7 +14,7 @@ def test_put_files_by_hash_and_reads_back(tmp_path: Path) -> None:
     data = jpeg_bytes(1)
     sha = hashlib.sha256(data).hexdigest()
     path = store.put(data, sha)
-    assert path == tmp_path / sha[:2] / sha[2:4] / f"{sha}.jpg"
+    assert path == tmp_path / sha[:2] / f"{sha}.jpg"
     assert store.read(sha) == data
     assert store.put(data, sha) == path  # idempotent
     assert [p.name for p in path.parent.iterdir()] == [f"{sha}.jpg"]  # no temp files left
@@ -39,3 +39,29 @@ def test_read_detects_a_tampered_file(tmp_path: Path) -> None:
 def test_path_refuses_anything_but_a_hash(tmp_path: Path) -> None:
     with pytest.raises(EvidenceError):
         EvidenceStore(tmp_path).path("../../etc/passwd")
+
+
+def test_reads_files_of_the_older_two_level_layout(tmp_path: Path) -> None:
+    data = jpeg_bytes(5)
+    sha = hashlib.sha256(data).hexdigest()
+    legacy = tmp_path / sha[:2] / sha[2:4] / f"{sha}.jpg"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(data)
+    store = EvidenceStore(tmp_path)
+    assert store.exists(sha)
+    assert store.read(sha) == data
+    assert store.put(data, sha) == legacy  # already stored: not written twice
+
+
+def test_write_unsynced_rewrites_a_file_torn_by_an_earlier_failed_batch(tmp_path: Path) -> None:
+    images = [jpeg_bytes(n) for n in (6, 7)]
+    items = [(hashlib.sha256(data).hexdigest(), data) for data in images]
+    store = EvidenceStore(tmp_path)
+    torn = store.path(items[0][0])
+    torn.parent.mkdir(parents=True)
+    torn.write_bytes(images[0][:10])
+    assert store.write_unsynced(items) == 2
+    store.sync()
+    assert [store.read(sha) for sha, _data in items] == images
+    files = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert files == {f"{sha}.jpg" for sha, _ in items}  # in place: no temp files

@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from contracts.acks import AckOutcome
 from contracts.topics import violation_topic
+from dispatch.config import RoutingSettings
+from dispatch.routing import Router
 from ingest.database import SessionFactory
 from ingest.handler import is_transient
-from ingest.tables import Base
+from ingest.tables import Base, Case
 from ingest.validation import RefusalReason
 from tests.factories import (
     CAMERA,
@@ -94,11 +97,23 @@ def test_each_refusal_stores_nothing_and_counts_its_reason(
 def test_a_poison_message_is_refused_alone_and_its_batch_is_stored(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
-    """Valid by the contract, impossible for the database: a sequence beyond 64-bit integers."""
-    rig = make_ingest(session_factory, tmp_path / "evidence")
+    """Valid by the contract, refused for good by the store: routing its case raises.
+
+    (The contract now refuses the numbers no database holds, so the refusal comes from the
+    case-opened hook; any non-transient error there is handled the same way.)
+    """
     edge = EventFactory()
-    good_before, good_after = edge.event(), edge.event()
-    poison = edge.event().model_copy(update={"sequence": 2**64})
+    good_before, poison, good_after = edge.event(), edge.event(), edge.event()
+    router = Router(RoutingSettings())
+
+    def route_but_not_the_poison(session: Session, case: Case) -> None:
+        if case.violation_id == poison.violation_id:
+            raise ValueError(f"no route for violation {case.violation_id}")
+        router.dispatch_new_case(session, case)
+
+    rig = make_ingest(
+        session_factory, tmp_path / "evidence", on_case_opened=route_but_not_the_poison
+    )
     batch = [(edge.topic, event.to_wire()) for event in (good_before, poison, good_after)]
 
     acks = rig.handler.handle_batch(batch)

@@ -11,10 +11,13 @@ from pathlib import Path
 from uuid import uuid4
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from contracts.acks import AckOutcome
 from contracts.events import Phase
 from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
+from dispatch.config import RoutingSettings
+from dispatch.routing import Router
 from ingest.config import IngestSettings
 from ingest.database import SessionFactory
 from ingest.tables import (
@@ -271,3 +274,38 @@ def test_camera_status_keeps_problems_and_detection_path(
             ["no_detector", "blurred"],
             "foreground_only",
         )
+
+
+def test_a_batch_routes_every_case_it_opens_in_one_call(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    router = Router(RoutingSettings())
+    batches: list[int] = []
+
+    def route_all(session: Session, cases: list[Case]) -> None:
+        batches.append(len(cases))
+        router.dispatch_new_cases(session, cases)
+
+    rig = make_rig(session_factory, tmp_path / "evidence", on_cases_opened=route_all)
+    north, yard = camera_factory(NORTH_CAMERA, 1), camera_factory(YARD_CAMERA, 2)
+    opened = [
+        north.event(zone_id=ZONE),
+        yard.event(zone_id=YARD_ZONE),
+        yard.event(zone_id=YARD_ZONE),
+    ]
+    update = north.event(Phase.UPDATED, violation_id=opened[0].violation_id, zone_id=ZONE)
+    rig.service.store_batch([*opened, update])
+    assert batches == [3]
+    rig.service.store_batch(
+        [north.event(Phase.CLEARED, violation_id=opened[0].violation_id, zone_id=ZONE)]
+    )
+    assert batches == [3]  # no case opened: routing not called
+    cases = _cases(session_factory)
+    assert len(cases) == 3
+    for case in cases:
+        assert (case.state, case.department) == ("dispatched", "law_enforcement")
+        assert case.sla_due_at is not None
+        trail = [(t.from_state, t.to_state, t.actor) for t in case.transitions]
+        assert trail == [(None, "new", "ingest"), ("new", "dispatched", "dispatch")]
+    assert cases[0].cleared_at is not None  # folded into the stored case by the second batch
+    assert [c.cleared_at for c in cases[1:]] == [None, None]
