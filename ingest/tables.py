@@ -95,7 +95,7 @@ class Event(Base):
     camera_id: Mapped[str] = mapped_column(String(64), index=True)
     site_id: Mapped[str] = mapped_column(String(64))
     gateway_id: Mapped[str] = mapped_column(String(64))
-    sequence: Mapped[int] = mapped_column(Integer)
+    sequence: Mapped[int] = mapped_column(BigInteger)
     phase: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))
     zone_id: Mapped[str] = mapped_column(String(64))
@@ -200,7 +200,7 @@ class CaseEvidence(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     violation_id: Mapped[UUID | None] = mapped_column(Uuid, index=True)
-    sequence: Mapped[int | None] = mapped_column(Integer, doc="the carrying message's sequence")
+    sequence: Mapped[int | None] = mapped_column(BigInteger, doc="the carrying message's sequence")
     position: Mapped[int | None] = mapped_column(Integer, doc="the frame's place in its message")
     chain_sha256: Mapped[str | None] = mapped_column(String(64))
     redacted_sha256: Mapped[str | None] = mapped_column(

@@ -19,6 +19,8 @@ depends_on: str | None = None
 def upgrade() -> None:
     # batch_alter_table: SQLite alters by copying the table, PostgreSQL by plain ALTERs.
     with op.batch_alter_table("events") as batch:
+        # The contract allows any sequence a BIGINT holds.
+        batch.alter_column("sequence", type_=sa.BigInteger(), existing_type=sa.Integer())
         batch.add_column(sa.Column("plate_text", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("plate_confidence", sa.Float(), nullable=True))
         batch.add_column(sa.Column("blocked_share", sa.Float(), nullable=True))
@@ -36,7 +38,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("case_evidence") as batch:
         batch.add_column(sa.Column("violation_id", sa.Uuid(), nullable=True))
-        batch.add_column(sa.Column("sequence", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("sequence", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("position", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("chain_sha256", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("redacted_sha256", sa.String(length=64), nullable=True))
@@ -147,7 +149,6 @@ def downgrade() -> None:
     with op.batch_alter_table("camera_status") as batch:
         batch.drop_column("detection_path")
         batch.drop_column("problems")
-
     with op.batch_alter_table("case_evidence") as batch:
         batch.drop_index(op.f("ix_case_evidence_violation_id"))
         batch.drop_constraint(op.f("fk_case_evidence_redacted_sha256_evidence"), type_="foreignkey")
@@ -171,3 +172,4 @@ def downgrade() -> None:
         batch.drop_column("blocked_share")
         batch.drop_column("plate_confidence")
         batch.drop_column("plate_text")
+        batch.alter_column("sequence", type_=sa.Integer(), existing_type=sa.BigInteger())
