@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+import cv2
+import numpy as np
+
+from tests.conftest import REPO_ROOT, SHARED_DATA
 
 EXAMPLE = REPO_ROOT / "configs" / "example.yaml"
 
@@ -82,7 +86,7 @@ def test_a_model_that_cannot_load_says_so_in_one_line(tmp_path: Path) -> None:
 def test_offline_the_default_model_names_the_variable_to_set(tmp_path: Path) -> None:
     """yolo11n.pt is a download; offline (YOLO_OFFLINE=1 here) it cannot come."""
     result = civicwatch(
-        "edge",
+        "demo",
         "--config",
         str(EXAMPLE),
         env={"YOLO_OFFLINE": "1"},
@@ -108,3 +112,63 @@ def test_migrate_brings_a_new_database_up_to_date(tmp_path: Path) -> None:
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"events", "cases", "case_transitions", "alembic_version"} <= tables
+
+
+def test_eval_plates_scores_a_folder_named_by_plate(tmp_path: Path) -> None:
+    crops = sorted((SHARED_DATA / "plates" / "lprnet").glob("*.jpg"))[:6]
+    for crop in crops:
+        shutil.copy(crop, tmp_path / crop.name)
+    result = civicwatch("eval", "plates", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["reader"]["count"] == 6
+    assert summary["reader"]["exact_match_rate"] >= 5 / 6
+    assert summary["baseline"]["count"] == 6
+
+
+def test_eval_structures_scores_a_before_after_folder(tmp_path: Path) -> None:
+    dsifn = SHARED_DATA / "structures" / "dsifn"
+    for part in ("A", "B", "label"):
+        (tmp_path / part).mkdir()
+        for name in ("0_2.png", "6_3.png"):
+            shutil.copy(dsifn / part / name, tmp_path / part / name)
+    result = civicwatch("eval", "structures", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["pairs"] == 2
+    assert summary["pairs_right"] == 2
+    assert summary["control_alarms"] == 0
+
+
+def test_eval_of_a_missing_folder_says_so(tmp_path: Path) -> None:
+    result = civicwatch("eval", "plates", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert "not a folder" in result.stderr
+
+
+def test_baseline_accept_registers_the_new_view_and_keeps_the_old(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        EXAMPLE.read_text().replace("data_dir: var/edge", f"data_dir: {tmp_path / 'edge'}")
+    )
+    photo = tmp_path / "view.png"
+    cv2.imwrite(str(photo), np.full((48, 64, 3), 120, np.uint8))
+    for note in ("first view", "case 17 closed: shed approved"):
+        result = civicwatch(
+            "baseline",
+            "accept",
+            "--config",
+            str(config),
+            "--camera",
+            "cam-gate",
+            "--image",
+            str(photo),
+            "--note",
+            note,
+        )
+        assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout.splitlines()[-1])
+    assert info["note"] == "case 17 closed: shed approved"
+    baselines = tmp_path / "edge" / "baselines"
+    assert (baselines / "cam-gate.png").exists()
+    assert list((baselines / "history").iterdir()), "the replaced baseline is kept"
