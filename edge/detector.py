@@ -75,6 +75,10 @@ def prepare_ultralytics_environment(data_dir: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if not (folder / "Arial.ttf").exists():
             shutil.copy(font, folder / "Arial.ttf")
+    # Ultralytics logs (and announces its settings file) on stdout, which belongs to our
+    # commands' results, e.g. replay's JSON; its logger binds to sys.stdout at first import.
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics  # noqa: F401
 
 
 def create_detector(settings: DetectorSettings) -> Detector:
@@ -155,8 +159,7 @@ class UltralyticsDetector(_DetectorBase):
         if path.suffix != ".pt" and not path.exists():
             # Only bare .pt names can be fetched by Ultralytics; anything else must exist here.
             raise ModelUnavailableError(_unavailable(model, "no such file or folder"))
-        # Ultralytics logs to stdout, which belongs to our commands' results (replay's JSON);
-        # its logger binds to whatever sys.stdout is at import, so import it under stderr.
+        # In case the environment was not prepared: keep Ultralytics' output off stdout.
         with contextlib.redirect_stdout(sys.stderr):
             try:
                 from ultralytics import YOLO  # type: ignore[attr-defined]
