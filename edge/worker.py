@@ -20,7 +20,7 @@ from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
 from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
 from edge.capture import LatestFrameSource, ReplaySource, StillImageCapture, open_source
 from edge.config import EdgeSettings
-from edge.detections import Frame, box_iou
+from edge.detections import Detections, Frame, box_iou
 from edge.detector import Detector
 from edge.health import CameraHealthMonitor
 from edge.motion import MotionGate
@@ -74,16 +74,46 @@ class CameraAnalysis:
         self._gate: MotionGate | None = None
         self.frames = 0
         self.detected = 0
+        self.failures = 0
+        self.failure = ""  # the latest error, for the camera's status
 
     def needs_detector(self, frame: Frame) -> bool:
         """Note the frame; True when the detector should look at it (motion, or a re-check)."""
         self.frames += 1
-        if self._gate is None:
-            self._gate = self._first_frame(frame)
-        self.health.observe(frame)
-        wanted = self.pipeline.uses_detector and self._gate.should_detect(frame)
+        try:
+            if self._gate is None:
+                self._gate = self._first_frame(frame)
+            self.health.observe(frame)
+            wanted = self.pipeline.uses_detector and self._gate.should_detect(frame)
+        except Exception as exc:  # one camera's bad frame or zone must not stop the others
+            self.failed(frame, exc)
+            return False
         self.detected += wanted
         return wanted
+
+    def process(self, frame: Frame, detections: Detections | None) -> int:
+        """The frame through the pipeline; returns how many events it raised."""
+        try:
+            raised = len(self.pipeline.process(frame, detections))
+        except Exception as exc:  # e.g. a zone outside the frame, a full outbox disk
+            self.failed(frame, exc)
+            return 0
+        self.failure = ""
+        return raised
+
+    def failed(self, frame: Frame, exc: Exception) -> None:
+        """Count and show one frame's failure; log a new kind at once, a repeat now and then."""
+        self.failures += 1
+        failure = f"{type(exc).__name__}: {exc}"
+        if failure != self.failure or self.failures % 100 == 1:
+            log.error(
+                "camera %s, frame %d: %s (%d failures)",
+                self.camera.id,
+                frame.index,
+                failure,
+                self.failures,
+            )
+        self.failure = failure
 
     def _first_frame(self, frame: Frame) -> MotionGate:
         height, width = frame.image.shape[:2]
@@ -168,12 +198,9 @@ class EdgeWorker:
                     (to_detect if wanted else skipped).append((analysis, frame))
                 if not to_detect and not skipped:
                     stop.wait(0.01)
-                new_events = sum(len(a.pipeline.process(f, None)) for a, f in skipped)
-                if to_detect:
-                    assert self.detector is not None
-                    batch = self.detector.detect_batch([frame.image for _, frame in to_detect])
-                    for (analysis, frame), detections in zip(to_detect, batch, strict=True):
-                        new_events += len(analysis.pipeline.process(frame, detections))
+                new_events = sum(analysis.process(frame, None) for analysis, frame in skipped)
+                for (analysis, frame), detections in self._detect(to_detect):
+                    new_events += analysis.process(frame, detections)
                 now = time.monotonic()
                 if new_events or now - last_flush >= FLUSH_INTERVAL_SECONDS:
                     publisher.flush_due()
@@ -190,6 +217,24 @@ class EdgeWorker:
             publisher.stop()
             outbox.close()
 
+    def _detect(
+        self, frames: list[tuple[CameraAnalysis, Frame]]
+    ) -> list[tuple[tuple[CameraAnalysis, Frame], Detections | None]]:
+        """One batch for every camera; if it fails, frame by frame, so one bad frame costs one."""
+        if not frames or self.detector is None:
+            return []
+        try:
+            batch = self.detector.detect_batch([frame.image for _, frame in frames])
+            return list(zip(frames, batch, strict=True))
+        except Exception:
+            results: list[tuple[tuple[CameraAnalysis, Frame], Detections | None]] = []
+            for analysis, frame in frames:
+                try:
+                    results.append(((analysis, frame), self.detector.detect(frame.image)))
+                except Exception as exc:
+                    analysis.failed(frame, exc)
+            return results
+
     def _status(
         self, source: LatestFrameSource, analysis: CameraAnalysis, elapsed: float
     ) -> CameraStatus:
@@ -203,9 +248,9 @@ class EdgeWorker:
         if self.detector is None:
             problems = [*problems, CameraProblem.NO_DETECTOR]
         health = source.health
-        if health is CameraHealth.OK and problems:
+        if health is CameraHealth.OK and (problems or analysis.failure):
             health = CameraHealth.DEGRADED
-        detail = source.detail or ", ".join(p.value for p in problems)
+        detail = source.detail or analysis.failure or ", ".join(p.value for p in problems)
         return CameraStatus(
             site_id=self.site.id,
             gateway_id=self.gateway.id,

@@ -301,3 +301,60 @@ def test_without_a_detector_the_worker_runs_on_and_its_status_says_so(
     assert latest.health is CameraHealth.DEGRADED
     assert latest.detector == ""
     assert latest.frames_read > 0
+
+
+def test_one_cameras_broken_zone_leaves_the_other_cameras_running(
+    mosquitto: MosquittoProcess, tmp_path: Path, model_path: Path
+) -> None:
+    """cam-2's fire lane lies outside its 810x1080 frame: it says so; cam-1 raises as usual."""
+    from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
+    from contracts.status import CameraHealth, CameraStatus
+    from edge.config import DetectorSettings, EdgeSettings
+    from edge.detector import create_detector
+    from edge.worker import EdgeWorker
+
+    photo = "pkg://ultralytics/assets/bus.jpg"
+    whole = [[0, 0], [810, 0], [810, 1080], [0, 1080]]
+    outside = [[2000, 2000], [2400, 2000], [2400, 2300]]
+    good = CameraConfig(
+        id=CAMERA,
+        source=photo,
+        fps=5,
+        zones=[ZoneConfig(id="stop", kind="no_parking", polygon=whole, dwell_seconds=1)],
+    )
+    broken = CameraConfig(
+        id="cam-2",
+        source=photo,
+        fps=5,
+        zones=[ZoneConfig(id="lane", kind="fire_lane", polygon=outside, dwell_seconds=1)],
+    )
+    gateway = GatewayConfig(id=GATEWAY, cameras=[good, broken])
+    site = SiteConfig(id=SITE, gateways=[gateway])
+    settings = EdgeSettings(data_dir=tmp_path / "edge", status_interval_seconds=1)
+    detector = create_detector(DetectorSettings(model=str(model_path)))
+    statuses: list[CameraStatus] = []
+    watcher = make_client(mosquitto.settings, "status-watcher-2")
+    watcher.on_message = lambda _c, _u, message: statuses.append(
+        CameraStatus.model_validate_json(message.payload)
+    )
+    watcher.connect(mosquitto.settings.host, mosquitto.settings.port)
+    watcher.subscribe(camera_status_topic(SITE, GATEWAY, "cam-2"), qos=1)
+    watcher.loop_start()
+    ingest = AckingIngest(mosquitto.settings)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=EdgeWorker(site, gateway, settings, mosquitto.settings, detector).run, args=(stop,)
+    )
+    worker.start()
+    try:
+        assert wait_for(lambda: any(e.phase.value == "opened" for e in ingest.received), 40)
+        assert wait_for(lambda: bool(statuses) and statuses[-1].health is CameraHealth.DEGRADED)
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+        watcher.disconnect()
+        watcher.loop_stop()
+        ingest.stop()
+    assert not worker.is_alive()
+    assert {e.camera_id for e in ingest.received} == {CAMERA}
+    assert "ValueError" in statuses[-1].detail
