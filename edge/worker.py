@@ -76,6 +76,7 @@ class CameraAnalysis:
         self.detected = 0
         self.failures = 0
         self.failure = ""  # the latest error, for the camera's status
+        self._logged: set[str] = set()
 
     def needs_detector(self, frame: Frame) -> bool:
         """Note the frame; True when the detector should look at it (motion, or a re-check)."""
@@ -105,7 +106,8 @@ class CameraAnalysis:
         """Count and show one frame's failure; log a new kind at once, a repeat now and then."""
         self.failures += 1
         failure = f"{type(exc).__name__}: {exc}"
-        if failure != self.failure or self.failures % 100 == 1:
+        if failure not in self._logged or self.failures % 100 == 1:
+            self._logged.add(failure)
             log.error(
                 "camera %s, frame %d: %s (%d failures)",
                 self.camera.id,
