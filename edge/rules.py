@@ -191,6 +191,7 @@ class DwellRule:
                 )
                 continue
             events.extend(self._observe(incident, sighting))
+            self._rejoin_by_plate(track_id, current_ids)
         for track_id in [t for t in self._incidents if t not in current_ids]:
             incident = self._incidents[track_id]
             if (now - incident.last_seen).total_seconds() > self._tracker.grace_seconds:
@@ -246,6 +247,30 @@ class DwellRule:
         incident.track_id = track_id
         self._incidents[track_id] = incident
         return incident
+
+    def _rejoin_by_plate(self, track_id: int, current_ids: set[int]) -> None:
+        """A fresh clock whose plate matches a lost incident's is that incident, wherever it is.
+
+        Position cannot tie them when the vehicle was hidden while it moved (a van pulling
+        forward behind a bus); its plate can.
+        """
+        fresh = self._incidents.get(track_id)
+        plate = fresh.best_plate() if fresh is not None else None
+        if fresh is None or plate is None or fresh.violation_id is not None:
+            return
+        for old_id, lost in self._incidents.items():
+            if old_id in current_ids or lost is fresh:
+                continue
+            lost_plate = lost.best_plate()
+            if lost_plate is not None and lost_plate.text == plate.text:
+                del self._incidents[old_id]
+                lost.track_id, lost.latest = track_id, fresh.latest
+                lost.clock_anchor, lost.clock_box_height = (
+                    fresh.clock_anchor,
+                    fresh.clock_box_height,
+                )
+                self._incidents[track_id] = lost
+                return
 
     def _observe(self, incident: _Incident, sighting: _Sighting) -> list[RuleEvent]:
         now = sighting.frame.timestamp

@@ -286,3 +286,23 @@ def test_a_real_parked_van_keeps_its_clock_to_the_crossing(
         frame = Frame(image, i, frame_at(t).timestamp)
         events += rule.update(frame, tracked((1, "truck", van)))
     assert [(e.phase, e.observed_at) for e in events] == [(Phase.OPENED, frame_at(30).timestamp)]
+
+
+def test_a_vehicle_that_moved_while_hidden_is_found_again_by_its_plate(zone: ZoneConfig) -> None:
+    """Lost behind a bus, it pulls forward: no overlap with its old spot, but the same plate."""
+    _CountingTally.reads = []
+    rule = DwellRule(
+        "cam-1",
+        zone,
+        TrackerSettings(grace_seconds=10),
+        EvidenceSettings(plate_read_seconds=1, update_interval_seconds=20),
+        plate_tallies=_CountingTally,
+    )
+    elsewhere = (110.0, 110.0, 150.0, 140.0)
+    steps = [(t, [(1, "car", PARKED)]) for t in seconds(0, 35)]  # opens at 30 s
+    steps += [(t, []) for t in seconds(36, 40)]  # hidden
+    steps += [(t, [(2, "car", elsewhere)]) for t in seconds(41, 80)]
+    events = run(rule, steps)
+    assert [e.phase for e in events] == [Phase.OPENED, Phase.UPDATED, Phase.UPDATED]
+    assert len({e.violation_id for e in events}) == 1
+    assert events[-1].started_at == frame_at(0).timestamp, "it keeps its clock"
