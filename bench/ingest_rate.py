@@ -287,9 +287,8 @@ def _ingest_worker(
         EvidenceStore(settings.evidence_dir),
         registry,
         metrics,
-        router.dispatch_new_case,
+        router.dispatch_new_cases,
         settings=settings,
-        on_cases_opened=router.dispatch_new_cases,
     )
     consumer = IngestConsumer(BrokerSettings(port=port), settings, service, registry, metrics)
     consumer.start()

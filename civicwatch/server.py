@@ -107,9 +107,8 @@ def build_server(config: CivicwatchConfig) -> Server:
         evidence_store,
         config,
         metrics,
-        on_case_opened=router.dispatch_new_case,
-        settings=settings.ingest,
         on_cases_opened=router.dispatch_new_cases,
+        settings=settings.ingest,
     )
     consumers = [
         IngestConsumer(config.broker, settings.ingest, service, config, metrics, client_id)

@@ -29,12 +29,9 @@ class Router:
                 return rule, f"routing rule #{number}{_describe(rule)}"
         return DEFAULT_ROUTES[ViolationKind(kind)], f"default route for {kind}"
 
-    def dispatch_new_case(self, session: Session, case: Case) -> None:
-        """The hook ingest calls when a violation first becomes a case: route it, dispatch it."""
-        self.dispatch_new_cases(session, [case])
-
     def dispatch_new_cases(self, session: Session, cases: list[Case]) -> None:
-        """Route and dispatch every case a batch opened, with one flush for them all."""
+        """The hook ingest calls with the cases a batch opened: route and dispatch each, with
+        one flush for them all."""
         now = utcnow()
         matched: dict[tuple[str, str, str, str], tuple[Route, str]] = {}
         for case in cases:

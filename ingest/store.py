@@ -73,15 +73,13 @@ from ingest.validation import zone_of_camera
 
 log = logging.getLogger(__name__)
 
-CaseOpenedHook = Callable[[Session, Case], None]
-"""Called inside the storing transaction when an incident first becomes a case.
+CasesOpenedHook = Callable[[Session, list[Case]], None]
+"""Called inside the storing transaction with every case a batch opened (incidents that first
+became cases).
 
-The case is pending (added, not yet flushed: no id yet); ingest flushes right after the hook,
+The cases are pending (added, not yet flushed: no ids yet); ingest flushes right after the hook,
 so what the hook sets or adds is written in the same multi-row INSERTs.
 """
-
-CasesOpenedHook = Callable[[Session, list[Case]], None]
-"""The same for all the cases a batch opened at once."""
 
 INGEST_ACTOR = "ingest"
 
@@ -119,16 +117,14 @@ class IngestService:
         evidence_store: EvidenceStore,
         registry: SiteRegistry,
         metrics: IngestMetrics,
-        on_case_opened: CaseOpenedHook,
+        on_cases_opened: CasesOpenedHook,
         settings: IngestSettings | None = None,
-        on_cases_opened: CasesOpenedHook | None = None,
     ) -> None:
-        """``on_cases_opened``, when given, replaces ``on_case_opened`` with one call a batch."""
+        """``on_cases_opened`` routes the cases a batch opened, in one call a batch."""
         self._sessions = session_factory
         self._evidence = evidence_store
         self._registry = registry
         self._metrics = metrics
-        self._on_case_opened = on_case_opened
         self._on_cases_opened = on_cases_opened
         self._settings = settings or IngestSettings()
 
@@ -185,11 +181,7 @@ class IngestService:
             log.warning("evidence hash chain of violation %s does not verify", violation_id)
 
     def _cases_opened(self, session: Session, cases: list[Case]) -> None:
-        if self._on_cases_opened is not None:
-            self._on_cases_opened(session, cases)
-            return
-        for case in cases:
-            self._on_case_opened(session, case)
+        self._on_cases_opened(session, cases)
 
     def refresh_missing_gauge(self) -> None:
         """Set the missing-messages gauge from the database (all workers' gaps, after restarts)."""

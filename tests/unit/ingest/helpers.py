@@ -106,9 +106,8 @@ def make_rig(
         store,
         registry,
         metrics,
-        router.dispatch_new_case,
+        on_cases_opened or router.dispatch_new_cases,
         settings=settings,
-        on_cases_opened=on_cases_opened or router.dispatch_new_cases,
     )
     handler = ViolationHandler(service, registry, metrics, 1024 * 1024)
     return Rig(registry, service, handler, metrics, store, sessions)

@@ -106,13 +106,14 @@ def test_a_poison_message_is_refused_alone_and_its_batch_is_stored(
     good_before, poison, good_after = edge.event(), edge.event(), edge.event()
     router = Router(RoutingSettings())
 
-    def route_but_not_the_poison(session: Session, case: Case) -> None:
-        if case.violation_id == poison.violation_id:
-            raise ValueError(f"no route for violation {case.violation_id}")
-        router.dispatch_new_case(session, case)
+    def route_but_not_the_poison(session: Session, cases: list[Case]) -> None:
+        for case in cases:
+            if case.violation_id == poison.violation_id:
+                raise ValueError(f"no route for violation {case.violation_id}")
+        router.dispatch_new_cases(session, cases)
 
     rig = make_ingest(
-        session_factory, tmp_path / "evidence", on_case_opened=route_but_not_the_poison
+        session_factory, tmp_path / "evidence", on_cases_opened=route_but_not_the_poison
     )
     batch = [(edge.topic, event.to_wire()) for event in (good_before, poison, good_after)]
 

@@ -109,10 +109,10 @@ def test_new_case_is_routed_in_the_same_transaction(
 def test_a_failing_case_hook_leaves_nothing_stored(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
-    def refuse_to_route(_session: Session, _case: Case) -> None:
+    def refuse_to_route(_session: Session, _cases: list[Case]) -> None:
         raise RuntimeError("routing exploded")
 
-    rig = make_ingest(session_factory, tmp_path / "evidence", on_case_opened=refuse_to_route)
+    rig = make_ingest(session_factory, tmp_path / "evidence", on_cases_opened=refuse_to_route)
     with pytest.raises(RuntimeError, match="routing exploded"):
         rig.service.store(EventFactory().event())
     assert _count(session_factory, Event) == 0
