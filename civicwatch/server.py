@@ -107,7 +107,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         evidence_store,
         config,
         metrics,
-        on_cases_opened=router.dispatch_new_cases,
+        route_cases=router.dispatch_new_cases,
         settings=settings.ingest,
     )
     consumers = [

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-from sqlalchemy.orm import Session
+from collections.abc import Sequence
 
 from contracts.events import ViolationKind
 from contracts.sites import ZoneKind
 from dispatch.config import DEFAULT_ROUTES, Route, RoutingRule, RoutingSettings
-from dispatch.workflow import record_transition
-from ingest.tables import Case, CaseState, utcnow
+from ingest.store import OpenedCase, RouteDecision
 
 DISPATCH_ACTOR = "dispatch"
 
@@ -29,33 +26,29 @@ class Router:
                 return rule, f"routing rule #{number}{_describe(rule)}"
         return DEFAULT_ROUTES[ViolationKind(kind)], f"default route for {kind}"
 
-    def dispatch_new_cases(self, session: Session, cases: list[Case]) -> None:
-        """The hook ingest calls with the cases a batch opened: route and dispatch each, with
-        one flush for them all."""
-        now = utcnow()
-        matched: dict[tuple[str, str, str, str], tuple[Route, str]] = {}
+    def dispatch_new_cases(self, cases: Sequence[OpenedCase]) -> list[RouteDecision]:
+        """The router ingest calls with the cases a batch opens: one decision per case, which
+        ingest writes as the case's dispatch."""
+        decided: dict[tuple[str, str, str, str], RouteDecision] = {}
+        decisions = []
         for case in cases:
             key = (case.kind, case.zone_kind, case.zone_id, case.site_id)
-            if key not in matched:
-                matched[key] = self._match(*key)
-            self._dispatch(session, case, *matched[key], now)
-        session.flush()
+            if key not in decided:
+                decided[key] = _decision(*self._match(*key))
+            decisions.append(decided[key])
+        return decisions
 
-    @staticmethod
-    def _dispatch(session: Session, case: Case, route: Route, why: str, now: datetime) -> None:
-        case.department = route.department
-        case.tier = route.tier
-        case.priority = route.priority
-        case.sla_due_at = now + timedelta(minutes=route.sla_minutes)
-        record_transition(
-            session,
-            case,
-            CaseState.DISPATCHED,
-            DISPATCH_ACTOR,
-            f"{why}: {route.department}, {route.tier}, {route.priority}, "
-            f"SLA {route.sla_minutes} min",
-            now,
-        )
+
+def _decision(route: Route, why: str) -> RouteDecision:
+    return RouteDecision(
+        department=route.department.value,
+        tier=route.tier.value,
+        priority=route.priority.value,
+        sla_minutes=route.sla_minutes,
+        actor=DISPATCH_ACTOR,
+        reason=f"{why}: {route.department}, {route.tier}, {route.priority}, "
+        f"SLA {route.sla_minutes} min",
+    )
 
 
 def _matches(

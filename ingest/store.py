@@ -10,8 +10,9 @@ and location an incident is matched by.
 
 The hot path is set-based: a handful of statements per batch, whatever its size. Rows go in as
 multi-row INSERTs (on PostgreSQL one array per column through unnest()), the cases a batch
-touches are read in one SELECT, folded in Python and written back in one UPDATE. Only a case
-the batch opens is an ORM object, so that routing (the cases-opened hook) can work on it.
+touches are read in one SELECT, folded in Python and written back in one UPDATE. The cases a
+batch opens are routed on plain values (the route_cases callable) and inserted already
+dispatched, in one INSERT ... RETURNING, with their audit trail in one more.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -73,13 +75,33 @@ from ingest.validation import zone_of_camera
 
 log = logging.getLogger(__name__)
 
-CasesOpenedHook = Callable[[Session, list[Case]], None]
-"""Called inside the storing transaction with every case a batch opened (incidents that first
-became cases).
 
-The cases are pending (added, not yet flushed: no ids yet); ingest flushes right after the hook,
-so what the hook sets or adds is written in the same multi-row INSERTs.
-"""
+@dataclass(frozen=True, slots=True)
+class OpenedCase:
+    """What routing may look at of a case a batch opens (it has no id yet)."""
+
+    violation_id: UUID
+    kind: str
+    zone_kind: str
+    zone_id: str
+    site_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """Where an opened case goes; ingest writes it as the case's new -> dispatched step."""
+
+    department: str
+    tier: str
+    priority: str
+    sla_minutes: int
+    actor: str
+    reason: str  # the audit-trail text of the dispatch
+
+
+CaseRouter = Callable[[Sequence[OpenedCase]], list[RouteDecision]]
+"""Called inside the storing transaction, once a batch, with every case it opens (incidents that
+first became cases); returns one decision per case, in order. Raising rolls the batch back."""
 
 INGEST_ACTOR = "ingest"
 
@@ -117,15 +139,15 @@ class IngestService:
         evidence_store: EvidenceStore,
         registry: SiteRegistry,
         metrics: IngestMetrics,
-        on_cases_opened: CasesOpenedHook,
+        route_cases: CaseRouter,
         settings: IngestSettings | None = None,
     ) -> None:
-        """``on_cases_opened`` routes the cases a batch opened, in one call a batch."""
+        """``route_cases`` routes the cases a batch opens, in one call a batch."""
         self._sessions = session_factory
         self._evidence = evidence_store
         self._registry = registry
         self._metrics = metrics
-        self._on_cases_opened = on_cases_opened
+        self._route_cases = route_cases
         self._settings = settings or IngestSettings()
 
     def store(self, event: ViolationEvent) -> AckOutcome:
@@ -180,8 +202,13 @@ class IngestService:
             metrics.chain_breaks.inc()
             log.warning("evidence hash chain of violation %s does not verify", violation_id)
 
-    def _cases_opened(self, session: Session, cases: list[Case]) -> None:
-        self._on_cases_opened(session, cases)
+    def _route(self, cases: list[_CaseRow]) -> list[RouteDecision]:
+        decisions = self._route_cases([case.to_route() for case in cases])
+        if len(decisions) != len(cases):
+            raise RuntimeError(
+                f"routing returned {len(decisions)} decision(s) for {len(cases)} opened case(s)"
+            )
+        return decisions
 
     def refresh_missing_gauge(self) -> None:
         """Set the missing-messages gauge from the database (all workers' gaps, after restarts)."""
@@ -260,11 +287,10 @@ class _BatchWriter:
 
     def _insert_events(self, unique: list[_Placed]) -> set[UUID]:
         rows = [_event_values(item.event, self._now) for item in unique]
-        return set(
-            _bulk_insert(
-                self._session, Event, rows, on_conflict=["message_id"], returning="message_id"
-            )
+        inserted = _bulk_insert(
+            self._session, Event, rows, on_conflict=["message_id"], returning=["message_id"]
         )
+        return {row.message_id for row in inserted}
 
     def _store_evidence(self, fresh: list[_Placed]) -> int:
         """Insert the evidence rows; write the files of the rows that are new.
@@ -291,16 +317,23 @@ class _BatchWriter:
                     }
         if not rows:
             return 0
-        new = _bulk_insert(
-            self._session, Evidence, list(rows.values()), on_conflict=["sha256"], returning="sha256"
-        )
+        new = [
+            row.sha256
+            for row in _bulk_insert(
+                self._session,
+                Evidence,
+                list(rows.values()),
+                on_conflict=["sha256"],
+                returning=["sha256"],
+            )
+        ]
         return self._service._evidence.write_unsynced((sha256, files[sha256]) for sha256 in new)
 
     def _attach_to_cases(self, fresh: list[_Placed]) -> dict[UUID, _CaseRow]:
         """Fold each event into its incident's case; returns violation id -> case.
 
         Cases are folded as plain rows in Python and written back with one statement per
-        kind of change; only a case this batch opens goes through the ORM (routing works on it).
+        kind of change.
         """
         session = self._session
         by_violation: dict[UUID, list[_Placed]] = defaultdict(list)
@@ -385,15 +418,47 @@ class _BatchWriter:
             yield key, loaded.setdefault(row.require_id(), row)
 
     def _open_cases(self, opened: list[tuple[_CaseRow, _Placed]]) -> None:
-        """Create the batch's new cases with their audit trail, route them, and flush once."""
+        """Route the batch's new cases, insert them dispatched (one INSERT returning their ids)
+        and their audit trail: ingest's steps, then the dispatch (one INSERT)."""
         if not opened:
             return
-        orm_cases = [case.to_orm(self._now) for case, _first in opened]
-        self._session.add_all(orm_cases)
-        self._service._cases_opened(self._session, orm_cases)
-        self._session.flush()  # one multi-row INSERT per table; the cases get their ids
-        for (case, _first), orm_case in zip(opened, orm_cases, strict=True):
-            case.id = orm_case.id
+        cases = [case for case, _first in opened]
+        decisions = self._service._route(cases)
+        rows: list[dict[str, Any]] = []
+        for case, decision in zip(cases, decisions, strict=True):
+            values = {name: getattr(case, name) for name in _CASE_FIELDS if name != "id"}
+            values.update(
+                state=CaseState.DISPATCHED.value,
+                department=decision.department,
+                tier=decision.tier,
+                priority=decision.priority,
+                sla_due_at=self._now + timedelta(minutes=decision.sla_minutes),
+                overdue=False,
+                chain_broken=False,
+                created_at=self._now,
+            )
+            rows.append(values)
+        inserted = _bulk_insert(self._session, Case, rows, returning=["violation_id", "id"])
+        ids: dict[UUID, int] = {row.violation_id: row.id for row in inserted}
+        transitions: list[dict[str, Any]] = []
+        for case, decision in zip(cases, decisions, strict=True):
+            case.id = ids[case.violation_id]
+            steps = [(*step, INGEST_ACTOR) for step in case.transitions]
+            steps.append((case.state, CaseState.DISPATCHED, decision.reason, decision.actor))
+            transitions.extend(
+                {
+                    "case_id": case.id,
+                    "from_state": from_state,
+                    "to_state": to_state,
+                    "actor": actor,
+                    "reason": reason,
+                    "at": self._now,
+                }
+                for from_state, to_state, reason, actor in steps
+            )
+            case.state = CaseState.DISPATCHED
+            case.transitions.clear()  # stored now: never to be written twice
+        _bulk_insert(self._session, CaseTransition, transitions)
 
     def _write_back(self, changed: list[_CaseRow]) -> None:
         """Write back every stored case the batch folded messages into, in one UPDATE."""
@@ -743,22 +808,8 @@ class _CaseRow:
             raise RuntimeError(f"case of violation {self.violation_id} has no id before its flush")
         return self.id
 
-    def to_orm(self, now: datetime) -> Case:
-        """The new case as an ORM object with its audit trail, for routing and the INSERT."""
-        values = {name: getattr(self, name) for name in _CASE_FIELDS}
-        del values["id"]
-        case = Case(**values, overdue=False, chain_broken=False, created_at=now)
-        case.transitions = [
-            CaseTransition(
-                from_state=from_state,
-                to_state=to_state,
-                actor=INGEST_ACTOR,
-                reason=reason,
-                at=now,
-            )
-            for from_state, to_state, reason in self.transitions
-        ]
-        return case
+    def to_route(self) -> OpenedCase:
+        return OpenedCase(self.violation_id, self.kind, self.zone_kind, self.zone_id, self.site_id)
 
 
 class _Candidates:
@@ -838,10 +889,10 @@ def _bulk_insert(
     entity: type[Base],
     rows: Sequence[dict[str, Any]],
     on_conflict: Sequence[str] = (),
-    returning: str | None = None,
-) -> list[Any]:
+    returning: Sequence[str] = (),
+) -> list[Row[Any]]:
     """Insert ``rows`` (dicts with the same keys) in one statement, skipping conflicts on the
-    ``on_conflict`` key; returns the ``returning`` column of the rows actually inserted.
+    ``on_conflict`` key; returns the ``returning`` columns of the rows actually inserted.
 
     On PostgreSQL the rows travel as one array per column through unnest(): a short statement
     psycopg parses once, where a multi-row VALUES has thousands of placeholders that psycopg
@@ -855,10 +906,11 @@ def _bulk_insert(
         statement = sqlite.insert(table)
         if on_conflict:
             statement = statement.on_conflict_do_nothing(index_elements=list(on_conflict))
-        if returning is None:
+        if not returning:
             session.execute(statement, list(rows))
             return []
-        return list(session.execute(statement.returning(table.c[returning]), list(rows)).scalars())
+        returned = [table.c[name] for name in returning]
+        return list(session.execute(statement.returning(*returned), list(rows)).all())
     quote = dialect.identifier_preparer.quote
     names = list(rows[0])
     # Set-returning functions in one select list run in lockstep: row i of every column.
@@ -869,10 +921,10 @@ def _bulk_insert(
     )
     if on_conflict:
         sql += f" ON CONFLICT ({', '.join(quote(name) for name in on_conflict)}) DO NOTHING"
-    if returning is not None:
-        sql += f" RETURNING {quote(returning)}"
+    if returning:
+        sql += f" RETURNING {', '.join(quote(name) for name in returning)}"
     result = session.execute(text(sql), _column_values(table, rows))
-    return list(result.scalars()) if returning is not None else []
+    return list(result.all()) if returning else []
 
 
 def _bulk_update(

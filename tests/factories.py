@@ -38,7 +38,7 @@ from ingest.database import SessionFactory, make_engine, make_session_factory
 from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
-from ingest.store import CasesOpenedHook, IngestService
+from ingest.store import CaseRouter, IngestService
 
 SITE = "site-a"
 GATEWAY = "gw-a1"
@@ -209,14 +209,14 @@ def make_ingest(
     session_factory: SessionFactory,
     evidence_dir: Path,
     routing: RoutingSettings | None = None,
-    on_cases_opened: CasesOpenedHook | None = None,
+    route_cases: CaseRouter | None = None,
     max_payload_bytes: int = 1024 * 1024,
 ) -> IngestRig:
     registry = make_registry()
     store = EvidenceStore(evidence_dir)
     metrics = IngestMetrics()
-    if on_cases_opened is None:
-        on_cases_opened = Router(routing or RoutingSettings()).dispatch_new_cases
-    service = IngestService(session_factory, store, registry, metrics, on_cases_opened)
+    if route_cases is None:
+        route_cases = Router(routing or RoutingSettings()).dispatch_new_cases
+    service = IngestService(session_factory, store, registry, metrics, route_cases)
     handler = ViolationHandler(service, registry, metrics, max_payload_bytes)
     return IngestRig(session_factory, store, registry, metrics, service, handler)

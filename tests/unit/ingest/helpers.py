@@ -34,7 +34,7 @@ from ingest.database import SessionFactory
 from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
-from ingest.store import CasesOpenedHook, IngestService
+from ingest.store import CaseRouter, IngestService
 from tests.factories import EventFactory, jpeg_bytes
 
 SITE = "site-m"
@@ -94,9 +94,9 @@ def make_rig(
     evidence_dir: Path,
     registry: SiteRegistry | None = None,
     settings: IngestSettings | None = None,
-    on_cases_opened: CasesOpenedHook | None = None,
+    route_cases: CaseRouter | None = None,
 ) -> Rig:
-    """Ingest wired as the server wires it (batched routing as the cases-opened hook)."""
+    """Ingest wired as the server wires it (the router decides for every case a batch opens)."""
     registry = registry or overlapping_registry()
     store = EvidenceStore(evidence_dir)
     metrics = IngestMetrics()
@@ -106,7 +106,7 @@ def make_rig(
         store,
         registry,
         metrics,
-        on_cases_opened or router.dispatch_new_cases,
+        route_cases or router.dispatch_new_cases,
         settings=settings,
     )
     handler = ViolationHandler(service, registry, metrics, 1024 * 1024)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from contracts.acks import AckOutcome
 from contracts.topics import violation_topic
@@ -18,7 +18,8 @@ from dispatch.config import RoutingSettings
 from dispatch.routing import Router
 from ingest.database import SessionFactory
 from ingest.handler import is_transient
-from ingest.tables import Base, Case
+from ingest.store import OpenedCase, RouteDecision
+from ingest.tables import Base
 from ingest.validation import RefusalReason
 from tests.factories import (
     CAMERA,
@@ -106,15 +107,13 @@ def test_a_poison_message_is_refused_alone_and_its_batch_is_stored(
     good_before, poison, good_after = edge.event(), edge.event(), edge.event()
     router = Router(RoutingSettings())
 
-    def route_but_not_the_poison(session: Session, cases: list[Case]) -> None:
+    def route_but_not_the_poison(cases: Sequence[OpenedCase]) -> list[RouteDecision]:
         for case in cases:
             if case.violation_id == poison.violation_id:
                 raise ValueError(f"no route for violation {case.violation_id}")
-        router.dispatch_new_cases(session, cases)
+        return router.dispatch_new_cases(cases)
 
-    rig = make_ingest(
-        session_factory, tmp_path / "evidence", on_cases_opened=route_but_not_the_poison
-    )
+    rig = make_ingest(session_factory, tmp_path / "evidence", route_cases=route_but_not_the_poison)
     batch = [(edge.topic, event.to_wire()) for event in (good_before, poison, good_after)]
 
     acks = rig.handler.handle_batch(batch)

@@ -6,12 +6,12 @@ generated JPEGs: ingest hashes and files them, it never decodes them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from contracts.acks import AckOutcome
 from contracts.events import Phase
@@ -20,6 +20,7 @@ from dispatch.config import RoutingSettings
 from dispatch.routing import Router
 from ingest.config import IngestSettings
 from ingest.database import SessionFactory
+from ingest.store import OpenedCase, RouteDecision
 from ingest.tables import (
     CameraStatusRow,
     Case,
@@ -282,11 +283,11 @@ def test_a_batch_routes_every_case_it_opens_in_one_call(
     router = Router(RoutingSettings())
     batches: list[int] = []
 
-    def route_all(session: Session, cases: list[Case]) -> None:
+    def route_all(cases: Sequence[OpenedCase]) -> list[RouteDecision]:
         batches.append(len(cases))
-        router.dispatch_new_cases(session, cases)
+        return router.dispatch_new_cases(cases)
 
-    rig = make_rig(session_factory, tmp_path / "evidence", on_cases_opened=route_all)
+    rig = make_rig(session_factory, tmp_path / "evidence", route_cases=route_all)
     north, yard = camera_factory(NORTH_CAMERA, 1), camera_factory(YARD_CAMERA, 2)
     opened = [
         north.event(zone_id=ZONE),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
@@ -10,11 +11,11 @@ from uuid import uuid4
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from contracts.acks import AckOutcome
 from contracts.events import Phase, ViolationKind
 from ingest.database import SessionFactory, make_engine, make_session_factory
+from ingest.store import OpenedCase, RouteDecision
 from ingest.tables import Case, CaseEvidence, CaseState, CaseTransition, Event, Evidence
 from tests.factories import FIRE_LANE_ZONE, T0, EventFactory, make_ingest
 
@@ -101,18 +102,34 @@ def test_new_case_is_routed_in_the_same_transaction(
             "urgent",
             "dispatched",
         )
-        assert case.sla_due_at is not None
+        assert case.sla_due_at == case.created_at + timedelta(minutes=30)
         transitions = [(t.from_state, t.to_state, t.actor) for t in case.transitions]
         assert transitions == [(None, "new", "ingest"), ("new", "dispatched", "dispatch")]
+        assert case.transitions[1].reason == (
+            "default route for fire_lane_blocking: fire_rescue, department, urgent, SLA 30 min"
+        )
+
+
+def test_a_router_that_skips_a_case_leaves_nothing_stored(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    def decide_nothing(_cases: Sequence[OpenedCase]) -> list[RouteDecision]:
+        return []
+
+    rig = make_ingest(session_factory, tmp_path / "evidence", route_cases=decide_nothing)
+    with pytest.raises(RuntimeError, match="0 decision"):
+        rig.service.store(EventFactory().event())
+    assert _count(session_factory, Event) == 0
+    assert _count(session_factory, Case) == 0
 
 
 def test_a_failing_case_hook_leaves_nothing_stored(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
-    def refuse_to_route(_session: Session, _cases: list[Case]) -> None:
+    def refuse_to_route(_cases: Sequence[OpenedCase]) -> list[RouteDecision]:
         raise RuntimeError("routing exploded")
 
-    rig = make_ingest(session_factory, tmp_path / "evidence", on_cases_opened=refuse_to_route)
+    rig = make_ingest(session_factory, tmp_path / "evidence", route_cases=refuse_to_route)
     with pytest.raises(RuntimeError, match="routing exploded"):
         rig.service.store(EventFactory().event())
     assert _count(session_factory, Event) == 0
