@@ -91,6 +91,20 @@ class Detections:
             tracker_id=self.tracker_id[selector].reshape(-1),
         )
 
+    def __add__(self, other: Detections) -> Detections:
+        """Both sets of boxes in one; class names from both (their ids must not clash)."""
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        return Detections(
+            xyxy=np.concatenate([self.xyxy, other.xyxy]),
+            confidence=np.concatenate([self.confidence, other.confidence]),
+            class_id=np.concatenate([self.class_id, other.class_id]),
+            class_names={**self.class_names, **other.class_names},
+            tracker_id=np.concatenate([self.tracker_id, other.tracker_id]),
+        )
+
     def with_tracker_ids(self, tracker_id: IntArray) -> Detections:
         return Detections(self.xyxy, self.confidence, self.class_id, self.class_names, tracker_id)
 

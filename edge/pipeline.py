@@ -156,7 +156,7 @@ class CameraPipeline:
                 known = [*seen.xyxy]
                 known += [box for name, box in rule.incident_boxes() if name != STATIONARY_OBJECT]
                 blobs = lane.sightings(frame, known, seen[rule.zone.trigger(seen)])
-                sightings = _concat(tracked, blobs) if tracked is not None else blobs
+                sightings = tracked + blobs if tracked is not None else blobs
                 outcomes += [(o, lane.blocked_share) for o in rule.update(frame, sightings)]
             elif tracked is not None:
                 outcomes += [(o, None) for o in rule.update(frame, tracked)]
@@ -195,18 +195,3 @@ class CameraPipeline:
             plate=outcome.plate,
             blocked_share=None if blocked_share is None else round(min(1.0, blocked_share), 4),
         )
-
-
-def _concat(a: Detections, b: Detections) -> Detections:
-    if not len(b):
-        return a
-    if not len(a):
-        return b
-    names = {**a.class_names, **b.class_names}
-    return Detections(
-        xyxy=np.concatenate([a.xyxy, b.xyxy]),
-        confidence=np.concatenate([a.confidence, b.confidence]),
-        class_id=np.concatenate([a.class_id, b.class_id]),
-        class_names=names,
-        tracker_id=np.concatenate([a.tracker_id, b.tracker_id]),
-    )

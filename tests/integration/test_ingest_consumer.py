@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.mqtt import make_client
@@ -99,6 +100,27 @@ def start_consumer(mosquitto: MosquittoProcess, rig: IngestRig, client_id: str) 
     return consumer
 
 
+ROOMY_PAGES = 1_000_000
+
+
+def fill_up(engine: Engine) -> dict[str, int]:
+    """Cap the SQLite file at its current size, so the next write fails with SQLITE_FULL.
+
+    The cap is applied on every checkout; set ``pages`` to ROOMY_PAGES to give space back.
+    """
+    limit = {"pages": ROOMY_PAGES}
+
+    @sa_event.listens_for(engine, "checkout")
+    def _cap_size(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
+        cursor.close()
+
+    with engine.connect() as connection:
+        limit["pages"] = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+    return limit
+
+
 def stored_events(rig: IngestRig) -> int:
     with rig.session_factory() as session:
         return session.scalar(select(func.count()).select_from(Event)) or 0
@@ -181,16 +203,7 @@ def test_a_full_database_acks_nothing_until_space_returns(
     """SQLite's max_page_count makes the database 'full' for real (SQLITE_FULL on write)."""
     url = f"sqlite:///{tmp_path / 'small.db'}"
     with migrated_database(url) as (engine, sessions):
-        limit = {"pages": 1_000_000}
-
-        @sa_event.listens_for(engine, "checkout")
-        def _cap_size(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
-            cursor.close()
-
-        with engine.connect() as connection:
-            limit["pages"] = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        limit = fill_up(engine)
         rig = make_ingest(sessions, tmp_path / "evidence")
         consumer = start_consumer(mosquitto, rig, "ingest-full")
         try:
@@ -206,7 +219,7 @@ def test_a_full_database_acks_nothing_until_space_returns(
             assert edge.acks.empty()  # nothing confirmed that was not stored
             assert stored_events(rig) == 0
 
-            limit["pages"] = 1_000_000  # space is back; the next retry gets a fresh checkout
+            limit["pages"] = ROOMY_PAGES  # space is back; the next retry gets a fresh checkout
             received = {edge.next_ack().message_id for _ in events}
             assert received == {item.message_id for item in events}
             assert stored_events(rig) == 5
@@ -243,16 +256,7 @@ def test_a_broker_restart_while_the_database_is_full_loses_and_misacks_nothing(
     """
     url = f"sqlite:///{tmp_path / 'small.db'}"
     with migrated_database(url) as (engine, sessions):
-        limit = {"pages": 1_000_000}
-
-        @sa_event.listens_for(engine, "checkout")
-        def _cap_size(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA max_page_count = {limit['pages']}")
-            cursor.close()
-
-        with engine.connect() as connection:
-            limit["pages"] = int(connection.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        limit = fill_up(engine)
         rig = make_ingest(sessions, tmp_path / "evidence")
         consumer = start_consumer(mosquitto, rig, "ingest-restart")
         try:
@@ -274,7 +278,7 @@ def test_a_broker_restart_while_the_database_is_full_loses_and_misacks_nothing(
             mosquitto.stop()
             mosquitto.start()
             wait_until(consumer.ready.is_set, "ingest back on the restarted broker")
-            limit["pages"] = 1_000_000
+            limit["pages"] = ROOMY_PAGES
             wait_until(lambda: stored_events(rig) == 5, "the stuck batch stored")
             wait_until(
                 lambda: rig.metrics.value("civicwatch_ingest_duplicates_total") == 5,
