@@ -8,6 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
+import cv2
+import numpy as np
+import ultralytics
+
 from contracts.events import EvidenceLabel, Phase, PlateReading
 from contracts.sites import ZoneConfig
 from edge.capture import ReplaySource
@@ -306,3 +310,17 @@ def test_a_vehicle_that_moved_while_hidden_is_found_again_by_its_plate(zone: Zon
     assert [e.phase for e in events] == [Phase.OPENED, Phase.UPDATED, Phase.UPDATED]
     assert len({e.violation_id for e in events}) == 1
     assert events[-1].started_at == frame_at(0).timestamp, "it keeps its clock"
+
+
+def test_a_bus_in_a_real_photo_keeps_its_clock_to_the_crossing(zone: ZoneConfig) -> None:
+    """Ultralytics' bus.jpg held still: two identical colour signatures must read as one look."""
+    image = cv2.imread(str(Path(ultralytics.__file__).parent / "assets" / "bus.jpg"))
+    assert image is not None
+    bus = (3.4, 229.5, 793.1, 732.4)
+    whole = zone.model_copy(update={"polygon": [[0, 0], [810, 0], [810, 1080], [0, 1080]]})
+    rule = make_rule(whole)
+    events: list[RuleEvent] = []
+    for i, t in enumerate(seconds(0, 31)):
+        frame = Frame(np.asarray(image, dtype=np.uint8), i, frame_at(t).timestamp)
+        events += rule.update(frame, tracked((1, "car", bus)))
+    assert [(e.phase, e.observed_at) for e in events] == [(Phase.OPENED, frame_at(30).timestamp)]
