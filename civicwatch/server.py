@@ -21,6 +21,7 @@ from civicwatch.config import CivicwatchConfig
 from dispatch.api import create_app
 from dispatch.routing import Router
 from dispatch.sla import sweep_overdue
+from dispatch.workflow import Workflow
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
 from ingest.database import SessionFactory, make_engine, make_session_factory
@@ -123,7 +124,10 @@ def build_server(config: CivicwatchConfig) -> Server:
         max_instances=1,
         coalesce=True,
     )
-    app = create_app(session_factory, evidence_store, settings.api, config, metrics.registry)
+    workflow = Workflow()
+    app = create_app(
+        session_factory, evidence_store, settings.api, config, metrics.registry, workflow
+    )
     return Server(
         engine=engine,
         session_factory=session_factory,

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry
-from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.config import SCOPED_ROLES, ApiSettings, ApiToken, Department, Role
 from dispatch.schemas import (
     CameraPublic,
     CaseAction,
@@ -42,7 +42,14 @@ from dispatch.schemas import (
     ObjectBoxPublic,
     TransitionPublic,
 )
-from dispatch.workflow import Action, IllegalTransitionError, MissingInputError, apply_action
+from dispatch.workflow import (
+    Actor,
+    Command,
+    IllegalTransitionError,
+    MissingInputError,
+    NotPermittedError,
+    Workflow,
+)
 from ingest.database import SessionFactory
 from ingest.evidence_store import EvidenceError, EvidenceStore
 from ingest.tables import (
@@ -55,7 +62,6 @@ from ingest.tables import (
 )
 
 API_PREFIX = "/api/v1"
-DEPARTMENT_ACTIONS = frozenset({Action.ACCEPT, Action.RESOLVE, Action.RETURN})
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -66,18 +72,10 @@ class ApiContext:
     settings: ApiSettings
     registry: SiteRegistry
     metrics_registry: CollectorRegistry
+    workflow: Workflow
 
 
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    role: Role
-    department: Department | None
-
-    def may(self, action: Action) -> bool:
-        if self.role is Role.DISPATCHER:
-            return True
-        return self.role is Role.DEPARTMENT and action in DEPARTMENT_ACTIONS
+Principal = Actor
 
 
 def get_context(request: Request) -> ApiContext:
@@ -133,9 +131,7 @@ def _visible_case(session: Session, principal: Principal, case_id: int) -> Case:
     case = session.get(
         Case, case_id, options=[selectinload(Case.evidence), selectinload(Case.transitions)]
     )
-    if case is None or (
-        principal.role is Role.DEPARTMENT and case.department != principal.department
-    ):
+    if case is None or not principal.sees(case):
         raise _not_found(f"case {case_id}")
     return case
 
@@ -192,7 +188,7 @@ def list_cases(
 ) -> list[CasePublic]:
     """Cases by SLA due time (soonest first); a department token only ever sees its own."""
     query = select(Case)
-    if principal.role is Role.DEPARTMENT:
+    if principal.role in SCOPED_ROLES:
         query = query.where(Case.department == principal.department)
     filters = {
         Case.department: department,
@@ -217,22 +213,27 @@ def get_case(case_id: int, session: SessionDep, principal: PrincipalDep) -> Case
 
 @api.post("/cases/{case_id}/actions", response_model=CaseDetail)
 def act_on_case(
-    case_id: int, command: CaseAction, session: SessionDep, principal: PrincipalDep
+    case_id: int,
+    command: CaseAction,
+    session: SessionDep,
+    principal: PrincipalDep,
+    context: ContextDep,
 ) -> CaseDetail:
     case = _visible_case(session, principal, case_id)
-    if not principal.may(command.action):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, f"role {principal.role} may not {command.action} cases"
-        )
     try:
-        apply_action(
+        context.workflow.apply(
             session,
             case,
-            command.action,
-            actor=principal.name,
-            reason=command.reason,
-            department=command.department,
+            Command(
+                action=command.action,
+                reason=command.reason,
+                department=command.department,
+                duplicate_of=command.duplicate_of,
+            ),
+            principal,
         )
+    except NotPermittedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except IllegalTransitionError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except MissingInputError as exc:
@@ -263,7 +264,7 @@ def get_evidence(
     """
     mentions = or_(CaseEvidence.sha256 == sha256, CaseEvidence.redacted_sha256 == sha256)
     visible = select(CaseEvidence.redacted_sha256).join(Case).where(mentions)
-    if principal.role is Role.DEPARTMENT:
+    if principal.role in SCOPED_ROLES:
         visible = visible.where(Case.department == principal.department)
     links = session.execute(visible).all()
     if not links:
@@ -347,10 +348,11 @@ def create_app(
     settings: ApiSettings,
     registry: SiteRegistry,
     metrics_registry: CollectorRegistry,
+    workflow: Workflow,
 ) -> FastAPI:
     app = FastAPI(title="civicwatch", version="1", summary="cases from camera violations")
     app.state.api = ApiContext(
-        session_factory, evidence_store, settings, registry, metrics_registry
+        session_factory, evidence_store, settings, registry, metrics_registry, workflow
     )
     cases_registry = CollectorRegistry()
     cases_registry.register(CasesByStateCollector(session_factory))

@@ -37,7 +37,20 @@ class Route(_Settings):
     department: Department
     tier: Tier = Tier.DEPARTMENT
     priority: Priority = Priority.NORMAL
-    sla_minutes: int = Field(default=240, gt=0)
+    ack_minutes: int = Field(default=30, gt=0, description="time to accept the case")
+    sla_minutes: int = Field(default=240, gt=0, description="time to resolve the case")
+    escalate_to: Department | None = Field(
+        default=None,
+        description="community tier: the department it goes to when its SLA runs out",
+    )
+
+    @model_validator(mode="after")
+    def _community_names_escalation(self) -> Route:
+        if self.tier is Tier.COMMUNITY and self.escalate_to is None:
+            raise ValueError("a community-tier route names escalate_to: who takes it over")
+        if self.ack_minutes > self.sla_minutes:
+            raise ValueError("ack_minutes exceeds sla_minutes")
+        return self
 
 
 class RoutingRule(Route):
@@ -51,13 +64,19 @@ class RoutingRule(Route):
 
 DEFAULT_ROUTES: dict[ViolationKind, Route] = {
     ViolationKind.ILLEGAL_PARKING: Route(
-        department=Department.LAW_ENFORCEMENT, priority=Priority.NORMAL, sla_minutes=120
+        department=Department.LAW_ENFORCEMENT,
+        priority=Priority.NORMAL,
+        ack_minutes=30,
+        sla_minutes=120,
     ),
     ViolationKind.FIRE_LANE_BLOCKING: Route(
-        department=Department.FIRE_RESCUE, priority=Priority.URGENT, sla_minutes=30
+        department=Department.FIRE_RESCUE, priority=Priority.URGENT, ack_minutes=5, sla_minutes=30
     ),
     ViolationKind.ILLEGAL_STRUCTURE: Route(
-        department=Department.LAW_ENFORCEMENT, priority=Priority.LOW, sla_minutes=7 * 24 * 60
+        department=Department.LAW_ENFORCEMENT,
+        priority=Priority.LOW,
+        ack_minutes=24 * 60,
+        sla_minutes=7 * 24 * 60,
     ),
 }
 
@@ -67,21 +86,33 @@ class RoutingSettings(_Settings):
 
 
 class Role(StrEnum):
+    ADMIN = "admin"  # manages accounts; reads every case, changes none
     DISPATCHER = "dispatcher"  # command centre: sees and steers every case
-    DEPARTMENT = "department"  # a department worker: only that department's cases
-    INTEGRATION = "integration"  # another system: reads every case, changes nothing
+    SUPERVISOR = "supervisor"  # a department's supervisor: its cases, escalations, parking
+    WORKER = "worker"  # a department worker: only that department's cases
+    INTEGRATION = "integration"  # another system (Open311, City Brain): reads every case
+    SYSTEM = "system"  # the server itself: SLA sweep, camera verification; never a login
+
+
+SCOPED_ROLES = frozenset({Role.SUPERVISOR, Role.WORKER})
 
 
 class ApiToken(_Settings):
+    """A long-lived bearer token from the config: integrations and scripts. People log in."""
+
     name: str = Field(min_length=1, max_length=64)
     token: SecretStr = Field(min_length=16)
     role: Role
     department: Department | None = None
 
     @model_validator(mode="after")
-    def _department_role_names_department(self) -> ApiToken:
-        if (self.role is Role.DEPARTMENT) != (self.department is not None):
-            raise ValueError("a department token names its department; other roles name none")
+    def _scoped_role_names_department(self) -> ApiToken:
+        if self.role is Role.SYSTEM:
+            raise ValueError("the system role is the server's own; no token may hold it")
+        if (self.role in SCOPED_ROLES) != (self.department is not None):
+            raise ValueError(
+                "a supervisor or worker token names its department; other roles name none"
+            )
         return self
 
 

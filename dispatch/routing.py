@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from contracts.events import ViolationKind
 from contracts.sites import ZoneKind
@@ -29,22 +30,21 @@ class Router:
     def dispatch_new_cases(self, cases: Sequence[OpenedCase]) -> list[RouteDecision]:
         """The router ingest calls with the cases a batch opens: one decision per case, which
         ingest writes as the case's dispatch."""
-        decided: dict[tuple[str, str, str, str], RouteDecision] = {}
         decisions = []
         for case in cases:
-            key = (case.kind, case.zone_kind, case.zone_id, case.site_id)
-            if key not in decided:
-                decided[key] = _decision(*self._match(*key))
-            decisions.append(decided[key])
+            route, why = self._match(case.kind, case.zone_kind, case.zone_id, case.site_id)
+            decisions.append(_decision(route, why, case.received_at))
         return decisions
 
 
-def _decision(route: Route, why: str) -> RouteDecision:
+def _decision(route: Route, why: str, start: datetime) -> RouteDecision:
     return RouteDecision(
         department=route.department.value,
         tier=route.tier.value,
         priority=route.priority.value,
-        sla_minutes=route.sla_minutes,
+        ack_due_at=start + timedelta(minutes=route.ack_minutes),
+        sla_due_at=start + timedelta(minutes=route.sla_minutes),
+        escalate_to=route.escalate_to.value if route.escalate_to else None,
         actor=DISPATCH_ACTOR,
         reason=f"{why}: {route.department}, {route.tier}, {route.priority}, "
         f"SLA {route.sla_minutes} min",

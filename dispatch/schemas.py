@@ -98,6 +98,9 @@ class CaseAction(BaseModel):
     department: Department | None = Field(
         default=None, description="for dispatch: the department to send (or transfer) it to"
     )
+    duplicate_of: int | None = Field(
+        default=None, ge=1, description="for merge: the case this one repeats"
+    )
 
 
 class CameraPublic(BaseModel):

@@ -50,6 +50,7 @@ from contracts.acks import AckOutcome
 from contracts.events import GENESIS_CHAIN, Phase, ViolationEvent, chain_link
 from contracts.sites import SiteRegistry, ZoneConfig
 from contracts.status import CameraStatus, GatewayStatus
+from ingest.audit import chain_entries
 from ingest.config import IngestSettings
 from ingest.database import SessionFactory
 from ingest.evidence_store import EvidenceStore
@@ -85,6 +86,8 @@ class OpenedCase:
     zone_kind: str
     zone_id: str
     site_id: str
+    opened_at: datetime  # when the camera saw it: time-of-day rules look at this
+    received_at: datetime  # when ingest stored it: SLA clocks start here
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,9 @@ class RouteDecision:
     department: str
     tier: str
     priority: str
-    sla_minutes: int
+    ack_due_at: datetime
+    sla_due_at: datetime  # resolve deadline
+    escalate_to: str | None  # community tier: the department it goes to when its SLA runs out
     actor: str
     reason: str  # the audit-trail text of the dispatch
 
@@ -432,7 +437,10 @@ class _BatchWriter:
                 department=decision.department,
                 tier=decision.tier,
                 priority=decision.priority,
-                sla_due_at=self._now + timedelta(minutes=decision.sla_minutes),
+                ack_due_at=decision.ack_due_at,
+                sla_due_at=decision.sla_due_at,
+                escalate_to=decision.escalate_to,
+                escalation_level=0,
                 overdue=False,
                 chain_broken=False,
                 created_at=self._now,
@@ -448,17 +456,21 @@ class _BatchWriter:
             transitions.extend(
                 {
                     "case_id": case.id,
+                    "action": _ingest_action(from_state, to_state),
                     "from_state": from_state,
                     "to_state": to_state,
                     "actor": actor,
                     "reason": reason,
                     "at": self._now,
+                    "detail": {"department": decision.department}
+                    if to_state == CaseState.DISPATCHED
+                    else {},
                 }
                 for from_state, to_state, reason, actor in steps
             )
             case.state = CaseState.DISPATCHED
             case.transitions.clear()  # stored now: never to be written twice
-        _bulk_insert(self._session, CaseTransition, transitions)
+        _bulk_insert(self._session, CaseTransition, chain_entries(self._session, transitions))
 
     def _write_back(self, changed: list[_CaseRow]) -> None:
         """Write back every stored case the batch folded messages into, in one UPDATE."""
@@ -477,6 +489,7 @@ class _BatchWriter:
         transitions = [
             {
                 "case_id": case.id,
+                "action": _ingest_action(from_state, to_state),
                 "from_state": from_state,
                 "to_state": to_state,
                 "actor": INGEST_ACTOR,
@@ -486,7 +499,7 @@ class _BatchWriter:
             for case in changed
             for from_state, to_state, reason in case.transitions
         ]
-        _bulk_insert(session, CaseTransition, transitions)
+        _bulk_insert(session, CaseTransition, chain_entries(session, transitions))
 
     def _lock_incident_keys(self, firsts: Iterable[_Placed]) -> None:
         """PostgreSQL: serialise workers matching incidents by the same plate or location.
@@ -809,7 +822,15 @@ class _CaseRow:
         return self.id
 
     def to_route(self) -> OpenedCase:
-        return OpenedCase(self.violation_id, self.kind, self.zone_kind, self.zone_id, self.site_id)
+        return OpenedCase(
+            self.violation_id,
+            self.kind,
+            self.zone_kind,
+            self.zone_id,
+            self.site_id,
+            opened_at=self.opened_at,
+            received_at=self.updated_at,
+        )
 
 
 class _Candidates:
@@ -874,6 +895,15 @@ def _find_incident(
         if same:
             return max(same, key=lambda case: case.last_observed_at), wanted
     return None
+
+
+def _ingest_action(from_state: str | None, to_state: str) -> str:
+    """The audit log's action name for a step ingest writes."""
+    if from_state is None:
+        return "register"
+    if from_state != to_state:
+        return "dispatch" if to_state == CaseState.DISPATCHED else "observe"
+    return "sighting"
 
 
 def _insert(session: Session, entity: type[Base]) -> postgresql.Insert | sqlite.Insert:

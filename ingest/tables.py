@@ -59,14 +59,18 @@ def utcnow() -> datetime:
 
 
 class CaseState(StrEnum):
-    NEW = "new"
-    DISPATCHED = "dispatched"
-    ACCEPTED = "accepted"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    RETURNED = "returned"
+    NEW = "new"  # registered (登记), not yet dispatched
+    DISPATCHED = "dispatched"  # sent to a department (派遣), waiting to be accepted
+    ACCEPTED = "accepted"  # the department is handling it (受理/处置)
+    RESOLVED = "resolved"  # the department says it is fixed; waiting for verification (核查)
+    CLOSED = "closed"  # verified and filed (结案)
+    RETURNED = "returned"  # back at the command centre with a reason (退回)
+    PARKED = "parked"  # overdue and put on the parked register (挂账)
+    MERGED = "merged"  # a duplicate of another case (duplicate_of)
 
 
+# States in which somebody still owes the fix: the SLA sweep watches these and ingest folds new
+# sightings into them. Parked cases sit on a register of their own and no longer escalate.
 OPEN_STATES = frozenset(
     {CaseState.NEW, CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.RETURNED}
 )
@@ -162,6 +166,24 @@ class Case(Base):
     blocked_share: Mapped[float | None] = mapped_column(Float)
     chain_broken: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false(), doc="an evidence hash chain did not verify"
+    )
+    # Workflow and SLA (issue 5). Deadlines live here, not in timers, so a restart loses none.
+    ack_due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    escalation_level: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0"), doc="0 none, 1 supervisor, 2 department head"
+    )
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    escalate_to: Mapped[str | None] = mapped_column(
+        String(32), doc="community tier: the department it goes to if not resolved in its SLA"
+    )
+    duplicate_of: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), index=True
+    )
+    verification: Mapped[str | None] = mapped_column(
+        String(16), doc="camera re-check: requested, clear, not_clear, unavailable"
     )
 
     evidence: Mapped[list[CaseEvidence]] = relationship(
@@ -264,7 +286,8 @@ class SequenceGap(Base):
 
 
 class CaseTransition(Base):
-    """The audit trail: who moved a case from which state to which, when and why."""
+    """The append-only audit log: every action on a case (who, what, from which state to which,
+    when, why), chained by hash so an edited or deleted entry shows (see ingest/audit.py)."""
 
     __tablename__ = "case_transitions"
 
@@ -275,8 +298,109 @@ class CaseTransition(Base):
     actor: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+    action: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'"), doc="structured facts of the action"
+    )
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True, doc="place in the chain")
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    entry_hash: Mapped[str | None] = mapped_column(String(64))
 
     case: Mapped[Case] = relationship(back_populates="transitions")
+
+
+class AuditHead(Base):
+    """The chain's newest entry (one row, id 1). Writers lock it, so entries chain one at a time."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class User(Base):
+    """A person at the console or in a department."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128), default="")
+    role: Mapped[str] = mapped_column(String(16), doc="admin, dispatcher, supervisor, worker")
+    department: Mapped[str | None] = mapped_column(String(32), doc="supervisors and workers")
+    is_head: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="the department's head (escalation 2)"
+    )
+    password_hash: Mapped[str] = mapped_column(String(256), doc="argon2id")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    password_changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class UserSession(Base):
+    """A login: only the SHA-256 of its token is stored, so a database leak logs nobody in."""
+
+    __tablename__ = "user_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    client: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginFailure(Base):
+    """Failed logins, for rate limiting by user name and by client address across workers."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class Notification(Base):
+    """One message owed to a department (webhook or MQTT), written in the transaction that caused
+    it (an outbox), then delivered with retries; failures stay here to be retried by hand."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16), doc="webhook or mqtt")
+    department: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(String(512), doc="URL or topic")
+    event_type: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True, doc="pending, delivered, failed")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class VerificationRequest(Base):
+    """A request to a camera to re-check a resolved case's zone, and its answer."""
+
+    __tablename__ = "verification_requests"
+
+    request_id: Mapped[UUID] = mapped_column(Uuid, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    zone_id: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    clear: Mapped[bool | None] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class CameraStatusRow(Base):
