@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from civicwatch.config import CivicwatchConfig
-from dispatch.api import create_app
+from dispatch.api import ApiContext, create_app
 from dispatch.routing import Router
 from dispatch.sla import sweep_overdue
 from dispatch.workflow import Workflow
@@ -126,7 +126,14 @@ def build_server(config: CivicwatchConfig) -> Server:
     )
     workflow = Workflow()
     app = create_app(
-        session_factory, evidence_store, settings.api, config, metrics.registry, workflow
+        ApiContext(
+            session_factory=session_factory,
+            evidence_store=evidence_store,
+            settings=settings.api,
+            registry=config,
+            metrics_registry=metrics.registry,
+            workflow=workflow,
+        )
     )
     return Server(
         engine=engine,

@@ -67,6 +67,8 @@ Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 @dataclass(frozen=True)
 class ApiContext:
+    """Everything the routes use, built by the composition root. New parts get a field here."""
+
     session_factory: SessionFactory
     evidence_store: EvidenceStore
     settings: ApiSettings
@@ -342,18 +344,11 @@ class CasesByStateCollector(Collector):
         yield gauge
 
 
-def create_app(
-    session_factory: SessionFactory,
-    evidence_store: EvidenceStore,
-    settings: ApiSettings,
-    registry: SiteRegistry,
-    metrics_registry: CollectorRegistry,
-    workflow: Workflow,
-) -> FastAPI:
+def create_app(context: ApiContext) -> FastAPI:
+    """The whole HTTP surface (API, Open311, console pages) over one ApiContext."""
     app = FastAPI(title="civicwatch", version="1", summary="cases from camera violations")
-    app.state.api = ApiContext(
-        session_factory, evidence_store, settings, registry, metrics_registry, workflow
-    )
+    app.state.api = context
+    session_factory = context.session_factory
     cases_registry = CollectorRegistry()
     cases_registry.register(CasesByStateCollector(session_factory))
     app.include_router(api)

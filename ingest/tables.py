@@ -319,6 +319,16 @@ class AuditHead(Base):
     entry_hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditCursor(Base):
+    """How far a reader of the audit log (notifications, camera verification) has got, so a
+    restart neither repeats nor skips an entry."""
+
+    __tablename__ = "audit_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
 class User(Base):
     """A person at the console or in a department."""
 

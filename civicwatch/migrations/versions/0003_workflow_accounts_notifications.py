@@ -29,6 +29,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
     )
     op.create_table(
+        "audit_cursors",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_audit_cursors")),
+    )
+    op.create_table(
         "login_failures",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
@@ -263,4 +269,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_login_failures_at"))
 
     op.drop_table("login_failures")
+    op.drop_table("audit_cursors")
     op.drop_table("audit_head")
