@@ -12,16 +12,20 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from civicwatch import loadgen
 from civicwatch.config import CivicwatchConfig, ConfigError, load_config
+from civicwatch.logformat import LogFormat, configure_logging
 from contracts.sites import GatewayConfig, SiteConfig
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from dispatch.accounts import AccountService
     from edge.detector import Detector
 
 log = logging.getLogger("civicwatch")
@@ -30,16 +34,13 @@ EXIT_CONFIG = 2
 EXIT_MODEL = 3
 EXIT_UNCONFIRMED = 4
 EXIT_SOURCE = 5
+EXIT_AUDIT_BROKEN = 1  # `audit verify`: the chain does not hold
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, LogFormat(args.log_format))
     try:
         return int(args.handler(args))
     except ConfigError as exc:
@@ -51,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="civicwatch", description=__doc__)
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default=LogFormat.TEXT.value,
+        choices=[f.value for f in LogFormat],
+        help="json: one JSON object per line (time, level, logger, message, request_id, extras)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -125,6 +132,36 @@ def _parser() -> argparse.ArgumentParser:
     accept.add_argument("--by", default="dispatcher", help="who accepts it")
     accept.set_defaults(handler=_baseline_accept)
 
+    audit = commands.add_parser("audit", help="the hash-chained audit log of case actions")
+    audit_commands = audit.add_subparsers(dest="action", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="check every entry's hash and link; exit 1 naming each broken entry"
+    )
+    verify.add_argument("--config", type=Path, required=True)
+    verify.set_defaults(handler=_audit_verify)
+
+    user = commands.add_parser("user", help="people's accounts (integrations use config tokens)")
+    user_commands = user.add_subparsers(dest="action", required=True)
+    add = user_commands.add_parser(
+        "add", help="create an account; the password is asked twice or read from $" + PASSWORD_ENV
+    )
+    add.add_argument("username")
+    add.add_argument(
+        "--role", required=True, choices=["admin", "dispatcher", "supervisor", "worker"]
+    )
+    add.add_argument("--department", help="supervisors and workers: their department")
+    add.add_argument("--head", action="store_true", help="the department's head (escalations)")
+    add.add_argument("--display-name", default="", help="the name the console shows")
+    add.add_argument("--config", type=Path, required=True)
+    add.set_defaults(handler=_user_add)
+    passwd = user_commands.add_parser("passwd", help="set a new password; their sessions end")
+    passwd.add_argument("username")
+    passwd.add_argument("--config", type=Path, required=True)
+    passwd.set_defaults(handler=_user_passwd)
+    users = user_commands.add_parser("list", help="every account, one a line")
+    users.add_argument("--config", type=Path, required=True)
+    users.set_defaults(handler=_user_list)
+
     load = commands.add_parser(
         "loadgen", help="simulated gateways publish violation events at a set rate"
     )
@@ -178,6 +215,127 @@ def _migrate(args: argparse.Namespace) -> int:
     shown = make_url(config.server.database_url).render_as_string(hide_password=True)
     print(f"database at {shown} is up to date")
     return 0
+
+
+PASSWORD_ENV = "CIVICWATCH_PASSWORD"
+EXIT_ACCOUNT = 6  # `user`: the account rules refused (weak password, unknown user, ...)
+
+
+def _accounts(config_path: Path) -> tuple[AccountService, Engine]:
+    from civicwatch.server import upgrade_engine
+    from dispatch.accounts import AccountService
+    from ingest.database import make_engine, make_session_factory
+
+    config = load_config(config_path)
+    engine = make_engine(config.server.database_url)
+    upgrade_engine(engine)  # the users table may be newer than the database
+    return AccountService(make_session_factory(engine), config.server.api.accounts), engine
+
+
+def _new_password() -> str:
+    """$CIVICWATCH_PASSWORD, or asked twice on the terminal."""
+    import getpass
+    import os
+
+    given = os.environ.get(PASSWORD_ENV)
+    if given:
+        return given
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise _AccountRefusedError("the two passwords differ")
+    return first
+
+
+class _AccountRefusedError(Exception):
+    """The command cannot go on (passwords differ, unknown department)."""
+
+
+def _run_account_command(args: argparse.Namespace, work: Callable[[AccountService], str]) -> int:
+    from dispatch.accounts import AccountError
+
+    accounts, engine = _accounts(args.config)
+    try:
+        print(work(accounts))
+    except (AccountError, _AccountRefusedError) as exc:
+        print(f"civicwatch: {exc}", file=sys.stderr)
+        return EXIT_ACCOUNT
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from dispatch.config import Department, Role
+
+    def add(accounts: AccountService) -> str:
+        try:
+            department = Department(args.department) if args.department else None
+        except ValueError as exc:
+            known = ", ".join(d.value for d in Department)
+            raise _AccountRefusedError(f"unknown department {args.department!r}: {known}") from exc
+        account = accounts.create_user(
+            args.username,
+            _new_password(),
+            Role(args.role),
+            department,
+            args.display_name,
+            args.head,
+        )
+        return f"created {account.username} ({account.role}{_where(account.department)})"
+
+    return _run_account_command(args, add)
+
+
+def _user_passwd(args: argparse.Namespace) -> int:
+    def passwd(accounts: AccountService) -> str:
+        accounts.get_user(args.username)  # an unknown name fails before the prompt
+        accounts.set_password(args.username, _new_password())
+        return f"password of {args.username} changed; their sessions ended"
+
+    return _run_account_command(args, passwd)
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    def listing(accounts: AccountService) -> str:
+        lines = [
+            f"{a.username}\t{a.role}{_where(a.department)}\t{'head ' if a.is_head else ''}"
+            f"{'active' if a.active else 'deactivated'}\t{a.display_name}"
+            for a in accounts.list_users()
+        ]
+        return "\n".join(lines) if lines else "(no accounts)"
+
+    return _run_account_command(args, listing)
+
+
+def _where(department: object | None) -> str:
+    return f" of {department}" if department is not None else ""
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from ingest.audit import verify_chain
+    from ingest.database import make_engine, make_session_factory
+    from ingest.tables import CaseTransition
+
+    config = load_config(args.config)
+    engine = make_engine(config.server.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            total = session.scalar(select(func.count()).select_from(CaseTransition)) or 0
+            progress = loadgen.Progress("audit verify", total)
+            report = verify_chain(session, progress=progress.show)
+            progress.show(report.entries, force=True)
+            progress.finish()
+    finally:
+        engine.dispose()
+    for problem in report.problems:
+        print(problem)
+    if report.intact:
+        print(f"audit chain intact: {report.entries} entries")
+        return 0
+    print(f"audit chain BROKEN: {len(report.problems)} problem(s) in {report.entries} entries")
+    return EXIT_AUDIT_BROKEN
 
 
 def _edge(args: argparse.Namespace) -> int:

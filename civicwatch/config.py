@@ -11,13 +11,15 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.mqtt import BrokerSettings
 from contracts.sites import SiteRegistry
-from dispatch.config import ApiSettings, RoutingSettings
+from dispatch.config import ApiSettings, RoutingSettings, SlaSettings
+from dispatch.notification_settings import NotificationSettings
 from edge.config import MODEL_ENV_VAR, EdgeSettings
 from ingest.config import IngestSettings
 
@@ -46,6 +48,8 @@ class ServerSettings(BaseModel):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
 
 # Secrets that ship in examples; a production deployment must replace every one.
@@ -62,6 +66,16 @@ class CivicwatchConfig(SiteRegistry):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     edge: EdgeSettings = Field(default_factory=EdgeSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @model_validator(mode="after")
+    def _sites_name_known_time_zones(self) -> CivicwatchConfig:
+        # Time-of-day routing rules read the site's zone; a typo must fail at load, not at routing.
+        for site in self.sites:
+            try:
+                ZoneInfo(site.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"site {site.id}: unknown time zone {site.timezone!r}") from exc
+        return self
 
     @model_validator(mode="after")
     def _routing_names_known_places(self) -> CivicwatchConfig:
@@ -85,9 +99,17 @@ class CivicwatchConfig(SiteRegistry):
     def _no_placeholder_secrets_in_production(self) -> CivicwatchConfig:
         if self.environment != "production":
             return self
+        if self.server.api.accounts.dev_users:
+            # Their passwords are in the (shared) config file: no default login outside development.
+            raise ValueError(
+                "production refuses server.api.accounts.dev_users: create accounts with "
+                "`civicwatch user add`"
+            )
         secrets = {f"server.api.tokens[{t.name}]": t.token for t in self.server.api.tokens}
         if self.broker.password is not None:
             secrets["broker.password"] = self.broker.password
+        for hook in self.server.notifications.webhooks:
+            secrets[f"server.notifications.webhooks[{hook.department}: {hook.url}]"] = hook.secret
         placeholders = [
             where
             for where, secret in secrets.items()

@@ -18,9 +18,14 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from civicwatch.config import CivicwatchConfig
+from dispatch.accounts import AccountService
 from dispatch.api import ApiContext, create_app
+from dispatch.calendar import WorkingCalendar
+from dispatch.metrics import DispatchMetrics
+from dispatch.notifications import Notifications, build_notifications
 from dispatch.routing import Router
-from dispatch.sla import sweep_overdue
+from dispatch.sla import SlaSweep
+from dispatch.verification import CameraVerifier
 from dispatch.workflow import Workflow
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
@@ -73,6 +78,9 @@ class Server:
     consumers: list[IngestConsumer]
     scheduler: BackgroundScheduler
     app: FastAPI
+    notifications: Notifications | None = None  # webhooks and MQTT to departments
+    sla_sweep: SlaSweep | None = None  # the "sla-sweep" job's sweep, for tests to run by hand
+    verifier: CameraVerifier | None = None  # camera re-checks of resolved cases
 
     @property
     def consumer(self) -> IngestConsumer:
@@ -81,6 +89,8 @@ class Server:
 
     def start(self) -> None:
         """Start consuming MQTT and sweeping SLAs; the API is served by run_server (or a test)."""
+        if self.notifications is not None:
+            self.notifications.start()  # its MQTT client, before the sender first runs
         self.scheduler.start()
         for consumer in self.consumers:
             consumer.start()
@@ -90,6 +100,8 @@ class Server:
             consumer.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.notifications is not None:
+            self.notifications.stop()
         self.engine.dispose()
 
 
@@ -101,7 +113,9 @@ def build_server(config: CivicwatchConfig) -> Server:
     session_factory = make_session_factory(engine)
     evidence_store = EvidenceStore(settings.ingest.evidence_dir)
     metrics = IngestMetrics()
-    router = Router(settings.routing)
+    calendar = WorkingCalendar(settings.sla.calendar)
+    router = Router(settings.routing, calendar, config)
+    verifier = CameraVerifier(session_factory, metrics_registry=metrics.registry)
     # The registry half of the config: CivicwatchConfig is a SiteRegistry.
     service = IngestService(
         session_factory,
@@ -112,19 +126,65 @@ def build_server(config: CivicwatchConfig) -> Server:
         settings=settings.ingest,
     )
     consumers = [
-        IngestConsumer(config.broker, settings.ingest, service, config, metrics, client_id)
+        IngestConsumer(
+            config.broker,
+            settings.ingest,
+            service,
+            config,
+            metrics,
+            client_id,
+            on_verification_result=verifier.apply_result,
+        )
         for client_id in worker_client_ids(settings.ingest)
     ]
+    verifier.publish = consumers[0].publish  # requests go out on ingest's connection
     scheduler = BackgroundScheduler(timezone="UTC")
+    notifications = build_notifications(
+        session_factory, settings.notifications, config.broker, metrics.registry
+    )
+    for job, job_id in (
+        (notifications.notifier.pump, "notifications-pump"),
+        (notifications.sender.run, "notifications-send"),
+    ):
+        scheduler.add_job(
+            job,
+            "interval",
+            seconds=settings.notifications.poll_seconds,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+        )
+    workflow = Workflow(on_resolve=verifier.on_resolve)
+    verifier.workflow = workflow  # VERIFY and REOPEN through the same rules as people
     scheduler.add_job(
-        lambda: sweep_overdue(session_factory, utcnow()),
+        verifier.run_due,
         "interval",
-        seconds=settings.api.sla_sweep_seconds,
+        seconds=verifier.settings.job_seconds,
+        id="camera-verification",
+        max_instances=1,
+        coalesce=True,
+    )
+    sla_sweep = SlaSweep(
+        session_factory,
+        workflow,
+        calendar,
+        settings.sla,
+        DispatchMetrics(metrics.registry),
+        router,
+    )
+    scheduler.add_job(
+        lambda: sla_sweep.run(utcnow()),
+        "interval",
+        seconds=settings.api.sla_sweep_seconds or settings.sla.sweep_seconds,
         id="sla-sweep",
         max_instances=1,
         coalesce=True,
     )
-    workflow = Workflow()
+    accounts = AccountService(session_factory, settings.api.accounts)
+    if config.environment == "development":
+        created = accounts.ensure_dev_users(settings.api.accounts.dev_users)
+        if created:
+            log.warning("development accounts created: %s", ", ".join(created))
     app = create_app(
         ApiContext(
             session_factory=session_factory,
@@ -133,6 +193,8 @@ def build_server(config: CivicwatchConfig) -> Server:
             registry=config,
             metrics_registry=metrics.registry,
             workflow=workflow,
+            readiness=lambda: ingest_readiness(consumers),
+            accounts=accounts,
         )
     )
     return Server(
@@ -145,7 +207,19 @@ def build_server(config: CivicwatchConfig) -> Server:
         consumers=consumers,
         scheduler=scheduler,
         app=app,
+        notifications=notifications,
+        sla_sweep=sla_sweep,
+        verifier=verifier,
     )
+
+
+def ingest_readiness(consumers: list[IngestConsumer]) -> list[str]:
+    """/readyz's check: every ingest worker connected to the broker and subscribed."""
+    return [
+        f"ingest {consumer.client_id} is not connected to the broker"
+        for consumer in consumers
+        if not consumer.ready.is_set()
+    ]
 
 
 def worker_client_ids(settings: IngestSettings) -> list[str]:
@@ -168,7 +242,12 @@ def run_server(config: CivicwatchConfig) -> None:
     server.start()
     try:
         log.info("civicwatch API on http://%s:%d", api.host, api.port)
-        uvicorn.Server(uvicorn.Config(server.app, host=api.host, port=api.port)).run()
+        # The app logs each request itself (dispatch/ops.py) through our log format.
+        uvicorn.Server(
+            uvicorn.Config(
+                server.app, host=api.host, port=api.port, log_config=None, access_log=False
+            )
+        ).run()
     finally:
         server.stop()
         for sig, handler in previous.items():

@@ -9,12 +9,15 @@ from pydantic import BaseModel
 from contracts.acks import IngestAck
 from contracts.events import SCHEMA_VERSION, ViolationEvent
 from contracts.status import CameraStatus, GatewayStatus
+from contracts.verification import VerificationRequest, VerificationResult
 
 MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "violation_event": ViolationEvent,
     "camera_status": CameraStatus,
     "gateway_status": GatewayStatus,
     "ingest_ack": IngestAck,
+    "verification_request": VerificationRequest,
+    "verification_result": VerificationResult,
 }
 
 

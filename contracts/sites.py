@@ -71,6 +71,13 @@ class ZoneConfig(_ConfigModel):
         return tuple(self.classes) if self.classes is not None else DEFAULT_ZONE_CLASSES[self.kind]
 
 
+class PlanPosition(_ConfigModel):
+    """Where a camera sits on its site's plan image, as fractions of its width and height."""
+
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+
+
 class CameraConfig(_ConfigModel):
     id: Identifier
     name: str = ""
@@ -84,6 +91,9 @@ class CameraConfig(_ConfigModel):
         default=None, gt=0, description="frames per second to process; default: the source's"
     )
     zones: list[ZoneConfig] = Field(default_factory=list)
+    plan_position: PlanPosition | None = Field(
+        default=None, description="the camera's dot on the site plan (the console's health map)"
+    )
 
     @field_validator("zones")
     @classmethod
@@ -106,6 +116,12 @@ class SiteConfig(_ConfigModel):
     name: str = ""
     timezone: str = "Asia/Shanghai"
     gateways: list[GatewayConfig] = Field(default_factory=list)
+    plan_image: str | None = Field(
+        default=None, description="a site plan image (path) the console draws cameras on"
+    )
+    # Where the site is (WGS-84), for Open311's lat/long; optional.
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    long: float | None = Field(default=None, ge=-180, le=180)
 
 
 class SiteRegistry(_ConfigModel):

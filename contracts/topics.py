@@ -4,6 +4,8 @@ civicwatch/v1/{site}/{gateway}/status               gateway status, retained, la
 civicwatch/v1/{site}/{gateway}/{camera}/status      camera status, retained
 civicwatch/v1/{site}/{gateway}/{camera}/violation   violation events, QoS 1
 civicwatch/v1/{site}/{gateway}/ack                  ingest -> gateway confirmations, QoS 1
+civicwatch/v1/{site}/{gateway}/{camera}/verify      server -> gateway: re-check a zone, QoS 1
+civicwatch/v1/{site}/{gateway}/{camera}/verify_result  gateway -> server: the answer, QoS 1
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ ROOT = "civicwatch/v1"
 
 VIOLATION_SUBSCRIPTION = f"{ROOT}/+/+/+/violation"
 STATUS_SUBSCRIPTIONS = (f"{ROOT}/+/+/status", f"{ROOT}/+/+/+/status")
+VERIFY_CHANNEL = "verify"
+VERIFY_RESULT_CHANNEL = "verify_result"
+VERIFY_RESULT_SUBSCRIPTION = f"{ROOT}/+/+/+/{VERIFY_RESULT_CHANNEL}"
 
 
 def violation_topic(site_id: str, gateway_id: str, camera_id: str) -> str:
@@ -32,12 +37,22 @@ def ack_topic(site_id: str, gateway_id: str) -> str:
     return f"{ROOT}/{site_id}/{gateway_id}/ack"
 
 
+def verify_topic(site_id: str, gateway_id: str, camera_id: str) -> str:
+    """Where the server asks one camera to re-check a zone."""
+    return f"{ROOT}/{site_id}/{gateway_id}/{camera_id}/{VERIFY_CHANNEL}"
+
+
+def verify_result_topic(site_id: str, gateway_id: str, camera_id: str) -> str:
+    """Where a gateway answers a verification request for one camera."""
+    return f"{ROOT}/{site_id}/{gateway_id}/{camera_id}/{VERIFY_RESULT_CHANNEL}"
+
+
 @dataclass(frozen=True, slots=True)
 class CameraTopic:
     site_id: str
     gateway_id: str
     camera_id: str
-    channel: str  # "violation" or "status"
+    channel: str  # "violation", "status", "verify" or "verify_result"
 
 
 def parse_camera_topic(topic: str) -> CameraTopic | None:

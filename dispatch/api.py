@@ -6,9 +6,8 @@ routes get it through ``Annotated[..., Depends()]`` dependencies.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import (
@@ -22,7 +21,6 @@ from fastapi import (
     Response,
     status,
 )
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -32,8 +30,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry
-from dispatch.config import SCOPED_ROLES, ApiSettings, ApiToken, Department, Role
+from dispatch.accounts import AccountService
+from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
+from dispatch.auth import get_principal as get_principal
+from dispatch.auth import router as auth_router
+from dispatch.config import SCOPED_ROLES, ApiSettings, Department, Role
+from dispatch.ops import ReadinessCheck, always_ready, install_operations
+from dispatch.web.settings import WebOptions
 from dispatch.schemas import (
+    ActionProblem,
     CameraPublic,
     CaseAction,
     CaseDetail,
@@ -63,6 +68,8 @@ from ingest.tables import (
 
 API_PREFIX = "/api/v1"
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+# Row ids fit the database's INTEGER column; a larger one is a client error, not a crash.
+CaseIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,12 @@ class ApiContext:
     registry: SiteRegistry
     metrics_registry: CollectorRegistry
     workflow: Workflow
+    # /readyz: what keeps the server from serving (e.g. ingest not connected to the broker).
+    readiness: ReadinessCheck = always_ready
+    # The console and worker view: feed polling, upload size (dispatch/web).
+    web: WebOptions = field(default_factory=WebOptions)
+    # People's accounts and sessions (dispatch/auth.py); None: config tokens only.
+    accounts: AccountService | None = None
 
 
 Principal = Actor
@@ -94,34 +107,6 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-_bearer = HTTPBearer(auto_error=False)
-
-
-def get_principal(
-    context: ContextDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    token = _find_token(context.settings.tokens, credentials.credentials if credentials else None)
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "a valid bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return Principal(token.name, token.role, token.department)
-
-
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def _find_token(tokens: Iterable[ApiToken], presented: str | None) -> ApiToken | None:
-    if not presented:
-        return None
-    found = None
-    for token in tokens:  # compare against every token: timing says nothing about which matched
-        if hmac.compare_digest(token.token.get_secret_value().encode(), presented.encode()):
-            found = token
-    return found
 
 
 def _not_found(what: str) -> HTTPException:
@@ -186,7 +171,7 @@ def list_cases(
     camera_id: str | None = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
 ) -> list[CasePublic]:
     """Cases by SLA due time (soonest first); a department token only ever sees its own."""
     query = select(Case)
@@ -209,13 +194,24 @@ def list_cases(
 
 
 @api.get("/cases/{case_id}", response_model=CaseDetail)
-def get_case(case_id: int, session: SessionDep, principal: PrincipalDep) -> CaseDetail:
+def get_case(case_id: CaseIdPath, session: SessionDep, principal: PrincipalDep) -> CaseDetail:
     return _case_detail(_visible_case(session, principal, case_id))
 
 
-@api.post("/cases/{case_id}/actions", response_model=CaseDetail)
+@api.post(
+    "/cases/{case_id}/actions",
+    response_model=CaseDetail,
+    responses={
+        403: {"description": "the caller's role may not take this action"},
+        409: {"description": "the action does not apply in the case's state"},
+        422: {
+            "model": ActionProblem,
+            "description": "invalid input, or input this action needs (e.g. a reason) missing",
+        },
+    },
+)
 def act_on_case(
-    case_id: int,
+    case_id: CaseIdPath,
     command: CaseAction,
     session: SessionDep,
     principal: PrincipalDep,
@@ -351,20 +347,27 @@ def create_app(context: ApiContext) -> FastAPI:
     session_factory = context.session_factory
     cases_registry = CollectorRegistry()
     cases_registry.register(CasesByStateCollector(session_factory))
+    install_operations(app, session_factory, context.registry, cases_registry)
     app.include_router(api)
+    app.include_router(auth_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
-    def readyz(session: SessionDep) -> dict[str, str]:
+    @app.get("/readyz", responses={503: {"description": "not ready: the detail says why"}})
+    def readyz(session: SessionDep, context: ContextDep) -> dict[str, str]:
+        """Ready when the database answers and the background parts (ingest's broker
+        connections) say they are up."""
         try:
             session.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"database unreachable: {exc}"
             ) from exc
+        problems = context.readiness()
+        if problems:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "; ".join(problems))
         return {"status": "ready"}
 
     @app.get("/metrics", response_class=Response)
@@ -372,4 +375,14 @@ def create_app(context: ApiContext) -> FastAPI:
         body = generate_latest(context.metrics_registry) + generate_latest(cases_registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    # Imported here: the web package's routes import this module's dependencies.
+    from dispatch.web.pages import install_web
+
+    install_web(app, context)
+    # Imported here too, for the same reason: they build on this module's dependencies.
+    from dispatch.notifications import install_notifications
+    from dispatch.open311 import install_open311
+
+    install_notifications(app, cases_registry)
+    install_open311(app)
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import time
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from contracts.events import Identifier, ViolationKind
 from contracts.sites import ZoneKind
+from dispatch.calendar import CalendarSettings
 
 
 class Department(StrEnum):
@@ -29,8 +31,36 @@ class Priority(StrEnum):
     LOW = "low"
 
 
+class Clock(StrEnum):
+    """What a route's deadlines count."""
+
+    WORKING = "working"  # working hours of the working calendar only: minor cases
+    CALENDAR = "calendar"  # around the clock, 24/7: fire lanes
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class HoursOfDay(_Settings):
+    """A time-of-day window in the site's time zone; it may wrap midnight (22:00-07:00)."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> HoursOfDay:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("hours are local times of the site, without a UTC offset")
+        if self.start == self.end:
+            raise ValueError(f"hours {self.start}-{self.end} are empty: leave hours out: all day")
+        return self
+
+    def contains(self, moment: time) -> bool:
+        """Whether a local time of day falls inside; the start is in, the end is out."""
+        if self.start < self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
 
 
 class Route(_Settings):
@@ -43,11 +73,17 @@ class Route(_Settings):
         default=None,
         description="community tier: the department it goes to when its SLA runs out",
     )
+    clock: Clock = Field(
+        default=Clock.CALENDAR,
+        description="calendar: deadlines run 24/7; working: only in the working calendar's hours",
+    )
 
     @model_validator(mode="after")
     def _community_names_escalation(self) -> Route:
         if self.tier is Tier.COMMUNITY and self.escalate_to is None:
             raise ValueError("a community-tier route names escalate_to: who takes it over")
+        if self.escalate_to is not None and self.escalate_to == self.department:
+            raise ValueError(f"escalate_to names the route's own department {self.department}")
         if self.ack_minutes > self.sla_minutes:
             raise ValueError("ack_minutes exceeds sla_minutes")
         return self
@@ -60,6 +96,9 @@ class RoutingRule(Route):
     zone_kind: ZoneKind | None = None
     zone_id: Identifier | None = None
     site_id: Identifier | None = None
+    hours: HoursOfDay | None = Field(
+        default=None, description="when the violation was seen, in the site's time zone"
+    )
 
 
 DEFAULT_ROUTES: dict[ViolationKind, Route] = {
@@ -70,7 +109,11 @@ DEFAULT_ROUTES: dict[ViolationKind, Route] = {
         sla_minutes=120,
     ),
     ViolationKind.FIRE_LANE_BLOCKING: Route(
-        department=Department.FIRE_RESCUE, priority=Priority.URGENT, ack_minutes=5, sla_minutes=30
+        department=Department.FIRE_RESCUE,
+        priority=Priority.URGENT,
+        ack_minutes=5,
+        sla_minutes=30,
+        clock=Clock.CALENDAR,
     ),
     ViolationKind.ILLEGAL_STRUCTURE: Route(
         department=Department.LAW_ENFORCEMENT,
@@ -83,6 +126,20 @@ DEFAULT_ROUTES: dict[ViolationKind, Route] = {
 
 class RoutingSettings(_Settings):
     rules: list[RoutingRule] = Field(default_factory=list)
+
+
+class SlaSettings(_Settings):
+    """Deadlines and escalation: the working calendar and when the sweep escalates."""
+
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    supervisor_after_minutes: int = Field(
+        default=0, ge=0, description="after a missed deadline: 0 escalates at the deadline"
+    )
+    head_after_minutes: int = Field(
+        default=60, ge=0, description="after the supervisor's escalation: to the department head"
+    )
+    sweep_seconds: float = Field(default=60.0, gt=0, description="how often the sweep runs")
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="cases per transaction")
 
 
 class Role(StrEnum):
@@ -116,8 +173,64 @@ class ApiToken(_Settings):
         return self
 
 
+# People log in with these roles; integrations use config tokens, the system role is the server's.
+PERSON_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.SUPERVISOR, Role.WORKER})
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+MIN_PASSWORD_LENGTH = 10
+
+
+def account_role_problem(role: Role, department: Department | None, is_head: bool) -> str | None:
+    """Why a person's account cannot have this role, department and head flag; None if it can."""
+    if role not in PERSON_ROLES:
+        return f"role {role} is not a person's: integrations use config tokens"
+    if (role in SCOPED_ROLES) != (department is not None):
+        return "a supervisor or worker names a department; other roles name none"
+    if is_head and role not in SCOPED_ROLES:
+        return "only a supervisor or worker can be a department's head"
+    return None
+
+
+class DevUser(_Settings):
+    """An account created at start in development only (production refuses the config)."""
+
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: SecretStr = Field(min_length=MIN_PASSWORD_LENGTH)
+    role: Role
+    department: Department | None = None
+    display_name: str = ""
+    is_head: bool = False
+
+    @model_validator(mode="after")
+    def _valid_account(self) -> DevUser:
+        problem = account_role_problem(self.role, self.department, self.is_head)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.password.get_secret_value().casefold() == self.username.casefold():
+            raise ValueError("a password must not be the user name")
+        return self
+
+
+class AccountSettings(_Settings):
+    """Sessions, login rate limits and the development accounts."""
+
+    session_hours: float = Field(default=12.0, gt=0, description="a session's longest life")
+    idle_minutes: float = Field(default=120.0, gt=0, description="a session unused this long ends")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed logins allowed per user name and per client address"
+    )
+    login_window_minutes: float = Field(
+        default=15.0, gt=0, description="the window login_max_failures counts over"
+    )
+    dev_users: list[DevUser] = Field(
+        default_factory=list, description="created at start in development only"
+    )
+
+
 class ApiSettings(_Settings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     tokens: list[ApiToken] = Field(default_factory=list)
-    sla_sweep_seconds: float = Field(default=60.0, gt=0)
+    accounts: AccountSettings = Field(default_factory=AccountSettings)
+    sla_sweep_seconds: float | None = Field(
+        default=None, gt=0, description="deprecated: server.sla.sweep_seconds; wins when set"
+    )

@@ -1,64 +1,164 @@
-"""Which department gets a new case, at what tier, priority and SLA."""
+"""Which department gets a new case, at what tier, priority and SLA, and when it is due."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contracts.events import ViolationKind
-from contracts.sites import ZoneKind
-from dispatch.config import DEFAULT_ROUTES, Route, RoutingRule, RoutingSettings
+from contracts.sites import SiteRegistry, ZoneKind
+from dispatch.calendar import WorkingCalendar
+from dispatch.config import (
+    DEFAULT_ROUTES,
+    Clock,
+    Department,
+    Route,
+    RoutingRule,
+    RoutingSettings,
+    Tier,
+)
 from ingest.store import OpenedCase, RouteDecision
 
 DISPATCH_ACTOR = "dispatch"
 
 
 class Router:
-    def __init__(self, settings: RoutingSettings) -> None:
+    """Matches the rule table. ``calendar`` counts working-clock deadlines; ``registry`` gives
+    each site's time zone for time-of-day rules (else the calendar's zone applies)."""
+
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        calendar: WorkingCalendar | None = None,
+        registry: SiteRegistry | None = None,
+    ) -> None:
         self._rules = settings.rules
+        self.calendar = calendar or WorkingCalendar()
+        self._site_zones: dict[str, ZoneInfo] = {}
+        for site in registry.sites if registry is not None else ():
+            try:
+                self._site_zones[site.id] = ZoneInfo(site.timezone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"site {site.id}: unknown time zone {site.timezone!r}") from exc
 
-    def route(self, kind: str, zone_kind: str, zone_id: str, site_id: str) -> Route:
-        return self._match(kind, zone_kind, zone_id, site_id)[0]
+    def site_zone(self, site_id: str) -> ZoneInfo:
+        return self._site_zones.get(site_id, self.calendar.zone)
 
-    def _match(self, kind: str, zone_kind: str, zone_id: str, site_id: str) -> tuple[Route, str]:
-        """The first matching rule, else the default for the kind; with a description of which."""
-        for number, rule in enumerate(self._rules, start=1):
-            if _matches(rule, ViolationKind(kind), ZoneKind(zone_kind), zone_id, site_id):
-                return rule, f"routing rule #{number}{_describe(rule)}"
-        return DEFAULT_ROUTES[ViolationKind(kind)], f"default route for {kind}"
+    def route(
+        self,
+        kind: str,
+        zone_kind: str,
+        zone_id: str,
+        site_id: str,
+        at: datetime | None = None,
+    ) -> Route:
+        """The route of a case; ``at`` (when it was seen) is needed for time-of-day rules, which
+        never match without it."""
+        return self._match(kind, zone_kind, zone_id, site_id, at)[0]
+
+    def route_for_department(
+        self,
+        department: Department,
+        kind: str,
+        zone_kind: str,
+        zone_id: str,
+        site_id: str,
+        at: datetime | None = None,
+    ) -> Route:
+        """The route a case takes once it is with ``department`` (a transfer, an escalation out
+        of the community tier): the first matching rule for that department, else the kind's
+        default if it names the department, else the case's own route sent there."""
+        matcher = (ViolationKind(kind), ZoneKind(zone_kind), zone_id, site_id)
+        local = self._local_time(site_id, at)
+        for rule in self._rules:
+            if rule.department == department and _matches(rule, *matcher, local):
+                return rule
+        default = DEFAULT_ROUTES[ViolationKind(kind)]
+        if default.department == department:
+            return default
+        own = self.route(kind, zone_kind, zone_id, site_id, at)
+        return Route(
+            department=department,
+            tier=Tier.DEPARTMENT,
+            priority=own.priority,
+            ack_minutes=own.ack_minutes,
+            sla_minutes=own.sla_minutes,
+            clock=own.clock,
+        )
+
+    def after(self, clock: Clock, start: datetime, minutes: float) -> datetime:
+        """``minutes`` after ``start`` on ``clock``."""
+        if clock is Clock.WORKING:
+            return self.calendar.add_working_minutes(start, minutes)
+        return start + timedelta(minutes=minutes)
+
+    def deadlines(self, route: Route, start: datetime) -> tuple[datetime, datetime]:
+        """(acknowledge by, resolve by) for a case on ``route`` whose clock starts at ``start``."""
+        return (
+            self.after(route.clock, start, route.ack_minutes),
+            self.after(route.clock, start, route.sla_minutes),
+        )
 
     def dispatch_new_cases(self, cases: Sequence[OpenedCase]) -> list[RouteDecision]:
         """The router ingest calls with the cases a batch opens: one decision per case, which
-        ingest writes as the case's dispatch."""
+        ingest writes as the case's dispatch. Time of day is when the camera saw it; the SLA
+        clock starts when ingest received it."""
         decisions = []
         for case in cases:
-            route, why = self._match(case.kind, case.zone_kind, case.zone_id, case.site_id)
-            decisions.append(_decision(route, why, case.received_at))
+            route, why = self._match(
+                case.kind, case.zone_kind, case.zone_id, case.site_id, case.opened_at
+            )
+            ack_due_at, sla_due_at = self.deadlines(route, case.received_at)
+            decisions.append(
+                RouteDecision(
+                    department=route.department.value,
+                    tier=route.tier.value,
+                    priority=route.priority.value,
+                    ack_due_at=ack_due_at,
+                    sla_due_at=sla_due_at,
+                    escalate_to=route.escalate_to.value if route.escalate_to else None,
+                    actor=DISPATCH_ACTOR,
+                    reason=f"{why}: {describe_route(route)}",
+                )
+            )
         return decisions
 
+    def _match(
+        self, kind: str, zone_kind: str, zone_id: str, site_id: str, at: datetime | None
+    ) -> tuple[Route, str]:
+        """The first matching rule, else the default for the kind; with a description of which."""
+        matcher = (ViolationKind(kind), ZoneKind(zone_kind), zone_id, site_id)
+        local = self._local_time(site_id, at)
+        for number, rule in enumerate(self._rules, start=1):
+            if _matches(rule, *matcher, local):
+                return rule, f"routing rule #{number}{_describe(rule)}"
+        return DEFAULT_ROUTES[ViolationKind(kind)], f"default route for {kind}"
 
-def _decision(route: Route, why: str, start: datetime) -> RouteDecision:
-    return RouteDecision(
-        department=route.department.value,
-        tier=route.tier.value,
-        priority=route.priority.value,
-        ack_due_at=start + timedelta(minutes=route.ack_minutes),
-        sla_due_at=start + timedelta(minutes=route.sla_minutes),
-        escalate_to=route.escalate_to.value if route.escalate_to else None,
-        actor=DISPATCH_ACTOR,
-        reason=f"{why}: {route.department}, {route.tier}, {route.priority}, "
-        f"SLA {route.sla_minutes} min",
-    )
+    def _local_time(self, site_id: str, at: datetime | None) -> datetime | None:
+        return None if at is None else at.astimezone(self.site_zone(site_id))
+
+
+def describe_route(route: Route) -> str:
+    """The audit-trail text of a route: department, tier, priority and SLA."""
+    clock = " working" if route.clock is Clock.WORKING else ""
+    return f"{route.department}, {route.tier}, {route.priority}, SLA {route.sla_minutes}{clock} min"
 
 
 def _matches(
-    rule: RoutingRule, kind: ViolationKind, zone_kind: ZoneKind, zone_id: str, site_id: str
+    rule: RoutingRule,
+    kind: ViolationKind,
+    zone_kind: ZoneKind,
+    zone_id: str,
+    site_id: str,
+    local: datetime | None,
 ) -> bool:
     return (
         (rule.kind is None or rule.kind == kind)
         and (rule.zone_kind is None or rule.zone_kind == zone_kind)
         and (rule.zone_id is None or rule.zone_id == zone_id)
         and (rule.site_id is None or rule.site_id == site_id)
+        and (rule.hours is None or (local is not None and rule.hours.contains(local.time())))
     )
 
 
@@ -68,6 +168,7 @@ def _describe(rule: RoutingRule) -> str:
         "zone_kind": rule.zone_kind,
         "zone_id": rule.zone_id,
         "site_id": rule.site_id,
+        "hours": f"{rule.hours.start:%H:%M}-{rule.hours.end:%H:%M}" if rule.hours else None,
     }
     named = [f"{key}={value}" for key, value in matchers.items() if value is not None]
     return f" ({', '.join(named)})" if named else " (matches anything)"

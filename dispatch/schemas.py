@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,3 +121,9 @@ class CameraPublic(BaseModel):
     detection_path: str | None = Field(
         default=None, description="detector, or foreground_only when weights failed to load"
     )
+
+
+class ActionProblem(BaseModel):
+    """A 422 answer: FastAPI's validation issues, or one sentence naming the missing input."""
+
+    detail: str | list[dict[str, Any]]

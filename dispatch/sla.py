@@ -1,32 +1,290 @@
-"""The SLA sweep: flag open cases whose due time has passed."""
+"""The SLA sweep: one scheduled job that marks overdue cases, escalates them and moves community
+cases whose SLA ran out to their department.
+
+Restart-safe: every deadline and escalation level lives in the case row, so a sweep after a
+restart (or on another server) picks up exactly where the last one stopped, and running it twice
+at the same moment changes nothing the second time.
+
+A case is overdue while it owes a deadline that has passed: acknowledging it (unaccepted past
+ack_due_at) or resolving it (open past sla_due_at). Going overdue counts one SLA breach, labelled
+with the deadline missed first. While overdue it escalates through the workflow: to the
+supervisor ``supervisor_after_minutes`` after that deadline, to the department head
+``head_after_minutes`` after that, counted on the case's route clock. Accepting a case that was
+overdue only for acknowledgement ends that episode (overdue and escalation level reset), so its
+resolve deadline escalates afresh. A community-tier case past its resolve deadline is transferred
+to its ``escalate_to`` department with new deadlines instead of escalating.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
 
+from dispatch.calendar import WorkingCalendar
+from dispatch.config import Clock, Department, RoutingSettings, SlaSettings, Tier
+from dispatch.metrics import DispatchMetrics
+from dispatch.routing import Router, describe_route
+from dispatch.workflow import Action, Command, Workflow, WorkflowError, system_actor
 from ingest.database import SessionFactory
-from ingest.tables import OPEN_STATES, Case
+from ingest.tables import OPEN_STATES, Case, utcnow
 
 log = logging.getLogger(__name__)
 
+SWEEP_ACTOR = "sla-sweep"
+ESCALATION_TARGETS = {1: "supervisor", 2: "head"}
+ACK = "ack"
+RESOLVE = "resolve"
 
-def sweep_overdue(session_factory: SessionFactory, now: datetime) -> int:
-    """Mark open cases past their SLA as overdue; returns how many were newly marked."""
-    with session_factory.begin() as session:
-        result = session.execute(
-            update(Case)
-            .where(
-                Case.state.in_(OPEN_STATES),
-                Case.sla_due_at < now,
-                Case.overdue.is_(False),
+
+@dataclass
+class SweepReport:
+    """What one run did (its counts also feed the Prometheus counters)."""
+
+    breaches: int = 0
+    escalations: int = 0
+    transfers: int = 0
+    recovered: int = 0  # cases no longer overdue: accepted after missing only the ack deadline
+    refused: int = 0  # the workflow refused an action (logged and counted)
+
+
+@dataclass
+class _Effects:
+    """One batch's counter increments, applied only once its transaction has committed."""
+
+    breaches: list[tuple[str, str, str]] = field(default_factory=list)
+    escalations: list[tuple[str, str, str, str]] = field(default_factory=list)
+    transfers: list[tuple[str, str, str]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def publish(self, metrics: DispatchMetrics, report: SweepReport) -> None:
+        for labels in self.breaches:
+            metrics.sla_breaches.labels(*labels).inc()
+        for escalation in self.escalations:
+            metrics.escalations.labels(*escalation).inc()
+        for transfer in self.transfers:
+            metrics.sla_transfers.labels(*transfer).inc()
+        for action in self.refused:
+            metrics.sla_sweep_errors.labels(action).inc()
+        report.breaches += len(self.breaches)
+        report.escalations += len(self.escalations)
+        report.transfers += len(self.transfers)
+        report.refused += len(self.refused)
+
+
+class SlaSweep:
+    """The sweep the scheduler runs every ``settings.sweep_seconds``; call :meth:`run`."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        workflow: Workflow,
+        calendar: WorkingCalendar,
+        settings: SlaSettings,
+        metrics: DispatchMetrics,
+        router: Router | None = None,
+    ) -> None:
+        """``router`` computes a transferred case's new route and deadlines and each case's
+        clock; without one, the default routes on ``calendar`` apply."""
+        self._sessions = session_factory
+        self._workflow = workflow
+        self._settings = settings
+        self._metrics = metrics
+        self._router = router or Router(RoutingSettings(), calendar=calendar)
+        self._actor = system_actor(SWEEP_ACTOR)
+
+    def run(self, now: datetime | None = None) -> SweepReport:
+        """Sweep every open case that may need something at ``now``, a batch a transaction."""
+        now = now or utcnow()
+        report = SweepReport(recovered=self._end_ack_episodes(now))
+        after_id = 0
+        while True:
+            effects = _Effects()
+            with self._sessions.begin() as session:
+                cases = session.scalars(
+                    select(Case)
+                    .where(Case.state.in_(OPEN_STATES), Case.id > after_id, self._due(now))
+                    .order_by(Case.id)
+                    .limit(self._settings.batch_size)
+                    # Another server's sweep holding a case will handle it: skip, never wait.
+                    .with_for_update(skip_locked=True)
+                ).all()
+                for case in cases:
+                    self._sweep_case(session, case, now, effects)
+            effects.publish(self._metrics, report)
+            if len(cases) < self._settings.batch_size:
+                break
+            after_id = cases[-1].id
+        if report.breaches or report.escalations or report.transfers:
+            log.warning(
+                "SLA sweep: %d breach(es), %d escalation(s), %d transfer(s)",
+                report.breaches,
+                report.escalations,
+                report.transfers,
             )
-            .values(overdue=True, updated_at=now)
-            .execution_options(synchronize_session=False)
+        return report
+
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        """Cases that may need work at ``now``, on the deadline indexes: newly overdue, an
+        escalation level possibly due, or a community case past its SLA. Escalation times on
+        the working clock come no earlier than on the calendar clock, so this is a superset;
+        :meth:`_sweep_case` decides exactly."""
+        supervisor = timedelta(minutes=self._settings.supervisor_after_minutes)
+        head = supervisor + timedelta(minutes=self._settings.head_after_minutes)
+        return or_(
+            and_(Case.overdue.is_(False), _missed_by(now)),
+            and_(Case.escalation_level < 1, _missed_by(now - supervisor)),
+            and_(Case.escalation_level < 2, _missed_by(now - head)),
+            and_(
+                Case.tier == Tier.COMMUNITY.value,
+                Case.escalate_to.is_not(None),
+                Case.sla_due_at <= now,
+            ),
         )
-    marked = int(getattr(result, "rowcount", 0) or 0)
-    if marked:
-        log.warning("%d case(s) passed their SLA", marked)
-    return marked
+
+    def _end_ack_episodes(self, now: datetime) -> int:
+        """Overdue cases that owe no passed deadline any more (accepted after missing only the
+        ack deadline) are on time again: a later resolve deadline escalates afresh."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Case)
+                .where(
+                    Case.state.in_(OPEN_STATES),
+                    Case.overdue.is_(True),
+                    Case.sla_due_at > now,
+                    or_(
+                        Case.acknowledged_at.is_not(None),
+                        Case.ack_due_at.is_(None),
+                        Case.ack_due_at > now,
+                    ),
+                )
+                .values(overdue=False, escalation_level=0, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def _sweep_case(self, session: Session, case: Case, now: datetime, effects: _Effects) -> None:
+        ack_missed = (
+            case.acknowledged_at is None and case.ack_due_at is not None and case.ack_due_at <= now
+        )
+        resolve_missed = case.sla_due_at is not None and case.sla_due_at <= now
+        if ack_missed:
+            deadline, missed_at = ACK, case.ack_due_at
+        elif resolve_missed:
+            deadline, missed_at = RESOLVE, case.sla_due_at
+        else:
+            return
+        assert missed_at is not None
+        department = case.department or ""
+        if not case.overdue:
+            case.overdue = True
+            case.updated_at = now
+            effects.breaches.append((case.kind, department, deadline))
+        if resolve_missed and case.tier == Tier.COMMUNITY.value and case.escalate_to:
+            self._transfer(session, case, now, effects)
+            return
+        clock = self._clock(case)
+        supervisor_at = self._router.after(
+            clock, missed_at, self._settings.supervisor_after_minutes
+        )
+        head_at = self._router.after(clock, supervisor_at, self._settings.head_after_minutes)
+        due_level = (supervisor_at <= now) + (head_at <= now)
+        for level in range(case.escalation_level + 1, due_level + 1):
+            target = ESCALATION_TARGETS[level]
+            detail: dict[str, Any] = {
+                "level": level,
+                "deadline": deadline,
+                "to": target,
+                "department": case.department,
+                "due_at": _iso(missed_at),
+            }
+            reason = (
+                f"{deadline} deadline {self._local(case, missed_at)} missed: "
+                f"to the {target}" + (f" of {case.department}" if case.department else "")
+            )
+            command = Command(Action.ESCALATE, reason=reason, detail=detail)
+            if not self._apply(session, case, command, now, effects):
+                return
+            effects.escalations.append((case.kind, department, deadline, target))
+
+    def _transfer(self, session: Session, case: Case, now: datetime, effects: _Effects) -> None:
+        """The community tier ran out of time: the case goes to its escalation department with
+        that department's route and fresh deadlines from now."""
+        target = Department(case.escalate_to)
+        route = self._router.route_for_department(
+            target, case.kind, case.zone_kind, case.zone_id, case.site_id, case.opened_at
+        )
+        ack_due_at, sla_due_at = self._router.deadlines(route, now)
+        source = case.department or ""
+        missed = self._local(case, case.sla_due_at) if case.sla_due_at else "its deadline"
+        command = Command(
+            Action.TRANSFER,
+            reason=f"{source or 'the community tier'} did not resolve it by {missed}: "
+            f"escalated to {describe_route(route)}",
+            department=target,
+            detail={
+                "deadline": RESOLVE,
+                "tier": route.tier.value,
+                "priority": route.priority.value,
+                "ack_due_at": _iso(ack_due_at),
+                "sla_due_at": _iso(sla_due_at),
+            },
+        )
+        if not self._apply(session, case, command, now, effects):
+            return
+        case.tier = route.tier.value
+        case.priority = route.priority.value
+        case.ack_due_at = ack_due_at
+        case.sla_due_at = sla_due_at
+        case.escalate_to = (
+            route.escalate_to.value
+            if route.tier is Tier.COMMUNITY and route.escalate_to is not None
+            else None
+        )
+        case.overdue = False
+        effects.transfers.append((case.kind, source, target.value))
+
+    def _apply(
+        self, session: Session, case: Case, command: Command, now: datetime, effects: _Effects
+    ) -> bool:
+        """Apply through the workflow; a refusal (checked before any change) skips the case."""
+        try:
+            self._workflow.apply(session, case, command, self._actor, now)
+        except WorkflowError as exc:
+            log.error("SLA sweep cannot %s case %s: %s", command.action, case.id, exc)
+            effects.refused.append(command.action.value)
+            return False
+        return True
+
+    def _clock(self, case: Case) -> Clock:
+        """The clock of the route the case is on now (escalation delays count on it)."""
+        if case.department is None:
+            return Clock.CALENDAR
+        return self._router.route_for_department(
+            Department(case.department),
+            case.kind,
+            case.zone_kind,
+            case.zone_id,
+            case.site_id,
+            case.opened_at,
+        ).clock
+
+    def _local(self, case: Case, moment: datetime) -> str:
+        local = moment.astimezone(self._router.site_zone(case.site_id))
+        return local.isoformat(timespec="minutes")
+
+
+def _missed_by(moment: datetime) -> ColumnElement[bool]:
+    """A deadline the case still owes had passed by ``moment``."""
+    return or_(
+        and_(Case.acknowledged_at.is_(None), Case.ack_due_at <= moment),
+        Case.sla_due_at <= moment,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

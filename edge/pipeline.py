@@ -132,6 +132,9 @@ class CameraPipeline:
         ]
         self._fire_lanes: dict[str, _FireLane] = {}
         self._last_tracked = Detections.empty()
+        # What each zone's rule saw in it on the latest frame: camera verification reads it.
+        self.occupants: dict[str, Detections] = {}
+        self.blocked_shares: dict[str, float] = {}
 
     @property
     def uses_detector(self) -> bool:
@@ -158,14 +161,28 @@ class CameraPipeline:
                 blobs = lane.sightings(frame, known, seen[rule.zone.trigger(seen)])
                 sightings = tracked + blobs if tracked is not None else blobs
                 outcomes += [(o, lane.blocked_share) for o in rule.update(frame, sightings)]
+                self._note_occupants(rule, seen + blobs)
+                self.blocked_shares[zone.id] = lane.blocked_share
             elif tracked is not None:
                 outcomes += [(o, None) for o in rule.update(frame, tracked)]
+                self._note_occupants(rule, tracked)
+            else:
+                self._note_occupants(rule, self._last_tracked)  # nothing moved since
         for watch in self._structures:
             outcomes += [(o, None) for o in watch.update(frame)]
         events = [self._event(outcome, share) for outcome, share in outcomes]
         for event in events:
             self._services.outbox.add(self._topic, event)
         return events
+
+    def _note_occupants(self, rule: DwellRule, sightings: Detections) -> None:
+        """The tracked objects the rule's own zone test puts inside its zone on this frame."""
+        inside = rule.zone.trigger(sightings) & (sightings.tracker_id >= 0)
+        self.occupants[rule.zone.config.id] = sightings[inside]
+
+    def zone_ids(self) -> set[str]:
+        """The zones whose occupancy this pipeline watches (no-parking zones and fire lanes)."""
+        return {rule.zone.config.id for rule in self.rules}
 
     def _fire_lane(self, zone: ZoneConfig, frame: Frame) -> _FireLane:
         lane = self._fire_lanes.get(zone.id)

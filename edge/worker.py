@@ -30,6 +30,7 @@ from edge.plates import PlateReader
 from edge.publisher import EdgePublisher
 from edge.redaction import EvidenceSealer, FaceRedactor
 from edge.structures import BaselineStore
+from edge.verification import VerificationChannel, ZoneVerifier, pump, send
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,17 @@ class EdgeWorker:
                 config, pipeline, self.settings, services.baselines, self.detector
             )
             cameras.append((source, analysis))
+        sources = {source.camera_id: source for source, _ in cameras}
+        verifier = ZoneVerifier(
+            self.site.id,
+            self.gateway.id,
+            {analysis.camera.id: analysis.pipeline for _, analysis in cameras},
+            self.settings.evidence,
+            services.sealer,
+            available=lambda camera_id: sources[camera_id].health is not CameraHealth.OFFLINE,
+        )
+        verification = VerificationChannel(self.broker, self.site.id, self.gateway.id, sources)
+        verification.start()
         publisher.start()
         for source, _ in cameras:
             source.start()
@@ -203,6 +215,9 @@ class EdgeWorker:
                 new_events = sum(analysis.process(frame, None) for analysis, frame in skipped)
                 for (analysis, frame), detections in self._detect(to_detect):
                     new_events += analysis.process(frame, detections)
+                for analysis, frame in (*skipped, *to_detect):
+                    send(verification, verifier.observe(analysis.camera.id, frame))
+                pump(verification, verifier)
                 now = time.monotonic()
                 if new_events or now - last_flush >= FLUSH_INTERVAL_SECONDS:
                     publisher.flush_due()
@@ -216,6 +231,7 @@ class EdgeWorker:
         finally:
             for source, _ in cameras:
                 source.stop()
+            verification.stop()
             publisher.stop()
             outbox.close()
 

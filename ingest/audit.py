@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -141,8 +141,13 @@ def _rows(session: Session, batch: int = 5000) -> Iterator[Any]:
         after = int(rows[-1].seq)
 
 
-def verify_chain(session: Session, stop_at_first: bool = False) -> ChainReport:
-    """Walk the whole chain in seq order; report every entry whose hash or link does not hold."""
+def verify_chain(
+    session: Session,
+    stop_at_first: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ChainReport:
+    """Walk the whole chain in seq order; report every entry whose hash or link does not hold.
+    ``progress`` is called with the number of entries checked so far, now and then."""
     problems: list[ChainProblem] = []
     unchained = session.scalars(
         select(CaseTransition.id).where(CaseTransition.seq.is_(None)).limit(10)
@@ -161,6 +166,8 @@ def verify_chain(session: Session, stop_at_first: bool = False) -> ChainReport:
         if entry_hash(values, row.prev_hash or "") != row.entry_hash:
             problems.append(ChainProblem(row.seq, row.id, "its content does not match its hash"))
         expected_prev, expected_seq = row.entry_hash or "", (row.seq or 0) + 1
+        if progress is not None and count % 1000 == 0:
+            progress(count)
         if stop_at_first and problems:
             return ChainReport(count, problems)
     head = session.get(AuditHead, HEAD_ID)

@@ -31,15 +31,18 @@ from contracts.sites import SiteRegistry
 from contracts.status import CameraStatus, GatewayStatus
 from contracts.topics import (
     STATUS_SUBSCRIPTIONS,
+    VERIFY_RESULT_SUBSCRIPTION,
     VIOLATION_SUBSCRIPTION,
     ack_topic,
     parse_camera_topic,
 )
 from ingest.config import IngestSettings
+from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler, is_transient
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from ingest.validation import Refusal, RefusalReason, describe_errors
+from ingest.verification import VerificationIntake, VerificationResultHook
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ class _Received:
     def is_violation(self) -> bool:
         return self.topic.endswith("/violation")
 
+    @property
+    def is_verification(self) -> bool:
+        return self.topic.endswith("/verify_result")
+
 
 class _Stopping(Exception):  # noqa: N818 - control flow: the consumer is shutting down
     """Raised out of a retry loop when stop() was called; nothing of the batch is acked."""
@@ -88,12 +95,25 @@ class IngestConsumer:
         registry: SiteRegistry,
         metrics: IngestMetrics,
         client_id: str | None = None,
+        on_verification_result: VerificationResultHook | None = None,
     ) -> None:
+        """``on_verification_result`` gets each valid camera verification answer (after its
+        frame is filed); without it ingest does not subscribe to the answers."""
         self._broker = broker
         self._settings = settings
         self._service = service
         self._metrics = metrics
         self._handler = ViolationHandler(service, registry, metrics, settings.max_payload_bytes)
+        self._verifications = (
+            VerificationIntake(
+                registry,
+                EvidenceStore(settings.evidence_dir),  # the same files the service writes
+                on_verification_result,
+                settings.max_payload_bytes,
+            )
+            if on_verification_result is not None
+            else None
+        )
         self._stopping = threading.Event()
         self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -160,7 +180,12 @@ class IngestConsumer:
         # Subscribing here means a reconnect resubscribes. Status goes to every worker: shared
         # subscriptions get no retained messages, and storing a status twice is harmless.
         violations = violation_subscription(self._settings.shared_group)
-        client.subscribe([(violations, 1), *((topic, 1) for topic in STATUS_SUBSCRIPTIONS)])
+        topics = [(violations, 1), *((topic, 1) for topic in STATUS_SUBSCRIPTIONS)]
+        if self._verifications is not None:  # shared like violations: one worker per answer
+            group = self._settings.shared_group
+            answers = VERIFY_RESULT_SUBSCRIPTION
+            topics.append((answers if group is None else f"$share/{group}/{answers}", 1))
+        client.subscribe(topics)
         log.info(
             "ingest %s connected to %s:%d (%s)",
             self.client_id,
@@ -256,8 +281,9 @@ class IngestConsumer:
             if item.is_violation:
                 answers.append(next(stored))
                 continue
+            handle = self._handle_verification if item.is_verification else self._handle_status
             try:
-                self._retrying(partial(self._handle_status, item))
+                self._retrying(partial(handle, item))
             except _Stopping:
                 raise
             except Exception as exc:  # the database refuses this status for good: drop it
@@ -285,6 +311,25 @@ class IngestConsumer:
         if claimed is None:
             return  # no gateway to answer
         self._client.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1 on ingest's connection (the server's requests to gateways).
+
+        False when it was not sent (no connection now); the caller tries again later.
+        """
+        if not self._client.is_connected():
+            return False
+        info = self._client.publish(topic, payload, qos=1)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def _handle_verification(self, message: _Received) -> None:
+        """One camera verification answer: a refusal is counted and logged, nothing stored."""
+        if self._verifications is None:
+            return
+        try:
+            self._verifications.handle(message.topic, message.payload)
+        except Refusal as refusal:
+            self._handler.record_refusal(message.topic, refusal)
 
     def _handle_status(self, message: _Received) -> None:
         if not message.payload:

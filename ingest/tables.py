@@ -411,6 +411,12 @@ class VerificationRequest(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     clear: Mapped[bool | None] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="sent to the gateway; None: the publish job has not sent it yet"
+    )
+    deadline_at: Mapped[datetime | None] = mapped_column(
+        UtcDateTime, doc="unanswered by then: the dispatcher verifies by hand"
+    )
 
 
 class CameraStatusRow(Base):

@@ -20,8 +20,9 @@ from contracts.status import (
     GatewayState,
     GatewayStatus,
 )
-from dispatch.api import create_app
+from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.workflow import Workflow
 from tests.factories import (
     CAMERA,
     FIRE_LANE_ZONE,
@@ -42,13 +43,13 @@ TOKENS = {
     "law": ApiToken(
         name="officer",
         token=SecretStr("law-enforcement-token"),
-        role=Role.DEPARTMENT,
+        role=Role.WORKER,
         department=Department.LAW_ENFORCEMENT,
     ),
     "fire": ApiToken(
         name="firefighter",
         token=SecretStr("fire-rescue-token-01"),
-        role=Role.DEPARTMENT,
+        role=Role.WORKER,
         department=Department.FIRE_RESCUE,
     ),
     "integration": ApiToken(
@@ -83,11 +84,14 @@ def api(database_url: str, tmp_path: Path) -> Iterator[Api]:
         rig.service.store(parking)
         rig.service.store(fire)
         app = create_app(
-            sessions,
-            rig.evidence_store,
-            ApiSettings(tokens=list(TOKENS.values())),
-            rig.registry,
-            rig.metrics.registry,
+            ApiContext(
+                session_factory=sessions,
+                evidence_store=rig.evidence_store,
+                settings=ApiSettings(tokens=list(TOKENS.values())),
+                registry=rig.registry,
+                metrics_registry=rig.metrics.registry,
+                workflow=Workflow(),
+            )
         )
         with TestClient(app) as client:
             cases = client.get("/api/v1/cases", headers=_auth("dispatcher")).json()
@@ -175,13 +179,13 @@ def test_department_works_its_case_and_the_trail_names_the_worker(api: Api) -> N
         "resolved",
         "vehicle towed",
     )
-    # Closing is the command centre's call, and only a resolved case can be closed.
-    assert api.client.post(url, headers=_auth("law"), json={"action": "close"}).status_code == 403
+    # Verifying the fix (which closes the case) is the command centre's call.
+    assert api.client.post(url, headers=_auth("law"), json={"action": "verify"}).status_code == 403
     assert (
-        api.client.post(url, headers=_auth("dispatcher"), json={"action": "close"}).status_code
+        api.client.post(url, headers=_auth("dispatcher"), json={"action": "verify"}).status_code
         == 200
     )
-    again = api.client.post(url, headers=_auth("dispatcher"), json={"action": "accept"})
+    again = api.client.post(url, headers=_auth("law"), json={"action": "accept"})
     assert again.status_code == 409
     assert "closed" in again.json()["detail"]
 

@@ -111,7 +111,11 @@ def test_run_server_serves_until_sigterm(tmp_path: Path, mosquitto: MosquittoPro
     )
     try:
         wait_for_port(port, timeout=30)
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        # Ready once ingest is also subscribed at the broker, which may follow the port by a bit.
+        deadline = time.monotonic() + 10
+        while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.05)
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/cases", headers=AUTH).json() == []
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

@@ -15,8 +15,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
-from dispatch.api import create_app
+from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Role
+from dispatch.workflow import Workflow
 from ingest.tables import Case, CaseState
 from tests.factories import T0, migrated_database
 from tests.unit.ingest.helpers import (
@@ -63,11 +64,14 @@ def test_the_case_api_shows_incident_plate_and_repeat_offender(
             )
         )
         app = create_app(
-            sessions,
-            rig.evidence_store,
-            ApiSettings(tokens=[TOKEN]),
-            rig.registry,
-            rig.metrics.registry,
+            ApiContext(
+                session_factory=sessions,
+                evidence_store=rig.evidence_store,
+                settings=ApiSettings(tokens=[TOKEN]),
+                registry=rig.registry,
+                metrics_registry=rig.metrics.registry,
+                workflow=Workflow(),
+            )
         )
         with TestClient(app) as client:
             cases = client.get("/api/v1/cases", headers=AUTH).json()

@@ -22,7 +22,15 @@ from pydantic import BaseModel
 from contracts.acks import IngestAck
 from contracts.events import ViolationEvent
 from contracts.status import CameraStatus, GatewayStatus
-from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic, violation_topic
+from contracts.topics import (
+    ack_topic,
+    camera_status_topic,
+    gateway_status_topic,
+    verify_result_topic,
+    verify_topic,
+    violation_topic,
+)
+from contracts.verification import VerificationRequest, VerificationResult
 from tests.conftest import REPO_ROOT
 
 ASYNCAPI = REPO_ROOT / "docs" / "asyncapi.yaml"
@@ -118,12 +126,16 @@ _CHANNEL_TOPICS = {
     "cameraStatus": camera_status_topic("{site}", "{gateway}", "{camera}"),
     "gatewayStatus": gateway_status_topic("{site}", "{gateway}"),
     "ack": ack_topic("{site}", "{gateway}"),
+    "verify": verify_topic("{site}", "{gateway}", "{camera}"),
+    "verifyResult": verify_result_topic("{site}", "{gateway}", "{camera}"),
 }
 _MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "ViolationEvent": ViolationEvent,
     "CameraStatus": CameraStatus,
     "GatewayStatus": GatewayStatus,
     "IngestAck": IngestAck,
+    "VerificationRequest": VerificationRequest,
+    "VerificationResult": VerificationResult,
 }
 
 

@@ -1,0 +1,330 @@
+"""Who is calling: session cookies, session bearer tokens and config API tokens; login routes.
+
+A person logs in (POST /api/v1/auth/login) and gets a session token, both as the HttpOnly
+``cw_session`` cookie (the console and worker pages) and in the body (scripts, as a bearer
+token). Integrations use long-lived tokens from the config. A request that changes something and
+is authenticated by the cookie must carry ``X-Requested-With: civicwatch``: a cross-site form
+cannot set that header, so a forged request fails even where SameSite does not protect.
+
+This module reads the ApiContext from ``request.app.state.api`` through a Protocol, so that
+dispatch/api.py can import it without a cycle.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Protocol, cast
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from dispatch.accounts import (
+    Account,
+    AccountError,
+    AccountService,
+    LoginRefused,
+    RateLimited,
+    UnknownUserError,
+    UserExistsError,
+)
+from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.workflow import Actor
+
+API_PREFIX = "/api/v1"
+SESSION_COOKIE = "cw_session"
+CSRF_HEADER = "X-Requested-With"
+CSRF_VALUE = "civicwatch"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class AuthContext(Protocol):
+    """The part of dispatch.api.ApiContext that authentication reads."""
+
+    @property
+    def settings(self) -> ApiSettings: ...
+
+    @property
+    def accounts(self) -> AccountService | None: ...
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """The caller and how they proved it; ``session_token`` is set for a person's session."""
+
+    actor: Actor
+    via: str  # "cookie", "bearer-session" or "token"
+    session_token: str | None = None
+    account: Account | None = None
+
+
+def _auth_context(request: Request) -> AuthContext:
+    return cast(AuthContext, request.app.state.api)
+
+
+AuthContextDep = Annotated[AuthContext, Depends(_auth_context)]
+_bearer = HTTPBearer(auto_error=False, description="a session token or a config API token")
+_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="the login session")
+
+
+def _actor(account: Account) -> Actor:
+    return Actor(account.username, account.role, account.department)
+
+
+def find_token(tokens: Iterable[ApiToken], presented: str | None) -> ApiToken | None:
+    """The config token equal to ``presented``, compared in constant time."""
+    if not presented:
+        return None
+    found = None
+    for token in tokens:  # compare against every token: timing says nothing about which matched
+        if hmac.compare_digest(token.token.get_secret_value().encode(), presented.encode()):
+            found = token
+    return found
+
+
+def authenticate_request(
+    request: Request,
+    context: AuthContextDep,
+    cookie: Annotated[str | None, Depends(_cookie)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Authenticated:
+    """The caller, from (in order) the session cookie, a bearer session token or a config token;
+    401 when none is valid, 403 for a cookie-authenticated change without the CSRF header."""
+    accounts = context.accounts
+    if cookie and accounts is not None:
+        account = accounts.resolve_session(cookie)
+        if account is not None:
+            if request.method in UNSAFE_METHODS and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN,
+                    f"a change made with the session cookie needs the header "
+                    f"{CSRF_HEADER}: {CSRF_VALUE}",
+                )
+            return Authenticated(_actor(account), "cookie", cookie, account)
+    presented = credentials.credentials if credentials else None
+    if presented and accounts is not None:
+        account = accounts.resolve_session(presented)
+        if account is not None:
+            return Authenticated(_actor(account), "bearer-session", presented, account)
+    token = find_token(context.settings.tokens, presented)
+    if token is not None:
+        return Authenticated(Actor(token.name, token.role, token.department), "token")
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "log in, or send a valid bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+AuthenticatedDep = Annotated[Authenticated, Depends(authenticate_request)]
+
+
+def get_principal(authenticated: AuthenticatedDep) -> Actor:
+    """The acting principal of a request (a FastAPI dependency)."""
+    return authenticated.actor
+
+
+PrincipalDep = Annotated[Actor, Depends(get_principal)]
+
+
+def require_admin(principal: PrincipalDep) -> Actor:
+    if principal.role is not Role.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only an admin manages accounts")
+    return principal
+
+
+AdminDep = Annotated[Actor, Depends(require_admin)]
+
+
+def _accounts(context: AuthContextDep) -> AccountService:
+    if context.accounts is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this server has no accounts")
+    return context.accounts
+
+
+AccountsDep = Annotated[AccountService, Depends(_accounts)]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(_Schema):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserSummary(_Schema):
+    username: str
+    display_name: str
+    role: Role
+    department: Department | None
+
+
+class LoginResponse(_Schema):
+    token: str = Field(description="the session token; also set as the cw_session cookie")
+    expires_at: datetime
+    user: UserSummary
+
+
+class UserPublic(UserSummary):
+    is_head: bool
+    active: bool
+    must_change_password: bool
+    created_at: datetime
+    password_changed_at: datetime
+
+
+class UserCreate(_Schema):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Role
+    department: Department | None = None
+    display_name: str = Field(default="", max_length=128)
+    is_head: bool = False
+    must_change_password: bool = False
+
+
+class PasswordChange(_Schema):
+    password: str = Field(min_length=1, max_length=1024)
+    must_change_password: bool = False
+
+
+def _summary(account: Account) -> UserSummary:
+    return UserSummary(
+        username=account.username,
+        display_name=account.display_name,
+        role=account.role,
+        department=account.department,
+    )
+
+
+def _public(account: Account) -> UserPublic:
+    return UserPublic(
+        **_summary(account).model_dump(),
+        is_head=account.is_head,
+        active=account.active,
+        must_change_password=account.must_change_password,
+        created_at=account.created_at,
+        password_changed_at=account.password_changed_at,
+    )
+
+
+router = APIRouter(prefix=API_PREFIX)
+_REFUSED = {401: {"description": "wrong user name or password"}}
+_LIMITED = {429: {"description": "too many failed logins; Retry-After says when to try again"}}
+
+
+@router.post("/auth/login", response_model=LoginResponse, responses={**_REFUSED, **_LIMITED})
+def login(
+    body: LoginRequest, request: Request, response: Response, accounts: AccountsDep
+) -> LoginResponse:
+    """Open a session: the token comes back in the body and as the HttpOnly cw_session cookie."""
+    client = request.client.host if request.client else ""
+    try:
+        session = accounts.authenticate(body.username, body.password, client)
+    except RateLimited as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after_seconds)},
+        ) from exc
+    except LoginRefused as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        max_age=int(accounts.settings.session_hours * 3600),
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return LoginResponse(
+        token=session.token, expires_at=session.expires_at, user=_summary(session.account)
+    )
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(authenticated: AuthenticatedDep, context: AuthContextDep, response: Response) -> None:
+    """End the session this request was made with (a config token has none to end)."""
+    if authenticated.session_token is not None and context.accounts is not None:
+        context.accounts.logout(authenticated.session_token)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+
+
+@router.get("/auth/me", response_model=UserSummary)
+def me(authenticated: AuthenticatedDep) -> UserSummary:
+    """Who the caller is; a config token shows its name as the user name."""
+    if authenticated.account is not None:
+        return _summary(authenticated.account)
+    actor = authenticated.actor
+    return UserSummary(
+        username=actor.name, display_name=actor.name, role=actor.role, department=actor.department
+    )
+
+
+_ADMIN_ONLY = {403: {"description": "only an admin manages accounts"}}
+_NO_USER = {404: {"description": "no such user"}}
+
+
+@router.get("/users", response_model=list[UserPublic], responses=_ADMIN_ONLY)
+def list_users(_admin: AdminDep, accounts: AccountsDep) -> list[UserPublic]:
+    return [_public(account) for account in accounts.list_users()]
+
+
+@router.post(
+    "/users",
+    response_model=UserPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={**_ADMIN_ONLY, 409: {"description": "the user name is taken"}},
+)
+def create_user(body: UserCreate, _admin: AdminDep, accounts: AccountsDep) -> UserPublic:
+    try:
+        account = accounts.create_user(
+            body.username,
+            body.password,
+            body.role,
+            body.department,
+            body.display_name,
+            body.is_head,
+            body.must_change_password,
+        )
+    except UserExistsError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except AccountError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return _public(account)
+
+
+@router.post(
+    "/users/{username}/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ADMIN_ONLY, **_NO_USER},
+)
+def set_password(
+    username: str, body: PasswordChange, _admin: AdminDep, accounts: AccountsDep
+) -> None:
+    """A new password for the user; their sessions end."""
+    try:
+        accounts.set_password(username, body.password, body.must_change_password)
+    except UnknownUserError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except AccountError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.post(
+    "/users/{username}/deactivate",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ADMIN_ONLY, **_NO_USER},
+)
+def deactivate_user(username: str, _admin: AdminDep, accounts: AccountsDep) -> None:
+    """The user can no longer log in; their sessions end now."""
+    try:
+        accounts.deactivate(username)
+    except UnknownUserError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

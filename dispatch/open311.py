@@ -1,0 +1,393 @@
+"""Open311 GeoReport v2 (read only), so municipal systems can read the cases.
+
+GET /open311/v2/services.json, /open311/v2/requests.json and
+/open311/v2/requests/{service_request_id}.json, with the fields the spec names
+(https://wiki.open311.org/GeoReport_v2). Every call needs a bearer token (an integration token or
+any signed-in role); a department's roles see only their department's cases, and another
+department's request is "not found". Errors are the spec's list of ``{code, description}``.
+Only JSON is served: the ``.xml`` forms answer 404 saying so.
+
+Extension: ``requests.json`` pages with ``page`` (from 1) and ``limit`` (at most 1000, the
+spec's cap). Without a date range every case is searched (newest first), not just 90 days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
+from starlette.exceptions import HTTPException
+
+from contracts.events import ViolationKind
+from contracts.sites import SiteRegistry
+from dispatch.api import ContextDep, SessionDep
+from dispatch.auth import PrincipalDep
+from dispatch.config import SCOPED_ROLES, Department, Priority, Tier
+from dispatch.workflow import Actor
+from ingest.tables import Case, CaseState
+
+OPEN311_PREFIX = "/open311/v2"
+MAX_REQUESTS = 1000  # the spec's cap on one answer
+
+
+@dataclass(frozen=True)
+class _Service:
+    name: str
+    description: str
+    keywords: str
+    group: str
+
+
+SERVICES: dict[ViolationKind, _Service] = {
+    ViolationKind.ILLEGAL_PARKING: _Service(
+        "违法停车", "机动车在禁停区域停放超过允许时长", "停车,禁停,机动车,违停", "市容交通"
+    ),
+    ViolationKind.FIRE_LANE_BLOCKING: _Service(
+        "占用消防通道", "车辆或物品占用、堵塞消防车通道", "消防通道,堵塞,占道", "消防安全"
+    ),
+    ViolationKind.ILLEGAL_STRUCTURE: _Service(
+        "违法建设", "禁建区域内新出现的搭建物", "违建,搭建,违法建设", "城市管理"
+    ),
+}
+AGENCIES: dict[str, str] = {
+    Department.LAW_ENFORCEMENT: "综合行政执法",
+    Department.PUBLIC_SECURITY: "公安",
+    Department.FIRE_RESCUE: "消防救援",
+    Department.PROPERTY_MANAGEMENT: "物业管理",
+}
+STATE_NOTES: dict[str, str] = {
+    CaseState.NEW: "待派遣",
+    CaseState.DISPATCHED: "已派遣",
+    CaseState.ACCEPTED: "已受理",
+    CaseState.RESOLVED: "已办结待核查",
+    CaseState.CLOSED: "已结案",
+    CaseState.RETURNED: "已退回",
+    CaseState.PARKED: "挂账",
+    CaseState.MERGED: "已合并",
+}
+PRIORITIES: dict[str, str] = {
+    Priority.URGENT: "紧急",
+    Priority.HIGH: "高",
+    Priority.NORMAL: "普通",
+    Priority.LOW: "低",
+}
+TIERS: dict[str, str] = {Tier.DEPARTMENT: "大事派单", Tier.COMMUNITY: "小事协商"}
+# Merged duplicates are closed too: the case they repeat carries on.
+CLOSED_STATES = frozenset({CaseState.CLOSED.value, CaseState.MERGED.value})
+
+
+class Open311Error(BaseModel):
+    code: int
+    description: str
+
+
+class Open311Service(BaseModel):
+    service_code: str
+    service_name: str
+    description: str
+    metadata: bool
+    type: Literal["realtime", "batch", "blackbox"]
+    keywords: str
+    group: str
+
+
+class Open311Request(BaseModel):
+    service_request_id: str
+    status: Literal["open", "closed"]
+    status_notes: str | None
+    service_name: str
+    service_code: str
+    description: str | None
+    agency_responsible: str | None
+    service_notice: str | None
+    requested_datetime: datetime
+    updated_datetime: datetime | None
+    expected_datetime: datetime | None
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    lat: float | None
+    long: float | None
+    media_url: str | None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {"model": list[Open311Error], "description": "bad parameter"},
+    status.HTTP_401_UNAUTHORIZED: {"model": list[Open311Error], "description": "no valid token"},
+    status.HTTP_404_NOT_FOUND: {"model": list[Open311Error], "description": "not found"},
+}
+
+
+def error_response(
+    code: int, description: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The spec's error shape: a list of ``{code, description}``."""
+    body = [Open311Error(code=code, description=description).model_dump()]
+    return JSONResponse(body, status_code=code, headers=headers)
+
+
+class Open311Route(APIRoute):
+    """Answers this router's errors (authentication, validation, not found) the Open311 way."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except HTTPException as exc:
+                headers = dict(exc.headers) if exc.headers else None
+                return error_response(exc.status_code, str(exc.detail), headers)
+            except RequestValidationError as exc:
+                problems = [
+                    f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                    for error in exc.errors()
+                ]
+                return error_response(status.HTTP_400_BAD_REQUEST, "; ".join(problems))
+
+        return handler
+
+
+router = APIRouter(prefix=OPEN311_PREFIX, tags=["open311"], route_class=Open311Route)
+
+
+class _BadParameter(HTTPException):
+    def __init__(self, detail: str) -> None:
+        super().__init__(status.HTTP_400_BAD_REQUEST, detail)
+
+
+def _not_found(service_request_id: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_404_NOT_FOUND, f"service request {service_request_id} not found"
+    )
+
+
+@router.get("/services.json", response_model=list[Open311Service], responses=_ERRORS)
+def list_services(
+    _principal: PrincipalDep, jurisdiction_id: str | None = None
+) -> list[Open311Service]:
+    """One service per violation kind the cameras detect."""
+    return [
+        Open311Service(
+            service_code=kind.value,
+            service_name=service.name,
+            description=service.description,
+            metadata=False,
+            type="realtime",
+            keywords=service.keywords,
+            group=service.group,
+        )
+        for kind, service in SERVICES.items()
+    ]
+
+
+@router.get("/requests.json", response_model=list[Open311Request], responses=_ERRORS)
+def list_requests(
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    context: ContextDep,
+    service_request_id: Annotated[
+        str | None, Query(description="comma list of ids; when given, other filters are ignored")
+    ] = None,
+    service_code: Annotated[str | None, Query(description="comma list of codes")] = None,
+    status_: Annotated[str | None, Query(alias="status", description="open, closed")] = None,
+    start_date: Annotated[str | None, Query(description="W3C datetime, inclusive")] = None,
+    end_date: Annotated[str | None, Query(description="W3C datetime, inclusive")] = None,
+    jurisdiction_id: str | None = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="extension: from 1")] = 1,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_REQUESTS, description="extension: per page")
+    ] = MAX_REQUESTS,
+) -> list[Open311Request]:
+    """Service requests (cases), newest first."""
+    query = _visible(principal)
+    if service_request_id is not None:
+        query = query.where(Case.id.in_(_ids(service_request_id)))
+    else:
+        query = _filtered(query, service_code, status_, start_date, end_date)
+    query = query.order_by(Case.opened_at.desc(), Case.id.desc())
+    query = query.limit(limit).offset((page - 1) * limit)
+    return [_request(case, context.registry, _base_url(request)) for case in session.scalars(query)]
+
+
+@router.get(
+    "/requests/{service_request_id}.json",
+    response_model=list[Open311Request],
+    responses=_ERRORS,
+)
+def get_request(
+    service_request_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    context: ContextDep,
+    jurisdiction_id: str | None = None,
+) -> list[Open311Request]:
+    """One service request, as a one-element list (the spec's shape)."""
+    if not service_request_id.isdigit() or len(service_request_id) > 18:
+        raise _not_found(service_request_id)
+    case = session.scalars(
+        _visible(principal).where(Case.id == int(service_request_id))
+    ).one_or_none()
+    if case is None:
+        raise _not_found(service_request_id)
+    return [_request(case, context.registry, _base_url(request))]
+
+
+_ONLY_JSON = "only JSON is served: ask for the .json form of this URL"
+
+
+@router.get("/services.xml", responses=_ERRORS, response_model=None)
+def services_xml() -> Response:
+    return error_response(status.HTTP_404_NOT_FOUND, _ONLY_JSON)
+
+
+@router.get("/requests.xml", responses=_ERRORS, response_model=None)
+def requests_xml() -> Response:
+    return error_response(status.HTTP_404_NOT_FOUND, _ONLY_JSON)
+
+
+@router.get("/requests/{service_request_id}.xml", responses=_ERRORS, response_model=None)
+def request_xml(service_request_id: str) -> Response:
+    return error_response(status.HTTP_404_NOT_FOUND, _ONLY_JSON)
+
+
+def install_open311(app: FastAPI) -> None:
+    app.include_router(router)
+
+
+def _visible(principal: Actor) -> Select[Case]:
+    query = select(Case).options(selectinload(Case.evidence))
+    if principal.role in SCOPED_ROLES:
+        query = query.where(Case.department == principal.department)
+    return query
+
+
+def _filtered(
+    query: Select[Case],
+    service_code: str | None,
+    status_: str | None,
+    start_date: str | None,
+    end_date: str | None,
+) -> Select[Case]:
+    if service_code is not None:
+        codes = _split(service_code, "service_code")
+        unknown = sorted(set(codes) - {kind.value for kind in ViolationKind})
+        if unknown:
+            raise _BadParameter(f"service_code: unknown {', '.join(unknown)} (see services.json)")
+        query = query.where(Case.kind.in_(codes))
+    if status_ is not None:
+        wanted = set(_split(status_, "status"))
+        if not wanted <= {"open", "closed"}:
+            raise _BadParameter("status: open, closed or both (comma separated)")
+        if wanted == {"open"}:
+            query = query.where(Case.state.not_in(CLOSED_STATES))
+        elif wanted == {"closed"}:
+            query = query.where(Case.state.in_(CLOSED_STATES))
+    start = _w3c(start_date, "start_date") if start_date is not None else None
+    end = _w3c(end_date, "end_date") if end_date is not None else None
+    if start is not None and end is not None and start > end:
+        raise _BadParameter("start_date is after end_date")
+    if start is not None:
+        query = query.where(Case.opened_at >= start)
+    if end is not None:
+        query = query.where(Case.opened_at <= end)
+    return query
+
+
+def _split(value: str, name: str) -> list[str]:
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise _BadParameter(f"{name} is empty")
+    return parts
+
+
+def _ids(value: str) -> list[int]:
+    parts = _split(value, "service_request_id")
+    if len(parts) > MAX_REQUESTS or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        raise _BadParameter(
+            f"service_request_id: at most {MAX_REQUESTS} numeric ids, comma separated"
+        )
+    return [int(part) for part in parts]
+
+
+def _w3c(value: str, name: str) -> datetime:
+    """A W3C datetime (``2026-05-04T08:00:00Z``, ``...+08:00``) or a date (midnight UTC)."""
+    try:
+        if len(value) == 10:
+            return datetime.combine(datetime.fromisoformat(value).date(), time(), UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _BadParameter(f"{name}: not a W3C datetime: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise _BadParameter(f"{name}: give a time zone (Z or +08:00): {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _request(case: Case, registry: SiteRegistry, base_url: str) -> Open311Request:
+    service = SERVICES[ViolationKind(case.kind)]
+    found = registry.camera(case.camera_id)
+    site = found[0] if found else None
+    camera = found[2] if found else None
+    zone = camera.zone(case.zone_id) if camera else None
+    zone_name = (zone.name if zone else "") or case.zone_id
+    place = case.location or zone_name
+    site_name = (site.name if site else "") or case.site_id
+    where = ZoneInfo(site.timezone) if site else UTC
+    camera_name = (camera.name if camera else "") or case.camera_id
+    redacted = next((item.redacted_sha256 for item in case.evidence if item.redacted_sha256), None)
+    return Open311Request(
+        service_request_id=str(case.id),
+        status="closed" if case.state in CLOSED_STATES else "open",
+        status_notes=_status_notes(case),
+        service_name=service.name,
+        service_code=case.kind,
+        description=f"{service.name}：{camera_name}，{zone_name}",
+        agency_responsible=AGENCIES.get(case.department) if case.department else None,
+        service_notice=_service_notice(case),
+        requested_datetime=case.opened_at.astimezone(where),
+        updated_datetime=case.updated_at.astimezone(where),
+        expected_datetime=case.sla_due_at.astimezone(where) if case.sla_due_at else None,
+        address=f"{site_name} {place}",
+        address_id=f"{case.site_id}/{case.zone_id}",
+        zipcode=None,
+        lat=site.lat if site else None,
+        long=site.long if site else None,
+        media_url=f"{base_url}/api/v1/evidence/{redacted}" if redacted else None,
+    )
+
+
+def _status_notes(case: Case) -> str:
+    notes = STATE_NOTES.get(case.state, case.state)
+    if case.state == CaseState.MERGED and case.duplicate_of is not None:
+        notes += f"：与 {case.duplicate_of} 号重复"
+    if case.overdue and case.state not in CLOSED_STATES:
+        notes += "（已超时）"
+    return notes
+
+
+def _service_notice(case: Case) -> str | None:
+    parts: Sequence[str] = [
+        part
+        for part in (
+            TIERS.get(case.tier) if case.tier else None,
+            f"优先级：{PRIORITIES[case.priority]}" if case.priority in PRIORITIES else None,
+        )
+        if part
+    ]
+    return "，".join(parts) or None

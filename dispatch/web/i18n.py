@@ -1,0 +1,111 @@
+"""The message catalogue: every word the console and worker view show, in Chinese and English.
+
+One YAML file per language under locales/, with the same keys. Simplified Chinese is the
+default; ``?lang=en`` (remembered in the ``cw_lang`` cookie) or the browser's Accept-Language
+picks English.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fastapi import Request
+
+DEFAULT_LANGUAGE = "zh-CN"
+LANGUAGES = ("zh-CN", "en")
+LANGUAGE_COOKIE = "cw_lang"
+LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+
+
+class CatalogueError(Exception):
+    """A locale file that is missing, unreadable or not a mapping of strings."""
+
+
+def _flatten(prefix: str, value: Any, into: dict[str, str], source: Path) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, into, source)
+    elif isinstance(value, str):
+        into[prefix] = value
+    else:
+        raise CatalogueError(f"{source}: {prefix}: expected text, got {type(value).__name__}")
+
+
+def load_catalogue(language: str, folder: Path = LOCALES_DIR) -> dict[str, str]:
+    """The messages of ``language`` as dotted keys (``state.new`` -> ``待派遣``)."""
+    path = folder / f"{language}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogueError(f"{path}: {exc}") from exc
+    messages: dict[str, str] = {}
+    _flatten("", raw, messages, path)
+    return messages
+
+
+@cache
+def catalogue(language: str) -> dict[str, str]:
+    """The shipped catalogue of ``language``, read once."""
+    return load_catalogue(language)
+
+
+@dataclass(frozen=True)
+class Translator:
+    """Looks messages up in one language; a missing key shows as itself (a test forbids them)."""
+
+    language: str
+    messages: Mapping[str, str]
+
+    def __call__(self, key: str, **values: object) -> str:
+        text = self.messages.get(key, key)
+        return text.format(**values) if values else text
+
+    def name(self, group: str, value: object | None) -> str:
+        """The display name of an enum value, e.g. ``name("state", "new")``; None -> "none"."""
+        key = "none" if value is None else str(value)
+        return self.messages.get(f"{group}.{key}", key)
+
+    def group(self, group: str) -> dict[str, str]:
+        """Every message under ``group.``, keyed by the rest (for the page's JavaScript)."""
+        prefix = f"{group}."
+        return {k[len(prefix) :]: v for k, v in self.messages.items() if k.startswith(prefix)}
+
+
+def translator(language: str) -> Translator:
+    return Translator(language, catalogue(language))
+
+
+def pick_language(request: Request) -> tuple[str, bool]:
+    """The request's language and whether it was chosen now (``?lang=``: set the cookie)."""
+    asked = request.query_params.get("lang")
+    if asked in LANGUAGES:
+        return asked, True
+    remembered = request.cookies.get(LANGUAGE_COOKIE)
+    if remembered in LANGUAGES:
+        return remembered, False
+    return _from_accept_language(request.headers.get("accept-language", "")), False
+
+
+def _from_accept_language(header: str) -> str:
+    """The first of our languages the browser lists (by q), else the default."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, position, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return DEFAULT_LANGUAGE

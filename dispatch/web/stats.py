@@ -1,0 +1,239 @@
+"""Aggregates for the console's charts (cases per day, department, kind; time to close), the
+JSON endpoint that serves them, and the inline SVG bar charts the console draws them with."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from markupsafe import Markup, escape
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from dispatch.api import API_PREFIX, ContextDep, PrincipalDep, SessionDep
+from dispatch.web.feed import scope_of
+from ingest.tables import Case, utcnow
+
+DAYS = 14
+
+
+class DayCount(BaseModel):
+    day: date
+    cases: int
+
+
+class CloseTime(BaseModel):
+    key: str = Field(description="the kind or department")
+    closed: int
+    median_minutes: float
+    p90_minutes: float
+
+
+class Stats(BaseModel):
+    timezone: str
+    days: list[DayCount] = Field(description="cases registered per local day, oldest first")
+    per_department: dict[str, int] = Field(description="cases registered in the window")
+    per_kind: dict[str, int]
+    close_time_by_kind: list[CloseTime]
+    close_time_by_department: list[CloseTime]
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile (``share`` 0..1) of ``values``; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(share * len(ordered))))
+    return ordered[rank - 1]
+
+
+def _close_times(rows: Sequence[tuple[str, float]]) -> list[CloseTime]:
+    grouped: dict[str, list[float]] = defaultdict(list)
+    for key, minutes in rows:
+        grouped[key].append(minutes)
+    return [
+        CloseTime(
+            key=key,
+            closed=len(values),
+            median_minutes=round(percentile(values, 0.5), 1),
+            p90_minutes=round(percentile(values, 0.9), 1),
+        )
+        for key, values in sorted(grouped.items())
+    ]
+
+
+def compute_stats(
+    session: Session, department: str | None, timezone: str, now: datetime | None = None
+) -> Stats:
+    """The console's figures over the last ``DAYS`` local days; ``department`` scopes them.
+
+    Days count cases by when the server registered them; time to close runs from then.
+    """
+    zone = ZoneInfo(timezone)
+    now = now or utcnow()
+    today = now.astimezone(zone).date()
+    first = today - timedelta(days=DAYS - 1)
+    bounds = [
+        datetime.combine(first + timedelta(days=n), time(0), zone) for n in range(DAYS + 1)
+    ]
+    start = bounds[0]
+    scope = [Case.created_at >= start]
+    if department is not None:
+        scope.append(Case.department == department)
+    # One query: a sum per local day, so any time zone (with DST) works on SQLite and PostgreSQL.
+    per_day = session.execute(
+        select(
+            *(
+                func.coalesce(
+                    func.sum(case((and_(Case.created_at >= lo, Case.created_at < hi), 1), else_=0)),
+                    0,
+                )
+                for lo, hi in zip(bounds, bounds[1:], strict=False)
+            )
+        ).where(*scope)
+    ).one()
+    per_department = {
+        (dept or "none"): count
+        for dept, count in session.execute(
+            select(Case.department, func.count()).where(*scope).group_by(Case.department)
+        )
+    }
+    per_kind = {
+        kind: count
+        for kind, count in session.execute(
+            select(Case.kind, func.count()).where(*scope).group_by(Case.kind)
+        )
+    }
+    closed = session.execute(
+        select(Case.kind, Case.department, Case.created_at, Case.closed_at).where(
+            *scope, Case.closed_at.is_not(None)
+        )
+    ).all()
+    minutes = [
+        (row.kind, row.department or "none", (row.closed_at - row.created_at).total_seconds() / 60)
+        for row in closed
+    ]
+    return Stats(
+        timezone=timezone,
+        days=[
+            DayCount(day=first + timedelta(days=n), cases=int(count))
+            for n, count in enumerate(per_day)
+        ],
+        per_department=per_department,
+        per_kind=per_kind,
+        close_time_by_kind=_close_times([(kind, m) for kind, _, m in minutes]),
+        close_time_by_department=_close_times([(dept, m) for _, dept, m in minutes]),
+    )
+
+
+def site_timezone(context: ContextDep, site_id: str | None = None) -> str:
+    """The time zone of ``site_id`` (or of the first site): where the day boundaries fall."""
+    sites = context.registry.sites
+    site = next((s for s in sites if s.id == site_id), sites[0])
+    return site.timezone
+
+
+stats_router = APIRouter(prefix=API_PREFIX)
+
+
+@stats_router.get("/stats", response_model=Stats)
+def get_stats(
+    session: SessionDep,
+    principal: PrincipalDep,
+    context: ContextDep,
+    site_id: Annotated[str | None, Query(max_length=64, description="whose time zone")] = None,
+) -> Stats:
+    """Cases per day, department and kind over the last 14 days, and time to close; a
+    department role counts only its department's cases."""
+    return compute_stats(session, scope_of(principal), site_timezone(context, site_id))
+
+
+# --- inline SVG charts -------------------------------------------------------------------------
+
+BAR_COLOURS = ("#2f6fb0", "#d9822b")
+
+
+def bar_chart(
+    bars: Sequence[tuple[str, Sequence[float]]],
+    series: Sequence[str] = (),
+    width: int = 420,
+    bar_height: int = 18,
+    unit: str = "",
+    empty: str = "",
+) -> Markup:
+    """Horizontal bars, one row per label, one bar per series value; labels escaped."""
+    if not bars:
+        return Markup('<p class="muted">{}</p>').format(empty)
+    label_width = 130
+    value_width = 60
+    plot = width - label_width - value_width
+    groups = max(len(values) for _, values in bars)
+    row = bar_height * groups + 8
+    legend = 18 if series else 0
+    height = legend + row * len(bars)
+    top = max((v for _, values in bars for v in values), default=0) or 1
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for n, name in enumerate(series):
+        x = label_width + n * 120
+        parts.append(
+            f'<rect x="{x}" y="3" width="10" height="10" fill="{BAR_COLOURS[n % 2]}"/>'
+            f'<text x="{x + 14}" y="12" class="legend">{escape(name)}</text>'
+        )
+    for index, (label, values) in enumerate(bars):
+        y = legend + index * row
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + row / 2 + 4:.0f}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
+        for n, value in enumerate(values):
+            length = plot * value / top
+            by = y + 4 + n * bar_height
+            parts.append(
+                f'<rect x="{label_width}" y="{by}" width="{length:.1f}" '
+                f'height="{bar_height - 3}" fill="{BAR_COLOURS[n % 2]}"/>'
+                f'<text x="{label_width + length + 4:.1f}" y="{by + bar_height - 6}">'
+                f"{_number(value)}{escape(unit)}</text>"
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def column_chart(
+    columns: Sequence[tuple[str, int]], width: int = 560, height: int = 160, empty: str = ""
+) -> Markup:
+    """Vertical columns (cases per day), the value above each, the label below."""
+    if not any(value for _, value in columns):
+        return Markup('<p class="muted">{}</p>').format(empty)
+    top = max(value for _, value in columns) or 1
+    slot = width / len(columns)
+    plot = height - 36
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
+        f'role="img" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for index, (label, value) in enumerate(columns):
+        bar = plot * value / top
+        x = index * slot + slot * 0.15
+        y = 16 + plot - bar
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{bar:.1f}" '
+            f'fill="{BAR_COLOURS[0]}"/>'
+            f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" text-anchor="middle">{value}</text>'
+            f'<text x="{x + slot * 0.35:.1f}" y="{height - 4}" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"

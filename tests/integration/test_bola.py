@@ -1,0 +1,779 @@
+"""OWASP API1 (broken object level authorisation): a department never reaches another's objects.
+
+The server is the real one (civicwatch.server.build_server) served by uvicorn on a free port,
+over a real SQLite database filled through the real ingest path: law enforcement's and fire
+rescue's cases, with evidence (originals and redacted copies, generated JPEGs), plates, notes,
+a case transferred from one department to the other, notifications and camera re-check requests.
+
+The routes are not listed here: every route of the app is enumerated (``app.routes``, mounted
+sub-apps included), so a route another module adds later is probed without editing this file.
+A path parameter is filled from OBJECT_PARAMS (how to find another department's value) or
+NOT_OBJECT_PARAMS (why it names nothing a department owns); a route with a parameter in
+neither fails the test, naming the route. Request bodies and required query parameters are
+generated from the route's OpenAPI operation, so each probe reaches the handler.
+
+For every such route and method, a fire-rescue object asked for by a law-enforcement worker or
+supervisor (session cookie, or a config token) is 404, and changes nothing. Every list, feed and
+page without a path parameter is read by them, the live feed included, and must not name a
+fire-rescue case. The dispatcher, admin and integration read both departments alike; the
+integration token may change nothing (403).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIWebSocketRoute, iter_route_contexts
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
+
+from civicwatch.config import CivicwatchConfig, ServerSettings
+from civicwatch.server import BackgroundApi, Server, build_server
+from contracts.events import Phase, ViolationKind
+from dispatch.config import (
+    AccountSettings,
+    ApiSettings,
+    ApiToken,
+    Department,
+    DevUser,
+    Role,
+)
+from dispatch.workflow import Action, Actor, Command, Workflow
+from ingest.config import IngestSettings
+from ingest.tables import (
+    Case,
+    CaseEvidence,
+    CaseTransition,
+    Notification,
+    User,
+    VerificationRequest,
+    utcnow,
+)
+from tests.conftest import free_port
+from tests.factories import (
+    FIRE_LANE_ZONE,
+    SITE,
+    EventFactory,
+    jpeg_bytes,
+    make_registry,
+)
+from tests.unit.ingest.helpers import with_plate, with_redacted_copies
+
+OWN = Department.LAW_ENFORCEMENT  # the department of the people probing
+FOREIGN = Department.FIRE_RESCUE  # whose objects they must not reach
+PASSWORD = "bola-probe-passphrase"
+CSRF = {"X-Requested-With": "civicwatch"}
+IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Reads that the brief says the dispatcher, admin and integration get (200) for both departments.
+SHARED_READS = ("/api/v1/cases", "/api/v1/evidence", "/open311/")
+
+
+@dataclass
+class Objects:
+    """One department's objects in the database."""
+
+    case_ids: list[int] = field(default_factory=list)
+    violation_ids: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)  # originals and redacted copies
+    plates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # note reasons on its cases
+    notification_ids: list[int] = field(default_factory=list)
+    verification_ids: list[str] = field(default_factory=list)
+
+    def markers(self) -> list[str]:
+        """Strings that appear only where one of these objects is shown."""
+        return self.violation_ids + self.evidence + self.plates + self.notes
+
+
+# path parameter -> every value of that kind a department owns. A new route whose parameter
+# names a case, evidence, notification, camera re-check or Open311 request needs a line here.
+OBJECT_PARAMS: dict[str, Callable[[Objects], list[str]]] = {
+    "case_id": lambda objects: [str(i) for i in objects.case_ids],
+    "sha256": lambda objects: objects.evidence,
+    "service_request_id": lambda objects: [str(i) for i in objects.case_ids],  # Open311 = case id
+    "notification_id": lambda objects: [str(i) for i in objects.notification_ids],
+    "request_id": lambda objects: objects.verification_ids,  # a camera re-check
+    "verification_id": lambda objects: objects.verification_ids,
+}
+# path parameter -> (why no department owns what it names, the value to use)
+NOT_OBJECT_PARAMS: dict[str, tuple[str, str]] = {
+    "username": ("an account: admin-only routes, not a department's", "bola-worker"),
+    "site_id": ("a site (its plan image): every department works on every site", SITE),
+    "path": ("a static file of the web pages", "app.css"),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    params: tuple[str, ...]
+    websocket: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+
+
+def enumerate_endpoints(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[Endpoint]:
+    """Every method of every route: included routers' and mounted sub-apps' routes too."""
+    for context in iter_route_contexts(routes):
+        route = context.original_route
+        if isinstance(route, Mount):
+            yield from enumerate_endpoints(route.routes, prefix + route.path)
+            continue
+        path = prefix + (context.path or "")
+        params = tuple(_PARAM.findall(path))
+        if isinstance(route, WebSocketRoute | APIWebSocketRoute):
+            yield Endpoint("WEBSOCKET", path, params, websocket=True)
+            continue
+        for method in sorted((context.methods or set()) - IGNORED_METHODS):
+            yield Endpoint(method, path, params)
+
+
+def unknown_params(endpoints: list[Endpoint]) -> list[str]:
+    """A line for each route parameter this test cannot fill: each one fails the test."""
+    problems = []
+    for endpoint in endpoints:
+        for param in endpoint.params:
+            if param not in OBJECT_PARAMS and param not in NOT_OBJECT_PARAMS:
+                problems.append(
+                    f"{endpoint.name}: path parameter {{{param}}} is unknown to test_bola: add it "
+                    "to OBJECT_PARAMS (how to find another department's value) or to "
+                    "NOT_OBJECT_PARAMS (why it names nothing a department owns)"
+                )
+        if endpoint.websocket and any(p in OBJECT_PARAMS for p in endpoint.params):
+            problems.append(f"{endpoint.name}: test_bola cannot probe a websocket's object yet")
+    return problems
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    return _PARAM.sub(lambda match: values[match.group(1)], path)
+
+
+# Fields whose generated value must satisfy more than the schema says.
+FIELD_VALUES: dict[str, Any] = {
+    "password": "another bola passphrase",
+    "reason": "bola probe",
+    "username": "bola-probe-user",
+}
+
+
+class RequestMaker:
+    """Builds a request that passes validation from a route's OpenAPI operation."""
+
+    def __init__(self, openapi: dict[str, Any]) -> None:
+        self._paths: dict[str, Any] = openapi.get("paths", {})
+        self._schemas: dict[str, Any] = openapi.get("components", {}).get("schemas", {})
+
+    def operation(self, endpoint: Endpoint) -> dict[str, Any]:
+        found: dict[str, Any] = self._paths.get(endpoint.path, {}).get(endpoint.method.lower(), {})
+        return found
+
+    def kwargs(self, endpoint: Endpoint) -> dict[str, Any]:
+        operation = self.operation(endpoint)
+        result: dict[str, Any] = {}
+        query = {
+            p["name"]: self.example(p.get("schema", {}), p["name"])
+            for p in operation.get("parameters", [])
+            if p.get("in") == "query" and p.get("required")
+        }
+        if query:
+            result["params"] = query
+        content = operation.get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            result["json"] = self.example(content["application/json"].get("schema", {}))
+        elif "multipart/form-data" in content or "application/x-www-form-urlencoded" in content:
+            media = (
+                content.get("multipart/form-data") or content["application/x-www-form-urlencoded"]
+            )
+            schema = self._resolve(media.get("schema", {}))
+            files, data = {}, {}
+            for name in schema.get("required", list(schema.get("properties", {}))):
+                prop = self._resolve(schema.get("properties", {}).get(name, {}))
+                if self._is_binary(prop):
+                    files[name] = ("probe.jpg", jpeg_bytes(99), "image/jpeg")
+                else:
+                    data[name] = str(self.example(prop, name))
+            if files:
+                result["files"] = files
+            result["data"] = data
+        return result
+
+    def query_params(self, endpoint: Endpoint) -> set[str]:
+        return {
+            p["name"]
+            for p in self.operation(endpoint).get("parameters", [])
+            if p.get("in") == "query"
+        }
+
+    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in schema:
+            schema = self._schemas[schema["$ref"].rsplit("/", 1)[-1]]
+        return schema
+
+    def _is_binary(self, schema: dict[str, Any]) -> bool:
+        if schema.get("format") == "binary" or "contentMediaType" in schema:
+            return True
+        if schema.get("type") == "array":
+            return self._is_binary(self._resolve(schema.get("items", {})))
+        return any(self._is_binary(self._resolve(s)) for s in schema.get("anyOf", []))
+
+    def example(self, schema: dict[str, Any], name: str = "") -> Any:
+        schema = self._resolve(schema)
+        if name in FIELD_VALUES:
+            return FIELD_VALUES[name]
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            return schema["enum"][0]
+        for key in ("anyOf", "oneOf", "allOf"):
+            options = [self._resolve(s) for s in schema.get(key, [])]
+            options = [s for s in options if s.get("type") != "null"]
+            if options:
+                return self.example(options[0], name)
+        kind = schema.get("type")
+        if kind == "object" or "properties" in schema:
+            props = schema.get("properties", {})
+            return {key: self.example(props[key], key) for key in schema.get("required", [])}
+        if kind == "array":
+            return [self.example(schema.get("items", {}), name)] * schema.get("minItems", 0)
+        if kind == "integer":
+            return max(int(schema.get("minimum", 1)), 1)
+        if kind == "number":
+            return max(float(schema.get("minimum", 1.0)), 1.0)
+        if kind == "boolean":
+            return False
+        formats = {"date-time": utcnow().isoformat(), "uuid": str(uuid.uuid4()), "uri": "http://x"}
+        if schema.get("format") in formats:
+            return formats[schema["format"]]
+        return "x" * max(int(schema.get("minLength", 1)), 1)
+
+
+@dataclass
+class Principal:
+    """A signed-in caller: a person's session cookie or a config token."""
+
+    name: str
+    role: Role
+    headers: dict[str, str]
+
+
+@dataclass
+class World:
+    server: Server
+    base_url: str
+    own: Objects
+    foreign: Objects
+    scoped: list[Principal]  # law enforcement's worker and supervisor
+    broad: list[Principal]  # dispatcher, admin, integration
+    http: httpx.Client
+
+    def of(self, department: Department) -> Objects:
+        return self.own if department is OWN else self.foreign
+
+    def request(self, who: Principal, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self.http.cookies.clear()  # each caller sends only its own credentials
+        headers = {**who.headers, **kwargs.pop("headers", {})}
+        return self.http.request(method, url, headers=headers, **kwargs)
+
+
+TOKENS = [
+    ApiToken(name="city-brain", token=SecretStr("integration-token-bola"), role=Role.INTEGRATION),
+    ApiToken(
+        name="law-script",
+        token=SecretStr("law-worker-token-bola"),
+        role=Role.WORKER,
+        department=OWN,
+    ),
+]
+ACCOUNTS = [
+    DevUser(username="bola-worker", password=PASSWORD, role=Role.WORKER, department=OWN),  # type: ignore[arg-type]
+    DevUser(username="bola-supervisor", password=PASSWORD, role=Role.SUPERVISOR, department=OWN),  # type: ignore[arg-type]
+    DevUser(username="bola-fire", password=PASSWORD, role=Role.WORKER, department=FOREIGN),  # type: ignore[arg-type]
+    DevUser(username="bola-dispatcher", password=PASSWORD, role=Role.DISPATCHER),  # type: ignore[arg-type]
+    DevUser(username="bola-admin", password=PASSWORD, role=Role.ADMIN),  # type: ignore[arg-type]
+]
+
+
+def _config(tmp_path: Path) -> CivicwatchConfig:
+    return CivicwatchConfig(
+        environment="development",  # the accounts come from dev_users, as in development
+        sites=make_registry().sites,
+        server=ServerSettings(
+            database_url=f"sqlite:///{tmp_path / 'bola.db'}",
+            ingest=IngestSettings(client_id="ingest-bola", evidence_dir=tmp_path / "evidence"),
+            api=ApiSettings(tokens=TOKENS, accounts=AccountSettings(dev_users=ACCOUNTS)),
+        ),
+    )
+
+
+def _fill_database(server: Server) -> tuple[Objects, Objects]:
+    """Both departments' cases through the real ingest path, worked a little, plus the rows
+    (notifications, camera re-checks) other parts of the server would write."""
+    edge = EventFactory()
+    events = {
+        OWN: [
+            with_plate(with_redacted_copies(edge.event(Phase.OPENED)), "浙A10001"),
+            with_plate(with_redacted_copies(edge.event(Phase.OPENED)), "浙A10002"),
+        ],
+        FOREIGN: [
+            with_plate(
+                with_redacted_copies(
+                    edge.event(
+                        Phase.OPENED,
+                        zone_id=FIRE_LANE_ZONE,
+                        kind=ViolationKind.FIRE_LANE_BLOCKING,
+                    )
+                ),
+                f"浙F2000{number}",
+            )
+            for number in (1, 2)
+        ],
+    }
+    moved = with_plate(with_redacted_copies(edge.event(Phase.OPENED)), "浙A30003")
+    for event in [*events[OWN], *events[FOREIGN], moved]:
+        server.service.store(event)
+    workflow = Workflow()  # no hooks: the probes, not a camera, are under test
+    dispatcher = Actor("bola-dispatcher", Role.DISPATCHER)
+    now = utcnow()
+    with server.session_factory() as session:
+
+        def case_of(violation_id: uuid.UUID) -> Case:
+            return session.scalars(select(Case).where(Case.violation_id == violation_id)).one()
+
+        # Law enforcement's case goes to fire rescue: its history stays, its reach must not.
+        transferred = case_of(moved.violation_id)
+        assert transferred.department == OWN
+        workflow.apply(
+            session,
+            transferred,
+            Command(Action.TRANSFER, reason="a fire lane after all", department=FOREIGN),
+            dispatcher,
+        )
+        fire = Actor("bola-fire", Role.WORKER, FOREIGN)
+        worked = case_of(events[FOREIGN][0].violation_id)
+        workflow.apply(session, worked, Command(Action.ACCEPT), fire)
+        workflow.apply(session, worked, Command(Action.RESOLVE, reason="moved"), fire)
+        law = Actor("bola-worker", Role.WORKER, OWN)
+        workflow.apply(session, case_of(events[OWN][0].violation_id), Command(Action.ACCEPT), law)
+        session.commit()
+
+        objects = {OWN: Objects(), FOREIGN: Objects()}
+        for case in session.scalars(select(Case).order_by(Case.id)):
+            mine = objects[Department(case.department)]
+            mine.case_ids.append(case.id)
+            mine.violation_ids.append(str(case.violation_id))
+            assert case.plate_text is not None
+            mine.plates.append(case.plate_text)
+            note = f"bola-note-{case.department}-{uuid.uuid4().hex[:12]}"
+            workflow.apply(session, case, Command(Action.NOTE, reason=note), dispatcher)
+            mine.notes.append(note)
+            for item in session.scalars(
+                select(CaseEvidence).where(CaseEvidence.case_id == case.id)
+            ):
+                mine.evidence.append(item.sha256)
+                if item.redacted_sha256:
+                    mine.evidence.append(item.redacted_sha256)
+            notification = Notification(
+                channel="webhook",
+                department=case.department,
+                target="http://127.0.0.1:9/hook",
+                event_type="case.dispatched",
+                case_id=case.id,
+                payload={"case_id": case.id},
+                status="failed",
+                attempts=3,
+                next_attempt_at=now,
+                last_error="connection refused",
+                created_at=now,
+            )
+            check = VerificationRequest(
+                request_id=uuid.uuid4(),
+                case_id=case.id,
+                site_id=case.site_id,
+                gateway_id=case.gateway_id,
+                camera_id=case.camera_id,
+                zone_id=case.zone_id,
+                requested_at=now,
+            )
+            session.add_all([notification, check])
+            session.flush()
+            mine.notification_ids.append(notification.id)
+            mine.verification_ids.append(str(check.request_id))
+        session.commit()
+    own, foreign = objects[OWN], objects[FOREIGN]
+    # The generated frames are flat colours: a frame can repeat in both departments' cases,
+    # and then either may fetch it. Only the other department's own frames must be refused.
+    shared = set(own.evidence) & set(foreign.evidence)
+    foreign.evidence = [sha for sha in foreign.evidence if sha not in shared]
+    own.evidence = [sha for sha in own.evidence if sha not in shared]
+    assert len(own.case_ids) == 2
+    assert len(foreign.case_ids) == 3
+    assert len(foreign.evidence) >= 6  # 3 cases x 2 frames x (original + redacted), less shared
+    return own, foreign
+
+
+def _login(http: httpx.Client, username: str) -> dict[str, str]:
+    response = http.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    assert "cw_session=" in response.headers["set-cookie"]
+    return {"Cookie": f"cw_session={response.json()['token']}", **CSRF}
+
+
+def _bearer(token: ApiToken) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token.token.get_secret_value()}", **CSRF}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    server = build_server(_config(tmp_path))
+    with server.session_factory() as session:  # development: dev_users were created at build
+        assert session.scalar(select(func.count()).select_from(User)) == len(ACCOUNTS)
+    own, foreign = _fill_database(server)
+    port = free_port()
+    api = BackgroundApi(server.app, "127.0.0.1", port)
+    api.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base_url, timeout=httpx.Timeout(20.0, read=3.0)) as http:
+            scoped = [
+                Principal("worker (session)", Role.WORKER, _login(http, "bola-worker")),
+                Principal("supervisor (session)", Role.SUPERVISOR, _login(http, "bola-supervisor")),
+                Principal("worker (config token)", Role.WORKER, _bearer(TOKENS[1])),
+            ]
+            broad = [
+                Principal("dispatcher", Role.DISPATCHER, _login(http, "bola-dispatcher")),
+                Principal("admin", Role.ADMIN, _login(http, "bola-admin")),
+                Principal("integration", Role.INTEGRATION, _bearer(TOKENS[0])),
+            ]
+            yield World(server, base_url, own, foreign, scoped, broad, http)
+    finally:
+        api.stop()
+        server.stop()
+
+
+def _snapshot(world: World) -> dict[str, Any]:
+    """Everything a probe could change."""
+    with world.server.session_factory() as session:
+        cases = {
+            case.id: (case.state, case.department, case.updated_at, case.duplicate_of)
+            for case in session.scalars(select(Case))
+        }
+        return {
+            "cases": cases,
+            "transitions": session.scalar(select(func.count()).select_from(CaseTransition)),
+            "evidence": session.scalar(select(func.count()).select_from(CaseEvidence)),
+            "notifications": sorted(
+                (n.id, n.status, n.attempts) for n in session.scalars(select(Notification))
+            ),
+            "checks": sorted(
+                (str(v.request_id), v.answered_at is None)
+                for v in session.scalars(select(VerificationRequest))
+            ),
+            "users": sorted(
+                (u.username, u.active, u.password_hash) for u in session.scalars(select(User))
+            ),
+        }
+
+
+@dataclass
+class Report:
+    failures: list[str] = field(default_factory=list)
+    covered: list[str] = field(default_factory=list)
+    not_object: list[str] = field(default_factory=list)
+    serves_nobody: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.failures.append(message)
+
+
+def _variants(
+    endpoint: Endpoint, world: World, target: Department
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """(what, path values) with the object parameters naming ``target``'s objects: each of its
+    objects in turn, and for a route with several, one foreign object among the caller's own."""
+    objects = [p for p in endpoint.params if p in OBJECT_PARAMS]
+    neutral = {p: NOT_OBJECT_PARAMS[p][1] for p in endpoint.params if p in NOT_OBJECT_PARAMS}
+    own = {p: OBJECT_PARAMS[p](world.own)[0] for p in objects}
+    lists = {p: OBJECT_PARAMS[p](world.of(target)) for p in objects}
+    for index in range(max(len(values) for values in lists.values())):
+        values = {p: lists[p][index % len(lists[p])] for p in objects}
+        yield f"{target} objects {values}", {**neutral, **values}
+    if len(objects) > 1 and target is not OWN:
+        for p in objects:
+            yield f"own objects but a {target} {p}", {**neutral, **own, p: lists[p][0]}
+
+
+def _probe_object_routes(
+    world: World, endpoints: list[Endpoint], maker: RequestMaker, report: Report
+) -> None:
+    for endpoint in endpoints:
+        if not any(p in OBJECT_PARAMS for p in endpoint.params) or endpoint.websocket:
+            if endpoint.params:
+                report.not_object.append(endpoint.name)
+            continue
+        report.covered.append(endpoint.name)
+        kwargs = maker.kwargs(endpoint)
+        unsafe = endpoint.method in UNSAFE_METHODS
+        serves_nobody = False
+        if not unsafe:  # e.g. Open311's .xml forms: 404 for everyone, the dispatcher included
+            own_values = next(_variants(endpoint, world, OWN))[1]
+            answer = world.request(
+                world.broad[0], endpoint.method, _fill(endpoint.path, own_values)
+            )
+            serves_nobody = answer.status_code == 404
+            if serves_nobody:
+                report.serves_nobody.append(endpoint.name)
+        for who in world.scoped:
+            for what, values in _variants(endpoint, world, FOREIGN):
+                url = _fill(endpoint.path, values)
+                response = world.request(who, endpoint.method, url, **kwargs)
+                report.check(
+                    response.status_code == 404,
+                    f"{endpoint.name} as {who.name} with {what}: {response.status_code} "
+                    f"(expected 404) {response.text[:200]!r}",
+                )
+            if not unsafe and not serves_nobody:  # the control: its own objects are there
+                values = next(_variants(endpoint, world, OWN))[1]
+                response = world.request(who, endpoint.method, _fill(endpoint.path, values))
+                report.check(
+                    response.status_code != 404,
+                    f"{endpoint.name} as {who.name} with its own {values}: 404, so the 404 for "
+                    "the other department proves nothing",
+                )
+        for who in [] if serves_nobody else world.broad:
+            statuses = {}
+            for department in (OWN, FOREIGN):
+                values = next(_variants(endpoint, world, department))[1]
+                if unsafe and who.role is not Role.INTEGRATION:
+                    continue  # the dispatcher and admin may change things; not probed here
+                response = world.request(
+                    who, endpoint.method, _fill(endpoint.path, values), **kwargs
+                )
+                statuses[department] = response.status_code
+                if unsafe:
+                    report.check(
+                        response.status_code == 403,
+                        f"{endpoint.name} as integration on {department}: "
+                        f"{response.status_code} (expected 403: integrations only read)",
+                    )
+                    continue
+                expected_200 = endpoint.path.startswith(SHARED_READS) or (
+                    who.role is Role.DISPATCHER and endpoint.path.startswith("/api/")
+                )
+                report.check(
+                    response.status_code == 200
+                    if expected_200
+                    else response.status_code not in (404,) and response.status_code < 500,
+                    f"{endpoint.name} as {who.name} on {department}'s {values}: "
+                    f"{response.status_code} {response.text[:200]!r}",
+                )
+            report.check(
+                len(set(statuses.values())) <= 1,
+                f"{endpoint.name} as {who.name}: departments answered differently {statuses}",
+            )
+
+
+_CASE_URL = re.compile(r"/cases/(\d+)\b")
+_ID_KEYS = ("case_id", "service_request_id", "duplicate_of")
+
+
+def _case_ids_in_json(value: Any, found: set[int]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _ID_KEYS and isinstance(item, int | str) and str(item).isdigit():
+                found.add(int(item))
+            case_like = "state" in value or "violation_id" in value or "kind" in value
+            if key == "id" and case_like and isinstance(item, int):
+                found.add(item)
+            _case_ids_in_json(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _case_ids_in_json(item, found)
+
+
+def case_ids_in(body: str, content_type: str) -> set[int]:
+    """Case ids a response names: in case-like JSON objects, SSE data and case URLs."""
+    found = {int(number) for number in _CASE_URL.findall(body)}
+    documents: list[str] = []
+    if "json" in content_type:
+        documents.append(body)
+    elif "event-stream" in content_type:
+        documents += [line[5:].strip() for line in body.splitlines() if line.startswith("data:")]
+    for document in documents:
+        try:
+            _case_ids_in_json(json.loads(document), found)
+        except ValueError:
+            continue
+    return found
+
+
+def _live_notes(world: World, marker: str) -> dict[Department, str]:
+    """A dispatcher's note on one case of each department, written while a feed is open."""
+    notes = {}
+    with world.server.session_factory() as session:
+        for department in (OWN, FOREIGN):
+            case = session.get(Case, world.of(department).case_ids[-1])
+            assert case is not None
+            note = f"{marker}-{department}-{uuid.uuid4().hex[:8]}"
+            Workflow().apply(
+                session,
+                case,
+                Command(Action.NOTE, reason=note),
+                Actor("bola-dispatcher", Role.DISPATCHER),
+            )
+            notes[department] = note
+        session.commit()
+    return notes
+
+
+def _read(world: World, who: Principal, path: str, params: dict[str, str]) -> tuple[str, str]:
+    """The whole body, or for an event stream what arrives in a few seconds, with a note on
+    each department's case written while it is open (the stream's live path)."""
+    headers = {**who.headers, "Last-Event-ID": "0"}  # a feed replays from the start
+    world.http.cookies.clear()
+    with world.http.stream("GET", path, params=params, headers=headers) as response:
+        content_type = response.headers.get("content-type", "")
+        if "event-stream" not in content_type:
+            return response.read().decode(errors="replace"), content_type
+        notes = _live_notes(world, "bola-live")
+        body = ""
+        deadline = time.monotonic() + 5.0
+        try:
+            for chunk in response.iter_text():
+                body += chunk
+                if notes[OWN] in body or time.monotonic() > deadline:
+                    break
+        except httpx.ReadTimeout:
+            pass
+        if notes[OWN] not in body:  # the control: the stream carries the caller's own changes
+            body += f"\n[bola: own live note {notes[OWN]} never arrived]"
+        return body, content_type
+
+
+def _probe_lists(
+    world: World, endpoints: list[Endpoint], maker: RequestMaker, report: Report
+) -> dict[str, set[str]]:
+    """Every GET without a path parameter, read by each scoped caller; returns, per route, what
+    of the other department the dispatcher sees there (the control)."""
+    seen_by_dispatcher: dict[str, set[str]] = {}
+    for endpoint in endpoints:
+        if endpoint.method != "GET" or endpoint.params or endpoint.websocket:
+            continue
+        report.lists.append(endpoint.path)
+        params = {str(k): str(v) for k, v in maker.kwargs(endpoint).get("params", {}).items()}
+        asks = [params]
+        if "department" in maker.query_params(endpoint):
+            asks.append({**params, "department": FOREIGN.value})
+        for who in world.scoped:
+            for ask in asks:
+                body, content_type = _read(world, who, endpoint.path, ask)
+                leaked = [m for m in world.foreign.markers() if m in body]
+                if "live note" in body and "never arrived" in body:
+                    leaked.append("(the control failed: its own live note never arrived)")
+                ids = case_ids_in(body, content_type) & set(world.foreign.case_ids)
+                report.check(
+                    not leaked and not ids,
+                    f"GET {endpoint.path} {ask} as {who.name} shows {FOREIGN}'s "
+                    f"case ids {sorted(ids)} / markers {leaked}",
+                )
+        body, content_type = _read(world, world.broad[0], endpoint.path, params)
+        shown = {m for m in world.foreign.markers() if m in body}
+        shown |= {
+            f"case {i}" for i in case_ids_in(body, content_type) & set(world.foreign.case_ids)
+        }
+        seen_by_dispatcher[endpoint.path] = shown
+    return seen_by_dispatcher
+
+
+def test_no_department_reaches_another_departments_objects(world: World) -> None:
+    app: FastAPI = world.server.app
+    endpoints = sorted(set(enumerate_endpoints(app.routes)), key=lambda e: (e.path, e.method))
+    assert not unknown_params(endpoints), "\n".join(unknown_params(endpoints))
+    maker = RequestMaker(app.openapi())
+    report = Report()
+    before = _snapshot(world)
+    _probe_object_routes(world, endpoints, maker, report)
+    after = _snapshot(world)
+    for key in before:
+        report.check(before[key] == after[key], f"a refused probe changed {key}")
+    seen = _probe_lists(world, endpoints, maker, report)
+
+    # The probes must have reached the routes that matter, or they prove nothing.
+    for name in (
+        "GET /api/v1/cases/{case_id}",
+        "POST /api/v1/cases/{case_id}/actions",
+        "GET /api/v1/evidence/{sha256}",
+    ):
+        assert name in report.covered, f"{name} was not probed: {report.covered}"
+    assert seen["/api/v1/cases"], "the dispatcher's case list shows no fire rescue case"
+    print("\nBOLA: object routes probed:\n  " + "\n  ".join(report.covered))
+    print(
+        "BOLA: routes whose parameters name no department's object:\n  "
+        + "\n  ".join(report.not_object)
+    )
+    print(
+        "BOLA: object routes that answer 404 to everyone:\n  " + "\n  ".join(report.serves_nobody)
+    )
+    print(
+        "BOLA: lists and pages read (* = the dispatcher sees the other department there):\n  "
+        + "\n  ".join(f"{'*' if seen[p] else ' '} {p}" for p in report.lists)
+    )
+    assert not report.failures, f"{len(report.failures)} BOLA problems:\n" + "\n".join(
+        report.failures
+    )
+
+
+def test_a_route_with_an_unknown_object_parameter_fails_the_test() -> None:
+    """The enumeration the BOLA test relies on, on a small app of its own."""
+    app = FastAPI()
+
+    @app.get("/api/v1/widgets/{widget_id}")
+    def widget(widget_id: int) -> int:
+        return widget_id
+
+    @app.post("/api/v1/cases/{case_id}/widgets")
+    def case_widget(case_id: int) -> int:
+        return case_id
+
+    sub = FastAPI()
+
+    @sub.get("/requests/{service_request_id}.json")
+    def mounted(service_request_id: str) -> str:
+        return service_request_id
+
+    app.mount("/open311/v2", sub)
+    endpoints = list(enumerate_endpoints(app.routes))
+    names = {endpoint.name for endpoint in endpoints}
+    assert {
+        "GET /api/v1/widgets/{widget_id}",
+        "POST /api/v1/cases/{case_id}/widgets",
+        "GET /open311/v2/requests/{service_request_id}.json",
+    } <= names
+    [problem] = unknown_params(endpoints)
+    assert problem.startswith("GET /api/v1/widgets/{widget_id}: path parameter {widget_id}")
+
+
+def test_case_ids_are_found_in_json_feeds_and_links() -> None:
+    assert case_ids_in('[{"id": 7, "state": "new"}, {"id": 8}]', "application/json") == {7}
+    assert case_ids_in('id: 3\ndata: {"case_id": 12}\n\n', "text/event-stream") == {12}
+    assert case_ids_in('<a href="/worker/cases/41">', "text/html") == {41}
+    assert case_ids_in('[{"service_request_id": "5"}]', "application/json") == {5}

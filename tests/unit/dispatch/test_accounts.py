@@ -1,0 +1,260 @@
+"""Accounts over a real database: argon2id hashes, session expiry and login rate limits.
+
+Time is a fixed, hand-advanced clock; the argon2 parameters are small so the tests run fast
+(the rehash test then raises them, as an operator would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import func, select
+
+from dispatch.accounts import (
+    AccountError,
+    AccountService,
+    AccountSettings,
+    DevUser,
+    LoginRefused,
+    RateLimited,
+    UnknownUserError,
+    UserExistsError,
+)
+from dispatch.config import Department, Role
+from ingest.database import SessionFactory
+from ingest.tables import LoginFailure, User, UserSession
+from tests.factories import T0
+
+PASSWORD = "correct horse battery"
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@dataclass
+class FixedClock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def _service(
+    session_factory: SessionFactory,
+    clock: FixedClock,
+    hasher: PasswordHasher = FAST,
+    **settings: float,
+) -> AccountService:
+    return AccountService(session_factory, AccountSettings(**settings), clock, hasher)
+
+
+@pytest.fixture
+def accounts(session_factory: SessionFactory, clock: FixedClock) -> AccountService:
+    service = _service(session_factory, clock)
+    service.create_user("officer", PASSWORD, Role.WORKER, Department.LAW_ENFORCEMENT, "Officer Li")
+    return service
+
+
+def _stored_user(session_factory: SessionFactory, username: str) -> User:
+    with session_factory() as session:
+        return session.scalars(select(User).where(User.username == username)).one()
+
+
+def test_password_is_stored_as_an_argon2id_hash(
+    accounts: AccountService, session_factory: SessionFactory
+) -> None:
+    stored = _stored_user(session_factory, "officer").password_hash
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+    assert FAST.verify(stored, PASSWORD)
+
+
+def test_only_the_hash_of_a_session_token_is_stored(
+    accounts: AccountService, session_factory: SessionFactory
+) -> None:
+    login = accounts.authenticate("officer", PASSWORD, "10.0.0.1")
+    with session_factory() as session:
+        [row] = session.scalars(select(UserSession)).all()
+    assert row.token_sha256 == hashlib.sha256(login.token.encode()).hexdigest()
+    assert login.token not in row.token_sha256
+    resolved = accounts.resolve_session(login.token)
+    assert resolved is not None
+    assert (resolved.username, resolved.role, resolved.department) == (
+        "officer",
+        Role.WORKER,
+        Department.LAW_ENFORCEMENT,
+    )
+    assert accounts.resolve_session(row.token_sha256) is None  # the stored hash logs nobody in
+
+
+def test_wrong_password_and_unknown_user_are_the_same_refusal(accounts: AccountService) -> None:
+    with pytest.raises(LoginRefused) as wrong:
+        accounts.authenticate("officer", "not the password", "10.0.0.1")
+    with pytest.raises(LoginRefused) as unknown:
+        accounts.authenticate("nobody", PASSWORD, "10.0.0.1")
+    assert str(wrong.value) == str(unknown.value)
+
+
+def test_password_policy(accounts: AccountService) -> None:
+    with pytest.raises(AccountError, match="at least 10"):
+        accounts.create_user("short", "abc123", Role.DISPATCHER)
+    with pytest.raises(AccountError, match="user name"):
+        accounts.create_user("dispatcher01", "Dispatcher01", Role.DISPATCHER)
+    with pytest.raises(AccountError, match="names a department"):
+        accounts.create_user("nodept", PASSWORD, Role.WORKER)
+    with pytest.raises(AccountError, match="config tokens"):
+        accounts.create_user("robot", PASSWORD, Role.INTEGRATION)
+    with pytest.raises(UserExistsError):
+        accounts.create_user("officer", PASSWORD, Role.DISPATCHER)
+    with pytest.raises(AccountError, match="at least 10"):
+        accounts.set_password("officer", "short")
+    with pytest.raises(UnknownUserError):
+        accounts.set_password("nobody", PASSWORD)
+
+
+def test_session_expires_after_its_lifetime_even_when_used(
+    accounts: AccountService, clock: FixedClock
+) -> None:
+    token = accounts.authenticate("officer", PASSWORD, "10.0.0.1").token
+    for _ in range(11):  # used every hour: never idle
+        clock.advance(hours=1)
+        assert accounts.resolve_session(token) is not None
+    clock.advance(hours=1)  # 12 h after login
+    assert accounts.resolve_session(token) is None
+    clock.now = T0  # the session row is gone, not merely judged expired
+    assert accounts.resolve_session(token) is None
+
+
+def test_idle_session_expires(
+    accounts: AccountService, clock: FixedClock, session_factory: SessionFactory
+) -> None:
+    token = accounts.authenticate("officer", PASSWORD, "10.0.0.1").token
+    clock.advance(minutes=119)
+    assert accounts.resolve_session(token) is not None  # touches last_seen_at
+    clock.advance(minutes=119)
+    assert accounts.resolve_session(token) is not None
+    with session_factory() as session:
+        assert session.scalars(select(UserSession.last_seen_at)).one() == clock.now
+    clock.advance(minutes=120)
+    assert accounts.resolve_session(token) is None
+
+
+def test_last_seen_is_written_at_most_once_a_minute(
+    accounts: AccountService, clock: FixedClock, session_factory: SessionFactory
+) -> None:
+    token = accounts.authenticate("officer", PASSWORD, "10.0.0.1").token
+    clock.advance(seconds=30)
+    assert accounts.resolve_session(token) is not None
+    with session_factory() as session:
+        assert session.scalars(select(UserSession.last_seen_at)).one() == T0
+    clock.advance(seconds=31)
+    assert accounts.resolve_session(token) is not None
+    with session_factory() as session:
+        assert session.scalars(select(UserSession.last_seen_at)).one() == clock.now
+
+
+def test_deactivation_ends_sessions_and_refuses_login(accounts: AccountService) -> None:
+    token = accounts.authenticate("officer", PASSWORD, "10.0.0.1").token
+    accounts.deactivate("officer")
+    assert accounts.resolve_session(token) is None
+    with pytest.raises(LoginRefused):
+        accounts.authenticate("officer", PASSWORD, "10.0.0.1")
+    assert [(a.username, a.active) for a in accounts.list_users()] == [("officer", False)]
+
+
+def test_new_password_ends_sessions(accounts: AccountService) -> None:
+    token = accounts.authenticate("officer", PASSWORD, "10.0.0.1").token
+    accounts.set_password("officer", "a different passphrase")
+    assert accounts.resolve_session(token) is None
+    with pytest.raises(LoginRefused):
+        accounts.authenticate("officer", PASSWORD, "10.0.0.1")
+    assert accounts.authenticate("officer", "a different passphrase", "10.0.0.1").token
+
+
+def test_logout_ends_the_session(accounts: AccountService) -> None:
+    first = accounts.authenticate("officer", PASSWORD, "10.0.0.1").token
+    second = accounts.authenticate("officer", PASSWORD, "10.0.0.2").token
+    accounts.logout(first)
+    assert accounts.resolve_session(first) is None
+    assert accounts.resolve_session(second) is not None  # the other device stays logged in
+
+
+def _fail(accounts: AccountService, username: str, client: str, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(LoginRefused):
+            accounts.authenticate(username, "wrong password!", client)
+
+
+def test_rate_limit_per_user_name(accounts: AccountService, clock: FixedClock) -> None:
+    for minute in range(5):  # from five addresses, a minute apart
+        clock.now = T0 + timedelta(minutes=minute)
+        _fail(accounts, "officer", f"10.0.0.{minute}", 1)
+    with pytest.raises(RateLimited) as limited:  # even the right password, from a new address
+        accounts.authenticate("officer", PASSWORD, "10.9.9.9")
+    # The first failure (at T0) leaves the 15-minute window at T0 + 15 min.
+    assert limited.value.retry_after_seconds == 11 * 60
+    clock.now = T0 + timedelta(minutes=15)
+    assert accounts.authenticate("officer", PASSWORD, "10.9.9.9").token
+
+
+def test_rate_limit_per_client_address(
+    accounts: AccountService, clock: FixedClock, session_factory: SessionFactory
+) -> None:
+    accounts.create_user("dispatcher", PASSWORD, Role.DISPATCHER)
+    for number in range(5):  # one address guessing five different names
+        _fail(accounts, f"guess{number}", "203.0.113.7", 1)
+    with pytest.raises(RateLimited):
+        accounts.authenticate("dispatcher", PASSWORD, "203.0.113.7")
+    assert accounts.authenticate("dispatcher", PASSWORD, "198.51.100.1").token  # other address
+    with session_factory() as session:  # a refusal while limited is not counted again
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 5
+    clock.advance(minutes=15)
+    assert accounts.authenticate("dispatcher", PASSWORD, "203.0.113.7").token
+
+
+def test_success_clears_the_user_names_failures(accounts: AccountService) -> None:
+    _fail(accounts, "officer", "10.0.0.1", 4)
+    assert accounts.authenticate("officer", PASSWORD, "10.0.0.2").token
+    _fail(accounts, "officer", "10.0.0.3", 4)  # would be 8 without the reset
+    assert accounts.authenticate("officer", PASSWORD, "10.0.0.4").token
+
+
+def test_login_rehashes_when_argon2_parameters_change(
+    accounts: AccountService, session_factory: SessionFactory, clock: FixedClock
+) -> None:
+    old = _stored_user(session_factory, "officer").password_hash
+    stronger = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    assert stronger.check_needs_rehash(old)
+    upgraded = _service(session_factory, clock, stronger)
+    assert upgraded.authenticate("officer", PASSWORD, "10.0.0.1").token
+    new = _stored_user(session_factory, "officer").password_hash
+    assert new != old
+    assert not stronger.check_needs_rehash(new)
+    assert "m=2048,t=2,p=1" in new
+    upgraded.authenticate("officer", PASSWORD, "10.0.0.1")  # no further change once current
+    assert _stored_user(session_factory, "officer").password_hash == new
+
+
+def test_dev_users_are_created_once_and_never_overwritten(
+    accounts: AccountService, session_factory: SessionFactory
+) -> None:
+    dev = [
+        DevUser(username="officer", password="dev-password-1", role=Role.DISPATCHER),  # type: ignore[arg-type]
+        DevUser(username="desk", password="dev-password-2", role=Role.DISPATCHER),  # type: ignore[arg-type]
+    ]
+    assert accounts.ensure_dev_users(dev) == ["desk"]
+    assert accounts.ensure_dev_users(dev) == []
+    assert _stored_user(session_factory, "officer").role == "worker"  # untouched
+    assert (
+        accounts.authenticate("desk", "dev-password-2", "10.0.0.1").account.role is Role.DISPATCHER
+    )
