@@ -99,11 +99,11 @@ class CivicwatchConfig(SiteRegistry):
     def _no_placeholder_secrets_in_production(self) -> CivicwatchConfig:
         if self.environment != "production":
             return self
+        refusals = []
         if self.server.api.accounts.dev_users:
             # Their passwords are in the (shared) config file: no default login outside development.
-            raise ValueError(
-                "production refuses server.api.accounts.dev_users: create accounts with "
-                "`civicwatch user add`"
+            refusals.append(
+                "server.api.accounts.dev_users (create accounts with `civicwatch user add`)"
             )
         secrets = {f"server.api.tokens[{t.name}]": t.token for t in self.server.api.tokens}
         if self.broker.password is not None:
@@ -116,9 +116,9 @@ class CivicwatchConfig(SiteRegistry):
             if any(m in secret.get_secret_value().lower() for m in PLACEHOLDER_SECRET_MARKERS)
         ]
         if placeholders:
-            raise ValueError(
-                "production refuses example secrets; replace " + ", ".join(placeholders)
-            )
+            refusals.append("example secrets; replace " + ", ".join(placeholders))
+        if refusals:
+            raise ValueError("production refuses " + "; and ".join(refusals))
         return self
 
 

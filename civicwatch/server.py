@@ -26,6 +26,7 @@ from dispatch.notifications import Notifications, build_notifications
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.verification import CameraVerifier
+from dispatch.web.feed import end_streams
 from dispatch.workflow import Workflow
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
@@ -38,6 +39,9 @@ from ingest.tables import utcnow
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# An open console's live feed (SSE) never ends by itself: shutting down, uvicorn waits this long
+# for open requests, then cancels them (browsers reconnect and resume from Last-Event-ID).
+SHUTDOWN_GRACE_SECONDS = 3.0
 
 
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
@@ -143,7 +147,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         session_factory, settings.notifications, config.broker, metrics.registry
     )
     for job, job_id in (
-        (notifications.notifier.pump, "notifications-pump"),
+        (notifications.notifier.pump_all, "notifications-pump"),
         (notifications.sender.run, "notifications-send"),
     ):
         scheduler.add_job(
@@ -154,7 +158,7 @@ def build_server(config: CivicwatchConfig) -> Server:
             max_instances=1,
             coalesce=True,
         )
-    workflow = Workflow(on_resolve=verifier.on_resolve)
+    workflow = Workflow(on_resolve=verifier.on_resolve, reroute=router.assignment)
     verifier.workflow = workflow  # VERIFY and REOPEN through the same rules as people
     scheduler.add_job(
         verifier.run_due,
@@ -243,10 +247,16 @@ def run_server(config: CivicwatchConfig) -> None:
     try:
         log.info("civicwatch API on http://%s:%d", api.host, api.port)
         # The app logs each request itself (dispatch/ops.py) through our log format.
-        uvicorn.Server(
+        ApiServer(
+            server.app,
             uvicorn.Config(
-                server.app, host=api.host, port=api.port, log_config=None, access_log=False
-            )
+                server.app,
+                host=api.host,
+                port=api.port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            ),
         ).run()
     finally:
         server.stop()
@@ -255,11 +265,29 @@ def run_server(config: CivicwatchConfig) -> None:
     log.info("civicwatch server stopped")
 
 
+class ApiServer(uvicorn.Server):
+    """uvicorn that first ends the consoles' live feeds, which would otherwise hold shutdown up
+    until SHUTDOWN_GRACE_SECONDS and then be cancelled with an error logged."""
+
+    def __init__(self, app: FastAPI, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        end_streams(self._app)
+        super().handle_exit(sig, frame)
+
+
 class BackgroundApi:
     """The HTTP API served from a thread, for processes whose main thread does other work (demo)."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port))
+        self._server = ApiServer(
+            app,
+            uvicorn.Config(
+                app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS
+            ),
+        )
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
 
     def start(self, timeout: float = 15.0) -> None:
@@ -271,7 +299,7 @@ class BackgroundApi:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        self._server.handle_exit(signal.SIGTERM, None)
         self._thread.join(timeout=15)
 
 

@@ -44,7 +44,7 @@ class VerificationRequest(_WireModel):
     kind: ViolationKind
     requested_at: AwareDatetime
     deadline_seconds: float = Field(
-        default=60.0, gt=0.0, le=3600.0, description="answer within this long of requested_at"
+        default=60.0, gt=0.0, le=3600.0, description="answer within this long of receipt"
     )
 
     @model_validator(mode="after")

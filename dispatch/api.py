@@ -36,7 +36,6 @@ from dispatch.auth import get_principal as get_principal
 from dispatch.auth import router as auth_router
 from dispatch.config import SCOPED_ROLES, ApiSettings, Department, Role
 from dispatch.ops import ReadinessCheck, always_ready, install_operations
-from dispatch.web.settings import WebOptions
 from dispatch.schemas import (
     ActionProblem,
     CameraPublic,
@@ -47,6 +46,7 @@ from dispatch.schemas import (
     ObjectBoxPublic,
     TransitionPublic,
 )
+from dispatch.web.settings import WebOptions
 from dispatch.workflow import (
     Actor,
     Command,
@@ -69,7 +69,7 @@ from ingest.tables import (
 API_PREFIX = "/api/v1"
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 # Row ids fit the database's INTEGER column; a larger one is a client error, not a crash.
-CaseIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+RowIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,17 @@ def _not_found(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
 
 
+# Everything CasePublic reads from a case's relationships, loaded up front: one query per
+# relationship for a whole page instead of two lazy loads per case (N+1).
+CASE_PUBLIC_LOADS = (
+    selectinload(Case.evidence),
+    selectinload(Case.violations),
+    selectinload(Case.related_links),
+)
+
+
 def _visible_case(session: Session, principal: Principal, case_id: int) -> Case:
-    case = session.get(
-        Case, case_id, options=[selectinload(Case.evidence), selectinload(Case.transitions)]
-    )
+    case = session.get(Case, case_id, options=[*CASE_PUBLIC_LOADS, selectinload(Case.transitions)])
     if case is None or not principal.sees(case):
         raise _not_found(f"case {case_id}")
     return case
@@ -189,12 +196,12 @@ def list_cases(
         if value is not None:
             query = query.where(column == value)
     query = query.order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
-    query = query.options(selectinload(Case.evidence)).limit(limit).offset(offset)
+    query = query.options(*CASE_PUBLIC_LOADS).limit(limit).offset(offset)
     return [_case_public(case) for case in session.scalars(query)]
 
 
 @api.get("/cases/{case_id}", response_model=CaseDetail)
-def get_case(case_id: CaseIdPath, session: SessionDep, principal: PrincipalDep) -> CaseDetail:
+def get_case(case_id: RowIdPath, session: SessionDep, principal: PrincipalDep) -> CaseDetail:
     return _case_detail(_visible_case(session, principal, case_id))
 
 
@@ -211,7 +218,7 @@ def get_case(case_id: CaseIdPath, session: SessionDep, principal: PrincipalDep) 
     },
 )
 def act_on_case(
-    case_id: CaseIdPath,
+    case_id: RowIdPath,
     command: CaseAction,
     session: SessionDep,
     principal: PrincipalDep,

@@ -16,7 +16,7 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Protocol, cast
+from typing import Annotated, Any, Protocol, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -214,8 +214,10 @@ def _public(account: Account) -> UserPublic:
 
 
 router = APIRouter(prefix=API_PREFIX)
-_REFUSED = {401: {"description": "wrong user name or password"}}
-_LIMITED = {429: {"description": "too many failed logins; Retry-After says when to try again"}}
+_REFUSED: dict[int | str, dict[str, Any]] = {401: {"description": "wrong user name or password"}}
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"description": "too many failed logins; Retry-After says when to try again"}
+}
 
 
 @router.post("/auth/login", response_model=LoginResponse, responses={**_REFUSED, **_LIMITED})
@@ -267,8 +269,10 @@ def me(authenticated: AuthenticatedDep) -> UserSummary:
     )
 
 
-_ADMIN_ONLY = {403: {"description": "only an admin manages accounts"}}
-_NO_USER = {404: {"description": "no such user"}}
+_ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"description": "only an admin manages accounts"}
+}
+_NO_USER: dict[int | str, dict[str, Any]] = {404: {"description": "no such user"}}
 
 
 @router.get("/users", response_model=list[UserPublic], responses=_ADMIN_ONLY)

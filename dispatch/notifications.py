@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.mqtt import BrokerSettings, make_client
-from dispatch.api import SessionDep
+from dispatch.api import RowIdPath, SessionDep
 from dispatch.auth import PrincipalDep
 from dispatch.config import SCOPED_ROLES, Department, Role
 from dispatch.notification_settings import NotificationEvent, NotificationSettings
@@ -115,27 +115,33 @@ class Notifier:
 
         The first run only places the cursor at the chain's head: history is not re-sent.
         """
+        return self._pump_batch()[0]
+
+    def pump_all(self) -> int:
+        """Pump batch after batch until the log is drained (the scheduled job: it catches up
+        after downtime or a burst in one run); returns the rows written."""
+        total = 0
+        while True:
+            written, entries = self._pump_batch()
+            total += written
+            if entries < self._batch_size:
+                return total
+
+    def _pump_batch(self) -> tuple[int, int]:
+        """One transaction: (notification rows written, audit entries read)."""
         try:
             with self._sessions.begin() as session:
                 return self._pump(session)
         except IntegrityError:  # another process placed the cursor first; the next run goes on
             log.info("notification cursor was created concurrently")
-            return 0
-
-    def pump_all(self) -> int:
-        """Pump until the log is drained (tests, catch-up after downtime)."""
-        total = 0
-        while True:
-            before = self.cursor()
-            total += self.pump()
-            if self.cursor() == before:
-                return total
+            return 0, 0
 
     def cursor(self) -> int | None:
+        """The last audit seq handled; None before the first run."""
         with self._sessions() as session:
             return session.scalar(select(AuditCursor.seq).where(AuditCursor.name == CURSOR_NAME))
 
-    def _pump(self, session: Session) -> int:
+    def _pump(self, session: Session) -> tuple[int, int]:
         # A write first: PostgreSQL locks the row, SQLite takes its write lock, so two pumps
         # never hand out the same entries.
         locked = session.execute(
@@ -149,7 +155,7 @@ class Notifier:
             head = session.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
             session.add(AuditCursor(name=CURSOR_NAME, seq=int(head or 0)))
             log.info("notifications start after audit entry %d", head or 0)
-            return 0
+            return 0, 0
         entries = session.scalars(
             select(CaseTransition)
             .where(CaseTransition.seq > cursor.seq)
@@ -157,11 +163,11 @@ class Notifier:
             .limit(self._batch_size)
         ).all()
         if not entries:
-            return 0
+            return 0, 0
         rows = self._rows_for(session, entries)
         session.add_all(rows)
         cursor.seq = int(entries[-1].seq or cursor.seq)
-        return len(rows)
+        return len(rows), len(entries)
 
     def _rows_for(self, session: Session, entries: Sequence[CaseTransition]) -> list[Notification]:
         wanted = [entry for entry in entries if _concerns_departments(entry.action)]
@@ -253,6 +259,9 @@ class Notifier:
         }
         if entry.action == Action.TRANSFER.value:
             payload["case"]["previous_department"] = detail.get("from_department")
+        elif entry.action == Action.ESCALATE.value:
+            # The SLA sweep says which deadline passed and who now hears (supervisor, head).
+            payload["escalation"] = {key: detail.get(key) for key in ("level", "deadline", "to")}
         return payload
 
 
@@ -762,7 +771,7 @@ def install_notifications(app: FastAPI, scrape_registry: CollectorRegistry) -> N
         responses={403: {"description": "integration"}, 404: {"description": "not found"}},
     )
     def get_notification(
-        notification_id: int, session: SessionDep, principal: PrincipalDep
+        notification_id: RowIdPath, session: SessionDep, principal: PrincipalDep
     ) -> Notification:
         require_reader(principal)
         return visible(session, principal, notification_id)
@@ -777,7 +786,7 @@ def install_notifications(app: FastAPI, scrape_registry: CollectorRegistry) -> N
         },
     )
     def retry_notification(
-        notification_id: int, session: SessionDep, principal: PrincipalDep
+        notification_id: RowIdPath, session: SessionDep, principal: PrincipalDep
     ) -> Notification:
         """A failed notification back to pending, due now, with a fresh set of attempts."""
         row = visible(session, principal, notification_id)  # 404 before 403: leak nothing

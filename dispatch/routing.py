@@ -18,7 +18,9 @@ from dispatch.config import (
     RoutingSettings,
     Tier,
 )
+from dispatch.workflow import Assignment
 from ingest.store import OpenedCase, RouteDecision
+from ingest.tables import Case
 
 DISPATCH_ACTOR = "dispatch"
 
@@ -92,6 +94,22 @@ class Router:
         if clock is Clock.WORKING:
             return self.calendar.add_working_minutes(start, minutes)
         return start + timedelta(minutes=minutes)
+
+    def assignment(self, case: Case, department: Department, start: datetime) -> Assignment:
+        """The Workflow's reroute hook: ``case``'s route once with ``department``, due from
+        ``start`` (a dispatch, a transfer, the community tier running out of time)."""
+        route = self.route_for_department(
+            department, case.kind, case.zone_kind, case.zone_id, case.site_id, case.opened_at
+        )
+        ack_due_at, sla_due_at = self.deadlines(route, start)
+        community = route.tier is Tier.COMMUNITY and route.escalate_to is not None
+        return Assignment(
+            tier=route.tier.value,
+            priority=route.priority.value,
+            ack_due_at=ack_due_at,
+            sla_due_at=sla_due_at,
+            escalate_to=route.escalate_to.value if community and route.escalate_to else None,
+        )
 
     def deadlines(self, route: Route, start: datetime) -> tuple[datetime, datetime]:
         """(acknowledge by, resolve by) for a case on ``route`` whose clock starts at ``start``."""

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from dispatch.calendar import WorkingCalendar
 from dispatch.config import Clock, Department, RoutingSettings, SlaSettings, Tier
 from dispatch.metrics import DispatchMetrics
-from dispatch.routing import Router, describe_route
+from dispatch.routing import Router
 from dispatch.workflow import Action, Command, Workflow, WorkflowError, system_actor
 from ingest.database import SessionFactory
 from ingest.tables import OPEN_STATES, Case, utcnow
@@ -212,41 +212,21 @@ class SlaSweep:
             effects.escalations.append((case.kind, department, deadline, target))
 
     def _transfer(self, session: Session, case: Case, now: datetime, effects: _Effects) -> None:
-        """The community tier ran out of time: the case goes to its escalation department with
-        that department's route and fresh deadlines from now."""
+        """The community tier ran out of time: the case goes to its escalation department; the
+        workflow gives it that department's route and fresh deadlines from now."""
+        assert case.escalate_to is not None  # the caller checked
         target = Department(case.escalate_to)
-        route = self._router.route_for_department(
-            target, case.kind, case.zone_kind, case.zone_id, case.site_id, case.opened_at
-        )
-        ack_due_at, sla_due_at = self._router.deadlines(route, now)
         source = case.department or ""
         missed = self._local(case, case.sla_due_at) if case.sla_due_at else "its deadline"
         command = Command(
             Action.TRANSFER,
             reason=f"{source or 'the community tier'} did not resolve it by {missed}: "
-            f"escalated to {describe_route(route)}",
+            f"escalated to {target}",
             department=target,
-            detail={
-                "deadline": RESOLVE,
-                "tier": route.tier.value,
-                "priority": route.priority.value,
-                "ack_due_at": _iso(ack_due_at),
-                "sla_due_at": _iso(sla_due_at),
-            },
+            detail={"deadline": RESOLVE},
         )
-        if not self._apply(session, case, command, now, effects):
-            return
-        case.tier = route.tier.value
-        case.priority = route.priority.value
-        case.ack_due_at = ack_due_at
-        case.sla_due_at = sla_due_at
-        case.escalate_to = (
-            route.escalate_to.value
-            if route.tier is Tier.COMMUNITY and route.escalate_to is not None
-            else None
-        )
-        case.overdue = False
-        effects.transfers.append((case.kind, source, target.value))
+        if self._apply(session, case, command, now, effects):
+            effects.transfers.append((case.kind, source, target.value))
 
     def _apply(
         self, session: Session, case: Case, command: Command, now: datetime, effects: _Effects

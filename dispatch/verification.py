@@ -30,7 +30,7 @@ from contracts.events import EvidenceFrame, ViolationKind
 from contracts.topics import verify_topic
 from contracts.verification import VerificationRequest as RequestMessage
 from contracts.verification import VerificationResult
-from dispatch.workflow import Action, Command, Workflow, record_transition, system_actor
+from dispatch.workflow import Action, Command, Workflow, system_actor
 from ingest.database import SessionFactory
 from ingest.tables import (
     Case,
@@ -158,12 +158,14 @@ class CameraVerifier:
                 .where(
                     VerificationRequest.published_at.is_(None),
                     VerificationRequest.answered_at.is_(None),
+                    VerificationRequest.deadline_at > now,  # the others time out instead
                 )
                 .order_by(VerificationRequest.requested_at)
                 .limit(500)
             ).all()
             for row, kind in rows:
-                deadline = row.deadline_at or now
+                # The time left, not the whole window: a request sent late is not answered late.
+                left = ((row.deadline_at or now) - now).total_seconds()
                 message = RequestMessage(
                     request_id=row.request_id,
                     case_id=row.case_id,
@@ -173,7 +175,7 @@ class CameraVerifier:
                     zone_id=row.zone_id,
                     kind=ViolationKind(kind),
                     requested_at=row.requested_at,
-                    deadline_seconds=max(1.0, (deadline - row.requested_at).total_seconds()),
+                    deadline_seconds=min(3600.0, max(1.0, left)),
                 )
                 topic = verify_topic(row.site_id, row.gateway_id, row.camera_id)
                 if not self.publish(topic, message.to_wire()):
@@ -312,18 +314,13 @@ class CameraVerifier:
         reason: str,
         detail: dict[str, object] | None = None,
     ) -> None:
-        # The system's own note: the NOTE permission is for people, so it is written directly.
-        record_transition(
-            session,
-            case,
-            CaseState(case.state),
-            SYSTEM_ACTOR,
-            reason,
-            now,
-            Action.NOTE,
-            {"request_id": str(row.request_id), "verification": Verification.UNAVAILABLE.value}
+        note = Command(
+            action=Action.NOTE,
+            reason=reason,
+            detail={"request_id": str(row.request_id), "verification": Verification.UNAVAILABLE}
             | (detail or {}),
         )
+        self.workflow.apply(session, case, note, system_actor(SYSTEM_ACTOR), now)
 
     @staticmethod
     def _attach(session: Session, case: Case, frame: EvidenceFrame | None) -> str | None:

@@ -66,7 +66,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.DISPATCH: frozenset({Role.DISPATCHER}),
     Action.TRANSFER: frozenset({Role.DISPATCHER, Role.SYSTEM}),
     Action.ACCEPT: DEPARTMENT_ROLES,
-    Action.NOTE: DEPARTMENT_ROLES | {Role.DISPATCHER},
+    Action.NOTE: DEPARTMENT_ROLES | {Role.DISPATCHER, Role.SYSTEM},
     Action.ATTACH: DEPARTMENT_ROLES,
     Action.RESOLVE: DEPARTMENT_ROLES,
     Action.VERIFY: frozenset({Role.DISPATCHER, Role.SYSTEM}),
@@ -138,11 +138,29 @@ ResolveHook = Callable[[Session, Case, datetime], None]
 """Called when a case is resolved, inside the transaction (camera verification hangs here)."""
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """What a department's route gives a case handed to it: tier, priority, fresh deadlines."""
+
+    tier: str
+    priority: str
+    ack_due_at: datetime
+    sla_due_at: datetime
+    escalate_to: str | None
+
+
+Reroute = Callable[[Case, Department, datetime], Assignment]
+"""The route a case takes once it is with a department, its clock starting now (the Router)."""
+
+
 class Workflow:
     """Applies commands to cases. Built once by the composition root with its hooks."""
 
-    def __init__(self, on_resolve: ResolveHook | None = None) -> None:
+    def __init__(
+        self, on_resolve: ResolveHook | None = None, reroute: Reroute | None = None
+    ) -> None:
         self._on_resolve = on_resolve
+        self._reroute = reroute
 
     def apply(
         self,
@@ -194,6 +212,9 @@ class Workflow:
             case.department = department.value
             case.acknowledged_at = None
             case.escalation_level = 0
+            case.overdue = False
+            if self._reroute is not None:  # the new department's clock starts now
+                self._assign(case, self._reroute(case, department, now), detail)
         elif action is Action.ACCEPT:
             case.acknowledged_at = now
         elif action is Action.RESOLVE:
@@ -211,6 +232,20 @@ class Workflow:
         elif action is Action.ESCALATE:
             case.escalation_level = int(detail.get("level", case.escalation_level + 1))
             case.escalated_at = now
+
+    @staticmethod
+    def _assign(case: Case, assignment: Assignment, detail: dict[str, Any]) -> None:
+        case.tier = assignment.tier
+        case.priority = assignment.priority
+        case.ack_due_at = assignment.ack_due_at
+        case.sla_due_at = assignment.sla_due_at
+        case.escalate_to = assignment.escalate_to
+        detail.update(
+            tier=assignment.tier,
+            priority=assignment.priority,
+            ack_due_at=assignment.ack_due_at.isoformat(),
+            sla_due_at=assignment.sla_due_at.isoformat(),
+        )
 
     @staticmethod
     def _check_merge(session: Session, case: Case, target_id: int | None) -> None:

@@ -92,7 +92,9 @@ def append_entry(session: Session, transition: CaseTransition) -> CaseTransition
             session.flush()  # a new case needs its id before the entry can name it
         transition.case_id = transition.case.id
     values = {name: getattr(transition, name) for name in HASHED_FIELDS if name != "seq"}
-    (row,) = chain_entries(session, [values])
+    # No autoflush: the entry is not in the session yet and must not be flushed half-chained.
+    with session.no_autoflush:
+        (row,) = chain_entries(session, [values])
     transition.seq = row["seq"]
     transition.prev_hash = row["prev_hash"]
     transition.entry_hash = row["entry_hash"]

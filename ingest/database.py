@@ -11,16 +11,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
+# Room for every request the API serves at once (its thread pool runs 40) plus the background
+# jobs: a request's session goes back to the pool only after its response is sent, so a smaller
+# pool lets requests wait on connections that wait on threads (a stall, then timeouts).
+POOL: dict[str, Any] = {"pool_size": 10, "max_overflow": 50}
 
 
 def make_engine(database_url: str) -> Engine:
     """An engine for ``sqlite:///PATH`` (WAL, foreign keys; the folder is created) or PostgreSQL."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **POOL)
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **POOL)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -20,9 +20,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.api import API_PREFIX, PrincipalDep
@@ -53,8 +53,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _entries_after(after: int) -> Select[Any]:
-    return (
+def read_entries(
+    session_factory: SessionFactory,
+    after: int,
+    limit: int,
+    until: int | None = None,
+    department: str | None = None,
+) -> list[FeedEvent]:
+    """Feed events with ``after < seq (<= until)``, oldest first; ``department`` scopes them."""
+    query = (
         select(
             CaseTransition.seq,
             CaseTransition.case_id,
@@ -82,17 +89,6 @@ def _entries_after(after: int) -> Select[Any]:
         .where(CaseTransition.seq > after)
         .order_by(CaseTransition.seq)
     )
-
-
-def read_entries(
-    session_factory: SessionFactory,
-    after: int,
-    limit: int,
-    until: int | None = None,
-    department: str | None = None,
-) -> list[FeedEvent]:
-    """Feed events with ``after < seq (<= until)``, oldest first; ``department`` scopes them."""
-    query = _entries_after(after)
     if until is not None:
         query = query.where(CaseTransition.seq <= until)
     if department is not None:
@@ -156,6 +152,7 @@ class Subscription:
         self._queue: deque[FeedEvent] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
+        self.ended = False  # the server is shutting down: end the stream
 
     def offer(self, events: Sequence[FeedEvent]) -> None:
         """Called by the poller thread."""
@@ -166,6 +163,11 @@ class Subscription:
             self.overflowed = True
         else:
             self._queue.extend(wanted)
+        self._loop.call_soon_threadsafe(self.wake.set)
+
+    def end(self) -> None:
+        """Called from any thread: the stream ends at its next wake-up."""
+        self.ended = True
         self._loop.call_soon_threadsafe(self.wake.set)
 
     def drain(self) -> list[FeedEvent]:
@@ -206,7 +208,15 @@ class FeedHub:
         with self._lock:
             self._subscribers.discard(subscription)
 
+    def end_streams(self) -> None:
+        """End every open feed response, so a shutting-down server need not wait for them
+        (each browser reconnects and resumes from its Last-Event-ID)."""
+        with self._lock:
+            for subscriber in self._subscribers:
+                subscriber.end()
+
     def close(self) -> None:
+        self.end_streams()
         self._stopping.set()
         thread = self._thread
         if thread is not None:
@@ -243,14 +253,19 @@ class FeedHub:
             cursor = batch[-1].seq
 
 
+def end_streams(app: FastAPI) -> None:
+    """End ``app``'s open live-feed responses: the composition root calls this on shutdown."""
+    hub: FeedHub | None = getattr(app.state, "feed_hub", None)
+    if hub is not None:
+        hub.end_streams()
+
+
 feed_router = APIRouter(prefix=API_PREFIX)
 
 
-@feed_router.get(
-    "/feed",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "case changes"}},
-)
+# Not in the OpenAPI document: an endless event stream is no request/response a schema (or a
+# schema-driven fuzzer) can describe or wait for.
+@feed_router.get("/feed", response_class=StreamingResponse, include_in_schema=False)
 async def case_feed(
     request: Request,
     principal: PrincipalDep,
@@ -271,12 +286,14 @@ async def case_feed(
     resume = after
     if last_event_id is not None and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
-    subscription = Subscription(asyncio.get_running_loop(), department)
-    live_from = hub.subscribe(subscription)
     session_factory: SessionFactory = request.app.state.api.session_factory
+    subscription = Subscription(asyncio.get_running_loop(), department)
 
     async def stream() -> AsyncIterator[str]:
-        try:
+        # Subscribed here, not before the response starts: a stream that never starts holds no
+        # subscription. The first one starts the poller, which reads the log's head: a thread.
+        try:  # (the thread is not abandoned on cancel: the finally always follows subscribe)
+            live_from = await anyio.to_thread.run_sync(hub.subscribe, subscription)
             yield "retry: 2000\n\n"
             last = live_from
             if resume is not None and resume < live_from:
@@ -296,14 +313,12 @@ async def case_feed(
                     yield event.sse()
             while True:
                 try:
-                    await asyncio.wait_for(
-                        subscription.wake.wait(), options.feed_heartbeat_seconds
-                    )
+                    await asyncio.wait_for(subscription.wake.wait(), options.feed_heartbeat_seconds)
                 except TimeoutError:
                     yield ": heartbeat\n\n"
                     continue
                 subscription.wake.clear()
-                if subscription.overflowed:
+                if subscription.overflowed or subscription.ended:
                     return  # the browser reconnects with Last-Event-ID and catches up
                 for event in subscription.drain():
                     if event.seq > last:

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import mimetypes
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -81,6 +81,7 @@ WORKER_ROLES = frozenset({Role.WORKER, Role.SUPERVISOR})
 CONSOLE_ACTIONS = (
     Action.DISPATCH,
     Action.TRANSFER,
+    Action.RETURN,  # a supervisor at the console
     Action.MERGE,
     Action.PARK,
     Action.VERIFY,
@@ -96,7 +97,7 @@ _CROPS = frozenset({"closeup", AFTER_PHOTO})
 class PageRoute(APIRoute):
     """A page route: no principal means "sign in first", not a 401 body."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
@@ -146,9 +147,7 @@ class Clock:
     def zone(self, site_id: str | None) -> ZoneInfo:
         return self._zones.get(site_id or "", self.default)
 
-    def local(
-        self, value: datetime | str | None, site_id: str | None = None, fmt: str = ""
-    ) -> str:
+    def local(self, value: datetime | str | None, site_id: str | None = None, fmt: str = "") -> str:
         """``value`` (a UTC datetime or its ISO text) in the site's zone, as text."""
         if value is None:
             return "—"
@@ -423,11 +422,12 @@ def console(request: Request, session: SessionDep, principal: PrincipalDep) -> R
     if principal.role not in CONSOLE_ROLES:
         return RedirectResponse(_home_of(principal), status.HTTP_303_SEE_OTHER)
     context = _context(request)
+    # The feed resumes after this seq: read before the page's lists, so no change falls between.
+    seq = head_seq(context.session_factory)
     language, _ = pick_language(request)
     t = translator(language)
     cameras = list_cameras(session, principal, context)
     stats = compute_stats(session, scope_of(principal), context.registry.sites[0].timezone)
-    seq = head_seq(context.session_factory)
     feed = read_entries(
         context.session_factory, max(0, seq - 30), 30, department=scope_of(principal)
     )
@@ -515,6 +515,7 @@ def worker(request: Request, session: SessionDep, principal: PrincipalDep) -> Re
     """The department worker's queue, nearest deadline first."""
     if principal.role not in WORKER_ROLES:
         return RedirectResponse(_home_of(principal), status.HTTP_303_SEE_OTHER)
+    seq = head_seq(_context(request).session_factory)  # before the queue: see console()
     return render(
         request,
         "worker.html",
@@ -522,7 +523,7 @@ def worker(request: Request, session: SessionDep, principal: PrincipalDep) -> Re
         queue=worker_queue(session, principal),
         deadline_class=deadline_class,
         minutes_to=minutes_to,
-        feed_seq=head_seq(_context(request).session_factory),
+        feed_seq=seq,
     )
 
 

@@ -3,6 +3,7 @@ JSON endpoint that serves them, and the inline SVG bar charts the console draws 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -79,9 +80,7 @@ def compute_stats(
     now = now or utcnow()
     today = now.astimezone(zone).date()
     first = today - timedelta(days=DAYS - 1)
-    bounds = [
-        datetime.combine(first + timedelta(days=n), time(0), zone) for n in range(DAYS + 1)
-    ]
+    bounds = [datetime.combine(first + timedelta(days=n), time(0), zone) for n in range(DAYS + 1)]
     start = bounds[0]
     scope = [Case.created_at >= start]
     if department is not None:
@@ -94,7 +93,7 @@ def compute_stats(
                     func.sum(case((and_(Case.created_at >= lo, Case.created_at < hi), 1), else_=0)),
                     0,
                 )
-                for lo, hi in zip(bounds, bounds[1:], strict=False)
+                for lo, hi in itertools.pairwise(bounds)
             )
         ).where(*scope)
     ).one()

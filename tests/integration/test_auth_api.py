@@ -19,6 +19,7 @@ from dispatch.accounts import AccountService, AccountSettings
 from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.workflow import Workflow
+from tests.conftest import REPO_ROOT
 from tests.factories import T0, EventFactory, make_ingest, migrated_database
 
 PASSWORD = "correct horse battery"
@@ -234,3 +235,33 @@ def test_only_an_admin_manages_users(rig: Rig) -> None:
         "/api/v1/auth/login", json={"username": "officer", "password": "another passphrase"}
     )
     assert refused.status_code == 401
+
+
+def test_cli_user_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``civicwatch user`` against the example config, its database moved to tmp_path."""
+    from civicwatch.cli import EXIT_ACCOUNT, main
+
+    config = ["--config", str(REPO_ROOT / "configs" / "example.yaml")]
+    monkeypatch.setenv("CIVICWATCH_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CIVICWATCH_PASSWORD", PASSWORD)
+    add = ["user", "add", "anna", "--role", "worker", "--department", "fire_rescue", *config]
+    assert main([*add, "--head", "--display-name", "Anna"]) == 0
+    assert main(add) == EXIT_ACCOUNT  # taken
+    assert "already exists" in capsys.readouterr().err
+    assert main(["user", "add", "bob", "--role", "dispatcher", "--department", "x", *config]) == 6
+    monkeypatch.setenv("CIVICWATCH_PASSWORD", "short")
+    assert main(["user", "passwd", "anna", *config]) == EXIT_ACCOUNT
+    assert "at least 10" in capsys.readouterr().err
+    monkeypatch.setenv("CIVICWATCH_PASSWORD", "a new passphrase")
+    assert main(["user", "passwd", "anna", *config]) == 0
+    assert main(["user", "passwd", "ghost", *config]) == EXIT_ACCOUNT
+    capsys.readouterr()
+    assert main(["user", "list", *config]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "anna\tworker of fire_rescue\thead active\tAnna"
+    ]
+    with migrated_database(f"sqlite:///{tmp_path / 'cli.db'}") as (_engine, sessions):
+        accounts = AccountService(sessions, AccountSettings())
+        assert accounts.authenticate("anna", "a new passphrase", "cli").account.is_head

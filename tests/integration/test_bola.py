@@ -78,6 +78,15 @@ IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Reads that the brief says the dispatcher, admin and integration get (200) for both departments.
 SHARED_READS = ("/api/v1/cases", "/api/v1/evidence", "/open311/")
+# Lists the dispatcher must see the other department's cases in (where the route exists).
+CONTROL_LISTS = (
+    "/api/v1/cases",
+    "/api/v1/feed",
+    "/api/v1/notifications",
+    "/open311/v2/requests.json",
+    "/console/fragments/cases",
+    "/console/fragments/sla",
+)
 
 
 @dataclass
@@ -303,11 +312,11 @@ TOKENS = [
     ),
 ]
 ACCOUNTS = [
-    DevUser(username="bola-worker", password=PASSWORD, role=Role.WORKER, department=OWN),  # type: ignore[arg-type]
-    DevUser(username="bola-supervisor", password=PASSWORD, role=Role.SUPERVISOR, department=OWN),  # type: ignore[arg-type]
-    DevUser(username="bola-fire", password=PASSWORD, role=Role.WORKER, department=FOREIGN),  # type: ignore[arg-type]
-    DevUser(username="bola-dispatcher", password=PASSWORD, role=Role.DISPATCHER),  # type: ignore[arg-type]
-    DevUser(username="bola-admin", password=PASSWORD, role=Role.ADMIN),  # type: ignore[arg-type]
+    DevUser(username="bola-worker", password=PASSWORD, role=Role.WORKER, department=OWN),
+    DevUser(username="bola-supervisor", password=PASSWORD, role=Role.SUPERVISOR, department=OWN),
+    DevUser(username="bola-fire", password=PASSWORD, role=Role.WORKER, department=FOREIGN),
+    DevUser(username="bola-dispatcher", password=PASSWORD, role=Role.DISPATCHER),
+    DevUser(username="bola-admin", password=PASSWORD, role=Role.ADMIN),
 ]
 
 
@@ -376,6 +385,7 @@ def _fill_database(server: Server) -> tuple[Objects, Objects]:
 
         objects = {OWN: Objects(), FOREIGN: Objects()}
         for case in session.scalars(select(Case).order_by(Case.id)):
+            assert case.department is not None
             mine = objects[Department(case.department)]
             mine.case_ids.append(case.id)
             mine.violation_ids.append(str(case.violation_id))
@@ -681,8 +691,12 @@ def _probe_lists(
         report.lists.append(endpoint.path)
         params = {str(k): str(v) for k, v in maker.kwargs(endpoint).get("params", {}).items()}
         asks = [params]
-        if "department" in maker.query_params(endpoint):
+        query = maker.query_params(endpoint)
+        if "department" in query:
             asks.append({**params, "department": FOREIGN.value})
+        for name in sorted(query & OBJECT_PARAMS.keys()):  # e.g. Open311's service_request_id
+            values = OBJECT_PARAMS[name](world.foreign)
+            asks += [{**params, name: values[0]}, {**params, name: ",".join(values)}]
         for who in world.scoped:
             for ask in asks:
                 body, content_type = _read(world, who, endpoint.path, ask)
@@ -724,7 +738,10 @@ def test_no_department_reaches_another_departments_objects(world: World) -> None
         "GET /api/v1/evidence/{sha256}",
     ):
         assert name in report.covered, f"{name} was not probed: {report.covered}"
-    assert seen["/api/v1/cases"], "the dispatcher's case list shows no fire rescue case"
+    # Lists that show the other department's cases to the dispatcher: their check means something.
+    for path in CONTROL_LISTS:
+        if path in seen or path == "/api/v1/cases":
+            assert seen[path], f"the dispatcher's {path} shows nothing of {FOREIGN}"
     print("\nBOLA: object routes probed:\n  " + "\n  ".join(report.covered))
     print(
         "BOLA: routes whose parameters name no department's object:\n  "

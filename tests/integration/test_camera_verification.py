@@ -372,7 +372,7 @@ def test_an_unanswered_request_asks_the_dispatcher(server: Server) -> None:
     and an answer arriving after that changes nothing."""
     case_id = resolved_fire_lane_case(server)
     later = datetime.now(UTC) + timedelta(seconds=61)
-    assert server.verifier.run_due(later) == (1, 1)
+    assert server.verifier.run_due(later) == (0, 1), "past its deadline: timed out, not sent"
     assert case_state(server, case_id) == (CaseState.RESOLVED, "unavailable")
     with server.sessions() as session:
         note = session.scalars(
@@ -540,3 +540,51 @@ def drain(session: Session) -> list[tuple[str, bytes]]:
     while not session.received.empty():
         taken.append(session.received.get_nowait())
     return taken
+
+
+def test_a_dead_camera_answers_at_once_and_the_dispatcher_verifies_by_hand(
+    server: Server, broker_port: int, tmp_path: Path
+) -> None:
+    """The gateway's verifier knows the camera is offline: it answers "camera unavailable"
+    without looking, and the server neither closes nor reopens the case."""
+    case_id = resolved_fire_lane_case(server)
+    lane = ZoneConfig(
+        id=FIRE_LANE_ZONE, kind=ZoneKind.FIRE_LANE, polygon=FIRE_LANE, dwell_seconds=600
+    )
+    camera = CameraConfig(id=CAMERA, source="rtsp://camera.invalid/stream", zones=[lane])
+    settings = EdgeSettings(data_dir=tmp_path)
+    services = GatewayServices(
+        model_info=None, outbox=Outbox(tmp_path / "outbox.sqlite"), sealer=EvidenceSealer(None)
+    )
+    pipeline = CameraPipeline(SITE, GATEWAY, camera, settings, services, fps=10)
+    verifier = ZoneVerifier(
+        SITE, GATEWAY, {CAMERA: pipeline}, settings.evidence, available=lambda _camera: False
+    )
+    channel = VerificationChannel(login(broker_port, GATEWAY), SITE, GATEWAY, [CAMERA])
+    channel.start()
+    try:
+        assert channel.ready.wait(10)
+        server.verifier.run_due()
+        answered = 0
+
+        def answer() -> bool:
+            nonlocal answered
+            answered += pump(channel, verifier)
+            return answered == 1
+
+        wait_for(answer, "the gateway's answer")
+        wait_for(lambda: case_state(server, case_id)[1] != "requested", "the server to apply it")
+    finally:
+        channel.stop()
+    assert case_state(server, case_id) == (CaseState.RESOLVED, "unavailable")
+    with server.sessions() as session:
+        note = session.scalars(
+            select(CaseTransition)
+            .where(CaseTransition.case_id == case_id)
+            .order_by(CaseTransition.seq.desc())
+        ).first()
+        assert note is not None
+        assert note.action == "note"
+        assert "camera unavailable" in note.reason
+        assert "verify by hand" in note.reason
+    assert server.verifier.outcome_count("unavailable") == 1

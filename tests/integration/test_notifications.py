@@ -58,6 +58,7 @@ from tests.factories import (
     EventFactory,
     IngestRig,
     make_ingest,
+    make_registry,
     migrated_database,
 )
 
@@ -304,13 +305,22 @@ def test_dispatch_transfer_and_escalation_each_deliver_once_signed(
 
     rig.act(
         case_id,
-        Command(Action.ESCALATE, "resolve deadline passed", detail={"level": 1}),
+        Command(
+            Action.ESCALATE,
+            "resolve deadline passed",
+            detail={"level": 1, "deadline": "resolve", "to": "supervisor"},
+        ),
         system_actor("sla-sweep"),
     )
     assert rig.notifier.pump() == 1
     rig.sender.run()
     assert fire.events() == ["case.transferred_in", "case.escalated"]
     assert fire.received[1].payload["case"]["escalation_level"] == 1
+    assert fire.received[1].payload["escalation"] == {
+        "level": 1,
+        "deadline": "resolve",
+        "to": "supervisor",
+    }
     assert all(item.signature_ok for item in law.received + fire.received)
 
     # Nothing left: running again delivers nothing twice.

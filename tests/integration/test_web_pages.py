@@ -7,6 +7,7 @@ import hashlib
 import io
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,17 +19,27 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from contracts.events import ViolationKind
+from contracts.sites import PlanPosition, SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.api import ApiContext, create_app
 from dispatch.config import AccountSettings, ApiSettings, ApiToken, Department, Role
 from dispatch.web.settings import WebOptions
 from dispatch.web.stats import compute_stats, percentile
 from dispatch.workflow import Action, Command, Workflow, system_actor
-from ingest.tables import Case, CaseEvidence, CaseTransition, Evidence
-from tests.factories import FIRE_LANE_ZONE, EventFactory, IngestRig, make_ingest, migrated_database
+from ingest.tables import CameraStatusRow, Case, CaseEvidence, CaseTransition, Evidence
+from tests.factories import (
+    FIRE_LANE_ZONE,
+    EventFactory,
+    IngestRig,
+    make_ingest,
+    make_registry,
+    migrated_database,
+)
 
 TOKENS = {
-    "dispatcher": ApiToken(name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER),
+    "dispatcher": ApiToken(
+        name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER
+    ),
     "law": ApiToken(
         name="officer",
         token=SecretStr("law-enforcement-token"),
@@ -57,8 +68,10 @@ class Site:
     fire_id: int  # routed to fire and rescue
 
 
-@pytest.fixture
-def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
+@contextmanager
+def serve(
+    database_url: str, tmp_path: Path, registry: SiteRegistry | None = None
+) -> Iterator[Site]:
     with migrated_database(database_url) as (_engine, sessions):
         rig = make_ingest(sessions, tmp_path / "evidence")
         edge = EventFactory()
@@ -71,7 +84,7 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
                 session_factory=sessions,
                 evidence_store=rig.evidence_store,
                 settings=ApiSettings(tokens=list(TOKENS.values())),
-                registry=rig.registry,
+                registry=registry or rig.registry,
                 metrics_registry=rig.metrics.registry,
                 workflow=Workflow(),
                 web=WebOptions(attachment_max_bytes=UPLOAD_LIMIT),
@@ -80,6 +93,20 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
         )
         with TestClient(app) as client:
             yield Site(client, rig, ids["illegal_parking"], ids["fire_lane_blocking"])
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """The pages on SQLite."""
+    with serve(f"sqlite:///{tmp_path / 'civicwatch.db'}", tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def any_site(database_url: str, tmp_path: Path) -> Iterator[Site]:
+    """On SQLite and PostgreSQL: for the aggregate SQL and the upload, which must work on both."""
+    with serve(database_url, tmp_path) as served:
+        yield served
 
 
 def jpeg(width: int = 40, height: int = 30, colour: tuple[int, int, int] = (10, 120, 200)) -> bytes:
@@ -97,7 +124,9 @@ def png(width: int = 20, height: int = 10) -> bytes:
 # --- sign-in and language ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/console", "/worker", "/console/cases/1", "/worker/cases/1", "/"])
+@pytest.mark.parametrize(
+    "path", ["/console", "/worker", "/console/cases/1", "/worker/cases/1", "/"]
+)
 def test_a_page_without_a_session_sends_you_to_login(site: Site, path: str) -> None:
     response = site.client.get(path, follow_redirects=False)
     assert response.status_code == 303
@@ -116,7 +145,8 @@ def test_pages_default_to_simplified_chinese(site: Site) -> None:
     assert "登录" in page.text
     console = site.client.get("/console", headers=auth("dispatcher")).text
     assert "指挥调度台" in console
-    assert "违法停车" in console and "占用消防通道" in console
+    assert "违法停车" in console
+    assert "占用消防通道" in console
     assert "已派遣" in console
     assert "illegal_parking" not in re.sub(r'"[^"]*"', "", console.split("<script")[0])
 
@@ -124,11 +154,13 @@ def test_pages_default_to_simplified_chinese(site: Site) -> None:
 def test_lang_switch_sets_a_cookie_that_sticks(site: Site) -> None:
     client = site.client
     page = client.get("/login?lang=en")
-    assert '<html lang="en">' in page.text and "Sign in" in page.text
+    assert '<html lang="en">' in page.text
+    assert "Sign in" in page.text
     assert "cw_lang=en" in page.headers["set-cookie"]
     again = client.get("/console", headers=auth("dispatcher"))  # the cookie, no query
     assert '<html lang="en">' in again.text
-    assert "Illegal parking" in again.text and "Dispatch console" in again.text
+    assert "Illegal parking" in again.text
+    assert "Dispatch console" in again.text
     back = client.get("/console?lang=zh-CN", headers=auth("dispatcher"))
     assert "违法停车" in back.text
 
@@ -193,7 +225,8 @@ def test_the_panel_draws_the_zone_and_box_over_the_evidence(site: Site) -> None:
     assert '<rect class="box" x="10.0" y="20.0" width="50.0" height="50.0"/>' in panel
     assert 'data-action="transfer"' in panel  # dispatched: the dispatcher may transfer it
     assert 'data-action="accept"' not in panel  # that is the department's
-    assert "登记" in panel and "派遣" in panel  # the timeline, in Chinese
+    assert "登记" in panel
+    assert "派遣" in panel
 
 
 def test_times_show_in_the_sites_time_zone(site: Site) -> None:
@@ -216,30 +249,33 @@ def _accept(site: Site, case_id: int, who: str = "law") -> None:
     assert response.status_code == 200, response.text
 
 
-def test_after_photo_is_stored_linked_and_audited(site: Site) -> None:
-    _accept(site, site.parking_id)
+def test_after_photo_is_stored_linked_and_audited(any_site: Site) -> None:
+    _accept(any_site, any_site.parking_id)
     data = jpeg()
-    response = site.client.post(
-        f"/api/v1/cases/{site.parking_id}/attachments",
+    response = any_site.client.post(
+        f"/api/v1/cases/{any_site.parking_id}/attachments",
         files={"file": ("after.jpg", data, "image/jpeg")},
         headers=auth("law"),
     )
     assert response.status_code == 201, response.text
     body = response.json()
     sha256 = hashlib.sha256(data).hexdigest()
-    assert body["sha256"] == sha256 and body["label"] == "after_photo"
+    assert body["sha256"] == sha256
+    assert body["label"] == "after_photo"
     assert (body["width"], body["height"]) == (40, 30)
-    assert site.rig.evidence_store.read(sha256) == data
-    with site.rig.session_factory() as session:
+    assert any_site.rig.evidence_store.read(sha256) == data
+    with any_site.rig.session_factory() as session:
         link = session.scalars(select(CaseEvidence).where(CaseEvidence.sha256 == sha256)).one()
-        assert (link.case_id, link.label) == (site.parking_id, "after_photo")
+        assert (link.case_id, link.label) == (any_site.parking_id, "after_photo")
         entry = session.scalars(
             select(CaseTransition).order_by(CaseTransition.seq.desc()).limit(1)
         ).one()
-        assert entry.action == "attach" and entry.detail["sha256"] == sha256
-    image = site.client.get(f"/api/v1/evidence/{sha256}", headers=auth("law"))
-    assert image.status_code == 200 and image.content == data
-    page = site.client.get(f"/worker/cases/{site.parking_id}", headers=auth("law")).text
+        assert entry.action == "attach"
+        assert entry.detail["sha256"] == sha256
+    image = any_site.client.get(f"/api/v1/evidence/{sha256}", headers=auth("law"))
+    assert image.status_code == 200
+    assert image.content == data
+    page = any_site.client.get(f"/worker/cases/{any_site.parking_id}", headers=auth("law")).text
     assert "处置后照片" in page
 
 
@@ -299,14 +335,13 @@ def test_upload_rules_follow_the_workflow_and_the_department(site: Site) -> None
     _accept(site, site.parking_id)
     assert site.client.post(url, files=files, headers=auth("law")).status_code == 201
     again = site.client.post(url, files=files, headers=auth("law"))
-    assert again.status_code == 409 and "already" in again.json()["detail"]
+    assert again.status_code == 409
+    assert "already" in again.json()["detail"]
 
 
 def test_cookie_uploads_need_the_csrf_header(site: Site) -> None:
     accounts = site.client.app.state.api.accounts  # type: ignore[attr-defined]
-    accounts.create_user(
-        "officer01", "a-long-password-2", Role.WORKER, Department.LAW_ENFORCEMENT
-    )
+    accounts.create_user("officer01", "a-long-password-2", Role.WORKER, Department.LAW_ENFORCEMENT)
     login = site.client.post(
         "/api/v1/auth/login", json={"username": "officer01", "password": "a-long-password-2"}
     )
@@ -324,26 +359,30 @@ def test_cookie_uploads_need_the_csrf_header(site: Site) -> None:
 # --- stats ------------------------------------------------------------------------------------
 
 
-def test_stats_are_scoped_to_the_department(site: Site) -> None:
-    everything = site.client.get("/api/v1/stats", headers=auth("dispatcher")).json()
+def test_stats_are_scoped_to_the_department(any_site: Site) -> None:
+    everything = any_site.client.get("/api/v1/stats", headers=auth("dispatcher")).json()
     assert everything["per_kind"] == {"illegal_parking": 1, "fire_lane_blocking": 1}
     assert sum(day["cases"] for day in everything["days"]) == 2
     assert len(everything["days"]) == 14
-    mine = site.client.get("/api/v1/stats", headers=auth("law")).json()
+    mine = any_site.client.get("/api/v1/stats", headers=auth("law")).json()
     assert mine["per_department"] == {"law_enforcement": 1}
     assert mine["per_kind"] == {"illegal_parking": 1}
-    charts = site.client.get("/console", headers=auth("dispatcher")).text.split("charts-card")[1]
+    charts = any_site.client.get("/console", headers=auth("dispatcher")).text.split("charts-card")[
+        1
+    ]
     assert charts.count('<svg class="chart"') == 3  # per day, department, kind; nothing closed
-    assert "违法停车</text>" in charts and "消防救援</text>" in charts
+    assert "违法停车</text>" in charts
+    assert "消防救援</text>" in charts
 
 
-def test_time_to_close_and_days_in_the_site_time_zone(site: Site) -> None:
-    sessions = site.rig.session_factory
+def test_time_to_close_and_days_in_the_site_time_zone(any_site: Site) -> None:
+    sessions = any_site.rig.session_factory
     now = datetime(2026, 5, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
     with sessions() as session:
-        parking = session.get(Case, site.parking_id)
-        fire = session.get(Case, site.fire_id)
-        assert parking is not None and fire is not None
+        parking = session.get(Case, any_site.parking_id)
+        fire = session.get(Case, any_site.fire_id)
+        assert parking is not None
+        assert fire is not None
         # 23:30 UTC on the 8th is 07:30 on the 9th in Shanghai: it counts on the 9th.
         parking.created_at = datetime(2026, 5, 8, 23, 30, tzinfo=UTC)
         parking.closed_at = parking.created_at + timedelta(minutes=90)
@@ -352,7 +391,8 @@ def test_time_to_close_and_days_in_the_site_time_zone(site: Site) -> None:
         session.commit()
         stats = compute_stats(session, None, "Asia/Shanghai", now)
     counts = {day.day.isoformat(): day.cases for day in stats.days}
-    assert counts["2026-05-09"] == 1 and counts["2026-05-08"] == 1
+    assert counts["2026-05-09"] == 1
+    assert counts["2026-05-08"] == 1
     assert stats.days[-1].day.isoformat() == "2026-05-10"
     by_kind = {row.key: row for row in stats.close_time_by_kind}
     assert by_kind["illegal_parking"].median_minutes == 90.0
@@ -366,9 +406,9 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([float(n) for n in range(1, 11)], 0.9) == 9.0
 
 
-def test_escalated_and_overdue_cases_are_marked_on_the_board(site: Site) -> None:
-    with site.rig.session_factory() as session:
-        case = session.get(Case, site.parking_id)
+def test_escalated_and_overdue_cases_are_marked_on_the_board(any_site: Site) -> None:
+    with any_site.rig.session_factory() as session:
+        case = session.get(Case, any_site.parking_id)
         assert case is not None
         case.sla_due_at = datetime.now(UTC) - timedelta(minutes=5)
         case.overdue = True
@@ -379,7 +419,58 @@ def test_escalated_and_overdue_cases_are_marked_on_the_board(site: Site) -> None
             system_actor("sla"),
         )
         session.commit()
-    board = site.client.get("/console/fragments/sla", headers=auth("dispatcher")).text
-    item = board.split(f'data-case-id="{site.parking_id}"')[0].rsplit("<li", 1)[1]
+    board = any_site.client.get("/console/fragments/sla", headers=auth("dispatcher")).text
+    item = board.split(f'data-case-id="{any_site.parking_id}"')[0].rsplit("<li", 1)[1]
     assert "overdue" in item
-    assert "已升级至主管" in board and "已超时" in board
+    assert "已升级至主管" in board
+    assert "已超时" in board
+
+
+def test_camera_health_on_the_site_plan_image(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.png"
+    plan.write_bytes(png(200, 120))
+    registry = make_registry()
+    site = registry.sites[0]
+    gateway = site.gateways[0]
+    camera = gateway.cameras[0].model_copy(update={"plan_position": PlanPosition(x=0.25, y=0.5)})
+    placed = site.model_copy(
+        update={
+            "plan_image": str(plan),
+            "gateways": [gateway.model_copy(update={"cameras": [camera]})],
+        }
+    )
+    registry = SiteRegistry(sites=[placed, *registry.sites[1:]])
+    with serve(f"sqlite:///{tmp_path / 'plan.db'}", tmp_path, registry) as served:
+        now = datetime.now(UTC)
+        with served.rig.session_factory() as session:
+            session.add(
+                CameraStatusRow(
+                    camera_id=camera.id,
+                    site_id=site.id,
+                    gateway_id=gateway.id,
+                    health="offline",
+                    at=now,
+                    received_at=now,
+                    problems=["offline"],
+                )
+            )
+            session.commit()
+        page = served.client.get("/console", headers=auth("dispatcher")).text
+        plan_svg = page.split(f'data-site-id="{site.id}"')[1].split("</figure>")[0]
+        assert f'<image href="/console/plans/{site.id}"' in plan_svg
+        dot = plan_svg.split(f'data-camera-id="{camera.id}"')[0].rsplit("<g", 1)[1]
+        assert "health-offline" in dot
+        assert '<circle cx="250.0" cy="300.0"' in plan_svg  # 0.25 and 0.5 of 1000 x 600
+        assert "离线" in plan_svg
+        assert "无画面" in plan_svg
+        image = served.client.get(f"/console/plans/{site.id}", headers=auth("dispatcher"))
+        assert image.status_code == 200
+        assert image.content == plan.read_bytes()
+        assert image.headers["content-type"] == "image/png"
+        assert (
+            served.client.get("/console/plans/site-b", headers=auth("dispatcher")).status_code
+            == 404
+        )
+        # site-b has no plan position for its camera: listed beside the plan instead.
+        other = page.split('data-site-id="site-b"')[1].split("</figure>")[0]
+        assert 'class="unplaced"' in other

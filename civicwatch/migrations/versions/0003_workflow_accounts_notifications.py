@@ -179,7 +179,24 @@ def upgrade() -> None:
             ondelete="SET NULL",
         )
 
+    _create_console_indexes()
     _chain_existing_entries()
+
+
+# ingest.tables.CONSOLE_INDEXES: the console's orderings over many cases.
+_DUE_ORDER = [sa.text("(sla_due_at IS NULL)"), "sla_due_at", "id"]
+_CONSOLE_INDEXES = {
+    "ix_cases_due_order": _DUE_ORDER,
+    "ix_cases_department_due": ["department", *_DUE_ORDER],
+    "ix_cases_state_due": ["state", *_DUE_ORDER],
+    "ix_cases_updated_at_id": ["updated_at", "id"],
+    "ix_cases_created_at": ["created_at"],
+}
+
+
+def _create_console_indexes() -> None:
+    for name, columns in _CONSOLE_INDEXES.items():
+        op.create_index(name, "cases", columns, unique=False)
 
 
 def _chain_existing_entries() -> None:
@@ -218,7 +235,8 @@ def _chain_existing_entries() -> None:
         sa.column("seq", sa.BigInteger()),
         sa.column("entry_hash", sa.String()),
     )
-    bind.execute(head.insert().values(id=1, seq=seq, entry_hash=prev))
+    if seq:  # an empty log gets its head with its first entry
+        bind.execute(head.insert().values(id=1, seq=seq, entry_hash=prev))
 
 
 def _aware(at: datetime) -> datetime:
@@ -226,6 +244,8 @@ def _aware(at: datetime) -> datetime:
 
 
 def downgrade() -> None:
+    for name in _CONSOLE_INDEXES:
+        op.drop_index(name, table_name="cases")
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_cases_duplicate_of_cases"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_cases_duplicate_of"))

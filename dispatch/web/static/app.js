@@ -76,6 +76,10 @@ const CW = (() => {
 
   async function swap(url, selector, target) {
     const response = await fetch(url, { credentials: "same-origin" });
+    if (response.redirected && new URL(response.url).pathname === "/login") {
+      location.href = response.url; // the session ended: sign in again
+      return;
+    }
     if (!response.ok) return;
     const html = await response.text();
     if (selector) {

@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import pytest
+import yaml
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from civicwatch.config import CivicwatchConfig
 from dispatch.accounts import (
     AccountError,
     AccountService,
@@ -25,8 +29,10 @@ from dispatch.accounts import (
     UserExistsError,
 )
 from dispatch.config import Department, Role
+from dispatch.workflow import PERMISSIONS, Action
 from ingest.database import SessionFactory
 from ingest.tables import LoginFailure, User, UserSession
+from tests.conftest import REPO_ROOT
 from tests.factories import T0
 
 PASSWORD = "correct horse battery"
@@ -249,8 +255,8 @@ def test_dev_users_are_created_once_and_never_overwritten(
     accounts: AccountService, session_factory: SessionFactory
 ) -> None:
     dev = [
-        DevUser(username="officer", password="dev-password-1", role=Role.DISPATCHER),  # type: ignore[arg-type]
-        DevUser(username="desk", password="dev-password-2", role=Role.DISPATCHER),  # type: ignore[arg-type]
+        DevUser(username="officer", password="dev-password-1", role=Role.DISPATCHER),
+        DevUser(username="desk", password="dev-password-2", role=Role.DISPATCHER),
     ]
     assert accounts.ensure_dev_users(dev) == ["desk"]
     assert accounts.ensure_dev_users(dev) == []
@@ -258,3 +264,49 @@ def test_dev_users_are_created_once_and_never_overwritten(
     assert (
         accounts.authenticate("desk", "dev-password-2", "10.0.0.1").account.role is Role.DISPATCHER
     )
+
+
+def test_production_refuses_development_accounts() -> None:
+    """The example config's dev_users must not survive outside development."""
+    example = yaml.safe_load((REPO_ROOT / "configs" / "example.yaml").read_text(encoding="utf-8"))
+    assert CivicwatchConfig.model_validate(example).server.api.accounts.dev_users
+    with pytest.raises(ValidationError, match=r"refuses server\.api\.accounts\.dev_users"):
+        CivicwatchConfig.model_validate({**example, "environment": "production"})
+
+
+def test_the_documented_permission_table_is_the_workflows() -> None:
+    text = (REPO_ROOT / "docs" / "access.md").read_text(encoding="utf-8")
+    header = "| action | admin | dispatcher | supervisor | worker | integration | system |"
+    lines = text[text.index(header) :].splitlines()
+    roles = [Role(cell.strip()) for cell in header.strip("|").split("|")[1:]]
+    documented = {}
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        marks = zip(roles, cells[1:], strict=True)
+        documented[Action(cells[0])] = {role for role, cell in marks if cell}
+    assert documented == {action: set(allowed) for action, allowed in PERMISSIONS.items()}
+
+
+class CountingHasher(PasswordHasher):
+    """A real argon2 hasher that counts its verifications."""
+
+    verifications = 0
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        self.verifications += 1
+        return super().verify(hash, password)
+
+
+def test_an_unknown_user_costs_an_argon2_verification_too(
+    session_factory: SessionFactory, clock: FixedClock
+) -> None:
+    hasher = CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = _service(session_factory, clock, hasher)
+    accounts.create_user("officer", PASSWORD, Role.DISPATCHER)
+    for username, password in [("nobody", PASSWORD), ("officer", "wrong password!")]:
+        before = hasher.verifications
+        with pytest.raises(LoginRefused):
+            accounts.authenticate(username, password, "10.0.0.1")
+        assert hasher.verifications == before + 1, username

@@ -39,7 +39,7 @@ from ingest.audit import verify_chain
 from ingest.database import SessionFactory
 from ingest.store import OpenedCase, RouteDecision
 from ingest.tables import Case, CaseTransition
-from tests.factories import FIRE_LANE_ZONE, SITE, EventFactory, make_ingest
+from tests.factories import FIRE_LANE_ZONE, PARKING_ZONE, SITE, EventFactory, make_ingest
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FRIDAY = date(2026, 11, 27)
@@ -87,7 +87,7 @@ class Rig:
         """A fresh sweep each time, as after a restart: nothing is kept between runs."""
         sweep = SlaSweep(
             self.sessions,
-            Workflow(),
+            Workflow(reroute=self.router.assignment),
             self.router.calendar,
             self.settings,
             self.metrics,
@@ -96,8 +96,8 @@ class Rig:
         return sweep.run(now)
 
     def open_case(self, seen: datetime, kind: ViolationKind = ViolationKind.ILLEGAL_PARKING) -> int:
-        zone = FIRE_LANE_ZONE if kind is ViolationKind.FIRE_LANE_BLOCKING else None
-        event = self.events.event(at=seen, kind=kind, **({"zone_id": zone} if zone else {}))
+        zone = FIRE_LANE_ZONE if kind is ViolationKind.FIRE_LANE_BLOCKING else PARKING_ZONE
+        event = self.events.event(at=seen, kind=kind, zone_id=zone)
         self.service.store(event)
         with self.sessions() as session:
             return int(session.scalars(select(Case.id).order_by(Case.id.desc()).limit(1)).one())
@@ -245,7 +245,9 @@ def test_friday_evening_case_is_due_after_the_weekend_and_escalates_on_time(
     # head_after_minutes (60) after the supervisor: to the department head, once.
     assert rig.sweep(head_at).escalations == 1
     assert rig.sweep(head_at).escalations == 0
-    levels = [(e.detail["level"], e.detail["to"], e.at) for e in rig.entries(case_id, "escalate")]
+    levels = [
+        (e.detail["level"], e.detail["to"], e.at) for e in rig.entries(case_id, Action.ESCALATE)
+    ]
     assert levels == [(1, "supervisor", due), (2, "head", head_at)]
     assert (
         rig.sample(
@@ -343,7 +345,9 @@ def test_accepting_ends_an_ack_breach_and_the_resolve_deadline_escalates_afresh(
     assert (case.overdue, case.escalation_level) == (False, 0)
     report = rig.sweep(start + timedelta(minutes=30))
     assert (report.breaches, report.escalations) == (1, 1)
-    levels = [(e.detail["deadline"], e.detail["level"]) for e in rig.entries(case_id, "escalate")]
+    levels = [
+        (e.detail["deadline"], e.detail["level"]) for e in rig.entries(case_id, Action.ESCALATE)
+    ]
     assert levels == [("ack", 1), ("resolve", 1)]
     for deadline in ("ack", "resolve"):
         assert (
@@ -485,3 +489,44 @@ def test_supervisor_after_minutes_delays_the_first_escalation_not_the_breach(
     assert rig.sweep(ack_due + timedelta(minutes=15)).escalations == 1
     assert rig.sweep(ack_due + timedelta(minutes=44)).escalations == 0
     assert rig.sweep(ack_due + timedelta(minutes=45)).escalations == 1
+
+
+def test_the_server_schedules_one_sweep_job_with_its_metrics_on_the_server_registry(
+    tmp_path: Path,
+) -> None:
+    from civicwatch.config import CivicwatchConfig, ServerSettings
+    from civicwatch.server import build_server
+    from ingest.config import IngestSettings
+    from ingest.tables import utcnow
+    from tests.factories import make_registry
+
+    config = CivicwatchConfig(
+        sites=make_registry().sites,
+        server=ServerSettings(
+            database_url=f"sqlite:///{tmp_path / 'civicwatch.db'}",
+            ingest=IngestSettings(evidence_dir=tmp_path / "evidence"),
+            sla=SlaSettings(sweep_seconds=7),
+        ),
+    )
+    server = build_server(config)
+    try:
+        job = server.scheduler.get_job("sla-sweep")
+        assert job is not None
+        assert job.trigger.interval == timedelta(seconds=7)
+        assert server.sla_sweep is not None
+        server.service.store(
+            EventFactory().event(kind=ViolationKind.FIRE_LANE_BLOCKING, zone_id=FIRE_LANE_ZONE)
+        )
+        report = server.sla_sweep.run(utcnow() + timedelta(minutes=31))
+        assert (report.breaches, report.escalations) == (1, 1)
+        labels = {"kind": "fire_lane_blocking", "department": "fire_rescue", "deadline": "ack"}
+        registry = server.metrics.registry
+        assert registry.get_sample_value("civicwatch_sla_breaches_total", labels) == 1
+        assert (
+            registry.get_sample_value(
+                "civicwatch_escalations_total", {**labels, "to": "supervisor"}
+            )
+            == 1
+        )
+    finally:
+        server.stop()

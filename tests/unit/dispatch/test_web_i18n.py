@@ -83,7 +83,13 @@ def _request(query: str = "", cookie: str = "", accept: str = "") -> Request:
     if accept:
         headers.append((b"accept-language", accept.encode()))
     return Request(
-        {"type": "http", "method": "GET", "path": "/", "query_string": query.encode(), "headers": headers}
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "query_string": query.encode(),
+            "headers": headers,
+        }
     )
 
 

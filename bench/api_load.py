@@ -1,0 +1,625 @@
+"""API latency under mixed console traffic: p50/p90/p99 at a fixed request rate, 100,000 cases.
+
+For each backend (SQLite, PostgreSQL) a fresh database is migrated and seeded by bulk Core
+INSERTs: ``--cases`` cases spread over 90 days, sites, departments, kinds and states, each with
+its audit trail (register, dispatch; chained by ingest.audit.chain_entries) and two evidence
+links to 200 stored JPEGs (generated solid colours, tests.factories.jpeg_bytes). The real
+``civicwatch server`` then runs in its own process (uvicorn, a private Mosquitto for ingest).
+
+The load is open-loop: request i is due at start + i/rate whether or not earlier ones have
+answered, and its latency counts from when it was due, so a slow server cannot hide queueing
+(coordinated omission). The mix is what an open console does: the case list (default, and
+filtered + paged), case detail, the console's HTML fragments and case panel, cameras, stats,
+evidence images, and a few actions (dispatcher notes, worker accepts). Routes that are not there
+(or refuse a bearer token) are left out and named in the summary.
+
+``--baseline`` first serves the same database without the indexes added for the console
+(ingest.tables.CONSOLE_INDEXES), then with them: the same mix, before and after, in one run.
+
+    .venv/bin/python -m bench.api_load [--cases 100000] [--rate 200] [--seconds 30]
+        [--backends sqlite postgresql] [--baseline]
+
+Progress goes to stderr on a terminal; the last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateIndex, DropIndex
+
+from civicwatch.loadgen import Progress
+from civicwatch.server import migrate
+from contracts.events import ViolationKind
+from contracts.mqtt import BrokerSettings
+from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
+from dispatch.config import Department
+from ingest.audit import chain_entries
+from ingest.database import make_engine, make_session_factory
+from ingest.evidence_store import EvidenceStore
+from ingest.tables import (
+    CONSOLE_INDEXES,
+    OPEN_STATES,
+    Case,
+    CaseEvidence,
+    CaseState,
+    CaseTransition,
+    Evidence,
+)
+from tests.conftest import MosquittoProcess, free_port
+from tests.factories import jpeg_bytes
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CIVICWATCH_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
+DISPATCHER_TOKEN = "bench-dispatcher-token-0001"
+WORKER_TOKEN = "bench-worker-token-00000001"
+WORKER_DEPARTMENT = Department.LAW_ENFORCEMENT
+SITES, GATEWAYS_PER_SITE, CAMERAS_PER_GATEWAY = 10, 2, 5
+IMAGES = 200
+SERVER_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "server")
+BATCH = 5000
+WARMUP_SECONDS = 3.0
+STATE_SHARES = {
+    CaseState.DISPATCHED: 0.30,
+    CaseState.ACCEPTED: 0.20,
+    CaseState.NEW: 0.08,
+    CaseState.RESOLVED: 0.05,
+    CaseState.CLOSED: 0.27,
+    CaseState.RETURNED: 0.04,
+    CaseState.PARKED: 0.04,
+    CaseState.MERGED: 0.02,
+}
+KINDS = {
+    ViolationKind.ILLEGAL_PARKING: (ZoneKind.NO_PARKING, Department.LAW_ENFORCEMENT),
+    ViolationKind.FIRE_LANE_BLOCKING: (ZoneKind.FIRE_LANE, Department.FIRE_RESCUE),
+    ViolationKind.ILLEGAL_STRUCTURE: (ZoneKind.NO_BUILD, Department.LAW_ENFORCEMENT),
+}
+
+
+def site_registry() -> list[SiteConfig]:
+    """SITES sites x GATEWAYS_PER_SITE gateways x CAMERAS_PER_GATEWAY cameras, one zone each."""
+    square = [[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]]
+    sites = []
+    for s in range(SITES):
+        gateways = []
+        for g in range(GATEWAYS_PER_SITE):
+            cameras = [
+                CameraConfig(
+                    id=f"cam-{s:02d}-{g}-{c}",
+                    name=f"camera {s}-{g}-{c}",
+                    source="rtsp://camera.invalid/stream",
+                    zones=[
+                        ZoneConfig(id="gate", kind=ZoneKind.NO_PARKING, polygon=square),
+                        ZoneConfig(id="lane", kind=ZoneKind.FIRE_LANE, polygon=square),
+                    ],
+                )
+                for c in range(CAMERAS_PER_GATEWAY)
+            ]
+            gateways.append(GatewayConfig(id=f"gw-{s:02d}-{g}", cameras=cameras))
+        sites.append(SiteConfig(id=f"site-{s:02d}", gateways=gateways))
+    return sites
+
+
+@dataclass
+class Seeded:
+    case_ids: list[int]
+    evidence: list[str]
+    accept_pool: list[int]  # dispatched cases of the worker's department, one accept each
+    seconds: float
+
+
+def deadlines(state: CaseState, now: datetime, rng: random.Random) -> dict[str, Any]:
+    """A case's times as the SLA sweep would have left them, so the server's sweep finds
+    nothing to catch up on: closed cases over the last 90 days; open ones from the last hours,
+    most due later, some overdue and already escalated to the department head."""
+    if state in OPEN_STATES:
+        opened = now - timedelta(seconds=rng.uniform(60, 4 * 3600))
+        acknowledged = state in (CaseState.ACCEPTED, CaseState.RETURNED)
+        overdue = rng.random() < 0.15
+        due = now - timedelta(minutes=rng.uniform(5, 60)) if overdue else None
+        times = {
+            "opened_at": opened,
+            "sla_due_at": due or now + timedelta(minutes=rng.uniform(10, 3 * 24 * 60)),
+            "ack_due_at": opened + timedelta(minutes=30),
+            "acknowledged_at": opened + timedelta(minutes=10) if acknowledged else None,
+            "overdue": overdue,
+            "escalation_level": 2 if overdue else 0,
+            "escalated_at": now if overdue else None,
+            "closed_at": None,
+        }
+        if not acknowledged and not overdue:
+            times["ack_due_at"] = now + timedelta(minutes=rng.uniform(5, 60))
+        if not acknowledged and overdue:
+            times["acknowledged_at"] = opened + timedelta(minutes=10)
+    else:
+        opened = now - timedelta(seconds=rng.uniform(4 * 3600, 90 * 86400))
+        closed = state in (CaseState.CLOSED, CaseState.MERGED)
+        times = {
+            "opened_at": opened,
+            "sla_due_at": opened + timedelta(hours=2),
+            "ack_due_at": opened + timedelta(minutes=30),
+            "acknowledged_at": opened + timedelta(minutes=10),
+            "overdue": False,
+            "escalation_level": 0,
+            "escalated_at": None,
+            "closed_at": opened + timedelta(hours=rng.uniform(0.5, 30)) if closed else None,
+        }
+    times.update(
+        started_at=opened - timedelta(minutes=6),
+        last_observed_at=opened + timedelta(minutes=3),
+        created_at=opened,
+        updated_at=opened,
+    )
+    return times
+
+
+def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) -> Seeded:
+    """Migrate and fill the database (see the module docstring); returns ids to request."""
+    started = time.monotonic()
+    migrate(database_url)
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    store = EvidenceStore(evidence_dir)
+    now = datetime.now(UTC)
+    images = []
+    evidence_rows = []
+    for seed_value in range(IMAGES):
+        data = jpeg_bytes(seed_value + 1)
+        sha = hashlib.sha256(data).hexdigest()
+        store.put(data, sha)
+        images.append(sha)
+        evidence_rows.append(
+            {
+                "sha256": sha,
+                "content_type": "image/jpeg",
+                "size": len(data),
+                "width": 32,
+                "height": 24,
+                "stored_at": now,
+            }
+        )
+    cameras = [
+        (site.id, gateway.id, camera.id)
+        for site in site_registry()
+        for gateway in site.gateways
+        for camera in gateway.cameras
+    ]
+    states = list(STATE_SHARES)
+    weights = list(STATE_SHARES.values())
+    accept_pool: list[int] = []
+    progress = Progress(f"seed {make_url(database_url).get_backend_name()}", cases)
+    with sessions.begin() as session:
+        session.execute(insert(Evidence), evidence_rows)
+    for start in range(0, cases, BATCH):
+        case_rows, link_rows, audit = [], [], []
+        for case_id in range(start + 1, min(start + BATCH, cases) + 1):
+            kind = rng.choice(list(KINDS))
+            zone_kind, department = KINDS[kind]
+            if kind is ViolationKind.ILLEGAL_PARKING and rng.random() < 0.3:
+                department = rng.choice(
+                    [Department.PUBLIC_SECURITY, Department.PROPERTY_MANAGEMENT]
+                )
+            site_id, gateway_id, camera_id = rng.choice(cameras)
+            state = rng.choices(states, weights)[0]
+            case_times = deadlines(state, now, rng)
+            case_rows.append(
+                {
+                    "id": case_id,
+                    "violation_id": uuid.UUID(int=rng.getrandbits(128), version=4),
+                    "kind": kind.value,
+                    "site_id": site_id,
+                    "gateway_id": gateway_id,
+                    "camera_id": camera_id,
+                    "zone_id": "lane" if zone_kind is ZoneKind.FIRE_LANE else "gate",
+                    "zone_kind": zone_kind.value,
+                    "state": state.value,
+                    "department": None if state is CaseState.NEW else department.value,
+                    "tier": "department",
+                    "priority": "urgent" if kind is ViolationKind.FIRE_LANE_BLOCKING else "normal",
+                    **case_times,
+                    "dwell_seconds": 360.0,
+                    "object_class": "car",
+                    "object_confidence": 0.87,
+                    "box_x1": 10.0,
+                    "box_y1": 20.0,
+                    "box_x2": 60.0,
+                    "box_y2": 70.0,
+                    "plate_text": f"浙A{rng.randrange(100000):05d}" if rng.random() < 0.5 else None,
+                    "chain_broken": False,
+                }
+            )
+            if state is CaseState.DISPATCHED and department is WORKER_DEPARTMENT:
+                accept_pool.append(case_id)
+            first, second = rng.sample(images, 2)
+            for position, sha in enumerate((first, second)):
+                link_rows.append(
+                    {
+                        "case_id": case_id,
+                        "sha256": sha,
+                        "label": "dwell_crossed" if position else "first_seen",
+                        "captured_at": case_times["opened_at"] + timedelta(seconds=position),
+                        "width": 32,
+                        "height": 24,
+                    }
+                )
+            audit.append(
+                {"case_id": case_id, "action": "register", "from_state": None}
+                | {"to_state": "new", "actor": "ingest", "reason": "opened"}
+                | {"at": case_times["opened_at"]}
+            )
+            if state is not CaseState.NEW:
+                audit.append(
+                    {"case_id": case_id, "action": "dispatch", "from_state": "new"}
+                    | {"to_state": "dispatched", "actor": "router", "reason": "route"}
+                    | {"at": case_times["opened_at"], "detail": {"department": department.value}}
+                )
+        with sessions.begin() as session:
+            session.execute(insert(Case), case_rows)
+            session.execute(insert(CaseEvidence), link_rows)
+            session.execute(insert(CaseTransition), chain_entries(session, audit))
+        progress.show(start + len(case_rows), force=True)
+    progress.finish()
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("ANALYZE"))
+            connection.commit()
+    engine.dispose()
+    rng.shuffle(accept_pool)
+    return Seeded(
+        case_ids=list(range(1, cases + 1)),
+        evidence=images,
+        accept_pool=accept_pool,
+        seconds=time.monotonic() - started,
+    )
+
+
+def set_console_indexes(database_url: str, present: bool) -> None:
+    """Create or drop ingest.tables.CONSOLE_INDEXES (the baseline runs without them)."""
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        for index in CONSOLE_INDEXES:
+            if present:
+                connection.execute(CreateIndex(index, if_not_exists=True))
+            else:
+                connection.execute(DropIndex(index, if_exists=True))
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("ANALYZE cases"))
+            connection.commit()
+    engine.dispose()
+
+
+@contextmanager
+def database(backend: str, workdir: Path) -> Iterator[str]:
+    """A fresh, empty database of ``backend``; PostgreSQL's is dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'api.db'}"
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"bench_api_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Served:
+    base: str  # the API's base URL
+    broker: BrokerSettings  # the private Mosquitto its ingest consumes from
+
+
+@contextmanager
+def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
+    """``civicwatch server`` in its own process with a private Mosquitto, once ready."""
+    broker = MosquittoProcess(workdir / "broker")
+    broker.start()
+    port = free_port()
+    config = {
+        "sites": [site.model_dump(mode="json") for site in site_registry()],
+        "broker": {"host": "127.0.0.1", "port": broker.port},
+        "server": {
+            "database_url": database_url,
+            "ingest": {"evidence_dir": str(workdir / "evidence")},
+            "api": {
+                "port": port,
+                "tokens": [
+                    {"name": "desk", "token": DISPATCHER_TOKEN, "role": "dispatcher"},
+                    {
+                        "name": "officer",
+                        "token": WORKER_TOKEN,
+                        "role": "worker",
+                        "department": WORKER_DEPARTMENT.value,
+                    },
+                ],
+            },
+        },
+    }
+    config_file = workdir / "civicwatch.yaml"
+    config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
+    log = (workdir / "server.log").open("wb")
+    process = subprocess.Popen(
+        [*SERVER_COMMAND, "--config", str(config_file)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready; see {workdir}/server.log")
+            time.sleep(0.2)
+        yield Served(base, broker.settings)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        broker.stop()
+
+
+@dataclass
+class Request:
+    name: str
+    method: str
+    path: str
+    token: str = DISPATCHER_TOKEN
+    body: dict[str, Any] | None = None
+
+
+@dataclass
+class Mix:
+    """The request mix: (name, weight) -> a Request factory drawing ids from the seed."""
+
+    seeded: Seeded
+    rng: random.Random
+    skipped: list[str] = field(default_factory=list)
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "cases_default": 16,
+            "cases_filtered_paged": 14,
+            "case_detail": 18,
+            "console_cases_fragment": 6,
+            "console_sla_fragment": 4,
+            "console_case_panel": 8,
+            "cameras": 5,
+            "stats": 3,
+            "evidence_image": 20,
+            "note": 4,
+            "accept": 2,
+        }
+    )
+
+    def make(self, name: str) -> Request:
+        rng = self.rng
+        case_id = rng.choice(self.seeded.case_ids)
+        if name == "cases_default":
+            return Request(name, "GET", "/api/v1/cases")
+        if name == "cases_filtered_paged":
+            state = rng.choice(["dispatched", "accepted", "returned"])
+            department = rng.choice([d.value for d in Department])
+            offset = rng.choice([0, 0, 50, 200, 1000])
+            query = f"state={state}&department={department}&limit=50&offset={offset}"
+            return Request(name, "GET", f"/api/v1/cases?{query}")
+        if name == "case_detail":
+            return Request(name, "GET", f"/api/v1/cases/{case_id}")
+        if name == "console_cases_fragment":
+            return Request(name, "GET", "/console/fragments/cases")
+        if name == "console_sla_fragment":
+            return Request(name, "GET", "/console/fragments/sla")
+        if name == "console_case_panel":
+            return Request(name, "GET", f"/console/cases/{case_id}/panel")
+        if name == "cameras":
+            return Request(name, "GET", "/api/v1/cameras")
+        if name == "stats":
+            return Request(name, "GET", "/api/v1/stats")
+        if name == "evidence_image":
+            return Request(name, "GET", f"/api/v1/evidence/{rng.choice(self.seeded.evidence)}")
+        if name == "note":
+            body = {"action": "note", "reason": "called the property office"}
+            return Request(name, "POST", f"/api/v1/cases/{case_id}/actions", body=body)
+        if name == "accept":
+            if not self.seeded.accept_pool:
+                return self.make("case_detail")
+            target = self.seeded.accept_pool.pop()
+            body = {"action": "accept"}
+            path = f"/api/v1/cases/{target}/actions"
+            return Request(name, "POST", path, token=WORKER_TOKEN, body=body)
+        raise ValueError(f"unknown request kind {name}")
+
+    def draw(self) -> Request:
+        names = list(self.weights)
+        return self.make(self.rng.choices(names, [self.weights[n] for n in names])[0])
+
+    def probe(self, base: str) -> None:
+        """Leave out request kinds this server does not serve (a route not built yet, or one
+        that wants a login session rather than a bearer token)."""
+        for name in list(self.weights):
+            if name in ("note", "accept"):
+                continue
+            request = self.make(name)
+            response = httpx.get(
+                base + request.path,
+                headers={"Authorization": f"Bearer {request.token}"},
+                follow_redirects=False,
+                timeout=30,
+            )
+            if response.status_code != 200:
+                self.skipped.append(f"{name} ({response.status_code})")
+                del self.weights[name]
+
+
+@dataclass
+class Sample:
+    name: str
+    due: float
+    latency_ms: float
+    status: int
+
+
+async def drive(base: str, mix: Mix, rate: float, seconds: float) -> tuple[list[Sample], float]:
+    """Open-loop load: request i is due at start + i / rate; latency counts from that moment."""
+    total = int(rate * (seconds + WARMUP_SECONDS))
+    samples: list[Sample] = []
+    progress = Progress(f"load {rate:.0f}/s", total)
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def one(request: Request, due: float) -> None:
+            headers = {"Authorization": f"Bearer {request.token}"}
+            try:
+                response = await client.request(
+                    request.method, request.path, headers=headers, json=request.body
+                )
+                await response.aread()
+                status = response.status_code
+            except httpx.HTTPError:
+                status = 0
+            samples.append(Sample(request.name, due, (time.perf_counter() - due) * 1000, status))
+
+        start = time.perf_counter() + 0.1
+        tasks = []
+        for index in range(total):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(mix.draw(), due)))
+            progress.show(index + 1)
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+        progress.finish()
+    warm = start + WARMUP_SECONDS
+    measured = [sample for sample in samples if sample.due >= warm]
+    return measured, len(measured) / max(elapsed - WARMUP_SECONDS, 1e-9)
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def summarise(samples: list[Sample], achieved: float) -> dict[str, Any]:
+    latencies = [sample.latency_ms for sample in samples]
+    by_name: dict[str, list[float]] = {}
+    for sample in samples:
+        by_name.setdefault(sample.name, []).append(sample.latency_ms)
+    errors = [s for s in samples if s.status == 0 or s.status >= 400]
+    return {
+        "requests": len(samples),
+        "achieved_rate": round(achieved, 1),
+        "p50_ms": round(percentile(latencies, 0.50), 1),
+        "p90_ms": round(percentile(latencies, 0.90), 1),
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": round(max(latencies, default=float("nan")), 1),
+        "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
+        "errors": len(errors),
+        "error_statuses": sorted({s.status for s in errors}),
+        "by_request": {
+            name: {
+                "n": len(values),
+                "p50_ms": round(percentile(values, 0.5), 1),
+                "p99_ms": round(percentile(values, 0.99), 1),
+            }
+            for name, values in sorted(by_name.items())
+        },
+    }
+
+
+def serve_and_drive(url: str, workdir: Path, seeded: Seeded, args: argparse.Namespace) -> Any:
+    with running_server(url, workdir) as served:
+        mix = Mix(seeded, random.Random(args.seed + 1))
+        mix.probe(served.base)
+        samples, achieved = asyncio.run(drive(served.base, mix, args.rate, args.seconds))
+    result = summarise(samples, achieved)
+    result["skipped"] = mix.skipped
+    return result
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Seed once; with --baseline serve it first without the console indexes, then with."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"api-load-{backend}-"))
+    results = []
+    try:
+        with database(backend, workdir) as url:
+            seeded = seed(url, workdir / "evidence", args.cases, random.Random(args.seed))
+            schemas = ["baseline", "optimised"] if args.baseline else ["optimised"]
+            for schema in schemas:
+                set_console_indexes(url, present=schema == "optimised")
+                result = serve_and_drive(url, workdir, seeded, args)
+                result.update(backend=backend, schema=schema, seed_seconds=round(seeded.seconds, 1))
+                print(json.dumps(result), file=sys.stderr)
+                results.append(result)
+        return results
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cases", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per run")
+    parser.add_argument(
+        "--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
+    parser.add_argument("--baseline", action="store_true", help="also run without BENCH_INDEXES")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help="keep the work folders")
+    args = parser.parse_args(argv)
+    runs = []
+    for backend in args.backends:
+        runs.extend(run_backend(backend, args))
+    summary = {
+        "bench": "api_load",
+        "cases": args.cases,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "target_p99_ms": 50,
+        "runs": runs,
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
