@@ -128,6 +128,7 @@ class Seeded:
     case_ids: list[int]
     evidence: list[str]
     accept_pool: list[int]  # dispatched cases of the worker's department, one accept each
+    open_ids: list[int]  # cases a note may be added to
     seconds: float
 
 
@@ -210,6 +211,7 @@ def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) 
     states = list(STATE_SHARES)
     weights = list(STATE_SHARES.values())
     accept_pool: list[int] = []
+    open_ids: list[int] = []
     progress = Progress(f"seed {make_url(database_url).get_backend_name()}", cases)
     with sessions.begin() as session:
         session.execute(insert(Evidence), evidence_rows)
@@ -251,6 +253,8 @@ def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) 
                     "chain_broken": False,
                 }
             )
+            if state in OPEN_STATES:
+                open_ids.append(case_id)
             if state is CaseState.DISPATCHED and department is WORKER_DEPARTMENT:
                 accept_pool.append(case_id)
             first, second = rng.sample(images, 2)
@@ -292,6 +296,7 @@ def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) 
         case_ids=list(range(1, cases + 1)),
         evidence=images,
         accept_pool=accept_pool,
+        open_ids=open_ids,
         seconds=time.monotonic() - started,
     )
 
@@ -453,7 +458,8 @@ class Mix:
             return Request(name, "GET", f"/api/v1/evidence/{rng.choice(self.seeded.evidence)}")
         if name == "note":
             body = {"action": "note", "reason": "called the property office"}
-            return Request(name, "POST", f"/api/v1/cases/{case_id}/actions", body=body)
+            target = rng.choice(self.seeded.open_ids)
+            return Request(name, "POST", f"/api/v1/cases/{target}/actions", body=body)
         if name == "accept":
             if not self.seeded.accept_pool:
                 return self.make("case_detail")

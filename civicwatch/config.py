@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from contracts.mqtt import BrokerSettings
 from contracts.sites import SiteRegistry
-from dispatch.config import ApiSettings, RoutingSettings, SlaSettings
+from dispatch.config import ApiSettings, RoutingSettings, SlaSettings, VerificationSettings
 from dispatch.notification_settings import NotificationSettings
 from edge.config import MODEL_ENV_VAR, EdgeSettings
 from ingest.config import IngestSettings
@@ -50,6 +50,7 @@ class ServerSettings(BaseModel):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    verification: VerificationSettings = Field(default_factory=VerificationSettings)
 
 
 # Secrets that ship in examples; a production deployment must replace every one.

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # An open console's live feed (SSE) never ends by itself: shutting down, uvicorn waits this long
 # for open requests, then cancels them (browsers reconnect and resume from Last-Event-ID).
-SHUTDOWN_GRACE_SECONDS = 3.0
+SHUTDOWN_GRACE_SECONDS = 3
 
 
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
@@ -119,7 +119,9 @@ def build_server(config: CivicwatchConfig) -> Server:
     metrics = IngestMetrics()
     calendar = WorkingCalendar(settings.sla.calendar)
     router = Router(settings.routing, calendar, config)
-    verifier = CameraVerifier(session_factory, metrics_registry=metrics.registry)
+    verifier = CameraVerifier(
+        session_factory, settings=settings.verification, metrics_registry=metrics.registry
+    )
     # The registry half of the config: CivicwatchConfig is a SiteRegistry.
     service = IngestService(
         session_factory,

@@ -234,3 +234,14 @@ class ApiSettings(_Settings):
     sla_sweep_seconds: float | None = Field(
         default=None, gt=0, description="deprecated: server.sla.sweep_seconds; wins when set"
     )
+
+
+class VerificationSettings(_Settings):
+    """Camera re-checks of resolved parking and fire-lane cases."""
+
+    deadline_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="unanswered by then: verify by hand"
+    )
+    job_seconds: float = Field(
+        default=2.0, gt=0, description="how often requests are published and deadlines checked"
+    )

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
@@ -30,6 +29,7 @@ from contracts.events import EvidenceFrame, ViolationKind
 from contracts.topics import verify_topic
 from contracts.verification import VerificationRequest as RequestMessage
 from contracts.verification import VerificationResult
+from dispatch.config import VerificationSettings
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from ingest.database import SessionFactory
 from ingest.tables import (
@@ -59,17 +59,6 @@ class Verification(StrEnum):
     CLEAR = "clear"
     NOT_CLEAR = "not_clear"
     UNAVAILABLE = "unavailable"
-
-
-class VerificationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    deadline_seconds: float = Field(
-        default=120.0, gt=0, le=3600, description="unanswered by then: verify by hand"
-    )
-    job_seconds: float = Field(
-        default=2.0, gt=0, description="how often requests are published and deadlines checked"
-    )
 
 
 class CameraVerifier:

@@ -468,6 +468,12 @@ class EdgeSettings(_Settings):
         default_factory=StructureSettings,
         description="no-build zones: structure change against the registered baseline",
     )
+    verification_frames: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="camera re-checks: processed frames a zone must be empty on to count as clear",
+    )
 
     @property
     def baselines_dir(self) -> Path:

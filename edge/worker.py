@@ -187,6 +187,7 @@ class EdgeWorker:
             self.settings.evidence,
             services.sealer,
             available=lambda camera_id: sources[camera_id].health is not CameraHealth.OFFLINE,
+            frames=self.settings.verification_frames,
         )
         verification = VerificationChannel(self.broker, self.site.id, self.gateway.id, sources)
         verification.start()

@@ -30,8 +30,8 @@ from contracts.sites import CameraConfig, ZoneConfig, ZoneKind
 from contracts.topics import ROOT, verify_result_topic, verify_topic
 from contracts.verification import VerificationRequest as RequestMessage
 from contracts.verification import VerificationResult
-from dispatch.config import Department, Role
-from dispatch.verification import CLEAR_REASON, CameraVerifier, VerificationSettings
+from dispatch.config import Department, Role, VerificationSettings
+from dispatch.verification import CLEAR_REASON, CameraVerifier
 from dispatch.workflow import Action, Actor, Command, Workflow
 from edge.capture import ReplaySource
 from edge.config import EdgeSettings
