@@ -271,6 +271,8 @@ def get_evidence(
     visible = select(CaseEvidence.redacted_sha256).join(Case).where(mentions)
     if principal.role in SCOPED_ROLES:
         visible = visible.where(Case.department == principal.department)
+    # One link answers both questions (visible at all; any redacted copy): a redacted one first.
+    visible = visible.order_by(CaseEvidence.redacted_sha256.is_(None)).limit(1)
     links = session.execute(visible).all()
     if not links:
         raise _not_found(f"evidence {sha256}")

@@ -247,6 +247,10 @@ class CaseEvidence(Base):
     case: Mapped[Case] = relationship(back_populates="evidence")
 
 
+# The evidence route finds a frame's cases by either hash (original or redacted copy).
+Index("ix_case_evidence_redacted_sha256", CaseEvidence.redacted_sha256)
+
+
 class CaseViolation(Base):
     """Which case each violation (one camera's incident) belongs to: merged incidents share one."""
 

@@ -197,6 +197,9 @@ _CONSOLE_INDEXES = {
 def _create_console_indexes() -> None:
     for name, columns in _CONSOLE_INDEXES.items():
         op.create_index(name, "cases", columns, unique=False)
+    op.create_index(
+        "ix_case_evidence_redacted_sha256", "case_evidence", ["redacted_sha256"], unique=False
+    )
 
 
 def _chain_existing_entries() -> None:
@@ -244,6 +247,7 @@ def _aware(at: datetime) -> datetime:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_case_evidence_redacted_sha256", table_name="case_evidence")
     for name in _CONSOLE_INDEXES:
         op.drop_index(name, table_name="cases")
     with op.batch_alter_table("cases", schema=None) as batch_op:
