@@ -170,7 +170,7 @@ def _allowed_methods(scope: Scope) -> list[str]:
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            presented = value.decode("latin-1")
+            presented = bytes(value).decode("latin-1")
             if _ACCEPTABLE_REQUEST_ID.match(presented):
                 return presented
             break

@@ -248,7 +248,7 @@ class CaseEvidence(Base):
 
 
 # The evidence route finds a frame's cases by either hash (original or redacted copy).
-Index("ix_case_evidence_redacted_sha256", CaseEvidence.redacted_sha256)
+REDACTED_EVIDENCE_INDEX = Index("ix_case_evidence_redacted_sha256", CaseEvidence.redacted_sha256)
 
 
 class CaseViolation(Base):

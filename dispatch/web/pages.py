@@ -175,8 +175,12 @@ def render(
         "clock": Clock(context.registry),
         "now": utcnow(),
         "i18n": {
-            group: t.group(group)
-            for group in ("kind", "department", "state", "action", "priority", "ui")
+            **{
+                group: t.group(group)
+                for group in ("kind", "department", "state", "action", "priority", "ui")
+            },
+            # The script shows times in each site's zone, as the server does.
+            "zones": {site.id: site.timezone for site in context.registry.sites},
         },
         "attachment_megabytes": context.web.attachment_max_bytes // (1024 * 1024),
         **values,

@@ -62,10 +62,8 @@ def _unavailable(reason: str) -> None:
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         _unavailable(f"{CHROMIUM} is missing (Debian package chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("the playwright package is missing (pip install -e '.[dev]')")
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
         browser = playwright.chromium.launch(

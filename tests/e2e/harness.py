@@ -64,7 +64,7 @@ class Deployment:
                 "tokens": [
                     {"name": "centre", "role": "dispatcher", "token": DISPATCHER_TOKEN},
                     *(
-                        {"name": d, "role": "department", "department": d, "token": t}
+                        {"name": d, "role": "worker", "department": d, "token": t}
                         for d, t in DEPARTMENT_TOKENS.items()
                     ),
                 ],

@@ -216,9 +216,9 @@ def test_cli_log_format_json_writes_one_object_per_line(tmp_path: Path) -> None:
     }
     config_file = tmp_path / "civicwatch.yaml"
     config_file.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "civicwatch.cli", "--log-format", "json", "migrate"]
     done = subprocess.run(
-        [sys.executable, "-m", "civicwatch.cli", "--log-format", "json", "migrate"]
-        + ["--config", str(config_file)],
+        [*command, "--config", str(config_file)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -260,3 +260,48 @@ def test_server_is_ready_only_while_ingest_holds_the_broker(
         assert client.get("/healthz").status_code == 200
     finally:
         server.stop()
+
+
+def test_openapi_documents_the_answers_every_route_can_give(ops: Ops) -> None:
+    paths = ops.client.get("/openapi.json").json()["paths"]
+    listing = paths["/api/v1/cases"]["get"]["responses"]
+    assert "401" in listing  # needs a credential
+    assert "404" not in listing  # names no record
+    detail = paths["/api/v1/cases/{case_id}"]["get"]["responses"]
+    assert {"200", "401", "404", "422"} <= detail.keys()
+    action = paths["/api/v1/cases/{case_id}/actions"]["post"]["responses"]
+    assert {"400", "401", "403", "404", "409", "422"} <= action.keys()
+    assert "401" not in paths["/healthz"]["get"]["responses"]
+
+
+def test_ids_and_offsets_beyond_the_database_are_client_errors(ops: Ops) -> None:
+    too_big = ops.client.get("/api/v1/cases/99999999999999999999", headers=AUTH)
+    assert too_big.status_code == 422
+    offset = ops.client.get("/api/v1/cases", params={"offset": 2**63}, headers=AUTH)
+    assert offset.status_code == 422
+
+    # Any route a bound was forgotten on: the driver's overflow is still the client's error.
+    @ops.client.app.get("/overflowing")  # type: ignore[attr-defined, untyped-decorator]
+    def overflowing() -> None:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    answer = ops.client.get("/overflowing")
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["type"] == "value_error"
+
+
+def test_method_not_allowed_names_every_method_of_the_path(ops: Ops) -> None:
+    app = ops.client.app
+
+    @app.get("/things")  # type: ignore[attr-defined, untyped-decorator]
+    def list_things() -> list[str]:
+        return []
+
+    @app.post("/things")  # type: ignore[attr-defined, untyped-decorator]
+    def add_thing() -> list[str]:
+        return []
+
+    refused = ops.client.delete("/things")
+    assert refused.status_code == 405
+    assert refused.headers["Allow"] == "GET, POST"
+    assert ops.client.put("/api/v1/cases", headers=AUTH).headers["Allow"] == "GET"

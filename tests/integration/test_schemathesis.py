@@ -1,11 +1,14 @@
 """Schemathesis against the app's own OpenAPI document, in process, with every check enabled.
 
-The database is real SQLite holding cases that real ingest stored from generated events
-(tests/factories.py: solid-colour JPEGs, with redacted copies, on both registered sites), plus
-camera and gateway status. Generated path ids are mapped onto those cases and evidence hashes,
-so the fuzzer reaches real rows and not only 404s. Runs once as a dispatcher (sees everything)
-and once as a department worker (sees one department). Deterministic: fixed seed,
-``deterministic`` generation; ``max_examples`` keeps it to a few minutes on two cores.
+The app is the one the composition root builds (civicwatch.server.build_server: every route
+and part), started on a real private Mosquitto so it is ready. Its real SQLite database holds
+cases that the server's own ingest stored from generated events (tests/factories.py:
+solid-colour JPEGs, with redacted copies, on both registered sites), plus camera and gateway
+status. Generated path ids are mapped onto those cases and evidence hashes, so the fuzzer
+reaches real rows and not only 404s. Every Schemathesis phase runs (examples, coverage,
+fuzzing, stateful links), once as a dispatcher (sees everything) and once as a department
+worker (sees one department). Deterministic: a fixed seed and ``deterministic`` generation;
+``MAX_EXAMPLES`` keeps both runs to about a minute on two cores.
 
 New routes are picked up as they appear in the OpenAPI document; only endless event streams
 are left out (an in-process client would wait forever for their end).
@@ -223,8 +226,10 @@ def _run(role: str, tmp_path: Path, broker: MosquittoProcess) -> list[str]:
                 ],
             }
         )
-        schema = schemathesis.openapi.from_asgi("/openapi.json", server.app, config=settings)
-        schema = schema.exclude(path=sorted(_streams(schema.raw_schema)))
+        document_schema = schemathesis.openapi.from_asgi(
+            "/openapi.json", server.app, config=settings
+        )
+        schema = document_schema.exclude(path=sorted(_streams(document_schema.raw_schema)))
 
         @schema.hook
         def map_path_parameters(

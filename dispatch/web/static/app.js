@@ -3,6 +3,8 @@
 const CW = (() => {
   const messages = JSON.parse(document.getElementById("i18n").textContent);
   const t = (group, key) => (messages[group] && messages[group][key]) || key;
+  // A site's IANA time zone (undefined: the browser's own) for showing its times.
+  const zoneOf = (siteId) => (messages.zones && messages.zones[siteId]) || undefined;
 
   async function api(url, { method = "GET", json, form } = {}) {
     const headers = { "X-Requested-With": "civicwatch", Accept: "application/json" };
@@ -102,5 +104,5 @@ const CW = (() => {
     });
   }
 
-  return { t, api, bindActionForms, openFeed, swap, showError };
+  return { t, zoneOf, api, bindActionForms, openFeed, swap, showError };
 })();

@@ -39,7 +39,9 @@
     item.dataset.seq = entry.seq;
     item.dataset.caseId = entry.case_id;
     const time = document.createElement("time");
-    time.textContent = new Date(entry.at).toLocaleTimeString(document.documentElement.lang, { hour12: false });
+    time.textContent = new Date(entry.at).toLocaleTimeString(document.documentElement.lang, {
+      hour12: false, timeZone: CW.zoneOf(entry.case.site_id),
+    });
     const link = document.createElement("a");
     link.href = `/console/cases/${entry.case_id}`;
     link.className = "open-case";
