@@ -64,11 +64,36 @@ def migrate(database_url: str) -> None:
         engine.dispose()
 
 
-def upgrade_engine(engine: Engine) -> None:
+def upgrade_engine(engine: Engine, revision: str = "head", downgrade: bool = False) -> None:
+    """Migrate the database behind ``engine`` up (or down) to ``revision``, in one transaction.
+
+    SQLite alters a table by copying it and dropping the old one; with foreign keys enforced,
+    that drop would cascade-delete every row referring to it (a case's evidence and audit trail).
+    So SQLite migrates with foreign keys off, then checks them all before committing.
+    """
     config = alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # the pragma is ignored inside a transaction, so set it before one starts
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                if downgrade:
+                    command.downgrade(config, revision)
+                else:
+                    command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(
+                            f"migration left rows with dangling references: {broken}"
+                        )
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Operations: camera health metrics, readiness, and one log line (plus timing) per HTTP request.
 
 ``install_operations`` wires it into an app; the collectors read the database at scrape time, so
-the figures are right after a restart and agree between server processes.
+the figures are right after a restart and agree between server processes. It also documents
+the answers every route can give (401, 404, 400) in the OpenAPI document and turns ids beyond
+what the database holds into 422s instead of server errors.
 """
 
 from __future__ import annotations

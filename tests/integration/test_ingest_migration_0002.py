@@ -7,23 +7,16 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from alembic import command
 from sqlalchemy import Uuid, bindparam, inspect, text
 
-from civicwatch.server import alembic_config
+from civicwatch.server import upgrade_engine
 from ingest.database import make_engine
 
 
 def _migrate(database_url: str, revision: str, down: bool = False) -> None:
     engine = make_engine(database_url)
     try:
-        config = alembic_config(engine)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            if down:
-                command.downgrade(config, revision)
-            else:
-                command.upgrade(config, revision)
+        upgrade_engine(engine, revision, downgrade=down)
     finally:
         engine.dispose()
 

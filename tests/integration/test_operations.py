@@ -232,7 +232,7 @@ def test_cli_log_format_json_writes_one_object_per_line(tmp_path: Path) -> None:
     assert any(line["logger"].startswith("alembic") for line in lines)
 
 
-def test_server_is_ready_only_while_ingest_holds_the_broker(
+def test_server_exposes_every_family_and_is_ready_only_while_ingest_holds_the_broker(
     tmp_path: Path, mosquitto: MosquittoProcess
 ) -> None:
     config = CivicwatchConfig(
@@ -245,6 +245,16 @@ def test_server_is_ready_only_while_ingest_holds_the_broker(
     )
     server = build_server(config)
     client = TestClient(server.app)
+    families = set(re.findall(r"^# TYPE (\S+) ", client.get("/metrics").text, re.MULTILINE))
+    assert {
+        "civicwatch_ingest_events_stored_total",  # events
+        "civicwatch_cases",  # cases by state
+        "civicwatch_sla_breaches_total",  # SLA breaches
+        "civicwatch_ingest_refusals_total",  # refusals
+        "civicwatch_cameras",  # camera health
+        "civicwatch_camera_problems",
+        "civicwatch_http_request_seconds",
+    } <= families
     not_started = client.get("/readyz")
     assert not_started.status_code == 503
     assert "ingest-ready-test is not connected" in not_started.json()["detail"]

@@ -184,8 +184,8 @@ def upgrade() -> None:
 
 
 # ingest.tables.CONSOLE_INDEXES: the console's orderings over many cases.
-_DUE_ORDER = [sa.text("(sla_due_at IS NULL)"), "sla_due_at", "id"]
-_CONSOLE_INDEXES = {
+_DUE_ORDER: list[str | sa.TextClause] = [sa.text("(sla_due_at IS NULL)"), "sla_due_at", "id"]
+_CONSOLE_INDEXES: dict[str, list[str | sa.TextClause]] = {
     "ix_cases_due_order": _DUE_ORDER,
     "ix_cases_department_due": ["department", *_DUE_ORDER],
     "ix_cases_state_due": ["state", *_DUE_ORDER],
