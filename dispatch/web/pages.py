@@ -51,7 +51,14 @@ from dispatch.config import Department, Role
 from dispatch.schemas import CameraPublic, EvidencePublic
 from dispatch.web.feed import FeedHub, feed_router, head_seq, read_entries, scope_of
 from dispatch.web.i18n import LANGUAGE_COOKIE, Translator, pick_language, translator
-from dispatch.web.stats import Stats, bar_chart, column_chart, compute_stats, stats_router
+from dispatch.web.stats import (
+    Stats,
+    StatsCache,
+    StatsCacheDep,
+    bar_chart,
+    column_chart,
+    stats_router,
+)
 from dispatch.workflow import (
     NEEDS_REASON,
     TRANSITIONS,
@@ -421,7 +428,9 @@ def login_page(request: Request) -> Response:
 
 
 @pages.get("/console")
-def console(request: Request, session: SessionDep, principal: PrincipalDep) -> Response:
+def console(
+    request: Request, session: SessionDep, principal: PrincipalDep, stats_cache: StatsCacheDep
+) -> Response:
     """The dispatch console: live feed, cases, SLA board, camera plan, charts."""
     if principal.role not in CONSOLE_ROLES:
         return RedirectResponse(_home_of(principal), status.HTTP_303_SEE_OTHER)
@@ -431,7 +440,7 @@ def console(request: Request, session: SessionDep, principal: PrincipalDep) -> R
     language, _ = pick_language(request)
     t = translator(language)
     cameras = list_cameras(session, principal, context)
-    stats = compute_stats(session, scope_of(principal), context.registry.sites[0].timezone)
+    stats = stats_cache.get(session, scope_of(principal), context.registry.sites[0].timezone)
     feed = read_entries(
         context.session_factory, max(0, seq - 30), 30, department=scope_of(principal)
     )
@@ -726,6 +735,7 @@ def install_web(app: FastAPI, context: ApiContext) -> None:
         templates=templates, attachments_refused=_counter(context.metrics_registry)
     )
     app.state.feed_hub = FeedHub(context.session_factory, context.web.feed_poll_seconds)
+    app.state.stats_cache = StatsCache(context.web.stats_max_age_seconds)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(feed_router)
     app.include_router(stats_router)

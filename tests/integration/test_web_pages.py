@@ -24,7 +24,7 @@ from dispatch.accounts import AccountService
 from dispatch.api import ApiContext, create_app
 from dispatch.config import AccountSettings, ApiSettings, ApiToken, Department, Role
 from dispatch.web.settings import WebOptions
-from dispatch.web.stats import compute_stats, percentile
+from dispatch.web.stats import StatsCache, compute_stats, percentile
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from ingest.tables import CameraStatusRow, Case, CaseEvidence, CaseTransition, Evidence
 from tests.factories import (
@@ -474,3 +474,28 @@ def test_camera_health_on_the_site_plan_image(tmp_path: Path) -> None:
         # site-b has no plan position for its camera: listed beside the plan instead.
         other = page.split('data-site-id="site-b"')[1].split("</figure>")[0]
         assert 'class="unplaced"' in other
+
+
+def test_stats_are_cached_for_their_max_age(tmp_path: Path) -> None:
+    """Charts cost a scan: within max_age a second ask is served from the cache; after it, the
+    figures are counted again (a real SQLite database with real ingested cases)."""
+    now = [0.0]
+    cache = StatsCache(max_age_seconds=15, clock=lambda: now[0])
+    with migrated_database(f"sqlite:///{tmp_path}/db.sqlite") as (_engine, sessions):
+        rig = make_ingest(sessions, tmp_path / "evidence")
+        events = EventFactory()
+        rig.service.store(events.event())
+        with sessions() as session:
+            first = cache.get(session, None, "Asia/Shanghai")
+            assert sum(first.per_kind.values()) == 1
+            rig.service.store(
+                events.event(kind=ViolationKind.FIRE_LANE_BLOCKING, zone_id=FIRE_LANE_ZONE)
+            )
+            now[0] = 14.0
+            assert cache.get(session, None, "Asia/Shanghai") is first
+            now[0] = 15.5
+            recounted = cache.get(session, None, "Asia/Shanghai")
+            assert sum(recounted.per_kind.values()) == 2
+            assert recounted.computed_at >= first.computed_at
+            scoped = cache.get(session, "fire_rescue", "Asia/Shanghai")
+            assert scoped is not recounted  # a department's figures are kept apart
