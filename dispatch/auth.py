@@ -105,13 +105,14 @@ def authenticate_request(
                 )
             return Authenticated(_actor(account), "cookie", cookie, account)
     presented = credentials.credentials if credentials else None
+    # Config tokens first: comparing them costs no database query.
+    token = find_token(context.settings.tokens, presented)
+    if token is not None:
+        return Authenticated(Actor(token.name, token.role, token.department), "token")
     if presented and accounts is not None:
         account = accounts.resolve_session(presented)
         if account is not None:
             return Authenticated(_actor(account), "bearer-session", presented, account)
-    token = find_token(context.settings.tokens, presented)
-    if token is not None:
-        return Authenticated(Actor(token.name, token.role, token.department), "token")
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "log in, or send a valid bearer token",
