@@ -255,8 +255,12 @@ class AccountService:
         window = timedelta(minutes=self._settings.login_window_minutes)
         with self._sessions() as session:
             session.execute(delete(LoginFailure).where(LoginFailure.at <= now - window))
-            self._check_rate(session, LoginFailure.username == username, now, window)
-            self._check_rate(session, LoginFailure.client == client, now, window)
+            per_user, per_client = (
+                self._settings.login_max_failures,
+                self._settings.login_max_failures_per_client,
+            )
+            self._check_rate(session, LoginFailure.username == username, per_user, now, window)
+            self._check_rate(session, LoginFailure.client == client, per_client, now, window)
             user = self._find(session, username)
             if not self._verify(user, password) or user is None or not user.active:
                 session.add(LoginFailure(username=username, client=client, at=now))
@@ -325,10 +329,14 @@ class AccountService:
             return False
         return user is not None
 
+    @staticmethod
     def _check_rate(
-        self, session: Session, which: ColumnElement[bool], now: datetime, window: timedelta
+        session: Session,
+        which: ColumnElement[bool],
+        limit: int,
+        now: datetime,
+        window: timedelta,
     ) -> None:
-        limit = self._settings.login_max_failures
         recent = select(LoginFailure.at).where(which, LoginFailure.at > now - window)
         count = session.scalar(select(func.count()).select_from(recent.subquery())) or 0
         if count < limit:

@@ -216,7 +216,13 @@ class AccountSettings(_Settings):
     session_hours: float = Field(default=12.0, gt=0, description="a session's longest life")
     idle_minutes: float = Field(default=120.0, gt=0, description="a session unused this long ends")
     login_max_failures: int = Field(
-        default=5, ge=1, description="failed logins allowed per user name and per client address"
+        default=5, ge=1, description="failed logins allowed per user name in the window"
+    )
+    login_max_failures_per_client: int = Field(
+        default=20,
+        ge=1,
+        description="failed logins allowed per client address in the window: higher, because a "
+        "whole command centre may reach the server through one NAT address",
     )
     login_window_minutes: float = Field(
         default=15.0, gt=0, description="the window login_max_failures counts over"
