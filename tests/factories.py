@@ -12,6 +12,7 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 from PIL import Image
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from contracts.events import (
@@ -32,7 +33,7 @@ from contracts.sites import (
     ZoneKind,
 )
 from contracts.topics import violation_topic
-from dispatch.config import RoutingSettings
+from dispatch.config import ApiToken, Department, Role, RoutingSettings
 from dispatch.routing import Router
 from ingest.database import SessionFactory, make_engine, make_session_factory
 from ingest.evidence_store import EvidenceStore
@@ -43,6 +44,29 @@ from ingest.store import CaseRouter, IngestService
 SITE = "site-a"
 GATEWAY = "gw-a1"
 CAMERA = "cam-a1"
+# Config bearer tokens the API tests authenticate with (a test that needs another role for one
+# of them derives it with model_copy).
+API_TOKENS = {
+    "dispatcher": ApiToken(
+        name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER
+    ),
+    "law": ApiToken(
+        name="officer",
+        token=SecretStr("law-enforcement-token"),
+        role=Role.WORKER,
+        department=Department.LAW_ENFORCEMENT,
+    ),
+    "fire": ApiToken(
+        name="firefighter",
+        token=SecretStr("fire-rescue-token-01"),
+        role=Role.WORKER,
+        department=Department.FIRE_RESCUE,
+    ),
+    "integration": ApiToken(
+        name="city-brain", token=SecretStr("integration-token-1"), role=Role.INTEGRATION
+    ),
+}
+
 PARKING_ZONE = "gate-no-parking"
 FIRE_LANE_ZONE = "fire-lane-north"
 OTHER_SITE = "site-b"

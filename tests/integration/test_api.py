@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from contracts.events import Phase, ViolationEvent, ViolationKind
 from contracts.status import (
@@ -21,9 +20,10 @@ from contracts.status import (
     GatewayStatus,
 )
 from dispatch.api import ApiContext, create_app
-from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.config import ApiSettings
 from dispatch.workflow import Workflow
 from tests.factories import (
+    API_TOKENS,
     CAMERA,
     FIRE_LANE_ZONE,
     GATEWAY,
@@ -36,26 +36,7 @@ from tests.factories import (
 )
 from tests.unit.ingest.helpers import with_redacted_copies
 
-TOKENS = {
-    "dispatcher": ApiToken(
-        name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER
-    ),
-    "law": ApiToken(
-        name="officer",
-        token=SecretStr("law-enforcement-token"),
-        role=Role.WORKER,
-        department=Department.LAW_ENFORCEMENT,
-    ),
-    "fire": ApiToken(
-        name="firefighter",
-        token=SecretStr("fire-rescue-token-01"),
-        role=Role.WORKER,
-        department=Department.FIRE_RESCUE,
-    ),
-    "integration": ApiToken(
-        name="city-brain", token=SecretStr("integration-token-1"), role=Role.INTEGRATION
-    ),
-}
+TOKENS = API_TOKENS
 
 
 @dataclass

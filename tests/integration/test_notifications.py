@@ -32,7 +32,7 @@ from civicwatch.server import build_server
 from contracts.events import Phase, ViolationKind
 from contracts.mqtt import make_client
 from dispatch.api import ApiContext, create_app
-from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.config import ApiSettings, Department, Role
 from dispatch.notification_settings import (
     MqttNotificationSettings,
     NotificationEvent,
@@ -53,6 +53,7 @@ from ingest.database import SessionFactory, make_engine, make_session_factory
 from ingest.tables import Case, CaseTransition, Notification, utcnow
 from tests.conftest import MosquittoProcess, free_port, wait_for_port
 from tests.factories import (
+    API_TOKENS,
     FIRE_LANE_ZONE,
     T0,
     EventFactory,
@@ -392,24 +393,8 @@ def test_receiver_failing_twice_then_ok_is_delivered_on_the_third_attempt(
 
 
 TOKENS = {
-    "dispatcher": ApiToken(
-        name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER
-    ),
-    "law": ApiToken(
-        name="officer",
-        token=SecretStr("law-enforcement-token"),
-        role=Role.SUPERVISOR,
-        department=Department.LAW_ENFORCEMENT,
-    ),
-    "fire": ApiToken(
-        name="firefighter",
-        token=SecretStr("fire-rescue-token-01"),
-        role=Role.WORKER,
-        department=Department.FIRE_RESCUE,
-    ),
-    "city": ApiToken(
-        name="city-brain", token=SecretStr("integration-token-1"), role=Role.INTEGRATION
-    ),
+    **API_TOKENS,
+    "law": API_TOKENS["law"].model_copy(update={"role": Role.SUPERVISOR}),
 }
 
 
@@ -467,7 +452,7 @@ def test_dead_url_fails_after_max_attempts_then_a_retry_delivers(make_rig: Any) 
             client.post(f"/api/v1/notifications/{row.id}/retry", headers=_auth("fire")).status_code
             == 404
         )
-        assert client.get("/api/v1/notifications", headers=_auth("city")).status_code == 403
+        assert client.get("/api/v1/notifications", headers=_auth("integration")).status_code == 403
         assert (
             client.post(f"/api/v1/notifications/{row.id}/retry", headers=_auth("law")).status_code
             == 403

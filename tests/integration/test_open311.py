@@ -24,6 +24,7 @@ from dispatch.workflow import Action, Actor, Command, Workflow
 from ingest.database import SessionFactory
 from ingest.tables import Case
 from tests.factories import (
+    API_TOKENS,
     FIRE_LANE_ZONE,
     OTHER_CAMERA,
     OTHER_GATEWAY,
@@ -37,23 +38,12 @@ from tests.factories import (
 from tests.unit.ingest.helpers import with_redacted_copies
 
 TOKENS = {
-    "dispatcher": ApiToken(
-        name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER
-    ),
-    "law": ApiToken(
-        name="officer",
-        token=SecretStr("law-enforcement-token"),
-        role=Role.WORKER,
-        department=Department.LAW_ENFORCEMENT,
-    ),
+    **API_TOKENS,
     "fire": ApiToken(
         name="fire-chief",
         token=SecretStr("fire-rescue-supervisor"),
         role=Role.SUPERVISOR,
         department=Department.FIRE_RESCUE,
-    ),
-    "city": ApiToken(
-        name="city-311", token=SecretStr("integration-token-1"), role=Role.INTEGRATION
     ),
 }
 SPEC_FIELDS = {
@@ -167,7 +157,7 @@ def open311(tmp_path: Path) -> Iterator[Open311]:
 
 
 def test_services_one_per_violation_kind_in_chinese(open311: Open311) -> None:
-    services = open311.get("services.json", who="city")
+    services = open311.get("services.json", who="integration")
     assert [s["service_code"] for s in services] == [kind.value for kind in ViolationKind]
     names = {s["service_code"]: s["service_name"] for s in services}
     assert names == {
@@ -193,7 +183,7 @@ def test_services_one_per_violation_kind_in_chinese(open311: Open311) -> None:
 
 
 def test_requests_newest_first_with_every_spec_field(open311: Open311) -> None:
-    requests = open311.get("requests.json", who="city")
+    requests = open311.get("requests.json", who="integration")
     assert [int(r["service_request_id"]) for r in requests] == [
         open311.other_id,
         open311.fire_id,
@@ -227,13 +217,13 @@ def test_requests_newest_first_with_every_spec_field(open311: Open311) -> None:
 
 
 def test_closed_case_and_its_redacted_media(open311: Open311) -> None:
-    (parking,) = open311.get(f"requests/{open311.parking_id}.json", who="city")
+    (parking,) = open311.get(f"requests/{open311.parking_id}.json", who="integration")
     assert parking["status"] == "closed"
     assert parking["status_notes"] == "已结案"
     assert parking["agency_responsible"] == "综合行政执法"
     media = parking["media_url"]
     assert media.startswith("http://testserver/api/v1/evidence/")
-    image = open311.client.get(media, headers=_auth("city"))
+    image = open311.client.get(media, headers=_auth("integration"))
     assert image.status_code == 200
     assert image.headers["X-Evidence-Copy"] == "redacted"
     assert image.content[:2] == b"\xff\xd8"  # a JPEG
@@ -340,7 +330,7 @@ def test_errors_unknown_ids_and_authentication(open311: Open311) -> None:
 
 def test_xml_is_refused_with_an_open311_error(open311: Open311) -> None:
     for path in ("services.xml", "requests.xml", f"requests/{open311.fire_id}.xml"):
-        response = open311.client.get(f"/open311/v2/{path}", headers=_auth("city"))
+        response = open311.client.get(f"/open311/v2/{path}", headers=_auth("integration"))
         assert response.status_code == 404
         (error,) = response.json()
         assert error["code"] == 404
@@ -348,10 +338,10 @@ def test_xml_is_refused_with_an_open311_error(open311: Open311) -> None:
 
 
 def test_integration_tokens_read_every_department(open311: Open311) -> None:
-    assert sorted(open311.ids(who="city")) == sorted(
+    assert sorted(open311.ids(who="integration")) == sorted(
         [open311.parking_id, open311.fire_id, open311.other_id]
     )
     assert datetime.fromisoformat(
-        open311.get(f"requests/{open311.other_id}.json", who="city")[0]["requested_datetime"]
+        open311.get(f"requests/{open311.other_id}.json", who="integration")[0]["requested_datetime"]
     ) == T0 + timedelta(hours=2)
     assert T0.tzinfo is UTC

@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from contracts.events import ViolationKind
 from contracts.sites import PlanPosition, SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.api import ApiContext, create_app
-from dispatch.config import AccountSettings, ApiSettings, ApiToken, Department, Role
+from dispatch.config import AccountSettings, ApiSettings, Department, Role
 from dispatch.web.settings import WebOptions
 from dispatch.web.stats import StatsCache, compute_stats, percentile
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from ingest.tables import CameraStatusRow, Case, CaseEvidence, CaseTransition, Evidence
 from tests.factories import (
+    API_TOKENS,
     FIRE_LANE_ZONE,
     EventFactory,
     IngestRig,
@@ -36,23 +36,7 @@ from tests.factories import (
     migrated_database,
 )
 
-TOKENS = {
-    "dispatcher": ApiToken(
-        name="desk", token=SecretStr("dispatcher-token-0001"), role=Role.DISPATCHER
-    ),
-    "law": ApiToken(
-        name="officer",
-        token=SecretStr("law-enforcement-token"),
-        role=Role.WORKER,
-        department=Department.LAW_ENFORCEMENT,
-    ),
-    "fire": ApiToken(
-        name="firefighter",
-        token=SecretStr("fire-rescue-token-01"),
-        role=Role.WORKER,
-        department=Department.FIRE_RESCUE,
-    ),
-}
+TOKENS = {who: API_TOKENS[who] for who in ("dispatcher", "law", "fire")}
 UPLOAD_LIMIT = 64 * 1024
 
 
