@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import re
 import struct
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -29,13 +30,14 @@ from fastapi import (
     UploadFile,
     status,
 )
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.sites import SiteRegistry, ZoneConfig
 from dispatch.api import (
@@ -728,6 +730,43 @@ def _counter(registry: CollectorRegistry) -> Counter:
         return Counter(name, description, ["reason"], registry=None)
 
 
+MULTIPART_OVERHEAD = 64 * 1024  # boundary lines and part headers around the file itself
+ATTACHMENT_PATH = re.compile(rf"{API_PREFIX}/cases/[^/]+/attachments")
+
+
+class UploadSizeGuard:
+    """Refuses an after-photo whose declared size is over the limit before its body is read.
+
+    FastAPI reads a multipart form (spooling its file to disk) before the route runs, so the
+    route's own check alone would accept gigabytes onto the disk first. A body sent without
+    Content-Length is still measured by the route.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, refused: Counter) -> None:
+        self._app = app
+        self._limit = limit
+        self._refused = refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and ATTACHMENT_PATH.fullmatch(scope["path"])
+        ):
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self._limit + MULTIPART_OVERHEAD:
+                self._refused.labels(reason="too_large").inc()
+                log.warning("after-photo refused (too_large): %s bytes declared", int(declared))
+                message = (
+                    f"the upload is {int(declared)} bytes; an after-photo may be at most "
+                    f"{self._limit} bytes"
+                )
+                refusal = JSONResponse({"detail": message}, status.HTTP_413_CONTENT_TOO_LARGE)
+                await refusal(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
 def install_web(app: FastAPI, context: ApiContext) -> None:
     """Add the pages, static files, live feed, stats and upload routes to ``app``."""
     templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
@@ -736,6 +775,11 @@ def install_web(app: FastAPI, context: ApiContext) -> None:
     )
     app.state.feed_hub = FeedHub(context.session_factory, context.web.feed_poll_seconds)
     app.state.stats_cache = StatsCache(context.web.stats_max_age_seconds)
+    app.add_middleware(
+        UploadSizeGuard,
+        limit=context.web.attachment_max_bytes,
+        refused=app.state.web.attachments_refused,
+    )
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     app.include_router(feed_router)
     app.include_router(stats_router)

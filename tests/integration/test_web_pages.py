@@ -483,3 +483,22 @@ def test_stats_are_cached_for_their_max_age(tmp_path: Path) -> None:
             assert recounted.computed_at >= first.computed_at
             scoped = cache.get(session, "fire_rescue", "Asia/Shanghai")
             assert scoped is not recounted  # a department's figures are kept apart
+
+
+def test_an_upload_declared_too_large_is_refused_before_its_body_is_read(site: Site) -> None:
+    """The size guard answers from Content-Length; the route never runs, nothing is stored."""
+    _accept(site, site.parking_id)
+    with site.rig.session_factory() as session:
+        before = len(session.scalars(select(Evidence)).all())
+    huge = b"\xff\xd8\xff" + b"\0" * (UPLOAD_LIMIT + 128 * 1024)
+    response = site.client.post(
+        f"/api/v1/cases/{site.parking_id}/attachments",
+        files={"file": ("huge.jpg", huge, "image/jpeg")},
+        headers=auth("law"),
+    )
+    assert response.status_code == 413
+    assert f"at most {UPLOAD_LIMIT} bytes" in response.json()["detail"]
+    with site.rig.session_factory() as session:
+        assert len(session.scalars(select(Evidence)).all()) == before
+    metrics = site.client.get("/metrics").text
+    assert 'civicwatch_attachments_refused_total{reason="too_large"} 1.0' in metrics
