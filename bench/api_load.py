@@ -29,7 +29,6 @@ import asyncio
 import hashlib
 import io
 import json
-import os
 import random
 import shutil
 import statistics
@@ -48,10 +47,11 @@ from typing import Any
 import httpx
 import yaml
 from PIL import Image
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, DropIndex
 
+from bench.ingest_rate import scratch_database
 from civicwatch.loadgen import Progress
 from civicwatch.server import migrate
 from contracts.events import ViolationKind
@@ -73,9 +73,6 @@ from ingest.tables import (
 )
 from tests.conftest import MosquittoProcess, free_port
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CIVICWATCH_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test"
-)
 DISPATCHER_TOKEN = "bench-dispatcher-token-0001"
 WORKER_TOKEN = "bench-worker-token-00000001"
 WORKER_DEPARTMENT = Department.LAW_ENFORCEMENT
@@ -331,24 +328,6 @@ def set_console_indexes(database_url: str, present: bool) -> None:
             connection.execute(text("ANALYZE cases"))
             connection.commit()
     engine.dispose()
-
-
-@contextmanager
-def database(backend: str, workdir: Path) -> Iterator[str]:
-    """A fresh, empty database of ``backend``; PostgreSQL's is dropped afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'api.db'}"
-        return
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"bench_api_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
@@ -607,7 +586,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix=f"api-load-{backend}-"))
     results = []
     try:
-        with database(backend, workdir) as url:
+        with scratch_database(backend, workdir) as url:
             seeded = seed(url, workdir / "evidence", args.cases, random.Random(args.seed))
             schemas = ["baseline", "optimised"] if args.baseline else ["optimised"]
             for schema in schemas:
