@@ -36,11 +36,11 @@ import paho.mqtt.client as mqtt
 from bench.api_load import (
     DISPATCHER_TOKEN,
     Served,
-    database,
     percentile,
     running_server,
     site_registry,
 )
+from bench.ingest_rate import scratch_database
 from civicwatch.loadgen import Progress
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import Phase
@@ -96,7 +96,7 @@ def run(backend: str, events: int, rate: float, keep: bool) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"console-latency-{backend}-"))
     timeline = Timeline(expected=events)
     try:
-        with database(backend, workdir) as url, running_server(url, workdir) as served:
+        with scratch_database(backend, workdir) as url, running_server(url, workdir) as served:
             registry = site_registry()
             gateway = registry[0].gateways[0]
             camera = gateway.cameras[0]
