@@ -16,7 +16,22 @@ BROKER_CONF := deploy/mosquitto/dev.conf
 # Debian installs mosquitto in /usr/sbin, which a normal user's PATH may lack.
 export PATH := $(PATH):/usr/sbin
 
-.PHONY: venv broker test lint demo format
+.PHONY: deps services venv broker test lint demo format
+
+# The Debian packages the tests need (broker, browser, Chinese font, docker-compose, ...): installed
+# when run as root, otherwise one line names them and make stops.
+deps:
+	@deploy/system-deps.sh
+
+# PostgreSQL for the tests that run against it: started when installed but not answering.
+services:
+	@if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then \
+		if ! command -v pg_ctlcluster >/dev/null || [ -z "$$(ls /etc/postgresql 2>/dev/null)" ]; then \
+			echo "make: PostgreSQL does not answer on 127.0.0.1:5432 and is not installed (apt-get install postgresql)" >&2; exit 1; \
+		fi; \
+		echo "make: starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n 1)" main start; \
+	fi
 
 venv: $(VENV_STAMP)
 
@@ -47,7 +62,7 @@ broker:
 		echo "make: Mosquitto did not start; see var/mosquitto/mosquitto.log" >&2; exit 1; \
 	fi
 
-test: venv broker
+test: deps services venv broker
 	$(VENV)/bin/pytest -q
 	@$(MAKE) --no-print-directory lint
 
