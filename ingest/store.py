@@ -3,10 +3,10 @@
 A batch is one transaction: events are inserted with ON CONFLICT DO NOTHING on their message
 id, so a redelivered or resent message is a no-op however many workers see it. Each new event
 then joins its violation's case; a violation not seen before either joins an open case of the
-same incident (same plate, or a zone at the same site location, within a time window) or opens
-a new one. Cross-worker races are settled by the database: unique keys (a case per violation
-id, a link per violation) and, on PostgreSQL, transaction-scoped advisory locks on the plate
-and location an incident is matched by.
+same incident (same plate, a zone at the same site location, or the same camera's spot after a
+gateway restart, within a time window) or opens a new one. Cross-worker races are settled by the
+database: unique keys (a case per violation id, a link per violation) and, on PostgreSQL,
+transaction-scoped advisory locks on the plate, location and spot an incident is matched by.
 
 The hot path is set-based: a handful of statements per batch, whatever its size. Rows go in as
 multi-row INSERTs (on PostgreSQL one array per column through unnest()), the cases a batch
@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Dialect,
     Select,
     Table,
+    and_,
     bindparam,
     func,
     inspect,
@@ -115,6 +117,7 @@ class LinkReason:
     ORIGIN = "origin"  # the violation that opened the case
     PLATE = "plate"  # another camera's violation of the same plate
     LOCATION = "location"  # another camera's violation at the same site location
+    SPOT = "spot"  # the same camera's violation on the same spot: its gateway lost its state
     SAME_PLATE = "same_plate"  # case link: a repeat offender
 
 
@@ -515,22 +518,35 @@ class _BatchWriter:
                 keys.add(_lock_key(f"plate|{item.event.site_id}|{item.event.plate.text}"))
             if item.zone.location is not None:
                 keys.add(_lock_key(f"location|{item.event.site_id}|{item.zone.location}"))
+            keys.add(_lock_key(f"spot|{item.event.camera_id}|{item.event.zone_id}"))
         for key in sorted(keys):
             self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def _open_incidents(self, firsts: list[_Placed], loaded: dict[int, _CaseRow]) -> _Candidates:
-        """Open, recent cases that share a plate or a location with a new violation: one query."""
+        """Open, recent cases that share a plate, a location or a camera's zone with a new
+        violation: one query."""
         candidates = _Candidates()
+        if not firsts:
+            return candidates
         plates = {item.event.plate.text for item in firsts if item.event.plate is not None}
         locations = {item.zone.location for item in firsts if item.zone.location is not None}
-        if not plates and not locations:
-            return candidates
+        # Cameras and zones each as a set: a superset of the pairs, which _Candidates sorts out.
+        cameras = {item.event.camera_id for item in firsts}
+        zones = {item.event.zone_id for item in firsts}
         window = timedelta(seconds=self._settings.merge_window_seconds)
         since = min(item.event.started_at for item in firsts) - window
         query = select(_CASES.c.id, *_case_columns()).where(
             _CASES.c.state.in_([state.value for state in OPEN_STATES]),
             _CASES.c.last_observed_at >= since,
-            or_(_CASES.c.plate_text.in_(sorted(plates)), _CASES.c.location.in_(sorted(locations))),
+            or_(
+                _CASES.c.plate_text.in_(sorted(plates)),
+                _CASES.c.location.in_(sorted(locations)),
+                and_(
+                    _CASES.c.camera_id.in_(sorted(cameras)),
+                    _CASES.c.zone_id.in_(sorted(zones)),
+                    _CASES.c.cleared_at.is_(None),  # only a violation still standing continues
+                ),
+            ),
         )
         for _id, case in self._load_cases(query, loaded):
             candidates.add(case)
@@ -834,7 +850,8 @@ class _CaseRow:
 
 
 class _Candidates:
-    """Cases a new violation might join, indexed by site and plate, and by site and location."""
+    """Cases a new violation might join, indexed by site and plate, by site and location, and
+    by camera and zone."""
 
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str, str], dict[int, _CaseRow]] = defaultdict(dict)
@@ -844,6 +861,7 @@ class _Candidates:
             self._by_key[("plate", case.site_id, case.plate_text)][id(case)] = case
         if case.location is not None:
             self._by_key[("location", case.site_id, case.location)][id(case)] = case
+        self._by_key[("spot", case.camera_id, case.zone_id)][id(case)] = case
 
     def near(self, item: _Placed) -> list[_CaseRow]:
         found: dict[int, _CaseRow] = {}
@@ -851,22 +869,22 @@ class _Candidates:
             found.update(self._by_key.get(("plate", item.event.site_id, item.event.plate.text), {}))
         if item.zone.location is not None:
             found.update(self._by_key.get(("location", item.event.site_id, item.zone.location), {}))
+        found.update(self._by_key.get(("spot", item.event.camera_id, item.event.zone_id), {}))
         return list(found.values())
 
 
 def _find_incident(
     item: _Placed, candidates: list[_CaseRow], settings: IngestSettings
 ) -> tuple[_CaseRow, str] | None:
-    """The open case of the same incident seen by another camera, and why it matches.
+    """The open case of the same incident, and why it matches.
 
-    Same plate wins over same location; the most recently seen case wins within a rule. A
-    location match needs another camera and no disagreeing plate.
+    Same plate wins over same spot, same spot over same location; the most recently seen case
+    wins within a rule. A location match needs another camera, a spot match the same camera
+    (see _continues_on_spot); neither may have a disagreeing plate.
     """
     event, zone = item.event, item.zone
     plate = event.plate.text if event.plate is not None else None
     location = zone.location
-    if plate is None and location is None:
-        return None
     since = event.started_at - timedelta(seconds=settings.merge_window_seconds)
 
     def reason_to_join(case: _CaseRow) -> str | None:
@@ -887,14 +905,54 @@ def _find_incident(
             and not plates_differ
         ):
             return LinkReason.LOCATION
+        if not plates_differ and _continues_on_spot(case, event):
+            return LinkReason.SPOT
         return None
 
     matches = [(reason, case) for case in candidates if (reason := reason_to_join(case))]
-    for wanted in (LinkReason.PLATE, LinkReason.LOCATION):
+    for wanted in (LinkReason.PLATE, LinkReason.SPOT, LinkReason.LOCATION):
         same = [case for reason, case in matches if reason == wanted]
         if same:
             return max(same, key=lambda case: case.last_observed_at), wanted
     return None
+
+
+SAME_SPOT_IOU = 0.4
+"""Box overlap that puts two sightings on one spot (the edge's default rejoin_iou)."""
+SAME_SPOT_DRIFT = 0.5
+"""Or bottom-centres this close, in box heights (the edge's default max_drift)."""
+
+
+def _continues_on_spot(case: _CaseRow, event: ViolationEvent) -> bool:
+    """A new violation of the case's camera and zone that continues its open one.
+
+    A running gateway opens a second violation on a spot only after the first cleared, so a
+    new violation id on the spot of one still standing means the gateway lost its state
+    (restarted, or lost its disk) and started the clock again. A new clock that started
+    before the case was last seen ran alongside it: two objects.
+    """
+    if (
+        case.camera_id != event.camera_id
+        or case.zone_id != event.zone_id
+        or case.cleared_at is not None
+        or event.started_at < case.last_observed_at
+        or event.object is None
+        or case.box_x1 is None
+        or case.box_y1 is None
+        or case.box_x2 is None
+        or case.box_y2 is None
+    ):
+        return False
+    box = event.object.box
+    x1, y1, x2, y2 = case.box_x1, case.box_y1, case.box_x2, case.box_y2
+    width = max(0.0, min(x2, box.x2) - max(x1, box.x1))
+    height = max(0.0, min(y2, box.y2) - max(y1, box.y1))
+    overlap = width * height
+    union = (x2 - x1) * (y2 - y1) + (box.x2 - box.x1) * (box.y2 - box.y1) - overlap
+    if union > 0 and overlap / union >= SAME_SPOT_IOU:
+        return True
+    drift = math.hypot((x1 + x2 - box.x1 - box.x2) / 2, y2 - box.y2)
+    return drift <= SAME_SPOT_DRIFT * max(y2 - y1, 1.0)
 
 
 def _ingest_action(from_state: str | None, to_state: str) -> str:
