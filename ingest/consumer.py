@@ -23,12 +23,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import ValidationError
 
 from contracts.acks import IngestAck
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.sites import SiteRegistry
-from contracts.status import CameraStatus, GatewayStatus
+from contracts.status import GatewayStatus
 from contracts.topics import (
     STATUS_SUBSCRIPTIONS,
     VERIFY_RESULT_SUBSCRIPTION,
@@ -40,8 +39,9 @@ from ingest.config import IngestSettings
 from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler, is_transient
 from ingest.metrics import IngestMetrics
+from ingest.status_intake import parse_status
 from ingest.store import IngestService
-from ingest.validation import Refusal, RefusalReason, describe_errors
+from ingest.validation import Refusal, RefusalReason
 from ingest.verification import VerificationIntake, VerificationResultHook
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class IngestConsumer:
         self._settings = settings
         self._service = service
         self._metrics = metrics
+        self._registry = registry
         self._handler = ViolationHandler(service, registry, metrics, settings.max_payload_bytes)
         self._verifications = (
             VerificationIntake(
@@ -335,18 +336,11 @@ class IngestConsumer:
         if not message.payload:
             return  # a cleared retained message
         try:
-            if parse_camera_topic(message.topic) is None:  # civicwatch/v1/{site}/{gateway}/status
-                self._service.record_gateway_status(
-                    GatewayStatus.model_validate_json(message.payload)
-                )
-            else:
-                self._service.record_camera_status(
-                    CameraStatus.model_validate_json(message.payload)
-                )
-        except ValidationError as exc:
-            reason = (
-                RefusalReason.MALFORMED_JSON
-                if any(e["type"] == "json_invalid" for e in exc.errors())
-                else RefusalReason.INVALID
-            )
-            self._handler.record_refusal(message.topic, Refusal(reason, describe_errors(exc)))
+            status = parse_status(message.topic, message.payload, self._registry)
+        except Refusal as refusal:
+            self._handler.record_refusal(message.topic, refusal)
+            return
+        if isinstance(status, GatewayStatus):
+            self._service.record_gateway_status(status)
+        else:
+            self._service.record_camera_status(status)

@@ -11,6 +11,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import func, select
 
 from contracts.acks import AckOutcome
+from contracts.mqtt import BrokerSettings
+from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import (
     ROOT,
     ack_topic,
@@ -31,7 +34,10 @@ from contracts.topics import (
     gateway_status_topic,
     violation_topic,
 )
-from ingest.tables import Event
+from ingest.config import IngestSettings
+from ingest.consumer import IngestConsumer
+from ingest.tables import CameraStatusRow, Event, GatewayStatusRow
+from ingest.validation import RefusalReason
 from tests.conftest import REPO_ROOT, free_port, wait_for_port
 from tests.factories import (
     CAMERA,
@@ -39,6 +45,7 @@ from tests.factories import (
     OTHER_CAMERA,
     OTHER_GATEWAY,
     OTHER_SITE,
+    T0,
     EventFactory,
     make_ingest,
     migrated_database,
@@ -407,3 +414,82 @@ def test_a_gateway_in_the_ingest_group_reads_nothing(login: Login) -> None:
         gateway.publish(violation_topic(SITE, "gw-a", f"cam-{number}"), b"shared")
     assert worker.next_message()[1] == b"shared"
     intruder.assert_silent()
+
+
+def test_a_gateway_cannot_set_another_gateways_or_cameras_status(
+    broker_port: int, login: Login, tmp_path: Path
+) -> None:
+    """gw-a1 publishes on its own status topics (the ACL lets it), claiming gw-b1 and cam-b1 in
+    the payload, or naming a camera the registry gives to another gateway or does not know:
+    ingest refuses each with a reason and stores only gw-a1's own, true status."""
+    gateway = login(GATEWAY)
+    own_camera_topic = camera_status_topic(REGISTRY_SITE, GATEWAY, CAMERA)
+
+    def camera(site: str, gateway_id: str, camera_id: str) -> bytes:
+        return CameraStatus(
+            site_id=site,
+            gateway_id=gateway_id,
+            camera_id=camera_id,
+            health=CameraHealth.OFFLINE,
+            at=T0,
+        ).to_wire()
+
+    forged = [  # (topic on gw-a1's own prefix, payload, the reason ingest must give)
+        (
+            gateway_status_topic(REGISTRY_SITE, GATEWAY),
+            GatewayStatus(
+                site_id=OTHER_SITE, gateway_id=OTHER_GATEWAY, state=GatewayState.OFFLINE, at=T0
+            ).to_wire(),
+            RefusalReason.TOPIC_MISMATCH,
+        ),
+        (
+            own_camera_topic,
+            camera(OTHER_SITE, OTHER_GATEWAY, OTHER_CAMERA),
+            RefusalReason.TOPIC_MISMATCH,
+        ),
+        (
+            camera_status_topic(REGISTRY_SITE, GATEWAY, OTHER_CAMERA),
+            camera(REGISTRY_SITE, GATEWAY, OTHER_CAMERA),
+            RefusalReason.TOPIC_MISMATCH,
+        ),
+        (
+            camera_status_topic(REGISTRY_SITE, GATEWAY, "cam-unknown"),
+            camera(REGISTRY_SITE, GATEWAY, "cam-unknown"),
+            RefusalReason.UNKNOWN_CAMERA,
+        ),
+    ]
+    broker = BrokerSettings(port=broker_port, username="ingest", password=PASSWORDS["ingest"])
+    with migrated_database(f"sqlite:///{tmp_path / 'ingest.db'}") as (_engine, sessions):
+        rig = make_ingest(sessions, tmp_path / "evidence")
+        consumer = IngestConsumer(
+            broker,
+            IngestSettings(client_id="ingest-status-check", evidence_dir=tmp_path / "evidence"),
+            rig.service,
+            rig.registry,
+            rig.metrics,
+        )
+        consumer.start()
+        try:
+            assert consumer.ready.wait(WAIT_S), "ingest did not connect and subscribe"
+            for topic, payload, _reason in forged:
+                assert not gateway.publish(topic, payload).is_failure, topic
+            true_status = camera(REGISTRY_SITE, GATEWAY, CAMERA)
+            gateway.publish(own_camera_topic, true_status)  # in order: after the forged ones
+
+            def own_status_stored() -> bool:
+                with sessions() as session:
+                    return session.get(CameraStatusRow, CAMERA) is not None
+
+            deadline = time.monotonic() + WAIT_S
+            while not own_status_stored() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            consumer.stop()
+        with sessions() as session:
+            cameras = set(session.scalars(select(CameraStatusRow.camera_id)))
+            gateways = set(session.scalars(select(GatewayStatusRow.gateway_id)))
+    assert cameras == {CAMERA}
+    assert gateways == set()
+    expected = {reason: sum(1 for *_, r in forged if r is reason) for _, _, reason in forged}
+    counted = {reason: rig.metrics.refusal_count(reason) for reason in expected}
+    assert counted == expected
