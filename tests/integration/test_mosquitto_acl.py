@@ -58,6 +58,7 @@ PASSWORDS = {
     "gw-a": "gw-a-secret",
     "gw-b": "gw-b-secret",
     GATEWAY: "gw-a1-secret",  # the gateway of tests.factories' registry
+    "law_enforcement": "law-enforcement-secret",  # a department's own systems
 }
 SITE = "site-1"
 WAIT_S = 5.0
@@ -324,6 +325,58 @@ def test_gateway_reads_only_its_own_acks(login: Login) -> None:
 
     assert gateway.next_message() == (ack_topic(SITE, "gw-a"), b"for a")
     gateway.assert_silent()
+
+
+def test_the_example_password_file_takes_more_users(tmp_path: Path) -> None:
+    """As the docs tell an operator: add a gateway to passwd.example with mosquitto_passwd. The
+    file must stay valid, keep its users, and the broker must accept all of them."""
+    passwd = tmp_path / "passwd"
+    shutil.copy(DEPLOY / "passwd.example", passwd)
+    added = subprocess.run(
+        ["mosquitto_passwd", "-b", str(passwd), "gw-two", "gw-two-secret"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (added.returncode, added.stdout + added.stderr) == (0, "")
+    users = {
+        "ingest": "example-ingest-password",
+        "gw-demo": "example-gateway-password",
+        "gw-two": "gw-two-secret",
+    }
+    assert [line.split(":")[0] for line in passwd.read_text().splitlines()] == list(users)
+    port = free_port()
+    production = (DEPLOY / "mosquitto.conf").read_text()
+    with running_broker(tmp_path, broker_config(production, tmp_path, port), port):
+        for user, password in users.items():
+            session = Session(port, user, password)
+            try:
+                assert session.connack is not None
+                assert not session.connack.is_failure, f"{user}: {session.connack}"
+            finally:
+                session.close()
+
+
+@pytest.mark.parametrize("user", ["law_enforcement", "ingest"])
+def test_users_that_are_not_gateways_cannot_publish_as_one(login: Login, user: str) -> None:
+    """The gateway patterns apply to every login: a department (or ingest) must not publish
+    under civicwatch/v1/SITE/ITS-OWN-NAME/... as if it were a gateway of that name."""
+    observer = login("ingest")
+    observer.subscribe(f"{ROOT}/#")
+    client = login(user)
+    forged = [
+        violation_topic(SITE, user, "cam-1"),
+        camera_status_topic(SITE, user, "cam-1"),
+        gateway_status_topic(SITE, user),
+        f"{ROOT}/{SITE}/{user}/cam-1/verify_result",
+    ]
+    codes = {topic: client.publish(topic, b"forged") for topic in forged}
+    control = login("gw-a")
+    control.publish(violation_topic(SITE, "gw-a", "cam-1"), b"control")
+
+    assert observer.next_message() == (violation_topic(SITE, "gw-a", "cam-1"), b"control")
+    observer.assert_silent()
+    assert all(code.is_failure for code in codes.values()), codes
 
 
 def test_ingest_cannot_publish_as_a_gateway(login: Login) -> None:
