@@ -6,6 +6,7 @@ routes get it through ``Annotated[..., Depends()]`` dependencies.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -29,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from contracts.events import ViolationKind
+from contracts.images import EXTENSIONS, image_type
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
@@ -46,6 +48,7 @@ from dispatch.schemas import (
     ObjectBoxPublic,
     TransitionPublic,
 )
+from dispatch.security import SecurityHeaders
 from dispatch.web.settings import WebOptions
 from dispatch.workflow import (
     Actor,
@@ -65,6 +68,8 @@ from ingest.tables import (
     Evidence,
     GatewayStatusRow,
 )
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
@@ -250,7 +255,12 @@ def act_on_case(
 @api.get(
     "/evidence/{sha256}",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "the image"}},
+    responses={
+        200: {
+            "content": {"image/jpeg": {}, "image/png": {}},
+            "description": "the image; a stored file that is neither is a download",
+        }
+    },
 )
 def get_evidence(
     sha256: Sha256Path,
@@ -287,13 +297,22 @@ def get_evidence(
     except (EvidenceError, FileNotFoundError) as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
     copy = "redacted" if served == redacted else "original"
+    # The type comes from the bytes, never from the stored (once free-text) content type, and
+    # the file name from the hash only: nothing a camera wrote reaches the browser as markup.
+    media_type = image_type(data)
+    if media_type is None:
+        log.warning("evidence %s is not a JPEG or PNG: served as a download", served)
+        disposition = f'attachment; filename="{served}.bin"'
+    else:
+        disposition = f'inline; filename="{served}.{EXTENSIONS[media_type]}"'
     return Response(
         data,
-        media_type=row.content_type,
+        media_type=media_type or "application/octet-stream",
         headers={
-            "ETag": f'"{served}"',
-            "Cache-Control": "private, max-age=31536000, immutable",
-            "Vary": "Authorization",  # a department token gets the redacted copy of the same URL
+            # Never kept by the browser: the same URL is the original for a dispatcher and the
+            # redacted copy for whoever signs in next on that browser.
+            "Cache-Control": "no-store",
+            "Content-Disposition": disposition,
             "X-Evidence-Copy": copy,
         },
     )
@@ -394,4 +413,5 @@ def create_app(context: ApiContext) -> FastAPI:
 
     install_notifications(app, cases_registry)
     install_open311(app)
+    app.add_middleware(SecurityHeaders)  # added last: the outermost, so on every response
     return app

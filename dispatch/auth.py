@@ -32,6 +32,7 @@ from dispatch.accounts import (
     UserExistsError,
 )
 from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.security import CLEAR_SITE_DATA
 from dispatch.workflow import Actor
 
 API_PREFIX = "/api/v1"
@@ -257,6 +258,8 @@ def logout(authenticated: AuthenticatedDep, context: AuthContextDep, response: R
     if authenticated.session_token is not None and context.accounts is not None:
         context.accounts.logout(authenticated.session_token)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    # The next person on this browser must not find this one's evidence, cookies or storage.
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
 
 
 @router.get("/auth/me", response_model=UserSummary)

@@ -40,6 +40,7 @@ from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
 from ingest.store import CaseRouter, IngestService
+from ingest.tables import CaseEvidence, Evidence
 
 SITE = "site-a"
 GATEWAY = "gw-a1"
@@ -244,3 +245,36 @@ def make_ingest(
     service = IngestService(session_factory, store, registry, metrics, route_cases)
     handler = ViolationHandler(service, registry, metrics, max_payload_bytes)
     return IngestRig(session_factory, store, registry, metrics, service, handler)
+
+
+def plant_evidence(
+    session_factory: SessionFactory,
+    store: EvidenceStore,
+    case_id: int,
+    data: bytes,
+    content_type: str,
+    label: str = "overview",
+) -> str:
+    """Files ``data`` on a case as evidence past ingest's checks (a tampered or older store, or
+    hostile bytes ingest would now refuse); its SHA-256."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    store.put(data, sha256)
+    with session_factory() as session:
+        session.add(
+            Evidence(
+                sha256=sha256,
+                content_type=content_type,
+                size=len(data),
+                width=32,
+                height=24,
+                stored_at=T0,
+            )
+        )
+        session.flush()
+        session.add(
+            CaseEvidence(
+                case_id=case_id, sha256=sha256, label=label, captured_at=T0, width=32, height=24
+            )
+        )
+        session.commit()
+    return sha256
