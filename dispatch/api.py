@@ -33,6 +33,7 @@ from contracts.events import ViolationKind
 from contracts.images import EXTENSIONS, image_type
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
+from dispatch.apidocs import install_api_docs
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
 from dispatch.auth import get_principal as get_principal
 from dispatch.auth import router as auth_router
@@ -370,7 +371,15 @@ class CasesByStateCollector(Collector):
 
 def create_app(context: ApiContext) -> FastAPI:
     """The whole HTTP surface (API, Open311, console pages) over one ApiContext."""
-    app = FastAPI(title="civicwatch", version="1", summary="cases from camera violations")
+    # /docs is served from local assets (dispatch/apidocs.py); ReDoc would need a CDN.
+    app = FastAPI(
+        title="civicwatch",
+        version="1",
+        summary="cases from camera violations",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_api_docs(app)
     app.state.api = context
     session_factory = context.session_factory
     cases_registry = CollectorRegistry()
