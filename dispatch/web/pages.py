@@ -53,6 +53,7 @@ from dispatch.config import Department, Role
 from dispatch.schemas import CameraPublic, EvidencePublic
 from dispatch.web.feed import FeedHub, feed_router, head_seq, read_entries, scope_of
 from dispatch.web.i18n import LANGUAGE_COOKIE, Translator, pick_language, translator
+from dispatch.web.redirects import local_target
 from dispatch.web.stats import (
     Stats,
     StatsCache,
@@ -426,7 +427,10 @@ def home(principal: PrincipalDep) -> RedirectResponse:
 
 @pages.get("/login")
 def login_page(request: Request) -> Response:
-    return render(request, "login.html", None)
+    # Only a path on this site; the script resolves it against the origin once more.
+    return render(
+        request, "login.html", None, next_target=local_target(request.query_params.get("next"))
+    )
 
 
 @pages.get("/console")

@@ -93,6 +93,18 @@ const CW = (() => {
     }
   }
 
+  // A URL on this origin for a server-checked ``next`` (dispatch/web/redirects.py), or "":
+  // resolved as the browser would, so nothing that leaves the site gets through.
+  function localTarget(next) {
+    if (!next) return "";
+    try {
+      const url = new URL(next, location.origin);
+      return url.origin === location.origin ? url.href : "";
+    } catch {
+      return "";
+    }
+  }
+
   const logout = document.getElementById("logout");
   if (logout) {
     logout.addEventListener("click", async () => {
@@ -104,5 +116,5 @@ const CW = (() => {
     });
   }
 
-  return { t, zoneOf, api, bindActionForms, openFeed, swap, showError };
+  return { t, zoneOf, api, bindActionForms, openFeed, swap, showError, localTarget };
 })();

@@ -15,10 +15,7 @@
     });
     if (response.ok) {
       const data = await response.json();
-      const next = new URLSearchParams(location.search).get("next");
-      // Only a path on this site: never an open redirect.
-      const safe = next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\");
-      location.href = safe ? next : homeOf(data.user.role);
+      location.href = CW.localTarget(form.dataset.next) || homeOf(data.user.role);
       return;
     }
     if (response.status === 429) {
