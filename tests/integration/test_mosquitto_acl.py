@@ -53,6 +53,11 @@ from tests.factories import (
 from tests.factories import SITE as REGISTRY_SITE
 
 DEPLOY = REPO_ROOT / "deploy" / "mosquitto"
+# Debian's mosquitto ships it under the architecture's library directory.
+DYNSEC_PLUGIN = next(
+    iter(sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))),
+    Path("/usr/lib/mosquitto_dynamic_security.so"),
+)
 PASSWORDS = {
     "ingest": "ingest-secret",
     "gw-a": "gw-a-secret",
@@ -72,11 +77,13 @@ def broker_config(
     port: int,
     tls_port: int | None = None,
     certs: Path | None = None,
+    dynsec: Path | None = None,
 ) -> str:
     """The production config with this machine's paths and a private port.
 
     With ``tls_port`` and ``certs`` the production file's commented TLS listener is switched
-    on, so the test runs the very lines an operator uncomments.
+    on, with ``dynsec`` (a dynamic-security JSON file) its commented plugin lines instead of
+    the password and ACL files: the test runs the very lines an operator uncomments.
     """
     replacements = {
         "listener 1883": f"listener {port} 127.0.0.1",
@@ -84,6 +91,13 @@ def broker_config(
         "password_file ": f"password_file {workdir / 'passwd'}",
         "acl_file ": f"acl_file {DEPLOY / 'acl'}",
     }
+    if dynsec is not None:
+        replacements |= {
+            "password_file ": "# password_file: the plugin's clients instead",
+            "acl_file ": "# acl_file: the plugin's roles instead",
+            "#plugin ": f"plugin {DYNSEC_PLUGIN}",
+            "#plugin_opt_config_file ": f"plugin_opt_config_file {dynsec}",
+        }
     if tls_port is not None and certs is not None:
         replacements |= {
             "#listener 8883": f"listener {tls_port} 127.0.0.1",

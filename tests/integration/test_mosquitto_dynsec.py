@@ -1,0 +1,183 @@
+"""The production broker config with the dynamic-security plugin (deploy/mosquitto/make-dynsec.sh
+from a site registry): subscriptions are checked too, so a gateway can neither read another
+gateway's topics nor join ingest's $share group, and ingest still works."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from contracts.topics import (
+    ROOT,
+    ack_topic,
+    camera_status_topic,
+    gateway_status_topic,
+    verify_result_topic,
+    verify_topic,
+    violation_topic,
+)
+from tests.conftest import REPO_ROOT, free_port
+from tests.integration.test_mosquitto_acl import (
+    DEPLOY,
+    DYNSEC_PLUGIN,
+    Session,
+    broker_config,
+    running_broker,
+)
+
+SITE = "site-1"
+GROUP_VIOLATIONS = f"$share/civicwatch-prod/{ROOT}/+/+/+/violation"
+PASSWORDS = {
+    "ingest": "ingest-secret",
+    "gw-a": "gw-a-secret",
+    "gw-b": "gw-b-secret",
+    "fire_rescue": "fire-rescue-secret",
+}
+
+
+def site_config(path: Path) -> None:
+    """Two gateways of one site, one camera each, in the YAML an operator writes."""
+    gateways = [
+        {"id": gateway, "cameras": [{"id": camera, "source": "rtsp://camera.invalid/stream"}]}
+        for gateway, camera in (("gw-a", "cam-1"), ("gw-b", "cam-9"))
+    ]
+    sites = [{"id": SITE, "timezone": "Asia/Shanghai", "gateways": gateways}]
+    path.write_text(yaml.safe_dump({"sites": sites}))
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The port of a broker running make-dynsec.sh's file, and every user's password."""
+    if not DYNSEC_PLUGIN.is_file():
+        pytest.fail(f"{DYNSEC_PLUGIN} is missing (Debian package mosquitto)")
+    site_config(tmp_path / "site.yaml")
+    passwords = tmp_path / "mqtt-passwords"
+    passwords.write_text(
+        "".join(f"{user}:{pw}\n" for user, pw in PASSWORDS.items() if user != "gw-b")
+    )
+    made = subprocess.run(
+        [
+            str(DEPLOY / "make-dynsec.sh"),
+            "--config",
+            str(tmp_path / "site.yaml"),
+            "--passwords",
+            str(passwords),
+            "--out",
+            str(tmp_path / "dynamic-security.json"),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    # The script made gw-b a random password and wrote it down, owner-only; the test uses it.
+    assert oct(passwords.stat().st_mode & 0o777) == "0o600"
+    written = dict(line.split(":", 1) for line in passwords.read_text().splitlines())
+    assert {user: written[user] for user in PASSWORDS if user != "gw-b"} == {
+        user: pw for user, pw in PASSWORDS.items() if user != "gw-b"
+    }
+    document = json.loads((tmp_path / "dynamic-security.json").read_text())
+    assert {client["username"] for client in document["clients"]} >= set(PASSWORDS)
+    port = free_port()
+    production = (DEPLOY / "mosquitto.conf").read_text()
+    config = broker_config(production, tmp_path, port, dynsec=tmp_path / "dynamic-security.json")
+    with running_broker(tmp_path, config, port):
+        yield port, written
+
+
+Login = Callable[[str], Session]
+
+
+@pytest.fixture
+def login(dynsec_broker: tuple[int, dict[str, str]]) -> Iterator[Login]:
+    port, passwords = dynsec_broker
+    sessions: list[Session] = []
+
+    def login_(username: str) -> Session:
+        session = Session(port, username, passwords[username])
+        sessions.append(session)
+        assert session.connack is not None
+        assert not session.connack.is_failure, f"{username} refused: {session.connack}"
+        return session
+
+    yield login_
+    for session in sessions:
+        session.close()
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        pytest.param(GROUP_VIOLATIONS, id="ingest-share-group"),
+        pytest.param(f"$share/any/{ROOT}/#", id="any-share-group"),
+        pytest.param(violation_topic(SITE, "gw-a", "cam-1"), id="other-gateway-violations"),
+        pytest.param(ack_topic(SITE, "gw-a"), id="other-gateway-acks"),
+        pytest.param(verify_topic(SITE, "gw-a", "cam-1"), id="other-gateway-verify"),
+        pytest.param(f"{ROOT}/#", id="everything"),
+        pytest.param("civicwatch/v1/dispatch/fire_rescue/cases", id="department-cases"),
+    ],
+)
+def test_a_gateway_cannot_subscribe_beyond_its_own_topics(login: Login, topic: str) -> None:
+    intruder = login("gw-b")
+    code = intruder.subscribe(topic)
+    assert code.is_failure, f"{topic}: {code}"
+    assert not intruder.subscribe(ack_topic(SITE, "gw-b")).is_failure  # its own: allowed
+
+
+def test_ingest_works_and_a_gateway_cannot_publish_as_another(login: Login) -> None:
+    ingest = login("ingest")
+    for topic in (GROUP_VIOLATIONS, f"{ROOT}/+/+/status", f"{ROOT}/+/+/+/status"):
+        assert not ingest.subscribe(topic).is_failure, topic
+    assert not ingest.subscribe(f"$share/civicwatch-prod/{ROOT}/+/+/+/verify_result").is_failure
+    gw_a = login("gw-a")
+    assert not gw_a.subscribe(ack_topic(SITE, "gw-a")).is_failure
+    assert not gw_a.subscribe(verify_topic(SITE, "gw-a", "cam-1")).is_failure
+    gw_b = login("gw-b")
+
+    forged = [
+        violation_topic(SITE, "gw-a", "cam-1"),
+        camera_status_topic(SITE, "gw-a", "cam-1"),
+        gateway_status_topic(SITE, "gw-a"),
+        verify_result_topic(SITE, "gw-a", "cam-1"),
+        ack_topic(SITE, "gw-a"),
+        violation_topic(SITE, "gw-b", "cam-1"),  # its own prefix, another gateway's camera
+    ]
+    codes = {topic: gw_b.publish(topic, b"forged") for topic in forged}
+    own = [
+        violation_topic(SITE, "gw-b", "cam-9"),
+        camera_status_topic(SITE, "gw-b", "cam-9"),
+        gateway_status_topic(SITE, "gw-b"),
+    ]
+    for topic in own:
+        assert not gw_b.publish(topic, b"own").is_failure, topic
+    # One client's publishes arrive in order: the forged ones would have come first.
+    assert [ingest.next_message() for _ in own] == [(topic, b"own") for topic in own]
+    ingest.assert_silent()
+    assert all(code.is_failure for code in codes.values()), codes
+
+    assert not ingest.publish(ack_topic(SITE, "gw-a"), b"ack").is_failure
+    assert not ingest.publish(verify_topic(SITE, "gw-a", "cam-1"), b"verify").is_failure
+    assert gw_a.next_message() == (ack_topic(SITE, "gw-a"), b"ack")
+    assert gw_a.next_message() == (verify_topic(SITE, "gw-a", "cam-1"), b"verify")
+    assert ingest.publish(violation_topic(SITE, "gw-a", "cam-1"), b"forged").is_failure
+
+
+def test_a_department_reads_only_its_own_cases(login: Login) -> None:
+    ingest = login("ingest")
+    fire = login("fire_rescue")
+    assert not fire.subscribe("civicwatch/v1/dispatch/fire_rescue/cases").is_failure
+    assert fire.subscribe("civicwatch/v1/dispatch/law_enforcement/cases").is_failure
+    assert fire.subscribe(f"{ROOT}/+/+/+/violation").is_failure
+    assert fire.publish(violation_topic(SITE, "fire_rescue", "cam-1"), b"x").is_failure
+
+    ingest.publish("civicwatch/v1/dispatch/fire_rescue/cases", b"case")
+    assert fire.next_message() == ("civicwatch/v1/dispatch/fire_rescue/cases", b"case")
