@@ -16,6 +16,9 @@ _RECORD_ATTRIBUTES = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
 )
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Chatter at INFO, kept to warnings unless the level is DEBUG: APScheduler logs every run of every
+# job (6 lines every 2 s, 90 % of a server's log), alembic every plugin it sets up.
+QUIET_LOGGERS = ("apscheduler", "alembic.runtime.plugins")
 
 
 class LogFormat(StrEnum):
@@ -56,6 +59,8 @@ def configure_logging(level: str, log_format: LogFormat, stream: TextIO = sys.st
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=getattr(logging, level), handlers=[handler], force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level == "DEBUG" else logging.WARNING)
     if log_format is LogFormat.JSON:
         # uvicorn brings its own text handlers; send its lines through ours instead.
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from civicwatch.config import CivicwatchConfig
+from contracts.mqtt import BrokerSettings
 from dispatch.accounts import AccountService
 from dispatch.api import ApiContext, create_app
 from dispatch.calendar import WorkingCalendar
@@ -42,6 +44,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # An open console's live feed (SSE) never ends by itself: shutting down, uvicorn waits this long
 # for open requests, then cancels them (browsers reconnect and resume from Last-Event-ID).
 SHUTDOWN_GRACE_SECONDS = 3
+# paho retries an unreachable broker in silence; after this long the server says it waits.
+BROKER_NOTICE_SECONDS = 3.0
 
 
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
@@ -110,6 +114,9 @@ class Server:
     notifications: Notifications | None = None  # webhooks and MQTT to departments
     sla_sweep: SlaSweep | None = None  # the "sla-sweep" job's sweep, for tests to run by hand
     verifier: CameraVerifier | None = None  # camera re-checks of resolved cases
+    broker: BrokerSettings | None = None  # where ingest connects: named in the log while it waits
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _broker_watch: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def consumer(self) -> IngestConsumer:
@@ -123,8 +130,40 @@ class Server:
         self.scheduler.start()
         for consumer in self.consumers:
             consumer.start()
+        if self.broker is not None:
+            self._stopping.clear()
+            self._broker_watch = threading.Thread(
+                target=self._tell_broker_state,
+                args=(self.broker,),
+                name="broker-watch",
+                daemon=True,
+            )
+            self._broker_watch.start()
+
+    def _tell_broker_state(self, broker: BrokerSettings) -> None:
+        """Say once that ingest waits for the broker, and why, and once that it arrived."""
+        if self._stopping.wait(BROKER_NOTICE_SECONDS) or self._ingest_connected():
+            return
+        log.warning(
+            "waiting for the MQTT broker at %s:%d (%s); ingest keeps retrying and /readyz "
+            "answers 503 until it connects",
+            broker.host,
+            broker.port,
+            _why_unreachable(broker),
+        )
+        while not self._stopping.wait(0.5):
+            if self._ingest_connected():
+                log.info("the MQTT broker at %s:%d is reachable: ingest connected", *_at(broker))
+                return
+
+    def _ingest_connected(self) -> bool:
+        return all(consumer.ready.is_set() for consumer in self.consumers)
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._broker_watch is not None:
+            self._broker_watch.join(timeout=5)
+            self._broker_watch = None
         for consumer in self.consumers:
             consumer.stop()
         if self.scheduler.running:
@@ -241,6 +280,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         notifications=notifications,
         sla_sweep=sla_sweep,
         verifier=verifier,
+        broker=config.broker,
     )
 
 
@@ -260,13 +300,53 @@ def worker_client_ids(settings: IngestSettings) -> list[str]:
     return [f"{settings.client_id}-{number}" for number in range(1, settings.workers + 1)]
 
 
+def _at(broker: BrokerSettings) -> tuple[str, int]:
+    return broker.host, broker.port
+
+
+def _why_unreachable(broker: BrokerSettings) -> str:
+    """What a plain TCP connect to the broker says (paho keeps the reason to itself)."""
+    try:
+        with socket.create_connection(_at(broker), timeout=3):
+            return "the port answers, the MQTT session does not start"
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
+class ApiPortError(Exception):
+    """The API's address cannot be listened on (the port is taken, or the host is not ours)."""
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """Listen on the API's address before anything else starts, so a taken port fails fast."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: restart at once
+    try:
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ApiPortError(
+            f"cannot serve the API on {host}:{port}: {reason} "
+            "(another server running? set server.api.port or $CIVICWATCH_API_PORT)"
+        ) from exc
+    return sock
+
+
 def run_server(config: CivicwatchConfig) -> None:
     """Run ingest, the SLA sweep and the API until SIGINT or SIGTERM, then stop cleanly.
 
-    Call from the main thread. Returns normally after a signal.
+    Call from the main thread. Returns normally after a signal; raises ApiPortError, before
+    anything starts, when the API's port is taken.
     """
-    server = build_server(config)
     api = config.server.api
+    listener = bind_api_socket(api.host, api.port)
+    try:
+        server = build_server(config)
+    except BaseException:
+        listener.close()
+        raise
     # uvicorn re-raises the signal it caught once it has shut down; with the default handler
     # that would kill the process before ingest disconnects, so catch it here instead.
     previous = {sig: signal.signal(sig, _log_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -284,8 +364,9 @@ def run_server(config: CivicwatchConfig) -> None:
                 access_log=False,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
             ),
-        ).run()
+        ).run(sockets=[listener])
     finally:
+        listener.close()
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -309,25 +390,30 @@ class BackgroundApi:
     """The HTTP API served from a thread, for processes whose main thread does other work (demo)."""
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        """Takes the port at once: raises ApiPortError when it is taken."""
+        self._listener = bind_api_socket(host, port)
         self._server = ApiServer(
             app,
             uvicorn.Config(
                 app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS
             ),
         )
-        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, args=([self._listener],), name="api", daemon=True
+        )
 
     def start(self, timeout: float = 15.0) -> None:
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the HTTP API did not start (is its port taken?)")
+                raise RuntimeError("the HTTP API did not start")
             time.sleep(0.05)
 
     def stop(self) -> None:
         self._server.handle_exit(signal.SIGTERM, None)
         self._thread.join(timeout=15)
+        self._listener.close()
 
 
 def _log_signal(signum: int, _frame: FrameType | None) -> None:
