@@ -285,12 +285,16 @@ def build_server(config: CivicwatchConfig) -> Server:
 
 
 def ingest_readiness(consumers: list[IngestConsumer]) -> list[str]:
-    """/readyz's check: every ingest worker connected to the broker and subscribed."""
-    return [
+    """/readyz's check: every ingest worker connected to the broker, subscribed, and storing."""
+    problems = [
         f"ingest {consumer.client_id} is not connected to the broker"
         for consumer in consumers
         if not consumer.ready.is_set()
     ]
+    problems += [
+        problem for consumer in consumers if (problem := consumer.writer_problem) is not None
+    ]
+    return problems
 
 
 def worker_client_ids(settings: IngestSettings) -> list[str]:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -128,16 +128,51 @@ def _check_sha256(data: bytes, declared: str, what: str) -> None:
         raise ValueError(f"{what} sha256 mismatch: declared {declared}, actual {actual}")
 
 
+ImageType = Literal["image/jpeg", "image/png"]
+"""The only media types evidence may have: the console serves a frame as its type."""
+
+_MAGIC: dict[str, bytes] = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+
+
+def image_type_of(data: bytes) -> ImageType | None:
+    """The type the bytes themselves say (their magic number), or None when neither."""
+    if data.startswith(_MAGIC["image/jpeg"]):
+        return "image/jpeg"
+    if data.startswith(_MAGIC["image/png"]):
+        return "image/png"
+    return None
+
+
+EVIDENCE_TYPE_ERROR = "evidence type"
+"""Starts every error about an image's bytes not being the JPEG or PNG declared."""
+
+
+def _check_image_type(data: bytes, declared: ImageType, what: str) -> None:
+    actual = image_type_of(data)
+    if actual is None:
+        raise ValueError(f"{EVIDENCE_TYPE_ERROR}: the {what} bytes are not a JPEG or PNG image")
+    if actual != declared:
+        raise ValueError(
+            f"{EVIDENCE_TYPE_ERROR}: the {what} is declared {declared} but is {actual}"
+        )
+
+
 class RedactedCopy(_WireModel):
     """The copy of an evidence frame shown at the console: bystanders' faces blurred."""
 
     sha256: Sha256Hex
     faces_blurred: int = Field(ge=0)
-    data: InlineBytes = Field(description="the JPEG bytes, base64 on the wire")
+    data: InlineBytes = Field(
+        description="the image bytes (the frame's content_type), base64 on the wire"
+    )
 
     @model_validator(mode="after")
     def _hash_matches(self) -> RedactedCopy:
         _check_sha256(self.data, self.sha256, "redacted copy")
+        if image_type_of(self.data) is None:
+            raise ValueError(
+                f"{EVIDENCE_TYPE_ERROR}: the redacted copy bytes are not a JPEG or PNG image"
+            )
         return self
 
 
@@ -152,7 +187,9 @@ class EvidenceFrame(_WireModel):
     label: EvidenceLabel
     captured_at: AwareDatetime
     sha256: Sha256Hex
-    content_type: str = "image/jpeg"
+    content_type: ImageType = Field(
+        default="image/jpeg", description="must be what the bytes are (checked by magic number)"
+    )
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     data: InlineBytes = Field(description="the image bytes, base64 on the wire")
@@ -166,6 +203,9 @@ class EvidenceFrame(_WireModel):
     @model_validator(mode="after")
     def _hash_matches(self) -> EvidenceFrame:
         _check_sha256(self.data, self.sha256, "evidence")
+        _check_image_type(self.data, self.content_type, "frame")
+        if self.redacted is not None:  # stored and served under the frame's type
+            _check_image_type(self.redacted.data, self.content_type, "redacted copy")
         return self
 
 
@@ -244,6 +284,7 @@ __all__ = [
     "BoundingBox",
     "EvidenceFrame",
     "EvidenceLabel",
+    "ImageType",
     "ModelInfo",
     "ObservedObject",
     "Phase",
@@ -254,4 +295,5 @@ __all__ = [
     "ViolationKind",
     "broken_link",
     "chain_link",
+    "image_type_of",
 ]

@@ -50,6 +50,9 @@ T = TypeVar("T")
 
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 30.0
+FAILING_AFTER = 3
+"""Failed attempts in a row (transient retries, or batches that hit a bug) after which the
+writer reports itself failing, and /readyz answers 503 with the reason."""
 
 
 def violation_subscription(shared_group: str | None) -> str:
@@ -119,6 +122,8 @@ class IngestConsumer:
         self._inbox: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._connection = 0  # counts successful connects
+        self._failures_in_a_row = 0
+        self._last_failure = ""
         self.client_id = client_id or settings.client_id
         self.ready = threading.Event()  # connected and subscribed
         self._client = make_client(broker, self.client_id)
@@ -127,6 +132,22 @@ class IngestConsumer:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+
+    @property
+    def writer_problem(self) -> str | None:
+        """Why the writer is failing, when its last FAILING_AFTER attempts or more all failed."""
+        failures = self._failures_in_a_row
+        if failures < FAILING_AFTER:
+            return None
+        return (
+            f"ingest {self.client_id} cannot store: {self._last_failure} "
+            f"({failures} failures in a row)"
+        )
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures_in_a_row += 1
+        first_line = (str(exc).splitlines() or [""])[0]
+        self._last_failure = f"{type(exc).__name__}: {first_line}"[:300]
 
     def start(self) -> None:
         self._stopping.clear()
@@ -235,14 +256,21 @@ class IngestConsumer:
             if not batch:
                 continue
             started = time.monotonic()
+            self._metrics.events_received.inc(sum(1 for item in batch if item.is_violation))
             try:
                 answers = self._settle(batch)
             except _Stopping:
                 return
-            except Exception:  # a bug must not kill the writer; unacked, they come back later
+            except Exception as exc:  # a bug must not kill the writer, nor stall the batch
                 log.exception("failed to handle a batch of %d messages", len(batch))
                 self._metrics.store_failures.labels(kind="bug").inc()
-                continue
+                self._failed(exc)
+                try:
+                    answers = self._settle_alone(batch)
+                except _Stopping:
+                    return
+            else:
+                self._failures_in_a_row = 0
             for received, ack in zip(batch, answers, strict=True):
                 # After a reconnect the broker redelivers what the old connection did not ack;
                 # acking an old mid on the new connection could settle a different message.
@@ -272,9 +300,27 @@ class IngestConsumer:
                 break
         return batch
 
+    def _settle_alone(self, batch: list[_Received]) -> list[IngestAck | None]:
+        """After a batch hit a bug: each message on its own, so only the one at fault is refused
+        (store_failed); every message is settled, none left to stall the session."""
+        answers: list[IngestAck | None] = []
+        for item in batch:
+            try:
+                [answer] = self._settle([item])
+            except _Stopping:
+                raise
+            except Exception as exc:
+                log.exception("a message on %s cannot be handled; refusing it", item.topic)
+                detail = f"{type(exc).__name__}: {exc}"[:400]
+                self._handler.record_refusal(
+                    item.topic, Refusal(RefusalReason.STORE_FAILED, detail)
+                )
+                answer = None
+            answers.append(answer)
+        return answers
+
     def _settle(self, batch: list[_Received]) -> list[IngestAck | None]:
         """Store the batch (retrying transient failures); the ack for each message, in order."""
-        self._metrics.events_received.inc(sum(1 for item in batch if item.is_violation))
         violations = [(item.topic, item.payload) for item in batch if item.is_violation]
         stored = iter(self._retrying(lambda: self._handler.handle_batch(violations)))
         answers: list[IngestAck | None] = []
@@ -302,6 +348,7 @@ class IngestConsumer:
                 if not is_transient(exc):
                     raise
                 self._metrics.store_failures.labels(kind="transient").inc()
+                self._failed(exc)
                 log.error("cannot store now (%s); nothing acked, retry in %.1fs", exc, delay)
             if self._stopping.wait(delay):
                 raise _Stopping

@@ -11,7 +11,7 @@ from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
 from contracts.sites import SiteRegistry
 from ingest.metrics import IngestMetrics
-from ingest.store import IngestService
+from ingest.store import IngestService, StoreResult
 from ingest.validation import Refusal, RefusalReason, parse_violation
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ class ViolationHandler:
             except Refusal as refusal:
                 acks[index] = self.refuse(topic, refusal)
                 continue
+            except Exception as exc:  # parsing is pure: whatever it raises is this message's
+                log.exception("parsing a message on %s raised", topic)
+                detail = f"unparseable: {type(exc).__name__}: {exc}"[:400]
+                acks[index] = self.refuse(topic, Refusal(RefusalReason.INVALID, detail))
+                continue
             valid.append((index, topic, event))
         if not valid:
             return acks
@@ -77,21 +82,26 @@ class ViolationHandler:
             for index, topic, event in valid:
                 acks[index] = self.handle_one(topic, event)
             return acks
-        for (index, _topic, event), outcome in zip(valid, outcomes, strict=True):
-            acks[index] = IngestAck(message_id=event.message_id, outcome=outcome)
+        for (index, topic, event), outcome in zip(valid, outcomes, strict=True):
+            acks[index] = self._answer(topic, event, outcome)
         return acks
+
+    def _answer(self, topic: str, event: ViolationEvent, outcome: StoreResult) -> IngestAck | None:
+        if isinstance(outcome, Refusal):
+            return self.refuse(topic, outcome)
+        return IngestAck(message_id=event.message_id, outcome=outcome)
 
     def handle_one(self, topic: str, event: ViolationEvent) -> IngestAck | None:
         """Store one parsed event alone; a non-transient failure refuses it as poison."""
         try:
-            outcome = self._service.store(event)
+            [outcome] = self._service.store_batch([event])
         except Refusal as refusal:
             return self.refuse(topic, refusal)
         except Exception as exc:
             if is_transient(exc):
                 raise
             return self._poisoned(topic, event, exc)
-        return IngestAck(message_id=event.message_id, outcome=outcome)
+        return self._answer(topic, event, outcome)
 
     def _poisoned(self, topic: str, event: ViolationEvent, exc: Exception) -> IngestAck | None:
         self._metrics.store_failures.labels(kind="poison").inc()

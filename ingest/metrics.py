@@ -61,7 +61,8 @@ class IngestMetrics:
         )
         self.store_failures = Counter(
             "civicwatch_ingest_store_failures",
-            "Batches that could not be stored (transient: retried; poison: one message refused)",
+            "Batches that could not be stored "
+            "(transient: retried; poison: one message refused; bug: retried one by one)",
             ["kind"],
             registry=self.registry,
         )
@@ -75,6 +76,17 @@ class IngestMetrics:
             "civicwatch_ingest_batch_seconds",
             "Seconds from a batch's first message taken to its acks sent",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.duplicate_conflicts = Counter(
+            "civicwatch_ingest_duplicate_conflicts",
+            "Duplicates whose payload differs from the stored message (the first is kept)",
+            registry=self.registry,
+        )
+        self.refresh_failures = Counter(
+            "civicwatch_ingest_metric_refresh_failures",
+            "Gauge refreshes from the database that failed (the gauge keeps its last value)",
+            ["metric"],
             registry=self.registry,
         )
         self.status_messages = Counter(

@@ -43,6 +43,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -74,7 +75,7 @@ from ingest.tables import (
     SequenceGap,
     utcnow,
 )
-from ingest.validation import zone_of_camera
+from ingest.validation import Refusal, RefusalReason, zone_of_camera
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,13 @@ first became cases); returns one decision per case, in order. Raising rolls the 
 
 INGEST_ACTOR = "ingest"
 
+MAX_SEQUENCE_JUMP = 1_000_000
+"""Furthest a camera's sequence may run ahead of the highest stored: a bigger jump is refused
+(sequence_jump), so a gap never spans more messages than this."""
+
+StoreResult = AckOutcome | Refusal
+"""A stored message's outcome, or why it was refused (nothing of it is stored then)."""
+
 
 class LinkReason:
     ORIGIN = "origin"  # the violation that opened the case
@@ -138,6 +146,7 @@ class _BatchReport:
     gaps_opened: list[tuple[str, int, int]] = field(default_factory=list)
     gaps_filled: int = 0
     chains_broken: list[UUID] = field(default_factory=list)
+    conflicts: list[tuple[UUID, list[str]]] = field(default_factory=list)  # and differing fields
 
 
 class IngestService:
@@ -159,14 +168,19 @@ class IngestService:
         self._settings = settings or IngestSettings()
 
     def store(self, event: ViolationEvent) -> AckOutcome:
-        """Store one event in its own transaction; see store_batch."""
-        return self.store_batch([event])[0]
+        """Store one event in its own transaction; see store_batch. Raises its Refusal."""
+        outcome = self.store_batch([event])[0]
+        if isinstance(outcome, Refusal):
+            raise outcome
+        return outcome
 
-    def store_batch(self, events: Sequence[ViolationEvent]) -> list[AckOutcome]:
+    def store_batch(self, events: Sequence[ViolationEvent]) -> list[StoreResult]:
         """Store ``events`` in ONE transaction; returns each one's outcome after the commit.
 
-        Raises Refusal for an event the registry does not place (nothing is stored then), and
-        lets database and disk errors through so that nothing is confirmed to the edge.
+        An event whose sequence jumps absurdly far gets its Refusal as outcome (the rest is
+        stored). Raises Refusal for an event the registry does not place (nothing is stored
+        then), and lets database and disk errors through so that nothing is confirmed to the
+        edge.
         """
         placed = [_Placed(event, zone_of_camera(self._registry, event)) for event in events]
         if not placed:
@@ -179,7 +193,7 @@ class IngestService:
             log.info("a concurrent worker raced this batch; storing it again")
             return self._commit(placed)
 
-    def _commit(self, placed: list[_Placed]) -> list[AckOutcome]:
+    def _commit(self, placed: list[_Placed]) -> list[StoreResult]:
         report = _BatchReport()
         with self._sessions.begin() as session:
             outcomes = _BatchWriter(self, session, report).write(placed)
@@ -204,6 +218,14 @@ class IngestService:
                 last,
             )
         metrics.sequence_gaps_filled.inc(report.gaps_filled)
+        for message_id, fields in report.conflicts:
+            metrics.duplicate_conflicts.inc()
+            log.warning(
+                "conflicting duplicate: message %s differs from the stored one in %s; "
+                "kept the first",
+                message_id,
+                ", ".join(fields),
+            )
         if report.gaps_opened or report.gaps_filled:
             self.refresh_missing_gauge()
         for violation_id in report.chains_broken:
@@ -219,11 +241,20 @@ class IngestService:
         return decisions
 
     def refresh_missing_gauge(self) -> None:
-        """Set the missing-messages gauge from the database (all workers' gaps, after restarts)."""
-        with self._sessions() as session:
-            missing = session.scalar(
-                select(func.coalesce(func.sum(SequenceGap.last - SequenceGap.first + 1), 0))
-            )
+        """Set the missing-messages gauge from the database (all workers' gaps, after restarts).
+
+        Never raises: a gauge is not worth a failed batch or a server that will not start.
+        Each gap counts at most MAX_SEQUENCE_JUMP, so older, huger gaps cannot overflow the sum.
+        """
+        span = SequenceGap.last - SequenceGap.first  # never overflows: 0 <= first <= last
+        capped = sql_case((span < MAX_SEQUENCE_JUMP, span + 1), else_=MAX_SEQUENCE_JUMP)
+        try:
+            with self._sessions() as session:
+                missing = session.scalar(select(func.coalesce(func.sum(capped), 0)))
+        except Exception:
+            self._metrics.refresh_failures.labels(metric="sequence_missing").inc()
+            log.exception("cannot refresh the sequence-missing gauge; it keeps its last value")
+            return
         self._metrics.sequence_missing.set(int(missing or 0))
 
     def record_gateway_status(self, status: GatewayStatus) -> None:
@@ -270,19 +301,24 @@ class _BatchWriter:
         self._now = utcnow()
         self._postgres = session.get_bind().dialect.name == "postgresql"
 
-    def write(self, placed: list[_Placed]) -> list[AckOutcome]:
+    def write(self, placed: list[_Placed]) -> list[StoreResult]:
         first_of: dict[UUID, int] = {}
         for index, item in enumerate(placed):
             first_of.setdefault(item.event.message_id, index)
         unique = [placed[index] for index in first_of.values()]
-        inserted = self._insert_events(unique)
-        outcomes = [AckOutcome.DUPLICATE] * len(placed)
+        refused = self._refuse_jumps(unique)
+        inserted = self._insert_events([i for i in unique if i.event.message_id not in refused])
+        outcomes: list[StoreResult] = [AckOutcome.DUPLICATE] * len(placed)
         for message_id, index in first_of.items():
             if message_id in inserted:
                 outcomes[index] = AckOutcome.STORED
+        for index, item in enumerate(placed):
+            if item.event.message_id in refused:
+                outcomes[index] = refused[item.event.message_id]
         fresh = [item for item in unique if item.event.message_id in inserted]
         self._report.stored = len(fresh)
-        self._report.duplicates = len(placed) - len(fresh)
+        self._report.duplicates = outcomes.count(AckOutcome.DUPLICATE)
+        self._find_conflicts(placed, first_of, inserted | set(refused))
         if fresh:
             files_written = self._store_evidence(fresh)
             cases = self._attach_to_cases(fresh)
@@ -292,6 +328,67 @@ class _BatchWriter:
             if files_written:  # the rows commit only after their files are durable
                 self._service._evidence.sync()
         return outcomes
+
+    def _refuse_jumps(self, unique: list[_Placed]) -> dict[UUID, Refusal]:
+        """Events further than MAX_SEQUENCE_JUMP ahead of their camera's highest sequence.
+
+        A camera's first message sets its start wherever it is. Read without a lock: a race
+        with another worker only moves the bound by one batch.
+        """
+        by_camera: dict[str, list[_Placed]] = defaultdict(list)
+        for item in unique:
+            by_camera[item.event.camera_id].append(item)
+        highest: dict[str, int] = dict(
+            self._session.execute(
+                select(_SEQUENCES.c.camera_id, _SEQUENCES.c.highest).where(
+                    _SEQUENCES.c.camera_id.in_(sorted(by_camera))
+                )
+            ).all()
+        )
+        refused: dict[UUID, Refusal] = {}
+        for camera, items in by_camera.items():
+            top = highest.get(camera)
+            for item in sorted(items, key=lambda placed: placed.event.sequence):
+                sequence = item.event.sequence
+                if top is not None and sequence - top > MAX_SEQUENCE_JUMP:
+                    refused[item.event.message_id] = Refusal(
+                        RefusalReason.SEQUENCE_JUMP,
+                        f"sequence {sequence} is {sequence - top} ahead of camera {camera}'s "
+                        f"highest {top}; at most {MAX_SEQUENCE_JUMP} is accepted",
+                        item.event.message_id,
+                    )
+                    continue
+                top = sequence if top is None else max(top, sequence)
+        return refused
+
+    def _find_conflicts(
+        self, placed: list[_Placed], first_of: dict[UUID, int], settled: set[UUID]
+    ) -> None:
+        """Duplicates whose payload differs from the first one's (the one kept)."""
+        kept = {
+            message_id: _comparable(placed[index].event)
+            for message_id, index in first_of.items()
+            if message_id in settled
+        }
+        earlier = [message_id for message_id in first_of if message_id not in settled]
+        if earlier:  # stored by an earlier batch: compare with what the database holds
+            for message_id, payload in self._session.execute(
+                select(Event.message_id, Event.payload).where(Event.message_id.in_(earlier))
+            ):
+                kept[message_id] = _comparable_payload(payload)
+        for index, item in enumerate(placed):
+            message_id = item.event.message_id
+            if first_of[message_id] == index and message_id in settled:
+                continue  # the first copy itself
+            first = kept.get(message_id)
+            if first is None:
+                continue  # in neither: only possible in a race; the redelivery compares
+            new = _comparable(item.event)
+            if new != first:
+                differ = sorted(
+                    key for key in first.keys() | new.keys() if first.get(key) != new.get(key)
+                )
+                self._report.conflicts.append((message_id, differ))
 
     def _insert_events(self, unique: list[_Placed]) -> set[UUID]:
         rows = [_event_values(item.event, self._now) for item in unique]
@@ -1082,6 +1179,19 @@ def _lock_key(name: str) -> int:
 _PAYLOAD_WITHOUT_IMAGES: Any = {
     "evidence": {"__all__": {"data": True, "redacted": {"data": True}}},
 }
+
+
+# What may differ between two sends of one message: the outbox marks resends as historical.
+_NOT_COMPARED = ("historical", "schema_version")
+
+
+def _comparable_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if key not in _NOT_COMPARED}
+
+
+def _comparable(event: ViolationEvent) -> dict[str, Any]:
+    """The event as its stored payload holds it, less what a resend may change."""
+    return _comparable_payload(event.model_dump(mode="json", exclude=_PAYLOAD_WITHOUT_IMAGES))
 
 
 def _event_values(event: ViolationEvent, now: datetime) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from contracts.events import SUPPORTED_MAJOR, ViolationEvent
+from contracts.events import EVIDENCE_TYPE_ERROR, SUPPORTED_MAJOR, ViolationEvent
 from contracts.sites import SiteRegistry, ZoneConfig
 from contracts.topics import parse_camera_topic
 
@@ -26,6 +26,9 @@ class RefusalReason(StrEnum):
     ZONE_KIND = "zone_kind"  # e.g. a fire-lane violation reported in a no-parking zone
     EVIDENCE_HASH = "evidence_hash"
     STORE_FAILED = "store_failed"  # valid, but the database refuses it for good (a poison message)
+    NESTING = "nesting"  # JSON nested deeper than MAX_JSON_DEPTH, or with too many containers
+    SEQUENCE_JUMP = "sequence_jump"  # further ahead of the camera's last than MAX_SEQUENCE_JUMP
+    EVIDENCE_TYPE = "evidence_type"  # an evidence image that is not the JPEG or PNG it says
 
 
 class Refusal(Exception):  # noqa: N818 - an outcome of validation, named as the design names it
@@ -37,6 +40,20 @@ class Refusal(Exception):  # noqa: N818 - an outcome of validation, named as the
         self.message_id = message_id
         super().__init__(f"{reason}: {detail}")
 
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of objects and arrays a message may have; a real event nests 4 deep.
+
+Checked on the bytes before any parser runs: Python's json recurses once per level and raised
+RecursionError at about 1,000 levels."""
+
+MAX_JSON_CONTAINERS = 4_096
+"""Most objects and arrays in one message (a real event has under 200); bounds the depth scan."""
+
+# A JSON string (escapes included); what is left between strings holds every bracket.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = re.compile(rb"[^\[\]{}]+")
+_DEPTH_STEP = {ord("{"): 1, ord("["): 1, ord("}"): -1, ord("]"): -1}
 
 # The edge serialises message_id near the start; lets an oversize message still be answered.
 _MESSAGE_ID_PREFIX = re.compile(rb'"message_id"\s*:\s*"([0-9a-fA-F-]{36})"')
@@ -52,6 +69,7 @@ def parse_violation(
             f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}",
             _message_id_from_prefix(payload),
         )
+    check_nesting(payload)
     try:  # fast path: pydantic parses the JSON itself
         event = ViolationEvent.model_validate_json(payload)
     except ValidationError:
@@ -74,12 +92,32 @@ def parse_violation(
     return event
 
 
+def check_nesting(payload: bytes) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, from a scan of the bytes (no parsing)."""
+    brackets = _NOT_A_BRACKET.sub(b"", _JSON_STRING.sub(b"", payload))
+    if len(brackets) > 2 * MAX_JSON_CONTAINERS:
+        raise Refusal(
+            RefusalReason.NESTING,
+            f"more than {MAX_JSON_CONTAINERS} JSON objects and arrays",
+            _message_id_from_prefix(payload),
+        )
+    depth = 0
+    for byte in brackets:
+        depth += _DEPTH_STEP[byte]
+        if depth > MAX_JSON_DEPTH:
+            raise Refusal(
+                RefusalReason.NESTING,
+                f"JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                _message_id_from_prefix(payload),
+            )
+
+
 def _diagnose(payload: bytes) -> ViolationEvent:
     """Parse step by step, to refuse with the most precise reason and the message_id if any."""
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    except ValueError as exc:  # also bad UTF-8 and integers longer than Python converts
+        raise Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {exc}"[:400]) from exc
     if not isinstance(document, dict):
         raise Refusal(
             RefusalReason.MALFORMED_JSON, f"expected a JSON object, got {type(document).__name__}"
@@ -146,7 +184,19 @@ def _refusal_from_validation(exc: ValidationError, message_id: UUID | None) -> R
         if err["loc"][:1] == ("evidence",)
         and ("sha256 mismatch" in err["msg"] or err["loc"][-1] == "sha256")
     ]
-    reason = RefusalReason.EVIDENCE_HASH if hash_errors else RefusalReason.INVALID
+    type_errors = [
+        err
+        for err in errors
+        if err["loc"][:1] == ("evidence",)
+        and (EVIDENCE_TYPE_ERROR in err["msg"] or err["loc"][-1] == "content_type")
+    ]
+    reason = (
+        RefusalReason.EVIDENCE_HASH
+        if hash_errors
+        else RefusalReason.EVIDENCE_TYPE
+        if type_errors
+        else RefusalReason.INVALID
+    )
     return Refusal(reason, problems, message_id)
 
 

@@ -75,6 +75,18 @@ def test_each_refusal_stores_nothing_and_counts_its_reason(
             json.dumps({**good, "kind": "fire_lane_blocking"}).encode(),
         ),
         (RefusalReason.EVIDENCE_HASH, edge.topic, json.dumps(bad_hash).encode()),
+        (
+            RefusalReason.EVIDENCE_TYPE,
+            edge.topic,
+            json.dumps(
+                {**good, "evidence": [{**good["evidence"][0], "content_type": "text/html"}]}
+            ).encode(),
+        ),
+        (
+            RefusalReason.NESTING,
+            edge.topic,
+            json.dumps({**good, "extra": json.loads("[" * 40 + "]" * 40)}).encode(),
+        ),
     ]
     for reason, topic, payload in cases:
         ack = rig.handler.handle(topic, payload)

@@ -131,10 +131,13 @@ def test_a_violation_kind_its_zone_cannot_hold_is_refused() -> None:
 
 
 def test_every_reason_has_a_test_above() -> None:
-    # STORE_FAILED is not a validation outcome: test_handler.py covers it (poison messages).
+    # STORE_FAILED is not a validation outcome: test_handler.py covers it (poison messages);
+    # SEQUENCE_JUMP needs stored history: the hostile-input integration tests cover it.
     here = Path(__file__)
-    text = here.read_text(encoding="utf-8") + (here.parent / "test_handler.py").read_text(
-        encoding="utf-8"
+    hostile = here.parents[2] / "integration" / "test_ingest_hostile.py"
+    text = "".join(
+        path.read_text(encoding="utf-8")
+        for path in (here, here.parent / "test_handler.py", hostile)
     )
     missing = [reason for reason in RefusalReason if f"RefusalReason.{reason.name}" not in text]
     assert missing == []
