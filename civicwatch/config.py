@@ -14,11 +14,19 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contracts.mqtt import BrokerSettings
 from contracts.sites import SiteRegistry
-from dispatch.config import ApiSettings, RoutingSettings, SlaSettings, VerificationSettings
+from dispatch.config import (
+    TOKEN_ADVICE,
+    ApiSettings,
+    RoutingSettings,
+    SlaSettings,
+    VerificationSettings,
+    token_weakness,
+)
 from dispatch.notification_settings import NotificationSettings
 from edge.config import MODEL_ENV_VAR, EdgeSettings
 from ingest.config import IngestSettings
@@ -100,13 +108,27 @@ class CivicwatchConfig(SiteRegistry):
     def _no_placeholder_secrets_in_production(self) -> CivicwatchConfig:
         if self.environment != "production":
             return self
+        # Each weak token is refused at its own line.
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "weak_token",
+                    "production refuses the token of {name}: {why}; {advice}",
+                    {"name": token.name, "why": why, "advice": TOKEN_ADVICE},
+                ),
+                loc=("server", "api", "tokens", index, "token"),
+                input=token.name,
+            )
+            for index, token in enumerate(self.server.api.tokens)
+            if (why := token_weakness(token.token.get_secret_value())) is not None
+        ]
         refusals = []
         if self.server.api.accounts.dev_users:
             # Their passwords are in the (shared) config file: no default login outside development.
             refusals.append(
                 "server.api.accounts.dev_users (create accounts with `civicwatch user add`)"
             )
-        secrets = {f"server.api.tokens[{t.name}]": t.token for t in self.server.api.tokens}
+        secrets: dict[str, SecretStr] = {}
         if self.broker.password is not None:
             secrets["broker.password"] = self.broker.password
         for hook in self.server.notifications.webhooks:
@@ -118,8 +140,22 @@ class CivicwatchConfig(SiteRegistry):
         ]
         if placeholders:
             refusals.append("example secrets; replace " + ", ".join(placeholders))
-        if refusals:
+        if refusals and not problems:
             raise ValueError("production refuses " + "; and ".join(refusals))
+        if refusals:
+            problems.append(
+                InitErrorDetails(
+                    type=PydanticCustomError(
+                        "production_refusal",
+                        "production refuses {what}",
+                        {"what": "; and ".join(refusals)},
+                    ),
+                    loc=(),
+                    input=self.environment,
+                )
+            )
+        if problems:
+            raise ValidationError.from_exception_data("CivicwatchConfig", problems)
         return self
 
 

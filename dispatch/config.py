@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import re
+from collections import Counter
 from datetime import time
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contracts.events import Identifier, ViolationKind
 from contracts.sites import ZoneKind
@@ -173,6 +178,78 @@ class ApiToken(_Settings):
         return self
 
 
+# Production API tokens: long, varied and unpredictable. secrets.token_urlsafe(32) and
+# secrets.token_hex(16) always pass (tests/unit/config/test_api_tokens.py draws thousands).
+PRODUCTION_TOKEN_LENGTH = 32
+PRODUCTION_TOKEN_DISTINCT = 6  # different characters; token_hex(16) has 9 or more
+PRODUCTION_TOKEN_BITS = 80  # Shannon estimate over the token's own characters; token_hex(16): 94+
+# Runs of equal or neighbouring characters ("aaaa", "abcd", "4321"); random tokens stay under 0.5.
+MAX_NEIGHBOUR_SHARE = 0.6
+# "DEV_...", "test-...": a word and a separator, which a random token starts with only by a
+# one-in-a-million chance.
+PLACEHOLDER_TOKEN_PREFIX = re.compile(r"(dev|test|demo|sample|todo|xxx)[-_.:]", re.IGNORECASE)
+PLACEHOLDER_TOKEN_WORDS = ("example", "placeholder", "changeme", "change-me", "change_me")
+TOKEN_ADVICE = "generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def token_weakness(value: str) -> str | None:
+    """Why ``value`` is too weak for an API token in production; None when it is strong enough.
+
+    Never quotes the value: the reason ends up in logs and terminals.
+    """
+    lowered = value.lower()
+    if PLACEHOLDER_TOKEN_PREFIX.match(value) or any(
+        word in lowered for word in PLACEHOLDER_TOKEN_WORDS
+    ):
+        return "an example or placeholder value"
+    if len(value) < PRODUCTION_TOKEN_LENGTH:
+        return f"a production token has at least {PRODUCTION_TOKEN_LENGTH} characters"
+    counts = Counter(value)
+    if len(counts) < PRODUCTION_TOKEN_DISTINCT:
+        return f"too few different characters (at least {PRODUCTION_TOKEN_DISTINCT})"
+    if _repeats_a_unit(value) or _neighbour_share(value) > MAX_NEIGHBOUR_SHARE:
+        return "a repeated or sequential pattern"
+    bits = -sum(n * math.log2(n / len(value)) for n in counts.values())
+    if bits < PRODUCTION_TOKEN_BITS:
+        return f"too predictable (about {bits:.0f} bits; at least {PRODUCTION_TOKEN_BITS})"
+    return None
+
+
+def _repeats_a_unit(value: str) -> bool:
+    """Whether ``value`` is a shorter string over and over ("abc1abc1abc1")."""
+    return (value + value).find(value, 1) < len(value)
+
+
+def _neighbour_share(value: str) -> float:
+    """The share of adjacent pairs that are equal or next to each other in code points."""
+    pairs = list(itertools.pairwise(value))
+    return sum(abs(ord(a) - ord(b)) <= 1 for a, b in pairs) / max(1, len(pairs))
+
+
+def duplicate_tokens(tokens: list[ApiToken]) -> ValidationError | None:
+    """An error at each token whose value an earlier one has: the last one listed would win."""
+    first: dict[str, int] = {}
+    errors: list[InitErrorDetails] = []
+    for index, token in enumerate(tokens):
+        value = token.token.get_secret_value()
+        if value not in first:
+            first[value] = index
+            continue
+        earlier = first[value]
+        errors.append(
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "duplicate_token",
+                    "the same value as tokens.{earlier} ({name}): every token is unique",
+                    {"earlier": earlier, "name": tokens[earlier].name},
+                ),
+                loc=("tokens", index, "token"),
+                input=token.name,
+            )
+        )
+    return ValidationError.from_exception_data("ApiSettings", errors) if errors else None
+
+
 # People log in with these roles; integrations use config tokens, the system role is the server's.
 PERSON_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.SUPERVISOR, Role.WORKER})
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
@@ -240,6 +317,14 @@ class ApiSettings(_Settings):
     sla_sweep_seconds: float | None = Field(
         default=None, gt=0, description="deprecated: server.sla.sweep_seconds; wins when set"
     )
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> ApiSettings:
+        # In every environment: with two equal values the last one listed would win.
+        duplicates = duplicate_tokens(self.tokens)
+        if duplicates is not None:
+            raise duplicates
+        return self
 
 
 class VerificationSettings(_Settings):
