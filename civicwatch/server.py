@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from civicwatch.config import CivicwatchConfig
+from civicwatch.mqtt_identity import resolve_ingest
 from contracts.mqtt import BrokerSettings
 from dispatch.accounts import AccountService
 from dispatch.api import ApiContext, create_app
@@ -195,17 +196,18 @@ def build_server(config: CivicwatchConfig) -> Server:
         route_cases=router.dispatch_new_cases,
         settings=settings.ingest,
     )
+    ingest = resolve_ingest(settings.ingest, settings.database_url)  # ids and group on the broker
     consumers = [
         IngestConsumer(
             config.broker,
-            settings.ingest,
+            ingest,
             service,
             config,
             metrics,
             client_id,
             on_verification_result=verifier.apply_result,
         )
-        for client_id in worker_client_ids(settings.ingest)
+        for client_id in worker_client_ids(ingest)
     ]
     verifier.publish = consumers[0].publish  # requests go out on ingest's connection
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -298,10 +300,12 @@ def ingest_readiness(consumers: list[IngestConsumer]) -> list[str]:
 
 
 def worker_client_ids(settings: IngestSettings) -> list[str]:
-    """One stable client id (and so one broker session) per ingest worker."""
+    """One stable client id (and so one broker session) per ingest worker; ``settings`` as
+    resolve_ingest fills them in."""
+    base = settings.client_id or "civicwatch-ingest"
     if settings.workers == 1:
-        return [settings.client_id]
-    return [f"{settings.client_id}-{number}" for number in range(1, settings.workers + 1)]
+        return [base]
+    return [f"{base}-{number}" for number in range(1, settings.workers + 1)]
 
 
 def _at(broker: BrokerSettings) -> tuple[str, int]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import secrets
+import socket
 import ssl
 from pathlib import Path
 
@@ -27,6 +31,23 @@ class BrokerSettings(BaseModel):
     password: SecretStr | None = None
     tls: TlsSettings | None = None
     keepalive_seconds: int = Field(default=30, ge=5, le=3600)
+
+
+def host_name() -> str:
+    """This machine's name, reduced to what is safe in a client id or a topic level."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname()).strip("-")
+    return name[:40] or "host"
+
+
+def process_client_id(role: str) -> str:
+    """A client id no other process has: ``{role}-{host}-{pid}-{random}``.
+
+    For clients without persistent broker state (the notifier, a replay). The broker closes
+    an old connection when a new one brings the same id, so two processes sharing a fixed id
+    kick each other off in turn. A client with a persistent session needs an id that survives
+    its restarts instead (ingest: civicwatch.server.resolve_ingest).
+    """
+    return f"{role}-{host_name()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def make_client(settings: BrokerSettings, client_id: str) -> mqtt.Client:

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.mqtt import process_client_id
 from dispatch.config import Department
 
 
@@ -66,7 +67,11 @@ class MqttNotificationSettings(_Settings):
     )
     qos: Literal[1, 2] = 1
     client_id: str = Field(
-        default="civicwatch-notifications", min_length=1, max_length=64, description="its own"
+        # Per process: a fixed default made two servers on one broker kick each other off.
+        default_factory=lambda: process_client_id("civicwatch-notifier"),
+        min_length=1,
+        max_length=128,
+        description="default civicwatch-notifier-{host}-{pid}-{random}; unique if set",
     )
 
     @field_validator("topic_template")

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
-from contracts.mqtt import BrokerSettings, make_client
+from contracts.mqtt import BrokerSettings, make_client, process_client_id
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic
 from edge.outbox import Outbox
@@ -54,7 +54,12 @@ class EdgePublisher:
         self.confirmed = 0
         self.rejected = 0
         self.bad_acks = 0
-        self._client = make_client(broker, f"civicwatch-edge-{gateway_id}{client_id_suffix}")
+        role = f"civicwatch-edge-{gateway_id}{client_id_suffix}"
+        # The live edge is one per gateway and owns its status and last will: a stable id lets
+        # its restart take over a half-open old connection, whose will would otherwise mark
+        # the gateway offline later. Others (replay) hold no state: one id per process.
+        client_id = role if announces_gateway else process_client_id(role)
+        self._client = make_client(broker, client_id)
         self._announces_gateway = announces_gateway
         if announces_gateway:
             will = GatewayStatus(site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE)

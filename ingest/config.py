@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    client_id: str = Field(
-        default="civicwatch-ingest",
-        description="stable: the broker keeps its session; worker N of several adds '-N'",
+    deployment: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description=(
+            "this installation's name, e.g. production or staging: servers of one deployment "
+            "share the violation stream (group civicwatch-{deployment}); two deployments on one "
+            "broker never share a group or a session. Default: derived from the database URL "
+            "(servers writing to one database are one deployment)"
+        ),
+    )
+    client_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description=(
+            "stable, for the broker keeps its session: default civicwatch-ingest-{deployment}-"
+            "{host}; worker N of several adds '-N'"
+        ),
     )
     session_expiry_seconds: int = Field(
         default=7 * 24 * 3600,
@@ -36,7 +50,7 @@ class IngestSettings(BaseModel):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description=(
             "MQTT v5 shared-subscription group: workers (in any process) in one group split "
-            "the violation stream; None subscribes every worker to every violation"
+            "the violation stream. The server sets civicwatch-{deployment}; leave it unset"
         ),
     )
     batch_max_messages: int = Field(
@@ -68,11 +82,3 @@ class IngestSettings(BaseModel):
     related_cases_limit: int = Field(
         default=20, ge=0, description="earlier cases of the same plate linked to a new case"
     )
-
-    @model_validator(mode="after")
-    def _workers_share_the_stream(self) -> IngestSettings:
-        if self.workers > 1 and self.shared_group is None:
-            raise ValueError(
-                "workers > 1 needs shared_group: otherwise every worker gets every message"
-            )
-        return self

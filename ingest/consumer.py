@@ -124,7 +124,7 @@ class IngestConsumer:
         self._connection = 0  # counts successful connects
         self._failures_in_a_row = 0
         self._last_failure = ""
-        self.client_id = client_id or settings.client_id
+        self.client_id = client_id or settings.client_id or "civicwatch-ingest"
         self.ready = threading.Event()  # connected and subscribed
         self._client = make_client(broker, self.client_id)
         self._client.manual_ack_set(True)

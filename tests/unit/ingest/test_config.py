@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from civicwatch.mqtt_identity import resolve_ingest
 from civicwatch.server import worker_client_ids
 from ingest.config import IngestSettings
 
 
-def test_several_workers_need_a_shared_group() -> None:
-    with pytest.raises(ValidationError, match="shared_group"):
-        IngestSettings(workers=2)
+def test_the_servers_workers_share_the_deployments_group() -> None:
+    settings = resolve_ingest(IngestSettings(workers=2, deployment="staging"), "sqlite:///x.db")
+    assert settings.shared_group == "civicwatch-staging"
 
 
 def test_each_worker_has_its_own_stable_client_id() -> None:
