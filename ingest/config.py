@@ -75,8 +75,9 @@ class IngestSettings(BaseModel):
         default=600.0,
         ge=0.0,
         description=(
-            "a new violation joins an open case of the same plate, or of a zone with the same "
-            "location, last seen at most this long before the new one started"
+            "a new violation joins an open case of the same plate, of a zone with the same "
+            "location, or of the same camera's spot (a gateway restart), last seen at most this "
+            "long before the new one started"
         ),
     )
     related_cases_limit: int = Field(
