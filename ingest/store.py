@@ -641,7 +641,9 @@ class _BatchWriter:
                 and_(
                     _CASES.c.camera_id.in_(sorted(cameras)),
                     _CASES.c.zone_id.in_(sorted(zones)),
-                    _CASES.c.cleared_at.is_(None),  # only a violation still standing continues
+                    # Only a violation still standing, last seen before the new clock started.
+                    _CASES.c.cleared_at.is_(None),
+                    _CASES.c.last_observed_at <= max(item.event.started_at for item in firsts),
                 ),
             ),
         )
