@@ -11,8 +11,7 @@ import hashlib
 import logging
 import mimetypes
 import re
-import struct
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,12 +21,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import (
     APIRouter,
+    Depends,
     FastAPI,
-    File,
     HTTPException,
     Request,
     Response,
-    UploadFile,
     status,
 )
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
@@ -37,8 +35,11 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contracts.images import ImageError, image_type_and_size
 from contracts.sites import SiteRegistry, ZoneConfig
 from dispatch.api import (
     API_PREFIX,
@@ -571,40 +572,6 @@ def worker_case(
 
 uploads = APIRouter(prefix=API_PREFIX)
 
-_JPEG = b"\xff\xd8\xff"
-_PNG = b"\x89PNG\r\n\x1a\n"
-# JPEG start-of-frame markers (all but DHT c4, JPG c8, DAC cc), which carry the image size.
-_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-
-
-class ImageError(ValueError):
-    """An upload that is not a readable JPEG or PNG."""
-
-
-def image_type_and_size(data: bytes) -> tuple[str, int, int]:
-    """(content type, width, height) of a JPEG or PNG, read from its header; else ImageError."""
-    if data.startswith(_PNG):
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ImageError("a PNG without its IHDR header")
-        width, height = struct.unpack(">II", data[16:24])
-        return "image/png", width, height
-    if data.startswith(_JPEG):
-        position = 2
-        while position + 9 < len(data):
-            if data[position] != 0xFF:
-                raise ImageError(f"a damaged JPEG: no marker at byte {position}")
-            marker = data[position + 1]
-            if marker == 0xFF:  # fill byte
-                position += 1
-                continue
-            (length,) = struct.unpack(">H", data[position + 2 : position + 4])
-            if marker in _SOF:
-                height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-                return "image/jpeg", width, height
-            position += 2 + length
-        raise ImageError("a JPEG without a frame header")
-    raise ImageError("only JPEG and PNG images are accepted")
-
 
 def _refuse(request: Request, code: int, reason: str, message: str) -> HTTPException:
     _web(request).attachments_refused.labels(reason=reason).inc()
@@ -612,32 +579,115 @@ def _refuse(request: Request, code: int, reason: str, message: str) -> HTTPExcep
     return HTTPException(code, message)
 
 
+MULTIPART_OVERHEAD = 64 * 1024  # boundary lines and part headers around the file itself
+_PHOTO_FORM = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the after-photo: JPEG or PNG",
+                    }
+                },
+            }
+        }
+    },
+}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The file of an after-photo upload, as sent (at most the size limit)."""
+
+    filename: str
+    data: bytes
+
+
+async def receive_photo(request: Request, principal: PrincipalDep, context: ContextDep) -> Upload:
+    """The upload's file, read only once the caller is known and may attach files, and only up to
+    the limit, counted as it streams in; the file stays in memory, never spooled to disk.
+
+    A ``File()`` parameter would have FastAPI read (and spool) the whole form before any
+    dependency ran: an anonymous chunked upload once put 299 MB on disk before its 401.
+    """
+    if not principal.may(Action.ATTACH):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {principal.role} may not attach files")
+    limit = context.web.attachment_max_bytes
+    cap = limit + MULTIPART_OVERHEAD
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise _refuse(
+            request,
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            "not_multipart",
+            "send the after-photo as the field 'file' of a multipart/form-data body",
+        )
+
+    async def capped() -> AsyncGenerator[bytes, None]:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > cap:
+                raise _refuse(
+                    request,
+                    status.HTTP_413_CONTENT_TOO_LARGE,
+                    "too_large",
+                    f"the upload is larger than {cap} bytes; an after-photo may be at most "
+                    f"{limit} bytes",
+                )
+            yield chunk
+
+    parser = MultiPartParser(request.headers, capped(), max_files=1, max_fields=8)
+    parser.spool_max_size = cap  # the file never outgrows memory: the stream stops first
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise _refuse(request, status.HTTP_400_BAD_REQUEST, "malformed", exc.message) from exc
+    try:
+        file = form.get("file")
+        if not isinstance(file, StarletteUploadFile):
+            raise _refuse(
+                request,
+                status.HTTP_400_BAD_REQUEST,
+                "no_file",
+                "the form has no file in its field 'file'",
+            )
+        return Upload(file.filename or "upload", await file.read())
+    finally:
+        await form.close()
+
+
 @uploads.post(
     "/cases/{case_id}/attachments",
     response_model=EvidencePublic,
     status_code=status.HTTP_201_CREATED,
+    openapi_extra={"requestBody": _PHOTO_FORM},
     responses={
+        400: {"description": "a malformed multipart body, or one without the field 'file'"},
         403: {"description": "this role may not attach files"},
         404: {"description": "no such case (or another department's)"},
         409: {"description": "the case is not being handled, or the file is attached already"},
         413: {"description": "the file is larger than the limit"},
-        415: {"description": "not a JPEG or PNG image"},
+        415: {"description": "not a JPEG or PNG image, or not a multipart/form-data body"},
     },
 )
 def attach_file(
     case_id: int,
     request: Request,
+    upload: Annotated[Upload, Depends(receive_photo)],
     session: SessionDep,
     principal: PrincipalDep,
     context: ContextDep,
-    file: Annotated[UploadFile, File(description="the after-photo: JPEG or PNG")],
 ) -> EvidencePublic:
     """Upload an after-photo to a case the department is handling: stored as evidence
     (label ``after_photo``) and written to the audit log as an ``attach`` entry."""
     case = _load_case(session, principal, case_id)
     limit = context.web.attachment_max_bytes
-    data = file.file.read(limit + 1)
-    name = file.filename or "upload"
+    data, name = upload.data, upload.filename
     if len(data) > limit:
         raise _refuse(
             request,
@@ -649,7 +699,7 @@ def attach_file(
         raise _refuse(request, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "empty", f"{name}: empty")
     try:
         content_type, width, height = image_type_and_size(data)
-    except (ImageError, struct.error) as exc:
+    except ImageError as exc:
         raise _refuse(
             request, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "not_an_image", f"{name}: {exc}"
         ) from exc
@@ -734,7 +784,6 @@ def _counter(registry: CollectorRegistry) -> Counter:
         return Counter(name, description, ["reason"], registry=None)
 
 
-MULTIPART_OVERHEAD = 64 * 1024  # boundary lines and part headers around the file itself
 ATTACHMENT_PATH = re.compile(rf"{API_PREFIX}/cases/[^/]+/attachments")
 
 
@@ -743,7 +792,7 @@ class UploadSizeGuard:
 
     FastAPI reads a multipart form (spooling its file to disk) before the route runs, so the
     route's own check alone would accept gigabytes onto the disk first. A body sent without
-    Content-Length is still measured by the route.
+    Content-Length is counted as it streams in (receive_photo).
     """
 
     def __init__(self, app: ASGIApp, limit: int, refused: Counter) -> None:
