@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -30,11 +33,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("civicwatch")
 
-EXIT_CONFIG = 2
+# Exit codes (README, CLI): each failure is one line on stderr, never a traceback.
+EXIT_FAILURE = 1  # anything else; an unexpected error also leaves its traceback in a file
+EXIT_AUDIT_BROKEN = 1  # `audit verify`: the chain does not hold
+EXIT_CONFIG = 2  # the config, an argument or an input folder is wrong (argparse also exits 2)
 EXIT_MODEL = 3
 EXIT_UNCONFIRMED = 4
 EXIT_SOURCE = 5
-EXIT_AUDIT_BROKEN = 1  # `audit verify`: the chain does not hold
+EXIT_ACCOUNT = 6  # `user`: the account rules refused (weak password, unknown user, ...)
+EXIT_PORT = 7  # `server`, `demo`: the API's address cannot be listened on
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+
+class CliError(Exception):
+    """A mistake the user can fix: its one-line message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +62,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    except CliError as exc:
+        _say(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # off the line ^C (or a prompt) was left on
+        _say("interrupted")
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # the file system or the network refused: the message says why
+        _say(str(exc))
+        return EXIT_FAILURE
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+def _say(message: str) -> None:
+    print(f"civicwatch: {message}", file=sys.stderr)
+
+
+def _unexpected(exc: Exception) -> int:
+    """A bug, not a mistake: one line that names it, the traceback in a file to report."""
+    try:
+        handle, name = tempfile.mkstemp(prefix="civicwatch-crash-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as report:
+            traceback.print_exception(exc, file=report)
+    except OSError:
+        traceback.print_exception(exc)  # no file to keep it in: show it here
+        name = "the lines above"
+    _say(f"unexpected error {type(exc).__name__}: {exc} (traceback in {name}; please report it)")
+    return EXIT_FAILURE
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,9 +148,14 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path, required=True)
     replay.add_argument("--camera", required=True, help="the camera id whose zones apply")
     replay.add_argument("--source", type=Path, required=True, help="a video file")
-    replay.add_argument("--loop", type=int, default=0, help="play the clip this many extra times")
     replay.add_argument(
-        "--hold-last", type=float, default=0.0, help="hold the last frame this many clip seconds"
+        "--loop", type=_count, default=0, help="play the clip this many extra times"
+    )
+    replay.add_argument(
+        "--hold-last",
+        type=_not_negative,
+        default=0.0,
+        help="hold the last frame this many clip seconds",
     )
     replay.add_argument(
         "--confirm-timeout",
@@ -199,9 +264,12 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from civicwatch.server import run_server
+    from civicwatch.server import ApiPortError, run_server
 
-    run_server(load_config(args.config))
+    try:
+        run_server(load_config(args.config))
+    except ApiPortError as exc:
+        raise CliError(str(exc), EXIT_PORT) from exc
     return 0
 
 
@@ -218,7 +286,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 PASSWORD_ENV = "CIVICWATCH_PASSWORD"
-EXIT_ACCOUNT = 6  # `user`: the account rules refused (weak password, unknown user, ...)
 
 
 def _accounts(config_path: Path) -> tuple[AccountService, Engine]:
@@ -240,14 +307,27 @@ def _new_password() -> str:
     given = os.environ.get(PASSWORD_ENV)
     if given:
         return given
-    first = getpass.getpass("new password: ")
-    if getpass.getpass("again: ") != first:
-        raise _AccountRefusedError("the two passwords differ")
+    _require_terminal()
+    try:
+        first = getpass.getpass("new password: ")
+        again = getpass.getpass("again: ")
+    except EOFError as exc:  # Ctrl-D
+        raise CliError("no password entered", EXIT_ACCOUNT) from exc
+    if again != first:
+        raise CliError("the two passwords differ", EXIT_ACCOUNT)
     return first
 
 
-class _AccountRefusedError(Exception):
-    """The command cannot go on (passwords differ, unknown department)."""
+def _require_terminal() -> None:
+    """getpass asks on /dev/tty, or on stdin if that is a terminal; without either it would
+    read stdin with a warning, or fail."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"no terminal to ask the password on: set ${PASSWORD_ENV}", EXIT_ACCOUNT
+            ) from None
 
 
 def _run_account_command(args: argparse.Namespace, work: Callable[[AccountService], str]) -> int:
@@ -256,9 +336,8 @@ def _run_account_command(args: argparse.Namespace, work: Callable[[AccountServic
     accounts, engine = _accounts(args.config)
     try:
         print(work(accounts))
-    except (AccountError, _AccountRefusedError) as exc:
-        print(f"civicwatch: {exc}", file=sys.stderr)
-        return EXIT_ACCOUNT
+    except AccountError as exc:
+        raise CliError(str(exc), EXIT_ACCOUNT) from exc
     finally:
         engine.dispose()
     return 0
@@ -267,15 +346,17 @@ def _run_account_command(args: argparse.Namespace, work: Callable[[AccountServic
 def _user_add(args: argparse.Namespace) -> int:
     from dispatch.config import Department, Role
 
+    try:
+        department = Department(args.department) if args.department else None
+    except ValueError as exc:
+        known = ", ".join(d.value for d in Department)
+        raise CliError(f"unknown department {args.department!r}: {known}", EXIT_ACCOUNT) from exc
+    password = _new_password()  # before the database: a refusal or Ctrl-C leaves it untouched
+
     def add(accounts: AccountService) -> str:
-        try:
-            department = Department(args.department) if args.department else None
-        except ValueError as exc:
-            known = ", ".join(d.value for d in Department)
-            raise _AccountRefusedError(f"unknown department {args.department!r}: {known}") from exc
         account = accounts.create_user(
             args.username,
-            _new_password(),
+            password,
             Role(args.role),
             department,
             args.display_name,
@@ -287,6 +368,9 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _user_passwd(args: argparse.Namespace) -> int:
+    if not os.environ.get(PASSWORD_ENV):
+        _require_terminal()  # before the database is opened and migrated
+
     def passwd(accounts: AccountService) -> str:
         accounts.get_user(args.username)  # an unknown name fails before the prompt
         accounts.set_password(args.username, _new_password())
@@ -352,20 +436,26 @@ def _edge(args: argparse.Namespace) -> int:
 
 def _eval_plates(args: argparse.Namespace) -> int:
     from edge.config import PlateSettings
-    from edge.plate_eval import compare_with_baseline
+    from edge.plate_eval import PlateFolderError, compare_with_baseline
 
     settings = load_config(args.config).edge.plates if args.config else PlateSettings()
-    result = compare_with_baseline(_labelled_folder(args.directory), settings)
+    try:
+        result = compare_with_baseline(_labelled_folder(args.directory), settings)
+    except PlateFolderError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from exc
     print(result.model_dump_json())
     return 0
 
 
 def _eval_structures(args: argparse.Namespace) -> int:
     from edge.config import StructureSettings
-    from edge.structure_eval import run_structure_evaluation
+    from edge.structure_eval import PairFolderError, run_structure_evaluation
 
     settings = load_config(args.config).edge.structures if args.config else StructureSettings()
-    run_structure_evaluation(_labelled_folder(args.directory), settings)
+    try:
+        run_structure_evaluation(_labelled_folder(args.directory), settings)
+    except PairFolderError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from exc
     return 0
 
 
@@ -387,8 +477,7 @@ def _baseline_accept(args: argparse.Namespace) -> int:
     try:
         image = read_image(args.image) if args.image else grab_frame(camera)
     except SourceError as exc:
-        print(f"civicwatch: {exc}", file=sys.stderr)
-        return EXIT_SOURCE
+        raise CliError(str(exc), EXIT_SOURCE) from exc
     store = BaselineStore(config.edge.baselines_dir)
     info = store.accept(camera.id, image, args.preset, note=args.note, by=args.by)
     print(info.model_dump_json())
@@ -408,6 +497,7 @@ def _run_gateway(
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from edge.capture import ReplaySource, SourceError
     from edge.worker import replay
 
     config = load_config(args.config)
@@ -415,27 +505,33 @@ def _replay(args: argparse.Namespace) -> int:
     if found is None:
         raise ConfigError(args.config, [f"{args.config}: no camera with id {args.camera!r}"])
     site, gateway, camera = found
-    detector = _detector(config)
-    if detector is None:
-        return EXIT_MODEL
-    summary = replay(
-        site,
-        gateway,
-        camera,
-        config.edge,
-        config.broker,
-        detector,
-        args.source,
-        loop=args.loop,
-        hold_last_seconds=args.hold_last,
-        confirm_timeout_seconds=args.confirm_timeout,
-    )
+    # FFmpeg would print its own lines about a file it cannot read; ours says it in one.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    try:
+        ReplaySource(args.source)  # a missing or unreadable clip fails before the model loads
+        detector = _detector(config)
+        if detector is None:
+            return EXIT_MODEL
+        summary = replay(
+            site,
+            gateway,
+            camera,
+            config.edge,
+            config.broker,
+            detector,
+            args.source,
+            loop=args.loop,
+            hold_last_seconds=args.hold_last,
+            confirm_timeout_seconds=args.confirm_timeout,
+        )
+    except SourceError as exc:
+        raise CliError(str(exc), EXIT_SOURCE) from exc
     print(summary.model_dump_json(indent=2))
     return 0 if summary.all_confirmed else EXIT_UNCONFIRMED
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from civicwatch.server import BackgroundApi, build_server
+    from civicwatch.server import ApiPortError, BackgroundApi, build_server
 
     config = load_config(args.config)
     site, gateway = _pick_gateway(config, None)
@@ -445,7 +541,11 @@ def _demo(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     server = build_server(config)
     api = config.server.api
-    http = BackgroundApi(server.app, api.host, api.port)
+    try:
+        http = BackgroundApi(server.app, api.host, api.port)
+    except ApiPortError as exc:
+        server.engine.dispose()
+        raise CliError(str(exc), EXIT_PORT) from exc
     server.start()
     http.start()
     token = next((t for t in api.tokens if t.role.value == "dispatcher"), None)

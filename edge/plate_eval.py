@@ -54,13 +54,19 @@ class PlateEvaluation(BaseModel):
     failures: list[PlateFailure] = Field(description="the first 20 misreads")
 
 
+class PlateFolderError(ValueError):
+    """The folder cannot be scored: missing, no crops, or a crop that is not an image."""
+
+
 def labelled_crops(directory: Path) -> list[Path]:
     """The image files of a folder, sorted; each file's stem is its plate text."""
     if not directory.is_dir():
-        raise ValueError(f"plate folder not found: {directory}")
+        raise PlateFolderError(f"plate folder not found: {directory}")
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"no plate images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {directory}")
+        raise PlateFolderError(
+            f"no plate images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {directory}"
+        )
     return files
 
 
@@ -68,7 +74,7 @@ def load_crop(path: Path) -> Image:
     """Decode an image whose name may be UTF-8 (cv2.imread cannot open those everywhere)."""
     image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"not a readable image: {path}")
+        raise PlateFolderError(f"not a readable image: {path}")
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -122,12 +122,18 @@ class ChangePair:
     truth: BoolArray
 
 
+class PairFolderError(ValueError):
+    """The folder cannot be scored: A/, B/ or label/ missing or unmatched, unreadable images."""
+
+
 def load_pairs(directory: Path) -> list[ChangePair]:
     """The A/B/label triples of `directory`, matched by file name, checked for size."""
     folders = {part: directory / part for part in ("A", "B", "label")}
     for part, folder in folders.items():
         if not folder.is_dir():
-            raise ValueError(f"{directory}: missing the {part}/ folder (A/, B/, label/ expected)")
+            raise PairFolderError(
+                f"{directory}: missing the {part}/ folder (A/, B/, label/ expected)"
+            )
     names = {
         part: {p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
         for part, folder in folders.items()
@@ -136,16 +142,18 @@ def load_pairs(directory: Path) -> list[ChangePair]:
         (names["A"] | names["B"] | names["label"]) - (names["A"] & names["B"] & names["label"])
     )
     if unmatched:
-        raise ValueError(f"{directory}: not in all of A/, B/ and label/: {', '.join(unmatched)}")
+        raise PairFolderError(
+            f"{directory}: not in all of A/, B/ and label/: {', '.join(unmatched)}"
+        )
     if not names["A"]:
-        raise ValueError(f"{directory}: no images in A/")
+        raise PairFolderError(f"{directory}: no images in A/")
     pairs = []
     for name in sorted(names["A"]):
         before = _read(folders["A"] / name, cv2.IMREAD_COLOR)
         after = _read(folders["B"] / name, cv2.IMREAD_COLOR)
         label = _read(folders["label"] / name, cv2.IMREAD_GRAYSCALE)
         if before.shape != after.shape or label.shape != before.shape[:2]:
-            raise ValueError(
+            raise PairFolderError(
                 f"{directory}: {name} sizes differ: A {before.shape[1]}x{before.shape[0]}, "
                 f"B {after.shape[1]}x{after.shape[0]}, label {label.shape[1]}x{label.shape[0]}"
             )
@@ -156,7 +164,7 @@ def load_pairs(directory: Path) -> list[ChangePair]:
 def _read(path: Path, flags: int) -> Image:
     image = cv2.imread(str(path), flags)
     if image is None:
-        raise ValueError(f"{path}: not a readable image")
+        raise PairFolderError(f"{path}: not a readable image")
     return np.asarray(image, dtype=np.uint8)
 
 
