@@ -224,11 +224,14 @@ class HealthSettings(_Settings):
 
 class RedactionSettings(_Settings):
     blur_faces: bool = Field(default=True, description="send a face-blurred copy for the console")
-    min_face_pixels: int = Field(
-        default=16, ge=8, description="smallest face side searched for, at the search width"
-    )
     search_width: int = Field(
-        default=960, ge=160, description="larger frames are searched scaled down to this width"
+        default=256,
+        ge=64,
+        description="the face detector looks at each frame scaled down to this width; the "
+        "detected people's heads are hidden at full size whatever it is",
+    )
+    face_confidence: float = Field(
+        default=0.3, gt=0, lt=1, description="the face detector's score that counts as a face"
     )
     jpeg_quality: int = Field(default=85, ge=30, le=100)
 

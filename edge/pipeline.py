@@ -24,7 +24,7 @@ from edge.detections import Detections, FloatArray, Frame, Image, box_iou
 from edge.foreground import StationaryForeground, blocked_share_with_boxes
 from edge.outbox import Outbox
 from edge.plates import PlateReader, PlateVote
-from edge.redaction import EvidenceSealer
+from edge.redaction import EvidenceSealer, PeopleLog
 from edge.rules import DwellRule, RuleEvent
 from edge.structures import BaselineStore, StructureWatch
 from edge.tracker import ObjectTracker
@@ -132,6 +132,10 @@ class CameraPipeline:
         ]
         self._fire_lanes: dict[str, _FireLane] = {}
         self._last_tracked = Detections.empty()
+        # Whose heads to hide in the evidence: as far back as a rule may reach for a panorama.
+        longest_dwell = max((zone.dwell_seconds for zone in camera.zones), default=0.0)
+        tracker = settings.tracker
+        self._people = PeopleLog(longest_dwell + tracker.rearm_seconds + tracker.grace_seconds)
         # What each zone's rule saw in it on the latest frame: camera verification reads it.
         self.occupants: dict[str, Detections] = {}
         self.blocked_shares: dict[str, float] = {}
@@ -147,6 +151,8 @@ class CameraPipeline:
         the class-agnostic paths still run on it.
         """
         tracked = self._tracker.update(detections) if detections is not None else None
+        if detections is not None:
+            self._people.note(frame.timestamp, frame.image, detections)
         if tracked is not None:
             self._last_tracked = tracked
         outcomes: list[tuple[RuleEvent, float | None]] = []
@@ -192,7 +198,16 @@ class CameraPipeline:
         return lane
 
     def _event(self, outcome: RuleEvent, blocked_share: float | None) -> ViolationEvent:
-        evidence = self._services.sealer.seal(outcome.violation_id, outcome.phase, outcome.evidence)
+        subject = outcome.object.box if outcome.object is not None else None
+        evidence = self._services.sealer.seal(
+            outcome.violation_id,
+            outcome.phase,
+            outcome.evidence,
+            self._people,
+            np.array([subject.x1, subject.y1, subject.x2, subject.y2], np.float32)
+            if subject is not None
+            else None,
+        )
         return ViolationEvent(
             message_id=uuid.uuid4(),
             violation_id=outcome.violation_id,

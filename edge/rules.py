@@ -419,11 +419,19 @@ class DwellRule:
 
 def crop_with_margin(image: Image, box: FloatArray, margin: float) -> Image:
     """The box widened by a share of its size on each side, clipped to the image."""
-    height, width = image.shape[:2]
+    left, top, right, bottom = margin_region(image.shape[:2], box, margin)
+    return image[top:bottom, left:right]
+
+
+def margin_region(
+    shape: tuple[int, ...], box: FloatArray, margin: float
+) -> tuple[int, int, int, int]:
+    """What crop_with_margin cuts from an image of this (height, width): x1, y1, x2, y2."""
+    height, width = shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
     dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
     left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
     right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
     if right <= left or bottom <= top:
         raise ValueError(f"box {box.tolist()} lies outside the {width}x{height} frame")
-    return image[top:bottom, left:right]
+    return left, top, right, bottom
