@@ -29,8 +29,6 @@ from contracts.mqtt import BrokerSettings, make_client
 from contracts.sites import SiteRegistry
 from contracts.status import GatewayStatus
 from contracts.topics import (
-    STATUS_SUBSCRIPTIONS,
-    VERIFY_RESULT_SUBSCRIPTION,
     VIOLATION_SUBSCRIPTION,
     ack_topic,
     parse_camera_topic,
@@ -41,6 +39,7 @@ from ingest.handler import ViolationHandler, is_transient
 from ingest.metrics import IngestMetrics
 from ingest.status_intake import parse_status
 from ingest.store import IngestService
+from ingest.subscriptions import ingest_subscriptions, shared
 from ingest.validation import Refusal, RefusalReason
 from ingest.verification import VerificationIntake, VerificationResultHook
 
@@ -57,9 +56,7 @@ writer reports itself failing, and /readyz answers 503 with the reason."""
 
 def violation_subscription(shared_group: str | None) -> str:
     """The violation filter; in a shared group the broker hands each message to one member."""
-    if shared_group is None:
-        return VIOLATION_SUBSCRIPTION
-    return f"$share/{shared_group}/{VIOLATION_SUBSCRIPTION}"
+    return shared(VIOLATION_SUBSCRIPTION, shared_group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,21 +196,18 @@ class IngestConsumer:
             )
             return
         self._connection += 1
-        # Subscribing here means a reconnect resubscribes. Status goes to every worker: shared
-        # subscriptions get no retained messages, and storing a status twice is harmless.
-        violations = violation_subscription(self._settings.shared_group)
-        topics = [(violations, 1), *((topic, 1) for topic in STATUS_SUBSCRIPTIONS)]
-        if self._verifications is not None:  # shared like violations: one worker per answer
-            group = self._settings.shared_group
-            answers = VERIFY_RESULT_SUBSCRIPTION
-            topics.append((answers if group is None else f"$share/{group}/{answers}", 1))
+        # Subscribing here means a reconnect resubscribes.
+        topics = ingest_subscriptions(
+            self._registry, self._settings.shared_group, self._verifications is not None
+        )
         client.subscribe(topics)
         log.info(
-            "ingest %s connected to %s:%d (%s)",
+            "ingest %s connected to %s:%d (%d filters, e.g. %s)",
             self.client_id,
             self._broker.host,
             self._broker.port,
-            violations,
+            len(topics),
+            topics[0][0],
         )
 
     def _on_subscribe(
