@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import (
@@ -19,6 +19,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from contracts.images import ImageType, image_type
 
 SCHEMA_VERSION = "1.1"
 """Major.minor. A server accepts every minor version of its major and ignores unknown fields."""
@@ -128,27 +130,12 @@ def _check_sha256(data: bytes, declared: str, what: str) -> None:
         raise ValueError(f"{what} sha256 mismatch: declared {declared}, actual {actual}")
 
 
-ImageType = Literal["image/jpeg", "image/png"]
-"""The only media types evidence may have: the console serves a frame as its type."""
-
-_MAGIC: dict[str, bytes] = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
-
-
-def image_type_of(data: bytes) -> ImageType | None:
-    """The type the bytes themselves say (their magic number), or None when neither."""
-    if data.startswith(_MAGIC["image/jpeg"]):
-        return "image/jpeg"
-    if data.startswith(_MAGIC["image/png"]):
-        return "image/png"
-    return None
-
-
 EVIDENCE_TYPE_ERROR = "evidence type"
 """Starts every error about an image's bytes not being the JPEG or PNG declared."""
 
 
 def _check_image_type(data: bytes, declared: ImageType, what: str) -> None:
-    actual = image_type_of(data)
+    actual = image_type(data)
     if actual is None:
         raise ValueError(f"{EVIDENCE_TYPE_ERROR}: the {what} bytes are not a JPEG or PNG image")
     if actual != declared:
@@ -169,7 +156,7 @@ class RedactedCopy(_WireModel):
     @model_validator(mode="after")
     def _hash_matches(self) -> RedactedCopy:
         _check_sha256(self.data, self.sha256, "redacted copy")
-        if image_type_of(self.data) is None:
+        if image_type(self.data) is None:
             raise ValueError(
                 f"{EVIDENCE_TYPE_ERROR}: the redacted copy bytes are not a JPEG or PNG image"
             )
@@ -295,5 +282,5 @@ __all__ = [
     "ViolationKind",
     "broken_link",
     "chain_link",
-    "image_type_of",
+    "image_type",
 ]

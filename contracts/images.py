@@ -10,6 +10,7 @@ import struct
 from typing import Literal
 
 ImageType = Literal["image/jpeg", "image/png"]
+"""The only media types evidence may have: the console serves a frame as its type."""
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXTENSIONS: dict[ImageType, str] = {"image/jpeg": "jpg", "image/png": "png"}
