@@ -1,7 +1,8 @@
 """People's accounts: argon2id passwords, expiring sessions and rate-limited logins.
 
 Only the SHA-256 of a session token is stored, so a copy of the database logs nobody in. Failed
-logins live in the database (not in process memory), so every server process counts them.
+logins live in the database (not in process memory), so every server process counts them. Every
+change to an account (created, password changed or set, deactivated) is an ``account_audit`` row.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dispatch.config import (
     account_role_problem,
 )
 from ingest.database import SessionFactory
-from ingest.tables import LoginFailure, User, UserSession, utcnow
+from ingest.tables import AccountAudit, LoginFailure, User, UserSession, utcnow
 
 Clock = Callable[[], datetime]
 
@@ -47,7 +48,11 @@ __all__ = [
     "RateLimited",
     "UnknownUserError",
     "UserExistsError",
+    "WrongPasswordError",
 ]
+
+# Who an account change is written down as when no person made it (the command line, startup).
+LOCAL_ACTOR = "local"
 
 
 @dataclass(frozen=True)
@@ -76,17 +81,29 @@ class Login:
 
 
 class AccountError(ValueError):
-    """A request the account rules refuse (weak password, bad role); the message says why."""
+    """A request the account rules refuse (weak password, bad role); the message says why, and
+    ``code`` names the rule for a page to show in its language."""
+
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class UnknownUserError(AccountError):
     def __init__(self, username: str) -> None:
-        super().__init__(f"no user named {username!r}")
+        super().__init__(f"no user named {username!r}", "unknown_user")
 
 
 class UserExistsError(AccountError):
     def __init__(self, username: str) -> None:
-        super().__init__(f"a user named {username!r} already exists")
+        super().__init__(f"a user named {username!r} already exists", "user_exists")
+
+
+class WrongPasswordError(AccountError):
+    """The current password given to change it is not the user's."""
+
+    def __init__(self) -> None:
+        super().__init__("the current password is wrong", "wrong_current_password")
 
 
 class LoginRefused(Exception):  # noqa: N818 - it is a refusal, not a programming error
@@ -114,11 +131,15 @@ def check_role(role: Role, department: Department | None, is_head: bool) -> None
 def check_password(username: str, password: str) -> None:
     """The password policy; raises AccountError naming the rule broken."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        raise AccountError(
+            f"a password has at least {MIN_PASSWORD_LENGTH} characters", "password_too_short"
+        )
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise AccountError(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+        raise AccountError(
+            f"a password has at most {MAX_PASSWORD_LENGTH} characters", "password_too_long"
+        )
     if password.strip().casefold() == username.strip().casefold():
-        raise AccountError("a password must not be the user name")
+        raise AccountError("a password must not be the user name", "password_is_username")
 
 
 def token_digest(token: str) -> str:
@@ -170,6 +191,7 @@ class AccountService:
         display_name: str = "",
         is_head: bool = False,
         must_change_password: bool = False,
+        actor: str = LOCAL_ACTOR,
     ) -> Account:
         """Add a user; raises AccountError (UserExistsError when the name is taken)."""
         if not USERNAME.fullmatch(username):
@@ -196,6 +218,7 @@ class AccountService:
                 password_changed_at=now,
             )
             session.add(user)
+            self._audit(session, username, "created", actor, now)
             session.commit()
             return _account(user)
 
@@ -220,24 +243,64 @@ class AccountService:
             created.append(dev.username)
         return created
 
-    def set_password(self, username: str, password: str, must_change: bool = False) -> None:
-        """A new password; every session of the user ends."""
+    def set_password(
+        self, username: str, password: str, must_change: bool = False, actor: str = LOCAL_ACTOR
+    ) -> None:
+        """A new password (an admin's or the command line's); every session of the user ends."""
         check_password(username, password)
         with self._sessions() as session:
             user = self._require(session, username)
-            user.password_hash = self._hasher.hash(password)
-            user.password_changed_at = self._clock()
-            user.must_change_password = must_change
+            self._replace_password(session, user, password, must_change)
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+            self._audit(session, username, "password_set", actor, self._clock())
             session.commit()
 
-    def deactivate(self, username: str) -> None:
+    def change_own_password(
+        self, username: str, current: str, new: str, keep_session: str | None, client: str = ""
+    ) -> None:
+        """The user's own change: ``current`` must be right (a wrong one counts as a failed
+        login), ``new`` must pass the policy and differ from it. must_change_password is cleared,
+        and every other session of the user ends; ``keep_session`` (the caller's) goes on."""
+        now = self._clock()
+        client = client[:64]
+        with self._sessions() as session:
+            self._check_login_rate(session, username, client, now)
+            user = self._require(session, username)
+            if not self._verify(user, current) or not user.active:
+                session.add(LoginFailure(username=username, client=client, at=now))
+                session.commit()
+                raise WrongPasswordError()
+            check_password(username, new)
+            if new == current:
+                raise AccountError(
+                    "the new password must differ from the current one", "password_unchanged"
+                )
+            self._replace_password(session, user, new, must_change=False)
+            others = delete(UserSession).where(UserSession.user_id == user.id)
+            if keep_session is not None:
+                others = others.where(UserSession.token_sha256 != token_digest(keep_session))
+            session.execute(others)
+            self._audit(session, username, "password_changed", username, now, client)
+            session.commit()
+
+    def deactivate(self, username: str, actor: str = LOCAL_ACTOR) -> None:
         """The user can no longer log in, and every session of theirs ends now."""
         with self._sessions() as session:
             user = self._require(session, username)
             user.active = False
             session.execute(delete(UserSession).where(UserSession.user_id == user.id))
+            self._audit(session, username, "deactivated", actor, self._clock())
             session.commit()
+
+    def audit_entries(self, username: str | None = None) -> list[AccountAudit]:
+        """The account audit, oldest first; only ``username``'s entries when given."""
+        query = select(AccountAudit).order_by(AccountAudit.id)
+        if username is not None:
+            query = query.where(AccountAudit.username == username)
+        with self._sessions() as session:
+            entries = list(session.scalars(query))
+            session.expunge_all()
+            return entries
 
     def list_users(self) -> list[Account]:
         with self._sessions() as session:
@@ -252,15 +315,8 @@ class AccountService:
         now = self._clock()
         username = username.strip()[:64]
         client = client[:64]
-        window = timedelta(minutes=self._settings.login_window_minutes)
         with self._sessions() as session:
-            session.execute(delete(LoginFailure).where(LoginFailure.at <= now - window))
-            per_user, per_client = (
-                self._settings.login_max_failures,
-                self._settings.login_max_failures_per_client,
-            )
-            self._check_rate(session, LoginFailure.username == username, per_user, now, window)
-            self._check_rate(session, LoginFailure.client == client, per_client, now, window)
+            self._check_login_rate(session, username, client, now)
             user = self._find(session, username)
             if not self._verify(user, password) or user is None or not user.active:
                 session.add(LoginFailure(username=username, client=client, at=now))
@@ -320,6 +376,36 @@ class AccountService:
                 delete(UserSession).where(UserSession.token_sha256 == token_digest(token))
             )
             session.commit()
+
+    def _check_login_rate(
+        self, session: Session, username: str, client: str, now: datetime
+    ) -> None:
+        """Raise RateLimited while the user name or the client has too many recent failures."""
+        window = timedelta(minutes=self._settings.login_window_minutes)
+        session.execute(delete(LoginFailure).where(LoginFailure.at <= now - window))
+        per_user, per_client = (
+            self._settings.login_max_failures,
+            self._settings.login_max_failures_per_client,
+        )
+        self._check_rate(session, LoginFailure.username == username, per_user, now, window)
+        self._check_rate(session, LoginFailure.client == client, per_client, now, window)
+
+    def _replace_password(
+        self, session: Session, user: User, password: str, must_change: bool
+    ) -> None:
+        user.password_hash = self._hasher.hash(password)
+        user.password_changed_at = self._clock()
+        user.must_change_password = must_change
+
+    @staticmethod
+    def _audit(
+        session: Session, username: str, action: str, actor: str, at: datetime, client: str = ""
+    ) -> None:
+        session.add(
+            AccountAudit(
+                at=at, username=username, action=action, actor=actor[:64], client=client[:64]
+            )
+        )
 
     def _verify(self, user: User | None, password: str) -> bool:
         stored = user.password_hash if user is not None else self._decoy_hash

@@ -6,6 +6,10 @@ token). Integrations use long-lived tokens from the config. A request that chang
 is authenticated by the cookie must carry ``X-Requested-With: civicwatch``: a cross-site form
 cannot set that header, so a forged request fails even where SameSite does not protect.
 
+A person whose account says ``must_change_password`` may only change it (and see who they are, and
+log out) until they have: every other route answers 403 ``password_change_required``, and the
+pages send them to /account/password.
+
 This module reads the ApiContext from ``request.app.state.api`` through a Protocol, so that
 dispatch/api.py can import it without a cycle.
 """
@@ -30,6 +34,7 @@ from dispatch.accounts import (
     RateLimited,
     UnknownUserError,
     UserExistsError,
+    WrongPasswordError,
 )
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.security import CLEAR_SITE_DATA
@@ -60,6 +65,22 @@ class Authenticated:
     via: str  # "cookie", "bearer-session" or "token"
     session_token: str | None = None
     account: Account | None = None
+
+
+PASSWORD_CHANGE_REQUIRED = "password_change_required"
+
+
+class PasswordChangeRequired(HTTPException):
+    """403 for a person who must change their password first; pages redirect instead."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            status.HTTP_403_FORBIDDEN,
+            {
+                "code": PASSWORD_CHANGE_REQUIRED,
+                "message": f"change your password first: POST {API_PREFIX}/auth/password",
+            },
+        )
 
 
 def _auth_context(request: Request) -> AuthContext:
@@ -121,7 +142,18 @@ def authenticate_request(
     )
 
 
-AuthenticatedDep = Annotated[Authenticated, Depends(authenticate_request)]
+IdentifiedDep = Annotated[Authenticated, Depends(authenticate_request)]
+
+
+def require_settled_password(authenticated: IdentifiedDep) -> Authenticated:
+    """The caller, unless they must change their password first (PasswordChangeRequired)."""
+    if authenticated.account is not None and authenticated.account.must_change_password:
+        raise PasswordChangeRequired()
+    return authenticated
+
+
+# Every route but logout, me and the password change: those take IdentifiedDep.
+AuthenticatedDep = Annotated[Authenticated, Depends(require_settled_password)]
 
 
 def get_principal(authenticated: AuthenticatedDep) -> Actor:
@@ -164,6 +196,9 @@ class UserSummary(_Schema):
     display_name: str
     role: Role
     department: Department | None
+    must_change_password: bool = Field(
+        default=False, description="only POST /auth/password is open until it is changed"
+    )
 
 
 class LoginResponse(_Schema):
@@ -175,7 +210,6 @@ class LoginResponse(_Schema):
 class UserPublic(UserSummary):
     is_head: bool
     active: bool
-    must_change_password: bool
     created_at: datetime
     password_changed_at: datetime
 
@@ -195,12 +229,18 @@ class PasswordChange(_Schema):
     must_change_password: bool = False
 
 
+class OwnPasswordChange(_Schema):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
 def _summary(account: Account) -> UserSummary:
     return UserSummary(
         username=account.username,
         display_name=account.display_name,
         role=account.role,
         department=account.department,
+        must_change_password=account.must_change_password,
     )
 
 
@@ -209,7 +249,6 @@ def _public(account: Account) -> UserPublic:
         **_summary(account).model_dump(),
         is_head=account.is_head,
         active=account.active,
-        must_change_password=account.must_change_password,
         created_at=account.created_at,
         password_changed_at=account.password_changed_at,
     )
@@ -253,7 +292,7 @@ def login(
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-def logout(authenticated: AuthenticatedDep, context: AuthContextDep, response: Response) -> None:
+def logout(authenticated: IdentifiedDep, context: AuthContextDep, response: Response) -> None:
     """End the session this request was made with (a config token has none to end)."""
     if authenticated.session_token is not None and context.accounts is not None:
         context.accounts.logout(authenticated.session_token)
@@ -263,7 +302,7 @@ def logout(authenticated: AuthenticatedDep, context: AuthContextDep, response: R
 
 
 @router.get("/auth/me", response_model=UserSummary)
-def me(authenticated: AuthenticatedDep) -> UserSummary:
+def me(authenticated: IdentifiedDep) -> UserSummary:
     """Who the caller is; a config token shows its name as the user name."""
     if authenticated.account is not None:
         return _summary(authenticated.account)
@@ -271,6 +310,52 @@ def me(authenticated: AuthenticatedDep) -> UserSummary:
     return UserSummary(
         username=actor.name, display_name=actor.name, role=actor.role, department=actor.department
     )
+
+
+def _refusal(code: int, error: AccountError) -> HTTPException:
+    """An account refusal a page can show in its language: ``detail`` = {code, message}."""
+    return HTTPException(code, {"code": error.code, "message": str(error)})
+
+
+@router.post(
+    "/auth/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        403: {"description": "the current password is wrong, or the caller is a config token"},
+        422: {"description": "the new password breaks a rule; detail.code names it"},
+        **_LIMITED,
+    },
+)
+def change_own_password(
+    body: OwnPasswordChange,
+    request: Request,
+    authenticated: IdentifiedDep,
+    accounts: AccountsDep,
+) -> None:
+    """Change your own password. A wrong current password counts as a failed login. Your other
+    sessions end; this one goes on, and must_change_password is cleared."""
+    account = authenticated.account
+    if account is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a config token has no password to change")
+    client = request.client.host if request.client else ""
+    try:
+        accounts.change_own_password(
+            account.username,
+            body.current_password,
+            body.new_password,
+            authenticated.session_token,
+            client,
+        )
+    except RateLimited as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after_seconds)},
+        ) from exc
+    except WrongPasswordError as exc:
+        raise _refusal(status.HTTP_403_FORBIDDEN, exc) from exc
+    except AccountError as exc:
+        raise _refusal(status.HTTP_422_UNPROCESSABLE_CONTENT, exc) from exc
 
 
 _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
@@ -290,7 +375,7 @@ def list_users(_admin: AdminDep, accounts: AccountsDep) -> list[UserPublic]:
     status_code=status.HTTP_201_CREATED,
     responses={**_ADMIN_ONLY, 409: {"description": "the user name is taken"}},
 )
-def create_user(body: UserCreate, _admin: AdminDep, accounts: AccountsDep) -> UserPublic:
+def create_user(body: UserCreate, admin: AdminDep, accounts: AccountsDep) -> UserPublic:
     try:
         account = accounts.create_user(
             body.username,
@@ -300,6 +385,7 @@ def create_user(body: UserCreate, _admin: AdminDep, accounts: AccountsDep) -> Us
             body.display_name,
             body.is_head,
             body.must_change_password,
+            actor=admin.name,
         )
     except UserExistsError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
@@ -314,11 +400,11 @@ def create_user(body: UserCreate, _admin: AdminDep, accounts: AccountsDep) -> Us
     responses={**_ADMIN_ONLY, **_NO_USER},
 )
 def set_password(
-    username: str, body: PasswordChange, _admin: AdminDep, accounts: AccountsDep
+    username: str, body: PasswordChange, admin: AdminDep, accounts: AccountsDep
 ) -> None:
     """A new password for the user; their sessions end."""
     try:
-        accounts.set_password(username, body.password, body.must_change_password)
+        accounts.set_password(username, body.password, body.must_change_password, admin.name)
     except UnknownUserError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except AccountError as exc:
@@ -330,9 +416,9 @@ def set_password(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_ADMIN_ONLY, **_NO_USER},
 )
-def deactivate_user(username: str, _admin: AdminDep, accounts: AccountsDep) -> None:
+def deactivate_user(username: str, admin: AdminDep, accounts: AccountsDep) -> None:
     """The user can no longer log in; their sessions end now."""
     try:
-        accounts.deactivate(username)
+        accounts.deactivate(username, admin.name)
     except UnknownUserError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

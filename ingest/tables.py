@@ -380,6 +380,20 @@ class UserSession(Base):
     client: Mapped[str] = mapped_column(String(64), default="")
 
 
+class AccountAudit(Base):
+    """Append-only record of changes to accounts (created, password changed or set, deactivated):
+    who did it, to whom, when and from where. Never a password or a token."""
+
+    __tablename__ = "account_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True, doc="whose account")
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64), doc="who did it: the user, an admin, the CLI")
+    client: Mapped[str] = mapped_column(String(64), default="")
+
+
 class LoginFailure(Base):
     """Failed logins, for rate limiting by user name and by client address across workers."""
 

@@ -50,7 +50,8 @@ from dispatch.api import (
     SessionDep,
     list_cameras,
 )
-from dispatch.config import Department, Role
+from dispatch.auth import IdentifiedDep, PasswordChangeRequired
+from dispatch.config import MIN_PASSWORD_LENGTH, Department, Role
 from dispatch.schemas import CameraPublic, EvidencePublic
 from dispatch.web.feed import FeedHub, feed_router, head_seq, read_entries, scope_of
 from dispatch.web.i18n import LANGUAGE_COOKIE, Translator, pick_language, translator
@@ -84,6 +85,7 @@ from ingest.tables import (
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
+PASSWORD_PAGE = "/account/password"
 AFTER_PHOTO = "after_photo"
 DUE_SOON = timedelta(minutes=30)
 CONSOLE_ROLES = frozenset({Role.DISPATCHER, Role.ADMIN, Role.SUPERVISOR, Role.INTEGRATION})
@@ -115,13 +117,17 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except HTTPException as exc:
-                if exc.status_code != status.HTTP_401_UNAUTHORIZED:
-                    raise
                 target = request.url.path
                 if request.url.query:
                     target += f"?{request.url.query}"
+                if isinstance(exc, PasswordChangeRequired):
+                    page = PASSWORD_PAGE
+                elif exc.status_code == status.HTTP_401_UNAUTHORIZED:
+                    page = "/login"
+                else:
+                    raise
                 return RedirectResponse(
-                    f"/login?next={quote(target, safe='')}", status.HTTP_303_SEE_OTHER
+                    f"{page}?next={quote(target, safe='')}", status.HTTP_303_SEE_OTHER
                 )
 
         return page_handler
@@ -431,6 +437,21 @@ def login_page(request: Request) -> Response:
     # Only a path on this site; the script resolves it against the origin once more.
     return render(
         request, "login.html", None, next_target=local_target(request.query_params.get("next"))
+    )
+
+
+@pages.get(PASSWORD_PAGE)
+def password_page(request: Request, identified: IdentifiedDep) -> Response:
+    """Change one's own password; the only page open while the account must change it."""
+    if identified.account is None:  # a config token has no password
+        return RedirectResponse(_home_of(identified.actor), status.HTTP_303_SEE_OTHER)
+    return render(
+        request,
+        "password.html",
+        identified.actor,
+        must_change=identified.account.must_change_password,
+        next_target=local_target(request.query_params.get("next")),
+        min_length=MIN_PASSWORD_LENGTH,
     )
 
 

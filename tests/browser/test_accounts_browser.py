@@ -15,8 +15,12 @@ if importlib.util.find_spec("playwright") is None and not os.environ.get("CI"):
     )
 
 from playwright.sync_api import Browser, Dialog, Page, Route, expect
+from sqlalchemy import select
 
-from tests.browser.conftest import PASSWORD, LiveSite
+from dispatch.accounts import AccountService
+from dispatch.config import Department, Role
+from ingest.tables import AccountAudit
+from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +38,18 @@ HOSTILE_NEXT = [
     "javascript:alert(document.domain)",
     "java%09script:alert(document.domain)",
 ]
+
+
+def _accounts(site: LiveSite) -> AccountService:
+    accounts: AccountService | None = site.server.app.state.api.accounts
+    assert accounts is not None
+    return accounts
+
+
+def _submit_password(page: Page, expected_status: int) -> None:
+    with page.expect_response("**/api/v1/auth/password") as answer:
+        page.click("#password-submit")
+    assert answer.value.status == expected_status
 
 
 def _log_in(page: Page, username: str, password: str) -> None:
@@ -71,3 +87,92 @@ def test_signing_in_with_a_hostile_next_stays_on_the_site(
             assert not dialogs, f"next={hostile} ran script: {dialogs}"
         finally:
             context.close()
+
+
+def test_a_user_who_must_change_the_password_reaches_nothing_else_until_they_do(
+    browser: Browser, live_site: LiveSite
+) -> None:
+    accounts = _accounts(live_site)
+    first_password = "first-login-password"
+    new_password = "my-own-secret-phrase"
+    accounts.create_user(
+        "newbie",
+        first_password,
+        Role.WORKER,
+        Department.LAW_ENFORCEMENT,
+        must_change_password=True,
+    )
+    other_session = accounts.authenticate("newbie", first_password, "another-device")
+
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    try:
+        page.goto(f"{live_site.url}/worker")
+        _log_in(page, "newbie", first_password)
+        expect(page).to_have_url(f"{live_site.url}/account/password?next=%2Fworker")
+        expect(page.locator("#password-form")).to_be_visible()
+        expect(page.locator("#password-must-change")).to_be_visible()
+        expect(page.locator("header .page-title")).to_have_text("修改密码")
+        page.screenshot(path=screenshot_path("password-change"))
+
+        # Every other page sends them back here; the API refuses, saying why.
+        for path in ("/console", "/", "/worker/cases/1", "/worker"):
+            page.goto(f"{live_site.url}{path}")
+            expect(page).to_have_url(
+                f"{live_site.url}/account/password?next={quote(path, safe='')}"
+            )
+        answer = page.evaluate(
+            """async () => {
+                const r = await fetch('/api/v1/cases', {credentials: 'same-origin'});
+                return {status: r.status, body: await r.json()};
+            }"""
+        )
+        assert answer["status"] == 403
+        assert answer["body"]["detail"]["code"] == "password_change_required"
+
+        # The new password twice, checked before anything is sent; then the server's rules.
+        page.fill("#current-password", first_password)
+        page.fill("#new-password", new_password)
+        page.fill("#confirm-password", new_password + "x")
+        page.click("#password-submit")
+        expect(page.locator("#password-error")).to_have_text("两次输入的新密码不一致")
+        page.fill("#new-password", "short")
+        page.fill("#confirm-password", "short")
+        _submit_password(page, 422)
+        expect(page.locator("#password-error")).to_have_text("新密码至少需要 10 个字符")
+        page.fill("#current-password", "not-the-password")
+        page.fill("#new-password", new_password)
+        page.fill("#confirm-password", new_password)
+        _submit_password(page, 403)
+        expect(page.locator("#password-error")).to_have_text("当前密码不正确")
+
+        page.fill("#current-password", first_password)
+        page.click("#password-submit")
+        expect(page).to_have_url(f"{live_site.url}/worker")
+        expect(page.locator("#queue")).to_be_attached()
+
+        account = accounts.get_user("newbie")
+        assert not account.must_change_password
+        # The session that changed it goes on; every other one has ended.
+        assert accounts.resolve_session(other_session.token) is None
+        with live_site.server.session_factory() as session:
+            entries = list(
+                session.scalars(select(AccountAudit).where(AccountAudit.username == "newbie"))
+            )
+        assert [(e.action, e.actor) for e in entries] == [
+            ("created", "local"),
+            ("password_changed", "newbie"),
+        ]
+
+        # Reachable from the worker view at any time, and the new password is the one.
+        page.click("#change-password")
+        expect(page).to_have_url(f"{live_site.url}/account/password")
+        expect(page.locator("#password-must-change")).to_be_hidden()
+        page.click("#logout")
+        expect(page).to_have_url(f"{live_site.url}/login")
+        _log_in(page, "newbie", first_password)
+        expect(page.locator("#login-error")).to_be_visible()
+        _log_in(page, "newbie", new_password)
+        expect(page).to_have_url(f"{live_site.url}/worker")
+    finally:
+        context.close()

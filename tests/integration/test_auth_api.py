@@ -98,6 +98,7 @@ def test_login_sets_a_strict_httponly_cookie_and_returns_the_user(rig: Rig) -> N
         "display_name": "Li",
         "role": "worker",
         "department": "law_enforcement",
+        "must_change_password": False,
     }
     assert datetime.fromisoformat(body["expires_at"]) == T0 + timedelta(hours=12)
     cookie = response.headers["set-cookie"]
@@ -184,7 +185,87 @@ def test_me_for_a_config_token(rig: Rig) -> None:
         "display_name": "city-brain",
         "role": "integration",
         "department": None,
+        "must_change_password": False,
     }
+
+
+def test_must_change_password_closes_everything_but_the_change_until_it_is_made(
+    rig: Rig,
+) -> None:
+    admin = _bearer(_login(rig.client, "admin"))
+    rig.client.cookies.clear()  # the bearer token, not the cookie (which needs the CSRF header)
+    reset = rig.client.post(
+        "/api/v1/users/officer/password",
+        json={"password": "temporary-password-1", "must_change_password": True},
+        headers=admin,
+    )
+    assert reset.status_code == 204, reset.text
+    rig.client.cookies.clear()
+    login = rig.client.post(
+        "/api/v1/auth/login", json={"username": "officer", "password": "temporary-password-1"}
+    )
+    assert login.json()["user"]["must_change_password"] is True
+    officer = _bearer(login.json()["token"])
+    other_device = _bearer(_login(rig.client, "officer", "temporary-password-1"))
+    rig.client.cookies.clear()
+
+    for url in ("/api/v1/cases", f"/api/v1/cases/{rig.case_id}", "/api/v1/stats"):
+        refused = rig.client.get(url, headers=officer)
+        assert refused.status_code == 403, url
+        assert refused.json()["detail"]["code"] == "password_change_required"
+    assert rig.client.get("/api/v1/auth/me", headers=officer).status_code == 200
+
+    def change(current: str, new: str) -> tuple[int, str]:
+        answer = rig.client.post(
+            "/api/v1/auth/password",
+            json={"current_password": current, "new_password": new},
+            headers=officer,
+        )
+        return answer.status_code, answer.json()["detail"]["code"] if answer.content else ""
+
+    assert change("wrong-password-x", "my-own-password-9") == (403, "wrong_current_password")
+    assert change("temporary-password-1", "short") == (422, "password_too_short")
+    assert change("temporary-password-1", "officer") == (422, "password_too_short")
+    assert change("temporary-password-1", "OFFICER   ") == (422, "password_is_username")
+    assert change("temporary-password-1", "temporary-password-1") == (422, "password_unchanged")
+    assert change("temporary-password-1", "my-own-password-9") == (204, "")
+
+    assert rig.client.get("/api/v1/cases", headers=officer).status_code == 200
+    assert rig.client.get("/api/v1/auth/me", headers=other_device).status_code == 401
+    assert not rig.accounts.get_user("officer").must_change_password
+    assert [(e.action, e.actor) for e in rig.accounts.audit_entries("officer")] == [
+        ("created", "local"),
+        ("password_set", "admin"),
+        ("password_changed", "officer"),
+    ]
+
+
+def test_a_wrong_current_password_counts_as_a_failed_login(rig: Rig) -> None:
+    officer = _bearer(_login(rig.client, "officer"))
+    rig.client.cookies.clear()
+    for _ in range(3):  # login_max_failures
+        answer = rig.client.post(
+            "/api/v1/auth/password",
+            json={"current_password": "guess-guess-guess", "new_password": "my-own-password-9"},
+            headers=officer,
+        )
+        assert answer.status_code == 403
+    answer = rig.client.post(
+        "/api/v1/auth/password",
+        json={"current_password": PASSWORD, "new_password": "my-own-password-9"},
+        headers=officer,
+    )
+    assert answer.status_code == 429
+    assert "retry-after" in answer.headers
+
+
+def test_a_config_token_has_no_password_to_change(rig: Rig) -> None:
+    answer = rig.client.post(
+        "/api/v1/auth/password",
+        json={"current_password": "x", "new_password": "my-own-password-9"},
+        headers=_bearer(INTEGRATION),
+    )
+    assert answer.status_code == 403
 
 
 def test_only_an_admin_manages_users(rig: Rig) -> None:
