@@ -365,10 +365,11 @@ class _BatchWriter:
         self, placed: list[_Placed], first_of: dict[UUID, int], settled: set[UUID]
     ) -> None:
         """Duplicates whose payload differs from the first one's (the one kept)."""
-        kept = {
-            message_id: _comparable(placed[index].event)
-            for message_id, index in first_of.items()
-            if message_id in settled
+        firsts = set(first_of.values())
+        again = {item.event.message_id for index, item in enumerate(placed) if index not in firsts}
+        kept = {  # only ids sent twice in this batch: the hot path dumps nothing extra
+            message_id: _comparable(placed[first_of[message_id]].event)
+            for message_id in again & settled
         }
         earlier = [message_id for message_id in first_of if message_id not in settled]
         if earlier:  # stored by an earlier batch: compare with what the database holds
