@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contracts.acks import AckOutcome, IngestAck
+from contracts.mqtt import BrokerSettings
 from contracts.topics import (
     ROOT,
     ack_topic,
@@ -23,7 +25,11 @@ from contracts.topics import (
     verify_topic,
     violation_topic,
 )
+from ingest.config import IngestSettings
+from ingest.consumer import IngestConsumer
 from tests.conftest import REPO_ROOT, free_port
+from tests.factories import GATEWAY, EventFactory, make_ingest, make_registry, migrated_database
+from tests.factories import SITE as REGISTRY_SITE
 from tests.integration.test_mosquitto_acl import (
     DEPLOY,
     DYNSEC_PLUGIN,
@@ -49,6 +55,8 @@ def site_config(path: Path) -> None:
         for gateway, camera in (("gw-a", "cam-1"), ("gw-b", "cam-9"))
     ]
     sites = [{"id": SITE, "timezone": "Asia/Shanghai", "gateways": gateways}]
+    # And tests.factories' sites, whose events the real ingest consumer can store.
+    sites += [site.model_dump(mode="json", exclude_none=True) for site in make_registry().sites]
     path.write_text(yaml.safe_dump({"sites": sites}))
 
 
@@ -181,3 +189,39 @@ def test_a_department_reads_only_its_own_cases(login: Login) -> None:
 
     ingest.publish("civicwatch/v1/dispatch/fire_rescue/cases", b"case")
     assert fire.next_message() == ("civicwatch/v1/dispatch/fire_rescue/cases", b"case")
+
+
+def test_the_ingest_consumer_stores_and_answers_through_the_plugin(
+    dynsec_broker: tuple[int, dict[str, str]], login: Login, tmp_path: Path
+) -> None:
+    """The real consumer, in a shared group: every filter it subscribes to is granted, a
+    gateway's event is stored, and the gateway gets its answer."""
+    port, passwords = dynsec_broker
+    broker = BrokerSettings(port=port, username="ingest", password=passwords["ingest"])
+    gateway = login(GATEWAY)
+    assert not gateway.subscribe(ack_topic(REGISTRY_SITE, GATEWAY)).is_failure
+    with migrated_database(f"sqlite:///{tmp_path / 'ingest.db'}") as (_engine, sessions):
+        rig = make_ingest(sessions, tmp_path / "evidence")
+        consumer = IngestConsumer(
+            broker,
+            IngestSettings(
+                client_id="ingest-dynsec",
+                shared_group="civicwatch-prod",
+                evidence_dir=tmp_path / "evidence",
+            ),
+            rig.service,
+            rig.registry,
+            rig.metrics,
+        )
+        consumer.start()
+        try:
+            assert consumer.ready.wait(10), "the plugin refused one of ingest's subscriptions"
+            factory = EventFactory()
+            event = factory.event()
+            assert not gateway.publish(factory.topic, event.to_wire()).is_failure
+            topic, payload = gateway.next_message()
+        finally:
+            consumer.stop()
+    ack = IngestAck.model_validate_json(payload)
+    assert topic == ack_topic(REGISTRY_SITE, GATEWAY)
+    assert (ack.message_id, ack.outcome) == (event.message_id, AckOutcome.STORED)
