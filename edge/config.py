@@ -224,11 +224,12 @@ class HealthSettings(_Settings):
 
 class RedactionSettings(_Settings):
     blur_faces: bool = Field(default=True, description="send a face-blurred copy for the console")
-    search_width: int = Field(
-        default=256,
+    search_size: int = Field(
+        default=128,
         ge=64,
-        description="the face detector looks at each frame scaled down to this width; the "
-        "detected people's heads are hidden at full size whatever it is",
+        le=640,
+        description="the face detector looks at each frame with its longer side scaled down to "
+        "this many pixels (near faces); the detected people's heads are hidden whatever it is",
     )
     face_confidence: float = Field(
         default=0.3, gt=0, lt=1, description="the face detector's score that counts as a face"

