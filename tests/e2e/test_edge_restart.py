@@ -109,6 +109,7 @@ def test_the_bus_still_in_the_fire_lane_after_a_restart_continues_its_case(demo:
     assert case["object_class"] == "bus"
     first, again = case["violation_ids"]
     assert first == before["violation_id"] == case["violation_id"]
+    assert not case["chain_broken"], "each violation's frames chain on their own"
     reasons = [step["reason"] for step in detail["transitions"]]
     assert f"merged violation {again} from camera {CAMERA} (same spot)" in reasons, reasons
     assert len(detail["evidence"]) > len(before["evidence"]), "the restart's frames join the case"
