@@ -16,7 +16,7 @@ from contracts.sites import SiteRegistry
 from contracts.topics import VERIFY_RESULT_CHANNEL, parse_camera_topic
 from contracts.verification import VerificationResult
 from ingest.evidence_store import EvidenceStore
-from ingest.validation import Refusal, RefusalReason, describe_errors
+from ingest.validation import Refusal, RefusalReason, check_nesting, describe_errors
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def parse_verification_result(
             RefusalReason.OVERSIZE,
             f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}",
         )
+    check_nesting(payload)  # json.loads below raised RecursionError on deep nesting
     try:
         result = VerificationResult.model_validate_json(payload)
     except ValidationError as exc:
@@ -68,8 +69,8 @@ def parse_verification_result(
 def _refusal(payload: bytes, exc: ValidationError) -> Refusal:
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as decode_error:
-        return Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {decode_error}")
+    except ValueError as decode_error:  # also bad UTF-8 and integers too long to convert
+        return Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {decode_error}"[:400])
     if not isinstance(document, dict):
         return Refusal(
             RefusalReason.MALFORMED_JSON, f"expected a JSON object, got {type(document).__name__}"

@@ -18,15 +18,19 @@ from sqlalchemy import insert
 from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.server import build_server
 from contracts.acks import AckOutcome
+from contracts.topics import verify_result_topic
 from ingest.config import IngestSettings
 from ingest.tables import Event, Evidence, SequenceGap
-from ingest.validation import MAX_JSON_DEPTH, RefusalReason
+from ingest.validation import MAX_JSON_DEPTH, Refusal, RefusalReason
+from ingest.verification import parse_verification_result
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     CAMERA,
+    GATEWAY,
     OTHER_CAMERA,
     OTHER_GATEWAY,
     OTHER_SITE,
+    SITE,
     T0,
     EventFactory,
     IngestRig,
@@ -43,6 +47,7 @@ start_consumer = consumer_tests.start_consumer
 stored_events = consumer_tests.stored_events
 wait_until = consumer_tests.wait_until
 
+MAX_PAYLOAD = 1024 * 1024
 NESTED = b'{"a":' * 1100 + b"1" + b"}" * 1100
 
 
@@ -294,3 +299,10 @@ def test_a_png_frame_declared_png_is_stored_as_png(rig: IngestRig) -> None:
         row = session.get(Evidence, hashlib.sha256(png).hexdigest())
         assert row is not None
         assert row.content_type == "image/png"
+
+
+def test_a_nested_verification_answer_is_refused_before_parsing() -> None:
+    topic = verify_result_topic(SITE, GATEWAY, CAMERA)
+    with pytest.raises(Refusal) as refused:
+        parse_verification_result(topic, NESTED, make_registry(), MAX_PAYLOAD)
+    assert refused.value.reason is RefusalReason.NESTING
