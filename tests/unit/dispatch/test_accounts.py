@@ -27,6 +27,7 @@ from dispatch.accounts import (
     RateLimited,
     UnknownUserError,
     UserExistsError,
+    WrongPasswordError,
 )
 from dispatch.config import Department, Role
 from dispatch.workflow import PERMISSIONS, Action
@@ -185,6 +186,31 @@ def test_new_password_ends_sessions(accounts: AccountService) -> None:
     with pytest.raises(LoginRefused):
         accounts.authenticate("officer", PASSWORD, "10.0.0.1")
     assert accounts.authenticate("officer", "a different passphrase", "10.0.0.1").token
+
+
+def test_own_change_keeps_this_session_ends_the_others_and_is_audited(
+    accounts: AccountService, clock: FixedClock
+) -> None:
+    accounts.set_password("officer", "set-by-the-admin", must_change=True, actor="admin")
+    here = accounts.authenticate("officer", "set-by-the-admin", "10.0.0.1").token
+    elsewhere = accounts.authenticate("officer", "set-by-the-admin", "10.0.0.2").token
+    assert accounts.get_user("officer").must_change_password
+    with pytest.raises(WrongPasswordError):
+        accounts.change_own_password("officer", "a-guess-a-guess", "mine-and-only-mine", here)
+    clock.advance(minutes=1)
+    accounts.change_own_password(
+        "officer", "set-by-the-admin", "mine-and-only-mine", here, "10.0.0.1"
+    )
+    assert accounts.resolve_session(here) is not None
+    assert accounts.resolve_session(elsewhere) is None
+    assert not accounts.get_user("officer").must_change_password
+    accounts.deactivate("officer", actor="admin")
+    assert [(e.action, e.actor, e.client, e.at) for e in accounts.audit_entries("officer")] == [
+        ("created", "local", "", T0),
+        ("password_set", "admin", "", T0),
+        ("password_changed", "officer", "10.0.0.1", T0 + timedelta(minutes=1)),
+        ("deactivated", "admin", "", T0 + timedelta(minutes=1)),
+    ]
 
 
 def test_logout_ends_the_session(accounts: AccountService) -> None:
