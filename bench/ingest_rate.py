@@ -14,7 +14,8 @@ Measured, each ``--repeats`` times (median and spread reported):
 
 The workload is realistic in shape: 1,000 cameras, each violation an opened, two updated and a
 cleared message, half of them with a plate, one ~1.5 KB evidence frame per message (random
-bytes standing in for a JPEG: ingest hashes and files evidence, it never decodes it).
+bytes after a JPEG's magic number standing in for a JPEG: ingest checks the type, hashes and
+files evidence, it never decodes it).
 
     .venv/bin/python -m bench.ingest_rate [--events 20000] [--repeats 3] [--quick]
 
@@ -83,6 +84,7 @@ RECEIVE_MAXIMUM = 4_000  # the collector's; ingest workers run with their defaul
 MAX_INFLIGHT = int(os.environ.get("BENCH_MAX_INFLIGHT", "0"))  # 0: no broker-side cap
 ZONE = "kerb"
 _SQUARE = [[0.0, 0.0], [100.0, 0.0], [100.0, 100.0], [0.0, 100.0]]
+_JPEG_START = b"\xff\xd8\xff\xe0"  # a JPEG's magic number and APP0 marker
 _PHASES = (Phase.OPENED, Phase.UPDATED, Phase.UPDATED, Phase.CLEARED)
 _PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
@@ -149,7 +151,7 @@ def build_workload(registry: SiteRegistry, events: int, seed: int) -> list[Messa
             violation[index] = (uuid.uuid4(), plate)
         violation_id, plate = violation[index]
         at = start + timedelta(seconds=n // len(cameras))
-        image = os.urandom(1500)
+        image = _JPEG_START + os.urandom(1500 - len(_JPEG_START))  # the contract checks the type
         event = ViolationEvent(
             message_id=uuid.uuid4(),
             violation_id=violation_id,
