@@ -8,10 +8,11 @@ scripts from this origin only, never inline ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, status
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
@@ -50,9 +51,18 @@ def install_api_docs(app: FastAPI) -> None:
     def swagger_ui() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.get(DOCS_URL + "/{name}", include_in_schema=False)
-    def swagger_asset(name: str) -> FileResponse:
-        media_type = ASSETS.get(name)
-        if media_type is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "not found")
-        return FileResponse(folder / name, media_type=media_type)
+    # One fixed route per asset: no path parameter, so nothing a request names reaches the disk.
+    for name, media_type in ASSETS.items():
+        app.add_api_route(
+            f"{DOCS_URL}/{name}",
+            _asset_route(folder / name, media_type),
+            methods=["GET"],
+            include_in_schema=False,
+        )
+
+
+def _asset_route(path: Path, media_type: str) -> Callable[[], FileResponse]:
+    def swagger_asset() -> FileResponse:
+        return FileResponse(path, media_type=media_type)
+
+    return swagger_asset
