@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.server import build_server
 from contracts.acks import AckOutcome
 from contracts.topics import verify_result_topic
 from ingest.config import IngestSettings
+from ingest.store import MAX_SEQUENCE_JUMP
 from ingest.tables import Event, Evidence, SequenceGap
 from ingest.validation import MAX_JSON_DEPTH, Refusal, RefusalReason
 from ingest.verification import parse_verification_result
@@ -186,7 +187,7 @@ def test_absurd_sequence_jumps_are_refused_and_never_break_later_batches(
 
 
 def test_a_gauge_refresh_over_old_huge_gaps_neither_overflows_nor_stops_the_start(
-    mosquitto: MosquittoProcess, rig: IngestRig, caplog: pytest.LogCaptureFixture
+    mosquitto: MosquittoProcess, rig: IngestRig
 ) -> None:
     """Gaps an older version stored (before jumps were refused) must not keep ingest down."""
     with rig.session_factory.begin() as session:
@@ -196,8 +197,17 @@ def test_a_gauge_refresh_over_old_huge_gaps_neither_overflows_nor_stops_the_star
             )
     consumer = start_consumer(mosquitto, rig, "ingest-huge-gaps")  # start() refreshes the gauge
     consumer.stop()
-    missing = rig.metrics.value("civicwatch_ingest_sequence_missing")
-    assert 0 < missing < 2**63  # a bounded count, not an overflow or a crash
+    # Each old gap counts as the most a gap can now be: bounded, no overflow, no crash.
+    assert rig.metrics.value("civicwatch_ingest_sequence_missing") == 2 * MAX_SEQUENCE_JUMP
+    failures = {"metric": "sequence_missing"}
+    assert rig.metrics.value("civicwatch_ingest_metric_refresh_failures_total", failures) == 0
+
+    with rig.session_factory.begin() as session:  # now the refresh itself fails
+        session.execute(text("DROP TABLE sequence_gaps"))
+    consumer = start_consumer(mosquitto, rig, "ingest-huge-gaps")  # still starts
+    consumer.stop()
+    assert rig.metrics.value("civicwatch_ingest_metric_refresh_failures_total", failures) == 1
+    assert rig.metrics.value("civicwatch_ingest_sequence_missing") == 2 * MAX_SEQUENCE_JUMP
 
 
 def test_a_conflicting_duplicate_keeps_the_first_and_is_counted_and_logged(
