@@ -146,6 +146,20 @@ class IngestConsumer:
         first_line = (str(exc).splitlines() or [""])[0]
         self._last_failure = f"{type(exc).__name__}: {first_line}"[:300]
 
+    def _count_poison(self, answers: list[IngestAck | None]) -> None:
+        """A batch whose messages the database all refused for good failed, as a whole: one
+        poison message is its own fault, every message batch after batch is the writer's."""
+        refused = [
+            ack.reason
+            for ack in answers
+            if ack is not None and ack.reason.startswith(RefusalReason.STORE_FAILED)
+        ]
+        if refused and not any(ack is not None and ack.settled for ack in answers):
+            self._failures_in_a_row += 1
+            self._last_failure = f"every message refused, e.g. {refused[0]}"[:300]
+        else:
+            self._failures_in_a_row = 0
+
     def start(self) -> None:
         self._stopping.clear()
         self._service.refresh_missing_gauge()
@@ -264,7 +278,7 @@ class IngestConsumer:
                 except _Stopping:
                     return
             else:
-                self._failures_in_a_row = 0
+                self._count_poison(answers)
             for received, ack in zip(batch, answers, strict=True):
                 # After a reconnect the broker redelivers what the old connection did not ack;
                 # acking an old mid on the new connection could settle a different message.

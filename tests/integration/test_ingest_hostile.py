@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,12 @@ from PIL import Image
 from sqlalchemy import insert, text
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
-from civicwatch.server import build_server
+from civicwatch.server import build_server, ingest_readiness
 from contracts.acks import AckOutcome
 from contracts.topics import verify_result_topic
 from ingest.config import IngestSettings
-from ingest.store import MAX_SEQUENCE_JUMP
+from ingest.consumer import FAILING_AFTER
+from ingest.store import MAX_SEQUENCE_JUMP, OpenedCase, RouteDecision
 from ingest.tables import Event, Evidence, SequenceGap
 from ingest.validation import MAX_JSON_DEPTH, Refusal, RefusalReason
 from ingest.verification import parse_verification_result
@@ -36,7 +38,9 @@ from tests.factories import (
     EventFactory,
     IngestRig,
     jpeg_bytes,
+    make_ingest,
     make_registry,
+    migrated_database,
 )
 from tests.integration import test_ingest_consumer as consumer_tests
 
@@ -316,3 +320,31 @@ def test_a_nested_verification_answer_is_refused_before_parsing() -> None:
     with pytest.raises(Refusal) as refused:
         parse_verification_result(topic, NESTED, make_registry(), MAX_PAYLOAD)
     assert refused.value.reason is RefusalReason.NESTING
+
+
+def test_a_writer_that_refuses_every_message_as_poison_is_not_ready(
+    mosquitto: MosquittoProcess, database_url: str, tmp_path: Path, edge: Edge
+) -> None:
+    """Not transient, so nothing is retried: each message is refused alone (store_failed).
+    One such message is its own fault; every message, batch after batch, is the writer's."""
+
+    def broken_routing(_cases: Sequence[OpenedCase]) -> list[RouteDecision]:
+        raise RuntimeError("routing is broken")
+
+    with migrated_database(database_url) as (_engine, sessions):
+        broken = make_ingest(sessions, tmp_path / "evidence", route_cases=broken_routing)
+        consumer = start_consumer(mosquitto, broken, "ingest-poisoned")
+        try:
+            factory = EventFactory()
+            for _ in range(FAILING_AFTER):  # one batch each: the ack comes after the batch
+                event = factory.event(frames=1)
+                edge.publish(factory.topic, event.to_wire())
+                ack = edge.next_ack()
+                assert ack.message_id == event.message_id
+                assert ack.reason.startswith(RefusalReason.STORE_FAILED)
+            problems = ingest_readiness([consumer])
+            assert len(problems) == 1
+            assert "cannot store" in problems[0]
+            assert "routing is broken" in problems[0]
+        finally:
+            consumer.stop()
