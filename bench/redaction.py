@@ -19,6 +19,7 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -165,10 +166,11 @@ def main() -> None:
         opened = events(detector, args.events, Path(folder))
     frames = [len(event.evidence) for event in opened]
     ours.redact(np.zeros((576, 768, 3), np.uint8))  # the first inference compiles
+    sealer = EvidenceSealer(ours)  # as the pipeline seals: the event's frames side by side
     paths: dict[str, Callable[[Opened], object]] = {
-        "heads_and_centerface": lambda e: [
-            ours.redacted_copy(f, e.people.at(f.captured_at), e.subject) for f in e.evidence
-        ],
+        "heads_and_centerface": lambda e: sealer.seal(
+            uuid.uuid4(), Phase.OPENED, e.evidence, e.people, e.subject
+        ),
         "haar_baseline": lambda e: [haar.redacted_copy(f) for f in e.evidence],
     }
     wall: dict[str, list[float]] = {name: [] for name in paths}

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import queue
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.resources import files
+from typing import Any
 from uuid import UUID
 
 import cv2
@@ -50,6 +53,7 @@ HEAD_SHARE_OF_WIDTH = 0.75
 HEAD_MARGIN = 0.15  # hair and a head leaning out of the box
 FACE_MARGIN = 0.25  # round a detected face
 MIN_BLOCKS = 4  # a region is pixelated to at most this many blocks across its shorter side
+PARALLEL_FRAMES = 2  # evidence frames redacted at once: a gateway's two cores
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels
 
@@ -197,10 +201,13 @@ class CenterFace:
         core = openvino.Core()
         model = core.read_model(str(path))
         model.reshape({model.inputs[0].get_any_name(): [1, 3, self._side, self._side]})
+        # One stream of one thread per parallel frame (EvidenceSealer's workers), no more.
         self._compiled = core.compile_model(
-            model, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"}
+            model, "CPU", {"NUM_STREAMS": PARALLEL_FRAMES, "INFERENCE_NUM_THREADS": PARALLEL_FRAMES}
         )
-        self._request = self._compiled.create_infer_request()
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(PARALLEL_FRAMES):
+            self._requests.put(self._compiled.create_infer_request())
 
     def faces(self, image: Image) -> list[Box]:
         """Each face found, as x1 y1 x2 y2 in the image's pixels."""
@@ -210,7 +217,11 @@ class CenterFace:
         canvas = np.zeros((self._side, self._side, 3), np.uint8)
         canvas[:h, :w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         blob = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32)
-        heat, sizes, offsets, _ = self._request.infer({0: blob}).values()
+        request = self._requests.get()
+        try:
+            heat, sizes, offsets, _ = request.infer({0: blob}).values()
+        finally:
+            self._requests.put(request)
         ys, xs = np.nonzero(heat[0, 0] > self._settings.face_confidence)
         if not len(ys):
             return []
@@ -287,6 +298,9 @@ class EvidenceSealer:
     def __init__(self, redactor: FaceRedactor | None) -> None:
         self._redactor = redactor
         self._chains: dict[UUID, str] = {}
+        # An event's frames are redacted side by side: decoding, the face model and encoding
+        # release the GIL, so a two-core gateway opens the event in about half the time.
+        self._workers = ThreadPoolExecutor(PARALLEL_FRAMES, thread_name_prefix="redaction")
 
     def seal(
         self,
@@ -298,14 +312,21 @@ class EvidenceSealer:
     ) -> list[EvidenceFrame]:
         """``people``: the camera's person boxes by frame time; ``subject``: the box the
         close-ups are cropped round (the event's object)."""
+        redactor = self._redactor
+        copies: list[RedactedCopy | None] = [None] * len(evidence)
+        if redactor is not None:
+            copies = list(
+                self._workers.map(
+                    lambda f: redactor.redacted_copy(
+                        f, people.at(f.captured_at) if people is not None else None, subject
+                    ),
+                    evidence,
+                )
+            )
         chain = self._chains.get(violation_id, GENESIS_CHAIN)
         sealed: list[EvidenceFrame] = []
-        for frame in evidence:
+        for frame, redacted in zip(evidence, copies, strict=True):
             chain = chain_link(chain, frame.sha256)
-            redacted = None
-            if self._redactor is not None:
-                seen = people.at(frame.captured_at) if people is not None else None
-                redacted = self._redactor.redacted_copy(frame, seen, subject)
             sealed.append(frame.model_copy(update={"chain_sha256": chain, "redacted": redacted}))
         if phase is Phase.CLEARED:
             self._chains.pop(violation_id, None)
