@@ -12,7 +12,10 @@ from pydantic import ValidationError
 from contracts.sites import SiteRegistry
 from contracts.status import CameraStatus, GatewayStatus
 from contracts.topics import ROOT, parse_camera_topic
-from ingest.validation import Refusal, RefusalReason, describe_errors
+from ingest.validation import Refusal, RefusalReason, check_nesting, describe_errors
+
+MAX_STATUS_BYTES = 16_384
+"""A status is a few hundred bytes; anything near this is not one (checked before parsing)."""
 
 
 def parse_status(
@@ -20,6 +23,12 @@ def parse_status(
 ) -> GatewayStatus | CameraStatus:
     """The status a message carries; raises Refusal when it is malformed or claims another
     identity than its topic, or one the site registry does not know there."""
+    if len(payload) > MAX_STATUS_BYTES:
+        raise Refusal(
+            RefusalReason.OVERSIZE,
+            f"status is {len(payload)} bytes, the limit is {MAX_STATUS_BYTES}",
+        )
+    check_nesting(payload)
     camera_topic = parse_camera_topic(topic)
     try:
         if camera_topic is None:  # civicwatch/v1/{site}/{gateway}/status
