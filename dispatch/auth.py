@@ -270,11 +270,7 @@ def login(
     try:
         session = accounts.authenticate(body.username, body.password, client)
     except RateLimited as exc:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            str(exc),
-            headers={"Retry-After": str(exc.retry_after_seconds)},
-        ) from exc
+        raise _too_many_attempts(exc) from exc
     except LoginRefused as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from exc
     response.set_cookie(
@@ -309,6 +305,14 @@ def me(authenticated: IdentifiedDep) -> UserSummary:
     actor = authenticated.actor
     return UserSummary(
         username=actor.name, display_name=actor.name, role=actor.role, department=actor.department
+    )
+
+
+def _too_many_attempts(limited: RateLimited) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        str(limited),
+        headers={"Retry-After": str(limited.retry_after_seconds)},
     )
 
 
@@ -347,11 +351,7 @@ def change_own_password(
             client,
         )
     except RateLimited as exc:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            str(exc),
-            headers={"Retry-After": str(exc.retry_after_seconds)},
-        ) from exc
+        raise _too_many_attempts(exc) from exc
     except WrongPasswordError as exc:
         raise _refusal(status.HTTP_403_FORBIDDEN, exc) from exc
     except AccountError as exc:
