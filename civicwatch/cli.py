@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from civicwatch import loadgen
+from civicwatch import dynsec, loadgen
 from civicwatch.config import CivicwatchConfig, ConfigError, load_config
 from civicwatch.logformat import LogFormat, configure_logging
 from contracts.sites import GatewayConfig, SiteConfig
@@ -227,12 +227,28 @@ def _parser() -> argparse.ArgumentParser:
     users.add_argument("--config", type=Path, required=True)
     users.set_defaults(handler=_user_list)
 
+    broker_users = commands.add_parser(
+        "broker-users",
+        help="Mosquitto's dynamic-security file: each user's login and topics, from the config",
+    )
+    dynsec.add_arguments(broker_users)
+    broker_users.set_defaults(handler=_broker_users)
+
     load = commands.add_parser(
         "loadgen", help="simulated gateways publish violation events at a set rate"
     )
     loadgen.add_arguments(load)
     load.set_defaults(handler=loadgen.run)
     return parser
+
+
+def _broker_users(args: argparse.Namespace) -> int:
+    try:
+        users = dynsec.write_dynsec(args, os.environ)
+    except (OSError, ValueError) as exc:  # a file or a password: the user's to fix
+        raise CliError(str(exc), EXIT_CONFIG) from exc
+    print(f"{args.out}: {len(users)} clients ({', '.join(users)})")
+    return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:

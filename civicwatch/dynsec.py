@@ -11,11 +11,11 @@ subscriptions included, is denied:
   violations and verification answers, and reads its own acks and verification requests;
 - each department's systems (username = department id) read that department's cases.
 
-    deploy/mosquitto/make-dynsec.sh --config site.yaml --passwords mqtt-passwords \\
-        --out /mosquitto/data/dynamic-security.json
+    civicwatch broker-users --config site.yaml --passwords mqtt-passwords \\
+        --out /mosquitto/data/dynamic-security.json [--password-env ingest=INGEST_MQTT_PASSWORD]
 
-``--passwords`` holds ``username:password`` lines; a user missing there gets a random
-password, appended to that file (mode 0600). Exit status: 0, or 2 (config or file error).
+``--passwords`` holds ``username:password`` lines; a user missing there (and from
+``--password-env``) gets a random password, appended to that file (mode 0600).
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ import hashlib
 import json
 import os
 import secrets
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from civicwatch.config import ConfigError, load_config
+from civicwatch.config import load_config
 from contracts.sites import SiteRegistry
 from contracts.topics import (
     ROOT,
@@ -45,7 +44,6 @@ from contracts.topics import (
 from dispatch.config import Department
 
 INGEST_USER = "ingest"
-EXIT_CONFIG = 2
 # What mosquitto_ctrl uses: PBKDF2-SHA512, 101 rounds, 12 bytes of salt.
 _ITERATIONS = 101
 _SALT_BYTES = 12
@@ -166,34 +164,50 @@ def add_missing_passwords(path: Path, users: Sequence[str]) -> dict[str, str]:
     return passwords | new
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="make-dynsec", description="Mosquitto dynamic-security JSON from the site registry"
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="the civicwatch YAML config")
     parser.add_argument(
         "--passwords", type=Path, required=True, help="username:password lines (random if absent)"
     )
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        topic = config.server.notifications.mqtt.topic_template
-        users = list(roles(config, topic))
-        passwords = add_missing_passwords(args.passwords, users)
-        document = dynsec_config(config, passwords, topic)
-        descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            json.dump(document, file, indent=1)
-    except ConfigError as exc:
-        print(f"make-dynsec: {exc.problems[0]}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (OSError, ValueError) as exc:
-        print(f"make-dynsec: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(f"{args.out}: {len(users)} clients ({', '.join(users)})")
-    return 0
+    parser.add_argument(
+        "--password-env",
+        action="append",
+        default=[],
+        metavar="USER=VARIABLE",
+        help="take USER's password from this environment variable (it wins over --passwords)",
+    )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def passwords_from_env(pairs: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """``USER=VARIABLE`` pairs -> USER's password, read from the environment variable."""
+    passwords = {}
+    for pair in pairs:
+        user, sep, variable = pair.partition("=")
+        if not sep or not user or not variable:
+            raise ValueError(f"--password-env {pair!r}: expected USER=VARIABLE")
+        if not environ.get(variable):
+            raise ValueError(f"--password-env {pair}: ${variable} is not set")
+        passwords[user] = environ[variable]
+    return passwords
+
+
+def write_dynsec(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
+    """Write the plugin's file as ``add_arguments`` describes; the users it holds.
+
+    Raises ConfigError for the config, ValueError or OSError for the other inputs."""
+    config = load_config(args.config)
+    topic = config.server.notifications.mqtt.topic_template
+    users = list(roles(config, topic))
+    given = passwords_from_env(args.password_env, environ)
+    unknown = sorted(set(given) - set(users))
+    if unknown:
+        raise ValueError(f"--password-env: {', '.join(unknown)} is not a user of this config")
+    stored = [user for user in users if user not in given]
+    passwords = add_missing_passwords(args.passwords, stored) | given
+    document = dynsec_config(config, passwords, topic)
+    # The plugin's file holds only hashes, but its roles map the deployment: owner-only too.
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        json.dump(document, file, indent=1)
+    return users

@@ -1,7 +1,8 @@
 """docker-compose.yml stays valid and wired to the files it mounts.
 
 No docker engine runs here; `docker-compose config` parses, interpolates and normalises
-the file without one.
+the file without one. The broker's logins are checked by running what the stack runs: the
+broker-users command (container paths mapped to host folders) and Mosquitto on its file.
 """
 
 from __future__ import annotations
@@ -9,19 +10,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
+import sys
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from civicwatch.config import load_config
+from contracts.topics import ROOT, ack_topic
+from tests.conftest import REPO_ROOT, free_port
+from tests.integration.test_mosquitto_acl import Session, broker_config, running_broker
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 MOSQUITTO_CONF = REPO_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 # The variables the file reads; unset so the test sees the defaults it ships with.
 COMPOSE_VARIABLES = (
-    "MOSQUITTO_PASSWD_FILE",
     "POSTGRES_PASSWORD",
     "INGEST_MQTT_PASSWORD",
     "GATEWAY_MQTT_PASSWORD",
@@ -75,14 +79,94 @@ def test_the_four_services_exist(compose: dict[str, Any]) -> None:
     assert {"mosquitto", "postgres", "server", "edge"} <= set(compose["services"])
 
 
-def test_mosquitto_mounts_what_its_config_names(compose: dict[str, Any]) -> None:
-    mounts = _mounts(compose["services"]["mosquitto"])
+def _host_path(service: dict[str, Any], container_path: str, volumes: Path) -> Path:
+    """Where a service's container path lies on the host: under its bind mount, or for a named
+    volume under ``volumes``/NAME (the docker engine's stand-in)."""
+    path = PurePosixPath(container_path)
+    for target, source in _mounts(service).items():
+        if path.is_relative_to(target):
+            base = Path(source) if source.startswith("/") else volumes / source
+            return base / path.relative_to(target)
+    raise AssertionError(f"{container_path} is on no mount of the service")
+
+
+def test_mosquitto_runs_the_plugin_on_the_file_broker_users_writes(
+    compose: dict[str, Any],
+) -> None:
+    """Production closes the subscription hole by default: the plugin, not the password file
+    and ACL, and its file written into the broker's volume before the broker starts."""
+    services = compose["services"]
+    mosquitto, maker = services["mosquitto"], services["broker-users"]
+    mounts = _mounts(mosquitto)
     conf = _conf_values(MOSQUITTO_CONF.read_text())
 
     assert Path(mounts["/mosquitto/config/mosquitto.conf"]) == MOSQUITTO_CONF
-    assert Path(mounts[conf["acl_file"]]) == REPO_ROOT / "deploy" / "mosquitto" / "acl"
-    assert Path(mounts[conf["password_file"]]).is_file()
     assert conf["persistence_location"].rstrip("/") in mounts
+    assert conf["plugin"] == "/usr/lib/mosquitto_dynamic_security.so"  # eclipse-mosquitto's
+    assert not {"password_file", "acl_file"} & set(conf)  # the fallback stays commented
+    assert maker["command"][:2] == ["civicwatch", "broker-users"]
+    out = maker["command"][maker["command"].index("--out") + 1]
+    volumes = Path("/volumes")
+    assert _host_path(maker, out, volumes) == _host_path(
+        mosquitto, conf["plugin_opt_config_file"], volumes
+    )
+    assert mosquitto["depends_on"]["broker-users"] == {
+        "condition": "service_completed_successfully"
+    }
+    assert maker["restart"] == "no"  # a one-shot: done once it has written the file
+
+
+def test_the_stack_logs_in_with_what_broker_users_writes(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """broker-users' command and environment as the stack runs them, then Mosquitto with the
+    production config on the file it wrote: the server and the edge log in with the passwords
+    the compose file gives them, and the edge cannot join ingest's share group."""
+    services = compose["services"]
+    maker = services["broker-users"]
+    volumes = tmp_path / "volumes"
+    for source in _mounts(maker).values():
+        if not source.startswith("/"):
+            (volumes / source).mkdir(parents=True)
+    args = [
+        str(_host_path(maker, arg, volumes)) if arg.startswith("/") else arg
+        for arg in maker["command"][1:]
+    ]
+    made = subprocess.run(
+        [str(Path(sys.executable).with_name("civicwatch")), *args],
+        env={**os.environ, **maker["environment"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+
+    conf = _conf_values(MOSQUITTO_CONF.read_text())
+    dynsec = _host_path(services["mosquitto"], conf["plugin_opt_config_file"], volumes)
+    port = free_port()
+    config = broker_config(MOSQUITTO_CONF.read_text(), tmp_path, port, dynsec=dynsec)
+    site = load_config(REPO_ROOT / "configs" / "example.yaml").sites[0]
+    with running_broker(tmp_path, config, port):
+        server, edge = (
+            Session(
+                port,
+                services[name]["environment"]["CIVICWATCH_BROKER_USERNAME"],
+                services[name]["environment"]["CIVICWATCH_BROKER_PASSWORD"],
+            )
+            for name in ("server", "edge")
+        )
+        try:
+            for session in (server, edge):
+                assert session.connack is not None
+                assert not session.connack.is_failure, session.connack
+            group = f"$share/civicwatch-demo/{ROOT}/+/+/+/violation"
+            assert not server.subscribe(group).is_failure
+            assert edge.subscribe(group).is_failure
+            assert not edge.subscribe(ack_topic(site.id, site.gateways[0].id)).is_failure
+        finally:
+            server.close()
+            edge.close()
 
 
 def test_host_files_and_build_context_exist(compose: dict[str, Any]) -> None:
@@ -95,7 +179,7 @@ def test_host_files_and_build_context_exist(compose: dict[str, Any]) -> None:
             assert (Path(build["context"]) / build["dockerfile"]).is_file(), name
 
 
-@pytest.mark.parametrize("name", ["server", "edge"])
+@pytest.mark.parametrize("name", ["server", "edge", "broker-users"])
 def test_civicwatch_services_read_a_config_that_exists(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     command = service["command"]

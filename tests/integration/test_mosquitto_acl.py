@@ -1,7 +1,9 @@
-"""The production broker config and ACL pin each gateway to its own topics.
+"""The production broker config's fallback, the password file and ACL, pins each gateway to its
+own topics (production runs the dynamic-security plugin: test_mosquitto_dynsec.py).
 
-Starts a private Mosquitto from deploy/mosquitto/mosquitto.conf (paths and port rewritten)
-with the real deploy/mosquitto/acl and a password file made by mosquitto_passwd.
+Starts a private Mosquitto from deploy/mosquitto/mosquitto.conf (paths and port rewritten, the
+commented fallback lines switched on) with the real deploy/mosquitto/acl and a password file
+made by mosquitto_passwd. The helpers here serve the other broker tests too.
 """
 
 from __future__ import annotations
@@ -81,22 +83,26 @@ def broker_config(
 ) -> str:
     """The production config with this machine's paths and a private port.
 
-    With ``tls_port`` and ``certs`` the production file's commented TLS listener is switched
-    on, with ``dynsec`` (a dynamic-security JSON file) its commented plugin lines instead of
-    the password and ACL files: the test runs the very lines an operator uncomments.
+    With ``dynsec`` (a dynamic-security JSON file) the broker runs the plugin, as production
+    does; without, the documented fallback: the plugin lines commented out and the commented
+    password_file and acl_file lines switched on. With ``tls_port`` and ``certs`` the commented
+    TLS listener is switched on: the test runs the very lines an operator uncomments.
     """
     replacements = {
         "listener 1883": f"listener {port} 127.0.0.1",
         "persistence_location ": f"persistence_location {workdir}/",
-        "password_file ": f"password_file {workdir / 'passwd'}",
-        "acl_file ": f"acl_file {DEPLOY / 'acl'}",
     }
     if dynsec is not None:
         replacements |= {
-            "password_file ": "# password_file: the plugin's clients instead",
-            "acl_file ": "# acl_file: the plugin's roles instead",
-            "#plugin ": f"plugin {DYNSEC_PLUGIN}",
-            "#plugin_opt_config_file ": f"plugin_opt_config_file {dynsec}",
+            "plugin ": f"plugin {DYNSEC_PLUGIN}",
+            "plugin_opt_config_file ": f"plugin_opt_config_file {dynsec}",
+        }
+    else:
+        replacements |= {
+            "plugin ": "# plugin: the fallback's password file and ACL instead",
+            "plugin_opt_config_file ": "# plugin_opt_config_file: likewise",
+            "#password_file ": f"password_file {workdir / 'passwd'}",
+            "#acl_file ": f"acl_file {DEPLOY / 'acl'}",
         }
     if tls_port is not None and certs is not None:
         replacements |= {

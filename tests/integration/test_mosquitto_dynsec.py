@@ -1,19 +1,22 @@
-"""The production broker config with the dynamic-security plugin (deploy/mosquitto/make-dynsec.sh
-from a site registry): subscriptions are checked too, so a gateway can neither read another
-gateway's topics nor join ingest's $share group, and ingest still works."""
+"""The production broker config as shipped, with the dynamic-security plugin (its file made by
+deploy/mosquitto/make-dynsec.sh, i.e. `civicwatch broker-users`, from a site registry):
+subscriptions are checked too, so a gateway can neither read another gateway's topics nor join
+ingest's $share group, and ingest still works."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
 
+from civicwatch.dynsec import hash_password
 from contracts.acks import AckOutcome, IngestAck
 from contracts.mqtt import BrokerSettings
 from contracts.topics import (
@@ -60,44 +63,50 @@ def site_config(path: Path) -> None:
     path.write_text(yaml.safe_dump({"sites": sites}))
 
 
-@pytest.fixture
-def dynsec_broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """The port of a broker running make-dynsec.sh's file, and every user's password."""
+def make_dynsec(workdir: Path, passwords: Mapping[str, str]) -> tuple[Path, dict[str, str]]:
+    """make-dynsec.sh's file for site_config's registry, and every user's password: the users
+    left out of ``passwords`` get random ones from the script."""
     if not DYNSEC_PLUGIN.is_file():
         pytest.fail(f"{DYNSEC_PLUGIN} is missing (Debian package mosquitto)")
-    site_config(tmp_path / "site.yaml")
-    passwords = tmp_path / "mqtt-passwords"
-    passwords.write_text(
-        "".join(f"{user}:{pw}\n" for user, pw in PASSWORDS.items() if user != "gw-b")
+    site_config(workdir / "site.yaml")
+    stored = workdir / "mqtt-passwords"
+    stored.write_text("".join(f"{user}:{pw}\n" for user, pw in passwords.items()))
+    out = workdir / "dynamic-security.json"
+    made = make_dynsec_script(
+        "--config", str(workdir / "site.yaml"), "--passwords", str(stored), "--out", str(out)
     )
-    made = subprocess.run(
-        [
-            str(DEPLOY / "make-dynsec.sh"),
-            "--config",
-            str(tmp_path / "site.yaml"),
-            "--passwords",
-            str(passwords),
-            "--out",
-            str(tmp_path / "dynamic-security.json"),
-        ],
+    assert made.returncode == 0, made.stderr
+    # The script wrote the new passwords down, owner-only, and kept the given ones.
+    assert oct(stored.stat().st_mode & 0o777) == "0o600"
+    written = dict(line.split(":", 1) for line in stored.read_text().splitlines())
+    assert {user: written[user] for user in passwords} == dict(passwords)
+    return out, written
+
+
+def make_dynsec_script(
+    *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DEPLOY / "make-dynsec.sh"), *args],
         cwd=REPO_ROOT,
-        env={**os.environ, "PYTHON": sys.executable},
+        env={**os.environ, **(env or {}), "PYTHON": sys.executable},
         capture_output=True,
         text=True,
         check=False,
     )
-    assert made.returncode == 0, made.stderr
-    # The script made gw-b a random password and wrote it down, owner-only; the test uses it.
-    assert oct(passwords.stat().st_mode & 0o777) == "0o600"
-    written = dict(line.split(":", 1) for line in passwords.read_text().splitlines())
-    assert {user: written[user] for user in PASSWORDS if user != "gw-b"} == {
-        user: pw for user, pw in PASSWORDS.items() if user != "gw-b"
-    }
-    document = json.loads((tmp_path / "dynamic-security.json").read_text())
+
+
+@pytest.fixture
+def dynsec_broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The port of a broker running the production config and make-dynsec.sh's file, and every
+    user's password (gw-b's made up by the script)."""
+    known = {user: pw for user, pw in PASSWORDS.items() if user != "gw-b"}
+    dynsec, written = make_dynsec(tmp_path, known)
+    document = json.loads(dynsec.read_text())
     assert {client["username"] for client in document["clients"]} >= set(PASSWORDS)
     port = free_port()
     production = (DEPLOY / "mosquitto.conf").read_text()
-    config = broker_config(production, tmp_path, port, dynsec=tmp_path / "dynamic-security.json")
+    config = broker_config(production, tmp_path, port, dynsec=dynsec)
     with running_broker(tmp_path, config, port):
         yield port, written
 
@@ -225,3 +234,65 @@ def test_the_ingest_consumer_stores_and_answers_through_the_plugin(
     ack = IngestAck.model_validate_json(payload)
     assert topic == ack_topic(REGISTRY_SITE, GATEWAY)
     assert (ack.message_id, ack.outcome) == (event.message_id, AckOutcome.STORED)
+
+
+def test_passwords_from_the_environment_win_and_stay_out_of_the_file(tmp_path: Path) -> None:
+    """As docker-compose runs it: ingest's and a gateway's passwords come from variables, the
+    users' entries in --passwords are not used, and no variable's secret is written there."""
+    site_config(tmp_path / "site.yaml")
+    stored = tmp_path / "mqtt-passwords"
+    stored.write_text("ingest:stale-ingest-password\n")
+    out = tmp_path / "dynamic-security.json"
+    made = make_dynsec_script(
+        *("--config", str(tmp_path / "site.yaml"), "--passwords", str(stored)),
+        *("--out", str(out), "--password-env", "ingest=TEST_INGEST_PW"),
+        *("--password-env", "gw-a=TEST_GW_A_PW"),
+        env={"TEST_INGEST_PW": "ingest-from-env", "TEST_GW_A_PW": "gw-a-from-env"},
+    )
+    assert made.returncode == 0, made.stderr
+    written = dict(line.split(":", 1) for line in stored.read_text().splitlines())
+    assert written["ingest"] == "stale-ingest-password"
+    assert "gw-a" not in written
+    assert {"gw-b", "fire_rescue"} <= set(written)
+    clients = {c["username"]: c for c in json.loads(out.read_text())["clients"]}
+    for user, password in (("ingest", "ingest-from-env"), ("gw-a", "gw-a-from-env")):
+        salt = base64.b64decode(clients[user]["salt"])
+        assert hash_password(password, salt)["password"] == clients[user]["password"], user
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--password-env", "ingest=TEST_UNSET_MQTT_PW"],
+            "civicwatch: --password-env ingest=TEST_UNSET_MQTT_PW: $TEST_UNSET_MQTT_PW is not set",
+            id="variable-unset",
+        ),
+        pytest.param(
+            ["--password-env", "ingest"],
+            "civicwatch: --password-env 'ingest': expected USER=VARIABLE",
+            id="no-variable",
+        ),
+        pytest.param(
+            ["--password-env", "gw-typo=HOME"],
+            "civicwatch: --password-env: gw-typo is not a user of this config",
+            id="unknown-user",
+        ),
+        pytest.param(
+            ["--out", "/nonexistent-dir/dynamic-security.json"],
+            "civicwatch: [Errno 2] No such file or directory: "
+            "'/nonexistent-dir/dynamic-security.json'",
+            id="unwritable-out",
+        ),
+    ],
+)
+def test_broker_users_errors_are_one_line_with_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    site_config(tmp_path / "site.yaml")
+    made = make_dynsec_script(
+        *("--config", str(tmp_path / "site.yaml"), "--passwords", str(tmp_path / "pw")),
+        *("--out", str(tmp_path / "out.json"), *args),
+        env={"TEST_UNSET_MQTT_PW": ""},
+    )
+    assert (made.returncode, made.stderr.splitlines()) == (2, [message])

@@ -1,7 +1,8 @@
 """MQTT over TLS with a locally generated CA, through the product's own client factory.
 
 deploy/mosquitto/make-certs.sh makes the CA and the broker certificate with the openssl CLI;
-the broker runs deploy/mosquitto/mosquitto.conf with its commented TLS listener switched on.
+the broker runs deploy/mosquitto/mosquitto.conf (the dynamic-security plugin, its file made by
+make-dynsec.sh) with its commented TLS listener switched on.
 Clients are built by contracts.mqtt.make_client from BrokerSettings.tls, as the edge and ingest
 build theirs.
 """
@@ -25,13 +26,8 @@ from pydantic import SecretStr
 from contracts.mqtt import BrokerSettings, TlsSettings, make_client
 from contracts.topics import ROOT, violation_topic
 from tests.conftest import free_port
-from tests.integration.test_mosquitto_acl import (
-    DEPLOY,
-    PASSWORDS,
-    broker_config,
-    running_broker,
-    write_password_file,
-)
+from tests.integration.test_mosquitto_acl import DEPLOY, PASSWORDS, broker_config, running_broker
+from tests.integration.test_mosquitto_dynsec import make_dynsec
 
 MAKE_CERTS = DEPLOY / "make-certs.sh"
 WAIT_S = 5.0
@@ -60,10 +56,10 @@ def make_certs(out: Path, *names: str) -> Path:
 @pytest.fixture
 def tls_broker(tmp_path: Path) -> Iterator[TlsBroker]:
     certs = make_certs(tmp_path / "certs", "127.0.0.1", "localhost")
-    write_password_file(tmp_path / "passwd")
+    dynsec, _ = make_dynsec(tmp_path, PASSWORDS)
     plain, tls = free_port(), free_port()
     production = (DEPLOY / "mosquitto.conf").read_text()
-    config = broker_config(production, tmp_path, plain, tls_port=tls, certs=certs)
+    config = broker_config(production, tmp_path, plain, tls_port=tls, certs=certs, dynsec=dynsec)
     with running_broker(tmp_path, config, plain, tls):
         yield TlsBroker(plain, tls, certs)
 
