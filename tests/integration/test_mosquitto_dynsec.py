@@ -274,7 +274,7 @@ def test_passwords_from_the_environment_win_and_stay_out_of_the_file(tmp_path: P
             id="no-variable",
         ),
         pytest.param(
-            ["--password-env", "gw-typo=HOME"],
+            ["--password-env", "gw-typo=TEST_SET_MQTT_PW"],
             "civicwatch: --password-env: gw-typo is not a user of this config",
             id="unknown-user",
         ),
@@ -293,6 +293,6 @@ def test_broker_users_errors_are_one_line_with_exit_2(
     made = make_dynsec_script(
         *("--config", str(tmp_path / "site.yaml"), "--passwords", str(tmp_path / "pw")),
         *("--out", str(tmp_path / "out.json"), *args),
-        env={"TEST_UNSET_MQTT_PW": ""},
+        env={"TEST_UNSET_MQTT_PW": "", "TEST_SET_MQTT_PW": "a-password"},
     )
     assert (made.returncode, made.stderr.splitlines()) == (2, [message])
