@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contracts.acks import IngestAck
-from contracts.mqtt import BrokerSettings, make_client
+from contracts.mqtt import BrokerSettings, make_client, process_client_id
 from contracts.sites import SiteRegistry
 from contracts.status import GatewayStatus
 from contracts.topics import (
@@ -121,7 +121,9 @@ class IngestConsumer:
         self._connection = 0  # counts successful connects
         self._failures_in_a_row = 0
         self._last_failure = ""
-        self.client_id = client_id or settings.client_id or "civicwatch-ingest"
+        # The composition root passes a stable id (the persistent session must outlive a
+        # restart); without one, a per-process id at least never takes over another's session.
+        self.client_id = client_id or settings.client_id or process_client_id("civicwatch-ingest")
         self.ready = threading.Event()  # connected and subscribed
         self._client = make_client(broker, self.client_id)
         self._client.manual_ack_set(True)
