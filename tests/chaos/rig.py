@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from civicwatch.loadgen import read_ledger, simulated_registry, stored_message_ids, write_config
 from ingest.database import make_engine
-from ingest.tables import Case, Event
+from ingest.tables import Case, CaseViolation, Event
 from tests.conftest import MosquittoProcess
 from tests.e2e.harness import CIVICWATCH, Deployment
 
@@ -180,16 +180,24 @@ class ChaosRig:
         return False
 
     def duplicate_cases(self, violation_ids: set[UUID]) -> int:
-        """Violations of this run that do not have exactly one case."""
+        """Violations of this run that do not belong to exactly one case.
+
+        A violation belongs to the case it opened and to the case it was merged into (a
+        restarted edge's new violation on a spot still open continues that case).
+        """
+        cases_of: dict[UUID, set[int]] = {violation: set() for violation in violation_ids}
         with self._engine.connect() as connection:
-            counts = dict(
-                connection.execute(
-                    select(Case.violation_id, func.count())
-                    .where(Case.violation_id.in_(violation_ids))
-                    .group_by(Case.violation_id)
-                ).all()
+            opened = connection.execute(
+                select(Case.violation_id, Case.id).where(Case.violation_id.in_(violation_ids))
             )
-        return sum(1 for violation in violation_ids if counts.get(violation, 0) != 1)
+            linked = connection.execute(
+                select(CaseViolation.violation_id, CaseViolation.case_id).where(
+                    CaseViolation.violation_id.in_(violation_ids)
+                )
+            )
+            for violation, case_id in [*opened, *linked]:
+                cases_of[violation].add(case_id)
+        return sum(1 for cases in cases_of.values() if len(cases) != 1)
 
     def historical(self, message_ids: set[UUID]) -> int:
         with self._engine.connect() as connection:
