@@ -12,7 +12,13 @@ from pydantic import ValidationError
 from contracts.sites import SiteRegistry
 from contracts.status import CameraStatus, GatewayStatus
 from contracts.topics import ROOT, parse_camera_topic
-from ingest.validation import Refusal, RefusalReason, check_nesting, describe_errors
+from ingest.validation import (
+    Refusal,
+    RefusalReason,
+    check_nesting,
+    describe_errors,
+    registered_camera,
+)
 
 MAX_STATUS_BYTES = 16_384
 """A status is a few hundred bytes; anything near this is not one (checked before parsing)."""
@@ -80,16 +86,4 @@ def _check_camera(
             RefusalReason.TOPIC_MISMATCH,
             f"payload site/gateway/camera {'/'.join(said)} differs from topic {topic!r}",
         )
-    found = registry.camera(status.camera_id)
-    if found is None:
-        raise Refusal(
-            RefusalReason.UNKNOWN_CAMERA,
-            f"camera {status.camera_id!r} is not in the site registry",
-        )
-    site, gateway, _camera = found
-    if (site.id, gateway.id) != (status.site_id, status.gateway_id):
-        raise Refusal(
-            RefusalReason.TOPIC_MISMATCH,
-            f"camera {status.camera_id!r} belongs to {site.id}/{gateway.id}, "
-            f"not {status.site_id}/{status.gateway_id}",
-        )
+    registered_camera(registry, status.site_id, status.gateway_id, status.camera_id)

@@ -11,7 +11,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from contracts.events import EVIDENCE_TYPE_ERROR, SUPPORTED_MAJOR, ViolationEvent
-from contracts.sites import SiteRegistry, ZoneConfig
+from contracts.sites import CameraConfig, SiteRegistry, ZoneConfig
 from contracts.topics import parse_camera_topic
 
 
@@ -139,23 +139,36 @@ def _diagnose(payload: bytes) -> ViolationEvent:
         raise _refusal_from_validation(exc, message_id) from exc
 
 
-def zone_of_camera(registry: SiteRegistry, event: ViolationEvent) -> ZoneConfig:
-    """The registered zone the event names, after checking the camera sits where it claims."""
-    found = registry.camera(event.camera_id)
+def registered_camera(
+    registry: SiteRegistry,
+    site_id: str,
+    gateway_id: str,
+    camera_id: str,
+    message_id: UUID | None = None,
+) -> CameraConfig:
+    """The registry's camera, after checking it sits at the site and gateway a message claims."""
+    found = registry.camera(camera_id)
     if found is None:
         raise Refusal(
             RefusalReason.UNKNOWN_CAMERA,
-            f"camera {event.camera_id!r} is not in the site registry",
-            event.message_id,
+            f"camera {camera_id!r} is not in the site registry",
+            message_id,
         )
     site, gateway, camera = found
-    if (site.id, gateway.id) != (event.site_id, event.gateway_id):
+    if (site.id, gateway.id) != (site_id, gateway_id):
         raise Refusal(
             RefusalReason.TOPIC_MISMATCH,
-            f"camera {camera.id!r} belongs to {site.id}/{gateway.id}, "
-            f"not {event.site_id}/{event.gateway_id}",
-            event.message_id,
+            f"camera {camera_id!r} belongs to {site.id}/{gateway.id}, not {site_id}/{gateway_id}",
+            message_id,
         )
+    return camera
+
+
+def zone_of_camera(registry: SiteRegistry, event: ViolationEvent) -> ZoneConfig:
+    """The registered zone the event names, after checking the camera sits where it claims."""
+    camera = registered_camera(
+        registry, event.site_id, event.gateway_id, event.camera_id, event.message_id
+    )
     zone = camera.zone(event.zone_id)
     if zone is None:
         raise Refusal(
