@@ -302,7 +302,9 @@ def ingest_readiness(consumers: list[IngestConsumer]) -> list[str]:
 def worker_client_ids(settings: IngestSettings) -> list[str]:
     """One stable client id (and so one broker session) per ingest worker; ``settings`` as
     resolve_ingest fills them in."""
-    base = settings.client_id or "civicwatch-ingest"
+    base = settings.client_id
+    if base is None:  # a fixed default would let two servers take each other's session
+        raise ValueError("ingest has no client id: pass the settings through resolve_ingest")
     if settings.workers == 1:
         return [base]
     return [f"{base}-{number}" for number in range(1, settings.workers + 1)]
