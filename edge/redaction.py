@@ -40,10 +40,9 @@ from contracts.events import (
 from edge.config import RedactionSettings
 from edge.detections import Detections, FloatArray, Image
 from edge.evidence import CAPTION_HEIGHT
-from edge.rules import margin_region
+from edge.rules import CLOSEUP_MARGIN, margin_region
 
 PERSON = "person"  # the COCO class whose heads are hidden
-CLOSEUP_MARGIN = 0.15  # the close-up's crop round the vehicle (edge.rules' _closeup)
 
 # A standing person's head is about a seventh of their height and half their width; a box the
 # frame cuts at the bottom is short for its width, one cut at a side is narrow for its height,

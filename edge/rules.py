@@ -351,7 +351,7 @@ class DwellRule:
     def _closeup(self, incident: _Incident, sighting: _Sighting) -> EvidenceFrame:
         """The vehicle cropped from the raw frame, enlarged so its plate can be read."""
         at = sighting.frame.timestamp
-        crop = crop_with_margin(sighting.frame.image, sighting.box, margin=0.15)
+        crop = crop_with_margin(sighting.frame.image, sighting.box, margin=CLOSEUP_MARGIN)
         if crop.shape[1] < self._evidence.closeup_min_width:
             scale = self._evidence.closeup_min_width / crop.shape[1]
             size = (self._evidence.closeup_min_width, max(1, round(crop.shape[0] * scale)))
@@ -415,6 +415,10 @@ class DwellRule:
         self._cleared_spots.append(_ClearedSpot(incident.latest.box, frame.timestamp))
         # Dwell ends when the object was last seen, not when the grace ran out.
         return replace(event, dwell_seconds=incident.dwell_at(incident.last_seen))
+
+
+CLOSEUP_MARGIN = 0.15
+"""The close-up's crop round the object, a share of its box (redaction maps faces into it)."""
 
 
 def crop_with_margin(image: Image, box: FloatArray, margin: float) -> Image:
