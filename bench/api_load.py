@@ -2,7 +2,7 @@
 
 For each backend (SQLite, PostgreSQL) a fresh database is migrated and seeded by bulk Core
 INSERTs: ``--cases`` cases spread over 90 days, sites, departments, kinds and states, each with
-its audit trail (register, dispatch; chained by ingest.audit.chain_entries) and two evidence
+its audit trail (register, dispatch; chained by storage.audit.chain_entries) and two evidence
 links to 2,000 stored JPEGs (generated random pixels). The real
 ``civicwatch server`` then runs in its own process (uvicorn, a private Mosquitto for ingest).
 
@@ -14,7 +14,7 @@ evidence images, and a few actions (dispatcher notes, worker accepts). Routes th
 (or refuse a bearer token) are left out and named in the summary.
 
 ``--baseline`` first serves the same database without the indexes added for the console
-(ingest.tables.CONSOLE_INDEXES), then with them: the same mix, before and after, in one run.
+(storage.tables.CONSOLE_INDEXES), then with them: the same mix, before and after, in one run.
 
     .venv/bin/python -m bench.api_load [--cases 100000] [--rate 200] [--seconds 30]
         [--backends sqlite postgresql] [--baseline]
@@ -53,15 +53,15 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from bench.ingest_rate import scratch_database
 from civicwatch.loadgen import Progress
-from civicwatch.server import migrate
 from contracts.events import ViolationKind
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
 from dispatch.config import Department
-from ingest.audit import chain_entries
-from ingest.database import make_engine, make_session_factory
-from ingest.evidence_store import EvidenceStore
-from ingest.tables import (
+from storage.audit import chain_entries
+from storage.database import make_engine, make_session_factory
+from storage.evidence_store import EvidenceStore
+from storage.schema import migrate
+from storage.tables import (
     CONSOLE_INDEXES,
     OPEN_STATES,
     REDACTED_EVIDENCE_INDEX,
@@ -315,7 +315,7 @@ def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) 
 
 
 def set_console_indexes(database_url: str, present: bool) -> None:
-    """Create or drop ingest.tables.CONSOLE_INDEXES (the baseline runs without them)."""
+    """Create or drop storage.tables.CONSOLE_INDEXES (the baseline runs without them)."""
     engine = make_engine(database_url)
     with engine.begin() as connection:
         for index in (*CONSOLE_INDEXES, REDACTED_EVIDENCE_INDEX):

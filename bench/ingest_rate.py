@@ -269,10 +269,10 @@ def _ingest_worker(
     from dispatch.routing import Router
     from ingest.config import IngestSettings
     from ingest.consumer import IngestConsumer
-    from ingest.database import make_engine, make_session_factory
-    from ingest.evidence_store import EvidenceStore
     from ingest.metrics import IngestMetrics
     from ingest.store import IngestService
+    from storage.database import make_engine, make_session_factory
+    from storage.evidence_store import EvidenceStore
 
     logging.basicConfig(level=logging.ERROR)
     registry = SiteRegistry.model_validate_json(registry_json)
@@ -429,8 +429,8 @@ def _progress(label: str) -> None:
 
 
 def _count_stored(database_url: str) -> tuple[int, int]:
-    from ingest.database import make_engine
-    from ingest.tables import Case, Event
+    from storage.database import make_engine
+    from storage.tables import Case, Event
 
     engine = make_engine(database_url)
     try:
@@ -490,7 +490,7 @@ def measure_ingest(
     """Publish while ingest runs; stored rate from first publish to last ack (after commit)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    from civicwatch.server import migrate
+    from storage.schema import migrate
 
     with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
         migrate(url)
@@ -522,7 +522,7 @@ def measure_backlog(
     """Queue ``messages`` at the broker while ingest is away, then time the drain."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    from civicwatch.server import migrate
+    from storage.schema import migrate
 
     with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
         migrate(url)

@@ -292,7 +292,7 @@ def _server(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from civicwatch.server import migrate
+    from storage.schema import migrate
 
     config = load_config(args.config)
     migrate(config.server.database_url)
@@ -305,9 +305,9 @@ PASSWORD_ENV = "CIVICWATCH_PASSWORD"
 
 
 def _accounts(config_path: Path) -> tuple[AccountService, Engine]:
-    from civicwatch.server import upgrade_engine
     from dispatch.accounts import AccountService
-    from ingest.database import make_engine, make_session_factory
+    from storage.database import make_engine, make_session_factory
+    from storage.schema import upgrade_engine
 
     config = load_config(config_path)
     engine = make_engine(config.server.database_url)
@@ -414,9 +414,9 @@ def _where(department: object | None) -> str:
 def _audit_verify(args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
 
-    from ingest.audit import verify_chain
-    from ingest.database import make_engine, make_session_factory
-    from ingest.tables import CaseTransition
+    from storage.audit import verify_chain
+    from storage.database import make_engine, make_session_factory
+    from storage.tables import CaseTransition
 
     config = load_config(args.config)
     engine = make_engine(config.server.database_url)

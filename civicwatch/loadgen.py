@@ -426,8 +426,8 @@ def stored_message_ids(database_url: str, message_ids: Iterable[UUID]) -> set[UU
     """Which of ``message_ids`` ingest's database holds."""
     from sqlalchemy import select
 
-    from ingest.database import make_engine
-    from ingest.tables import Event
+    from storage.database import make_engine
+    from storage.tables import Event
 
     wanted = list(message_ids)
     found: set[UUID] = set()

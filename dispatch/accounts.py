@@ -29,8 +29,8 @@ from dispatch.config import (
     Role,
     account_role_problem,
 )
-from ingest.database import SessionFactory
-from ingest.tables import AccountAudit, LoginFailure, User, UserSession, utcnow
+from storage.database import SessionFactory
+from storage.tables import AccountAudit, LoginFailure, User, UserSession, utcnow
 
 Clock = Callable[[], datetime]
 

@@ -59,9 +59,9 @@ from dispatch.workflow import (
     NotPermittedError,
     Workflow,
 )
-from ingest.database import SessionFactory
-from ingest.evidence_store import EvidenceError, EvidenceStore
-from ingest.tables import (
+from storage.database import SessionFactory
+from storage.evidence_store import EvidenceError, EvidenceStore
+from storage.tables import (
     CameraStatusRow,
     Case,
     CaseEvidence,

@@ -47,9 +47,9 @@ from dispatch.auth import PrincipalDep
 from dispatch.config import SCOPED_ROLES, Department, Role
 from dispatch.notification_settings import NotificationEvent, NotificationSettings
 from dispatch.workflow import Action, Actor
-from ingest.audit import HEAD_ID
-from ingest.database import SessionFactory
-from ingest.tables import AuditCursor, AuditHead, Case, CaseTransition, Notification, utcnow
+from storage.audit import HEAD_ID
+from storage.database import SessionFactory
+from storage.tables import AuditCursor, AuditHead, Case, CaseTransition, Notification, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from dispatch.api import ContextDep, SessionDep
 from dispatch.auth import PrincipalDep
 from dispatch.config import SCOPED_ROLES, Department, Priority, Tier
 from dispatch.workflow import Actor
-from ingest.tables import Case, CaseState
+from storage.tables import Case, CaseState
 
 OPEN311_PREFIX = "/open311/v2"
 MAX_REQUESTS = 1000  # the spec's cap on one answer

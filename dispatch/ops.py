@@ -29,8 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.sites import SiteRegistry
 from contracts.status import CameraHealth, CameraProblem, GatewayState
 from dispatch.logcontext import current_request_id
-from ingest.database import SessionFactory
-from ingest.tables import CameraStatusRow, GatewayStatusRow
+from storage.database import SessionFactory
+from storage.tables import CameraStatusRow, GatewayStatusRow
 
 log = logging.getLogger(__name__)
 

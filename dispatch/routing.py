@@ -19,8 +19,8 @@ from dispatch.config import (
     Tier,
 )
 from dispatch.workflow import Assignment
-from ingest.store import OpenedCase, RouteDecision
-from ingest.tables import Case
+from storage.routing import OpenedCase, RouteDecision
+from storage.tables import Case
 
 DISPATCH_ACTOR = "dispatch"
 

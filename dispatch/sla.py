@@ -30,8 +30,8 @@ from dispatch.config import Clock, Department, RoutingSettings, SlaSettings, Tie
 from dispatch.metrics import DispatchMetrics
 from dispatch.routing import Router
 from dispatch.workflow import Action, Command, Workflow, WorkflowError, system_actor
-from ingest.database import SessionFactory
-from ingest.tables import OPEN_STATES, Case, utcnow
+from storage.database import SessionFactory
+from storage.tables import OPEN_STATES, Case, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from contracts.verification import VerificationRequest as RequestMessage
 from contracts.verification import VerificationResult
 from dispatch.config import VerificationSettings
 from dispatch.workflow import Action, Command, Workflow, system_actor
-from ingest.database import SessionFactory
-from ingest.tables import (
+from storage.database import SessionFactory
+from storage.tables import (
     Case,
     CaseEvidence,
     CaseState,

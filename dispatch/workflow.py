@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from dispatch.config import Department, Role
-from ingest.audit import append_entry
-from ingest.tables import Case, CaseState, CaseTransition, utcnow
+from storage.audit import append_entry
+from storage.tables import Case, CaseState, CaseTransition, utcnow
 
 S = CaseState
 

@@ -34,7 +34,6 @@ from contracts.topics import (
     parse_camera_topic,
 )
 from ingest.config import IngestSettings
-from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler, is_transient
 from ingest.metrics import IngestMetrics
 from ingest.status_intake import parse_status
@@ -42,6 +41,7 @@ from ingest.store import IngestService
 from ingest.subscriptions import ingest_subscriptions, shared
 from ingest.validation import Refusal, RefusalReason
 from ingest.verification import VerificationIntake, VerificationResultHook
+from storage.evidence_store import EvidenceStore
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,12 +53,14 @@ from contracts.acks import AckOutcome
 from contracts.events import GENESIS_CHAIN, Phase, ViolationEvent, chain_link
 from contracts.sites import SiteRegistry, ZoneConfig
 from contracts.status import CameraStatus, GatewayStatus
-from ingest.audit import chain_entries
 from ingest.config import IngestSettings
-from ingest.database import SessionFactory
-from ingest.evidence_store import EvidenceStore
 from ingest.metrics import IngestMetrics
-from ingest.tables import (
+from ingest.validation import Refusal, RefusalReason, zone_of_camera
+from storage.audit import chain_entries
+from storage.database import SessionFactory
+from storage.evidence_store import EvidenceStore
+from storage.routing import CaseRouter, OpenedCase, RouteDecision
+from storage.tables import (
     OPEN_STATES,
     Base,
     CameraSequence,
@@ -75,41 +77,9 @@ from ingest.tables import (
     SequenceGap,
     utcnow,
 )
-from ingest.validation import Refusal, RefusalReason, zone_of_camera
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class OpenedCase:
-    """What routing may look at of a case a batch opens (it has no id yet)."""
-
-    violation_id: UUID
-    kind: str
-    zone_kind: str
-    zone_id: str
-    site_id: str
-    opened_at: datetime  # when the camera saw it: time-of-day rules look at this
-    received_at: datetime  # when ingest stored it: SLA clocks start here
-
-
-@dataclass(frozen=True, slots=True)
-class RouteDecision:
-    """Where an opened case goes; ingest writes it as the case's new -> dispatched step."""
-
-    department: str
-    tier: str
-    priority: str
-    ack_due_at: datetime
-    sla_due_at: datetime  # resolve deadline
-    escalate_to: str | None  # community tier: the department it goes to when its SLA runs out
-    actor: str
-    reason: str  # the audit-trail text of the dispatch
-
-
-CaseRouter = Callable[[Sequence[OpenedCase]], list[RouteDecision]]
-"""Called inside the storing transaction, once a batch, with every case it opens (incidents that
-first became cases); returns one decision per case, in order. Raising rolls the batch back."""
 
 INGEST_ACTOR = "ingest"
 

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from contracts.sites import SiteRegistry
 from contracts.topics import VERIFY_RESULT_CHANNEL, parse_camera_topic
 from contracts.verification import VerificationResult
-from ingest.evidence_store import EvidenceStore
 from ingest.validation import Refusal, RefusalReason, check_nesting, describe_errors
+from storage.evidence_store import EvidenceStore
 
 log = logging.getLogger(__name__)
 

@@ -35,12 +35,13 @@ from contracts.sites import (
 from contracts.topics import violation_topic
 from dispatch.config import ApiToken, Department, Role, RoutingSettings
 from dispatch.routing import Router
-from ingest.database import SessionFactory, make_engine, make_session_factory
-from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
-from ingest.store import CaseRouter, IngestService
-from ingest.tables import CaseEvidence, Evidence
+from ingest.store import IngestService
+from storage.database import SessionFactory, make_engine, make_session_factory
+from storage.evidence_store import EvidenceStore
+from storage.routing import CaseRouter
+from storage.tables import CaseEvidence, Evidence
 
 SITE = "site-a"
 GATEWAY = "gw-a1"
@@ -208,7 +209,7 @@ class EventFactory:
 @contextmanager
 def migrated_database(database_url: str) -> Iterator[tuple[Engine, SessionFactory]]:
     """The database at ``database_url`` brought to the newest schema by the real migrations."""
-    from civicwatch.server import migrate
+    from storage.schema import migrate
 
     migrate(database_url)
     engine = make_engine(database_url)

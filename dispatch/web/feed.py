@@ -28,8 +28,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from dispatch.api import API_PREFIX, PrincipalDep
 from dispatch.config import SCOPED_ROLES
 from dispatch.workflow import Actor
-from ingest.database import SessionFactory
-from ingest.tables import Case, CaseTransition
+from storage.database import SessionFactory
+from storage.tables import Case, CaseTransition
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ from dispatch.workflow import (
     MissingInputError,
     NotPermittedError,
 )
-from ingest.tables import (
+from storage.tables import (
     OPEN_STATES,
     Case,
     CaseEvidence,

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from dispatch.api import API_PREFIX, ContextDep, PrincipalDep, SessionDep
 from dispatch.web.feed import scope_of
-from ingest.tables import Case, utcnow
+from storage.tables import Case, utcnow
 
 DAYS = 14
 

@@ -22,7 +22,7 @@ from contracts.mqtt import make_client
 from contracts.sites import PlanPosition
 from dispatch.config import AccountSettings, ApiSettings, Department, DevUser, Role
 from ingest.config import IngestSettings
-from ingest.tables import Case
+from storage.tables import Case
 from tests.conftest import REPO_ROOT, MosquittoProcess, free_port
 from tests.factories import EventFactory, make_registry
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from dispatch.accounts import AccountService
 from dispatch.config import Department, Role
-from ingest.tables import AccountAudit
+from storage.tables import AccountAudit
 from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path
 
 pytestmark = pytest.mark.browser

@@ -25,7 +25,7 @@ if importlib.util.find_spec("playwright") is None and not os.environ.get("CI"):
 from playwright.sync_api import Browser, Page, ViewportSize, expect
 from sqlalchemy import select
 
-from ingest.tables import CaseEvidence, CaseTransition
+from storage.tables import CaseEvidence, CaseTransition
 from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path
 
 pytestmark = pytest.mark.browser

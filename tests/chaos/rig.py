@@ -24,8 +24,8 @@ from uuid import UUID
 from sqlalchemy import func, select
 
 from civicwatch.loadgen import read_ledger, simulated_registry, stored_message_ids, write_config
-from ingest.database import make_engine
-from ingest.tables import Case, CaseViolation, Event
+from storage.database import make_engine
+from storage.tables import Case, CaseViolation, Event
 from tests.conftest import MosquittoProcess
 from tests.e2e.harness import CIVICWATCH, Deployment
 

@@ -51,7 +51,7 @@ from dispatch.config import (
 )
 from dispatch.workflow import Action, Actor, Command, Workflow
 from ingest.config import IngestSettings
-from ingest.tables import (
+from storage.tables import (
     Case,
     CaseEvidence,
     CaseTransition,

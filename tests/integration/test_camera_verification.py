@@ -40,12 +40,12 @@ from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, GatewayServices
 from edge.redaction import EvidenceSealer
 from edge.verification import VerificationChannel, ZoneVerifier, pump, send
-from ingest.audit import verify_chain
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
-from ingest.database import SessionFactory
-from ingest.tables import Case, CaseEvidence, CaseState, CaseTransition, Evidence
-from ingest.tables import VerificationRequest as RequestRow
+from storage.audit import verify_chain
+from storage.database import SessionFactory
+from storage.tables import Case, CaseEvidence, CaseState, CaseTransition, Evidence
+from storage.tables import VerificationRequest as RequestRow
 from tests.conftest import free_port
 from tests.factories import (
     CAMERA,

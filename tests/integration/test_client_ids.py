@@ -24,8 +24,8 @@ from contracts.acks import AckOutcome, IngestAck
 from contracts.mqtt import make_client, process_client_id
 from contracts.topics import ack_topic
 from ingest.config import IngestSettings
-from ingest.tables import Event
 from ingest.validation import RefusalReason
+from storage.tables import Event
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     GATEWAY,

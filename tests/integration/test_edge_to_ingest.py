@@ -19,7 +19,7 @@ from contracts.events import Phase
 from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
 from ingest.config import IngestSettings
-from ingest.tables import Case, Event
+from storage.tables import Case, Event
 from tests.conftest import MosquittoProcess
 from tests.factories import GATEWAY, SITE, EventFactory, make_registry
 

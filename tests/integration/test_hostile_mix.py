@@ -32,8 +32,8 @@ from contracts.mqtt import make_client
 from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic
 from ingest.config import IngestSettings
-from ingest.tables import CameraStatusRow, Event, GatewayStatusRow
 from ingest.validation import RefusalReason
+from storage.tables import CameraStatusRow, Event, GatewayStatusRow
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     CAMERA,

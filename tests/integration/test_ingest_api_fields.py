@@ -18,7 +18,7 @@ from contracts.status import CameraHealth, CameraProblem, CameraStatus, Detectio
 from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Role
 from dispatch.workflow import Workflow
-from ingest.tables import Case, CaseState
+from storage.tables import Case, CaseState
 from tests.factories import T0, migrated_database
 from tests.unit.ingest.helpers import (
     GATEWAY,

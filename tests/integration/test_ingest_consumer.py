@@ -22,8 +22,8 @@ from contracts.status import CameraHealth, CameraStatus
 from contracts.topics import ack_topic, camera_status_topic
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
-from ingest.tables import CameraStatusRow, Event
 from ingest.validation import RefusalReason
+from storage.tables import CameraStatusRow, Event
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     CAMERA,

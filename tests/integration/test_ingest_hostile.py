@@ -22,10 +22,11 @@ from contracts.acks import AckOutcome
 from contracts.topics import verify_result_topic
 from ingest.config import IngestSettings
 from ingest.consumer import FAILING_AFTER
-from ingest.store import MAX_SEQUENCE_JUMP, OpenedCase, RouteDecision
-from ingest.tables import Event, Evidence, SequenceGap
+from ingest.store import MAX_SEQUENCE_JUMP
 from ingest.validation import MAX_JSON_DEPTH, Refusal, RefusalReason
 from ingest.verification import parse_verification_result
+from storage.routing import OpenedCase, RouteDecision
+from storage.tables import Event, Evidence, SequenceGap
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     CAMERA,

@@ -9,8 +9,8 @@ from uuid import uuid4
 
 from sqlalchemy import Uuid, bindparam, inspect, text
 
-from civicwatch.server import upgrade_engine
-from ingest.database import make_engine
+from storage.database import make_engine
+from storage.schema import upgrade_engine
 
 
 def _migrate(database_url: str, revision: str, down: bool = False) -> None:

@@ -24,8 +24,8 @@ from contracts.mqtt import make_client
 from contracts.topics import ack_topic
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer, violation_subscription
-from ingest.database import SessionFactory
-from ingest.tables import Case, CaseViolation, Event
+from storage.database import SessionFactory
+from storage.tables import Case, CaseViolation, Event
 from tests.conftest import MosquittoProcess
 from tests.factories import T0, migrated_database
 from tests.unit.ingest.helpers import (

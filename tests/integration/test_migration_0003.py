@@ -11,9 +11,9 @@ from uuid import uuid4
 
 from sqlalchemy import Uuid, bindparam, text
 
-from civicwatch.server import upgrade_engine
-from ingest.audit import verify_chain
-from ingest.database import make_engine, make_session_factory
+from storage.audit import verify_chain
+from storage.database import make_engine, make_session_factory
+from storage.schema import upgrade_engine
 
 NOW = "2026-05-04 08:00:00+00:00"
 

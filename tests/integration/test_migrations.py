@@ -9,9 +9,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
-from civicwatch.server import alembic_config, migrate
-from ingest.database import make_engine
-from ingest.tables import Base
+from storage.database import make_engine
+from storage.schema import alembic_config, migrate
+from storage.tables import Base
 
 
 def test_migrations_match_the_declared_schema(database_url: str) -> None:

@@ -38,8 +38,8 @@ from contracts.topics import (
 )
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
-from ingest.tables import CameraStatusRow, Event, GatewayStatusRow
 from ingest.validation import RefusalReason
+from storage.tables import CameraStatusRow, Event, GatewayStatusRow
 from tests.conftest import REPO_ROOT, free_port, wait_for_port
 from tests.factories import (
     CAMERA,

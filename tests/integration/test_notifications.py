@@ -49,8 +49,8 @@ from dispatch.notifications import (
 )
 from dispatch.workflow import Action, Actor, Command, Workflow, system_actor
 from ingest.config import IngestSettings
-from ingest.database import SessionFactory, make_engine, make_session_factory
-from ingest.tables import Case, CaseTransition, Notification, utcnow
+from storage.database import SessionFactory, make_engine, make_session_factory
+from storage.tables import Case, CaseTransition, Notification, utcnow
 from tests.conftest import MosquittoProcess, free_port, wait_for_port
 from tests.factories import (
     API_TOKENS,

@@ -21,8 +21,8 @@ from contracts.sites import SiteRegistry
 from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.workflow import Action, Actor, Command, Workflow
-from ingest.database import SessionFactory
-from ingest.tables import Case
+from storage.database import SessionFactory
+from storage.tables import Case
 from tests.factories import (
     API_TOKENS,
     FIRE_LANE_ZONE,

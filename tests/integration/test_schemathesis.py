@@ -45,8 +45,8 @@ from contracts.status import CameraHealth, CameraProblem, CameraStatus, GatewayS
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from ingest.config import IngestSettings
 from ingest.handler import ViolationHandler
-from ingest.tables import Case as CaseRow
-from ingest.tables import CaseEvidence
+from storage.tables import Case as CaseRow
+from storage.tables import CaseEvidence
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     CAMERA,

@@ -25,7 +25,7 @@ from dispatch.config import AccountSettings, ApiSettings, Department, Role
 from dispatch.web.settings import WebOptions
 from dispatch.web.stats import StatsCache, compute_stats, percentile
 from dispatch.workflow import Action, Command, Workflow, system_actor
-from ingest.tables import CameraStatusRow, Case, CaseEvidence, CaseTransition, Evidence
+from storage.tables import CameraStatusRow, Case, CaseEvidence, CaseTransition, Evidence
 from tests.factories import (
     API_TOKENS,
     FIRE_LANE_ZONE,

@@ -37,7 +37,7 @@ ASYNCAPI = REPO_ROOT / "docs" / "asyncapi.yaml"
 REGENERATE = "run civicwatch schema --out docs/schema"
 
 SERVER_ONLY = ("fastapi", "sqlalchemy", "apscheduler", "alembic", "uvicorn", "starlette")
-OUR_SERVER_SIDE = ("ingest", "dispatch", "civicwatch")
+OUR_SERVER_SIDE = ("storage", "ingest", "dispatch", "civicwatch")
 DETECTION_STACK = ("edge", "cv2", "numpy", "ultralytics", "torch")
 
 # Imports each module named on the command line in turn and reports, per module, the

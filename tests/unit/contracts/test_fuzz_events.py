@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import Phase, ViolationEvent
 from contracts.topics import violation_topic
-from ingest.tables import Case, CaseEvidence, CaseTransition, Event, Evidence
+from storage.tables import Case, CaseEvidence, CaseTransition, Event, Evidence
 from tests.factories import (
     GATEWAY,
     OTHER_CAMERA,

@@ -31,8 +31,8 @@ from dispatch.accounts import (
 )
 from dispatch.config import Department, Role
 from dispatch.workflow import PERMISSIONS, Action
-from ingest.database import SessionFactory
-from ingest.tables import LoginFailure, User, UserSession
+from storage.database import SessionFactory
+from storage.tables import LoginFailure, User, UserSession
 from tests.conftest import REPO_ROOT
 from tests.factories import T0
 

@@ -17,9 +17,9 @@ from sqlalchemy import delete, func, select, text, update
 from civicwatch.cli import EXIT_AUDIT_BROKEN, main
 from dispatch.config import Department, Role
 from dispatch.workflow import Action, Actor, Command, Workflow
-from ingest.audit import verify_chain
-from ingest.database import SessionFactory
-from ingest.tables import AuditHead, Case, CaseTransition
+from storage.audit import verify_chain
+from storage.database import SessionFactory
+from storage.tables import AuditHead, Case, CaseTransition
 from tests.factories import T0, EventFactory, make_ingest, make_registry
 
 WORKER = Actor("officer-1", Role.WORKER, Department.LAW_ENFORCEMENT)
@@ -120,7 +120,7 @@ def test_rewriting_a_row_and_its_hash_fails_at_the_next_row(
     session_factory: SessionFactory, tmp_path: Path
 ) -> None:
     """A forger who also recomputes the edited row's own hash breaks the next row's link."""
-    from ingest.audit import HASHED_FIELDS, entry_hash
+    from storage.audit import HASHED_FIELDS, entry_hash
 
     _write_log(session_factory, tmp_path)
     with session_factory.begin() as session:

@@ -24,7 +24,7 @@ from dispatch.config import (
     Tier,
 )
 from dispatch.routing import DISPATCH_ACTOR, Router
-from ingest.store import OpenedCase, RouteDecision
+from storage.routing import OpenedCase, RouteDecision
 from tests.factories import OTHER_SITE, SITE, make_registry
 
 PARKING = (ViolationKind.ILLEGAL_PARKING, ZoneKind.NO_PARKING, "gate", "site-a")

@@ -35,10 +35,10 @@ from dispatch.metrics import DispatchMetrics
 from dispatch.routing import Router
 from dispatch.sla import SWEEP_ACTOR, SlaSweep, SweepReport
 from dispatch.workflow import Action, Actor, Command, Workflow
-from ingest.audit import verify_chain
-from ingest.database import SessionFactory
-from ingest.store import OpenedCase, RouteDecision
-from ingest.tables import Case, CaseTransition
+from storage.audit import verify_chain
+from storage.database import SessionFactory
+from storage.routing import OpenedCase, RouteDecision
+from storage.tables import Case, CaseTransition
 from tests.factories import FIRE_LANE_ZONE, PARKING_ZONE, SITE, EventFactory, make_ingest
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -497,7 +497,7 @@ def test_the_server_schedules_one_sweep_job_with_its_metrics_on_the_server_regis
     from civicwatch.config import CivicwatchConfig, ServerSettings
     from civicwatch.server import build_server
     from ingest.config import IngestSettings
-    from ingest.tables import utcnow
+    from storage.tables import utcnow
     from tests.factories import make_registry
 
     config = CivicwatchConfig(

@@ -20,7 +20,7 @@ from dispatch.web.i18n import (
     translator,
 )
 from dispatch.workflow import Action
-from ingest.tables import CaseState
+from storage.tables import CaseState
 
 ENUM_GROUPS: list[tuple[str, type[StrEnum]]] = [
     ("kind", ViolationKind),

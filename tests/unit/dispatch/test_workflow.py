@@ -26,9 +26,9 @@ from dispatch.workflow import (
     Workflow,
     system_actor,
 )
-from ingest.audit import verify_chain
-from ingest.database import SessionFactory
-from ingest.tables import Case, CaseState, CaseTransition
+from storage.audit import verify_chain
+from storage.database import SessionFactory
+from storage.tables import Case, CaseState, CaseTransition
 from tests.factories import T0, EventFactory, make_ingest
 
 LAW = Department.LAW_ENFORCEMENT

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingest.database import SessionFactory
+from storage.database import SessionFactory
 from tests.factories import migrated_database
 
 

@@ -30,11 +30,12 @@ from contracts.sites import (
 from dispatch.config import RoutingSettings
 from dispatch.routing import Router
 from ingest.config import IngestSettings
-from ingest.database import SessionFactory
-from ingest.evidence_store import EvidenceStore
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
-from ingest.store import CaseRouter, IngestService
+from ingest.store import IngestService
+from storage.database import SessionFactory
+from storage.evidence_store import EvidenceStore
+from storage.routing import CaseRouter
 from tests.factories import EventFactory, jpeg_bytes
 
 SITE = "site-m"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.evidence_store import EvidenceError, EvidenceStore
+from storage.evidence_store import EvidenceError, EvidenceStore
 from tests.factories import jpeg_bytes
 
 

@@ -16,11 +16,11 @@ from contracts.acks import AckOutcome
 from contracts.topics import violation_topic
 from dispatch.config import RoutingSettings
 from dispatch.routing import Router
-from ingest.database import SessionFactory
 from ingest.handler import is_transient
-from ingest.store import OpenedCase, RouteDecision
-from ingest.tables import Base
 from ingest.validation import RefusalReason
+from storage.database import SessionFactory
+from storage.routing import OpenedCase, RouteDecision
+from storage.tables import Base
 from tests.factories import (
     CAMERA,
     GATEWAY,

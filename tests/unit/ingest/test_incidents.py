@@ -19,9 +19,9 @@ from contracts.status import CameraHealth, CameraProblem, CameraStatus, Detectio
 from dispatch.config import RoutingSettings
 from dispatch.routing import Router
 from ingest.config import IngestSettings
-from ingest.database import SessionFactory
-from ingest.store import OpenedCase, RouteDecision
-from ingest.tables import (
+from storage.database import SessionFactory
+from storage.routing import OpenedCase, RouteDecision
+from storage.tables import (
     CameraStatusRow,
     Case,
     CaseEvidence,

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from contracts.events import BoundingBox, Phase, ViolationEvent
 from ingest.config import IngestSettings
-from ingest.database import SessionFactory
-from ingest.tables import Case
+from storage.database import SessionFactory
+from storage.tables import Case
 from tests.factories import T0
 from tests.unit.ingest.helpers import (
     NORTH_CAMERA,

@@ -14,9 +14,9 @@ from sqlalchemy.exc import OperationalError
 
 from contracts.acks import AckOutcome
 from contracts.events import Phase, ViolationKind
-from ingest.database import SessionFactory, make_engine, make_session_factory
-from ingest.store import OpenedCase, RouteDecision
-from ingest.tables import Case, CaseEvidence, CaseState, CaseTransition, Event, Evidence
+from storage.database import SessionFactory, make_engine, make_session_factory
+from storage.routing import OpenedCase, RouteDecision
+from storage.tables import Case, CaseEvidence, CaseState, CaseTransition, Event, Evidence
 from tests.factories import FIRE_LANE_ZONE, T0, EventFactory, make_ingest
 
 

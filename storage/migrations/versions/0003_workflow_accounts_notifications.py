@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from ingest.audit import GENESIS_HASH, entry_hash
+from storage.audit import GENESIS_HASH, entry_hash
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -183,7 +183,7 @@ def upgrade() -> None:
     _chain_existing_entries()
 
 
-# ingest.tables.CONSOLE_INDEXES: the console's orderings over many cases.
+# storage.tables.CONSOLE_INDEXES: the console's orderings over many cases.
 _DUE_ORDER: list[str | sa.TextClause] = [sa.text("(sla_due_at IS NULL)"), "sla_due_at", "id"]
 _CONSOLE_INDEXES: dict[str, list[str | sa.TextClause]] = {
     "ix_cases_due_order": _DUE_ORDER,

@@ -1,4 +1,4 @@
-"""Alembic environment, driven from code (civicwatch.server.migrate); no alembic.ini needed.
+"""Alembic environment, driven from code (storage.schema.migrate); no alembic.ini needed.
 
 The caller passes an open connection in ``config.attributes["connection"]``; offline mode
 (``--sql``) renders against ``sqlalchemy.url``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from ingest.tables import Base
+from storage.tables import Base
 
 target_metadata = Base.metadata
 
@@ -36,7 +36,7 @@ def run_offline() -> None:
 def run_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through civicwatch.server.migrate(database_url)")
+        raise RuntimeError("run migrations through storage.schema.migrate(database_url)")
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()

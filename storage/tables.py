@@ -1,7 +1,7 @@
 """The storage schema: ingested events, evidence, cases and their audit trail, device status.
 
 Every timestamp is stored as UTC and read back timezone-aware, on SQLite as on PostgreSQL.
-Schema changes go through Alembic (civicwatch/migrations); this module is the target they match.
+Schema changes go through Alembic (storage/migrations); this module is the target they match.
 """
 
 from __future__ import annotations
@@ -305,7 +305,7 @@ class SequenceGap(Base):
 
 class CaseTransition(Base):
     """The append-only audit log: every action on a case (who, what, from which state to which,
-    when, why), chained by hash so an edited or deleted entry shows (see ingest/audit.py)."""
+    when, why), chained by hash so an edited or deleted entry shows (see storage/audit.py)."""
 
     __tablename__ = "case_transitions"
 

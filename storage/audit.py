@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ingest.tables import AuditHead, CaseTransition
+from storage.tables import AuditHead, CaseTransition
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
