@@ -7,15 +7,18 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType
 
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from civicwatch.config import CivicwatchConfig
+from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.mqtt_identity import resolve_ingest
 from contracts.mqtt import BrokerSettings
 from dispatch.accounts import AccountService
@@ -25,7 +28,7 @@ from dispatch.metrics import DispatchMetrics
 from dispatch.notifications import Notifications, build_notifications
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
-from dispatch.verification import CameraVerifier
+from dispatch.verification import CameraVerifier, Publish
 from dispatch.web.feed import end_streams
 from dispatch.workflow import Workflow
 from ingest.config import IngestSettings
@@ -35,7 +38,7 @@ from ingest.store import IngestService
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.evidence_store import EvidenceStore
 from storage.schema import upgrade_engine
-from storage.tables import utcnow
+from storage.tables import Case, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -120,22 +123,112 @@ class Server:
 
 
 def build_server(config: CivicwatchConfig) -> Server:
-    """Wire every server part from ``config``; migrates the database. Starts nothing."""
+    """Wire every server part from ``config``; migrates the database. Starts nothing.
+
+    Named steps, each object built with everything it needs: database, routing, case rules
+    (workflow and camera verification), ingest, notifications, scheduler, accounts, app.
+    """
     settings = config.server
-    engine = make_engine(settings.database_url)
-    upgrade_engine(engine)
-    session_factory = make_session_factory(engine)
-    evidence_store = EvidenceStore(settings.ingest.evidence_dir)
+    database = _database(settings)
     metrics = IngestMetrics()
     calendar = WorkingCalendar(settings.sla.calendar)
     router = Router(settings.routing, calendar, config)
-    verifier = CameraVerifier(
-        session_factory, settings=settings.verification, metrics_registry=metrics.registry
+    consumers: list[IngestConsumer] = []
+
+    def publish_on_ingest(topic: str, payload: bytes) -> bool:
+        # Verification requests go out on ingest's connection; the consumers hand the
+        # verifier its answers, so they are built after it (before anything starts).
+        return consumers[0].publish(topic, payload)
+
+    workflow, verifier = _case_rules(database, settings, router, metrics, publish_on_ingest)
+    service, ingest_consumers = _ingest(config, database, metrics, router, verifier)
+    consumers.extend(ingest_consumers)
+    notifications = build_notifications(
+        database.session_factory, settings.notifications, config.broker, metrics.registry
     )
+    sla_sweep = SlaSweep(
+        database.session_factory,
+        workflow,
+        calendar,
+        settings.sla,
+        DispatchMetrics(metrics.registry),
+        router,
+    )
+    scheduler = _scheduler(settings, notifications, verifier, sla_sweep)
+    app = _app(config, database, metrics, workflow, consumers)
+    return Server(
+        engine=database.engine,
+        session_factory=database.session_factory,
+        evidence_store=database.evidence_store,
+        metrics=metrics,
+        router=router,
+        service=service,
+        consumers=consumers,
+        scheduler=scheduler,
+        app=app,
+        notifications=notifications,
+        sla_sweep=sla_sweep,
+        verifier=verifier,
+        broker=config.broker,
+    )
+
+
+@dataclass(frozen=True)
+class Database:
+    """The storage every server part shares: engine, sessions and the evidence files."""
+
+    engine: Engine
+    session_factory: SessionFactory
+    evidence_store: EvidenceStore
+
+
+def _database(settings: ServerSettings) -> Database:
+    """Connect and migrate to the newest schema before any part touches a table."""
+    engine = make_engine(settings.database_url)
+    upgrade_engine(engine)
+    return Database(
+        engine, make_session_factory(engine), EvidenceStore(settings.ingest.evidence_dir)
+    )
+
+
+def _case_rules(
+    database: Database,
+    settings: ServerSettings,
+    router: Router,
+    metrics: IngestMetrics,
+    publish: Publish,
+) -> tuple[Workflow, CameraVerifier]:
+    """The workflow and the camera verifier, which need each other: resolving a case asks a
+    camera to re-check, and the camera's answer verifies or reopens it through the same rules
+    as people. The workflow's hook calls the verifier built right after it."""
+
+    def on_resolve(session: Session, case: Case, now: datetime) -> None:
+        verifier.on_resolve(session, case, now)
+
+    workflow = Workflow(on_resolve=on_resolve, reroute=router.assignment)
+    verifier = CameraVerifier(
+        database.session_factory,
+        publish=publish,
+        settings=settings.verification,
+        workflow=workflow,
+        metrics_registry=metrics.registry,
+    )
+    return workflow, verifier
+
+
+def _ingest(
+    config: CivicwatchConfig,
+    database: Database,
+    metrics: IngestMetrics,
+    router: Router,
+    verifier: CameraVerifier,
+) -> tuple[IngestService, list[IngestConsumer]]:
+    """The store and one broker consumer per ingest worker; new cases go to the router."""
+    settings = config.server
     # The registry half of the config: CivicwatchConfig is a SiteRegistry.
     service = IngestService(
-        session_factory,
-        evidence_store,
+        database.session_factory,
+        database.evidence_store,
         config,
         metrics,
         route_cases=router.dispatch_new_cases,
@@ -154,58 +247,53 @@ def build_server(config: CivicwatchConfig) -> Server:
         )
         for client_id in worker_client_ids(ingest)
     ]
-    verifier.publish = consumers[0].publish  # requests go out on ingest's connection
+    return service, consumers
+
+
+def _scheduler(
+    settings: ServerSettings,
+    notifications: Notifications,
+    verifier: CameraVerifier,
+    sla_sweep: SlaSweep,
+) -> BackgroundScheduler:
+    """The periodic jobs: notification pump and sender, camera verification, SLA sweep."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    notifications = build_notifications(
-        session_factory, settings.notifications, config.broker, metrics.registry
-    )
-    for job, job_id in (
-        (notifications.notifier.pump_all, "notifications-pump"),
-        (notifications.sender.run, "notifications-send"),
-    ):
+    poll_seconds = settings.notifications.poll_seconds
+    jobs: list[tuple[Callable[[], object], str, float]] = [
+        (notifications.notifier.pump_all, "notifications-pump", poll_seconds),
+        (notifications.sender.run, "notifications-send", poll_seconds),
+        (verifier.run_due, "camera-verification", verifier.settings.job_seconds),
+        (
+            lambda: sla_sweep.run(utcnow()),
+            "sla-sweep",
+            settings.api.sla_sweep_seconds or settings.sla.sweep_seconds,
+        ),
+    ]
+    for job, job_id, seconds in jobs:
         scheduler.add_job(
-            job,
-            "interval",
-            seconds=settings.notifications.poll_seconds,
-            id=job_id,
-            max_instances=1,
-            coalesce=True,
+            job, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True
         )
-    workflow = Workflow(on_resolve=verifier.on_resolve, reroute=router.assignment)
-    verifier.workflow = workflow  # VERIFY and REOPEN through the same rules as people
-    scheduler.add_job(
-        verifier.run_due,
-        "interval",
-        seconds=verifier.settings.job_seconds,
-        id="camera-verification",
-        max_instances=1,
-        coalesce=True,
-    )
-    sla_sweep = SlaSweep(
-        session_factory,
-        workflow,
-        calendar,
-        settings.sla,
-        DispatchMetrics(metrics.registry),
-        router,
-    )
-    scheduler.add_job(
-        lambda: sla_sweep.run(utcnow()),
-        "interval",
-        seconds=settings.api.sla_sweep_seconds or settings.sla.sweep_seconds,
-        id="sla-sweep",
-        max_instances=1,
-        coalesce=True,
-    )
-    accounts = AccountService(session_factory, settings.api.accounts)
+    return scheduler
+
+
+def _app(
+    config: CivicwatchConfig,
+    database: Database,
+    metrics: IngestMetrics,
+    workflow: Workflow,
+    consumers: list[IngestConsumer],
+) -> FastAPI:
+    """The HTTP API and consoles; in development, the configured accounts exist first."""
+    settings = config.server
+    accounts = AccountService(database.session_factory, settings.api.accounts)
     if config.environment == "development":
         created = accounts.ensure_dev_users(settings.api.accounts.dev_users)
         if created:
             log.warning("development accounts created: %s", ", ".join(created))
-    app = create_app(
+    return create_app(
         ApiContext(
-            session_factory=session_factory,
-            evidence_store=evidence_store,
+            session_factory=database.session_factory,
+            evidence_store=database.evidence_store,
             settings=settings.api,
             registry=config,
             metrics_registry=metrics.registry,
@@ -213,21 +301,6 @@ def build_server(config: CivicwatchConfig) -> Server:
             readiness=lambda: ingest_readiness(consumers),
             accounts=accounts,
         )
-    )
-    return Server(
-        engine=engine,
-        session_factory=session_factory,
-        evidence_store=evidence_store,
-        metrics=metrics,
-        router=router,
-        service=service,
-        consumers=consumers,
-        scheduler=scheduler,
-        app=app,
-        notifications=notifications,
-        sla_sweep=sla_sweep,
-        verifier=verifier,
-        broker=config.broker,
     )
 
 
