@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from contracts.images import ImageType, image_type
+from contracts.kinds import ViolationKind
 
 SCHEMA_VERSION = "1.1"
 """Major.minor. A server accepts every minor version of its major and ignores unknown fields."""
@@ -50,12 +51,6 @@ InlineBytes = Annotated[
 """Raw bytes in Python, base64 text on the wire."""
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-
-
-class ViolationKind(StrEnum):
-    ILLEGAL_PARKING = "illegal_parking"
-    FIRE_LANE_BLOCKING = "fire_lane_blocking"
-    ILLEGAL_STRUCTURE = "illegal_structure"
 
 
 class Phase(StrEnum):

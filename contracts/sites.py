@@ -6,41 +6,14 @@ and where each zone sits. Loaded from the YAML config by the composition root.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from functools import cached_property
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contracts.events import Identifier, ViolationKind
-
-
-class ZoneKind(StrEnum):
-    NO_PARKING = "no_parking"
-    FIRE_LANE = "fire_lane"
-    NO_BUILD = "no_build"  # compared against a registered baseline for new structures
-
-    @property
-    def violation_kind(self) -> ViolationKind:
-        return _VIOLATION_OF_ZONE[self]
-
-
-_VIOLATION_OF_ZONE = {
-    ZoneKind.NO_PARKING: ViolationKind.ILLEGAL_PARKING,
-    ZoneKind.FIRE_LANE: ViolationKind.FIRE_LANE_BLOCKING,
-    ZoneKind.NO_BUILD: ViolationKind.ILLEGAL_STRUCTURE,
-}
-
-STATIONARY_OBJECT = "stationary_object"
-"""What the edge's class-agnostic path calls a thing that stopped in a lane: no detector class."""
-
-# Class names each zone kind watches unless the zone lists its own: COCO's, and on fire lanes
-# anything stationary (stacked goods, carts, e-bikes the detector misses).
-DEFAULT_ZONE_CLASSES: dict[ZoneKind, tuple[str, ...]] = {
-    ZoneKind.NO_PARKING: ("car", "truck", "bus"),
-    ZoneKind.FIRE_LANE: ("car", "truck", "bus", "motorcycle", "bicycle", STATIONARY_OBJECT),
-    ZoneKind.NO_BUILD: (),  # structures are found by comparing views, not by the detector
-}
+from contracts.events import Identifier
+from contracts.kinds import STATIONARY_OBJECT as STATIONARY_OBJECT
+from contracts.kinds import ZoneKind as ZoneKind
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 
@@ -68,7 +41,7 @@ class ZoneConfig(_ConfigModel):
 
     @property
     def watched_classes(self) -> tuple[str, ...]:
-        return tuple(self.classes) if self.classes is not None else DEFAULT_ZONE_CLASSES[self.kind]
+        return tuple(self.classes) if self.classes is not None else self.kind.default_classes
 
 
 class PlanPosition(_ConfigModel):

@@ -36,7 +36,7 @@ class Priority(StrEnum):
     LOW = "low"
 
 
-class Clock(StrEnum):
+class DeadlineClock(StrEnum):
     """What a route's deadlines count."""
 
     WORKING = "working"  # working hours of the working calendar only: minor cases
@@ -78,8 +78,8 @@ class Route(_Settings):
         default=None,
         description="community tier: the department it goes to when its SLA runs out",
     )
-    clock: Clock = Field(
-        default=Clock.CALENDAR,
+    clock: DeadlineClock = Field(
+        default=DeadlineClock.CALENDAR,
         description="calendar: deadlines run 24/7; working: only in the working calendar's hours",
     )
 
@@ -104,29 +104,6 @@ class RoutingRule(Route):
     hours: HoursOfDay | None = Field(
         default=None, description="when the violation was seen, in the site's time zone"
     )
-
-
-DEFAULT_ROUTES: dict[ViolationKind, Route] = {
-    ViolationKind.ILLEGAL_PARKING: Route(
-        department=Department.LAW_ENFORCEMENT,
-        priority=Priority.NORMAL,
-        ack_minutes=30,
-        sla_minutes=120,
-    ),
-    ViolationKind.FIRE_LANE_BLOCKING: Route(
-        department=Department.FIRE_RESCUE,
-        priority=Priority.URGENT,
-        ack_minutes=5,
-        sla_minutes=30,
-        clock=Clock.CALENDAR,
-    ),
-    ViolationKind.ILLEGAL_STRUCTURE: Route(
-        department=Department.LAW_ENFORCEMENT,
-        priority=Priority.LOW,
-        ack_minutes=24 * 60,
-        sla_minutes=7 * 24 * 60,
-    ),
-}
 
 
 class RoutingSettings(_Settings):

@@ -14,7 +14,6 @@ spec's cap). Without a date range every case is searched (newest first), not jus
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -33,6 +32,7 @@ from contracts.sites import SiteRegistry
 from dispatch.api import ContextDep, SessionDep
 from dispatch.auth import PrincipalDep
 from dispatch.config import SCOPED_ROLES, Department, Priority, Tier
+from dispatch.kinds import DISPATCH_KINDS, ServiceListing
 from dispatch.workflow import Actor
 from storage.tables import Case, CaseState
 
@@ -40,24 +40,8 @@ OPEN311_PREFIX = "/open311/v2"
 MAX_REQUESTS = 1000  # the spec's cap on one answer
 
 
-@dataclass(frozen=True)
-class _Service:
-    name: str
-    description: str
-    keywords: str
-    group: str
-
-
-SERVICES: dict[ViolationKind, _Service] = {
-    ViolationKind.ILLEGAL_PARKING: _Service(
-        "违法停车", "机动车在禁停区域停放超过允许时长", "停车,禁停,机动车,违停", "市容交通"
-    ),
-    ViolationKind.FIRE_LANE_BLOCKING: _Service(
-        "占用消防通道", "车辆或物品占用、堵塞消防车通道", "消防通道,堵塞,占道", "消防安全"
-    ),
-    ViolationKind.ILLEGAL_STRUCTURE: _Service(
-        "违法建设", "禁建区域内新出现的搭建物", "违建,搭建,违法建设", "城市管理"
-    ),
+SERVICES: dict[ViolationKind, ServiceListing] = {
+    kind: registered.service for kind, registered in DISPATCH_KINDS.items()
 }
 AGENCIES: dict[str, str] = {
     Department.LAW_ENFORCEMENT: "综合行政执法",

@@ -10,14 +10,14 @@ from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry, ZoneKind
 from dispatch.calendar import WorkingCalendar
 from dispatch.config import (
-    DEFAULT_ROUTES,
-    Clock,
+    DeadlineClock,
     Department,
     Route,
     RoutingRule,
     RoutingSettings,
     Tier,
 )
+from dispatch.kinds import DEFAULT_ROUTES
 from dispatch.workflow import Assignment
 from storage.routing import OpenedCase, RouteDecision
 from storage.tables import Case
@@ -89,9 +89,9 @@ class Router:
             clock=own.clock,
         )
 
-    def after(self, clock: Clock, start: datetime, minutes: float) -> datetime:
+    def after(self, clock: DeadlineClock, start: datetime, minutes: float) -> datetime:
         """``minutes`` after ``start`` on ``clock``."""
-        if clock is Clock.WORKING:
+        if clock is DeadlineClock.WORKING:
             return self.calendar.add_working_minutes(start, minutes)
         return start + timedelta(minutes=minutes)
 
@@ -159,7 +159,7 @@ class Router:
 
 def describe_route(route: Route) -> str:
     """The audit-trail text of a route: department, tier, priority and SLA."""
-    clock = " working" if route.clock is Clock.WORKING else ""
+    clock = " working" if route.clock is DeadlineClock.WORKING else ""
     return f"{route.department}, {route.tier}, {route.priority}, SLA {route.sla_minutes}{clock} min"
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.calendar import WorkingCalendar
-from dispatch.config import Clock, Department, RoutingSettings, SlaSettings, Tier
+from dispatch.config import DeadlineClock, Department, RoutingSettings, SlaSettings, Tier
 from dispatch.metrics import DispatchMetrics
 from dispatch.routing import Router
 from dispatch.workflow import Action, Command, Workflow, WorkflowError, system_actor
@@ -240,10 +240,10 @@ class SlaSweep:
             return False
         return True
 
-    def _clock(self, case: Case) -> Clock:
+    def _clock(self, case: Case) -> DeadlineClock:
         """The clock of the route the case is on now (escalation delays count on it)."""
         if case.department is None:
-            return Clock.CALENDAR
+            return DeadlineClock.CALENDAR
         return self._router.route_for_department(
             Department(case.department),
             case.kind,

@@ -30,6 +30,7 @@ from contracts.topics import verify_topic
 from contracts.verification import VerificationRequest as RequestMessage
 from contracts.verification import VerificationResult
 from dispatch.config import VerificationSettings
+from dispatch.kinds import VERIFIED_KINDS
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from storage.database import SessionFactory
 from storage.tables import (
@@ -43,7 +44,6 @@ from storage.tables import (
 
 log = logging.getLogger(__name__)
 
-VERIFIED_KINDS = frozenset({ViolationKind.ILLEGAL_PARKING, ViolationKind.FIRE_LANE_BLOCKING})
 EVIDENCE_LABEL = "verification"
 CLEAR_REASON = "zone clear on re-check"
 SYSTEM_ACTOR = "camera-verification"

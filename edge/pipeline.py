@@ -1,10 +1,10 @@
 """One camera: detections -> tracks -> zone rules -> sealed violation events in the outbox.
 
-Zone kinds take different paths:
-- no-parking zones: the detector's vehicles through the dwell rule;
-- fire lanes: the same, plus the class-agnostic stationary-foreground path for whatever has no
-  detector class, and the share of the lane blocked;
-- no-build zones: the structure watch against a registered baseline.
+Each zone kind's rule (contracts.kinds, registered in edge.kinds) picks the paths it takes:
+- dwell (no-parking zones): the detector's vehicles through the dwell rule;
+- blocked lane (fire lanes): the same, plus the class-agnostic stationary-foreground path for
+  whatever has no detector class, and the share of the lane blocked;
+- structure (no-build zones): the structure watch against a registered baseline.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contracts.events import ModelInfo, PlateReading, ViolationEvent
-from contracts.sites import STATIONARY_OBJECT, CameraConfig, ZoneConfig, ZoneKind
+from contracts.sites import STATIONARY_OBJECT, CameraConfig, ZoneConfig
 from contracts.topics import violation_topic
 from edge.capture import DEFAULT_FPS
 from edge.config import EdgeSettings
 from edge.detections import Detections, FloatArray, Frame, Image, box_iou
 from edge.foreground import StationaryForeground, blocked_share_with_boxes
+from edge.kinds import rule_parts
 from edge.outbox import Outbox
 from edge.plates import PlateReader, PlateVote
 from edge.redaction import EvidenceSealer, PeopleLog
@@ -121,14 +122,14 @@ class CameraPipeline:
         self.rules = [
             DwellRule(camera.id, zone, settings.tracker, settings.evidence, tallies)
             for zone in camera.zones
-            if zone.kind is not ZoneKind.NO_BUILD
+            if rule_parts(zone.kind).dwell
         ]
         self._structures = [
             StructureWatch(
                 camera.id, zone, settings.structures, settings.evidence, services.baselines
             )
             for zone in camera.zones
-            if zone.kind is ZoneKind.NO_BUILD and services.baselines is not None
+            if rule_parts(zone.kind).structures and services.baselines is not None
         ]
         self._fire_lanes: dict[str, _FireLane] = {}
         self._last_tracked = Detections.empty()
@@ -158,7 +159,7 @@ class CameraPipeline:
         outcomes: list[tuple[RuleEvent, float | None]] = []
         for rule in self.rules:
             zone = rule.zone.config
-            if zone.kind is ZoneKind.FIRE_LANE:
+            if rule_parts(zone.kind).stationary:
                 lane = self._fire_lane(zone, frame)
                 # Between detections nothing moved: what was seen last is still there.
                 seen = self._last_tracked

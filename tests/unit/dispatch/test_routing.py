@@ -14,8 +14,7 @@ from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry, ZoneKind
 from dispatch.calendar import CalendarSettings, WorkingCalendar
 from dispatch.config import (
-    DEFAULT_ROUTES,
-    Clock,
+    DeadlineClock,
     Department,
     HoursOfDay,
     Priority,
@@ -23,6 +22,7 @@ from dispatch.config import (
     RoutingSettings,
     Tier,
 )
+from dispatch.kinds import DEFAULT_ROUTES
 from dispatch.routing import DISPATCH_ACTOR, Router
 from storage.routing import OpenedCase, RouteDecision
 from tests.factories import OTHER_SITE, SITE, make_registry
@@ -43,14 +43,14 @@ NIGHT_PARKING = RoutingRule(
     priority=Priority.LOW,
     ack_minutes=60,
     sla_minutes=120,
-    clock=Clock.WORKING,
+    clock=DeadlineClock.WORKING,
 )
 DAY_PARKING = RoutingRule(
     kind=ViolationKind.ILLEGAL_PARKING,
     department=Department.LAW_ENFORCEMENT,
     ack_minutes=15,
     sla_minutes=90,
-    clock=Clock.WORKING,
+    clock=DeadlineClock.WORKING,
 )
 
 
@@ -64,7 +64,7 @@ def test_defaults_send_parking_to_law_enforcement_and_fire_lanes_to_fire_rescue(
     fire = router.route(*FIRE)
     assert fire.department is Department.FIRE_RESCUE
     assert fire.priority is Priority.URGENT
-    assert fire.clock is Clock.CALENDAR  # fire lanes run 24/7
+    assert fire.clock is DeadlineClock.CALENDAR  # fire lanes run 24/7
     assert fire == DEFAULT_ROUTES[ViolationKind.FIRE_LANE_BLOCKING]
 
 
@@ -191,7 +191,7 @@ def test_route_for_department_prefers_its_rule_then_the_default_then_the_own_rou
         Department.PUBLIC_SECURITY,
         Tier.DEPARTMENT,
         NIGHT_PARKING.sla_minutes,
-        Clock.WORKING,
+        DeadlineClock.WORKING,
     )
 
 

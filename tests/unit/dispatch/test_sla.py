@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from contracts.events import ViolationKind
 from dispatch.calendar import CalendarSettings, WorkingCalendar
 from dispatch.config import (
-    Clock,
+    DeadlineClock,
     Department,
     HoursOfDay,
     Priority,
@@ -57,7 +57,7 @@ PARKING_WORKING_TIME = RoutingRule(
     department=Department.LAW_ENFORCEMENT,
     ack_minutes=30,
     sla_minutes=120,
-    clock=Clock.WORKING,
+    clock=DeadlineClock.WORKING,
 )
 NIGHT_COMMUNITY = RoutingRule(
     kind=ViolationKind.ILLEGAL_PARKING,
@@ -69,7 +69,7 @@ NIGHT_COMMUNITY = RoutingRule(
     priority=Priority.LOW,
     ack_minutes=60,
     sla_minutes=120,
-    clock=Clock.WORKING,
+    clock=DeadlineClock.WORKING,
 )
 LAW_ENFORCEMENT_WORKER = Actor("officer-1", Role.WORKER, Department.LAW_ENFORCEMENT)
 

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts.events import ViolationKind
-from dispatch.config import DEFAULT_ROUTES, Department, Role, RoutingSettings
+from dispatch.config import Department, Role, RoutingSettings
+from dispatch.kinds import DEFAULT_ROUTES
 from dispatch.routing import Router
 from dispatch.workflow import (
     NEEDS_REASON,
