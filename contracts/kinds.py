@@ -103,11 +103,11 @@ def require_every_kind(
     """
     missing = [kind.value for kind in kinds if kind not in registered]
     strangers = [str(key) for key in registered if not isinstance(key, kinds)]
-    if missing or strangers:
-        raise IncompleteKindsError(
-            f"{registry}: no entry for {kinds.__name__} {', '.join(missing) or '-'}"
-            f"; not a {kinds.__name__}: {', '.join(strangers) or '-'} (see docs/kinds.md)"
-        )
+    problems = [f"no entry for {kinds.__name__} {', '.join(missing)}"] if missing else []
+    if strangers:
+        problems.append(f"keys that are no {kinds.__name__}: {', '.join(strangers)}")
+    if problems:
+        raise IncompleteKindsError(f"{registry}: {'; '.join(problems)} (see docs/kinds.md)")
 
 
 def zone_kinds_of(kind: ViolationKind) -> tuple[ZoneKind, ...]:
