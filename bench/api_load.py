@@ -52,11 +52,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, DropIndex
 
 from bench.ingest_rate import scratch_database
-from civicwatch.loadgen import Progress
 from contracts.events import ViolationKind
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
 from dispatch.config import Department
+from loadgen.measure import Progress
 from storage.audit import chain_entries
 from storage.database import make_engine, make_session_factory
 from storage.evidence_store import EvidenceStore

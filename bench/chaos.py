@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from civicwatch.loadgen import Progress
+from loadgen.measure import Progress
 from tests.chaos.rig import CASES, ChaosRig, RunResult, Timing
 
 LONG_OUTAGE_CASE = "broker_outage"

@@ -41,11 +41,11 @@ from bench.api_load import (
     site_registry,
 )
 from bench.ingest_rate import scratch_database
-from civicwatch.loadgen import Progress
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import Phase
 from contracts.mqtt import make_client
 from contracts.topics import ack_topic
+from loadgen.measure import Progress
 from tests.factories import EventFactory
 from tests.unit.ingest.helpers import with_plate
 

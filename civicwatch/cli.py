@@ -20,10 +20,26 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from civicwatch import dynsec, loadgen
+from civicwatch import dynsec
 from civicwatch.config import CivicwatchConfig, ConfigError, load_config
+from civicwatch.exit_codes import (
+    EXIT_ACCOUNT,
+    EXIT_AUDIT_BROKEN,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_MODEL,
+    EXIT_PORT,
+    EXIT_SOURCE,
+    EXIT_UNCONFIRMED,
+)
 from civicwatch.logformat import LogFormat, configure_logging
-from contracts.sites import GatewayConfig, SiteConfig
+from contracts.mqtt import BrokerSettings
+from contracts.sites import GatewayConfig, SiteConfig, SiteRegistry
+from loadgen.measure import Progress
+from loadgen.run import LoadOutcome
+from loadgen.run import add_arguments as add_loadgen_arguments
+from loadgen.run import run as run_loadgen
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -32,17 +48,6 @@ if TYPE_CHECKING:
     from edge.detector import Detector
 
 log = logging.getLogger("civicwatch")
-
-# Exit codes (README, CLI): each failure is one line on stderr, never a traceback.
-EXIT_FAILURE = 1  # anything else; an unexpected error also leaves its traceback in a file
-EXIT_AUDIT_BROKEN = 1  # `audit verify`: the chain does not hold
-EXIT_CONFIG = 2  # the config, an argument or an input folder is wrong (argparse also exits 2)
-EXIT_MODEL = 3
-EXIT_UNCONFIRMED = 4
-EXIT_SOURCE = 5
-EXIT_ACCOUNT = 6  # `user`: the account rules refused (weak password, unknown user, ...)
-EXIT_PORT = 7  # `server`, `demo`: the API's address cannot be listened on
-EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class CliError(Exception):
@@ -237,9 +242,23 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser(
         "loadgen", help="simulated gateways publish violation events at a set rate"
     )
-    loadgen.add_arguments(load)
-    load.set_defaults(handler=loadgen.run)
+    add_loadgen_arguments(load)
+    load.set_defaults(handler=_loadgen)
     return parser
+
+
+def _loadgen(args: argparse.Namespace) -> int:
+    exit_codes = {
+        LoadOutcome.COMPLETE: 0,
+        LoadOutcome.UNCONFIRMED: EXIT_UNCONFIRMED,
+        LoadOutcome.REFUSED: EXIT_CONFIG,
+    }
+    return exit_codes[run_loadgen(args, _registry_and_broker)]
+
+
+def _registry_and_broker(path: Path) -> tuple[SiteRegistry, BrokerSettings]:
+    config = load_config(path)  # a CivicwatchConfig is the site registry
+    return config, config.broker
 
 
 def _broker_users(args: argparse.Namespace) -> int:
@@ -423,7 +442,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
     try:
         with make_session_factory(engine)() as session:
             total = session.scalar(select(func.count()).select_from(CaseTransition)) or 0
-            progress = loadgen.Progress("audit verify", total)
+            progress = Progress("audit verify", total)
             report = verify_chain(session, progress=progress.show)
             progress.show(report.entries, force=True)
             progress.finish()

@@ -2,7 +2,7 @@
 
 The edge is `civicwatch loadgen --outbox-dir`: the real edge outbox and publisher fed with
 synthetic events, so hundreds of events flow in seconds. Its outboxes keep a ledger of every
-message they accepted (civicwatch.loadgen), which is what "published" means here: what the edge
+message they accepted (loadgen.ledger), which is what "published" means here: what the edge
 committed to deliver. Each run ends by comparing that ledger with the database.
 
 Used by tests/chaos (3 runs a case) and bench/chaos.py (20 runs a case, a 10-minute outage).
@@ -23,7 +23,9 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
-from civicwatch.loadgen import read_ledger, simulated_registry, stored_message_ids, write_config
+from loadgen.ledger import read_ledger
+from loadgen.measure import stored_message_ids
+from loadgen.registry import simulated_registry, write_config
 from storage.database import make_engine
 from storage.tables import Case, CaseViolation, Event
 from tests.conftest import MosquittoProcess

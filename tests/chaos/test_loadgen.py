@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from civicwatch.config import load_config
-from civicwatch.loadgen import PREFIX_DEFAULT, simulated_registry
+from loadgen.registry import PREFIX_DEFAULT, simulated_registry
 from tests.chaos.rig import PREFIX, ChaosRig, Timing
 from tests.e2e.harness import CIVICWATCH
 

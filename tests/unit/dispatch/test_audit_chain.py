@@ -14,7 +14,8 @@ import pytest
 import yaml
 from sqlalchemy import delete, func, select, text, update
 
-from civicwatch.cli import EXIT_AUDIT_BROKEN, main
+from civicwatch.cli import main
+from civicwatch.exit_codes import EXIT_AUDIT_BROKEN
 from dispatch.config import Department, Role
 from dispatch.workflow import Action, Actor, Command, Workflow
 from storage.audit import verify_chain
