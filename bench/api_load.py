@@ -53,9 +53,11 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from bench.ingest_rate import scratch_database
 from contracts.events import ViolationKind
+from contracts.kinds import zone_kinds_of
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
 from dispatch.config import Department
+from dispatch.kinds import DEFAULT_ROUTES
 from loadgen.measure import Progress
 from storage.audit import chain_entries
 from storage.database import make_engine, make_session_factory
@@ -94,11 +96,8 @@ STATE_SHARES = {
     CaseState.PARKED: 0.04,
     CaseState.MERGED: 0.02,
 }
-KINDS = {
-    ViolationKind.ILLEGAL_PARKING: (ZoneKind.NO_PARKING, Department.LAW_ENFORCEMENT),
-    ViolationKind.FIRE_LANE_BLOCKING: (ZoneKind.FIRE_LANE, Department.FIRE_RESCUE),
-    ViolationKind.ILLEGAL_STRUCTURE: (ZoneKind.NO_BUILD, Department.LAW_ENFORCEMENT),
-}
+# Each kind's zone kind and default department, from the kinds catalogue.
+KINDS = {kind: (zone_kinds_of(kind)[0], DEFAULT_ROUTES[kind].department) for kind in ViolationKind}
 
 
 def site_registry() -> list[SiteConfig]:
