@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dispatch.false_alarms import false_alarm_rates
+from storage.database import SessionFactory
 
 
 class DispatchMetrics:
@@ -32,3 +39,64 @@ class DispatchMetrics:
             ["action"],
             registry=self.registry,
         )
+
+
+class TrainingDataMetrics:
+    """What the training-data exporter wrote, skipped and failed to write."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.items = Counter(
+            "civicwatch_training_items",
+            "Close-ups written as labelled data, by label (negative: false alarm; object)",
+            ["label"],
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "civicwatch_training_items_skipped",
+            "Close-ups of reclassified cases left out: no box in the close-up or a class "
+            "outside the training classes",
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "civicwatch_training_export_failures",
+            "Training items or export runs that failed (logged; the dispatcher never sees it)",
+            registry=self.registry,
+        )
+
+
+class CameraFalseAlarmCollector(Collector):
+    """Per-camera cases, false alarms and their rate, read from the database at scrape time."""
+
+    def __init__(self, session_factory: SessionFactory) -> None:
+        self._sessions = session_factory
+
+    def collect(self) -> Iterable[Metric]:
+        with self._sessions() as session:
+            rows = false_alarm_rates(session)
+        families = {
+            "cases": GaugeMetricFamily(
+                "civicwatch_camera_cases", "Cases by camera", labels=["camera"]
+            ),
+            "false_alarms": GaugeMetricFamily(
+                "civicwatch_camera_false_alarms",
+                "Cases closed as false alarms, by camera",
+                labels=["camera"],
+            ),
+            "reclassified": GaugeMetricFamily(
+                "civicwatch_camera_reclassified",
+                "Cases whose kind the command centre changed, by camera",
+                labels=["camera"],
+            ),
+            "rate": GaugeMetricFamily(
+                "civicwatch_camera_false_alarm_ratio",
+                "False alarms per case, by camera: a badly placed camera or zone stands out",
+                labels=["camera"],
+            ),
+        }
+        for row in rows:
+            families["cases"].add_metric([row.camera_id], row.cases)
+            families["false_alarms"].add_metric([row.camera_id], row.false_alarms)
+            families["reclassified"].add_metric([row.camera_id], row.reclassified)
+            families["rate"].add_metric([row.camera_id], row.rate)
+        yield from families.values()

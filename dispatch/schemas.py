@@ -8,8 +8,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.events import ViolationKind
 from dispatch.config import Department
-from dispatch.workflow import Action
+from dispatch.workflow import Action, CloseReason, Command
 
 
 class _FromRow(BaseModel):
@@ -102,6 +103,24 @@ class CaseAction(BaseModel):
     duplicate_of: int | None = Field(
         default=None, ge=1, description="for merge: the case this one repeats"
     )
+    close_reason: CloseReason | None = Field(
+        default=None,
+        description="for close: why; false_alarm sends the case's frames to the training data",
+    )
+    kind: ViolationKind | None = Field(
+        default=None, description="for reclassify: the kind of violation it really is"
+    )
+
+    def command(self) -> Command:
+        """The workflow command this request asks for."""
+        return Command(
+            action=self.action,
+            reason=self.reason,
+            department=self.department,
+            duplicate_of=self.duplicate_of,
+            close_reason=self.close_reason,
+            kind=self.kind,
+        )
 
 
 class CameraPublic(BaseModel):

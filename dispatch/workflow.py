@@ -8,17 +8,22 @@ SLA sweep and camera verification obey the same rules as people do.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from dispatch.config import Department, Role
+from contracts.events import ViolationKind
+from dispatch.config import SCOPED_ROLES, Department, Role
 from storage.audit import append_entry
 from storage.tables import Case, CaseState, CaseTransition, utcnow
+
+log = logging.getLogger(__name__)
 
 S = CaseState
 
@@ -37,6 +42,16 @@ class Action(StrEnum):
     MERGE = "merge"  # a duplicate of another case (合并)
     PARK = "park"  # overdue: onto the parked register (挂账)
     ESCALATE = "escalate"  # the SLA sweep: to the supervisor, then the department head (升级)
+    RECLASSIFY = "reclassify"  # the camera called it the wrong kind of violation (改类)
+
+
+class CloseReason(StrEnum):
+    """Why the command centre filed a case without a fix; a close may also name none."""
+
+    FALSE_ALARM = "false_alarm"  # the camera saw no such thing: its frames teach the detector
+    NOT_A_VIOLATION = "not_a_violation"  # real, but allowed (a permit, an emergency vehicle)
+    NOT_IN_REMIT = "not_in_remit"  # nobody in the district handles it
+    OTHER = "other"
 
 
 _WORKING = frozenset({S.DISPATCHED, S.ACCEPTED})
@@ -57,28 +72,37 @@ TRANSITIONS: dict[Action, tuple[frozenset[CaseState], CaseState | None]] = {
     Action.MERGE: (_ALIVE, S.MERGED),
     Action.PARK: (frozenset({S.NEW, S.DISPATCHED, S.ACCEPTED, S.RETURNED}), S.PARKED),
     Action.ESCALATE: (frozenset({S.NEW, S.DISPATCHED, S.ACCEPTED, S.RETURNED}), None),
+    Action.RECLASSIFY: (_UNFINISHED, None),
 }
 
-DEPARTMENT_ROLES = frozenset({Role.SUPERVISOR, Role.WORKER})
 # Who may take each action. Department roles act only on their own department's cases (the API
 # shows them no other), and the system (SLA sweep, camera verification) is a role of its own.
 PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.DISPATCH: frozenset({Role.DISPATCHER}),
     Action.TRANSFER: frozenset({Role.DISPATCHER, Role.SYSTEM}),
-    Action.ACCEPT: DEPARTMENT_ROLES,
-    Action.NOTE: DEPARTMENT_ROLES | {Role.DISPATCHER, Role.SYSTEM},
-    Action.ATTACH: DEPARTMENT_ROLES,
-    Action.RESOLVE: DEPARTMENT_ROLES,
+    Action.ACCEPT: SCOPED_ROLES,
+    Action.NOTE: SCOPED_ROLES | {Role.DISPATCHER, Role.SYSTEM},
+    Action.ATTACH: SCOPED_ROLES,
+    Action.RESOLVE: SCOPED_ROLES,
     Action.VERIFY: frozenset({Role.DISPATCHER, Role.SYSTEM}),
     Action.REOPEN: frozenset({Role.DISPATCHER, Role.SUPERVISOR, Role.SYSTEM}),
-    Action.RETURN: DEPARTMENT_ROLES,
+    Action.RETURN: SCOPED_ROLES,
     Action.CLOSE: frozenset({Role.DISPATCHER}),
     Action.MERGE: frozenset({Role.DISPATCHER}),
     Action.PARK: frozenset({Role.DISPATCHER, Role.SUPERVISOR}),
     Action.ESCALATE: frozenset({Role.SYSTEM}),
+    Action.RECLASSIFY: frozenset({Role.DISPATCHER}),
 }
 NEEDS_REASON = frozenset(
-    {Action.NOTE, Action.RETURN, Action.CLOSE, Action.PARK, Action.REOPEN, Action.TRANSFER}
+    {
+        Action.NOTE,
+        Action.RETURN,
+        Action.CLOSE,
+        Action.PARK,
+        Action.REOPEN,
+        Action.TRANSFER,
+        Action.RECLASSIFY,
+    }
 )
 
 
@@ -95,7 +119,7 @@ class Actor:
 
     def sees(self, case: Case) -> bool:
         """Department roles see their department's cases only; everybody else sees every case."""
-        if self.role in DEPARTMENT_ROLES:
+        if self.role in SCOPED_ROLES:
             return case.department is not None and case.department == self.department
         return True
 
@@ -111,6 +135,8 @@ class Command:
     department: Department | None = None  # dispatch, transfer
     duplicate_of: int | None = None  # merge
     detail: dict[str, Any] = field(default_factory=dict)  # attach: the file; escalate: the level
+    close_reason: CloseReason | None = None  # close: why, when the dispatcher says
+    kind: ViolationKind | None = None  # reclassify: the kind it really is
 
 
 class WorkflowError(Exception):
@@ -137,6 +163,12 @@ class MissingInputError(WorkflowError):
 ResolveHook = Callable[[Session, Case, datetime], None]
 """Called when a case is resolved, inside the transaction (camera verification hangs here)."""
 
+CommittedHook = Callable[[Action, int], None]
+"""Called with (action, case id) once the transaction holding the action has committed; never
+called for one rolled back. Its errors are logged, never raised to whoever acted."""
+
+_APPLIED_KEY = "civicwatch.workflow.applied"  # session.info: actions awaiting the commit
+
 
 @dataclass(frozen=True)
 class Assignment:
@@ -157,10 +189,14 @@ class Workflow:
     """Applies commands to cases. Built once by the composition root with its hooks."""
 
     def __init__(
-        self, on_resolve: ResolveHook | None = None, reroute: Reroute | None = None
+        self,
+        on_resolve: ResolveHook | None = None,
+        reroute: Reroute | None = None,
+        on_committed: CommittedHook | None = None,
     ) -> None:
         self._on_resolve = on_resolve
         self._reroute = reroute
+        self._on_committed = on_committed
 
     def apply(
         self,
@@ -182,6 +218,8 @@ class Workflow:
         reason = command.reason.strip()
         if action in NEEDS_REASON and not reason:
             raise MissingInputError(f"{action} on case {case.id} needs a reason")
+        if command.close_reason is not None and action is not Action.CLOSE:
+            raise MissingInputError(f"close_reason applies to close, not {action}")
         detail = dict(command.detail)
         self._apply_effects(session, case, command, detail, now)
         transition = record_transition(
@@ -189,7 +227,29 @@ class Workflow:
         )
         if action is Action.RESOLVE and self._on_resolve is not None:
             self._on_resolve(session, case, now)
+        if self._on_committed is not None:
+            self._after_commit(session, action, case.id)
         return transition
+
+    def _after_commit(self, session: Session, action: Action, case_id: int) -> None:
+        """Queue (action, case) for the committed hook; one listener pair per session."""
+        applied: list[tuple[Action, int]] | None = session.info.get(_APPLIED_KEY)
+        if applied is None:
+            applied = session.info[_APPLIED_KEY] = []
+            event.listen(session, "after_commit", self._deliver_committed)
+            event.listen(session, "after_rollback", _forget_applied)
+        applied.append((action, case_id))
+
+    def _deliver_committed(self, session: Session) -> None:
+        applied: list[tuple[Action, int]] = session.info.get(_APPLIED_KEY, [])
+        pending, applied[:] = list(applied), []
+        hook = self._on_committed
+        for action, case_id in pending:
+            try:
+                if hook is not None:
+                    hook(action, case_id)
+            except Exception:  # the action stands: what follows it must not undo or fail it
+                log.exception("after-commit hook failed for %s on case %d", action, case_id)
 
     def _apply_effects(
         self,
@@ -232,6 +292,15 @@ class Workflow:
         elif action is Action.ESCALATE:
             case.escalation_level = int(detail.get("level", case.escalation_level + 1))
             case.escalated_at = now
+        elif action is Action.RECLASSIFY:
+            if command.kind is None:
+                raise MissingInputError(f"reclassifying case {case.id} needs the kind it is")
+            if command.kind == case.kind:
+                raise MissingInputError(f"case {case.id} is already {command.kind}")
+            detail.update(from_kind=case.kind, kind=command.kind.value)
+            case.kind = command.kind.value
+        if command.close_reason is not None:
+            detail["close_reason"] = command.close_reason.value
 
     @staticmethod
     def _assign(case: Case, assignment: Assignment, detail: dict[str, Any]) -> None:
@@ -260,6 +329,12 @@ class Workflow:
             raise MissingInputError(
                 f"case {target_id} is merged into case {target.duplicate_of}: merge into that"
             )
+
+
+def _forget_applied(session: Session) -> None:
+    """A rolled-back transaction's actions never happened: nothing to tell."""
+    applied: list[tuple[Action, int]] = session.info.get(_APPLIED_KEY, [])
+    applied.clear()
 
 
 def record_transition(

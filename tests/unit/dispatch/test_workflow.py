@@ -62,6 +62,7 @@ EXPECTED_PERMISSIONS = {
     Action.MERGE: {Role.DISPATCHER},
     Action.PARK: {Role.DISPATCHER, Role.SUPERVISOR},
     Action.ESCALATE: {Role.SYSTEM},
+    Action.RECLASSIFY: {Role.DISPATCHER},
 }
 WORKFLOW = Workflow()
 

@@ -1,0 +1,60 @@
+"""Per-camera false-alarm rates: what /metrics and the console show, so a badly placed camera or
+zone stands out.
+
+A case counts as a false alarm while it is closed and was once closed with ``close_reason:
+false_alarm`` (reopened, it no longer counts); as reclassified once its kind was changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from dispatch.workflow import Action, CloseReason
+from storage.tables import Case, CaseState, CaseTransition
+
+
+@dataclass(frozen=True)
+class CameraFalseAlarms:
+    camera_id: str
+    cases: int
+    false_alarms: int
+    reclassified: int
+
+    @property
+    def rate(self) -> float:
+        """False alarms per case; 0 for a camera with no cases."""
+        return self.false_alarms / self.cases if self.cases else 0.0
+
+
+def false_alarm_rates(session: Session) -> list[CameraFalseAlarms]:
+    """Every camera that has cases, worst false-alarm rate first."""
+    cases = dict(
+        session.execute(select(Case.camera_id, func.count()).group_by(Case.camera_id)).tuples()
+    )
+    close_reason = CaseTransition.detail["close_reason"].as_string()
+    false_alarms = dict(
+        session.execute(
+            select(Case.camera_id, func.count(distinct(Case.id)))
+            .join(CaseTransition, CaseTransition.case_id == Case.id)
+            .where(Case.state == CaseState.CLOSED.value)
+            .where(CaseTransition.action == Action.CLOSE.value)
+            .where(close_reason == CloseReason.FALSE_ALARM.value)
+            .group_by(Case.camera_id)
+        ).tuples()
+    )
+    reclassified = dict(
+        session.execute(
+            select(Case.camera_id, func.count(distinct(Case.id)))
+            .join(CaseTransition, CaseTransition.case_id == Case.id)
+            .where(CaseTransition.action == Action.RECLASSIFY.value)
+            .group_by(Case.camera_id)
+        ).tuples()
+    )
+    rows = [
+        CameraFalseAlarms(camera, count, false_alarms.get(camera, 0), reclassified.get(camera, 0))
+        for camera, count in cases.items()
+    ]
+    return sorted(rows, key=lambda row: (-row.rate, row.camera_id))
