@@ -22,10 +22,11 @@ from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.mqtt_identity import resolve_ingest
 from contracts.mqtt import BrokerSettings
 from dispatch.accounts import AccountService
-from dispatch.api import ApiContext, create_app
 from dispatch.calendar import WorkingCalendar
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.metrics import DispatchMetrics
-from dispatch.notifications import Notifications, build_notifications
+from dispatch.notifications.service import Notifications, build_notifications
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.verification import CameraVerifier, Publish

@@ -32,7 +32,7 @@ from dispatch.config import (
 from storage.database import SessionFactory
 from storage.tables import AccountAudit, LoginFailure, User, UserSession, utcnow
 
-Clock = Callable[[], datetime]
+Now = Callable[[], datetime]
 
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything; a megabyte password is only a cost
 USERNAME = re.compile(USERNAME_PATTERN)
@@ -168,7 +168,7 @@ class AccountService:
         self,
         session_factory: SessionFactory,
         settings: AccountSettings,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
         hasher: PasswordHasher | None = None,
     ) -> None:
         self._sessions = session_factory

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -29,11 +29,9 @@ from starlette.exceptions import HTTPException
 
 from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry
-from dispatch.api import ContextDep, SessionDep
-from dispatch.auth import PrincipalDep
-from dispatch.config import SCOPED_ROLES, Department, Priority, Tier
+from dispatch.config import Department, Priority, Tier
+from dispatch.http.deps import ContextDep, Principal, PrincipalDep, SessionDep, visible_cases
 from dispatch.kinds import DISPATCH_KINDS, ServiceListing
-from dispatch.workflow import Actor
 from storage.tables import Case, CaseState
 
 OPEN311_PREFIX = "/open311/v2"
@@ -247,15 +245,8 @@ def request_xml(service_request_id: str) -> Response:
     return error_response(status.HTTP_404_NOT_FOUND, _ONLY_JSON)
 
 
-def install_open311(app: FastAPI) -> None:
-    app.include_router(router)
-
-
-def _visible(principal: Actor) -> Select[Case]:
-    query = select(Case).options(selectinload(Case.evidence))
-    if principal.role in SCOPED_ROLES:
-        query = query.where(Case.department == principal.department)
-    return query
+def _visible(principal: Principal) -> Select[Case]:
+    return select(Case).options(selectinload(Case.evidence)).where(visible_cases(principal))
 
 
 def _filtered(

@@ -25,9 +25,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatch.api import API_PREFIX, PrincipalDep
-from dispatch.config import SCOPED_ROLES
-from dispatch.workflow import Actor
+from dispatch.http.deps import API_PREFIX, PrincipalDep, scope_of
 from storage.database import SessionFactory
 from storage.tables import Case, CaseTransition
 
@@ -134,13 +132,6 @@ def head_seq(session_factory: SessionFactory) -> int:
     """The newest audit entry's seq (0 for an empty log)."""
     with session_factory() as session:
         return int(session.scalar(select(func.coalesce(func.max(CaseTransition.seq), 0))) or 0)
-
-
-def scope_of(principal: Actor) -> str | None:
-    """The only department whose cases ``principal`` may see, or None for every case."""
-    if principal.role in SCOPED_ROLES:
-        return principal.department.value if principal.department else ""
-    return None
 
 
 class Subscription:
@@ -260,12 +251,12 @@ def end_streams(app: FastAPI) -> None:
         hub.end_streams()
 
 
-feed_router = APIRouter(prefix=API_PREFIX)
+router = APIRouter(prefix=API_PREFIX)
 
 
 # Not in the OpenAPI document: an endless event stream is no request/response a schema (or a
 # schema-driven fuzzer) can describe or wait for.
-@feed_router.get("/feed", response_class=StreamingResponse, include_in_schema=False)
+@router.get("/feed", response_class=StreamingResponse, include_in_schema=False)
 async def case_feed(
     request: Request,
     principal: PrincipalDep,

@@ -1,4 +1,4 @@
-"""Tunables of the console and worker view (kept apart so dispatch/api.py can import them)."""
+"""Tunables of the console and worker view (kept apart so dispatch/http/deps.py can import them)."""
 
 from __future__ import annotations
 

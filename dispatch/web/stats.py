@@ -1,5 +1,5 @@
-"""Aggregates for the console's charts (cases per day, department, kind; time to close), the
-JSON endpoint that serves them, and the inline SVG bar charts the console draws them with."""
+"""Aggregates for the console's charts (cases per day, department, kind; time to close) and the
+JSON endpoint that serves them (dispatch/web/charts.py draws them)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
-from markupsafe import Markup, escape
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from dispatch.api import API_PREFIX, ContextDep, PrincipalDep, SessionDep
-from dispatch.web.feed import scope_of
+from dispatch.http.deps import API_PREFIX, ContextDep, PrincipalDep, SessionDep, scope_of
 from storage.tables import Case, utcnow
 
 DAYS = 14
@@ -175,10 +173,10 @@ def site_timezone(context: ContextDep, site_id: str | None = None) -> str:
     return site.timezone
 
 
-stats_router = APIRouter(prefix=API_PREFIX)
+router = APIRouter(prefix=API_PREFIX)
 
 
-@stats_router.get("/stats", response_model=Stats)
+@router.get("/stats", response_model=Stats)
 def get_stats(
     session: SessionDep,
     principal: PrincipalDep,
@@ -190,88 +188,3 @@ def get_stats(
     department role counts only its department's cases. Cached for a few seconds
     (``computed_at`` says when they were counted)."""
     return cache.get(session, scope_of(principal), site_timezone(context, site_id))
-
-
-# --- inline SVG charts -------------------------------------------------------------------------
-
-BAR_COLOURS = ("#2f6fb0", "#d9822b")
-
-
-def bar_chart(
-    bars: Sequence[tuple[str, Sequence[float]]],
-    series: Sequence[str] = (),
-    width: int = 420,
-    bar_height: int = 18,
-    unit: str = "",
-    empty: str = "",
-) -> Markup:
-    """Horizontal bars, one row per label, one bar per series value; labels escaped."""
-    if not bars:
-        return Markup('<p class="muted">{}</p>').format(empty)
-    label_width = 130
-    value_width = 60
-    plot = width - label_width - value_width
-    groups = max(len(values) for _, values in bars)
-    row = bar_height * groups + 8
-    legend = 18 if series else 0
-    height = legend + row * len(bars)
-    top = max((v for _, values in bars for v in values), default=0) or 1
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
-        f'role="img" xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for n, name in enumerate(series):
-        x = label_width + n * 120
-        parts.append(
-            f'<rect x="{x}" y="3" width="10" height="10" fill="{BAR_COLOURS[n % 2]}"/>'
-            f'<text x="{x + 14}" y="12" class="legend">{escape(name)}</text>'
-        )
-    for index, (label, values) in enumerate(bars):
-        y = legend + index * row
-        parts.append(
-            f'<text x="{label_width - 6}" y="{y + row / 2 + 4:.0f}" text-anchor="end">'
-            f"{escape(label)}</text>"
-        )
-        for n, value in enumerate(values):
-            length = plot * value / top
-            by = y + 4 + n * bar_height
-            parts.append(
-                f'<rect x="{label_width}" y="{by}" width="{length:.1f}" '
-                f'height="{bar_height - 3}" fill="{BAR_COLOURS[n % 2]}"/>'
-                f'<text x="{label_width + length + 4:.1f}" y="{by + bar_height - 6}">'
-                f"{_number(value)}{escape(unit)}</text>"
-            )
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def column_chart(
-    columns: Sequence[tuple[str, int]], width: int = 560, height: int = 160, empty: str = ""
-) -> Markup:
-    """Vertical columns (cases per day), the value above each, the label below."""
-    if not any(value for _, value in columns):
-        return Markup('<p class="muted">{}</p>').format(empty)
-    top = max(value for _, value in columns) or 1
-    slot = width / len(columns)
-    plot = height - 36
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" '
-        f'role="img" xmlns="http://www.w3.org/2000/svg">'
-    ]
-    for index, (label, value) in enumerate(columns):
-        bar = plot * value / top
-        x = index * slot + slot * 0.15
-        y = 16 + plot - bar
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{bar:.1f}" '
-            f'fill="{BAR_COLOURS[0]}"/>'
-            f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" text-anchor="middle">{value}</text>'
-            f'<text x="{x + slot * 0.35:.1f}" y="{height - 4}" text-anchor="middle">'
-            f"{escape(label)}</text>"
-        )
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
-
-def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"

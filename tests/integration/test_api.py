@@ -19,8 +19,9 @@ from contracts.status import (
     GatewayState,
     GatewayStatus,
 )
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.workflow import Workflow
 from tests.factories import (
     API_TOKENS,

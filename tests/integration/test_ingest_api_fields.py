@@ -15,8 +15,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.workflow import Workflow
 from storage.tables import Case, CaseState
 from tests.factories import T0, migrated_database

@@ -31,8 +31,9 @@ from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.server import build_server
 from contracts.events import Phase, ViolationKind
 from contracts.mqtt import make_client
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, Department, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.notification_settings import (
     MqttNotificationSettings,
     NotificationEvent,
@@ -40,13 +41,10 @@ from dispatch.notification_settings import (
     RetrySettings,
     WebhookSettings,
 )
-from dispatch.notifications import (
-    MqttPublisher,
-    NotificationMetrics,
-    NotificationSender,
-    Notifier,
-    canonical_body,
-)
+from dispatch.notifications.metrics import NotificationMetrics
+from dispatch.notifications.publisher import MqttPublisher
+from dispatch.notifications.pump import Notifier
+from dispatch.notifications.sender import NotificationSender, canonical_body
 from dispatch.workflow import Action, Actor, Command, Workflow, system_actor
 from ingest.config import IngestSettings
 from storage.database import SessionFactory, make_engine, make_session_factory

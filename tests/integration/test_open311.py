@@ -18,8 +18,9 @@ from pydantic import SecretStr
 
 from contracts.events import Phase, ViolationKind
 from contracts.sites import SiteRegistry
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.workflow import Action, Actor, Command, Workflow
 from storage.database import SessionFactory
 from storage.tables import Case

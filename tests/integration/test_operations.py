@@ -24,8 +24,9 @@ from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.logformat import JsonLogFormatter, LogFormat, configure_logging
 from civicwatch.server import build_server
 from contracts.status import CameraHealth, CameraProblem, CameraStatus, GatewayState, GatewayStatus
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.logcontext import current_request_id
 from dispatch.workflow import Workflow
 from ingest.config import IngestSettings

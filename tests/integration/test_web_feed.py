@@ -18,8 +18,9 @@ from pydantic import SecretStr
 
 from civicwatch.server import BackgroundApi
 from contracts.events import ViolationKind
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.web.feed import FeedHub
 from dispatch.web.settings import WebOptions
 from dispatch.workflow import Workflow

@@ -20,8 +20,9 @@ from sqlalchemy import select
 from contracts.events import ViolationKind
 from contracts.sites import PlanPosition, SiteRegistry
 from dispatch.accounts import AccountService
-from dispatch.api import ApiContext, create_app
 from dispatch.config import AccountSettings, ApiSettings, Department, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.web.settings import WebOptions
 from dispatch.web.stats import StatsCache, compute_stats, percentile
 from dispatch.workflow import Action, Command, Workflow, system_actor

@@ -1,0 +1,68 @@
+"""The app factory: the whole HTTP surface (API, Open311, console pages) over one ApiContext.
+
+The only module that imports the routers; they import dispatch.http.deps, never this module.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CollectorRegistry
+
+from dispatch import open311
+from dispatch.apidocs import install_api_docs
+from dispatch.http import accounts, cameras, cases, evidence, health, notifications
+from dispatch.http.deps import ApiContext
+from dispatch.notifications.metrics import NotificationBacklogCollector
+from dispatch.ops import install_operations
+from dispatch.security import SecurityHeaders
+from dispatch.web import feed, pages, stats, uploads
+from dispatch.web.rendering import WEB_DIR, WebState
+
+
+def create_app(context: ApiContext) -> FastAPI:
+    """Build the app; ``context`` becomes ``app.state.api``, which every route reads."""
+    # /docs is served from local assets (dispatch/apidocs.py); ReDoc would need a CDN.
+    app = FastAPI(
+        title="civicwatch",
+        version="1",
+        summary="cases from camera violations",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_api_docs(app)
+    app.state.api = context
+    # The gauges /metrics reads from the database at scrape time, apart from the process's own.
+    scrape = CollectorRegistry()
+    scrape.register(health.CasesByStateCollector(context.session_factory))
+    app.state.scrape_registry = scrape
+    install_operations(app, context.session_factory, context.registry, scrape)
+    app.include_router(cases.router)
+    app.include_router(evidence.router)
+    app.include_router(cameras.router)
+    app.include_router(accounts.router)
+    app.include_router(health.router)
+    _install_web(app, context)
+    app.include_router(notifications.router)
+    scrape.register(NotificationBacklogCollector(context.session_factory))
+    app.include_router(open311.router)
+    app.add_middleware(SecurityHeaders)  # added last: the outermost, so on every response
+    return app
+
+
+def _install_web(app: FastAPI, context: ApiContext) -> None:
+    """The pages, static files, live feed, stats and upload routes, and what they share."""
+    templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    refused = uploads.attachments_refused_counter(context.metrics_registry)
+    app.state.web = WebState(templates=templates, attachments_refused=refused)
+    app.state.feed_hub = feed.FeedHub(context.session_factory, context.web.feed_poll_seconds)
+    app.state.stats_cache = stats.StatsCache(context.web.stats_max_age_seconds)
+    app.add_middleware(
+        uploads.UploadSizeGuard, limit=context.web.attachment_max_bytes, refused=refused
+    )
+    app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
+    app.include_router(feed.router)
+    app.include_router(stats.router)
+    app.include_router(uploads.router)
+    app.include_router(pages.router)

@@ -1,0 +1,115 @@
+"""What every route depends on: the ApiContext, a database session, the caller, path types, and
+the one rule of which cases (and department rows) a caller may see.
+
+Everything lives on ``app.state.api`` (an ApiContext built by the composition root); routes get
+it through ``Annotated[..., Depends()]`` dependencies. Router modules import this module only,
+never the app module, so the routers and the app factory form no import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from prometheus_client import CollectorRegistry
+from sqlalchemy import ColumnElement, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm.interfaces import ORMOption
+
+from contracts.sites import SiteRegistry
+from dispatch.accounts import AccountService
+from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
+from dispatch.config import SCOPED_ROLES, ApiSettings
+from dispatch.http.paths import API_PREFIX as API_PREFIX  # re-exported for the routers
+from dispatch.ops import ReadinessCheck, always_ready
+from dispatch.web.settings import WebOptions
+from dispatch.workflow import Actor, Workflow
+from storage.database import SessionFactory
+from storage.evidence_store import EvidenceStore
+from storage.tables import Case
+
+# Row ids fit the database's INTEGER column; a larger one is a client error, not a crash.
+RowIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """Everything the routes use, built by the composition root. New parts get a field here."""
+
+    session_factory: SessionFactory
+    evidence_store: EvidenceStore
+    settings: ApiSettings
+    registry: SiteRegistry
+    metrics_registry: CollectorRegistry
+    workflow: Workflow
+    # /readyz: what keeps the server from serving (e.g. ingest not connected to the broker).
+    readiness: ReadinessCheck = always_ready
+    # The console and worker view: feed polling, upload size (dispatch/web).
+    web: WebOptions = field(default_factory=WebOptions)
+    # People's accounts and sessions (dispatch/auth.py); None: config tokens only.
+    accounts: AccountService | None = None
+
+
+Principal = Actor
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.api
+    return context
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    with context.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_scrape_registry(request: Request) -> CollectorRegistry:
+    """The app's own gauges, read at scrape time (cases, cameras, notifications, requests)."""
+    registry: CollectorRegistry = request.app.state.scrape_registry
+    return registry
+
+
+ScrapeRegistryDep = Annotated[CollectorRegistry, Depends(get_scrape_registry)]
+
+
+def not_found(what: str) -> HTTPException:
+    # Another department's case is "not found", never "forbidden": its existence is not leaked.
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+# --- who sees what ------------------------------------------------------------------------------
+
+
+def scope_of(principal: Principal) -> str | None:
+    """The only department whose cases ``principal`` may see, or None for every case."""
+    if principal.role in SCOPED_ROLES:
+        return principal.department.value if principal.department else ""
+    return None
+
+
+def visible_cases(
+    principal: Principal, department: InstrumentedAttribute[Any] = Case.department
+) -> ColumnElement[bool]:
+    """The SQL condition for the rows ``principal`` may see: cases by default, or any rows
+    with a department column of their own (notifications)."""
+    scope = scope_of(principal)
+    return true() if scope is None else department == scope
+
+
+def visible_case(
+    session: Session, principal: Principal, case_id: int, options: tuple[ORMOption, ...] = ()
+) -> Case:
+    """The case, loaded with ``options``; 404 when there is none or ``principal`` may not see it."""
+    case = session.get(Case, case_id, options=options)
+    if case is None or not principal.sees(case):
+        raise not_found(f"case {case_id}")
+    return case

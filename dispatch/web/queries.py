@@ -1,0 +1,78 @@
+"""What the pages list: the SLA board, recent cases, a worker's queue, how near a deadline is."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload
+
+from dispatch.http.deps import Principal, visible_cases
+from dispatch.workflow import TRANSITIONS, Action
+from storage.tables import OPEN_STATES, Case, CaseState
+
+DUE_SOON = timedelta(minutes=30)
+
+
+def allowed_actions(principal: Principal, case: Case, offered: Sequence[Action]) -> list[Action]:
+    """The actions of ``offered`` that ``principal`` may take on ``case`` as it stands."""
+    return [
+        action
+        for action in offered
+        if principal.may(action) and CaseState(case.state) in TRANSITIONS[action][0]
+    ]
+
+
+# What a case's page reads besides the case: its evidence and its history.
+CASE_PAGE_LOADS = (selectinload(Case.evidence), selectinload(Case.transitions))
+
+
+def _visible(principal: Principal) -> Select[Case]:
+    """A select of the cases ``principal`` may see."""
+    return select(Case).where(visible_cases(principal))
+
+
+def open_cases_by_deadline(session: Session, principal: Principal, limit: int = 50) -> list[Case]:
+    """The SLA board: open cases, nearest resolve deadline first."""
+    query = (
+        _visible(principal)
+        .where(Case.state.in_([state.value for state in OPEN_STATES]))
+        .order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def recent_cases(session: Session, principal: Principal, limit: int = 50) -> list[Case]:
+    query = _visible(principal).order_by(Case.updated_at.desc(), Case.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def worker_queue(session: Session, principal: Principal) -> list[Case]:
+    """A department's cases still to work (dispatched, accepted, or resolved and waiting for a
+    check), nearest deadline first."""
+    states = [CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.RESOLVED]
+    query = (
+        _visible(principal)
+        .where(Case.state.in_([state.value for state in states]))
+        .order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
+        .limit(200)
+    )
+    return list(session.scalars(query))
+
+
+def deadline_class(case: Case, now: datetime) -> str:
+    if case.sla_due_at is None or case.state not in OPEN_STATES:
+        return ""
+    if case.overdue or case.sla_due_at <= now:
+        return "overdue"
+    if case.sla_due_at - now <= DUE_SOON:
+        return "due-soon"
+    return ""
+
+
+def minutes_to(deadline: datetime | None, now: datetime) -> int | None:
+    if deadline is None:
+        return None
+    return int((deadline - now).total_seconds() // 60)
