@@ -1,11 +1,13 @@
-"""Structure comparison: time per comparison and the DSIFN metrics, over repeats.
+"""Structure comparison: time per comparison and the metrics, over repeats.
 
-Runs the full evaluation (6 pairs + 48 no-change controls, and the Lab + Otsu baseline) N times
-and, per repeat, one camera-sized comparison (a no_build zone on a 768x576 vtest.avi frame, the
-real workload at the edge). Reports median and spread (min, max) of the timings; the metrics are
-deterministic and the same on every repeat. Run from the repository root:
+Runs the full evaluation (the learned comparison, the gradient-only one before it and the
+Lab + Otsu baseline, each on every pair and control) N times and, per repeat, one camera-sized
+comparison (a no_build zone on a 768x576 vtest.avi frame, the real workload at the edge).
+Reports median and spread (min, max) of the timings; the metrics are deterministic and the same
+on every repeat. ``--set dev|test`` scores a built set (edge.structure_dataset) instead of a
+folder; score test only once, at the end. Run from the repository root:
 
-    .venv/bin/python -m bench.structures [--repeats 5] [--dir ../shared/data/structures/dsifn]
+    .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ import cv2
 import numpy as np
 
 from edge.config import StructureSettings
-from edge.structure_eval import TerminalProgress, evaluate_structures
+from edge.detector import LOCAL_MODEL_HINT
+from edge.structure_eval import (
+    StructureEvaluation,
+    TerminalProgress,
+    evaluate_set,
+    evaluate_structures,
+    learned_parts,
+)
+from edge.structure_features import learned_structure_change, transient_boxes_of
 from edge.structures import compare_structure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,35 +62,52 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
+    parser.add_argument("--set", choices=("dev", "test"), dest="built_set")
     parser.add_argument("--clip", type=Path, default=SHARED_DATA / "clips" / "vtest.avi")
+    parser.add_argument("--model", type=Path, default=ROOT / LOCAL_MODEL_HINT)
     args = parser.parse_args()
 
     settings = StructureSettings()
+    learned = learned_parts(args.model)
     baseline, current = _camera_frames(args.clip)
+    boxes = transient_boxes_of(learned.finder.detect(current))
     progress = TerminalProgress("structures bench")
-    evaluations, camera_ms = [], []
+    evaluations: list[StructureEvaluation] = []
+    camera_ms: list[float] = []
+    gradient_camera_ms: list[float] = []
     for repeat in range(args.repeats):
-        evaluations.append(evaluate_structures(args.dir, settings))
+        if args.built_set:
+            evaluations.append(evaluate_set(args.built_set, SHARED_DATA, learned, settings))
+        else:
+            evaluations.append(evaluate_structures(args.dir, settings, learned=learned))
+        started = time.perf_counter()
+        learned_structure_change(baseline, current, LAWN, settings, learned.features, boxes)
+        camera_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         compare_structure(baseline, current, LAWN, settings)
-        camera_ms.append((time.perf_counter() - started) * 1000)
+        gradient_camera_ms.append((time.perf_counter() - started) * 1000)
         progress(repeat + 1, args.repeats)
 
     first = evaluations[0]
     ours = [e.structure.ms_per_comparison for e in evaluations]
+    previous = [e.previous.ms_per_comparison for e in evaluations if e.previous]
     classical = [e.lab_otsu.ms_per_comparison for e in evaluations]
     print(
         f"pairs {first.structure.pairs}, controls {first.structure.controls}, {args.repeats} runs"
     )
-    print(f"structure ms/comparison (256x256): {_spread(ours)}")
-    print(f"lab+otsu  ms/comparison (256x256): {_spread(classical)}")
-    print(f"structure ms/comparison (768x576 frame, lawn zone): {_spread(camera_ms)}")
+    print(f"learned ms/comparison (256x256, detector included): {_spread(ours)}")
+    print(f"gradient ms/comparison (256x256): {_spread(previous)}")
+    print(f"lab+otsu ms/comparison (256x256): {_spread(classical)}")
+    print(f"learned ms/comparison (768x576 frame, lawn zone, boxes given): {_spread(camera_ms)}")
+    print(f"gradient ms/comparison (768x576 frame, lawn zone): {_spread(gradient_camera_ms)}")
     summary = {
         **first.summary(),
         "repeats": args.repeats,
         "ms_per_comparison": _spread(ours),
+        "previous_ms_per_comparison": _spread(previous),
         "baseline_ms_per_comparison": _spread(classical),
         "camera_zone_ms": _spread(camera_ms),
+        "previous_camera_zone_ms": _spread(gradient_camera_ms),
         "metrics_identical_across_repeats": all(
             e.summary()["mean_f1"] == first.summary()["mean_f1"] for e in evaluations
         ),

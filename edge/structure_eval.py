@@ -4,8 +4,10 @@ The folder is laid out like DSIFN: ``A/`` the before images, ``B/`` the after im
 ``label/`` the truth masks (non-zero = changed), matched by file name. A pair counts as changed
 when its truth mask has changed pixels.
 
-Controls: every before image against itself with only the light, gamma, focus, sensor noise or
-the camera's aim (1-2 % shift) altered. None of them may raise a change.
+Controls (edge.structure_controls): every before image against itself with only the light,
+gamma, focus, sensor noise, the camera's aim (3 px, 1-2 %), a moved shadow, rain or the night IR
+picture altered. None of them may raise a change. The built sets (`evaluate_set`, run by
+``python -m bench.structures --set dev|test``) add a real parked car and person in view.
 
 The classical Lab-distance + Otsu baseline is scored beside the method on the same inputs, so
 the gain is visible. Seeds are fixed: two runs give the same figures (timings aside).
@@ -14,6 +16,7 @@ the gain is visible. Seeds are fixed: two runs give the same figures (timings as
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -26,13 +29,28 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from edge.config import StructureSettings
+from edge.config import MODEL_ENV_VAR, DetectorSettings, StructureSettings
 from edge.detections import BoolArray, Image
+from edge.detector import (
+    LOCAL_MODEL_HINT,
+    OPENVINO_SUFFIX,
+    ModelUnavailableError,
+    OpenVINODetector,
+)
+from edge.structure_controls import Control, camera_controls, no_change_controls
+from edge.structure_dataset import ObjectFinder, SetName, build_set
+from edge.structure_features import (
+    BackboneFeatures,
+    learned_structure_change,
+    transient_boxes_of,
+)
 from edge.structures import (
     StructureChange,
     compare_structure,
     lab_otsu_change,
 )
+
+__all__ = ["no_change_controls"]  # moved to edge.structure_controls; tests import it from here
 
 TARGET_MEAN_F1 = 0.6
 CONTROL_SEED = 20240501
@@ -81,7 +99,10 @@ class MethodScore(BaseModel):
 
 class StructureEvaluation(BaseModel):
     directory: str
-    structure: MethodScore = Field(description="the structure comparison (edge.structures)")
+    structure: MethodScore = Field(description="the method: learned when a model was at hand")
+    previous: MethodScore | None = Field(
+        default=None, description="the gradient-only comparison (edge.structures) beside it"
+    )
     lab_otsu: MethodScore = Field(description="the classical Lab distance + Otsu baseline")
 
     @property
@@ -95,15 +116,21 @@ class StructureEvaluation(BaseModel):
 
     def summary(self) -> dict[str, object]:
         """The one-line figures: the method, the baseline beside it, and whether targets hold."""
-        ours, classical = self.structure, self.lab_otsu
+        ours, classical, previous = self.structure, self.lab_otsu, self.previous
+        changed = [r.f1 for r in ours.pair_results if r.truth_changed]
         return {
+            "method": ours.method,
             "pairs": ours.pairs,
             "mean_f1": round(ours.mean_f1, 4),
+            "mean_f1_changed_pairs": round(statistics.fmean(changed), 4) if changed else None,
             "pairs_right": ours.pairs_right,
             "control_alarms": ours.control_alarms,
             "controls": ours.controls,
             "controls_inconclusive": ours.controls_inconclusive,
             "ms_per_comparison": round(ours.ms_per_comparison, 2),
+            "previous_mean_f1": round(previous.mean_f1, 4) if previous else None,
+            "previous_pairs_right": previous.pairs_right if previous else None,
+            "previous_control_alarms": previous.control_alarms if previous else None,
             "baseline_mean_f1": round(classical.mean_f1, 4),
             "baseline_pairs_right": classical.pairs_right,
             "baseline_control_alarms": classical.control_alarms,
@@ -168,33 +195,6 @@ def _read(path: Path, flags: int) -> Image:
     return np.asarray(image, dtype=np.uint8)
 
 
-def no_change_controls(image: Image, seed: int) -> list[tuple[str, Image]]:
-    """The view altered in light, gamma, focus, noise and aim only: nothing was built."""
-    height, width = image.shape[:2]
-    pixels = image.astype(np.float32)
-    noise = np.random.default_rng(seed).normal(0.0, 8.0, image.shape)
-
-    def clip(values: np.ndarray) -> Image:
-        return np.asarray(np.clip(values, 0, 255), dtype=np.uint8)
-
-    def shifted(share: float, sign_y: int) -> Image:
-        dx, dy = round(width * share), sign_y * round(height * share)
-        matrix = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float64)
-        moved = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT)
-        return np.asarray(moved, dtype=np.uint8)
-
-    return [
-        ("brighter x1.25+20", clip(pixels * 1.25 + 20)),
-        ("darker x0.6", clip(pixels * 0.6)),
-        ("gamma 0.6", clip(255 * (pixels / 255) ** 0.6)),
-        ("gamma 1.6", clip(255 * (pixels / 255) ** 1.6)),
-        ("blur sigma 1.5", np.asarray(cv2.GaussianBlur(image, (0, 0), 1.5), dtype=np.uint8)),
-        ("noise sigma 8", clip(pixels + noise)),
-        ("shift 1%", shifted(0.01, 1)),
-        ("shift 2%", shifted(0.02, -1)),
-    ]
-
-
 def pixel_scores(predicted: BoolArray, truth: BoolArray) -> tuple[float, float, float]:
     """Precision, recall, F1. Nothing predicted and nothing true scores 1 on all three."""
     true_positive = int((predicted & truth).sum())
@@ -211,7 +211,7 @@ def _score_method(
     method: str,
     compare: Comparison,
     pairs: list[ChangePair],
-    controls: list[list[tuple[str, Image]]],
+    controls: list[list[Control]],
     settings: StructureSettings,
     progress: Callable[[], None],
 ) -> MethodScore:
@@ -266,16 +266,64 @@ def _score_method(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LearnedParts:
+    """What the learned comparison needs: backbone features and a detector for passers-by."""
+
+    features: BackboneFeatures
+    finder: ObjectFinder
+
+    def comparison(self) -> Comparison:
+        def compare(
+            before: Image, after: Image, polygon: np.ndarray, settings: StructureSettings
+        ) -> StructureChange:
+            boxes = transient_boxes_of(self.finder.detect(after))
+            return learned_structure_change(before, after, polygon, settings, self.features, boxes)
+
+        return compare
+
+
 def evaluate_structures(
     directory: Path,
     settings: StructureSettings | None = None,
     progress: Progress | None = None,
+    learned: LearnedParts | None = None,
 ) -> StructureEvaluation:
     """Score the structure comparison and the Lab + Otsu baseline on `directory`'s pairs."""
     settings = settings or StructureSettings()
     pairs = load_pairs(directory)
-    controls = [no_change_controls(p.before, CONTROL_SEED + i) for i, p in enumerate(pairs)]
-    total, done = 2 * len(pairs), 0
+    controls = [_folder_controls(p.before, CONTROL_SEED + i) for i, p in enumerate(pairs)]
+    return _evaluate(str(directory), pairs, controls, settings, progress, learned)
+
+
+def _folder_controls(image: Image, seed: int) -> list[Control]:
+    return no_change_controls(image, seed) + camera_controls(image, seed)
+
+
+def evaluate_set(
+    name: SetName,
+    shared_data: Path,
+    learned: LearnedParts,
+    settings: StructureSettings | None = None,
+    progress: Progress | None = None,
+) -> StructureEvaluation:
+    """Score the built dev or test set (edge.structure_dataset); test only once, at the end."""
+    built = build_set(name, shared_data, learned.finder)
+    pairs = [ChangePair(p.name, p.before, p.after, p.truth) for p in built]
+    controls = [p.controls for p in built]
+    return _evaluate(f"set {name}", pairs, controls, settings, progress, learned)
+
+
+def _evaluate(
+    label: str,
+    pairs: list[ChangePair],
+    controls: list[list[Control]],
+    settings: StructureSettings | None,
+    progress: Progress | None,
+    learned: LearnedParts | None = None,
+) -> StructureEvaluation:
+    settings = settings or StructureSettings()
+    total, done = (2 if learned is None else 3) * len(pairs), 0
 
     def step() -> None:
         nonlocal done
@@ -283,11 +331,33 @@ def evaluate_structures(
         if progress is not None:
             progress(done, total)
 
+    gradient = _score_method("structure", compare_structure, pairs, controls, settings, step)
+    classical = _score_method("lab_otsu", lab_otsu_change, pairs, controls, settings, step)
+    if learned is None:
+        return StructureEvaluation(directory=label, structure=gradient, lab_otsu=classical)
+    ours = _score_method("learned", learned.comparison(), pairs, controls, settings, step)
     return StructureEvaluation(
-        directory=str(directory),
-        structure=_score_method("structure", compare_structure, pairs, controls, settings, step),
-        lab_otsu=_score_method("lab_otsu", lab_otsu_change, pairs, controls, settings, step),
+        directory=label, structure=ours, previous=gradient, lab_otsu=classical
     )
+
+
+def learned_parts(model_folder: Path) -> LearnedParts:
+    """Backbone features and a detector (640, low confidence) from one OpenVINO export."""
+    detector = OpenVINODetector(
+        DetectorSettings(model=str(model_folder), imgsz=640, confidence=0.15), max_batch=1
+    )
+    return LearnedParts(BackboneFeatures(model_folder), detector)
+
+
+def local_learned_parts() -> LearnedParts | None:
+    """The learned parts from ${MODEL_ENV_VAR} or the shared export; None when neither loads."""
+    folder = Path(os.environ.get(MODEL_ENV_VAR, "") or LOCAL_MODEL_HINT)
+    if not folder.name.endswith(OPENVINO_SUFFIX) or not folder.is_dir():
+        return None
+    try:
+        return learned_parts(folder)
+    except (ModelUnavailableError, OSError, ValueError, RuntimeError):
+        return None
 
 
 class TerminalProgress:
@@ -330,7 +400,13 @@ def print_evaluation(evaluation: StructureEvaluation, out: TextIO | None = None)
 def run_structure_evaluation(
     directory: Path, settings: StructureSettings | None = None, out: TextIO | None = None
 ) -> StructureEvaluation:
-    """What `civicwatch eval structures DIR` runs: progress on a terminal, summary JSON last."""
-    evaluation = evaluate_structures(directory, settings, TerminalProgress("structures"))
+    """What `civicwatch eval structures DIR` runs: progress on a terminal, summary JSON last.
+
+    The learned comparison runs when the detector model is at hand (${MODEL_ENV_VAR}, else the
+    shared YOLO11n export); without one, the gradient comparison alone.
+    """
+    evaluation = evaluate_structures(
+        directory, settings, TerminalProgress("structures"), local_learned_parts()
+    )
     print_evaluation(evaluation, out)
     return evaluation

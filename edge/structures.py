@@ -85,7 +85,7 @@ def compare_structure(
     shift = estimate_shift(baseline, current, settings.min_alignment_peak)
     if max(abs(shift[0]) / width, abs(shift[1]) / height) > settings.max_shift_fraction:
         return _inconclusive(baseline, shift, f"the view moved {shift[0]:.0f}, {shift[1]:.0f} px")
-    aligned = _undo_shift(current, baseline, shift)
+    aligned = undo_shift(current, baseline, shift)
     view = _ZoneView.of(polygon, (width, height), settings)
     base_crop, current_crop = view.crop(baseline), view.crop(aligned)
     problem = _view_problem(base_crop, current_crop, view.zone_mask, settings)
@@ -93,10 +93,10 @@ def compare_structure(
         return _inconclusive(baseline, shift, problem)
     gain = structure_gain(base_crop, current_crop, view.zone_mask, settings)
     changed = _changed_regions(gain, settings) & view.zone_mask
-    zone = _polygon_mask(polygon, (height, width))
+    zone = polygon_mask(polygon, (height, width))
     mask = view.to_frame(changed, (height, width)) & zone
     score = float(np.clip(gain[changed], 0.0, 1.0).mean()) if changed.any() else 0.0
-    return _result(mask, zone, score, shift, settings)
+    return result(mask, zone, score, shift, settings)
 
 
 def lab_otsu_change(
@@ -109,7 +109,7 @@ def lab_otsu_change(
     """
     _check_pair(baseline, current)
     height, width = baseline.shape[:2]
-    zone = _polygon_mask(polygon, (height, width))
+    zone = polygon_mask(polygon, (height, width))
     lab_base = cv2.cvtColor(baseline, cv2.COLOR_BGR2LAB).astype(np.float32)
     lab_current = cv2.cvtColor(current, cv2.COLOR_BGR2LAB).astype(np.float32)
     distance = np.linalg.norm(lab_base - lab_current, axis=2)
@@ -119,7 +119,7 @@ def lab_otsu_change(
         levels = np.round(distance[zone] / top * 255).astype(np.uint8).reshape(-1, 1)
         threshold, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         mask = zone & (distance / top * 255 > threshold)
-    return _result(mask, zone, 1.0, (0.0, 0.0), settings)
+    return result(mask, zone, 1.0, (0.0, 0.0), settings)
 
 
 def structure_gain(
@@ -236,14 +236,14 @@ def _fill_holes(mask: BoolArray) -> BoolArray:
     return mask | holes
 
 
-def _polygon_mask(polygon: ArrayLike, shape: tuple[int, int]) -> BoolArray:
+def polygon_mask(polygon: ArrayLike, shape: tuple[int, int]) -> BoolArray:
     canvas = np.zeros(shape, dtype=np.uint8)
     points = np.round(np.asarray(polygon, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
     cv2.fillPoly(canvas, [points], 1)
     return canvas.astype(np.bool_)
 
 
-def _undo_shift(current: Image, baseline: Image, shift: tuple[float, float]) -> Image:
+def undo_shift(current: Image, baseline: Image, shift: tuple[float, float]) -> Image:
     """The current view moved back onto the baseline; uncovered borders take the baseline."""
     if shift == (0.0, 0.0):
         return current
@@ -298,7 +298,7 @@ class _ZoneView:
         return mask
 
 
-def _result(
+def result(
     mask: BoolArray,
     zone: BoolArray,
     score: float,
