@@ -1,4 +1,5 @@
-"""MQTT connection settings both sides use, and a client factory with the project's defaults."""
+"""MQTT connection settings both sides use, a client factory with the project's defaults, and
+the one session helper every long-lived client is built on."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import re
 import secrets
 import socket
 import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
@@ -71,3 +80,223 @@ def make_client(settings: BrokerSettings, client_id: str) -> mqtt.Client:
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(100)
     return client
+
+
+Subscriptions = Sequence[tuple[str, int]]
+"""Topic filters and their QoS."""
+
+_REFUSALS_KEPT = 1024  # broker refusals of publishes no one waits for are dropped, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class LastWill:
+    """What the broker publishes for the client when its connection is lost, not closed."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class PublishError(Exception):
+    """A publish the broker did not take or did not confirm; the text says why."""
+
+
+def _no_subscriptions() -> Subscriptions:
+    return ()
+
+
+class MqttSession:
+    """One MQTT v5 connection that keeps itself up: reconnects, subscribes again on every
+    connect, tracks whether it is connected (and subscribed), and publishes.
+
+    With ``session_expiry_seconds`` the session is persistent (clean_start=False): the broker
+    keeps its subscriptions and queued QoS 1 messages while the client is away. Without it,
+    the client starts clean on its first connect only (paho's default). The hooks run on paho's
+    network thread; each client logs in its own words there.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerSettings,
+        client_id: str,
+        *,
+        subscriptions: Callable[[], Subscriptions] = _no_subscriptions,
+        session_expiry_seconds: int | None = None,
+        receive_maximum: int | None = None,
+        will: LastWill | None = None,
+        manual_ack: bool = False,
+        on_message: Callable[[mqtt.MQTTMessage], None] | None = None,
+        on_connected: Callable[[Subscriptions], None] | None = None,
+        on_refused: Callable[[ReasonCode], None] | None = None,
+        on_subscribe_refused: Callable[[list[str]], None] | None = None,
+        on_lost: Callable[[ReasonCode], None] | None = None,
+    ) -> None:
+        """``subscriptions`` is asked on every connect; ``on_connected`` gets what was
+        subscribed, before ``connected`` is set. ``receive_maximum`` caps the messages the
+        broker sends unacknowledged (a persistent session's CONNECT only)."""
+        self.broker = broker
+        self.client_id = client_id
+        self.connected = threading.Event()
+        self.ready = threading.Event()  # connected and every subscription granted
+        self._subscriptions = subscriptions
+        self._session_expiry = session_expiry_seconds
+        self._receive_maximum = receive_maximum
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_refused = on_refused
+        self._on_subscribe_refused = on_subscribe_refused
+        self._on_lost = on_lost
+        self._lock = threading.Lock()
+        self._refused: OrderedDict[int, str] = OrderedDict()  # mid -> the broker's reason
+        self._client = make_client(broker, client_id)
+        if manual_ack:
+            self._client.manual_ack_set(True)
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.on_connect = self._connect_answered
+        self._client.on_subscribe = self._subscribe_answered
+        self._client.on_disconnect = self._disconnected
+        self._client.on_message = self._message_arrived
+        self._client.on_publish = self._publish_answered
+
+    def start(self) -> None:
+        """Connect in the background; paho's thread reconnects whenever the connection drops."""
+        broker = self.broker
+        if self._session_expiry is None:
+            self._client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_seconds)
+        else:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self._session_expiry
+            if self._receive_maximum is not None:
+                properties.ReceiveMaximum = self._receive_maximum
+            self._client.connect_async(
+                broker.host,
+                broker.port,
+                keepalive=broker.keepalive_seconds,
+                clean_start=False,
+                properties=properties,
+            )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect cleanly (no last will) and stop paho's thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+        self.ready.clear()
+
+    def is_connected(self) -> bool:
+        """paho's own view of the connection, which it drops before the disconnect hook runs."""
+        return self._client.is_connected()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> mqtt.MQTTMessageInfo:
+        """Hand a message to paho; its ``rc`` says whether paho took it."""
+        return self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+    def publish_and_wait(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        timeout: float,
+        properties: Properties | None = None,
+    ) -> None:
+        """Publish and wait for PUBACK (QoS 1) or PUBCOMP (QoS 2); raises PublishError."""
+        if not self.connected.is_set():
+            raise PublishError(
+                f"not connected to the MQTT broker {self.broker.host}:{self.broker.port}"
+            )
+        info = self._client.publish(topic, payload, qos=qos, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise PublishError(f"MQTT publish failed: {mqtt.error_string(info.rc)}")
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise PublishError(f"MQTT publish failed: {exc}") from exc
+        if not info.is_published():
+            raise PublishError(f"no acknowledgement from the broker within {timeout:g}s")
+        with self._lock:
+            refused = self._refused.pop(info.mid, None)
+        if refused is not None:
+            raise PublishError(f"the broker refused the message: {refused}")
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a received message (with ``manual_ack``)."""
+        self._client.ack(mid, qos)
+
+    def _connect_answered(
+        self,
+        client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            if self._on_refused is not None:
+                self._on_refused(reason_code)
+            return
+        subscriptions = self._subscriptions()
+        if subscriptions:  # subscribing here means every reconnect resubscribes
+            client.subscribe(list(subscriptions))
+        if self._on_connected is not None:
+            self._on_connected(subscriptions)
+        self.connected.set()
+        if not subscriptions:
+            self.ready.set()
+
+    def _subscribe_answered(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _mid: int,
+        reason_codes: list[ReasonCode],
+        _properties: Properties | None,
+    ) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            if self._on_subscribe_refused is not None:
+                self._on_subscribe_refused(failed)
+            return
+        self.ready.set()
+
+    def _disconnected(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        self.ready.clear()
+        if self._on_lost is not None:
+            self._on_lost(reason_code)
+
+    def _message_arrived(
+        self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage
+    ) -> None:
+        if self._on_message is not None:
+            self._on_message(message)
+
+    def _publish_answered(
+        self,
+        _client: mqtt.Client,
+        _userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            with self._lock:
+                self._refused[mid] = str(reason_code)
+                while len(self._refused) > _REFUSALS_KEPT:
+                    self._refused.popitem(last=False)

@@ -7,14 +7,14 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
-from contracts.mqtt import BrokerSettings, make_client, process_client_id
+from contracts.mqtt import BrokerSettings, LastWill, MqttSession, Subscriptions, process_client_id
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic
 from edge.outbox import Outbox
@@ -46,7 +46,6 @@ class EdgePublisher:
         self._outbox = outbox
         self._resend_after = resend_after_seconds
         self._max_unconfirmed = max_unconfirmed
-        self._connected = threading.Event()
         self._flush_lock = threading.Lock()
         self._status_topic = gateway_status_topic(site_id, gateway_id)
         self._ack_topic = ack_topic(site_id, gateway_id)
@@ -59,24 +58,30 @@ class EdgePublisher:
         # its restart take over a half-open old connection, whose will would otherwise mark
         # the gateway offline later. Others (replay) hold no state: one id per process.
         client_id = role if announces_gateway else process_client_id(role)
-        self._client = make_client(broker, client_id)
         self._announces_gateway = announces_gateway
+        will = None
         if announces_gateway:
-            will = GatewayStatus(site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE)
-            self._client.will_set(self._status_topic, will.to_wire(), qos=1, retain=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
+            offline = GatewayStatus(
+                site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE
+            )
+            will = LastWill(self._status_topic, offline.to_wire(), qos=1, retain=True)
+        self._session = MqttSession(
+            broker,
+            client_id,
+            subscriptions=lambda: [(self._ack_topic, 1)],
+            will=will,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            on_refused=self._on_refused,
+            on_lost=self._on_lost,
+        )
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._session.connected.is_set()
 
     def start(self) -> None:
-        self._client.connect_async(
-            self._broker.host, self._broker.port, keepalive=self._broker.keepalive_seconds
-        )
-        self._client.loop_start()
+        self._session.start()
 
     def _gateway_status(self, state: GatewayState) -> bytes:
         return GatewayStatus(
@@ -87,27 +92,20 @@ class EdgePublisher:
             outbox_pending=self._outbox.pending_count(),
         ).to_wire()
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        if reason_code.is_failure:
-            log.warning("broker refused the connection: %s", reason_code)
-            return
-        # Subscribing here means every reconnect resubscribes.
-        client.subscribe(self._ack_topic, qos=1)
+    def _on_refused(self, reason_code: ReasonCode) -> None:
+        log.warning("broker refused the connection: %s", reason_code)
+
+    def _on_connected(self, _subscribed: Subscriptions) -> None:
+        # Online before anything else goes out: flush_due waits for ``connected``.
         if self._announces_gateway:
             online = self._gateway_status(GatewayState.ONLINE)
-            client.publish(self._status_topic, online, 1, True)
-        self._connected.set()
+            self._session.publish(self._status_topic, online, qos=1, retain=True)
         log.info("connected to %s:%s", self._broker.host, self._broker.port)
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        self._connected.clear()
+    def _on_lost(self, reason_code: ReasonCode) -> None:
         log.warning("disconnected from broker: %s", reason_code)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         try:
             ack = IngestAck.model_validate_json(message.payload)
         except ValidationError as exc:
@@ -139,7 +137,7 @@ class EdgePublisher:
                     or (now - message.created_at).total_seconds() > self._resend_after
                 ):
                     payload = _as_historical(payload)
-                info = self._client.publish(message.topic, payload, qos=1)
+                info = self._session.publish(message.topic, payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # connection went away; the outbox keeps it for the next try
                 self._outbox.mark_sent(message.message_id, now)
@@ -148,7 +146,7 @@ class EdgePublisher:
 
     def publish_camera_status(self, status: CameraStatus) -> None:
         topic = camera_status_topic(status.site_id, status.gateway_id, status.camera_id)
-        self._client.publish(topic, status.to_wire(), qos=1, retain=True)
+        self._session.publish(topic, status.to_wire(), qos=1, retain=True)
 
     def wait_until_settled(self, timeout: float) -> bool:
         """Keep flushing until ingest confirmed every pending message, or the timeout passes."""
@@ -164,15 +162,13 @@ class EdgePublisher:
     def stop(self) -> None:
         """Say offline (a clean shutdown is not a lost gateway) and disconnect."""
         if self.connected and self._announces_gateway:
-            info = self._client.publish(
-                self._status_topic, self._gateway_status(GatewayState.OFFLINE), 1, True
+            info = self._session.publish(
+                self._status_topic, self._gateway_status(GatewayState.OFFLINE), qos=1, retain=True
             )
             # Lost the connection meanwhile: the broker publishes the last will instead.
             with contextlib.suppress(RuntimeError):
                 info.wait_for_publish(timeout=2.0)
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._connected.clear()
+        self._session.stop()
 
 
 def _as_historical(payload: bytes) -> bytes:

@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 import cv2
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from contracts.events import BoundingBox, EvidenceFrame, EvidenceLabel, ObservedObject, Phase
-from contracts.mqtt import BrokerSettings, make_client
+from contracts.mqtt import BrokerSettings, MqttSession
 from contracts.topics import parse_camera_topic, verify_result_topic, verify_topic
 from contracts.verification import VerificationRequest, VerificationResult
 from edge.config import EvidenceSettings
@@ -279,34 +276,26 @@ class VerificationChannel:
     ) -> None:
         self.site_id = site_id
         self.gateway_id = gateway_id
-        self._broker = broker
         self._topics = [verify_topic(site_id, gateway_id, camera) for camera in camera_ids]
         self._requests: queue.SimpleQueue[VerificationRequest] = queue.SimpleQueue()
         self.refused = 0
-        self.ready = threading.Event()  # connected and subscribed
-        self._client = make_client(broker, f"civicwatch-edge-{gateway_id}-verify{client_id_suffix}")
-        self._client.on_connect = self._on_connect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
+        # A persistent session: the broker keeps requests (QoS 1) while the gateway is away.
+        self._session = MqttSession(
+            broker,
+            f"civicwatch-edge-{gateway_id}-verify{client_id_suffix}",
+            subscriptions=lambda: [(topic, 1) for topic in self._topics],
+            session_expiry_seconds=SESSION_EXPIRY_SECONDS,
+            on_message=self._on_message,
+            on_refused=self._on_refused,
+            on_subscribe_refused=self._on_subscribe_refused,
+        )
+        self.ready = self._session.ready  # connected and subscribed
 
     def start(self) -> None:
-        # A persistent session: the broker keeps requests (QoS 1) while the gateway is away.
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-        self._client.connect_async(
-            self._broker.host,
-            self._broker.port,
-            keepalive=self._broker.keepalive_seconds,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        self._session.start()
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.ready.clear()
+        self._session.stop()
 
     def take(self) -> list[VerificationRequest]:
         """The requests that arrived since the last call, oldest first."""
@@ -320,38 +309,19 @@ class VerificationChannel:
     def publish(self, result: VerificationResult) -> bool:
         """Send one answer at QoS 1; False when the client could not take it (no connection)."""
         topic = verify_result_topic(result.site_id, result.gateway_id, result.camera_id)
-        info = self._client.publish(topic, result.to_wire(), qos=1)
+        info = self._session.publish(topic, result.to_wire(), qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.error("verification %s: answer not sent (%s)", result.request_id, info.rc)
             return False
         return True
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        if reason_code.is_failure:
-            log.warning("broker refused the verification connection: %s", reason_code)
-            return
-        if self._topics:  # subscribing here means every reconnect resubscribes
-            client.subscribe([(topic, 1) for topic in self._topics])
-        else:
-            self.ready.set()
+    def _on_refused(self, reason_code: ReasonCode) -> None:
+        log.warning("broker refused the verification connection: %s", reason_code)
 
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
-    ) -> None:
-        failed = [str(code) for code in reason_codes if code.is_failure]
-        if failed:
-            log.error("broker refused the verify subscriptions: %s", ", ".join(failed))
-            return
-        self.ready.set()
+    def _on_subscribe_refused(self, failed: list[str]) -> None:
+        log.error("broker refused the verify subscriptions: %s", ", ".join(failed))
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        self.ready.clear()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         try:
             request = VerificationRequest.model_validate_json(message.payload)
         except ValidationError as exc:

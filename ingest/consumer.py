@@ -17,15 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contracts.acks import IngestAck
-from contracts.mqtt import BrokerSettings, make_client, process_client_id
+from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
 from contracts.sites import SiteRegistry
 from contracts.status import GatewayStatus
 from contracts.topics import (
@@ -124,13 +122,22 @@ class IngestConsumer:
         # The composition root passes a stable id (the persistent session must outlive a
         # restart); without one, a per-process id at least never takes over another's session.
         self.client_id = client_id or settings.client_id or process_client_id("civicwatch-ingest")
-        self.ready = threading.Event()  # connected and subscribed
-        self._client = make_client(broker, self.client_id)
-        self._client.manual_ack_set(True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+        self._session = MqttSession(
+            broker,
+            self.client_id,
+            subscriptions=self._subscriptions,
+            session_expiry_seconds=settings.session_expiry_seconds,
+            # Without it Mosquitto allows only max_inflight_messages (20 by default) unacked
+            # messages to us, and acks come only after a commit: batches would be 20 long.
+            receive_maximum=settings.receive_maximum,
+            manual_ack=True,
+            on_message=self._on_message,
+            on_connected=self._on_connected,
+            on_refused=self._on_refused,
+            on_subscribe_refused=self._on_subscribe_refused,
+            on_lost=self._on_lost,
+        )
+        self.ready = self._session.ready  # connected and subscribed
 
     @property
     def writer_problem(self) -> str | None:
@@ -169,19 +176,7 @@ class IngestConsumer:
             target=self._write_forever, name=f"ingest-writer-{self.client_id}", daemon=True
         )
         self._writer.start()
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = self._settings.session_expiry_seconds
-        # Without it Mosquitto allows only max_inflight_messages (20 by default) unacked
-        # messages to us, and acks come only after a commit: batches would be 20 long.
-        properties.ReceiveMaximum = self._settings.receive_maximum
-        self._client.connect_async(
-            self._broker.host,
-            self._broker.port,
-            keepalive=self._broker.keepalive_seconds,
-            clean_start=False,
-            properties=properties,
-        )
-        self._client.loop_start()
+        self._session.start()
 
     def stop(self) -> None:
         """Disconnect and stop the writer; what was not yet acked is redelivered later."""
@@ -189,34 +184,25 @@ class IngestConsumer:
         if self._writer is not None:
             self._writer.join(timeout=30)
             self._writer = None
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.ready.clear()
+        self._session.stop()
         while True:  # unacked: the broker redelivers these to the session
             try:
                 self._inbox.get_nowait()
             except queue.Empty:
                 break
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: Any,
-        _flags: Any,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            log.error(
-                "broker %s:%d refused ingest: %s", self._broker.host, self._broker.port, reason_code
-            )
-            return
-        self._connection += 1
-        # Subscribing here means a reconnect resubscribes.
-        topics = ingest_subscriptions(
+    def _subscriptions(self) -> Subscriptions:
+        return ingest_subscriptions(
             self._registry, self._settings.shared_group, self._verifications is not None
         )
-        client.subscribe(topics)
+
+    def _on_refused(self, reason_code: ReasonCode) -> None:
+        log.error(
+            "broker %s:%d refused ingest: %s", self._broker.host, self._broker.port, reason_code
+        )
+
+    def _on_connected(self, topics: Subscriptions) -> None:
+        self._connection += 1
         log.info(
             "ingest %s connected to %s:%d (%d filters, e.g. %s)",
             self.client_id,
@@ -226,33 +212,14 @@ class IngestConsumer:
             topics[0][0],
         )
 
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: Any,
-        _mid: int,
-        reason_codes: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        failed = [str(code) for code in reason_codes if code.is_failure]
-        if failed:
-            log.error("broker refused ingest's subscriptions: %s", ", ".join(failed))
-            return
-        self.ready.set()
+    def _on_subscribe_refused(self, failed: list[str]) -> None:
+        log.error("broker refused ingest's subscriptions: %s", ", ".join(failed))
 
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: Any,
-        _flags: Any,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        self.ready.clear()
+    def _on_lost(self, reason_code: ReasonCode) -> None:
         if not self._stopping.is_set():
             log.warning("ingest lost the broker (%s); reconnecting", reason_code)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         # The network thread does no parsing and no database work: it only hands over.
         self._inbox.put(
             _Received(
@@ -285,7 +252,7 @@ class IngestConsumer:
                 # After a reconnect the broker redelivers what the old connection did not ack;
                 # acking an old mid on the new connection could settle a different message.
                 if received.connection == self._connection:
-                    self._client.ack(received.mid, received.qos)
+                    self._session.ack(received.mid, received.qos)
                 if ack is not None:
                     self._send_ack(received.topic, ack)
             self._metrics.batch_messages.observe(len(batch))
@@ -368,16 +335,16 @@ class IngestConsumer:
         claimed = parse_camera_topic(topic)
         if claimed is None:
             return  # no gateway to answer
-        self._client.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
+        self._session.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Publish at QoS 1 on ingest's connection (the server's requests to gateways).
 
         False when it was not sent (no connection now); the caller tries again later.
         """
-        if not self._client.is_connected():
+        if not self._session.is_connected():
             return False
-        info = self._client.publish(topic, payload, qos=1)
+        info = self._session.publish(topic, payload, qos=1)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def _handle_verification(self, message: _Received) -> None:
