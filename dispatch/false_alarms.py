@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from dispatch.workflow import Action, CloseReason
@@ -31,30 +31,30 @@ class CameraFalseAlarms:
 
 def false_alarm_rates(session: Session) -> list[CameraFalseAlarms]:
     """Every camera that has cases, worst false-alarm rate first."""
-    cases = dict(
-        session.execute(select(Case.camera_id, func.count()).group_by(Case.camera_id)).tuples()
-    )
+    cases = _by_camera(session, select(Case.camera_id, func.count()).group_by(Case.camera_id))
     close_reason = CaseTransition.detail["close_reason"].as_string()
-    false_alarms = dict(
-        session.execute(
-            select(Case.camera_id, func.count(distinct(Case.id)))
-            .join(CaseTransition, CaseTransition.case_id == Case.id)
-            .where(Case.state == CaseState.CLOSED.value)
-            .where(CaseTransition.action == Action.CLOSE.value)
-            .where(close_reason == CloseReason.FALSE_ALARM.value)
-            .group_by(Case.camera_id)
-        ).tuples()
+    false_alarms = _by_camera(
+        session,
+        select(Case.camera_id, func.count(distinct(Case.id)))
+        .join(CaseTransition, CaseTransition.case_id == Case.id)
+        .where(Case.state == CaseState.CLOSED.value)
+        .where(CaseTransition.action == Action.CLOSE.value)
+        .where(close_reason == CloseReason.FALSE_ALARM.value)
+        .group_by(Case.camera_id),
     )
-    reclassified = dict(
-        session.execute(
-            select(Case.camera_id, func.count(distinct(Case.id)))
-            .join(CaseTransition, CaseTransition.case_id == Case.id)
-            .where(CaseTransition.action == Action.RECLASSIFY.value)
-            .group_by(Case.camera_id)
-        ).tuples()
+    reclassified = _by_camera(
+        session,
+        select(Case.camera_id, func.count(distinct(Case.id)))
+        .join(CaseTransition, CaseTransition.case_id == Case.id)
+        .where(CaseTransition.action == Action.RECLASSIFY.value)
+        .group_by(Case.camera_id),
     )
     rows = [
         CameraFalseAlarms(camera, count, false_alarms.get(camera, 0), reclassified.get(camera, 0))
         for camera, count in cases.items()
     ]
     return sorted(rows, key=lambda row: (-row.rate, row.camera_id))
+
+
+def _by_camera(session: Session, query: Select[str, int]) -> dict[str, int]:
+    return {camera: int(count) for camera, count in session.execute(query)}

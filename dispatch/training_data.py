@@ -93,27 +93,35 @@ class _Work:
 
 def closeup_box(box: Box, width: int, height: int) -> Box | None:
     """The object's box in its close-up (x1, y1, x2, y2 in the close-up's pixels), or None when
-    the crop was cut by the frame's right or bottom edge (the frame's size is not known here).
+    the geometry does not hold (the crop cut by two frame edges at once).
 
-    The edge cut box + CLOSEUP_MARGIN of its size on each side, scaled the crop to the
-    close-up's width and put a caption band of up to CAPTION_HEIGHT rows above it.
+    The edge cut box + CLOSEUP_MARGIN of its size on each side, clipped to the frame, scaled the
+    crop to the close-up's width and put a caption band of CAPTION_HEIGHT rows above it (fewer,
+    were the whole close-up scaled down). The frame's size is not known here, so a crop cut at
+    the right edge shows as a band too tall (the height gives the scale), one cut at the bottom
+    as a band too short.
     """
     x1, y1, x2, y2 = box
     dx, dy = (x2 - x1) * CLOSEUP_MARGIN, (y2 - y1) * CLOSEUP_MARGIN
     left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
     right, bottom = math.ceil(x2 + dx), math.ceil(y2 + dy)
-    if right <= left or bottom <= top:
+    if right <= left or bottom <= top or height <= CAPTION_HEIGHT:
         return None
     scale = width / (right - left)
     band = height - round((bottom - top) * scale)
-    if not 0 <= band <= CAPTION_HEIGHT + 1:
-        return None
-    return (
+    if band > CAPTION_HEIGHT + 1:  # cut at the right edge
+        scale, band = (height - CAPTION_HEIGHT) / (bottom - top), CAPTION_HEIGHT
+    elif band < CAPTION_HEIGHT - 1:  # cut at the bottom edge
+        band = CAPTION_HEIGHT
+    placed = (
         (x1 - left) * scale,
         band + (y1 - top) * scale,
         (x2 - left) * scale,
         band + (y2 - top) * scale,
     )
+    if placed[2] > width + 2 or placed[3] > height + 2:
+        return None
+    return placed
 
 
 def yolo_line(class_id: int, box: Box, width: int, height: int) -> str:

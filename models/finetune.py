@@ -4,15 +4,20 @@
         [--epochs 50] [--imgsz 640] [--batch 16] [--project runs/finetune] [--name NAME]
 
 DATASET is a folder in YOLO layout (images/train, images/val, labels/train, labels/val; one
-``class cx cy w h`` line per box, normalised) or a data.yaml. The recipe and the labelling
-guide are in models/README.md. Runs offline: start from a local .pt, or a model yaml (e.g.
-yolo11n.yaml) to train from scratch. Prints a JSON summary as its last stdout line.
+``class cx cy w h`` line per box, normalised) or a data.yaml. It may also be the server's
+training-data folder (dispatch.training_data: one folder per camera, each with images/,
+labels/ and a data.yaml) or one camera's folder in it: the classes come from its data.yaml and
+the images are split into train and val by case, so a case's frames never sit in both. The
+recipe and the labelling guide are in models/README.md. Runs offline: start from a local .pt,
+or a model yaml (e.g. yolo11n.yaml) to train from scratch. Prints a JSON summary as its last
+stdout line.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +33,8 @@ SPLITS = ("train", "val")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # Classes the district needs that COCO's 80 do not have; COCO's bicycle/motorcycle miss e-bikes.
 CLASSES_COCO_LACKS = ("e_bike", "stacked_goods")
+# Corrections folders: one case in this many goes to val (chosen by a hash of camera and case).
+VAL_ONE_IN = 5
 
 
 class DatasetError(Exception):
@@ -55,6 +62,9 @@ class DatasetSummary(BaseModel):
     classes: list[str]
     images: dict[str, int]
     boxes_per_class: dict[str, int]
+    val_is_train: bool = Field(
+        default=False, description="a corrections folder of one case: val repeats train"
+    )
 
 
 class FinetuneResult(BaseModel):
@@ -128,17 +138,98 @@ def check_dataset(root: Path, classes: Sequence[str]) -> DatasetSummary:
     )
 
 
-def _dataset_from_yaml(path: Path) -> DatasetSummary:
+def _class_names(path: Path) -> list[str]:
     data = yaml.safe_load(path.read_text()) or {}
     names = data.get("names")
     if not names:
         raise DatasetError(f"{path}: no 'names'")
-    classes = [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else names
+    return [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else list(names)
+
+
+def _dataset_from_yaml(path: Path) -> DatasetSummary:
+    data = yaml.safe_load(path.read_text()) or {}
+    classes = _class_names(path)
     root = Path(data.get("path") or path.parent)
     root = root if root.is_absolute() else path.parent / root
     images, counts = _count_boxes(root, classes)
     return DatasetSummary(
         data_yaml=path, classes=list(classes), images=images, boxes_per_class=counts
+    )
+
+
+def is_corrections_folder(root: Path) -> bool:
+    """A training-data folder (or one camera's): flat images/ folders, no images/train."""
+    if (root / "images" / "train").is_dir():
+        return False
+    return bool(_camera_folders(root))
+
+
+def _camera_folders(root: Path) -> list[Path]:
+    if (root / "images").is_dir() and (root / "data.yaml").is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.iterdir() if (p / "images").is_dir() and (p / "data.yaml").is_file()
+    )
+
+
+def _case_of(image: Path) -> str:
+    """Which camera and case an exported image belongs to (``case<id>-<sha>.jpg``)."""
+    return f"{image.parent.parent.name}/{image.stem.split('-', 1)[0]}"
+
+
+def _hash_share(case: str) -> int:
+    """A stable number per case: the same split on every run and machine."""
+    return int(hashlib.sha256(case.encode()).hexdigest()[:8], 16)
+
+
+def split_corrections(root: Path) -> DatasetSummary:
+    """Split a corrections folder into train.txt and val.txt by case and write split.yaml beside
+    them; raises DatasetError."""
+    cameras = _camera_folders(root)
+    if not cameras:
+        raise DatasetError(f"{root}: no camera folder with images/ and data.yaml")
+    classes = _class_names(cameras[0] / "data.yaml")
+    for camera in cameras[1:]:
+        if _class_names(camera / "data.yaml") != classes:
+            raise DatasetError(f"{camera / 'data.yaml'}: names differ from {cameras[0]}'s")
+    images = sorted(
+        p.resolve()
+        for camera in cameras
+        for p in (camera / "images").iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not images:
+        raise DatasetError(f"{root}: no images")
+    cases = sorted({_case_of(image) for image in images})
+    val_cases = {case for case in cases if _hash_share(case) % VAL_ONE_IN == 0}
+    if not val_cases or val_cases == set(cases):  # both splits need images
+        val_cases = {cases[0]}
+    train = [image for image in images if _case_of(image) not in val_cases or len(cases) == 1]
+    val = [image for image in images if _case_of(image) in val_cases]
+    counts = dict.fromkeys(classes, 0)
+    for image in images:
+        label = image.parent.parent / "labels" / f"{image.stem}.txt"
+        if label.is_file():  # no label file: a background image, as Ultralytics reads it
+            for class_id in _check_label_file(label, len(classes)):
+                counts[classes[class_id]] += 1
+    for name, listed in (("train", train), ("val", val)):
+        (root / f"{name}.txt").write_text("".join(f"{image}\n" for image in listed))
+    split_yaml = root / "split.yaml"
+    data = {
+        "path": str(root.resolve()),
+        "train": "train.txt",
+        "val": "val.txt",
+        "names": dict(enumerate(classes)),
+    }
+    split_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    return DatasetSummary(
+        data_yaml=split_yaml,
+        classes=classes,
+        images={"train": len(train), "val": len(val)},
+        boxes_per_class=counts,
+        val_is_train=len(cases) == 1,
     )
 
 
@@ -152,6 +243,8 @@ def finetune(
     """Train settings.model on the dataset; returns where best.pt is and the final metrics."""
     if dataset.suffix in {".yaml", ".yml"}:
         summary = _dataset_from_yaml(dataset)
+    elif is_corrections_folder(dataset):
+        summary = split_corrections(dataset)
     else:
         summary = check_dataset(dataset, list(classes or CLASSES_COCO_LACKS))
     model_path = Path(settings.model)
