@@ -1,8 +1,9 @@
 """Accuracy on the real clips: violations opened against what a person sees in each clip.
 
 Each scenario is one clip with the zones drawn on it and the number of violations a person
-watching the clip expects. The clip runs through the live pipeline (`edge.worker.replay` without
-a broker: real detector, tracker, motion gate, rules, foreground path). Counted per scenario:
+watching the clip expects. The clip runs through the live pipeline (`civicwatch.replay.replay`
+without a broker: real detector, tracker, motion gate, rules, foreground path). Counted per
+scenario:
 
 - opened: violations raised;
 - false alarms: opened beyond the expected;
@@ -24,10 +25,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from civicwatch.replay import replay
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
 from edge.config import DetectorSettings, EdgeSettings
 from edge.detector import create_detector, prepare_ultralytics_environment
-from edge.worker import replay
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ROOT.parent / "shared" / "data" / "clips"

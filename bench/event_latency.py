@@ -29,16 +29,17 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from civicwatch.gateway import gateway_services
 from contracts.events import ViolationEvent
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.sites import CameraConfig, ZoneConfig, ZoneKind
+from contracts.stats import percentile
 from contracts.topics import VIOLATION_SUBSCRIPTION
 from edge.config import EdgeSettings, RedactionSettings, TrackerSettings
 from edge.detections import Detections, Frame
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline
 from edge.publisher import EdgePublisher
-from edge.worker import gateway_services
 
 ROOT = Path(__file__).resolve().parent.parent
 VTEST = ROOT.parent / "shared" / "data" / "clips" / "vtest.avi"
@@ -174,7 +175,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
         "p50_ms": round(statistics.median(ordered), 1),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
+        "p99_ms": round(percentile(ordered, 0.99), 1),
         "min_ms": round(ordered[0], 1),
         "max_ms": round(ordered[-1], 1),
     }

@@ -526,14 +526,14 @@ def _run_gateway(
     detector: Detector | None,
     stop: threading.Event,
 ) -> None:
-    from edge.worker import EdgeWorker
+    from civicwatch.gateway import build_gateway
 
-    EdgeWorker(site, gateway, config.edge, config.broker, detector).run(stop)
+    build_gateway(site, gateway, config.edge, config.broker, detector).run(stop)
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from civicwatch.replay import replay
     from edge.capture import ReplaySource, SourceError
-    from edge.worker import replay
 
     config = load_config(args.config)
     found = config.camera(args.camera)

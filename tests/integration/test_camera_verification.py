@@ -459,12 +459,12 @@ def test_a_real_edge_worker_answers_with_its_detector(
     The photo (real, not generated) has a bus at the bottom: the fire lane drawn under it is
     still blocked, the no-parking strip across the empty top of the picture is clear.
     """
+    from civicwatch.gateway import build_gateway
     from contracts.sites import GatewayConfig, SiteConfig
     from contracts.status import CameraStatus
     from contracts.topics import camera_status_topic
     from edge.config import DetectorSettings
     from edge.detector import create_detector
-    from edge.worker import EdgeWorker
     from tests.factories import PARKING_ZONE
 
     lane = ZoneConfig(
@@ -489,7 +489,7 @@ def test_a_real_edge_worker_answers_with_its_detector(
     watcher.subscribe(camera_status_topic(SITE, GATEWAY, CAMERA))
     stop = threading.Event()
     worker = threading.Thread(
-        target=EdgeWorker(
+        target=build_gateway(
             SiteConfig(id=SITE, gateways=[gateway]),
             gateway,
             settings,

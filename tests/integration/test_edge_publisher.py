@@ -178,10 +178,10 @@ def test_replay_of_vtest_raises_one_parking_violation_confirmed_by_ingest(
     mosquitto: MosquittoProcess, tmp_path: Path, model_path: Path, shared_data: Path
 ) -> None:
     """vtest.avi: vans stay parked top right the whole clip, pedestrians pass below."""
+    from civicwatch.replay import replay
     from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
     from edge.config import DetectorSettings, EdgeSettings
     from edge.detector import UltralyticsDetector
-    from edge.worker import replay
 
     zone = ZoneConfig(
         id="kerb",
@@ -222,10 +222,10 @@ def test_live_worker_on_a_still_image_publishes_a_violation(
     mosquitto: MosquittoProcess, tmp_path: Path, model_path: Path
 ) -> None:
     """Ultralytics' bus.jpg held as a camera: the bus stands in the zone, so it opens."""
+    from civicwatch.gateway import build_gateway
     from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
     from edge.config import DetectorSettings, EdgeSettings
     from edge.detector import UltralyticsDetector
-    from edge.worker import EdgeWorker
 
     zone = ZoneConfig(
         id="stop",
@@ -241,7 +241,8 @@ def test_live_worker_on_a_still_image_publishes_a_violation(
     ingest = AckingIngest(mosquitto.settings)
     stop = threading.Event()
     worker = threading.Thread(
-        target=EdgeWorker(site, gateway, settings, mosquitto.settings, detector).run, args=(stop,)
+        target=build_gateway(site, gateway, settings, mosquitto.settings, detector).run,
+        args=(stop,),
     )
     worker.start()
     try:
@@ -261,10 +262,10 @@ def test_without_a_detector_the_worker_runs_on_and_its_status_says_so(
     mosquitto: MosquittoProcess, tmp_path: Path
 ) -> None:
     """No model loaded: the fire lane keeps its class-agnostic path; the status tells why."""
+    from civicwatch.gateway import build_gateway
     from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
     from contracts.status import CameraHealth, CameraProblem, CameraStatus, DetectionPath
     from edge.config import EdgeSettings
-    from edge.worker import EdgeWorker
 
     lane = ZoneConfig(
         id="lane", kind="fire_lane", polygon=[[0, 450], [810, 450], [810, 900], [0, 900]]
@@ -283,7 +284,7 @@ def test_without_a_detector_the_worker_runs_on_and_its_status_says_so(
     watcher.loop_start()
     stop = threading.Event()
     worker = threading.Thread(
-        target=EdgeWorker(site, gateway, settings, mosquitto.settings, None).run, args=(stop,)
+        target=build_gateway(site, gateway, settings, mosquitto.settings, None).run, args=(stop,)
     )
     worker.start()
     try:
@@ -307,11 +308,11 @@ def test_one_cameras_broken_zone_leaves_the_other_cameras_running(
     mosquitto: MosquittoProcess, tmp_path: Path, model_path: Path
 ) -> None:
     """cam-2's fire lane lies outside its 810x1080 frame: it says so; cam-1 raises as usual."""
+    from civicwatch.gateway import build_gateway
     from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
     from contracts.status import CameraHealth, CameraStatus
     from edge.config import DetectorSettings, EdgeSettings
     from edge.detector import create_detector
-    from edge.worker import EdgeWorker
 
     photo = "pkg://ultralytics/assets/bus.jpg"
     whole = [[0, 0], [810, 0], [810, 1080], [0, 1080]]
@@ -343,7 +344,8 @@ def test_one_cameras_broken_zone_leaves_the_other_cameras_running(
     ingest = AckingIngest(mosquitto.settings)
     stop = threading.Event()
     worker = threading.Thread(
-        target=EdgeWorker(site, gateway, settings, mosquitto.settings, detector).run, args=(stop,)
+        target=build_gateway(site, gateway, settings, mosquitto.settings, detector).run,
+        args=(stop,),
     )
     worker.start()
     try:

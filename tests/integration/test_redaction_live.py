@@ -9,12 +9,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from civicwatch.gateway import build_gateway
 from contracts.events import EvidenceLabel, Phase
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig
 from edge.config import DetectorSettings, EdgeSettings
 from edge.detector import create_detector
 from edge.redaction_eval import IndependentFaces
-from edge.worker import EdgeWorker
 from tests.conftest import MosquittoProcess
 from tests.integration.test_edge_publisher import AckingIngest, wait_for
 from tests.unit.edge.conftest import CAMERA, GATEWAY, SITE
@@ -39,7 +39,8 @@ def test_the_demo_cameras_published_copies_hide_the_bystanders_faces(
     ingest = AckingIngest(mosquitto.settings)
     stop = threading.Event()
     worker = threading.Thread(
-        target=EdgeWorker(site, gateway, settings, mosquitto.settings, detector).run, args=(stop,)
+        target=build_gateway(site, gateway, settings, mosquitto.settings, detector).run,
+        args=(stop,),
     )
     worker.start()
     try:

@@ -1,0 +1,132 @@
+"""The gateway's composition root: one edge worker's graph built in named steps.
+
+Server packages are never imported here, so a gateway that installed ``civicwatch[edge]`` alone
+can build it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contracts.mqtt import BrokerSettings
+from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
+from contracts.status import CameraHealth
+from edge.capture import LatestFrameSource, open_source
+from edge.config import EdgeSettings
+from edge.detector import Detector
+from edge.outbox import Outbox
+from edge.pipeline import CameraPipeline, GatewayServices
+from edge.plates import PlateReader
+from edge.publisher import EdgePublisher
+from edge.redaction import EvidenceSealer, FaceRedactor
+from edge.structures import BaselineStore
+from edge.verification import VerificationChannel, ZoneVerifier
+from edge.worker import CameraAnalysis, EdgeWorker, WatchedCamera
+
+
+def outbox_path(settings: EdgeSettings, gateway_id: str) -> Path:
+    return settings.data_dir / f"outbox-{gateway_id}.sqlite"
+
+
+def gateway_services(
+    settings: EdgeSettings, gateway_id: str, detector: Detector | None, outbox: Outbox
+) -> GatewayServices:
+    """What every camera of a gateway shares, built once: the readers are costly to load."""
+    redactor = FaceRedactor(settings.redaction) if settings.redaction.blur_faces else None
+    return GatewayServices(
+        model_info=detector.model_info if detector is not None else None,
+        outbox=outbox,
+        sealer=EvidenceSealer(redactor),
+        plate_reader=PlateReader(settings.plates) if settings.plates.enabled else None,
+        baselines=BaselineStore(settings.baselines_dir),
+    )
+
+
+def camera_analysis(
+    site_id: str,
+    gateway_id: str,
+    camera: CameraConfig,
+    settings: EdgeSettings,
+    services: GatewayServices,
+    detector: Detector | None,
+    fps: float,
+) -> CameraAnalysis:
+    """One camera's rules pipeline (at its source's frame rate), motion gate and health."""
+    pipeline = CameraPipeline(site_id, gateway_id, camera, settings, services, fps)
+    return CameraAnalysis(camera, pipeline, settings, services.baselines, detector)
+
+
+def build_gateway(
+    site: SiteConfig,
+    gateway: GatewayConfig,
+    settings: EdgeSettings,
+    broker: BrokerSettings,
+    detector: Detector | None,
+) -> EdgeWorker:
+    """Wire every camera of ``gateway``: outbox, publisher, shared services, each camera's
+    source and analysis, camera verification. Opens the outbox; starts nothing."""
+    outbox = Outbox(outbox_path(settings, gateway.id))
+    publisher = EdgePublisher(
+        broker,
+        site.id,
+        gateway.id,
+        outbox,
+        settings.resend_after_seconds,
+        max_unconfirmed=settings.max_unconfirmed,
+    )
+    services = gateway_services(settings, gateway.id, detector, outbox)
+    cameras = _cameras(site, gateway, settings, services, detector)
+    sources = {camera.source.camera_id: camera.source for camera in cameras}
+    verifier, verification = _camera_verification(
+        site, gateway, settings, broker, services, cameras, sources
+    )
+    return EdgeWorker(
+        site.id,
+        gateway.id,
+        settings,
+        detector,
+        cameras,
+        outbox=outbox,
+        publisher=publisher,
+        verifier=verifier,
+        verification=verification,
+    )
+
+
+def _cameras(
+    site: SiteConfig,
+    gateway: GatewayConfig,
+    settings: EdgeSettings,
+    services: GatewayServices,
+    detector: Detector | None,
+) -> list[WatchedCamera]:
+    cameras = []
+    for config in gateway.cameras:
+        source = open_source(config)
+        analysis = camera_analysis(
+            site.id, gateway.id, config, settings, services, detector, source.fps
+        )
+        cameras.append(WatchedCamera(source, analysis))
+    return cameras
+
+
+def _camera_verification(
+    site: SiteConfig,
+    gateway: GatewayConfig,
+    settings: EdgeSettings,
+    broker: BrokerSettings,
+    services: GatewayServices,
+    cameras: list[WatchedCamera],
+    sources: dict[str, LatestFrameSource],
+) -> tuple[ZoneVerifier, VerificationChannel]:
+    """The server's re-check requests: answered from the cameras' own pipelines."""
+    verifier = ZoneVerifier(
+        site.id,
+        gateway.id,
+        {camera.analysis.camera.id: camera.analysis.pipeline for camera in cameras},
+        settings.evidence,
+        services.sealer,
+        available=lambda camera_id: sources[camera_id].health is not CameraHealth.OFFLINE,
+        frames=settings.verification_frames,
+    )
+    return verifier, VerificationChannel(broker, site.id, gateway.id, sources)
