@@ -56,6 +56,7 @@ from contracts.events import ViolationKind
 from contracts.kinds import zone_kinds_of
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
+from contracts.stats import percentile
 from dispatch.config import Department
 from dispatch.kinds import DEFAULT_ROUTES
 from loadgen.measure import Progress
@@ -528,13 +529,6 @@ async def drive(base: str, mix: Mix, rate: float, seconds: float) -> tuple[list[
     warm = start + WARMUP_SECONDS
     measured = [sample for sample in samples if sample.due >= warm]
     return measured, len(measured) / max(elapsed - WARMUP_SECONDS, 1e-9)
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def summarise(samples: list[Sample], achieved: float) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import paho.mqtt.client as mqtt
 from bench.api_load import (
     DISPATCHER_TOKEN,
     Served,
-    percentile,
     running_server,
     site_registry,
 )
@@ -44,6 +43,7 @@ from bench.ingest_rate import scratch_database
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import Phase
 from contracts.mqtt import make_client
+from contracts.stats import percentile
 from contracts.topics import ack_topic
 from loadgen.measure import Progress
 from tests.factories import EventFactory

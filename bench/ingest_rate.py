@@ -73,6 +73,7 @@ from contracts.sites import (
     ZoneConfig,
     ZoneKind,
 )
+from contracts.stats import percentile
 from contracts.topics import ROOT, violation_topic
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -553,11 +554,6 @@ def measure_backlog(
     }
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _spread(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 1),
@@ -645,8 +641,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 _checked(paced_run, len(paced))
                 latency[database] = {
-                    "p50_ms": round(_percentile(paced_run.latencies_ms, 0.50), 1),
-                    "p99_ms": round(_percentile(paced_run.latencies_ms, 0.99), 1),
+                    "p50_ms": round(percentile(paced_run.latencies_ms, 0.50), 1),
+                    "p99_ms": round(percentile(paced_run.latencies_ms, 0.99), 1),
                     "max_ms": round(max(paced_run.latencies_ms), 1),
                     "events": len(paced),
                 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -121,10 +121,22 @@ class Detections:
         return [self.class_name(i) for i in range(len(self))]
 
 
-def box_iou(a: FloatArray, b: FloatArray) -> float:
-    """Intersection over union of two xyxy boxes."""
+def box_iou(a: FloatArray | Sequence[float], b: FloatArray | Sequence[float]) -> float:
+    """Intersection over union of two xyxy boxes (arrays, or tuples of pixels): the one pair
+    IoU of the edge and of models/; iou_matrix is the same for many boxes at once."""
     ix = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
     iy = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
     inter = ix * iy
     union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
     return inter / union if union > 0 else 0.0
+
+
+def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
+    """IoU of every box in a (N x 4 xyxy) with every box in b (M x 4)."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.stats import percentile
 from edge.config import PlateSettings
 from edge.detections import Image
 from edge.plates import PlateCandidate, PlateReader, rapidocr_recognizer
@@ -90,11 +91,6 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _percentile(values: Sequence[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
 def evaluate_plates(
     directory: Path,
     reader: CropReader,
@@ -140,7 +136,7 @@ def evaluate_plates(
         exact_match_rate=round(exact / len(files), 4),
         char_accuracy=round(chars_right / chars_total, 4) if chars_total else 0.0,
         ms_median=round(statistics.median(wall_ms), 2) if wall_ms else 0.0,
-        ms_p95=round(_percentile(wall_ms, 0.95), 2) if wall_ms else 0.0,
+        ms_p95=round(percentile(wall_ms, 0.95), 2) if wall_ms else 0.0,
         cpu_ms_median=round(statistics.median(cpu_ms), 2) if cpu_ms else 0.0,
         failures=failures,
     )

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from contracts.events import PLATE_PATTERN, BoundingBox, PlateReading
 from edge.config import PlateSettings, ReadPass
-from edge.detections import FloatArray, Image
+from edge.detections import FloatArray, Image, box_iou
 
 log = logging.getLogger(__name__)
 
@@ -445,20 +445,9 @@ def find_plate_regions(region: Image, settings: PlateSettings) -> list[Box]:
     scored.sort(key=lambda item: item[0], reverse=True)
     kept: list[Box] = []
     for _, box in scored:
-        if all(_iou(box, other) < 0.5 for other in kept):
+        if all(box_iou(box, other) < 0.5 for other in kept):
             kept.append(box)
     return kept
-
-
-def _iou(a: Box, b: Box) -> float:
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    overlap = width * height
-    area_a = (a[2] - a[0]) * (a[3] - a[1])
-    area_b = (b[2] - b[0]) * (b[3] - b[1])
-    return overlap / float(area_a + area_b - overlap)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import ultralytics
 
 from contracts.events import EvidenceFrame, RedactedCopy
 from edge.config import RedactionSettings
-from edge.detections import FloatArray, Image
+from edge.detections import FloatArray, Image, box_iou
 from edge.detector import Detector
 from edge.redaction import pixelate, reencoded
 
@@ -64,14 +64,6 @@ class Scene:
     name: str
     image: Image
     people: FloatArray  # N x 4
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class IndependentFaces:
@@ -134,7 +126,7 @@ def surviving_faces(
     """(faces the check finds at the people on the original, those it still finds after)."""
     before = check.at_people(original, people)
     after = check.at_people(redacted, people)
-    return before, [f for f in after if any(_iou(f, b) >= SAME_PLACE_IOU for b in before)]
+    return before, [f for f in after if any(box_iou(f, b) >= SAME_PLACE_IOU for b in before)]
 
 
 def people_in(detector: Detector, image: Image) -> FloatArray:

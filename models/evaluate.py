@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from edge.capture import IMAGE_SUFFIXES, read_image
 from edge.config import DetectorSettings
-from edge.detections import Detections, FloatArray, IntArray
+from edge.detections import Detections, FloatArray, IntArray, iou_matrix
 from edge.detector import Detector, create_detector
 
 
@@ -62,17 +62,6 @@ def read_yolo_labels(path: Path, width: int, height: int) -> Labels:
     )
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
     return Labels(class_id=table[:, 0].astype(np.int64), xyxy=xyxy)
-
-
-def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
-    """IoU of every box in a (N x 4 xyxy) with every box in b (M x 4)."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0).astype(np.float32)
 
 
 def match(
