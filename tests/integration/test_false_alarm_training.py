@@ -30,7 +30,7 @@ from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, GatewayServices
 from edge.redaction import EvidenceSealer
 from edge.rules import CLOSEUP_MARGIN, margin_region
-from models.finetune import split_corrections
+from models.finetune import FinetuneSettings, finetune, split_corrections
 from storage.audit import verify_chain
 from storage.database import SessionFactory
 from storage.evidence_store import EvidenceStore
@@ -177,6 +177,9 @@ def test_a_real_case_closed_as_a_false_alarm_becomes_yolo_data(
     assert summary.val_is_train, "one case: val repeats train"
     split, _ = _load_with_ultralytics(summary.data_yaml, rig.folder / CAMERA / "images")
     assert Path(split["train"]).name == "train.txt"
+    settings = FinetuneSettings(model="yolo11n.yaml", epochs=1, imgsz=64, batch=1)
+    trained = finetune(rig.folder, settings, rig.folder.parent / "runs")  # what the CLI runs
+    assert trained.weights.is_file()
 
     # Reopened: the dispatcher was wrong, and the negative leaves the training data.
     _act(rig, DISPATCHER, Command(Action.REOPEN, reason="it was a van after all"))
