@@ -71,32 +71,38 @@ class CameraFalseAlarmCollector(Collector):
     def __init__(self, session_factory: SessionFactory) -> None:
         self._sessions = session_factory
 
+    def describe(self) -> Iterable[Metric]:
+        """The families without values: registering asks this, not the database."""
+        return _camera_families().values()
+
     def collect(self) -> Iterable[Metric]:
         with self._sessions() as session:
             rows = false_alarm_rates(session)
-        families = {
-            "cases": GaugeMetricFamily(
-                "civicwatch_camera_cases", "Cases by camera", labels=["camera"]
-            ),
-            "false_alarms": GaugeMetricFamily(
-                "civicwatch_camera_false_alarms",
-                "Cases closed as false alarms, by camera",
-                labels=["camera"],
-            ),
-            "reclassified": GaugeMetricFamily(
-                "civicwatch_camera_reclassified",
-                "Cases whose kind the command centre changed, by camera",
-                labels=["camera"],
-            ),
-            "rate": GaugeMetricFamily(
-                "civicwatch_camera_false_alarm_ratio",
-                "False alarms per case, by camera: a badly placed camera or zone stands out",
-                labels=["camera"],
-            ),
-        }
+        families = _camera_families()
         for row in rows:
             families["cases"].add_metric([row.camera_id], row.cases)
             families["false_alarms"].add_metric([row.camera_id], row.false_alarms)
             families["reclassified"].add_metric([row.camera_id], row.reclassified)
             families["rate"].add_metric([row.camera_id], row.rate)
         yield from families.values()
+
+
+def _camera_families() -> dict[str, GaugeMetricFamily]:
+    return {
+        "cases": GaugeMetricFamily("civicwatch_camera_cases", "Cases by camera", labels=["camera"]),
+        "false_alarms": GaugeMetricFamily(
+            "civicwatch_camera_false_alarms",
+            "Cases closed as false alarms, by camera",
+            labels=["camera"],
+        ),
+        "reclassified": GaugeMetricFamily(
+            "civicwatch_camera_reclassified",
+            "Cases whose kind the command centre changed, by camera",
+            labels=["camera"],
+        ),
+        "rate": GaugeMetricFamily(
+            "civicwatch_camera_false_alarm_ratio",
+            "False alarms per case, by camera: a badly placed camera or zone stands out",
+            labels=["camera"],
+        ),
+    }
