@@ -25,10 +25,11 @@ from dispatch.accounts import AccountService
 from dispatch.calendar import WorkingCalendar
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
-from dispatch.metrics import DispatchMetrics
+from dispatch.metrics import CameraFalseAlarmCollector, DispatchMetrics, TrainingDataMetrics
 from dispatch.notifications.service import Notifications, build_notifications
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
+from dispatch.training_data import CATCH_UP_SECONDS, TrainingDataExporter
 from dispatch.verification import CameraVerifier, Publish
 from dispatch.web.feed import end_streams
 from dispatch.workflow import Workflow
@@ -141,7 +142,10 @@ def build_server(config: CivicwatchConfig) -> Server:
         # verifier its answers, so they are built after it (before anything starts).
         return consumers[0].publish(topic, payload)
 
-    workflow, verifier = _case_rules(database, settings, router, metrics, publish_on_ingest)
+    training = _training_data(database, settings, metrics)
+    workflow, verifier = _case_rules(
+        database, settings, router, metrics, publish_on_ingest, training
+    )
     service, ingest_consumers = _ingest(config, database, metrics, router, verifier)
     consumers.extend(ingest_consumers)
     notifications = build_notifications(
@@ -155,7 +159,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         DispatchMetrics(metrics.registry),
         router,
     )
-    scheduler = _scheduler(settings, notifications, verifier, sla_sweep)
+    scheduler = _scheduler(settings, notifications, verifier, sla_sweep, training)
     app = _app(config, database, metrics, workflow, consumers)
     return Server(
         engine=database.engine,
@@ -198,6 +202,7 @@ def _case_rules(
     router: Router,
     metrics: IngestMetrics,
     publish: Publish,
+    training: TrainingDataExporter,
 ) -> tuple[Workflow, CameraVerifier]:
     """The workflow and the camera verifier, which need each other: resolving a case asks a
     camera to re-check, and the camera's answer verifies or reopens it through the same rules
@@ -206,7 +211,9 @@ def _case_rules(
     def on_resolve(session: Session, case: Case, now: datetime) -> None:
         verifier.on_resolve(session, case, now)
 
-    workflow = Workflow(on_resolve=on_resolve, reroute=router.assignment)
+    workflow = Workflow(
+        on_resolve=on_resolve, reroute=router.assignment, on_committed=training.on_committed
+    )
     verifier = CameraVerifier(
         database.session_factory,
         publish=publish,
@@ -215,6 +222,20 @@ def _case_rules(
         metrics_registry=metrics.registry,
     )
     return workflow, verifier
+
+
+def _training_data(
+    database: Database, settings: ServerSettings, metrics: IngestMetrics
+) -> TrainingDataExporter:
+    """False alarms' and kind changes' close-ups as YOLO data, in ``training-data`` beside
+    the evidence folder; /metrics shows the per-camera false-alarm rates."""
+    metrics.registry.register(CameraFalseAlarmCollector(database.session_factory))
+    return TrainingDataExporter(
+        database.session_factory,
+        database.evidence_store,
+        settings.ingest.evidence_dir.parent / "training-data",
+        TrainingDataMetrics(metrics.registry),
+    )
 
 
 def _ingest(
@@ -256,6 +277,7 @@ def _scheduler(
     notifications: Notifications,
     verifier: CameraVerifier,
     sla_sweep: SlaSweep,
+    training: TrainingDataExporter,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep."""
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -269,6 +291,7 @@ def _scheduler(
             "sla-sweep",
             settings.api.sla_sweep_seconds or settings.sla.sweep_seconds,
         ),
+        (training.pump_all, "training-data", CATCH_UP_SECONDS),
     ]
     for job, job_id, seconds in jobs:
         scheduler.add_job(

@@ -51,6 +51,7 @@ from storage.tables import AuditCursor, AuditHead, Case, CaseEvidence, CaseTrans
 log = logging.getLogger(__name__)
 
 CURSOR_NAME = "training_data"
+CATCH_UP_SECONDS = 60.0  # the scheduled run; the after-commit hook exports at once
 # The class list models/README.md asks a fine-tuned detector to keep, in this order.
 TRAINING_CLASSES = (
     "person",

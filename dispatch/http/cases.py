@@ -28,7 +28,7 @@ from dispatch.schemas import (
     ObjectBoxPublic,
     TransitionPublic,
 )
-from dispatch.workflow import Command, IllegalTransitionError, MissingInputError, NotPermittedError
+from dispatch.workflow import IllegalTransitionError, MissingInputError, NotPermittedError
 from storage.tables import Case, CaseState
 
 # Everything CasePublic reads from a case's relationships, loaded up front: one query per
@@ -135,17 +135,7 @@ def act_on_case(
 ) -> CaseDetail:
     case = visible_case(session, principal, case_id, CASE_DETAIL_LOADS)
     try:
-        context.workflow.apply(
-            session,
-            case,
-            Command(
-                action=command.action,
-                reason=command.reason,
-                department=command.department,
-                duplicate_of=command.duplicate_of,
-            ),
-            principal,
-        )
+        context.workflow.apply(session, case, command.command(), principal)
     except NotPermittedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     except IllegalTransitionError as exc:
