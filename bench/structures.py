@@ -24,6 +24,7 @@ import numpy as np
 
 from edge.config import StructureSettings
 from edge.detector import LOCAL_MODEL_HINT
+from edge.structure_compare import compare_structure
 from edge.structure_eval import (
     StructureEvaluation,
     TerminalProgress,
@@ -32,7 +33,6 @@ from edge.structure_eval import (
     learned_parts,
 )
 from edge.structure_features import learned_structure_change, transient_boxes_of
-from edge.structures import compare_structure
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -37,17 +37,17 @@ from edge.detector import (
     ModelUnavailableError,
     OpenVINODetector,
 )
+from edge.structure_compare import (
+    StructureChange,
+    compare_structure,
+    lab_otsu_change,
+)
 from edge.structure_controls import Control, camera_controls, no_change_controls
 from edge.structure_dataset import ObjectFinder, SetName, build_set
 from edge.structure_features import (
     BackboneFeatures,
     learned_structure_change,
     transient_boxes_of,
-)
-from edge.structures import (
-    StructureChange,
-    compare_structure,
-    lab_otsu_change,
 )
 
 __all__ = ["no_change_controls"]  # moved to edge.structure_controls; tests import it from here

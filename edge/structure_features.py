@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from edge.config import StructureSettings
 from edge.detections import Detections, Image
-from edge.structures import (
+from edge.structure_compare import (
     StructureChange,
     compare_structure,
     polygon_mask,

@@ -1,0 +1,355 @@
+"""Illegal structures, the comparison: a no-build zone against its baseline by local structure.
+
+The comparison looks at *where new 2-D structure appeared*, not at pixel colours: a shed, a
+roof extension or a wall adds corners and edges running in several directions, which the
+smaller eigenvalue of the local structure tensor measures. Light, gamma and white balance
+change the grey levels but hardly that measure (it is taken on log intensity and normalised
+per view); blur and sensor noise are absorbed by working at several coarse scales; a camera that
+drifted 1-2 % is first registered back onto the baseline by phase correlation.
+
+Per comparison: score map (structure gain, -1..1) -> edge-aware smoothing along the current
+view -> hysteresis (a region must hold a strong seed to count, then grows over weaker gain) ->
+closing and hole filling -> restricted to the zone polygon. The decision is the changed share
+of the zone against a minimum. edge.structure_features adds learned features on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from edge.config import StructureSettings
+from edge.detections import BoolArray, Image
+from edge.foreground import ZoneWindow
+
+FloatImage = NDArray[np.float32]
+
+STRUCTURE_CLASS = "structure"
+_LOG_OFFSET = 8.0  # grey levels added before the log so black pixels do not blow up
+_PRE_BLUR = 1.0  # working pixels: takes the edge off sensor noise before gradients
+_GUIDE_RADIUS = 16  # working pixels: how far the score is smoothed along the current view
+_GUIDE_EPS = 0.1
+_CLOSE_KERNEL = 15  # working pixels: bridges gaps inside one structure's outline
+_ALIGN_SIZE = 512  # the longer side frames are scaled to for registration
+_MASK_COLOUR = np.array([0, 0, 255], dtype=np.float32)  # BGR red
+
+
+@dataclass(frozen=True, slots=True)
+class StructureChange:
+    """One comparison of a current view with its baseline, inside one zone."""
+
+    mask: BoolArray  # frame-sized; True where structure changed, never outside the zone
+    changed_share: float  # changed pixels over zone pixels
+    box: tuple[float, float, float, float] | None  # xyxy of the changed pixels, frame pixels
+    changed: bool
+    score: float  # 0..1: mean structure gain over the changed pixels
+    shift: tuple[float, float]  # how far the current view had moved against the baseline
+    conclusive: bool = True  # False: the views cannot be compared; `reason` says why
+    reason: str = ""
+
+
+# --- the comparison ---------------------------------------------------------------------------
+
+
+def compare_structure(
+    baseline: Image, current: Image, polygon: ArrayLike, settings: StructureSettings
+) -> StructureChange:
+    """Where structure was added inside `polygon` since `baseline`; see the module docstring."""
+    _check_pair(baseline, current)
+    height, width = baseline.shape[:2]
+    shift = estimate_shift(baseline, current, settings.min_alignment_peak)
+    if max(abs(shift[0]) / width, abs(shift[1]) / height) > settings.max_shift_fraction:
+        return _inconclusive(baseline, shift, f"the view moved {shift[0]:.0f}, {shift[1]:.0f} px")
+    aligned = undo_shift(current, baseline, shift)
+    view = _ZoneView.of(polygon, (width, height), settings)
+    base_crop, current_crop = view.crop(baseline), view.crop(aligned)
+    problem = _view_problem(base_crop, current_crop, view.zone_mask, settings)
+    if problem:
+        return _inconclusive(baseline, shift, problem)
+    gain = structure_gain(base_crop, current_crop, view.zone_mask, settings)
+    changed = _changed_regions(gain, settings) & view.zone_mask
+    zone = polygon_mask(polygon, (height, width))
+    mask = view.to_frame(changed, (height, width)) & zone
+    score = float(np.clip(gain[changed], 0.0, 1.0).mean()) if changed.any() else 0.0
+    return result(mask, zone, score, shift, settings)
+
+
+def lab_otsu_change(
+    baseline: Image, current: Image, polygon: ArrayLike, settings: StructureSettings
+) -> StructureChange:
+    """The classical baseline: Lab colour distance thresholded by Otsu inside the zone.
+
+    Kept so evaluations can show what the structure method adds; it reacts to light and
+    always splits the zone into two classes, so it alarms on views that did not change.
+    """
+    _check_pair(baseline, current)
+    height, width = baseline.shape[:2]
+    zone = polygon_mask(polygon, (height, width))
+    lab_base = cv2.cvtColor(baseline, cv2.COLOR_BGR2LAB).astype(np.float32)
+    lab_current = cv2.cvtColor(current, cv2.COLOR_BGR2LAB).astype(np.float32)
+    distance = np.linalg.norm(lab_base - lab_current, axis=2)
+    top = float(distance[zone].max()) if zone.any() else 0.0
+    mask = np.zeros((height, width), dtype=np.bool_)
+    if top > 0:
+        levels = np.round(distance[zone] / top * 255).astype(np.uint8).reshape(-1, 1)
+        threshold, _ = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        mask = zone & (distance / top * 255 > threshold)
+    return result(mask, zone, 1.0, (0.0, 0.0), settings)
+
+
+def structure_gain(
+    baseline: Image, current: Image, zone: BoolArray, settings: StructureSettings
+) -> FloatImage:
+    """Per pixel, -1..1: how much more 2-D structure the current view has than the baseline.
+
+    Averaged over the settings' scales and smoothed along the current view's edges, so a
+    region follows the outline of what was built.
+    """
+    base_grey, current_grey = _log_grey(baseline), _log_grey(current)
+    gains = []
+    for sigma in settings.scales:
+        before = _corner_strength(base_grey, sigma)
+        after = _corner_strength(current_grey, sigma)
+        before_median = max(float(np.median(before[zone])), 1e-6)
+        after_median = max(float(np.median(after[zone])), 1e-6)
+        joint = float(np.sqrt(before_median * after_median))
+        own = settings.view_normalisation
+        before = before / (before_median**own * joint ** (1 - own))
+        after = after / (after_median**own * joint ** (1 - own))
+        gains.append((after - before) / (after + before + settings.structure_floor))
+    gain = np.mean(gains, axis=0).astype(np.float32)
+    guide = (current_grey - current_grey.mean()) / (current_grey.std() + 1e-6)
+    return _guided_filter(guide, gain, _GUIDE_RADIUS, _GUIDE_EPS)
+
+
+def estimate_shift(baseline: Image, current: Image, min_peak: float) -> tuple[float, float]:
+    """(dx, dy) the current view moved against the baseline, in frame pixels.
+
+    Phase correlation on log intensity (indifferent to light); a weak peak means the views do
+    not share enough content to tell, and they are taken as unshifted.
+    """
+    height, width = baseline.shape[:2]
+    scale = min(1.0, _ALIGN_SIZE / max(height, width))
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    before = cv2.resize(_log_grey(baseline), size, interpolation=cv2.INTER_AREA)
+    after = cv2.resize(_log_grey(current), size, interpolation=cv2.INTER_AREA)
+    window = cv2.createHanningWindow(size, cv2.CV_32F)
+    (dx, dy), peak = cv2.phaseCorrelate(before, after, window)
+    if peak < min_peak:
+        return 0.0, 0.0
+    return float(dx) / scale, float(dy) / scale
+
+
+def _check_pair(baseline: Image, current: Image) -> None:
+    for name, image in (("baseline", baseline), ("current view", current)):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"{name} must be a BGR uint8 image, got {image.dtype} {image.shape}")
+    if baseline.shape != current.shape:
+        bh, bw = baseline.shape[:2]
+        ch, cw = current.shape[:2]
+        raise ValueError(
+            f"baseline is {bw}x{bh} but the current view is {cw}x{ch}: register a new baseline"
+        )
+
+
+def _grey(image: Image) -> NDArray[np.uint8]:
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+
+
+def _log_grey(image: Image) -> FloatImage:
+    return np.asarray(np.log(_grey(image).astype(np.float32) + _LOG_OFFSET), dtype=np.float32)
+
+
+def _blur(image: FloatImage, sigma: float) -> FloatImage:
+    return np.asarray(cv2.GaussianBlur(image, (0, 0), sigma), dtype=np.float32)
+
+
+def _corner_strength(grey: FloatImage, sigma: float) -> FloatImage:
+    """Square root of the structure tensor's smaller eigenvalue: high where edges cross."""
+    smooth = _blur(grey, _PRE_BLUR)
+    # Sobel's weights sum to 8 per side: dividing gives the true derivative.
+    gx = np.asarray(cv2.Sobel(smooth, cv2.CV_32F, 1, 0, scale=0.125), dtype=np.float32)
+    gy = np.asarray(cv2.Sobel(smooth, cv2.CV_32F, 0, 1, scale=0.125), dtype=np.float32)
+    jxx, jyy, jxy = _blur(gx * gx, sigma), _blur(gy * gy, sigma), _blur(gx * gy, sigma)
+    half_trace = (jxx + jyy) / 2
+    spread = np.sqrt(np.maximum(half_trace**2 - (jxx * jyy - jxy**2), 0))
+    return np.sqrt(np.maximum(half_trace - spread, 0)).astype(np.float32)
+
+
+def _box(image: FloatImage, radius: int) -> FloatImage:
+    return np.asarray(cv2.boxFilter(image, -1, (2 * radius + 1, 2 * radius + 1)), np.float32)
+
+
+def _guided_filter(guide: FloatImage, source: FloatImage, radius: int, eps: float) -> FloatImage:
+    """He et al.'s guided filter: smooths `source` but keeps the guide's edges."""
+    mean_guide, mean_source = _box(guide, radius), _box(source, radius)
+    covariance = _box(guide * source, radius) - mean_guide * mean_source
+    variance = _box(guide * guide, radius) - mean_guide**2
+    slope = covariance / (variance + eps)
+    offset = mean_source - slope * mean_guide
+    return _box(slope, radius) * guide + _box(offset, radius)
+
+
+def _changed_regions(gain: FloatImage, settings: StructureSettings) -> BoolArray:
+    """Regions over the grow threshold that hold enough seed pixels, closed and hole-filled."""
+    grown = (gain > settings.grow_threshold).astype(np.uint8)
+    count, labels = cv2.connectedComponents(grown, connectivity=8)
+    seeds = np.bincount(labels[gain > settings.seed_threshold].ravel(), minlength=count)
+    keep = seeds >= settings.min_seed_pixels
+    keep[0] = False
+    regions = keep[labels].astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_CLOSE_KERNEL, _CLOSE_KERNEL))
+    closed = np.asarray(cv2.morphologyEx(regions, cv2.MORPH_CLOSE, kernel), dtype=np.uint8)
+    return _fill_holes(closed > 0)
+
+
+def _fill_holes(mask: BoolArray) -> BoolArray:
+    background = (~mask).astype(np.uint8)
+    _, labels = cv2.connectedComponents(background, connectivity=4)
+    outside = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    holes = (background > 0) & ~np.isin(labels, outside)
+    return mask | holes
+
+
+def polygon_mask(polygon: ArrayLike, shape: tuple[int, int]) -> BoolArray:
+    canvas = np.zeros(shape, dtype=np.uint8)
+    points = np.round(np.asarray(polygon, dtype=np.float64).reshape(-1, 2)).astype(np.int32)
+    cv2.fillPoly(canvas, [points], 1)
+    return canvas.astype(np.bool_)
+
+
+def undo_shift(current: Image, baseline: Image, shift: tuple[float, float]) -> Image:
+    """The current view moved back onto the baseline; uncovered borders take the baseline."""
+    if shift == (0.0, 0.0):
+        return current
+    height, width = current.shape[:2]
+    matrix = np.array([[1, 0, -shift[0]], [0, 1, -shift[1]]], dtype=np.float64)
+    moved = cv2.warpAffine(current, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    covered = cv2.warpAffine(
+        np.full((height, width), 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST
+    )
+    return np.asarray(np.where(covered[..., None] == 255, moved, baseline), dtype=np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class _ZoneView:
+    """The zone's box plus a margin (context for the coarse scales), at working resolution."""
+
+    window: ZoneWindow  # the padded box in frame pixels
+    size: tuple[int, int]  # (width, height) at working resolution
+    zone_mask: BoolArray  # the polygon on the working grid
+
+    @classmethod
+    def of(
+        cls, polygon: ArrayLike, frame_size: tuple[int, int], settings: StructureSettings
+    ) -> _ZoneView:
+        width, height = frame_size
+        zone = ZoneWindow.of(polygon, frame_size)
+        zone_width, zone_height = zone.size
+        scale = settings.working_size / max(zone_width, zone_height)
+        margin = round(2 * max(settings.scales) / scale)
+        window = ZoneWindow(
+            max(0, zone.x0 - margin),
+            max(0, zone.y0 - margin),
+            min(width, zone.x1 + margin),
+            min(height, zone.y1 + margin),
+        )
+        padded_width, padded_height = window.size
+        size = (max(8, round(padded_width * scale)), max(8, round(padded_height * scale)))
+        return cls(window, size, window.polygon_mask(polygon, (size[1], size[0])))
+
+    def crop(self, image: Image) -> Image:
+        w = self.window
+        part = image[w.y0 : w.y1, w.x0 : w.x1]
+        return np.asarray(cv2.resize(part, self.size, interpolation=cv2.INTER_AREA), np.uint8)
+
+    def to_frame(self, working: BoolArray, frame_shape: tuple[int, int]) -> BoolArray:
+        w = self.window
+        part = cv2.resize(working.astype(np.uint8), w.size, interpolation=cv2.INTER_NEAREST).astype(
+            np.bool_
+        )
+        mask = np.zeros(frame_shape, dtype=np.bool_)
+        mask[w.y0 : w.y1, w.x0 : w.x1] = part
+        return mask
+
+
+def result(
+    mask: BoolArray,
+    zone: BoolArray,
+    score: float,
+    shift: tuple[float, float],
+    settings: StructureSettings,
+) -> StructureChange:
+    zone_pixels = int(zone.sum())
+    share = float(mask.sum()) / zone_pixels if zone_pixels else 0.0
+    box: tuple[float, float, float, float] | None = None
+    if mask.any():
+        ys, xs = np.nonzero(mask)
+        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    return StructureChange(
+        mask=mask,
+        changed_share=share,
+        box=box,
+        changed=share >= settings.min_changed_share,
+        score=score,
+        shift=shift,
+    )
+
+
+def _inconclusive(baseline: Image, shift: tuple[float, float], reason: str) -> StructureChange:
+    empty = np.zeros(baseline.shape[:2], dtype=np.bool_)
+    return StructureChange(empty, 0.0, None, False, 0.0, shift, conclusive=False, reason=reason)
+
+
+def _view_problem(
+    baseline: Image, current: Image, zone: BoolArray, settings: StructureSettings
+) -> str:
+    """Why the current view cannot be judged against the baseline; empty when it can."""
+    grey = _grey(current)
+    if float(np.std(grey[zone])) < settings.min_contrast:
+        return "the zone shows no contrast (night, fog or a covered lens)"
+    softness = _sharpness(current, zone) / max(_sharpness(baseline, zone), 1e-6)
+    if softness < settings.min_sharpness_ratio:
+        return f"the view is softer than its baseline (sharpness ratio {softness:.2f})"
+    added = _noise_level(grey, zone) - _noise_level(_grey(baseline), zone)
+    if added > settings.max_noise_increase:
+        return f"the view carries {added:.1f} grey levels more noise than its baseline"
+    return ""
+
+
+def _gradient_magnitude(grey: FloatImage) -> FloatImage:
+    gx = np.asarray(cv2.Sobel(grey, cv2.CV_32F, 1, 0, scale=0.125), dtype=np.float32)
+    gy = np.asarray(cv2.Sobel(grey, cv2.CV_32F, 0, 1, scale=0.125), dtype=np.float32)
+    return np.sqrt(gx * gx + gy * gy)
+
+
+def _sharpness(image: Image, zone: BoolArray) -> float:
+    """Fine over coarse gradient: blur lowers it, light and gamma (scale in log) do not."""
+    grey = _log_grey(image)
+    fine = float(np.median(_gradient_magnitude(_blur(grey, _PRE_BLUR))[zone]))
+    coarse = float(np.median(_gradient_magnitude(_blur(grey, 3 * _PRE_BLUR))[zone]))
+    return fine / max(coarse, 1e-6)
+
+
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def _noise_level(grey: NDArray[np.uint8], zone: BoolArray) -> float:
+    """Immerkaer's estimate of the noise sigma, in grey levels."""
+    response = np.abs(cv2.filter2D(grey.astype(np.float32), -1, _NOISE_KERNEL))
+    return float(np.sqrt(np.pi / 2) * response[zone].mean() / 6)
+
+
+def draw_change(image: Image, mask: BoolArray) -> Image:
+    """The changed pixels tinted red and outlined on a copy of `image`."""
+    picture = image.astype(np.float32)
+    picture[mask] = picture[mask] * 0.55 + _MASK_COLOUR * 0.45
+    drawn = picture.astype(np.uint8)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(drawn, contours, -1, (0, 0, 255), 2)
+    return drawn
