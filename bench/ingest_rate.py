@@ -58,10 +58,8 @@ from contracts.events import (
     BoundingBox,
     EvidenceFrame,
     EvidenceLabel,
-    ObservedObject,
     Phase,
     PlateReading,
-    ViolationEvent,
     ViolationKind,
 )
 from contracts.mqtt import BrokerSettings, make_client
@@ -75,6 +73,7 @@ from contracts.sites import (
 )
 from contracts.stats import percentile
 from contracts.topics import ROOT, violation_topic
+from loadgen.events import violation_event
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CIVICWATCH_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -153,22 +152,19 @@ def build_workload(registry: SiteRegistry, events: int, seed: int) -> list[Messa
         violation_id, plate = violation[index]
         at = start + timedelta(seconds=n // len(cameras))
         image = _JPEG_START + os.urandom(1500 - len(_JPEG_START))  # the contract checks the type
-        event = ViolationEvent(
-            message_id=uuid.uuid4(),
-            violation_id=violation_id,
-            sequence=sequence[index],
+        event = violation_event(
+            site_id,
+            gateway_id,
+            camera_id,
+            sequence[index],
             phase=phase,
             kind=ViolationKind.ILLEGAL_PARKING,
-            site_id=site_id,
-            gateway_id=gateway_id,
-            camera_id=camera_id,
             zone_id=ZONE,
+            violation_id=violation_id,
             started_at=at - timedelta(minutes=6),
             observed_at=at,
-            dwell_seconds=360.0,
-            object=ObservedObject(
-                class_name="car", confidence=0.8, box=BoundingBox(x1=1, y1=2, x2=30, y2=40)
-            ),
+            confidence=0.8,
+            box=BoundingBox(x1=1, y1=2, x2=30, y2=40),
             evidence=[
                 EvidenceFrame(
                     label=EvidenceLabel.LATEST,

@@ -1,4 +1,5 @@
-"""Realistic violation events of simulated cameras: incidents with real JPEG evidence."""
+"""Violation events as gateways publish them: one event builder that tests, benchmarks and
+loadgen share, and simulated cameras whose incidents carry real JPEG evidence."""
 
 from __future__ import annotations
 
@@ -31,7 +32,54 @@ _PLATE_PROVINCES = "浙沪苏京粤川"
 _PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O, as on real plates
 _PLATE_SYMBOLS = _PLATE_LETTERS + "0123456789"
 _MODEL = ModelInfo(name="loadgen", version="1")
+CAR_BOX = BoundingBox(x1=10, y1=20, x2=60, y2=70)
 EVIDENCE_IMAGES = 8  # an incident shows at most 5 frames, each a different image
+
+
+def violation_event(
+    site_id: str,
+    gateway_id: str,
+    camera_id: str,
+    sequence: int,
+    *,
+    phase: Phase,
+    kind: ViolationKind,
+    zone_id: str,
+    violation_id: UUID,
+    started_at: datetime,
+    observed_at: datetime,
+    evidence: list[EvidenceFrame],
+    dwell_seconds: float | None = None,
+    confidence: float = 0.87,
+    box: BoundingBox = CAR_BOX,
+    model: ModelInfo | None = None,
+    plate: PlateReading | None = None,
+    blocked_share: float | None = None,
+) -> ViolationEvent:
+    """One camera's event about a car in a zone, as a gateway publishes it, with a new message
+    id: the one event builder of the tests, the benchmarks and loadgen. ``dwell_seconds``
+    defaults to the time from ``started_at`` to ``observed_at``."""
+    if dwell_seconds is None:
+        dwell_seconds = (observed_at - started_at).total_seconds()
+    return ViolationEvent(
+        message_id=uuid.uuid4(),
+        violation_id=violation_id,
+        sequence=sequence,
+        phase=phase,
+        kind=kind,
+        site_id=site_id,
+        gateway_id=gateway_id,
+        camera_id=camera_id,
+        zone_id=zone_id,
+        started_at=started_at,
+        observed_at=observed_at,
+        dwell_seconds=dwell_seconds,
+        object=ObservedObject(class_name="car", confidence=confidence, box=box),
+        evidence=evidence,
+        model=model,
+        plate=plate,
+        blocked_share=blocked_share,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,25 +172,20 @@ class CameraSimulator:
             if incident.zone_id == PARKING_ZONE
             else ViolationKind.FIRE_LANE_BLOCKING
         )
-        return ViolationEvent(
-            message_id=uuid.uuid4(),
-            violation_id=incident.violation_id,
-            sequence=sequence,
+        return violation_event(
+            self.site_id,
+            self.gateway_id,
+            self.camera_id,
+            sequence,
             phase=phase,
             kind=kind,
-            site_id=self.site_id,
-            gateway_id=self.gateway_id,
-            camera_id=self.camera_id,
             zone_id=incident.zone_id,
+            violation_id=incident.violation_id,
             started_at=incident.started_at,
             observed_at=now,
-            dwell_seconds=(now - incident.started_at).total_seconds(),
-            object=ObservedObject(
-                class_name="car",
-                confidence=round(self._rng.uniform(0.5, 0.95), 3),
-                box=BoundingBox(x1=20, y1=50, x2=70, y2=90),
-            ),
             evidence=[self._frame(incident, label, now) for label in labels],
+            confidence=round(self._rng.uniform(0.5, 0.95), 3),
+            box=BoundingBox(x1=20, y1=50, x2=70, y2=90),
             model=_MODEL,
             plate=incident.plate,
             blocked_share=0.4 if kind is ViolationKind.FIRE_LANE_BLOCKING else None,

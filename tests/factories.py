@@ -16,10 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from contracts.events import (
-    BoundingBox,
     EvidenceFrame,
     EvidenceLabel,
-    ObservedObject,
     Phase,
     ViolationEvent,
     ViolationKind,
@@ -38,6 +36,7 @@ from dispatch.routing import Router
 from ingest.handler import ViolationHandler
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
+from loadgen.events import violation_event
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.evidence_store import EvidenceStore
 from storage.routing import CaseRouter
@@ -180,22 +179,17 @@ class EventFactory:
         for _ in range(frames):
             evidence.append(make_frame(self.next_seed))
             self.next_seed += 1
-        event = ViolationEvent(
-            message_id=uuid4(),
-            violation_id=violation_id or uuid4(),
-            sequence=self.next_sequence,
+        event = violation_event(
+            self.site_id,
+            self.gateway_id,
+            self.camera_id,
+            self.next_sequence,
             phase=phase,
             kind=kind,
-            site_id=self.site_id,
-            gateway_id=self.gateway_id,
-            camera_id=self.camera_id,
             zone_id=zone_id,
-            started_at=at - timedelta(minutes=6),
+            violation_id=violation_id or uuid4(),
+            started_at=at - timedelta(minutes=6),  # 360 s of dwell
             observed_at=at,
-            dwell_seconds=360.0,
-            object=ObservedObject(
-                class_name="car", confidence=0.87, box=BoundingBox(x1=10, y1=20, x2=60, y2=70)
-            ),
             evidence=evidence,
         )
         self.next_sequence += 1
