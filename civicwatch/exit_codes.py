@@ -10,3 +10,11 @@ EXIT_SOURCE = 5
 EXIT_ACCOUNT = 6  # `user`: the account rules refused (weak password, unknown user, ...)
 EXIT_PORT = 7  # `server`, `demo`: the API's address cannot be listened on
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+
+class CliError(Exception):
+    """A mistake the user can fix: its one-line message and exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from civicwatch import cli
+from civicwatch.commands import tools
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 EXAMPLE = REPO_ROOT / "configs" / "example.yaml"
@@ -330,7 +331,7 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_goes_to_a_file(
         raise RuntimeError("a bug, not a mistake")
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(cli, "_schema", broken)
+    monkeypatch.setattr(tools, "schema", broken)
     assert cli.main(["schema"]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1

@@ -1,0 +1,1 @@
+"""The ``civicwatch`` subcommands, one module per group; civicwatch.cli parses and dispatches."""
