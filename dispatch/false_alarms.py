@@ -7,9 +7,11 @@ false_alarm`` (reopened, it no longer counts); as reclassified once its kind was
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, distinct, func, select
+from markupsafe import Markup
+from sqlalchemy import ColumnElement, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from dispatch.workflow import Action, CloseReason
@@ -29,15 +31,22 @@ class CameraFalseAlarms:
         return self.false_alarms / self.cases if self.cases else 0.0
 
 
-def false_alarm_rates(session: Session) -> list[CameraFalseAlarms]:
-    """Every camera that has cases, worst false-alarm rate first."""
-    cases = _by_camera(session, select(Case.camera_id, func.count()).group_by(Case.camera_id))
+CONSOLE_ROWS = 15  # the console's table: the worst cameras; /metrics has every one
+
+
+def false_alarm_rates(session: Session, department: str | None = None) -> list[CameraFalseAlarms]:
+    """Every camera that has cases, worst false-alarm rate first; ``department`` counts only
+    that department's cases (a department role's console)."""
+    scope: list[ColumnElement[bool]] = [] if department is None else [Case.department == department]
+    cases = _by_camera(
+        session, select(Case.camera_id, func.count()).where(*scope).group_by(Case.camera_id)
+    )
     close_reason = CaseTransition.detail["close_reason"].as_string()
     false_alarms = _by_camera(
         session,
         select(Case.camera_id, func.count(distinct(Case.id)))
         .join(CaseTransition, CaseTransition.case_id == Case.id)
-        .where(Case.state == CaseState.CLOSED.value)
+        .where(*scope, Case.state == CaseState.CLOSED.value)
         .where(CaseTransition.action == Action.CLOSE.value)
         .where(close_reason == CloseReason.FALSE_ALARM.value)
         .group_by(Case.camera_id),
@@ -46,7 +55,7 @@ def false_alarm_rates(session: Session) -> list[CameraFalseAlarms]:
         session,
         select(Case.camera_id, func.count(distinct(Case.id)))
         .join(CaseTransition, CaseTransition.case_id == Case.id)
-        .where(CaseTransition.action == Action.RECLASSIFY.value)
+        .where(*scope, CaseTransition.action == Action.RECLASSIFY.value)
         .group_by(Case.camera_id),
     )
     rows = [
@@ -58,3 +67,27 @@ def false_alarm_rates(session: Session) -> list[CameraFalseAlarms]:
 
 def _by_camera(session: Session, query: Select[str, int]) -> dict[str, int]:
     return {camera: int(count) for camera, count in session.execute(query)}
+
+
+def false_alarm_table(rows: Sequence[CameraFalseAlarms], t: Callable[[str], str]) -> Markup:
+    """The console's table: the CONSOLE_ROWS worst cameras; ``t`` is the page's translator."""
+    if not rows:
+        return Markup('<p class="muted">{}</p>').format(t("ui.no_data"))
+    columns = ("camera", "cases", "false_alarms", "reclassified", "false_alarm_rate")
+    head = Markup("").join(Markup("<th>{}</th>").format(t(f"ui.{key}")) for key in columns)
+    body = Markup("").join(
+        Markup(
+            '<tr data-camera-id="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>'
+        ).format(
+            row.camera_id,
+            row.camera_id,
+            row.cases,
+            row.false_alarms,
+            row.reclassified,
+            f"{row.rate:.0%}",
+        )
+        for row in rows[:CONSOLE_ROWS]
+    )
+    return Markup(
+        '<table class="false-alarms"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
+    ).format(head, body)

@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from contracts.events import EvidenceLabel, ViolationKind
 from dispatch.config import Department, Role
-from dispatch.false_alarms import false_alarm_rates
+from dispatch.false_alarms import CameraFalseAlarms, false_alarm_rates, false_alarm_table
 from dispatch.metrics import CameraFalseAlarmCollector, TrainingDataMetrics
 from dispatch.schemas import CaseAction
 from dispatch.training_data import CAPTION_HEIGHT, TrainingDataExporter, closeup_box
+from dispatch.web.i18n import LANGUAGES, translator
 from dispatch.workflow import Action, Actor, CloseReason, Command, MissingInputError, Workflow
 from edge.config import EvidenceSettings
 from edge.evidence import caption_band, encode_evidence
@@ -222,3 +223,24 @@ def test_a_failed_write_is_logged_and_counted_never_raised(
     assert "not written" in caplog.text
     with rig.sessions() as session:
         assert session.scalars(select(Case)).one().state == "closed"
+
+
+def test_a_department_counts_only_its_own_cases(rig: Rig) -> None:
+    _false_alarm(rig, Workflow())
+    with rig.sessions() as session:
+        assert [row.false_alarms for row in false_alarm_rates(session, "law_enforcement")] == [1]
+        assert false_alarm_rates(session, "fire_rescue") == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_console_table_names_its_columns_and_escapes_camera_ids(language: str) -> None:
+    t = translator(language)
+    rows = [CameraFalseAlarms("<cam>", 4, 3, 1), CameraFalseAlarms("cam-2", 5, 0, 0)]
+    html = str(false_alarm_table(rows, t))
+    assert "&lt;cam&gt;" in html
+    assert "<cam>" not in html
+    assert "<td>75%</td>" in html
+    for key in ("ui.false_alarms", "ui.reclassified", "ui.false_alarm_rate"):
+        assert f"<th>{t(key)}</th>" in html
+        assert t(key) != key
+    assert t("ui.no_data") in str(false_alarm_table([], t))
