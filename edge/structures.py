@@ -21,7 +21,7 @@ import numpy as np
 from contracts.events import BoundingBox, EvidenceFrame, EvidenceLabel, ObservedObject, Phase
 from contracts.sites import ZoneConfig, ZoneKind
 from edge.config import EvidenceSettings, StructureSettings
-from edge.detections import FloatArray, Frame, Image
+from edge.detections import Detections, FloatArray, Frame, Image
 from edge.evidence import annotate, encode_evidence
 from edge.rules import RuleEvent
 from edge.structure_baselines import Baseline, BaselineInfo, BaselineStore
@@ -33,6 +33,11 @@ from edge.structure_compare import (
     estimate_shift,
     lab_otsu_change,
     structure_gain,
+)
+from edge.structure_features import (
+    BackboneFeatures,
+    learned_structure_change,
+    transient_boxes_of,
 )
 
 __all__ = [
@@ -88,7 +93,12 @@ class StructureWatch:
         evidence: EvidenceSettings,
         baselines: BaselineStore,
         preset: str | None = None,
+        features: BackboneFeatures | None = None,
     ) -> None:
+        """With `features`, each check runs the learned comparison (edge.structure_features).
+
+        It then discounts the people and vehicles in the detections `update` is given.
+        """
         if zone.kind is not ZoneKind.NO_BUILD:
             raise ValueError(f"zone {zone.id} is {zone.kind.value}, not a no_build zone")
         self.camera_id = camera_id
@@ -98,6 +108,7 @@ class StructureWatch:
         self._settings = settings
         self._evidence = evidence
         self._baselines = baselines
+        self._features = features
         self._last_check_at: datetime | None = None
         self._revision: int | None = None
         self._baseline: Baseline | None = None  # the one the latest check compared against
@@ -108,8 +119,11 @@ class StructureWatch:
     def open_violations(self) -> int:
         return 0 if self._open is None else 1
 
-    def update(self, frame: Frame) -> list[RuleEvent]:
-        """Compare when a check is due by frame time; the phases this check produced."""
+    def update(self, frame: Frame, detections: Detections | None = None) -> list[RuleEvent]:
+        """Compare when a check is due by frame time; the phases this check produced.
+
+        `detections` (of this frame) only matter to a watch given learned features.
+        """
         last = self._last_check_at
         if last is not None and (
             (frame.timestamp - last).total_seconds() < self._settings.check_interval_seconds
@@ -117,7 +131,7 @@ class StructureWatch:
             return []
         self._last_check_at = frame.timestamp
         try:
-            return self._check(frame)
+            return self._check(frame, detections)
         except (ValueError, OSError, cv2.error) as exc:
             # One camera's bad baseline or odd frame must not stop the worker.
             logger.warning(
@@ -133,7 +147,7 @@ class StructureWatch:
         self._revision = info.revision
         return self._restart(frame)
 
-    def _check(self, frame: Frame) -> list[RuleEvent]:
+    def _check(self, frame: Frame, detections: Detections | None) -> list[RuleEvent]:
         stored = self._baselines.load(self.camera_id, self.preset)
         if stored is None:
             info = self._baselines.register(
@@ -159,7 +173,7 @@ class StructureWatch:
             if not first_look:
                 return self._restart(frame)
         self._baseline = stored
-        change = compare_structure(stored.image, frame.image, self.polygon, self._settings)
+        change = self._compare(stored.image, frame.image, detections)
         if not change.conclusive:
             logger.info(
                 "camera %s zone %s: structure check inconclusive: %s",
@@ -170,6 +184,16 @@ class StructureWatch:
             return []
         sighting = _Sighting(frame, change)
         return self._changed(sighting) if change.changed else self._unchanged(frame)
+
+    def _compare(
+        self, baseline: Image, current: Image, detections: Detections | None
+    ) -> StructureChange:
+        if self._features is None:
+            return compare_structure(baseline, current, self.polygon, self._settings)
+        boxes = transient_boxes_of(detections) if detections is not None else []
+        return learned_structure_change(
+            baseline, current, self.polygon, self._settings, self._features, boxes
+        )
 
     def _changed(self, sighting: _Sighting) -> list[RuleEvent]:
         if self._open is not None:

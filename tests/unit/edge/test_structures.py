@@ -21,10 +21,12 @@ import pytest
 
 from contracts.events import EvidenceLabel, Phase
 from contracts.sites import ZoneConfig, ZoneKind
-from edge.config import EvidenceSettings, StructureSettings
-from edge.detections import BoolArray, Frame, Image
+from edge.config import DetectorSettings, EvidenceSettings, StructureSettings
+from edge.detections import BoolArray, Detections, Frame, Image
+from edge.detector import OpenVINODetector
 from edge.rules import RuleEvent
 from edge.structure_eval import load_pairs, no_change_controls, pixel_scores
+from edge.structure_features import BackboneFeatures
 from edge.structures import (
     BaselineStore,
     StructureWatch,
@@ -392,3 +394,58 @@ def test_only_no_build_zones_are_watched(store: BaselineStore) -> None:
     parking = ZoneConfig(id="p", kind=ZoneKind.NO_PARKING, polygon=LAWN, dwell_seconds=30)
     with pytest.raises(ValueError, match="not a no_build zone"):
         StructureWatch(CAMERA, parking, StructureSettings(), EvidenceSettings(), store)
+
+
+# --- the watch with learned features ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def features(model_path: Path) -> BackboneFeatures:
+    return BackboneFeatures(model_path)
+
+
+def _learned_watch(store: BaselineStore, features: BackboneFeatures) -> StructureWatch:
+    settings = StructureSettings(
+        check_interval_seconds=10, persist_checks=3, persist_span_seconds=30
+    )
+    return StructureWatch(CAMERA, _zone(), settings, EvidenceSettings(), store, features=features)
+
+
+def test_the_learned_watch_opens_on_a_shed_that_persists(
+    store: BaselineStore, vtest_frames: dict[int, Image], features: BackboneFeatures
+) -> None:
+    events = _run(_learned_watch(store, features), _sheds(vtest_frames, (100, 200, 300, 400)))
+    assert [e.phase for e in events] == [Phase.OPENED]
+
+
+def _person_on_the_lawn(frames: dict[int, Image], model_path: Path) -> tuple[Image, Detections]:
+    """A real person cut by the detector's box from frame 100, pasted onto the lawn."""
+    detector = OpenVINODetector(DetectorSettings(model=str(model_path)), max_batch=1)
+    found = detector.detect(frames[100])
+    people = [i for i, c in enumerate(found.class_id) if found.class_names[int(c)] == "person"]
+    best = max(people, key=lambda i: float(found.confidence[i]))
+    x0, y0, x1, y1 = np.round(found.xyxy[best]).astype(int)
+    person = cv2.resize(frames[100][y0:y1, x0:x1], ((x1 - x0) * 2, (y1 - y0) * 2))
+    height, width = person.shape[:2]
+    view = frames[0].copy()
+    view[400 : 400 + height, 150 : 150 + width] = person
+    box = [[150.0, 400.0, 150.0 + width, 400.0 + height]]
+    return view, Detections.create(box, [0.9], [found.class_id[best]], found.class_names)
+
+
+def test_the_learned_watch_ignores_a_person_standing_on_the_lawn(
+    store: BaselineStore,
+    vtest_frames: dict[int, Image],
+    features: BackboneFeatures,
+    model_path: Path,
+) -> None:
+    view, detections = _person_on_the_lawn(vtest_frames, model_path)
+    watch = _learned_watch(store, features)
+    events: list[RuleEvent] = []
+    for i in range(5):
+        at = T0 + timedelta(seconds=10 * i)
+        events += watch.update(Frame(image=view, index=i, timestamp=at), detections)
+    assert events == []
+    # The same view without the detector's box is taken for a structure: the box is what counts.
+    unaware = _learned_watch(store, features)
+    assert [e.phase for e in _run(unaware, [view] * 5)] == [Phase.OPENED]
