@@ -19,7 +19,8 @@ the close-up by the crop's margin rule, labelled with its detected class.
 The exporter follows the audit log (cursor ``training_data``), so a restart neither skips nor
 loses a correction; the workflow's after-commit hook only wakes it. Writing is idempotent (the
 same names, rewritten whole) and happens outside every action's transaction; a failure is
-logged and counted, never raised to the dispatcher. A reopened case's items are removed.
+logged and counted, never raised to the dispatcher. A reopened case's items are removed (a
+kind change made before the reopen is written again).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class _Work:
 
     seq: int
     items: tuple[TrainingItem, ...] = ()
-    forget: tuple[str, int] | None = None  # (camera, case id) of a reopened case
+    forget: tuple[str, int] | None = None  # (camera, case id) of a reopened case: first
 
 
 def closeup_box(box: Box, width: int, height: int) -> Box | None:
@@ -217,7 +218,16 @@ class TrainingDataExporter:
             return _Work(seq)
         detail = entry.detail or {}
         if entry.action == Action.REOPEN.value:
-            return _Work(seq, forget=(case.camera_id, case.id))
+            # Not a false alarm after all: its negatives go; a kind change made before stands.
+            kind_change = session.scalars(
+                select(CaseTransition)
+                .where(CaseTransition.case_id == case.id, CaseTransition.seq < seq)
+                .where(CaseTransition.action == Action.RECLASSIFY.value)
+                .order_by(CaseTransition.seq.desc())
+                .limit(1)
+            ).first()
+            items = self._work_for(session, kind_change).items if kind_change else ()
+            return _Work(seq, items=items, forget=(case.camera_id, case.id))
         false_alarm = detail.get("close_reason") == CloseReason.FALSE_ALARM.value
         if entry.action == Action.CLOSE.value and not false_alarm:
             return _Work(seq)  # a real object closed for another reason: nothing to learn
@@ -272,7 +282,6 @@ class TrainingDataExporter:
     def _do(self, work: _Work) -> int:
         if work.forget is not None:
             self._forget(*work.forget)
-            return 0
         written = 0
         for item in work.items:
             try:

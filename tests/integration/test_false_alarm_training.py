@@ -2,7 +2,7 @@
 detector, a no-parking zone over the vans parked top right, the OPENED event stored by ingest as
 the server stores it. The dispatcher changes its kind, then closes it as a false alarm: its
 close-up lands in the training-data folder in YOLO format, which Ultralytics loads and
-models.finetune splits. A reopen takes it back out.
+models.finetune splits and trains from. A reopen takes the negative back out.
 """
 
 from __future__ import annotations
@@ -181,9 +181,9 @@ def test_a_real_case_closed_as_a_false_alarm_becomes_yolo_data(
     trained = finetune(rig.folder, settings, rig.folder.parent / "runs")  # what the CLI runs
     assert trained.weights.is_file()
 
-    # Reopened: the dispatcher was wrong, and the negative leaves the training data.
+    # Reopened: not a false alarm after all. The negative goes; the kind change stands.
     _act(rig, DISPATCHER, Command(Action.REOPEN, reason="it was a van after all"))
-    assert not list((camera / "images").iterdir())
-    assert not list((camera / "labels").glob("*.txt"))
+    assert label.read_text().splitlines() == [line]
+    assert json.loads((camera / "reasons" / f"{name}.json").read_text())["label"] == "object"
     with rig.sessions() as session:
         assert verify_chain(session).intact

@@ -202,6 +202,19 @@ def test_a_false_alarm_is_exported_once_and_counted_per_camera(rig: Rig) -> None
     assert f'civicwatch_camera_false_alarm_ratio{{camera="{CAMERA}"}} 1.0' in text
 
 
+def test_a_reopened_false_alarm_leaves_the_training_data(rig: Rig) -> None:
+    workflow = Workflow(on_committed=rig.exporter.on_committed)
+    _false_alarm(rig, workflow)
+    rig.exporter.drain()
+    assert list((rig.folder / CAMERA / "images").iterdir())
+    _act(rig, workflow, DISPATCHER, Command(Action.REOPEN, reason="it was there after all"))
+    rig.exporter.drain()
+    for sub in ("images", "labels", "reasons"):
+        assert not list((rig.folder / CAMERA / sub).iterdir()), sub
+    with rig.sessions() as session:
+        assert [row.false_alarms for row in false_alarm_rates(session)] == [0]
+
+
 def test_a_plain_close_exports_nothing_and_is_no_false_alarm(rig: Rig) -> None:
     workflow = Workflow(on_committed=rig.exporter.on_committed)
     _act(rig, workflow, WORKER, Command(Action.RETURN, reason="not ours"))
