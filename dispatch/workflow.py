@@ -167,8 +167,6 @@ CommittedHook = Callable[[Action, int], None]
 """Called with (action, case id) once the transaction holding the action has committed; never
 called for one rolled back. Its errors are logged, never raised to whoever acted."""
 
-_APPLIED_KEY = "civicwatch.workflow.applied"  # session.info: actions awaiting the commit
-
 
 @dataclass(frozen=True)
 class Assignment:
@@ -197,6 +195,8 @@ class Workflow:
         self._on_resolve = on_resolve
         self._reroute = reroute
         self._on_committed = on_committed
+        # session.info: this workflow's actions awaiting the session's commit
+        self._applied_key = f"civicwatch.workflow.applied.{id(self)}"
 
     def apply(
         self,
@@ -233,15 +233,15 @@ class Workflow:
 
     def _after_commit(self, session: Session, action: Action, case_id: int) -> None:
         """Queue (action, case) for the committed hook; one listener pair per session."""
-        applied: list[tuple[Action, int]] | None = session.info.get(_APPLIED_KEY)
+        applied: list[tuple[Action, int]] | None = session.info.get(self._applied_key)
         if applied is None:
-            applied = session.info[_APPLIED_KEY] = []
+            applied = session.info[self._applied_key] = []
             event.listen(session, "after_commit", self._deliver_committed)
-            event.listen(session, "after_rollback", _forget_applied)
+            event.listen(session, "after_rollback", self._forget_applied)
         applied.append((action, case_id))
 
     def _deliver_committed(self, session: Session) -> None:
-        applied: list[tuple[Action, int]] = session.info.get(_APPLIED_KEY, [])
+        applied: list[tuple[Action, int]] = session.info.get(self._applied_key, [])
         pending, applied[:] = list(applied), []
         hook = self._on_committed
         for action, case_id in pending:
@@ -250,6 +250,10 @@ class Workflow:
                     hook(action, case_id)
             except Exception:  # the action stands: what follows it must not undo or fail it
                 log.exception("after-commit hook failed for %s on case %d", action, case_id)
+
+    def _forget_applied(self, session: Session) -> None:
+        """A rolled-back transaction's actions never happened: nothing to tell."""
+        session.info.get(self._applied_key, []).clear()
 
     def _apply_effects(
         self,
@@ -329,12 +333,6 @@ class Workflow:
             raise MissingInputError(
                 f"case {target_id} is merged into case {target.duplicate_of}: merge into that"
             )
-
-
-def _forget_applied(session: Session) -> None:
-    """A rolled-back transaction's actions never happened: nothing to tell."""
-    applied: list[tuple[Action, int]] = session.info.get(_APPLIED_KEY, [])
-    applied.clear()
 
 
 def record_transition(
