@@ -142,7 +142,8 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from civicwatch.server import ApiPortError, BackgroundApi, build_server
+    from civicwatch.server import build_server
+    from civicwatch.serving import ApiPortError, BackgroundApi
 
     config = load_config(args.config)
     site, gateway = _pick_gateway(config, None)

@@ -14,7 +14,7 @@ from loadgen.measure import Progress
 
 
 def server(args: argparse.Namespace) -> int:
-    from civicwatch.server import ApiPortError, run_server
+    from civicwatch.serving import ApiPortError, run_server
 
     try:
         run_server(load_config(args.config))

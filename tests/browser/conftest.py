@@ -16,7 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
-from civicwatch.server import BackgroundApi, Server, build_server
+from civicwatch.server import Server, build_server
+from civicwatch.serving import BackgroundApi
 from contracts.events import ViolationEvent
 from contracts.mqtt import make_client
 from contracts.sites import PlanPosition

@@ -103,7 +103,7 @@ def test_run_server_serves_until_sigterm(tmp_path: Path, mosquitto: MosquittoPro
     config_file.write_text(yaml.safe_dump(config))
     script = (
         "import sys; from pathlib import Path; from civicwatch.config import load_config; "
-        "from civicwatch.server import run_server; run_server(load_config(Path(sys.argv[1])))"
+        "from civicwatch.serving import run_server; run_server(load_config(Path(sys.argv[1])))"
     )
     env = {k: v for k, v in os.environ.items() if k != "CIVICWATCH_DATABASE_URL"}
     process = subprocess.Popen(

@@ -39,7 +39,8 @@ from sqlalchemy import func, select
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
-from civicwatch.server import BackgroundApi, Server, build_server
+from civicwatch.server import Server, build_server
+from civicwatch.serving import BackgroundApi
 from contracts.events import Phase, ViolationKind
 from dispatch.config import (
     AccountSettings,

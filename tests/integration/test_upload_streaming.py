@@ -20,7 +20,8 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
-from civicwatch.server import BackgroundApi, Server, build_server
+from civicwatch.server import Server, build_server
+from civicwatch.serving import BackgroundApi
 from dispatch.config import ApiSettings
 from dispatch.web.settings import WebOptions
 from ingest.config import IngestSettings

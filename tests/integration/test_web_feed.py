@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from civicwatch.server import BackgroundApi
+from civicwatch.serving import BackgroundApi
 from contracts.events import ViolationKind
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.http.app import create_app
