@@ -4,7 +4,6 @@ JSON endpoint that serves them (dispatch/web/charts.py draws them)."""
 from __future__ import annotations
 
 import itertools
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from contracts.stats import percentile
 from dispatch.http.deps import API_PREFIX, ContextDep, PrincipalDep, SessionDep, scope_of
 from storage.tables import Case, utcnow
 
@@ -44,15 +44,6 @@ class Stats(BaseModel):
     per_kind: dict[str, int]
     close_time_by_kind: list[CloseTime]
     close_time_by_department: list[CloseTime]
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile (``share`` 0..1) of ``values``; 0 for none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(share * len(ordered))))
-    return ordered[rank - 1]
 
 
 def _close_times(rows: Sequence[tuple[str, float]]) -> list[CloseTime]:

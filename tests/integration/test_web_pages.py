@@ -19,12 +19,13 @@ from sqlalchemy import select
 
 from contracts.events import ViolationKind
 from contracts.sites import PlanPosition, SiteRegistry
+from contracts.stats import percentile
 from dispatch.accounts import AccountService
 from dispatch.config import AccountSettings, ApiSettings, Department, Role
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.web.settings import WebOptions
-from dispatch.web.stats import StatsCache, compute_stats, percentile
+from dispatch.web.stats import StatsCache, compute_stats
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from storage.tables import CameraStatusRow, Case, CaseEvidence, CaseTransition, Evidence
 from tests.factories import (
