@@ -25,6 +25,7 @@ from edge.worker import CameraAnalysis, EdgeWorker, WatchedCamera
 
 
 def outbox_path(settings: EdgeSettings, gateway_id: str) -> Path:
+    """One outbox file per gateway: live and replay runs of one gateway share it."""
     return settings.data_dir / f"outbox-{gateway_id}.sqlite"
 
 

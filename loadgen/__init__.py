@@ -1,4 +1,5 @@
-"""``civicwatch loadgen``: simulated gateways publish realistic violation events at a set rate.
+"""The load generator behind ``civicwatch loadgen``: simulated gateways publish realistic
+violation events at a set rate.
 
 Two modes share one event simulator:
 
@@ -13,4 +14,10 @@ Two modes share one event simulator:
 
 The simulated cameras must exist in the server's site registry: ``--write-config FILE`` writes a
 config (from ``--config`` if given, its sites replaced) whose registry holds them.
+
+Modules: ``registry`` (the simulated cameras), ``events`` (the event builder tests and benchmarks
+share too, and the simulated incidents), ``measure`` (acks, latency, progress, what was stored),
+``ledger`` (durable mode's record), ``run`` (both modes and the command). It imports the wire
+contract, the edge's outbox and publisher (durable mode) and storage (its report), never the
+server sides or the composition root, which hands it the config loader.
 """
