@@ -30,9 +30,9 @@ from edge.structure_eval import (
     TerminalProgress,
     evaluate_set,
     evaluate_structures,
-    learned_parts,
+    evaluation_lines,
 )
-from edge.structure_features import learned_structure_change, transient_boxes_of
+from edge.structure_features import learned_parts, learned_structure_change, transient_boxes_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -89,6 +89,8 @@ def main() -> int:
         progress(repeat + 1, args.repeats)
 
     first = evaluations[0]
+    for line in evaluation_lines(first):
+        print(line)
     ours = [e.structure.ms_per_comparison for e in evaluations]
     previous = [e.previous.ms_per_comparison for e in evaluations if e.previous]
     classical = [e.lab_otsu.ms_per_comparison for e in evaluations]

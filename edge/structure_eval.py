@@ -16,7 +16,6 @@ the gain is visible. Seeds are fixed: two runs give the same figures (timings as
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import sys
 import time
@@ -29,26 +28,16 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from edge.config import MODEL_ENV_VAR, DetectorSettings, StructureSettings
+from edge.config import StructureSettings
 from edge.detections import BoolArray, Image
-from edge.detector import (
-    LOCAL_MODEL_HINT,
-    OPENVINO_SUFFIX,
-    ModelUnavailableError,
-    OpenVINODetector,
-)
 from edge.structure_compare import (
     StructureChange,
     compare_structure,
     lab_otsu_change,
 )
 from edge.structure_controls import Control, camera_controls, no_change_controls
-from edge.structure_dataset import ObjectFinder, SetName, build_set
-from edge.structure_features import (
-    BackboneFeatures,
-    learned_structure_change,
-    transient_boxes_of,
-)
+from edge.structure_dataset import SetName, build_set
+from edge.structure_features import LearnedParts, local_learned_parts
 
 __all__ = ["no_change_controls"]  # moved to edge.structure_controls; tests import it from here
 
@@ -266,23 +255,6 @@ def _score_method(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class LearnedParts:
-    """What the learned comparison needs: backbone features and a detector for passers-by."""
-
-    features: BackboneFeatures
-    finder: ObjectFinder
-
-    def comparison(self) -> Comparison:
-        def compare(
-            before: Image, after: Image, polygon: np.ndarray, settings: StructureSettings
-        ) -> StructureChange:
-            boxes = transient_boxes_of(self.finder.detect(after))
-            return learned_structure_change(before, after, polygon, settings, self.features, boxes)
-
-        return compare
-
-
 def evaluate_structures(
     directory: Path,
     settings: StructureSettings | None = None,
@@ -341,25 +313,6 @@ def _evaluate(
     )
 
 
-def learned_parts(model_folder: Path) -> LearnedParts:
-    """Backbone features and a detector (640, low confidence) from one OpenVINO export."""
-    detector = OpenVINODetector(
-        DetectorSettings(model=str(model_folder), imgsz=640, confidence=0.15), max_batch=1
-    )
-    return LearnedParts(BackboneFeatures(model_folder), detector)
-
-
-def local_learned_parts() -> LearnedParts | None:
-    """The learned parts from ${MODEL_ENV_VAR} or the shared export; None when neither loads."""
-    folder = Path(os.environ.get(MODEL_ENV_VAR, "") or LOCAL_MODEL_HINT)
-    if not folder.name.endswith(OPENVINO_SUFFIX) or not folder.is_dir():
-        return None
-    try:
-        return learned_parts(folder)
-    except (ModelUnavailableError, OSError, ValueError, RuntimeError):
-        return None
-
-
 class TerminalProgress:
     """A self-rewriting progress bar on stderr, only when stderr is a terminal."""
 
@@ -378,22 +331,31 @@ class TerminalProgress:
         self.stream.flush()
 
 
-def print_evaluation(evaluation: StructureEvaluation, out: TextIO | None = None) -> None:
-    """Per-pair lines for people, then the JSON summary as the last line."""
-    out = out or sys.stdout
-    for ours, classical in zip(
-        evaluation.structure.pair_results, evaluation.lab_otsu.pair_results, strict=True
+def evaluation_lines(evaluation: StructureEvaluation) -> list[str]:
+    """Per pair, the method beside the older ones; then every control that alarmed or declined."""
+    previous = evaluation.previous.pair_results if evaluation.previous else None
+    lines = []
+    for index, (ours, classical) in enumerate(
+        zip(evaluation.structure.pair_results, evaluation.lab_otsu.pair_results, strict=True)
     ):
-        print(
+        before = "" if previous is None else f"; gradient-only F1 {previous[index].f1:.3f}"
+        lines.append(
             f"{ours.name}: structure F1 {ours.f1:.3f} (P {ours.precision:.3f} "
             f"R {ours.recall:.3f}) decided {'changed' if ours.decided_changed else 'unchanged'}"
-            f"{'' if ours.decided_right else ' WRONG'}; lab+otsu F1 {classical.f1:.3f}",
-            file=out,
+            f"{'' if ours.decided_right else ' WRONG'}{before}; lab+otsu F1 {classical.f1:.3f}"
         )
     for control in evaluation.structure.control_results:
         if control.alarm or control.inconclusive:
             verdict = "ALARM" if control.alarm else "inconclusive (raises nothing)"
-            print(f"control {control.name} {control.alteration}: {verdict}", file=out)
+            lines.append(f"control {control.name} {control.alteration}: {verdict}")
+    return lines
+
+
+def print_evaluation(evaluation: StructureEvaluation, out: TextIO | None = None) -> None:
+    """Per-pair lines for people, then the JSON summary as the last line."""
+    out = out or sys.stdout
+    for line in evaluation_lines(evaluation):
+        print(line, file=out)
     print(json.dumps(evaluation.summary()), file=out)
 
 

@@ -9,8 +9,10 @@ feature vectors per cell.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,14 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from edge.config import StructureSettings
+from edge.config import MODEL_ENV_VAR, DetectorSettings, StructureSettings
 from edge.detections import Detections, Image
+from edge.detector import (
+    LOCAL_MODEL_HINT,
+    OPENVINO_SUFFIX,
+    ModelUnavailableError,
+    OpenVINODetector,
+)
 from edge.structure_compare import (
     StructureChange,
     compare_structure,
@@ -27,6 +35,7 @@ from edge.structure_compare import (
     result,
     undo_shift,
 )
+from edge.structure_dataset import ObjectFinder
 
 FEATURE_LAYER = "__module.model.4/aten::cat/Concat"  # 96 channels at stride 8
 FloatImage = NDArray[np.float32]
@@ -165,3 +174,39 @@ def _distance_map(features: BackboneFeatures, baseline: Image, current: Image) -
     return np.asarray(
         cv2.resize(distance, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedParts:
+    """What the learned comparison needs: backbone features and a detector for passers-by."""
+
+    features: BackboneFeatures
+    finder: ObjectFinder
+
+    def comparison(self) -> Callable[[Image, Image, ArrayLike, StructureSettings], StructureChange]:
+        def compare(
+            before: Image, after: Image, polygon: ArrayLike, settings: StructureSettings
+        ) -> StructureChange:
+            boxes = transient_boxes_of(self.finder.detect(after))
+            return learned_structure_change(before, after, polygon, settings, self.features, boxes)
+
+        return compare
+
+
+def learned_parts(model_folder: Path) -> LearnedParts:
+    """Backbone features and a detector (640, low confidence) from one OpenVINO export."""
+    detector = OpenVINODetector(
+        DetectorSettings(model=str(model_folder), imgsz=640, confidence=0.15), max_batch=1
+    )
+    return LearnedParts(BackboneFeatures(model_folder), detector)
+
+
+def local_learned_parts() -> LearnedParts | None:
+    """The learned parts from ${MODEL_ENV_VAR} or the shared export; None when neither loads."""
+    folder = Path(os.environ.get(MODEL_ENV_VAR, "") or LOCAL_MODEL_HINT)
+    if not folder.name.endswith(OPENVINO_SUFFIX) or not folder.is_dir():
+        return None
+    try:
+        return learned_parts(folder)
+    except (ModelUnavailableError, OSError, ValueError, RuntimeError):
+        return None

@@ -19,10 +19,10 @@ from edge.structure_eval import (
     TARGET_MEAN_F1,
     TerminalProgress,
     evaluate_structures,
-    learned_parts,
     pixel_scores,
     run_structure_evaluation,
 )
+from edge.structure_features import learned_parts
 
 
 def test_dsifn_learned_judges_every_pair_and_ignores_every_control(
