@@ -15,6 +15,8 @@ from storage.tables import Notification
 
 
 class NotificationMetrics:
+    """Delivery attempts by channel and outcome, counted by the sender."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.deliveries = Counter(
