@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from dispatch.accounts import AccountService, AccountSettings
-from dispatch.api import ApiContext, create_app
 from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.http.app import create_app
+from dispatch.http.deps import ApiContext
 from dispatch.workflow import Workflow
 from tests.conftest import REPO_ROOT
 from tests.factories import T0, EventFactory, make_ingest, migrated_database
