@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Set
 
 import grimp
 
-PACKAGES = ("contracts", "edge", "storage", "ingest", "dispatch", "civicwatch", "models")
+PACKAGES = ("contracts", "edge", "storage", "ingest", "dispatch", "civicwatch", "models", "loadgen")
 
 
 def _imports() -> dict[str, set[str]]:
