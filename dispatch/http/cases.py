@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -13,6 +11,8 @@ from dispatch.config import Department
 from dispatch.http.deps import (
     API_PREFIX,
     ContextDep,
+    PageLimit,
+    PageOffset,
     PrincipalDep,
     RowIdPath,
     SessionDep,
@@ -88,8 +88,8 @@ def list_cases(
     site_id: str | None = None,
     camera_id: str | None = None,
     overdue: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> list[CasePublic]:
     """Cases by SLA due time (soonest first); a department token only ever sees its own."""
     query = select(Case).where(visible_cases(principal))

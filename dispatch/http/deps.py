@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from prometheus_client import CollectorRegistry
 from sqlalchemy import ColumnElement, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -30,8 +30,11 @@ from storage.database import SessionFactory
 from storage.evidence_store import EvidenceStore
 from storage.tables import Case
 
-# Row ids fit the database's INTEGER column; a larger one is a client error, not a crash.
-RowIdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+# Row ids and offsets fit the database's INTEGER column; a larger one is a client error.
+MAX_DATABASE_INTEGER = 2_147_483_647
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_DATABASE_INTEGER)]
+PageLimit = Annotated[int, Query(ge=1, le=500)]
+PageOffset = Annotated[int, Query(ge=0, le=MAX_DATABASE_INTEGER)]
 Sha256Path = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 

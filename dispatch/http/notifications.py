@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from dispatch.config import Department, Role
 from dispatch.http.deps import (
     API_PREFIX,
+    PageLimit,
+    PageOffset,
     Principal,
     PrincipalDep,
     RowIdPath,
@@ -79,8 +81,8 @@ def list_notifications(
     department: Department | None = None,
     channel: Channel | None = None,
     case_id: int | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: PageLimit = 100,
+    offset: PageOffset = 0,
 ) -> list[Notification]:
     """Newest first. Department roles see their own department's only."""
     _require_reader(principal)

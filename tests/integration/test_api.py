@@ -198,6 +198,16 @@ def test_list_filters(api: Api) -> None:
     assert too_many.status_code == 422
 
 
+@pytest.mark.parametrize("path", ["/api/v1/cases", "/api/v1/notifications"])
+def test_an_offset_past_a_database_integer_is_refused_as_a_documented_query_error(
+    api: Api, path: str
+) -> None:
+    # The query's own bound, in the OpenAPI document, not the database overflow fallback
+    response = api.client.get(path, headers=_auth("dispatcher"), params={"offset": 2**31})
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", "offset"]]
+
+
 def test_cameras_show_last_reported_health(api: Api) -> None:
     api.rig.service.record_camera_status(
         CameraStatus(
