@@ -72,8 +72,8 @@ class CameraVerifier:
         workflow: Workflow | None = None,
         metrics_registry: CollectorRegistry | None = None,
     ) -> None:
-        """``workflow`` applies VERIFY and REOPEN; the composition root sets the one it built
-        with ``on_resolve=verifier.on_resolve`` (assign ``verifier.workflow``)."""
+        """``workflow`` applies VERIFY and REOPEN: the composition root passes the one whose
+        resolve hook calls this verifier's ``on_resolve``."""
         self._sessions = session_factory
         self.publish = publish
         self.settings = settings or VerificationSettings()
