@@ -323,7 +323,8 @@ def test_cli_user_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``civicwatch user`` against the example config, its database moved to tmp_path."""
-    from civicwatch.cli import EXIT_ACCOUNT, main
+    from civicwatch.cli import main
+    from civicwatch.exit_codes import EXIT_ACCOUNT
 
     config = ["--config", str(REPO_ROOT / "configs" / "example.yaml")]
     monkeypatch.setenv("CIVICWATCH_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
