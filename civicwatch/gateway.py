@@ -19,6 +19,7 @@ from edge.pipeline import CameraPipeline, GatewayServices
 from edge.plates import PlateReader
 from edge.publisher import EdgePublisher
 from edge.redaction import EvidenceSealer, FaceRedactor
+from edge.structure_features import gateway_learned_parts
 from edge.structures import BaselineStore
 from edge.verification import VerificationChannel, ZoneVerifier
 from edge.worker import CameraAnalysis, EdgeWorker, WatchedCamera
@@ -40,6 +41,7 @@ def gateway_services(
         sealer=EvidenceSealer(redactor),
         plate_reader=PlateReader(settings.plates) if settings.plates.enabled else None,
         baselines=BaselineStore(settings.baselines_dir),
+        structure_parts=gateway_learned_parts(settings.detector.model, detector),
     )
 
 

@@ -4,7 +4,9 @@ Each zone kind's rule (contracts.kinds, registered in edge.kinds) picks the path
 - dwell (no-parking zones): the detector's vehicles through the dwell rule;
 - blocked lane (fire lanes): the same, plus the class-agnostic stationary-foreground path for
   whatever has no detector class, and the share of the lane blocked;
-- structure (no-build zones): the structure watch against a registered baseline.
+- structure (no-build zones): the structure watch against a registered baseline, by the learned
+  comparison when the gateway has its detector's backbone (``GatewayServices.structure_parts``),
+  else by the class-agnostic gradient comparison.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from edge.outbox import Outbox
 from edge.plates import PlateReader, PlateVote
 from edge.redaction import EvidenceSealer, PeopleLog
 from edge.rules import DwellRule, RuleEvent
+from edge.structure_features import LearnedParts
 from edge.structures import BaselineStore, StructureWatch
 from edge.tracker import ObjectTracker
 
@@ -64,6 +67,8 @@ class GatewayServices:
     sealer: EvidenceSealer
     plate_reader: PlateReader | None = None
     baselines: BaselineStore | None = None
+    # The detector and its backbone for the structure watch; None: the gradient comparison.
+    structure_parts: LearnedParts | None = None
 
 
 class _FireLane:
@@ -124,13 +129,26 @@ class CameraPipeline:
             for zone in camera.zones
             if rule_parts(zone.kind).dwell
         ]
+        parts = services.structure_parts
         self._structures = [
             StructureWatch(
-                camera.id, zone, settings.structures, settings.evidence, services.baselines
+                camera.id,
+                zone,
+                settings.structures,
+                settings.evidence,
+                services.baselines,
+                features=None if parts is None else parts.features,
+                finder=None if parts is None else parts.finder,
             )
             for zone in camera.zones
             if rule_parts(zone.kind).structures and services.baselines is not None
         ]
+        if self._structures and parts is None:
+            log.warning(
+                "camera %s: no-build zones use the class-agnostic gradient comparison (no "
+                "detector backbone for the learned one)",
+                camera.id,
+            )
         self._fire_lanes: dict[str, _FireLane] = {}
         self._last_tracked = Detections.empty()
         # Whose heads to hide in the evidence: as far back as a rule may reach for a panorama.
@@ -176,7 +194,8 @@ class CameraPipeline:
             else:
                 self._note_occupants(rule, self._last_tracked)  # nothing moved since
         for watch in self._structures:
-            outcomes += [(o, None) for o in watch.update(frame)]
+            # This frame's detections when the detector ran on it; else the watch finds its own.
+            outcomes += [(o, None) for o in watch.update(frame, detections)]
         events = [self._event(outcome, share) for outcome, share in outcomes]
         for event in events:
             self._services.outbox.add(self._topic, event)

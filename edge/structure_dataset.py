@@ -76,7 +76,7 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
     texture = _texture(shared_data / "images" / TEXTURE_IMAGE, name)
     pairs = _dsifn_pairs(shared_data / "structures" / "dsifn", DSIFN_SPLIT[name])
     for clip in clips:
-        pairs += _clip_pairs(clip, texture, rng)
+        pairs += clip_pairs(clip, texture, rng)
     return [
         LabelledPair(
             p.name,
@@ -124,7 +124,8 @@ def _texture(path: Path, name: SetName) -> Image:
     return image[:half] if name == "dev" else image[half:]
 
 
-def _clip_pairs(clip: Path, texture: Image, rng: np.random.Generator) -> list[LabelledPair]:
+def clip_pairs(clip: Path, texture: Image, rng: np.random.Generator) -> list[LabelledPair]:
+    """Per view of `clip`: a still pair and a built one (no controls yet), drawn from `rng`."""
     capture = cv2.VideoCapture(str(clip))
     try:
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))

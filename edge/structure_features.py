@@ -5,10 +5,16 @@ of thing is here" and hardly "how bright is it". Its stride-8 block (``model.4``
 an output of a sub-graph (OpenVINO keeps only what that output needs), so one 256x256 view costs
 a few milliseconds on one core. The change between two views is the cosine distance of their
 feature vectors per cell.
+
+The features come from a sub-model of the detector's own IR, run only when a structure check is
+due (a few per zone per day), not from an extra output of every detection: that output would be
+copied out on every detected frame for nothing, and the tuned thresholds assume 256-pixel views,
+not the detector's 640 letterbox (docs/benchmarks.md, "Structures", has the timings).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -36,6 +42,8 @@ from edge.structure_compare import (
     undo_shift,
 )
 from edge.structure_dataset import ObjectFinder
+
+logger = logging.getLogger(__name__)
 
 FEATURE_LAYER = "__module.model.4/aten::cat/Concat"  # 96 channels at stride 8
 FloatImage = NDArray[np.float32]
@@ -113,7 +121,8 @@ def learned_structure_change(
     Segment, then decide: the gradient mask is cut to where the backbone features moved
     (light, shadow, rain and IR hardly move them), then each region must be big enough, show a
     strong feature change and lie mostly outside the boxes the detector put on people and
-    vehicles in the current view (`transient_boxes`, see `transient_boxes_of`).
+    vehicles (`transient_boxes`, see `transient_boxes_of`). Pass the boxes of both views: a
+    person in the baseline who has since walked off leaves a change just as one who walked in.
     """
     change = compare_structure(baseline, current, polygon, settings)
     if not change.conclusive or not change.mask.any():
@@ -188,6 +197,7 @@ class LearnedParts:
             before: Image, after: Image, polygon: ArrayLike, settings: StructureSettings
         ) -> StructureChange:
             boxes = transient_boxes_of(self.finder.detect(after))
+            boxes += transient_boxes_of(self.finder.detect(before))
             return learned_structure_change(before, after, polygon, settings, self.features, boxes)
 
         return compare
@@ -210,3 +220,25 @@ def local_learned_parts() -> LearnedParts | None:
         return learned_parts(folder)
     except (ModelUnavailableError, OSError, ValueError, RuntimeError):
         return None
+
+
+def gateway_learned_parts(model: str, finder: ObjectFinder | None) -> LearnedParts | None:
+    """The learned parts for a gateway: its detector, and backbone features from the same IR.
+
+    None (the reason logged) when the detector did not load or the model is not an OpenVINO
+    export whose backbone can be cut: no-build zones then use the gradient comparison, and each
+    camera that has one says so (edge.pipeline).
+    """
+    folder = Path(model)
+    why = ""
+    if finder is None:
+        why = "no detector loaded"
+    elif not folder.name.endswith(OPENVINO_SUFFIX) or not folder.is_dir():
+        why = f"{model} is not an OpenVINO export ({OPENVINO_SUFFIX} folder)"
+    else:
+        try:
+            return LearnedParts(BackboneFeatures(folder), finder)
+        except (OSError, ValueError, RuntimeError) as exc:
+            why = f"{model}: {exc}"
+    logger.info("structure watch: learned comparison unavailable: %s", why)
+    return None

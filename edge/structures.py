@@ -34,6 +34,7 @@ from edge.structure_compare import (
     lab_otsu_change,
     structure_gain,
 )
+from edge.structure_dataset import ObjectFinder
 from edge.structure_features import (
     BackboneFeatures,
     learned_structure_change,
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_Box = tuple[float, float, float, float]
 
 
 @dataclass(slots=True)
@@ -94,10 +97,13 @@ class StructureWatch:
         baselines: BaselineStore,
         preset: str | None = None,
         features: BackboneFeatures | None = None,
+        finder: ObjectFinder | None = None,
     ) -> None:
         """With `features`, each check runs the learned comparison (edge.structure_features).
 
-        It then discounts the people and vehicles in the detections `update` is given.
+        It then discounts the people and vehicles of both views: the current one's from the
+        detections `update` is given, else found by `finder`; the baseline's found by `finder`
+        once per baseline revision, or kept from the frame the watch registered or accepted.
         """
         if zone.kind is not ZoneKind.NO_BUILD:
             raise ValueError(f"zone {zone.id} is {zone.kind.value}, not a no_build zone")
@@ -109,11 +115,18 @@ class StructureWatch:
         self._evidence = evidence
         self._baselines = baselines
         self._features = features
+        self._finder = finder
+        self._baseline_boxes: tuple[int, list[_Box]] | None = None  # (revision, boxes)
         self._last_check_at: datetime | None = None
         self._revision: int | None = None
         self._baseline: Baseline | None = None  # the one the latest check compared against
         self._streak: _Streak | None = None
         self._open: _Open | None = None
+
+    @property
+    def method(self) -> str:
+        """Which comparison the checks run: "learned" or "gradient" (class-agnostic)."""
+        return "gradient" if self._features is None else "learned"
 
     @property
     def open_violations(self) -> int:
@@ -139,12 +152,19 @@ class StructureWatch:
             )
             return []
 
-    def accept(self, frame: Frame, note: str, by: str = "dispatcher") -> list[RuleEvent]:
+    def accept(
+        self,
+        frame: Frame,
+        note: str,
+        by: str = "dispatcher",
+        detections: Detections | None = None,
+    ) -> list[RuleEvent]:
         """Accept this frame as the new baseline; an open violation clears now."""
         info = self._baselines.accept(
             self.camera_id, frame.image, self.preset, note, at=frame.timestamp, by=by
         )
         self._revision = info.revision
+        self._keep_baseline_boxes(info.revision, detections)
         return self._restart(frame)
 
     def _check(self, frame: Frame, detections: Detections | None) -> list[RuleEvent]:
@@ -159,6 +179,7 @@ class StructureWatch:
                 note="no baseline was registered: the first frame seen becomes it",
             )
             self._revision = info.revision
+            self._keep_baseline_boxes(info.revision, detections)
             logger.info(
                 "camera %s zone %s: no baseline, registered the frame of %s as baseline",
                 self.camera_id,
@@ -173,7 +194,7 @@ class StructureWatch:
             if not first_look:
                 return self._restart(frame)
         self._baseline = stored
-        change = self._compare(stored.image, frame.image, detections)
+        change = self._compare(stored, frame.image, detections)
         if not change.conclusive:
             logger.info(
                 "camera %s zone %s: structure check inconclusive: %s",
@@ -186,14 +207,30 @@ class StructureWatch:
         return self._changed(sighting) if change.changed else self._unchanged(frame)
 
     def _compare(
-        self, baseline: Image, current: Image, detections: Detections | None
+        self, baseline: Baseline, current: Image, detections: Detections | None
     ) -> StructureChange:
         if self._features is None:
-            return compare_structure(baseline, current, self.polygon, self._settings)
+            return compare_structure(baseline.image, current, self.polygon, self._settings)
+        if detections is None and self._finder is not None:
+            detections = self._finder.detect(current)  # the detector skipped this frame
         boxes = transient_boxes_of(detections) if detections is not None else []
+        boxes += self._boxes_in(baseline)
         return learned_structure_change(
-            baseline, current, self.polygon, self._settings, self._features, boxes
+            baseline.image, current, self.polygon, self._settings, self._features, boxes
         )
+
+    def _keep_baseline_boxes(self, revision: int, detections: Detections | None) -> None:
+        """The people and vehicles of a frame this watch made the baseline, when it has them."""
+        if detections is not None:
+            self._baseline_boxes = (revision, transient_boxes_of(detections))
+
+    def _boxes_in(self, baseline: Baseline) -> list[_Box]:
+        """The baseline's people and vehicles: found once per revision (none without a finder)."""
+        revision = baseline.info.revision
+        if self._baseline_boxes is None or self._baseline_boxes[0] != revision:
+            found = self._finder.detect(baseline.image) if self._finder is not None else None
+            self._baseline_boxes = (revision, [] if found is None else transient_boxes_of(found))
+        return list(self._baseline_boxes[1])
 
     def _changed(self, sighting: _Sighting) -> list[RuleEvent]:
         if self._open is not None:

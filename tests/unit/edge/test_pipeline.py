@@ -5,6 +5,7 @@ Outcomes land in a real SQLite outbox; the detector is the real YOLO11n where on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
@@ -21,6 +22,7 @@ from edge.detector import Detector, create_detector
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, GatewayServices
 from edge.redaction import EvidenceSealer
+from edge.structure_features import LearnedParts, gateway_learned_parts
 from edge.structures import BaselineStore
 from tests.unit.edge.conftest import T0
 from tests.unit.edge.scenes import FIRE_LANE, SHED, STACK, with_shed, with_stack
@@ -40,6 +42,7 @@ def pipeline(
     zones: list[ZoneConfig],
     detector: Detector | None,
     settings: EdgeSettings | None = None,
+    structure_parts: LearnedParts | None = None,
 ) -> CameraPipeline:
     settings = settings or EdgeSettings(data_dir=tmp_path)
     services = GatewayServices(
@@ -47,6 +50,7 @@ def pipeline(
         outbox=Outbox(tmp_path / "outbox.sqlite"),
         sealer=EvidenceSealer(None),
         baselines=BaselineStore(tmp_path / "baselines"),
+        structure_parts=structure_parts,
     )
     camera = CameraConfig(id=CAMERA, source="vtest.avi", zones=zones)
     return CameraPipeline("site-a", "gw-1", camera, settings, services, fps=10)
@@ -121,29 +125,39 @@ def test_a_parked_van_in_a_fire_lane_is_one_violation_not_two(
     assert labels[-1] is EvidenceLabel.CLOSEUP
 
 
-def test_a_new_structure_in_a_no_build_zone_opens_once_with_its_evidence(
-    tmp_path: Path, shared_data: Path
-) -> None:
-    """Generated: a shed painted onto the lawn stays over three checks 20 s apart."""
-    lawn = ZoneConfig(
-        id="lawn",
-        kind=ZoneKind.NO_BUILD,
-        polygon=[[10, 330], [380, 380], [420, 570], [10, 570]],
-    )
-    settings = EdgeSettings(
+LAWN = ZoneConfig(
+    id="lawn", kind=ZoneKind.NO_BUILD, polygon=[[10, 330], [380, 380], [420, 570], [10, 570]]
+)
+
+
+def structure_settings(tmp_path: Path) -> EdgeSettings:
+    return EdgeSettings(
         data_dir=tmp_path,
         structures=StructureSettings(
             check_interval_seconds=20, persist_checks=3, persist_span_seconds=30
         ),
     )
-    camera = pipeline(tmp_path, [lawn], None, settings)
+
+
+def shed_from_the_fifth_second(frame: Frame) -> Image:
+    """Generated: the shed painted onto the lawn from frame 50 on."""
+    return with_shed(frame.image) if frame.index >= 50 else frame.image
+
+
+def test_a_new_structure_in_a_no_build_zone_opens_once_with_its_evidence(
+    tmp_path: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Generated: a shed painted onto the lawn stays over three checks 20 s apart.
+
+    No detector backbone: the class-agnostic gradient comparison, and the log says so.
+    """
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline"):
+        camera = pipeline(tmp_path, [LAWN], None, structure_settings(tmp_path))
+    assert "class-agnostic gradient comparison" in caplog.text
     first = next(iter(vtest(shared_data, 0.1)))
     BaselineStore(tmp_path / "baselines").register(CAMERA, first.image)
 
-    def shed(frame: Frame) -> Image:
-        return with_shed(frame.image) if frame.index >= 50 else frame.image
-
-    events = run(camera, vtest(shared_data), None, shed)
+    events = run(camera, vtest(shared_data), None, shed_from_the_fifth_second)
     assert [e.phase for e in events] == [Phase.OPENED]
     event = events[0]
     assert event.kind is ViolationKind.ILLEGAL_STRUCTURE
@@ -166,3 +180,29 @@ def test_events_land_in_the_outbox_with_increasing_sequences(
     events = run(camera, vtest(shared_data, 30), None, stack_from(5))
     assert events
     assert [e.sequence for e in events] == list(range(len(events)))
+
+
+def test_with_the_detectors_backbone_the_structure_watch_runs_the_learned_comparison(
+    tmp_path: Path, shared_data: Path, model_path: Path, detector: Detector
+) -> None:
+    """The same generated shed; frames the detector skipped: the watch runs it at each check."""
+    parts = gateway_learned_parts(str(model_path), detector)
+    assert parts is not None
+    camera = pipeline(tmp_path, [LAWN], None, structure_settings(tmp_path), parts)
+    first = next(iter(vtest(shared_data, 0.1)))
+    BaselineStore(tmp_path / "baselines").register(CAMERA, first.image)
+
+    events = run(camera, vtest(shared_data), None, shed_from_the_fifth_second)
+    assert [e.phase for e in events] == [Phase.OPENED]
+    assert events[0].object is not None
+    box = events[0].object.box
+    found = np.array([box.x1, box.y1, box.x2, box.y2], dtype=np.float32)
+    assert box_iou(found, np.array(SHED, dtype=np.float32)) > 0.3, found
+
+
+def test_without_a_detector_or_an_openvino_export_no_learned_parts_are_built(
+    model_path: Path, detector: Detector
+) -> None:
+    assert gateway_learned_parts(str(model_path), None) is None
+    assert gateway_learned_parts("yolo11n.pt", detector) is None
+    assert gateway_learned_parts(str(model_path / "missing_openvino_model"), detector) is None

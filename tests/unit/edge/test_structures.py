@@ -25,8 +25,14 @@ from edge.config import DetectorSettings, EvidenceSettings, StructureSettings
 from edge.detections import BoolArray, Detections, Frame, Image
 from edge.detector import OpenVINODetector
 from edge.rules import RuleEvent
+from edge.structure_dataset import SEED, ObjectFinder, clip_pairs
 from edge.structure_eval import load_pairs, no_change_controls, pixel_scores
-from edge.structure_features import BackboneFeatures
+from edge.structure_features import (
+    BackboneFeatures,
+    learned_parts,
+    learned_structure_change,
+    transient_boxes_of,
+)
 from edge.structures import (
     BaselineStore,
     StructureWatch,
@@ -449,3 +455,67 @@ def test_the_learned_watch_ignores_a_person_standing_on_the_lawn(
     # The same view without the detector's box is taken for a structure: the box is what counts.
     unaware = _learned_watch(store, features)
     assert [e.phase for e in _run(unaware, [view] * 5)] == [Phase.OPENED]
+
+
+# --- people in the baseline -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def walked_off(shared_data: Path) -> tuple[Image, Image]:
+    """The dev set's `vtest/0 still` pair (real frames, nothing built): a man walking in the
+    baseline crop has left the current one."""
+    texture = np.full((64, 64, 3), 128, np.uint8)  # only the built pair uses it
+    pairs = clip_pairs(shared_data / "clips" / "vtest.avi", texture, np.random.default_rng(SEED))
+    still = pairs[0]
+    assert still.name == "vtest/0 still"
+    assert not still.truth.any()
+    return still.before, still.after
+
+
+@pytest.fixture(scope="module")
+def finder(model_path: Path) -> ObjectFinder:
+    return learned_parts(model_path).finder
+
+
+def test_a_person_in_the_baseline_who_walked_off_is_no_change(
+    walked_off: tuple[Image, Image], features: BackboneFeatures, finder: ObjectFinder
+) -> None:
+    before, after = walked_off
+    settings, zone = StructureSettings(), _whole(before)
+    now_only = transient_boxes_of(finder.detect(after))
+    then = transient_boxes_of(finder.detect(before))
+    assert then, "the detector finds the man in the baseline"
+    # Only the current view's people discounted: where he stood is taken for a change.
+    assert learned_structure_change(before, after, zone, settings, features, now_only).changed
+    both = now_only + then
+    assert not learned_structure_change(before, after, zone, settings, features, both).changed
+
+
+def test_the_learned_watch_finds_the_baselines_people_itself(
+    tmp_path: Path,
+    walked_off: tuple[Image, Image],
+    features: BackboneFeatures,
+    finder: ObjectFinder,
+) -> None:
+    """Once per baseline revision, and the current view's when `update` gets no detections."""
+    before, after = walked_off
+    store = BaselineStore(tmp_path / "baselines")
+    store.register(CAMERA, before, at=T0 - timedelta(days=30), by="installer")
+    settings = StructureSettings(
+        check_interval_seconds=10, persist_checks=3, persist_span_seconds=30
+    )
+    zone = ZoneConfig(id="crop", kind=ZoneKind.NO_BUILD, polygon=_whole(before))
+
+    def watch(finder: ObjectFinder | None) -> StructureWatch:
+        return StructureWatch(
+            CAMERA, zone, settings, EvidenceSettings(), store, features=features, finder=finder
+        )
+
+    current = finder.detect(after)
+    blind = watch(None)
+    assert blind.method == "learned"
+    events: list[RuleEvent] = []
+    for i in range(5):
+        events += blind.update(Frame(after, i, T0 + timedelta(seconds=10 * i)), current)
+    assert [e.phase for e in events] == [Phase.OPENED]
+    assert _run(watch(finder), [after] * 5) == []
