@@ -8,9 +8,10 @@ false_alarm`` (reopened, it no longer counts); as reclassified once its kind was
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from datetime import datetime
 
 from markupsafe import Markup
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from sqlalchemy import ColumnElement, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
@@ -18,13 +19,15 @@ from dispatch.workflow import Action, CloseReason
 from storage.tables import Case, CaseState, CaseTransition
 
 
-@dataclass(frozen=True)
-class CameraFalseAlarms:
+class CameraFalseAlarms(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     camera_id: str
     cases: int
-    false_alarms: int
-    reclassified: int
+    false_alarms: int = Field(description="closed as false alarms (and not reopened)")
+    reclassified: int = Field(description="cases whose kind the command centre changed")
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rate(self) -> float:
         """False alarms per case; 0 for a camera with no cases."""
@@ -34,10 +37,17 @@ class CameraFalseAlarms:
 CONSOLE_ROWS = 15  # the console's table: the worst cameras; /metrics has every one
 
 
-def false_alarm_rates(session: Session, department: str | None = None) -> list[CameraFalseAlarms]:
+def false_alarm_rates(
+    session: Session, department: str | None = None, since: datetime | None = None
+) -> list[CameraFalseAlarms]:
     """Every camera that has cases, worst false-alarm rate first; ``department`` counts only
-    that department's cases (a department role's console)."""
-    scope: list[ColumnElement[bool]] = [] if department is None else [Case.department == department]
+    that department's cases (a department role's console), ``since`` only cases registered
+    from then (the console's window)."""
+    scope: list[ColumnElement[bool]] = []
+    if department is not None:
+        scope.append(Case.department == department)
+    if since is not None:
+        scope.append(Case.created_at >= since)
     cases = _by_camera(
         session, select(Case.camera_id, func.count()).where(*scope).group_by(Case.camera_id)
     )
@@ -59,7 +69,12 @@ def false_alarm_rates(session: Session, department: str | None = None) -> list[C
         .group_by(Case.camera_id),
     )
     rows = [
-        CameraFalseAlarms(camera, count, false_alarms.get(camera, 0), reclassified.get(camera, 0))
+        CameraFalseAlarms(
+            camera_id=camera,
+            cases=count,
+            false_alarms=false_alarms.get(camera, 0),
+            reclassified=reclassified.get(camera, 0),
+        )
         for camera, count in cases.items()
     ]
     return sorted(rows, key=lambda row: (-row.rate, row.camera_id))

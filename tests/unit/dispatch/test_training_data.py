@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
@@ -28,7 +29,7 @@ from edge.config import EvidenceSettings
 from edge.evidence import caption_band, encode_evidence
 from edge.rules import CLOSEUP_MARGIN, crop_with_margin, margin_region
 from storage.database import SessionFactory
-from storage.tables import Case
+from storage.tables import Case, utcnow
 from tests.factories import CAMERA, T0, EventFactory, make_frame, make_ingest
 
 DISPATCHER = Actor("desk", Role.DISPATCHER)
@@ -243,12 +244,16 @@ def test_a_department_counts_only_its_own_cases(rig: Rig) -> None:
     with rig.sessions() as session:
         assert [row.false_alarms for row in false_alarm_rates(session, "law_enforcement")] == [1]
         assert false_alarm_rates(session, "fire_rescue") == []
+        assert false_alarm_rates(session, since=utcnow() + timedelta(days=1)) == []
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_console_table_names_its_columns_and_escapes_camera_ids(language: str) -> None:
     t = translator(language)
-    rows = [CameraFalseAlarms("<cam>", 4, 3, 1), CameraFalseAlarms("cam-2", 5, 0, 0)]
+    rows = [
+        CameraFalseAlarms(camera_id="<cam>", cases=4, false_alarms=3, reclassified=1),
+        CameraFalseAlarms(camera_id="cam-2", cases=5, false_alarms=0, reclassified=0),
+    ]
     html = str(false_alarm_table(rows, t))
     assert "&lt;cam&gt;" in html
     assert "<cam>" not in html
