@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.stats import percentile
 from edge.config import PlateSettings
 from edge.detections import Image
-from edge.plates import PlateCandidate, PlateReader, rapidocr_recognizer
+from edge.plate_decoding import PlateCandidate
+from edge.plate_recognisers import rapidocr_recogniser
+from edge.plates import PlateReader
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 _BASELINE_UPSCALE = 3
@@ -146,13 +148,13 @@ class PlainPlateReader:
     """The baseline: RapidOCR's recogniser on a 3x upscaled crop, greedy CTC, separators dropped."""
 
     def __init__(self, threads: int = 1) -> None:
-        self._recognizer = rapidocr_recognizer(threads)
+        self._recogniser = rapidocr_recogniser(threads)
 
     def read_plate(self, crop: Image) -> PlateCandidate | None:
         upscaled = cv2.resize(
             crop, None, fx=_BASELINE_UPSCALE, fy=_BASELINE_UPSCALE, interpolation=cv2.INTER_CUBIC
         )
-        results, _ = self._recognizer([upscaled])
+        results, _ = self._recogniser([upscaled])
         text, score = results[0]
         text = "".join(char for char in str(text) if char not in _SEPARATORS)
         return PlateCandidate(text, float(score)) if text else None

@@ -14,17 +14,10 @@ from pydantic import ValidationError
 from contracts.events import PLATE_PATTERN, PlateReading
 from edge.config import PlateSettings, ReadPass
 from edge.detections import Image
+from edge.plate_decoding import ALNUM, LAST_ONLY, LETTERS, PROVINCES, PlateCandidate, PlateDecoder
 from edge.plate_eval import PlainPlateReader, compare_with_baseline, evaluate_plates, load_crop
-from edge.plates import (
-    ALNUM,
-    LAST_ONLY,
-    LETTERS,
-    PROVINCES,
-    PlateCandidate,
-    PlateDecoder,
-    PlateReader,
-    PlateVote,
-)
+from edge.plate_votes import PlateVote
+from edge.plates import PlateReader
 from tests.conftest import SHARED_DATA
 
 LPRNET = SHARED_DATA / "plates" / "lprnet"

@@ -1,0 +1,227 @@
+"""Reading a plate's characters: the best path through the CTC scores that spells a plate.
+
+Instead of the recogniser's greedy decoding, a Viterbi search keeps only plate-shaped paths:
+province, issuing-office letter, then 5 or 6 letters/digits (the last may be a special one).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from contracts.events import PLATE_PATTERN
+from edge.detections import FloatArray
+
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领"
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # plates never use I or O
+DIGITS = "0123456789"
+ALNUM = LETTERS + DIGITS
+LAST_ONLY = "挂学警港澳"  # trailer, learner, police, Hong Kong, Macau: last position only
+
+# Characters the recogniser emits that are not plate characters but mean one: their scores are
+# added to the plate character's.
+CONFUSABLES: dict[str, str] = {letter.lower(): letter for letter in LETTERS} | {
+    "O": "0",
+    "o": "0",
+    "I": "1",
+    "i": "1",
+    "l": "1",
+    "|": "1",
+}
+# What the recogniser prints between characters: the plate's dot, spaces, dashes. Scored as a gap.
+SEPARATORS = "·•.-_ ：:"
+
+PLATE_RE = re.compile(PLATE_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class PlateCandidate:
+    """One reading of one plate image: its text, overall confidence and per-character scores."""
+
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return PLATE_RE.match(self.text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The states of the plate path: one row per character slot, each with its allowed chars.
+
+    Row 0 is the start (nothing emitted yet). Slots 1..6 are shared by 7- and 8-character
+    plates; the 7th character is either the last (row 7) or a middle one (row 8, then row 9 last).
+    """
+
+    alphabet: str  # the union of plate characters; column j of the emission matrix is alphabet[j]
+    allowed: NDArray[np.bool_]  # (rows, len(alphabet))
+    predecessor: NDArray[np.int64]  # (rows,) the row a row is entered from; -1 for the start
+    finals: tuple[int, ...]
+
+
+def _build_layout() -> _Layout:
+    alphabet = PROVINCES + ALNUM + LAST_ONLY
+    slots = [
+        "",  # start
+        PROVINCES,
+        LETTERS,
+        ALNUM,
+        ALNUM,
+        ALNUM,
+        ALNUM,
+        ALNUM + LAST_ONLY,  # row 7: last of a 7-character plate
+        ALNUM,  # row 8: 7th of an 8-character plate
+        ALNUM + LAST_ONLY,  # row 9: last of an 8-character plate
+    ]
+    allowed = np.array([[char in slot for char in alphabet] for slot in slots], dtype=np.bool_)
+    predecessor = np.array([-1, 0, 1, 2, 3, 4, 5, 6, 6, 8], dtype=np.int64)
+    return _Layout(alphabet, allowed, predecessor, finals=(7, 9))
+
+
+_LAYOUT = _build_layout()
+_NEG = np.float32(-1e9)
+
+
+class PlateDecoder:
+    """Best plate-shaped path through a CTC score matrix (time steps x recogniser characters)."""
+
+    def __init__(self, characters: Sequence[str], blank_index: int = 0) -> None:
+        layout = _LAYOUT
+        index = {char: i for i, char in enumerate(characters)}
+        missing = [c for c in layout.alphabet if c not in index]
+        if missing:
+            raise ValueError(f"the recogniser cannot emit plate characters {''.join(missing)!r}")
+        # sources[j]: the recogniser columns whose scores add up to plate character j.
+        sources: list[list[int]] = [[index[c]] for c in layout.alphabet]
+        position = {c: j for j, c in enumerate(layout.alphabet)}
+        for other, target in CONFUSABLES.items():
+            if other in index and other != target:
+                sources[position[target]].append(index[other])
+        gap = [blank_index] + [index[c] for c in SEPARATORS if c in index]
+        width = max(len(s) for s in sources)
+        # Ragged lists padded with their own first column; the mask zeroes the padding.
+        self._columns = np.array([s + [s[0]] * (width - len(s)) for s in sources], dtype=np.int64)
+        self._column_mask = np.array(
+            [[k < len(s) for k in range(width)] for s in sources], dtype=np.float32
+        )
+        self._gap_columns = np.array(gap, dtype=np.int64)
+        self.characters = list(characters)
+
+    def scores(self, probabilities: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(T, plate chars) merged character scores and (T,) gap scores, as probabilities."""
+        if probabilities.ndim != 2 or probabilities.shape[1] != len(self.characters):
+            raise ValueError(
+                f"scores must be (time steps, {len(self.characters)}), got {probabilities.shape}"
+            )
+        chars = (probabilities[:, self._columns] * self._column_mask).sum(axis=2)
+        gap = probabilities[:, self._gap_columns].sum(axis=1)
+        return chars.astype(np.float32), gap.astype(np.float32)
+
+    def decode(self, probabilities: FloatArray) -> PlateCandidate | None:
+        """The most likely plate; None when the matrix is too short to hold one."""
+        chars, gap = self.scores(probabilities)
+        return decode_plate_scores(chars, gap)
+
+
+def decode_plate_scores(chars: FloatArray, gap: FloatArray) -> PlateCandidate | None:
+    """Viterbi over plate-shaped CTC paths.
+
+    ``chars`` is (T, len(_LAYOUT.alphabet)) probabilities, ``gap`` (T,) the blank/separator
+    probability. A repeated character needs a gap between its two copies, as CTC requires.
+    """
+    layout = _LAYOUT
+    steps = len(chars)
+    if steps < 7:
+        return None
+    log_chars = np.log(np.clip(chars, 1e-12, None))
+    log_gap = np.log(np.clip(gap, 1e-12, None))
+    rows, width = layout.allowed.shape
+    emit_mask = np.where(layout.allowed, np.float32(0.0), _NEG)  # (rows, width)
+    has_pred = layout.predecessor >= 0
+    pred = np.where(has_pred, layout.predecessor, 0)
+    columns = np.arange(width)
+
+    # in_gap[r]: best path that emitted slot r's char (or nothing, r=0) and now sits in a gap.
+    # in_char[r, j]: best path currently emitting char j in slot r.
+    in_gap = np.full(rows, _NEG, dtype=np.float32)
+    in_char = np.full((rows, width), _NEG, dtype=np.float32)
+    in_gap[0] = log_gap[0]
+    in_char[1] = log_chars[0] + emit_mask[1]
+    # Backpointers: for in_gap, came from the gap (-1) or char j; for in_char, stayed (-2),
+    # entered from the predecessor's gap (-1) or from the predecessor's char j.
+    gap_from = np.full((steps, rows), -1, dtype=np.int64)
+    char_from = np.full((steps, rows, width), -1, dtype=np.int64)
+    char_from[0, 1] = -1
+    for t in range(1, steps):
+        best_char = in_char.argmax(axis=1)
+        best_char_score = in_char[np.arange(rows), best_char]
+        from_char = best_char_score > in_gap
+        new_gap = np.where(from_char, best_char_score, in_gap) + log_gap[t]
+        gap_from[t] = np.where(from_char, best_char, -1)
+
+        # Entering slot r with char j: from the predecessor's gap, or its best char other than j.
+        prev_chars = in_char[pred]  # (rows, width)
+        top2 = np.argsort(prev_chars, axis=1)[:, -2:]
+        first, second = top2[:, 1], top2[:, 0]
+        other = np.where(columns[None, :] == first[:, None], second[:, None], first[:, None])
+        other_score = np.take_along_axis(prev_chars, other, axis=1)
+        prev_gap = in_gap[pred][:, None]
+        enter_from_char = other_score > prev_gap
+        enter_score = np.where(enter_from_char, other_score, prev_gap)
+        enter_score = np.where(has_pred[:, None], enter_score, _NEG)
+        stay = in_char >= enter_score
+        new_char = np.maximum(in_char, enter_score) + log_chars[t][None, :] + emit_mask
+        char_from[t] = np.where(stay, -2, np.where(enter_from_char, other, -1))
+        in_gap, in_char = new_gap, new_char.astype(np.float32)
+
+    # Best final state: a final slot, in its char or in the gap after it.
+    best: tuple[float, int, int] = (float(_NEG), -1, -1)  # score, row, char (-1: gap)
+    for row in layout.finals:
+        j = int(in_char[row].argmax())
+        for score, char in ((float(in_gap[row]), -1), (float(in_char[row, j]), j)):
+            if score > best[0]:
+                best = (score, row, char)
+    if best[0] <= float(_NEG) / 2:
+        return None
+    return _trace(best[1], best[2], gap_from, char_from, chars, layout)
+
+
+def _trace(
+    row: int,
+    char: int,
+    gap_from: NDArray[np.int64],
+    char_from: NDArray[np.int64],
+    chars: FloatArray,
+    layout: _Layout,
+) -> PlateCandidate:
+    """Walk the backpointers; each character's confidence is its best score over its frames."""
+    emitted: list[tuple[int, float]] = []  # (char, confidence), last first
+    current_peak = 0.0
+    for t in range(len(chars) - 1, -1, -1):
+        if char == -1:  # in the gap after slot `row`
+            origin = int(gap_from[t, row])
+            if origin >= 0:
+                char = origin
+            continue
+        current_peak = max(current_peak, float(chars[t, char]))
+        origin = int(char_from[t, row, char])
+        if origin == -2:
+            continue
+        emitted.append((char, current_peak))
+        current_peak = 0.0
+        row = int(layout.predecessor[row])
+        char = origin  # -1: the predecessor's gap
+    emitted.reverse()
+    text = "".join(layout.alphabet[j] for j, _ in emitted)
+    confidences = tuple(round(c, 4) for _, c in emitted)
+    return PlateCandidate(text, _overall(confidences), confidences)
+
+
+def _overall(confidences: Sequence[float]) -> float:
+    return float(np.mean(confidences)) if confidences else 0.0
