@@ -10,11 +10,11 @@ its close-ups to ``FOLDER/<camera_id>/``, which ``python -m models.finetune FOLD
 
 Why the close-up: the panoramas have the zone outline and the detector's box burnt in, and
 show other, real vehicles that an empty label would teach the detector to miss. The close-up is
-a crop of the raw frame round the object (edge.rules.crop_with_margin) with only a caption band
-above it; the band is kept (the file stays the evidence its hash names) and is background in
-every label. A false alarm's close-up is a negative: the thing the detector took for a vehicle.
-A kind change keeps the object (the detector was right, the rule was not): its box, placed in
-the close-up by the crop's margin rule, labelled with its detected class.
+a crop of the raw frame round the object (edge.violation_evidence.crop_with_margin) with only a
+caption band above it; the band is kept (the file stays the evidence its hash names) and is
+background in every label. A false alarm's close-up is a negative: the thing the detector took
+for a vehicle. A kind change keeps the object (the detector was right, the rule was not): its
+box, placed in the close-up by the crop's margin rule, labelled with its detected class.
 
 The exporter follows the audit log (cursor ``training_data``), so a restart neither skips nor
 loses a correction; the workflow's after-commit hook only wakes it. Writing is idempotent (the
@@ -64,8 +64,8 @@ TRAINING_CLASSES = (
     "e_bike",
     "stacked_goods",
 )
-# The edge's close-up geometry (edge.rules.CLOSEUP_MARGIN, edge.evidence.CAPTION_HEIGHT): the
-# server never imports the edge, so they are repeated here.
+# The edge's close-up geometry (edge.violation_evidence.CLOSEUP_MARGIN,
+# edge.evidence.CAPTION_HEIGHT): the server never imports the edge, so they are repeated here.
 CLOSEUP_MARGIN = 0.15
 CAPTION_HEIGHT = 22
 _WATCHED = (Action.CLOSE.value, Action.RECLASSIFY.value, Action.REOPEN.value)

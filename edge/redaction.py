@@ -40,7 +40,7 @@ from contracts.events import (
 from edge.config import RedactionSettings
 from edge.detections import Detections, FloatArray, Image
 from edge.evidence import CAPTION_HEIGHT
-from edge.rules import CLOSEUP_MARGIN, margin_region
+from edge.violation_evidence import CLOSEUP_MARGIN, margin_region
 
 PERSON = "person"  # the COCO class whose heads are hidden
 

@@ -16,7 +16,8 @@ Leaving and coming back (docs/rules.md has the same table):
   cannot open before the re-arm interval since the clear has passed, so a car that flickers at
   the edge of detection does not raise a storm of alarms.
 
-Time comes from Frame.timestamp only, so a replayed clip runs by its own clock.
+Time comes from Frame.timestamp only, so a replayed clip runs by its own clock. The evidence
+frames a violation carries are drawn by ``edge.violation_evidence``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
@@ -42,7 +43,7 @@ from contracts.events import (
 from contracts.sites import ZoneConfig
 from edge.config import EvidenceSettings, TrackerSettings
 from edge.detections import Detections, FloatArray, Frame, Image, box_iou
-from edge.evidence import annotate, caption_band, encode_evidence
+from edge.violation_evidence import ViolationEvidence
 from edge.zones import PolygonZone
 
 
@@ -161,6 +162,7 @@ class DwellRule:
         self.zone = PolygonZone(zone)
         self._tracker = tracker
         self._evidence = evidence
+        self._pictures = ViolationEvidence(camera_id, self.zone, evidence)
         self._plate_tallies = plate_tallies
         self._incidents: dict[int, _Incident] = {}
         self._cleared_spots: list[_ClearedSpot] = []
@@ -339,34 +341,10 @@ class DwellRule:
     ) -> EvidenceFrame:
         at = sighting.frame.timestamp
         box_label = f"{incident.class_name} #{incident.track_id} {incident.dwell_at(at):.0f}s"
-        image = annotate(
-            sighting.frame.image,
-            self.zone.polygon,
-            sighting.box,
-            box_label,
-            self._caption(at, label),
-        )
-        return encode_evidence(image, label, at, self._evidence)
+        return self._pictures.panorama(sighting.frame, sighting.box, box_label, label)
 
     def _closeup(self, incident: _Incident, sighting: _Sighting) -> EvidenceFrame:
-        """The vehicle cropped from the raw frame, enlarged so its plate can be read."""
-        at = sighting.frame.timestamp
-        crop = crop_with_margin(sighting.frame.image, sighting.box, margin=CLOSEUP_MARGIN)
-        if crop.shape[1] < self._evidence.closeup_min_width:
-            scale = self._evidence.closeup_min_width / crop.shape[1]
-            size = (self._evidence.closeup_min_width, max(1, round(crop.shape[0] * scale)))
-            crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), np.uint8)
-        plate = incident.best_plate()
-        caption = self._caption(at, EvidenceLabel.CLOSEUP)
-        if plate is not None:
-            caption += f"  plate {plate.text}"
-        return encode_evidence(
-            caption_band(crop, caption), EvidenceLabel.CLOSEUP, at, self._evidence
-        )
-
-    def _caption(self, at: datetime, label: EvidenceLabel) -> str:
-        stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
-        return f"{stamp} UTC  {self.camera_id}  {self.zone.config.id}  {label.value}"
+        return self._pictures.closeup(sighting.frame, sighting.box, incident.best_plate())
 
     def _event(
         self, phase: Phase, incident: _Incident, at: datetime, evidence: list[EvidenceFrame]
@@ -408,34 +386,8 @@ class DwellRule:
         return self._event(Phase.UPDATED, incident, now, evidence)
 
     def _cleared(self, incident: _Incident, frame: Frame) -> RuleEvent:
-        caption = self._caption(frame.timestamp, EvidenceLabel.CLEARED)
-        image = annotate(frame.image, self.zone.polygon, None, "", caption)
-        evidence = [encode_evidence(image, EvidenceLabel.CLEARED, frame.timestamp, self._evidence)]
+        evidence = [self._pictures.cleared(frame)]
         event = self._event(Phase.CLEARED, incident, frame.timestamp, evidence)
         self._cleared_spots.append(_ClearedSpot(incident.latest.box, frame.timestamp))
         # Dwell ends when the object was last seen, not when the grace ran out.
         return replace(event, dwell_seconds=incident.dwell_at(incident.last_seen))
-
-
-CLOSEUP_MARGIN = 0.15
-"""The close-up's crop round the object, a share of its box (redaction maps faces into it)."""
-
-
-def crop_with_margin(image: Image, box: FloatArray, margin: float) -> Image:
-    """The box widened by a share of its size on each side, clipped to the image."""
-    left, top, right, bottom = margin_region(image.shape[:2], box, margin)
-    return image[top:bottom, left:right]
-
-
-def margin_region(
-    shape: tuple[int, ...], box: FloatArray, margin: float
-) -> tuple[int, int, int, int]:
-    """What crop_with_margin cuts from an image of this (height, width): x1, y1, x2, y2."""
-    height, width = shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in box)
-    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
-    left, top = max(0, int(x1 - dx)), max(0, int(y1 - dy))
-    right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
-    if right <= left or bottom <= top:
-        raise ValueError(f"box {box.tolist()} lies outside the {width}x{height} frame")
-    return left, top, right, bottom

@@ -29,7 +29,7 @@ from edge.detector import create_detector
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, GatewayServices
 from edge.redaction import EvidenceSealer
-from edge.rules import CLOSEUP_MARGIN, margin_region
+from edge.violation_evidence import CLOSEUP_MARGIN, margin_region
 from models.finetune import FinetuneSettings, finetune, split_corrections
 from storage.audit import verify_chain
 from storage.database import SessionFactory

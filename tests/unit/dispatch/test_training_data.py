@@ -27,7 +27,7 @@ from dispatch.web.i18n import LANGUAGES, translator
 from dispatch.workflow import Action, Actor, CloseReason, Command, MissingInputError, Workflow
 from edge.config import EvidenceSettings
 from edge.evidence import caption_band, encode_evidence
-from edge.rules import CLOSEUP_MARGIN, crop_with_margin, margin_region
+from edge.violation_evidence import CLOSEUP_MARGIN, crop_with_margin, margin_region
 from storage.database import SessionFactory
 from storage.tables import Case, utcnow
 from tests.factories import CAMERA, T0, EventFactory, make_frame, make_ingest
@@ -45,7 +45,8 @@ def _edge_closeup(frame_size: tuple[int, int], box: tuple[float, ...]) -> tuple[
     image = np.zeros((height, width, 3), np.uint8)
     settings = EvidenceSettings()
     crop = crop_with_margin(image, np.array(box), margin=CLOSEUP_MARGIN)
-    if crop.shape[1] < settings.closeup_min_width:  # as edge.rules.DwellRule._closeup does
+    # As edge.violation_evidence.ViolationEvidence.closeup does:
+    if crop.shape[1] < settings.closeup_min_width:
         scale = settings.closeup_min_width / crop.shape[1]
         size = (settings.closeup_min_width, max(1, round(crop.shape[0] * scale)))
         crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), np.uint8)
