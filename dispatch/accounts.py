@@ -1,41 +1,42 @@
 """People's accounts: argon2id passwords, expiring sessions and rate-limited logins.
 
-Only the SHA-256 of a session token is stored, so a copy of the database logs nobody in. Failed
-logins live in the database (not in process memory), so every server process counts them. Every
+Only the SHA-256 of a session token is stored, so a copy of the database logs nobody in. Every
 change to an account (created, password changed or set, deactivated) is an ``account_audit`` row.
+What an account is and its rules live in ``account_rules``, the login throttle in
+``login_limits``; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-import re
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from dispatch.config import (
-    MIN_PASSWORD_LENGTH,
-    USERNAME_PATTERN,
-    AccountSettings,
-    Department,
-    DevUser,
-    Role,
-    account_role_problem,
+from dispatch.account_rules import (
+    USERNAME,
+    Account,
+    AccountError,
+    Login,
+    LoginRefused,
+    UnknownUserError,
+    UserExistsError,
+    WrongPasswordError,
+    check_password,
+    check_role,
 )
+from dispatch.config import AccountSettings, Department, DevUser, Role
+from dispatch.login_limits import LoginLimiter, RateLimited
 from storage.database import SessionFactory
-from storage.tables import AccountAudit, LoginFailure, User, UserSession, utcnow
+from storage.tables import AccountAudit, User, UserSession, utcnow
 
 Now = Callable[[], datetime]
 
-MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything; a megabyte password is only a cost
-USERNAME = re.compile(USERNAME_PATTERN)
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)  # not a database write on every request
 
 __all__ = [
@@ -53,93 +54,6 @@ __all__ = [
 
 # Who an account change is written down as when no person made it (the command line, startup).
 LOCAL_ACTOR = "local"
-
-
-@dataclass(frozen=True)
-class Account:
-    """A user as the rest of the server sees it: no password hash."""
-
-    id: int
-    username: str
-    display_name: str
-    role: Role
-    department: Department | None
-    is_head: bool
-    active: bool
-    must_change_password: bool
-    created_at: datetime
-    password_changed_at: datetime
-
-
-@dataclass(frozen=True)
-class Login:
-    """A new session: the token goes to the client once; only its hash is kept."""
-
-    token: str
-    expires_at: datetime
-    account: Account
-
-
-class AccountError(ValueError):
-    """A request the account rules refuse (weak password, bad role); the message says why, and
-    ``code`` names the rule for a page to show in its language."""
-
-    def __init__(self, message: str, code: str = "invalid") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class UnknownUserError(AccountError):
-    def __init__(self, username: str) -> None:
-        super().__init__(f"no user named {username!r}", "unknown_user")
-
-
-class UserExistsError(AccountError):
-    def __init__(self, username: str) -> None:
-        super().__init__(f"a user named {username!r} already exists", "user_exists")
-
-
-class WrongPasswordError(AccountError):
-    """The current password given to change it is not the user's."""
-
-    def __init__(self) -> None:
-        super().__init__("the current password is wrong", "wrong_current_password")
-
-
-class LoginRefused(Exception):  # noqa: N818 - it is a refusal, not a programming error
-    """Wrong user name or password, or a deactivated account: deliberately one message."""
-
-    def __init__(self) -> None:
-        super().__init__("wrong user name or password")
-
-
-class RateLimited(Exception):  # noqa: N818
-    """Too many failed logins for this user name or from this client."""
-
-    def __init__(self, retry_after_seconds: int) -> None:
-        self.retry_after_seconds = retry_after_seconds
-        super().__init__(f"too many failed logins; try again in {retry_after_seconds} s")
-
-
-def check_role(role: Role, department: Department | None, is_head: bool) -> None:
-    """Raise AccountError unless the role fits a person and the department fits the role."""
-    problem = account_role_problem(role, department, is_head)
-    if problem is not None:
-        raise AccountError(problem)
-
-
-def check_password(username: str, password: str) -> None:
-    """The password policy; raises AccountError naming the rule broken."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(
-            f"a password has at least {MIN_PASSWORD_LENGTH} characters", "password_too_short"
-        )
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise AccountError(
-            f"a password has at most {MAX_PASSWORD_LENGTH} characters", "password_too_long"
-        )
-    if password.strip().casefold() == username.strip().casefold():
-        raise AccountError("a password must not be the user name", "password_is_username")
 
 
 def token_digest(token: str) -> str:
@@ -173,6 +87,7 @@ class AccountService:
     ) -> None:
         self._sessions = session_factory
         self._settings = settings
+        self._login_limits = LoginLimiter(settings)
         self._clock = clock
         self._hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 low-memory parameters
         # Verified against when the user name is unknown, so that costs what a wrong password does.
@@ -264,10 +179,10 @@ class AccountService:
         now = self._clock()
         client = client[:64]
         with self._sessions() as session:
-            self._check_login_rate(session, username, client, now)
+            self._login_limits.check(session, username, client, now)
             user = self._require(session, username)
             if not self._verify(user, current) or not user.active:
-                session.add(LoginFailure(username=username, client=client, at=now))
+                self._login_limits.record_failure(session, username, client, now)
                 session.commit()
                 raise WrongPasswordError()
             check_password(username, new)
@@ -316,17 +231,15 @@ class AccountService:
         username = username.strip()[:64]
         client = client[:64]
         with self._sessions() as session:
-            self._check_login_rate(session, username, client, now)
+            self._login_limits.check(session, username, client, now)
             user = self._find(session, username)
             if not self._verify(user, password) or user is None or not user.active:
-                session.add(LoginFailure(username=username, client=client, at=now))
+                self._login_limits.record_failure(session, username, client, now)
                 session.commit()
                 raise LoginRefused()
             if self._hasher.check_needs_rehash(user.password_hash):
                 user.password_hash = self._hasher.hash(password)
-            # A success clears the name's count, not the client's: one good account must not
-            # reset an address that is guessing at others.
-            session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+            self._login_limits.forget_user(session, username)
             session.execute(delete(UserSession).where(UserSession.expires_at <= now))
             token = secrets.token_urlsafe(32)
             expires_at = now + timedelta(hours=self._settings.session_hours)
@@ -377,19 +290,6 @@ class AccountService:
             )
             session.commit()
 
-    def _check_login_rate(
-        self, session: Session, username: str, client: str, now: datetime
-    ) -> None:
-        """Raise RateLimited while the user name or the client has too many recent failures."""
-        window = timedelta(minutes=self._settings.login_window_minutes)
-        session.execute(delete(LoginFailure).where(LoginFailure.at <= now - window))
-        per_user, per_client = (
-            self._settings.login_max_failures,
-            self._settings.login_max_failures_per_client,
-        )
-        self._check_rate(session, LoginFailure.username == username, per_user, now, window)
-        self._check_rate(session, LoginFailure.client == client, per_client, now, window)
-
     def _replace_password(
         self, session: Session, user: User, password: str, must_change: bool
     ) -> None:
@@ -414,23 +314,6 @@ class AccountService:
         except (VerificationError, InvalidHashError):
             return False
         return user is not None
-
-    @staticmethod
-    def _check_rate(
-        session: Session,
-        which: ColumnElement[bool],
-        limit: int,
-        now: datetime,
-        window: timedelta,
-    ) -> None:
-        recent = select(LoginFailure.at).where(which, LoginFailure.at > now - window)
-        count = session.scalar(select(func.count()).select_from(recent.subquery())) or 0
-        if count < limit:
-            return
-        # Allowed again once enough of the counted failures have aged out of the window.
-        times = list(session.scalars(recent.order_by(LoginFailure.at)))
-        frees_at = times[count - limit] + window
-        raise RateLimited(max(1, math.ceil((frees_at - now).total_seconds())))
 
     @staticmethod
     def _find(session: Session, username: str) -> User | None:
