@@ -5,9 +5,11 @@ Lab + Otsu baseline, each on every pair and control) N times and, per repeat, on
 comparison (a no_build zone on a 768x576 vtest.avi frame, the real workload at the edge).
 Reports median and spread (min, max) of the timings; the metrics are deterministic and the same
 on every repeat. ``--set dev|test`` scores a built set (edge.structure_dataset) instead of a
-folder; score test only once, at the end. Run from the repository root:
+folder; score test only once, at the end. ``--set held-out`` scores the held-out photos
+(Ultralytics' bus.jpg and zidane.jpg, used by neither set; edge.structure_dataset.build_held_out),
+also once, at the end. Run from the repository root:
 
-    .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test | --dir FOLDER]
+    .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test|held-out | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import numpy as np
 from edge.config import StructureSettings
 from edge.detector import LOCAL_MODEL_HINT
 from edge.structure_compare import compare_structure
+from edge.structure_dataset import build_held_out, held_out_photos
 from edge.structure_eval import (
     StructureEvaluation,
     TerminalProgress,
+    evaluate_labelled,
     evaluate_set,
     evaluate_structures,
     evaluation_lines,
@@ -62,7 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
-    parser.add_argument("--set", choices=("dev", "test"), dest="built_set")
+    parser.add_argument("--set", choices=("dev", "test", "held-out"), dest="built_set")
     parser.add_argument("--clip", type=Path, default=SHARED_DATA / "clips" / "vtest.avi")
     parser.add_argument("--model", type=Path, default=ROOT / LOCAL_MODEL_HINT)
     args = parser.parse_args()
@@ -75,8 +79,13 @@ def main() -> int:
     evaluations: list[StructureEvaluation] = []
     camera_ms: list[float] = []
     gradient_camera_ms: list[float] = []
+    held_out = (
+        build_held_out(held_out_photos(), learned.finder) if args.built_set == "held-out" else []
+    )
     for repeat in range(args.repeats):
-        if args.built_set:
+        if held_out:
+            evaluations.append(evaluate_labelled("held-out photos", held_out, learned, settings))
+        elif args.built_set in ("dev", "test"):
             evaluations.append(evaluate_set(args.built_set, SHARED_DATA, learned, settings))
         else:
             evaluations.append(evaluate_structures(args.dir, settings, learned=learned))

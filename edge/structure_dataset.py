@@ -13,10 +13,15 @@ Three sources, each split by *source* (a clip or a DSIFN pair is in dev or in te
 
 Controls (edge.structure_controls) are added per pair, including a real person and car cut by
 the detector's box from the set's own clips. Everything is seeded: two builds are identical.
+
+A third, held-out set (`build_held_out`) comes from still photos neither dev nor test uses
+(Ultralytics' bus.jpg and zidane.jpg): built pairs only (GENERATED sheds), no still pairs.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -88,6 +93,47 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
         )
         for i, p in enumerate(pairs)
     ]
+
+
+def held_out_photos() -> list[Path]:
+    """Ultralytics' own sample photos, found without importing it (nothing goes online)."""
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the held-out set needs the ultralytics package's sample photos")
+    assets = Path(next(iter(spec.submodule_search_locations))) / "assets"
+    return [assets / "bus.jpg", assets / "zidane.jpg"]
+
+
+def build_held_out(photos: Sequence[Path], finder: ObjectFinder) -> list[LabelledPair]:
+    """Per photo, VIEWS_PER_CLIP square crops, each with a shed composited in and the controls.
+
+    The shed's faces are textured from the next photo (so never from the view itself); the
+    people and vehicles pasted as controls are the best the detector finds in these photos.
+    """
+    if len(photos) < 2:
+        raise ValueError("the held-out set needs at least two photos (one textures the other)")
+    images = [_read(path) for path in photos]
+    rng = np.random.default_rng(SEED + 2)
+    objects = _best_crops(images, finder)
+    pairs: list[LabelledPair] = []
+    for index, (path, image) in enumerate(zip(photos, images, strict=True)):
+        texture = images[(index + 1) % len(images)]
+        height, width = image.shape[:2]
+        for view in range(VIEWS_PER_CLIP):
+            side = round(min(height, width) * rng.uniform(0.6, 0.9))
+            x = int(rng.integers(0, width - side + 1))
+            y = int(rng.integers(0, height - side + 1))
+            crop = image[y : y + side, x : x + side]
+            before = np.asarray(
+                cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8
+            )
+            built, truth = composite_shed(before, texture, rng)
+            seed = SEED + 100 + len(pairs)
+            controls = no_change_controls(before, seed) + camera_controls(before, seed, objects)
+            pairs.append(
+                LabelledPair(f"{path.stem}/{view} built", "built", before, built, truth, controls)
+            )
+    return pairs
 
 
 def _read(path: Path, flags: int = cv2.IMREAD_COLOR) -> Image:
@@ -209,23 +255,29 @@ def _texture_patch(texture: Image, rng: np.random.Generator, width: int, height:
 
 def _object_crops(clips: list[Path], finder: ObjectFinder) -> list[ObjectCrop]:
     """The most confident person and vehicle the detector finds in these clips' frames."""
-    best: dict[str, tuple[float, ObjectCrop]] = {}
+    frames: list[Image] = []
     for clip in clips:
         capture = cv2.VideoCapture(str(clip))
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        for index in (0, count // 3, 2 * count // 3):
-            frame = _frame(capture, index)
-            found = finder.detect(frame)
-            for box, confidence, class_id in zip(
-                found.xyxy, found.confidence, found.class_id, strict=True
-            ):
-                kind = found.class_names.get(int(class_id), "")
-                kind = "car" if kind in VEHICLES else kind
-                x0, y0, x1, y1 = np.round(box).astype(int)
-                if kind not in (PERSON, "car") or min(x1 - x0, y1 - y0) < 16:
-                    continue
-                if kind in best and best[kind][0] >= confidence:
-                    continue
-                best[kind] = (float(confidence), ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
+        frames += [_frame(capture, index) for index in (0, count // 3, 2 * count // 3)]
         capture.release()
+    return _best_crops(frames, finder)
+
+
+def _best_crops(frames: Sequence[Image], finder: ObjectFinder) -> list[ObjectCrop]:
+    """The most confident person and vehicle the detector finds in these frames."""
+    best: dict[str, tuple[float, ObjectCrop]] = {}
+    for frame in frames:
+        found = finder.detect(frame)
+        for box, confidence, class_id in zip(
+            found.xyxy, found.confidence, found.class_id, strict=True
+        ):
+            kind = found.class_names.get(int(class_id), "")
+            kind = "car" if kind in VEHICLES else kind
+            x0, y0, x1, y1 = np.round(box).astype(int)
+            if kind not in (PERSON, "car") or min(x1 - x0, y1 - y0) < 16:
+                continue
+            if kind in best and best[kind][0] >= confidence:
+                continue
+            best[kind] = (float(confidence), ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
     return [best[kind][1] for kind in sorted(best)]

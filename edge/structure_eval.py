@@ -36,7 +36,7 @@ from edge.structure_compare import (
     lab_otsu_change,
 )
 from edge.structure_controls import Control, camera_controls, no_change_controls
-from edge.structure_dataset import SetName, build_set
+from edge.structure_dataset import LabelledPair, SetName, build_set
 from edge.structure_features import LearnedParts, local_learned_parts
 
 __all__ = ["no_change_controls"]  # moved to edge.structure_controls; tests import it from here
@@ -281,9 +281,20 @@ def evaluate_set(
 ) -> StructureEvaluation:
     """Score the built dev or test set (edge.structure_dataset); test only once, at the end."""
     built = build_set(name, shared_data, learned.finder)
+    return evaluate_labelled(f"set {name}", built, learned, settings, progress)
+
+
+def evaluate_labelled(
+    label: str,
+    built: list[LabelledPair],
+    learned: LearnedParts,
+    settings: StructureSettings | None = None,
+    progress: Progress | None = None,
+) -> StructureEvaluation:
+    """Score pairs that carry their own controls (a built set, the held-out photos)."""
     pairs = [ChangePair(p.name, p.before, p.after, p.truth) for p in built]
     controls = [p.controls for p in built]
-    return _evaluate(f"set {name}", pairs, controls, settings, progress, learned)
+    return _evaluate(label, pairs, controls, settings, progress, learned)
 
 
 def _evaluate(

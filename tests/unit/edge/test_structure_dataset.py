@@ -14,7 +14,14 @@ import pytest
 from edge.config import DetectorSettings
 from edge.detector import OpenVINODetector
 from edge.structure_controls import ObjectCrop, camera_controls
-from edge.structure_dataset import CLIP_SPLIT, DSIFN_SPLIT, LabelledPair, build_set
+from edge.structure_dataset import (
+    CLIP_SPLIT,
+    DSIFN_SPLIT,
+    LabelledPair,
+    build_held_out,
+    build_set,
+    held_out_photos,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +81,19 @@ def test_controls_keep_the_view_size_and_alter_it() -> None:
         assert image.shape == view.shape, name
         assert image.dtype == np.uint8, name
         assert not np.array_equal(image, view), name
+
+
+def test_the_held_out_set_builds_sheds_into_photos_neither_set_uses(
+    finder: OpenVINODetector,
+) -> None:
+    photos = held_out_photos()
+    assert not {p.name for p in photos} & {*CLIP_SPLIT["dev"], *CLIP_SPLIT["test"]}
+    pairs = build_held_out(photos, finder)
+    assert len(pairs) == 2 * len(photos)
+    for pair in pairs:
+        assert pair.source == "built"
+        assert pair.before.shape == pair.after.shape == (256, 256, 3)
+        assert 0.02 < pair.truth.mean() < 0.5, pair.name
+        assert {"person in view", "night IR"} <= {name for name, _ in pair.controls}
+    with pytest.raises(ValueError, match="at least two photos"):
+        build_held_out(photos[:1], finder)
