@@ -7,7 +7,10 @@ Reports median and spread (min, max) of the timings; the metrics are determinist
 on every repeat. ``--set dev|test`` scores a built set (edge.structure_dataset) instead of a
 folder; score test only once, at the end. ``--set held-out`` scores the held-out photos
 (Ultralytics' bus.jpg and zidane.jpg, used by neither set; edge.structure_dataset.build_held_out),
-also once, at the end. Run from the repository root:
+also once, at the end. ``--object-stress`` adds, for the learned comparison, how many of each
+pair's before views raise with one of 12 people and cars the detector is only fairly sure of
+pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls, which
+paste the most confident ones). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test|held-out | --dir FOLDER]
 """
@@ -27,7 +30,14 @@ import numpy as np
 from edge.config import StructureSettings
 from edge.detector import LOCAL_MODEL_HINT
 from edge.structure_compare import compare_structure
-from edge.structure_dataset import build_held_out, held_out_photos
+from edge.structure_controls import paste_object
+from edge.structure_dataset import (
+    SetName,
+    build_held_out,
+    build_set,
+    held_out_photos,
+    uncertain_crops,
+)
 from edge.structure_eval import (
     StructureEvaluation,
     TerminalProgress,
@@ -36,7 +46,12 @@ from edge.structure_eval import (
     evaluate_structures,
     evaluation_lines,
 )
-from edge.structure_features import learned_parts, learned_structure_change, transient_boxes_of
+from edge.structure_features import (
+    LearnedParts,
+    learned_parts,
+    learned_structure_change,
+    transient_boxes_of,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -62,11 +77,29 @@ def _camera_frames(clip: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(first, dtype=np.uint8), np.asarray(later, dtype=np.uint8)
 
 
+def _object_stress(name: SetName, learned: LearnedParts, settings: StructureSettings) -> str:
+    """Alarms of the learned comparison with uncertain people and cars pasted in, over all."""
+    crops = uncertain_crops(name, SHARED_DATA, learned.finder)
+    compare = learned.comparison()
+    alarms = total = 0
+    for index, pair in enumerate(build_set(name, SHARED_DATA, learned.finder)):
+        rng = np.random.default_rng(100 + index)
+        height, width = pair.before.shape[:2]
+        zone = [[0, 0], [width, 0], [width, height], [0, height]]
+        for crop in crops:
+            alarms += compare(
+                pair.before, paste_object(pair.before, crop, rng), zone, settings
+            ).changed
+            total += 1
+    return f"{alarms}/{total}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
     parser.add_argument("--set", choices=("dev", "test", "held-out"), dest="built_set")
+    parser.add_argument("--object-stress", action="store_true")
     parser.add_argument("--clip", type=Path, default=SHARED_DATA / "clips" / "vtest.avi")
     parser.add_argument("--model", type=Path, default=ROOT / LOCAL_MODEL_HINT)
     args = parser.parse_args()
@@ -123,6 +156,8 @@ def main() -> int:
             e.summary()["mean_f1"] == first.summary()["mean_f1"] for e in evaluations
         ),
     }
+    if args.object_stress and args.built_set in ("dev", "test"):
+        summary["object_stress_alarms"] = _object_stress(args.built_set, learned, settings)
     print(json.dumps(summary))
     return 0
 
