@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from dispatch.auth import IdentifiedDep, PasswordChangeRequired
 from dispatch.config import MIN_PASSWORD_LENGTH, Department, Role
+from dispatch.false_alarms import false_alarm_table
 from dispatch.http.cameras import camera_statuses
 from dispatch.http.deps import (
     Principal,
@@ -153,6 +154,7 @@ def console(
         plans=site_plans(context.registry, cameras),
         plan_size=(PLAN_WIDTH, PLAN_HEIGHT),
         charts=console_charts(stats, t),
+        false_alarms=false_alarm_table(stats.false_alarms_by_camera, t),
         feed=[event.data for event in reversed(feed)],
         feed_seq=seq,
         deadline_class=deadline_class,

@@ -18,6 +18,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from contracts.stats import percentile
+from dispatch.false_alarms import CameraFalseAlarms, false_alarm_rates
 from dispatch.http.deps import API_PREFIX, ContextDep, PrincipalDep, SessionDep, scope_of
 from storage.tables import Case, utcnow
 
@@ -44,6 +45,9 @@ class Stats(BaseModel):
     per_kind: dict[str, int]
     close_time_by_kind: list[CloseTime]
     close_time_by_department: list[CloseTime]
+    false_alarms_by_camera: list[CameraFalseAlarms] = Field(
+        default_factory=list, description="per camera in the window, worst false-alarm rate first"
+    )
 
 
 def _close_times(rows: Sequence[tuple[str, float]]) -> list[CloseTime]:
@@ -121,6 +125,7 @@ def compute_stats(
         per_kind=per_kind,
         close_time_by_kind=_close_times([(kind, m) for kind, _, m in minutes]),
         close_time_by_department=_close_times([(dept, m) for _, dept, m in minutes]),
+        false_alarms_by_camera=false_alarm_rates(session, department, since=start),
     )
 
 
