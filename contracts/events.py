@@ -71,6 +71,14 @@ class EvidenceLabel(StrEnum):
     CHANGE_MASK = "change_mask"  # structures: the changed area drawn over the current view
 
 
+# How the edge lays out an evidence picture; the server maps boxes into it (training data).
+CAPTION_HEIGHT = 22
+"""Rows of the caption band the edge puts above every evidence picture."""
+
+CLOSEUP_MARGIN = 0.15
+"""A close-up crops the object's box plus this share of its size on each side."""
+
+
 class _WireModel(BaseModel):
     # Forward compatibility: a server ignores fields a newer minor version adds.
     model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)

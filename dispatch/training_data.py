@@ -41,7 +41,7 @@ import yaml
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from contracts.events import EvidenceLabel
+from contracts.events import CAPTION_HEIGHT, CLOSEUP_MARGIN, EvidenceLabel
 from dispatch.metrics import TrainingDataMetrics
 from dispatch.workflow import Action, CloseReason
 from storage.audit import HEAD_ID
@@ -64,10 +64,6 @@ TRAINING_CLASSES = (
     "e_bike",
     "stacked_goods",
 )
-# The edge's close-up geometry (edge.violation_evidence.CLOSEUP_MARGIN,
-# edge.evidence.CAPTION_HEIGHT): the server never imports the edge, so they are repeated here.
-CLOSEUP_MARGIN = 0.15
-CAPTION_HEIGHT = 22
 _WATCHED = (Action.CLOSE.value, Action.RECLASSIFY.value, Action.REOPEN.value)
 
 Box = tuple[float, float, float, float]

@@ -8,7 +8,7 @@ from datetime import datetime
 import cv2
 import numpy as np
 
-from contracts.events import EvidenceFrame, EvidenceLabel
+from contracts.events import CAPTION_HEIGHT, EvidenceFrame, EvidenceLabel
 from edge.config import EvidenceSettings
 from edge.detections import FloatArray, Image
 
@@ -16,7 +16,6 @@ ZONE_COLOUR = (0, 200, 255)  # BGR amber
 BOX_COLOUR = (0, 0, 255)  # BGR red
 
 
-CAPTION_HEIGHT = 22
 CAPTION_BACKGROUND = (40, 40, 40)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 

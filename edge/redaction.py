@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 
 from contracts.events import (
+    CAPTION_HEIGHT,
+    CLOSEUP_MARGIN,
     GENESIS_CHAIN,
     EvidenceFrame,
     EvidenceLabel,
@@ -39,8 +41,7 @@ from contracts.events import (
 )
 from edge.config import RedactionSettings
 from edge.detections import Detections, FloatArray, Image
-from edge.evidence import CAPTION_HEIGHT
-from edge.violation_evidence import CLOSEUP_MARGIN, margin_region
+from edge.violation_evidence import margin_region
 
 PERSON = "person"  # the COCO class whose heads are hidden
 

@@ -12,14 +12,11 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 
-from contracts.events import EvidenceFrame, EvidenceLabel, PlateReading
+from contracts.events import CLOSEUP_MARGIN, EvidenceFrame, EvidenceLabel, PlateReading
 from edge.config import EvidenceSettings
 from edge.detections import FloatArray, Frame, Image
 from edge.evidence import annotate, caption_band, encode_evidence
 from edge.zones import PolygonZone
-
-CLOSEUP_MARGIN = 0.15
-"""The close-up's crop round the object, a share of its box (redaction maps faces into it)."""
 
 
 class ViolationEvidence:

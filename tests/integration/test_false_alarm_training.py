@@ -17,11 +17,19 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from contracts.events import EvidenceLabel, ModelInfo, Phase, ViolationEvent, ViolationKind
+from contracts.events import (
+    CAPTION_HEIGHT,
+    CLOSEUP_MARGIN,
+    EvidenceLabel,
+    ModelInfo,
+    Phase,
+    ViolationEvent,
+    ViolationKind,
+)
 from contracts.sites import CameraConfig, ZoneConfig, ZoneKind
 from dispatch.config import Department, Role
 from dispatch.metrics import TrainingDataMetrics
-from dispatch.training_data import CAPTION_HEIGHT, TRAINING_CLASSES, TrainingDataExporter
+from dispatch.training_data import TRAINING_CLASSES, TrainingDataExporter
 from dispatch.workflow import Action, Actor, CloseReason, Command, Workflow
 from edge.capture import ReplaySource
 from edge.config import DetectorSettings, EdgeSettings
@@ -29,7 +37,7 @@ from edge.detector import create_detector
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, GatewayServices
 from edge.redaction import EvidenceSealer
-from edge.violation_evidence import CLOSEUP_MARGIN, margin_region
+from edge.violation_evidence import margin_region
 from models.finetune import FinetuneSettings, finetune, split_corrections
 from storage.audit import verify_chain
 from storage.database import SessionFactory

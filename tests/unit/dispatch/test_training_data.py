@@ -17,17 +17,17 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
 
-from contracts.events import EvidenceLabel, ViolationKind
+from contracts.events import CAPTION_HEIGHT, CLOSEUP_MARGIN, EvidenceLabel, ViolationKind
 from dispatch.config import Department, Role
 from dispatch.false_alarms import CameraFalseAlarms, false_alarm_rates, false_alarm_table
 from dispatch.metrics import CameraFalseAlarmCollector, TrainingDataMetrics
 from dispatch.schemas import CaseAction
-from dispatch.training_data import CAPTION_HEIGHT, TrainingDataExporter, closeup_box
+from dispatch.training_data import TrainingDataExporter, closeup_box
 from dispatch.web.i18n import LANGUAGES, translator
 from dispatch.workflow import Action, Actor, CloseReason, Command, MissingInputError, Workflow
 from edge.config import EvidenceSettings
 from edge.evidence import caption_band, encode_evidence
-from edge.violation_evidence import CLOSEUP_MARGIN, crop_with_margin, margin_region
+from edge.violation_evidence import crop_with_margin, margin_region
 from storage.database import SessionFactory
 from storage.tables import Case, utcnow
 from tests.factories import CAMERA, T0, EventFactory, make_frame, make_ingest

@@ -5,9 +5,9 @@ import hashlib
 import cv2
 import numpy as np
 
-from contracts.events import EvidenceFrame, EvidenceLabel
+from contracts.events import CAPTION_HEIGHT, EvidenceFrame, EvidenceLabel
 from edge.config import EvidenceSettings
-from edge.evidence import BOX_COLOUR, CAPTION_HEIGHT, ZONE_COLOUR, annotate, encode_evidence
+from edge.evidence import BOX_COLOUR, ZONE_COLOUR, annotate, encode_evidence
 from tests.unit.edge.conftest import T0
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from contracts.events import (
+    CAPTION_HEIGHT,
     EvidenceFrame,
     EvidenceLabel,
     Phase,
@@ -26,7 +27,7 @@ from contracts.sites import CameraConfig, ZoneConfig, ZoneKind
 from edge.config import DetectorSettings, EdgeSettings, EvidenceSettings, RedactionSettings
 from edge.detections import Detections, FloatArray, Frame, Image
 from edge.detector import Detector, create_detector
-from edge.evidence import CAPTION_HEIGHT, encode_evidence
+from edge.evidence import encode_evidence
 from edge.outbox import Outbox
 from edge.pipeline import CameraPipeline, GatewayServices
 from edge.redaction import (
