@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.routing import APIRoute
 
+from contracts.kinds import ViolationKind
 from dispatch.auth import IdentifiedDep, PasswordChangeRequired
 from dispatch.config import MIN_PASSWORD_LENGTH, Department, Role
 from dispatch.false_alarms import false_alarm_table
@@ -46,7 +47,7 @@ from dispatch.web.queries import (
 from dispatch.web.redirects import local_target
 from dispatch.web.rendering import render
 from dispatch.web.stats import StatsCacheDep
-from dispatch.workflow import NEEDS_REASON, TRANSITIONS, Action
+from dispatch.workflow import NEEDS_REASON, TRANSITIONS, Action, CloseReason
 from storage.tables import Case, CaseState
 
 PASSWORD_PAGE = "/account/password"
@@ -62,6 +63,7 @@ CONSOLE_ACTIONS = (
     Action.VERIFY,
     Action.REOPEN,
     Action.CLOSE,
+    Action.RECLASSIFY,
     Action.NOTE,
 )
 WORKER_ACTIONS = (Action.ACCEPT, Action.RESOLVE, Action.RETURN, Action.NOTE)
@@ -193,6 +195,8 @@ def _panel_values(request: Request, case: Case, principal: Principal) -> dict[st
         "actions": allowed_actions(principal, case, CONSOLE_ACTIONS),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),
+        "kinds": list(ViolationKind),
+        "close_reasons": list(CloseReason),
         "deadline_class": deadline_class,
         "minutes_to": minutes_to,
     }

@@ -54,3 +54,15 @@ def test_a_department_sees_its_own_cases_only(site: Site) -> None:
     _false_alarm(site)
     stats = site.client.get("/api/v1/stats", headers=auth("fire")).json()
     assert [row["false_alarms"] for row in stats["false_alarms_by_camera"]] == [0]
+
+
+def test_the_console_changes_a_cases_kind_with_a_form_naming_the_other_kinds(site: Site) -> None:
+    panel = site.client.get(
+        f"/console/cases/{site.parking_id}/panel?lang=en", headers=auth("dispatcher")
+    ).text
+    form = panel[panel.index('data-action="reclassify"') :]
+    form = form[: form.index("</form>")]
+    assert 'name="kind"' in form
+    assert '<option value="fire_lane_blocking">' in form
+    assert '<option value="illegal_parking">' not in form  # the case's own kind
+    assert 'name="reason"' in form
