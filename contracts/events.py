@@ -98,6 +98,18 @@ class BoundingBox(_WireModel):
             raise ValueError("box corners must be ordered: x2 >= x1 and y2 >= y1")
         return self
 
+    @property
+    def area(self) -> float:
+        return (self.x2 - self.x1) * (self.y2 - self.y1)
+
+    def iou(self, other: BoundingBox) -> float:
+        """Intersection over union: 0 for boxes apart (or without area), 1 for the same box."""
+        width = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
+        height = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
+        overlap = width * height
+        union = self.area + other.area - overlap
+        return overlap / union if union > 0 else 0.0
+
 
 class ObservedObject(_WireModel):
     class_name: str = Field(max_length=64)

@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from datetime import timedelta
 
-from contracts.events import ViolationEvent
+from contracts.events import BoundingBox, ViolationEvent
 from ingest.config import IngestSettings
 from ingest.writer.batch import Placed
 from ingest.writer.case_rows import CaseRow
@@ -117,11 +117,7 @@ def continues_on_spot(case: CaseRow, event: ViolationEvent) -> bool:
         return False
     box = event.object.box
     x1, y1, x2, y2 = case.box_x1, case.box_y1, case.box_x2, case.box_y2
-    width = max(0.0, min(x2, box.x2) - max(x1, box.x1))
-    height = max(0.0, min(y2, box.y2) - max(y1, box.y1))
-    overlap = width * height
-    union = (x2 - x1) * (y2 - y1) + (box.x2 - box.x1) * (box.y2 - box.y1) - overlap
-    if union > 0 and overlap / union >= SAME_SPOT_IOU:
+    if BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2).iou(box) >= SAME_SPOT_IOU:
         return True
     drift = math.hypot((x1 + x2 - box.x1 - box.x2) / 2, y2 - box.y2)
     return drift <= SAME_SPOT_DRIFT * max(y2 - y1, 1.0)

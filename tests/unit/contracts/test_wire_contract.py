@@ -254,3 +254,23 @@ def test_chain_links_depend_on_every_earlier_frame() -> None:
 def test_numbers_no_database_can_hold_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         ViolationEvent.model_validate(_event_json(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        ((0, 0, 10, 10), 1.0),  # the same box
+        ((5, 0, 15, 10), 50 / 150),  # half of each overlaps
+        ((20, 20, 30, 30), 0.0),  # apart
+        ((10, 0, 20, 10), 0.0),  # touching edges share no area
+    ],
+)
+def test_box_iou(other: tuple[float, float, float, float], expected: float) -> None:
+    box = BoundingBox(x1=0, y1=0, x2=10, y2=10)
+    x1, y1, x2, y2 = other
+    assert box.iou(BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2)) == pytest.approx(expected)
+
+
+def test_boxes_without_area_have_no_overlap() -> None:
+    point = BoundingBox(x1=5, y1=5, x2=5, y2=5)
+    assert point.iou(point) == 0.0
