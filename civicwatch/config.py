@@ -59,6 +59,19 @@ class ServerSettings(BaseModel):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
+    training_data_dir: Path | None = Field(
+        default=None,
+        description=(
+            "where false alarms' and kind changes' close-ups are written as YOLO data, a folder"
+            " per camera; default: training-data beside server.ingest.evidence_dir"
+        ),
+    )
+
+    @property
+    def training_data_folder(self) -> Path:
+        if self.training_data_dir is not None:
+            return self.training_data_dir
+        return self.ingest.evidence_dir.parent / "training-data"
 
 
 # Secrets that ship in examples; a production deployment must replace every one.

@@ -58,6 +58,7 @@ class Server:
     notifications: Notifications | None = None  # webhooks and MQTT to departments
     sla_sweep: SlaSweep | None = None  # the "sla-sweep" job's sweep, for tests to run by hand
     verifier: CameraVerifier | None = None  # camera re-checks of resolved cases
+    training_data: TrainingDataExporter | None = None  # false alarms as labelled data
     broker: BrokerSettings | None = None  # where ingest connects: named in the log while it waits
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _broker_watch: threading.Thread | None = field(default=None, init=False, repr=False)
@@ -114,6 +115,8 @@ class Server:
             self.scheduler.shutdown(wait=True)
         if self.notifications is not None:
             self.notifications.stop()
+        if self.training_data is not None:
+            self.training_data.close()  # an export the hook started finishes first
         self.engine.dispose()
 
 
@@ -167,6 +170,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         notifications=notifications,
         sla_sweep=sla_sweep,
         verifier=verifier,
+        training_data=training,
         broker=config.broker,
     )
 
@@ -220,13 +224,13 @@ def _case_rules(
 def _training_data(
     database: Database, settings: ServerSettings, metrics: IngestMetrics
 ) -> TrainingDataExporter:
-    """False alarms' and kind changes' close-ups as YOLO data, in ``training-data`` beside
-    the evidence folder; /metrics shows the per-camera false-alarm rates."""
+    """False alarms' and kind changes' close-ups as YOLO data, in
+    ``server.training_data_dir``; /metrics shows the per-camera false-alarm rates."""
     metrics.registry.register(CameraFalseAlarmCollector(database.session_factory))
     return TrainingDataExporter(
         database.session_factory,
         database.evidence_store,
-        settings.ingest.evidence_dir.parent / "training-data",
+        settings.training_data_folder,
         TrainingDataMetrics(metrics.registry),
     )
 

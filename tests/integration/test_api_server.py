@@ -124,3 +124,22 @@ def test_run_server_serves_until_sigterm(tmp_path: Path, mosquitto: MosquittoPro
             process.kill()
             process.wait()
     assert (tmp_path / "var" / "civicwatch.db").is_file()
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_the_training_data_folder_is_configurable_and_defaults_beside_the_evidence(
+    database_url: str, mosquitto: MosquittoProcess, tmp_path: Path, configured: bool
+) -> None:
+    config = _config(database_url, mosquitto, tmp_path)
+    if configured:
+        server_settings = config.server.model_copy(
+            update={"training_data_dir": tmp_path / "labelled"}
+        )
+        config = config.model_copy(update={"server": server_settings})
+    server = build_server(config)
+    try:
+        expected = tmp_path / ("labelled" if configured else "training-data")
+        assert server.training_data is not None
+        assert server.training_data.folder == expected
+    finally:
+        server.stop()
