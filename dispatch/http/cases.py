@@ -18,6 +18,7 @@ from dispatch.http.deps import (
     SessionDep,
     visible_case,
     visible_cases,
+    where_given,
 )
 from dispatch.schemas import (
     ActionProblem,
@@ -93,17 +94,17 @@ def list_cases(
 ) -> list[CasePublic]:
     """Cases by SLA due time (soonest first); a department token only ever sees its own."""
     query = select(Case).where(visible_cases(principal))
-    filters = {
-        Case.department: department,
-        Case.state: state,
-        Case.kind: kind,
-        Case.site_id: site_id,
-        Case.camera_id: camera_id,
-        Case.overdue: overdue,
-    }
-    for column, value in filters.items():
-        if value is not None:
-            query = query.where(column == value)
+    query = where_given(
+        query,
+        {
+            Case.department: department,
+            Case.state: state,
+            Case.kind: kind,
+            Case.site_id: site_id,
+            Case.camera_id: camera_id,
+            Case.overdue: overdue,
+        },
+    )
     query = query.order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
     query = query.options(*CASE_PUBLIC_LOADS).limit(limit).offset(offset)
     return [case_public(case) for case in session.scalars(query)]

@@ -8,13 +8,13 @@ never the app module, so the routers and the app factory form no import cycle.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
 from prometheus_client import CollectorRegistry
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, Select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.interfaces import ORMOption
 
@@ -106,6 +106,17 @@ def visible_cases(
     with a department column of their own (notifications)."""
     scope = scope_of(principal)
     return true() if scope is None else department == scope
+
+
+RowT = TypeVar("RowT")
+
+
+def where_given(query: Select[RowT], filters: Mapping[Any, object]) -> Select[RowT]:
+    """``query`` narrowed to each column equal to its filter value; a None filter was not asked."""
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(column == value)
+    return query
 
 
 def visible_case(

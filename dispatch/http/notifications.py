@@ -23,6 +23,7 @@ from dispatch.http.deps import (
     not_found,
     scope_of,
     visible_cases,
+    where_given,
 )
 from dispatch.notifications.outbox import Channel, DeliveryStatus
 from storage.tables import Notification, utcnow
@@ -87,15 +88,15 @@ def list_notifications(
     """Newest first. Department roles see their own department's only."""
     _require_reader(principal)
     query = select(Notification).where(visible_cases(principal, Notification.department))
-    filters: dict[Any, Any] = {
-        Notification.status: status_,
-        Notification.department: department,
-        Notification.channel: channel,
-        Notification.case_id: case_id,
-    }
-    for column, value in filters.items():
-        if value is not None:
-            query = query.where(column == value)
+    query = where_given(
+        query,
+        {
+            Notification.status: status_,
+            Notification.department: department,
+            Notification.channel: channel,
+            Notification.case_id: case_id,
+        },
+    )
     query = query.order_by(Notification.id.desc()).limit(limit).offset(offset)
     return list(session.scalars(query))
 
