@@ -22,6 +22,13 @@ class _ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PlanPosition(_ConfigModel):
+    """A point (a camera, a zone) on its site's plan image, as fractions of its width and height."""
+
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+
+
 class ZoneConfig(_ConfigModel):
     id: Identifier
     name: str = ""
@@ -38,17 +45,16 @@ class ZoneConfig(_ConfigModel):
     location: str | None = Field(
         default=None, description="a site location name shared by zones that see the same place"
     )
+    building: str | None = Field(
+        default=None, description="the building (楼栋) the zone is at or beside, as people say it"
+    )
+    plan_position: PlanPosition | None = Field(
+        default=None, description="the zone's place on the site plan; default: its camera's dot"
+    )
 
     @property
     def watched_classes(self) -> tuple[str, ...]:
         return tuple(self.classes) if self.classes is not None else self.kind.default_classes
-
-
-class PlanPosition(_ConfigModel):
-    """Where a camera sits on its site's plan image, as fractions of its width and height."""
-
-    x: float = Field(ge=0, le=1)
-    y: float = Field(ge=0, le=1)
 
 
 class CameraConfig(_ConfigModel):
@@ -92,7 +98,11 @@ class SiteConfig(_ConfigModel):
     plan_image: str | None = Field(
         default=None, description="a site plan image (path) the console draws cameras on"
     )
-    # Where the site is (WGS-84), for Open311's lat/long; optional.
+    address: str = Field(default="", description="the postal address people navigate to")
+    street: str | None = Field(
+        default=None, description="the street (街道) the compound belongs to: reports group by it"
+    )
+    # Where the site is (WGS-84), for Open311's lat/long and navigation links; optional.
     lat: float | None = Field(default=None, ge=-90, le=90)
     long: float | None = Field(default=None, ge=-180, le=180)
 

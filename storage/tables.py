@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -185,6 +186,9 @@ class Case(Base):
     )
     verification: Mapped[str | None] = mapped_column(
         String(16), doc="camera re-check: requested, clear, not_clear, unavailable"
+    )
+    assignee: Mapped[str | None] = mapped_column(
+        String(64), index=True, doc="the person in the department the case is assigned to"
     )
 
     evidence: Mapped[list[CaseEvidence]] = relationship(
@@ -365,6 +369,12 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     password_changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    alert_sound: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="opted in: a sound on urgent cases"
+    )
+    alert_desktop: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="opted in: desktop notifications"
+    )
 
 
 class UserSession(Base):
@@ -485,3 +495,89 @@ class GatewayStatusRow(Base):
     outbox_pending: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SavedView(Base):
+    """A console user's named filter of the case list (the query string it stands for)."""
+
+    __tablename__ = "saved_views"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+    query: Mapped[str] = mapped_column(String(2000), doc="the list's query string, checked")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ResponseTemplate(Base):
+    """A reply or note a dispatcher or worker picks instead of typing it (one department or all)."""
+
+    __tablename__ = "response_templates"
+    __table_args__ = (UniqueConstraint("name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    department: Mapped[str | None] = mapped_column(String(32), doc="None: every department")
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SitePlanImage(Base):
+    """A site's plan image uploaded by an admin; its bytes live in the evidence store."""
+
+    __tablename__ = "site_plans"
+
+    site_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32), doc="decided from the bytes")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CameraPlacement(Base):
+    """Where an admin put a camera on its site's plan (fractions of width and height); it wins
+    over the config's plan_position."""
+
+    __tablename__ = "camera_placements"
+
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+    placed_by: Mapped[str] = mapped_column(String(64))
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AnalysisReport(Base):
+    """One joint analysis report (社情研判) for a period and a place, as HTML and PDF."""
+
+    __tablename__ = "analysis_reports"
+    __table_args__ = (UniqueConstraint("period", "scope", "scope_id", "period_start", "language"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(8), doc="week or month")
+    scope: Mapped[str] = mapped_column(String(8), doc="site (a compound) or street")
+    scope_id: Mapped[str] = mapped_column(String(64))
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    period_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    language: Mapped[str] = mapped_column(String(8))
+    generated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    generated_by: Mapped[str] = mapped_column(String(64), doc="the schedule or a person")
+    html: Mapped[str] = mapped_column(Text)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CameraHealthChange(Base):
+    """Each change of a camera's reported health, so uptime over a period can be counted."""
+
+    __tablename__ = "camera_health_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    health: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

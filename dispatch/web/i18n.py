@@ -1,6 +1,8 @@
 """The message catalogue: every word the console and worker view show, in Chinese and English.
 
-One YAML file per language under locales/, with the same keys. Simplified Chinese is the
+Per language, ``locales/<language>.yaml`` plus one file per area in ``locales/<language>/``
+(e.g. ``wall.yaml``), merged; both languages hold the same keys, and a key defined twice is an
+error. Simplified Chinese is the
 default; ``?lang=en`` (remembered in the ``cw_lang`` cookie) or the browser's Accept-Language
 picks English.
 """
@@ -38,13 +40,19 @@ def _flatten(prefix: str, value: Any, into: dict[str, str], source: Path) -> Non
 
 def load_catalogue(language: str, folder: Path = LOCALES_DIR) -> dict[str, str]:
     """The messages of ``language`` as dotted keys (``state.new`` -> ``待派遣``)."""
-    path = folder / f"{language}.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogueError(f"{path}: {exc}") from exc
     messages: dict[str, str] = {}
-    _flatten("", raw, messages, path)
+    area_files = sorted((folder / language).glob("*.yaml"))
+    for path in [folder / f"{language}.yaml", *area_files]:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CatalogueError(f"{path}: {exc}") from exc
+        found: dict[str, str] = {}
+        _flatten("", raw, found, path)
+        twice = sorted(found.keys() & messages.keys())
+        if twice:
+            raise CatalogueError(f"{path}: {twice[0]}: already defined in another locale file")
+        messages.update(found)
     return messages
 
 
