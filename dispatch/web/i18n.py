@@ -3,8 +3,9 @@
 Per language, ``locales/<language>.yaml`` plus one file per area in ``locales/<language>/``
 (e.g. ``wall.yaml``), merged; both languages hold the same keys, and a key defined twice is an
 error. Simplified Chinese is the
-default; ``?lang=en`` (remembered in the ``cw_lang`` cookie) or the browser's Accept-Language
-picks English.
+default, whatever the browser's Accept-Language says (the README promises it: a command centre's
+machines are often set up in English); ``?lang=en``, remembered in the ``cw_lang`` cookie, picks
+English.
 """
 
 from __future__ import annotations
@@ -89,31 +90,14 @@ def translator(language: str) -> Translator:
 
 
 def pick_language(request: Request) -> tuple[str, bool]:
-    """The request's language and whether it was chosen now (``?lang=``: set the cookie)."""
+    """The request's language and whether it was chosen now (``?lang=``: set the cookie).
+
+    Accept-Language is deliberately ignored: Chinese unless the user chose English.
+    """
     asked = request.query_params.get("lang")
     if asked in LANGUAGES:
         return asked, True
     remembered = request.cookies.get(LANGUAGE_COOKIE)
     if remembered in LANGUAGES:
         return remembered, False
-    return _from_accept_language(request.headers.get("accept-language", "")), False
-
-
-def _from_accept_language(header: str) -> str:
-    """The first of our languages the browser lists (by q), else the default."""
-    ranked: list[tuple[float, int, str]] = []
-    for position, part in enumerate(header.split(",")):
-        tag, _, params = part.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                quality = 0.0
-        ranked.append((-quality, position, tag.strip().lower()))
-    for _, _, tag in sorted(ranked):
-        if tag.startswith("zh"):
-            return "zh-CN"
-        if tag.startswith("en"):
-            return "en"
-    return DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE, False

@@ -97,7 +97,8 @@ def _request(query: str = "", cookie: str = "", accept: str = "") -> Request:
     ("query", "cookie", "accept", "expected"),
     [
         ("", "", "", ("zh-CN", False)),
-        ("", "", "en-US,en;q=0.9", ("en", False)),
+        # The browser's language never picks English: Chinese unless the user chose it.
+        ("", "", "en-US,en;q=0.9", ("zh-CN", False)),
         ("", "", "fr;q=1, en;q=0.5, zh-CN;q=0.8", ("zh-CN", False)),
         ("", "", "de", (DEFAULT_LANGUAGE, False)),
         ("", "cw_lang=en", "zh-CN", ("en", False)),
