@@ -18,11 +18,13 @@ to its ``escalate_to`` department with new deadlines instead of escalating.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from dispatch.calendar import WorkingCalendar
@@ -31,7 +33,7 @@ from dispatch.metrics import DispatchMetrics
 from dispatch.routing import Router
 from dispatch.workflow import Action, Command, Workflow, WorkflowError, system_actor
 from storage.database import SessionFactory
-from storage.tables import OPEN_STATES, Case, utcnow
+from storage.tables import OPEN_STATES, Case, CaseState, CaseTransition, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,121 @@ SWEEP_ACTOR = "sla-sweep"
 ESCALATION_TARGETS = {1: "supervisor", 2: "head"}
 ACK = "ack"
 RESOLVE = "resolve"
+
+# "Due soon" is the last quarter of a deadline's own window, never more than 30 minutes: a fixed
+# 30 minutes equalled the fire lane's whole window, so such cases were orange from the start.
+DUE_SOON_SHARE = 0.25
+DUE_SOON_CAP = timedelta(minutes=30)
+# Actions that give a case fresh deadlines on its (new) department's route: the clock restarts.
+CLOCK_STARTS = (Action.DISPATCH.value, Action.TRANSFER.value)
+# Still owing its fix (the parked register too: its missed deadline stays missed).
+_UNFINISHED = OPEN_STATES | {CaseState.PARKED}
+
+
+class DeadlineState(StrEnum):
+    OK = "ok"  # running, with more than the "due soon" margin left
+    SOON = "soon"  # running, inside the last quarter of its window (30 minutes at most)
+    OVER = "over"  # running and passed
+    MET = "met"  # done: accepted (accept deadline) or resolved (resolve deadline); see ``late``
+    OFF = "off"  # no longer owed: the case was finished (closed, merged) without it
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One deadline of a case as it stands at ``now``."""
+
+    state: DeadlineState
+    due_at: datetime
+    minutes_left: int | None  # running: whole minutes to go, negative once passed; else None
+    met_at: datetime | None = None  # when it was met (MET only)
+    late: bool = False  # MET after ``due_at``
+
+    @property
+    def running(self) -> bool:
+        return self.state in (DeadlineState.OK, DeadlineState.SOON, DeadlineState.OVER)
+
+
+@dataclass(frozen=True)
+class DeadlineStatus:
+    """A case's accept (受理) and resolve (办结) deadlines, each with its own state, so a page
+    never shows one deadline's "overdue" beside the other's "7 minutes left"."""
+
+    accept: Deadline | None  # None: the case has no such deadline (not routed yet)
+    resolve: Deadline | None
+
+    @property
+    def current(self) -> Deadline | None:
+        """The deadline the case owes first: accept while it runs, else resolve."""
+        if self.accept is not None and self.accept.running:
+            return self.accept
+        return self.resolve
+
+    @property
+    def worst(self) -> DeadlineState | None:
+        """The most urgent state of a running deadline (over, soon, ok); None when none runs."""
+        running = [d.state for d in (self.accept, self.resolve) if d is not None and d.running]
+        for state in (DeadlineState.OVER, DeadlineState.SOON, DeadlineState.OK):
+            if state in running:
+                return state
+        return None
+
+
+def deadline_status(
+    case: Case, now: datetime, clock_started_at: datetime | None = None
+) -> DeadlineStatus:
+    """Where ``case`` stands on its accept and resolve deadlines at ``now``.
+
+    ``clock_started_at`` is when the case's current deadlines were set (its last dispatch or
+    transfer, else when it opened), which sizes the "due soon" margin. Without it, the case's
+    loaded transitions tell, else ``opened_at`` is used; for a list, fetch them all at once with
+    :func:`clock_starts`."""
+    start = clock_started_at or _clock_start(case)
+    unfinished = case.state in _UNFINISHED
+    accept = None
+    if case.ack_due_at is not None:
+        accept = _deadline(case.ack_due_at, case.acknowledged_at, unfinished, start, now)
+    resolve = None
+    if case.sla_due_at is not None:
+        resolve = _deadline(case.sla_due_at, case.resolved_at, unfinished, start, now)
+    return DeadlineStatus(accept=accept, resolve=resolve)
+
+
+def clock_starts(session: Session, case_ids: Iterable[int]) -> dict[int, datetime]:
+    """When each case's current deadlines were set by a dispatch or transfer, in one query; a
+    case never dispatched by hand is absent (its clock started when it opened)."""
+    ids = list(case_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(CaseTransition.case_id, func.max(CaseTransition.at))
+        .where(CaseTransition.case_id.in_(ids), CaseTransition.action.in_(CLOCK_STARTS))
+        .group_by(CaseTransition.case_id)
+    ).all()
+    return {int(case_id): at for case_id, at in rows}
+
+
+def _clock_start(case: Case) -> datetime:
+    if "transitions" not in inspect(case).unloaded:  # loaded already: costs no query
+        starts = [t.at for t in case.transitions if t.action in CLOCK_STARTS]
+        if starts:
+            return max(starts)
+    return case.opened_at
+
+
+def _deadline(
+    due_at: datetime, met_at: datetime | None, unfinished: bool, start: datetime, now: datetime
+) -> Deadline:
+    if met_at is not None:
+        return Deadline(DeadlineState.MET, due_at, None, met_at=met_at, late=met_at > due_at)
+    if not unfinished:
+        return Deadline(DeadlineState.OFF, due_at, None)
+    left = due_at - now
+    minutes = int(left.total_seconds() // 60)
+    if left <= timedelta(0):
+        return Deadline(DeadlineState.OVER, due_at, minutes)
+    margin = min(DUE_SOON_CAP, max(due_at - start, timedelta(0)) * DUE_SOON_SHARE)
+    state = DeadlineState.SOON if left <= margin else DeadlineState.OK
+    return Deadline(state, due_at, minutes)
 
 
 @dataclass
