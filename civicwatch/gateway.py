@@ -6,7 +6,9 @@ can build it.
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
@@ -31,7 +33,11 @@ def outbox_path(settings: EdgeSettings, gateway_id: str) -> Path:
 
 
 def gateway_services(
-    settings: EdgeSettings, gateway_id: str, detector: Detector | None, outbox: Outbox
+    settings: EdgeSettings,
+    gateway_id: str,
+    detector: Detector | None,
+    outbox: Outbox,
+    timezone: tzinfo = UTC,
 ) -> GatewayServices:
     """What every camera of a gateway shares, built once: the readers are costly to load."""
     redactor = FaceRedactor(settings.redaction) if settings.redaction.blur_faces else None
@@ -42,6 +48,7 @@ def gateway_services(
         plate_reader=PlateReader(settings.plates) if settings.plates.enabled else None,
         baselines=BaselineStore(settings.baselines_dir),
         structure_parts=gateway_learned_parts(settings.detector.model, detector),
+        timezone=timezone,
     )
 
 
@@ -77,7 +84,8 @@ def build_gateway(
         settings.resend_after_seconds,
         max_unconfirmed=settings.max_unconfirmed,
     )
-    services = gateway_services(settings, gateway.id, detector, outbox)
+    # The site's time zone was checked when the config loaded; captions show its local time.
+    services = gateway_services(settings, gateway.id, detector, outbox, ZoneInfo(site.timezone))
     cameras = _cameras(site, gateway, settings, services, detector)
     sources = {camera.source.camera_id: camera.source for camera in cameras}
     verifier, verification = _camera_verification(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from civicwatch.gateway import camera_analysis, gateway_services, outbox_path
 from contracts.mqtt import BrokerSettings
@@ -52,7 +53,7 @@ def replay(
         if broker is not None
         else None
     )
-    services = gateway_services(settings, gateway.id, detector, outbox)
+    services = gateway_services(settings, gateway.id, detector, outbox, ZoneInfo(site.timezone))
     analysis = camera_analysis(
         site.id, gateway.id, camera, settings, services, detector, source.fps
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import cv2
 import numpy as np
@@ -18,6 +18,25 @@ BOX_COLOUR = (0, 0, 255)  # BGR red
 
 CAPTION_BACKGROUND = (40, 40, 40)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+_CAPTION_SEPARATOR = "  "
+
+
+def caption_text(at: datetime, zone: tzinfo, *names: str) -> str:
+    """A caption with no words in any language: the site's local time with its offset, then ids.
+
+    ``2026-12-03 19:40:12 +08:00  cam-gate  fire-lane-gate``: the offset makes the time
+    unambiguous to anyone reading a forwarded picture; the ids are config names, not words.
+    OpenCV's Hershey font draws ASCII only, so anything else in a name is left out.
+    """
+    local = at.astimezone(zone)
+    offset = local.strftime("%z")  # +0800
+    stamp = f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
+    printable = (_ascii(name) for name in names)
+    return _CAPTION_SEPARATOR.join([stamp, *(name for name in printable if name)])
+
+
+def _ascii(text: str) -> str:
+    return "".join(ch for ch in text if " " <= ch <= "~").strip()
 
 
 def annotate(

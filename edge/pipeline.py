@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 
 import numpy as np
 
@@ -69,6 +70,7 @@ class GatewayServices:
     baselines: BaselineStore | None = None
     # The detector and its backbone for the structure watch; None: the gradient comparison.
     structure_parts: LearnedParts | None = None
+    timezone: tzinfo = UTC  # the site's: evidence captions show its local time
 
 
 class _FireLane:
@@ -113,6 +115,7 @@ class CameraPipeline:
         fps: float | None = None,
     ) -> None:
         self.site_id = site_id
+        self.timezone = services.timezone
         self.gateway_id = gateway_id
         self.camera = camera
         self._settings = settings
@@ -125,7 +128,9 @@ class CameraPipeline:
         reader = services.plate_reader
         tallies = (lambda: ReaderTally(reader)) if reader is not None else None
         self.rules = [
-            DwellRule(camera.id, zone, settings.tracker, settings.evidence, tallies)
+            DwellRule(
+                camera.id, zone, settings.tracker, settings.evidence, tallies, services.timezone
+            )
             for zone in camera.zones
             if rule_parts(zone.kind).dwell
         ]
@@ -139,6 +144,7 @@ class CameraPipeline:
                 services.baselines,
                 features=None if parts is None else parts.features,
                 finder=None if parts is None else parts.finder,
+                timezone=services.timezone,
             )
             for zone in camera.zones
             if rule_parts(zone.kind).structures and services.baselines is not None

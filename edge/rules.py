@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 from uuid import UUID
 
@@ -43,6 +43,7 @@ from contracts.events import (
 from contracts.sites import ZoneConfig
 from edge.config import EvidenceSettings, TrackerSettings
 from edge.detections import Detections, FloatArray, Frame, Image, box_iou
+from edge.evidence_cadence import update_carries_frames
 from edge.violation_evidence import ViolationEvidence
 from edge.zones import PolygonZone
 
@@ -118,6 +119,7 @@ class _Incident:
     panorama_seconds: float = 0.0  # grows as the list is thinned, so the spread stays even
     violation_id: UUID | None = None
     last_update_at: datetime | None = None
+    updates: int = 0  # sent since it opened: only some carry frames (edge.evidence_cadence)
     not_before: datetime | None = None  # re-arm: may not open earlier than this
     plate: PlateTally | None = None
     last_plate_read_at: datetime | None = None
@@ -157,12 +159,13 @@ class DwellRule:
         tracker: TrackerSettings,
         evidence: EvidenceSettings,
         plate_tallies: PlateTallies | None = None,
+        timezone: tzinfo = UTC,  # the site's: captions show its local time
     ) -> None:
         self.camera_id = camera_id
         self.zone = PolygonZone(zone)
         self._tracker = tracker
         self._evidence = evidence
-        self._pictures = ViolationEvidence(camera_id, self.zone, evidence)
+        self._pictures = ViolationEvidence(camera_id, self.zone, evidence, timezone)
         self._plate_tallies = plate_tallies
         self._incidents: dict[int, _Incident] = {}
         self._cleared_spots: list[_ClearedSpot] = []
@@ -340,7 +343,8 @@ class DwellRule:
         self, incident: _Incident, sighting: _Sighting, label: EvidenceLabel
     ) -> EvidenceFrame:
         at = sighting.frame.timestamp
-        box_label = f"{incident.class_name} #{incident.track_id} {incident.dwell_at(at):.0f}s"
+        # Numbers only: the burnt-in picture carries no words in any one language.
+        box_label = f"#{incident.track_id} {incident.dwell_at(at):.0f}s"
         return self._pictures.panorama(sighting.frame, sighting.box, box_label, label)
 
     def _closeup(self, incident: _Incident, sighting: _Sighting) -> EvidenceFrame:
@@ -379,10 +383,13 @@ class DwellRule:
     def _updated(self, incident: _Incident) -> RuleEvent:
         now = incident.latest.frame.timestamp
         incident.last_update_at = now
-        evidence = [
-            self._panorama(incident, incident.latest, EvidenceLabel.LATEST),
-            self._closeup(incident, incident.latest),
-        ]
+        incident.updates += 1
+        evidence = []
+        if update_carries_frames(incident.updates):
+            evidence = [
+                self._panorama(incident, incident.latest, EvidenceLabel.LATEST),
+                self._closeup(incident, incident.latest),
+            ]
         return self._event(Phase.UPDATED, incident, now, evidence)
 
     def _cleared(self, incident: _Incident, frame: Frame) -> RuleEvent:

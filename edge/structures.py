@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import cv2
 import numpy as np
@@ -22,7 +22,7 @@ from contracts.events import BoundingBox, EvidenceFrame, EvidenceLabel, Observed
 from contracts.sites import ZoneConfig, ZoneKind
 from edge.config import EvidenceSettings, StructureSettings
 from edge.detections import Detections, FloatArray, Frame, Image
-from edge.evidence import annotate, encode_evidence
+from edge.evidence import annotate, caption_text, encode_evidence
 from edge.rules import RuleEvent
 from edge.structure_baselines import Baseline, BaselineInfo, BaselineStore
 from edge.structure_compare import (
@@ -98,6 +98,7 @@ class StructureWatch:
         preset: str | None = None,
         features: BackboneFeatures | None = None,
         finder: ObjectFinder | None = None,
+        timezone: tzinfo = UTC,
     ) -> None:
         """With `features`, each check runs the learned comparison (edge.structure_features).
 
@@ -111,6 +112,7 @@ class StructureWatch:
         self.zone = zone
         self.polygon: FloatArray = np.asarray(zone.polygon, dtype=np.float32)
         self.preset = preset
+        self._timezone = timezone  # the site's, for the captions
         self._settings = settings
         self._evidence = evidence
         self._baselines = baselines
@@ -299,8 +301,7 @@ class StructureWatch:
         at: datetime,
         label: EvidenceLabel,
     ) -> EvidenceFrame:
-        stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        caption = f"{stamp} UTC  {self.camera_id}  {self.zone.id}  {label.value}"
+        caption = caption_text(at, self._timezone, self.camera_id, self.zone.id)
         picture = annotate(image, self.polygon, box, box_label, caption)
         return encode_evidence(picture, label, at, self._evidence)
 

@@ -35,7 +35,7 @@ from contracts.topics import parse_camera_topic, verify_result_topic, verify_top
 from contracts.verification import VerificationRequest, VerificationResult
 from edge.config import EvidenceSettings
 from edge.detections import Detections, Frame
-from edge.evidence import BOX_COLOUR, annotate, encode_evidence
+from edge.evidence import BOX_COLOUR, annotate, caption_text, encode_evidence
 from edge.pipeline import CameraPipeline
 from edge.redaction import EvidenceSealer
 
@@ -234,10 +234,9 @@ class ZoneVerifier:
             corners = (round(box.x1), round(box.y1)), (round(box.x2), round(box.y2))
             cv2.rectangle(picture, *corners, BOX_COLOUR, 2)
         label = EvidenceLabel.CLEARED if clear else EvidenceLabel.LATEST
-        stamp = frame.timestamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        caption = (
-            f"{stamp} UTC  {check.request.camera_id}  {check.request.zone_id}  verification "
-            f"{'clear' if clear else 'NOT clear'}"
+        # Clear or not is the frame's label (cleared/latest), translated by the page.
+        caption = caption_text(
+            frame.timestamp, pipeline.timezone, check.request.camera_id, check.request.zone_id
         )
         image = annotate(picture, zone.polygon, None, "", caption)
         encoded = encode_evidence(image, label, frame.timestamp, self._evidence)

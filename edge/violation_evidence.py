@@ -7,7 +7,7 @@ export must cut the same region from a raw frame.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 import cv2
 import numpy as np
@@ -15,24 +15,32 @@ import numpy as np
 from contracts.events import CLOSEUP_MARGIN, EvidenceFrame, EvidenceLabel, PlateReading
 from edge.config import EvidenceSettings
 from edge.detections import FloatArray, Frame, Image
-from edge.evidence import annotate, caption_band, encode_evidence
+from edge.evidence import annotate, caption_band, caption_text, encode_evidence
 from edge.zones import PolygonZone
 
 
 class ViolationEvidence:
-    """Draws one camera zone's evidence frames, each captioned with time, camera, zone and label."""
+    """Draws one camera zone's evidence frames, each captioned with the site's local time, the
+    camera and the zone (what the frame shows is its label on the wire, not burnt-in words)."""
 
-    def __init__(self, camera_id: str, zone: PolygonZone, settings: EvidenceSettings) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        zone: PolygonZone,
+        settings: EvidenceSettings,
+        timezone: tzinfo = UTC,
+    ) -> None:
         self.camera_id = camera_id
         self.zone = zone
         self._settings = settings
+        self._timezone = timezone
 
     def panorama(
         self, frame: Frame, box: FloatArray, box_label: str, label: EvidenceLabel
     ) -> EvidenceFrame:
         """The whole frame with the zone and the object's labelled box drawn on it."""
         at = frame.timestamp
-        image = annotate(frame.image, self.zone.polygon, box, box_label, self.caption(at, label))
+        image = annotate(frame.image, self.zone.polygon, box, box_label, self.caption(at))
         return encode_evidence(image, label, at, self._settings)
 
     def closeup(self, frame: Frame, box: FloatArray, plate: PlateReading | None) -> EvidenceFrame:
@@ -43,22 +51,20 @@ class ViolationEvidence:
             scale = self._settings.closeup_min_width / crop.shape[1]
             size = (self._settings.closeup_min_width, max(1, round(crop.shape[0] * scale)))
             crop = np.asarray(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), np.uint8)
-        caption = self.caption(at, EvidenceLabel.CLOSEUP)
-        if plate is not None:
-            caption += f"  plate {plate.text}"
+        caption = self.caption(at, *((plate.text,) if plate is not None else ()))
         return encode_evidence(
             caption_band(crop, caption), EvidenceLabel.CLOSEUP, at, self._settings
         )
 
     def cleared(self, frame: Frame) -> EvidenceFrame:
         """The zone as it stands once the object has gone: no box."""
-        caption = self.caption(frame.timestamp, EvidenceLabel.CLEARED)
+        caption = self.caption(frame.timestamp)
         image = annotate(frame.image, self.zone.polygon, None, "", caption)
         return encode_evidence(image, EvidenceLabel.CLEARED, frame.timestamp, self._settings)
 
-    def caption(self, at: datetime, label: EvidenceLabel) -> str:
-        stamp = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-4]
-        return f"{stamp} UTC  {self.camera_id}  {self.zone.config.id}  {label.value}"
+    def caption(self, at: datetime, *extra: str) -> str:
+        # What the frame shows is its label on the wire, in words the page translates.
+        return caption_text(at, self._timezone, self.camera_id, self.zone.config.id, *extra)
 
 
 def crop_with_margin(image: Image, box: FloatArray, margin: float) -> Image:
