@@ -68,3 +68,4 @@ def _install_web(app: FastAPI, context: ApiContext) -> None:
     app.include_router(pages.router)
     app.include_router(console_page.router)
     app.include_router(plan_pages.router)
+    app.include_router(plan_pages.api_router)
