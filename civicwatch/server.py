@@ -23,7 +23,10 @@ from dispatch.calendar import WorkingCalendar
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.metrics import CameraFalseAlarmCollector, DispatchMetrics, TrainingDataMetrics
+from dispatch.notifications.reports import enqueue_report
 from dispatch.notifications.service import Notifications, build_notifications
+from dispatch.reports.service import CHECK_SECONDS as REPORT_CHECK_SECONDS
+from dispatch.reports.service import ReportService, notice_of
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.training_data import CATCH_UP_SECONDS, TrainingDataExporter
@@ -155,7 +158,8 @@ def build_server(config: CivicwatchConfig) -> Server:
         DispatchMetrics(metrics.registry),
         router,
     )
-    scheduler = _scheduler(settings, notifications, verifier, sla_sweep, training)
+    reports = ReportService(database.session_factory, config)
+    scheduler = _scheduler(settings, notifications, verifier, sla_sweep, training, reports)
     app = _app(config, database, metrics, workflow, consumers)
     return Server(
         engine=database.engine,
@@ -275,10 +279,21 @@ def _scheduler(
     verifier: CameraVerifier,
     sla_sweep: SlaSweep,
     training: TrainingDataExporter,
+    reports: ReportService,
 ) -> BackgroundScheduler:
-    """The periodic jobs: notification pump and sender, camera verification, SLA sweep."""
+    """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
+    training data, and the analysis reports (each due one made once, then sent to the
+    departments' webhooks through the outbox)."""
     scheduler = BackgroundScheduler(timezone="UTC")
     poll_seconds = settings.notifications.poll_seconds
+
+    def make_reports() -> int:
+        return reports.run_schedule(
+            lambda made: enqueue_report(
+                reports.session_factory, settings.notifications, notice_of(made)
+            )
+        )
+
     jobs: list[tuple[Callable[[], object], str, float]] = [
         (notifications.notifier.pump_all, "notifications-pump", poll_seconds),
         (notifications.sender.run, "notifications-send", poll_seconds),
@@ -289,6 +304,7 @@ def _scheduler(
             settings.api.sla_sweep_seconds or settings.sla.sweep_seconds,
         ),
         (training.pump_all, "training-data", CATCH_UP_SECONDS),
+        (make_reports, "analysis-reports", REPORT_CHECK_SECONDS),
     ]
     for job, job_id, seconds in jobs:
         scheduler.add_job(

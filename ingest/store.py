@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from contracts.acks import AckOutcome
@@ -37,7 +38,7 @@ from ingest.writer.transaction import write_batch
 from storage.database import SessionFactory
 from storage.evidence_store import EvidenceStore
 from storage.routing import CaseRouter
-from storage.tables import CameraStatusRow, GatewayStatusRow, utcnow
+from storage.tables import CameraHealthChange, CameraStatusRow, GatewayStatusRow, utcnow
 
 __all__ = ["MAX_SEQUENCE_JUMP", "IngestService", "StoreResult"]
 
@@ -172,5 +173,19 @@ class IngestService:
             "received_at": utcnow(),
         }
         with self._sessions.begin() as session:
+            before = session.scalar(
+                select(CameraStatusRow.health).where(CameraStatusRow.camera_id == status.camera_id)
+            )
+            # The report's camera uptime reads this log: one row per change of health, not per
+            # status message (those come every few seconds).
+            if before != status.health.value:
+                session.add(
+                    CameraHealthChange(
+                        camera_id=status.camera_id,
+                        site_id=status.site_id,
+                        health=status.health.value,
+                        at=status.at,
+                    )
+                )
             upsert(session, CameraStatusRow, values, key="camera_id")
         self._metrics.status_messages.inc()

@@ -13,11 +13,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.sites import SiteRegistry
+from dispatch.notifications.reports import ReportNotice
 from dispatch.reports.documents import draw_charts, headline, render_html, render_pdf
 from dispatch.reports.figures import ReportFigures, count_figures
 from dispatch.reports.period import (
@@ -55,8 +57,10 @@ class ReportRequest:
 @dataclass(frozen=True)
 class Generated:
     report_id: int
+    language: str
+    generated_at: datetime
     figures: ReportFigures
-    headline: dict[str, object]
+    headline: dict[str, Any]
     html: str
     pdf: bytes
 
@@ -71,6 +75,10 @@ class ReportService:
         self._sessions = session_factory
         self._registry = registry
         self._clock = clock
+
+    @property
+    def session_factory(self) -> SessionFactory:
+        return self._sessions
 
     def place(self, scope: Scope | str, scope_id: str) -> Place:
         return resolve_place(self._registry, scope, scope_id)
@@ -100,9 +108,9 @@ class ReportService:
             request.language,
             figures.total,
         )
-        return Generated(report_id, figures, headline(figures), html, pdf)
+        return Generated(report_id, request.language, now, figures, headline(figures), html, pdf)
 
-    def run_schedule(self, on_scheduled: Callable[[Generated], None] | None = None) -> int:
+    def run_schedule(self, on_scheduled: Callable[[Generated], object] | None = None) -> int:
         """Make each report that is due and not stored yet; returns how many were made."""
         made = 0
         now = self._clock()
@@ -138,6 +146,23 @@ class ReportService:
                 )
             )
             return found is not None
+
+
+def notice_of(generated: Generated) -> ReportNotice:
+    """What the departments' webhooks are told about a generated report."""
+    figures = generated.figures
+    return ReportNotice(
+        report_id=generated.report_id,
+        period=figures.window.period.value,
+        scope=figures.place.scope.value,
+        scope_id=figures.place.scope_id,
+        place_name=figures.place.name(),
+        first_day=figures.window.first_day,
+        last_day=figures.window.last_day,
+        language=generated.language,
+        generated_at=generated.generated_at,
+        headline=generated.headline,
+    )
 
 
 def _store(
