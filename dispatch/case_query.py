@@ -81,8 +81,12 @@ class CaseQuery(BaseModel):
     tier: list[Tier] = Field(default_factory=list, max_length=MAX_VALUES)
     priority: list[Priority] = Field(default_factory=list, max_length=MAX_VALUES)
     # Earlier names of two filters, still accepted.
-    site_id: list[Name] = Field(default_factory=list, max_length=MAX_VALUES, deprecated=True)
-    camera_id: list[Name] = Field(default_factory=list, max_length=MAX_VALUES, deprecated=True)
+    site_id: list[Name] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="deprecated: use site"
+    )
+    camera_id: list[Name] = Field(
+        default_factory=list, max_length=MAX_VALUES, description="deprecated: use camera"
+    )
     overdue: bool | None = None
     opened_from: AwareDatetime | date | None = None
     opened_to: AwareDatetime | date | None = None
@@ -99,9 +103,7 @@ class CaseQuery(BaseModel):
     cursor: str | None = Field(
         default=None, max_length=512, description="the next page: from the Link header"
     )
-    offset: int = Field(
-        default=0, ge=0, le=MAX_OFFSET, deprecated=True, description="use cursor instead"
-    )
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET, description="deprecated: use cursor")
 
     def filters_digest(self) -> str:
         """What a cursor is bound to: everything but the page size and position."""

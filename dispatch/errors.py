@@ -12,9 +12,10 @@ routes keep ``detail`` = ``{code, message}`` that the password page reads, and g
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
+from dispatch.http.paths import API_PREFIX
 from dispatch.web.i18n import translator
 from dispatch.workflow import (
     IllegalTransitionError,
@@ -70,8 +72,11 @@ class ApiProblem(BaseModel):
     )
 
 
-class ApiError(Exception):
-    """A refusal with a stable code; ``params`` fill the message's ``{placeholders}``."""
+class ApiError(HTTPException):
+    """A refusal with a stable code; ``params`` fill the message's ``{placeholders}``.
+
+    An HTTPException, so code that catches those (the console's error pages) catches it too;
+    ``detail`` is the English message."""
 
     def __init__(
         self,
@@ -79,12 +84,12 @@ class ApiError(Exception):
         code: str,
         params: Mapping[str, object] | None = None,
         headers: Mapping[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
-        self.status_code = status_code
         self.code = code
         self.params: dict[str, object] = dict(params or {})
-        self.headers = dict(headers or {})
-        super().__init__(english(code, self.params))
+        message = detail if detail is not None else english(code, self.params)
+        super().__init__(status_code, message, dict(headers) if headers else None)
 
 
 def english(code: str, params: Mapping[str, object]) -> str:
@@ -112,14 +117,26 @@ def problem(
     return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
 
 
-def _api_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return problem(exc.status_code, exc.code, str(exc), exc.params, headers=exc.headers)
+def _page_handler(request: Request) -> Callable[[Request, Exception], Any] | None:
+    """The console's error pages, for a page's refusal: ``app.state.page_error_handler`` when
+    the app has one (set by the pages' error handler module), else None (JSON everywhere)."""
+    if request.url.path.startswith(f"{API_PREFIX}/"):
+        return None
+    handler: Callable[[Request, Exception], Any] | None = getattr(
+        request.app.state, "page_error_handler", None
+    )
+    return handler
 
 
-def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    page = _page_handler(request)
+    if page is not None:
+        answer = page(request, exc)
+        return cast(Response, await answer if inspect.isawaitable(answer) else answer)
     headers = dict(exc.headers) if exc.headers else None
+    if isinstance(exc, ApiError):
+        return problem(exc.status_code, exc.code, exc.detail, exc.params, headers=headers)
     code = STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
     if isinstance(exc.detail, Mapping) and isinstance(exc.detail.get("code"), str):
         # An account refusal: its {code, message} detail stays, as the password page reads it.
@@ -178,21 +195,19 @@ def workflow_refusal(exc: WorkflowError) -> ApiError:
     )
     code = getattr(exc, "code", None) or WORKFLOW_FALLBACK_CODE
     params = getattr(exc, "params", None) or {}
-    error = ApiError(status_code, str(code), {**params, "message": str(exc)})
-    error.args = (str(exc),)  # the workflow's own English sentence is the detail
-    return error
+    # The workflow's own English sentence is the detail (and the fallback message's param).
+    return ApiError(status_code, str(code), {**params, "message": str(exc)}, detail=str(exc))
 
 
-def _workflow_error(request: Request, exc: Exception) -> Response:
+async def _workflow_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, WorkflowError)
-    return _api_error(request, workflow_refusal(exc))
+    return await _http_error(request, workflow_refusal(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every API error in the one shape. Install after dispatch.ops, whose out-of-range
     handler this replaces."""
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(HTTPException, _http_error)  # ApiError too: a subclass
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(WorkflowError, _workflow_error)
     app.add_exception_handler(OverflowError, _out_of_range)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,7 +45,9 @@ class ObjectBoxPublic(BaseModel):
     y2: float
 
 
-class CasePublic(BaseModel):
+class CaseSummary(BaseModel):
+    """A case as a list shows it: its facts and links, not its frames."""
+
     id: int
     violation_id: UUID
     kind: str
@@ -84,6 +86,15 @@ class CasePublic(BaseModel):
     related_case_ids: list[int] = Field(
         default_factory=list, description="other cases of the same plate (repeat offender)"
     )
+    assignee: str | None = Field(default=None, description="the person in the department on it")
+    ack_due_at: datetime | None = Field(default=None, description="the accept deadline")
+    evidence_count: int = Field(default=0, description="how many frames the case holds")
+    evidence_url: str = Field(default="", description="where its frames are listed")
+
+
+class CasePublic(CaseSummary):
+    """A case with every frame it holds."""
+
     evidence: list[EvidencePublic]
 
 
@@ -110,6 +121,11 @@ class CaseAction(BaseModel):
     kind: ViolationKind | None = Field(
         default=None, description="for reclassify: the kind of violation it really is"
     )
+    assignee: str | None = Field(
+        default=None,
+        max_length=64,
+        description="for assign: a username of the case's department; empty unassigns",
+    )
 
     def command(self) -> Command:
         """The workflow command this request asks for."""
@@ -120,7 +136,27 @@ class CaseAction(BaseModel):
             duplicate_of=self.duplicate_of,
             close_reason=self.close_reason,
             kind=self.kind,
+            assignee=self.assignee,
         )
+
+
+MAX_BULK = 200
+
+
+class BulkAction(CaseAction):
+    """One action on many cases; each case is its own transaction."""
+
+    case_ids: list[Annotated[int, Field(ge=1, le=2_147_483_647)]] = Field(
+        min_length=1, max_length=MAX_BULK, description=f"at most {MAX_BULK} cases"
+    )
+
+
+class BulkResult(BaseModel):
+    case_id: int
+    ok: bool
+    code: str | None = Field(default=None, description="the refusal's code (error.<code>)")
+    detail: str | None = Field(default=None, description="the refusal in English")
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class CameraPublic(BaseModel):

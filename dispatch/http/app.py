@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from dispatch import open311
 from dispatch.apidocs import install_api_docs
-from dispatch.http import accounts, cameras, cases, evidence, health, notifications
+from dispatch.errors import install_error_handlers
+from dispatch.http import accounts, cameras, case_export, cases, evidence, health, notifications
 from dispatch.http.deps import ApiContext
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
@@ -38,6 +39,8 @@ def create_app(context: ApiContext) -> FastAPI:
     scrape.register(health.CasesByStateCollector(context.session_factory))
     app.state.scrape_registry = scrape
     install_operations(app, context.session_factory, context.registry, scrape)
+    install_error_handlers(app)  # after install_operations: its out-of-range handler is replaced
+    app.include_router(case_export.router)  # before cases: /cases/export.csv is no /cases/{id}
     app.include_router(cases.router)
     app.include_router(evidence.router)
     app.include_router(cameras.router)

@@ -1,68 +1,95 @@
-"""The cases API: list, read, and act on cases (the workflow's actions)."""
+"""The cases API: list (filtered, searched, paged by cursor), read, list a case's frames, act on
+one case or on many (bulk). Lists go through dispatch.case_query, the console's query engine."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any
 
-from contracts.events import ViolationKind
-from dispatch.config import Department
+from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy import ColumnElement, func, literal, select, tuple_
+from sqlalchemy.orm import Session, selectinload
+
+from dispatch.case_query import CasePage, CaseQuery, find_cases
+from dispatch.errors import ApiError, ApiProblem, workflow_refusal
 from dispatch.http.deps import (
     API_PREFIX,
     ContextDep,
-    PageLimit,
-    PageOffset,
+    Principal,
     PrincipalDep,
     RowIdPath,
     SessionDep,
     visible_case,
-    visible_cases,
-    where_given,
 )
 from dispatch.schemas import (
-    ActionProblem,
+    BulkAction,
+    BulkResult,
     CaseAction,
     CaseDetail,
     CasePublic,
+    CaseSummary,
     EvidencePublic,
     ObjectBoxPublic,
     TransitionPublic,
 )
-from dispatch.workflow import IllegalTransitionError, MissingInputError, NotPermittedError
-from storage.tables import Case, CaseState
+from dispatch.workflow import Workflow, WorkflowError
+from storage.tables import Case, CaseEvidence
 
 # Everything CasePublic reads from a case's relationships, loaded up front: one query per
 # relationship for a whole page instead of two lazy loads per case (N+1).
-CASE_PUBLIC_LOADS = (
-    selectinload(Case.evidence),
-    selectinload(Case.violations),
-    selectinload(Case.related_links),
-)
+CASE_SUMMARY_LOADS = (selectinload(Case.violations), selectinload(Case.related_links))
+CASE_PUBLIC_LOADS = (selectinload(Case.evidence), *CASE_SUMMARY_LOADS)
 CASE_DETAIL_LOADS = (*CASE_PUBLIC_LOADS, selectinload(Case.transitions))
+
+PAGED_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Total-Count": {"description": "how many match in all", "schema": {"type": "integer"}},
+    "Link": {
+        "description": 'RFC 8288: rel="first", and rel="next" while pages remain',
+        "schema": {"type": "string"},
+    },
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ApiProblem, "description": "an unknown parameter or a bad cursor"},
+    422: {"model": ApiProblem, "description": "invalid input (code invalid_request)"},
+}
 
 
 def evidence_url(sha256: str) -> str:
     return f"{API_PREFIX}/evidence/{sha256}"
 
 
+def evidence_public(item: CaseEvidence) -> EvidencePublic:
+    return EvidencePublic(
+        sha256=item.sha256,
+        label=item.label,
+        captured_at=item.captured_at,
+        width=item.width,
+        height=item.height,
+        url=evidence_url(item.sha256),
+        redacted_sha256=item.redacted_sha256,
+        redacted_url=evidence_url(item.redacted_sha256) if item.redacted_sha256 else None,
+    )
+
+
+def case_summary(case: Case, evidence_count: int) -> CaseSummary:
+    """A case as a list shows it; its violations and related links must be loaded."""
+    names = set(CaseSummary.model_fields) - {"evidence_count", "evidence_url"}
+    return CaseSummary(
+        **{name: getattr(case, name) for name in names},
+        evidence_count=evidence_count,
+        evidence_url=f"{API_PREFIX}/cases/{case.id}/evidence",
+    )
+
+
 def case_public(case: Case) -> CasePublic:
-    """A case with links to its evidence; the case's evidence must be loaded."""
-    columns = {name: getattr(case, name) for name in CasePublic.model_fields if name != "evidence"}
-    evidence = [
-        EvidencePublic(
-            sha256=item.sha256,
-            label=item.label,
-            captured_at=item.captured_at,
-            width=item.width,
-            height=item.height,
-            url=evidence_url(item.sha256),
-            redacted_sha256=item.redacted_sha256,
-            redacted_url=evidence_url(item.redacted_sha256) if item.redacted_sha256 else None,
-        )
-        for item in case.evidence
-    ]
-    return CasePublic(**columns, evidence=evidence)
+    """A case with links to all its evidence; the case's evidence must be loaded."""
+    summary = case_summary(case, len(case.evidence))
+    return CasePublic(
+        **summary.model_dump(), evidence=[evidence_public(item) for item in case.evidence]
+    )
 
 
 def case_detail(case: Case) -> CaseDetail:
@@ -76,38 +103,62 @@ def case_detail(case: Case) -> CaseDetail:
     )
 
 
+def evidence_counts(session: Session, case_ids: list[int]) -> dict[int, int]:
+    """How many frames each case holds: one grouped count for a whole page."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(CaseEvidence.case_id, func.count())
+        .where(CaseEvidence.case_id.in_(case_ids))
+        .group_by(CaseEvidence.case_id)
+    )
+    return {case_id: count for case_id, count in rows}
+
+
+def page_links(request: Request, next_cursor: str | None) -> str:
+    """The RFC 8288 Link header: the first page, and the next while there is one (relative
+    URLs: right behind any proxy)."""
+    first = request.url.remove_query_params(["cursor", "offset"])
+    links = [f'<{_relative(str(first.path), first.query)}>; rel="first"']
+    if next_cursor is not None:
+        after = first.include_query_params(cursor=next_cursor)
+        links.append(f'<{_relative(after.path, after.query)}>; rel="next"')
+    return ", ".join(links)
+
+
+def _relative(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
+
+
+def paged(response: Response, request: Request, total: int, next_cursor: str | None) -> None:
+    response.headers["X-Total-Count"] = str(total)
+    response.headers["Link"] = page_links(request, next_cursor)
+
+
 router = APIRouter(prefix=API_PREFIX)
 
 
-@router.get("/cases", response_model=list[CasePublic])
+@router.get(
+    "/cases",
+    response_model=list[CaseSummary],
+    responses={200: {"headers": PAGED_HEADERS}, **ERRORS},
+)
 def list_cases(
+    request: Request,
+    response: Response,
+    query: Annotated[CaseQuery, Query()],
     session: SessionDep,
     principal: PrincipalDep,
-    department: Department | None = None,
-    state: CaseState | None = None,
-    kind: ViolationKind | None = None,
-    site_id: str | None = None,
-    camera_id: str | None = None,
-    overdue: bool | None = None,
-    limit: PageLimit = 100,
-    offset: PageOffset = 0,
-) -> list[CasePublic]:
-    """Cases by SLA due time (soonest first); a department token only ever sees its own."""
-    query = select(Case).where(visible_cases(principal))
-    query = where_given(
-        query,
-        {
-            Case.department: department,
-            Case.state: state,
-            Case.kind: kind,
-            Case.site_id: site_id,
-            Case.camera_id: camera_id,
-            Case.overdue: overdue,
-        },
-    )
-    query = query.order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
-    query = query.options(*CASE_PUBLIC_LOADS).limit(limit).offset(offset)
-    return [case_public(case) for case in session.scalars(query)]
+    context: ContextDep,
+) -> list[CaseSummary]:
+    """Cases by resolve deadline (soonest first) unless ``sort`` says otherwise; a department's
+    roles only ever see their own. Repeat a filter for any of its values (``state=new&state=
+    dispatched``); an unknown parameter is a 400. ``X-Total-Count`` says how many match, the
+    ``Link`` header gives the next page's cursor. Frames are listed at each ``evidence_url``."""
+    page: CasePage = find_cases(session, principal, query, context.registry, CASE_SUMMARY_LOADS)
+    counts = evidence_counts(session, [case.id for case in page.cases])
+    paged(response, request, page.total, page.next_cursor)
+    return [case_summary(case, counts.get(case.id, 0)) for case in page.cases]
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetail)
@@ -115,18 +166,74 @@ def get_case(case_id: RowIdPath, session: SessionDep, principal: PrincipalDep) -
     return case_detail(visible_case(session, principal, case_id, CASE_DETAIL_LOADS))
 
 
-@router.post(
-    "/cases/{case_id}/actions",
-    response_model=CaseDetail,
-    responses={
-        403: {"description": "the caller's role may not take this action"},
-        409: {"description": "the action does not apply in the case's state"},
-        422: {
-            "model": ActionProblem,
-            "description": "invalid input, or input this action needs (e.g. a reason) missing",
-        },
-    },
+@router.get(
+    "/cases/{case_id}/evidence",
+    response_model=list[EvidencePublic],
+    responses={200: {"headers": PAGED_HEADERS}, **ERRORS},
 )
+def list_case_evidence(
+    case_id: RowIdPath,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[EvidencePublic]:
+    """A case's frames in the order they were captured, ``limit`` at a time (``Link``: next)."""
+    visible_case(session, principal, case_id)
+    mine = CaseEvidence.case_id == case_id
+    total = session.scalar(select(func.count()).select_from(CaseEvidence).where(mine)) or 0
+    statement = select(CaseEvidence).where(mine)
+    if cursor is not None:
+        statement = statement.where(_frames_after(cursor))
+    statement = statement.order_by(CaseEvidence.captured_at, CaseEvidence.id).limit(limit + 1)
+    frames = list(session.scalars(statement))
+    more = len(frames) > limit
+    frames = frames[:limit]
+    next_cursor = _frame_cursor(frames[-1]) if more else None
+    paged(response, request, total, next_cursor)
+    return [evidence_public(item) for item in frames]
+
+
+def _frame_cursor(last: CaseEvidence) -> str:
+    body = json.dumps([last.captured_at.isoformat(), last.id]).encode()
+    return base64.urlsafe_b64encode(body).decode().rstrip("=")
+
+
+def _frames_after(cursor: str) -> ColumnElement[bool]:
+    try:
+        stamp, frame_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        captured = datetime.fromisoformat(stamp)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ApiError(400, "invalid_cursor") from exc
+    if captured.tzinfo is None or not isinstance(frame_id, int) or isinstance(frame_id, bool):
+        raise ApiError(400, "invalid_cursor")
+    column = CaseEvidence.captured_at
+    return tuple_(column, CaseEvidence.id) > tuple_(literal(captured, type_=column.type), frame_id)
+
+
+ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"model": ApiProblem, "description": "the caller's role may not take this action"},
+    409: {"model": ApiProblem, "description": "the action does not apply in the case's state"},
+    422: {
+        "model": ApiProblem,
+        "description": "invalid input, or input this action needs (e.g. a reason) missing",
+    },
+}
+
+
+def act(
+    session: Session, workflow: Workflow, principal: Principal, case_id: int, command: CaseAction
+) -> None:
+    """The one call path of an action on a case, single or bulk: load what the caller may see
+    (404 otherwise), apply, commit. WorkflowError propagates (the error handlers answer it)."""
+    case = visible_case(session, principal, case_id, CASE_DETAIL_LOADS)
+    workflow.apply(session, case, command.command(), principal)
+    session.commit()
+
+
+@router.post("/cases/{case_id}/actions", response_model=CaseDetail, responses=ACTION_RESPONSES)
 def act_on_case(
     case_id: RowIdPath,
     command: CaseAction,
@@ -134,14 +241,42 @@ def act_on_case(
     principal: PrincipalDep,
     context: ContextDep,
 ) -> CaseDetail:
-    case = visible_case(session, principal, case_id, CASE_DETAIL_LOADS)
-    try:
-        context.workflow.apply(session, case, command.command(), principal)
-    except NotPermittedError as exc:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
-    except IllegalTransitionError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except MissingInputError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    session.commit()
+    act(session, context.workflow, principal, case_id, command)
     return case_detail(visible_case(session, principal, case_id, CASE_DETAIL_LOADS))
+
+
+@router.post(
+    "/cases/bulk",
+    response_model=list[BulkResult],
+    responses={422: {"model": ApiProblem, "description": "invalid input"}},
+)
+def act_on_cases(
+    command: BulkAction, session: SessionDep, principal: PrincipalDep, context: ContextDep
+) -> list[BulkResult]:
+    """One action on up to 200 cases, each in its own transaction: one refusal stops no other.
+    A case the caller may not see is reported ``case_not_found``, never acted on."""
+    single = CaseAction.model_validate(command.model_dump(exclude={"case_ids"}))
+    results: list[BulkResult] = []
+    for case_id in dict.fromkeys(command.case_ids):  # once each, in the order asked
+        try:
+            act(session, context.workflow, principal, case_id, single)
+        except (ApiError, WorkflowError) as exc:
+            session.rollback()
+            refusal = workflow_refusal(exc) if isinstance(exc, WorkflowError) else exc
+            results.append(
+                BulkResult(
+                    case_id=case_id,
+                    ok=False,
+                    code=refusal.code,
+                    detail=refusal.detail,
+                    params=refusal.params,
+                )
+            )
+        else:
+            results.append(BulkResult(case_id=case_id, ok=True))
+        finally:
+            session.expunge_all()  # each case is read afresh: nothing stale between them
+    return results
+
+
+__all__ = ["router", "status"]

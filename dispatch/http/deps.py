@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException, Path, Query, Request, status
+from fastapi import Depends, Path, Query, Request, status
 from prometheus_client import CollectorRegistry
 from sqlalchemy import ColumnElement, Select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -22,6 +22,7 @@ from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
 from dispatch.config import SCOPED_ROLES, ApiSettings
+from dispatch.errors import ApiError
 from dispatch.http.paths import API_PREFIX as API_PREFIX  # re-exported for the routers
 from dispatch.ops import ReadinessCheck, always_ready
 from dispatch.web.settings import WebOptions
@@ -84,9 +85,9 @@ def get_scrape_registry(request: Request) -> CollectorRegistry:
 ScrapeRegistryDep = Annotated[CollectorRegistry, Depends(get_scrape_registry)]
 
 
-def not_found(what: str) -> HTTPException:
+def not_found(what: str) -> ApiError:
     # Another department's case is "not found", never "forbidden": its existence is not leaked.
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+    return ApiError(status.HTTP_404_NOT_FOUND, "not_found", {"what": what})
 
 
 # --- who sees what ------------------------------------------------------------------------------
@@ -125,5 +126,5 @@ def visible_case(
     """The case, loaded with ``options``; 404 when there is none or ``principal`` may not see it."""
     case = session.get(Case, case_id, options=options)
     if case is None or not principal.sees(case):
-        raise not_found(f"case {case_id}")
+        raise ApiError(status.HTTP_404_NOT_FOUND, "case_not_found", {"case_id": case_id})
     return case

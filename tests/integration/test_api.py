@@ -205,7 +205,8 @@ def test_an_offset_past_a_database_integer_is_refused_as_a_documented_query_erro
     # The query's own bound, in the OpenAPI document, not the database overflow fallback
     response = api.client.get(path, headers=_auth("dispatcher"), params={"offset": 2**31})
     assert response.status_code == 422, response.text
-    assert [error["loc"] for error in response.json()["detail"]] == [["query", "offset"]]
+    assert response.json()["code"] == "invalid_request"
+    assert [error["loc"] for error in response.json()["errors"]] == [["query", "offset"]]
 
 
 def test_cameras_show_last_reported_health(api: Api) -> None:
