@@ -13,7 +13,16 @@ from prometheus_client import CollectorRegistry
 from dispatch import open311
 from dispatch.apidocs import install_api_docs
 from dispatch.errors import install_error_handlers
-from dispatch.http import accounts, cameras, case_export, cases, evidence, health, notifications
+from dispatch.http import (
+    accounts,
+    cameras,
+    case_export,
+    cases,
+    evidence,
+    health,
+    notifications,
+    views,
+)
 from dispatch.http.deps import ApiContext
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
@@ -45,6 +54,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(evidence.router)
     app.include_router(cameras.router)
     app.include_router(accounts.router)
+    app.include_router(views.router)
     app.include_router(health.router)
     _install_web(app, context)
     app.include_router(notifications.router)

@@ -21,17 +21,28 @@
     event.preventDefault();
     showCase(link.dataset.caseId);
   });
+  // The list's keyboard (Enter on a row) and a desktop notification's click open a case here.
+  document.addEventListener("cw:open-case", (event) => showCase(event.detail));
 
   const feed = document.getElementById("feed");
   const status = document.getElementById("live-status");
   let refreshTimer = null;
+  // The list keeps the page's filter and page (its query string); ?lang= is the page's own.
+  const refreshList = async () => {
+    const query = new URLSearchParams(location.search);
+    query.delete("lang");
+    const cases = document.getElementById("cases");
+    await CW.swap(`/console/fragments/cases?${query}`, null, cases);
+    document.dispatchEvent(new CustomEvent("cw:list-drawn"));
+  };
   const refresh = () => {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(() => {
-      CW.swap("/console/fragments/cases", null, document.getElementById("cases"));
+      refreshList();
       CW.swap("/console/fragments/sla", null, document.getElementById("sla"));
     }, 150);
   };
+  document.addEventListener("cw:list-changed", refresh);
 
   function feedItem(entry) {
     const item = document.createElement("li");
@@ -57,8 +68,10 @@
   }
 
   CW.openFeed(consoleRoot.dataset.feedSeq, (entry) => {
-    feed.prepend(feedItem(entry));
+    const item = feedItem(entry);
+    feed.prepend(item);
     while (feed.children.length > 100) feed.lastElementChild.remove();
+    if (typeof CWAlerts !== "undefined") CWAlerts.onEntry(entry, item);
     refresh();
     if (shownCase === String(entry.case_id)) showCase(entry.case_id);
   }, (live) => {
