@@ -126,10 +126,14 @@ def clock_starts(session: Session, case_ids: Iterable[int]) -> dict[int, datetim
     ids = list(case_ids)
     if not ids:
         return {}
-    rows = session.execute(
-        select(CaseTransition.case_id, func.max(CaseTransition.at))
+    # the latest entry by its id, the audit chain's order, whatever its clock said
+    latest = (
+        select(func.max(CaseTransition.id))
         .where(CaseTransition.case_id.in_(ids), CaseTransition.action.in_(CLOCK_STARTS))
         .group_by(CaseTransition.case_id)
+    )
+    rows = session.execute(
+        select(CaseTransition.case_id, CaseTransition.at).where(CaseTransition.id.in_(latest))
     ).all()
     return {int(case_id): at for case_id, at in rows}
 
@@ -138,7 +142,7 @@ def _clock_start(case: Case) -> datetime:
     if "transitions" not in inspect(case).unloaded:  # loaded already: costs no query
         starts = [t.at for t in case.transitions if t.action in CLOCK_STARTS]
         if starts:
-            return max(starts)
+            return starts[-1]  # transitions load in id order
     return case.opened_at
 
 

@@ -2,7 +2,9 @@
 
 The district's practice: register -> dispatch -> accept -> handle -> resolve -> verify -> close,
 plus return (with a reason), transfer (history kept), merge duplicates, park overdue cases on
-the parked register (挂账) and reopen. Every action is checked here, not only in the API, so the
+the parked register (挂账), reopen, and assign a case to a person of its department. A refusal
+carries a stable ``code`` and its ``params`` (``error.<code>`` in the locale files) beside its
+English message. Every action is checked here, not only in the API, so the
 SLA sweep and camera verification obey the same rules as people do.
 """
 
@@ -15,13 +17,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from contracts.events import ViolationKind
 from dispatch.config import SCOPED_ROLES, Department, Role
 from storage.audit import append_entry
-from storage.tables import Case, CaseState, CaseTransition, utcnow
+from storage.tables import Case, CaseState, CaseTransition, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class Action(StrEnum):
     PARK = "park"  # overdue: onto the parked register (挂账)
     ESCALATE = "escalate"  # the SLA sweep: to the supervisor, then the department head (升级)
     RECLASSIFY = "reclassify"  # the camera called it the wrong kind of violation (改类)
+    ASSIGN = "assign"  # to a person of the case's department, or back to nobody (指派)
 
 
 class CloseReason(StrEnum):
@@ -73,6 +76,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[CaseState], CaseState | None]] = {
     Action.PARK: (frozenset({S.NEW, S.DISPATCHED, S.ACCEPTED, S.RETURNED}), S.PARKED),
     Action.ESCALATE: (frozenset({S.NEW, S.DISPATCHED, S.ACCEPTED, S.RETURNED}), None),
     Action.RECLASSIFY: (_UNFINISHED, None),
+    Action.ASSIGN: (_WORKING, None),
 }
 
 # Who may take each action. Department roles act only on their own department's cases (the API
@@ -92,6 +96,17 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.PARK: frozenset({Role.DISPATCHER, Role.SUPERVISOR}),
     Action.ESCALATE: frozenset({Role.SYSTEM}),
     Action.RECLASSIFY: frozenset({Role.DISPATCHER}),
+    # a supervisor only within the case's department (checked in Workflow.apply)
+    Action.ASSIGN: frozenset({Role.DISPATCHER, Role.ADMIN, Role.SUPERVISOR}),
+}
+# The roles a case may be assigned to: the department's own people.
+ASSIGNABLE_ROLES = frozenset({Role.WORKER, Role.SUPERVISOR})
+# The command fields each action takes; any other given is refused, never silently ignored.
+_FIELD_ACTIONS: dict[str, frozenset[Action]] = {
+    "department": frozenset({Action.DISPATCH, Action.TRANSFER}),
+    "duplicate_of": frozenset({Action.MERGE}),
+    "kind": frozenset({Action.RECLASSIFY}),
+    "assignee": frozenset({Action.ASSIGN}),
 }
 NEEDS_REASON = frozenset(
     {
@@ -137,27 +152,56 @@ class Command:
     detail: dict[str, Any] = field(default_factory=dict)  # attach: the file; escalate: the level
     close_reason: CloseReason | None = None  # close: why, when the dispatcher says
     kind: ViolationKind | None = None  # reclassify: the kind it really is
+    assignee: str | None = None  # assign: a username of the case's department; "" unassigns
+
+
+Param = str | int | None
 
 
 class WorkflowError(Exception):
-    """An action that cannot apply to a case as it stands."""
+    """An action that cannot apply to a case as it stands.
+
+    ``code`` is stable snake_case for programs and translations (``error.<code>`` in the locale
+    files, with ``{param}`` placeholders); the message stays English for logs and API clients."""
+
+    code = "workflow_refused"
+
+    def __init__(self, message: str, code: str | None = None, **params: Param) -> None:
+        super().__init__(message)
+        self.code = code or type(self).code
+        self.params: dict[str, Param] = params
 
 
 class IllegalTransitionError(WorkflowError):
+    code = "action_not_allowed"
+
     def __init__(self, case: Case, action: Action) -> None:
-        allowed, _ = TRANSITIONS[action]
+        allowed = ", ".join(sorted(TRANSITIONS[action][0]))
         super().__init__(
-            f"case {case.id} is {case.state}: {action} applies only to {', '.join(sorted(allowed))}"
+            f"case {case.id} is {case.state}: {action} applies only to {allowed}",
+            case_id=case.id,
+            action=action.value,
+            state=str(case.state),
         )
 
 
 class NotPermittedError(WorkflowError):
-    def __init__(self, actor: Actor, action: Action) -> None:
-        super().__init__(f"{actor.name} ({actor.role}) may not {action} cases")
+    code = "role_not_permitted"
+
+    def __init__(self, actor: Actor, action: Action, message: str = "", code: str = "") -> None:
+        super().__init__(
+            message or f"{actor.name} ({actor.role}) may not {action} cases",
+            code or None,
+            action=action.value,
+            role=actor.role.value,
+        )
 
 
 class MissingInputError(WorkflowError):
-    """The action needs something the command did not give (a reason, a department)."""
+    """The action needs something the command did not give (a reason, a department), or got
+    something it cannot use (a field of another action, a person of another department)."""
+
+    code = "workflow_invalid_input"
 
 
 ResolveHook = Callable[[Session, Case, datetime], None]
@@ -212,14 +256,25 @@ class Workflow:
         action = command.action
         if not actor.may(action):
             raise NotPermittedError(actor, action)
+        if action is Action.ASSIGN and actor.role is Role.SUPERVISOR and not actor.sees(case):
+            raise NotPermittedError(
+                actor,
+                action,
+                f"{actor.name} supervises {actor.department}, not case {case.id}'s department",
+                "not_case_department",
+            )
         allowed, target = TRANSITIONS[action]
         if case.state not in allowed:
             raise IllegalTransitionError(case, action)
         reason = command.reason.strip()
         if action in NEEDS_REASON and not reason:
-            raise MissingInputError(f"{action} on case {case.id} needs a reason")
-        if command.close_reason is not None and action is not Action.CLOSE:
-            raise MissingInputError(f"close_reason applies to close, not {action}")
+            raise MissingInputError(
+                f"{action} on case {case.id} needs a reason",
+                "reason_required",
+                case_id=case.id,
+                action=action.value,
+            )
+        _check_fields(command)
         detail = dict(command.detail)
         self._apply_effects(session, case, command, detail, now)
         transition = record_transition(
@@ -269,10 +324,23 @@ class Workflow:
                 Department(case.department) if case.department else None
             )
             if department is None:
-                raise MissingInputError(f"case {case.id} has no department yet: name one")
+                raise MissingInputError(
+                    f"case {case.id} has no department yet: name one",
+                    "department_required",
+                    case_id=case.id,
+                )
             if action is Action.TRANSFER and department == case.department:
-                raise MissingInputError(f"case {case.id} is already with {department}")
+                raise MissingInputError(
+                    f"case {case.id} is already with {department}",
+                    "already_with_department",
+                    case_id=case.id,
+                    department=department.value,
+                )
             detail.update(from_department=case.department, department=department.value)
+            if case.assignee is not None and department != case.department:
+                # the person belongs to the old department: the new one assigns its own
+                detail["assignee_cleared"] = case.assignee
+                case.assignee = None
             case.department = department.value
             case.acknowledged_at = None
             case.escalation_level = 0
@@ -298,16 +366,37 @@ class Workflow:
             case.escalated_at = now
         elif action is Action.RECLASSIFY:
             if command.kind is None:
-                raise MissingInputError(f"reclassifying case {case.id} needs the kind it is")
+                raise MissingInputError(
+                    f"reclassifying case {case.id} needs the kind it is",
+                    "kind_required",
+                    case_id=case.id,
+                )
             if command.kind == case.kind:
-                raise MissingInputError(f"case {case.id} is already {command.kind}")
+                raise MissingInputError(
+                    f"case {case.id} is already {command.kind}",
+                    "already_of_kind",
+                    case_id=case.id,
+                    kind=command.kind.value,
+                )
             detail.update(from_kind=case.kind, kind=command.kind.value)
             case.kind = command.kind.value
+        elif action is Action.ASSIGN:
+            assignee = _check_assignee(session, case, (command.assignee or "").strip())
+            detail.update(assignee=assignee, from_assignee=case.assignee)
+            case.assignee = assignee
         if command.close_reason is not None:
             detail["close_reason"] = command.close_reason.value
 
     @staticmethod
     def _assign(case: Case, assignment: Assignment, detail: dict[str, Any]) -> None:
+        """Put the case on its new route. The deadlines restart (docs/sla.md says why), and the
+        entry records them before and after so the timeline can say the deadline moved."""
+        detail.update(
+            deadline_from=_iso(case.sla_due_at),
+            deadline_to=_iso(assignment.sla_due_at),
+            ack_deadline_from=_iso(case.ack_due_at),
+            ack_deadline_to=_iso(assignment.ack_due_at),
+        )
         case.tier = assignment.tier
         case.priority = assignment.priority
         case.ack_due_at = assignment.ack_due_at
@@ -323,16 +412,110 @@ class Workflow:
     @staticmethod
     def _check_merge(session: Session, case: Case, target_id: int | None) -> None:
         if target_id is None:
-            raise MissingInputError(f"merging case {case.id} needs duplicate_of: what it repeats")
+            raise MissingInputError(
+                f"merging case {case.id} needs duplicate_of: what it repeats",
+                "duplicate_of_required",
+                case_id=case.id,
+            )
         if target_id == case.id:
-            raise MissingInputError(f"case {case.id} cannot duplicate itself")
+            raise MissingInputError(
+                f"case {case.id} cannot duplicate itself", "merge_into_itself", case_id=case.id
+            )
         target = session.get(Case, target_id)
         if target is None:
-            raise MissingInputError(f"case {target_id} does not exist")
+            raise MissingInputError(
+                f"case {target_id} does not exist", "merge_target_not_found", case_id=target_id
+            )
         if target.state == S.MERGED:
             raise MissingInputError(
-                f"case {target_id} is merged into case {target.duplicate_of}: merge into that"
+                f"case {target_id} is merged into case {target.duplicate_of}: merge into that",
+                "merge_target_merged",
+                case_id=target_id,
+                into=target.duplicate_of,
             )
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone a case may be assigned to."""
+
+    username: str
+    display_name: str
+    role: Role
+
+
+def assignable_people(session: Session, department: Department) -> list[Person]:
+    """The active workers and supervisors of ``department``, by display name."""
+    users = session.scalars(
+        select(User)
+        .where(
+            User.department == department.value,
+            User.active.is_(True),
+            User.role.in_([role.value for role in ASSIGNABLE_ROLES]),
+        )
+        .order_by(User.display_name, User.username)
+    )
+    return [Person(u.username, u.display_name or u.username, Role(u.role)) for u in users]
+
+
+def _check_assignee(session: Session, case: Case, username: str) -> str | None:
+    """The person to assign (None: unassign), once known to work in the case's department."""
+    if not username:
+        if case.assignee is None:
+            raise MissingInputError(
+                f"case {case.id} is assigned to nobody", "not_assigned", case_id=case.id
+            )
+        return None
+    if username == case.assignee:
+        raise MissingInputError(
+            f"case {case.id} is already assigned to {username}",
+            "already_assigned",
+            case_id=case.id,
+            assignee=username,
+        )
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    if (
+        user is None
+        or not user.active
+        or user.role not in ASSIGNABLE_ROLES
+        or user.department != case.department
+    ):
+        raise MissingInputError(
+            f"{username[:64]} is no active worker or supervisor of {case.department}",
+            "assignee_not_in_department",
+            assignee=username[:64],
+            department=case.department,
+        )
+    return user.username
+
+
+def _check_fields(command: Command) -> None:
+    """Refuse a field given with an action that takes none of it."""
+    action = command.action
+    if command.close_reason is not None and action is not Action.CLOSE:
+        raise MissingInputError(
+            f"close_reason applies to close, not {action}",
+            "close_reason_only_on_close",
+            action=action.value,
+        )
+    given = {
+        "department": command.department is not None,
+        "duplicate_of": command.duplicate_of is not None,
+        "kind": command.kind is not None,
+        "assignee": command.assignee is not None,
+    }
+    for name, present in given.items():
+        if present and action not in _FIELD_ACTIONS[name]:
+            raise MissingInputError(
+                f"{name} applies to {', '.join(sorted(_FIELD_ACTIONS[name]))}, not {action}",
+                "field_not_for_action",
+                field=name,
+                action=action.value,
+            )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def record_transition(

@@ -63,6 +63,7 @@ EXPECTED_PERMISSIONS = {
     Action.PARK: {Role.DISPATCHER, Role.SUPERVISOR},
     Action.ESCALATE: {Role.SYSTEM},
     Action.RECLASSIFY: {Role.DISPATCHER},
+    Action.ASSIGN: {Role.DISPATCHER, Role.ADMIN, Role.SUPERVISOR},
 }
 WORKFLOW = Workflow()
 
