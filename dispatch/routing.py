@@ -124,7 +124,7 @@ class Router:
         clock starts when ingest received it."""
         decisions = []
         for case in cases:
-            route, why = self._match(
+            route, why, facts = self._match(
                 case.kind, case.zone_kind, case.zone_id, case.site_id, case.opened_at
             )
             ack_due_at, sla_due_at = self.deadlines(route, case.received_at)
@@ -138,20 +138,28 @@ class Router:
                     escalate_to=route.escalate_to.value if route.escalate_to else None,
                     actor=DISPATCH_ACTOR,
                     reason=f"{why}: {describe_route(route)}",
+                    detail=facts | route_facts(route),
                 )
             )
         return decisions
 
     def _match(
         self, kind: str, zone_kind: str, zone_id: str, site_id: str, at: datetime | None
-    ) -> tuple[Route, str]:
-        """The first matching rule, else the default for the kind; with a description of which."""
+    ) -> tuple[Route, str, dict[str, object]]:
+        """The first matching rule, else the default for the kind; with the audit text of which
+        and the same as facts (the timeline tells them in the page's language)."""
         matcher = (ViolationKind(kind), ZoneKind(zone_kind), zone_id, site_id)
         local = self._local_time(site_id, at)
         for number, rule in enumerate(self._rules, start=1):
             if _matches(rule, *matcher, local):
-                return rule, f"routing rule #{number}{_describe(rule)}"
-        return DEFAULT_ROUTES[ViolationKind(kind)], f"default route for {kind}"
+                facts: dict[str, object] = {
+                    "why": "routing_rule",
+                    "rule": number,
+                    "match": _matchers(rule),
+                }
+                return rule, f"routing rule #{number}{_describe(rule)}", facts
+        default: dict[str, object] = {"why": "default_route", "kind": kind}
+        return DEFAULT_ROUTES[ViolationKind(kind)], f"default route for {kind}", default
 
     def _local_time(self, site_id: str, at: datetime | None) -> datetime | None:
         return None if at is None else at.astimezone(self.site_zone(site_id))
@@ -161,6 +169,17 @@ def describe_route(route: Route) -> str:
     """The audit-trail text of a route: department, tier, priority and SLA."""
     clock = " working" if route.clock is DeadlineClock.WORKING else ""
     return f"{route.department}, {route.tier}, {route.priority}, SLA {route.sla_minutes}{clock} min"
+
+
+def route_facts(route: Route) -> dict[str, object]:
+    """The route as facts for the transition's detail: what ``describe_route`` says in prose."""
+    return {
+        "department": route.department.value,
+        "tier": route.tier.value,
+        "priority": route.priority.value,
+        "sla_minutes": route.sla_minutes,
+        "clock": route.clock.value,
+    }
 
 
 def _matches(
@@ -180,7 +199,8 @@ def _matches(
     )
 
 
-def _describe(rule: RoutingRule) -> str:
+def _matchers(rule: RoutingRule) -> dict[str, str]:
+    """What a rule matches on, as text, in a fixed order (absent: matches anything)."""
     matchers = {
         "kind": rule.kind,
         "zone_kind": rule.zone_kind,
@@ -188,5 +208,9 @@ def _describe(rule: RoutingRule) -> str:
         "site_id": rule.site_id,
         "hours": f"{rule.hours.start:%H:%M}-{rule.hours.end:%H:%M}" if rule.hours else None,
     }
-    named = [f"{key}={value}" for key, value in matchers.items() if value is not None]
+    return {key: str(value) for key, value in matchers.items() if value is not None}
+
+
+def _describe(rule: RoutingRule) -> str:
+    named = [f"{key}={value}" for key, value in _matchers(rule).items()]
     return f" ({', '.join(named)})" if named else " (matches anything)"

@@ -203,6 +203,13 @@ class CameraVerifier:
                     now,
                     f"camera {row.camera_id} did not answer the re-check within "
                     f"{(row.deadline_at or now) - row.requested_at}: verify by hand",
+                    {
+                        "why": "verification_timeout",
+                        "camera_id": row.camera_id,
+                        "waited_seconds": (
+                            (row.deadline_at or now) - row.requested_at
+                        ).total_seconds(),
+                    },
                 )
                 log.warning("verification %s of case %d timed out", request_id, case.id)
         return expired
@@ -256,15 +263,19 @@ class CameraVerifier:
             return
         actor = system_actor(f"camera:{result.camera_id}"[:64])
         if result.clear:
+            detail["why"] = "verified_clear"
             command = Command(Action.VERIFY, reason=CLEAR_REASON, detail=detail)
             self.workflow.apply(session, case, command, actor, now)
             case.verification = Verification.CLEAR.value
         elif unavailable:
             case.verification = Verification.UNAVAILABLE.value
             reason = f"camera could not re-check the zone ({result.detail}): verify by hand"
-            self._note(session, case, row, now, reason, detail)
+            self._note(session, case, row, now, reason, detail | {"problem": result.detail[:200]})
         else:
             reason = still_there(result)
+            # What it saw, as facts: the timeline names the objects in the page's language.
+            detail["why"] = "still_there"
+            detail["objects"] = [o.class_name for o in result.objects]
             self.workflow.apply(
                 session, case, Command(Action.REOPEN, reason, detail=detail), actor, now
             )
@@ -306,7 +317,11 @@ class CameraVerifier:
         note = Command(
             action=Action.NOTE,
             reason=reason,
-            detail={"request_id": str(row.request_id), "verification": Verification.UNAVAILABLE}
+            detail={
+                "request_id": str(row.request_id),
+                "verification": Verification.UNAVAILABLE,
+                "why": "verification_unavailable",
+            }
             | (detail or {}),
         )
         self.workflow.apply(session, case, note, system_actor(SYSTEM_ACTOR), now)

@@ -7,7 +7,7 @@ import these plain types from here, so neither imports the other.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -37,6 +37,9 @@ class RouteDecision:
     escalate_to: str | None  # community tier: the department it goes to when its SLA runs out
     actor: str
     reason: str  # the audit-trail text of the dispatch
+    # The same as facts for the transition's detail (which rule matched, the route's terms): the
+    # console tells the timeline from these in the page's language.
+    detail: dict[str, object] = field(default_factory=dict)
 
 
 CaseRouter = Callable[[Sequence[OpenedCase]], list[RouteDecision]]

@@ -15,9 +15,24 @@ from prometheus_client import Counter
 from contracts.sites import SiteRegistry
 from dispatch.http.deps import Principal, get_context
 from dispatch.web.i18n import LANGUAGE_COOKIE, pick_language, translator
+from dispatch.web.timeline import TimelineText
 from storage.tables import utcnow
 
 WEB_DIR = Path(__file__).resolve().parent
+PAGE_SCRIPT_GROUPS = (
+    "kind",
+    "department",
+    "state",
+    "action",
+    "priority",
+    "tier",
+    "verification",
+    "evidence_label",
+    "close_reason",
+    "error",
+    "ui",
+)
+"""The catalogue's groups every page's script gets (``CW.t(group, key)``)."""
 
 
 @dataclass(frozen=True)
@@ -63,18 +78,19 @@ def render(
     language, chosen = pick_language(request)
     t = translator(language)
     context = get_context(request)
+    clock = SiteClock(context.registry)
     page = {
         "request": request,
         "t": t,
         "lang": language,
         "principal": principal,
-        "clock": SiteClock(context.registry),
+        "clock": clock,
+        "timeline_line": TimelineText(t, clock.local),
         "now": utcnow(),
         "i18n": {
-            **{
-                group: t.group(group)
-                for group in ("kind", "department", "state", "action", "priority", "ui")
-            },
+            # The groups the page's script names things from; "error": the API's error codes,
+            # so a refusal shows in the page's language, never as the API's English detail.
+            **{group: t.group(group) for group in PAGE_SCRIPT_GROUPS},
             # The script shows times in each site's zone, as the server does.
             "zones": {site.id: site.timezone for site in context.registry.sites},
         },

@@ -86,8 +86,9 @@ class CaseRow:
     plate_confidence: float | None
     plate_votes: int | None
     updated_at: datetime
-    transitions: list[tuple[str | None, str, str]] = field(default_factory=list)
-    """Audit-trail entries this batch adds: (from state, to state, reason)."""
+    transitions: list[tuple[str | None, str, str, dict[str, Any]]] = field(default_factory=list)
+    """Audit-trail entries this batch adds: (from state, to state, reason, detail); the detail
+    holds the reason's facts, which the console tells in the page's language."""
     changed: bool = False
 
     def require_id(self) -> int:
@@ -139,7 +140,13 @@ def new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> CaseRow:
     _set_object(case, event)
     _keep_best_plate(case, event)
     reason = f"violation {event.violation_id} {event.phase} on camera {event.camera_id}"
-    case.transitions.append((None, CaseState.NEW, reason))
+    facts = {
+        "why": "opened",
+        "violation_id": str(event.violation_id),
+        "phase": event.phase.value,
+        "camera_id": event.camera_id,
+    }
+    case.transitions.append((None, CaseState.NEW, reason, facts))
     return case
 
 
@@ -147,7 +154,13 @@ def note_merge(case: CaseRow, event: ViolationEvent, reason: str, now: datetime)
     """Fold a second camera's violation into ``case`` and say so in its audit trail."""
     fold_phase(case, event, now)
     merged = f"merged violation {event.violation_id} from camera {event.camera_id} (same {reason})"
-    case.transitions.append((case.state, case.state, merged))
+    facts = {
+        "why": "merged_violation",
+        "violation_id": str(event.violation_id),
+        "camera_id": event.camera_id,
+        "link": reason,
+    }
+    case.transitions.append((case.state, case.state, merged, facts))
 
 
 def fold_phase(case: CaseRow, event: ViolationEvent, now: datetime) -> bool:

@@ -171,7 +171,10 @@ def _open_cases(
     for case, decision in zip(cases, decisions, strict=True):
         case.id = ids[case.violation_id]
         steps = [(*step, INGEST_ACTOR) for step in case.transitions]
-        steps.append((case.state, CaseState.DISPATCHED, decision.reason, decision.actor))
+        dispatched = {**decision.detail, "department": decision.department}
+        steps.append(
+            (case.state, CaseState.DISPATCHED, decision.reason, dispatched, decision.actor)
+        )
         transitions.extend(
             {
                 "case_id": case.id,
@@ -181,11 +184,9 @@ def _open_cases(
                 "actor": actor,
                 "reason": reason,
                 "at": batch.now,
-                "detail": {"department": decision.department}
-                if to_state == CaseState.DISPATCHED
-                else {},
+                "detail": detail,
             }
-            for from_state, to_state, reason, actor in steps
+            for from_state, to_state, reason, detail, actor in steps
         )
         case.state = CaseState.DISPATCHED
         case.transitions.clear()  # stored now: never to be written twice
@@ -224,9 +225,10 @@ def _write_back(batch: Batch, changed: list[CaseRow]) -> None:
             "actor": INGEST_ACTOR,
             "reason": reason,
             "at": batch.now,
+            "detail": detail,
         }
         for case in changed
-        for from_state, to_state, reason in case.transitions
+        for from_state, to_state, reason, detail in case.transitions
     ]
     bulk_insert(session, CaseTransition, chain_entries(session, transitions))
 

@@ -3,6 +3,23 @@
 const CW = (() => {
   const messages = JSON.parse(document.getElementById("i18n").textContent);
   const t = (group, key) => (messages[group] && messages[group][key]) || key;
+  // "{name}" placeholders filled from values; a value that is an enum the page can name
+  // (params {action: "resolve", state: "closed"}) shows by its name in the page's language.
+  const fill = (text, values = {}) =>
+    text.replace(/\{(\w+)\}/g, (_, name) => {
+      const value = values[name];
+      if (value === undefined || value === null || typeof value === "object") return "";
+      const group = messages[name];
+      return group && typeof group === "object" && group[value] ? group[value] : String(value);
+    });
+
+  // An API refusal ({detail, code, params}) in the page's language: its code's message, else a
+  // generic failure with the HTTP status. Never the API's English detail on a Chinese page.
+  function refusalText(code, params, status) {
+    const template = code && messages.error && messages.error[code];
+    if (template) return fill(template, params || {});
+    return status ? fill(t("ui", "action_failed_status"), { status }) : t("ui", "action_failed");
+  }
   // A site's IANA time zone (undefined: the browser's own) for showing its times.
   const zoneOf = (siteId) => (messages.zones && messages.zones[siteId]) || undefined;
 
@@ -21,12 +38,21 @@ const CW = (() => {
       throw new Error(t("ui", "login"));
     }
     const text = await response.text();
-    const data = text ? JSON.parse(text) : null;
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null; // a proxy's HTML error page: the status says enough
+    }
     if (!response.ok) {
-      const detail = data && data.detail;
-      const message = typeof detail === "string" ? detail : JSON.stringify(detail);
-      const error = new Error(message || response.statusText);
+      // The older shape nested the code under detail; both are read.
+      const shape = data && typeof data.detail === "object" && data.detail ? data.detail : data;
+      const code = shape && typeof shape.code === "string" ? shape.code : "";
+      const params = (shape && shape.params) || {};
+      const error = new Error(refusalText(code, params, response.status));
       error.status = response.status;
+      error.code = code;
+      error.params = params;
       error.response = response;
       throw error;
     }
@@ -36,7 +62,10 @@ const CW = (() => {
   function showError(root, error) {
     const box = root.querySelector(".action-error");
     if (!box) return;
-    box.textContent = error ? t("ui", "action_failed") + ": " + error.message : "";
+    // api()'s errors carry a status and a message in the page's language; anything else (the
+    // browser's own "Failed to fetch") is in the browser's language: say the network failed.
+    const text = error && (error.status !== undefined ? error.message : t("ui", "network_failed"));
+    box.textContent = error ? t("ui", "action_failed") + ": " + text : "";
     box.hidden = !error;
   }
 
@@ -116,5 +145,16 @@ const CW = (() => {
     });
   }
 
-  return { t, zoneOf, api, bindActionForms, openFeed, swap, showError, localTarget };
+  return {
+    t,
+    fill,
+    refusalText,
+    zoneOf,
+    api,
+    bindActionForms,
+    openFeed,
+    swap,
+    showError,
+    localTarget,
+  };
 })();

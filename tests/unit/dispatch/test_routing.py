@@ -147,6 +147,17 @@ def test_new_cases_get_deadlines_on_their_routes_clock_and_the_audit_text() -> N
             actor=DISPATCH_ACTOR,
             reason="routing rule #1 (kind=illegal_parking, site_id=site-a, hours=22:00-07:00): "
             "property_management, community, low, SLA 120 working min",
+            # The same as facts: the console tells them in the page's language.
+            detail={
+                "why": "routing_rule",
+                "rule": 1,
+                "match": {"kind": "illegal_parking", "site_id": "site-a", "hours": "22:00-07:00"},
+                "department": "property_management",
+                "tier": "community",
+                "priority": "low",
+                "sla_minutes": 120,
+                "clock": "working",
+            },
         ),
         RouteDecision(
             department="fire_rescue",
@@ -159,6 +170,15 @@ def test_new_cases_get_deadlines_on_their_routes_clock_and_the_audit_text() -> N
             actor=DISPATCH_ACTOR,
             reason="default route for fire_lane_blocking: fire_rescue, department, urgent, "
             "SLA 30 min",
+            detail={
+                "why": "default_route",
+                "kind": "fire_lane_blocking",
+                "department": "fire_rescue",
+                "tier": "department",
+                "priority": "urgent",
+                "sla_minutes": 30,
+                "clock": "calendar",
+            },
         ),
     ]
     assert all(d.sla_due_at.tzinfo is not None for d in decisions)
