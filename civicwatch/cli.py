@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from civicwatch import dynsec
-from civicwatch.commands import accounts, gateway, operations, tools
+from civicwatch.commands import accounts, gateway, operations, reports, tools
 from civicwatch.config import ConfigError
 from civicwatch.exit_codes import (
     EXIT_CONFIG,
@@ -170,6 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     accept.add_argument("--note", required=True, help="why, e.g. the case that closed")
     accept.add_argument("--by", default="dispatcher", help="who accepts it")
     accept.set_defaults(handler=gateway.baseline_accept)
+
+    report = commands.add_parser(
+        "report", help="write a joint analysis report (社情研判) as PDF or HTML; exit 2: bad input"
+    )
+    reports.add_arguments(report)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log of case actions")
     audit_commands = audit.add_subparsers(dest="action", required=True)

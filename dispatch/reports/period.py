@@ -14,7 +14,14 @@ EARLIEST = date(2000, 1, 1)  # older dates are typing mistakes, not data
 
 
 class ReportError(ValueError):
-    """A request the report cannot serve (bad period, place or date); the text says why."""
+    """A request the report cannot serve (bad period, place or date): ``code`` names the
+    mistake for the page's catalogue (``report.errors.<code>``), the text says it in English
+    for the CLI and the log."""
+
+    def __init__(self, code: str, message: str, **values: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.values = values
 
 
 class Period(StrEnum):
@@ -75,16 +82,20 @@ def parse_period(text: str) -> Period:
     try:
         return Period(text)
     except ValueError:
-        raise ReportError(f"unknown period {text!r}: use week or month") from None
+        raise ReportError(
+            "bad_period", f"unknown period {text[:20]!r}: use week or month", value=text[:20]
+        ) from None
 
 
 def parse_day(text: str) -> date:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise ReportError(f"not a date {text[:40]!r}: use YYYY-MM-DD") from None
+        raise ReportError(
+            "bad_date", f"not a date {text[:40]!r}: use YYYY-MM-DD", value=text[:40]
+        ) from None
     if day < EARLIEST:
-        raise ReportError(f"date {day} is before {EARLIEST}")
+        raise ReportError("early_date", f"date {day} is before {EARLIEST}", earliest=EARLIEST)
     return day
 
 
@@ -117,8 +128,11 @@ def finished_window(period: Period, day: date, zone: ZoneInfo, now: datetime) ->
     found = window(period, day, zone)
     if found.end > now:
         raise ReportError(
+            "not_ended",
             f"the {period.value} from {found.first_day} has not ended yet "
-            f"(it ends {found.last_day}); pick an earlier date"
+            f"(it ends {found.last_day}); pick an earlier date",
+            first=found.first_day,
+            last=found.last_day,
         )
     return found
 
@@ -135,15 +149,21 @@ def resolve_place(registry: SiteRegistry, scope: Scope | str, scope_id: str) -> 
     try:
         scope = Scope(scope)
     except ValueError:
-        raise ReportError(f"unknown place kind {str(scope)[:20]!r}: use site or street") from None
+        raise ReportError(
+            "bad_scope", f"unknown place kind {str(scope)[:20]!r}: use site or street"
+        ) from None
     if scope is Scope.SITE:
         sites = tuple(site for site in registry.sites if site.id == scope_id)
         if not sites:
-            raise ReportError(f"no site {scope_id[:64]!r} in the config")
+            raise ReportError(
+                "no_site", f"no site {scope_id[:64]!r} in the config", value=scope_id[:64]
+            )
     else:
         sites = tuple(site for site in registry.sites if site.street == scope_id)
         if not sites:
-            raise ReportError(f"no site belongs to street {scope_id[:64]!r}")
+            raise ReportError(
+                "no_street", f"no site belongs to street {scope_id[:64]!r}", value=scope_id[:64]
+            )
     return Place(scope=scope, scope_id=scope_id, sites=sites)
 
 

@@ -86,7 +86,11 @@ class ReportService:
     def generate(self, request: ReportRequest, generated_by: str) -> Generated:
         """Count, draw and store one report; raises ReportError for a request it cannot serve."""
         if request.language not in LANGUAGES:
-            raise ReportError(f"unknown language {request.language[:16]!r}: use zh-CN or en")
+            raise ReportError(
+                "bad_language",
+                f"unknown language {request.language[:16]!r}: use zh-CN or en",
+                value=request.language[:16],
+            )
         place = self.place(request.scope, request.scope_id)
         now = self._clock()
         period_window = finished_window(request.period, request.day, place.zone, now)
