@@ -27,7 +27,7 @@ from dispatch.http.deps import ApiContext
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
 from dispatch.security import SecurityHeaders
-from dispatch.web import console_page, feed, pages, plan_pages, stats, uploads
+from dispatch.web import console_page, feed, pages, plan_pages, reports_page, stats, uploads, wall
 from dispatch.web.rendering import WEB_DIR, WebState
 
 
@@ -81,4 +81,6 @@ def _install_web(app: FastAPI, context: ApiContext) -> None:
     app.include_router(pages.router)
     app.include_router(console_page.router)
     app.include_router(plan_pages.router)
+    app.include_router(reports_page.router)
     app.include_router(plan_pages.api_router)
+    app.include_router(wall.router)
