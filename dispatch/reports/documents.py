@@ -144,9 +144,7 @@ def render_pdf(
 ) -> bytes:
     """The report as an A4 PDF: tables in the CJK font, the charts as images."""
     font = _register_font()
-    body = ParagraphStyle("body", fontName=font, fontSize=9.5, leading=13)
-    heading = ParagraphStyle("heading", parent=body, fontSize=13, leading=18, spaceBefore=6)
-    big = ParagraphStyle("title", parent=body, fontSize=17, leading=23)
+    body, heading, big = _styles(font)
     width = A4[0] - 30 * mm
 
     def image(png: bytes, share: float = 1.0) -> Image:
@@ -275,6 +273,24 @@ def render_pdf(
             + [[a.camera_id, str(a.false_alarm), str(a.not_a_violation)] for a in f.false_alarms]
         ),
     ]
+    return _build(story, title(f, t))
+
+
+def title_only_pdf(text: str, font: str | None = None) -> bytes:
+    """A page holding just ``text`` where the report puts its title, in ``font`` (default: the
+    report's CJK font): the reference the tests compare the report's first page against."""
+    _, _, big = _styles(font or _register_font())
+    return _build([Paragraph(text, big)], text)
+
+
+def _styles(font: str) -> tuple[ParagraphStyle, ParagraphStyle, ParagraphStyle]:
+    body = ParagraphStyle("body", fontName=font, fontSize=9.5, leading=13)
+    heading = ParagraphStyle("heading", parent=body, fontSize=13, leading=18, spaceBefore=6)
+    big = ParagraphStyle("title", parent=body, fontSize=17, leading=23)
+    return body, heading, big
+
+
+def _build(story: list[Flowable], document_title: str) -> bytes:
     out = io.BytesIO()
     document = SimpleDocTemplate(
         out,
@@ -283,7 +299,7 @@ def render_pdf(
         rightMargin=15 * mm,
         topMargin=14 * mm,
         bottomMargin=14 * mm,
-        title=title(f, t),
+        title=document_title,
         author="civicwatch",
     )
     document.build(story)
