@@ -195,7 +195,11 @@ class TimelineText:
             match: Mapping[str, Any] = detail.get("match") or {}
             named = [self._matcher(key, match[key]) for key in MATCH_KEYS if match.get(key)]
             head = t("timeline.routing_rule", number=detail.get("rule", "?"))
-            head += t("timeline.matching", what="; ".join(named)) if named else ""
+            head += (
+                t("timeline.matching", what=t("timeline.match_separator").join(named))
+                if named
+                else ""
+            )
         else:
             head = t("timeline.default_route", kind=t.name("kind", detail.get("kind")))
         facts = [head]
