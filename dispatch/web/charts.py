@@ -21,7 +21,7 @@ from dispatch.web.stats import Stats
 BAR_COLOURS = ("#2f6fb0", "#d9822b")
 INK = "#1f2937"
 CONSOLE_FONT = 16  # about 14 px in the console's 360 px figures (labels were ~9 px)
-WALL_FONT = 26  # about 28 px on the wall, read from 4 m
+WALL_FONT = 30  # about 25 px in the wall's 620 px figures, read from 4 m
 
 
 def _svg_open(width: int, height: float, font_size: int) -> str:

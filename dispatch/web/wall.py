@@ -189,7 +189,7 @@ def _wall_values(request: Request, session: Session, principal: Principal) -> di
             ][:6],
             width=chart_width,
             font_size=WALL_FONT,
-            label_width=220,
+            label_width=260,
             empty=t("wall.nothing_open"),
         ),
         "by_kind": bar_chart(
@@ -199,7 +199,7 @@ def _wall_values(request: Request, session: Session, principal: Principal) -> di
             ][:6],
             width=chart_width,
             font_size=WALL_FONT,
-            label_width=220,
+            label_width=260,
             empty=t("wall.nothing_open"),
         ),
         "refreshed_at": now,

@@ -90,7 +90,7 @@ def test_wall_counts_open_cases_by_state_department_and_kind(wall: Wall) -> None
         assert _count(html, state) == states.count(state)
     assert "Open by department" in html
     assert "Open by kind" in html
-    assert 'font-size="26"' in html  # wall charts use the large type
+    assert 'font-size="30"' in html  # wall charts use the large type
     assert 'class="wall-page"' in html  # no kiosk: the header stays
     kiosk = wall.client.get("/wall?kiosk=1", headers=auth("dispatcher")).text
     assert 'class="wall-page kiosk"' in kiosk
