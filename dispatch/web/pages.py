@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
 
 from contracts.kinds import ViolationKind
 from dispatch.auth import IdentifiedDep
@@ -22,7 +23,7 @@ from dispatch.http.deps import (
     get_context,
     visible_case,
 )
-from dispatch.web.evidence_view import evidence_views
+from dispatch.web.evidence_view import evidence_set, evidence_views
 from dispatch.web.feed import head_seq
 from dispatch.web.page_route import (
     PASSWORD_PAGE,
@@ -30,6 +31,7 @@ from dispatch.web.page_route import (
     PageRoute,
     home_of,
 )
+from dispatch.web.plans import place_for_page
 from dispatch.web.queries import (
     CASE_PAGE_LOADS,
     allowed_actions,
@@ -43,8 +45,11 @@ from dispatch.workflow import NEEDS_REASON, TRANSITIONS, Action, CloseReason
 from storage.tables import Case, CaseState
 
 # What each page offers, in this order; a button shows only where the workflow would allow it.
+# Assigning to a person is offered once the workflow has the action (dispatch.workflow).
+_ASSIGN = tuple(action for action in Action if action.value == "assign")
 CONSOLE_ACTIONS = (
     Action.DISPATCH,
+    *_ASSIGN,
     Action.TRANSFER,
     Action.RETURN,  # a supervisor at the console
     Action.MERGE,
@@ -89,11 +94,13 @@ def password_page(request: Request, identified: IdentifiedDep) -> Response:
     )
 
 
-def _panel_values(request: Request, case: Case, principal: Principal) -> dict[str, Any]:
-    context = get_context(request)
+def _panel_values(
+    request: Request, session: Session, case: Case, principal: Principal
+) -> dict[str, Any]:
     return {
         "case": case,
-        "frames": evidence_views(context.registry, case, principal),
+        "evidence": evidence_set(case, principal),
+        "place": place_for_page(request, session, case),
         "actions": allowed_actions(principal, case, CONSOLE_ACTIONS),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),
@@ -110,7 +117,8 @@ def console_case(
 ) -> Response:
     """One case on a page of its own (a link to send, a screenshot)."""
     case = visible_case(session, principal, case_id, CASE_PAGE_LOADS)
-    return render(request, "case_page.html", principal, **_panel_values(request, case, principal))
+    values = _panel_values(request, session, case, principal)
+    return render(request, "case_page.html", principal, **values)
 
 
 @router.get("/console/cases/{case_id}/panel")
@@ -118,7 +126,17 @@ def console_case_panel(
     case_id: int, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     case = visible_case(session, principal, case_id, CASE_PAGE_LOADS)
-    return render(request, "_panel.html", principal, **_panel_values(request, case, principal))
+    values = _panel_values(request, session, case, principal)
+    return render(request, "_panel.html", principal, **values)
+
+
+@router.get("/console/cases/{case_id}/frames")
+def case_frames(
+    case_id: int, request: Request, session: SessionDep, principal: PrincipalDep
+) -> Response:
+    """Every frame of a case, for "show all" on the panel and the worker's case page."""
+    case = visible_case(session, principal, case_id, CASE_PAGE_LOADS)
+    return render(request, "_frames.html", principal, frames=evidence_views(case, principal))
 
 
 @router.get("/worker")
@@ -143,13 +161,13 @@ def worker_case(
     case_id: int, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     case = visible_case(session, principal, case_id, CASE_PAGE_LOADS)
-    context = get_context(request)
     return render(
         request,
         "worker_case.html",
         principal,
         case=case,
-        frames=evidence_views(context.registry, case, principal),
+        evidence=evidence_set(case, principal),
+        place=place_for_page(request, session, case),
         actions=allowed_actions(principal, case, WORKER_ACTIONS),
         may_attach=principal.may(Action.ATTACH)
         and CaseState(case.state) in TRANSITIONS[Action.ATTACH][0],

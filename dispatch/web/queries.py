@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatch.http.deps import Principal, visible_cases
+from dispatch.sla import DeadlineState, DeadlineStatus, deadline_status
 from dispatch.workflow import TRANSITIONS, Action
 from storage.tables import OPEN_STATES, Case, CaseState
-
-DUE_SOON = timedelta(minutes=30)
 
 
 def allowed_actions(principal: Principal, case: Case, offered: Sequence[Action]) -> list[Action]:
@@ -62,14 +61,26 @@ def worker_queue(session: Session, principal: Principal) -> list[Case]:
     return list(session.scalars(query))
 
 
-def deadline_class(case: Case, now: datetime) -> str:
-    if case.sla_due_at is None or case.state not in OPEN_STATES:
-        return ""
-    if case.overdue or case.sla_due_at <= now:
-        return "overdue"
-    if case.sla_due_at - now <= DUE_SOON:
-        return "due-soon"
-    return ""
+_ROW_CLASSES = {DeadlineState.OVER: "overdue", DeadlineState.SOON: "due-soon"}
+
+
+class DeadlineClass:
+    """A case's deadlines for a page: called, the row's class ("overdue", "due-soon" or ""), from
+    the more urgent of its running deadlines; ``status`` gives each deadline's own state, so a
+    page shows the accept and the resolve deadline apart (dispatch.sla.deadline_status)."""
+
+    def __call__(self, case: Case, now: datetime) -> str:
+        worst = self.status(case, now).worst
+        if worst is None:
+            return ""
+        return _ROW_CLASSES.get(worst, "")
+
+    def status(self, case: Case, now: datetime) -> DeadlineStatus:
+        return deadline_status(case, now)
+
+
+# The one the templates are given (a function-like object: templates call it and its status).
+deadline_class = DeadlineClass()
 
 
 def minutes_to(deadline: datetime | None, now: datetime) -> int | None:

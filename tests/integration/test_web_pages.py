@@ -204,12 +204,14 @@ def test_console_lists_both_departments_cases_and_the_sla_board(site: Site) -> N
     assert 'class="camera-dot health-unknown"' in page
 
 
-def test_the_panel_draws_the_zone_and_box_over_the_evidence(site: Site) -> None:
+def test_the_panel_draws_nothing_over_frames_the_edge_burnt_the_box_into(site: Site) -> None:
+    """The edge burns the zone and box in; an overlay sat a caption band's height off them."""
     panel = site.client.get(
         f"/console/cases/{site.parking_id}/panel", headers=auth("dispatcher")
     ).text
-    assert '<polygon class="zone" points="0,0 100,0 100,100 0,100"/>' in panel
-    assert '<rect class="box" x="10.0" y="20.0" width="50.0" height="50.0"/>' in panel
+    assert 'class="frame-open"' in panel  # the frames are there, opening the lightbox
+    assert "<polygon" not in panel
+    assert '<rect class="box"' not in panel
     assert 'data-action="transfer"' in panel  # dispatched: the dispatcher may transfer it
     assert 'data-action="accept"' not in panel  # that is the department's
     assert "登记" in panel
