@@ -28,6 +28,7 @@ from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
 from dispatch.security import SecurityHeaders
 from dispatch.web import console_page, feed, pages, plan_pages, reports_page, stats, uploads, wall
+from dispatch.web.error_pages import install_error_pages
 from dispatch.web.rendering import WEB_DIR, WebState
 
 
@@ -49,6 +50,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.scrape_registry = scrape
     install_operations(app, context.session_factory, context.registry, scrape)
     install_error_handlers(app)  # after install_operations: its out-of-range handler is replaced
+    install_error_pages(app)  # HTML error pages for browsers, JSON for the rest
     app.include_router(case_export.router)  # before cases: /cases/export.csv is no /cases/{id}
     app.include_router(cases.router)
     app.include_router(evidence.router)
