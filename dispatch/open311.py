@@ -2,10 +2,13 @@
 
 GET /open311/v2/services.json, /open311/v2/requests.json and
 /open311/v2/requests/{service_request_id}.json, with the fields the spec names
-(https://wiki.open311.org/GeoReport_v2). Every call needs a bearer token (an integration token or
-any signed-in role); a department's roles see only their department's cases, and another
-department's request is "not found". Errors are the spec's list of ``{code, description}``.
-Only JSON is served: the ``.xml`` forms answer 404 saying so.
+(https://wiki.open311.org/GeoReport_v2). The service list and service definitions are public, as
+the spec keeps them; the requests need a bearer token (an integration token or any signed-in
+role): a department's roles see only their department's cases, and another department's request
+is "not found". ``address`` is the site's postal address, the zone's building and the zone;
+``lat``/``long`` the site's coordinates (WGS-84) where the config gives them. Errors are the
+spec's list of ``{code, description}``. Only JSON is served: the ``.xml`` forms answer 404
+saying so.
 
 Extension: ``requests.json`` pages with ``page`` (from 1) and ``limit`` (at most 1000, the
 spec's cap). Without a date range every case is searched (newest first), not just 90 days.
@@ -18,7 +21,7 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -28,7 +31,7 @@ from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException
 
 from contracts.events import ViolationKind
-from contracts.sites import SiteRegistry
+from contracts.sites import SiteConfig, SiteRegistry, ZoneConfig
 from dispatch.config import Department, Priority, Tier
 from dispatch.http.deps import ContextDep, Principal, PrincipalDep, SessionDep, visible_cases
 from dispatch.kinds import DISPATCH_KINDS, ServiceListing
@@ -154,11 +157,14 @@ def _not_found(service_request_id: str) -> HTTPException:
     )
 
 
+class Open311ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[dict[str, Any]]
+
+
 @router.get("/services.json", response_model=list[Open311Service], responses=_ERRORS)
-def list_services(
-    _principal: PrincipalDep, jurisdiction_id: str | None = None
-) -> list[Open311Service]:
-    """One service per violation kind the cameras detect."""
+def list_services(jurisdiction_id: str | None = None) -> list[Open311Service]:
+    """One service per violation kind the cameras detect. Public, as the spec keeps it."""
     return [
         Open311Service(
             service_code=kind.value,
@@ -171,6 +177,19 @@ def list_services(
         )
         for kind, service in SERVICES.items()
     ]
+
+
+@router.get(
+    "/services/{service_code}.json", response_model=Open311ServiceDefinition, responses=_ERRORS
+)
+def service_definition(
+    service_code: Annotated[str, Path(max_length=64)], jurisdiction_id: str | None = None
+) -> Open311ServiceDefinition:
+    """A service's definition: cameras report, nobody files a request, so it asks for no
+    attributes (``metadata`` is false in services.json). Public, as the spec keeps it."""
+    if service_code not in {kind.value for kind in SERVICES}:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"service {service_code} not found")
+    return Open311ServiceDefinition(service_code=service_code, attributes=[])
 
 
 @router.get("/requests.json", response_model=list[Open311Request], responses=_ERRORS)
@@ -338,13 +357,20 @@ def _request(case: Case, registry: SiteRegistry, base_url: str) -> Open311Reques
         requested_datetime=case.opened_at.astimezone(where),
         updated_datetime=case.updated_at.astimezone(where),
         expected_datetime=case.sla_due_at.astimezone(where) if case.sla_due_at else None,
-        address=f"{site_name} {place}",
+        address=_address(site, zone, site_name, place),
         address_id=f"{case.site_id}/{case.zone_id}",
         zipcode=None,
         lat=site.lat if site else None,
         long=site.long if site else None,
         media_url=f"{base_url}/api/v1/evidence/{redacted}" if redacted else None,
     )
+
+
+def _address(site: SiteConfig | None, zone: ZoneConfig | None, site_name: str, place: str) -> str:
+    """Where to go, as people say it: the postal address (else the compound's name), the
+    building, the place in it."""
+    parts = [(site.address if site else "") or site_name, (zone.building if zone else "") or ""]
+    return " ".join(part for part in (*parts, place) if part)
 
 
 def _status_notes(case: Case) -> str:

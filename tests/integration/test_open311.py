@@ -90,12 +90,22 @@ class Open311:
         return [int(r["service_request_id"]) for r in self.get("requests.json", who, **params)]
 
 
+ADDRESS = "杭州市西湖区文三路 100 号"
+BUILDING = "3 号楼"
+
+
 def _registry_with_coordinates(registry: SiteRegistry) -> SiteRegistry:
-    sites = [
-        site.model_copy(update={"lat": 30.2741, "long": 120.1551}) if site.id == SITE else site
-        for site in registry.sites
-    ]
-    return SiteRegistry(sites=sites)  # built afresh: model_copy would keep the camera index
+    """Site A with coordinates, a postal address, and the fire lane's building."""
+    raw = registry.model_dump()
+    for site in raw["sites"]:
+        if site["id"] == SITE:
+            site.update(lat=30.2741, long=120.1551, address=ADDRESS)
+            for gateway in site["gateways"]:
+                for camera in gateway["cameras"]:
+                    for zone in camera["zones"]:
+                        if zone["id"] == FIRE_LANE_ZONE:
+                            zone["building"] = BUILDING
+    return SiteRegistry.model_validate(raw)  # built afresh: a copy would keep the camera index
 
 
 def _close_by_verification(sessions: SessionFactory, case_id: int) -> None:
@@ -201,7 +211,7 @@ def test_requests_newest_first_with_every_spec_field(open311: Open311) -> None:
     assert fire["agency_responsible"] == "消防救援"
     assert fire["service_notice"] == "大事派单，优先级：紧急"
     assert fire["address_id"] == f"{SITE}/{FIRE_LANE_ZONE}"
-    assert FIRE_LANE_ZONE in fire["address"]
+    assert fire["address"] == f"{ADDRESS} {BUILDING} {FIRE_LANE_ZONE}"
     assert (fire["lat"], fire["long"]) == (30.2741, 120.1551)
     assert requests[0]["lat"] is None  # site-b has no coordinates
     # W3C datetimes in the site's time zone (Asia/Shanghai), naming their offset.
@@ -313,8 +323,22 @@ def test_bad_parameters_are_open311_errors(
     assert problem in error["description"]
 
 
+def test_services_and_their_definitions_are_public_as_the_spec_keeps_them(
+    open311: Open311,
+) -> None:
+    services = open311.client.get("/open311/v2/services.json")
+    assert services.status_code == 200
+    codes = [service["service_code"] for service in services.json()]
+    assert codes == [kind.value for kind in ViolationKind]
+    definition = open311.client.get(f"/open311/v2/services/{codes[0]}.json")
+    assert definition.json() == {"service_code": codes[0], "attributes": []}
+    unknown = open311.client.get("/open311/v2/services/no_such_service.json")
+    assert unknown.status_code == 404
+    assert unknown.json()[0]["code"] == 404
+
+
 def test_errors_unknown_ids_and_authentication(open311: Open311) -> None:
-    for path in ("services.json", "requests.json", f"requests/{open311.fire_id}.json"):
+    for path in ("requests.json", f"requests/{open311.fire_id}.json"):
         response = open311.client.get(f"/open311/v2/{path}")
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
