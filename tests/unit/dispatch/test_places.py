@@ -122,3 +122,27 @@ def test_unknown_camera_still_gives_a_place_of_ids() -> None:
     assert (place.site_name, place.camera_name, place.zone_name) == ("gone", "cam-gone", "z")
     assert place.location == "lot 4"
     assert place.plan_position is None
+
+
+def test_the_demo_config_names_the_place_a_firefighter_goes_to() -> None:
+    from civicwatch.config import load_config
+    from dispatch.web.plans import site_buildings
+    from tests.conftest import REPO_ROOT
+
+    config = load_config(REPO_ROOT / "configs" / "example.yaml", environ={})
+    registry = SiteRegistry(sites=config.sites)
+    case = Case(site_id="compound-demo", camera_id="cam-gate", zone_id="fire-lane-gate")
+    place = place_of(registry, {}, case)
+    assert place.address
+    assert place.street
+    assert place.building
+    assert place.amap_url is not None
+    assert place.geo_uri is not None
+    assert place.plan_position is not None
+    # No plan image in the demo: the plan is drawn with the zone's building where it stands.
+    buildings = site_buildings(registry.sites[0], {})
+    assert [b.name for b in buildings] == [place.building]
+    assert (buildings[0].x, buildings[0].y) == (
+        place.plan_position.x * 1000,
+        place.plan_position.y * 600,
+    )
