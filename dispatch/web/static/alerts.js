@@ -88,6 +88,11 @@ const CWAlerts = (() => {
 
   // A feed entry and its item: alerts when it is an urgent case just registered.
   function onEntry(entry, item) {
+    const since = pending.get(String(entry.case_id));
+    if (since !== undefined && Date.now() - since <= FLASH_MS) {
+      flash(item); // the same case's next entries (its routing, at once) flash too, silently
+      return false;
+    }
     if (entry.action !== "register" || !isUrgent(entry.case)) return false;
     flash(item);
     pending.set(String(entry.case_id), Date.now());

@@ -19,8 +19,12 @@
   filter.addEventListener("submit", (event) => {
     event.preventDefault();
     const query = new URLSearchParams();
+    const defaults = new Set([...filter.querySelectorAll("[data-default]")].map(
+      (field) => `${field.name}=${field.dataset.default}`));
     for (const [name, value] of new FormData(filter).entries()) {
-      if (String(value).trim() !== "") query.append(name, value);
+      // Blanks and defaults stay out: the URL says only what narrows or orders the list.
+      if (String(value).trim() === "" || defaults.has(`${name}=${value}`)) continue;
+      query.append(name, value);
     }
     const lang = new URLSearchParams(location.search).get("lang");
     if (lang) query.append("lang", lang);
