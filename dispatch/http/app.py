@@ -23,11 +23,13 @@ from dispatch.http import (
     notifications,
     views,
 )
+from dispatch.http import templates as response_templates
 from dispatch.http.deps import ApiContext
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
 from dispatch.security import SecurityHeaders
 from dispatch.web import console_page, feed, pages, plan_pages, reports_page, stats, uploads, wall
+from dispatch.web import templates_admin as templates_page
 from dispatch.web.error_pages import install_error_pages
 from dispatch.web.rendering import WEB_DIR, WebState
 
@@ -57,6 +59,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(cameras.router)
     app.include_router(accounts.router)
     app.include_router(views.router)
+    app.include_router(response_templates.router)
     app.include_router(health.router)
     _install_web(app, context)
     app.include_router(notifications.router)
@@ -86,3 +89,4 @@ def _install_web(app: FastAPI, context: ApiContext) -> None:
     app.include_router(reports_page.router)
     app.include_router(plan_pages.api_router)
     app.include_router(wall.router)
+    app.include_router(templates_page.router)
