@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
@@ -66,3 +67,67 @@ def _asset_route(path: Path, media_type: str) -> Callable[[], FileResponse]:
         return FileResponse(path, media_type=media_type)
 
     return swagger_asset
+
+
+# The live feed is kept out of the routes' own schema (include_in_schema=False: a schema-driven
+# client cannot wait for an endless answer); it is documented here as what it is, an event
+# stream, which fuzzers skip by its media type.
+FEED_PATH = "/api/v1/feed"
+FEED_OPERATION: dict[str, Any] = {
+    "summary": "Case changes, live (Server-Sent Events)",
+    "description": (
+        "Case changes as Server-Sent Events (`event: case`, `id` = the audit log's seq), live "
+        "and endless. A department's roles get their department's cases only. A reconnecting "
+        "client sends `Last-Event-ID` (or `?after=`) and first gets what it missed; "
+        "`event: reset` means more was missed than is replayed: reload."
+    ),
+    "operationId": "case_feed",
+    "tags": ["feed"],
+    "parameters": [
+        {
+            "name": "after",
+            "in": "query",
+            "required": False,
+            "description": "replay entries after this seq (audit log order)",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        {
+            "name": "last-event-id",
+            "in": "header",
+            "required": False,
+            "description": "the last event id received: resume after it",
+            "schema": {"type": "string"},
+        },
+    ],
+    "responses": {
+        "200": {
+            "description": "an endless stream of events",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        "401": {"description": "log in, or send a valid bearer token"},
+    },
+}
+
+
+def document_streams(document: dict[str, Any]) -> None:
+    """Add the live feed to an OpenAPI document, secured like the case list."""
+    paths: dict[str, Any] = document.setdefault("paths", {})
+    if FEED_PATH in paths:
+        return
+    operation = dict(FEED_OPERATION)
+    security = paths.get("/api/v1/cases", {}).get("get", {}).get("security")
+    if security is not None:
+        operation["security"] = security
+    paths[FEED_PATH] = {"get": operation}
+
+
+def install_stream_docs(app: FastAPI) -> None:
+    """Document the event streams in ``app``'s OpenAPI document (after the routes are added)."""
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build_openapi()  # cached by FastAPI: adding twice is skipped
+        document_streams(document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

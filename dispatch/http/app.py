@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry
 
 from dispatch import open311
-from dispatch.apidocs import install_api_docs
+from dispatch.apidocs import install_api_docs, install_stream_docs
 from dispatch.errors import install_error_handlers
 from dispatch.http import (
     accounts,
@@ -25,6 +25,7 @@ from dispatch.http import (
 )
 from dispatch.http import templates as response_templates
 from dispatch.http.deps import ApiContext
+from dispatch.metrics import OverdueNowCollector
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
 from dispatch.security import SecurityHeaders
@@ -32,6 +33,7 @@ from dispatch.web import console_page, feed, pages, plan_pages, reports_page, st
 from dispatch.web import templates_admin as templates_page
 from dispatch.web.error_pages import install_error_pages
 from dispatch.web.rendering import WEB_DIR, WebState
+from storage.tables import utcnow
 
 
 def create_app(context: ApiContext) -> FastAPI:
@@ -49,6 +51,7 @@ def create_app(context: ApiContext) -> FastAPI:
     # The gauges /metrics reads from the database at scrape time, apart from the process's own.
     scrape = CollectorRegistry()
     scrape.register(health.CasesByStateCollector(context.session_factory))
+    scrape.register(OverdueNowCollector(context.session_factory, utcnow))
     app.state.scrape_registry = scrape
     install_operations(app, context.session_factory, context.registry, scrape)
     install_error_handlers(app)  # after install_operations: its out-of-range handler is replaced
@@ -65,6 +68,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(notifications.router)
     scrape.register(NotificationBacklogCollector(context.session_factory))
     app.include_router(open311.router)
+    install_stream_docs(app)  # the live feed, as an event stream, in the OpenAPI document
     app.add_middleware(SecurityHeaders)  # added last: the outermost, so on every response
     return app
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from dispatch.config import ApiSettings
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.workflow import Workflow
+from storage.tables import Case
 from tests.factories import (
     API_TOKENS,
     CAMERA,
@@ -246,6 +249,43 @@ def test_health_readiness_metrics_and_docs(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     assert "/api/v1/cases/{case_id}/actions" in schema["paths"]
     assert api.client.get("/docs").status_code == 200
+
+
+def test_metrics_count_cases_overdue_now_by_department(api: Api) -> None:
+    def overdue() -> dict[str, float]:
+        found = re.findall(
+            r'^civicwatch_cases_overdue_now\{department="(\w+)"\} (\S+)$',
+            api.client.get("/metrics").text,
+            re.MULTILINE,
+        )
+        return {department: float(value) for department, value in found}
+
+    assert overdue()["fire_rescue"] == 0.0
+    with api.rig.session_factory() as session:
+        fire = session.get(Case, api.fire_id)
+        parking = session.get(Case, api.parking_id)
+        assert fire is not None
+        assert parking is not None
+        # Past its resolve deadline (no sweep has flagged it): overdue now all the same.
+        fire.sla_due_at = datetime.now(UTC) - timedelta(minutes=1)
+        # Dispatched and past its accept deadline.
+        parking.ack_due_at = datetime.now(UTC) - timedelta(seconds=5)
+        session.commit()
+    counted = overdue()
+    assert (counted["fire_rescue"], counted["law_enforcement"]) == (1.0, 1.0)
+    assert counted["public_security"] == 0.0
+    accepted = api.client.post(
+        f"/api/v1/cases/{api.parking_id}/actions", headers=_auth("law"), json={"action": "accept"}
+    )
+    assert accepted.status_code == 200
+    assert overdue()["law_enforcement"] == 0.0  # accepted: its accept deadline no longer runs
+
+
+def test_the_live_feed_is_documented_as_an_event_stream(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    feed = schema["paths"]["/api/v1/feed"]["get"]
+    assert list(feed["responses"]["200"]["content"]) == ["text/event-stream"]
+    assert feed["security"] == schema["paths"]["/api/v1/cases"]["get"]["security"]
 
 
 def _download(api: Api, url: str, who: str, **params: str) -> tuple[str, str]:
