@@ -190,6 +190,13 @@ class Case(Base):
     assignee: Mapped[str | None] = mapped_column(
         String(64), index=True, doc="the person in the department the case is assigned to"
     )
+    source: Mapped[str] = mapped_column(
+        String(16),
+        default="camera",
+        server_default="camera",
+        doc="what opened it: camera, or a resident's report (web, qr, hotline, open311); a case "
+        "no camera saw has empty gateway, camera and zone ids",
+    )
 
     evidence: Mapped[list[CaseEvidence]] = relationship(
         back_populates="case", order_by="CaseEvidence.captured_at"
@@ -369,6 +376,9 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     password_changed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    site_id: Mapped[str | None] = mapped_column(
+        String(64), doc="council members and building leads: the site (compound) they serve"
+    )
     alert_sound: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false(), doc="opted in: a sound on urgent cases"
     )
@@ -581,3 +591,138 @@ class CameraHealthChange(Base):
     site_id: Mapped[str] = mapped_column(String(64))
     health: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class ResidentReport(Base):
+    """A problem a resident reported (web page, QR poster, hotline, Open311): always part of one
+    case, opened for it or joined to a case already open for the same problem."""
+
+    __tablename__ = "resident_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tracking_code: Mapped[str] = mapped_column(String(16), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    joined: Mapped[bool] = mapped_column(Boolean, doc="joined a case already open, not opened it")
+    channel: Mapped[str] = mapped_column(String(16), doc="web, qr, hotline or open311")
+    category: Mapped[str] = mapped_column(String(32), doc="a ViolationKind value")
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    building: Mapped[str | None] = mapped_column(String(64))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    plan_x: Mapped[float | None] = mapped_column(Float, doc="a point on the site plan, 0..1")
+    plan_y: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    long: Mapped[float | None] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(Text, default="")
+    phone: Mapped[str | None] = mapped_column(String(32), doc="whole; masked outside dispatchers")
+    contact_consent: Mapped[bool] = mapped_column(
+        Boolean, default=False, doc="the resident agreed that the department sees who reported"
+    )
+    submitted_by: Mapped[str | None] = mapped_column(
+        String(64), doc="the hotline operator or Open311 integration; None: the resident"
+    )
+    token_id: Mapped[str | None] = mapped_column(String(64), doc="the QR poster's token id")
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    rating: Mapped[str | None] = mapped_column(
+        String(16), doc="satisfied, basically_satisfied or dissatisfied"
+    )
+    rating_comment: Mapped[str] = mapped_column(Text, default="")
+    rated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ReportPhoto(Base):
+    """A resident's photo, EXIF stripped; its bytes live in the evidence store."""
+
+    __tablename__ = "report_photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("resident_reports.id", ondelete="CASCADE"), index=True
+    )
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32), doc="decided from the bytes")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+
+
+class Consultation(Base):
+    """小事协商: a community-tier case the residents' council and property management settle by
+    discussion and a vote, or hand to a department when the deadline passes."""
+
+    __tablename__ = "consultations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(
+        ForeignKey("cases.id", ondelete="CASCADE"), unique=True
+    )
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    quorum: Mapped[int] = mapped_column(Integer, doc="votes needed for a proposal to carry")
+    deadline_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    state: Mapped[str] = mapped_column(String(16), doc="open, agreed or escalated")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ConsultationPost(Base):
+    """A comment or a proposed resolution in a consultation."""
+
+    __tablename__ = "consultation_posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consultation_id: Mapped[int] = mapped_column(
+        ForeignKey("consultations.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), doc="comment or proposal")
+    author: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ConsultationVote(Base):
+    """One member's vote on one proposal; a member may change it until the consultation ends."""
+
+    __tablename__ = "consultation_votes"
+
+    proposal_id: Mapped[int] = mapped_column(
+        ForeignKey("consultation_posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    voter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    choice: Mapped[str] = mapped_column(String(8), doc="for, against or abstain")
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class GuidanceTemplate(Base):
+    """私事自治: the guidance reply a resident gets for a household matter, per category."""
+
+    __tablename__ = "guidance_templates"
+
+    category: Mapped[str] = mapped_column(String(32), primary_key=True)
+    body_zh: Mapped[str] = mapped_column(Text)
+    body_en: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ReportLimitHit(Base):
+    """A report counted against a limit (per client address, phone number or QR token), so the
+    limits hold across API workers."""
+
+    __tablename__ = "report_limit_hits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_kind: Mapped[str] = mapped_column(String(8), doc="address, phone or token")
+    key: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+class IntegrationKey(Base):
+    """An Open311 integration's api_key: only its SHA-256 is stored."""
+
+    __tablename__ = "integration_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
