@@ -52,6 +52,17 @@ STATUS_CODES: dict[int, str] = {
     500: "server_error",
     503: "unavailable",
 }
+# The codes raised by name in the API (case_query, the routes); each has error.<code> in both
+# catalogues (tests/unit/dispatch/test_api_errors.py checks).
+API_CODES = (
+    "case_not_found",
+    "unknown_parameter",
+    "repeated_parameter",
+    "invalid_cursor",
+    "cursor_mismatch",
+    "export_too_large",
+    "workflow_refused",
+)
 # Workflow refusals without a code of their own (the workflow adds ``code``/``params``).
 WORKFLOW_FALLBACK_CODE = "workflow_refused"
 WORKFLOW_STATUS: tuple[tuple[type[WorkflowError], int], ...] = (
