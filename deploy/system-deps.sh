@@ -27,6 +27,8 @@ declare -A packages=(
   [prlimit]=util-linux
   [chromium]=chromium
   [fc-list]=fontconfig
+  [pdftoppm]=poppler-utils  # the analysis report's PDF test rasterises its pages
+  [pdftotext]=poppler-utils
 )
 missing=()
 for command in $(printf '%s\n' "${!packages[@]}" | sort); do

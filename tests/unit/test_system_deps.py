@@ -26,6 +26,8 @@ LOOKED_FOR = (
     "openssl",
     "prlimit",
     "chromium",
+    "pdftoppm",
+    "pdftotext",
 )
 
 
@@ -50,7 +52,10 @@ def _run(path: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(("hidden", "package"), [("docker-compose", "docker-compose")])
+@pytest.mark.parametrize(
+    ("hidden", "package"),
+    [("docker-compose", "docker-compose"), ("pdftoppm", "poppler-utils")],
+)
 def test_a_missing_program_is_named_in_one_line(tmp_path: Path, hidden: str, package: str) -> None:
     result = _run(_path_without(tmp_path, hidden), "--check")
 
