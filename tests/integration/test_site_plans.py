@@ -85,6 +85,8 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
         )
         with sessions() as session:
             fire_case = session.scalars(select(Case.id)).one()
+        accounts = AccountService(sessions, AccountSettings())
+        accounts.create_user("plans", "plan-admin-password-1", Role.ADMIN)
         app = create_app(
             ApiContext(
                 session_factory=sessions,
@@ -94,7 +96,7 @@ def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
                 metrics_registry=rig.metrics.registry,
                 workflow=Workflow(),
                 web=WebOptions(attachment_max_bytes=LIMIT),
-                accounts=AccountService(sessions, AccountSettings()),
+                accounts=accounts,
             )
         )
         with TestClient(app) as client:
@@ -265,3 +267,23 @@ def test_openapi_lists_the_plan_routes(site: Site) -> None:
     paths = site.client.get("/openapi.json").json()["paths"]
     assert "put" in paths["/api/v1/sites/{site_id}/plan"]
     assert {"put", "delete"} <= set(paths["/api/v1/cameras/{camera_id}/placement"])
+
+
+def test_a_signed_in_admins_upload_needs_the_csrf_header(site: Site) -> None:
+    """A form another site posts carries the admin's cookie but never the header."""
+    login = site.client.post(
+        "/api/v1/auth/login", json={"username": "plans", "password": "plan-admin-password-1"}
+    )
+    assert login.status_code == 200, login.text
+    files = {"file": ("plan.png", image_bytes("PNG"))}
+    forged = site.client.put(f"/api/v1/sites/{SITE}/plan", files=files)
+    assert forged.status_code == 403
+    moved = site.client.put(f"/api/v1/cameras/{CAMERA}/placement", json={"x": 0.1, "y": 0.1})
+    assert moved.status_code == 403
+    with site.sessions() as session:
+        assert session.get(SitePlanImage, SITE) is None
+        assert session.get(CameraPlacement, CAMERA) is None
+    sent = site.client.put(
+        f"/api/v1/sites/{SITE}/plan", files=files, headers={"X-Requested-With": "civicwatch"}
+    )
+    assert sent.status_code == 200, sent.text
