@@ -63,6 +63,7 @@ from storage.tables import (
 )
 from tests.conftest import free_port
 from tests.factories import (
+    CAMERA,
     FIRE_LANE_ZONE,
     SITE,
     EventFactory,
@@ -121,6 +122,18 @@ OBJECT_PARAMS: dict[str, Callable[[Objects], list[str]]] = {
 NOT_OBJECT_PARAMS: dict[str, tuple[str, str]] = {
     "username": ("an account: admin-only routes, not a department's", "bola-worker"),
     "site_id": ("a site (its plan image): every department works on every site", SITE),
+    "camera_id": ("a camera (its dot on the plan): every department sees every camera", CAMERA),
+    "service_code": ("an Open311 service: public, as the spec keeps it", "illegal_parking"),
+    # A person's own object, not a department's: its owner checks are its module's tests'.
+    "view_id": ("a saved view: one person's, never a department's", "1"),
+    "report_id": ("a joint analysis report: every department's meeting reads it", "1"),
+    # Department names are a fixed list every role knows: its people are refused (403) to whoever
+    # may not assign its cases, checked in test_routes_over_many_cases_or_a_department below.
+    "department": ("a department's name, not an object of one", OWN.value),
+    "template_id": (
+        "a response template: only admins change one (403 to all others); reading is the list",
+        "1",
+    ),
     "path": ("a static file of the web pages", "app.css"),
 }
 
@@ -795,3 +808,56 @@ def test_case_ids_are_found_in_json_feeds_and_links() -> None:
     assert case_ids_in('id: 3\ndata: {"case_id": 12}\n\n', "text/event-stream") == {12}
     assert case_ids_in('<a href="/worker/cases/41">', "text/html") == {41}
     assert case_ids_in('[{"service_request_id": "5"}]', "application/json") == {5}
+
+
+def test_routes_over_many_cases_or_a_department(world: World) -> None:
+    """The routes that take many cases at once: bulk names them in its body (no path parameter
+    for the probe above to fill), an export is a file, not JSON; and another department's
+    people, whom a department's roles may not assign cases to."""
+    before = _snapshot(world)
+    own, foreign = world.own.case_ids, world.foreign.case_ids
+    for who in world.scoped:
+        people = world.request(who, "GET", f"/api/v1/departments/{FOREIGN.value}/people")
+        assert people.status_code in (403, 404), people.text
+        for action in ({"action": "accept"}, {"action": "note", "reason": "bola bulk"}):
+            answer = world.request(
+                who,
+                "POST",
+                "/api/v1/cases/bulk",
+                json={"case_ids": [*foreign, own[0]], **action},
+                headers=CSRF,
+            )
+            assert answer.status_code == 200, answer.text
+            refused = {r["case_id"]: r for r in answer.json() if not r["ok"]}
+            for case_id in foreign:
+                assert refused[case_id]["code"] == "case_not_found", answer.text
+            assert [r["case_id"] for r in answer.json() if r["ok"]] in ([], [own[0]])
+        for path in ("/api/v1/cases/export.csv", "/api/v1/cases/export.xlsx"):
+            for params in ({}, {"department": FOREIGN.value}, {"q": f"#{foreign[0]}"}):
+                answer = world.request(who, "GET", path, params={**params, "lang": "en"})
+                assert answer.status_code == 200, answer.text
+                body = _export_text(path, answer.content)
+                leaked = [m for m in world.foreign.markers() if m in body]
+                assert not leaked, f"{path} {params} as {who.name}: {leaked}"
+                assert not set(_first_column(path, answer.content)) & set(foreign)
+    after = _snapshot(world)
+    assert [before["cases"][i] for i in foreign] == [after["cases"][i] for i in foreign]
+    dispatcher = world.broad[0]
+    whole = world.request(dispatcher, "GET", "/api/v1/cases/export.csv")
+    assert set(foreign) <= set(_first_column("/api/v1/cases/export.csv", whole.content))
+
+
+def _export_text(path: str, content: bytes) -> str:
+    if path.endswith(".csv"):
+        return content.decode("utf-8-sig")
+    from io import BytesIO
+
+    from openpyxl import load_workbook  # type: ignore[import-untyped]
+
+    sheet = load_workbook(BytesIO(content)).active
+    return "\n".join(",".join(str(v) for v in row) for row in sheet.iter_rows(values_only=True))
+
+
+def _first_column(path: str, content: bytes) -> list[int]:
+    lines = _export_text(path, content).splitlines()[1:]
+    return [int(line.split(",")[0]) for line in lines if line]
