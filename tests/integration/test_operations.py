@@ -298,7 +298,8 @@ def test_ids_and_offsets_beyond_the_database_are_client_errors(ops: Ops) -> None
 
     answer = ops.client.get("/overflowing")
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["type"] == "value_error"
+    assert answer.json()["code"] == "invalid_request"
+    assert answer.json()["errors"][0]["type"] == "value_error"
 
 
 def test_method_not_allowed_names_every_method_of_the_path(ops: Ops) -> None:
