@@ -112,4 +112,4 @@ def test_the_bus_still_in_the_fire_lane_after_a_restart_continues_its_case(demo:
     assert not case["chain_broken"], "each violation's frames chain on their own"
     reasons = [step["reason"] for step in detail["transitions"]]
     assert f"merged violation {again} from camera {CAMERA} (same spot)" in reasons, reasons
-    assert len(detail["evidence"]) > len(before["evidence"]), "the restart's frames join the case"
+    assert len(detail["evidence"]) > before["evidence_count"], "the restart's frames join the case"
