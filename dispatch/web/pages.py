@@ -36,6 +36,7 @@ from dispatch.web.queries import (
     CASE_PAGE_LOADS,
     allowed_actions,
     deadline_class,
+    last_deadline_move,
     minutes_to,
     worker_queue,
 )
@@ -101,6 +102,7 @@ def _panel_values(
         "case": case,
         "evidence": evidence_set(case, principal),
         "place": place_for_page(request, session, case),
+        "deadline_move": last_deadline_move(case),
         "actions": allowed_actions(principal, case, CONSOLE_ACTIONS),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),
@@ -168,6 +170,7 @@ def worker_case(
         case=case,
         evidence=evidence_set(case, principal),
         place=place_for_page(request, session, case),
+        deadline_move=last_deadline_move(case),
         actions=allowed_actions(principal, case, WORKER_ACTIONS),
         may_attach=principal.may(Action.ATTACH)
         and CaseState(case.state) in TRANSITIONS[Action.ATTACH][0],

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from dispatch.http.deps import Principal, visible_cases
-from dispatch.sla import DeadlineState, DeadlineStatus, deadline_status
+from dispatch.sla import CLOCK_STARTS, DeadlineState, DeadlineStatus, deadline_status
 from dispatch.workflow import TRANSITIONS, Action
 from storage.tables import OPEN_STATES, Case, CaseState
 
@@ -87,3 +88,36 @@ def minutes_to(deadline: datetime | None, now: datetime) -> int | None:
     if deadline is None:
         return None
     return int((deadline - now).total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class DeadlineMove:
+    """A dispatch or transfer that moved a case's resolve deadline (the workflow records the
+    deadlines before and after in the entry's detail)."""
+
+    action: str
+    at: datetime
+    source: datetime
+    target: datetime
+
+
+def last_deadline_move(case: Case) -> DeadlineMove | None:
+    """The latest move of ``case``'s resolve deadline (its transitions loaded), if any."""
+    for transition in sorted(case.transitions, key=lambda t: (t.at, t.id), reverse=True):
+        if transition.action not in CLOCK_STARTS:
+            continue
+        detail = transition.detail or {}
+        source, target = detail.get("deadline_from"), detail.get("deadline_to")
+        if not isinstance(source, str) or not isinstance(target, str) or source == target:
+            continue
+        try:
+            moved = DeadlineMove(
+                transition.action,
+                transition.at,
+                datetime.fromisoformat(source),
+                datetime.fromisoformat(target),
+            )
+        except ValueError:  # an entry written by hand: show nothing rather than fail the page
+            continue
+        return moved
+    return None

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, HTTPException, status
 from fastapi.testclient import TestClient
 
+from dispatch.config import Department
+from dispatch.workflow import Action, Assignment, Command, Workflow, system_actor
 from storage.tables import Case, utcnow
 from tests.integration.test_web_pages import Site, auth, serve
 
@@ -138,3 +140,28 @@ def test_an_unexpected_error_is_a_500_page_or_the_json_shape(site: Site) -> None
     assert api.status_code == 500
     assert api.json()["code"] == "server_error"
     assert "a bug" not in api.text
+
+
+def test_a_transfer_that_moves_the_deadline_says_so_beside_it(site: Site) -> None:
+    before = site.client.get(f"/console/cases/{site.parking_id}/panel", headers=auth("law")).text
+    assert "deadline-moved" not in before
+
+    def fire_route(case: Case, department: Department, now: datetime) -> Assignment:
+        """The fire department's route: 5 minutes to accept, 30 to clear (as the Router gives)."""
+        return Assignment(
+            "department", "urgent", now + timedelta(minutes=5), now + timedelta(minutes=30), None
+        )
+
+    # The workflow with a route, as the server builds it (this app's own has none).
+    with site.rig.session_factory() as session:
+        case = session.get(Case, site.parking_id)
+        assert case is not None
+        command = Command(Action.TRANSFER, reason="a fire lane", department=Department.FIRE_RESCUE)
+        Workflow(reroute=fire_route).apply(session, case, command, system_actor("test"))
+        session.commit()
+    panel = site.client.get(
+        f"/console/cases/{site.parking_id}/panel", headers=auth("dispatcher")
+    ).text
+    moved = re.search(r'<small class="deadline-moved">(.*?)</small>', panel, re.S)
+    assert moved is not None
+    assert moved.group(1).startswith("转派后办结时限由 ")
