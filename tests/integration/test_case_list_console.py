@@ -19,6 +19,7 @@ from dispatch.accounts import AccountService
 from dispatch.config import AccountSettings, ApiSettings, Role
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
+from dispatch.saved_views import MAX_VIEWS_PER_USER
 from dispatch.web.case_list import PAGE_SIZE
 from dispatch.workflow import Workflow
 from storage.tables import Case
@@ -246,3 +247,34 @@ def test_alert_opt_ins_are_off_until_set_and_stay_on_the_account(console: Consol
     page = client.get("/console").text
     assert 'id="alert-sound" checked' in page
     assert 'id="alert-desktop">' in page
+
+
+def test_saved_views_refuse_hostile_input_with_a_reason(console: Console) -> None:
+    client = console.client
+    console.sign_in("desk01")
+
+    def save(name: str, query: str = "") -> tuple[int, dict[str, object]]:
+        answer = client.post("/api/v1/views", json={"name": name, "query": query}, headers=CSRF)
+        return answer.status_code, answer.json()
+
+    assert save("x" * 81)[0] == 422
+    assert save("long", "q=" + "a" * 2000)[0] == 422
+    status, body = save("garbled", "state")
+    assert (status, body["code"]) == (422, "saved_view_bad_query")
+    status, body = save("repeated", "sort=newest&sort=oldest")
+    assert (status, body["code"]) == (400, "repeated_parameter")
+    assert (
+        client.post(
+            "/api/v1/views", json={"name": "a", "query": "", "owner": 2}, headers=CSRF
+        ).status_code
+        == 422
+    )
+    # At most 50 views a person; replacing one at the limit still works.
+    for number in range(MAX_VIEWS_PER_USER):
+        assert save(f"view {number:02d}", "state=new")[0] == 201
+    status, body = save("one too many")
+    assert (status, body["code"]) == (409, "saved_view_limit")
+    assert body["params"] == {"limit": MAX_VIEWS_PER_USER}
+    assert save("view 00", "state=closed")[0] == 201
+    page = client.get("/console").text
+    assert page.count('class="view-chip"') == MAX_VIEWS_PER_USER
