@@ -1,4 +1,5 @@
-"""What the pages list: the SLA board, recent cases, a worker's queue, how near a deadline is."""
+"""What the pages list: the SLA board, a worker's queue, how near a deadline is (the console's
+case list is dispatch.web.case_list)."""
 
 from __future__ import annotations
 
@@ -41,11 +42,6 @@ def open_cases_by_deadline(session: Session, principal: Principal, limit: int = 
         .order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
         .limit(limit)
     )
-    return list(session.scalars(query))
-
-
-def recent_cases(session: Session, principal: Principal, limit: int = 50) -> list[Case]:
-    query = _visible(principal).order_by(Case.updated_at.desc(), Case.id.desc()).limit(limit)
     return list(session.scalars(query))
 
 
