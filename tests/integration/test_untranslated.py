@@ -27,6 +27,7 @@ from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.config import Department, Role
 from dispatch.sla import SWEEP_ACTOR
+from dispatch.verification import Verification
 from dispatch.web.i18n import LANGUAGE_COOKIE, LANGUAGES, load_catalogue
 from dispatch.workflow import Action, Actor, CloseReason, Command, Workflow, system_actor
 from storage.tables import Case
@@ -258,6 +259,7 @@ def _seed(site: Site) -> None:
         ]
         for case, command, actor in steps:
             workflow.apply(session, case, command, actor, case.updated_at + timedelta(minutes=1))
+        parking.verification = Verification.NOT_CLEAR.value  # as the verifier leaves it
 
 
 @pytest.fixture
