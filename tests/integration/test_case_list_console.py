@@ -278,3 +278,14 @@ def test_saved_views_refuse_hostile_input_with_a_reason(console: Console) -> Non
     assert save("view 00", "state=closed")[0] == 201
     page = client.get("/console").text
     assert page.count('class="view-chip"') == MAX_VIEWS_PER_USER
+
+
+def test_the_list_speaks_english_when_asked(console: Console) -> None:
+    console.sign_in("desk01")
+    page = console.client.get("/console?lang=en&overdue=true").text
+    for words in ("0 cases", "Saved views", "Keyboard shortcuts", "Overdue only", "Bulk actions"):
+        assert words in page
+    assert '"select_all": "Select all on this page"' in page  # the script's words too
+    # The page's language is no filter: it stays out of the list's and the export's query.
+    assert 'data-query="overdue=true"' in page
+    assert "/api/v1/cases/export.xlsx?overdue=true&amp;lang=en" in page
