@@ -158,7 +158,9 @@ def build_server(config: CivicwatchConfig) -> Server:
         DispatchMetrics(metrics.registry),
         router,
     )
-    reports = ReportService(database.session_factory, config)
+    reports = ReportService(
+        database.session_factory, config, evidence_store=database.evidence_store
+    )
     scheduler = _scheduler(settings, notifications, verifier, sla_sweep, training, reports)
     app = _app(config, database, metrics, workflow, consumers)
     return Server(

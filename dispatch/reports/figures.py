@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -187,9 +187,14 @@ _COLUMNS = (
 
 
 def count_figures(
-    session: Session, registry: SiteRegistry, place: Place, window: Window
+    session: Session,
+    registry: SiteRegistry,
+    place: Place,
+    window: Window,
+    uploaded_plans: Mapping[str, Path] | None = None,
 ) -> ReportFigures:
-    """Everything the report shows for ``place`` over ``window``."""
+    """Everything the report shows for ``place`` over ``window``. ``uploaded_plans``: the plan
+    images admins uploaded (site id -> file); they win over the config's ``plan_image``."""
     previous = window.previous(place.zone)
     sites = place.site_ids
     rows = [
@@ -229,7 +234,10 @@ def count_figures(
         hour_weekday=_hour_weekday(rows, place),
         hot_spots=_hot_spots(registry, placements, uploaded, rows),
         plates=_plates(rows),
-        plans=tuple(_plan(registry, placements, uploaded, site, rows) for site in place.sites),
+        plans=tuple(
+            _plan(registry, placements, uploaded, site, rows, (uploaded_plans or {}).get(site.id))
+            for site in place.sites
+        ),
         uptime=_uptime(session, place, window),
         false_alarms=_false_alarms(session, sites, window),
         sites=sites,
@@ -347,6 +355,7 @@ def _plan(
     uploaded: frozenset[str],
     site: SiteConfig,
     rows: Sequence[_Row],
+    uploaded_image: Path | None = None,
 ) -> SitePlan:
     counts: Counter[tuple[str, str]] = Counter(
         (row.camera_id, row.zone_id) for row in rows if row.site_id == site.id
@@ -365,7 +374,8 @@ def _plan(
         points[key] = PlanPoint(
             key[0], key[1], seen.label if seen else label, count + (seen.cases if seen else 0)
         )
-    image = Path(site.plan_image) if site.plan_image and Path(site.plan_image).is_file() else None
+    configured = Path(site.plan_image) if site.plan_image else None
+    image = next((p for p in (uploaded_image, configured) if p is not None and p.is_file()), None)
     return SitePlan(
         site_id=site.id,
         site_name=site.name or site.id,

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -34,7 +35,8 @@ from dispatch.reports.period import (
 )
 from dispatch.web.i18n import DEFAULT_LANGUAGE, LANGUAGES, translator
 from storage.database import SessionFactory
-from storage.tables import AnalysisReport, utcnow
+from storage.evidence_store import EvidenceStore
+from storage.tables import AnalysisReport, SitePlanImage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,12 @@ class ReportService:
         session_factory: SessionFactory,
         registry: SiteRegistry,
         clock: Callable[[], datetime] = utcnow,
+        evidence_store: EvidenceStore | None = None,
     ) -> None:
         self._sessions = session_factory
         self._registry = registry
         self._clock = clock
+        self._evidence = evidence_store  # where uploaded plan images live
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -96,7 +100,9 @@ class ReportService:
         period_window = finished_window(request.period, request.day, place.zone, now)
         t = translator(request.language)
         with self._sessions() as session:
-            figures = count_figures(session, self._registry, place, period_window)
+            figures = count_figures(
+                session, self._registry, place, period_window, self._plan_files(session, place)
+            )
         drawn = draw_charts(figures, t)
         html = render_html(figures, drawn, t, now)
         pdf = render_pdf(figures, drawn, t, now)
@@ -113,6 +119,14 @@ class ReportService:
             figures.total,
         )
         return Generated(report_id, request.language, now, figures, headline(figures), html, pdf)
+
+    def _plan_files(self, session: Session, place: Place) -> dict[str, Path]:
+        if self._evidence is None:
+            return {}
+        rows = session.scalars(
+            select(SitePlanImage).where(SitePlanImage.site_id.in_(place.site_ids))
+        )
+        return {row.site_id: self._evidence.path(row.sha256) for row in rows}
 
     def run_schedule(self, on_scheduled: Callable[[Generated], object] | None = None) -> int:
         """Make each report that is due and not stored yet; returns how many were made."""

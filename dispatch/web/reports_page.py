@@ -111,9 +111,10 @@ def generate_report(
             language=language,
         )
         context = get_context(request)
-        generated = ReportService(context.session_factory, context.registry).generate(
-            request_, principal.name
+        service = ReportService(
+            context.session_factory, context.registry, evidence_store=context.evidence_store
         )
+        generated = service.generate(request_, principal.name)
     except ReportError as exc:
         t = translator(pick_language(request)[0])
         reason = t(f"report.errors.{exc.code}", **exc.values)

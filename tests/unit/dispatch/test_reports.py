@@ -3,16 +3,20 @@ figure is checked against what the rows say (docs/reports.md defines them)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from PIL import Image
 from pydantic import HttpUrl, SecretStr
 from sqlalchemy import insert, select
 
-from bench.report_seed import STREET, seed_registry
+from bench.report_seed import STREET, draw_plan, seed_registry
 from contracts.sites import SiteRegistry
 from dispatch.config import Department
 from dispatch.notification_settings import NotificationSettings, WebhookSettings
@@ -31,7 +35,15 @@ from dispatch.reports.period import (
 from dispatch.reports.service import SCHEDULE, ReportRequest, ReportService, notice_of
 from dispatch.workflow import Action
 from storage.database import SessionFactory
-from storage.tables import AnalysisReport, CameraHealthChange, Case, CaseTransition, Notification
+from storage.evidence_store import EvidenceStore
+from storage.tables import (
+    AnalysisReport,
+    CameraHealthChange,
+    Case,
+    CaseTransition,
+    Notification,
+    SitePlanImage,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAY = date(2026, 5, 1)
@@ -293,3 +305,36 @@ def test_generating_again_replaces_the_stored_report(
     assert again.report_id == first.report_id
     assert (first.figures.total, again.figures.total) == (0, 1)
     assert "weekly joint analysis report" in again.html
+
+
+def test_an_uploaded_plan_image_is_the_heat_maps_background(
+    session_factory: SessionFactory, tmp_path: Path
+) -> None:
+    registry = seed_registry(draw_plan(tmp_path / "configured.png"))
+    store = EvidenceStore(tmp_path / "evidence")
+    picture = io.BytesIO()
+    Image.new("RGB", (400, 300), (0, 0, 255)).save(picture, format="PNG")  # all blue
+    data = picture.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    store.put(data, sha)
+    with session_factory.begin() as session:
+        session.execute(insert(Case), [case_row(1, local(6))])
+        session.add(
+            SitePlanImage(
+                site_id=SITE,
+                sha256=sha,
+                content_type="image/png",
+                width=400,
+                height=300,
+                uploaded_by="admin",
+                uploaded_at=local(1),
+            )
+        )
+    service = ReportService(
+        session_factory, registry, clock=lambda: local(1, month=7), evidence_store=store
+    )
+    made = service.generate(ReportRequest(Period.WEEK, Scope.SITE, SITE, date(2026, 5, 6)), "me")
+    assert made.figures.plans[0].image == store.path(sha)
+    without = ReportService(session_factory, registry, clock=lambda: local(1, month=7))
+    again = without.generate(ReportRequest(Period.WEEK, Scope.SITE, SITE, date(2026, 5, 6)), "me")
+    assert again.figures.plans[0].image == tmp_path / "configured.png"
