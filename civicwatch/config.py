@@ -22,6 +22,7 @@ from contracts.sites import SiteRegistry
 from dispatch.config import (
     TOKEN_ADVICE,
     ApiSettings,
+    ResidentSettings,
     RoutingSettings,
     SlaSettings,
     VerificationSettings,
@@ -59,6 +60,7 @@ class ServerSettings(BaseModel):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
+    residents: ResidentSettings = Field(default_factory=ResidentSettings)
     training_data_dir: Path | None = Field(
         default=None,
         description=(
@@ -115,6 +117,40 @@ class CivicwatchConfig(SiteRegistry):
                 raise ValueError(f"routing rule #{number} names unknown site {rule.site_id!r}")
             if rule.zone_id is not None and rule.zone_id not in zones:
                 raise ValueError(f"routing rule #{number} names unknown zone {rule.zone_id!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _residents_name_known_sites(self) -> CivicwatchConfig:
+        # Each unknown site is refused at its own line, like a typo in a routing rule.
+        sites = {site.id for site in self.sites}
+        residents = self.server.residents
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_site",
+                    "tier rule #{number} names unknown site {site}",
+                    {"number": index + 1, "site": site},
+                ),
+                loc=("server", "residents", "tier_rules", index, "sites"),
+                input=site,
+            )
+            for index, rule in enumerate(residents.tier_rules)
+            for site in rule.sites or ()
+            if site not in sites
+        ]
+        problems.extend(
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_site", "buildings named for unknown site {site}", {"site": site}
+                ),
+                loc=("server", "residents", "buildings", site),
+                input=site,
+            )
+            for site in residents.buildings
+            if site not in sites
+        )
+        if problems:
+            raise ValidationError.from_exception_data("CivicwatchConfig", problems)
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,13 @@ class ViolationKind(StrEnum):
     ILLEGAL_PARKING = "illegal_parking"
     FIRE_LANE_BLOCKING = "fire_lane_blocking"
     ILLEGAL_STRUCTURE = "illegal_structure"
+    # Resident categories: reported by people, never by a camera (no zone kind reports them).
+    NOISE = "noise"
+    GARBAGE = "garbage"
+    BROKEN_LIGHTING = "broken_lighting"
+    WATER_LEAK = "water_leak"
+    EBIKE_CHARGING = "ebike_charging"  # e-bikes charged in a corridor or stairwell
+    NEIGHBOUR_DISPUTE = "neighbour_dispute"
 
     @property
     def label_key(self) -> str:
@@ -108,6 +115,14 @@ def require_every_kind(
         problems.append(f"keys that are no {kinds.__name__}: {', '.join(strangers)}")
     if problems:
         raise IncompleteKindsError(f"{registry}: {'; '.join(problems)} (see docs/kinds.md)")
+
+
+CAMERA_KINDS: frozenset[ViolationKind] = frozenset(
+    facts.violation_kind for facts in ZONE_KINDS.values()
+)
+"""The kinds some zone kind reports: a camera can see them. Every kind is a resident category."""
+RESIDENT_ONLY_KINDS: frozenset[ViolationKind] = frozenset(ViolationKind) - CAMERA_KINDS
+"""The kinds only people report: an edge event claiming one is refused by ingest."""
 
 
 def zone_kinds_of(kind: ViolationKind) -> tuple[ZoneKind, ...]:

@@ -77,9 +77,12 @@ class LoginRefused(Exception):  # noqa: N818 - it is a refusal, not a programmin
         super().__init__("wrong user name or password")
 
 
-def check_role(role: Role, department: Department | None, is_head: bool) -> None:
-    """Raise AccountError unless the role fits a person and the department fits the role."""
-    problem = account_role_problem(role, department, is_head)
+def check_role(
+    role: Role, department: Department | None, is_head: bool, site_id: str | None = None
+) -> None:
+    """Raise AccountError unless the role fits a person and the department (and, for a council
+    account, the site) fits the role."""
+    problem = account_role_problem(role, department, is_head, site_id)
     if problem is not None:
         raise AccountError(problem)
 

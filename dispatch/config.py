@@ -6,10 +6,20 @@ import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from datetime import time
 from enum import StrEnum
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contracts.events import Identifier, ViolationKind
@@ -27,6 +37,7 @@ class Department(StrEnum):
 class Tier(StrEnum):
     DEPARTMENT = "department"  # 大事派单: dispatched to a department
     COMMUNITY = "community"  # 小事协商: property management or residents' council first
+    HOUSEHOLD = "household"  # 私事自治: a household's own matter; guidance, then closed
 
 
 class Priority(StrEnum):
@@ -131,6 +142,7 @@ class Role(StrEnum):
     WORKER = "worker"  # a department worker: only that department's cases
     INTEGRATION = "integration"  # another system (Open311, City Brain): reads every case
     SYSTEM = "system"  # the server itself: SLA sweep, camera verification; never a login
+    COUNCIL = "council"  # residents' council members and building leads: one site (User.site_id)
 
 
 SCOPED_ROLES = frozenset({Role.SUPERVISOR, Role.WORKER})
@@ -228,19 +240,27 @@ def duplicate_tokens(tokens: list[ApiToken]) -> ValidationError | None:
 
 
 # People log in with these roles; integrations use config tokens, the system role is the server's.
-PERSON_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.SUPERVISOR, Role.WORKER})
+PERSON_ROLES = frozenset({Role.ADMIN, Role.DISPATCHER, Role.SUPERVISOR, Role.WORKER, Role.COUNCIL})
+# Roles scoped to one site (users.site_id) rather than a department.
+SITE_ROLES = frozenset({Role.COUNCIL})
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 MIN_PASSWORD_LENGTH = 10
 
 
-def account_role_problem(role: Role, department: Department | None, is_head: bool) -> str | None:
-    """Why a person's account cannot have this role, department and head flag; None if it can."""
+def account_role_problem(
+    role: Role, department: Department | None, is_head: bool, site_id: str | None = None
+) -> str | None:
+    """Why a person's account cannot have this role, department, head flag and site; None if it
+    can. A council account names its site (it sees that site's consultations only); no other
+    role names one."""
     if role not in PERSON_ROLES:
         return f"role {role} is not a person's: integrations use config tokens"
     if (role in SCOPED_ROLES) != (department is not None):
         return "a supervisor or worker names a department; other roles name none"
     if is_head and role not in SCOPED_ROLES:
         return "only a supervisor or worker can be a department's head"
+    if (role in SITE_ROLES) != bool(site_id):
+        return "a council account names its site; other roles name none"
     return None
 
 
@@ -253,10 +273,11 @@ class DevUser(_Settings):
     department: Department | None = None
     display_name: str = ""
     is_head: bool = False
+    site_id: Identifier | None = Field(default=None, description="council accounts: their site")
 
     @model_validator(mode="after")
     def _valid_account(self) -> DevUser:
-        problem = account_role_problem(self.role, self.department, self.is_head)
+        problem = account_role_problem(self.role, self.department, self.is_head, self.site_id)
         if problem is not None:
             raise ValueError(problem)
         if self.password.get_secret_value().casefold() == self.username.casefold():
@@ -313,3 +334,143 @@ class VerificationSettings(_Settings):
     job_seconds: float = Field(
         default=2.0, gt=0, description="how often requests are published and deadlines checked"
     )
+
+
+# --- residents' reports (dispatch/residents; docs/residents.md) -------------------------------
+
+
+class TierRule(_Settings):
+    """Which tier a NEW report-born case gets. First matching rule wins; an absent matcher
+    matches anything; no rule matching: the category's default route's tier."""
+
+    tier: Tier
+    categories: list[ViolationKind] | None = Field(
+        default=None, min_length=1, description="the report's category (a kind)"
+    )
+    sites: list[Identifier] | None = Field(default=None, min_length=1)
+    hours: HoursOfDay | None = Field(
+        default=None, description="when it was reported, in the site's time zone"
+    )
+    weekdays: list[int] | None = Field(
+        default=None, min_length=1, description="ISO weekdays it was reported on: 1 Monday .. 7"
+    )
+
+    @model_validator(mode="after")
+    def _weekdays_in_range(self) -> TierRule:
+        if self.weekdays is not None and not all(1 <= day <= 7 for day in self.weekdays):
+            raise ValueError("weekdays are ISO numbers: 1 (Monday) to 7 (Sunday)")
+        return self
+
+
+class PhotoLimits(_Settings):
+    """What a report's photos may be; JPEG and PNG only, decided from their bytes."""
+
+    max_photos: int = Field(default=3, ge=0, le=10)
+    max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="per photo, as sent")
+    max_pixels: int = Field(
+        default=40_000_000, ge=10_000, description="width x height; bigger is refused undecoded"
+    )
+    max_side: int = Field(
+        default=4096, ge=256, description="the stored copy is scaled down to this longest side"
+    )
+
+
+class TextLimits(_Settings):
+    description_chars: int = Field(default=2000, ge=1)
+    place_chars: int = Field(default=64, ge=1, le=64, description="building and unit")
+
+
+class ReportRateLimits(_Settings):
+    """Reports accepted per hour, counted per key; beyond them: 429 with Retry-After."""
+
+    per_address: int = Field(default=10, ge=1, description="per client address")
+    per_phone: int = Field(default=5, ge=1, description="per phone number given")
+    per_token: int = Field(
+        default=120, ge=1, description="per QR poster token: a whole building's residents"
+    )
+    window_minutes: float = Field(default=60.0, gt=0)
+
+
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"
+
+
+class ResidentSettings(_Settings):
+    """Residents' reports: tiers, merging into open cases, photos, text, limits, QR posters."""
+
+    tier_rules: list[TierRule] = Field(default_factory=list)
+    merge_window_minutes: float = Field(
+        default=120.0, ge=0, description="an open case seen or reported this recently is joined"
+    )
+    merge_radius: float = Field(
+        default=0.08,
+        ge=0,
+        le=1,
+        description="a plan point this near (fractions of the plan) is the same place",
+    )
+    buildings: dict[Identifier, list[str]] = Field(
+        default_factory=dict,
+        description="per site: the buildings a report may name, beside the zones' buildings; a "
+        "site naming none anywhere takes any building",
+    )
+    photos: PhotoLimits = Field(default_factory=PhotoLimits)
+    text: TextLimits = Field(default_factory=TextLimits)
+    limits: ReportRateLimits = Field(default_factory=ReportRateLimits)
+    consultation_quorum: int = Field(
+        default=3, ge=1, description="votes for a proposal that carry it (小事协商)"
+    )
+    consultation_hours: float = Field(
+        default=72.0, gt=0, description="an unsettled consultation escalates after this long"
+    )
+    qr_secret_file: Path | None = Field(
+        default=None, description="a file holding the QR posters' signing secret"
+    )
+    qr_secret_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description="or the name of an environment variable holding it; neither: no QR posters",
+    )
+    status_webhook_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="status messages to residents (an SMS or messaging gateway), via the outbox",
+    )
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ResidentSettings:
+        if self.qr_secret_file is not None and self.qr_secret_env is not None:
+            raise ValueError("name qr_secret_file or qr_secret_env, not both")
+        return self
+
+    def qr_secret(self, environ: Mapping[str, str]) -> bytes | None:
+        """The posters' signing secret, or None when QR posters are disabled (no source named).
+        Raises QrSecretError when a named source is missing, unreadable or too short."""
+        if self.qr_secret_file is not None:
+            try:
+                value = self.qr_secret_file.read_bytes().strip()
+            except OSError as exc:
+                raise QrSecretError(
+                    f"server.residents.qr_secret_file {self.qr_secret_file}: cannot read: "
+                    f"{exc.strerror}"
+                ) from exc
+            where = f"server.residents.qr_secret_file {self.qr_secret_file}"
+        elif self.qr_secret_env is not None:
+            value = environ.get(self.qr_secret_env, "").strip().encode()
+            where = f"${self.qr_secret_env} (server.residents.qr_secret_env)"
+        else:
+            return None
+        if len(value) < MIN_QR_SECRET_BYTES:
+            raise QrSecretError(
+                f"{where}: the QR secret has at least {MIN_QR_SECRET_BYTES} characters; "
+                f"{TOKEN_ADVICE}"
+            )
+        return value
+
+
+MIN_QR_SECRET_BYTES = 32
+QR_DISABLED_MESSAGE = (
+    "QR posters are disabled: name server.residents.qr_secret_file or qr_secret_env "
+    "(a secret of at least 32 characters)"
+)
+
+
+class QrSecretError(ValueError):
+    """A QR secret source that is named but unusable: the server refuses to start."""

@@ -1,0 +1,118 @@
+"""Which tier a report-born case gets, and the route it takes in that tier.
+
+The tier rule table (``server.residents.tier_rules``) is matched first: category, site, hours
+and weekday of the report in the site's time zone; the first match wins, else the category's
+default route's tier. The route then comes from the routing rules (those that name no zone or
+zone kind: a report has neither) or the category's default route, bent to the tier:
+
+- department (大事派单): a community route goes to its ``escalate_to`` department;
+- community (小事协商): property management first, the route's department as ``escalate_to``;
+- household (私事自治): no department owns it; ``escalate_to`` says who takes it if mediation
+  fails too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from contracts.kinds import ViolationKind
+from dispatch.config import Department, Route, RoutingRule, Tier, TierRule
+from dispatch.kinds import DEFAULT_ROUTES
+
+COMMUNITY_DEPARTMENT = Department.PROPERTY_MANAGEMENT
+# Who takes a community matter over when property management's own route names nobody.
+FALLBACK_ESCALATION = Department.LAW_ENFORCEMENT
+
+
+def tier_for(
+    rules: Sequence[TierRule], kind: ViolationKind, site_id: str, local: datetime
+) -> tuple[Tier, dict[str, object]]:
+    """The tier of a new report-born case reported at ``local`` (the site's local time), with
+    the audit facts of why (the rule's number, or the default)."""
+    for number, rule in enumerate(rules, start=1):
+        if (
+            (rule.categories is None or kind in rule.categories)
+            and (rule.sites is None or site_id in rule.sites)
+            and (rule.hours is None or rule.hours.contains(local.time().replace(tzinfo=None)))
+            and (rule.weekdays is None or local.isoweekday() in rule.weekdays)
+        ):
+            return rule.tier, {"why": "tier_rule", "rule": number, "tier": rule.tier.value}
+    tier = DEFAULT_ROUTES[kind].tier
+    return tier, {"why": "default_tier", "kind": kind.value, "tier": tier.value}
+
+
+def route_for_report(
+    rules: Sequence[RoutingRule],
+    kind: ViolationKind,
+    site_id: str,
+    local: datetime,
+    tier: Tier,
+) -> tuple[Route, dict[str, object]]:
+    """The route of a report-born case in ``tier``, with the audit facts of which rule."""
+    base: Route = DEFAULT_ROUTES[kind]
+    facts: dict[str, object] = {"why": "default_route", "kind": kind.value}
+    for number, rule in enumerate(rules, start=1):
+        if rule.zone_kind is not None or rule.zone_id is not None:
+            continue  # a camera's place: a report has no zone
+        if (
+            (rule.kind is None or rule.kind == kind)
+            and (rule.site_id is None or rule.site_id == site_id)
+            and (rule.hours is None or rule.hours.contains(local.time().replace(tzinfo=None)))
+        ):
+            base, facts = rule, {"why": "routing_rule", "rule": number}
+            break
+    return in_tier(base, tier), facts
+
+
+def in_tier(route: Route, tier: Tier) -> Route:
+    """``route`` bent to ``tier`` (the module's docstring says how)."""
+    if route.tier is tier:
+        return _plain(route)
+    terms = {
+        "priority": route.priority,
+        "ack_minutes": route.ack_minutes,
+        "sla_minutes": route.sla_minutes,
+        "clock": route.clock,
+    }
+    if tier is Tier.DEPARTMENT:
+        department = route.escalate_to if route.tier is Tier.COMMUNITY else None
+        return Route(department=department or route.department, tier=tier, **terms)
+    if tier is Tier.COMMUNITY:
+        return community_route(route)
+    return Route(
+        department=route.department,
+        tier=Tier.HOUSEHOLD,
+        escalate_to=route.escalate_to or _other_than(route.department),
+        **terms,
+    )
+
+
+def community_route(route: Route) -> Route:
+    """``route`` as a community-tier route: property management and the council first, the
+    route's department (or its own escalation) when the consultation runs out. R4's mediation
+    request turns a household case into this."""
+    if route.tier is Tier.COMMUNITY:
+        return _plain(route)
+    if route.department is not COMMUNITY_DEPARTMENT:
+        escalate_to = route.department
+    else:
+        escalate_to = route.escalate_to or FALLBACK_ESCALATION
+    return Route(
+        department=COMMUNITY_DEPARTMENT,
+        tier=Tier.COMMUNITY,
+        escalate_to=escalate_to,
+        priority=route.priority,
+        ack_minutes=route.ack_minutes,
+        sla_minutes=route.sla_minutes,
+        clock=route.clock,
+    )
+
+
+def _plain(route: Route) -> Route:
+    """A routing rule's terms without its matchers."""
+    return Route.model_validate(route.model_dump(include=set(Route.model_fields)))
+
+
+def _other_than(department: Department) -> Department:
+    return FALLBACK_ESCALATION if department is not FALLBACK_ESCALATION else COMMUNITY_DEPARTMENT
