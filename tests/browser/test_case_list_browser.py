@@ -295,3 +295,27 @@ def test_an_urgent_case_flashes_and_notifies(browser: Browser, live_site: LiveSi
         page.screenshot(path=screenshot_path("urgent-alert"))
     finally:
         context.close()
+
+
+def test_bulk_assign_to_a_person_of_the_department(browser: Browser, live_site: LiveSite) -> None:
+    ids = seed(live_site, 2)
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    try:
+        sign_in(page, live_site)
+        page.locator("#select-all").check()
+        expect(page.locator("#bulk-count")).to_have_text("已选 2 件")
+        page.locator("#cases tr.case-row").first.focus()
+        page.keyboard.press("a")  # the assign shortcut: the bulk bar, on assign
+        page.select_option("#bulk-department", "law_enforcement")
+        expect(page.locator("#bulk-person option[value=officer]")).to_be_attached()
+        page.select_option("#bulk-person", "officer")
+        page.click("#bulk-run")
+        expect(page.locator("#bulk-results li.ok")).to_have_count(2)
+        for case_id in ids:
+            assert live_site.case(case_id).assignee == "officer"
+            expect(page.locator(f'#cases tr[data-case-id="{case_id}"] td.assignee')).to_have_text(
+                "officer"
+            )
+    finally:
+        context.close()
