@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urldefrag, urlsplit
@@ -148,56 +149,65 @@ class Crawl:
     site: Site
     data_words: list[str]  # ids, names, places, plates: data, not interface
     key_pattern: re.Pattern[str]
-    enum_values: set[str]
     findings: list[Finding] = field(default_factory=list)
     pages: dict[str, set[str]] = field(default_factory=dict)  # language -> paths read
 
     def check(self, who: str, language: str, path: str, html: str) -> list[str]:
         reader = VisibleText(language)
         reader.feed(html)
-        text = "\n".join(part.strip() for part in reader.parts)
-        for word in self.data_words:
-            text = text.replace(word, " ")
-        problems: list[tuple[str, str]] = []
-        problems += [("raw key", key) for key in self.key_pattern.findall(text)]
-        problems += [("raw enum", word) for word in SNAKE.findall(text)]
-        # A raw one-word enum fills its element (<dd>dispatched</dd>); inside a sentence the same
-        # word is English ("to the department supervisor").
-        problems += [
-            ("raw enum", part.strip()) for part in reader.parts if part.strip() in self.enum_values
-        ]
-        if language == "zh-CN":
-            problems += [
-                ("Latin on a Chinese page", word)
-                for word in LATIN_WORD.findall(text)
-                if word not in ALLOWED_LATIN and len(word) > 1
-            ]
-        else:
-            problems += [
-                ("Chinese on an English page", word)
-                for word in CHINESE.findall(text)
-                if word not in ALLOWED_CHINESE
-            ]
+        problems = untranslated(reader.parts, language, self.data_words, self.key_pattern)
         self.findings += [Finding(who, language, path, p, t) for p, t in problems]
         self.pages.setdefault(language, set()).add(path)
         return reader.links
 
 
-def _catalogue_pattern() -> re.Pattern[str]:
+def untranslated(
+    parts: Iterable[str], language: str, data_words: Iterable[str], key_pattern: re.Pattern[str]
+) -> list[tuple[str, str]]:
+    """(problem, text) for each untranslated string among ``parts`` (a page's visible texts, one
+    per element), data words (ids, names, plates) set aside. Shared with the browser crawl."""
+    parts = [part.strip() for part in parts if part.strip()]
+    text = "\n".join(parts)
+    for word in data_words:
+        text = text.replace(word, " ")
+    problems: list[tuple[str, str]] = []
+    problems += [("raw key", key) for key in key_pattern.findall(text)]
+    problems += [("raw enum", word) for word in SNAKE.findall(text)]
+    # A raw one-word enum fills its element (<dd>dispatched</dd>); inside a sentence the same
+    # word is English ("to the department supervisor").
+    enums = _enum_values()
+    problems += [("raw enum", part) for part in parts if part in enums]
+    if language == "zh-CN":
+        problems += [
+            ("Latin on a Chinese page", word)
+            for word in LATIN_WORD.findall(text)
+            if word not in ALLOWED_LATIN and len(word) > 1
+        ]
+    else:
+        problems += [
+            ("Chinese on an English page", word)
+            for word in CHINESE.findall(text)
+            if word not in ALLOWED_CHINESE
+        ]
+    return problems
+
+
+def catalogue_pattern() -> re.Pattern[str]:
     groups = sorted({key.split(".", 1)[0] for key in load_catalogue("zh-CN")})
     return re.compile(rf"\b(?:{'|'.join(map(re.escape, groups))})\.[a-z_][a-z0-9_.]*\b")
 
 
-def _enum_values() -> set[str]:
+@cache
+def _enum_values() -> frozenset[str]:
     """One-word enum values a page must never show raw (``dispatched``, ``urgent``...)."""
     english = load_catalogue("en")
     groups = ("state", "priority", "tier", "role", "health", "action", "department", "kind")
     values = {key.split(".", 1)[1] for key in english if key.split(".", 1)[0] in groups}
     # A value that is also the English word shown for it ("Merge") is fine on an English page.
-    return {v for v in values if v not in {"none"}}
+    return frozenset(v for v in values if v != "none")
 
 
-def _data_words(
+def data_words(
     registry: SiteRegistry, session_names: Iterable[str], plates: Iterable[str]
 ) -> list[str]:
     words: set[str] = set(session_names) | {p for p in plates if p}
@@ -274,9 +284,8 @@ def crawl(tmp_path: Path) -> Iterator[Crawl]:
         names = [name for name, _, _ in ROLES] + ["desk", "officer", "firefighter", "police"]
         yield Crawl(
             site,
-            _data_words(site.rig.registry, names, [p for p in plates if p]),
-            _catalogue_pattern(),
-            _enum_values(),
+            data_words(site.rig.registry, names, [p for p in plates if p]),
+            catalogue_pattern(),
         )
 
 
