@@ -17,6 +17,8 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
+from dispatch.errors import ApiProblem
+
 DOCS_URL = "/docs"
 # Only what the page uses: the bundle's demo index.html would point a browser at a petstore.
 ASSETS = {
@@ -121,13 +123,23 @@ def document_streams(document: dict[str, Any]) -> None:
     paths[FEED_PATH] = {"get": operation}
 
 
+def document_errors(document: dict[str, Any]) -> None:
+    """Every refusal has the one error shape (dispatch/errors.py): FastAPI's own 422 schema
+    (``detail`` as a list) becomes it, wherever a route refers to it."""
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    problem = ApiProblem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas["HTTPValidationError"] = {**problem, "title": "HTTPValidationError"}
+
+
 def install_stream_docs(app: FastAPI) -> None:
-    """Document the event streams in ``app``'s OpenAPI document (after the routes are added)."""
+    """Document the event streams and the error shape in ``app``'s OpenAPI document (after the
+    routes are added)."""
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         document = build_openapi()  # cached by FastAPI: adding twice is skipped
         document_streams(document)
+        document_errors(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -32,7 +32,14 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.interfaces import ORMOption
@@ -53,6 +60,17 @@ EXPORT_CAP = 50_000  # rows in one export; a larger list must be narrowed first
 _CURSOR_VERSION = 1
 
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: object) -> object:
+    # pydantic would read a bare number as a Unix time; the API documents ISO 8601 only.
+    if isinstance(value, str) and not _ISO_DAY.match(value):
+        raise ValueError("an ISO 8601 date (2026-12-01) or date-time with a time zone")
+    return value
+
+
+Moment = Annotated[AwareDatetime | date, BeforeValidator(_iso_only)]
 
 
 class CaseSort(StrEnum):
@@ -88,10 +106,10 @@ class CaseQuery(BaseModel):
         default_factory=list, max_length=MAX_VALUES, description="deprecated: use camera"
     )
     overdue: bool | None = None
-    opened_from: AwareDatetime | date | None = None
-    opened_to: AwareDatetime | date | None = None
-    updated_from: AwareDatetime | date | None = None
-    updated_to: AwareDatetime | date | None = None
+    opened_from: Moment | None = None
+    opened_to: Moment | None = None
+    updated_from: Moment | None = None
+    updated_to: Moment | None = None
     q: str | None = Field(
         default=None,
         max_length=100,

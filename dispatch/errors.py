@@ -75,7 +75,9 @@ WORKFLOW_STATUS: tuple[tuple[type[WorkflowError], int], ...] = (
 class ApiProblem(BaseModel):
     """What every API error answers (OpenAPI documents it as the error responses' body)."""
 
-    detail: str = Field(description="the refusal in English")
+    detail: str | dict[str, Any] = Field(
+        description="the refusal in English (the account routes: their {code, message})"
+    )
     code: str = Field(description="stable snake_case code; error.<code> in the catalogues")
     params: dict[str, Any] = Field(default_factory=dict, description="the message's placeholders")
     errors: list[dict[str, Any]] | None = Field(

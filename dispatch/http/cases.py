@@ -161,13 +161,14 @@ def list_cases(
     return [case_summary(case, counts.get(case.id, 0)) for case in page.cases]
 
 
-@router.get("/cases/{case_id}", response_model=CaseDetail)
+# {case_id:int}: only digits route here, so /cases/bulk and /cases/export.csv are no case.
+@router.get("/cases/{case_id:int}", response_model=CaseDetail)
 def get_case(case_id: RowIdPath, session: SessionDep, principal: PrincipalDep) -> CaseDetail:
     return case_detail(visible_case(session, principal, case_id, CASE_DETAIL_LOADS))
 
 
 @router.get(
-    "/cases/{case_id}/evidence",
+    "/cases/{case_id:int}/evidence",
     response_model=list[EvidencePublic],
     responses={200: {"headers": PAGED_HEADERS}, **ERRORS},
 )
@@ -233,7 +234,7 @@ def act(
     session.commit()
 
 
-@router.post("/cases/{case_id}/actions", response_model=CaseDetail, responses=ACTION_RESPONSES)
+@router.post("/cases/{case_id:int}/actions", response_model=CaseDetail, responses=ACTION_RESPONSES)
 def act_on_case(
     case_id: RowIdPath,
     command: CaseAction,
