@@ -8,6 +8,7 @@ shows, and watches it flow through routing, Open311, verification and the labels
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import pytest
 
 from contracts.events import ViolationKind
 from contracts.kinds import (
+    CAMERA_KINDS,
+    RESIDENT_ONLY_KINDS,
     ZONE_KINDS,
     EdgeRule,
     IncompleteKindsError,
@@ -27,7 +30,8 @@ from contracts.kinds import (
     zone_kinds_of,
 )
 from contracts.sites import ZoneConfig
-from dispatch.kinds import DEFAULT_ROUTES, DISPATCH_KINDS, VERIFIED_KINDS
+from dispatch.config import Department, Tier
+from dispatch.kinds import DEFAULT_ROUTES, DISPATCH_KINDS, VERIFIED_KINDS, DispatchKind
 from dispatch.web.i18n import LANGUAGES, LOCALES_DIR, load_catalogue
 from edge.kinds import EDGE_RULES, rule_parts
 
@@ -52,8 +56,6 @@ def completeness_problems(locales: Path = LOCALES_DIR) -> list[str]:
             problems.append(f"zone kind {zone_kind}: a detecting rule but no default classes")
     catalogues = {language: load_catalogue(language, locales) for language in LANGUAGES}
     for kind in ViolationKind:
-        if not zone_kinds_of(kind):
-            problems.append(f"{kind}: no zone kind reports it")
         registered = DISPATCH_KINDS.get(kind)
         if registered is None:
             problems.append(f"{kind}: no entry in dispatch.kinds.DISPATCH_KINDS")
@@ -61,7 +63,8 @@ def completeness_problems(locales: Path = LOCALES_DIR) -> list[str]:
             service = registered.service
             if not all((service.name, service.description, service.keywords, service.group)):
                 problems.append(f"{kind}: an Open311 service with an empty field")
-            watched = all(rule_parts(zone).dwell for zone in zone_kinds_of(kind))
+            zones = zone_kinds_of(kind)  # none: a resident category no camera sees
+            watched = bool(zones) and all(rule_parts(zone).dwell for zone in zones)
             if registered.camera_verifies and not watched:
                 # Camera verification reads the occupants of dwell-rule zones.
                 problems.append(f"{kind}: verified by camera, but no rule watches its occupants")
@@ -77,6 +80,7 @@ def test_every_kind_is_complete_on_every_side() -> None:
 
 def test_a_missing_label_is_found(tmp_path: Path) -> None:
     for language in LANGUAGES:
+        shutil.copytree(LOCALES_DIR / language, tmp_path / language)  # the areas' files
         text = (LOCALES_DIR / f"{language}.yaml").read_text(encoding="utf-8")
         kept = [line for line in text.splitlines() if not line.startswith("  illegal_structure:")]
         (tmp_path / f"{language}.yaml").write_text("\n".join(kept) + "\n", encoding="utf-8")
@@ -132,19 +136,19 @@ NEW_KIND_EDITS: list[tuple[str, str, str]] = [
     (
         "contracts/kinds.py",
         '    ILLEGAL_STRUCTURE = "illegal_structure"\n',
-        '    EBIKE_CHARGING = "ebike_charging"\n',
+        '    STAIRWELL_BLOCKING = "stairwell_blocking"\n',
     ),
     (
         "contracts/kinds.py",
         '    NO_BUILD = "no_build"',
-        '    CORRIDOR = "corridor"  # a residential building\'s corridor or stairwell\n',
+        '    STAIRWELL = "stairwell"  # a residential building\'s stairwell or corridor\n',
     ),
     (
         "contracts/kinds.py",
         "ZONE_KINDS: Mapping[ZoneKind, ZoneKindFacts] = MappingProxyType(\n    {\n",
         """\
-        ZoneKind.CORRIDOR: ZoneKindFacts(
-            ViolationKind.EBIKE_CHARGING,
+        ZoneKind.STAIRWELL: ZoneKindFacts(
+            ViolationKind.STAIRWELL_BLOCKING,
             EdgeRule.BLOCKED_LANE,
             ("bicycle", "motorcycle", STATIONARY_OBJECT),
         ),
@@ -154,7 +158,7 @@ NEW_KIND_EDITS: list[tuple[str, str, str]] = [
         "dispatch/kinds.py",
         "DISPATCH_KINDS: Mapping[ViolationKind, DispatchKind] = MappingProxyType(\n    {\n",
         """\
-        ViolationKind.EBIKE_CHARGING: DispatchKind(
+        ViolationKind.STAIRWELL_BLOCKING: DispatchKind(
             default_route=Route(
                 department=Department.PROPERTY_MANAGEMENT,
                 priority=Priority.HIGH,
@@ -162,9 +166,9 @@ NEW_KIND_EDITS: list[tuple[str, str, str]] = [
                 sla_minutes=240,
             ),
             service=ServiceListing(
-                "楼道电动车充电",
-                "楼道内停放电动自行车或私拉电线充电",
-                "电动车,充电,楼道",
+                "堵塞楼梯间",
+                "楼梯间、楼道内堆放杂物或停放车辆",
+                "楼梯间,楼道,堆物",
                 "消防安全",
             ),
             camera_verifies=True,
@@ -173,10 +177,14 @@ NEW_KIND_EDITS: list[tuple[str, str, str]] = [
     ),
     (
         "dispatch/web/locales/en.yaml",
-        "kind:\n",
-        "  ebike_charging: E-bike charging indoors\n",
+        "\nkind:\n  illegal_parking:",
+        "  stairwell_blocking: Stairwell blocked\n",
     ),
-    ("dispatch/web/locales/zh-CN.yaml", "kind:\n", "  ebike_charging: 楼道电动车充电\n"),
+    (
+        "dispatch/web/locales/zh-CN.yaml",
+        "\nkind:\n  illegal_parking:",
+        "  stairwell_blocking: 楼梯间堵塞\n",
+    ),
 ]
 
 # Runs in the copy: the new kind flows through every side.
@@ -196,17 +204,17 @@ from kinds_check import completeness_problems
 
 copy = Path(sys.argv[1])
 assert Path(contracts.kinds.__file__).is_relative_to(copy), contracts.kinds.__file__
-corridor = ZoneConfig(id="stair-3", kind="corridor", polygon=[[0, 0], [9, 0], [9, 9]])
-kind = corridor.kind.violation_kind
-assert kind is ViolationKind("ebike_charging")
-assert corridor.watched_classes == ("bicycle", "motorcycle", "stationary_object")
-assert rule_parts(ZoneKind.CORRIDOR).stationary
-route = Router(RoutingSettings()).route(kind, corridor.kind, corridor.id, "estate")
+stairwell = ZoneConfig(id="stair-3", kind="stairwell", polygon=[[0, 0], [9, 0], [9, 9]])
+kind = stairwell.kind.violation_kind
+assert kind is ViolationKind("stairwell_blocking")
+assert stairwell.watched_classes == ("bicycle", "motorcycle", "stationary_object")
+assert rule_parts(ZoneKind.STAIRWELL).stationary
+route = Router(RoutingSettings()).route(kind, stairwell.kind, stairwell.id, "estate")
 assert (route.department, route.priority) == (Department.PROPERTY_MANAGEMENT, Priority.HIGH)
-assert DISPATCH_KINDS[kind].service.name == "楼道电动车充电"
+assert DISPATCH_KINDS[kind].service.name == "堵塞楼梯间"
 assert kind in VERIFIED_KINDS
 folder = copy / "dispatch" / "web" / "locales"
-assert load_catalogue("en", folder)[kind.label_key] == "E-bike charging indoors"
+assert load_catalogue("en", folder)[kind.label_key] == "Stairwell blocked"
 assert completeness_problems(folder) == [], completeness_problems(folder)
 print("flowed through")
 """
@@ -261,4 +269,84 @@ def test_a_new_kind_without_its_dispatch_entry_stops_the_import(tmp_path: Path) 
     assert "IncompleteKindsError: dispatch.kinds.DISPATCH_KINDS: no entry for ViolationKind " in (
         run.stderr
     )
-    assert "ebike_charging" in run.stderr
+    assert "stairwell_blocking" in run.stderr
+
+
+# -- resident categories -------------------------------------------------------------------
+
+RESIDENT_CATEGORIES = {
+    "noise",
+    "garbage",
+    "broken_lighting",
+    "water_leak",
+    "ebike_charging",
+    "neighbour_dispute",
+}
+
+
+def test_resident_categories_are_kinds_no_camera_reports() -> None:
+    assert {kind.value for kind in RESIDENT_ONLY_KINDS} == RESIDENT_CATEGORIES
+    assert {zone.violation_kind for zone in ZoneKind} == CAMERA_KINDS
+    assert not CAMERA_KINDS & RESIDENT_ONLY_KINDS
+    for kind in RESIDENT_ONLY_KINDS:
+        assert zone_kinds_of(kind) == ()
+        assert kind not in VERIFIED_KINDS  # no camera can re-check what it never saw
+
+
+def test_a_resident_category_verified_by_camera_is_a_problem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tests.unit.test_kinds as this
+
+    entry = DISPATCH_KINDS[ViolationKind.NOISE]
+    forged = dict(DISPATCH_KINDS)
+    forged[ViolationKind.NOISE] = DispatchKind(entry.default_route, entry.service, True)
+    monkeypatch.setattr(this, "DISPATCH_KINDS", forged)
+    assert completeness_problems() == [
+        "noise: verified by camera, but no rule watches its occupants"
+    ]
+
+
+def test_a_camera_event_claiming_a_resident_category_is_refused() -> None:
+    # Imported here: this module is copied, alone, into the worked example's source tree.
+    from contracts.topics import violation_topic
+    from ingest.validation import Refusal, RefusalReason, parse_violation
+    from tests.factories import CAMERA, GATEWAY, SITE, EventFactory, make_registry
+
+    document = json.loads(EventFactory().event().to_wire())
+    document["kind"] = ViolationKind.EBIKE_CHARGING.value
+    with pytest.raises(Refusal) as caught:
+        parse_violation(
+            violation_topic(SITE, GATEWAY, CAMERA),
+            json.dumps(document).encode(),
+            make_registry(),
+            256 * 1024,
+        )
+    assert caught.value.reason is RefusalReason.ZONE_KIND
+    assert "ebike_charging" in caught.value.detail
+
+
+def test_resident_routes_follow_the_tiers() -> None:
+    """docs/residents.md's table: safety to a department, shared upkeep to the community tier
+    (property management, escalating to law enforcement), neighbours to the household tier."""
+    routes = {kind.value: DEFAULT_ROUTES[kind] for kind in RESIDENT_ONLY_KINDS}
+    assert {kind: (r.department, r.tier, r.escalate_to) for kind, r in routes.items()} == {
+        "noise": (Department.PUBLIC_SECURITY, Tier.DEPARTMENT, None),
+        "ebike_charging": (Department.FIRE_RESCUE, Tier.DEPARTMENT, None),
+        "garbage": (Department.PROPERTY_MANAGEMENT, Tier.COMMUNITY, Department.LAW_ENFORCEMENT),
+        "broken_lighting": (
+            Department.PROPERTY_MANAGEMENT,
+            Tier.COMMUNITY,
+            Department.LAW_ENFORCEMENT,
+        ),
+        "water_leak": (
+            Department.PROPERTY_MANAGEMENT,
+            Tier.COMMUNITY,
+            Department.LAW_ENFORCEMENT,
+        ),
+        "neighbour_dispute": (
+            Department.PROPERTY_MANAGEMENT,
+            Tier.HOUSEHOLD,
+            Department.PUBLIC_SECURITY,
+        ),
+    }
