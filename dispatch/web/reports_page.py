@@ -3,7 +3,7 @@ stored (HTML) and its PDF. For the command centre and the departments' superviso
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response, status
@@ -75,7 +75,8 @@ def _page(
         places=_places(request),
         error=error,
         asked=asked or {},
-        today=date.today().isoformat(),
+        default_day=_default_day().isoformat(),
+        names={site.id: site.name or site.id for site in get_context(request).registry.sites},
     )
 
 
@@ -127,6 +128,12 @@ def generate_report(
             asked=asked,
         )
     return RedirectResponse(f"/console/reports/{generated.report_id}", status.HTTP_303_SEE_OTHER)
+
+
+def _default_day() -> date:
+    """A day whose week and month have both ended: the form's default works for either."""
+    today = date.today()
+    return min(today - timedelta(days=7), today.replace(day=1) - timedelta(days=1))
 
 
 def _bad_scope(kind: str) -> Scope:
