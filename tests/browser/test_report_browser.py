@@ -105,5 +105,10 @@ def test_a_dispatcher_generates_and_reads_a_monthly_report(
 
     page.goto(f"{live_site.url}/console/reports")
     expect(page.locator("#reports tr[data-report]")).to_have_count(1)
+    # A period that has not ended: one line above the form, in the page's language.
+    page.fill("#report-day", "2999-01-01")
+    page.click("#report-generate")
+    expect(page.locator("#report-error")).to_contain_text("尚未结束", timeout=30_000)
+    expect(page).to_have_url(f"{live_site.url}/console/reports")
     assert not [text for text in refused if "Content Security Policy" in text], refused
     context.close()
