@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from civicwatch.mqtt_identity import resolve_ingest
 from contracts.mqtt import BrokerSettings
 from dispatch.accounts import AccountService
 from dispatch.calendar import WorkingCalendar
+from dispatch.config import QR_DISABLED_MESSAGE
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.metrics import CameraFalseAlarmCollector, DispatchMetrics, TrainingDataMetrics
@@ -27,6 +29,8 @@ from dispatch.notifications.reports import enqueue_report
 from dispatch.notifications.service import Notifications, build_notifications
 from dispatch.reports.service import CHECK_SECONDS as REPORT_CHECK_SECONDS
 from dispatch.reports.service import ReportService, notice_of
+from dispatch.residents.intake import IntakeDeps
+from dispatch.residents.tiers import rerouting
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.training_data import CATCH_UP_SECONDS, TrainingDataExporter
@@ -162,7 +166,7 @@ def build_server(config: CivicwatchConfig) -> Server:
         database.session_factory, config, evidence_store=database.evidence_store
     )
     scheduler = _scheduler(settings, notifications, verifier, sla_sweep, training, reports)
-    app = _app(config, database, metrics, workflow, consumers)
+    app = _app(config, database, metrics, workflow, consumers, router)
     return Server(
         engine=database.engine,
         session_factory=database.session_factory,
@@ -215,7 +219,10 @@ def _case_rules(
         verifier.on_resolve(session, case, now)
 
     workflow = Workflow(
-        on_resolve=on_resolve, reroute=router.assignment, on_committed=training.on_committed
+        on_resolve=on_resolve,
+        # report-born cases have no zone kind for the Router to match: rerouting() routes them
+        reroute=rerouting(router, settings.routing.rules),
+        on_committed=training.on_committed,
     )
     verifier = CameraVerifier(
         database.session_factory,
@@ -321,6 +328,7 @@ def _app(
     metrics: IngestMetrics,
     workflow: Workflow,
     consumers: list[IngestConsumer],
+    router: Router,
 ) -> FastAPI:
     """The HTTP API and consoles; in development, the configured accounts exist first."""
     settings = config.server
@@ -339,8 +347,26 @@ def _app(
             workflow=workflow,
             readiness=lambda: ingest_readiness(consumers),
             accounts=accounts,
+            intake=IntakeDeps(
+                settings=settings.residents,
+                registry=config,
+                router=router,
+                routing=settings.routing,
+                evidence_store=database.evidence_store,
+            ),
+            residents=settings.residents,
+            qr_secret=_qr_secret(settings),
         )
     )
+
+
+def _qr_secret(settings: ServerSettings) -> bytes | None:
+    """The QR posters' secret; a named source that is unusable stops the start (QrSecretError),
+    none named disables the posters with a warning saying how to enable them."""
+    secret = settings.residents.qr_secret(os.environ)
+    if secret is None:
+        log.warning(QR_DISABLED_MESSAGE)
+    return secret
 
 
 def ingest_readiness(consumers: list[IngestConsumer]) -> list[str]:

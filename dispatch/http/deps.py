@@ -21,10 +21,11 @@ from sqlalchemy.orm.interfaces import ORMOption
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
-from dispatch.config import SCOPED_ROLES, ApiSettings
+from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings
 from dispatch.errors import ApiError
 from dispatch.http.paths import API_PREFIX as API_PREFIX  # re-exported for the routers
 from dispatch.ops import ReadinessCheck, always_ready
+from dispatch.residents.intake import IntakeDeps
 from dispatch.web.settings import WebOptions
 from dispatch.workflow import Actor, Workflow
 from storage.database import SessionFactory
@@ -55,6 +56,12 @@ class ApiContext:
     web: WebOptions = field(default_factory=WebOptions)
     # People's accounts and sessions (dispatch/auth.py); None: config tokens only.
     accounts: AccountService | None = None
+    # Residents' reports (dispatch/residents): the intake's collaborators and settings; None:
+    # no report routes (tests of other parts).
+    intake: IntakeDeps | None = None
+    residents: ResidentSettings = field(default_factory=ResidentSettings)
+    # The QR posters' signing secret; None: QR posters are disabled (QR_DISABLED_MESSAGE).
+    qr_secret: bytes | None = field(default=None, repr=False)
 
 
 Principal = Actor

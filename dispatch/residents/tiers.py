@@ -19,6 +19,9 @@ from datetime import datetime
 from contracts.kinds import ViolationKind
 from dispatch.config import Department, Route, RoutingRule, Tier, TierRule
 from dispatch.kinds import DEFAULT_ROUTES
+from dispatch.routing import Router
+from dispatch.workflow import Assignment, Reroute
+from storage.tables import Case
 
 COMMUNITY_DEPARTMENT = Department.PROPERTY_MANAGEMENT
 # Who takes a community matter over when property management's own route names nobody.
@@ -53,13 +56,8 @@ def route_for_report(
     base: Route = DEFAULT_ROUTES[kind]
     facts: dict[str, object] = {"why": "default_route", "kind": kind.value}
     for number, rule in enumerate(rules, start=1):
-        if rule.zone_kind is not None or rule.zone_id is not None:
-            continue  # a camera's place: a report has no zone
-        if (
-            (rule.kind is None or rule.kind == kind)
-            and (rule.site_id is None or rule.site_id == site_id)
-            and (rule.hours is None or rule.hours.contains(local.time().replace(tzinfo=None)))
-        ):
+        # A rule naming a zone or zone kind is about a camera's place: a report has neither.
+        if _report_rule_matches(rule, kind, site_id, local):
             base, facts = rule, {"why": "routing_rule", "rule": number}
             break
     return in_tier(base, tier), facts
@@ -116,3 +114,65 @@ def _plain(route: Route) -> Route:
 
 def _other_than(department: Department) -> Department:
     return FALLBACK_ESCALATION if department is not FALLBACK_ESCALATION else COMMUNITY_DEPARTMENT
+
+
+def _report_rule_matches(
+    rule: RoutingRule, kind: ViolationKind, site_id: str, local: datetime
+) -> bool:
+    return (
+        rule.zone_kind is None
+        and rule.zone_id is None
+        and (rule.kind is None or rule.kind == kind)
+        and (rule.site_id is None or rule.site_id == site_id)
+        and (rule.hours is None or rule.hours.contains(local.time().replace(tzinfo=None)))
+    )
+
+
+def report_route_for_department(
+    rules: Sequence[RoutingRule],
+    department: Department,
+    kind: ViolationKind,
+    site_id: str,
+    local: datetime,
+) -> Route:
+    """A report-born case's route once with ``department`` (a transfer, the community tier
+    running out): as Router.route_for_department, for a case without a zone."""
+    for rule in rules:
+        if rule.department == department and _report_rule_matches(rule, kind, site_id, local):
+            return _plain(rule)
+    default = DEFAULT_ROUTES[kind]
+    if default.department == department and default.tier is not Tier.HOUSEHOLD:
+        return _plain(default)
+    own = in_tier(default, Tier.DEPARTMENT)
+    return Route(
+        department=department,
+        tier=Tier.DEPARTMENT,
+        priority=own.priority,
+        ack_minutes=own.ack_minutes,
+        sla_minutes=own.sla_minutes,
+        clock=own.clock,
+    )
+
+
+def rerouting(router: Router, rules: Sequence[RoutingRule]) -> Reroute:
+    """The Workflow's reroute hook for every case: a camera case through ``router``, a case no
+    camera saw (no zone kind, which the Router cannot match) through the rules above."""
+
+    def reroute(case: Case, department: Department, start: datetime) -> Assignment:
+        if case.zone_kind:
+            return router.assignment(case, department, start)
+        local = case.opened_at.astimezone(router.site_zone(case.site_id))
+        route = report_route_for_department(
+            rules, department, ViolationKind(case.kind), case.site_id, local
+        )
+        ack_due_at, sla_due_at = router.deadlines(route, start)
+        community = route.tier is Tier.COMMUNITY and route.escalate_to is not None
+        return Assignment(
+            tier=route.tier.value,
+            priority=route.priority.value,
+            ack_due_at=ack_due_at,
+            sla_due_at=sla_due_at,
+            escalate_to=route.escalate_to.value if community and route.escalate_to else None,
+        )
+
+    return reroute
