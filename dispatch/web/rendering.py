@@ -14,7 +14,7 @@ from prometheus_client import Counter
 
 from contracts.sites import SiteRegistry
 from dispatch.http.deps import Principal, get_context
-from dispatch.web.i18n import LANGUAGE_COOKIE, pick_language, translator
+from dispatch.web.i18n import LANGUAGE_COOKIE, LANGUAGES, pick_language, translator
 from dispatch.web.timeline import TimelineText
 from storage.tables import utcnow
 
@@ -86,6 +86,10 @@ def render(
         "principal": principal,
         "clock": clock,
         "timeline_line": TimelineText(t, clock.local),
+        # The language switch keeps the page's other parameters (a filtered list stays filtered).
+        "language_links": {
+            other: f"?{request.url.include_query_params(lang=other).query}" for other in LANGUAGES
+        },
         "now": utcnow(),
         "i18n": {
             # The groups the page's script names things from; "error": the API's error codes,

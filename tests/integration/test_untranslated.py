@@ -369,3 +369,13 @@ def test_the_crawl_catches_each_kind_of_untranslated_string(crawl: Crawl) -> Non
     assert [(f.problem, f.text) for f in crawl.findings] == [
         ("Chinese on an English page", "已派遣")
     ]
+
+
+def test_the_language_switch_keeps_the_pages_other_parameters(crawl: Crawl) -> None:
+    """A filtered list stays filtered when the user switches language."""
+    client = crawl.site.client
+    _sign_in(client, "crawl-desk", "zh-CN")
+    html = client.get("/console?state=dispatched&lang=zh-CN").text
+    switch = re.search(r'id="lang-en" href="([^"]+)"', html)
+    assert switch is not None
+    assert switch.group(1).replace("&amp;", "&") == "?state=dispatched&lang=en"

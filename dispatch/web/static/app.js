@@ -62,9 +62,9 @@ const CW = (() => {
   function showError(root, error) {
     const box = root.querySelector(".action-error");
     if (!box) return;
-    // api()'s errors carry a status and a message in the page's language; anything else (the
-    // browser's own "Failed to fetch") is in the browser's language: say the network failed.
-    const text = error && (error.status !== undefined ? error.message : t("ui", "network_failed"));
+    // api()'s errors and the pages' own carry a message in the page's language; fetch's
+    // TypeError ("Failed to fetch") is in the browser's language: say the network failed.
+    const text = error && (error instanceof TypeError ? t("ui", "network_failed") : error.message);
     box.textContent = error ? t("ui", "action_failed") + ": " + text : "";
     box.hidden = !error;
   }
