@@ -81,8 +81,10 @@ KNOWN_STREAMS = {"/api/v1/feed"}
 # Schema-valid input that a rule beyond the schema may refuse with a documented 4xx: an action's
 # required reason or target (422), an after-photo that is not an image (415/422), Open311's
 # free-form GeoReport parameters (its spec answers bad values with 400).
-# A case list's cursor is opaque: a generated one is refused as garbled (400).
+# A case list's cursor is opaque: a generated one is refused as garbled (400). A response
+# template's name and body refuse control characters (422).
 BUSINESS_RULES = [
+    r"^/api/v1/templates",
     r"^/api/v1/cases(/export\.(csv|xlsx))?$",
     r"^/api/v1/cases/\{case_id\}/evidence$",
     r"^/api/v1/cases/\{case_id\}/actions$",
