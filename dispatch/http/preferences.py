@@ -17,6 +17,7 @@ from dispatch.alert_preferences import (
     read_preferences,
 )
 from dispatch.auth import AuthenticatedDep
+from dispatch.errors import ApiProblem
 from dispatch.http.deps import SessionDep
 
 # No prefix of its own: dispatch.http.views includes it under the API prefix with its routes.
@@ -33,9 +34,14 @@ def account_id(authenticated: AuthenticatedDep) -> int:
 
 
 AccountIdDep = Annotated[int, Depends(account_id)]
+# What the routes that need a person's account may answer besides their own results.
+ACCOUNT_REFUSALS: dict[int | str, dict[str, object]] = {
+    403: {"model": ApiProblem, "description": "the caller has no account (a config token)"},
+    404: {"model": ApiProblem, "description": "the account is gone"},
+}
 
 
-@router.get("/account/alerts", response_model=AlertPreferences)
+@router.get("/account/alerts", response_model=AlertPreferences, responses=ACCOUNT_REFUSALS)
 def get_alerts(session: SessionDep, user_id: AccountIdDep) -> AlertPreferences:
     """The caller's opt-ins for urgent-case alerts at the console."""
     found = read_preferences(session, user_id)
@@ -44,7 +50,7 @@ def get_alerts(session: SessionDep, user_id: AccountIdDep) -> AlertPreferences:
     return found
 
 
-@router.put("/account/alerts", response_model=AlertPreferences)
+@router.put("/account/alerts", response_model=AlertPreferences, responses=ACCOUNT_REFUSALS)
 def put_alerts(
     change: AlertPreferencesChange, session: SessionDep, user_id: AccountIdDep
 ) -> AlertPreferences:
