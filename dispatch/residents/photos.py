@@ -81,7 +81,14 @@ def clean_photo(data: bytes, limits: PhotoLimits, number: int = 1) -> CleanPhoto
         upright = ImageOps.exif_transpose(image)
     except PhotoError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own guard, far above ours, fired first
+        raise PhotoError(
+            f"photo {number} has too many pixels",
+            "report_photo_too_many_pixels",
+            number=number,
+            limit_mp=round(limits.max_pixels / 1_000_000, 1),
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise PhotoError(
             f"photo {number} cannot be read as a {expected_format} picture",
             "report_photo_damaged",

@@ -1,0 +1,148 @@
+"""Residents' photos: JPEG and PNG by their bytes only, bounded before decoding, and stored as
+a fresh encoding that carries none of the original's metadata (EXIF with GPS, comments, text)."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import pytest
+from PIL import Image, PngImagePlugin
+
+from dispatch.config import PhotoLimits
+from dispatch.residents.photos import PhotoError, clean_photo, sniff
+
+LIMITS = PhotoLimits()
+GPS_IFD = 0x8825
+ORIENTATION = 0x0112
+
+
+def jpeg_with_gps(width: int = 64, height: int = 32, orientation: int = 1) -> bytes:
+    """A real JPEG carrying a camera make, an orientation, GPS coordinates and a comment."""
+    image = Image.new("RGB", (width, height), (200, 10, 10))
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    exif[0x010F] = "ResidentPhone"
+    gps = exif.get_ifd(GPS_IFD)
+    gps.update({1: "N", 2: (31.0, 14.0, 0.0), 3: "E", 4: (121.0, 28.0, 0.0)})
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes(), comment=b"home address")
+    return out.getvalue()
+
+
+def png_with_text() -> bytes:
+    image = Image.new("RGBA", (20, 10), (0, 0, 255, 128))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "my flat is 3-2-301")
+    out = io.BytesIO()
+    image.save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def test_the_original_carries_gps_so_the_test_can_fail() -> None:
+    original = Image.open(io.BytesIO(jpeg_with_gps()))
+    assert original.getexif().get_ifd(GPS_IFD)[1] == "N"
+    assert original.info["comment"] == b"home address"
+
+
+def test_exif_gps_and_comments_are_stripped_from_a_jpeg() -> None:
+    clean = clean_photo(jpeg_with_gps(), LIMITS)
+    stored = Image.open(io.BytesIO(clean.data))
+    assert stored.format == "JPEG"
+    assert clean.content_type == "image/jpeg"
+    assert dict(stored.getexif()) == {}
+    assert "exif" not in stored.info
+    assert "comment" not in stored.info
+    assert b"ResidentPhone" not in clean.data
+    assert b"Exif" not in clean.data
+    assert (clean.width, clean.height) == stored.size == (64, 32)
+
+
+def test_the_orientation_is_applied_before_it_is_dropped() -> None:
+    clean = clean_photo(jpeg_with_gps(64, 32, orientation=6), LIMITS)  # rotate 90 degrees
+    assert (clean.width, clean.height) == (32, 64)
+
+
+def test_png_text_chunks_are_stripped_and_transparency_kept() -> None:
+    clean = clean_photo(png_with_text(), LIMITS)
+    stored = Image.open(io.BytesIO(clean.data))
+    assert (stored.format, stored.mode, clean.content_type) == ("PNG", "RGBA", "image/png")
+    assert b"3-2-301" not in clean.data
+    assert "Comment" not in stored.info
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+        b"GIF89a" + bytes(40),
+        b"%PDF-1.7 not a picture",
+        b"",
+    ],
+    ids=["svg", "gif", "pdf", "empty"],
+)
+def test_anything_but_jpeg_or_png_by_its_bytes_is_refused(data: bytes) -> None:
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(data, LIMITS, number=2)
+    assert refused.value.code == "report_photo_type"
+    assert refused.value.params == {"number": 2}
+
+
+def test_a_gif_named_like_a_jpeg_is_still_a_gif() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "GIF")
+    assert sniff(out.getvalue()) is None
+    with pytest.raises(PhotoError, match="no JPEG or PNG"):
+        clean_photo(out.getvalue(), LIMITS)
+
+
+def test_a_jpeg_signature_on_garbage_is_refused_as_damaged() -> None:
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50, LIMITS)
+    assert refused.value.code == "report_photo_damaged"
+
+
+def test_a_truncated_jpeg_is_refused() -> None:
+    data = jpeg_with_gps(400, 300)
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(data[: len(data) // 2], LIMITS)
+    assert refused.value.code == "report_photo_damaged"
+
+
+def test_too_many_bytes_is_refused_before_decoding() -> None:
+    limits = PhotoLimits(max_bytes=2048)
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(b"\xff\xd8\xff" + bytes(4096), limits)
+    assert refused.value.code == "report_photo_too_large"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(8000, 6000), (50_000, 50_000)], ids=["over-ours", "over-pillows"]
+)
+def test_a_huge_pixel_count_is_refused_undecoded(width: int, height: int) -> None:
+    bomb = _png_header_only(width, height)
+    assert len(bomb) < 200
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(bomb, LIMITS)
+    assert refused.value.code == "report_photo_too_many_pixels"
+
+
+def test_a_big_photo_is_scaled_down_to_the_longest_side() -> None:
+    clean = clean_photo(jpeg_with_gps(1000, 500), PhotoLimits(max_side=256))
+    assert (clean.width, clean.height) == (256, 128)
