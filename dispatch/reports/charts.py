@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
@@ -37,10 +37,15 @@ class ReportFontMissingError(RuntimeError):
 @cache
 def cjk_font_path() -> Path:
     """The CJK font file of the charts and the PDF; ReportFontMissingError names the fix."""
+    return find_cjk_font(font_manager.findSystemFonts())
+
+
+def find_cjk_font(installed: Iterable[str]) -> Path:
+    """The best CJK font among the ``installed`` font files."""
+    by_name = {Path(found).name: Path(found) for found in installed}
     for wanted in CJK_FONT_FILES:
-        for found in font_manager.findSystemFonts():
-            if Path(found).name == wanted:
-                return Path(found)
+        if wanted in by_name:
+            return by_name[wanted]
     raise ReportFontMissingError(
         "no Chinese font found (looked for " + ", ".join(CJK_FONT_FILES) + "): install "
         "fonts-wqy-microhei (deploy/system-deps.sh) so the report's Chinese text renders"

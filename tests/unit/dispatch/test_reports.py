@@ -21,6 +21,7 @@ from contracts.sites import SiteRegistry
 from dispatch.config import Department
 from dispatch.notification_settings import NotificationSettings, WebhookSettings
 from dispatch.notifications.reports import REPORT_EVENT, enqueue_report
+from dispatch.reports.charts import ReportFontMissingError, find_cjk_font
 from dispatch.reports.figures import count_figures
 from dispatch.reports.period import (
     Period,
@@ -338,3 +339,11 @@ def test_an_uploaded_plan_image_is_the_heat_maps_background(
     without = ReportService(session_factory, registry, clock=lambda: local(1, month=7))
     again = without.generate(ReportRequest(Period.WEEK, Scope.SITE, SITE, date(2026, 5, 6)), "me")
     assert again.figures.plans[0].image == tmp_path / "configured.png"
+
+
+def test_without_a_chinese_font_the_report_names_the_package_to_install() -> None:
+    assert (
+        find_cjk_font(["/fonts/DejaVuSans.ttf", "/x/wqy-microhei.ttc"]).name == "wqy-microhei.ttc"
+    )
+    with pytest.raises(ReportFontMissingError, match="install fonts-wqy-microhei"):
+        find_cjk_font(["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"])
