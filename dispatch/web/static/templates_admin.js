@@ -1,5 +1,6 @@
 // The response templates' admin page: each form saves through /api/v1/templates, then the page
-// reloads so the list shows what the server kept (sorted, trimmed).
+// reloads so the list shows what the server kept, by name. Names and texts go trimmed: the API
+// refuses spaces at either end.
 "use strict";
 (() => {
   const words = JSON.parse(document.getElementById("templates-words").textContent);
@@ -9,8 +10,8 @@
   function payload(form) {
     const data = new FormData(form);
     return {
-      name: String(data.get("name") || ""),
-      body: String(data.get("body") || ""),
+      name: String(data.get("name") || "").trim(),
+      body: String(data.get("body") || "").trim(),
       department: data.get("department") || null,
     };
   }
