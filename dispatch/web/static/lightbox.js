@@ -40,7 +40,12 @@ const CWLightbox = (() => {
   }
 
   function setPane(pane, frame) {
-    const img = pane.querySelector("img");
+    let img = pane.querySelector("img");
+    if (!img) {
+      img = document.createElement("img");
+      img.draggable = false;
+      pane.prepend(img);
+    }
     img.src = frame.full;
     img.alt = frame.caption;
     pane.querySelector(".lb-pane-caption").textContent = frame.caption;
