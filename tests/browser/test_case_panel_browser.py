@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, FloatRect, Page, ViewportSize, expect
 
 from contracts.events import CAPTION_HEIGHT, EvidenceLabel
-from storage.tables import CaseEvidence, Evidence
+from storage.tables import CaseEvidence, Evidence, ResponseTemplate, utcnow
 from tests.browser.conftest import LiveSite, screenshot_path
 from tests.browser.test_console_browser import sign_in
 
@@ -197,3 +197,39 @@ def test_another_departments_case_is_a_readable_page_in_chinese(
     assert "detail" not in (page.text_content("body") or "")
     page.click("#error-home")
     expect(page).to_have_url(f"{live_site.url}/worker")
+
+
+def test_a_dispatcher_picks_a_response_template_and_assigns_a_person(
+    browser: Browser, live_site: LiveSite
+) -> None:
+    event = live_site.edge.event()  # illegal parking: law enforcement's
+    live_site.publish(event)
+    case = live_site.case_of(event)
+    body = "已通知车主限时驶离消防通道"
+    with live_site.server.session_factory() as session:
+        session.add(
+            ResponseTemplate(
+                name="限时驶离",
+                body=body,
+                department="law_enforcement",
+                created_by="admin",
+                updated_at=utcnow(),
+            )
+        )
+        session.commit()
+    page = browser.new_page(viewport=CONSOLE)
+    sign_in(page, live_site, f"/console/cases/{case.id}", "desk")
+
+    note = page.locator('.case-panel form[data-action="note"]')
+    picker = note.locator("select.template-picker")
+    expect(picker).to_be_visible()
+    picker.select_option(label="限时驶离")
+    expect(note.locator("textarea[name=reason]")).to_have_value(body)
+
+    assign = page.locator('.case-panel form[data-action="assign"]')
+    people = assign.locator("select[name=assignee]")
+    expect(people.locator('option[value="officer"]')).to_have_count(1)
+    people.select_option("officer")
+    assign.locator("button[type=submit]").click()
+    expect(page.locator(".case-panel .case-assignee")).to_have_text("officer")
+    assert live_site.case(case.id).assignee == "officer"
