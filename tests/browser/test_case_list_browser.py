@@ -291,7 +291,17 @@ def test_an_urgent_case_flashes_and_notifies(browser: Browser, live_site: LiveSi
 
         # With reduced motion the mark stays but nothing blinks.
         page.emulate_media(reduced_motion="reduce")
-        assert row.evaluate("row => getComputedStyle(row).animationName") == "none"
+        for selector in (f'#cases tr[data-case-id="{case.id}"]', "#feed .urgent-flash"):
+            page.wait_for_function(
+                """selector => [...document.querySelectorAll(selector)].length > 0
+                && [...document.querySelectorAll(selector)].every(element => {
+                  const style = getComputedStyle(element);
+                  return element.classList.contains("urgent-flash")
+                    && style.animationName === "none"
+                    && style.backgroundColor === "rgb(255, 205, 210)";
+                })""",
+                arg=selector,
+            )
         page.screenshot(path=screenshot_path("urgent-alert"))
     finally:
         context.close()
