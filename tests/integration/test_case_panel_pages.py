@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from dispatch.config import Department
 from dispatch.workflow import Action, Assignment, Command, Workflow, system_actor
 from storage.tables import Case, utcnow
+from tests.factories import make_registry
 from tests.integration.test_web_pages import Site, auth, serve
 
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
@@ -165,3 +166,18 @@ def test_a_transfer_that_moves_the_deadline_says_so_beside_it(site: Site) -> Non
     moved = re.search(r'<small class="deadline-moved">(.*?)</small>', panel, re.S)
     assert moved is not None
     assert moved.group(1).startswith("转派后办结时限由 ")
+
+
+def test_the_worker_sees_where_to_go_above_the_actions(tmp_path: Path) -> None:
+    registry = make_registry()
+    site = registry.sites[0].model_copy(
+        update={"name": "幸福里小区", "address": "幸福路 8 号", "lat": 31.2304, "long": 121.4737}
+    )
+    registry = registry.model_copy(update={"sites": [site, *registry.sites[1:]]})
+    with serve(f"sqlite:///{tmp_path / 'civicwatch.db'}", tmp_path, registry) as served:
+        page = served.client.get(f"/worker/cases/{served.parking_id}", headers=auth("law")).text
+    brief = re.search(r'<dd class="place-brief">(.*?)</dd>', page, re.S)
+    assert brief is not None
+    assert "幸福里小区 · 幸福路 8 号" in brief.group(1)
+    assert 'class="place-brief-nav" href="https://uri.amap.com/marker?' in brief.group(1)
+    assert page.index("place-brief") < page.index('class="actions"'), "before the actions"
