@@ -410,7 +410,7 @@ class ResidentSettings(_Settings):
     buildings: dict[Identifier, list[str]] = Field(
         default_factory=dict,
         description="per site: the buildings a report may name, beside the zones' buildings; a "
-        "site naming none anywhere takes any building",
+        "site not listed here takes any building",
     )
     photos: PhotoLimits = Field(default_factory=PhotoLimits)
     text: TextLimits = Field(default_factory=TextLimits)

@@ -229,8 +229,8 @@ def _site(registry: SiteRegistry, site_id: str) -> SiteConfig:
 
 
 def known_buildings(registry: SiteRegistry, settings: ResidentSettings, site_id: str) -> list[str]:
-    """The buildings a report at ``site_id`` may name (the page's picker): those the config
-    lists for residents, then those its zones name. Empty: any building is taken."""
+    """The buildings the config knows at ``site_id`` (the page's picker): those listed for
+    residents (``server.residents.buildings``), then those its zones name."""
     names = list(settings.buildings.get(site_id, ()))
     for site in registry.sites:
         if site.id != site_id:
@@ -247,18 +247,18 @@ def known_buildings(registry: SiteRegistry, settings: ResidentSettings, site_id:
 def _building(
     registry: SiteRegistry, settings: ResidentSettings, site: SiteConfig, given: str | None
 ) -> str | None:
-    """The building as the config spells it; refused when the site lists buildings and this is
-    none of them."""
+    """The building as the config spells it. Refused only when ``server.residents.buildings``
+    lists the site's buildings and this is none of them (nor a zone's): a zone naming its
+    building does not make the zones' buildings the whole site."""
     building = _line(given, "building", settings.text.place_chars)
     if not building:
         return None
-    known = known_buildings(registry, settings, site.id)
-    if not known:
-        return building
-    for name in known:
+    for name in known_buildings(registry, settings, site.id):
         if name.casefold() == building.casefold():
             return name
-    raise ReportRefused("report_unknown_building", {"site_id": site.id, "building": building})
+    if site.id in settings.buildings:
+        raise ReportRefused("report_unknown_building", {"site_id": site.id, "building": building})
+    return building
 
 
 def _field_name(field: str) -> str:
