@@ -153,6 +153,9 @@ class Endpoint:
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
 
+_CONVERTOR = re.compile(r":[^}]*}")
+
+
 def enumerate_endpoints(routes: Sequence[BaseRoute], prefix: str = "") -> Iterator[Endpoint]:
     """Every method of every route: included routers' and mounted sub-apps' routes too."""
     for context in iter_route_contexts(routes):
@@ -160,7 +163,8 @@ def enumerate_endpoints(routes: Sequence[BaseRoute], prefix: str = "") -> Iterat
         if isinstance(route, Mount):
             yield from enumerate_endpoints(route.routes, prefix + route.path)
             continue
-        path = prefix + (context.path or "")
+        # {case_id:int} routes only digits; the OpenAPI document (and a name) says {case_id}.
+        path = _CONVERTOR.sub("}", prefix + (context.path or ""))
         params = tuple(_PARAM.findall(path))
         if isinstance(route, WebSocketRoute | APIWebSocketRoute):
             yield Endpoint("WEBSOCKET", path, params, websocket=True)
