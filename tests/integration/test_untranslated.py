@@ -31,7 +31,7 @@ from dispatch.sla import SWEEP_ACTOR
 from dispatch.verification import Verification
 from dispatch.web.i18n import LANGUAGE_COOKIE, LANGUAGES, load_catalogue
 from dispatch.workflow import Action, Actor, CloseReason, Command, Workflow, system_actor
-from storage.tables import Case
+from storage.tables import Case, CaseTransition
 from tests.integration.test_web_pages import Site, serve
 
 PASSWORD = "a-long-password-for-crawling-1"
@@ -379,3 +379,29 @@ def test_the_language_switch_keeps_the_pages_other_parameters(crawl: Crawl) -> N
     switch = re.search(r'id="lang-en" href="([^"]+)"', html)
     assert switch is not None
     assert switch.group(1).replace("&amp;", "&") == "?state=dispatched&lang=en"
+
+
+def test_ingest_and_routing_store_the_facts_the_timeline_tells(crawl: Crawl) -> None:
+    """The writers keep their English reason for the audit trail and add the facts beside it."""
+    with crawl.site.rig.session_factory() as session:
+        entries = session.scalars(
+            select(CaseTransition)
+            .where(CaseTransition.case_id == crawl.site.parking_id)
+            .order_by(CaseTransition.seq)
+        ).all()
+    register, dispatch = entries[0], entries[1]
+    assert register.action == "register"
+    assert register.detail["why"] == "opened"
+    assert register.detail["camera_id"] in register.reason  # the prose says the same
+    assert dispatch.action == "dispatch"
+    assert dispatch.reason.startswith("default route for illegal_parking")
+    assert dispatch.detail == {
+        "why": "default_route",
+        "kind": "illegal_parking",
+        "department": "law_enforcement",
+        "tier": dispatch.detail["tier"],
+        "priority": dispatch.detail["priority"],
+        "sla_minutes": dispatch.detail["sla_minutes"],
+        "clock": dispatch.detail["clock"],
+    }
+    assert isinstance(dispatch.detail["sla_minutes"], int)
