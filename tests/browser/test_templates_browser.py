@@ -74,7 +74,11 @@ def test_an_admin_adds_changes_and_deletes_templates(browser: Browser, live_site
         # change it to an all-department template
         saved.locator('select[name="department"]').select_option("")
         saved.locator('textarea[name="body"]').fill("车主已自行驶离。")
-        saved.locator('button[type="submit"]').click()
+        # the message from the first save is still shown: wait for the change itself
+        with page.expect_response(lambda r: r.request.method == "PUT") as answer:
+            saved.locator('button[type="submit"]').click()
+        assert answer.value.status == 200
+        page.wait_for_load_state()
         expect(page.locator(".templates-done")).to_have_text("已保存。")
         expect(saved.locator('textarea[name="body"]')).to_have_value("车主已自行驶离。")
         assert _templates(live_site) == [("已拖离", "车主已自行驶离。", None)]
