@@ -42,7 +42,14 @@ from dispatch.web.queries import (
 )
 from dispatch.web.redirects import local_target
 from dispatch.web.rendering import render
-from dispatch.workflow import NEEDS_REASON, TRANSITIONS, Action, CloseReason
+from dispatch.workflow import (
+    NEEDS_REASON,
+    TRANSITIONS,
+    Action,
+    CloseReason,
+    Person,
+    assignable_people,
+)
 from storage.tables import Case, CaseState
 
 # What each page offers, in this order; a button shows only where the workflow would allow it.
@@ -95,6 +102,13 @@ def password_page(request: Request, identified: IdentifiedDep) -> Response:
     )
 
 
+def _people(session: Session, case: Case) -> list[Person]:
+    """Whom the assign form offers: the case's department's people (none: not routed yet)."""
+    if case.department is None:
+        return []
+    return assignable_people(session, Department(case.department))
+
+
 def _panel_values(
     request: Request, session: Session, case: Case, principal: Principal
 ) -> dict[str, Any]:
@@ -103,6 +117,7 @@ def _panel_values(
         "evidence": evidence_set(case, principal),
         "place": place_for_page(request, session, case),
         "deadline_move": last_deadline_move(case),
+        "people": _people(session, case),
         "actions": allowed_actions(principal, case, CONSOLE_ACTIONS),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),

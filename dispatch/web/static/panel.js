@@ -1,10 +1,9 @@
-// The case panel and the worker's case page: "show all frames", the people an assign form
-// offers, and the response-template picker that fills a reason. The console swaps panels in
+// The case panel and the worker's case page: "show all frames" and the response-template
+// picker that fills a reason. The console swaps panels in
 // after this script ran, so new forms are found as they appear (a MutationObserver).
 "use strict";
 (() => {
   const templatesByDepartment = new Map(); // department -> Promise<[{name, body}]>
-  const peopleByUrl = new Map(); // url -> Promise<[{username, name}]>
 
   // A list from an API answer: a bare array, or the array under a usual key.
   const listOf = (data, ...keys) => {
@@ -16,23 +15,6 @@
   function cached(map, key, load) {
     if (!map.has(key)) map.set(key, load().catch(() => []));
     return map.get(key);
-  }
-
-  async function fillPeople(select) {
-    select.dataset.filled = "1";
-    const url = select.dataset.peopleUrl;
-    const people = await cached(peopleByUrl, url,
-      async () => listOf(await CW.api(url), "people", "items"));
-    for (const person of people) {
-      const username = person.username || person.name;
-      if (!username) continue;
-      const option = document.createElement("option");
-      option.value = username;
-      const shown = person.display_name || person.name || "";
-      option.textContent = shown && shown !== username ? `${shown} (${username})` : username;
-      option.selected = username === select.dataset.current;
-      select.append(option);
-    }
   }
 
   async function fillTemplates(select) {
@@ -53,9 +35,6 @@
   }
 
   function fill(root) {
-    for (const select of root.querySelectorAll("select.people-picker:not([data-filled])")) {
-      fillPeople(select);
-    }
     for (const select of root.querySelectorAll("select.template-picker:not([data-filled])")) {
       fillTemplates(select);
     }
