@@ -43,6 +43,7 @@ def seed(site: LiveSite, count: int) -> list[int]:
 
 def sign_in(page: Page, site: LiveSite, path: str = "/console") -> None:
     page.goto(f"{site.url}{path}")
+    page.wait_for_load_state()  # the login script has bound the form before it is submitted
     page.fill("#username", "desk")
     page.fill("#password", PASSWORD)
     page.click("#login-submit")
