@@ -51,9 +51,7 @@ def error_page(request: Request, status_code: int) -> Response:
     It never shows the exception's text: that is English, and may say more than a page should
     (which department owns a case the reader may not see)."""
     key = str(status_code) if status_code in _WORDED else "other"
-    return render(
-        request, "error.html", None, status_code=status_code, status=status_code, key=key
-    )
+    return render(request, "error.html", None, status_code=status_code, status=status_code, key=key)
 
 
 def page_error(request: Request, exc: Exception) -> Response:
