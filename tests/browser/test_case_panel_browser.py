@@ -233,3 +233,22 @@ def test_a_dispatcher_picks_a_response_template_and_assigns_a_person(
     assign.locator("button[type=submit]").click()
     expect(page.locator(".case-panel .case-assignee")).to_have_text("officer")
     assert live_site.case(case.id).assignee == "officer"
+
+
+def test_the_consoles_panel_shows_the_first_action_in_view(
+    browser: Browser, live_site: LiveSite
+) -> None:
+    case_id, _total = _an_hour_of_updates(live_site)
+    page = browser.new_page(viewport=CONSOLE)
+    sign_in(page, live_site, "/console", "desk")
+    page.locator(f'#cases a.open-case[data-case-id="{case_id}"]').click()
+    panel = page.locator(f'#panel .case-panel[data-case-id="{case_id}"]')
+    expect(panel).to_be_visible()
+    button = panel.locator(".actions form.action-form button[type=submit]").first
+    box = button.bounding_box()
+    assert box is not None
+    # In view as the console shows it (console.js brings the panel to the top; nobody scrolls).
+    assert box["y"] >= 0
+    assert box["y"] + box["height"] <= CONSOLE["height"], f"below the fold: {box}"
+    assert panel.locator(".evidence .frame").count() <= 8
+    page.screenshot(path=screenshot_path("console-panel-1920"))
