@@ -172,11 +172,14 @@ def test_services_one_per_violation_kind_in_chinese(open311: Open311) -> None:
     assert [s["service_code"] for s in services] == [kind.value for kind in ViolationKind]
     names = {s["service_code"]: s["service_name"] for s in services}
     # The cameras' kinds (residents' categories are services too, named in their own tests).
-    assert names.items() >= {
-        "illegal_parking": "违法停车",
-        "fire_lane_blocking": "占用消防通道",
-        "illegal_structure": "违法建设",
-    }.items()
+    assert (
+        names.items()
+        >= {
+            "illegal_parking": "违法停车",
+            "fire_lane_blocking": "占用消防通道",
+            "illegal_structure": "违法建设",
+        }.items()
+    )
     for service in services:
         assert set(service) == {
             "service_code",
