@@ -146,3 +146,17 @@ def test_a_huge_pixel_count_is_refused_undecoded(width: int, height: int) -> Non
 def test_a_big_photo_is_scaled_down_to_the_longest_side() -> None:
     clean = clean_photo(jpeg_with_gps(1000, 500), PhotoLimits(max_side=256))
     assert (clean.width, clean.height) == (256, 128)
+
+
+def test_a_plugin_patched_into_image_open_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ultralytics replaces Image.open (HEIF support) in a process that imports it: the
+    format's own decoder is called, so neither the patch nor its errors reach the intake."""
+
+    def patched(*_args: object, **_kwargs: object) -> Image.Image:
+        raise ModuleNotFoundError("No module named 'pi_heif'")
+
+    monkeypatch.setattr(Image, "open", patched)
+    assert clean_photo(jpeg_with_gps(), LIMITS).content_type == "image/jpeg"
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50, LIMITS)
+    assert refused.value.code == "report_photo_damaged"
