@@ -30,7 +30,7 @@ from dispatch.notifications.service import Notifications, build_notifications
 from dispatch.reports.service import CHECK_SECONDS as REPORT_CHECK_SECONDS
 from dispatch.reports.service import ReportService, notice_of
 from dispatch.residents.intake import IntakeDeps
-from dispatch.residents.tiers import rerouting
+from dispatch.residents.tiers import ResidentAwareRouter
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.training_data import CATCH_UP_SECONDS, TrainingDataExporter
@@ -137,7 +137,8 @@ def build_server(config: CivicwatchConfig) -> Server:
     database = _database(settings)
     metrics = IngestMetrics()
     calendar = WorkingCalendar(settings.sla.calendar)
-    router = Router(settings.routing, calendar, config)
+    # Routes report-born cases too (no zone kind): transfers, the SLA sweep, the console.
+    router = ResidentAwareRouter(settings.routing, calendar, config)
     consumers: list[IngestConsumer] = []
 
     def publish_on_ingest(topic: str, payload: bytes) -> bool:
@@ -219,10 +220,7 @@ def _case_rules(
         verifier.on_resolve(session, case, now)
 
     workflow = Workflow(
-        on_resolve=on_resolve,
-        # report-born cases have no zone kind for the Router to match: rerouting() routes them
-        reroute=rerouting(router, settings.routing.rules),
-        on_committed=training.on_committed,
+        on_resolve=on_resolve, reroute=router.assignment, on_committed=training.on_committed
     )
     verifier = CameraVerifier(
         database.session_factory,

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from contracts.kinds import ViolationKind
-from dispatch.config import Department, Route, RoutingRule, Tier, TierRule
+from contracts.sites import SiteRegistry
+from dispatch.calendar import WorkingCalendar
+from dispatch.config import Department, Route, RoutingRule, RoutingSettings, Tier, TierRule
 from dispatch.kinds import DEFAULT_ROUTES
 from dispatch.routing import Router
-from dispatch.workflow import Assignment, Reroute
-from storage.tables import Case
 
 COMMUNITY_DEPARTMENT = Department.PROPERTY_MANAGEMENT
 # Who takes a community matter over when property management's own route names nobody.
@@ -117,14 +117,19 @@ def _other_than(department: Department) -> Department:
 
 
 def _report_rule_matches(
-    rule: RoutingRule, kind: ViolationKind, site_id: str, local: datetime
+    rule: RoutingRule, kind: ViolationKind, site_id: str, local: datetime | None
 ) -> bool:
+    """A routing rule matching a report: none naming a zone or zone kind (a camera's place);
+    a time-of-day rule never matches without a time, as in the Router."""
     return (
         rule.zone_kind is None
         and rule.zone_id is None
         and (rule.kind is None or rule.kind == kind)
         and (rule.site_id is None or rule.site_id == site_id)
-        and (rule.hours is None or rule.hours.contains(local.time().replace(tzinfo=None)))
+        and (
+            rule.hours is None
+            or (local is not None and rule.hours.contains(local.time().replace(tzinfo=None)))
+        )
     )
 
 
@@ -133,7 +138,7 @@ def report_route_for_department(
     department: Department,
     kind: ViolationKind,
     site_id: str,
-    local: datetime,
+    local: datetime | None,
 ) -> Route:
     """A report-born case's route once with ``department`` (a transfer, the community tier
     running out): as Router.route_for_department, for a case without a zone."""
@@ -154,25 +159,52 @@ def report_route_for_department(
     )
 
 
-def rerouting(router: Router, rules: Sequence[RoutingRule]) -> Reroute:
-    """The Workflow's reroute hook for every case: a camera case through ``router``, a case no
-    camera saw (no zone kind, which the Router cannot match) through the rules above."""
+class ResidentAwareRouter(Router):
+    """The Router, also for cases no camera saw. The Router matches a case's zone kind, which a
+    report-born case has none of (an empty string); the workflow (transfers), the SLA sweep
+    (escalation clocks, community-tier transfers) and the console all ask it about such cases.
+    Camera cases go to the Router unchanged; report-born ones through the functions above."""
 
-    def reroute(case: Case, department: Department, start: datetime) -> Assignment:
-        if case.zone_kind:
-            return router.assignment(case, department, start)
-        local = case.opened_at.astimezone(router.site_zone(case.site_id))
-        route = report_route_for_department(
-            rules, department, ViolationKind(case.kind), case.site_id, local
-        )
-        ack_due_at, sla_due_at = router.deadlines(route, start)
-        community = route.tier is Tier.COMMUNITY and route.escalate_to is not None
-        return Assignment(
-            tier=route.tier.value,
-            priority=route.priority.value,
-            ack_due_at=ack_due_at,
-            sla_due_at=sla_due_at,
-            escalate_to=route.escalate_to.value if community and route.escalate_to else None,
-        )
+    def __init__(
+        self,
+        settings: RoutingSettings,
+        calendar: WorkingCalendar | None = None,
+        registry: SiteRegistry | None = None,
+    ) -> None:
+        super().__init__(settings, calendar, registry)
+        self._report_rules = list(settings.rules)
 
-    return reroute
+    def _local(self, site_id: str, at: datetime | None) -> datetime | None:
+        return None if at is None else at.astimezone(self.site_zone(site_id))
+
+    def route(
+        self,
+        kind: str,
+        zone_kind: str,
+        zone_id: str,
+        site_id: str,
+        at: datetime | None = None,
+    ) -> Route:
+        if zone_kind:
+            return super().route(kind, zone_kind, zone_id, site_id, at)
+        violation = ViolationKind(kind)
+        local = self._local(site_id, at)
+        for rule in self._report_rules:
+            if _report_rule_matches(rule, violation, site_id, local):
+                return _plain(rule)
+        return DEFAULT_ROUTES[violation]
+
+    def route_for_department(
+        self,
+        department: Department,
+        kind: str,
+        zone_kind: str,
+        zone_id: str,
+        site_id: str,
+        at: datetime | None = None,
+    ) -> Route:
+        if zone_kind:
+            return super().route_for_department(department, kind, zone_kind, zone_id, site_id, at)
+        return report_route_for_department(
+            self._report_rules, department, ViolationKind(kind), site_id, self._local(site_id, at)
+        )

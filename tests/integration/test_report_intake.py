@@ -12,20 +12,24 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts.events import Phase, ViolationKind
 from contracts.sites import SiteRegistry
+from dispatch.calendar import WorkingCalendar
 from dispatch.config import (
     Department,
     ReportRateLimits,
     ResidentSettings,
     Role,
     RoutingSettings,
+    SlaSettings,
     Tier,
     TierRule,
 )
+from dispatch.metrics import DispatchMetrics
 from dispatch.residents.intake import (
     Channel,
     IntakeDeps,
@@ -35,8 +39,8 @@ from dispatch.residents.intake import (
     ReportSubmission,
     submit_report,
 )
-from dispatch.residents.tiers import rerouting
-from dispatch.routing import Router
+from dispatch.residents.tiers import ResidentAwareRouter
+from dispatch.sla import SlaSweep
 from dispatch.workflow import Action, Actor, Command, Workflow
 from storage.audit import verify_chain
 from storage.database import SessionFactory
@@ -125,7 +129,7 @@ def rig(database_url: str, tmp_path: Path) -> Iterator[Rig]:
         deps = IntakeDeps(
             settings=ResidentSettings(),
             registry=registry,
-            router=Router(routing, registry=registry),
+            router=ResidentAwareRouter(routing, registry=registry),
             routing=routing,
             evidence_store=store,
             clock=lambda: NOW,
@@ -387,7 +391,7 @@ def test_the_tier_rule_table_decides_new_cases(rig: Rig) -> None:
 
 def test_a_report_case_can_be_transferred(rig: Rig) -> None:
     receipt = rig.submit(category=K.NOISE)
-    workflow = Workflow(reroute=rerouting(rig.deps.router, rig.deps.routing.rules))
+    workflow = Workflow(reroute=rig.deps.router.assignment)
     dispatcher = Actor("desk", Role.DISPATCHER)
     with rig.sessions() as session:
         case = session.get_one(Case, receipt.case_id)
@@ -401,6 +405,34 @@ def test_a_report_case_can_be_transferred(rig: Rig) -> None:
         session.commit()
         assert (case.department, case.tier) == ("law_enforcement", "department")
         assert case.sla_due_at == NOW + timedelta(minutes=240)
+
+
+def test_an_unsettled_consultation_goes_to_a_department_at_its_deadline(rig: Rig) -> None:
+    """The SLA sweep's community-tier transfer, on a case no camera saw (no zone kind)."""
+    receipt = rig.submit(category=K.GARBAGE, building="1号楼")
+    router = rig.deps.router
+    sweep = SlaSweep(
+        rig.sessions,
+        Workflow(reroute=router.assignment),
+        WorkingCalendar(),
+        SlaSettings(),
+        DispatchMetrics(CollectorRegistry()),
+        router,
+    )
+    sweep.run(NOW + timedelta(hours=71))  # before the deadline: escalations maybe, no transfer
+    with rig.sessions() as session:
+        assert session.get_one(Case, receipt.case_id).department == "property_management"
+    later = NOW + timedelta(hours=72, minutes=1)
+    sweep.run(later)
+    with rig.sessions() as session:
+        case = session.get_one(Case, receipt.case_id)
+        assert (case.department, case.tier, case.state) == (
+            "law_enforcement",
+            "department",
+            "dispatched",
+        )
+        assert "transfer" in _actions(session, case.id)
+    _chain_intact(rig)
 
 
 # --- limits -----------------------------------------------------------------------------------

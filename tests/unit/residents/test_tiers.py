@@ -14,17 +14,20 @@ from dispatch.config import (
     Priority,
     Route,
     RoutingRule,
+    RoutingSettings,
     Tier,
     TierRule,
 )
 from dispatch.kinds import DEFAULT_ROUTES
 from dispatch.residents.tiers import (
+    ResidentAwareRouter,
     community_route,
     in_tier,
     report_route_for_department,
     route_for_report,
     tier_for,
 )
+from dispatch.routing import Router
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Tuesday 23:30 and Saturday 10:00, local time of the site.
@@ -140,3 +143,22 @@ def test_a_transfer_of_a_report_case_takes_the_departments_route() -> None:
         [], Department.FIRE_RESCUE, K.NOISE, "estate-a", TUESDAY_NIGHT
     )
     assert (elsewhere.department, elsewhere.tier) == (Department.FIRE_RESCUE, Tier.DEPARTMENT)
+
+
+def test_the_router_answers_for_cases_without_a_zone_kind() -> None:
+    rules = RoutingSettings(
+        rules=[
+            RoutingRule(kind=K.NOISE, department=Department.LAW_ENFORCEMENT, sla_minutes=600),
+            RoutingRule(zone_kind="no_parking", department=Department.PROPERTY_MANAGEMENT),
+        ]
+    )
+    router = ResidentAwareRouter(rules)
+    with pytest.raises(ValueError, match="''"):
+        Router(rules).route_for_department(Department.FIRE_RESCUE, "noise", "", "", "estate-a")
+    report = router.route_for_department(Department.FIRE_RESCUE, "noise", "", "", "estate-a")
+    assert (report.department, report.tier) == (Department.FIRE_RESCUE, Tier.DEPARTMENT)
+    assert router.route("noise", "", "", "estate-a").sla_minutes == 600
+    assert router.route("garbage", "", "", "estate-a") == DEFAULT_ROUTES[K.GARBAGE]
+    # A camera case is the Router's, unchanged: the zone-kind rule matches it.
+    camera = router.route("illegal_parking", "no_parking", "gate", "estate-a")
+    assert camera.department is Department.PROPERTY_MANAGEMENT
