@@ -133,7 +133,10 @@ class Actor:
         return self.role in PERMISSIONS[action]
 
     def sees(self, case: Case) -> bool:
-        """Department roles see their department's cases only; everybody else sees every case."""
+        """Department roles see their department's cases only; council members (whose site
+        scope comes with consultations) none yet; everybody else sees every case."""
+        if self.role is Role.COUNCIL:
+            return False
         if self.role in SCOPED_ROLES:
             return case.department is not None and case.department == self.department
         return True

@@ -21,7 +21,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
-from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings
+from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings, Role
 from dispatch.errors import ApiError
 from dispatch.http.paths import API_PREFIX as API_PREFIX  # re-exported for the routers
 from dispatch.ops import ReadinessCheck, always_ready
@@ -102,6 +102,8 @@ def not_found(what: str) -> ApiError:
 
 def scope_of(principal: Principal) -> str | None:
     """The only department whose cases ``principal`` may see, or None for every case."""
+    if principal.role is Role.COUNCIL:
+        return ""  # no department is "": council members see no case until consultations scope them
     if principal.role in SCOPED_ROLES:
         return principal.department.value if principal.department else ""
     return None

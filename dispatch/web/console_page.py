@@ -17,7 +17,7 @@ from dispatch.web.charts import console_charts
 from dispatch.web.feed import head_seq, read_entries
 from dispatch.web.i18n import Translator, pick_language, translator
 from dispatch.web.page_route import CONSOLE_ROLES, PageRoute, home_of
-from dispatch.web.plans import PLAN_HEIGHT, PLAN_WIDTH, site_plans
+from dispatch.web.plans import PLAN_HEIGHT, PLAN_WIDTH, site_plans_for_page
 from dispatch.web.queries import deadline_class, minutes_to, open_cases_by_deadline
 from dispatch.web.rendering import render
 from dispatch.web.stats import StatsCacheDep
@@ -69,7 +69,7 @@ def console(
         list_i18n=list_messages(t),
         is_urgent=is_urgent,
         board=open_cases_by_deadline(session, principal),
-        plans=site_plans(context.registry, cameras),
+        plans=site_plans_for_page(request, session, cameras),
         plan_size=(PLAN_WIDTH, PLAN_HEIGHT),
         charts=console_charts(stats, t),
         false_alarms=false_alarm_table(stats.false_alarms_by_camera, t),

@@ -8,10 +8,11 @@
   const fill = (text, values) => text.replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
   const say = (key, values = {}) => fill((words.list && words.list[key]) || key, values);
 
-  // A refusal in the page's language: its code's message, else the server's English text.
+  // A refusal in the page's language: its code's message, else a translated generic failure
+  // (never the API's English detail on a Chinese page).
   function refusal(result) {
     const template = result.code && words.error && words.error[result.code];
-    return template ? fill(template, result.params || {}) : result.detail || result.code || "";
+    return template ? fill(template, result.params || {}) : CW.refusalText(result.code, result.params);
   }
 
   // --- the filter: submitted as a clean URL (no empty fields), so it can be linked ---------

@@ -341,3 +341,12 @@ def test_a_transfer_restarts_the_clock_on_the_new_departments_route(session: Ses
     entry = case.transitions[-1]
     assert entry.detail["from_department"] == LAW
     assert entry.detail["sla_due_at"] == case.sla_due_at.isoformat()
+
+
+def test_a_council_member_sees_no_case_until_consultations_scope_the_role() -> None:
+    from dispatch.http.deps import scope_of
+
+    council = Actor(name="lead-3", role=Role.COUNCIL)
+    case = Case(department=Department.PROPERTY_MANAGEMENT.value, site_id="compound-demo")
+    assert not council.sees(case)
+    assert scope_of(council) == ""  # matches no department: the SQL filter returns nothing
