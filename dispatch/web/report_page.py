@@ -1,0 +1,284 @@
+"""The resident's pages: /report (the form, no account), the done page with the tracking code,
+and /report/t/<code> (the report's state and the department's public replies).
+
+No login, so the form is protected by a double-submit CSRF token: a random cookie the page
+echoes in a hidden field; a POST whose field does not match its cookie is refused. Knowing a
+tracking code is the only access to the tracking page, so lookups are rate-limited per client
+address and the page shows only the case's state and PUBLIC replies (action ``reply`` with
+``detail.public``): never notes, phones or other reporters.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from contracts.kinds import ViolationKind
+from dispatch.http.deps import ApiContext, SessionDep, get_context
+from dispatch.residents.codes import normalise_tracking_code, tracking_path
+from dispatch.residents.intake import (
+    Channel,
+    ReportRefused,
+    ReportSubmission,
+    known_buildings,
+    submit_report,
+)
+from dispatch.web.i18n import pick_language, translator
+from dispatch.web.rendering import render
+from storage.tables import Case, CaseTransition, ResidentReport
+
+CSRF_COOKIE = "cw_report_csrf"
+CSRF_FIELD = "csrf"
+# Tracking-page lookups per client address per window: a person checks a few codes; a guesser
+# needs billions (dispatch/residents/codes.py).
+LOOKUPS_PER_WINDOW = 30
+LOOKUP_WINDOW_SECONDS = 600.0
+# Unfinished states, shown to the resident as "being handled".
+_CLOSED_STATES = frozenset({"resolved", "closed"})
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass
+class LookupLimiter:
+    """Sliding-window count of tracking lookups per address, one per app (app.state)."""
+
+    limit: int = LOOKUPS_PER_WINDOW
+    window: float = LOOKUP_WINDOW_SECONDS
+    hits: dict[str, deque[float]] = field(default_factory=dict)
+
+    def allow(self, address: str, now: float) -> bool:
+        seen = self.hits.setdefault(address, deque())
+        while seen and seen[0] <= now - self.window:
+            seen.popleft()
+        if len(seen) >= self.limit:
+            return False
+        seen.append(now)
+        return True
+
+
+def _limiter(request: Request) -> LookupLimiter:
+    limiter = getattr(request.app.state, "report_lookup_limiter", None)
+    if not isinstance(limiter, LookupLimiter):
+        limiter = LookupLimiter()
+        request.app.state.report_lookup_limiter = limiter
+    return limiter
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _context(request: Request) -> ApiContext:
+    context = get_context(request)
+    if context.intake is None:
+        # Without the intake (a deployment or test without residents) there is no report page.
+        raise ReportRefused("report_unknown_site", {"site_id": ""}, status.HTTP_404_NOT_FOUND)
+    return context
+
+
+def _form_values(request: Request, context: ApiContext) -> dict[str, Any]:
+    """What the form offers: every category, the sites and their known buildings."""
+    assert context.intake is not None
+    sites = [
+        {
+            "id": site.id,
+            "name": site.name,
+            "buildings": known_buildings(context.registry, context.residents, site.id),
+        }
+        for site in context.registry.sites
+    ]
+    return {
+        "kinds": [kind.value for kind in ViolationKind],
+        "sites": sites,
+        "max_photos": context.residents.photos.max_photos,
+        "description_chars": context.residents.text.description_chars,
+    }
+
+
+def _show_form(
+    request: Request,
+    *,
+    error: str = "",
+    status_code: int = status.HTTP_200_OK,
+    entered: dict[str, str] | None = None,
+) -> Response:
+    context = _context(request)
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "report_form.html",
+        None,
+        status_code=status_code,
+        csrf=token,
+        error=error,
+        entered=entered or {},
+        **_form_values(request, context),
+    )
+    # Lax: the form posts to its own origin; HttpOnly: no script needs the cookie, the page
+    # carries the token in its hidden field.
+    response.set_cookie(CSRF_COOKIE, token, samesite="strict", httponly=True, path="/report")
+    return response
+
+
+@router.get("/report")
+def report_form(request: Request) -> Response:
+    return _show_form(request)
+
+
+def _refusal_text(request: Request, exc: ReportRefused) -> str:
+    language, _ = pick_language(request)
+    params = {key: value for key, value in (exc.params or {}).items()}
+    return translator(language)(f"error.{exc.code}", **params)
+
+
+@router.post("/report")
+async def report_submit(
+    request: Request,
+    session: SessionDep,
+    category: Annotated[str, Form(max_length=64)],
+    site_id: Annotated[str, Form(max_length=64)],
+    csrf: Annotated[str, Form(max_length=128)] = "",
+    building: Annotated[str, Form(max_length=256)] = "",
+    unit: Annotated[str, Form(max_length=256)] = "",
+    description: Annotated[str, Form(max_length=20_000)] = "",
+    phone: Annotated[str, Form(max_length=64)] = "",
+    contact_consent: Annotated[str, Form(max_length=8)] = "",
+    photos: Annotated[list[UploadFile] | None, File()] = None,
+) -> Response:
+    context = _context(request)
+    assert context.intake is not None
+    t = translator(pick_language(request)[0])
+    entered = {
+        "category": category,
+        "site_id": site_id,
+        "building": building,
+        "unit": unit,
+        "description": description,
+        "phone": phone,
+    }
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie.encode(), csrf.encode()):
+        return _show_form(
+            request,
+            error=t("report_page.error_csrf"),
+            status_code=status.HTTP_403_FORBIDDEN,
+            entered=entered,
+        )
+    max_bytes = context.residents.photos.max_bytes
+    contents: list[bytes] = []
+    for upload in photos or []:
+        if not upload.filename and not upload.size:
+            continue  # an empty file input still sends a nameless empty part
+        # Read one byte past the limit: enough for the intake to refuse it as too large.
+        contents.append(await upload.read(max_bytes + 1))
+    try:
+        submission = ReportSubmission(
+            category=category,  # pydantic checks the kind
+            site_id=site_id,
+            building=building or None,
+            unit=unit or None,
+            description=description,
+            phone=phone or None,
+            contact_consent=contact_consent == "on",
+            photos=contents,
+            channel=Channel.WEB,
+            client_address=_address(request)[:64],
+        )
+    except ValidationError:
+        return _show_form(
+            request,
+            error=t("report_page.error_invalid"),
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            entered=entered,
+        )
+    try:
+        receipt = submit_report(session, submission, deps=context.intake)
+    except ReportRefused as exc:
+        session.rollback()
+        response = _show_form(
+            request, error=_refusal_text(request, exc), status_code=exc.status_code, entered=entered
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+    session.commit()
+    return RedirectResponse(
+        f"/report/done/{receipt.tracking_code}", status_code=status.HTTP_303_SEE_OTHER
+    )
+
+
+def _report(request: Request, session: SessionDep, code: str) -> ResidentReport | None:
+    """The report with this code, counting the lookup against the address's limit."""
+    if not _limiter(request).allow(_address(request), time.monotonic()):
+        raise ReportRefused(
+            "report_rate_limited",
+            {"key": "address", "key_kind": "address", "retry_after": int(LOOKUP_WINDOW_SECONDS)},
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            {"Retry-After": str(int(LOOKUP_WINDOW_SECONDS))},
+        )
+    normal = normalise_tracking_code(code)
+    if normal is None:
+        return None
+    return session.scalar(select(ResidentReport).where(ResidentReport.tracking_code == normal))
+
+
+def _not_found(request: Request) -> Response:
+    return render(
+        request, "report_track.html", None, status_code=status.HTTP_404_NOT_FOUND, report=None
+    )
+
+
+@router.get("/report/done/{code}")
+def report_done(request: Request, session: SessionDep, code: str) -> Response:
+    report = _report(request, session, code)
+    if report is None:
+        return _not_found(request)
+    path = tracking_path(report.tracking_code)
+    return render(
+        request,
+        "report_done.html",
+        None,
+        code=report.tracking_code,
+        path=path,
+        link=str(request.base_url).rstrip("/") + path,
+    )
+
+
+@router.get("/report/t/{code}")
+def report_track(request: Request, session: SessionDep, code: str) -> Response:
+    report = _report(request, session, code)
+    if report is None:
+        return _not_found(request)
+    case = session.get(Case, report.case_id)
+    assert case is not None  # every report belongs to a case (foreign key)
+    language, _ = pick_language(request)
+    replies = []
+    for entry in session.scalars(
+        select(CaseTransition)
+        .where(CaseTransition.case_id == case.id, CaseTransition.action == "reply")
+        .order_by(CaseTransition.at, CaseTransition.id)
+    ):
+        detail = entry.detail or {}
+        if detail.get("public") is not True:
+            continue
+        body = detail.get("body_en") if language == "en" else detail.get("body_zh")
+        replies.append({"at": entry.at, "text": body if isinstance(body, str) else entry.reason})
+    return render(
+        request,
+        "report_track.html",
+        None,
+        report=report,
+        state=case.state,
+        finished=case.state in _CLOSED_STATES,
+        replies=replies,
+    )
