@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from civicwatch import dynsec
-from civicwatch.commands import accounts, gateway, operations, reports, tools
+from civicwatch.commands import accounts, gateway, integrations, operations, reports, tools
 from civicwatch.config import ConfigError
 from civicwatch.exit_codes import (
     EXIT_CONFIG,
@@ -207,6 +207,10 @@ def _parser() -> argparse.ArgumentParser:
     users = user_commands.add_parser("list", help="every account, one a line")
     users.add_argument("--config", type=Path, required=True)
     users.set_defaults(handler=accounts.user_list)
+
+    integrations.add_arguments(
+        commands.add_parser("integrations", help="Open311 integrations' api keys; exit 6: refused")
+    )
 
     broker_users = commands.add_parser(
         "broker-users",

@@ -1,4 +1,4 @@
-"""Open311 GeoReport v2 (read only), so municipal systems can read the cases.
+"""Open311 GeoReport v2, so municipal systems can read the cases and file residents' reports.
 
 GET /open311/v2/services.json, /open311/v2/requests.json and
 /open311/v2/requests/{service_request_id}.json, with the fields the spec names
@@ -9,6 +9,15 @@ is "not found". ``address`` is the site's postal address, the zone's building an
 ``lat``/``long`` the site's coordinates (WGS-84) where the config gives them. Errors are the
 spec's list of ``{code, description}``. Only JSON is served: the ``.xml`` forms answer 404
 saying so.
+
+POST /open311/v2/requests.json files a report through the residents' intake
+(dispatch.residents.intake.submit_report, channel ``open311``): the integration's ``api_key``
+(``civicwatch integrations add``) instead of a bearer token; the site, building and unit in the
+attributes ``attribute[site_id]``, ``attribute[building]``, ``attribute[unit]``. The answer's
+``service_request_id`` is the report's tracking code, which GET requests/{id}.json also takes.
+Nothing fetches ``media_url``: it is kept as a line of the description, as is
+``address_string``. ``first_name``, ``last_name``, ``email``, ``device_id`` and ``account_id`` are
+accepted and not stored (no column holds them); ``account_id`` is echoed back.
 
 Extension: ``requests.json`` pages with ``page`` (from 1) and ``limit`` (at most 1000, the
 spec's cap). Without a date range every case is searched (newest first), not just 90 days.
@@ -21,11 +30,11 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Form, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException
@@ -35,7 +44,11 @@ from contracts.sites import SiteConfig, SiteRegistry, ZoneConfig
 from dispatch.config import Department, Priority, Tier
 from dispatch.http.deps import ContextDep, Principal, PrincipalDep, SessionDep, visible_cases
 from dispatch.kinds import DISPATCH_KINDS, ServiceListing
-from storage.tables import Case, CaseState
+from dispatch.residents.codes import normalise_tracking_code
+from dispatch.residents.intake import Channel, ReportRefused, ReportSubmission, submit_report
+from dispatch.residents.integrations import verify_key
+from dispatch.web.i18n import pick_language, translator
+from storage.tables import Case, CaseState, ResidentReport
 
 OPEN311_PREFIX = "/open311/v2"
 MAX_REQUESTS = 1000  # the spec's cap on one answer
@@ -76,6 +89,12 @@ class Open311Error(BaseModel):
     description: str
 
 
+class Open311Created(BaseModel):
+    service_request_id: str
+    service_notice: str
+    account_id: str | None
+
+
 class Open311Service(BaseModel):
     service_code: str
     service_name: str
@@ -110,6 +129,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status.HTTP_400_BAD_REQUEST: {"model": list[Open311Error], "description": "bad parameter"},
     status.HTTP_401_UNAUTHORIZED: {"model": list[Open311Error], "description": "no valid token"},
     status.HTTP_404_NOT_FOUND: {"model": list[Open311Error], "description": "not found"},
+}
+_POST_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {"model": list[Open311Error], "description": "bad field"},
+    status.HTTP_403_FORBIDDEN: {"model": list[Open311Error], "description": "bad api_key"},
+    status.HTTP_404_NOT_FOUND: {"model": list[Open311Error], "description": "unknown service"},
+    status.HTTP_429_TOO_MANY_REQUESTS: {
+        "model": list[Open311Error],
+        "description": "too many reports; see Retry-After",
+    },
 }
 
 
@@ -235,18 +263,143 @@ def get_request(
     context: ContextDep,
     jurisdiction_id: str | None = None,
 ) -> list[Open311Request]:
-    """One service request, as a one-element list (the spec's shape)."""
-    if not service_request_id.isdigit() or len(service_request_id) > 18:
-        raise _not_found(service_request_id)
-    case = session.scalars(
-        _visible(principal).where(Case.id == int(service_request_id))
-    ).one_or_none()
+    """One service request, as a one-element list (the spec's shape): a case id, or a report's
+    tracking code (what POST answered), which reads as its case (never the reporter's phone)."""
+    case_ids: list[int] = []
+    if service_request_id.isdigit() and len(service_request_id) <= 18:
+        case_ids.append(int(service_request_id))
+    code = normalise_tracking_code(service_request_id)
+    if code is not None:  # a code of digits only is rare, and still found after the case id
+        reported = session.scalar(
+            select(ResidentReport.case_id).where(ResidentReport.tracking_code == code)
+        )
+        case_ids += [reported] if reported is not None else []
+    case = None
+    for case_id in case_ids:
+        case = session.scalars(_visible(principal).where(Case.id == case_id)).one_or_none()
+        if case is not None:
+            break
     if case is None:
         raise _not_found(service_request_id)
     return [_request(case, context.registry, _base_url(request))]
 
 
 _ONLY_JSON = "only JSON is served: ask for the .json form of this URL"
+_MAX_TEXT = 20_000  # the intake bounds the description more tightly (its config)
+_MAX_LINE = 512
+
+
+@router.post(
+    "/requests.json",
+    response_model=list[Open311Created],
+    responses=_POST_ERRORS,
+    status_code=status.HTTP_201_CREATED,
+)
+def create_request(
+    request: Request,
+    session: SessionDep,
+    context: ContextDep,
+    api_key: Annotated[str, Form(max_length=256, description="the integration's key")],
+    service_code: Annotated[str, Form(max_length=64, description="a code from services.json")],
+    lat: Annotated[float | None, Form(ge=-90, le=90)] = None,
+    long: Annotated[float | None, Form(ge=-180, le=180)] = None,
+    address_string: Annotated[str | None, Form(max_length=_MAX_LINE)] = None,
+    address_id: Annotated[str | None, Form(max_length=_MAX_LINE, description="site/zone")] = None,
+    description: Annotated[str, Form(max_length=_MAX_TEXT)] = "",
+    media_url: Annotated[
+        str | None, Form(max_length=2048, description="kept, never fetched")
+    ] = None,
+    phone: Annotated[str | None, Form(max_length=32)] = None,
+    email: Annotated[str | None, Form(max_length=_MAX_LINE, description="not stored")] = None,
+    first_name: Annotated[str | None, Form(max_length=_MAX_LINE, description="not stored")] = None,
+    last_name: Annotated[str | None, Form(max_length=_MAX_LINE, description="not stored")] = None,
+    device_id: Annotated[str | None, Form(max_length=_MAX_LINE, description="not stored")] = None,
+    account_id: Annotated[str | None, Form(max_length=_MAX_LINE, description="echoed")] = None,
+    site_id: Annotated[str | None, Form(alias="attribute[site_id]", max_length=64)] = None,
+    building: Annotated[str | None, Form(alias="attribute[building]", max_length=64)] = None,
+    unit: Annotated[str | None, Form(alias="attribute[unit]", max_length=64)] = None,
+    consent: Annotated[
+        bool, Form(alias="attribute[contact_consent]", description="the caller may be called")
+    ] = False,
+    jurisdiction_id: Annotated[str | None, Form(max_length=64)] = None,
+) -> list[Open311Created] | JSONResponse:
+    """A resident's report from another system; answers its tracking code and where it went,
+    in the language ``?lang=`` asks (Chinese by default)."""
+    language, _chosen = pick_language(request)
+    say = translator(language)
+    intake = context.intake
+    if intake is None:
+        return error_response(status.HTTP_404_NOT_FOUND, "residents' reports are not enabled")
+    integration = verify_key(session, api_key)
+    if integration is None:
+        return error_response(status.HTTP_403_FORBIDDEN, say("open311_post.bad_key"))
+    if service_code not in {kind.value for kind in SERVICES}:
+        return error_response(
+            status.HTTP_404_NOT_FOUND, say("open311_post.unknown_service", code=service_code)
+        )
+    if (lat is None) != (long is None):
+        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.half_point"))
+    if lat is None and not (address_string or "").strip() and not (address_id or "").strip():
+        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.no_location"))
+    site = (site_id or "").strip() or (address_id or "").partition("/")[0].strip()
+    if not site:
+        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.no_site"))
+    if media_url and not media_url.lower().startswith(("https://", "http://")):
+        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.bad_media_url"))
+    # No column holds the address text or the media link: they travel as description lines.
+    address_text = (address_string or "").strip()
+    lines = [description.strip()]
+    lines += [f"address: {address_text}"] if address_text else []
+    lines += [f"media_url: {media_url}"] if media_url else []
+    try:
+        submission = ReportSubmission(
+            category=ViolationKind(service_code),
+            site_id=site,
+            building=building,
+            unit=unit,
+            lat=lat,
+            long=long,
+            description="\n".join(line for line in lines if line),
+            phone=phone,
+            contact_consent=consent,
+            channel=Channel.OPEN311,
+            submitted_by=integration,
+            # The limits count per integration: it is one server speaking for many residents.
+            client_address=f"open311:{integration}"[:64],
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return error_response(status.HTTP_400_BAD_REQUEST, problems)
+    try:
+        receipt = submit_report(session, submission, deps=intake)
+    except ReportRefused as exc:
+        session.rollback()
+        template = say.messages.get(f"error.{exc.code}")
+        text = template.format(**exc.params) if template else str(exc.detail)
+        limited = exc.status_code == status.HTTP_429_TOO_MANY_REQUESTS
+        code = status.HTTP_429_TOO_MANY_REQUESTS if limited else status.HTTP_400_BAD_REQUEST
+        return error_response(code, text, dict(exc.headers) if exc.headers else None)
+    case = session.get(Case, receipt.case_id)
+    session.commit()
+    department = say.name("department", case.department if case else None)
+    notice = {
+        Tier.DEPARTMENT: "open311_post.notice_department",
+        Tier.COMMUNITY: "open311_post.notice_community",
+        Tier.HOUSEHOLD: "open311_post.notice_household",
+    }[receipt.tier]
+    if receipt.joined:
+        notice = "open311_post.notice_joined"
+    return [
+        Open311Created(
+            service_request_id=receipt.tracking_code,
+            service_notice=say(
+                notice, code=receipt.tracking_code, case_id=receipt.case_id, department=department
+            ),
+            account_id=account_id,
+        )
+    ]
 
 
 @router.get("/services.xml", responses=_ERRORS, response_model=None)
