@@ -17,8 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
+from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -32,6 +33,7 @@ from dispatch.residents.intake import (
     known_buildings,
     submit_report,
 )
+from dispatch.residents.tokens import QrPayload, QrSigner, TokenProblem, TokenRefused
 from dispatch.web.i18n import pick_language, translator
 from dispatch.web.rendering import render
 from storage.tables import Case, CaseTransition, ResidentReport
@@ -74,6 +76,37 @@ def _limiter(request: Request) -> LookupLimiter:
     return limiter
 
 
+def _refusals(request: Request) -> Counter:
+    """civicwatch_qr_token_refusals_total{reason}, registered once per app."""
+    counter = getattr(request.app.state, "qr_token_refusals", None)
+    if not isinstance(counter, Counter):
+        counter = Counter(
+            "civicwatch_qr_token_refusals",
+            "QR poster tokens refused on the report page, by reason",
+            ["reason"],
+            registry=get_context(request).metrics_registry,
+        )
+        request.app.state.qr_token_refusals = counter
+    return counter
+
+
+def _poster(request: Request, token: str) -> QrPayload:
+    """The verified poster behind ``token``; refused (and counted) with the reason."""
+    secret = get_context(request).qr_secret
+    if secret is None:
+        _refusals(request).labels(reason="disabled").inc()
+        raise TokenRefused(TokenProblem.GARBLED)
+    try:
+        payload = QrSigner(secret).verify(token, time.time())
+    except TokenRefused as exc:
+        _refusals(request).labels(reason=exc.reason.value).inc()
+        raise
+    if payload.site not in {site.id for site in get_context(request).registry.sites}:
+        _refusals(request).labels(reason="unknown_site").inc()
+        raise TokenRefused(TokenProblem.GARBLED)
+    return payload
+
+
 def _address(request: Request) -> str:
     return request.client.host if request.client else ""
 
@@ -92,7 +125,7 @@ def _form_values(request: Request, context: ApiContext) -> dict[str, Any]:
     sites = [
         {
             "id": site.id,
-            "name": site.name,
+            "name": site.name or site.id,
             "buildings": known_buildings(context.registry, context.residents, site.id),
         }
         for site in context.registry.sites
@@ -111,6 +144,8 @@ def _show_form(
     error: str = "",
     status_code: int = status.HTTP_200_OK,
     entered: dict[str, str] | None = None,
+    poster: QrPayload | None = None,
+    token: str = "",
 ) -> Response:
     context = _context(request)
     token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
@@ -122,6 +157,8 @@ def _show_form(
         csrf=token,
         error=error,
         entered=entered or {},
+        poster=poster,
+        token=token,
         **_form_values(request, context),
     )
     # Lax: the form posts to its own origin; HttpOnly: no script needs the cookie, the page
@@ -131,8 +168,23 @@ def _show_form(
 
 
 @router.get("/report")
-def report_form(request: Request) -> Response:
-    return _show_form(request)
+def report_form(request: Request, t: Annotated[str, Query(max_length=600)] = "") -> Response:
+    if not t:
+        return _show_form(request)
+    try:
+        poster = _poster(request, t)
+    except TokenRefused as exc:
+        # The plain form still works: the resident picks the place themselves.
+        return _show_form(
+            request,
+            error=_token_text(request, exc),
+            status_code=status.HTTP_400_BAD_REQUEST,
+        )
+    return _show_form(request, poster=poster, token=t)
+
+
+def _token_text(request: Request, exc: TokenRefused) -> str:
+    return translator(pick_language(request)[0])(f"report_page.token_{exc.reason.value}")
 
 
 def _refusal_text(request: Request, exc: ReportRefused) -> str:
@@ -154,10 +206,11 @@ async def report_submit(
     phone: Annotated[str, Form(max_length=64)] = "",
     contact_consent: Annotated[str, Form(max_length=8)] = "",
     photos: Annotated[list[UploadFile] | None, File()] = None,
+    t: Annotated[str, Form(max_length=600)] = "",
 ) -> Response:
     context = _context(request)
     assert context.intake is not None
-    t = translator(pick_language(request)[0])
+    say = translator(pick_language(request)[0])
     entered = {
         "category": category,
         "site_id": site_id,
@@ -170,10 +223,24 @@ async def report_submit(
     if not cookie or not hmac.compare_digest(cookie.encode(), csrf.encode()):
         return _show_form(
             request,
-            error=t("report_page.error_csrf"),
+            error=say("report_page.error_csrf"),
             status_code=status.HTTP_403_FORBIDDEN,
             entered=entered,
         )
+    poster: QrPayload | None = None
+    if t:
+        try:
+            poster = _poster(request, t)
+        except TokenRefused as exc:
+            return _show_form(
+                request,
+                error=_token_text(request, exc),
+                status_code=status.HTTP_400_BAD_REQUEST,
+                entered=entered,
+            )
+        # A poster's report arrives located: its site and building, whatever the form said.
+        site_id = poster.site
+        building = poster.building or building
     max_bytes = context.residents.photos.max_bytes
     contents: list[bytes] = []
     for upload in photos or []:
@@ -191,22 +258,30 @@ async def report_submit(
             phone=phone or None,
             contact_consent=contact_consent == "on",
             photos=contents,
-            channel=Channel.WEB,
+            channel=Channel.QR if poster else Channel.WEB,
+            token_id=poster.kid if poster else None,
             client_address=_address(request)[:64],
         )
     except ValidationError:
         return _show_form(
             request,
-            error=t("report_page.error_invalid"),
+            error=say("report_page.error_invalid"),
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
             entered=entered,
+            poster=poster,
+            token=t if poster else "",
         )
     try:
         receipt = submit_report(session, submission, deps=context.intake)
     except ReportRefused as exc:
         session.rollback()
         response = _show_form(
-            request, error=_refusal_text(request, exc), status_code=exc.status_code, entered=entered
+            request,
+            error=_refusal_text(request, exc),
+            status_code=exc.status_code,
+            entered=entered,
+            poster=poster,
+            token=t if poster else "",
         )
         if exc.headers:
             response.headers.update(exc.headers)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.residents.intake import IntakeDeps
 from dispatch.residents.tiers import ResidentAwareRouter
+from dispatch.residents.tokens import QrSigner
 from dispatch.web.report_page import CSRF_COOKIE, LOOKUPS_PER_WINDOW
 from dispatch.workflow import Workflow
 from storage.database import SessionFactory
 from storage.tables import Case, CaseTransition, ReportPhoto, ResidentReport
 from tests.factories import SITE, make_ingest, make_registry, migrated_database
 
+SECRET = b"q" * 32
 CODE = re.compile(r'id="tracking-code">([2-9A-HJ-NP-Z]{10})<')
 FIRST_LOAD_BUDGET = 150 * 1024
 
@@ -58,6 +61,7 @@ def page(tmp_path: Path) -> Iterator[Page]:
                     routing=routing,
                     evidence_store=rig.evidence_store,
                 ),
+                qr_secret=SECRET,
             )
         )
         with TestClient(app) as client:
@@ -238,3 +242,56 @@ def test_lookups_are_rate_limited_per_address(page: Page) -> None:
     limited = page.client.get("/report/t/ABCDEFGHJK")
     assert limited.status_code == 429
     assert "Retry-After" in limited.headers
+
+
+def poster_token(building: str | None = "3号楼", secret: bytes = SECRET) -> str:
+    return QrSigner(secret).sign(SITE, building, int(time.time()), kid="poster-7")
+
+
+def test_a_qr_report_arrives_located_with_its_poster(page: Page) -> None:
+    token = poster_token()
+    form = page.client.get(f"/report?t={token}")
+    assert form.status_code == 200
+    assert 'id="located"' in form.text
+    assert "3号楼" in form.text
+    assert 'id="site"' not in form.text  # the place is locked, not offered
+    found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert found
+    # Whatever site the form claims, the poster's site and building are the report's.
+    sent = post(page, found.group(1), t=token, site_id="site-b", building="9号楼")
+    assert sent.status_code == 303
+    with page.sessions() as session:
+        report = session.scalars(select(ResidentReport)).one()
+        assert report.channel == "qr"
+        assert report.token_id == "poster-7"
+        assert report.site_id == SITE
+        assert report.building == "3号楼"
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda t: t[:-3] + ("AAA" if not t.endswith("AAA") else "BBB"), "forged"),
+        (lambda t: "not-a-token", "garbled"),
+        (lambda t: poster_token(secret=b"x" * 32), "forged"),
+    ],
+)
+def test_a_bad_token_is_refused_with_a_reason_and_counted(
+    page: Page, mangle: Callable[[str], str], reason: str
+) -> None:
+    form = page.client.get(f"/report?t={mangle(poster_token())}&lang=en")
+    assert form.status_code == 400
+    assert 'id="site"' in form.text  # the plain form, so the resident can still report
+    assert "QR code" in form.text
+    counted = page.client.app.state.api.metrics_registry.get_sample_value(  # type: ignore[attr-defined]
+        "civicwatch_qr_token_refusals_total", {"reason": reason}
+    )
+    assert counted == 1
+
+
+def test_a_forged_token_on_the_post_writes_nothing(page: Page) -> None:
+    forged = poster_token(secret=b"x" * 32)
+    refused = post(page, csrf(page), t=forged)
+    assert refused.status_code == 400
+    with page.sessions() as session:
+        assert session.scalars(select(ResidentReport)).first() is None
