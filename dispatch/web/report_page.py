@@ -148,13 +148,13 @@ def _show_form(
     token: str = "",
 ) -> Response:
     context = _context(request)
-    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    csrf_token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     response = render(
         request,
         "report_form.html",
         None,
         status_code=status_code,
-        csrf=token,
+        csrf=csrf_token,
         error=error,
         entered=entered or {},
         poster=poster,
@@ -163,7 +163,7 @@ def _show_form(
     )
     # Lax: the form posts to its own origin; HttpOnly: no script needs the cookie, the page
     # carries the token in its hidden field.
-    response.set_cookie(CSRF_COOKIE, token, samesite="strict", httponly=True, path="/report")
+    response.set_cookie(CSRF_COOKIE, csrf_token, samesite="strict", httponly=True, path="/report")
     return response
 
 

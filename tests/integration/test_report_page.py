@@ -257,6 +257,7 @@ def test_a_qr_report_arrives_located_with_its_poster(page: Page) -> None:
     assert 'id="site"' not in form.text  # the place is locked, not offered
     found = re.search(r'name="csrf" value="([^"]+)"', form.text)
     assert found
+    assert f'name="t" value="{token}"' in form.text  # the form carries the poster on
     # Whatever site the form claims, the poster's site and building are the report's.
     sent = post(page, found.group(1), t=token, site_id="site-b", building="9号楼")
     assert sent.status_code == 303
