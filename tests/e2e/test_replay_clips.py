@@ -54,7 +54,9 @@ def test_parked_vehicles_in_vtest_become_one_case_each(
     for case in cases:
         assert case["department"] == "law_enforcement"
         assert case["kind"] == "illegal_parking"
-        assert len(case["evidence"]) >= 3, "the queue links each case's evidence"
+        assert case["evidence_count"] >= 3, "the queue counts and links each case's evidence"
+        linked = site.get(case["evidence_url"]).json()
+        assert 3 <= len(linked) <= case["evidence_count"]
         detail = site.get(f"/api/v1/cases/{case['id']}").json()
         assert len(detail["evidence"]) >= 3
         for evidence in detail["evidence"]:
