@@ -504,14 +504,17 @@ def _request(case: Case, registry: SiteRegistry, base_url: str) -> Open311Reques
         status_notes=_status_notes(case),
         service_name=service.name,
         service_code=case.kind,
-        description=f"{service.name}：{camera_name}，{zone_name}",
+        # A case no camera saw (a resident's report) names no camera or zone.
+        description=f"{service.name}：{camera_name}，{zone_name}"
+        if case.camera_id
+        else service.name,
         agency_responsible=AGENCIES.get(case.department) if case.department else None,
         service_notice=_service_notice(case),
         requested_datetime=case.opened_at.astimezone(where),
         updated_datetime=case.updated_at.astimezone(where),
         expected_datetime=case.sla_due_at.astimezone(where) if case.sla_due_at else None,
         address=_address(site, zone, site_name, place),
-        address_id=f"{case.site_id}/{case.zone_id}",
+        address_id=f"{case.site_id}/{case.zone_id}" if case.zone_id else case.site_id,
         zipcode=None,
         lat=site.lat if site else None,
         long=site.long if site else None,

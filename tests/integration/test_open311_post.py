@@ -146,6 +146,8 @@ def test_post_files_a_routed_report_and_answers_in_the_specs_shape(rig: Rig) -> 
     )
     assert read.status_code == 200, read.text
     assert read.json()[0]["service_code"] == "ebike_charging"
+    assert "：" not in read.json()[0]["description"]  # no empty camera and zone names
+    assert read.json()[0]["address_id"] == SITE
     assert PHONE not in read.text
     assert "1234" not in read.text.replace(str(case.id), "")
 
