@@ -16,6 +16,7 @@ from pathlib import Path
 
 from civicwatch import dynsec
 from civicwatch.commands import accounts, gateway, integrations, operations, reports, tools
+from civicwatch.commands import posters as poster_command
 from civicwatch.config import ConfigError
 from civicwatch.exit_codes import (
     EXIT_CONFIG,
@@ -175,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="write a joint analysis report (社情研判) as PDF or HTML; exit 2: bad input"
     )
     reports.add_arguments(report)
+    poster_command.add_arguments(commands.add_parser("posters", help="A4 QR posters"))
 
     audit = commands.add_parser("audit", help="the hash-chained audit log of case actions")
     audit_commands = audit.add_subparsers(dest="action", required=True)
