@@ -653,9 +653,7 @@ class Consultation(Base):
     __tablename__ = "consultations"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_id: Mapped[int] = mapped_column(
-        ForeignKey("cases.id", ondelete="CASCADE"), unique=True
-    )
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), unique=True)
     site_id: Mapped[str] = mapped_column(String(64), index=True)
     quorum: Mapped[int] = mapped_column(Integer, doc="votes needed for a proposal to carry")
     deadline_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)

@@ -135,6 +135,9 @@ NOT_OBJECT_PARAMS: dict[str, tuple[str, str]] = {
         "1",
     ),
     "path": ("a static file of the web pages", "app.css"),
+    # A resident's tracking code: the secret that is the only access to the resident's pages,
+    # which show no internal note or phone; tests/integration/test_report_page.py checks them.
+    "code": ("a resident's tracking code: public pages keyed by an unguessable code", "ABCDEFGHJK"),
 }
 
 

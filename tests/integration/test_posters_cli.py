@@ -15,7 +15,6 @@ from civicwatch.exit_codes import EXIT_CONFIG
 from dispatch.residents.tokens import QrSigner
 from tests.conftest import REPO_ROOT
 
-pytest.importorskip("segno")
 SECRET = "poster-test-secret-0123456789abcdef"
 SITE = "compound-demo"
 BUILDING = "3号楼 Building 3"  # as configs/example.yaml lists it
