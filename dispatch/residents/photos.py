@@ -17,10 +17,9 @@ from PIL import Image, ImageOps
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.PngImagePlugin import PngImageFile
 
+from contracts.images import image_type
 from dispatch.config import PhotoLimits
 
-JPEG_SIGNATURE = b"\xff\xd8\xff"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_QUALITY = 88
 
 
@@ -44,15 +43,6 @@ class PhotoError(ValueError):
         self.params = params
 
 
-def sniff(data: bytes) -> str | None:
-    """``image/jpeg`` or ``image/png`` from the file's signature; None for anything else."""
-    if data.startswith(JPEG_SIGNATURE):
-        return "image/jpeg"
-    if data.startswith(PNG_SIGNATURE):
-        return "image/png"
-    return None
-
-
 def clean_photo(data: bytes, limits: PhotoLimits, number: int = 1) -> CleanPhoto:
     """Check ``data`` and return its clean re-encoding; raises PhotoError. ``number`` (1-based)
     names the photo in the refusal."""
@@ -63,7 +53,7 @@ def clean_photo(data: bytes, limits: PhotoLimits, number: int = 1) -> CleanPhoto
             number=number,
             limit_mb=round(limits.max_bytes / 1024 / 1024, 1),
         )
-    declared = sniff(data)
+    declared = image_type(data)
     if declared is None:
         raise PhotoError(
             f"photo {number} is no JPEG or PNG file", "report_photo_type", number=number

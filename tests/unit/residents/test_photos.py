@@ -9,8 +9,9 @@ import zlib
 import pytest
 from PIL import Image, PngImagePlugin
 
+from contracts.images import image_type
 from dispatch.config import PhotoLimits
-from dispatch.residents.photos import PhotoError, clean_photo, sniff
+from dispatch.residents.photos import PhotoError, clean_photo
 
 LIMITS = PhotoLimits()
 GPS_IFD = 0x8825
@@ -91,7 +92,7 @@ def test_anything_but_jpeg_or_png_by_its_bytes_is_refused(data: bytes) -> None:
 def test_a_gif_named_like_a_jpeg_is_still_a_gif() -> None:
     out = io.BytesIO()
     Image.new("RGB", (8, 8)).save(out, "GIF")
-    assert sniff(out.getvalue()) is None
+    assert image_type(out.getvalue()) is None
     with pytest.raises(PhotoError, match="no JPEG or PNG"):
         clean_photo(out.getvalue(), LIMITS)
 
