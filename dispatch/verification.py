@@ -33,11 +33,10 @@ from dispatch.config import VerificationSettings
 from dispatch.kinds import VERIFIED_KINDS
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from storage.database import SessionFactory
+from storage.evidence_rows import file_evidence, link_evidence
 from storage.tables import (
     Case,
-    CaseEvidence,
     CaseState,
-    Evidence,
     VerificationRequest,
     utcnow,
 )
@@ -335,36 +334,20 @@ class CameraVerifier:
         if frame.redacted is not None:
             copies.append((frame.redacted.sha256, len(frame.redacted.data)))
         for sha256, size in copies:
-            if session.get(Evidence, sha256) is None:
-                session.add(
-                    Evidence(
-                        sha256=sha256,
-                        content_type=frame.content_type,
-                        size=size,
-                        width=frame.width,
-                        height=frame.height,
-                        stored_at=utcnow(),
-                    )
-                )
-        session.flush()
-        linked = session.scalar(
-            select(CaseEvidence.id).where(
-                CaseEvidence.case_id == case.id, CaseEvidence.sha256 == frame.sha256
+            file_evidence(
+                session, sha256, frame.content_type, size, frame.width, frame.height, utcnow()
             )
+        link_evidence(
+            session,
+            case.id,
+            frame.sha256,
+            EVIDENCE_LABEL,
+            frame.captured_at,
+            frame.width,
+            frame.height,
+            redacted_sha256=frame.redacted.sha256 if frame.redacted else None,
+            faces_blurred=frame.redacted.faces_blurred if frame.redacted else None,
         )
-        if linked is None:
-            session.add(
-                CaseEvidence(
-                    case_id=case.id,
-                    sha256=frame.sha256,
-                    label=EVIDENCE_LABEL,
-                    captured_at=frame.captured_at,
-                    width=frame.width,
-                    height=frame.height,
-                    redacted_sha256=frame.redacted.sha256 if frame.redacted else None,
-                    faces_blurred=frame.redacted.faces_blurred if frame.redacted else None,
-                )
-            )
         return frame.sha256
 
     def _ignore(self, outcome: str, result: VerificationResult, why: str) -> None:

@@ -42,14 +42,13 @@ from dispatch.residents.tiers import route_for_report, tier_for
 from dispatch.routing import DISPATCH_ACTOR, Router, describe_route, route_facts
 from dispatch.web.i18n import translator
 from storage.audit import append_entry
+from storage.evidence_rows import file_evidence, link_evidence
 from storage.evidence_store import EvidenceStore
 from storage.tables import (
     Case,
-    CaseEvidence,
     CaseState,
     CaseTransition,
     Consultation,
-    Evidence,
     GuidanceTemplate,
     ReportPhoto,
     ResidentReport,
@@ -593,17 +592,15 @@ def _store_photos(
     evidence (label ``resident``), so the console shows them beside the camera's frames."""
     for photo in photos:
         store.put(photo.data, photo.sha256)
-        if session.get(Evidence, photo.sha256) is None:
-            session.add(
-                Evidence(
-                    sha256=photo.sha256,
-                    content_type=photo.content_type,
-                    size=len(photo.data),
-                    width=photo.width,
-                    height=photo.height,
-                    stored_at=now,
-                )
-            )
+        file_evidence(
+            session,
+            photo.sha256,
+            photo.content_type,
+            len(photo.data),
+            photo.width,
+            photo.height,
+            now,
+        )
         session.add(
             ReportPhoto(
                 report_id=report.id,
@@ -614,20 +611,5 @@ def _store_photos(
                 size=len(photo.data),
             )
         )
-        already = session.scalar(
-            select(CaseEvidence.id).where(
-                CaseEvidence.case_id == case.id, CaseEvidence.sha256 == photo.sha256
-            )
-        )
-        if already is None:
-            session.add(
-                CaseEvidence(
-                    case_id=case.id,
-                    sha256=photo.sha256,
-                    label=PHOTO_LABEL,
-                    captured_at=now,
-                    width=photo.width,
-                    height=photo.height,
-                )
-            )
+        link_evidence(session, case.id, photo.sha256, PHOTO_LABEL, now, photo.width, photo.height)
     session.flush()

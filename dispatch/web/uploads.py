@@ -30,7 +30,8 @@ from dispatch.workflow import (
     MissingInputError,
     NotPermittedError,
 )
-from storage.tables import CaseEvidence, Evidence, utcnow
+from storage.evidence_rows import file_evidence, link_evidence
+from storage.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -203,28 +204,8 @@ def attach_file(
     # The file first: a row must never name a file that is not there (a crash leaves at most an
     # unnamed file, which a retry of the same photo reuses).
     context.evidence_store.put(data, sha256)
-    if session.get(Evidence, sha256) is None:
-        session.add(
-            Evidence(
-                sha256=sha256,
-                content_type=content_type,
-                size=len(data),
-                width=width,
-                height=height,
-                stored_at=now,
-            )
-        )
-        session.flush()
-    session.add(
-        CaseEvidence(
-            case_id=case.id,
-            sha256=sha256,
-            label=AFTER_PHOTO,
-            captured_at=now,
-            width=width,
-            height=height,
-        )
-    )
+    file_evidence(session, sha256, content_type, len(data), width, height, now)
+    link_evidence(session, case.id, sha256, AFTER_PHOTO, now, width, height)
     session.commit()
     url = f"{API_PREFIX}/evidence/{sha256}"
     return EvidencePublic(
