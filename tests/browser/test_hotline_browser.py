@@ -29,7 +29,7 @@ def test_one_enter_from_the_call_to_a_routed_case(browser: Browser, live_site: L
     page.click("#login-submit")
     expect(page).to_have_url(f"{live_site.url}/console/hotline")
     # The category has the focus on arrival: the operator starts typing at once.
-    assert page.evaluate("document.activeElement.name") == "category"
+    expect(page.locator("select[name=category]")).to_be_focused()
     page.select_option("select[name=category]", "illegal_parking")
     page.keyboard.press("Tab")  # the site: the first is chosen
     page.keyboard.press("Tab")
@@ -43,7 +43,7 @@ def test_one_enter_from_the_call_to_a_routed_case(browser: Browser, live_site: L
     page.screenshot(path=screenshot_path("hotline-done"))
     # A fresh form for the next call, the focus back on the category.
     assert page.input_value("input[name=phone]") == ""
-    assert page.evaluate("document.activeElement.name") == "category"
+    expect(page.locator("select[name=category]")).to_be_focused()
     with live_site.server.session_factory() as session:
         report = session.scalars(select(ResidentReport)).one()
         assert report.tracking_code == code.inner_text()

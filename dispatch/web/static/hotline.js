@@ -7,6 +7,8 @@
   const main = document.querySelector("main");
   const form = document.getElementById("hotline-form");
   const done = document.getElementById("hotline-done");
+  // autofocus is skipped when the page is reached through a redirect that already moved focus.
+  if (document.activeElement === document.body) form.elements.category.focus();
 
   function payload() {
     const data = new FormData(form);
