@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, text
 
 from storage.database import make_engine
 from storage.schema import alembic_config, migrate
@@ -41,3 +41,33 @@ def test_sqlite_database_folder_is_created_and_uses_wal(tmp_path: Path) -> None:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_downgrading_past_new_case_columns_keeps_the_consoles_expression_indexes(
+    database_url: str,
+) -> None:
+    # SQLite rebuilds the table to drop a column; the console's expression indexes must survive.
+    from storage.schema import upgrade_engine
+    from storage.tables import CONSOLE_INDEXES
+
+    migrate(database_url)
+    engine = make_engine(database_url)
+    try:
+        upgrade_engine(engine, "0004", downgrade=True)
+        assert {index.name for index in CONSOLE_INDEXES} <= _case_index_names(engine)
+        upgrade_engine(engine)  # and up again, as a rollback and its retry would
+        assert {index.name for index in CONSOLE_INDEXES} <= _case_index_names(engine)
+    finally:
+        engine.dispose()
+
+
+def _case_index_names(engine: Engine) -> set[str]:
+    """The indexes on cases as the database lists them (SQLite's inspector skips expression
+    indexes, so ask the catalogue itself)."""
+    query = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'cases'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE tablename = 'cases'"
+    )
+    with engine.connect() as connection:
+        return set(connection.scalars(text(query)))

@@ -184,8 +184,10 @@ def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_column("site_id")
 
+    _drop_expression_indexes()
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.drop_column("source")
+    _create_expression_indexes()
 
     op.drop_table("consultation_votes")
     with op.batch_alter_table("report_photos", schema=None) as batch_op:
@@ -214,3 +216,24 @@ def downgrade() -> None:
     op.drop_table("report_limit_hits")
     op.drop_table("integration_keys")
     op.drop_table("guidance_templates")
+
+
+# The console's expression indexes on cases (storage.tables.CONSOLE_INDEXES): SQLite's batch
+# mode rebuilds the table to drop a column and cannot carry them over, so they are dropped
+# before and made again after, on every backend alike.
+_DUE_ORDER: list[str | sa.TextClause] = [sa.text("(sla_due_at IS NULL)"), "sla_due_at", "id"]
+_EXPRESSION_INDEXES: dict[str, list[str | sa.TextClause]] = {
+    "ix_cases_due_order": _DUE_ORDER,
+    "ix_cases_department_due": ["department", *_DUE_ORDER],
+    "ix_cases_state_due": ["state", *_DUE_ORDER],
+}
+
+
+def _drop_expression_indexes() -> None:
+    for name in _EXPRESSION_INDEXES:
+        op.drop_index(name, table_name="cases")
+
+
+def _create_expression_indexes() -> None:
+    for name, columns in _EXPRESSION_INDEXES.items():
+        op.create_index(name, "cases", columns, unique=False)
