@@ -138,6 +138,11 @@ def live_site(tmp_path: Path, mosquitto: MosquittoProcess) -> Iterator[LiveSite]
             api=ApiSettings(accounts=AccountSettings(dev_users=list(USERS.values()))),
         ),
     )
+    yield from serve_live_site(config, mosquitto)
+
+
+def serve_live_site(config: CivicwatchConfig, mosquitto: MosquittoProcess) -> Iterator[LiveSite]:
+    """The composed server of ``config`` on a free port, stopped when the caller's fixture ends."""
     server = build_server(config)
     server.start()
     port = free_port()

@@ -25,15 +25,13 @@ from playwright.sync_api import Browser, Page, ViewportSize, expect
 from pydantic import SecretStr
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
-from civicwatch.server import build_server
-from civicwatch.serving import BackgroundApi
 from contracts.events import ViolationKind
 from contracts.sites import PlanPosition
 from dispatch.config import AccountSettings, ApiSettings, Department, DevUser, Role
 from ingest.config import IngestSettings
 from storage.tables import CameraPlacement, SitePlanImage
-from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path
-from tests.conftest import MosquittoProcess, free_port
+from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path, serve_live_site
+from tests.conftest import MosquittoProcess
 from tests.factories import FIRE_LANE_ZONE, make_registry
 
 pytestmark = pytest.mark.browser
@@ -85,17 +83,7 @@ def place_site(tmp_path: Path, mosquitto: MosquittoProcess) -> Iterator[LiveSite
             api=ApiSettings(accounts=AccountSettings(dev_users=USERS)),
         ),
     )
-    server = build_server(config)
-    server.start()
-    port = free_port()
-    api = BackgroundApi(server.app, "127.0.0.1", port)
-    api.start()
-    try:
-        assert server.consumer.ready.wait(10), "ingest did not connect to the broker"
-        yield LiveSite(f"http://127.0.0.1:{port}", server, mosquitto)
-    finally:
-        api.stop()
-        server.stop()
+    yield from serve_live_site(config, mosquitto)
 
 
 def sign_in(page: Page, site: LiveSite, path: str, username: str) -> None:
