@@ -195,9 +195,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("username")
     add.add_argument(
-        "--role", required=True, choices=["admin", "dispatcher", "supervisor", "worker"]
+        "--role", required=True, choices=["admin", "dispatcher", "supervisor", "worker", "council"]
     )
     add.add_argument("--department", help="supervisors and workers: their department")
+    add.add_argument("--site", help="council members and building leads: their site (compound)")
     add.add_argument("--head", action="store_true", help="the department's head (escalations)")
     add.add_argument("--display-name", default="", help="the name the console shows")
     add.add_argument("--config", type=Path, required=True)

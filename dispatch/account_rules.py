@@ -33,6 +33,7 @@ class Account:
     must_change_password: bool
     created_at: datetime
     password_changed_at: datetime
+    site_id: str | None = None  # council accounts: the one site whose consultations they see
 
 
 @dataclass(frozen=True)

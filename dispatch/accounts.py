@@ -72,6 +72,7 @@ def _account(user: User) -> Account:
         must_change_password=user.must_change_password,
         created_at=user.created_at,
         password_changed_at=user.password_changed_at,
+        site_id=user.site_id,
     )
 
 
@@ -107,14 +108,16 @@ class AccountService:
         is_head: bool = False,
         must_change_password: bool = False,
         actor: str = LOCAL_ACTOR,
+        site_id: str | None = None,
     ) -> Account:
-        """Add a user; raises AccountError (UserExistsError when the name is taken)."""
+        """Add a user; raises AccountError (UserExistsError when the name is taken). A council
+        account names its ``site_id``; no other does."""
         if not USERNAME.fullmatch(username):
             raise AccountError(
                 f"user name {username!r}: 1-64 letters, digits or . _ @ -, starting with a "
                 "letter or digit"
             )
-        check_role(role, department, is_head)
+        check_role(role, department, is_head, site_id)
         check_password(username, password)
         now = self._clock()
         with self._sessions() as session:
@@ -126,6 +129,7 @@ class AccountService:
                 role=role.value,
                 department=department.value if department else None,
                 is_head=is_head,
+                site_id=site_id,
                 password_hash=self._hasher.hash(password),
                 active=True,
                 must_change_password=must_change_password,
@@ -152,6 +156,7 @@ class AccountService:
                     dev.department,
                     dev.display_name,
                     dev.is_head,
+                    site_id=dev.site_id,
                 )
             except UserExistsError:
                 continue

@@ -85,7 +85,7 @@ _cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="the l
 
 
 def _actor(account: Account) -> Actor:
-    return Actor(account.username, account.role, account.department)
+    return Actor(account.username, account.role, account.department, account.site_id)
 
 
 def find_token(tokens: Iterable[ApiToken], presented: str | None) -> ApiToken | None:

@@ -21,7 +21,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from contracts.events import ViolationKind
-from dispatch.config import SCOPED_ROLES, Department, Role
+from dispatch.config import SCOPED_ROLES, Department, Role, Tier
 from storage.audit import append_entry
 from storage.tables import Case, CaseState, CaseTransition, User, utcnow
 
@@ -46,6 +46,8 @@ class Action(StrEnum):
     ESCALATE = "escalate"  # the SLA sweep: to the supervisor, then the department head (升级)
     RECLASSIFY = "reclassify"  # the camera called it the wrong kind of violation (改类)
     ASSIGN = "assign"  # to a person of the case's department, or back to nobody (指派)
+    REPLY = "reply"  # a public reply the resident reads by tracking code (答复); keeps the state
+    MEDIATE = "mediate"  # a resident asks to mediate a household matter: consultation (调解)
 
 
 class CloseReason(StrEnum):
@@ -77,6 +79,8 @@ TRANSITIONS: dict[Action, tuple[frozenset[CaseState], CaseState | None]] = {
     Action.ESCALATE: (frozenset({S.NEW, S.DISPATCHED, S.ACCEPTED, S.RETURNED}), None),
     Action.RECLASSIFY: (_UNFINISHED, None),
     Action.ASSIGN: (_WORKING, None),
+    Action.REPLY: (_ALIVE | {S.CLOSED}, None),
+    Action.MEDIATE: (frozenset({S.CLOSED}), S.DISPATCHED),
 }
 
 # Who may take each action. Department roles act only on their own department's cases (the API
@@ -98,6 +102,9 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.RECLASSIFY: frozenset({Role.DISPATCHER}),
     # a supervisor only within the case's department (checked in Workflow.apply)
     Action.ASSIGN: frozenset({Role.DISPATCHER, Role.ADMIN, Role.SUPERVISOR}),
+    Action.REPLY: SCOPED_ROLES | {Role.DISPATCHER, Role.SYSTEM},
+    # the resident, by tracking code, acts through the system (dispatch/residents)
+    Action.MEDIATE: frozenset({Role.SYSTEM}),
 }
 # The roles a case may be assigned to: the department's own people.
 ASSIGNABLE_ROLES = frozenset({Role.WORKER, Role.SUPERVISOR})
@@ -111,6 +118,7 @@ _FIELD_ACTIONS: dict[str, frozenset[Action]] = {
 NEEDS_REASON = frozenset(
     {
         Action.NOTE,
+        Action.REPLY,
         Action.RETURN,
         Action.CLOSE,
         Action.PARK,
@@ -128,15 +136,20 @@ class Actor:
     name: str
     role: Role
     department: Department | None = None
+    site_id: str | None = None  # council members: their site
 
     def may(self, action: Action) -> bool:
         return self.role in PERMISSIONS[action]
 
     def sees(self, case: Case) -> bool:
-        """Department roles see their department's cases only; council members (whose site
-        scope comes with consultations) none yet; everybody else sees every case."""
+        """Department roles see their department's cases only; council members their site's
+        community-tier (小事协商) cases; everybody else sees every case."""
         if self.role is Role.COUNCIL:
-            return False
+            return (
+                self.site_id is not None
+                and case.site_id == self.site_id
+                and case.tier == Tier.COMMUNITY.value
+            )
         if self.role in SCOPED_ROLES:
             return case.department is not None and case.department == self.department
         return True

@@ -97,6 +97,7 @@ def user_add(args: argparse.Namespace) -> int:
             department,
             args.display_name,
             args.head,
+            site_id=args.site,
         )
         return f"created {account.username} ({account.role}{_where(account.department)})"
 

@@ -14,14 +14,14 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request, status
 from prometheus_client import CollectorRegistry
-from sqlalchemy import ColumnElement, Select, true
+from sqlalchemy import ColumnElement, Select, and_, false, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.interfaces import ORMOption
 
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
-from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings, Role
+from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings, Role, Tier
 from dispatch.errors import ApiError
 from dispatch.http.paths import API_PREFIX as API_PREFIX  # re-exported for the routers
 from dispatch.ops import ReadinessCheck, always_ready
@@ -113,7 +113,12 @@ def visible_cases(
     principal: Principal, department: InstrumentedAttribute[Any] = Case.department
 ) -> ColumnElement[bool]:
     """The SQL condition for the rows ``principal`` may see: cases by default, or any rows
-    with a department column of their own (notifications)."""
+    with a department column of their own (notifications). Council members see their site's
+    community-tier cases (as ``Actor.sees`` says) and no department's other rows."""
+    if principal.role is Role.COUNCIL:
+        if department is not Case.department or not principal.site_id:
+            return false()
+        return and_(Case.site_id == principal.site_id, Case.tier == Tier.COMMUNITY.value)
     scope = scope_of(principal)
     return true() if scope is None else department == scope
 

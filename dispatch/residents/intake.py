@@ -34,6 +34,7 @@ from contracts.sites import SiteConfig, SiteRegistry
 from dispatch.config import ResidentSettings, Route, RoutingSettings, Tier
 from dispatch.errors import ApiError
 from dispatch.residents.codes import new_tracking_code, tracking_path
+from dispatch.residents.consultation import open_consultation
 from dispatch.residents.limits import LimitKey, ReportLimited, check_and_count
 from dispatch.residents.merge import Place, find_case_to_join
 from dispatch.residents.photos import CleanPhoto, PhotoError, clean_photo
@@ -48,7 +49,6 @@ from storage.tables import (
     Case,
     CaseState,
     CaseTransition,
-    Consultation,
     GuidanceTemplate,
     ReportPhoto,
     ResidentReport,
@@ -470,17 +470,9 @@ def _place_new_case(
         "sla_due_at": sla_due_at.isoformat(),
     }
     if consultation_deadline is not None:
-        consultation = Consultation(
-            case_id=case.id,
-            site_id=case.site_id,
-            quorum=deps.settings.consultation_quorum,
-            deadline_at=consultation_deadline,
-            state="open",
-            outcome="",
-            opened_at=now,
+        consultation = open_consultation(
+            session, case, deps.settings.consultation_quorum, consultation_deadline, now
         )
-        session.add(consultation)
-        session.flush()
         detail["consultation_id"] = consultation.id
     _record(
         session,

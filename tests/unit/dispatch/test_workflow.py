@@ -64,6 +64,8 @@ EXPECTED_PERMISSIONS = {
     Action.ESCALATE: {Role.SYSTEM},
     Action.RECLASSIFY: {Role.DISPATCHER},
     Action.ASSIGN: {Role.DISPATCHER, Role.ADMIN, Role.SUPERVISOR},
+    Action.REPLY: {Role.SUPERVISOR, Role.WORKER, Role.DISPATCHER, Role.SYSTEM},
+    Action.MEDIATE: {Role.SYSTEM},
 }
 WORKFLOW = Workflow()
 
