@@ -45,8 +45,9 @@ from dispatch.config import Department, Priority, Tier
 from dispatch.http.deps import ContextDep, Principal, PrincipalDep, SessionDep, visible_cases
 from dispatch.kinds import DISPATCH_KINDS, ServiceListing
 from dispatch.residents.codes import normalise_tracking_code
-from dispatch.residents.intake import Channel, ReportRefused, ReportSubmission, submit_report
+from dispatch.residents.intake import Channel, ReportRefused, ReportSubmission
 from dispatch.residents.integrations import verify_key
+from dispatch.residents.refusals import submit_counted
 from dispatch.web.i18n import pick_language, translator
 from storage.tables import Case, CaseState, ResidentReport
 
@@ -373,7 +374,7 @@ def create_request(
         )
         return error_response(status.HTTP_400_BAD_REQUEST, problems)
     try:
-        receipt = submit_report(session, submission, deps=intake)
+        receipt = submit_counted(request, session, submission, deps=intake)
     except ReportRefused as exc:
         session.rollback()
         template = say.messages.get(f"error.{exc.code}")

@@ -21,8 +21,8 @@ from dispatch.residents.intake import (
     Channel,
     ReportSubmission,
     known_buildings,
-    submit_report,
 )
+from dispatch.residents.refusals import submit_counted
 from dispatch.web.page_route import PageRoute, home_of
 from dispatch.web.rendering import render
 
@@ -101,7 +101,7 @@ def hotline_submit(
         # The operator's desk is one address for many callers: the phone limit is the brake.
         client_address=f"hotline:{principal.name}"[:MAX_FIELD],
     )
-    receipt = submit_report(session, submission, deps=intake)  # refusals rise as ApiErrors
+    receipt = submit_counted(request, session, submission, deps=intake)  # refusals: ApiErrors
     session.commit()
     return HotlineReceipt(
         tracking_code=receipt.tracking_code,

@@ -31,8 +31,8 @@ from dispatch.residents.intake import (
     ReportRefused,
     ReportSubmission,
     known_buildings,
-    submit_report,
 )
+from dispatch.residents.refusals import TRACKING_CHANNEL, count_refusal, submit_counted
 from dispatch.residents.tokens import QrPayload, QrSigner, TokenProblem, TokenRefused
 from dispatch.web.i18n import pick_language, translator
 from dispatch.web.rendering import render
@@ -272,7 +272,7 @@ async def report_submit(
             token=t if poster else "",
         )
     try:
-        receipt = submit_report(session, submission, deps=context.intake)
+        receipt = submit_counted(request, session, submission, deps=context.intake)
     except ReportRefused as exc:
         session.rollback()
         response = _show_form(
@@ -295,6 +295,7 @@ async def report_submit(
 def _report(request: Request, session: SessionDep, code: str) -> ResidentReport | None:
     """The report with this code, counting the lookup against the address's limit."""
     if not _limiter(request).allow(_address(request), time.monotonic()):
+        count_refusal(request, TRACKING_CHANNEL, "report_rate_limited")
         raise ReportRefused(
             "report_rate_limited",
             {"key": "address", "key_kind": "address", "retry_after": int(LOOKUP_WINDOW_SECONDS)},

@@ -1,0 +1,70 @@
+"""Counting refused residents' reports: ``civicwatch_report_refusals_total{channel, code}``.
+
+Every refusal of a resident's report is answered where it happens (the form shows it, Open311
+and the hotline answer the error shape); this module is the one place it is also COUNTED. The
+routes file a report through ``submit_counted`` instead of calling ``submit_report`` directly,
+so every ``ReportRefused`` the intake raises is counted with the report's channel (web, qr,
+hotline, open311) and the refusal's ``report_*`` code before it rises on. Refusals outside the
+intake (the tracking page's lookup limit) call ``count_refusal`` with channel ``tracking``.
+
+The counter lives on the app's own registry (``ApiContext.metrics_registry``, so /metrics shows
+it) and is created on first use, one per app: nothing is registered at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from dispatch.residents.intake import (
+    IntakeDeps,
+    ReportReceipt,
+    ReportRefused,
+    ReportSubmission,
+    submit_report,
+)
+
+METRIC: Final = "civicwatch_report_refusals"
+TRACKING_CHANNEL: Final = "tracking"  # the tracking page's lookups (/report/done, /report/t)
+_STATE_KEY: Final = "report_refusals"
+
+
+def refusal_counter(registry: CollectorRegistry | None) -> Counter:
+    """A new counter on ``registry``. A second app on the same registry (tests) counts apart,
+    on no registry, rather than failing to start."""
+    description = "Residents' reports and tracking lookups refused, by channel and report_* code"
+    try:
+        return Counter(METRIC, description, ["channel", "code"], registry=registry)
+    except ValueError:  # already registered on this registry by another app
+        return Counter(METRIC, description, ["channel", "code"], registry=None)
+
+
+def app_refusals(request: Request) -> Counter:
+    """This app's counter, created on first use on its ApiContext's metrics registry."""
+    state = request.app.state
+    counter = getattr(state, _STATE_KEY, None)
+    if not isinstance(counter, Counter):
+        context = getattr(state, "api", None)
+        registry = getattr(context, "metrics_registry", None)
+        counter = refusal_counter(registry if isinstance(registry, CollectorRegistry) else None)
+        setattr(state, _STATE_KEY, counter)
+    return counter
+
+
+def count_refusal(request: Request, channel: str, code: str) -> None:
+    """Count one refusal on ``channel`` with its ``report_*`` ``code``."""
+    app_refusals(request).labels(channel=channel, code=code).inc()
+
+
+def submit_counted(
+    request: Request, session: Session, submission: ReportSubmission, *, deps: IntakeDeps
+) -> ReportReceipt:
+    """``submit_report``, with its refusal counted (then raised on, unchanged)."""
+    try:
+        return submit_report(session, submission, deps=deps)
+    except ReportRefused as exc:
+        count_refusal(request, submission.channel.value, exc.code)
+        raise
