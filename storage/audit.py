@@ -17,13 +17,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.tables import AuditHead, CaseTransition
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
+# On PostgreSQL each transaction that appends entries NOTIFYs this channel with its newest seq,
+# delivered at commit: the live feed's listeners read the log then, not a poll later. It only
+# says "look now"; the log stays the source of truth.
+FEED_CHANNEL = "civicwatch_feed"
 # The fields an entry's hash covers, in order. Changing this list breaks every stored chain.
 HASHED_FIELDS = (
     "seq",
@@ -82,6 +86,9 @@ def chain_entries(session: Session, entries: Sequence[dict[str, Any]]) -> list[d
     session.execute(
         update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=seq, entry_hash=prev)
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # Queued with the transaction, sent only if it commits (a rollback sends nothing).
+        session.execute(select(func.pg_notify(FEED_CHANNEL, str(seq))))
     return chained
 
 

@@ -1,18 +1,30 @@
 """The live case feed: Server-Sent Events tailing the audit log.
 
-Every change to a case is an entry in ``case_transitions`` with a gap-free ``seq``. One poller
-thread per app reads the entries after its cursor every ``feed_poll_seconds`` (one query per
-tick for all consoles, not one per connection) and hands them to each subscriber the entry's
-case is visible to. The SSE ``id`` is the seq, so a reconnecting browser sends Last-Event-ID
-and gets what it missed from the database before the live entries.
+Every change to a case is an entry in ``case_transitions`` with a gap-free ``seq``. One reader
+thread per app reads the entries after its cursor (one query for all consoles, not one per
+connection) and hands them to each subscriber the entry's case is visible to. The SSE ``id`` is
+the seq, so a reconnecting browser sends Last-Event-ID and gets what it missed from the database
+before the live entries.
+
+When the thread reads: on SQLite every ``feed_poll_seconds``. On PostgreSQL every transaction
+that appends entries NOTIFYs ``storage.audit.FEED_CHANNEL`` at commit, and each API process holds
+one listening connection that wakes its reader, so every process of a multi-process API sees an
+entry as soon as it commits. The notification only says "look now": the reader still reads after
+its cursor, so a dropped notification loses nothing, and it also reads every
+``max(feed_poll_seconds, FALLBACK_SECONDS)`` without one. A lost listening connection is
+reconnected with backoff, and the reader catches up from its cursor once it is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import select as select_io
+import socket
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,12 +32,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
+import psycopg
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatch.http.deps import API_PREFIX, PrincipalDep, scope_of
+from storage.audit import FEED_CHANNEL
 from storage.database import SessionFactory
 from storage.tables import Case, CaseTransition
 
@@ -33,6 +47,18 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED = 10_000  # a console this far behind is dropped; it reconnects and catches up
 _BATCH = 500
+# On PostgreSQL: the log is read at least this often even when no notification comes (a
+# notification lost with its connection, a writer outside storage.audit).
+FALLBACK_SECONDS = 5.0
+RECONNECT_MAX_SECONDS = 10.0  # the backoff between attempts to reopen the listening connection
+# The listening connection is idle for long stretches: keepalives find a dead peer (a cut
+# network sends no reset) within about 25 s instead of the kernel's two hours.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -169,20 +195,46 @@ class Subscription:
 
 
 class FeedHub:
-    """The one poller of the audit log for every feed connection of an app.
+    """The one reader of the audit log for every feed connection of an app.
 
-    The thread runs while somebody listens and stops when the last one leaves.
+    The thread runs while somebody listens and stops when the last one leaves. On PostgreSQL
+    (psycopg) it holds one LISTEN connection while it runs; elsewhere it polls.
     """
 
-    def __init__(self, session_factory: SessionFactory, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        poll_seconds: float,
+        *,
+        fallback_seconds: float = FALLBACK_SECONDS,
+    ) -> None:
         self._sessions = session_factory
         self._poll_seconds = poll_seconds
+        self._fallback_seconds = max(poll_seconds, fallback_seconds)
+        bind = session_factory.kw.get("bind")
+        self._engine: Engine | None = None
+        if (
+            isinstance(bind, Engine)
+            and bind.dialect.name == "postgresql"
+            and bind.dialect.driver == "psycopg"
+        ):
+            self._engine = bind
         self._lock = threading.Lock()
         self._subscribers: set[Subscription] = set()
         self._cursor = 0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # Wakes a reader that waits on its listening connection (the last one left, close).
+        self._waker: socket.socket | None = None
         self.polls = 0  # how many times the log was read: tests check one query serves all
+        self.notifications = 0  # notifications received on the listening connection
+        self.connects = 0  # listening connections opened (one more after each loss)
+        self.listener_pid: int | None = None  # the listening connection's backend, while open
+
+    @property
+    def listens(self) -> bool:
+        """True where the reader waits for notifications (PostgreSQL), not a poll interval."""
+        return self._engine is not None
 
     def subscribe(self, subscription: Subscription) -> int:
         """Register ``subscription``; returns the seq after which it gets live entries."""
@@ -190,7 +242,8 @@ class FeedHub:
             if self._thread is None:
                 self._cursor = head_seq(self._sessions)
                 self._stopping.clear()
-                self._thread = threading.Thread(target=self._run, name="feed-poller", daemon=True)
+                target = self._run_listening if self._engine is not None else self._run
+                self._thread = threading.Thread(target=target, name="feed-reader", daemon=True)
                 self._thread.start()
             self._subscribers.add(subscription)
             return self._cursor
@@ -198,6 +251,9 @@ class FeedHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscribers.discard(subscription)
+            last = not self._subscribers
+        if last:
+            self._wake()  # a listening reader closes its connection now, not a timeout later
 
     def end_streams(self) -> None:
         """End every open feed response, so a shutting-down server need not wait for them
@@ -209,29 +265,143 @@ class FeedHub:
     def close(self) -> None:
         self.end_streams()
         self._stopping.set()
+        self._wake()
         thread = self._thread
         if thread is not None:
             thread.join(timeout=5)
 
+    def _wake(self) -> None:
+        with self._lock, contextlib.suppress(OSError):  # full: wake-ups are waiting already
+            if self._waker is not None:
+                self._waker.send(b"x")
+
     def _run(self) -> None:
-        while not self._stopping.wait(self._poll_seconds):
-            with self._lock:
-                if not self._subscribers:
-                    self._thread = None
+        try:
+            while not self._stopping.wait(self._poll_seconds):
+                if not self._tick():
                     return
-                cursor = self._cursor
-            try:
-                events = self._read(cursor)
-            except SQLAlchemyError:
-                log.exception("the live feed could not read the audit log; retrying")
-                continue
-            with self._lock:
-                if events:
-                    self._cursor = events[-1].seq
-                for subscriber in self._subscribers:
-                    subscriber.offer(events)
+        finally:
+            self._forget_thread()
+
+    def _forget_thread(self) -> None:
         with self._lock:
-            self._thread = None
+            if self._thread is threading.current_thread():
+                self._thread = None
+
+    def _run_listening(self) -> None:
+        """Wait for a notification (or the fallback interval), then read; reopen a lost
+        listening connection with backoff, reading after each attempt (the catch-up)."""
+        connection: psycopg.Connection[Any] | None = None
+        backoff, retry_at = 0.0, 0.0
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        with self._lock:
+            self._waker = wake_w
+        try:
+            while not self._stopping.is_set():
+                if connection is None and time.monotonic() >= retry_at:
+                    try:
+                        connection = self._listen()
+                        backoff = 0.0
+                    except (psycopg.Error, OSError) as exc:
+                        backoff = min(max(2 * backoff, 0.5), RECONNECT_MAX_SECONDS)
+                        retry_at = time.monotonic() + backoff
+                        log.warning(
+                            "the live feed cannot listen for changes (%s); polling, retrying in"
+                            " %.1f s",
+                            exc,
+                            backoff,
+                        )
+                else:
+                    timeout = self._fallback_seconds
+                    if connection is None:
+                        timeout = min(timeout, max(0.0, retry_at - time.monotonic()))
+                    try:
+                        self._wait(connection, wake_r, timeout)
+                    except (psycopg.Error, OSError) as exc:
+                        log.warning("the live feed lost its listening connection (%s)", exc)
+                        self._close_listener(connection)
+                        connection = None
+                        retry_at = time.monotonic()  # the first attempt at once, then backoff
+                if self._stopping.is_set() or not self._tick():
+                    return
+        finally:
+            self._close_listener(connection)
+            with self._lock:
+                if self._waker is wake_w:
+                    self._waker = None
+            wake_r.close()
+            wake_w.close()
+            self._forget_thread()
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        """A connection of its own (not the pool's), in autocommit, listening to the feed."""
+        assert self._engine is not None
+        dialect = self._engine.dialect
+        cargs, cparams = dialect.create_connect_args(self._engine.url)
+        raw = dialect.connect(*cargs, **{**_KEEPALIVES, **cparams})
+        if not isinstance(raw, psycopg.Connection):  # pragma: no cover - the dialect is psycopg
+            raw.close()
+            raise psycopg.InterfaceError("the listening connection is not a psycopg one")
+        connection: psycopg.Connection[Any] = raw
+        try:
+            connection.autocommit = True
+            connection.execute(f"LISTEN {FEED_CHANNEL}")
+        except BaseException:
+            connection.close()
+            raise
+        self.connects += 1
+        self.listener_pid = connection.info.backend_pid
+        log.info("the live feed listens on %s (backend %s)", FEED_CHANNEL, self.listener_pid)
+        return connection
+
+    def _close_listener(self, connection: psycopg.Connection[Any] | None) -> None:
+        self.listener_pid = None
+        if connection is not None:
+            with contextlib.suppress(psycopg.Error):
+                connection.close()
+
+    def _wait(
+        self, connection: psycopg.Connection[Any] | None, waker: socket.socket, timeout: float
+    ) -> None:
+        """Until a notification, a wake-up or ``timeout``; raises if the connection is lost."""
+        sources: list[Any] = [waker]
+        pgconn = connection.pgconn if connection is not None else None
+        if pgconn is not None:
+            sources.append(pgconn.socket)
+        ready, _, _ = select_io.select(sources, [], [], timeout)
+        if waker in ready:
+            with contextlib.suppress(BlockingIOError):
+                while waker.recv(4096):
+                    pass
+        if pgconn is not None and len(ready) > (waker in ready):
+            pgconn.consume_input()  # raises once the server has closed the connection
+            if pgconn.status != psycopg.pq.ConnStatus.OK:
+                raise psycopg.OperationalError("the listening connection is closed")
+            while pgconn.notifies() is not None:
+                self.notifications += 1
+
+    def _tick(self) -> bool:
+        """Read the log after the cursor and hand the entries out; False (and the thread is
+        forgotten) when nobody listens any more."""
+        with self._lock:
+            if not self._subscribers:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                return False
+            cursor = self._cursor
+        try:
+            events = self._read(cursor)
+        except SQLAlchemyError:
+            log.exception("the live feed could not read the audit log; retrying")
+            return True
+        with self._lock:
+            if events:
+                self._cursor = events[-1].seq
+            for subscriber in self._subscribers:
+                subscriber.offer(events)
+        return True
 
     def _read(self, cursor: int) -> list[FeedEvent]:
         events: list[FeedEvent] = []
