@@ -1,5 +1,11 @@
 """The server's composition root: database, ingest, dispatch, API and SLA sweep, wired once
-(civicwatch.serving runs it with the API)."""
+(civicwatch.serving runs it with the API).
+
+A process runs some of three roles (``Role``): ``server`` runs all three, ``civicwatch api``,
+``ingest`` and ``sweep`` one each, as many processes of each as needed. Each process builds only
+what its roles use: the API serves HTTP only; ingest connects its MQTT consumers only; the sweep
+runs the periodic jobs only, and only while it leads (storage.leader).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,22 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.mqtt_identity import resolve_ingest
-from contracts.mqtt import BrokerSettings
+from contracts.mqtt import BrokerSettings, MqttSession, process_client_id
 from dispatch.accounts import AccountService
 from dispatch.calendar import WorkingCalendar
 from dispatch.config import QR_DISABLED_MESSAGE
@@ -42,6 +52,7 @@ from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.evidence_store import EvidenceStore
+from storage.leader import Leader, make_leader
 from storage.schema import upgrade_engine
 from storage.tables import Case, utcnow
 
@@ -49,6 +60,56 @@ log = logging.getLogger(__name__)
 
 # paho retries an unreachable broker in silence; after this long the server says it waits.
 BROKER_NOTICE_SECONDS = 3.0
+
+
+class Role(StrEnum):
+    """What a process does; ``civicwatch server`` runs all of them."""
+
+    API = "api"  # HTTP: the API, consoles and pages
+    INGEST = "ingest"  # MQTT consumers: events in, cases out
+    SWEEP = "sweep"  # the periodic jobs, while this process leads
+
+
+ALL_ROLES = frozenset(Role)
+
+
+class SweepLeadership:
+    """The scheduler's jobs run only while this process leads; /metrics says whether it does."""
+
+    def __init__(self, leader: Leader, registry: CollectorRegistry) -> None:
+        self.leader = leader
+        self._gauge = Gauge(
+            "civicwatch_sweep_leader",
+            "1 while this process leads the periodic jobs (SLA sweep, notifications ...)",
+            registry=registry,
+        )
+        self._gauge.set_function(lambda: 1.0 if leader.leading else 0.0)
+        self.runs = Counter(
+            "civicwatch_sweep_job_runs",
+            "Periodic jobs this process ran as the leader",
+            ["job"],
+            registry=registry,
+        )
+        self.on_elected: Callable[[], None] | None = None
+
+    def elect(self) -> bool:
+        """Try for the leadership (every interval); says when it was just won."""
+        was = self.leader.leading
+        now = self.leader.try_lead()
+        if now and not was and self.on_elected is not None:
+            self.on_elected()
+        return now
+
+    def guard(self, job: Callable[[], object], job_id: str) -> Callable[[], None]:
+        def run() -> None:
+            if not self.leader.still_leading():
+                return
+            job()
+            self.runs.labels(job_id).inc()
+            if job_id == "sla-sweep":
+                log.debug("sla sweep ran as the leader (pid %d)", os.getpid())
+
+        return run
 
 
 @dataclass
@@ -67,6 +128,9 @@ class Server:
     verifier: CameraVerifier | None = None  # camera re-checks of resolved cases
     training_data: TrainingDataExporter | None = None  # false alarms as labelled data
     broker: BrokerSettings | None = None  # where ingest connects: named in the log while it waits
+    roles: frozenset[Role] = ALL_ROLES
+    leadership: SweepLeadership | None = None  # the sweep role's leader election
+    sweep_publisher: MqttSession | None = None  # the sweep's own connection (no ingest here)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _broker_watch: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -77,12 +141,16 @@ class Server:
 
     def start(self) -> None:
         """Start consuming MQTT and sweeping SLAs; the API is served by run_server (or a test)."""
+        if self.sweep_publisher is not None:
+            self.sweep_publisher.start()
         if self.notifications is not None:
             self.notifications.start()  # its MQTT client, before the sender first runs
-        self.scheduler.start()
+        if self.leadership is not None:
+            self.leadership.leader.try_lead()  # a lone process leads from its first job on
+            self.scheduler.start()
         for consumer in self.consumers:
             consumer.start()
-        if self.broker is not None:
+        if self.broker is not None and self.consumers:
             self._stopping.clear()
             self._broker_watch = threading.Thread(
                 target=self._tell_broker_state,
@@ -120,19 +188,27 @@ class Server:
             consumer.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.leadership is not None:
+            self.leadership.leader.release()
         if self.notifications is not None:
             self.notifications.stop()
+        if self.sweep_publisher is not None:
+            self.sweep_publisher.stop()
         if self.training_data is not None:
             self.training_data.close()  # an export the hook started finishes first
         self.engine.dispose()
 
 
-def build_server(config: CivicwatchConfig) -> Server:
-    """Wire every server part from ``config``; migrates the database. Starts nothing.
+def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) -> Server:
+    """Wire the server parts ``roles`` need from ``config``; migrates the database. Starts
+    nothing.
 
     Named steps, each object built with everything it needs: database, routing, case rules
     (workflow and camera verification), ingest, notifications, scheduler, accounts, app.
+    Without the API role the app serves only /healthz, /readyz and /metrics (for
+    ``--health-port``); without ingest there are no consumers; without the sweep no jobs.
     """
+    roles = frozenset(roles)
     settings = config.server
     database = _database(settings)
     metrics = IngestMetrics()
@@ -140,17 +216,25 @@ def build_server(config: CivicwatchConfig) -> Server:
     # Routes report-born cases too (no zone kind): transfers, the SLA sweep, the console.
     router = ResidentAwareRouter(settings.routing, calendar, config)
     consumers: list[IngestConsumer] = []
+    sweep_publisher: MqttSession | None = None
+    publish: Publish
+    if Role.INGEST in roles or Role.SWEEP not in roles:
 
-    def publish_on_ingest(topic: str, payload: bytes) -> bool:
-        # Verification requests go out on ingest's connection; the consumers hand the
-        # verifier its answers, so they are built after it (before anything starts).
-        return consumers[0].publish(topic, payload)
+        def publish_on_ingest(topic: str, payload: bytes) -> bool:
+            # Verification requests go out on ingest's connection; the consumers hand the
+            # verifier its answers, so they are built after it (before anything starts).
+            return bool(consumers) and consumers[0].publish(topic, payload)
+
+        publish = publish_on_ingest
+    else:  # a sweep process publishes the verification requests on a connection of its own
+        sweep_publisher = MqttSession(config.broker, process_client_id("civicwatch-sweep"))
+        publish = _publisher(sweep_publisher)
 
     training = _training_data(database, settings, metrics)
-    workflow, verifier = _case_rules(
-        database, settings, router, metrics, publish_on_ingest, training
+    workflow, verifier = _case_rules(database, settings, router, metrics, publish, training)
+    service, ingest_consumers = _ingest(
+        config, database, metrics, router, verifier, consume=Role.INGEST in roles
     )
-    service, ingest_consumers = _ingest(config, database, metrics, router, verifier)
     consumers.extend(ingest_consumers)
     notifications = build_notifications(
         database.session_factory, settings.notifications, config.broker, metrics.registry
@@ -166,8 +250,18 @@ def build_server(config: CivicwatchConfig) -> Server:
     reports = ReportService(
         database.session_factory, config, evidence_store=database.evidence_store
     )
-    scheduler = _scheduler(settings, notifications, verifier, sla_sweep, training, reports)
-    app = _app(config, database, metrics, workflow, consumers, router)
+    leadership: SweepLeadership | None = None
+    scheduler = BackgroundScheduler(timezone="UTC")
+    if Role.SWEEP in roles:
+        leadership = SweepLeadership(make_leader(settings.database_url), metrics.registry)
+        scheduler = _scheduler(
+            settings, notifications, verifier, sla_sweep, training, reports, leadership
+        )
+    if Role.API in roles:
+        app = _app(config, database, metrics, workflow, consumers, router)
+        _process_info(metrics.registry, roles)
+    else:
+        app = _role_app(roles, database, metrics, consumers, leadership)
     return Server(
         engine=database.engine,
         session_factory=database.session_factory,
@@ -178,12 +272,80 @@ def build_server(config: CivicwatchConfig) -> Server:
         consumers=consumers,
         scheduler=scheduler,
         app=app,
-        notifications=notifications,
+        notifications=notifications if Role.SWEEP in roles else None,
         sla_sweep=sla_sweep,
         verifier=verifier,
         training_data=training,
         broker=config.broker,
+        roles=roles,
+        leadership=leadership,
+        sweep_publisher=sweep_publisher,
     )
+
+
+def _publisher(session: MqttSession) -> Publish:
+    def publish(topic: str, payload: bytes) -> bool:
+        if not session.is_connected():
+            return False  # the verifier tries again at its next run
+        return session.publish(topic, payload, qos=1).rc == 0
+
+    return publish
+
+
+def _process_info(registry: CollectorRegistry, roles: frozenset[Role]) -> None:
+    """Which process answered a scrape: an API with several workers has one pid per worker."""
+    info = Gauge(
+        "civicwatch_process",
+        "This process: its pid and roles (1)",
+        ["pid", "roles"],
+        registry=registry,
+    )
+    info.labels(str(os.getpid()), ",".join(sorted(roles))).set(1)
+
+
+def _role_app(
+    roles: frozenset[Role],
+    database: Database,
+    metrics: IngestMetrics,
+    consumers: list[IngestConsumer],
+    leadership: SweepLeadership | None,
+) -> FastAPI:
+    """An ingest or sweep process's health: /healthz (its role, pid and leadership), /readyz
+    (database and broker) and /metrics. Served only with ``--health-port``."""
+    _process_info(metrics.registry, roles)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, object]:
+        body: dict[str, object] = {
+            "status": "ok",
+            "roles": sorted(roles),
+            "pid": os.getpid(),
+        }
+        if leadership is not None:
+            body["leader"] = leadership.leader.leading
+        return body
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        problems = ingest_readiness(consumers)
+        try:
+            with database.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # any driver error means the same: not ready
+            problems.insert(0, f"database unreachable: {exc}")
+        if problems:
+            detail = "; ".join(problems)
+            return JSONResponse(
+                {"detail": detail, "code": "not_ready", "params": {}}, status_code=503
+            )
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    def scrape() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
 
 
 @dataclass(frozen=True)
@@ -252,8 +414,11 @@ def _ingest(
     metrics: IngestMetrics,
     router: Router,
     verifier: CameraVerifier,
+    *,
+    consume: bool = True,
 ) -> tuple[IngestService, list[IngestConsumer]]:
-    """The store and one broker consumer per ingest worker; new cases go to the router."""
+    """The store and one broker consumer per ingest worker (none unless ``consume``); new
+    cases go to the router."""
     settings = config.server
     # The registry half of the config: CivicwatchConfig is a SiteRegistry.
     service = IngestService(
@@ -275,7 +440,7 @@ def _ingest(
             client_id,
             on_verification_result=verifier.apply_result,
         )
-        for client_id in worker_client_ids(ingest)
+        for client_id in (worker_client_ids(ingest) if consume else [])
     ]
     return service, consumers
 
@@ -287,6 +452,7 @@ def _scheduler(
     sla_sweep: SlaSweep,
     training: TrainingDataExporter,
     reports: ReportService,
+    leadership: SweepLeadership,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -315,8 +481,30 @@ def _scheduler(
     ]
     for job, job_id, seconds in jobs:
         scheduler.add_job(
-            job, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True
+            leadership.guard(job, job_id),
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
         )
+    # Every sweep interval a waiting process asks for the leadership (a leader checks it still
+    # holds it); one that just won runs every job at once, not an interval later.
+    sweep_seconds = settings.api.sla_sweep_seconds or settings.sla.sweep_seconds
+
+    def run_all_now() -> None:
+        for _job, job_id, _seconds in jobs:
+            scheduler.modify_job(job_id, next_run_time=utcnow())
+
+    leadership.on_elected = run_all_now
+    scheduler.add_job(
+        leadership.elect,
+        "interval",
+        seconds=sweep_seconds,
+        id="sweep-leader",
+        max_instances=1,
+        coalesce=True,
+    )
     return scheduler
 
 
