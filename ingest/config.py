@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from storage.evidence_pg import open_evidence_store
+from storage.evidence_store import DEFAULT_WRITER_THREADS, EvidenceStore
 
 
 class IngestSettings(BaseModel):
@@ -37,7 +41,34 @@ class IngestSettings(BaseModel):
         default=8 * 1024 * 1024, gt=0, description="larger violation messages are refused"
     )
     evidence_dir: Path = Field(
-        default=Path("var/evidence"), description="where evidence images are filed by SHA-256"
+        default=Path("var/evidence"),
+        description=(
+            "where evidence images are filed by SHA-256 (with the postgresql backend: where "
+            "copies are cached for code that needs a file)"
+        ),
+    )
+    evidence_backend: Literal["local", "postgresql"] = Field(
+        default="local",
+        description=(
+            "local: files under evidence_dir; postgresql: a table every server host reads "
+            "(servers on several hosts)"
+        ),
+    )
+    evidence_database_url: str | None = Field(
+        default=None,
+        description=(
+            "the PostgreSQL database of the postgresql evidence backend; default: the "
+            "server's own database"
+        ),
+    )
+    evidence_writer_threads: int = Field(
+        default=DEFAULT_WRITER_THREADS,
+        ge=0,
+        le=64,
+        description=(
+            "local backend: threads writing and fsyncing a batch's images while its database "
+            "transaction proceeds; 0 writes them in the writer thread and syncs the filesystem"
+        ),
     )
     workers: int = Field(
         default=1,
@@ -83,3 +114,12 @@ class IngestSettings(BaseModel):
     related_cases_limit: int = Field(
         default=20, ge=0, description="earlier cases of the same plate linked to a new case"
     )
+
+    def open_evidence_store(self, database_url: str) -> EvidenceStore:
+        """The configured evidence store (``database_url``: the server's own database)."""
+        return open_evidence_store(
+            self.evidence_backend,
+            self.evidence_dir,
+            self.evidence_database_url or database_url,
+            self.evidence_writer_threads,
+        )

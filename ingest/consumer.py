@@ -39,7 +39,6 @@ from ingest.store import IngestService
 from ingest.subscriptions import ingest_subscriptions, shared
 from ingest.validation import Refusal, RefusalReason
 from ingest.verification import VerificationIntake, VerificationResultHook
-from storage.evidence_store import EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class IngestConsumer:
         self._verifications = (
             VerificationIntake(
                 registry,
-                EvidenceStore(settings.evidence_dir),  # the same files the service writes
+                service.evidence_store,  # the same store the service writes
                 on_verification_result,
                 settings.max_payload_bytes,
             )

@@ -63,6 +63,11 @@ class IngestService:
         self._route_cases = route_cases
         self._settings = settings or IngestSettings()
 
+    @property
+    def evidence_store(self) -> EvidenceStore:
+        """Where this service files evidence (the verification intake files there too)."""
+        return self._evidence
+
     def store(self, event: ViolationEvent) -> AckOutcome:
         """Store one event in its own transaction; see store_batch. Raises its Refusal."""
         outcome = self.store_batch([event])[0]
