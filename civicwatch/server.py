@@ -362,7 +362,9 @@ def _database(settings: ServerSettings) -> Database:
     engine = make_engine(settings.database_url)
     upgrade_engine(engine)
     return Database(
-        engine, make_session_factory(engine), EvidenceStore(settings.ingest.evidence_dir)
+        engine,
+        make_session_factory(engine),
+        settings.ingest.open_evidence_store(settings.database_url),
     )
 
 
