@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from civicwatch import dynsec
-from civicwatch.commands import accounts, gateway, integrations, operations, reports, tools
+from civicwatch.commands import accounts, gateway, integrations, operations, reports, roles, tools
 from civicwatch.commands import posters as poster_command
 from civicwatch.config import ConfigError
 from civicwatch.exit_codes import (
@@ -83,6 +84,26 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return value
+
+
+def _instance(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,20}", text):
+        raise argparse.ArgumentTypeError(f"letters, digits, - and _ only (1-20): {text!r}")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="civicwatch", description=__doc__)
     parser.add_argument(
@@ -107,6 +128,39 @@ def _parser() -> argparse.ArgumentParser:
     server = commands.add_parser("server", help="run ingest, dispatch and the HTTP API")
     server.add_argument("--config", type=Path, required=True)
     server.set_defaults(handler=operations.server)
+
+    api = commands.add_parser(
+        "api", help="serve the HTTP API and consoles only (run as many as needed)"
+    )
+    api.add_argument("--config", type=Path, required=True)
+    api.add_argument(
+        "--workers", type=_positive, default=1, help="API worker processes on the one port"
+    )
+    api.set_defaults(handler=roles.api)
+
+    ingest = commands.add_parser(
+        "ingest", help="consume the broker's events into cases only (run as many as needed)"
+    )
+    ingest.add_argument("--config", type=Path, required=True)
+    ingest.add_argument(
+        "--instance",
+        type=_instance,
+        help="a stable name for this process among several ingest processes on one host",
+    )
+    ingest.add_argument(
+        "--health-port", type=_port, help="serve /healthz, /readyz and /metrics on this port"
+    )
+    ingest.set_defaults(handler=roles.ingest)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run the periodic jobs (SLA sweep, notifications ...); one leads, others wait",
+    )
+    sweep.add_argument("--config", type=Path, required=True)
+    sweep.add_argument(
+        "--health-port", type=_port, help="serve /healthz, /readyz and /metrics on this port"
+    )
+    sweep.set_defaults(handler=roles.sweep)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date and exit")
     migrate.add_argument("--config", type=Path, required=True)

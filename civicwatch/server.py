@@ -348,6 +348,11 @@ def _role_app(
     return app
 
 
+def prepare_database(config: CivicwatchConfig) -> None:
+    """Migrate once, before several processes (API workers) build their servers at once."""
+    _database(config.server).engine.dispose()
+
+
 @dataclass(frozen=True)
 class Database:
     """The storage every server part shares: engine, sessions and the evidence files."""

@@ -1,21 +1,36 @@
 """Serving the API of a built server: its port taken before anything starts, uvicorn in the
 foreground until a signal (run_server) or in a thread (BackgroundApi), the consoles' live feeds
-ended first on shutdown."""
+ended first on shutdown.
+
+Several API workers (run_api_workers): the parent binds the port and migrates the database, then
+uvicorn's own supervisor (``uvicorn.supervisors.Multiprocess``) starts N *spawned* processes on
+that one socket. Each imports :func:`api_worker_app`, which builds an API-only server from the
+config file named in ``$CIVICWATCH_API_CONFIG``: every worker has its own engine and pool (spawn,
+not fork, so no connection is shared), and uvicorn restarts a worker that dies.
+
+Ingest and sweep processes (run_roles) serve no API; with a health port they answer /healthz,
+/readyz and /metrics there.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
-from civicwatch.config import CivicwatchConfig
-from civicwatch.server import build_server
+from civicwatch.config import CivicwatchConfig, load_config
+from civicwatch.logformat import LogFormat, configure_logging
+from civicwatch.server import ALL_ROLES, Role, build_server, prepare_database
 from dispatch.web.feed import end_streams
 
 log = logging.getLogger("civicwatch.server")  # the name these lines always had in the log
@@ -23,6 +38,9 @@ log = logging.getLogger("civicwatch.server")  # the name these lines always had 
 # An open console's live feed (SSE) never ends by itself: shutting down, uvicorn waits this long
 # for open requests, then cancels them (browsers reconnect and resume from Last-Event-ID).
 SHUTDOWN_GRACE_SECONDS = 3
+# What an API worker process reads: the config file's path, and "LEVEL FORMAT" for its log.
+CONFIG_ENV = "CIVICWATCH_API_CONFIG"
+LOG_ENV = "CIVICWATCH_API_LOG"
 
 
 class ApiPortError(Exception):
@@ -46,8 +64,9 @@ def bind_api_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_server(config: CivicwatchConfig) -> None:
-    """Run ingest, the SLA sweep and the API until SIGINT or SIGTERM, then stop cleanly.
+def run_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) -> None:
+    """Run ingest, the SLA sweep and the API (or only ``roles``, which include the API) until
+    SIGINT or SIGTERM, then stop cleanly.
 
     Call from the main thread. Returns normally after a signal; raises ApiPortError, before
     anything starts, when the API's port is taken.
@@ -55,7 +74,7 @@ def run_server(config: CivicwatchConfig) -> None:
     api = config.server.api
     listener = bind_api_socket(api.host, api.port)
     try:
-        server = build_server(config)
+        server = build_server(config, roles)
     except BaseException:
         listener.close()
         raise
@@ -83,6 +102,92 @@ def run_server(config: CivicwatchConfig) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("civicwatch server stopped")
+
+
+def run_api_workers(
+    config_path: Path, config: CivicwatchConfig, workers: int, log: tuple[str, LogFormat]
+) -> None:
+    """Serve the API from ``workers`` spawned processes on one socket until SIGINT/SIGTERM.
+
+    The port is taken and the database migrated here, once, before any worker starts; each
+    worker then builds its own API-only server (:func:`api_worker_app`).
+    """
+    api = config.server.api
+    listener = bind_api_socket(api.host, api.port)
+    try:
+        prepare_database(config)
+        os.environ[CONFIG_ENV] = str(config_path.resolve())
+        os.environ[LOG_ENV] = f"{log[0]} {log[1].value}"
+        uvicorn_config = uvicorn.Config(
+            f"{__name__}:api_worker_app",
+            factory=True,
+            host=api.host,
+            port=api.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
+        logging.getLogger("civicwatch.server").info(
+            "civicwatch API on http://%s:%d with %d worker processes", api.host, api.port, workers
+        )
+        Multiprocess(uvicorn_config, sockets=[listener]).run()
+    finally:
+        listener.close()
+    logging.getLogger("civicwatch.server").info("civicwatch API stopped")
+
+
+def api_worker_app() -> FastAPI:
+    """One API worker's app (uvicorn's factory, in a spawned process): an API-only server
+    built from the config file in ``$CIVICWATCH_API_CONFIG``, with its own engine."""
+    level, _, log_format = os.environ.get(LOG_ENV, "INFO text").partition(" ")
+    configure_logging(level, LogFormat(log_format or LogFormat.TEXT.value))
+    config = load_config(Path(os.environ[CONFIG_ENV]))
+    server = build_server(config, {Role.API})
+    server.start()
+    log.info("API worker pid %d serving", os.getpid())
+    return server.app
+
+
+def run_roles(
+    config: CivicwatchConfig, roles: Iterable[Role], health_port: int | None = None
+) -> None:
+    """Run ingest and/or the sweep (no API) until SIGINT or SIGTERM, then stop cleanly; with
+    ``health_port``, /healthz, /readyz and /metrics on the API's host at that port."""
+    roles = frozenset(roles)
+    if Role.API in roles:
+        raise ValueError("the API runs through run_server or run_api_workers")
+    health = None if health_port is None else bind_api_socket(config.server.api.host, health_port)
+    if health is not None:
+        health.close()  # taken and freed: a taken port fails before anything is built
+    server = build_server(config, roles)
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        _log_signal(signum, _frame)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    background: BackgroundApi | None = None
+    try:
+        if health_port is not None:
+            background = BackgroundApi(server.app, config.server.api.host, health_port)
+            background.start()
+        server.start()
+        log.info(
+            "civicwatch %s running (pid %d)%s",
+            "+".join(sorted(roles)),
+            os.getpid(),
+            "" if health_port is None else f"; health on port {health_port}",
+        )
+        stopping.wait()
+    finally:
+        if background is not None:
+            background.stop()
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("civicwatch %s stopped", "+".join(sorted(roles)))
 
 
 class ApiServer(uvicorn.Server):
