@@ -18,14 +18,16 @@ from dispatch.http import (
     cameras,
     case_export,
     cases,
+    consultations,
     evidence,
     health,
     notifications,
+    rates,
     views,
 )
 from dispatch.http import templates as response_templates
 from dispatch.http.deps import ApiContext
-from dispatch.metrics import OverdueNowCollector
+from dispatch.metrics import OverdueNowCollector, RatesCollector
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
 from dispatch.security import SecurityHeaders
@@ -54,6 +56,7 @@ def create_app(context: ApiContext) -> FastAPI:
     scrape = CollectorRegistry()
     scrape.register(health.CasesByStateCollector(context.session_factory))
     scrape.register(OverdueNowCollector(context.session_factory, utcnow))
+    scrape.register(RatesCollector(context.session_factory, context.registry, utcnow))
     app.state.scrape_registry = scrape
     install_operations(app, context.session_factory, context.registry, scrape)
     install_error_handlers(app)  # after install_operations: its out-of-range handler is replaced
@@ -61,11 +64,13 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(case_export.router)  # before cases: /cases/export.csv is no /cases/{id}
     app.include_router(cases.router)
     app.include_router(evidence.router)
+    app.include_router(consultations.router)
     app.include_router(cameras.router)
     app.include_router(accounts.router)
     app.include_router(views.router)
     app.include_router(response_templates.router)
     app.include_router(health.router)
+    app.include_router(rates.router)
     _install_web(app, context)
     app.include_router(notifications.router)
     scrape.register(NotificationBacklogCollector(context.session_factory))

@@ -94,7 +94,7 @@ class TimelineText:
             return "level" in detail and "deadline" in detail
         if action == "transfer":
             return "department" in detail and "deadline" in detail
-        return False
+        return action in ("consult_agreed", "consult_escalated") and "consultation_id" in detail
 
     def facts(
         self,
@@ -152,10 +152,65 @@ class TimelineText:
             )
         if detail.get("close_reason"):
             facts.append(t.name("close_reason", detail.get("close_reason")))
+        if action.startswith("consult_"):
+            facts.extend(self._consultation(action, detail))
+        facts.extend(self._followup(action, detail))
         if action == "attach" and detail.get("label"):
             label = t.name("evidence_label", detail.get("label"))
             name = detail.get("filename")
             facts.append(f"{label} · {name}" if name else label)
+        return facts
+
+    def _consultation(self, action: str, detail: Mapping[str, Any]) -> list[str]:
+        """小事协商's steps (dispatch/residents/consultation.py writes them)."""
+        t = self._t
+        proposal = detail.get("proposal_id") or detail.get("post_id")
+        if action == "consult_comment":
+            return [t("timeline.consult_comment")]
+        if action == "consult_propose":
+            return [t("timeline.consult_proposal", proposal=proposal)]
+        if action == "consult_vote" and detail.get("from_choice"):
+            return [
+                t(
+                    "timeline.consult_vote_changed",
+                    proposal=proposal,
+                    source=t.name("choice", detail.get("from_choice")),
+                    target=t.name("choice", detail.get("choice")),
+                )
+            ]
+        if action == "consult_vote":
+            choice = t.name("choice", detail.get("choice"))
+            return [t("timeline.consult_vote", proposal=proposal, choice=choice)]
+        if action == "consult_agreed":
+            counts = {k: detail.get(k, 0) for k in ("for", "against", "quorum")}
+            return [
+                t(
+                    "timeline.consult_agreed",
+                    proposal=proposal,
+                    for_=counts["for"],
+                    against=counts["against"],
+                    quorum=counts["quorum"],
+                )
+            ]
+        if action == "consult_escalated":
+            department = t.name("department", detail.get("department"))
+            return [t("timeline.consult_escalated", department=department)]
+        return []
+
+    def _followup(self, action: str, detail: Mapping[str, Any]) -> list[str]:
+        """回访 (dispatch/residents/followup.py): public replies, ratings, reopen, mediation."""
+        t = self._t
+        facts: list[str] = []
+        if action == "reply" and detail.get("public") is True:
+            facts.append(t("timeline.public_reply"))
+        elif action == "rate" and detail.get("rating"):
+            facts.append(t("timeline.rated", rating=t.name("rating", detail.get("rating"))))
+            if detail.get("unsatisfied_again"):
+                facts.append(t("timeline.unsatisfied_again"))
+        elif action == "reopen" and detail.get("unsatisfied_rating") is True:
+            facts.append(t("timeline.reopened_unsatisfied"))
+        elif action == "mediate":
+            facts.append(t("timeline.mediation_requested"))
         return facts
 
     def _why(self, why: str, detail: Mapping[str, Any]) -> list[str]:
