@@ -121,8 +121,17 @@ class Message:
     message_id: str
 
 
-def build_workload(registry: SiteRegistry, events: int, seed: int) -> list[Message]:
-    """``events`` messages round-robin over the cameras, each camera's violations in phases."""
+def build_workload(
+    registry: SiteRegistry,
+    events: int,
+    seed: int,
+    opened_images: Callable[[], list[bytes]] | None = None,
+) -> list[Message]:
+    """``events`` messages round-robin over the cameras, each camera's violations in phases.
+
+    Each message carries one ~1.5 KB frame; with ``opened_images`` an opened message carries
+    the images it returns instead (bench.ingest_evidence: three real-size JPEGs).
+    """
     cameras = [
         (site.id, gateway.id, camera.id)
         for site in registry.sites
@@ -152,6 +161,8 @@ def build_workload(registry: SiteRegistry, events: int, seed: int) -> list[Messa
         violation_id, plate = violation[index]
         at = start + timedelta(seconds=n // len(cameras))
         image = _JPEG_START + os.urandom(1500 - len(_JPEG_START))  # the contract checks the type
+        images = opened_images() if opened_images is not None and phase is Phase.OPENED else [image]
+        labels = (EvidenceLabel.ENTRY, EvidenceLabel.MIDWAY, EvidenceLabel.LATEST)
         event = violation_event(
             site_id,
             gateway_id,
@@ -167,13 +178,14 @@ def build_workload(registry: SiteRegistry, events: int, seed: int) -> list[Messa
             box=BoundingBox(x1=1, y1=2, x2=30, y2=40),
             evidence=[
                 EvidenceFrame(
-                    label=EvidenceLabel.LATEST,
+                    label=labels[-len(images) :][number] if len(images) <= 3 else labels[-1],
                     captured_at=at,
-                    sha256=hashlib.sha256(image).hexdigest(),
+                    sha256=hashlib.sha256(data).hexdigest(),
                     width=64,
                     height=48,
-                    data=image,
+                    data=data,
                 )
+                for number, data in enumerate(images)
             ],
             plate=PlateReading(text=plate, confidence=0.9) if plate else None,
         )
@@ -260,8 +272,11 @@ def _ingest_worker(
     registry_json: str,
     ready: ProcessEvent,
     stop: ProcessEvent,
+    ingest_json: str = "{}",
 ) -> None:
-    """One ingest worker process, wired as civicwatch.server wires it (without the API)."""
+    """One ingest worker process, wired as civicwatch.server wires it (without the API).
+
+    ``ingest_json``: more IngestSettings fields (the evidence backend and writer threads)."""
     from dispatch.config import RoutingSettings
     from dispatch.routing import Router
     from ingest.config import IngestSettings
@@ -269,7 +284,6 @@ def _ingest_worker(
     from ingest.metrics import IngestMetrics
     from ingest.store import IngestService
     from storage.database import make_engine, make_session_factory
-    from storage.evidence_store import EvidenceStore
 
     logging.basicConfig(level=logging.ERROR)
     registry = SiteRegistry.model_validate_json(registry_json)
@@ -277,13 +291,14 @@ def _ingest_worker(
         client_id=client_id,
         shared_group=group,
         evidence_dir=Path(evidence_dir),
+        **json.loads(ingest_json),
     )
     engine = make_engine(database_url)
     metrics = IngestMetrics()
     router = Router(RoutingSettings())
     service = IngestService(
         make_session_factory(engine),
-        EvidenceStore(settings.evidence_dir),
+        settings.open_evidence_store(database_url),
         registry,
         metrics,
         router.dispatch_new_cases,
@@ -310,7 +325,13 @@ class IngestProcesses:
     """``count`` ingest workers (one shared-subscription group when more than one)."""
 
     def __init__(
-        self, database_url: str, port: int, registry: SiteRegistry, workdir: Path, count: int
+        self,
+        database_url: str,
+        port: int,
+        registry: SiteRegistry,
+        workdir: Path,
+        count: int,
+        ingest_options: dict[str, Any] | None = None,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
@@ -328,6 +349,7 @@ class IngestProcesses:
                     registry.model_dump_json(),
                     self._ready[n],
                     self._stop,
+                    json.dumps(ingest_options or {}),
                 ),
                 daemon=True,
             )
@@ -483,6 +505,7 @@ def measure_ingest(
     workdir: Path,
     workers: int = 1,
     rate: float | None = None,
+    ingest_options: dict[str, Any] | None = None,
 ) -> IngestRun:
     """Publish while ingest runs; stored rate from first publish to last ack (after commit)."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -491,7 +514,7 @@ def measure_ingest(
 
     with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
         migrate(url)
-        ingest = IngestProcesses(url, port, registry, workdir, workers)
+        ingest = IngestProcesses(url, port, registry, workdir, workers, ingest_options)
         ingest.start()
         try:
             collector = Collector(port, f"{ROOT}/+/+/ack", len(messages), _ack_key)
