@@ -1,0 +1,297 @@
+"""Exemption rules: who may stop where, and the one function both the edge and ingest decide by.
+
+A gateway's rule document lists rules on a zone or on its whole site. Each rule has a validity
+window (``valid_from`` inclusive, ``valid_to`` exclusive; no ``valid_to``: open-ended) and a
+reason. docs/exemptions.md has the same tables.
+
+Rule types:
+
+- ``allowlist``: plates of residents, service vehicles or emergency vehicles. Resident and
+  service plates are never exempt in a fire lane. Emergency plates are exempt everywhere in
+  their scope, fire lanes included, but only while their task lasts: the command centre issues
+  an emergency entry with a ``valid_to`` at most ``MAX_EMERGENCY_TASK`` after its start.
+- ``family_bay`` (孝心车位, on one zone): any car may stay ``max_minutes``, at most
+  ``max_visits_per_day`` stays a day per plate (the site's local day); ``family_plates`` (a
+  resident's family) stay ``family_max_minutes`` with no visit limit. A car whose plate cannot
+  be read (no reading, or one below the document's confidence floor) is *warned, not
+  enforced* (``Outcome.WARN``).
+- ``time_window``: e.g. loading from HH:MM to HH:MM on given ISO weekdays (1 = Monday), in the
+  site's time zone. A window whose end is before its start runs past midnight and belongs to
+  the weekday it starts on (Friday 22:00-02:00 covers Saturday 01:30).
+- ``permit``: a temporary permit for one plate on a zone or a site, from-to, with a reason.
+
+A plate reading below ``RuleDocument.plate_confidence_floor`` never exempts by plate (the floor
+is a server config value, ``exemptions.plate_confidence_floor``, until plate confidence is
+calibrated). Fire lanes: only emergency allowlist entries exempt there.
+
+Overlapping rules: candidates are ordered most specific scope first (zone before site), then
+latest ``issued_at`` first, then rule id. Any applicable exemption exempts and the decision names
+the first in that order. Of several family-bay rules on one zone only the first in that order
+applies (a zone's newer bay rule replaces its older one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from contracts.events import PLATE_PATTERN, Identifier
+from contracts.kinds import ZoneKind
+from contracts.sites import SiteConfig, ZoneConfig
+
+EXEMPTIONS_SCHEMA_VERSION: Literal[1] = 1
+
+MAX_EMERGENCY_TASK = timedelta(hours=12)
+"""The longest an emergency allowlist entry may last: a task, not a standing exemption."""
+
+MAX_RULES = 10_000
+MAX_PLATES = 100_000
+DEFAULT_PLATE_CONFIDENCE_FLOOR = 0.8
+"""Until plate confidence is calibrated (issue 13 point 4) the floor is this config value."""
+
+Plate = Annotated[str, Field(pattern=PLATE_PATTERN)]
+Reason = Annotated[str, Field(min_length=1, max_length=200)]
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class AllowlistCategory(StrEnum):
+    RESIDENT = "resident"
+    SERVICE = "service"
+    EMERGENCY = "emergency"
+
+
+class _Rule(_Model):
+    id: Identifier
+    site_id: Identifier
+    zone_id: Identifier | None = Field(default=None, description="None: the whole site")
+    valid_from: AwareDatetime
+    valid_to: AwareDatetime | None = Field(default=None, description="exclusive; None: no end")
+    reason: Reason
+    issued_at: AwareDatetime = Field(description="this version's issue time; later wins ties")
+
+    @model_validator(mode="after")
+    def _window(self) -> _Rule:
+        if self.valid_to is not None and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        return self
+
+    def valid_at(self, at: datetime) -> bool:
+        return self.valid_from <= at and (self.valid_to is None or at < self.valid_to)
+
+    def covers(self, site_id: str, zone_id: str) -> bool:
+        return self.site_id == site_id and (self.zone_id is None or self.zone_id == zone_id)
+
+
+class AllowlistRule(_Rule):
+    type: Literal["allowlist"] = "allowlist"
+    category: AllowlistCategory
+    plates: list[Plate] = Field(min_length=1, max_length=MAX_PLATES)
+
+    @model_validator(mode="after")
+    def _emergency_is_a_task(self) -> AllowlistRule:
+        if self.category is AllowlistCategory.EMERGENCY and (
+            self.valid_to is None or self.valid_to - self.valid_from > MAX_EMERGENCY_TASK
+        ):
+            raise ValueError(f"an emergency entry needs a valid_to within {MAX_EMERGENCY_TASK}")
+        return self
+
+    @cached_property
+    def plate_set(self) -> frozenset[str]:
+        return frozenset(self.plates)
+
+
+class FamilyBayRule(_Rule):
+    type: Literal["family_bay"] = "family_bay"
+    zone_id: Identifier  # a bay is a zone, never a whole site
+    max_minutes: int = Field(ge=1, le=24 * 60)
+    max_visits_per_day: int = Field(ge=1, le=100)
+    family_plates: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+    family_max_minutes: int = Field(ge=1, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _family_longer(self) -> FamilyBayRule:
+        if self.family_max_minutes < self.max_minutes:
+            raise ValueError("family_max_minutes must be at least max_minutes")
+        return self
+
+    @cached_property
+    def family_set(self) -> frozenset[str]:
+        return frozenset(self.family_plates)
+
+
+class TimeWindowRule(_Rule):
+    type: Literal["time_window"] = "time_window"
+    start: ClockTime
+    end: ClockTime
+    weekdays: list[Annotated[int, Field(ge=1, le=7)]] = Field(min_length=1, max_length=7)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TimeWindowRule:
+        if self.start == self.end:
+            raise ValueError("a time window's start and end must differ")
+        return self
+
+    def open_at(self, local: datetime) -> bool:
+        """Whether the window is open at ``local`` (a time in the site's zone)."""
+        start, end = time.fromisoformat(self.start), time.fromisoformat(self.end)
+        now = local.time().replace(tzinfo=None)
+        if start < end:
+            return local.isoweekday() in self.weekdays and start <= now < end
+        # Past midnight: the evening part today, or the morning part of yesterday's window.
+        if now >= start:
+            return local.isoweekday() in self.weekdays
+        yesterday = (local - timedelta(days=1)).isoweekday()
+        return now < end and yesterday in self.weekdays
+
+
+class PermitRule(_Rule):
+    type: Literal["permit"] = "permit"
+    plate: Plate
+    valid_to: AwareDatetime  # a permit always ends
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> PermitRule:
+        if self.valid_to <= self.valid_from:
+            raise ValueError("a permit must end after it starts")
+        return self
+
+
+Rule = Annotated[
+    AllowlistRule | FamilyBayRule | TimeWindowRule | PermitRule, Field(discriminator="type")
+]
+
+
+class RuleDocument(_Model):
+    """One gateway's rules; the server signs it (contracts.rule_signing) and bumps ``version``."""
+
+    schema_version: Literal[1] = EXEMPTIONS_SCHEMA_VERSION
+    site_id: Identifier
+    gateway_id: Identifier
+    version: int = Field(ge=1, le=2**63 - 1)
+    issued_at: AwareDatetime
+    plate_confidence_floor: float = Field(default=DEFAULT_PLATE_CONFIDENCE_FLOOR, ge=0, le=1)
+    rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
+
+
+class Outcome(StrEnum):
+    EXEMPT = "exempt"  # no violation: nothing leaves the gateway
+    WARN = "warn"  # warn, do not enforce (a family bay's unreadable plate)
+    ENFORCE = "enforce"  # no exemption applies
+
+
+class Why(StrEnum):
+    ALLOWLISTED = "allowlisted"
+    PERMIT = "permit"
+    TIME_WINDOW = "time_window"
+    FAMILY_BAY = "family_bay"
+    FAMILY_BAY_UNREADABLE_PLATE = "family_bay_unreadable_plate"
+    FAMILY_BAY_OVER_TIME = "family_bay_over_time"
+    FAMILY_BAY_TOO_MANY_VISITS = "family_bay_too_many_visits"
+    PLATE_BELOW_FLOOR = "plate_below_floor"  # a plate rule would apply but the reading is weak
+    NO_RULE = "no_rule"
+
+
+@dataclass(frozen=True, slots=True)
+class StayHistory:
+    """This stay's start, and when the same plate started earlier stays in the same zone."""
+
+    started_at: datetime
+    earlier_starts: tuple[datetime, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    why: Why
+    rule_id: str | None = None
+
+    @property
+    def exempt(self) -> bool:
+        return self.outcome is Outcome.EXEMPT
+
+
+def _order(rule: _Rule) -> tuple[int, float, str]:
+    return (0 if rule.zone_id is not None else 1, -rule.issued_at.timestamp(), rule.id)
+
+
+def evaluate(
+    document: RuleDocument | None,
+    plate: str | None,
+    plate_confidence: float | None,
+    zone: ZoneConfig,
+    site: SiteConfig,
+    at: datetime,
+    history: StayHistory,
+) -> Decision:
+    """Whether a car stopped in ``zone`` at ``at`` is exempt, and by which rule (pure)."""
+    if document is None:
+        return Decision(Outcome.ENFORCE, Why.NO_RULE)
+    readable = (
+        plate is not None
+        and plate_confidence is not None
+        and plate_confidence >= document.plate_confidence_floor
+    )
+    fire_lane = zone.kind is ZoneKind.FIRE_LANE
+    candidates = sorted(
+        (r for r in document.rules if r.covers(site.id, zone.id) and r.valid_at(at)), key=_order
+    )
+    bay: Decision | None = None
+    weak_plate = False
+    for rule in candidates:
+        if isinstance(rule, AllowlistRule):
+            if fire_lane and rule.category is not AllowlistCategory.EMERGENCY:
+                continue
+            if not readable:
+                weak_plate = True
+            elif plate in rule.plate_set:
+                return Decision(Outcome.EXEMPT, Why.ALLOWLISTED, rule.id)
+        elif fire_lane:
+            continue
+        elif isinstance(rule, PermitRule):
+            if not readable:
+                weak_plate = True
+            elif plate == rule.plate:
+                return Decision(Outcome.EXEMPT, Why.PERMIT, rule.id)
+        elif isinstance(rule, TimeWindowRule):
+            if rule.open_at(at.astimezone(ZoneInfo(site.timezone))):
+                return Decision(Outcome.EXEMPT, Why.TIME_WINDOW, rule.id)
+        elif bay is None:
+            bay = _family_bay(rule, plate if readable else None, site, at, history)
+            if bay.exempt:
+                return bay
+    if bay is not None:
+        return bay
+    return Decision(Outcome.ENFORCE, Why.PLATE_BELOW_FLOOR if weak_plate else Why.NO_RULE)
+
+
+def _family_bay(
+    rule: FamilyBayRule, plate: str | None, site: SiteConfig, at: datetime, history: StayHistory
+) -> Decision:
+    if plate is None:
+        return Decision(Outcome.WARN, Why.FAMILY_BAY_UNREADABLE_PLATE, rule.id)
+    family = plate in rule.family_set
+    if not family:
+        zone_info = ZoneInfo(site.timezone)
+        today = history.started_at.astimezone(zone_info).date()
+        visits = 1 + _same_day(history.earlier_starts, history.started_at, today, zone_info)
+        if visits > rule.max_visits_per_day:
+            return Decision(Outcome.ENFORCE, Why.FAMILY_BAY_TOO_MANY_VISITS, rule.id)
+    limit = rule.family_max_minutes if family else rule.max_minutes
+    if at - history.started_at <= timedelta(minutes=limit):
+        return Decision(Outcome.EXEMPT, Why.FAMILY_BAY, rule.id)
+    return Decision(Outcome.ENFORCE, Why.FAMILY_BAY_OVER_TIME, rule.id)
+
+
+def _same_day(starts: Sequence[datetime], before: datetime, day: date, zone_info: ZoneInfo) -> int:
+    return sum(1 for s in starts if s < before and s.astimezone(zone_info).date() == day)
