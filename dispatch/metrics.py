@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -10,10 +11,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, or_, select
 
+from contracts.sites import SiteRegistry
 from dispatch.config import Department
 from dispatch.false_alarms import false_alarm_rates
+from dispatch.reports.period import Period
+from dispatch.reports.rates import measure
 from storage.database import SessionFactory
 from storage.tables import OPEN_STATES, Case, CaseState
+
+RATES_MAX_AGE_SECONDS = 60.0  # how long /metrics reuses the rates it counted
 
 
 class DispatchMetrics:
@@ -148,4 +154,63 @@ def _overdue_family() -> GaugeMetricFamily:
         "civicwatch_cases_overdue_now",
         "Open cases past a deadline now (resolve, or accept while dispatched), by department",
         labels=["department"],
+    )
+
+
+class RatesCollector(Collector):
+    """civicwatch_rate{rate, department, period}: the three rates (docs/rates.md) of the current
+    week and month, every site's cases in its own time zone. Counting a month of cases is a few
+    queries, not free: the answer is kept for ``max_age`` seconds, so scrapes in between cost
+    nothing. A rate with nothing to count (no case, no rating) has no sample, never 0."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        registry: SiteRegistry,
+        clock: Callable[[], datetime],
+        max_age: float = RATES_MAX_AGE_SECONDS,
+    ) -> None:
+        self._sessions = session_factory
+        self._registry = registry
+        self._clock = clock
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._kept: tuple[datetime, list[tuple[str, str, str, float]]] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return [_rates_family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = _rates_family()
+        for labels in self._samples():
+            family.add_metric(list(labels[:3]), labels[3])
+        yield family
+
+    def _samples(self) -> list[tuple[str, str, str, float]]:
+        now = self._clock()
+        with self._lock:
+            if self._kept is not None and (now - self._kept[0]).total_seconds() < self._max_age:
+                return self._kept[1]
+            samples: list[tuple[str, str, str, float]] = []
+            with self._sessions() as session:
+                for period in Period:
+                    table = measure(session, self._registry, period, now)
+                    for department, rates in table.rows.items():
+                        for name, value in (
+                            ("response", rates.response_rate),
+                            ("resolution", rates.resolution_rate),
+                            ("satisfaction", rates.satisfaction_rate),
+                        ):
+                            if value is not None:
+                                samples.append((name, department, period.value, value))
+            self._kept = (now, samples)
+            return samples
+
+
+def _rates_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "civicwatch_rate",
+        "响应率/解决率/满意率 of the current week or month, by department (docs/rates.md); "
+        "no sample when there is nothing to count",
+        labels=["rate", "department", "period"],
     )

@@ -31,8 +31,19 @@ from dispatch.metrics import OverdueNowCollector, RatesCollector
 from dispatch.notifications.metrics import NotificationBacklogCollector
 from dispatch.ops import install_operations
 from dispatch.security import SecurityHeaders
-from dispatch.web import console_page, feed, pages, plan_pages, reports_page, stats, uploads, wall
+from dispatch.web import (
+    console_page,
+    council_pages,
+    feed,
+    pages,
+    plan_pages,
+    reports_page,
+    stats,
+    uploads,
+    wall,
+)
 from dispatch.web import hotline as hotline_page
+from dispatch.web import rates_page as rates_page
 from dispatch.web import report_page as resident_report_page
 from dispatch.web import templates_admin as templates_page
 from dispatch.web.error_pages import install_error_pages
@@ -98,8 +109,10 @@ def _install_web(app: FastAPI, context: ApiContext) -> None:
     app.include_router(console_page.router)
     app.include_router(plan_pages.router)
     app.include_router(reports_page.router)
+    app.include_router(rates_page.router)
     app.include_router(plan_pages.api_router)
     app.include_router(wall.router)
     app.include_router(templates_page.router)
     app.include_router(resident_report_page.router)
     app.include_router(hotline_page.router)
+    app.include_router(council_pages.router)

@@ -120,7 +120,8 @@ def hour_weekday_chart(grid: tuple[tuple[int, ...], ...], t: Translator) -> byte
 
 
 def departments_chart(departments: tuple[DepartmentFigures, ...], t: Translator) -> bytes:
-    """Per department: response rate, resolution rate and the share resolved in time."""
+    """Per department: the three rates (response, resolution, satisfaction) and the share
+    resolved in time."""
 
     def draw() -> Figure:
         figure = _figure(7.5, 3.2)
@@ -129,12 +130,13 @@ def departments_chart(departments: tuple[DepartmentFigures, ...], t: Translator)
         series = [
             (t("report.response_rate"), [d.response_rate for d in departments]),
             (t("report.resolution_rate"), [d.resolution_rate for d in departments]),
+            (t("report.satisfaction_rate"), [d.satisfaction_rate for d in departments]),
             (t("report.in_time_share"), [d.in_time_share for d in departments]),
         ]
-        width = 0.26
+        width = 0.2
         for offset, (label, values) in enumerate(series):
             axes.bar(
-                [i + (offset - 1) * width for i in range(len(departments))],
+                [i + (offset - 1.5) * width for i in range(len(departments))],
                 [100 * (v or 0.0) for v in values],
                 width,
                 label=label,

@@ -241,7 +241,7 @@ def render_pdf(
                     change(_trend_of(f, d.department)),
                     pct(d.response_rate),
                     pct(d.resolution_rate),
-                    t("report.satisfaction_pending"),
+                    pct(d.satisfaction_rate),
                     pct(d.in_time_share),
                     minutes(d.median_accept_minutes),
                     minutes(d.median_close_minutes),

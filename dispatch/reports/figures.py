@@ -21,6 +21,7 @@ from contracts.sites import PlanPosition, SiteConfig, SiteRegistry
 from contracts.status import CameraHealth
 from dispatch.places import place_of
 from dispatch.reports.period import Place, Window
+from dispatch.reports.rates import Rates, measure_sites
 from dispatch.workflow import Action, CloseReason
 from storage.tables import (
     CameraHealthChange,
@@ -64,6 +65,7 @@ class DepartmentFigures:
     closed: int  # closed (结案) by the period's end
     median_accept_minutes: float | None
     median_close_minutes: float | None
+    rates: Rates = field(default_factory=Rates)  # the three rates (dispatch/reports/rates.py)
 
     @property
     def in_time_share(self) -> float | None:
@@ -71,13 +73,18 @@ class DepartmentFigures:
 
     @property
     def response_rate(self) -> float | None:
-        """响应率: accepted within the accept deadline, of the cases it was sent."""
-        return _share(self.accepted_in_time, self.cases)
+        """响应率 (docs/rates.md): accepted within the accept deadline, of the cases sent."""
+        return self.rates.response_rate
 
     @property
     def resolution_rate(self) -> float | None:
-        """解决率: closed by the period's end, of the cases it was sent."""
-        return _share(self.closed, self.cases)
+        """解决率 (docs/rates.md): resolved within the resolve deadline and never reopened."""
+        return self.rates.resolution_rate
+
+    @property
+    def satisfaction_rate(self) -> float | None:
+        """满意率 (docs/rates.md): 满意 + 基本满意 of the residents' ratings given."""
+        return self.rates.satisfaction_rate
 
 
 @dataclass(frozen=True)
@@ -219,6 +226,8 @@ def count_figures(
     uploaded = frozenset(
         session.scalars(select(SitePlanImage.site_id).where(SitePlanImage.site_id.in_(sites)))
     )
+    rates = measure_sites(session, sites, window)
+    names = sorted(departments.keys() | rates.keys())
     return ReportFigures(
         place=place,
         window=window,
@@ -228,8 +237,13 @@ def count_figures(
         kinds=_trends(kinds, before_kinds),
         departments_trend=_trends(departments, before_departments),
         departments=tuple(
-            _department(name, [r for r in rows if (r.department or NO_DEPARTMENT) == name], window)
-            for name in sorted(departments)
+            _department(
+                name,
+                [r for r in rows if (r.department or NO_DEPARTMENT) == name],
+                window,
+                rates.get(name, Rates()),
+            )
+            for name in names
         ),
         hour_weekday=_hour_weekday(rows, place),
         hot_spots=_hot_spots(registry, placements, uploaded, rows),
@@ -262,7 +276,7 @@ def _trends(current: Counter[str], previous: Counter[str]) -> tuple[Trend, ...]:
     return tuple(Trend(key, current[key], previous[key]) for key in keys)
 
 
-def _department(name: str, rows: Sequence[_Row], window: Window) -> DepartmentFigures:
+def _department(name: str, rows: Sequence[_Row], window: Window, rates: Rates) -> DepartmentFigures:
     end = window.end
 
     def by_end(at: datetime | None) -> datetime | None:
@@ -302,6 +316,7 @@ def _department(name: str, rows: Sequence[_Row], window: Window) -> DepartmentFi
         closed=closed,
         median_accept_minutes=statistics.median(accept_minutes) if accept_minutes else None,
         median_close_minutes=statistics.median(close_minutes) if close_minutes else None,
+        rates=rates,
     )
 
 

@@ -117,8 +117,8 @@ def test_the_text_layer_says_the_figures_in_the_language_asked(
         ReportRequest(Period.MONTH, Scope.STREET, STREET, date(2026, 5, 15), "en"), "test"
     )
     for generated, words in (
-        (month.zh, ["社情研判月报", "响应率", "解决率", "满意率", "待居民评价上线", "沪A000"]),
-        (english, ["monthly joint analysis report", "Response rate", "awaits resident ratings"]),
+        (month.zh, ["社情研判月报", "响应率", "解决率", "满意率", "沪A000"]),
+        (english, ["monthly joint analysis report", "Response rate", "Satisfaction rate"]),
     ):
         source = tmp_path / f"{generated.language}.pdf"
         source.write_bytes(generated.pdf)
