@@ -21,6 +21,8 @@ WORKER_ROLES = frozenset({Role.WORKER, Role.SUPERVISOR})
 
 
 def home_of(principal: Principal) -> str:
+    if principal.role is Role.COUNCIL:
+        return "/council"
     return "/worker" if principal.role is Role.WORKER else "/console"
 
 

@@ -386,3 +386,28 @@ def test_the_consultation_routes_are_in_the_openapi_document(rig: Rig) -> None:
         "/api/v1/consultations/{consultation_id}/proposals/{proposal_id}/votes",
     ):
         assert path in paths, path
+
+
+def test_the_council_pages_in_both_languages_and_who_reaches_them(rig: Rig) -> None:
+    case_id = rig.report()
+    cid = rig.consultation_of(case_id)
+    listing = rig.client.get("/council?lang=en", headers=rig.as_("council-1"))
+    assert listing.status_code == 200
+    assert f'href="/council/{cid}"' in listing.text
+    assert "Garbage left out" in listing.text
+    assert "min left" in listing.text  # the countdown
+    chinese = rig.client.get("/council?lang=zh-CN", headers=rig.as_("council-1"))
+    assert "小事协商" in chinese.text
+    assert "协商中" in chinese.text
+    item = rig.client.get(f"/council/{cid}?lang=en", headers=rig.as_("pm-worker"))
+    assert item.status_code == 200
+    assert "Propose a resolution" in item.text
+    assert "13812345678" not in item.text
+    desk = rig.client.get(f"/council/{cid}?lang=en", headers=rig.as_("desk"))
+    assert desk.status_code == 200
+    assert "Propose a resolution" not in desk.text
+    for who in ("council-b", "law-worker"):
+        assert rig.client.get(f"/council/{cid}", headers=rig.as_(who)).status_code == 404
+        assert f"/council/{cid}" not in rig.client.get("/council", headers=rig.as_(who)).text
+    home = rig.client.get("/", headers=rig.as_("council-1"), follow_redirects=False)
+    assert home.headers["location"] == "/council"

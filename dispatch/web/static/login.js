@@ -2,7 +2,8 @@
 (() => {
   const form = document.getElementById("login-form");
   const error = document.getElementById("login-error");
-  const homeOf = (role) => (role === "worker" ? "/worker" : "/console");
+  const homes = { worker: "/worker", council: "/council" };
+  const homeOf = (role) => homes[role] || "/console";
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.hidden = true;

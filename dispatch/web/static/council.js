@@ -1,0 +1,35 @@
+// The council's consultation page: comments, proposals and votes go to the consultation API
+// (CW.api adds the X-Requested-With header the session cookie needs); then the page reloads
+// with the new thread and tallies. A refusal shows in the page's language (error.consultation_*).
+"use strict";
+(() => {
+  const main = document.querySelector("main");
+  const { id } = JSON.parse(document.getElementById("council-data").textContent);
+  const base = `/api/v1/consultations/${id}`;
+
+  async function send(button, url, json) {
+    button.disabled = true;
+    try {
+      await CW.api(url, { method: "POST", json });
+      CW.showError(main, null);
+      location.reload();
+    } catch (error) {
+      CW.showError(main, error);
+      button.disabled = false;
+    }
+  }
+
+  for (const form of document.querySelectorAll("form.council-form")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = form.elements.body.value;
+      send(form.querySelector("button"), `${base}/${form.dataset.kind}`, { body });
+    });
+  }
+  main.addEventListener("click", (event) => {
+    const button = event.target.closest("button.council-vote");
+    if (!button) return;
+    const url = `${base}/proposals/${button.dataset.proposal}/votes`;
+    send(button, url, { choice: button.dataset.choice });
+  });
+})();
