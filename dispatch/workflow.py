@@ -396,6 +396,11 @@ class Workflow:
                 )
             detail.update(from_kind=case.kind, kind=command.kind.value)
             case.kind = command.kind.value
+        elif action is Action.REPLY:
+            # The resident reads it on the tracking page; notes never reach them.
+            detail["public"] = True
+        # MEDIATE: dispatch/residents/followup.request_mediation places the case (tier, property
+        # management, deadlines, consultation) before applying it; the detail says so.
         elif action is Action.ASSIGN:
             assignee = _check_assignee(session, case, (command.assignee or "").strip())
             detail.update(assignee=assignee, from_assignee=case.assignee)

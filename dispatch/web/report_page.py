@@ -15,6 +15,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
@@ -26,6 +27,16 @@ from sqlalchemy import select
 from contracts.kinds import ViolationKind
 from dispatch.http.deps import ApiContext, SessionDep, get_context
 from dispatch.residents.codes import normalise_tracking_code, tracking_path
+from dispatch.residents.followup import (
+    COMMENT_CHARS,
+    Rating,
+    living_case,
+    may_rate,
+    may_request_mediation,
+    mediation_requested,
+    rate_report,
+    request_mediation,
+)
 from dispatch.residents.intake import (
     Channel,
     ReportRefused,
@@ -36,7 +47,8 @@ from dispatch.residents.refusals import TRACKING_CHANNEL, count_refusal, submit_
 from dispatch.residents.tokens import QrPayload, QrSigner, TokenProblem, TokenRefused
 from dispatch.web.i18n import pick_language, translator
 from dispatch.web.rendering import render
-from storage.tables import Case, CaseTransition, ResidentReport
+from dispatch.workflow import WorkflowError
+from storage.tables import Case, CaseTransition, ResidentReport, utcnow
 
 CSRF_COOKIE = "cw_report_csrf"
 CSRF_FIELD = "csrf"
@@ -330,18 +342,14 @@ def report_done(request: Request, session: SessionDep, code: str) -> Response:
     )
 
 
-@router.get("/report/t/{code}")
-def report_track(request: Request, session: SessionDep, code: str) -> Response:
-    report = _report(request, session, code)
-    if report is None:
-        return _not_found(request)
-    case = session.get(Case, report.case_id)
-    assert case is not None  # every report belongs to a case (foreign key)
-    language, _ = pick_language(request)
+def _replies(session: SessionDep, case_ids: list[int], language: str) -> list[dict[str, Any]]:
+    """The PUBLIC replies on the report's case (and the case it lives on in), oldest first:
+    the intake's guidance and every ``reply`` a person or the system made through the
+    workflow. Notes, ratings and other entries never reach the resident."""
     replies = []
     for entry in session.scalars(
         select(CaseTransition)
-        .where(CaseTransition.case_id == case.id, CaseTransition.action == "reply")
+        .where(CaseTransition.case_id.in_(case_ids), CaseTransition.action == "reply")
         .order_by(CaseTransition.at, CaseTransition.id)
     ):
         detail = entry.detail or {}
@@ -349,12 +357,172 @@ def report_track(request: Request, session: SessionDep, code: str) -> Response:
             continue
         body = detail.get("body_en") if language == "en" else detail.get("body_zh")
         replies.append({"at": entry.at, "text": body if isinstance(body, str) else entry.reason})
-    return render(
+    return replies
+
+
+def _show_track(
+    request: Request,
+    session: SessionDep,
+    report: ResidentReport,
+    *,
+    error: str = "",
+    notice: str = "",
+    status_code: int = status.HTTP_200_OK,
+    comment: str = "",
+) -> Response:
+    own = session.get(Case, report.case_id)
+    assert own is not None  # every report belongs to a case (foreign key)
+    case = living_case(session, own)
+    language, _ = pick_language(request)
+    csrf_token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = render(
         request,
         "report_track.html",
         None,
+        status_code=status_code,
         report=report,
         state=case.state,
         finished=case.state in _CLOSED_STATES,
-        replies=replies,
+        replies=_replies(session, sorted({own.id, case.id}), language),
+        may_rate=may_rate(session, report),
+        may_mediate=may_request_mediation(session, report),
+        mediation_requested=mediation_requested(session, report),
+        csrf=csrf_token,
+        error=error,
+        notice=notice,
+        comment=comment,
+        comment_chars=COMMENT_CHARS,
+        ratings=[rating.value for rating in Rating],
+        path=tracking_path(report.tracking_code),
+    )
+    response.set_cookie(CSRF_COOKIE, csrf_token, samesite="strict", httponly=True, path="/report")
+    return response
+
+
+@router.get("/report/t/{code}")
+def report_track(
+    request: Request,
+    session: SessionDep,
+    code: str,
+    done: Annotated[str, Query(max_length=16)] = "",
+) -> Response:
+    report = _report(request, session, code)
+    if report is None:
+        return _not_found(request)
+    say = translator(pick_language(request)[0])
+    notice = {"rated": "report_page.rated_thanks", "mediation": "report_page.mediation_sent"}
+    return _show_track(request, session, report, notice=say(notice[done]) if done in notice else "")
+
+
+def _csrf_ok(request: Request, field_value: str) -> bool:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), field_value.encode())
+
+
+def _back(request: Request, report: ResidentReport, done: str) -> Response:
+    language, _ = pick_language(request)
+    suffix = "&lang=en" if language == "en" else ""
+    return RedirectResponse(
+        f"{tracking_path(report.tracking_code)}?done={done}{suffix}",
+        status_code=status.HTTP_303_SEE_OTHER,
+    )
+
+
+@router.post("/report/t/{code}/rate")
+def report_rate(
+    request: Request,
+    session: SessionDep,
+    code: str,
+    csrf: Annotated[str, Form(max_length=128)] = "",
+    rating: Annotated[str, Form(max_length=32)] = "",
+    comment: Annotated[str, Form(max_length=4 * COMMENT_CHARS)] = "",
+) -> Response:
+    """满意 / 基本满意 / 不满意, once per report (dispatch/residents/followup.py)."""
+    report = _report(request, session, code)
+    if report is None:
+        return _not_found(request)
+    say = translator(pick_language(request)[0])
+    if not _csrf_ok(request, csrf):
+        return _show_track(
+            request,
+            session,
+            report,
+            error=say("report_page.error_csrf"),
+            status_code=status.HTTP_403_FORBIDDEN,
+            comment=comment[:COMMENT_CHARS],
+        )
+    context = get_context(request)
+    try:
+        rate_report(
+            session,
+            report,
+            rating,
+            comment,
+            workflow=context.workflow,
+            now=_now(context),
+            router=context.intake.router if context.intake is not None else None,
+        )
+    except (ReportRefused, WorkflowError) as exc:
+        session.rollback()
+        return _refused_track(request, session, code, exc, comment[:COMMENT_CHARS])
+    session.commit()
+    return _back(request, report, "rated")
+
+
+@router.post("/report/t/{code}/mediate")
+def report_mediate(
+    request: Request,
+    session: SessionDep,
+    code: str,
+    csrf: Annotated[str, Form(max_length=128)] = "",
+) -> Response:
+    """申请调解: a household matter the resident could not settle goes to 小事协商."""
+    report = _report(request, session, code)
+    if report is None:
+        return _not_found(request)
+    say = translator(pick_language(request)[0])
+    if not _csrf_ok(request, csrf):
+        return _show_track(
+            request,
+            session,
+            report,
+            error=say("report_page.error_csrf"),
+            status_code=status.HTTP_403_FORBIDDEN,
+        )
+    context = _context(request)
+    assert context.intake is not None
+    try:
+        request_mediation(
+            session, report, workflow=context.workflow, deps=context.intake, now=_now(context)
+        )
+    except (ReportRefused, WorkflowError) as exc:
+        session.rollback()
+        return _refused_track(request, session, code, exc)
+    session.commit()
+    return _back(request, report, "mediation")
+
+
+def _now(context: ApiContext) -> datetime:
+    return context.intake.clock() if context.intake is not None else utcnow()
+
+
+def _refused_track(
+    request: Request,
+    session: SessionDep,
+    code: str,
+    exc: ReportRefused | WorkflowError,
+    comment: str = "",
+) -> Response:
+    """The tracking page again, with why (the report re-read after the rollback)."""
+    language, _ = pick_language(request)
+    say = translator(language)
+    if isinstance(exc, ReportRefused):
+        text, status_code = _refusal_text(request, exc), exc.status_code
+    else:
+        text, status_code = say(f"error.{exc.code}", **exc.params), status.HTTP_409_CONFLICT
+    normal = normalise_tracking_code(code)
+    report = session.scalar(select(ResidentReport).where(ResidentReport.tracking_code == normal))
+    assert report is not None
+    return _show_track(
+        request, session, report, error=text, status_code=status_code, comment=comment
     )
