@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -123,7 +123,7 @@ def test_one_sweep_acts_and_another_takes_over_when_the_leader_is_killed(
     mosquitto: MosquittoProcess,
     tmp_path: Path,
     processes: Processes,
-    record_property: pytest.RecordProperty,
+    record_property: Callable[[str, object], None],
 ) -> None:
     migrate(database_url)  # as the docs say: migrate once, then start the processes
     config = write_config(tmp_path, database_url, mosquitto, free_port())
