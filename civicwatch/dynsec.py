@@ -37,6 +37,7 @@ from contracts.topics import (
     ack_topic,
     camera_status_topic,
     gateway_status_topic,
+    rules_topic,
     verify_result_topic,
     verify_topic,
     violation_topic,
@@ -76,6 +77,7 @@ def roles(registry: SiteRegistry, department_topic: str) -> dict[str, list[dict[
             *_sends(
                 ack_topic("+", "+"),
                 verify_topic("+", "+", "+"),
+                rules_topic("+", "+"),
                 department_topic.format(department="+"),
             ),
         ]
@@ -94,6 +96,7 @@ def roles(registry: SiteRegistry, department_topic: str) -> dict[str, list[dict[
                 *_sends(*(verify_result_topic(site.id, gateway.id, c) for c in cameras)),
                 *_reads(ack_topic(site.id, gateway.id)),
                 *_reads(*(verify_topic(site.id, gateway.id, c) for c in cameras)),
+                *_reads(rules_topic(site.id, gateway.id)),
             ]
     return table
 

@@ -44,6 +44,12 @@ class GatewayStatus(_WireModel):
     state: GatewayState
     at: AwareDatetime | None = Field(default=None, description="absent in the last will")
     outbox_pending: int = Field(default=0, ge=0)
+    rules_version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="the version of the signed rule document the gateway runs; None: none",
+    )
 
     def to_wire(self) -> bytes:
         return self.model_dump_json().encode()

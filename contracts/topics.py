@@ -6,6 +6,8 @@ civicwatch/v1/{site}/{gateway}/{camera}/violation   violation events, QoS 1
 civicwatch/v1/{site}/{gateway}/ack                  ingest -> gateway confirmations, QoS 1
 civicwatch/v1/{site}/{gateway}/{camera}/verify      server -> gateway: re-check a zone, QoS 1
 civicwatch/v1/{site}/{gateway}/{camera}/verify_result  gateway -> server: the answer, QoS 1
+civicwatch/v1/{site}/{gateway}/rules                server -> gateway: signed rule document,
+                                                    retained, QoS 1 (contracts.rule_signing)
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ def gateway_status_topic(site_id: str, gateway_id: str) -> str:
 
 def ack_topic(site_id: str, gateway_id: str) -> str:
     return f"{ROOT}/{site_id}/{gateway_id}/ack"
+
+
+RULES_CHANNEL = "rules"
+
+
+def rules_topic(site_id: str, gateway_id: str) -> str:
+    """Where the server keeps a gateway's signed rule document (retained: an offline gateway
+    finds the newest one when it reconnects)."""
+    return f"{ROOT}/{site_id}/{gateway_id}/{RULES_CHANNEL}"
 
 
 def verify_topic(site_id: str, gateway_id: str, camera_id: str) -> str:

@@ -16,8 +16,9 @@ from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
 from contracts.mqtt import BrokerSettings, LastWill, MqttSession, Subscriptions, process_client_id
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
-from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic
+from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic, rules_topic
 from edge.outbox import Outbox
+from edge.rule_store import RuleStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class EdgePublisher:
         *,
         announces_gateway: bool = True,
         max_unconfirmed: int = 1000,
+        rules: RuleStore | None = None,
     ) -> None:
         """``announces_gateway=False`` (replay) leaves the gateway's status topic alone: a replay
         finishing must not mark a live gateway offline. ``max_unconfirmed`` caps what is out and
@@ -49,6 +51,9 @@ class EdgePublisher:
         self._flush_lock = threading.Lock()
         self._status_topic = gateway_status_topic(site_id, gateway_id)
         self._ack_topic = ack_topic(site_id, gateway_id)
+        # The signed rule document, retained on the gateway's rules topic: taken by ``rules``.
+        self._rules = rules
+        self._rules_topic = rules_topic(site_id, gateway_id)
         self._broker = broker
         self.confirmed = 0
         self.rejected = 0
@@ -68,13 +73,19 @@ class EdgePublisher:
         self._session = MqttSession(
             broker,
             client_id,
-            subscriptions=lambda: [(self._ack_topic, 1)],
+            subscriptions=self._subscriptions,
             will=will,
             on_message=self._on_message,
             on_connected=self._on_connected,
             on_refused=self._on_refused,
             on_lost=self._on_lost,
         )
+
+    def _subscriptions(self) -> list[tuple[str, int]]:
+        topics = [(self._ack_topic, 1)]
+        if self._rules is not None:
+            topics.append((self._rules_topic, 1))
+        return topics
 
     @property
     def connected(self) -> bool:
@@ -90,6 +101,7 @@ class EdgePublisher:
             state=state,
             at=datetime.now(UTC),
             outbox_pending=self._outbox.pending_count(),
+            rules_version=self._rules.version if self._rules is not None else None,
         ).to_wire()
 
     def _on_refused(self, reason_code: ReasonCode) -> None:
@@ -106,6 +118,9 @@ class EdgePublisher:
         log.warning("disconnected from broker: %s", reason_code)
 
     def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._rules_topic:
+            self._on_rules(bytes(message.payload))
+            return
         try:
             ack = IngestAck.model_validate_json(message.payload)
         except ValidationError as exc:
@@ -119,6 +134,16 @@ class EdgePublisher:
             log.error("ingest rejected message %s: %s", ack.message_id, ack.reason)
         else:
             self.confirmed += 1
+
+    def _on_rules(self, payload: bytes) -> None:
+        """A rule document: taken if it holds; the status then says which version runs."""
+        if self._rules is None:
+            return
+        before = self._rules.version
+        taken = self._rules.offer(payload) and self._rules.version != before
+        if taken and self._announces_gateway:
+            online = self._gateway_status(GatewayState.ONLINE)
+            self._session.publish(self._status_topic, online, qos=1, retain=True)
 
     def flush_due(self) -> int:
         """Publish what the outbox holds that is due; returns how many went to the client."""
