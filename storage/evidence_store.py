@@ -15,6 +15,7 @@ kept for comparison (bench/ingest_evidence.py) and for filesystems where that is
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
@@ -83,13 +84,13 @@ class EvidenceStore:
 
     def put(self, data: bytes, sha256: str) -> Path:
         """Store ``data`` under ``sha256`` (temp file, fsync, rename); a no-op if already there."""
+        target = self.path(sha256)  # refuses a name that is not a hash before anything else
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise EvidenceError(f"evidence sha256 mismatch: declared {sha256}, actual {actual}")
         stored = self._stored_path(sha256)
         if stored.is_file():
             return stored
-        target = self.path(sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".tmp")
         try:
@@ -121,7 +122,7 @@ class EvidenceStore:
                 try:
                     self._write_new(path, data, durable=False)
                 except BaseException:
-                    path.unlink(missing_ok=True)
+                    _remove_torn(path)
                     raise
                 written += 1
             return written
@@ -147,7 +148,7 @@ class EvidenceStore:
         for path, future in pending.writes:
             error = future.exception()
             if error is not None:
-                path.unlink(missing_ok=True)
+                _remove_torn(path)
                 failure = failure or error
         if failure is not None:
             raise failure
@@ -205,6 +206,12 @@ class EvidenceStore:
                 f"stored evidence {sha256} is damaged: its content hashes to {actual}"
             )
         return data
+
+
+def _remove_torn(path: Path) -> None:
+    """Remove what a failed write left; the write's own error is the one to report."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:
