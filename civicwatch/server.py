@@ -91,9 +91,16 @@ class SweepLeadership:
             registry=registry,
         )
         self.on_elected: Callable[[], None] | None = None
+        self._tried = False
+
+    def first_try(self) -> bool:
+        """At start: a lone process leads from its first job on (no jobs run early)."""
+        self._tried = True
+        return self.leader.try_lead()
 
     def elect(self) -> bool:
         """Try for the leadership (every interval); says when it was just won."""
+        self._tried = True
         was = self.leader.leading
         now = self.leader.try_lead()
         if now and not was and self.on_elected is not None:
@@ -102,7 +109,8 @@ class SweepLeadership:
 
     def guard(self, job: Callable[[], object], job_id: str) -> Callable[[], None]:
         def run() -> None:
-            if not self.leader.still_leading():
+            # A job run by hand on a server never started asks for the leadership first.
+            if not self.leader.still_leading() and (self._tried or not self.first_try()):
                 return
             job()
             self.runs.labels(job_id).inc()
@@ -146,7 +154,7 @@ class Server:
         if self.notifications is not None:
             self.notifications.start()  # its MQTT client, before the sender first runs
         if self.leadership is not None:
-            self.leadership.leader.try_lead()  # a lone process leads from its first job on
+            self.leadership.first_try()
             self.scheduler.start()
         for consumer in self.consumers:
             consumer.start()
