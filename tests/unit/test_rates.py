@@ -103,9 +103,7 @@ def test_a_transfer_hands_the_case_over_and_the_holder_is_judged_on_its_own_acce
     assert facts_of(row(acknowledged_at=T0), entries[:3], END).accepted_at is None
 
 
-def test_a_reopened_case_is_not_resolved_on_its_first_pass_and_keeps_its_first_acceptance() -> (
-    None
-):
+def test_a_reopened_case_is_not_resolved_on_its_first_pass_and_keeps_its_first_acceptance() -> None:
     entries = [
         (Action.ACCEPT.value, T0 + 5 * MIN),
         (Action.RESOLVE.value, T0 + 60 * MIN),
@@ -126,7 +124,8 @@ def test_a_reopened_case_is_not_resolved_on_its_first_pass_and_keeps_its_first_a
 def test_rows_without_audit_entries_fall_back_to_their_own_times() -> None:
     found = facts_of(row(acknowledged_at=T0 + MIN, closed_at=T0 + 100 * MIN), [], END)
     assert (found.accepted_at, found.resolved_at) == (T0 + MIN, T0 + 100 * MIN)
-    assert responded(found, END) and resolved(found, END)
+    assert responded(found, END)
+    assert resolved(found, END)
 
 
 def test_zero_denominators_give_no_rate_never_zero() -> None:
@@ -264,9 +263,7 @@ def test_rates_per_department_and_per_site_from_real_rows(
     now = datetime(2026, 5, 20, tzinfo=UTC)
     with sessions() as session:
         table = measure(session, registry, Period.WEEK, now, at=date(2026, 5, 7))
-        by_site = measure(
-            session, registry, Period.WEEK, now, at=date(2026, 5, 7), by=GroupBy.SITE
-        )
+        by_site = measure(session, registry, Period.WEEK, now, at=date(2026, 5, 7), by=GroupBy.SITE)
         residents = measure(
             session, registry, Period.WEEK, now, at=date(2026, 5, 7), source=Source.RESIDENT
         )
