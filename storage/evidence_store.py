@@ -24,7 +24,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -113,7 +113,8 @@ class EvidenceStore:
         by no row, and is rewritten whole when the message is redelivered. Writing in place
         (no temp file, no rename) keeps a file to a few system calls. With writer threads the
         files are being written when this returns; sync() waits for them and raises the first
-        failure. Files handed over before and never synced (their batch failed) are forgotten.
+        failure. Files handed over before and never synced (their batch failed) are waited for
+        first (a retry hands the same files over again), then forgotten.
         """
         if self._threads == 0:
             written = 0
@@ -126,6 +127,9 @@ class EvidenceStore:
                     raise
                 written += 1
             return written
+        abandoned: _Pending | None = getattr(self._local, "pending", None)
+        if abandoned is not None:  # its batch failed; it may be writing these same files
+            wait([future for _path, future in abandoned.writes])
         pool = self._writer_pool()
         pending = _Pending()
         self._local.pending = pending

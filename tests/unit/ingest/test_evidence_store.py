@@ -65,3 +65,36 @@ def test_write_unsynced_rewrites_a_file_torn_by_an_earlier_failed_batch(tmp_path
     assert [store.read(sha) for sha, _data in items] == images
     files = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     assert files == {f"{sha}.jpg" for sha, _ in items}  # in place: no temp files
+
+
+@pytest.mark.parametrize("threads", [0, 1, 4])
+def test_batch_writes_in_the_caller_or_on_writer_threads(tmp_path: Path, threads: int) -> None:
+    images = [jpeg_bytes(n) for n in range(10, 30)]
+    items = [(hashlib.sha256(data).hexdigest(), data) for data in images]
+    store = EvidenceStore(tmp_path, writer_threads=threads)
+    try:
+        assert store.write_unsynced(items) == len(items)
+        store.sync()
+        assert [store.read(sha) for sha, _data in items] == images
+    finally:
+        store.close()
+
+
+def test_a_batch_handed_over_again_waits_for_the_abandoned_one(tmp_path: Path) -> None:
+    """A batch whose transaction failed is retried: its files are handed over again while the
+    first attempt's writes may still run; sync() returns only once the file is whole."""
+    data = jpeg_bytes(40) * 200  # big enough that the two writes overlap
+    items = [(hashlib.sha256(data).hexdigest(), data)]
+    store = EvidenceStore(tmp_path, writer_threads=2)
+    try:
+        store.write_unsynced(items)  # abandoned: never synced
+        store.write_unsynced(items)
+        store.sync()
+        assert store.read(items[0][0]) == data
+    finally:
+        store.close()
+
+
+def test_writer_threads_must_not_be_negative(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="writer_threads"):
+        EvidenceStore(tmp_path, writer_threads=-1)
