@@ -50,12 +50,17 @@ from dispatch.config import (
     DevUser,
     Role,
 )
+from dispatch.residents import consultation
+from dispatch.residents.intake import ReportSubmission, submit_report
 from dispatch.workflow import Action, Actor, Command, Workflow
 from ingest.config import IngestSettings
 from storage.tables import (
     Case,
     CaseEvidence,
     CaseTransition,
+    Consultation,
+    ConsultationPost,
+    ConsultationVote,
     Notification,
     User,
     VerificationRequest,
@@ -65,6 +70,7 @@ from tests.conftest import free_port
 from tests.factories import (
     CAMERA,
     FIRE_LANE_ZONE,
+    OTHER_SITE,
     SITE,
     EventFactory,
     jpeg_bytes,
@@ -138,6 +144,11 @@ NOT_OBJECT_PARAMS: dict[str, tuple[str, str]] = {
     # A resident's tracking code: the secret that is the only access to the resident's pages,
     # which show no internal note or phone; tests/integration/test_report_page.py checks them.
     "code": ("a resident's tracking code: public pages keyed by an unguessable code", "ABCDEFGHJK"),
+    # 小事协商 belongs to a site's council and property management, never to a camera
+    # department: test_consultations_reach_only_their_site_and_property_management probes every
+    # route naming one (other site's council, other departments, integration: 404 or 403).
+    "consultation_id": ("a consultation: a site's council's and property management's", "1"),
+    "proposal_id": ("a proposal in a consultation (as consultation_id)", "1"),
 }
 
 
@@ -338,6 +349,15 @@ ACCOUNTS = [
     DevUser(username="bola-fire", password=PASSWORD, role=Role.WORKER, department=FOREIGN),
     DevUser(username="bola-dispatcher", password=PASSWORD, role=Role.DISPATCHER),
     DevUser(username="bola-admin", password=PASSWORD, role=Role.ADMIN),
+    # the residents' council of each site and property management's worker (小事协商)
+    DevUser(username="bola-council", password=PASSWORD, role=Role.COUNCIL, site_id=SITE),
+    DevUser(username="bola-council-b", password=PASSWORD, role=Role.COUNCIL, site_id=OTHER_SITE),
+    DevUser(
+        username="bola-property",
+        password=PASSWORD,
+        role=Role.WORKER,
+        department=Department.PROPERTY_MANAGEMENT,
+    ),
 ]
 
 
@@ -868,3 +888,135 @@ def _export_text(path: str, content: bytes) -> str:
 def _first_column(path: str, content: bytes) -> list[int]:
     lines = _export_text(path, content).splitlines()[1:]
     return [int(line.split(",")[0]) for line in lines if line]
+
+
+# --- the council role and 小事协商 ------------------------------------------------------------
+
+
+def _consultation_at(world: World, site_id: str, building: str) -> tuple[int, int, int]:
+    """A resident's community-tier report at ``site_id``: (case id, consultation id, the id of
+    a proposal property management made in it)."""
+    intake = world.server.app.state.api.intake
+    assert intake is not None
+    property_worker = Actor("bola-property", Role.WORKER, Department.PROPERTY_MANAGEMENT)
+    with world.server.session_factory() as session:
+        receipt = submit_report(
+            session,
+            ReportSubmission(
+                category=ViolationKind.GARBAGE,
+                site_id=site_id,
+                building=building,
+                description=f"bola-consultation-{site_id}",
+                client_address=f"bola-{site_id}",
+            ),
+            deps=intake,
+        )
+        session.flush()
+        consultation_id = session.scalars(
+            select(Consultation.id).where(Consultation.case_id == receipt.case_id)
+        ).one()
+        proposal = consultation.propose(
+            session, property_worker, consultation_id, f"bola-proposal-{site_id}", utcnow()
+        )
+        session.commit()
+        return receipt.case_id, consultation_id, proposal.id
+
+
+def _consultation_rows(world: World) -> tuple[Any, ...]:
+    with world.server.session_factory() as session:
+        return (
+            sorted((c.id, c.state, c.outcome) for c in session.scalars(select(Consultation))),
+            sorted((p.id, p.body) for p in session.scalars(select(ConsultationPost))),
+            sorted(
+                (v.proposal_id, v.voter, v.choice)
+                for v in session.scalars(select(ConsultationVote))
+            ),
+            session.scalar(select(func.count()).select_from(CaseTransition)),
+        )
+
+
+def test_consultations_reach_only_their_site_and_property_management(world: World) -> None:
+    """Every route naming a consultation (enumerated, as above): a council member of another
+    site, a camera department's people and the integration get 404 (the integration may get 403
+    on a change) and change nothing; the site's council, property management and the dispatcher
+    read it. A proposal of another consultation is 404 too. The council role reads every list
+    and page without a path parameter and sees no camera department's case in any."""
+    case_a, consultation_a, proposal_a = _consultation_at(world, SITE, "1号楼")
+    _case_b, consultation_b, proposal_b = _consultation_at(world, OTHER_SITE, "1号楼")
+    http = world.http
+    council = Principal("council (session)", Role.COUNCIL, _login(http, "bola-council"))
+    council_b = Principal("other site's council", Role.COUNCIL, _login(http, "bola-council-b"))
+    property_worker = Principal("property", Role.WORKER, _login(http, "bola-property"))
+    outsiders = [council_b, *world.scoped, world.broad[2]]  # integration last
+    app: FastAPI = world.server.app
+    endpoints = sorted(set(enumerate_endpoints(app.routes)), key=lambda e: (e.path, e.method))
+    named = [e for e in endpoints if "consultation_id" in e.params]
+    assert {e.name for e in named} >= {
+        "GET /api/v1/consultations/{consultation_id}",
+        "POST /api/v1/consultations/{consultation_id}/comments",
+        "POST /api/v1/consultations/{consultation_id}/proposals",
+        "POST /api/v1/consultations/{consultation_id}/proposals/{proposal_id}/votes",
+        "GET /council/{consultation_id}",
+    }
+    maker = RequestMaker(app.openapi())
+    before = _consultation_rows(world)
+    failures: list[str] = []
+    for endpoint in named:
+        kwargs = maker.kwargs(endpoint) if endpoint.path.startswith("/api/") else {}
+        if endpoint.name.endswith("/votes"):
+            kwargs = {"json": {"choice": "for"}}
+        unsafe = endpoint.method in UNSAFE_METHODS
+        url = _fill(
+            endpoint.path, {"consultation_id": str(consultation_a), "proposal_id": str(proposal_a)}
+        )
+        for who in outsiders:
+            answer = world.request(who, endpoint.method, url, **kwargs)
+            allowed = {404, 403} if unsafe and who.role is Role.INTEGRATION else {404}
+            if answer.status_code not in allowed:
+                failures.append(f"{endpoint.name} as {who.name}: {answer.status_code}")
+        if "proposal_id" in endpoint.params:  # own consultation, another site's proposal
+            crossed = _fill(
+                endpoint.path,
+                {"consultation_id": str(consultation_a), "proposal_id": str(proposal_b)},
+            )
+            answer = world.request(council, endpoint.method, crossed, **kwargs)
+            if answer.status_code != 404:
+                failures.append(f"{endpoint.name} with {consultation_b}'s proposal: {answer}")
+        if not unsafe:
+            for who in (council, property_worker, world.broad[0]):
+                answer = world.request(who, endpoint.method, url)
+                if answer.status_code != 200:
+                    failures.append(f"{endpoint.name} as {who.name}: {answer.status_code}")
+    assert not failures, "\n".join(failures)
+    assert _consultation_rows(world) == before, "a refused probe changed a consultation"
+    # the lists: the other site's council sees nothing of site A's consultation
+    for path in ("/api/v1/consultations", "/council"):
+        body = world.request(council_b, "GET", path).text
+        assert f"bola-consultation-{SITE}" not in body
+        assert f'/council/{consultation_a}"' not in body
+        assert f'/council/{consultation_b}"' in body or path.startswith("/api/")
+    listed = world.request(council, "GET", "/api/v1/consultations").json()
+    assert [item["case_id"] for item in listed] == [case_a]
+    # every list and page without a path parameter, read by a council member: no camera case
+    camera_cases = set(world.own.case_ids) | set(world.foreign.case_ids)
+    markers = world.own.markers() + world.foreign.markers()
+    for endpoint in endpoints:
+        if endpoint.method != "GET" or endpoint.params or endpoint.websocket:
+            continue
+        params = {str(k): str(v) for k, v in maker.kwargs(endpoint).get("params", {}).items()}
+        body, content_type = _read(world, council, endpoint.path, params)
+        ids = case_ids_in(body, content_type) & camera_cases
+        if endpoint.path == "/api/v1/consultations":  # its items' "id" is a consultation's;
+            ids -= {consultation_a}  # their case ids are exactly [case_a], asserted above
+        leaked = [m for m in markers if m in body]
+        assert not ids, f"GET {endpoint.path} as council: case ids {sorted(ids)}"
+        assert not leaked, f"GET {endpoint.path} as council: {leaked}"
+    # and a camera case by its id: 404 (or 403) on every route naming a case
+    for endpoint in endpoints:
+        if endpoint.params != ("case_id",) or endpoint.websocket:
+            continue
+        kwargs = maker.kwargs(endpoint)
+        for case_id in (world.own.case_ids[0], world.foreign.case_ids[0]):
+            url = _fill(endpoint.path, {"case_id": str(case_id)})
+            answer = world.request(council, endpoint.method, url, **kwargs)
+            assert answer.status_code in (403, 404), f"{endpoint.name} as council: {answer}"
