@@ -12,8 +12,9 @@ Everything in one run, so the ratios compare like with like on a shared machine:
 
 Each ingest run is done per evidence mode, alternating within a repeat:
 - ``inline``: the writer thread writes each file, then one syncfs before the commit (before);
-- ``pool``: four threads write and fsync the files while the transaction proceeds, then each
-  folder is fsynced once, before the commit (after; the default);
+- ``pool``: four threads write the files while the transaction proceeds, then one syncfs
+  before the commit (after; the default);
+- ``pool_fsync``: the same threads also fsync each file, then each folder once, no syncfs;
 - ``postgresql``: the evidence in a PostgreSQL table (storage/evidence_pg.py), inserted by
   its own transaction on another thread, committed before the batch's.
 
@@ -22,7 +23,7 @@ last ack), that MB/s as a share of the disk's direct write rate, and the small r
 as a share of the raw ceiling; the machine's load average before and after.
 
     .venv/bin/python -m bench.ingest_evidence [--real-events 800] [--small-events 5000]
-        [--repeats 2] [--modes inline pool postgresql]
+        [--repeats 2] [--modes inline pool pool_fsync postgresql]
 
 The last stdout line is a JSON summary.
 """
@@ -58,7 +59,8 @@ PHOTOS = REPO.parent / "shared" / "data" / "images"
 TARGET_BYTES = 150_000
 MODES: dict[str, dict[str, Any]] = {
     "inline": {"evidence_writer_threads": 0},
-    "pool": {"evidence_writer_threads": 4},
+    "pool": {"evidence_writer_threads": 4, "evidence_sync": "filesystem"},
+    "pool_fsync": {"evidence_writer_threads": 4, "evidence_sync": "files"},
     "postgresql": {"evidence_backend": "postgresql"},
 }
 _DD_RATE = re.compile(r"([0-9.,]+)\s*([kMG]?B)/s")
@@ -96,7 +98,7 @@ def real_size_jpegs(target: int = TARGET_BYTES) -> list[bytes]:
             rgb = image.convert("RGB")
             rgb.thumbnail((1920, 1080))
         sizes = {}
-        for quality in range(95, 20, -2):
+        for quality in range(100, 20, -2):
             buffer = io.BytesIO()
             rgb.save(buffer, "JPEG", quality=quality)
             sizes[quality] = buffer.getvalue()

@@ -70,6 +70,14 @@ class IngestSettings(BaseModel):
             "transaction proceeds; 0 writes them in the writer thread and syncs the filesystem"
         ),
     )
+    evidence_sync: Literal["filesystem", "files"] = Field(
+        default="filesystem",
+        description=(
+            "local backend with writer threads: how a batch's images are made durable before "
+            "its commit: one syncfs of the evidence filesystem, or an fsync of each file and "
+            "folder (flushes only our files; slower for many small images)"
+        ),
+    )
     workers: int = Field(
         default=1,
         ge=1,
@@ -122,4 +130,5 @@ class IngestSettings(BaseModel):
             self.evidence_dir,
             self.evidence_database_url or database_url,
             self.evidence_writer_threads,
+            self.evidence_sync,
         )

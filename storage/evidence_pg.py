@@ -34,7 +34,12 @@ from sqlalchemy.dialects.postgresql import BYTEA
 from sqlalchemy.engine import make_url
 
 from storage.database import make_engine
-from storage.evidence_store import DEFAULT_WRITER_THREADS, EvidenceError, EvidenceStore
+from storage.evidence_store import (
+    DEFAULT_WRITER_THREADS,
+    EvidenceError,
+    EvidenceStore,
+    SyncMode,
+)
 
 SCHEMA = "civicwatch_evidence"
 TABLE = f"{SCHEMA}.blob"
@@ -185,12 +190,13 @@ def open_evidence_store(
     root: Path,
     database_url: str,
     writer_threads: int = DEFAULT_WRITER_THREADS,
+    sync: SyncMode = "filesystem",
 ) -> EvidenceStore:
     """The configured store: ``local`` files under ``root``, or ``postgresql`` at
     ``database_url`` (its table created if missing; ``root`` then only caches path() copies).
     """
     if backend == "local":
-        return EvidenceStore(root, writer_threads=writer_threads)
+        return EvidenceStore(root, writer_threads=writer_threads, sync=sync)
     if backend == "postgresql":
         if make_url(database_url).get_backend_name() != "postgresql":
             raise ValueError(

@@ -5,12 +5,14 @@ level of 256 folders, not 65,536: creating a folder costs as much as creating th
 with two levels nearly every image of a young store needed a new folder.
 
 Ingest's batches write through a small pool of threads (write_unsynced hands the files over and
-returns; sync() waits for them): each thread writes and fsyncs one file, the GIL is released
-for the write and the fsync, and meanwhile the writer thread does the batch's database work.
-The folders that got new entries are fsynced once each before sync() returns, so the commit
-(and the broker's ack after it) still follows durable files. ``writer_threads=0`` writes in the
-calling thread and syncs the whole filesystem once (syncfs) instead: the former behaviour,
-kept for comparison (bench/ingest_evidence.py) and for filesystems where that is cheaper.
+returns; sync() waits for them): the GIL is released for each write, and meanwhile the writer
+thread does the batch's database work. Before sync() returns the files are durable, so the
+commit (and the broker's ack after it) still follows durable files: by default with one syncfs
+of the evidence filesystem; with ``sync="files"`` each thread fsyncs its file and each folder
+that got new entries is fsynced once (only our files are flushed, but at one fsync per file,
+which costs more than one syncfs when a batch has hundreds of small images). With
+``writer_threads=0`` the writer thread writes each file itself, then syncfs: the former
+behaviour, kept for comparison (bench/ingest_evidence.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -37,6 +40,7 @@ class EvidenceError(Exception):
 
 
 DEFAULT_WRITER_THREADS = 4
+SyncMode = Literal["filesystem", "files"]
 
 
 @dataclass
@@ -50,10 +54,21 @@ class _Pending:
 class EvidenceStore:
     """Write-once files; a file is only ever visible complete and with the right hash."""
 
-    def __init__(self, root: Path, writer_threads: int = DEFAULT_WRITER_THREADS) -> None:
-        """``writer_threads``: files of a batch written at once; 0 writes in the caller."""
+    def __init__(
+        self,
+        root: Path,
+        writer_threads: int = DEFAULT_WRITER_THREADS,
+        sync: SyncMode = "filesystem",
+    ) -> None:
+        """``writer_threads``: files of a batch written at once; 0 writes in the caller.
+
+        ``sync`` (with writer threads): ``filesystem`` makes a batch durable with one syncfs
+        after its files are written; ``files`` fsyncs each file on its thread, then each
+        folder once (flushes nothing but our files, at one fsync per file).
+        """
         if writer_threads < 0:
             raise ValueError(f"writer_threads must be >= 0, not {writer_threads}")
+        self._sync_mode: SyncMode = sync
         self.root = root
         self._folders: set[Path] = set()  # known to exist: saves a mkdir per file
         self._threads = writer_threads
@@ -131,11 +146,12 @@ class EvidenceStore:
         if abandoned is not None:  # its batch failed; it may be writing these same files
             wait([future for _path, future in abandoned.writes])
         pool = self._writer_pool()
+        durable = self._sync_mode == "files"
         pending = _Pending()
         self._local.pending = pending
         for sha256, data in items:
             path = self.path(sha256)
-            pending.writes.append((path, pool.submit(self._write_new, path, data, durable=True)))
+            pending.writes.append((path, pool.submit(self._write_new, path, data, durable=durable)))
             pending.folders.add(path.parent)
         return len(pending.writes)
 
@@ -156,6 +172,9 @@ class EvidenceStore:
                 failure = failure or error
         if failure is not None:
             raise failure
+        if self._sync_mode == "filesystem":
+            _sync_filesystem(self.root)
+            return
         # A new file's name lives in its folder: fsync each folder once, a new folder's parent
         # too (the root), all at once.
         folders = sorted(pending.folders)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.evidence_store import EvidenceError, EvidenceStore
+from storage.evidence_store import EvidenceError, EvidenceStore, SyncMode
 from tests.factories import jpeg_bytes
 
 
@@ -67,11 +67,15 @@ def test_write_unsynced_rewrites_a_file_torn_by_an_earlier_failed_batch(tmp_path
     assert files == {f"{sha}.jpg" for sha, _ in items}  # in place: no temp files
 
 
-@pytest.mark.parametrize("threads", [0, 1, 4])
-def test_batch_writes_in_the_caller_or_on_writer_threads(tmp_path: Path, threads: int) -> None:
+@pytest.mark.parametrize(
+    ("threads", "sync"), [(0, "filesystem"), (1, "files"), (4, "files"), (4, "filesystem")]
+)
+def test_batch_writes_in_the_caller_or_on_writer_threads(
+    tmp_path: Path, threads: int, sync: SyncMode
+) -> None:
     images = [jpeg_bytes(n) for n in range(10, 30)]
     items = [(hashlib.sha256(data).hexdigest(), data) for data in images]
-    store = EvidenceStore(tmp_path, writer_threads=threads)
+    store = EvidenceStore(tmp_path, writer_threads=threads, sync=sync)
     try:
         assert store.write_unsynced(items) == len(items)
         store.sync()
