@@ -133,6 +133,8 @@ async def console(base: str, index: int, seen: Seen, stop: asyncio.Event) -> Non
     mine: dict[str, float] = {}
     with seen.lock:
         seen.seen.append(mine)
+    # Opened one by one, as browsers would: a burst on one port is accepted by one worker.
+    await asyncio.sleep(index * 0.05)
     headers = {"Authorization": f"Bearer {DISPATCHER_TOKEN}", "Accept": "text/event-stream"}
     async with (
         httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=None)) as client,
@@ -203,7 +205,7 @@ def run(seconds: float, rate: float, consoles: int, processes: int, mode: str) -
                     target=run_consoles, args=(bases, consoles, seen, stop), daemon=True
                 )
                 reader.start()
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 30 + consoles * 0.05
                 while seen.opened < consoles and time.monotonic() < deadline:
                     time.sleep(0.1)
                 time.sleep(1.0)  # every console subscribed and every process listening
