@@ -307,3 +307,10 @@ def test_the_previous_period_and_each_sites_today(
     assert this_week.rows == {}
     assert last_week.first_day == date(2026, 5, 4)
     assert last_week.total.dispatched == 5
+
+
+def test_the_rating_values_are_the_ones_the_tracking_page_stores() -> None:
+    followup = pytest.importorskip("dispatch.residents.followup")
+    assert {rating.value for rating in followup.Rating} == {SATISFIED, BASIC, UNSATISFIED}
+    # and each fits the column (String(16))
+    assert all(len(value) <= 16 for value in (SATISFIED, BASIC, UNSATISFIED))
