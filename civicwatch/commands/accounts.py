@@ -87,6 +87,10 @@ def user_add(args: argparse.Namespace) -> int:
     except ValueError as exc:
         known = ", ".join(d.value for d in Department)
         raise CliError(f"unknown department {args.department!r}: {known}", EXIT_ACCOUNT) from exc
+    if args.site:  # a council account's site must be one the config names (when it names any)
+        sites = [site.id for site in load_config(args.config).sites]
+        if sites and args.site not in sites:
+            raise CliError(f"unknown site {args.site!r}: {', '.join(sites)}", EXIT_ACCOUNT)
     password = _new_password()  # before the database: a refusal or Ctrl-C leaves it untouched
 
     def add(accounts: AccountService) -> str:

@@ -411,3 +411,31 @@ def test_the_council_pages_in_both_languages_and_who_reaches_them(rig: Rig) -> N
         assert f"/council/{cid}" not in rig.client.get("/council", headers=rig.as_(who)).text
     home = rig.client.get("/", headers=rig.as_("council-1"), follow_redirects=False)
     assert home.headers["location"] == "/council"
+
+
+def test_user_add_refuses_a_council_member_of_an_unknown_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``civicwatch user add --role council --site X`` against the example config (its sites)."""
+    from civicwatch.cli import main
+    from civicwatch.exit_codes import EXIT_ACCOUNT
+
+    config = ["--config", str(Path(__file__).resolve().parents[2] / "configs" / "example.yaml")]
+    monkeypatch.setenv("CIVICWATCH_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("CIVICWATCH_PASSWORD", PASSWORD)
+    add = ["user", "add", "wang", "--role", "council", *config]
+    assert main([*add, "--site", "no-such-compound"]) == EXIT_ACCOUNT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "unknown site 'no-such-compound'" in err[0]
+    assert main([*add, "--site", "compound-demo"]) == 0
+    assert "created wang" in capsys.readouterr().out
+
+
+def test_the_example_config_has_a_council_account_at_its_demo_site() -> None:
+    from civicwatch.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "example.yaml")
+    users = {u.username: u for u in config.server.api.accounts.dev_users}
+    assert users["council"].role is Role.COUNCIL
+    assert users["council"].site_id in {site.id for site in config.sites}
