@@ -26,9 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.kinds import ViolationKind
-from dispatch.config import Department, Tier
+from dispatch.config import Department, Role, Tier
 from dispatch.residents.consultation import open_consultation
 from dispatch.residents.intake import RESIDENT_ACTOR, IntakeDeps, ReportRefused
+from dispatch.residents.privacy import phone_for, reporter_visible
 from dispatch.residents.tiers import community_route, route_for_report
 from dispatch.routing import Router, route_facts
 from dispatch.workflow import Action, Command, Workflow, system_actor
@@ -57,6 +58,62 @@ class RatingOutcome:
     case_id: int  # the case rated: the one that lives on
     reopened: bool  # this rating sent the case back to the supervisor
     flagged: bool  # a 不满意 that could not reopen again: the dispatcher sees it flagged
+
+
+@dataclass(frozen=True, slots=True)
+class ReportView:
+    """A resident's report as one role may see it on the case panel: the phone whole for
+    dispatchers, masked for a department the resident agreed to be called by, else absent."""
+
+    tracking_code: str
+    case_id: int
+    channel: str
+    created_at: datetime
+    building: str | None
+    unit: str | None
+    description: str
+    reporter_shown: bool  # False: "the resident did not agree to be contacted" (departments)
+    phone: str | None
+    submitted_by: str | None
+    rating: str | None
+    rating_comment: str
+
+
+def reports_for(session: Session, case_id: int, role: Role) -> list[ReportView]:
+    """The reports on ``case_id`` and on the cases merged into it, oldest first, for ``role``."""
+    merged = select(Case.id).where(Case.duplicate_of == case_id)
+    rows = session.scalars(
+        select(ResidentReport)
+        .where((ResidentReport.case_id == case_id) | ResidentReport.case_id.in_(merged))
+        .order_by(ResidentReport.created_at, ResidentReport.id)
+    )
+    return [
+        ReportView(
+            tracking_code=row.tracking_code,
+            case_id=row.case_id,
+            channel=row.channel,
+            created_at=row.created_at,
+            building=row.building,
+            unit=row.unit,
+            description=row.description,
+            reporter_shown=reporter_visible(role, row.contact_consent),
+            phone=phone_for(role, row.phone, row.contact_consent),
+            submitted_by=row.submitted_by if reporter_visible(role, row.contact_consent) else None,
+            rating=row.rating,
+            rating_comment=row.rating_comment,
+        )
+        for row in rows
+    ]
+
+
+def has_reports(session: Session, case_id: int) -> bool:
+    merged = select(Case.id).where(Case.duplicate_of == case_id)
+    found = session.scalar(
+        select(ResidentReport.id)
+        .where((ResidentReport.case_id == case_id) | ResidentReport.case_id.in_(merged))
+        .limit(1)
+    )
+    return found is not None
 
 
 def living_case(session: Session, case: Case) -> Case:
@@ -293,11 +350,14 @@ __all__ = [
     "COMMENT_CHARS",
     "Rating",
     "RatingOutcome",
+    "ReportView",
     "clean_comment",
+    "has_reports",
     "living_case",
     "may_rate",
     "may_request_mediation",
     "mediation_requested",
     "rate_report",
+    "reports_for",
     "request_mediation",
 ]

@@ -23,6 +23,7 @@ from dispatch.http.deps import (
     get_context,
     visible_case,
 )
+from dispatch.residents.followup import has_reports, reports_for
 from dispatch.web.evidence_view import evidence_set, evidence_views
 from dispatch.web.feed import head_seq
 from dispatch.web.page_route import (
@@ -67,8 +68,19 @@ CONSOLE_ACTIONS = (
     Action.CLOSE,
     Action.RECLASSIFY,
     Action.NOTE,
+    Action.REPLY,  # only on a case residents reported (_case_actions)
 )
-WORKER_ACTIONS = (Action.ACCEPT, Action.RESOLVE, Action.RETURN, Action.NOTE)
+WORKER_ACTIONS = (Action.ACCEPT, Action.RESOLVE, Action.RETURN, Action.NOTE, Action.REPLY)
+
+
+def _case_actions(
+    session: Session, principal: Principal, case: Case, offered: tuple[Action, ...]
+) -> list[Action]:
+    """The actions offered on ``case``; a reply to residents only where residents reported."""
+    actions = allowed_actions(principal, case, offered)
+    if Action.REPLY in actions and not has_reports(session, case.id):
+        actions.remove(Action.REPLY)
+    return actions
 
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -118,7 +130,8 @@ def _panel_values(
         "place": place_for_page(request, session, case),
         "deadline_move": last_deadline_move(case),
         "people": _people(session, case),
-        "actions": allowed_actions(principal, case, CONSOLE_ACTIONS),
+        "actions": _case_actions(session, principal, case, CONSOLE_ACTIONS),
+        "reports": reports_for(session, case.id, principal.role),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),
         "kinds": list(ViolationKind),
@@ -186,7 +199,8 @@ def worker_case(
         evidence=evidence_set(case, principal),
         place=place_for_page(request, session, case),
         deadline_move=last_deadline_move(case),
-        actions=allowed_actions(principal, case, WORKER_ACTIONS),
+        actions=_case_actions(session, principal, case, WORKER_ACTIONS),
+        reports=reports_for(session, case.id, principal.role),
         may_attach=principal.may(Action.ATTACH)
         and CaseState(case.state) in TRANSITIONS[Action.ATTACH][0],
         needs_reason=NEEDS_REASON,
