@@ -26,6 +26,7 @@ from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
 from civicwatch.config import CivicwatchConfig, load_config
@@ -171,7 +172,9 @@ def run_roles(
     background: BackgroundApi | None = None
     try:
         if health_port is not None:
-            background = BackgroundApi(server.app, config.server.api.host, health_port)
+            background = BackgroundApi(
+                server.app, config.server.api.host, health_port, our_log=True
+            )
             background.start()
         server.start()
         log.info(
@@ -206,13 +209,19 @@ class ApiServer(uvicorn.Server):
 class BackgroundApi:
     """The HTTP API served from a thread, for processes whose main thread does other work (demo)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        """Takes the port at once: raises ApiPortError when it is taken."""
+    def __init__(self, app: FastAPI, host: str, port: int, *, our_log: bool = False) -> None:
+        """Takes the port at once: raises ApiPortError when it is taken. ``our_log``: uvicorn
+        logs through the process's own log format, without a line per request."""
         self._listener = bind_api_socket(host, port)
         self._server = ApiServer(
             app,
             uvicorn.Config(
-                app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS
+                app,
+                host=host,
+                port=port,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+                log_config=None if our_log else LOGGING_CONFIG,
+                access_log=not our_log,
             ),
         )
         self._thread = threading.Thread(
