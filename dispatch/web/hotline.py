@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.events import Identifier
 from contracts.kinds import ViolationKind
 from dispatch.config import Role
 from dispatch.errors import ApiError
@@ -36,7 +37,7 @@ class HotlineCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     category: ViolationKind
-    site_id: str = Field(max_length=MAX_FIELD)
+    site_id: Identifier  # the intake's own pattern: a hostile id is a 422, not a crash
     building: str = Field(default="", max_length=MAX_FIELD)
     unit: str = Field(default="", max_length=MAX_FIELD)
     description: str = Field(default="", max_length=20_000)
