@@ -18,7 +18,17 @@ import pytest
 import yaml
 
 from civicwatch.config import load_config
-from contracts.topics import ROOT, ack_topic
+from contracts.topics import (
+    ROOT,
+    ack_topic,
+    camera_status_topic,
+    gateway_status_topic,
+    rules_topic,
+    verify_result_topic,
+    verify_topic,
+    violation_topic,
+)
+from dispatch.notification_settings import MqttNotificationSettings
 from tests.conftest import REPO_ROOT, free_port
 from tests.integration.test_mosquitto_acl import Session, broker_config, running_broker
 
@@ -30,6 +40,9 @@ COMPOSE_VARIABLES = (
     "INGEST_MQTT_PASSWORD",
     "GATEWAY_MQTT_PASSWORD",
     "CIVICWATCH_MODEL",
+    "CIVICWATCH_BROKER_HOST",
+    "EMQX_COOKIE",
+    "EMQX_DASHBOARD_PASSWORD",
 )
 
 
@@ -198,3 +211,92 @@ def test_server_uses_the_postgres_service(compose: dict[str, Any]) -> None:
         f"@postgres/{postgres['POSTGRES_DB']}"
     )
     assert "postgres" in server["depends_on"]
+
+
+EMQX_NODES = ("emqx1", "emqx2")
+
+
+def test_the_emqx_profile_is_a_two_node_cluster_beside_the_default_mosquitto(
+    compose: dict[str, Any],
+) -> None:
+    """Profile emqx: two EMQX nodes (a pinned image) that seed each other, shared subscriptions
+    and persistent sessions on, logins only from the file emqx-users writes; Mosquitto stays
+    the default broker of the stack."""
+    services = compose["services"]
+    assert "profiles" not in services["mosquitto"]
+    for name in ("server", "edge"):
+        assert services[name]["environment"]["CIVICWATCH_BROKER_HOST"] == "mosquitto"
+    nodes = {name: services[name] for name in EMQX_NODES}
+    names = set()
+    for name, node in nodes.items():
+        assert node["profiles"] == ["emqx"], name
+        image, _, version = node["image"].partition(":")
+        assert image == "emqx/emqx"
+        assert [int(part) for part in version.split(".")] >= [5, 0, 0], "pin a 5.x release"
+        env = node["environment"]
+        node_name = env["EMQX_NODE__NAME"]
+        names.add(node_name)
+        host = node_name.split("@")[1]
+        # The node's Erlang name must resolve on the stack's network, and `emqx` names both.
+        assert {host, "emqx"} <= set(node["networks"]["default"]["aliases"])
+        assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "static"
+        assert env["EMQX_MQTT__SHARED_SUBSCRIPTION"] == "true"
+        assert env["EMQX_MQTT__SESSION_EXPIRY_INTERVAL"] not in ("0s", "0")
+        assert env["EMQX_AUTHORIZATION__NO_MATCH"] == "deny"
+        acl = _mounts(node)[env["EMQX_AUTHORIZATION__SOURCES__1__PATH"]]
+        assert Path(acl).is_file()
+        bootstrap = PurePosixPath(env["EMQX_AUTHENTICATION__1__BOOTSTRAP_FILE"])
+        maker = services["emqx-users"]
+        assert maker["profiles"] == ["emqx"]
+        assert maker["restart"] == "no"
+        assert _mounts(node)[str(bootstrap.parent)] == _mounts(maker)[str(bootstrap.parent)]
+        assert str(bootstrap) in maker["entrypoint"][-1]
+        assert node["depends_on"]["emqx-users"] == {"condition": "service_completed_successfully"}
+    assert len(names) == 2
+    for node in nodes.values():
+        seeds = node["environment"]["EMQX_CLUSTER__STATIC__SEEDS"].strip("[]").split(",")
+        assert set(seeds) == names
+    assert len({node["environment"]["EMQX_NODE__COOKIE"] for node in nodes.values()}) == 1
+
+
+def test_the_emqx_acl_allows_what_the_mosquitto_roles_allow() -> None:
+    """The ACL names the topics the wire contract uses: a renamed channel fails here."""
+    acl = (REPO_ROOT / "deploy" / "emqx" / "acl.conf").read_text()
+    me = "${username}"
+    for topic in (
+        f"{ROOT}/#",
+        f"$share/+/{ROOT}/#",
+        ack_topic("+", "+"),
+        verify_topic("+", "+", "+"),
+        rules_topic("+", "+"),
+        ack_topic("+", me),
+        rules_topic("+", me),
+        verify_topic("+", me, "+"),
+        gateway_status_topic("+", me),
+        camera_status_topic("+", me, "+"),
+        violation_topic("+", me, "+"),
+        verify_result_topic("+", me, "+"),
+        MqttNotificationSettings().topic_template.format(department="+"),
+    ):
+        assert f'"{topic}"' in acl, topic
+    assert acl.rstrip().endswith("{deny, all}.")
+
+
+def test_the_emqx_profile_passes_docker_compose_config_with_the_profile() -> None:
+    """`--profile emqx` (compose file format with profiles) parses and switches the brokers."""
+    tool = shutil.which("docker-compose")
+    assert tool is not None
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARIABLES}
+    result = subprocess.run(
+        [tool, "-f", str(COMPOSE_FILE), "--profile", "emqx", "config"],
+        cwd=REPO_ROOT,
+        env={**env, "CIVICWATCH_BROKER_HOST": "emqx"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert set(EMQX_NODES) <= set(services)
+    assert services["server"]["environment"]["CIVICWATCH_BROKER_HOST"] == "emqx"
