@@ -15,7 +15,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import Select, select
 
-from dispatch.http.deps import PrincipalDep, RowIdPath, SessionDep
+from dispatch.http.deps import PrincipalDep, RowIdPath, SessionDep, get_context
 from dispatch.residents import consultation as service
 from dispatch.web.page_route import PageRoute
 from dispatch.web.rendering import render
@@ -62,12 +62,16 @@ def council_item(
     reports = list(session.scalars(_reports(view.case.id)))
     photos = list(session.scalars(_photos(view.case.id)))
     first = reports[0] if reports else None
+    site = next(
+        (s for s in get_context(request).registry.sites if s.id == consultation.site_id), None
+    )
     return render(
         request,
         "council_item.html",
         principal,
         item=view,
         report=first,
+        site_name=(site.name or site.id) if site is not None else consultation.site_id,
         photos=photos if principal.sees(view.case) else [],
         left=time_left(consultation.deadline_at, utcnow()),
         writable=view.can_take_part and consultation.state == "open",

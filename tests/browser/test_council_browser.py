@@ -87,6 +87,7 @@ def test_a_council_member_proposes_and_votes_on_a_phone(
     item.click()
     expect(page).to_have_url(f"{council_site.url}/council/{consultation_id}")
     expect(page.locator(".council-facts")).to_contain_text("<b>垃圾</b>堆在单元门口")
+    expect(page.locator("#council-left")).to_contain_text("剩余 71 小时")
     page.fill("#council-propose textarea[name=body]", "物业今天清运，并在1号楼张贴告示")
     page.click("#council-propose button[type=submit]")
     proposal = page.locator(".council-post.kind-proposal")

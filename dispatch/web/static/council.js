@@ -26,6 +26,22 @@
       send(form.querySelector("button"), `${base}/${form.dataset.kind}`, { body });
     });
   }
+  // The countdown to the deadline, each minute.
+  const left = document.getElementById("council-left");
+  function tick() {
+    const minutes = Math.floor((Date.parse(left.dataset.deadline) - Date.now()) / 60000);
+    left.textContent =
+      minutes <= 0
+        ? left.dataset.up
+        : left.dataset.left
+            .replace("{hours}", String(Math.floor(minutes / 60)))
+            .replace("{minutes}", String(minutes % 60));
+  }
+  if (left) {
+    tick();
+    setInterval(tick, 30000);
+  }
+
   main.addEventListener("click", (event) => {
     const button = event.target.closest("button.council-vote");
     if (!button) return;
