@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from contracts.mqtt import BrokerSettings
+from contracts.rule_signing import public_key_from_text
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
 from contracts.status import CameraHealth
 from edge.capture import LatestFrameSource, open_source
@@ -21,6 +22,7 @@ from edge.pipeline import CameraPipeline, GatewayServices
 from edge.plates import PlateReader
 from edge.publisher import EdgePublisher
 from edge.redaction import EvidenceSealer, FaceRedactor
+from edge.rule_store import RuleStore
 from edge.structure_features import gateway_learned_parts
 from edge.structures import BaselineStore
 from edge.verification import VerificationChannel, ZoneVerifier
@@ -38,6 +40,7 @@ def gateway_services(
     detector: Detector | None,
     outbox: Outbox,
     timezone: tzinfo = UTC,
+    rules: RuleStore | None = None,
 ) -> GatewayServices:
     """What every camera of a gateway shares, built once: the readers are costly to load."""
     redactor = FaceRedactor(settings.redaction) if settings.redaction.blur_faces else None
@@ -49,6 +52,7 @@ def gateway_services(
         baselines=BaselineStore(settings.baselines_dir),
         structure_parts=gateway_learned_parts(settings.detector.model, detector),
         timezone=timezone,
+        rules=rules,
     )
 
 
@@ -76,6 +80,13 @@ def build_gateway(
     """Wire every camera of ``gateway``: outbox, publisher, shared services, each camera's
     source and analysis, camera verification. Opens the outbox; starts nothing."""
     outbox = Outbox(outbox_path(settings, gateway.id))
+    key = settings.rules_public_key
+    rules = RuleStore(
+        settings.rules_path(gateway.id),
+        public_key_from_text(key) if key is not None else None,
+        site,
+        gateway.id,
+    )
     publisher = EdgePublisher(
         broker,
         site.id,
@@ -83,9 +94,12 @@ def build_gateway(
         outbox,
         settings.resend_after_seconds,
         max_unconfirmed=settings.max_unconfirmed,
+        rules=rules,
     )
     # The site's time zone was checked when the config loaded; captions show its local time.
-    services = gateway_services(settings, gateway.id, detector, outbox, ZoneInfo(site.timezone))
+    services = gateway_services(
+        settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules
+    )
     cameras = _cameras(site, gateway, settings, services, detector)
     sources = {camera.source.camera_id: camera.source for camera in cameras}
     verifier, verification = _camera_verification(

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contracts.rule_signing import public_key_from_text
 
 DEFAULT_MODEL = "yolo11n.pt"
 MODEL_ENV_VAR = "CIVICWATCH_MODEL"
@@ -478,8 +480,26 @@ class EdgeSettings(_Settings):
         le=100,
         description="camera re-checks: processed frames a zone must be empty on to count as clear",
     )
+    rules_public_key: str | None = Field(
+        default=None,
+        description=(
+            "the server's Ed25519 public key for signed rule documents (base64 of the raw 32"
+            " bytes, or PEM); None: rule documents are refused and nothing is exempt"
+        ),
+    )
+
+    @field_validator("rules_public_key")
+    @classmethod
+    def _a_public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            public_key_from_text(value)  # ValueError names what is wrong
+        return value
 
     @property
     def baselines_dir(self) -> Path:
         """Registered views per camera (and PTZ preset), beside the outbox."""
         return self.data_dir / "baselines"
+
+    def rules_path(self, gateway_id: str) -> Path:
+        """The signed rule document last taken, beside the outbox."""
+        return self.data_dir / f"rules-{gateway_id}.json"

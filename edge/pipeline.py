@@ -24,11 +24,13 @@ from contracts.topics import violation_topic
 from edge.capture import DEFAULT_FPS
 from edge.config import EdgeSettings
 from edge.detections import Detections, FloatArray, Frame, Image, box_iou
+from edge.exemption_gate import ExemptionGate
 from edge.foreground import StationaryForeground, blocked_share_with_boxes
 from edge.kinds import rule_parts
 from edge.outbox import Outbox
 from edge.plates import PlateReader, PlateVote
 from edge.redaction import EvidenceSealer, PeopleLog
+from edge.rule_store import RuleStore
 from edge.rules import DwellRule, RuleEvent
 from edge.structure_features import LearnedParts
 from edge.structures import BaselineStore, StructureWatch
@@ -71,6 +73,8 @@ class GatewayServices:
     # The detector and its backbone for the structure watch; None: the gradient comparison.
     structure_parts: LearnedParts | None = None
     timezone: tzinfo = UTC  # the site's: evidence captions show its local time
+    # The signed rule document in use: exempt stops never leave the gateway; None: no rules.
+    rules: RuleStore | None = None
 
 
 class _FireLane:
@@ -164,6 +168,9 @@ class CameraPipeline:
         # What each zone's rule saw in it on the latest frame: camera verification reads it.
         self.occupants: dict[str, Detections] = {}
         self.blocked_shares: dict[str, float] = {}
+        self.exemptions = (
+            ExemptionGate(camera, services.rules) if services.rules is not None else None
+        )
 
     @property
     def uses_detector(self) -> bool:
@@ -199,6 +206,10 @@ class CameraPipeline:
                 self._note_occupants(rule, tracked)
             else:
                 self._note_occupants(rule, self._last_tracked)  # nothing moved since
+        if self.exemptions is not None:
+            gate = self.exemptions
+            admitted = [(gate.admit(outcome), share) for outcome, share in outcomes]
+            outcomes = [(outcome, share) for outcome, share in admitted if outcome is not None]
         for watch in self._structures:
             # This frame's detections when the detector ran on it; else the watch finds its own.
             outcomes += [(o, None) for o in watch.update(frame, detections)]

@@ -39,7 +39,8 @@ class RuleStore:
         self._lock = threading.Lock()
         self._document: RuleDocument | None = None
         self.refused: Counter[str] = Counter()
-        self.exempted = 0  # events that never left the gateway: an exemption held
+        self.exempted = 0  # violations that never left the gateway: an exemption held
+        self.warned = 0  # violations warned, not enforced (a family bay's unreadable plate)
         self._load()
 
     @property
