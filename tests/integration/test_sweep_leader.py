@@ -161,6 +161,8 @@ def test_one_sweep_acts_and_another_takes_over_when_the_leader_is_killed(
     # The target is 2 intervals; the slack is for two loaded cores.
     assert took_over <= 2 * INTERVAL + 1.5, took_over
     assert "leads" in processes.log(f"sweep-{other}")
+    broker_log = (mosquitto.workdir / "mosquitto.log").read_text(errors="replace")
+    assert "already connected, closing old connection" not in broker_log  # ids of their own
 
 
 def test_api_workers_answer_from_several_processes(
