@@ -724,3 +724,53 @@ class IntegrationKey(Base):
     key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ExemptionRuleRow(Base):
+    """One exemption rule (contracts.exemptions): a permit, an allowlist, a family bay or a time
+    window, on a site or one zone. ``body`` is the rule as the wire contract writes it; the other
+    columns repeat what lookups filter on. Revoked rules stay, marked, for the record."""
+
+    __tablename__ = "exemption_rules"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    zone_id: Mapped[str | None] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    plate: Mapped[str | None] = mapped_column(String(16), index=True, doc="permits: their plate")
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class RuleDocumentVersion(Base):
+    """The newest rule-document version signed for each gateway: it only ever increases."""
+
+    __tablename__ = "rule_document_versions"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ExemptionAudit(Base):
+    """Every change to exemption rules (issued, revoked), chained by SHA-256 like the case audit
+    (storage.audit.entry_hash): an edited or deleted entry breaks the chain."""
+
+    __tablename__ = "exemption_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
