@@ -380,7 +380,6 @@ def _agree(
             deadline_to=due.isoformat(),
         )
         case.sla_due_at = due
-        case.overdue = False
     _record(session, case, ConsultAction.AGREED, AGREED_ACTOR, proposal.body, now, detail)
 
 
