@@ -20,6 +20,7 @@ from dispatch.http import (
     cases,
     consultations,
     evidence,
+    exemptions,
     health,
     notifications,
     rates,
@@ -82,6 +83,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(response_templates.router)
     app.include_router(health.router)
     app.include_router(rates.router)
+    app.include_router(exemptions.router)
     _install_web(app, context)
     app.include_router(notifications.router)
     scrape.register(NotificationBacklogCollector(context.session_factory))

@@ -23,6 +23,7 @@ from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
 from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings, Role, Tier
 from dispatch.errors import ApiError
+from dispatch.exemptions import ExemptionService
 from dispatch.http.paths import API_PREFIX as API_PREFIX  # re-exported for the routers
 from dispatch.ops import ReadinessCheck, always_ready
 from dispatch.residents.intake import IntakeDeps
@@ -62,6 +63,8 @@ class ApiContext:
     residents: ResidentSettings = field(default_factory=ResidentSettings)
     # The QR posters' signing secret; None: QR posters are disabled (QR_DISABLED_MESSAGE).
     qr_secret: bytes | None = field(default=None, repr=False)
+    # Exemption rules and permits (dispatch/exemptions.py); None: no signing key, routes refuse.
+    exemptions: ExemptionService | None = None
 
 
 Principal = Actor

@@ -1,0 +1,471 @@
+"""Exemption rules on the server: issue and revoke them, audit every change, and push each
+affected gateway its newly signed rule document.
+
+Property management issues and revokes temporary permits (dispatch/http/exemptions.py); the
+other rule types (allowlists, family bays, time windows) go through ``issue_rule`` until the
+registry and its CSV import exist. Every change, in the same transaction:
+
+- the rule row is written (a revoked rule stays, marked, for the record);
+- an entry is chained onto the exemption audit (storage.audit.entry_hash: an edited or
+  deleted entry breaks the chain, ``verify_exemption_audit`` finds it);
+- each gateway of the rule's site gets a new document version (monotonic, per gateway).
+
+After the commit the publisher signs each affected gateway's document with the server's Ed25519
+key and publishes it retained at QoS 1 on the gateway's rules topic; at server start every
+gateway's document is published once (a new version each), and after a broker outage the newest
+of each is published again on reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.events import PLATE_PATTERN, Identifier
+from contracts.exemptions import (
+    DEFAULT_PLATE_CONFIDENCE_FLOOR,
+    PermitRule,
+    Rule,
+    RuleDocument,
+)
+from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
+from contracts.rule_signing import private_key_from_text, sign_document
+from contracts.sites import SiteRegistry
+from contracts.topics import rules_topic
+from storage.audit import GENESIS_HASH, entry_hash
+from storage.database import SessionFactory
+from storage.tables import ExemptionAudit, ExemptionRuleRow, RuleDocumentVersion, utcnow
+
+log = logging.getLogger(__name__)
+
+KEY_ENV_VAR = "CIVICWATCH_RULES_SIGNING_KEY"
+_RULE = TypeAdapter[Rule](Rule)
+
+
+class ExemptionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "the Ed25519 private key that signs rule documents (base64 of the raw 32 bytes, or "
+            f"PEM); ${KEY_ENV_VAR} (the key itself) wins; neither: no documents are pushed"
+        ),
+    )
+    plate_confidence_floor: float = Field(
+        default=DEFAULT_PLATE_CONFIDENCE_FLOOR,
+        ge=0,
+        le=1,
+        description="a plate read below this never exempts (a config value until calibrated)",
+    )
+
+
+def load_signing_key(settings: ExemptionSettings, env_value: str | None) -> Ed25519PrivateKey:
+    """The key from the environment's value, else from the file; ValueError when neither."""
+    if env_value:
+        return private_key_from_text(env_value)
+    if settings.signing_key_file is None:
+        raise ValueError(f"no rules signing key: set {KEY_ENV_VAR} or signing_key_file")
+    return private_key_from_text(settings.signing_key_file.read_text())
+
+
+class PermitIn(BaseModel):
+    """A temporary permit as property management issues it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: Identifier
+    zone_id: Identifier | None = None
+    plate: str = Field(pattern=PLATE_PATTERN)
+    valid_from: AwareDatetime
+    valid_to: AwareDatetime
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class RulePublic(BaseModel):
+    id: str
+    type: str
+    site_id: str
+    zone_id: str | None
+    plate: str | None
+    valid_from: datetime
+    valid_to: datetime | None
+    reason: str
+    issued_at: datetime
+    issued_by: str
+    revoked_at: datetime | None
+    revoked_by: str | None
+
+
+class ExemptionError(Exception):
+    def __init__(self, code: str, detail: str, params: dict[str, Any] | None = None) -> None:
+        self.code = code
+        self.detail = detail
+        self.params = params or {}
+        super().__init__(detail)
+
+
+class RuleNotFoundError(ExemptionError):
+    pass
+
+
+def public(row: ExemptionRuleRow) -> RulePublic:
+    return RulePublic(
+        id=row.id,
+        type=row.type,
+        site_id=row.site_id,
+        zone_id=row.zone_id,
+        plate=row.plate,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+        reason=row.reason,
+        issued_at=row.issued_at,
+        issued_by=row.issued_by,
+        revoked_at=row.revoked_at,
+        revoked_by=row.revoked_by,
+    )
+
+
+@dataclass(frozen=True)
+class SignedDocument:
+    topic: str
+    payload: bytes
+    version: int
+
+
+class ExemptionService:
+    """Rules in the database, documents for the gateways; ``on_change`` gets the gateways whose
+    documents changed, after the commit (the publisher)."""
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        registry: SiteRegistry,
+        signing_key: Ed25519PrivateKey,
+        settings: ExemptionSettings | None = None,
+        on_change: Callable[[Sequence[SignedDocument]], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = session_factory
+        self._registry = registry
+        self._key = signing_key
+        self._settings = settings or ExemptionSettings()
+        self._on_change = on_change
+        self._clock = clock
+
+    def set_on_change(self, on_change: Callable[[Sequence[SignedDocument]], None]) -> None:
+        self._on_change = on_change
+
+    # -- changes -------------------------------------------------------------------------
+
+    def issue_permit(self, permit: PermitIn, actor: str) -> RulePublic:
+        """Issue a permit; ExemptionError for an unknown site or zone or an end before start."""
+        fields = permit.model_dump() | {
+            "id": f"permit-{uuid.uuid4().hex[:20]}",
+            "issued_at": self._clock(),
+        }
+        try:
+            rule = PermitRule.model_validate(fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ExemptionError(
+                "invalid_request",
+                f"invalid permit: {first['msg']}",
+                {
+                    "field": ".".join(str(p) for p in first["loc"]) or "valid_to",
+                    "problem": first["msg"],
+                },
+            ) from exc
+        return self.issue_rule(rule, actor)
+
+    def issue_rule(self, rule: Rule, actor: str) -> RulePublic:
+        """Store any rule (its id must be new), audit it, and push the new documents."""
+        self._check_scope(rule.site_id, rule.zone_id)
+        now = self._clock()
+        with self._sessions() as session, session.begin():
+            if session.get(ExemptionRuleRow, rule.id) is not None:
+                raise ExemptionError("conflict", f"rule {rule.id} exists", {"rule_id": rule.id})
+            row = ExemptionRuleRow(
+                id=rule.id,
+                site_id=rule.site_id,
+                zone_id=rule.zone_id,
+                type=rule.type,
+                plate=rule.plate if isinstance(rule, PermitRule) else None,
+                valid_from=rule.valid_from,
+                valid_to=rule.valid_to,
+                reason=rule.reason,
+                body=rule.model_dump(mode="json"),
+                issued_at=rule.issued_at,
+                issued_by=actor,
+            )
+            session.add(row)
+            self._audit(session, now, actor, "issued", rule.id, rule.reason, _summary(rule))
+            documents = self._bump(session, rule.site_id, now)
+            result = public(row)
+        self._announce(documents)
+        return result
+
+    def revoke(self, rule_id: str, actor: str, reason: str) -> RulePublic:
+        now = self._clock()
+        with self._sessions() as session, session.begin():
+            row = session.get(ExemptionRuleRow, rule_id, with_for_update=True)
+            if row is None:
+                raise RuleNotFoundError("not_found", f"rule {rule_id} not found", {"what": rule_id})
+            if row.revoked_at is not None:
+                raise ExemptionError("conflict", f"rule {rule_id} is already revoked")
+            row.revoked_at = now
+            row.revoked_by = actor
+            self._audit(session, now, actor, "revoked", rule_id, reason, {"type": row.type})
+            documents = self._bump(session, row.site_id, now)
+            result = public(row)
+        self._announce(documents)
+        return result
+
+    def list_rules(
+        self, site_id: str | None = None, include_revoked: bool = False
+    ) -> list[RulePublic]:
+        with self._sessions() as session:
+            query = select(ExemptionRuleRow).order_by(ExemptionRuleRow.issued_at.desc())
+            if site_id is not None:
+                query = query.where(ExemptionRuleRow.site_id == site_id)
+            if not include_revoked:
+                query = query.where(ExemptionRuleRow.revoked_at.is_(None))
+            return [public(row) for row in session.scalars(query.limit(1000))]
+
+    def get(self, rule_id: str) -> RulePublic:
+        with self._sessions() as session:
+            row = session.get(ExemptionRuleRow, rule_id)
+            if row is None:
+                raise RuleNotFoundError("not_found", f"rule {rule_id} not found", {"what": rule_id})
+            return public(row)
+
+    # -- documents -----------------------------------------------------------------------
+
+    def publish_all(self) -> list[SignedDocument]:
+        """Every gateway's document, a new version each (server start)."""
+        now = self._clock()
+        with self._sessions() as session, session.begin():
+            documents = [
+                doc for site in self._registry.sites for doc in self._bump(session, site.id, now)
+            ]
+        self._announce(documents)
+        return documents
+
+    def document(
+        self, session: Session, gateway_id: str, version: int, at: datetime
+    ) -> RuleDocument:
+        """The rules a gateway runs: its site's unrevoked rules that have not ended, site-wide
+        ones and those on the zones of its own cameras."""
+        found = self._registry.gateway(gateway_id)
+        if found is None:
+            raise ValueError(f"unknown gateway {gateway_id!r}")
+        site, gateway = found
+        zones = {zone.id for camera in gateway.cameras for zone in camera.zones}
+        rows = session.scalars(
+            select(ExemptionRuleRow)
+            .where(ExemptionRuleRow.site_id == site.id)
+            .where(ExemptionRuleRow.revoked_at.is_(None))
+            .order_by(ExemptionRuleRow.id)
+        )
+        rules = [
+            _RULE.validate_python(row.body)
+            for row in rows
+            if (row.valid_to is None or row.valid_to > at)
+            and (row.zone_id is None or row.zone_id in zones)
+        ]
+        return RuleDocument(
+            site_id=site.id,
+            gateway_id=gateway_id,
+            version=version,
+            issued_at=at,
+            plate_confidence_floor=self._settings.plate_confidence_floor,
+            rules=rules,
+        )
+
+    def _bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
+        site = next(s for s in self._registry.sites if s.id == site_id)
+        signed = []
+        for gateway in site.gateways:
+            row = session.get(RuleDocumentVersion, gateway.id, with_for_update=True)
+            if row is None:
+                row = RuleDocumentVersion(gateway_id=gateway.id, version=0, issued_at=at)
+                session.add(row)
+            row.version += 1
+            row.issued_at = at
+            document = self.document(session, gateway.id, row.version, at)
+            signed.append(
+                SignedDocument(
+                    rules_topic(site.id, gateway.id),
+                    sign_document(document, self._key),
+                    row.version,
+                )
+            )
+        session.flush()
+        return signed
+
+    def _announce(self, documents: Sequence[SignedDocument]) -> None:
+        if documents and self._on_change is not None:
+            self._on_change(documents)
+
+    def _check_scope(self, site_id: str, zone_id: str | None) -> None:
+        site = next((s for s in self._registry.sites if s.id == site_id), None)
+        if site is None:
+            raise ExemptionError("not_found", f"site {site_id} not found", {"what": site_id})
+        if zone_id is None:
+            return
+        zones = {z.id for g in site.gateways for c in g.cameras for z in c.zones}
+        if zone_id not in zones:
+            raise ExemptionError(
+                "not_found", f"zone {zone_id} not found on site {site_id}", {"what": zone_id}
+            )
+
+    def _audit(
+        self,
+        session: Session,
+        at: datetime,
+        actor: str,
+        action: str,
+        rule_id: str,
+        reason: str,
+        detail: dict[str, Any],
+    ) -> None:
+        last = session.scalars(
+            select(ExemptionAudit).order_by(ExemptionAudit.seq.desc()).limit(1)
+        ).first()
+        seq = 1 if last is None else last.seq + 1
+        prev = GENESIS_HASH if last is None else last.entry_hash
+        detail = {**detail, "rule_id": rule_id}
+        entry = {
+            "seq": seq,
+            "case_id": None,
+            "action": action,
+            "from_state": None,
+            "to_state": "",
+            "actor": actor,
+            "reason": reason,
+            "at": at,
+            "detail": detail,
+        }
+        session.add(
+            ExemptionAudit(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                rule_id=rule_id,
+                reason=reason,
+                detail=detail,
+                prev_hash=prev,
+                entry_hash=entry_hash(entry, prev),
+            )
+        )
+
+
+def _summary(rule: Rule) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "type": rule.type,
+        "site_id": rule.site_id,
+        "zone_id": rule.zone_id,
+        "valid_from": rule.valid_from.isoformat(),
+        "valid_to": rule.valid_to.isoformat() if rule.valid_to is not None else None,
+    }
+    if isinstance(rule, PermitRule):
+        summary["plate"] = rule.plate
+    return summary
+
+
+def verify_exemption_audit(session: Session) -> list[int]:
+    """The seqs whose entry no longer matches its hash or its predecessor; empty: intact."""
+    broken: list[int] = []
+    prev = GENESIS_HASH
+    expected_seq = 1
+    for row in session.scalars(select(ExemptionAudit).order_by(ExemptionAudit.seq)):
+        entry = {
+            "seq": row.seq,
+            "case_id": None,
+            "action": row.action,
+            "from_state": None,
+            "to_state": "",
+            "actor": row.actor,
+            "reason": row.reason,
+            "at": row.at,
+            "detail": row.detail,
+        }
+        if (
+            row.seq != expected_seq
+            or row.prev_hash != prev
+            or entry_hash(entry, prev) != row.entry_hash
+        ):
+            broken.append(row.seq)
+        prev = row.entry_hash
+        expected_seq = row.seq + 1
+    return broken
+
+
+class RulePublisher:
+    """Publishes each gateway's newest signed document, retained, QoS 1; again on reconnect."""
+
+    def __init__(self, broker: BrokerSettings, timeout_seconds: float = 5.0) -> None:
+        self._latest: dict[str, SignedDocument] = {}
+        self._lock = threading.Lock()
+        self._timeout = timeout_seconds
+        self.published = 0
+        self.failures = 0
+        self._session = MqttSession(
+            broker,
+            process_client_id("civicwatch-rules"),
+            on_connected=self._on_connected,
+        )
+
+    def start(self) -> None:
+        self._session.start()
+
+    def stop(self) -> None:
+        self._session.stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._session.connected.wait(timeout)
+
+    def publish(self, documents: Sequence[SignedDocument]) -> None:
+        """Keep each as its gateway's newest, and send it now if connected."""
+        with self._lock:
+            fresh = []
+            for document in documents:
+                current = self._latest.get(document.topic)
+                if current is None or document.version >= current.version:
+                    self._latest[document.topic] = document
+                    fresh.append(document)
+        if self._session.connected.is_set():
+            for document in fresh:
+                self._send(document)
+
+    def _on_connected(self, _subscribed: Subscriptions) -> None:
+        with self._lock:
+            documents = list(self._latest.values())
+        for document in documents:
+            self._session.publish(document.topic, document.payload, qos=1, retain=True)
+
+    def _send(self, document: SignedDocument) -> None:
+        info = self._session.publish(document.topic, document.payload, qos=1, retain=True)
+        try:
+            info.wait_for_publish(self._timeout)
+        except (RuntimeError, ValueError) as exc:
+            self.failures += 1
+            log.warning("rule document for %s not published: %s", document.topic, exc)
+            return
+        if info.is_published():
+            self.published += 1
+        else:
+            self.failures += 1
+            log.warning("rule document for %s: no PUBACK in %gs", document.topic, self._timeout)
