@@ -200,9 +200,12 @@ def _token_text(request: Request, exc: TokenRefused) -> str:
 
 
 def _refusal_text(request: Request, exc: ReportRefused) -> str:
-    language, _ = pick_language(request)
-    params = {key: value for key, value in (exc.params or {}).items()}
-    return translator(language)(f"error.{exc.code}", **params)
+    say = translator(pick_language(request)[0])
+    params = dict(exc.params or {})
+    if "key_kind" in params:  # a limit: name what was limited in the page's language
+        params["key"] = say(f"residents.limit_key.{params['key_kind']}")
+    # Not say(key, **params): a param named "key" (the limits') would collide with its argument.
+    return say.messages.get(f"error.{exc.code}", exc.code).format(**params)
 
 
 @router.post("/report")
