@@ -36,10 +36,16 @@ from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.metrics import CameraFalseAlarmCollector, DispatchMetrics, TrainingDataMetrics
 from dispatch.notifications.reports import enqueue_report
+from dispatch.notifications.sender import Delivery
 from dispatch.notifications.service import Notifications, build_notifications
 from dispatch.reports.service import CHECK_SECONDS as REPORT_CHECK_SECONDS
 from dispatch.reports.service import ReportService, notice_of
 from dispatch.residents.intake import IntakeDeps
+from dispatch.residents.status import (
+    RESIDENT_DEPARTMENT,
+    ResidentGateway,
+    ResidentStatusPump,
+)
 from dispatch.residents.tiers import ResidentAwareRouter
 from dispatch.routing import Router
 from dispatch.sla import SlaSweep
@@ -244,8 +250,13 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
         config, database, metrics, router, verifier, consume=Role.INGEST in roles
     )
     consumers.extend(ingest_consumers)
+    resident_status, deliveries = _resident_status(database.session_factory, settings)
     notifications = build_notifications(
-        database.session_factory, settings.notifications, config.broker, metrics.registry
+        database.session_factory,
+        settings.notifications,
+        config.broker,
+        metrics.registry,
+        deliveries=deliveries,
     )
     sla_sweep = SlaSweep(
         database.session_factory,
@@ -263,7 +274,14 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
     if Role.SWEEP in roles:
         leadership = SweepLeadership(make_leader(settings.database_url), metrics.registry)
         scheduler = _scheduler(
-            settings, notifications, verifier, sla_sweep, training, reports, leadership
+            settings,
+            notifications,
+            verifier,
+            sla_sweep,
+            training,
+            reports,
+            leadership,
+            resident_status,
         )
     if Role.API in roles:
         app = _app(config, database, metrics, workflow, consumers, router)
@@ -460,6 +478,18 @@ def _ingest(
     return service, consumers
 
 
+def _resident_status(
+    session_factory: SessionFactory, settings: ServerSettings
+) -> tuple[ResidentStatusPump | None, dict[str, Delivery] | None]:
+    """The residents' status messages (server.residents.status_webhook_url): their pump and
+    the sender's delivery for them; (None, None) when no gateway is named."""
+    url = settings.residents.status_webhook_url
+    if url is None:
+        return None, None
+    pump = ResidentStatusPump(session_factory, str(url), str(settings.notifications.public_url))
+    return pump, {RESIDENT_DEPARTMENT: ResidentGateway(session_factory, str(url)).deliver}
+
+
 def _scheduler(
     settings: ServerSettings,
     notifications: Notifications,
@@ -468,6 +498,7 @@ def _scheduler(
     training: TrainingDataExporter,
     reports: ReportService,
     leadership: SweepLeadership,
+    resident_status: ResidentStatusPump | None = None,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -494,6 +525,8 @@ def _scheduler(
         (training.pump_all, "training-data", CATCH_UP_SECONDS),
         (make_reports, "analysis-reports", REPORT_CHECK_SECONDS),
     ]
+    if resident_status is not None:  # status messages to residents' gateway, by the outbox
+        jobs.append((resident_status.pump_all, "resident-status", poll_seconds))
     for job, job_id, seconds in jobs:
         scheduler.add_job(
             leadership.guard(job, job_id),

@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,10 @@ from storage.database import SessionFactory
 from storage.tables import Notification, utcnow
 
 log = logging.getLogger(__name__)
+
+
+Delivery = Callable[[httpx.Client, str, dict[str, Any]], None]
+"""Sends one row's payload to its target over the sender's client; raises DeliveryError."""
 
 
 def canonical_body(payload: dict[str, Any]) -> bytes:
@@ -66,6 +71,7 @@ class NotificationSender:
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
         batch_size: int = 20,
+        deliveries: Mapping[str, Delivery] | None = None,
     ) -> None:
         self._sessions = session_factory
         self._settings = settings
@@ -78,6 +84,9 @@ class NotificationSender:
             timeout=settings.timeout_seconds, transport=transport, follow_redirects=False
         )
         self._webhooks = {(h.department.value, str(h.url)): h for h in settings.webhooks}
+        # Webhook rows of a "department" that is none (the residents' status gateway): its own
+        # delivery (dispatch/residents/status.py), over this client.
+        self._deliveries = dict(deliveries or {})
 
     def close(self) -> None:
         self._http.close()
@@ -137,7 +146,11 @@ class NotificationSender:
     def _deliver(self, job: _Job, report: SendReport) -> None:
         body = canonical_body({**job.payload, "delivery_id": job.id})
         try:
-            if job.channel == Channel.WEBHOOK.value:
+            if job.channel == Channel.WEBHOOK.value and job.department in self._deliveries:
+                self._deliveries[job.department](
+                    self._http, job.target, {**job.payload, "delivery_id": job.id}
+                )
+            elif job.channel == Channel.WEBHOOK.value:
                 self._post(job, body)
             elif job.channel == Channel.MQTT.value:
                 self._publish(job, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -12,7 +13,7 @@ from dispatch.notifications.metrics import NotificationMetrics
 from dispatch.notifications.outbox import Now
 from dispatch.notifications.publisher import MqttPublisher
 from dispatch.notifications.pump import Notifier
-from dispatch.notifications.sender import NotificationSender
+from dispatch.notifications.sender import Delivery, NotificationSender
 from storage.database import SessionFactory
 from storage.tables import utcnow
 
@@ -46,6 +47,7 @@ def build_notifications(
     broker: BrokerSettings,
     registry: CollectorRegistry | None = None,
     clock: Now = utcnow,
+    deliveries: Mapping[str, Delivery] | None = None,
 ) -> Notifications:
     """Wire the pump, the sender and (when MQTT notifications are on) their MQTT client."""
     metrics = NotificationMetrics(registry)
@@ -53,7 +55,9 @@ def build_notifications(
     return Notifications(
         settings=settings,
         notifier=Notifier(session_factory, settings, clock),
-        sender=NotificationSender(session_factory, settings, publisher, metrics, clock),
+        sender=NotificationSender(
+            session_factory, settings, publisher, metrics, clock, deliveries=deliveries
+        ),
         publisher=publisher,
         metrics=metrics,
     )

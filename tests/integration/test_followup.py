@@ -6,10 +6,14 @@ control-character comment), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -21,8 +25,15 @@ from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.notification_settings import NotificationEvent, NotificationSettings
 from dispatch.notifications.pump import Notifier
+from dispatch.notifications.sender import NotificationSender
 from dispatch.residents.followup import COMMENT_CHARS
 from dispatch.residents.intake import IntakeDeps
+from dispatch.residents.status import (
+    RESIDENT_DEPARTMENT,
+    STATUS_EVENT,
+    ResidentGateway,
+    ResidentStatusPump,
+)
 from dispatch.residents.tiers import ResidentAwareRouter
 from dispatch.web.i18n import translator
 from dispatch.web.report_page import CSRF_COOKIE
@@ -356,3 +367,102 @@ def test_a_merged_case_is_rated_on_the_case_that_lives_on(site: Site) -> None:
     assert rate(site, code, "basic").status_code == 303
     assert [entry.detail["rating"] for entry in entries(site, living_id, "rate")] == ["basic"]
     assert entries(site, merged_id, "rate") == []
+
+
+class _Gateway(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    received: list[dict[str, object]] = []
+    handler = type("Gateway", (_Gateway,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/sms", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_status_messages_reach_the_gateway_with_the_whole_phone_only_with_consent(
+    site: Site, gateway: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, received = gateway
+    pump = ResidentStatusPump(site.sessions, url, "https://civic.example/")
+    pump.pump_all()  # places the cursor: history is not sent
+    agreed = report(site, phone="13812341234", contact_consent="on")
+    case_id = case_of(site, agreed)
+    refused = report(site, phone="13987654321")  # joins; did not agree
+    silent = report(site)  # no phone
+    assert case_of(site, refused) == case_of(site, silent) == case_id
+    act(site, case_id, WORKER, Command(Action.ACCEPT))
+    act(site, case_id, WORKER, Command(Action.NOTE, reason="INTERNAL"))
+    act(site, case_id, WORKER, Command(Action.REPLY, reason="民警已到场"))
+    act(site, case_id, WORKER, Command(Action.RESOLVE))
+    assert pump.pump_all() == 4  # dispatched, accepted, reply, resolved: for the one who agreed
+    with site.sessions() as session:
+        rows = session.scalars(select(Notification).order_by(Notification.id)).all()
+    assert {(row.department, row.event_type, row.target) for row in rows} == {
+        (RESIDENT_DEPARTMENT, STATUS_EVENT, url)
+    }
+    assert all("13812341234" not in json.dumps(row.payload) for row in rows)  # not at rest
+    sender = NotificationSender(
+        site.sessions,
+        NotificationSettings.model_validate({"mqtt": {"enabled": False}}),
+        deliveries={RESIDENT_DEPARTMENT: ResidentGateway(site.sessions, url).deliver},
+    )
+    try:
+        assert sender.run().delivered == 4
+    finally:
+        sender.close()
+    assert [body["state"] for body in received] == ["dispatched", "accepted", "reply", "resolved"]
+    for body in received:
+        assert set(body) == {
+            "tracking_code",
+            "state",
+            "message_zh",
+            "message_en",
+            "phone",
+            "tracking_url",
+        }
+        assert body["phone"] == "13812341234"
+        assert body["tracking_code"] == agreed
+        assert body["tracking_url"] == f"https://civic.example/report/t/{agreed}"
+        assert agreed in str(body["message_zh"])
+        assert agreed in str(body["message_en"])
+    assert "民警已到场" in str(received[2]["message_zh"])
+    assert "INTERNAL" not in json.dumps(received, ensure_ascii=False)
+    assert "13987654321" not in json.dumps(received)
+
+
+def test_a_status_row_for_another_target_is_not_sent(
+    site: Site, gateway: tuple[str, list[dict[str, object]]]
+) -> None:
+    url, received = gateway
+    elsewhere = ResidentStatusPump(site.sessions, url + "-evil", "https://civic.example")
+    elsewhere.pump_all()
+    report(site, phone="13812341234", contact_consent="on")
+    assert elsewhere.pump_all() == 1
+    sender = NotificationSender(
+        site.sessions,
+        NotificationSettings.model_validate({"mqtt": {"enabled": False}}),
+        deliveries={RESIDENT_DEPARTMENT: ResidentGateway(site.sessions, url).deliver},
+    )
+    try:
+        outcome = sender.run()
+    finally:
+        sender.close()
+    assert (outcome.delivered, outcome.retried) == (0, 1)
+    assert received == []
