@@ -463,18 +463,23 @@ def view(session: Session, actor: Actor, consultation: Consultation) -> Consulta
     )
 
 
-def listed(session: Session, actor: Actor, limit: int = 100) -> list[tuple[Consultation, Case]]:
-    """``actor``'s visible consultations: open ones first (soonest deadline), then the rest,
-    newest first."""
-    rows = session.execute(
+def listed(
+    session: Session, actor: Actor, recent: int = 20, limit: int = 200
+) -> list[tuple[Consultation, Case]]:
+    """``actor``'s visible consultations: the open ones by deadline (soonest first), then the
+    ``recent`` latest closed ones, newest first."""
+    base = (
         select(Consultation, Case)
         .join(Case, Case.id == Consultation.case_id)
         .where(visible_consultations(actor))
-        .order_by(
-            (Consultation.state != ConsultationState.OPEN.value),
-            Consultation.deadline_at,
-            Consultation.id.desc(),
-        )
-        .limit(limit)
     )
-    return [(consultation, case) for consultation, case in rows]
+    is_open = Consultation.state == ConsultationState.OPEN.value
+    open_rows = session.execute(
+        base.where(is_open).order_by(Consultation.deadline_at, Consultation.id).limit(limit)
+    )
+    closed_rows = session.execute(
+        base.where(~is_open)
+        .order_by(Consultation.closed_at.desc(), Consultation.id.desc())
+        .limit(recent)
+    )
+    return [(c, case) for c, case in open_rows] + [(c, case) for c, case in closed_rows]

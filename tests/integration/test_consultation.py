@@ -299,6 +299,12 @@ def test_an_unsettled_consultation_escalates_with_the_sla_sweep(rig: Rig) -> Non
         assert session.get_one(Consultation, agreed_cid).state == "agreed"
         assert session.get_one(Case, agreed_case).department == "property_management"
     assert rig.actions(case_id)[-2:] == ["transfer", "consult_escalated"]
+    # the council's list: the closed ones, the latest closed first
+    listed = rig.get("council-1").json()
+    assert [(item["id"], item["state"]) for item in listed] == [
+        (cid, "escalated"),
+        (agreed_cid, "agreed"),
+    ]
     refused = rig.post("council-1", f"/{cid}/comments", {"body": "too late"})
     assert (refused.status_code, refused.json()["code"]) == (409, "consultation_closed")
     for lang, word in (("en", "Consultation escalated"), ("zh-CN", "协商升级派单")):
