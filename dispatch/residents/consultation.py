@@ -159,6 +159,13 @@ def visible_consultation(session: Session, actor: Actor, consultation_id: int) -
     return consultation
 
 
+def consultation_of_case(session: Session, actor: Actor, case_id: int) -> Consultation | None:
+    """The case's consultation where ``actor`` may read it (the case panel links to it)."""
+    return session.scalars(
+        select(Consultation).where(Consultation.case_id == case_id, visible_consultations(actor))
+    ).one_or_none()
+
+
 def _writable(session: Session, actor: Actor, consultation_id: int, now: datetime) -> Consultation:
     """The consultation ``actor`` may take a step in now (locked for this transaction)."""
     consultation = visible_consultation(session, actor, consultation_id)

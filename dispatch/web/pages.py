@@ -23,6 +23,7 @@ from dispatch.http.deps import (
     get_context,
     visible_case,
 )
+from dispatch.residents.consultation import consultation_of_case
 from dispatch.residents.followup import has_reports, reports_for
 from dispatch.web.evidence_view import evidence_set, evidence_views
 from dispatch.web.feed import head_seq
@@ -132,6 +133,7 @@ def _panel_values(
         "people": _people(session, case),
         "actions": _case_actions(session, principal, case, CONSOLE_ACTIONS),
         "reports": reports_for(session, case.id, principal.role),
+        "consultation": consultation_of_case(session, principal, case.id),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),
         "kinds": list(ViolationKind),
@@ -201,6 +203,7 @@ def worker_case(
         deadline_move=last_deadline_move(case),
         actions=_case_actions(session, principal, case, WORKER_ACTIONS),
         reports=reports_for(session, case.id, principal.role),
+        consultation=consultation_of_case(session, principal, case.id),
         may_attach=principal.may(Action.ATTACH)
         and CaseState(case.state) in TRANSITIONS[Action.ATTACH][0],
         needs_reason=NEEDS_REASON,

@@ -415,6 +415,12 @@ def test_the_council_pages_in_both_languages_and_who_reaches_them(rig: Rig) -> N
     for who in ("council-b", "law-worker"):
         assert rig.client.get(f"/council/{cid}", headers=rig.as_(who)).status_code == 404
         assert f"/council/{cid}" not in rig.client.get("/council", headers=rig.as_(who)).text
+    # property management's case pages link to the consultation; another department's do not
+    for path in (f"/console/cases/{case_id}", f"/worker/cases/{case_id}"):
+        panel = rig.client.get(path, headers=rig.as_("pm-worker"))
+        assert f'href="/council/{cid}"' in panel.text, path
+    desk_panel = rig.client.get(f"/console/cases/{case_id}", headers=rig.as_("desk"))
+    assert f'href="/council/{cid}"' in desk_panel.text
     home = rig.client.get("/", headers=rig.as_("council-1"), follow_redirects=False)
     assert home.headers["location"] == "/council"
 
