@@ -28,6 +28,7 @@ from dispatch.config import (
     VerificationSettings,
     token_weakness,
 )
+from dispatch.exemption_settings import ExemptionSettings
 from dispatch.notification_settings import NotificationSettings
 from edge.config import MODEL_ENV_VAR, EdgeSettings
 from ingest.config import IngestSettings
@@ -61,6 +62,9 @@ class ServerSettings(BaseModel):
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     verification: VerificationSettings = Field(default_factory=VerificationSettings)
     residents: ResidentSettings = Field(default_factory=ResidentSettings)
+    exemptions: ExemptionSettings = Field(
+        default_factory=ExemptionSettings, description="signed rule documents for the gateways"
+    )
     training_data_dir: Path | None = Field(
         default=None,
         description=(

@@ -32,6 +32,8 @@ from contracts.mqtt import BrokerSettings, MqttSession, process_client_id
 from dispatch.accounts import AccountService
 from dispatch.calendar import WorkingCalendar
 from dispatch.config import QR_DISABLED_MESSAGE
+from dispatch.exemption_settings import KEY_ENV_VAR as RULES_KEY_ENV_VAR
+from dispatch.exemptions import Exemptions, build_exemptions
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.metrics import CameraFalseAlarmCollector, DispatchMetrics, TrainingDataMetrics
@@ -145,6 +147,7 @@ class Server:
     roles: frozenset[Role] = ALL_ROLES
     leadership: SweepLeadership | None = None  # the sweep role's leader election
     sweep_publisher: MqttSession | None = None  # the sweep's own connection (no ingest here)
+    exemptions: Exemptions | None = None  # signed rule documents pushed to the gateways
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _broker_watch: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -164,6 +167,8 @@ class Server:
             self.scheduler.start()
         for consumer in self.consumers:
             consumer.start()
+        if self.exemptions is not None:
+            self.exemptions.start()  # every gateway's document, a new version each
         if self.broker is not None and self.consumers:
             self._stopping.clear()
             self._broker_watch = threading.Thread(
@@ -208,6 +213,8 @@ class Server:
             self.notifications.stop()
         if self.sweep_publisher is not None:
             self.sweep_publisher.stop()
+        if self.exemptions is not None:
+            self.exemptions.stop()
         if self.training_data is not None:
             self.training_data.close()  # an export the hook started finishes first
         self.engine.dispose()
@@ -283,8 +290,16 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
             leadership,
             resident_status,
         )
+    exemptions = None
     if Role.API in roles:
-        app = _app(config, database, metrics, workflow, consumers, router)
+        exemptions = build_exemptions(
+            database.session_factory,
+            config,
+            config.broker,
+            config.server.exemptions,
+            os.environ.get(RULES_KEY_ENV_VAR),
+        )
+        app = _app(config, database, metrics, workflow, consumers, router, exemptions)
         _process_info(metrics.registry, roles)
     else:
         app = _role_app(roles, database, metrics, consumers, leadership)
@@ -306,6 +321,7 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
         roles=roles,
         leadership=leadership,
         sweep_publisher=sweep_publisher,
+        exemptions=exemptions,
     )
 
 
@@ -563,6 +579,7 @@ def _app(
     workflow: Workflow,
     consumers: list[IngestConsumer],
     router: Router,
+    exemptions: Exemptions | None = None,
 ) -> FastAPI:
     """The HTTP API and consoles; in development, the configured accounts exist first."""
     settings = config.server
@@ -590,6 +607,7 @@ def _app(
             ),
             residents=settings.residents,
             qr_secret=_qr_secret(settings),
+            exemptions=exemptions.service if exemptions is not None else None,
         )
     )
 

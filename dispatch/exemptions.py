@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from contracts.events import PLATE_PATTERN, Identifier
 from contracts.exemptions import (
-    DEFAULT_PLATE_CONFIDENCE_FLOOR,
     PermitRule,
     Rule,
     RuleDocument,
@@ -43,40 +41,26 @@ from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_c
 from contracts.rule_signing import private_key_from_text, sign_document
 from contracts.sites import SiteRegistry
 from contracts.topics import rules_topic
+from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
+from dispatch.exemption_settings import ExemptionSettings as ExemptionSettings
 from storage.audit import GENESIS_HASH, entry_hash
 from storage.database import SessionFactory
 from storage.tables import ExemptionAudit, ExemptionRuleRow, RuleDocumentVersion, utcnow
 
 log = logging.getLogger(__name__)
 
-KEY_ENV_VAR = "CIVICWATCH_RULES_SIGNING_KEY"
 _RULE = TypeAdapter[Rule](Rule)
 
 
-class ExemptionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    signing_key_file: Path | None = Field(
-        default=None,
-        description=(
-            "the Ed25519 private key that signs rule documents (base64 of the raw 32 bytes, or "
-            f"PEM); ${KEY_ENV_VAR} (the key itself) wins; neither: no documents are pushed"
-        ),
-    )
-    plate_confidence_floor: float = Field(
-        default=DEFAULT_PLATE_CONFIDENCE_FLOOR,
-        ge=0,
-        le=1,
-        description="a plate read below this never exempts (a config value until calibrated)",
-    )
-
-
-def load_signing_key(settings: ExemptionSettings, env_value: str | None) -> Ed25519PrivateKey:
-    """The key from the environment's value, else from the file; ValueError when neither."""
+def load_signing_key(
+    settings: ExemptionSettings, env_value: str | None
+) -> Ed25519PrivateKey | None:
+    """The key from the environment's value, else from the file; None when neither is named.
+    A named key that cannot be read or parsed raises (OSError, ValueError): the start stops."""
     if env_value:
         return private_key_from_text(env_value)
     if settings.signing_key_file is None:
-        raise ValueError(f"no rules signing key: set {KEY_ENV_VAR} or signing_key_file")
+        return None
     return private_key_from_text(settings.signing_key_file.read_text())
 
 
@@ -469,3 +453,42 @@ class RulePublisher:
         else:
             self.failures += 1
             log.warning("rule document for %s: no PUBACK in %gs", document.topic, self._timeout)
+
+
+@dataclass
+class Exemptions:
+    """What the composition root runs: the service the API uses and the publisher it feeds."""
+
+    service: ExemptionService
+    publisher: RulePublisher
+
+    def start(self) -> None:
+        """Connect, and publish every gateway's document (a new version each)."""
+        self.publisher.start()
+        self.service.publish_all()
+
+    def stop(self) -> None:
+        self.publisher.stop()
+
+
+def build_exemptions(
+    session_factory: SessionFactory,
+    registry: SiteRegistry,
+    broker: BrokerSettings,
+    settings: ExemptionSettings,
+    env_value: str | None,
+) -> Exemptions | None:
+    """None (logged) when no signing key is named: permits are refused, gateways get nothing."""
+    key = load_signing_key(settings, env_value)
+    if key is None:
+        log.warning(
+            "exemptions are off: no rules signing key (set %s or server.exemptions."
+            "signing_key_file); permit routes answer 503",
+            KEY_ENV_VAR,
+        )
+        return None
+    publisher = RulePublisher(broker)
+    service = ExemptionService(
+        session_factory, registry, key, settings, on_change=publisher.publish
+    )
+    return Exemptions(service, publisher)

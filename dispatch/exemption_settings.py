@@ -1,0 +1,29 @@
+"""The server's exemption settings: plain pydantic, so the config loads without server packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
+
+KEY_ENV_VAR = "CIVICWATCH_RULES_SIGNING_KEY"
+
+
+class ExemptionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signing_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "the Ed25519 private key that signs rule documents (base64 of the raw 32 bytes, or "
+            f"PEM); ${KEY_ENV_VAR} (the key itself) wins; neither: no documents are pushed"
+        ),
+    )
+    plate_confidence_floor: float = Field(
+        default=DEFAULT_PLATE_CONFIDENCE_FLOOR,
+        ge=0,
+        le=1,
+        description="a plate read below this never exempts (a config value until calibrated)",
+    )
