@@ -42,7 +42,7 @@ from contracts.kinds import ViolationKind
 from dispatch.config import AccountSettings, ApiSettings, Department, DevUser, Role
 from dispatch.residents.tokens import QrSigner
 from ingest.config import IngestSettings
-from storage.tables import Case, CaseTransition, ReportPhoto, ResidentReport
+from storage.tables import CaseTransition, ReportPhoto, ResidentReport
 from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path, serve_live_site
 from tests.conftest import REPO_ROOT, MosquittoProcess
 from tests.factories import FIRE_LANE_ZONE, make_registry
