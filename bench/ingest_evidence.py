@@ -11,10 +11,12 @@ Everything in one run, so the ratios compare like with like on a shared machine:
   ../shared/data/images, each made unique by a comment segment), updates one small frame.
 
 Each ingest run is done per evidence mode, alternating within a repeat:
-- ``inline``: the writer thread writes each file, then one syncfs before the commit (before);
-- ``pool``: four threads write the files while the transaction proceeds, then one syncfs
-  before the commit (after; the default);
-- ``pool_fsync``: the same threads also fsync each file, then each folder once, no syncfs;
+- ``inline_syncfs``: the writer thread writes each file, then one syncfs before the commit
+  (before this change);
+- ``pool_syncfs``: four threads write the files while the transaction proceeds, then one syncfs
+  before the commit;
+- ``pool_fsync``: four threads write and fsync each file while the transaction proceeds, then
+  each folder once, before the commit (after: the default);
 - ``postgresql``: the evidence in a PostgreSQL table (storage/evidence_pg.py), inserted by
   its own transaction on another thread, committed before the batch's.
 
@@ -23,7 +25,7 @@ last ack), that MB/s as a share of the disk's direct write rate, and the small r
 as a share of the raw ceiling; the machine's load average before and after.
 
     .venv/bin/python -m bench.ingest_evidence [--real-events 800] [--small-events 5000]
-        [--repeats 2] [--modes inline pool pool_fsync postgresql]
+        [--repeats 2] [--modes inline_syncfs pool_syncfs pool_fsync postgresql]
 
 The last stdout line is a JSON summary.
 """
@@ -58,8 +60,8 @@ REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "images"
 TARGET_BYTES = 150_000
 MODES: dict[str, dict[str, Any]] = {
-    "inline": {"evidence_writer_threads": 0},
-    "pool": {"evidence_writer_threads": 4, "evidence_sync": "filesystem"},
+    "inline_syncfs": {"evidence_writer_threads": 0},
+    "pool_syncfs": {"evidence_writer_threads": 4, "evidence_sync": "filesystem"},
     "pool_fsync": {"evidence_writer_threads": 4, "evidence_sync": "files"},
     "postgresql": {"evidence_backend": "postgresql"},
 }

@@ -70,12 +70,12 @@ class IngestSettings(BaseModel):
             "transaction proceeds; 0 writes them in the writer thread and syncs the filesystem"
         ),
     )
-    evidence_sync: Literal["filesystem", "files"] = Field(
-        default="filesystem",
+    evidence_sync: Literal["files", "filesystem"] = Field(
+        default="files",
         description=(
             "local backend with writer threads: how a batch's images are made durable before "
-            "its commit: one syncfs of the evidence filesystem, or an fsync of each file and "
-            "folder (flushes only our files; slower for many small images)"
+            "its commit: an fsync of each file and new folder entry (flushes only our files), "
+            "or one syncfs of the evidence filesystem (also flushes the neighbours' writes)"
         ),
     )
     workers: int = Field(

@@ -190,7 +190,7 @@ def open_evidence_store(
     root: Path,
     database_url: str,
     writer_threads: int = DEFAULT_WRITER_THREADS,
-    sync: SyncMode = "filesystem",
+    sync: SyncMode = "files",
 ) -> EvidenceStore:
     """The configured store: ``local`` files under ``root``, or ``postgresql`` at
     ``database_url`` (its table created if missing; ``root`` then only caches path() copies).

@@ -5,14 +5,15 @@ level of 256 folders, not 65,536: creating a folder costs as much as creating th
 with two levels nearly every image of a young store needed a new folder.
 
 Ingest's batches write through a small pool of threads (write_unsynced hands the files over and
-returns; sync() waits for them): the GIL is released for each write, and meanwhile the writer
-thread does the batch's database work. Before sync() returns the files are durable, so the
-commit (and the broker's ack after it) still follows durable files: by default with one syncfs
-of the evidence filesystem; with ``sync="files"`` each thread fsyncs its file and each folder
-that got new entries is fsynced once (only our files are flushed, but at one fsync per file,
-which costs more than one syncfs when a batch has hundreds of small images). With
-``writer_threads=0`` the writer thread writes each file itself, then syncfs: the former
-behaviour, kept for comparison (bench/ingest_evidence.py).
+returns; sync() waits for them): the GIL is released for each write and fsync, and meanwhile
+the writer thread does the batch's database work. Before sync() returns the files are durable,
+so the commit (and the broker's ack after it) still follows durable files. By default each
+thread fsyncs its file and each folder that got new entries is fsynced once: that flushes our
+files only. ``sync="filesystem"`` makes the batch durable with one syncfs instead, which also
+flushes every other process's dirty pages on that filesystem (PostgreSQL's, Mosquitto's): one
+call, but its cost depends on the neighbours. With ``writer_threads=0`` the writer thread
+writes each file itself, then syncfs: the former behaviour, kept for comparison
+(bench/ingest_evidence.py).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class EvidenceStore:
         self,
         root: Path,
         writer_threads: int = DEFAULT_WRITER_THREADS,
-        sync: SyncMode = "filesystem",
+        sync: SyncMode = "files",
     ) -> None:
         """``writer_threads``: files of a batch written at once; 0 writes in the caller.
 
