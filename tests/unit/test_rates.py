@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import insert
 
 from contracts.sites import SiteRegistry
-from dispatch.reports.period import Period, window
+from dispatch.reports.figures import count_figures
+from dispatch.reports.period import Period, Scope, resolve_place, window
 from dispatch.reports.rates import (
     BASIC,
     BASICALLY_SATISFIED,
@@ -314,3 +315,20 @@ def test_the_rating_values_are_the_ones_the_tracking_page_stores() -> None:
     assert {rating.value for rating in followup.Rating} == {SATISFIED, BASIC, UNSATISFIED}
     # and each fits the column (String(16))
     assert all(len(value) <= 16 for value in (SATISFIED, BASIC, UNSATISFIED))
+
+
+def test_the_analysis_report_reads_the_same_rates_satisfaction_included(
+    sessions: SessionFactory, registry: SiteRegistry
+) -> None:
+    seed(sessions)
+    place = resolve_place(registry, Scope.SITE, SITE)
+    span = window(Period.WEEK, date(2026, 5, 7), place.zone)
+    with sessions() as session:
+        figures = count_figures(session, registry, place, span)
+        expected = measure_sites(session, [SITE], span)
+    law = next(d for d in figures.departments if d.department == "law_enforcement")
+    assert law.rates == expected["law_enforcement"]
+    assert (law.response_rate, law.resolution_rate) == (2 / 3, 1 / 3)
+    assert law.satisfaction_rate == 2 / 3
+    unassigned = next(d for d in figures.departments if d.department == "none")
+    assert (unassigned.response_rate, unassigned.satisfaction_rate) == (None, None)
