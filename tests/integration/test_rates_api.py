@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 from sqlalchemy import insert
 
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
+from dispatch.metrics import RATES_MAX_AGE_SECONDS, RatesCollector
 from dispatch.reports.rates import BASIC, SATISFIED, UNSATISFIED
 from dispatch.workflow import Action, Workflow
 from storage.database import SessionFactory
@@ -309,3 +310,25 @@ def test_the_page_shows_a_department_its_own_row_and_turns_integrations_away(
         400,
         422,
     )
+
+
+def test_metrics_count_once_a_minute_and_again_after(database_url: str) -> None:
+    with migrated_database(database_url) as (_engine, sessions):
+        now = [utcnow()]
+        collector = RatesCollector(sessions, make_registry(), lambda: now[0])
+        seed(sessions, now[0] - 2 * MIN, 1)
+
+        def law_response() -> float | None:
+            registry = CollectorRegistry()
+            registry.register(collector)
+            text = generate_latest(registry).decode()
+            labels = {"department": "law_enforcement", "period": "month", "rate": "response"}
+            return sample(text, labels)
+
+        assert law_response() == 0.5
+        with sessions.begin() as session:  # a third law case, accepted in time
+            start = now[0] - MIN
+            session.execute(insert(Case), [case_row(50, start, acknowledged_at=start)])
+        assert law_response() == 0.5  # within the minute: the kept answer
+        now[0] += timedelta(seconds=RATES_MAX_AGE_SECONDS)
+        assert law_response() == pytest.approx(2 / 3)
