@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from civicwatch.serving import BackgroundApi
 from dispatch.config import ApiSettings
@@ -27,7 +28,7 @@ from dispatch.web.settings import WebOptions
 from dispatch.workflow import Workflow
 from storage.audit import FEED_CHANNEL, chain_entries
 from storage.database import make_engine, make_session_factory
-from tests.conftest import _postgres_scratch_database, free_port
+from tests.conftest import POSTGRES_ADMIN_URL, _postgres_scratch_database, free_port
 from tests.factories import EventFactory, IngestRig, make_ingest, migrated_database
 from tests.integration.test_web_feed import TOKENS, SseReader
 
@@ -201,3 +202,42 @@ def test_the_notification_only_says_look_now(cluster: Cluster) -> None:
 def test_the_hub_listens_on_postgresql_only(database_url: str) -> None:
     with migrated_database(database_url) as (engine, sessions):
         assert FeedHub(sessions, 0.2).listens is (engine.dialect.name == "postgresql")
+
+
+def test_while_the_listener_cannot_reconnect_the_reader_backs_off_and_still_delivers(
+    cluster: Cluster,
+) -> None:
+    """The database refuses new connections (ALLOW_CONNECTIONS false; pooled ones stay): the
+    killed listener's attempts fail and back off, each failed attempt is followed by a read of
+    the log (the catch-up), and once connections are allowed again it listens again."""
+    api = cluster.apis[0]
+    reader = api.feed()
+    # Connected to the admin database: one cannot refuse connections to a database one is in.
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = make_url(cluster.url).database
+    try:
+        assert _wait_for(lambda: api.hub.listener_pid is not None)
+        cluster.store_case()  # the writer's and the app's pools hold a connection from here on
+        assert len(reader.events(2, timeout=BOUND)) == 2
+        connects, pid = api.hub.connects, api.hub.listener_pid
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        try:
+            assert _wait_for(lambda: api.hub.listener_pid is None)
+            cluster.store_case()  # no listener anywhere can hear this one
+            events = reader.events(2, timeout=5.0)
+            assert [e["json"]["action"] for e in events] == ["register", "dispatch"]
+            assert api.hub.connects == connects  # it was the catch-up read, not a new listener
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        # Back within the backoff's ceiling (10 s) plus a margin.
+        assert _wait_for(lambda: api.hub.connects > connects, timeout=15.0)
+        stored = cluster.store_case()
+        events = reader.events(2, timeout=BOUND)
+        assert [e["json"]["action"] for e in events] == ["register", "dispatch"]
+        assert time.monotonic() - stored < BOUND + 0.5
+    finally:
+        admin.dispose()
+        reader.close()
