@@ -1,0 +1,413 @@
+"""Residents' reports: submitted on /report -> in the department's queue, p50/p99, beside camera
+load; and the /report page's first-load bytes as a browser fetches them.
+
+Real parts: a private Mosquitto, ``civicwatch server`` in its own process (fresh SQLite or
+PostgreSQL database), loadgen's simulated cameras (1,000 cameras, loadgen's default rate of
+100 events/s, QoS 1, through the real ingest) publishing for the whole run, and residents'
+reports posted as the page posts them (multipart form with its double-submit CSRF cookie)
+at a steady open-loop rate: report i is due at start + i/rate whether or not earlier ones have
+answered, and its latency counts from then. Each report is a blocked fire lane (department
+tier: fire and rescue) at its own building, so it opens its own case, with 0-3 real photos
+(../shared/data/images, re-encoded as JPEGs of about 100-300 KB). "In the queue" is when the
+fire department's worker first finds the case dispatched with GET /api/v1/cases?q=<tracking
+code> (polled every 50 ms after the form's answer), so the time includes that query.
+
+The first-load bytes are the /report page in Chromium (Debian's /usr/bin/chromium, Playwright)
+at a phone's size, every response body the browser received (HTML, CSS, JS, images, the
+favicon's answer), counted before the load starts.
+
+    .venv/bin/python -m bench.report_intake [--rate 20] [--seconds 60]
+        [--backends sqlite postgresql] [--camera-rate 100]
+
+Progress goes to stderr on a terminal; the last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from PIL import Image
+
+from bench.ingest_rate import scratch_database
+from contracts.kinds import ViolationKind
+from contracts.mqtt import BrokerSettings
+from contracts.sites import SiteRegistry
+from contracts.stats import percentile
+from loadgen.events import camera_simulators, evidence_images
+from loadgen.measure import Progress
+from loadgen.registry import simulated_registry
+from loadgen.run import LoadSummary, run_direct
+from tests.conftest import MosquittoProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT.parent / "shared" / "data" / "images"
+CHROMIUM = Path("/usr/bin/chromium")
+TARGET_P99_MS = 2000
+TARGET_PAGE_BYTES = 150 * 1024
+CAMERAS = 1000  # loadgen's defaults: 1,000 cameras, 8 per gateway, 100 events/s
+CAMERAS_PER_GATEWAY = 8
+CAMERA_RATE = 100.0
+WORKER_TOKEN = "bench-fire-worker-token-0001"
+SERVER_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "server")
+KIND = ViolationKind.FIRE_LANE_BLOCKING
+POLL_SECONDS = 0.05
+QUEUE_TIMEOUT = 60.0
+WARMUP_SECONDS = 3.0
+
+
+# --- photos -------------------------------------------------------------------------------
+
+
+def real_photos(seed: int) -> list[bytes]:
+    """JPEGs of 100-300 KB re-encoded from the shared photos (crops and sizes vary)."""
+    rng = random.Random(seed)
+    sources = sorted(p for p in IMAGES.iterdir() if p.suffix.lower() in {".png", ".jpg"})
+    if not sources:
+        raise SystemExit(f"no photos in {IMAGES}")
+    out: list[bytes] = []
+    attempts = 0
+    while len(out) < 12 and attempts < 200:
+        attempts += 1
+        with Image.open(sources[attempts % len(sources)]) as image:
+            picture = image.convert("RGB")
+        side = rng.choice([1280, 1600, 2000])
+        scale = side / max(picture.size)
+        picture = picture.resize(
+            (max(1, int(picture.width * scale)), max(1, int(picture.height * scale)))
+        )
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=rng.choice([70, 80, 88, 92]))
+        if 100_000 <= len(buffer.getvalue()) <= 300_000:
+            out.append(buffer.getvalue())
+    if not out:
+        raise SystemExit("could not make a 100-300 KB JPEG from the shared photos")
+    return out
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    base: str
+    broker: BrokerSettings
+    registry: SiteRegistry
+    site_id: str
+
+
+@contextmanager
+def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
+    """``civicwatch server`` in its own process, with loadgen's cameras and a fire worker."""
+    broker = MosquittoProcess(workdir / "broker")
+    broker.start()
+    port = free_port()
+    registry = simulated_registry(CAMERAS, CAMERAS_PER_GATEWAY)
+    config = {
+        "sites": registry.model_dump(mode="json", exclude_defaults=True)["sites"],
+        "broker": {"host": "127.0.0.1", "port": broker.port},
+        "server": {
+            "database_url": database_url,
+            "ingest": {"evidence_dir": str(workdir / "evidence")},
+            "api": {
+                "port": port,
+                "tokens": [
+                    {
+                        "name": "firefighter",
+                        "token": WORKER_TOKEN,
+                        "role": "worker",
+                        "department": "fire_rescue",
+                    }
+                ],
+            },
+            # One address posts every report here: the per-address limit would be the test.
+            "residents": {
+                "limits": {"per_address": 1_000_000, "per_phone": 1_000_000, "per_token": 1_000}
+            },
+        },
+    }
+    config_file = workdir / "civicwatch.yaml"
+    config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
+    log = (workdir / "server.log").open("wb")
+    process = subprocess.Popen(
+        [*SERVER_COMMAND, "--config", str(config_file)], stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready; see {workdir}/server.log")
+            time.sleep(0.2)
+        yield Served(base, broker.settings, registry, registry.sites[0].id)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        broker.stop()
+
+
+# --- the page's first load ----------------------------------------------------------------
+
+
+def first_load_bytes(base: str) -> dict[str, Any]:
+    """Every response body Chromium received loading /report at a phone's size."""
+    from playwright.sync_api import Response, sync_playwright
+
+    bodies: dict[str, int] = {}
+
+    def received(response: Response) -> None:
+        try:
+            bodies[response.url.removeprefix(base)] = len(response.body())
+        except Exception:  # a redirect or aborted response has no body to count
+            bodies.setdefault(response.url.removeprefix(base), 0)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.on("response", received)
+        page.goto(f"{base}/report", wait_until="networkidle")
+        browser.close()
+    total = sum(bodies.values())
+    return {
+        "bytes": total,
+        "kb": round(total / 1024, 1),
+        "target_kb": TARGET_PAGE_BYTES // 1024,
+        "ratio_to_target": round(total / TARGET_PAGE_BYTES, 2),
+        "responses": bodies,
+    }
+
+
+# --- the reports --------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    due: float
+    answered_ms: float  # the form's 303
+    queued_ms: float | None  # first seen dispatched in the worker's list; None: never
+    photos: int
+    status: int
+
+
+@dataclass
+class Camera:
+    summary: LoadSummary | None = None
+    error: str = ""
+    thread: threading.Thread | None = None
+    loads: list[float] = field(default_factory=list)
+
+
+async def drive_reports(
+    served: Served, rate: float, seconds: float, photos: list[bytes], seed: int
+) -> tuple[list[Sample], float]:
+    rng = random.Random(seed)
+    total = int(rate * (seconds + WARMUP_SECONDS))
+    samples: list[Sample] = []
+    progress = Progress(f"reports {rate:.0f}/s", total)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    worker = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+    async with httpx.AsyncClient(base_url=served.base, limits=limits, timeout=60) as client:
+        form = await client.get("/report")
+        marker = 'name="csrf" value="'
+        csrf = form.text.split(marker, 1)[1].split('"', 1)[0]
+
+        async def one(index: int, due: float, attached: list[bytes]) -> None:
+            data = {
+                "csrf": csrf,
+                "category": KIND.value,
+                "site_id": served.site_id,
+                "building": f"B{index}",
+                "description": f"消防通道被堵 #{index}",
+            }
+            files = [
+                ("photos", (f"p{n}.jpg", body, "image/jpeg")) for n, body in enumerate(attached)
+            ]
+            try:
+                response = await client.post("/report", data=data, files=files or None)
+                status = response.status_code
+            except httpx.HTTPError:
+                status = 0
+            answered = (time.perf_counter() - due) * 1000
+            if status != 303:
+                samples.append(Sample(due, answered, None, len(attached), status))
+                return
+            code = response.headers["location"].rsplit("/", 1)[1]
+            queued: float | None = None
+            deadline = time.perf_counter() + QUEUE_TIMEOUT
+            while time.perf_counter() < deadline:
+                try:
+                    listed = await client.get(
+                        "/api/v1/cases", params={"q": code, "state": "dispatched"}, headers=worker
+                    )
+                    if listed.status_code == 200 and listed.json():
+                        queued = (time.perf_counter() - due) * 1000
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(POLL_SECONDS)
+            samples.append(Sample(due, answered, queued, len(attached), status))
+
+        start = time.perf_counter() + 0.1
+        tasks = []
+        for index in range(total):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            attached = [rng.choice(photos) for _ in range(rng.randint(0, 3))]
+            tasks.append(asyncio.create_task(one(index, due, attached)))
+            progress.show(index + 1, f"done {len(samples)}")
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+        progress.finish()
+    warm = start + WARMUP_SECONDS
+    measured = [sample for sample in samples if sample.due >= warm]
+    return measured, len(measured) / max(elapsed - WARMUP_SECONDS, 1e-9)
+
+
+def cameras_beside(served: Served, seconds: float, rate: float, seed: int) -> Camera:
+    """loadgen's direct publisher in a thread for the whole run."""
+    camera = Camera()
+    simulators = camera_simulators(served.registry, evidence_images(40, seed), seed, 0.3)
+
+    def publish() -> None:
+        try:
+            camera.summary, _ids = run_direct(
+                served.broker, served.registry, simulators, rate, seconds, 8, 30.0
+            )
+        except Exception as exc:  # reported in the summary, not raised past the report load
+            camera.error = repr(exc)
+
+    camera.thread = threading.Thread(target=publish, name="cameras", daemon=True)
+    camera.thread.start()
+    return camera
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {
+        "p50": round(percentile(ordered, 50), 1),
+        "p90": round(percentile(ordered, 90), 1),
+        "p99": round(percentile(ordered, 99), 1),
+        "max": round(ordered[-1], 1),
+        "mean": round(statistics.fmean(ordered), 1),
+    }
+
+
+def run(backend: str, args: argparse.Namespace, photos: list[bytes]) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"cw-report-intake-{backend}-"))
+    try:
+        with scratch_database(backend, workdir) as url, running_server(url, workdir) as served:
+            page = first_load_bytes(served.base) if not args.no_page else None
+            loads = [os.getloadavg()[0]]
+            camera = cameras_beside(served, args.seconds + WARMUP_SECONDS + 5, args.camera_rate, 7)
+            samples, achieved = asyncio.run(
+                drive_reports(served, args.rate, args.seconds, photos, args.seed)
+            )
+            loads.append(os.getloadavg()[0])
+            if camera.thread is not None:
+                camera.thread.join(timeout=120)
+            queued = [s.queued_ms for s in samples if s.queued_ms is not None]
+            answered = [s.answered_ms for s in samples if s.status == 303]
+            p99 = _ms(queued).get("p99")
+            cameras: dict[str, Any] = {"error": camera.error} if camera.error else {}
+            if camera.summary is not None:
+                cameras = {
+                    "rate_target": camera.summary.rate_target,
+                    "published": camera.summary.published,
+                    "confirmed": camera.summary.confirmed,
+                    "publish_rate": camera.summary.publish_rate,
+                    "ack_latency_ms": camera.summary.latency_ms,
+                }
+            return {
+                "backend": backend,
+                "offered_rate": args.rate,
+                "achieved_rate": round(achieved, 1),
+                "reports": len(samples),
+                "refused_or_failed": sum(1 for s in samples if s.status != 303),
+                "never_queued": sum(1 for s in samples if s.status == 303 and s.queued_ms is None),
+                "photos_sent": sum(s.photos for s in samples),
+                "submitted_to_queue_ms": _ms(queued),
+                "submitted_to_answer_ms": _ms(answered),
+                "target_p99_ms": TARGET_P99_MS,
+                "p99_ratio_to_target": round(p99 / TARGET_P99_MS, 2) if p99 else None,
+                "cameras": cameras,
+                "load_average_1m": [round(value, 2) for value in loads],
+                "first_load": page,
+            }
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=20.0, help="reports per second")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds")
+    parser.add_argument("--camera-rate", type=float, default=CAMERA_RATE, help="events/s")
+    parser.add_argument(
+        "--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
+    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--no-page", action="store_true", help="skip the first-load bytes")
+    parser.add_argument("--keep", action="store_true", help="keep the work folders")
+    args = parser.parse_args(argv)
+    photos = real_photos(args.seed)
+    runs = []
+    for backend in args.backends:
+        runs.append(run(backend, args, photos))
+        summary = runs[-1]
+        queue = summary["submitted_to_queue_ms"]
+        print(
+            f"{backend}: {summary['achieved_rate']}/s, submitted -> queue p50 {queue.get('p50')} "
+            f"ms p99 {queue.get('p99')} ms (target {TARGET_P99_MS}), page "
+            f"{(summary['first_load'] or {}).get('kb')} KB, load {summary['load_average_1m']}",
+            file=sys.stderr,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "report_intake",
+                "photo_kb": [round(len(p) / 1024) for p in photos],
+                "runs": runs,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
