@@ -52,8 +52,10 @@ _BATCH = 500
 FALLBACK_SECONDS = 5.0
 RECONNECT_MAX_SECONDS = 10.0  # the backoff between attempts to reopen the listening connection
 # The listening connection is idle for long stretches: keepalives find a dead peer (a cut
-# network sends no reset) within about 25 s instead of the kernel's two hours.
-_KEEPALIVES = {
+# network sends no reset) within about 25 s instead of the kernel's two hours; an attempt to
+# reopen it gives up after 5 s (the reader reads nothing while it waits). The URL's own wins.
+_LISTENER_OPTIONS = {
+    "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 10,
     "keepalives_interval": 5,
@@ -340,7 +342,7 @@ class FeedHub:
         assert self._engine is not None
         dialect = self._engine.dialect
         cargs, cparams = dialect.create_connect_args(self._engine.url)
-        raw = dialect.connect(*cargs, **{**_KEEPALIVES, **cparams})
+        raw = dialect.connect(*cargs, **{**_LISTENER_OPTIONS, **cparams})
         if not isinstance(raw, psycopg.Connection):  # pragma: no cover - the dialect is psycopg
             raw.close()
             raise psycopg.InterfaceError("the listening connection is not a psycopg one")
