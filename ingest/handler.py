@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
 from contracts.sites import SiteRegistry
+from ingest.exemption_check import ExemptionCheck
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService, StoreResult
 from ingest.validation import Refusal, RefusalReason, parse_violation
@@ -39,6 +40,8 @@ class ViolationHandler:
         self._registry = registry
         self._metrics = metrics
         self._max_payload_bytes = max_payload_bytes
+        # The same exemption rules the gateways run: a stored violation they cover is flagged.
+        self._exemptions = ExemptionCheck(service.session_factory, registry, metrics)
 
     def handle(self, topic: str, payload: bytes) -> IngestAck | None:
         """Validate and store one message; see handle_batch."""
@@ -84,7 +87,22 @@ class ViolationHandler:
             return acks
         for (index, topic, event), outcome in zip(valid, outcomes, strict=True):
             acks[index] = self._answer(topic, event, outcome)
+        self._check_exemptions(
+            [
+                event
+                for (_, _, event), o in zip(valid, outcomes, strict=True)
+                if o is AckOutcome.STORED
+            ]
+        )
         return acks
+
+    def _check_exemptions(self, stored: list[ViolationEvent]) -> None:
+        """Flag what should have been exempt; the events are stored, so a failure here is only
+        logged (the check must never make ingest refuse or redeliver)."""
+        try:
+            self._exemptions.check(stored)
+        except Exception:
+            log.exception("exemption check of %d stored events failed", len(stored))
 
     def _answer(self, topic: str, event: ViolationEvent, outcome: StoreResult) -> IngestAck | None:
         if isinstance(outcome, Refusal):

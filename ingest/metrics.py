@@ -59,6 +59,13 @@ class IngestMetrics:
             "Violations whose evidence hash chain stopped verifying",
             registry=self.registry,
         )
+        self.should_have_been_exempt = Counter(
+            "civicwatch_ingest_should_have_been_exempt",
+            "Stored violations an exemption rule covers: flagged on their case (ingest/"
+            "exemption_check.py)",
+            ["why"],
+            registry=self.registry,
+        )
         self.store_failures = Counter(
             "civicwatch_ingest_store_failures",
             "Batches that could not be stored "

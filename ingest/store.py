@@ -64,6 +64,10 @@ class IngestService:
         self._settings = settings or IngestSettings()
 
     @property
+    def session_factory(self) -> SessionFactory:
+        return self._sessions
+
+    @property
     def evidence_store(self) -> EvidenceStore:
         """Where this service files evidence (the verification intake files there too)."""
         return self._evidence
