@@ -183,6 +183,11 @@ class RuleDocument(_Model):
     plate_confidence_floor: float = Field(default=DEFAULT_PLATE_CONFIDENCE_FLOOR, ge=0, le=1)
     rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
 
+    @cached_property
+    def ordered_rules(self) -> tuple[Rule, ...]:
+        """The rules in the order overlaps are settled in: zone first, newest first, by id."""
+        return tuple(sorted(self.rules, key=_order))
+
 
 class Outcome(StrEnum):
     EXEMPT = "exempt"  # no violation: nothing leaves the gateway
@@ -243,8 +248,8 @@ def evaluate(
         and plate_confidence >= document.plate_confidence_floor
     )
     fire_lane = zone.kind is ZoneKind.FIRE_LANE
-    candidates = sorted(
-        (r for r in document.rules if r.covers(site.id, zone.id) and r.valid_at(at)), key=_order
+    candidates = (
+        r for r in document.ordered_rules if r.covers(site.id, zone.id) and r.valid_at(at)
     )
     bay: Decision | None = None
     weak_plate = False
