@@ -34,6 +34,8 @@ _EVENT_OF_ACTION = {
     Action.PARK.value: NotificationEvent.PARKED,
     Action.VERIFY.value: NotificationEvent.VERIFIED,
     Action.CLOSE.value: NotificationEvent.CLOSED,
+    # a resident's mediation request hands a household matter to property management
+    Action.MEDIATE.value: NotificationEvent.DISPATCHED,
 }
 _ASSIGNING_ACTIONS = (Action.DISPATCH.value, Action.TRANSFER.value)
 

@@ -189,11 +189,15 @@ def rate_report(
     report.rating_comment = text
     report.rated_at = now
     unsatisfied = value is Rating.UNSATISFIED
-    reopen = unsatisfied and not _reopened_for_rating(session, case)
+    # A household matter (私事自治) has no department to reopen to: its way on is mediation.
+    household = case.tier == Tier.HOUSEHOLD.value or case.department is None
+    reopen = unsatisfied and not household and not _reopened_for_rating(session, case)
     flagged = unsatisfied and not reopen
     detail: dict[str, Any] = {"tracking_code": report.tracking_code, "rating": value.value}
-    if flagged:
+    if flagged and not household:
         detail["unsatisfied_again"] = True
+    elif flagged:
+        detail["unsatisfied_household"] = True
     _append(session, case, "rate", text, now, detail)
     if reopen:
         _reopen_to_supervisor(session, case, report.tracking_code, text, workflow, now, router)

@@ -207,6 +207,8 @@ class TimelineText:
             facts.append(t("timeline.rated", rating=t.name("rating", detail.get("rating"))))
             if detail.get("unsatisfied_again"):
                 facts.append(t("timeline.unsatisfied_again"))
+            elif detail.get("unsatisfied_household"):
+                facts.append(t("timeline.unsatisfied_household"))
         elif action == "reopen" and detail.get("unsatisfied_rating") is True:
             facts.append(t("timeline.reopened_unsatisfied"))
         elif action == "mediate":

@@ -466,3 +466,38 @@ def test_a_status_row_for_another_target_is_not_sent(
         sender.close()
     assert (outcome.delivered, outcome.retried) == (0, 1)
     assert received == []
+
+
+def test_unsatisfied_with_a_household_matter_offers_mediation_not_a_reopen(site: Site) -> None:
+    pm = NotificationSettings.model_validate(
+        {
+            "webhooks": [
+                {
+                    "department": "property_management",
+                    "url": "http://127.0.0.1:9/pm",
+                    "secret": "p" * 16,
+                }
+            ],
+            "mqtt": {"enabled": False},
+        }
+    )
+    notifier = Notifier(site.sessions, pm)
+    notifier.pump()
+    code = report(site, "neighbour_dispute", description="装修噪音")
+    case_id = case_of(site, code)
+    assert notifier.pump() == 0  # guided and closed: no department to tell
+    assert rate(site, code, "dissatisfied", "没用").status_code == 303
+    assert entries(site, case_id, "reopen") == []
+    [rated] = entries(site, case_id, "rate")
+    assert rated.detail["unsatisfied_household"] is True
+    page = site.client.get(f"/report/t/{code}")
+    assert 'data-testid="mediation-submit"' in page.text
+    token = site.client.cookies.get(CSRF_COOKIE) or ""
+    assert site.client.post(f"/report/t/{code}/mediate", data={"csrf": token}).status_code == 200
+    notifier.pump()
+    with site.sessions() as session:
+        told = session.scalars(select(Notification)).all()
+    # property management hears of the case the mediation handed it
+    assert [(row.department, row.event_type) for row in told] == [
+        ("property_management", NotificationEvent.DISPATCHED.value)
+    ]
