@@ -258,3 +258,37 @@ def test_lookups_and_ratings_are_rate_limited_per_address(world: World) -> None:
     assert world.client.get(f"/report/t/{world.code_b}").status_code == 429
     with world.sessions() as session:
         assert session.scalars(select(ResidentReport.rating)).all() == [None, None]
+
+
+def test_the_department_replies_from_the_case_and_the_resident_reads_it(world: World) -> None:
+    panel = world.client.get(
+        f"/console/cases/{world.case_id}/panel", headers=world.headers("dispatcher")
+    )
+    assert 'data-action="reply"' in panel.text
+    worker_page = world.client.get(
+        f"/worker/cases/{world.case_id}", headers=world.headers("pm-worker")
+    )
+    assert 'data-action="reply"' in worker_page.text
+    answered = world.client.post(
+        f"/api/v1/cases/{world.case_id}/actions",
+        json={"action": "reply", "reason": "明早八点清运 API-REPLY"},
+        headers=world.headers("pm-worker"),
+    )
+    assert answered.status_code == 200, answered.text
+    empty = world.client.post(
+        f"/api/v1/cases/{world.case_id}/actions",
+        json={"action": "reply", "reason": "  "},
+        headers=world.headers("pm-worker"),
+    )
+    assert empty.status_code == 422
+    assert empty.json()["code"] == "reason_required"
+    council = world.client.post(
+        f"/api/v1/cases/{world.case_id}/actions",
+        json={"action": "reply", "reason": "not mine to answer"},
+        headers=world.headers("council-1"),
+    )
+    assert council.status_code in (403, 404)
+    for code in (world.code_a, world.code_b):
+        page = world.client.get(f"/report/t/{code}").text
+        assert "API-REPLY" in page
+        assert "not mine" not in page
