@@ -149,6 +149,9 @@ NOT_OBJECT_PARAMS: dict[str, tuple[str, str]] = {
     # route naming one (other site's council, other departments, integration: 404 or 403).
     "consultation_id": ("a consultation: a site's council's and property management's", "1"),
     "proposal_id": ("a proposal in a consultation (as consultation_id)", "1"),
+    # Permits (issue 13) are property management's and the command centre's only: every camera
+    # department's role is refused them (403) before any lookup; their own tests check roles.
+    "rule_id": ("a temporary permit: property management's, no camera department's", "permit-1"),
 }
 
 
