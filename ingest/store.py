@@ -162,6 +162,8 @@ class IngestService:
             "at": status.at,
             "received_at": utcnow(),
         }
+        if status.rules_version is not None:  # a last will knows none: keep the last reported
+            values["rules_version"] = status.rules_version
         with self._sessions.begin() as session:
             upsert(session, GatewayStatusRow, values, key="gateway_id")
         self._metrics.status_messages.inc()

@@ -505,6 +505,9 @@ class GatewayStatusRow(Base):
     outbox_pending: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    rules_version: Mapped[int | None] = mapped_column(
+        BigInteger, doc="the signed rule document it runs (kept through its last will)"
+    )
 
 
 class SavedView(Base):

@@ -15,11 +15,13 @@ from contracts.acks import AckOutcome
 from contracts.events import PlateReading, ViolationEvent
 from contracts.exemptions import PermitRule
 from contracts.rule_signing import generate_key_pair, private_key_from_text
+from contracts.status import GatewayState, GatewayStatus
 from dispatch.exemptions import ExemptionService
 from ingest.exemption_check import FLAG_ACTION
 from storage.audit import verify_chain
-from storage.tables import Case, CaseTransition
+from storage.tables import Case, CaseTransition, GatewayStatusRow
 from tests.factories import (
+    GATEWAY,
     PARKING_ZONE,
     SITE,
     T0,
@@ -104,3 +106,19 @@ def test_a_revoked_permit_flags_nothing(rig: tuple[IngestRig, ExemptionService])
     ingest.handler.handle(factory.topic, with_plate(factory.event(), PLATE).to_wire())
     assert flags(ingest) == []
     assert counted(ingest, "permit") == 0
+
+
+def test_the_rules_version_a_gateway_reports_is_kept_through_its_last_will(
+    rig: tuple[IngestRig, ExemptionService],
+) -> None:
+    ingest, _ = rig
+    online = GatewayStatus(
+        site_id=SITE, gateway_id=GATEWAY, state=GatewayState.ONLINE, at=T0, rules_version=7
+    )
+    ingest.service.record_gateway_status(online)
+    will = GatewayStatus(site_id=SITE, gateway_id=GATEWAY, state=GatewayState.OFFLINE)
+    ingest.service.record_gateway_status(will)
+    with ingest.session_factory() as session:
+        row = session.get(GatewayStatusRow, GATEWAY)
+        assert row is not None
+        assert (row.state, row.rules_version) == ("offline", 7)

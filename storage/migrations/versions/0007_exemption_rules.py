@@ -1,5 +1,5 @@
 """Exemption rules (issue 13): rules and permits, each gateway's rule-document version, and the
-hash-chained audit of every change to them.
+hash-chained audit of every change to them; the rule version each gateway reports.
 
 Revision ID: 0007
 Revises: 0006
@@ -69,8 +69,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("gateway_id", name=op.f("pk_rule_document_versions")),
     )
 
+    with op.batch_alter_table("gateway_status", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("rules_version", sa.BigInteger(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("gateway_status", schema=None) as batch_op:
+        batch_op.drop_column("rules_version")
     op.drop_table("rule_document_versions")
     with op.batch_alter_table("exemption_rules", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_exemption_rules_site_id"))
