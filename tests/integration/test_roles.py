@@ -15,7 +15,7 @@ from civicwatch.mqtt_identity import resolve_ingest
 from civicwatch.server import Role, Server, build_server
 from dispatch.config import SlaSettings
 from ingest.config import IngestSettings
-from storage.leader import FileLeader, PostgresLeader, make_leader
+from storage.leader import ADVISORY_KEY, FileLeader, PostgresLeader, make_leader
 from tests.conftest import _postgres_scratch_database
 from tests.factories import make_registry
 
@@ -112,11 +112,15 @@ def test_a_leader_whose_connection_drops_stops_leading(postgres_url: str) -> Non
         assert not second.try_lead()
         with admin.connect() as connection:
             # The database ends the leader's session (as a crash or a cut network would).
+            # Only this database's holder of this key: other tests share the server.
             ended = connection.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND granted"
-                )
+                    "WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                    "AND classid::bigint = :high AND objid::bigint = :low AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
+                ),
+                {"high": (ADVISORY_KEY >> 32) & 0xFFFFFFFF, "low": ADVISORY_KEY & 0xFFFFFFFF},
             ).scalars()
             assert list(ended) == [True]
         assert not first.still_leading()
