@@ -56,6 +56,17 @@ def gateway_services(
     )
 
 
+def rule_store(settings: EdgeSettings, site: SiteConfig, gateway_id: str) -> RuleStore:
+    """The gateway's signed rule document: the disk copy now, the broker's retained one later."""
+    key = settings.rules_public_key
+    return RuleStore(
+        settings.rules_path(gateway_id),
+        public_key_from_text(key) if key is not None else None,
+        site,
+        gateway_id,
+    )
+
+
 def camera_analysis(
     site_id: str,
     gateway_id: str,
@@ -80,13 +91,7 @@ def build_gateway(
     """Wire every camera of ``gateway``: outbox, publisher, shared services, each camera's
     source and analysis, camera verification. Opens the outbox; starts nothing."""
     outbox = Outbox(outbox_path(settings, gateway.id))
-    key = settings.rules_public_key
-    rules = RuleStore(
-        settings.rules_path(gateway.id),
-        public_key_from_text(key) if key is not None else None,
-        site,
-        gateway.id,
-    )
+    rules = rule_store(settings, site, gateway.id)
     publisher = EdgePublisher(
         broker,
         site.id,

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from civicwatch.gateway import camera_analysis, gateway_services, outbox_path
+from civicwatch.gateway import camera_analysis, gateway_services, outbox_path, rule_store
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig
 from edge.capture import ReplaySource
@@ -39,6 +39,8 @@ def replay(
     """
     source = ReplaySource(source_path, loop=loop, hold_last_seconds=hold_last_seconds, start=start)
     outbox = Outbox(outbox_path(settings, gateway.id))
+    # The gateway's exemptions hold in a replay too: the disk copy, then the retained document.
+    rules = rule_store(settings, site, gateway.id)
     publisher = (
         EdgePublisher(
             broker,
@@ -49,11 +51,14 @@ def replay(
             "-replay",
             announces_gateway=False,
             max_unconfirmed=settings.max_unconfirmed,
+            rules=rules,
         )
         if broker is not None
         else None
     )
-    services = gateway_services(settings, gateway.id, detector, outbox, ZoneInfo(site.timezone))
+    services = gateway_services(
+        settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules
+    )
     analysis = camera_analysis(
         site.id, gateway.id, camera, settings, services, detector, source.fps
     )
