@@ -60,7 +60,7 @@ from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.evidence_store import EvidenceStore
-from storage.leader import Leader, make_leader
+from storage.leader import Leader, exclusive, make_leader
 from storage.schema import upgrade_engine
 from storage.tables import Case, utcnow
 
@@ -407,7 +407,8 @@ class Database:
 def _database(settings: ServerSettings) -> Database:
     """Connect and migrate to the newest schema before any part touches a table."""
     engine = make_engine(settings.database_url)
-    upgrade_engine(engine)
+    with exclusive(settings.database_url):  # processes started together migrate in turn
+        upgrade_engine(engine)
     return Database(
         engine,
         make_session_factory(engine),

@@ -19,6 +19,8 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -30,8 +32,15 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "civicwatch-sweep-leader"
-# pg advisory locks take a signed 64-bit key: a stable one from the name.
-ADVISORY_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+MIGRATION_LOCK = "civicwatch-migrate"
+
+
+def advisory_key(name: str) -> int:
+    """pg advisory locks take a signed 64-bit key: a stable one from the name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+ADVISORY_KEY = advisory_key(LOCK_NAME)
 CONNECT_TIMEOUT_SECONDS = 5
 
 
@@ -208,6 +217,38 @@ class FileLeader:
             if handle is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
                 handle.close()
+
+
+@contextmanager
+def exclusive(database_url: str, name: str = MIGRATION_LOCK) -> Iterator[None]:
+    """Wait until no other process holds ``name`` for this database, then hold it (blocking):
+    several processes starting at once against an empty database migrate one after another."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                key = advisory_key(name)
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+        finally:
+            engine.dispose()
+    elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with database.with_name(f"{database.name}.{name}.lock").open("a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    else:
+        yield
 
 
 def make_leader(database_url: str) -> Leader:

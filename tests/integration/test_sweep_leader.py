@@ -186,7 +186,7 @@ def test_api_workers_answer_from_several_processes(
 def test_ingest_and_api_apart_store_and_show_an_event(
     database_url: str, mosquitto: MosquittoProcess, tmp_path: Path, processes: Processes
 ) -> None:
-    migrate(database_url)
+    # No `civicwatch migrate` first: the two processes migrate the empty database in turn.
     port = free_port()
     health = free_port()
     config = write_config(tmp_path, database_url, mosquitto, port)
