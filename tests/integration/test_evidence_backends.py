@@ -8,16 +8,24 @@ returns), and an image served over HTTP with its type read from the bytes.
 from __future__ import annotations
 
 import hashlib
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from civicwatch.config import CivicwatchConfig, ServerSettings
+from civicwatch.server import build_server
+from contracts.acks import AckOutcome, IngestAck
 from contracts.events import Phase
+from contracts.mqtt import make_client
+from contracts.topics import ack_topic
 from dispatch.config import ApiSettings, RoutingSettings
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
@@ -29,7 +37,7 @@ from ingest.store import IngestService
 from storage.database import SessionFactory
 from storage.evidence_pg import TABLE, PostgresEvidenceStore
 from storage.evidence_store import EvidenceError, EvidenceStore
-from tests.conftest import _postgres_scratch_database
+from tests.conftest import MosquittoProcess, _postgres_scratch_database
 from tests.factories import API_TOKENS, EventFactory, jpeg_bytes, make_registry, migrated_database
 
 
@@ -226,3 +234,55 @@ def _copies(backend: Backend, sha: str) -> int:
             )
         return int(count or 0)
     return sum(1 for path in backend.store.root.rglob(f"{sha}*") if path.is_file())
+
+
+@pytest.mark.postgres
+def test_a_server_with_the_postgresql_backend_acks_an_event_once_its_images_are_in_the_table(
+    tmp_path: Path, mosquitto: MosquittoProcess
+) -> None:
+    """The whole path: broker -> the server's ingest -> images in PostgreSQL, none on disk,
+    and the ack only after them."""
+    urls = _postgres_scratch_database()
+    url = next(urls)
+    try:
+        config = CivicwatchConfig(
+            sites=make_registry().sites,
+            broker=mosquitto.settings,
+            server=ServerSettings(
+                database_url=url,
+                ingest=IngestSettings(
+                    client_id=f"ingest-evidence-{uuid4().hex[:8]}",
+                    evidence_dir=tmp_path / "evidence",
+                    evidence_backend="postgresql",
+                ),
+            ),
+        )
+        server = build_server(config)
+        store = server.evidence_store
+        assert isinstance(store, PostgresEvidenceStore)
+        server.start()
+        acks: queue.Queue[IngestAck] = queue.Queue()
+        edge = make_client(mosquitto.settings, f"edge-{uuid4().hex[:8]}")
+        edge.on_message = lambda _c, _u, m: acks.put(IngestAck.model_validate_json(m.payload))
+        edge.connect(mosquitto.settings.host, mosquitto.settings.port)
+        edge.loop_start()
+        try:
+            assert server.consumer.ready.wait(15)
+            factory = EventFactory()
+            edge.subscribe(ack_topic(factory.site_id, factory.gateway_id), qos=1)
+            time.sleep(0.5)
+            event = factory.event(Phase.OPENED)
+            edge.publish(factory.topic, event.to_wire(), qos=1).wait_for_publish(15)
+            ack = acks.get(timeout=15)
+            assert (ack.message_id, ack.outcome) == (event.message_id, AckOutcome.STORED)
+            for frame in event.evidence:  # committed before the ack was sent
+                assert store.read(frame.sha256) == frame.data
+        finally:
+            edge.disconnect()
+            edge.loop_stop()
+            server.stop()
+        assert not [path for path in (tmp_path / "evidence").rglob("*") if path.is_file()]
+        store.close()
+        store.engine.dispose()
+    finally:
+        next(urls, None)
