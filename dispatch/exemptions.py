@@ -483,7 +483,7 @@ def build_exemptions(
     if key is None:
         log.warning(
             "exemptions are off: no rules signing key (set %s or server.exemptions."
-            "signing_key_file); permit routes answer 503",
+            "signing_key_file); permit routes answer 404",
             KEY_ENV_VAR,
         )
         return None

@@ -28,7 +28,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["exemptions"])
 RuleIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 _REFUSALS: dict[int | str, dict[str, str]] = {
     403: {"description": "the caller's role may not manage permits"},
-    503: {"description": "rule signing is not configured"},
+    404: {"description": "exemptions are off (no signing key), or no such site, zone or permit"},
 }
 
 
@@ -54,10 +54,11 @@ def _service(context: ContextDep, principal: Principal) -> ExemptionService:
             "forbidden",
             detail="only property management and dispatchers manage permits",
         )
-    if context.exemptions is None:
+    if context.exemptions is None:  # off, as if the routes did not exist (not a server error)
         raise ApiError(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "unavailable",
+            status.HTTP_404_NOT_FOUND,
+            "not_found",
+            {"what": "exemptions"},
             detail="exemptions are off: no rules signing key is configured",
         )
     return context.exemptions
@@ -85,7 +86,7 @@ def get_permits(
 @router.post(
     "/exemptions/permits",
     status_code=status.HTTP_201_CREATED,
-    responses={**_REFUSALS, 404: {"description": "unknown site or zone"}},
+    responses=_REFUSALS,
 )
 def post_permit(context: ContextDep, principal: PrincipalDep, permit: PermitIn) -> RulePublic:
     """Issue a temporary permit: a plate on a site or one zone, from-to, with a reason."""
@@ -100,7 +101,6 @@ def post_permit(context: ContextDep, principal: PrincipalDep, permit: PermitIn) 
     "/exemptions/permits/{rule_id}/revoke",
     responses={
         **_REFUSALS,
-        404: {"description": "no such permit"},
         409: {"description": "revoked"},
     },
 )

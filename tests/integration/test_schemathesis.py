@@ -82,7 +82,8 @@ KNOWN_STREAMS = {"/api/v1/feed"}
 # required reason or target (422), an after-photo that is not an image (415/422), Open311's
 # free-form GeoReport parameters (its spec answers bad values with 400).
 # A case list's cursor is opaque: a generated one is refused as garbled (400). A response
-# template's name and body refuse control characters (422).
+# template's name and body refuse control characters (422). A permit must end after it starts
+# (422), on a site and zone the registry knows (404).
 BUSINESS_RULES = [
     r"^/api/v1/templates",
     r"^/api/v1/cases(/export\.(csv|xlsx))?$",
@@ -90,6 +91,7 @@ BUSINESS_RULES = [
     r"^/api/v1/cases/\{case_id\}/actions$",
     r"^/api/v1/cases/\{case_id\}/attachments$",
     r"^/open311/",
+    r"^/api/v1/exemptions/permits",
 ]
 ACCEPTED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "413", "415", "422", "429"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
