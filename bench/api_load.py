@@ -53,7 +53,7 @@ from sqlalchemy.schema import CreateIndex, DropIndex
 
 from bench.ingest_rate import scratch_database
 from contracts.events import ViolationKind
-from contracts.kinds import zone_kinds_of
+from contracts.kinds import CAMERA_KINDS, zone_kinds_of
 from contracts.mqtt import BrokerSettings
 from contracts.sites import CameraConfig, GatewayConfig, SiteConfig, ZoneConfig, ZoneKind
 from contracts.stats import percentile
@@ -98,7 +98,12 @@ STATE_SHARES = {
     CaseState.MERGED: 0.02,
 }
 # Each kind's zone kind and default department, from the kinds catalogue.
-KINDS = {kind: (zone_kinds_of(kind)[0], DEFAULT_ROUTES[kind].department) for kind in ViolationKind}
+# Camera kinds only: the load is camera events; residents' categories have no zone kind.
+KINDS = {
+    kind: (zone_kinds_of(kind)[0], DEFAULT_ROUTES[kind].department)
+    for kind in ViolationKind
+    if kind in CAMERA_KINDS
+}
 
 
 def site_registry() -> list[SiteConfig]:

@@ -1,0 +1,23 @@
+"""Every benchmark script imports: a change elsewhere (a new kind, a renamed setting) must not
+leave `python -m bench.X` dead until someone next runs it."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+MODULES = sorted(path.stem for path in BENCH.glob("*.py") if path.stem != "__init__")
+
+
+def test_there_are_benchmarks() -> None:
+    assert "api_load" in MODULES
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_a_benchmark_module_imports(name: str) -> None:
+    module = importlib.import_module(f"bench.{name}")
+    if '__name__ == "__main__"' in (BENCH / f"{name}.py").read_text(encoding="utf-8"):
+        assert callable(getattr(module, "main", None)), f"bench.{name} runs but has no main()"
