@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.evidence_pg import open_evidence_store
 from storage.evidence_store import DEFAULT_WRITER_THREADS, EvidenceStore
 
 
@@ -125,6 +124,9 @@ class IngestSettings(BaseModel):
 
     def open_evidence_store(self, database_url: str) -> EvidenceStore:
         """The configured evidence store (``database_url``: the server's own database)."""
+        # Imported here: a gateway reads this config too, and its install has no SQLAlchemy.
+        from storage.evidence_pg import open_evidence_store
+
         return open_evidence_store(
             self.evidence_backend,
             self.evidence_dir,
