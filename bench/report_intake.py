@@ -319,9 +319,9 @@ def _ms(values: list[float]) -> dict[str, float]:
         return {}
     ordered = sorted(values)
     return {
-        "p50": round(percentile(ordered, 50), 1),
-        "p90": round(percentile(ordered, 90), 1),
-        "p99": round(percentile(ordered, 99), 1),
+        "p50": round(percentile(ordered, 0.50), 1),
+        "p90": round(percentile(ordered, 0.90), 1),
+        "p99": round(percentile(ordered, 0.99), 1),
         "max": round(ordered[-1], 1),
         "mean": round(statistics.fmean(ordered), 1),
     }
