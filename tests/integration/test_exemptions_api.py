@@ -178,12 +178,15 @@ def test_permit_reaches_the_gateway_and_a_revoke_takes_effect_within_5_s(rig: Ri
         assert (rig.folder / "gw" / "rules.json").exists()
         assert not gateway.exempt("京B54321")
 
+        asked = time.monotonic()
         revoked = rig.call(
             "POST", f"/exemptions/permits/{permit['id']}/revoke", "dispatcher", {"reason": "done"}
         )
         assert revoked.status_code == 200, revoked.text
-        took = wait_for(lambda: not gateway.exempt(), REVOKE_WITHIN_S)
+        wait_for(lambda: not gateway.exempt(), REVOKE_WITHIN_S)
+        took = time.monotonic() - asked
         assert took < REVOKE_WITHIN_S
+        print(f"revoke took effect at the gateway {took:.3f} s after it was asked for")
         again = rig.call(
             "POST", f"/exemptions/permits/{permit['id']}/revoke", "pm", {"reason": "twice"}
         )
