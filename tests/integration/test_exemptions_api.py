@@ -17,12 +17,18 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
-from contracts.exemptions import StayHistory
+from contracts.exemptions import RuleDocument, StayHistory
 from contracts.mqtt import MqttSession
-from contracts.rule_signing import generate_key_pair, private_key_from_text, public_key_from_text
+from contracts.rule_signing import (
+    RefusalReason,
+    generate_key_pair,
+    private_key_from_text,
+    public_key_from_text,
+    sign_document,
+)
 from contracts.sites import SiteRegistry
 from contracts.status import GatewayStatus
-from contracts.topics import gateway_status_topic
+from contracts.topics import gateway_status_topic, rules_topic
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.exemptions import ExemptionService, RulePublisher, verify_exemption_audit
 from dispatch.http.app import create_app
@@ -286,3 +292,31 @@ def test_every_change_is_on_the_audit_chain_and_tampering_shows(rig: Rig) -> Non
         session.execute(update(ExemptionAudit).where(ExemptionAudit.seq == 2).values(actor="x"))
     with rig.sessions() as session:
         assert verify_exemption_audit(session) == [2]
+
+
+def test_a_forged_document_on_the_broker_is_refused_and_the_previous_one_kept(rig: Rig) -> None:
+    gateway = Gateway(rig.mosquitto, rig.folder / "gw", rig.registry)
+    forger = MqttSession(rig.mosquitto.settings, "forger")
+    forger.start()
+    try:
+        assert rig.permit().status_code == 201
+        wait_for(gateway.exempt, 5)
+        version = gateway.rules.version
+        assert version is not None
+        other_private, _ = generate_key_pair()
+        forged = RuleDocument(
+            site_id=SITE, gateway_id=GATEWAY, version=version + 100, issued_at=utcnow(), rules=[]
+        )
+        assert forger.connected.wait(5)
+        forger.publish_and_wait(
+            rules_topic(SITE, GATEWAY),
+            sign_document(forged, private_key_from_text(other_private)),
+            qos=1,
+            timeout=5,
+        )
+        wait_for(lambda: gateway.rules.refused[RefusalReason.WRONG_KEY] == 1, 5)
+        assert gateway.rules.version == version
+        assert gateway.exempt()
+    finally:
+        forger.stop()
+        gateway.stop()
