@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from loadgen.ledger import read_ledger
 from loadgen.measure import stored_message_ids
@@ -56,6 +56,7 @@ class RunResult:
     backlog: int  # accepted by the edge but not yet stored when the part came back
     recovery_s: float  # from bringing the part back to storing all it held back
     edge_exit: int
+    database: str = "sqlite"  # the backend: sqlite or postgresql
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -73,16 +74,26 @@ class Timing:
 
 
 class ChaosRig:
-    """One broker, one server and one SQLite database shared by the runs of a case."""
+    """One broker, one server and one database shared by the runs of a case.
 
-    def __init__(self, workdir: Path, timing: Timing, cameras: int = 8) -> None:
+    The database is a SQLite file in ``workdir`` unless ``database_url`` names another (the
+    tests pass a scratch PostgreSQL database).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        timing: Timing,
+        cameras: int = 8,
+        database_url: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.timing = timing
         self.cameras = cameras
         self.broker = KillableMosquitto(workdir / "broker")
         sites = workdir / "sites.yaml"
         write_config(sites, simulated_registry(cameras, 4, PREFIX), None, None)
-        self.database_url = f"sqlite:///{workdir / 'civicwatch.db'}"
+        self.database_url = database_url or f"sqlite:///{workdir / 'civicwatch.db'}"
         self.deployment = Deployment(
             workdir=workdir,
             site_config=str(sites),  # absolute: the harness joins it onto its configs folder
@@ -267,6 +278,7 @@ class ChaosRig:
             backlog=backlog,
             recovery_s=round(recovery_s, 2),
             edge_exit=edge_exit,
+            database=make_url(self.database_url).get_backend_name(),
         )
 
     def _wait_until_flowing(self, run_dir: Path, edge: subprocess.Popen[bytes]) -> None:
