@@ -341,15 +341,11 @@ class Served:
     broker: BrokerSettings  # the private Mosquitto its ingest consumes from
 
 
-@contextmanager
-def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
-    """``civicwatch server`` in its own process with a private Mosquitto, once ready."""
-    broker = MosquittoProcess(workdir / "broker")
-    broker.start()
-    port = free_port()
-    config = {
+def server_config(database_url: str, workdir: Path, broker_port: int, port: int) -> dict[str, Any]:
+    """The server's configuration (as YAML would hold it): the bench sites, its two tokens."""
+    return {
         "sites": [site.model_dump(mode="json") for site in site_registry()],
-        "broker": {"host": "127.0.0.1", "port": broker.port},
+        "broker": {"host": "127.0.0.1", "port": broker_port},
         "server": {
             "database_url": database_url,
             "ingest": {"evidence_dir": str(workdir / "evidence")},
@@ -367,6 +363,15 @@ def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
             },
         },
     }
+
+
+@contextmanager
+def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
+    """``civicwatch server`` in its own process with a private Mosquitto, once ready."""
+    broker = MosquittoProcess(workdir / "broker")
+    broker.start()
+    port = free_port()
+    config = server_config(database_url, workdir, broker.port, port)
     config_file = workdir / "civicwatch.yaml"
     config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
     log = (workdir / "server.log").open("wb")

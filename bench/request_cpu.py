@@ -1,0 +1,192 @@
+"""CPU per request, by request kind, in process: what each kind of the API mix costs the server.
+
+A fresh PostgreSQL database is seeded as bench.api_load seeds it (``--cases`` cases, their audit
+trails and evidence), the API is built as ``civicwatch api`` builds it (civicwatch.server with
+the API role only) and each kind of bench.api_load's mix, plus /healthz and a live-feed connect,
+is called ``--calls`` times straight through the ASGI app: no sockets, no HTTP client, so
+``time.process_time`` around the calls is the server's own CPU (every thread of the process:
+the event loop, the threadpool the sync routes run in, the database driver). PostgreSQL's own
+CPU is in another process and not counted; wall time per call is reported beside it.
+
+A feed connect is timed until the stream's first bytes (``retry:``), then disconnected.
+
+    .venv/bin/python -m bench.request_cpu [--cases 20000] [--calls 200] [--kinds ...]
+
+Progress goes to stderr on a terminal; one summary line, then the JSON summary (last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.api_load import Mix, Request, seed, server_config
+from bench.ingest_rate import scratch_database
+from civicwatch.config import CivicwatchConfig
+from civicwatch.server import Role, build_server
+from loadgen.measure import Progress
+
+BROKER_PORT = 1883  # the API role connects to no broker; the configuration names one
+EXTRA_KINDS = ("healthz", "feed_connect")
+Asgi = Any  # an ASGI application (FastAPI)
+
+
+class Answer:
+    """What one ASGI call answered: its status and the body bytes seen."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.body = bytearray()
+        self.first_bytes = asyncio.Event()
+
+
+async def call(app: Asgi, request: Request, stream: bool = False) -> Answer:
+    """One request through ``app``; with ``stream`` it ends at the first body bytes."""
+    parts = urlsplit(request.path)
+    body = json.dumps(request.body).encode() if request.body is not None else b""
+    headers = [
+        (b"host", b"bench"),
+        (b"authorization", f"Bearer {request.token}".encode()),
+        (b"accept", b"application/json"),
+    ]
+    if body:
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": "http",
+        "path": parts.path,
+        "raw_path": parts.path.encode(),
+        "query_string": parts.query.encode(),
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("bench", 80),
+    }
+    answer = Answer()
+    sent = False
+    disconnected = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer.status = message["status"]
+        elif message["type"] == "http.response.body":
+            answer.body += message.get("body", b"")
+            if answer.body:
+                answer.first_bytes.set()
+
+    if not stream:
+        await app(scope, receive, send)
+        return answer
+    task = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(answer.first_bytes.wait(), timeout=30)
+    disconnected.set()
+    with contextlib.suppress(TimeoutError):  # cancelled by wait_for: the stream is gone
+        await asyncio.wait_for(task, timeout=10)
+    return answer
+
+
+def make_request(mix: Mix, kind: str) -> Request:
+    if kind == "healthz":
+        return Request(kind, "GET", "/healthz")
+    if kind == "feed_connect":
+        return Request(kind, "GET", "/api/v1/feed")
+    return mix.make(kind)
+
+
+async def measure(app: Asgi, mix: Mix, kind: str, calls: int) -> dict[str, Any]:
+    """``calls`` calls of one kind after a few warm-up ones: CPU and wall time per call."""
+    stream = kind == "feed_connect"
+    statuses: dict[int, int] = {}
+    for _ in range(3):  # warm caches, pools and lazy imports
+        await call(app, make_request(mix, kind), stream)
+    progress = Progress(kind, calls)
+    cpu = 0.0
+    wall = 0.0
+    size = 0
+    for index in range(calls):
+        request = make_request(mix, kind)  # drawn outside the timed part
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        answer = await call(app, request, stream)
+        cpu += time.process_time() - cpu_start
+        wall += time.perf_counter() - wall_start
+        statuses[answer.status] = statuses.get(answer.status, 0) + 1
+        size += len(answer.body)
+        progress.show(index + 1)
+    progress.finish()
+    return {
+        "kind": kind,
+        "calls": calls,
+        "cpu_ms": round(cpu / calls * 1000, 2),
+        "wall_ms": round(wall / calls * 1000, 2),
+        "bytes": size // calls,
+        "statuses": {str(code): n for code, n in sorted(statuses.items())},
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="request-cpu-"))
+    try:
+        with scratch_database("postgresql", workdir) as url:
+            seeded = seed(url, workdir / "evidence", args.cases, random.Random(args.seed))
+            config = CivicwatchConfig.model_validate(server_config(url, workdir, BROKER_PORT, 8080))
+            server = build_server(config, roles={Role.API})
+            try:
+                mix = Mix(seeded, random.Random(args.seed + 1))
+                kinds = args.kinds or [*mix.weights, *EXTRA_KINDS]
+                results = []
+
+                async def all_kinds() -> None:
+                    for kind in kinds:
+                        results.append(await measure(server.app, mix, kind, args.calls))
+
+                asyncio.run(all_kinds())
+            finally:
+                server.stop()
+        return {
+            "bench": "request_cpu",
+            "cases": args.cases,
+            "calls": args.calls,
+            "seed_s": round(seeded.seconds, 1),
+            "kinds": results,
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--cases", type=int, default=20_000)
+    parser.add_argument("--calls", type=int, default=200, help="timed calls per kind")
+    parser.add_argument("--kinds", nargs="+", help="only these kinds (default: all)")
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args(argv)
+    summary = run(args)
+    line = ", ".join(f"{k['kind']} {k['cpu_ms']} ms" for k in summary["kinds"])
+    print(f"CPU per request ({args.cases} cases, PostgreSQL): {line}")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
