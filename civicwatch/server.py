@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 # paho retries an unreachable broker in silence; after this long the server says it waits.
 BROKER_NOTICE_SECONDS = 3.0
+RULES_REPUBLISH_SECONDS = 24 * 3600.0  # the leader republishes every gateway's rules daily
 
 
 class Role(StrEnum):
@@ -278,6 +279,15 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
     )
     leadership: SweepLeadership | None = None
     scheduler = BackgroundScheduler(timezone="UTC")
+    exemptions = None
+    if Role.API in roles or Role.SWEEP in roles:  # the API issues permits; the sweep republishes
+        exemptions = build_exemptions(
+            database.session_factory,
+            config,
+            config.broker,
+            config.server.exemptions,
+            os.environ.get(RULES_KEY_ENV_VAR),
+        )
     if Role.SWEEP in roles:
         leadership = SweepLeadership(make_leader(settings.database_url), metrics.registry)
         scheduler = _scheduler(
@@ -289,16 +299,9 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
             reports,
             leadership,
             resident_status,
+            exemptions.service.publish_all if exemptions is not None else None,
         )
-    exemptions = None
     if Role.API in roles:
-        exemptions = build_exemptions(
-            database.session_factory,
-            config,
-            config.broker,
-            config.server.exemptions,
-            os.environ.get(RULES_KEY_ENV_VAR),
-        )
         app = _app(config, database, metrics, workflow, consumers, router, exemptions)
         _process_info(metrics.registry, roles)
     else:
@@ -516,6 +519,7 @@ def _scheduler(
     reports: ReportService,
     leadership: SweepLeadership,
     resident_status: ResidentStatusPump | None = None,
+    publish_rules: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -544,6 +548,13 @@ def _scheduler(
     ]
     if resident_status is not None:  # status messages to residents' gateway, by the outbox
         jobs.append((resident_status.pump_all, "resident-status", poll_seconds))
+    # Every gateway's signed rule document, by the leader only (not once per API worker): at
+    # start, on winning the leadership, and daily, which also restores a retained message a
+    # broker lost.
+    at_start: set[str] = set()
+    if publish_rules is not None:
+        jobs.append((publish_rules, "rules-publish", RULES_REPUBLISH_SECONDS))
+        at_start.add("rules-publish")
     for job, job_id, seconds in jobs:
         scheduler.add_job(
             leadership.guard(job, job_id),
@@ -552,6 +563,7 @@ def _scheduler(
             id=job_id,
             max_instances=1,
             coalesce=True,
+            **({"next_run_time": utcnow()} if job_id in at_start else {}),
         )
     # Every sweep interval a waiting process asks for the leadership (a leader checks it still
     # holds it); one that just won runs every job at once, not an interval later.

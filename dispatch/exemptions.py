@@ -463,9 +463,9 @@ class Exemptions:
     publisher: RulePublisher
 
     def start(self) -> None:
-        """Connect, and publish every gateway's document (a new version each)."""
+        """Connect. Every gateway's document is published by the sweep's leader
+        (``service.publish_all``, a scheduled job), and on each change by the process making it."""
         self.publisher.start()
-        self.service.publish_all()
 
     def stop(self) -> None:
         self.publisher.stop()

@@ -13,7 +13,9 @@ from civicwatch.commands.roles import with_ingest_instance
 from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.mqtt_identity import resolve_ingest
 from civicwatch.server import Role, Server, build_server
+from contracts.rule_signing import generate_key_pair
 from dispatch.config import SlaSettings
+from dispatch.exemption_settings import KEY_ENV_VAR as RULES_KEY_ENV_VAR
 from ingest.config import IngestSettings
 from storage.leader import ADVISORY_KEY, FileLeader, PostgresLeader, make_leader
 from tests.conftest import _postgres_scratch_database
@@ -146,3 +148,23 @@ def test_ingest_instances_keep_stable_ids_of_their_own(tmp_path: Path) -> None:
         ids.append(resolved.client_id)
     assert ids[0] == ids[2] != ids[1]
     assert ids[0] == f"{plain.client_id}-1"
+
+
+def test_only_the_sweep_publishes_every_gateways_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the signing key set, every role that can change rules builds the exemptions, but
+    only the sweep (its leader) republishes all documents: not each API worker at its start."""
+    private, _public = generate_key_pair()
+    monkeypatch.setenv(RULES_KEY_ENV_VAR, private)
+    config = config_for(tmp_path)
+    api = build_server(config, {Role.API})
+    sweep = build_server(config, {Role.SWEEP})
+    try:
+        assert api.exemptions is not None
+        assert sweep.exemptions is not None
+        assert "rules-publish" not in job_ids(api)
+        assert "rules-publish" in job_ids(sweep)
+    finally:
+        for server in (api, sweep):
+            server.stop()
