@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -40,7 +40,19 @@ from pydantic import (
     Field,
     ValidationError,
 )
-from sqlalchemy import ColumnElement, and_, exists, false, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.interfaces import ORMOption
 
@@ -179,17 +191,58 @@ def find_cases(
     ``options``), the total count, and the next cursor. ApiError 400 for a bad cursor."""
     where = conditions(principal, query, registry)
     total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
-    statement = select(Case).where(*where)
-    if query.cursor is not None:
-        statement = statement.where(_after(query, decode_cursor(query, query.cursor)))
-    statement = statement.order_by(*_order(query.sort)).options(*options)
-    if query.offset:
-        statement = statement.offset(query.offset)
-    cases = list(session.scalars(statement.limit(query.limit + 1)))
+    statement = _page(query, select(Case).where(*where)).options(*options)
+    cases = list(session.scalars(statement))
     more = len(cases) > query.limit
     cases = cases[: query.limit]
     cursor = encode_cursor(query, cases[-1]) if more and cases else None
     return CasePage(cases=cases, total=total, next_cursor=cursor)
+
+
+@dataclass(frozen=True)
+class CaseRowPage:
+    """One page of a case list as plain rows of the columns asked (no ORM objects): what a
+    list that shows a few columns reads, at a fraction of the CPU of whole cases."""
+
+    rows: list[Row[Any]]
+    total: int
+    next_cursor: str | None
+
+
+# The columns a cursor is made from: a row page always selects them.
+_KEY_COLUMNS = (Case.id, Case.sla_due_at, Case.created_at, Case.updated_at)
+
+
+def find_case_rows(
+    session: Session,
+    principal: Actor,
+    query: CaseQuery,
+    registry: SiteRegistry,
+    columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
+) -> CaseRowPage:
+    """``find_cases`` for only ``columns`` (Case columns or labelled expressions over Case):
+    the same matches, order, total and cursor. The sort key's columns are added when absent."""
+    where = conditions(principal, query, registry)
+    total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
+    chosen: list[ColumnElement[Any] | InstrumentedAttribute[Any]] = list(columns)
+    names = {column.key for column in chosen}
+    chosen += [column for column in _KEY_COLUMNS if column.key not in names]
+    rows = list(session.execute(_page(query, select(*chosen).where(*where))))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = encode_cursor(query, rows[-1]) if more and rows else None
+    return CaseRowPage(rows=rows, total=total, next_cursor=cursor)
+
+
+def _page(query: CaseQuery, statement: Select[Any]) -> Select[Any]:
+    """``statement`` from ``query``'s position, in its order, one row more than a page (the
+    extra row says whether a next page exists)."""
+    if query.cursor is not None:
+        statement = statement.where(_after(query, decode_cursor(query, query.cursor)))
+    statement = statement.order_by(*_order(query.sort))
+    if query.offset:
+        statement = statement.offset(query.offset)
+    return statement.limit(query.limit + 1)
 
 
 def count_cases(
@@ -345,7 +398,20 @@ def _order(sort: CaseSort) -> tuple[Any, ...]:
     return (Case.updated_at.desc(), Case.id.desc())
 
 
-def _key(sort: CaseSort, case: Case) -> list[Any]:
+class SortKeyed(Protocol):
+    """What a cursor is made from: a Case, or a row holding its sort key's columns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def sla_due_at(self) -> datetime | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def _key(sort: CaseSort, case: SortKeyed) -> list[Any]:
     if sort is CaseSort.DEADLINE:
         due = case.sla_due_at
         return [due.isoformat() if due is not None else None, case.id]
@@ -377,7 +443,7 @@ def _typed(column: Any, value: datetime) -> Any:
     return literal(value, type_=column.type)
 
 
-def encode_cursor(query: CaseQuery, last: Case) -> str:
+def encode_cursor(query: CaseQuery, last: SortKeyed) -> str:
     payload = [_CURSOR_VERSION, str(query.sort), query.filters_digest(), *_key(query.sort, last)]
     body = json.dumps(payload, separators=(",", ":")).encode()
     check = hashlib.sha256(body).digest()[:6]
@@ -418,8 +484,10 @@ __all__ = [
     "MAX_LIMIT",
     "CasePage",
     "CaseQuery",
+    "CaseRowPage",
     "CaseSort",
     "count_cases",
+    "find_case_rows",
     "find_cases",
     "iter_cases",
     "parse_case_query",
