@@ -30,7 +30,6 @@ from sqlalchemy.orm import Session
 from dispatch.calendar import WorkingCalendar
 from dispatch.config import DeadlineClock, Department, RoutingSettings, SlaSettings, Tier
 from dispatch.metrics import DispatchMetrics
-from dispatch.residents.consultation import escalate_for_transfer
 from dispatch.routing import Router
 from dispatch.workflow import Action, Command, Workflow, WorkflowError, system_actor
 from storage.database import SessionFactory
@@ -348,9 +347,8 @@ class SlaSweep:
             detail={"deadline": RESOLVE},
         )
         if self._apply(session, case, command, now, effects):
+            # 大事派单: the workflow escalated the case's open consultation (if any)
             effects.transfers.append((case.kind, source, target.value))
-            # 大事派单: the case's open consultation (if any) ends unsettled
-            escalate_for_transfer(session, case, now, SWEEP_ACTOR)
 
     def _apply(
         self, session: Session, case: Case, command: Command, now: datetime, effects: _Effects

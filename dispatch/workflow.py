@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from contracts.events import ViolationKind
 from dispatch.config import SCOPED_ROLES, Department, Role, Tier
 from storage.audit import append_entry
-from storage.tables import Case, CaseState, CaseTransition, User, utcnow
+from storage.tables import Case, CaseState, CaseTransition, ResidentReport, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -291,11 +291,27 @@ class Workflow:
                 action=action.value,
             )
         _check_fields(command)
+        if action is Action.REPLY and not _has_resident_report(session, case):
+            raise WorkflowError(
+                f"case {case.id} has no resident report: nobody would read a public reply",
+                "reply_without_report",
+                case_id=case.id,
+            )
         detail = dict(command.detail)
+        from_department = case.department
         self._apply_effects(session, case, command, detail, now)
         transition = record_transition(
             session, case, target or S(case.state), actor.name, reason, now, action, detail
         )
+        if (
+            action in (Action.DISPATCH, Action.TRANSFER)
+            and from_department == Department.PROPERTY_MANAGEMENT.value
+            and case.department != from_department
+        ):
+            # 大事派单 by hand or by the SLA sweep: the open consultation ends unsettled
+            from dispatch.residents.consultation import escalate_for_transfer
+
+            escalate_for_transfer(session, case, now, actor.name, reason)
         if action is Action.RESOLVE and self._on_resolve is not None:
             self._on_resolve(session, case, now)
         if self._on_committed is not None:
@@ -508,6 +524,18 @@ def _check_assignee(session: Session, case: Case, username: str) -> str | None:
             department=case.department,
         )
     return user.username
+
+
+def _has_resident_report(session: Session, case: Case) -> bool:
+    """A resident's report names ``case`` or a duplicate merged into it: someone may read a
+    public reply by tracking code."""
+    merged = select(Case.id).where(Case.duplicate_of == case.id)
+    found = session.scalar(
+        select(ResidentReport.id)
+        .where((ResidentReport.case_id == case.id) | ResidentReport.case_id.in_(merged))
+        .limit(1)
+    )
+    return found is not None
 
 
 def _check_fields(command: Command) -> None:

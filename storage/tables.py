@@ -627,7 +627,8 @@ class ResidentReport(Base):
     client_address: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     rating: Mapped[str | None] = mapped_column(
-        String(16), doc="satisfied, basically_satisfied or dissatisfied"
+        String(16),
+        doc="satisfied (满意), basic (基本满意) or dissatisfied (不满意): followup.Rating",
     )
     rating_comment: Mapped[str] = mapped_column(Text, default="")
     rated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

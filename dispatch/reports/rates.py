@@ -31,15 +31,13 @@ from dispatch.reports.period import Period, Window, window
 from dispatch.workflow import Action
 from storage.tables import Case, CaseState, CaseTransition, ResidentReport
 
-# resident_reports.rating values (满意 / 基本满意 / 不满意); the first two count as satisfied.
-# 基本满意 is read under both spellings: storage/tables.py's doc says ``basically_satisfied``,
-# which is longer than the column (String(16)) holds on PostgreSQL, so ``basic`` may be stored.
+# resident_reports.rating values, exactly as dispatch/residents/followup.Rating stores them
+# (满意 / 基本满意 / 不满意); the first two count as satisfied.
 SATISFIED = "satisfied"
 BASIC = "basic"
-BASICALLY_SATISFIED = "basically_satisfied"
 UNSATISFIED = "dissatisfied"
 RATINGS = (SATISFIED, BASIC, UNSATISFIED)
-SATISFIED_RATINGS = frozenset({SATISFIED, BASIC, BASICALLY_SATISFIED})
+SATISFIED_RATINGS = frozenset({SATISFIED, BASIC})
 
 _HANDOVER = frozenset({Action.DISPATCH.value, Action.TRANSFER.value})
 _DONE = frozenset({Action.RESOLVE.value, Action.VERIFY.value, Action.CLOSE.value})

@@ -16,8 +16,10 @@ each keeps the case's state.
 
 The deadline. While the consultation is open, the case's resolve deadline (``sla_due_at``) is
 the consultation's deadline, so the SLA sweep's community-tier transfer to ``escalate_to`` is
-the escalation to 大事派单; that same sweep step calls :func:`escalate_for_transfer`, which marks
-the consultation ``escalated`` (closed_at, a ``consult_escalated`` entry). Once agreed, property
+the escalation to 大事派单; the workflow then calls :func:`escalate_for_transfer`, which marks
+the consultation ``escalated`` (closed_at, a ``consult_escalated`` entry). A dispatcher moving
+the case away from property management by hand (transfer, or dispatch of a returned case)
+escalates it the same way. Once agreed, property
 management carries the outcome out through the normal workflow (accept, resolve): at agreement
 the case's ``sla_due_at`` moves to property management's normal route deadline counted from the
 agreement (``Reroute``, the router's assignment), and the entry records the move
@@ -38,6 +40,8 @@ from typing import Any
 
 from fastapi import status
 from sqlalchemy import ColumnElement, and_, false, func, select, true
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from dispatch.config import Department, Role
@@ -330,16 +334,16 @@ def vote(
             status.HTTP_404_NOT_FOUND,
         )
     existing = session.get(ConsultationVote, (proposal.id, actor.name))
+    if existing is None and not _insert_vote(session, proposal.id, actor.name, chosen, now):
+        # the same person's other first vote committed meanwhile: this one changes it (or is
+        # the same vote again), as if it had come second
+        existing = session.get(ConsultationVote, (proposal.id, actor.name), populate_existing=True)
     previous = existing.choice if existing is not None else None
     if previous == chosen.value:
         raise ConsultationRefused(
             "consultation_same_vote", {"choice": chosen.value}, status.HTTP_409_CONFLICT
         )
-    if existing is None:
-        session.add(
-            ConsultationVote(proposal_id=proposal.id, voter=actor.name, choice=chosen, at=now)
-        )
-    else:
+    if existing is not None:
         existing.choice = chosen.value
         existing.at = now
     session.flush()
@@ -357,6 +361,23 @@ def vote(
     if agreed:
         _agree(session, consultation, case, proposal, tally, now, reroute)
     return VoteResult(tally, agreed)
+
+
+def _insert_vote(
+    session: Session, proposal_id: int, voter: str, choice: Choice, now: datetime
+) -> bool:
+    """Insert a first vote unless the (proposal, voter) row exists, committed by a concurrent
+    request of the same person (PostgreSQL waits for it, then skips): never a primary-key
+    error. True: inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(ConsultationVote)
+        .values(proposal_id=proposal_id, voter=voter, choice=choice.value, at=now)
+        .on_conflict_do_nothing(index_elements=["proposal_id", "voter"])
+    )
+    result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
 
 
 def _agree(
@@ -393,9 +414,13 @@ def _agree(
 _CARRIED_OUT_STATES = frozenset({CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.RETURNED})
 
 
-def escalate_for_transfer(session: Session, case: Case, now: datetime, actor: str) -> bool:
-    """The SLA sweep transferred ``case`` out of the community tier: its open consultation is
-    escalated (大事派单). An agreed (or already escalated) one is left alone. True: escalated."""
+def escalate_for_transfer(
+    session: Session, case: Case, now: datetime, actor: str, reason: str = ""
+) -> bool:
+    """``case`` left property management (the SLA sweep's community-tier transfer, or a
+    dispatcher's transfer or dispatch by hand): its open consultation is escalated (大事派单).
+    The workflow calls this on every such move. An agreed (or already escalated) one is left
+    alone. True: escalated."""
     consultation = session.scalars(
         select(Consultation).where(Consultation.case_id == case.id)
     ).one_or_none()
@@ -409,7 +434,8 @@ def escalate_for_transfer(session: Session, case: Case, now: datetime, actor: st
         case,
         ConsultAction.ESCALATED,
         actor,
-        f"consultation {consultation.id} unsettled by its deadline: escalated to {case.department}",
+        f"consultation {consultation.id} unsettled: escalated to {case.department}"
+        + (f" ({reason})" if reason else ""),
         now,
         detail,
     )
