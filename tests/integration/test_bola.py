@@ -52,6 +52,7 @@ from dispatch.config import (
 )
 from dispatch.residents import consultation
 from dispatch.residents.intake import ReportSubmission, submit_report
+from dispatch.web.report_page import LookupLimiter
 from dispatch.workflow import Action, Actor, Command, Workflow
 from ingest.config import IngestSettings
 from storage.tables import (
@@ -62,6 +63,7 @@ from storage.tables import (
     ConsultationPost,
     ConsultationVote,
     Notification,
+    ResidentReport,
     User,
     VerificationRequest,
     utcnow,
@@ -986,7 +988,7 @@ def test_consultations_reach_only_their_site_and_property_management(world: Worl
             if answer.status_code != 404:
                 failures.append(f"{endpoint.name} with {consultation_b}'s proposal: {answer}")
         if not unsafe:
-            for who in (council, property_worker, world.broad[0]):
+            for who in (council, property_worker, world.broad[0], world.broad[1]):
                 answer = world.request(who, endpoint.method, url)
                 if answer.status_code != 200:
                     failures.append(f"{endpoint.name} as {who.name}: {answer.status_code}")
@@ -1023,3 +1025,114 @@ def test_consultations_reach_only_their_site_and_property_management(world: Worl
             url = _fill(endpoint.path, {"case_id": str(case_id)})
             answer = world.request(council, endpoint.method, url, **kwargs)
             assert answer.status_code in (403, 404), f"{endpoint.name} as council: {answer}"
+
+
+# --- the rates, the tracking routes and every role -------------------------------------------
+
+
+def _everyone(world: World) -> list[Principal]:
+    """Every role the server knows: the scoped, the broad, the councils and property management."""
+    http = world.http
+    return [
+        *world.scoped,
+        *world.broad,
+        Principal("council (session)", Role.COUNCIL, _login(http, "bola-council")),
+        Principal("other site's council", Role.COUNCIL, _login(http, "bola-council-b")),
+        Principal("property (session)", Role.WORKER, _login(http, "bola-property")),
+    ]
+
+
+def test_the_rates_count_only_the_cases_each_role_may_see(world: World) -> None:
+    """/api/v1/rates and /console/rates name departments, not cases, so the list probe above
+    cannot see a leak: here each role's rows are exactly the departments of the cases it may
+    see (a department's people: their own; a council: its site's community tier; the command
+    centre and integrations: all), per department and per site, and the page likewise."""
+    _consultation_at(world, SITE, "3号楼")  # a community-tier case: property management's
+    everyone = _everyone(world)
+    pm = Department.PROPERTY_MANAGEMENT.value
+    every = {OWN.value, FOREIGN.value, pm}
+    expected: dict[str, set[str]] = {
+        **{who.name: {OWN.value} for who in world.scoped},
+        **{who.name: every for who in world.broad},
+        "council (session)": {pm},
+        "other site's council": set(),
+        "property (session)": {pm},
+    }
+    failures: list[str] = []
+    for who in everyone:
+        for by in ("department", "site"):
+            answer = world.request(who, "GET", "/api/v1/rates", params={"period": "week", "by": by})
+            if answer.status_code != 200:
+                failures.append(f"GET /api/v1/rates by {by} as {who.name}: {answer.status_code}")
+                continue
+            body = answer.json()
+            if by == "department":
+                shown = {row["department"] for row in body["rows"]}
+                if shown != expected[who.name]:
+                    failures.append(f"/api/v1/rates as {who.name}: {sorted(shown)}")
+                dispatched = body["total"]["dispatched"]
+            elif body["total"]["dispatched"] != dispatched:  # the same cases, grouped by site
+                failures.append(f"/api/v1/rates by site as {who.name}: {body['total']}")
+        page = world.request(who, "GET", "/console/rates", params={"lang": "en"})
+        if who.role in (Role.COUNCIL, Role.INTEGRATION):
+            if page.status_code == 200 and "data-department=" in page.text:
+                failures.append(f"/console/rates as {who.name} shows rates")
+            continue
+        shown = set(re.findall(r'data-department="([^"]+)"', page.text))
+        if page.status_code != 200 or not shown <= expected[who.name] or not shown:
+            failures.append(f"/console/rates as {who.name}: {page.status_code} {sorted(shown)}")
+    assert not failures, "\n".join(failures)
+
+
+def test_the_tracking_routes_give_no_role_more_than_the_code_does(world: World) -> None:
+    """/report/t/{code} and its rate and mediate forms are keyed by the resident's code alone:
+    every role (and nobody) reads the same public page (never a note), an unknown code is 404
+    to all, and a signed-in role's POST without the page's own CSRF cookie changes nothing."""
+    case_id, _cid, _pid = _consultation_at(world, SITE, "5号楼")
+    note = f"bola-tracking-note-{uuid.uuid4().hex[:8]}"
+    with world.server.session_factory() as session:
+        case = session.get_one(Case, case_id)
+        Workflow().apply(
+            session,
+            case,
+            Command(Action.NOTE, reason=note),
+            Actor("bola-dispatcher", Role.DISPATCHER),
+        )
+        code = session.scalars(
+            select(ResidentReport.tracking_code).where(ResidentReport.case_id == case_id)
+        ).one()
+        session.commit()
+    app: FastAPI = world.server.app
+    tracking = [
+        e
+        for e in enumerate_endpoints(app.routes)
+        if e.params == ("code",) and e.path.startswith("/report/t/")
+    ]
+    assert {e.name for e in tracking} >= {
+        "GET /report/t/{code}",
+        "POST /report/t/{code}/rate",
+        "POST /report/t/{code}/mediate",
+    }
+    anonymous = Principal("nobody", Role.INTEGRATION, {})
+    before = _snapshot(world), _consultation_rows(world)
+    failures: list[str] = []
+    for who in [anonymous, *_everyone(world)]:
+        # the lookups count per address (all callers here share 127.0.0.1): a fresh limit each
+        app.state.report_lookup_limiter = LookupLimiter()
+        for endpoint in tracking:
+            if endpoint.method == "GET":
+                page = world.request(who, "GET", _fill(endpoint.path, {"code": code}))
+                if page.status_code != 200 or note in page.text or "bola-note" in page.text:
+                    failures.append(f"{endpoint.name} as {who.name}: {page.status_code}")
+                unknown = world.request(who, "GET", _fill(endpoint.path, {"code": "ABCDEFGHJK"}))
+                if unknown.status_code != 404:
+                    failures.append(f"{endpoint.name} unknown code as {who.name}: {unknown}")
+                continue
+            data = {"rating": "dissatisfied", "comment": "bola", "csrf": "forged"}
+            answer = world.request(
+                who, endpoint.method, _fill(endpoint.path, {"code": code}), data=data
+            )
+            if answer.status_code < 400:
+                failures.append(f"{endpoint.name} as {who.name}: {answer.status_code}")
+    assert not failures, "\n".join(failures)
+    assert (_snapshot(world), _consultation_rows(world)) == before, "a tracking probe changed"
