@@ -230,7 +230,7 @@ class ChaosRig:
         run_dir = self.workdir / f"{case}-{run}"
         stream_s = max(timing.stream_s, timing.fault_after_s + outage_s + 2)
         edge = self.start_edge(run_dir, stream_s, seed=run)
-        self._wait_until_flowing(run_dir, edge)
+        self.wait_until_flowing(run_dir, edge)
         time.sleep(timing.fault_after_s)
 
         def kill_edge_holding_unconfirmed() -> None:
@@ -281,7 +281,7 @@ class ChaosRig:
             database=make_url(self.database_url).get_backend_name(),
         )
 
-    def _wait_until_flowing(self, run_dir: Path, edge: subprocess.Popen[bytes]) -> None:
+    def wait_until_flowing(self, run_dir: Path, edge: subprocess.Popen[bytes]) -> None:
         """Break things only once events go all the way through."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
