@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import statistics
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -82,6 +83,8 @@ WORKER_DEPARTMENT = Department.LAW_ENFORCEMENT
 SITES, GATEWAYS_PER_SITE, CAMERAS_PER_GATEWAY = 10, 2, 5
 IMAGES = 2000  # evidence files; each is linked to about 100 cases
 SERVER_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "server")
+API_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "api")
+SATURATE_SECONDS_WARMUP = 2.0
 BATCH = 5000
 WARMUP_SECONDS = 3.0
 # Client connections, as a few open consoles behind a proxy would hold; requests beyond them
@@ -366,8 +369,11 @@ def server_config(database_url: str, workdir: Path, broker_port: int, port: int)
 
 
 @contextmanager
-def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
-    """``civicwatch server`` in its own process with a private Mosquitto, once ready."""
+def running_server(
+    database_url: str, workdir: Path, command: Sequence[str] = SERVER_COMMAND
+) -> Iterator[Served]:
+    """``civicwatch server`` (or ``command``, e.g. ``civicwatch api --workers 2``) in its own
+    process with a private Mosquitto, once ready."""
     broker = MosquittoProcess(workdir / "broker")
     broker.start()
     port = free_port()
@@ -376,7 +382,7 @@ def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
     config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen(
-        [*SERVER_COMMAND, "--config", str(config_file)],
+        [*command, "--config", str(config_file)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -604,6 +610,113 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def saturate(
+    base: str, draw: Callable[[], Request], seconds: float
+) -> tuple[float, int, list[float]]:
+    """Closed loop: CONNECTIONS clients each send their next request as soon as the last one
+    answered, for ``seconds`` after a short warm-up. Returns the answered (2xx) requests per
+    second, the errors, and the latencies: the most this server does with this generator."""
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    answered = 0
+    errors = 0
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        warm_until = time.perf_counter() + SATURATE_SECONDS_WARMUP
+        stop = warm_until + seconds
+
+        async def one_client() -> None:
+            nonlocal answered, errors
+            while (now := time.perf_counter()) < stop:
+                request = draw()
+                headers = {"Authorization": f"Bearer {request.token}"}
+                try:
+                    response = await client.request(
+                        request.method, request.path, headers=headers, json=request.body
+                    )
+                    await response.aread()
+                    ok = response.status_code < 400
+                except httpx.HTTPError:
+                    ok = False
+                if now < warm_until:
+                    continue
+                if ok:
+                    answered += 1
+                    latencies.append((time.perf_counter() - now) * 1000)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one_client() for _ in range(CONNECTIONS)))
+    return answered / seconds, errors, latencies
+
+
+def healthz_request() -> Request:
+    return Request("healthz", "GET", "/healthz")
+
+
+def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namespace) -> list[Any]:
+    """Issue 15's API figure: at each ``--workers`` count, the mix's most answered requests per
+    second as a share of /healthz's (same generator, same server), and the mix's latency at
+    half its most, open loop."""
+    results = []
+    for workers in args.workers:
+        command = (*API_COMMAND, "--workers", str(workers))
+        with running_server(url, workdir, command) as served:
+            mix = Mix(seeded, random.Random(args.seed + 1))
+            mix.probe(served.base)
+            health_rate, health_errors, _ = asyncio.run(
+                saturate(served.base, healthz_request, args.seconds)
+            )
+            mix_rate, mix_errors, _ = asyncio.run(saturate(served.base, mix.draw, args.seconds))
+            half = max(mix_rate / 2, 1.0)
+            samples, achieved = asyncio.run(drive(served.base, mix, half, args.seconds))
+            at_half = summarise(samples, achieved)
+        result = {
+            "workers": workers,
+            "healthz_rate": round(health_rate, 1),
+            "healthz_errors": health_errors,
+            "mix_rate": round(mix_rate, 1),
+            "mix_errors": mix_errors,
+            "share": round(mix_rate / health_rate, 3) if health_rate else None,
+            "half_rate": round(half, 1),
+            "p50_ms_at_half": at_half["p50_ms"],
+            "p99_ms_at_half": at_half["p99_ms"],
+            "errors_at_half": at_half["errors"],
+            "by_request_at_half": at_half["by_request"],
+            "skipped": mix.skipped,
+            "load_average": [round(value, 2) for value in os.getloadavg()],
+        }
+        print(json.dumps(result), file=sys.stderr)
+        results.append(result)
+    return results
+
+
+def run_share(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="api-share-"))
+    try:
+        with scratch_database("postgresql", workdir) as url:
+            seeded = seed(url, workdir / "evidence", args.cases, random.Random(args.seed))
+            runs = healthz_share(url, workdir, seeded, args)
+        shares = [run["share"] for run in runs]
+        p99s = [run["p99_ms_at_half"] for run in runs]
+        return {
+            "bench": "api_load",
+            "mode": "healthz_share",
+            "backend": "postgresql",
+            "cases": args.cases,
+            "seed_s": round(seeded.seconds, 1),
+            "seconds": args.seconds,
+            "connections": CONNECTIONS,
+            "target_share": 0.5,
+            "target_p99_ms_at_half": 100,
+            "share_met": all(share is not None and share >= 0.5 for share in shares),
+            "p99_met": all(p99 <= 100 for p99 in p99s),
+            "runs": runs,
+        }
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--cases", type=int, default=100_000)
@@ -617,7 +730,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also run without BENCH_INDEXES")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
+    parser.add_argument(
+        "--healthz-share",
+        action="store_true",
+        help="PostgreSQL only: the mix's most requests/s as a share of /healthz's under "
+        "`civicwatch api --workers N` for each of --workers, and the p99 at half the most",
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
+    if args.healthz_share:
+        share = run_share(args)
+        line = "; ".join(
+            f"{run['workers']} worker(s): mix {run['mix_rate']}/s = {run['share']} of healthz "
+            f"{run['healthz_rate']}/s, p99 {run['p99_ms_at_half']} ms at {run['half_rate']}/s"
+            for run in share["runs"]
+        )
+        print(f"API mix vs /healthz ({args.cases} cases, PostgreSQL): {line}")
+        print(json.dumps(share))
+        return 0
     runs = []
     for backend in args.backends:
         runs.extend(run_backend(backend, args))
