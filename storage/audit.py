@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from storage.tables import AuditHead, CaseTransition
+from storage.tables import AuditCursor, AuditHead, CaseTransition
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
@@ -137,6 +137,46 @@ _ROW_COLUMNS = (
     CaseTransition.entry_hash,
     *(getattr(CaseTransition, name) for name in HASHED_FIELDS),
 )
+
+
+@dataclass
+class Claimed:
+    """Audit entries after a named cursor, the cursor row locked until the transaction ends:
+    the caller handles the entries, then moves ``cursor.seq`` past the last one."""
+
+    cursor: AuditCursor
+    entries: Sequence[CaseTransition]
+
+    def advance(self) -> None:
+        if self.entries:
+            self.cursor.seq = int(self.entries[-1].seq or self.cursor.seq)
+
+
+def claim_after_cursor(session: Session, name: str, batch_size: int) -> Claimed | None:
+    """The next ``batch_size`` entries after cursor ``name``, for a reader that hands each
+    entry on once (the notification pump, residents' status messages). None on the first run:
+    the cursor is placed at the chain's head, so history is not replayed (a process that
+    places it concurrently makes the commit raise IntegrityError)."""
+    # A write first: PostgreSQL locks the row, SQLite takes its write lock, so two readers
+    # never take the same entries.
+    locked = session.execute(
+        update(AuditCursor)
+        .where(AuditCursor.name == name)
+        .values(seq=AuditCursor.seq)
+        .execution_options(synchronize_session=False)
+    )
+    cursor = session.get(AuditCursor, name) if getattr(locked, "rowcount", 0) else None
+    if cursor is None:
+        head = session.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
+        session.add(AuditCursor(name=name, seq=int(head or 0)))
+        return None
+    entries = session.scalars(
+        select(CaseTransition)
+        .where(CaseTransition.seq > cursor.seq)
+        .order_by(CaseTransition.seq)
+        .limit(batch_size)
+    ).all()
+    return Claimed(cursor, entries)
 
 
 def _rows(session: Session, batch: int = 5000) -> Iterator[Any]:

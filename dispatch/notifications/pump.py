@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.notification_settings import NotificationEvent, NotificationSettings
 from dispatch.notifications.outbox import Channel, DeliveryStatus, Now
 from dispatch.workflow import Action
-from storage.audit import HEAD_ID
+from storage.audit import claim_after_cursor
 from storage.database import SessionFactory
-from storage.tables import AuditCursor, AuditHead, Case, CaseTransition, Notification, utcnow
+from storage.tables import AuditCursor, Case, CaseTransition, Notification, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,32 +94,14 @@ class Notifier:
             return session.scalar(select(AuditCursor.seq).where(AuditCursor.name == CURSOR_NAME))
 
     def _pump(self, session: Session) -> tuple[int, int]:
-        # A write first: PostgreSQL locks the row, SQLite takes its write lock, so two pumps
-        # never hand out the same entries.
-        locked = session.execute(
-            update(AuditCursor)
-            .where(AuditCursor.name == CURSOR_NAME)
-            .values(seq=AuditCursor.seq)
-            .execution_options(synchronize_session=False)
-        )
-        cursor = session.get(AuditCursor, CURSOR_NAME) if getattr(locked, "rowcount", 0) else None
-        if cursor is None:
-            head = session.scalar(select(AuditHead.seq).where(AuditHead.id == HEAD_ID))
-            session.add(AuditCursor(name=CURSOR_NAME, seq=int(head or 0)))
-            log.info("notifications start after audit entry %d", head or 0)
+        claimed = claim_after_cursor(session, CURSOR_NAME, self._batch_size)
+        if claimed is None:
+            log.info("notifications start at the audit chain's head")
             return 0, 0
-        entries = session.scalars(
-            select(CaseTransition)
-            .where(CaseTransition.seq > cursor.seq)
-            .order_by(CaseTransition.seq)
-            .limit(self._batch_size)
-        ).all()
-        if not entries:
-            return 0, 0
-        rows = self._rows_for(session, entries)
+        rows = self._rows_for(session, claimed.entries) if claimed.entries else []
         session.add_all(rows)
-        cursor.seq = int(entries[-1].seq or cursor.seq)
-        return len(rows), len(entries)
+        claimed.advance()
+        return len(rows), len(claimed.entries)
 
     def _rows_for(self, session: Session, entries: Sequence[CaseTransition]) -> list[Notification]:
         wanted = [entry for entry in entries if _concerns_departments(entry.action)]
