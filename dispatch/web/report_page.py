@@ -23,6 +23,8 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from contracts.kinds import ViolationKind
 from dispatch.http.deps import ApiContext, SessionDep, get_context
@@ -39,6 +41,8 @@ from dispatch.residents.followup import (
 )
 from dispatch.residents.intake import (
     Channel,
+    IntakeDeps,
+    ReportReceipt,
     ReportRefused,
     ReportSubmission,
     known_buildings,
@@ -287,7 +291,9 @@ async def report_submit(
             token=t if poster else "",
         )
     try:
-        receipt = submit_counted(request, session, submission, deps=context.intake)
+        # In a worker thread: checking photos and writing the case must not hold the event
+        # loop, which every other request of this process waits on.
+        receipt = await run_in_threadpool(_take_in, request, session, submission, context.intake)
     except ReportRefused as exc:
         session.rollback()
         response = _show_form(
@@ -301,10 +307,17 @@ async def report_submit(
         if exc.headers:
             response.headers.update(exc.headers)
         return response
-    session.commit()
     return RedirectResponse(
         f"/report/done/{receipt.tracking_code}", status_code=status.HTTP_303_SEE_OTHER
     )
+
+
+def _take_in(
+    request: Request, session: Session, submission: ReportSubmission, intake: IntakeDeps
+) -> ReportReceipt:
+    receipt = submit_counted(request, session, submission, deps=intake)
+    session.commit()
+    return receipt
 
 
 def _report(request: Request, session: SessionDep, code: str) -> ResidentReport | None:
