@@ -176,6 +176,12 @@ def submit_report(
     if not description and not photos:
         raise ReportRefused("report_empty")
     _count(session, submission, phone, settings, now)
+    # The files first, durable, before the case and its audit entries: the audit chain's head
+    # stays locked from the first entry to the commit, and every writer of the server waits
+    # on it, so no fsync may happen inside that span. A refused report leaves only files that
+    # no row names (content-addressed, written once).
+    for photo in photos:
+        deps.evidence_store.put(photo.data, photo.sha256)
 
     kind = submission.category
     point = submission.plan_point
@@ -200,7 +206,7 @@ def submit_report(
     report = _report_row(code, case, joined, submission, place, description, phone, now)
     session.add(report)
     session.flush()
-    _store_photos(session, deps.evidence_store, report, case, photos, now)
+    _store_photos(session, report, case, photos, now)
     _record(
         session,
         case,
@@ -574,16 +580,14 @@ def _record(
 
 def _store_photos(
     session: Session,
-    store: EvidenceStore,
     report: ResidentReport,
     case: Case,
     photos: Sequence[CleanPhoto],
     now: datetime,
 ) -> None:
-    """The clean copies into the evidence store, as the report's photos and the case's
+    """The clean copies (already in the evidence store) as the report's photos and the case's
     evidence (label ``resident``), so the console shows them beside the camera's frames."""
     for photo in photos:
-        store.put(photo.data, photo.sha256)
         file_evidence(
             session,
             photo.sha256,
