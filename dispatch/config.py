@@ -371,7 +371,9 @@ class PhotoLimits(_Settings):
         default=40_000_000, ge=10_000, description="width x height; bigger is refused undecoded"
     )
     max_side: int = Field(
-        default=4096, ge=256, description="the stored copy is scaled down to this longest side"
+        default=2048,
+        ge=256,
+        description="the stored copy is scaled down to this longest side (ample on a screen)",
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
@@ -72,6 +73,11 @@ def clean_photo(data: bytes, limits: PhotoLimits, number: int = 1) -> CleanPhoto
                 number=number,
                 limit_mp=round(limits.max_pixels / 1_000_000, 1),
             )
+        scale = limits.max_side / max(width, height)
+        if declared == "image/jpeg" and scale < 1:
+            # Decode at the smallest DCT scale that still covers the stored size: a phone's
+            # 12 MP photo then costs a fraction of a full decode (the thumbnail finishes it).
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()  # a truncated or corrupt file fails here, before anything is stored
         upright = ImageOps.exif_transpose(image)
     except PhotoError:

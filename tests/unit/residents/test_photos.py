@@ -161,3 +161,13 @@ def test_a_plugin_patched_into_image_open_is_never_used(monkeypatch: pytest.Monk
     with pytest.raises(PhotoError) as refused:
         clean_photo(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 50, LIMITS)
     assert refused.value.code == "report_photo_damaged"
+
+
+def test_a_large_jpeg_is_stored_at_the_longest_side_allowed() -> None:
+    """Decoded at a reduced DCT scale (draft), then scaled to exactly ``max_side``."""
+    big = Image.new("RGB", (3000, 1500), (90, 140, 200))
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG", quality=90)
+    clean = clean_photo(buffer.getvalue(), PhotoLimits(max_side=512))
+    assert (clean.width, clean.height) == (512, 256)
+    assert Image.open(io.BytesIO(clean.data)).size == (512, 256)
