@@ -92,6 +92,8 @@ BUSINESS_RULES = [
     r"^/api/v1/cases/\{case_id\}/attachments$",
     r"^/open311/",
     r"^/api/v1/exemptions/permits",
+    # a day outside 2000-2100 is refused (422); a date's bounds do not reach the JSON schema
+    r"^/api/v1/rates$",
 ]
 ACCEPTED_BY_RULE = ["2xx", "3xx", "400", "401", "403", "404", "409", "413", "415", "422", "429"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
