@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from contracts.events import ViolationKind
 from dispatch.config import SCOPED_ROLES, Department, Role, Tier
+from dispatch.residents.consultation_record import escalate_for_transfer
 from storage.audit import append_entry
 from storage.tables import Case, CaseState, CaseTransition, ResidentReport, User, utcnow
 
@@ -309,8 +310,6 @@ class Workflow:
             and case.department != from_department
         ):
             # 大事派单 by hand or by the SLA sweep: the open consultation ends unsettled
-            from dispatch.residents.consultation import escalate_for_transfer
-
             escalate_for_transfer(session, case, now, actor.name, reason)
         if action is Action.RESOLVE and self._on_resolve is not None:
             self._on_resolve(session, case, now)

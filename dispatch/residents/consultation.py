@@ -46,12 +46,17 @@ from sqlalchemy.orm import Session
 
 from dispatch.config import Department, Role
 from dispatch.errors import ApiError
+from dispatch.residents.consultation_record import (
+    ConsultAction,
+    record_step,
+)
+from dispatch.residents.consultation_record import (
+    ConsultationState as ConsultationState,  # re-exported: pages and the API name it here
+)
 from dispatch.workflow import Actor, Reroute
-from storage.audit import append_entry
 from storage.tables import (
     Case,
     CaseState,
-    CaseTransition,
     Consultation,
     ConsultationPost,
     ConsultationVote,
@@ -60,12 +65,6 @@ from storage.tables import (
 MAX_TEXT = 2000  # characters of a comment or a proposal
 AGREED_ACTOR = "system"  # the agreement follows from the votes, nobody's own act
 READERS = frozenset({Role.DISPATCHER, Role.ADMIN})
-
-
-class ConsultationState(StrEnum):
-    OPEN = "open"
-    AGREED = "agreed"
-    ESCALATED = "escalated"
 
 
 class PostKind(StrEnum):
@@ -79,16 +78,6 @@ class Choice(StrEnum):
     ABSTAIN = "abstain"
 
 
-class ConsultAction(StrEnum):
-    """The audit chain's action names of the consultation's steps."""
-
-    COMMENT = "consult_comment"
-    PROPOSE = "consult_propose"
-    VOTE = "consult_vote"
-    AGREED = "consult_agreed"
-    ESCALATED = "consult_escalated"
-
-
 class ConsultationRefused(ApiError):  # noqa: N818 - a refusal the routes answer, not a bug
     """A step refused, with a ``consultation_*`` code (error.<code> in both languages)."""
 
@@ -99,24 +88,6 @@ class ConsultationRefused(ApiError):  # noqa: N818 - a refusal the routes answer
         status_code: int = status.HTTP_422_UNPROCESSABLE_CONTENT,
     ) -> None:
         super().__init__(status_code, code, params)
-
-
-def open_consultation(
-    session: Session, case: Case, quorum: int, deadline_at: datetime, now: datetime
-) -> Consultation:
-    """A consultation on ``case`` (flushed, so it has its id) at the case's site."""
-    consultation = Consultation(
-        case_id=case.id,
-        site_id=case.site_id,
-        quorum=quorum,
-        deadline_at=deadline_at,
-        state=ConsultationState.OPEN.value,
-        outcome="",
-        opened_at=now,
-    )
-    session.add(consultation)
-    session.flush()
-    return consultation
 
 
 # --- who takes part -----------------------------------------------------------------------------
@@ -213,31 +184,6 @@ def clean_text(text: str) -> str:
 # --- the steps ----------------------------------------------------------------------------------
 
 
-def _record(
-    session: Session,
-    case: Case,
-    action: ConsultAction,
-    actor: str,
-    reason: str,
-    now: datetime,
-    detail: dict[str, Any],
-) -> CaseTransition:
-    """One entry on the case's audit chain; the case keeps its state."""
-    state = CaseState(case.state)
-    transition = CaseTransition(
-        case=case,
-        action=action.value,
-        from_state=state,
-        to_state=state,
-        actor=actor,
-        reason=reason,
-        at=now,
-        detail=detail,
-    )
-    case.updated_at = now
-    return append_entry(session, transition)
-
-
 def comment(
     session: Session, actor: Actor, consultation_id: int, text: str, now: datetime
 ) -> ConsultationPost:
@@ -267,7 +213,7 @@ def _post(
     session.flush()
     action = ConsultAction.COMMENT if kind is PostKind.COMMENT else ConsultAction.PROPOSE
     detail = {"consultation_id": consultation.id, "post_id": post.id}
-    _record(
+    record_step(
         session, session.get_one(Case, consultation.case_id), action, actor.name, body, now, detail
     )
     return post
@@ -355,7 +301,7 @@ def vote(
     }
     if previous is not None:
         detail["from_choice"] = previous
-    _record(session, case, ConsultAction.VOTE, actor.name, "", now, detail)
+    record_step(session, case, ConsultAction.VOTE, actor.name, "", now, detail)
     tally = tallies(session, [proposal.id])[proposal.id]
     agreed = tally.carries(consultation.quorum)
     if agreed:
@@ -408,38 +354,10 @@ def _agree(
             deadline_to=due.isoformat(),
         )
         case.sla_due_at = due
-    _record(session, case, ConsultAction.AGREED, AGREED_ACTOR, proposal.body, now, detail)
+    record_step(session, case, ConsultAction.AGREED, AGREED_ACTOR, proposal.body, now, detail)
 
 
 _CARRIED_OUT_STATES = frozenset({CaseState.DISPATCHED, CaseState.ACCEPTED, CaseState.RETURNED})
-
-
-def escalate_for_transfer(
-    session: Session, case: Case, now: datetime, actor: str, reason: str = ""
-) -> bool:
-    """``case`` left property management (the SLA sweep's community-tier transfer, or a
-    dispatcher's transfer or dispatch by hand): its open consultation is escalated (大事派单).
-    The workflow calls this on every such move. An agreed (or already escalated) one is left
-    alone. True: escalated."""
-    consultation = session.scalars(
-        select(Consultation).where(Consultation.case_id == case.id)
-    ).one_or_none()
-    if consultation is None or consultation.state != ConsultationState.OPEN.value:
-        return False
-    consultation.state = ConsultationState.ESCALATED.value
-    consultation.closed_at = now
-    detail = {"consultation_id": consultation.id, "department": case.department}
-    _record(
-        session,
-        case,
-        ConsultAction.ESCALATED,
-        actor,
-        f"consultation {consultation.id} unsettled: escalated to {case.department}"
-        + (f" ({reason})" if reason else ""),
-        now,
-        detail,
-    )
-    return True
 
 
 # --- what a page or the API shows -------------------------------------------------------------

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from contracts.kinds import ViolationKind
 from dispatch.config import Department, Role, Tier
-from dispatch.residents.consultation import open_consultation
+from dispatch.residents.consultation_record import open_consultation
 from dispatch.residents.intake import RESIDENT_ACTOR, IntakeDeps, ReportRefused
 from dispatch.residents.privacy import phone_for, reporter_visible
 from dispatch.residents.tiers import community_route, route_for_report

@@ -34,7 +34,7 @@ from contracts.sites import SiteConfig, SiteRegistry
 from dispatch.config import ResidentSettings, Route, RoutingSettings, Tier
 from dispatch.errors import ApiError
 from dispatch.residents.codes import new_tracking_code, tracking_path
-from dispatch.residents.consultation import open_consultation
+from dispatch.residents.consultation_record import open_consultation
 from dispatch.residents.limits import LimitKey, ReportLimited, check_and_count
 from dispatch.residents.merge import Place, find_case_to_join
 from dispatch.residents.photos import CleanPhoto, PhotoError, clean_photo
