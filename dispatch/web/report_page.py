@@ -444,6 +444,21 @@ def _back(request: Request, report: ResidentReport, done: str) -> Response:
     )
 
 
+def _csrf_refused(
+    request: Request, session: Session, report: ResidentReport, comment: str = ""
+) -> Response:
+    """The tracking page again, 403, for a form POST whose token does not match its cookie."""
+    say = translator(pick_language(request)[0])
+    return _show_track(
+        request,
+        session,
+        report,
+        error=say("report_page.error_csrf"),
+        status_code=status.HTTP_403_FORBIDDEN,
+        comment=comment,
+    )
+
+
 @router.post("/report/t/{code}/rate")
 def report_rate(
     request: Request,
@@ -457,16 +472,8 @@ def report_rate(
     report = _report(request, session, code)
     if report is None:
         return _not_found(request)
-    say = translator(pick_language(request)[0])
     if not _csrf_ok(request, csrf):
-        return _show_track(
-            request,
-            session,
-            report,
-            error=say("report_page.error_csrf"),
-            status_code=status.HTTP_403_FORBIDDEN,
-            comment=comment[:COMMENT_CHARS],
-        )
+        return _csrf_refused(request, session, report, comment[:COMMENT_CHARS])
     context = get_context(request)
     try:
         rate_report(
@@ -496,15 +503,8 @@ def report_mediate(
     report = _report(request, session, code)
     if report is None:
         return _not_found(request)
-    say = translator(pick_language(request)[0])
     if not _csrf_ok(request, csrf):
-        return _show_track(
-            request,
-            session,
-            report,
-            error=say("report_page.error_csrf"),
-            status_code=status.HTTP_403_FORBIDDEN,
-        )
+        return _csrf_refused(request, session, report)
     context = _context(request)
     assert context.intake is not None
     try:
