@@ -778,3 +778,25 @@ class ExemptionAudit(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class RegistryVehicle(Base):
+    """A vehicle in the residents' registry (issue 13 point 5): a resident's, a resident's family's
+    (孝心车位) or a service vehicle, with its owner's name and phone. Personal data: held here,
+    never sent to a gateway (only the plates reach the rule documents, dispatch/registry.py)."""
+
+    __tablename__ = "registry_vehicles"
+    __table_args__ = (UniqueConstraint("site_id", "plate"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    plate: Mapped[str] = mapped_column(String(16), index=True)
+    category: Mapped[str] = mapped_column(String(16), doc="resident, family or service")
+    building: Mapped[str] = mapped_column(String(32), default="")
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    owner_name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str] = mapped_column(String(64))
