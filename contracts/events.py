@@ -57,6 +57,9 @@ class Phase(StrEnum):
     OPENED = "opened"  # dwell crossed, evidence attached
     UPDATED = "updated"  # still there, more evidence
     CLEARED = "cleared"  # gone
+    # The warning stage (docs/exemptions.md): the dwell crossed where a warning comes first.
+    WARNED = "warned"  # warned, not enforced: the dwell-crossed frames are the "before"
+    COMPLIED = "complied"  # gone within the grace period after a warning: closes the item
 
 
 class EvidenceLabel(StrEnum):
@@ -216,11 +219,22 @@ class ModelInfo(_WireModel):
     version: str = Field(max_length=64)
 
 
+_PROVINCE = "[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领]"
 PLATE_PATTERN = (
-    r"^[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领]"
-    r"[A-HJ-NP-Z][A-HJ-NP-Z0-9]{4,5}[A-HJ-NP-Z0-9挂学警港澳]$"
+    rf"^(?:{_PROVINCE}[A-HJ-NP-Z]"
+    r"(?:[A-HJ-NP-Z0-9]{4}[A-HJ-NP-Z0-9挂学警港澳领]|[A-HJ-NP-Z0-9]{6})"
+    r"|使[0-9]{6}"
+    rf"|WJ{_PROVINCE}?[0-9]{{4}}[0-9A-HJ-NP-Z])$"
 )
-"""A mainland plate: province, issuing-office letter, then 5 (blue/yellow) or 6 (new-energy)."""
+"""A mainland plate, one of:
+
+- province, issuing-office letter, 5 letters/digits (blue, yellow, white, black plates; double-row
+  plates read top row then bottom row); the last may be 挂 (trailer), 学 (learner), 警 (police),
+  港 / 澳 (Hong Kong / Macau cross-border) or 领 (consulate);
+- province, letter, 6 letters/digits (green new-energy plates);
+- 使 and 6 digits (embassy);
+- WJ (armed police), an optional province, 4 digits and a digit or a letter (the branch).
+"""
 
 
 class PlateReading(_WireModel):
@@ -229,6 +243,22 @@ class PlateReading(_WireModel):
     text: str = Field(pattern=PLATE_PATTERN)
     confidence: float = Field(ge=0.0, le=1.0)
     votes: int = Field(default=1, ge=1, description="frames that agreed on this text")
+
+
+class WarningNotice(_WireModel):
+    """The warning a gateway gave before enforcing: on ``warned``, ``complied`` and the
+    ``opened`` that follows a warning (the warning time on the department's record)."""
+
+    rule_id: Identifier = Field(description="the rule document's warning_stage rule")
+    warned_at: AwareDatetime
+    grace_until: AwareDatetime = Field(description="no case before this; then the camera looks")
+    announced: bool = Field(description="an announcement went to the gateway's announce topic")
+
+    @model_validator(mode="after")
+    def _grace_after_warning(self) -> WarningNotice:
+        if self.grace_until <= self.warned_at:
+            raise ValueError("grace_until must be after warned_at")
+        return self
 
 
 class ViolationEvent(_WireModel):
@@ -259,6 +289,9 @@ class ViolationEvent(_WireModel):
         default=None, ge=0.0, le=1.0, description="fire lanes: the share of the lane blocked"
     )
     historical: bool = Field(default=False, description="replayed from the outbox after a delay")
+    warning: WarningNotice | None = Field(
+        default=None, description="the warning stage: required on warned and complied"
+    )
 
     @model_validator(mode="after")
     def _supported_version(self) -> ViolationEvent:
@@ -273,6 +306,14 @@ class ViolationEvent(_WireModel):
     def _opened_has_evidence(self) -> ViolationEvent:
         if self.phase is Phase.OPENED and not self.evidence:
             raise ValueError("an opened violation must carry evidence")
+        return self
+
+    @model_validator(mode="after")
+    def _warning_phases(self) -> ViolationEvent:
+        if self.phase in (Phase.WARNED, Phase.COMPLIED) and self.warning is None:
+            raise ValueError(f"a {self.phase} event must carry its warning")
+        if self.phase is Phase.WARNED and not self.evidence:
+            raise ValueError("a warned violation must carry its dwell-crossed frames")
         return self
 
     def to_wire(self) -> bytes:
@@ -295,6 +336,7 @@ __all__ = [
     "Sha256Hex",
     "ViolationEvent",
     "ViolationKind",
+    "WarningNotice",
     "broken_link",
     "chain_link",
     "image_type",

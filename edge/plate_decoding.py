@@ -1,7 +1,10 @@
 """Reading a plate's characters: the best path through the CTC scores that spells a plate.
 
-Instead of the recogniser's greedy decoding, a Viterbi search keeps only plate-shaped paths:
-province, issuing-office letter, then 5 or 6 letters/digits (the last may be a special one).
+Instead of the recogniser's greedy decoding, a Viterbi search keeps only plate-shaped paths
+(contracts.events.PLATE_PATTERN): province, issuing-office letter, then 5 or 6 letters/digits
+(the last of 5 may be 挂学警港澳领); 使 and 6 digits; WJ, an optional province and 5. A
+double-row plate is read row by row: ``HEAD`` (province and letter, or WJ and a province) above,
+``TAIL`` (5 characters) below.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕�
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # plates never use I or O
 DIGITS = "0123456789"
 ALNUM = LETTERS + DIGITS
-LAST_ONLY = "挂学警港澳"  # trailer, learner, police, Hong Kong, Macau: last position only
+LAST_ONLY = "挂学警港澳领"  # trailer, learner, police, Hong Kong, Macau, consulate: last only
 
 # Characters the recogniser emits that are not plate characters but mean one: their scores are
 # added to the plate character's.
@@ -52,39 +55,67 @@ class PlateCandidate:
 
 
 @dataclass(frozen=True, slots=True)
-class _Layout:
-    """The states of the plate path: one row per character slot, each with its allowed chars.
+class Layout:
+    """The states of plate paths: one row per character slot, each with its allowed characters.
 
-    Row 0 is the start (nothing emitted yet). Slots 1..6 are shared by 7- and 8-character
-    plates; the 7th character is either the last (row 7) or a middle one (row 8, then row 9 last).
+    Row 0 is the start (nothing emitted yet); each other row is entered from one predecessor, so
+    the paths form a tree whose final rows end a plate.
     """
 
     alphabet: str  # the union of plate characters; column j of the emission matrix is alphabet[j]
     allowed: NDArray[np.bool_]  # (rows, len(alphabet))
     predecessor: NDArray[np.int64]  # (rows,) the row a row is entered from; -1 for the start
     finals: tuple[int, ...]
+    shortest: int  # the fewest characters a path spells
 
 
-def _build_layout() -> _Layout:
-    alphabet = PROVINCES + ALNUM + LAST_ONLY
-    slots = [
-        "",  # start
-        PROVINCES,
-        LETTERS,
-        ALNUM,
-        ALNUM,
-        ALNUM,
-        ALNUM,
-        ALNUM + LAST_ONLY,  # row 7: last of a 7-character plate
-        ALNUM,  # row 8: 7th of an 8-character plate
-        ALNUM + LAST_ONLY,  # row 9: last of an 8-character plate
+ALPHABET = "".join(dict.fromkeys(PROVINCES + ALNUM + LAST_ONLY))
+
+
+def build_layout(paths: Sequence[Sequence[str]]) -> Layout:
+    """The tree of ``paths``, each a list of slots (the characters allowed there).
+
+    Paths sharing their first slots share those rows; a path's last slot is a final row.
+    """
+    slots: list[str] = [""]
+    predecessor: list[int] = [-1]
+    rows: dict[tuple[str, ...], int] = {(): 0}
+    finals: list[int] = []
+    for path in paths:
+        for depth in range(1, len(path) + 1):
+            key = tuple(path[:depth])
+            if key not in rows:
+                rows[key] = len(slots)
+                slots.append(path[depth - 1])
+                predecessor.append(rows[key[:-1]])
+        finals.append(rows[tuple(path)])
+    allowed = np.array([[char in slot for char in ALPHABET] for slot in slots], dtype=np.bool_)
+    return Layout(
+        ALPHABET,
+        allowed,
+        np.array(predecessor, dtype=np.int64),
+        tuple(dict.fromkeys(finals)),
+        min(len(path) for path in paths),
+    )
+
+
+_ORDINARY = [PROVINCES, LETTERS, ALNUM, ALNUM, ALNUM, ALNUM]
+PLATE_LAYOUT = build_layout(
+    [
+        [*_ORDINARY, ALNUM + LAST_ONLY],  # 7 characters
+        [*_ORDINARY, ALNUM, ALNUM],  # 8: new energy
+        ["使", *[DIGITS] * 6],  # embassy
+        ["W", "J", PROVINCES, DIGITS, DIGITS, DIGITS, DIGITS, ALNUM],  # armed police
+        ["W", "J", DIGITS, DIGITS, DIGITS, DIGITS, ALNUM],  # armed police headquarters
     ]
-    allowed = np.array([[char in slot for char in alphabet] for slot in slots], dtype=np.bool_)
-    predecessor = np.array([-1, 0, 1, 2, 3, 4, 5, 6, 6, 8], dtype=np.int64)
-    return _Layout(alphabet, allowed, predecessor, finals=(7, 9))
+)
+"""A whole plate on one row (or a double-row plate's rows side by side)."""
+HEAD_LAYOUT = build_layout([[PROVINCES, LETTERS], ["W", "J", PROVINCES], ["W", "J"]])
+"""A double-row plate's top row: province and letter, or WJ and maybe a province."""
+TAIL_LAYOUT = build_layout([[ALNUM, ALNUM, ALNUM, ALNUM, ALNUM + LAST_ONLY]])
+"""A double-row plate's bottom row: 5 letters/digits, the last maybe 挂学警港澳领."""
 
 
-_LAYOUT = _build_layout()
 _NEG = np.float32(-1e9)
 
 
@@ -92,7 +123,7 @@ class PlateDecoder:
     """Best plate-shaped path through a CTC score matrix (time steps x recogniser characters)."""
 
     def __init__(self, characters: Sequence[str], blank_index: int = 0) -> None:
-        layout = _LAYOUT
+        layout = PLATE_LAYOUT
         index = {char: i for i, char in enumerate(characters)}
         missing = [c for c in layout.alphabet if c not in index]
         if missing:
@@ -123,21 +154,24 @@ class PlateDecoder:
         gap = probabilities[:, self._gap_columns].sum(axis=1)
         return chars.astype(np.float32), gap.astype(np.float32)
 
-    def decode(self, probabilities: FloatArray) -> PlateCandidate | None:
-        """The most likely plate; None when the matrix is too short to hold one."""
+    def decode(
+        self, probabilities: FloatArray, layout: Layout = PLATE_LAYOUT
+    ) -> PlateCandidate | None:
+        """The most likely path of ``layout``; None when the matrix is too short to hold one."""
         chars, gap = self.scores(probabilities)
-        return decode_plate_scores(chars, gap)
+        return decode_plate_scores(chars, gap, layout)
 
 
-def decode_plate_scores(chars: FloatArray, gap: FloatArray) -> PlateCandidate | None:
+def decode_plate_scores(
+    chars: FloatArray, gap: FloatArray, layout: Layout = PLATE_LAYOUT
+) -> PlateCandidate | None:
     """Viterbi over plate-shaped CTC paths.
 
-    ``chars`` is (T, len(_LAYOUT.alphabet)) probabilities, ``gap`` (T,) the blank/separator
+    ``chars`` is (T, len(ALPHABET)) probabilities, ``gap`` (T,) the blank/separator
     probability. A repeated character needs a gap between its two copies, as CTC requires.
     """
-    layout = _LAYOUT
     steps = len(chars)
-    if steps < 7:
+    if steps < layout.shortest:
         return None
     log_chars = np.log(np.clip(chars, 1e-12, None))
     log_gap = np.log(np.clip(gap, 1e-12, None))
@@ -151,13 +185,13 @@ def decode_plate_scores(chars: FloatArray, gap: FloatArray) -> PlateCandidate | 
     # in_char[r, j]: best path currently emitting char j in slot r.
     in_gap = np.full(rows, _NEG, dtype=np.float32)
     in_char = np.full((rows, width), _NEG, dtype=np.float32)
+    first_rows = layout.predecessor == 0
     in_gap[0] = log_gap[0]
-    in_char[1] = log_chars[0] + emit_mask[1]
+    in_char[first_rows] = log_chars[0][None, :] + emit_mask[first_rows]
     # Backpointers: for in_gap, came from the gap (-1) or char j; for in_char, stayed (-2),
     # entered from the predecessor's gap (-1) or from the predecessor's char j.
     gap_from = np.full((steps, rows), -1, dtype=np.int64)
     char_from = np.full((steps, rows, width), -1, dtype=np.int64)
-    char_from[0, 1] = -1
     for t in range(1, steps):
         best_char = in_char.argmax(axis=1)
         best_char_score = in_char[np.arange(rows), best_char]
@@ -198,7 +232,7 @@ def _trace(
     gap_from: NDArray[np.int64],
     char_from: NDArray[np.int64],
     chars: FloatArray,
-    layout: _Layout,
+    layout: Layout,
 ) -> PlateCandidate:
     """Walk the backpointers; each character's confidence is its best score over its frames."""
     emitted: list[tuple[int, float]] = []  # (char, confidence), last first
