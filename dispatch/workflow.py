@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from contracts.events import ViolationKind
 from dispatch.config import SCOPED_ROLES, Department, Role, Tier
-from dispatch.residents.consultation_record import escalate_for_transfer
+from dispatch.residents.consultation_record import escalate_for_transfer, withdraw_for_ending
 from storage.audit import append_entry
 from storage.tables import Case, CaseState, CaseTransition, ResidentReport, User, utcnow
 
@@ -311,6 +311,9 @@ class Workflow:
         ):
             # 大事派单 by hand or by the SLA sweep: the open consultation ends unsettled
             escalate_for_transfer(session, case, now, actor.name, reason)
+        elif target in (S.CLOSED, S.MERGED):
+            # filed or merged away before the council agreed: nothing is left to vote on
+            withdraw_for_ending(session, case, now, actor.name, reason)
         if action is Action.RESOLVE and self._on_resolve is not None:
             self._on_resolve(session, case, now)
         if self._on_committed is not None:

@@ -38,7 +38,7 @@ class ConsultationSummary(BaseModel):
     case_id: int
     site_id: str
     category: str = Field(description="the case's kind")
-    state: Literal["open", "agreed", "escalated"]
+    state: Literal["open", "agreed", "escalated", "withdrawn"]
     quorum: int
     deadline_at: datetime
     opened_at: datetime

@@ -451,3 +451,49 @@ def test_the_example_config_has_a_council_account_at_its_demo_site() -> None:
     users = {u.username: u for u in config.server.api.accounts.dev_users}
     assert users["council"].role is Role.COUNCIL
     assert users["council"].site_id in {site.id for site in config.sites}
+
+
+@pytest.mark.parametrize(
+    ("action", "extra"),
+    [("close", {"close_reason": "not_in_remit"}), ("merge", {"duplicate_of": "other"})],
+)
+def test_closing_or_merging_the_case_withdraws_its_open_consultation(
+    rig: Rig, action: str, extra: dict[str, Any]
+) -> None:
+    """A community case filed or merged away by the command centre ends its open consultation
+    as withdrawn, on the audit chain; nobody can vote on a case that no longer exists."""
+    case_id = rig.report("a bicycle in the stairwell")
+    cid = rig.consultation_of(case_id)
+    pid = rig.post("council-1", f"/{cid}/proposals", {"body": "move it"}).json()["id"]
+    other = rig.report("the same bicycle", building="2号楼")
+    body: dict[str, Any] = {"action": action, "reason": "handled elsewhere", **extra}
+    if action == "merge":
+        body["duplicate_of"] = other
+    else:
+        # a dispatcher files only a case back on the desk: property management returns it first
+        returned = rig.client.post(
+            f"/api/v1/cases/{case_id}/actions",
+            json={"action": "return", "reason": "not ours"},
+            headers=rig.as_("pm-worker"),
+        )
+        assert returned.status_code == 200, returned.text
+    done = rig.client.post(f"/api/v1/cases/{case_id}/actions", json=body, headers=rig.as_("desk"))
+    assert done.status_code == 200, done.text
+    with rig.sessions() as session:
+        consultation = session.get_one(Consultation, cid)
+        assert consultation.state == "withdrawn"
+        assert consultation.closed_at is not None
+        assert session.get_one(Consultation, rig.consultation_of(other)).state == "open"
+    assert rig.actions(case_id)[-2:] == [action, "consult_withdrawn"]
+    refused = rig.post("council-2", f"/{cid}/proposals/{pid}/votes", {"choice": "for"})
+    assert (refused.status_code, refused.json()["code"]) == (409, "consultation_closed")
+    for lang, state, entry in (
+        ("en", "Withdrawn (the case was closed or merged)", "Consultation withdrawn"),
+        ("zh-CN", "已撤销（案件已结案或合并）", "协商撤销"),
+    ):
+        page = rig.client.get(f"/council/{cid}?lang={lang}", headers=rig.as_("council-1"))
+        assert page.status_code == 200
+        assert state in page.text
+        case_page = rig.client.get(f"/console/cases/{case_id}?lang={lang}", headers=rig.as_("desk"))
+        assert entry in case_page.text
+    _chain_intact(rig)
