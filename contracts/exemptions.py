@@ -24,6 +24,12 @@ A plate reading below ``RuleDocument.plate_confidence_floor`` never exempts by p
 is a server config value, ``exemptions.plate_confidence_floor``, until plate confidence is
 calibrated). Fire lanes: only emergency allowlist entries exempt there.
 
+- ``warning_stage`` (先提醒后执法, on a zone or a site): where a stop would be enforced, warn
+  first (an announcement, a message to a resident owner), and enforce only if the car is still
+  there ``grace_minutes`` later. Plates warned ``repeat_warnings`` times in ``repeat_days`` days
+  (the server counts them across gateways and lists them in ``RuleDocument.repeat_offenders``)
+  skip the warning. Never in fire lanes. See ``warning_stage``.
+
 Overlapping rules: candidates are ordered most specific scope first (zone before site), then
 latest ``issued_at`` first, then rule id. Any applicable exemption exempts and the decision names
 the first in that order. Of several family-bay rules on one zone only the first in that order
@@ -167,8 +173,39 @@ class PermitRule(_Rule):
         return self
 
 
+class WarningChannel(StrEnum):
+    ANNOUNCE = "announce"  # the gateway's announce topic: a gate speaker or an LED sign
+    OWNER = "owner"  # the registered owner, by webhook or SMS gateway (the server sends it)
+
+
+MAX_GRACE_MINUTES = 24 * 60
+
+
+class WarningStageRule(_Rule):
+    """Warn before enforcing (先提醒后执法) on a zone or a whole site."""
+
+    type: Literal["warning_stage"] = "warning_stage"
+    grace_minutes: float = Field(
+        gt=0, le=MAX_GRACE_MINUTES, description="how long after the warning the camera looks"
+    )
+    channels: list[WarningChannel] = Field(min_length=1, max_length=len(WarningChannel))
+    repeat_warnings: int = Field(ge=1, le=100, description="K: warnings that make a repeat")
+    repeat_days: int = Field(ge=1, le=365, description="D: the days K warnings are counted in")
+
+    @model_validator(mode="after")
+    def _channels_once(self) -> WarningStageRule:
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("a warning channel is listed twice")
+        return self
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(minutes=self.grace_minutes)
+
+
 Rule = Annotated[
-    AllowlistRule | FamilyBayRule | TimeWindowRule | PermitRule, Field(discriminator="type")
+    AllowlistRule | FamilyBayRule | TimeWindowRule | PermitRule | WarningStageRule,
+    Field(discriminator="type"),
 ]
 
 
@@ -182,6 +219,15 @@ class RuleDocument(_Model):
     issued_at: AwareDatetime
     plate_confidence_floor: float = Field(default=DEFAULT_PLATE_CONFIDENCE_FLOOR, ge=0, le=1)
     rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES)
+    repeat_offenders: list[Plate] = Field(
+        default_factory=list,
+        max_length=MAX_PLATES,
+        description="plates the server counted K warnings in D days: they skip the warning",
+    )
+
+    @cached_property
+    def repeat_offender_set(self) -> frozenset[str]:
+        return frozenset(self.repeat_offenders)
 
     @cached_property
     def ordered_rules(self) -> tuple[Rule, ...]:
@@ -271,6 +317,8 @@ def evaluate(
         elif isinstance(rule, TimeWindowRule):
             if rule.open_at(at.astimezone(ZoneInfo(site.timezone))):
                 return Decision(Outcome.EXEMPT, Why.TIME_WINDOW, rule.id)
+        elif isinstance(rule, WarningStageRule):
+            continue  # not an exemption: ``warning_stage`` says how an enforced stop goes
         elif bay is None:
             bay = _family_bay(rule, plate if readable else None, site, at, history)
             if bay.exempt:
@@ -300,3 +348,67 @@ def _family_bay(
 
 def _same_day(starts: Sequence[datetime], before: datetime, day: date, zone_info: ZoneInfo) -> int:
     return sum(1 for s in starts if s < before and s.astimezone(zone_info).date() == day)
+
+
+class StageWhy(StrEnum):
+    WARN = "warn"  # the stage applies: warn, look again after the grace period
+    NO_STAGE = "no_stage"  # no warning_stage rule covers the zone now
+    FIRE_LANE = "fire_lane"  # a fire lane is enforced at once
+    REPEAT_OFFENDER = "repeat_offender"  # the server counted K warnings in D days
+    REPEAT_AT_GATEWAY = "repeat_at_gateway"  # this gateway's own count reached K
+
+
+@dataclass(frozen=True, slots=True)
+class StageDecision:
+    """Whether a stop about to be enforced is warned first, and by which rule."""
+
+    why: StageWhy
+    rule: WarningStageRule | None = None
+
+    @property
+    def warn(self) -> bool:
+        return self.why is StageWhy.WARN
+
+
+def warning_stage(
+    document: RuleDocument | None,
+    plate: str | None,
+    plate_confidence: float | None,
+    zone: ZoneConfig,
+    site: SiteConfig,
+    at: datetime,
+    warnings_here: int = 0,
+) -> StageDecision:
+    """Whether a stop that ``evaluate`` would enforce (or warn) gets a warning first (pure).
+
+    Of several warning_stage rules in scope the first in the overlap order applies (a zone's
+    rule before the site's, then the newest): a zone's stage replaces the site's, it does not
+    add to it. A repeat offender (a readable plate the server lists, or one this gateway warned
+    ``repeat_warnings`` times in ``repeat_days``: ``warnings_here``) skips the warning. A plate
+    read below the document's confidence floor is never linked as a repeat offender: it is
+    warned.
+    """
+    if document is None:
+        return StageDecision(StageWhy.NO_STAGE)
+    rule = next(
+        (
+            r
+            for r in document.ordered_rules
+            if isinstance(r, WarningStageRule) and r.covers(site.id, zone.id) and r.valid_at(at)
+        ),
+        None,
+    )
+    if rule is None:
+        return StageDecision(StageWhy.NO_STAGE)
+    if zone.kind is ZoneKind.FIRE_LANE:
+        return StageDecision(StageWhy.FIRE_LANE, rule)
+    readable = (
+        plate is not None
+        and plate_confidence is not None
+        and plate_confidence >= document.plate_confidence_floor
+    )
+    if readable and plate in document.repeat_offender_set:
+        return StageDecision(StageWhy.REPEAT_OFFENDER, rule)
+    if readable and warnings_here >= rule.repeat_warnings:
+        return StageDecision(StageWhy.REPEAT_AT_GATEWAY, rule)
+    return StageDecision(StageWhy.WARN, rule)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contracts.acks import IngestAck
+from contracts.announce import Announcement
 from contracts.events import SCHEMA_VERSION, ViolationEvent
 from contracts.status import CameraStatus, GatewayStatus
 from contracts.verification import VerificationRequest, VerificationResult
@@ -18,6 +19,7 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "ingest_ack": IngestAck,
     "verification_request": VerificationRequest,
     "verification_result": VerificationResult,
+    "announcement": Announcement,
 }
 
 

@@ -21,6 +21,7 @@ from contracts.events import (
     PlateReading,
     ViolationEvent,
     ViolationKind,
+    WarningNotice,
     chain_link,
 )
 from contracts.sites import SiteRegistry
@@ -55,6 +56,7 @@ def violation_event(
     model: ModelInfo | None = None,
     plate: PlateReading | None = None,
     blocked_share: float | None = None,
+    warning: WarningNotice | None = None,
 ) -> ViolationEvent:
     """One camera's event about a car in a zone, as a gateway publishes it, with a new message
     id: the one event builder of the tests, the benchmarks and loadgen. ``dwell_seconds``
@@ -79,6 +81,7 @@ def violation_event(
         model=model,
         plate=plate,
         blocked_share=blocked_share,
+        warning=warning,
     )
 
 

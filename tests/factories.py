@@ -21,6 +21,7 @@ from contracts.events import (
     Phase,
     ViolationEvent,
     ViolationKind,
+    WarningNotice,
 )
 from contracts.sites import (
     CameraConfig,
@@ -174,7 +175,16 @@ class EventFactory:
         kind: ViolationKind = ViolationKind.ILLEGAL_PARKING,
         frames: int = 2,
         at: datetime = T0,
+        warning: WarningNotice | None = None,
     ) -> ViolationEvent:
+        if warning is None and phase in (Phase.WARNED, Phase.COMPLIED):
+            warned_at = at if phase is Phase.WARNED else at - timedelta(minutes=1)
+            warning = WarningNotice(
+                rule_id="warn",
+                warned_at=warned_at,
+                grace_until=warned_at + timedelta(minutes=5),
+                announced=True,
+            )
         evidence = []
         for _ in range(frames):
             evidence.append(make_frame(self.next_seed))
@@ -191,6 +201,7 @@ class EventFactory:
             started_at=at - timedelta(minutes=6),  # 360 s of dwell
             observed_at=at,
             evidence=evidence,
+            warning=warning,
         )
         self.next_sequence += 1
         return event

@@ -95,6 +95,7 @@ def test_event_json_shape_is_pinned() -> None:
             "plate",
             "blocked_share",
             "historical",
+            "warning",
         ]
     )
     assert sorted(wire["evidence"][0]) == [
