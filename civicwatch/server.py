@@ -492,6 +492,7 @@ def _ingest(
             metrics,
             client_id,
             on_verification_result=verifier.apply_result,
+            plate_confidence_floor=settings.exemptions.plate_confidence_floor,
         )
         for client_id in (worker_client_ids(ingest) if consume else [])
     ]

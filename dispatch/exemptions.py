@@ -2,8 +2,11 @@
 affected gateway its newly signed rule document.
 
 Property management issues and revokes temporary permits (dispatch/http/exemptions.py); the
-other rule types (allowlists, family bays, time windows) go through ``issue_rule`` until the
-registry and its CSV import exist. Every change, in the same transaction:
+other rule types (allowlists, family bays, time windows) go through ``issue_rule``. The residents'
+vehicle registry (dispatch/registry.py) feeds its plates into every document of its site: a
+``registry-resident`` and a ``registry-service`` allowlist, and its family plates added to each
+family bay's ``family_plates``; only plates, never a name or a phone. Every change, in the same
+transaction:
 
 - the rule row is written (a revoked rule stays, marked, for the record);
 - an entry is chained onto the exemption audit (storage.audit.entry_hash: an edited or
@@ -38,6 +41,7 @@ from contracts.exemptions import (
     RuleDocument,
 )
 from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
+from contracts.registry_plates import RegistryPlates, with_registry
 from contracts.rule_signing import private_key_from_text, sign_document
 from contracts.sites import SiteRegistry
 from contracts.topics import rules_topic
@@ -45,7 +49,14 @@ from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
 from dispatch.exemption_settings import ExemptionSettings as ExemptionSettings
 from storage.audit import GENESIS_HASH, entry_hash
 from storage.database import SessionFactory
-from storage.tables import ExemptionAudit, ExemptionRuleRow, RuleDocumentVersion, utcnow
+from storage.tables import (
+    ExemptionAudit,
+    ExemptionRuleRow,
+    GatewayStatusRow,
+    RegistryVehicle,
+    RuleDocumentVersion,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +279,7 @@ class ExemptionService:
             if (row.valid_to is None or row.valid_to > at)
             and (row.zone_id is None or row.zone_id in zones)
         ]
+        rules = with_registry(rules, registry_plates(session, site.id), site.id)
         return RuleDocument(
             site_id=site.id,
             gateway_id=gateway_id,
@@ -276,6 +288,14 @@ class ExemptionService:
             plate_confidence_floor=self._settings.plate_confidence_floor,
             rules=rules,
         )
+
+    def bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
+        """A new document version for every gateway of the site, inside the caller's
+        transaction (the registry's changes); ``announce`` them after the commit."""
+        return self._bump(session, site_id, at)
+
+    def announce(self, documents: Sequence[SignedDocument]) -> None:
+        self._announce(documents)
 
     def _bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
         site = next(s for s in self._registry.sites if s.id == site_id)
@@ -324,36 +344,58 @@ class ExemptionService:
         reason: str,
         detail: dict[str, Any],
     ) -> None:
-        last = session.scalars(
-            select(ExemptionAudit).order_by(ExemptionAudit.seq.desc()).limit(1)
-        ).first()
-        seq = 1 if last is None else last.seq + 1
-        prev = GENESIS_HASH if last is None else last.entry_hash
-        detail = {**detail, "rule_id": rule_id}
-        entry = {
-            "seq": seq,
-            "case_id": None,
-            "action": action,
-            "from_state": None,
-            "to_state": "",
-            "actor": actor,
-            "reason": reason,
-            "at": at,
-            "detail": detail,
-        }
-        session.add(
-            ExemptionAudit(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                rule_id=rule_id,
-                reason=reason,
-                detail=detail,
-                prev_hash=prev,
-                entry_hash=entry_hash(entry, prev),
-            )
+        append_audit(session, at, actor, action, rule_id, reason, detail)
+
+
+def append_audit(
+    session: Session,
+    at: datetime,
+    actor: str,
+    action: str,
+    rule_id: str,
+    reason: str,
+    detail: dict[str, Any],
+) -> None:
+    """Chain an entry onto the exemption audit (rules, permits and the registry's changes)."""
+    last = session.scalars(
+        select(ExemptionAudit).order_by(ExemptionAudit.seq.desc()).limit(1)
+    ).first()
+    seq = 1 if last is None else last.seq + 1
+    prev = GENESIS_HASH if last is None else last.entry_hash
+    detail = {**detail, "rule_id": rule_id}
+    entry = {
+        "seq": seq,
+        "case_id": None,
+        "action": action,
+        "from_state": None,
+        "to_state": "",
+        "actor": actor,
+        "reason": reason,
+        "at": at,
+        "detail": detail,
+    }
+    session.add(
+        ExemptionAudit(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            rule_id=rule_id,
+            reason=reason,
+            detail=detail,
+            prev_hash=prev,
+            entry_hash=entry_hash(entry, prev),
         )
+    )
+
+
+def registry_plates(session: Session, site_id: str) -> RegistryPlates:
+    rows = session.execute(
+        select(RegistryVehicle.plate, RegistryVehicle.category, RegistryVehicle.updated_at)
+        .where(RegistryVehicle.site_id == site_id)
+        .order_by(RegistryVehicle.plate)
+    ).all()
+    return RegistryPlates.of([(plate, category, at) for plate, category, at in rows])
 
 
 def _summary(rule: Rule) -> dict[str, Any]:
@@ -492,3 +534,41 @@ def build_exemptions(
         session_factory, registry, key, settings, on_change=publisher.publish
     )
     return Exemptions(service, publisher)
+
+
+class GatewayVersion(BaseModel):
+    """A gateway's running rule document against the newest the server signed for it."""
+
+    site_id: str
+    gateway_id: str
+    latest_version: int | None = Field(description="the newest signed; None: none yet")
+    running_version: int | None = Field(description="from its retained status; None: unknown")
+    state: str | None = Field(description="its last reported state (online, offline, ...)")
+    reported_at: datetime | None
+    behind: bool = Field(description="it runs an older version than the newest, or none")
+
+
+def gateway_versions(session: Session, registry: SiteRegistry) -> list[GatewayVersion]:
+    """Every configured gateway, in site order: ``behind`` when the server signed a version
+    it does not report running (a gateway that never reported one is behind too)."""
+    query = select(RuleDocumentVersion.gateway_id, RuleDocumentVersion.version)
+    latest: dict[str, int] = {gateway: version for gateway, version in session.execute(query)}
+    status = {row.gateway_id: row for row in session.scalars(select(GatewayStatusRow))}
+    out = []
+    for site in registry.sites:
+        for gateway in site.gateways:
+            signed = latest.get(gateway.id)
+            row = status.get(gateway.id)
+            running = row.rules_version if row is not None else None
+            out.append(
+                GatewayVersion(
+                    site_id=site.id,
+                    gateway_id=gateway.id,
+                    latest_version=signed,
+                    running_version=running,
+                    state=row.state if row is not None else None,
+                    reported_at=row.received_at if row is not None else None,
+                    behind=signed is not None and (running is None or running < signed),
+                )
+            )
+    return out

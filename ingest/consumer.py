@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contracts.acks import IngestAck
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
 from contracts.sites import SiteRegistry
 from contracts.status import GatewayStatus
@@ -93,15 +94,19 @@ class IngestConsumer:
         metrics: IngestMetrics,
         client_id: str | None = None,
         on_verification_result: VerificationResultHook | None = None,
+        plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR,
     ) -> None:
         """``on_verification_result`` gets each valid camera verification answer (after its
-        frame is filed); without it ingest does not subscribe to the answers."""
+        frame is filed); without it ingest does not subscribe to the answers.
+        ``plate_confidence_floor``: server.exemptions' (the exemption check decides by it)."""
         self._broker = broker
         self._settings = settings
         self._service = service
         self._metrics = metrics
         self._registry = registry
-        self._handler = ViolationHandler(service, registry, metrics, settings.max_payload_bytes)
+        self._handler = ViolationHandler(
+            service, registry, metrics, settings.max_payload_bytes, plate_confidence_floor
+        )
         self._verifications = (
             VerificationIntake(
                 registry,

@@ -8,7 +8,10 @@ silently accepted: it is counted (civicwatch_ingest_should_have_been_exempt_tota
 flagged on its case with an ``exemption_flagged`` entry on the case's audit chain naming the
 rule. The case itself stays as it is: a person decides.
 
-Rules are read per site and kept for ``CACHE_SECONDS`` so a busy batch costs one query a site.
+The document is built as the server builds the gateways' (the site's unrevoked rules, plus the
+residents' vehicle registry's plates, contracts/registry_plates.py) with the server's configured
+``server.exemptions.plate_confidence_floor``, so ingest and the gateways decide alike. Rules are
+read per site and kept for ``CACHE_SECONDS`` so a busy batch costs one query a site.
 """
 
 from __future__ import annotations
@@ -22,12 +25,20 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 
 from contracts.events import Phase, ViolationEvent
-from contracts.exemptions import Decision, Rule, RuleDocument, StayHistory, evaluate
+from contracts.exemptions import (
+    DEFAULT_PLATE_CONFIDENCE_FLOOR,
+    Decision,
+    Rule,
+    RuleDocument,
+    StayHistory,
+    evaluate,
+)
+from contracts.registry_plates import RegistryPlates, with_registry
 from contracts.sites import SiteRegistry
 from ingest.metrics import IngestMetrics
 from storage.audit import append_entry
 from storage.database import SessionFactory
-from storage.tables import Case, CaseTransition, ExemptionRuleRow, utcnow
+from storage.tables import Case, CaseTransition, ExemptionRuleRow, RegistryVehicle, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +49,15 @@ _RULE = TypeAdapter[Rule](Rule)
 
 class ExemptionCheck:
     def __init__(
-        self, sessions: SessionFactory, registry: SiteRegistry, metrics: IngestMetrics
+        self,
+        sessions: SessionFactory,
+        registry: SiteRegistry,
+        metrics: IngestMetrics,
+        plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR,
     ) -> None:
+        """``plate_confidence_floor``: the server's ``server.exemptions.plate_confidence_floor``,
+        the one the gateways' documents carry."""
+        self._floor = plate_confidence_floor
         self._sessions = sessions
         self._registry = registry
         self._metrics = metrics
@@ -120,12 +138,20 @@ class ExemptionCheck:
                 .where(ExemptionRuleRow.site_id == site_id)
                 .where(ExemptionRuleRow.revoked_at.is_(None))
             ).all()
+            registered = session.execute(
+                select(
+                    RegistryVehicle.plate, RegistryVehicle.category, RegistryVehicle.updated_at
+                ).where(RegistryVehicle.site_id == site_id)
+            )
+            plates = RegistryPlates.of([(p, c, at) for p, c, at in registered])
+        rules = [_RULE.validate_python(body) for body in rows]
         document = RuleDocument(
             site_id=site_id,
             gateway_id="ingest",
             version=1,
             issued_at=utcnow(),
-            rules=[_RULE.validate_python(body) for body in rows],
+            plate_confidence_floor=self._floor,
+            rules=with_registry(rules, plates, site_id),
         )
         self._cache[site_id] = (time.monotonic(), document)
         return document

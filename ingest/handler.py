@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.sites import SiteRegistry
 from ingest.exemption_check import ExemptionCheck
 from ingest.metrics import IngestMetrics
@@ -35,13 +36,16 @@ class ViolationHandler:
         registry: SiteRegistry,
         metrics: IngestMetrics,
         max_payload_bytes: int,
+        plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR,
     ) -> None:
         self._service = service
         self._registry = registry
         self._metrics = metrics
         self._max_payload_bytes = max_payload_bytes
         # The same exemption rules the gateways run: a stored violation they cover is flagged.
-        self._exemptions = ExemptionCheck(service.session_factory, registry, metrics)
+        self._exemptions = ExemptionCheck(
+            service.session_factory, registry, metrics, plate_confidence_floor
+        )
 
     def handle(self, topic: str, payload: bytes) -> IngestAck | None:
         """Validate and store one message; see handle_batch."""

@@ -24,6 +24,7 @@ from dispatch.http import (
     health,
     notifications,
     rates,
+    registry,
     views,
 )
 from dispatch.http import templates as response_templates
@@ -84,6 +85,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(rates.router)
     app.include_router(exemptions.router)
+    app.include_router(registry.router)
     _install_web(app, context)
     app.include_router(notifications.router)
     scrape.register(NotificationBacklogCollector(context.session_factory))

@@ -17,11 +17,13 @@ from dispatch.errors import ApiError
 from dispatch.exemptions import (
     ExemptionError,
     ExemptionService,
+    GatewayVersion,
     PermitIn,
     RuleNotFoundError,
     RulePublic,
+    gateway_versions,
 )
-from dispatch.http.deps import API_PREFIX, ContextDep, Principal, PrincipalDep
+from dispatch.http.deps import API_PREFIX, ContextDep, Principal, PrincipalDep, SessionDep
 
 router = APIRouter(prefix=API_PREFIX, tags=["exemptions"])
 
@@ -115,3 +117,23 @@ def revoke_permit(
         return service.revoke(rule_id, principal.name, body.reason)
     except ExemptionError as exc:
         raise _refuse(exc) from exc
+
+
+def may_see_gateways(principal: Principal) -> bool:
+    """Who manages permits, and admins (who run the installation)."""
+    return may_manage(principal) or principal.role is Role.ADMIN
+
+
+@router.get("/exemptions/gateways", responses={403: _REFUSALS[403]})
+def get_gateways(
+    context: ContextDep, principal: PrincipalDep, session: SessionDep
+) -> list[GatewayVersion]:
+    """Each gateway's running rule document (its retained status) against the newest the
+    server signed for it; ``behind`` flags one that runs an older one or none."""
+    if not may_see_gateways(principal):
+        raise ApiError(
+            status.HTTP_403_FORBIDDEN,
+            "forbidden",
+            detail="only property management, dispatchers and admins see the gateways' rules",
+        )
+    return gateway_versions(session, context.registry)
