@@ -39,6 +39,7 @@ from dispatch.web import (
     feed,
     pages,
     plan_pages,
+    registry_pages,
     reports_page,
     stats,
     uploads,
@@ -120,3 +121,4 @@ def _install_web(app: FastAPI, context: ApiContext) -> None:
     app.include_router(resident_report_page.router)
     app.include_router(hotline_page.router)
     app.include_router(council_pages.router)
+    app.include_router(registry_pages.router)
