@@ -26,6 +26,7 @@ from edge.rule_store import RuleStore
 from edge.structure_features import gateway_learned_parts
 from edge.structures import BaselineStore
 from edge.verification import VerificationChannel, ZoneVerifier
+from edge.warning import Announcements
 from edge.worker import CameraAnalysis, EdgeWorker, WatchedCamera
 
 
@@ -41,6 +42,7 @@ def gateway_services(
     outbox: Outbox,
     timezone: tzinfo = UTC,
     rules: RuleStore | None = None,
+    announcements: Announcements | None = None,
 ) -> GatewayServices:
     """What every camera of a gateway shares, built once: the readers are costly to load."""
     redactor = FaceRedactor(settings.redaction) if settings.redaction.blur_faces else None
@@ -53,6 +55,7 @@ def gateway_services(
         structure_parts=gateway_learned_parts(settings.detector.model, detector),
         timezone=timezone,
         rules=rules,
+        announcements=announcements,
     )
 
 
@@ -92,6 +95,7 @@ def build_gateway(
     source and analysis, camera verification. Opens the outbox; starts nothing."""
     outbox = Outbox(outbox_path(settings, gateway.id))
     rules = rule_store(settings, site, gateway.id)
+    announcements = Announcements(site.id, gateway.id)  # the warning stage's, for the gate
     publisher = EdgePublisher(
         broker,
         site.id,
@@ -100,10 +104,11 @@ def build_gateway(
         settings.resend_after_seconds,
         max_unconfirmed=settings.max_unconfirmed,
         rules=rules,
+        announcements=announcements,
     )
     # The site's time zone was checked when the config loaded; captions show its local time.
     services = gateway_services(
-        settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules
+        settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules, announcements
     )
     cameras = _cameras(site, gateway, settings, services, detector)
     sources = {camera.source.camera_id: camera.source for camera in cameras}

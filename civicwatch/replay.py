@@ -16,6 +16,7 @@ from edge.detector import Detector
 from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
 from edge.replay import ReplaySummary, replay_clip
+from edge.warning import Announcements
 
 
 def replay(
@@ -41,6 +42,7 @@ def replay(
     outbox = Outbox(outbox_path(settings, gateway.id))
     # The gateway's exemptions hold in a replay too: the disk copy, then the retained document.
     rules = rule_store(settings, site, gateway.id)
+    announcements = Announcements(site.id, gateway.id)  # the warning stage's, for the gate
     publisher = (
         EdgePublisher(
             broker,
@@ -52,12 +54,13 @@ def replay(
             announces_gateway=False,
             max_unconfirmed=settings.max_unconfirmed,
             rules=rules,
+            announcements=announcements,
         )
         if broker is not None
         else None
     )
     services = gateway_services(
-        settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules
+        settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules, announcements
     )
     analysis = camera_analysis(
         site.id, gateway.id, camera, settings, services, detector, source.fps

@@ -6,9 +6,11 @@ Where a dwell rule opens a violation (the dwell crossed), the gateway's RuleStor
   its updates are decided again as they come, so a family-bay stay that runs over its minutes,
   or a permit revoked meanwhile, is published then, as ``opened`` with the update's frames (an
   update without frames waits for the next one that has them); its ``cleared`` stays here;
-- warn (a family bay's unreadable plate): not enforced, held and counted in
-  ``RuleStore.warned`` (the warning stage itself, issue 13 point 3, is not built yet);
-- enforce: published as before.
+- warn (a family bay's unreadable plate): not enforced; with a warning stage on the zone it is
+  warned through it (below), else held and counted in ``RuleStore.warned``;
+- enforce: published as before, unless a ``warning_stage`` rule covers the zone: then the
+  warning stage (edge.warning) warns first and enforces only after its grace period; the same
+  goes for a held stop that stops being exempt (a family bay's stay over time).
 
 Structures (no-build zones) are never exempt. Each stay of a readable plate is remembered for
 two days so a family bay can count a plate's visits per day.
@@ -21,11 +23,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from contracts.events import Phase
+from contracts.events import Phase, WarningNotice
 from contracts.exemptions import Decision, Outcome, StayHistory
-from contracts.sites import CameraConfig
+from contracts.sites import CameraConfig, ZoneConfig
+from edge.detections import Frame
 from edge.rule_store import RuleStore
 from edge.rules import RuleEvent
+from edge.warning import WarningStage
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,12 @@ MAX_REMEMBERED_STAYS = 100  # per plate and zone: a day's visit limit never come
 class ExemptionGate:
     """One camera's filter between its dwell rules and the outbox."""
 
-    def __init__(self, camera: CameraConfig, rules: RuleStore) -> None:
+    def __init__(
+        self, camera: CameraConfig, rules: RuleStore, warnings: WarningStage | None = None
+    ) -> None:
         self._camera = camera
         self._rules = rules
+        self.warnings = warnings
         self._held: dict[UUID, Decision] = {}
         self._stays: dict[tuple[str, str], list[datetime]] = {}
         self.decisions: list[tuple[UUID, Decision]] = []  # the latest few, for logs and tests
@@ -48,8 +55,13 @@ class ExemptionGate:
         zone = self._camera.zone(event.zone_id)
         if zone is None:
             return event
+        stage = self.warnings
+        if stage is not None and stage.holds(event.violation_id):
+            return stage.follow(event)  # in its grace period: only its complied leaves
         held = event.violation_id in self._held
         if event.phase is Phase.CLEARED:
+            if stage is not None:
+                stage.forget(event.violation_id)
             if held:
                 del self._held[event.violation_id]
                 return None
@@ -60,12 +72,16 @@ class ExemptionGate:
         self.decisions = [*self.decisions[-99:], (event.violation_id, decision)]
         if decision.outcome is Outcome.ENFORCE:
             if not held:
-                return event
+                return self._warn_first(event, zone)
             if not event.evidence:
                 return None  # opened needs frames: the next update that has them opens it
             del self._held[event.violation_id]
             log.info("violation %s no longer exempt: %s", event.violation_id, decision.why)
-            return replace(event, phase=Phase.OPENED)
+            return self._warn_first(replace(event, phase=Phase.OPENED), zone)
+        if decision.outcome is Outcome.WARN and not held and stage is not None:
+            warned = stage.start(event, zone)
+            if warned is not None:
+                return warned
         if not held:
             if decision.outcome is Outcome.EXEMPT:
                 self._rules.exempted += 1
@@ -81,6 +97,26 @@ class ExemptionGate:
             )
         self._held[event.violation_id] = decision
         return None
+
+    def _warn_first(self, event: RuleEvent, zone: ZoneConfig) -> RuleEvent:
+        """The stop's ``warned`` event when a warning stage applies, else ``event`` itself."""
+        if self.warnings is None:
+            return event
+        return self.warnings.start(event, zone) or event
+
+    def expire(self, frame: Frame) -> list[RuleEvent]:
+        """Warned stops still there when their grace ends by ``frame``: their opened events."""
+        return self.warnings.expire(frame) if self.warnings is not None else []
+
+    def notice(self, event: RuleEvent) -> WarningNotice | None:
+        """The warning an outgoing warned, complied or opened event carries, if it had one."""
+        if self.warnings is None or event.phase not in (
+            Phase.WARNED,
+            Phase.COMPLIED,
+            Phase.OPENED,
+        ):
+            return None
+        return self.warnings.notice(event.violation_id)
 
     def _decide(self, event: RuleEvent) -> Decision:
         zone = self._camera.zone(event.zone_id)

@@ -35,6 +35,8 @@ from edge.rules import DwellRule, RuleEvent
 from edge.structure_features import LearnedParts
 from edge.structures import BaselineStore, StructureWatch
 from edge.tracker import ObjectTracker
+from edge.violation_evidence import ViolationEvidence
+from edge.warning import Announcements, WarningStage
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ class GatewayServices:
     timezone: tzinfo = UTC  # the site's: evidence captions show its local time
     # The signed rule document in use: exempt stops never leave the gateway; None: no rules.
     rules: RuleStore | None = None
+    # The warning stage's announcements, for the publisher's announce topic; None: none sent.
+    announcements: Announcements | None = None
 
 
 class _FireLane:
@@ -168,9 +172,18 @@ class CameraPipeline:
         # What each zone's rule saw in it on the latest frame: camera verification reads it.
         self.occupants: dict[str, Detections] = {}
         self.blocked_shares: dict[str, float] = {}
-        self.exemptions = (
-            ExemptionGate(camera, services.rules) if services.rules is not None else None
-        )
+        self.exemptions: ExemptionGate | None = None
+        if services.rules is not None:
+            pictures = {  # the warning stage's "after" frames, drawn as the dwell rule draws
+                rule.zone.config.id: ViolationEvidence(
+                    camera.id, rule.zone, settings.evidence, services.timezone
+                )
+                for rule in self.rules
+            }
+            warnings = WarningStage(
+                site_id, gateway_id, camera, services.rules, pictures, services.announcements
+            )
+            self.exemptions = ExemptionGate(camera, services.rules, warnings)
 
     @property
     def uses_detector(self) -> bool:
@@ -210,6 +223,7 @@ class CameraPipeline:
             gate = self.exemptions
             admitted = [(gate.admit(outcome), share) for outcome, share in outcomes]
             outcomes = [(outcome, share) for outcome, share in admitted if outcome is not None]
+            outcomes += [(outcome, None) for outcome in gate.expire(frame)]  # grace ended
         for watch in self._structures:
             # This frame's detections when the detector ran on it; else the watch finds its own.
             outcomes += [(o, None) for o in watch.update(frame, detections)]
@@ -263,4 +277,5 @@ class CameraPipeline:
             model=self._services.model_info,
             plate=outcome.plate,
             blocked_share=None if blocked_share is None else round(min(1.0, blocked_share), 4),
+            warning=self.exemptions.notice(outcome) if self.exemptions is not None else None,
         )

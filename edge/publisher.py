@@ -19,6 +19,7 @@ from contracts.status import CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic, rules_topic
 from edge.outbox import Outbox
 from edge.rule_store import RuleStore
+from edge.warning import Announcements
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class EdgePublisher:
         announces_gateway: bool = True,
         max_unconfirmed: int = 1000,
         rules: RuleStore | None = None,
+        announcements: Announcements | None = None,
     ) -> None:
         """``announces_gateway=False`` (replay) leaves the gateway's status topic alone: a replay
         finishing must not mark a live gateway offline. ``max_unconfirmed`` caps what is out and
@@ -54,6 +56,8 @@ class EdgePublisher:
         # The signed rule document, retained on the gateway's rules topic: taken by ``rules``.
         self._rules = rules
         self._rules_topic = rules_topic(site_id, gateway_id)
+        # The warning stage's announcements: QoS 1, not retained, on the announce topic.
+        self._announcements = announcements
         self._broker = broker
         self.confirmed = 0
         self.rejected = 0
@@ -152,6 +156,7 @@ class EdgePublisher:
         sent = 0
         with self._flush_lock:
             now = datetime.now(UTC)
+            sent += self._announce(now)
             window = self._max_unconfirmed - self._outbox.in_flight_count(self._resend_after, now)
             if window <= 0:
                 return 0
@@ -168,6 +173,19 @@ class EdgePublisher:
                 self._outbox.mark_sent(message.message_id, now)
                 sent += 1
         return sent
+
+    def _announce(self, now: datetime) -> int:
+        """Publish the waiting announcements; what the client would not take waits again."""
+        if self._announcements is None:
+            return 0
+        due = self._announcements.drain(now)
+        for index, announcement in enumerate(due):
+            info = self._session.publish(self._announcements.topic, announcement.to_wire(), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self._announcements.requeue(due[index:])
+                return index
+            self._announcements.sent += 1
+        return len(due)
 
     def publish_camera_status(self, status: CameraStatus) -> None:
         topic = camera_status_topic(status.site_id, status.gateway_id, status.camera_id)

@@ -328,7 +328,7 @@ class EvidenceSealer:
         for frame, redacted in zip(evidence, copies, strict=True):
             chain = chain_link(chain, frame.sha256)
             sealed.append(frame.model_copy(update={"chain_sha256": chain, "redacted": redacted}))
-        if phase is Phase.CLEARED:
+        if phase in (Phase.CLEARED, Phase.COMPLIED):  # the violation's last event
             self._chains.pop(violation_id, None)
         else:
             self._chains[violation_id] = chain
