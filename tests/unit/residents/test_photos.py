@@ -4,7 +4,9 @@ a fresh encoding that carries none of the original's metadata (EXIF with GPS, co
 from __future__ import annotations
 
 import io
+import os
 import zlib
+from collections.abc import Callable
 
 import pytest
 from PIL import Image, PngImagePlugin
@@ -171,3 +173,127 @@ def test_a_large_jpeg_is_stored_at_the_longest_side_allowed() -> None:
     clean = clean_photo(buffer.getvalue(), PhotoLimits(max_side=512))
     assert (clean.width, clean.height) == (512, 256)
     assert Image.open(io.BytesIO(clean.data)).size == (512, 256)
+
+
+# --- the lossless copy of a JPEG that already fits ------------------------------------------
+
+
+def noisy_jpeg(width: int = 240, height: int = 160, **save: object) -> bytes:
+    """A real JPEG of random pixels (a re-encoding would change them), saved with ``save``."""
+    image = Image.frombytes("RGB", (width, height), os.urandom(width * height * 3))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, **save)
+    return out.getvalue()
+
+
+def pixels(data: bytes) -> bytes:
+    return Image.open(io.BytesIO(data)).convert("RGB").tobytes()
+
+
+def gps_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = "ResidentPhone"
+    gps = {1: "N", 2: (31.0, 14.0, 0.0), 3: "E", 4: (121.0, 28.0, 0.0), 18: "WGS-84"}
+    exif.get_ifd(GPS_IFD).update(gps)
+    return exif.tobytes()
+
+
+def test_a_jpeg_that_fits_is_copied_losslessly_without_exif_gps_or_comments() -> None:
+    original = noisy_jpeg(exif=gps_exif(), comment=b"home address", icc_profile=b"\x00" * 132)
+    before = Image.open(io.BytesIO(original)).getexif().get_ifd(GPS_IFD)
+    assert before[18] == "WGS-84"  # so the test can fail
+    assert b"Exif" in original
+    assert b"WGS-84" in original
+    clean = clean_photo(original, LIMITS)
+    stored = Image.open(io.BytesIO(clean.data))
+    assert dict(stored.getexif()) == {}
+    assert dict(stored.getexif().get_ifd(GPS_IFD)) == {}
+    assert not {"exif", "comment", "icc_profile"} & set(stored.info)
+    for marker in (b"GPS", b"WGS-84", b"Exif", b"ResidentPhone", b"home address", b"ICC_PROFILE"):
+        assert marker not in clean.data
+    assert pixels(clean.data) == pixels(original)  # not a re-encoding: the same pixels
+    assert (clean.width, clean.height, clean.content_type) == (240, 160, "image/jpeg")
+
+
+def test_a_progressive_jpeg_is_copied_losslessly() -> None:
+    original = noisy_jpeg(exif=gps_exif(), progressive=True)
+    clean = clean_photo(original, LIMITS)
+    assert b"WGS-84" not in clean.data
+    assert b"Exif" not in clean.data
+    assert pixels(clean.data) == pixels(original)
+
+
+def test_a_polyglots_tail_after_the_end_marker_is_dropped() -> None:
+    tail = b"<script>alert(1)</script>PK\x03\x04" + bytes(64)
+    original = noisy_jpeg()
+    clean = clean_photo(original + tail, LIMITS)
+    assert clean.data.endswith(b"\xff\xd9")
+    assert b"<script>" not in clean.data
+    assert b"PK\x03\x04" not in clean.data
+    assert pixels(clean.data) == pixels(original)
+
+
+def test_an_app_segment_hiding_a_script_is_dropped() -> None:
+    original = noisy_jpeg()
+    payload = b"<html><script>alert(1)</script></html>"
+    app9 = b"\xff\xe9" + (len(payload) + 2).to_bytes(2, "big") + payload
+    clean = clean_photo(original[:2] + app9 + original[2:], LIMITS)
+    assert b"<script>" not in clean.data
+    assert pixels(clean.data) == pixels(original)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        lambda data: data[: len(data) // 2],  # no end marker
+        lambda data: data[: len(data) - 2],  # only the end marker missing
+        lambda data: data[:1000] + os.urandom(8000) + data[9000:],  # a garbled scan
+        lambda data: data[:4] + b"\xff\xff" + data[6:],  # a segment length past the end
+        lambda data: data[:20] + b"\x00" + data[21:],  # a marker's 0xFF overwritten
+    ],
+    ids=["half", "no-eoi", "garbled", "bad-length", "no-marker"],
+)
+def test_a_damaged_jpeg_that_fits_is_refused(cut: Callable[[bytes], bytes]) -> None:
+    original = noisy_jpeg(400, 300)
+    with pytest.raises(PhotoError) as refused:
+        clean_photo(cut(original), LIMITS)
+    assert refused.value.code == "report_photo_damaged"
+
+
+def test_a_rotated_jpeg_is_stored_upright() -> None:
+    """Orientation 6 (rotate 90 degrees clockwise to view): the left half red, the right blue;
+    stored upright, the top is red and the bottom blue, with no EXIF left to say otherwise."""
+    image = Image.new("RGB", (64, 32), (0, 0, 255))
+    image.paste((255, 0, 0), (0, 0, 32, 32))
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    clean = clean_photo(out.getvalue(), LIMITS)
+    stored = Image.open(io.BytesIO(clean.data)).convert("RGB")
+    assert (clean.width, clean.height) == stored.size == (32, 64)
+    top, bottom = stored.getpixel((16, 8)), stored.getpixel((16, 56))
+    assert isinstance(top, tuple)
+    assert isinstance(bottom, tuple)
+    assert (top[0] > 200, top[2] < 60) == (True, True)
+    assert (bottom[2] > 200, bottom[0] < 60) == (True, True)
+    assert b"Exif" not in clean.data
+
+
+def test_a_grey_jpeg_is_copied_and_an_arithmetic_one_is_reencoded_or_refused() -> None:
+    grey = Image.frombytes("L", (80, 40), os.urandom(80 * 40))
+    out = io.BytesIO()
+    grey.save(out, "JPEG", quality=90, comment=b"flat 301")
+    clean = clean_photo(out.getvalue(), LIMITS)
+    assert b"flat 301" not in clean.data
+    assert Image.open(io.BytesIO(clean.data)).mode == "L"
+    # A frame type the copy does not keep (SOF9, arithmetic coding) is never copied as is.
+    original = noisy_jpeg(64, 32)
+    sof = original.index(b"\xff\xc0")
+    odd = original[:sof] + b"\xff\xc9" + original[sof + 2 :]
+    outcome: str | bytes
+    try:
+        outcome = clean_photo(odd, LIMITS).data
+    except PhotoError as refused:
+        outcome = refused.code
+    assert outcome == "report_photo_damaged" or b"\xff\xc9" not in outcome
