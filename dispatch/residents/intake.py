@@ -42,7 +42,7 @@ from dispatch.residents.privacy import PhoneError, normalise_phone
 from dispatch.residents.tiers import route_for_report, tier_for
 from dispatch.routing import DISPATCH_ACTOR, Router, describe_route, route_facts
 from dispatch.web.i18n import translator
-from storage.audit import append_entry
+from storage.audit import HASHED_FIELDS, chain_entries
 from storage.evidence_rows import file_evidence, link_evidence
 from storage.evidence_store import EvidenceStore
 from storage.tables import (
@@ -160,7 +160,12 @@ def submit_report(
     session: Session, submission: ReportSubmission, *, deps: IntakeDeps
 ) -> ReportReceipt:
     """Check, count, join or open, in the caller's transaction (the caller commits; on a
-    refusal nothing was written but photo files no row names). Raises ReportRefused."""
+    refusal nothing was written but photo files no row names). Raises ReportRefused.
+
+    The report's audit entries are chained last, in one ``chain_entries`` call after every
+    other row is flushed: the chain's head row stays locked from then to the caller's commit,
+    and ingest's writer and the notification pumps wait on that lock, so the span holds only
+    the entries' own inserts."""
     settings = deps.settings
     now = deps.clock()
     site = _site(deps.registry, submission.site_id)
@@ -177,8 +182,8 @@ def submit_report(
         raise ReportRefused("report_empty")
     _count(session, submission, phone, settings, now)
     # The files first, durable, before the case and its audit entries: the audit chain's head
-    # stays locked from the first entry to the commit, and every writer of the server waits
-    # on it, so no fsync may happen inside that span. A refused report leaves only files that
+    # stays locked from the entries to the commit, and every writer of the server waits on
+    # it, so no fsync may happen inside that span. A refused report leaves only files that
     # no row names (content-addressed, written once).
     for photo in photos:
         deps.evidence_store.put(photo.data, photo.sha256)
@@ -188,6 +193,7 @@ def submit_report(
     place = Place(building, unit, point.x if point else None, point.y if point else None)
     code = _fresh_code(session)
     actor = submission.submitted_by or RESIDENT_ACTOR
+    journal: list[CaseTransition] = []  # the audit entries, chained at the end
     case = find_case_to_join(
         session,
         deps.registry,
@@ -200,7 +206,7 @@ def submit_report(
     )
     joined = case is not None
     if case is None:
-        case = _open_case(session, submission, now, actor)
+        case = _open_case(session, journal, submission, now, actor)
     elif not case.camera_id:
         case.last_observed_at = now  # a report-born case stays joinable while reports come
     report = _report_row(code, case, joined, submission, place, description, phone, now)
@@ -208,7 +214,7 @@ def submit_report(
     session.flush()
     _store_photos(session, report, case, photos, now)
     _record(
-        session,
+        journal,
         case,
         "report",
         actor,
@@ -219,7 +225,8 @@ def submit_report(
     if joined:
         tier = Tier(case.tier) if case.tier else Tier.DEPARTMENT
     else:
-        tier = _place_new_case(session, case, submission, deps, now)
+        tier = _place_new_case(session, journal, case, submission, deps, now)
+    _chain(session, journal)
     return ReportReceipt(code, case.id, joined, tier, report.id)
 
 
@@ -396,7 +403,13 @@ def _report_row(
     )
 
 
-def _open_case(session: Session, submission: ReportSubmission, now: datetime, actor: str) -> Case:
+def _open_case(
+    session: Session,
+    journal: list[CaseTransition],
+    submission: ReportSubmission,
+    now: datetime,
+    actor: str,
+) -> Case:
     """A new case no camera saw: empty camera, gateway and zone ids, ``source`` the channel."""
     case = Case(
         violation_id=uuid.uuid4(),
@@ -421,7 +434,7 @@ def _open_case(session: Session, submission: ReportSubmission, now: datetime, ac
     session.add(case)
     session.flush()
     _record(
-        session,
+        journal,
         case,
         "register",
         actor,
@@ -436,6 +449,7 @@ def _open_case(session: Session, submission: ReportSubmission, now: datetime, ac
 
 def _place_new_case(
     session: Session,
+    journal: list[CaseTransition],
     case: Case,
     submission: ReportSubmission,
     deps: IntakeDeps,
@@ -447,7 +461,7 @@ def _place_new_case(
     tier, tier_facts = tier_for(deps.settings.tier_rules, kind, case.site_id, local)
     route, route_why = route_for_report(deps.routing.rules, kind, case.site_id, local, tier)
     if tier is Tier.HOUSEHOLD:
-        _guide_and_close(session, case, route, tier_facts, now)
+        _guide_and_close(session, journal, case, route, tier_facts, now)
         return tier
     ack_due_at, sla_due_at = deps.router.deadlines(route, now)
     consultation_deadline: datetime | None = None
@@ -481,7 +495,7 @@ def _place_new_case(
         )
         detail["consultation_id"] = consultation.id
     _record(
-        session,
+        journal,
         case,
         "dispatch",
         DISPATCH_ACTOR,
@@ -511,6 +525,7 @@ def guidance_text(session: Session, kind: ViolationKind) -> tuple[str, str]:
 
 def _guide_and_close(
     session: Session,
+    journal: list[CaseTransition],
     case: Case,
     route: Route,
     tier_facts: dict[str, object],
@@ -522,7 +537,7 @@ def _guide_and_close(
     case.escalate_to = route.escalate_to.value if route.escalate_to else None
     body_zh, body_en = guidance_text(session, ViolationKind(case.kind))
     _record(
-        session,
+        journal,
         case,
         "reply",
         DISPATCH_ACTOR,
@@ -532,7 +547,7 @@ def _guide_and_close(
     )
     case.closed_at = now
     _record(
-        session,
+        journal,
         case,
         "close",
         DISPATCH_ACTOR,
@@ -547,7 +562,7 @@ _KEEP = object()
 
 
 def _record(
-    session: Session,
+    journal: list[CaseTransition],
     case: Case,
     action: str,
     actor: str,
@@ -558,11 +573,11 @@ def _record(
     detail: dict[str, Any] | None = None,
     from_state: object = _KEEP,
 ) -> None:
-    """One audit-chain entry on ``case``; ``to_state`` None keeps its state."""
+    """One audit entry on ``case`` into ``journal`` (chained by ``_chain``); ``to_state`` None
+    keeps its state."""
     before = case.state if from_state is _KEEP else from_state
     after = (to_state or CaseState(case.state)).value
-    append_entry(
-        session,
+    journal.append(
         CaseTransition(
             case_id=case.id,  # flushed already; the relationship would cascade a half entry
             action=action,
@@ -576,6 +591,25 @@ def _record(
     )
     case.state = after
     case.updated_at = now
+
+
+def _chain(session: Session, journal: Sequence[CaseTransition]) -> None:
+    """Chain the report's entries in one call and add them to the session. Every other row is
+    flushed first, so from the head's lock to the commit only the entries are written."""
+    session.flush()
+    values = [
+        {name: getattr(entry, name) for name in HASHED_FIELDS if name != "seq"} for entry in journal
+    ]
+    # No autoflush: the entries are not in the session yet and must not be flushed half-chained.
+    with session.no_autoflush:
+        rows = chain_entries(session, values)
+    for entry, row in zip(journal, rows, strict=True):
+        entry.seq = row["seq"]
+        entry.prev_hash = row["prev_hash"]
+        entry.entry_hash = row["entry_hash"]
+        entry.action = row["action"]
+        entry.detail = row["detail"]
+    session.add_all(journal)
 
 
 def _store_photos(
