@@ -9,15 +9,22 @@ at a steady open-loop rate: report i is due at start + i/rate whether or not ear
 answered, and its latency counts from then. Each report is a blocked fire lane (department
 tier: fire and rescue) at its own building, so it opens its own case, with 0-3 real photos
 (../shared/data/images, re-encoded as JPEGs of about 100-300 KB). "In the queue" is when the
-fire department's worker first finds the case dispatched with GET /api/v1/cases?q=<tracking
-code> (polled every 50 ms after the form's answer), so the time includes that query.
+fire department's worker first finds the case dispatched with GET /api/v1/cases/<id> (the case
+behind the tracking code, polled every 50 ms after the form's answer), so the time includes
+that request.
 
 The first-load bytes are the /report page in Chromium (Debian's /usr/bin/chromium, Playwright)
 at a phone's size, every response body the browser received (HTML, CSS, JS, images, the
 favicon's answer), counted before the load starts.
 
+``--layouts server roles`` runs the same load against each way of deploying the server, one
+after the other in the same run: ``server`` is one ``civicwatch server`` process; ``roles`` is
+the issue-15 split on the same PostgreSQL, ``civicwatch api --workers 2``, ``civicwatch
+ingest`` and ``civicwatch sweep`` as their own processes (PostgreSQL only: SQLite has one
+writer).
+
     .venv/bin/python -m bench.report_intake [--rate 20] [--seconds 60]
-        [--backends sqlite postgresql] [--camera-rate 100]
+        [--backends sqlite postgresql] [--camera-rate 100] [--layouts server roles]
 
 Progress goes to stderr on a terminal; the last stdout line is a JSON summary.
 """
@@ -26,11 +33,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,7 +78,8 @@ CAMERAS = 1000  # loadgen's defaults: 1,000 cameras, 8 per gateway, 100 events/s
 CAMERAS_PER_GATEWAY = 8
 CAMERA_RATE = 100.0
 WORKER_TOKEN = "bench-fire-worker-token-0001"
-SERVER_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "server")
+CIVICWATCH = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING")
+LAYOUTS = ("server", "roles")
 KIND = ViolationKind.FIRE_LANE_BLOCKING
 POLL_SECONDS = 0.05
 QUEUE_TIMEOUT = 60.0
@@ -117,9 +127,24 @@ class Served:
     database_url: str
 
 
+def _wait_ready(url: str, processes: Sequence[subprocess.Popen[bytes]], workdir: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not become ready; see {workdir}/server.log")
+        time.sleep(0.2)
+
+
 @contextmanager
-def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
-    """``civicwatch server`` in its own process, with loadgen's cameras and a fire worker."""
+def running_server(database_url: str, workdir: Path, layout: str = "server") -> Iterator[Served]:
+    """The server in its own process(es), with loadgen's cameras and a fire worker: one
+    ``civicwatch server`` (layout ``server``), or ``civicwatch api --workers 2``, ``ingest`` and
+    ``sweep`` apart (layout ``roles``)."""
     broker = MosquittoProcess(workdir / "broker")
     broker.start()
     port = free_port()
@@ -150,29 +175,43 @@ def running_server(database_url: str, workdir: Path) -> Iterator[Served]:
     config_file = workdir / "civicwatch.yaml"
     config_file.write_text(yaml.safe_dump(config, allow_unicode=True))
     log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*SERVER_COMMAND, "--config", str(config_file)], stdout=log, stderr=subprocess.STDOUT
-    )
+    config_args = ("--config", str(config_file))
     base = f"http://127.0.0.1:{port}"
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*command: str) -> None:
+        processes.append(
+            subprocess.Popen(
+                [*CIVICWATCH, *command, *config_args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the API's workers stop with their parent's group
+            )
+        )
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not become ready; see {workdir}/server.log")
-            time.sleep(0.2)
+        if layout == "server":
+            start("server")
+            _wait_ready(f"{base}/readyz", processes, workdir)
+        else:
+            subprocess.run([*CIVICWATCH, "migrate", *config_args], check=True, stdout=log)
+            ingest_port, sweep_port = free_port(), free_port()
+            start("ingest", "--health-port", str(ingest_port))
+            start("sweep", "--health-port", str(sweep_port))
+            start("api", "--workers", "2")
+            for url in (f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{sweep_port}", base):
+                _wait_ready(f"{url}/readyz", processes, workdir)
         yield Served(base, broker.settings, registry, registry.sites[0].id, database_url)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         log.close()
         broker.stop()
 
@@ -341,10 +380,13 @@ def _ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(backend: str, args: argparse.Namespace, photos: list[bytes]) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"cw-report-intake-{backend}-"))
+def run(backend: str, layout: str, args: argparse.Namespace, photos: list[bytes]) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"cw-report-intake-{backend}-{layout}-"))
     try:
-        with scratch_database(backend, workdir) as url, running_server(url, workdir) as served:
+        with (
+            scratch_database(backend, workdir) as url,
+            running_server(url, workdir, layout) as served,
+        ):
             page = first_load_bytes(served.base) if not args.no_page else None
             loads = [os.getloadavg()[0]]
             camera = cameras_beside(served, args.seconds + WARMUP_SECONDS + 5, args.camera_rate, 7)
@@ -368,6 +410,7 @@ def run(backend: str, args: argparse.Namespace, photos: list[bytes]) -> dict[str
                 }
             return {
                 "backend": backend,
+                "layout": layout,
                 "offered_rate": args.rate,
                 "achieved_rate": round(achieved, 1),
                 "reports": len(samples),
@@ -399,19 +442,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
     )
+    parser.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=LAYOUTS,
+        default=["server"],
+        help="server: one civicwatch server; roles: api --workers 2, ingest and sweep apart",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--no-page", action="store_true", help="skip the first-load bytes")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     args = parser.parse_args(argv)
     photos = real_photos(args.seed)
     runs = []
-    for backend in args.backends:
-        runs.append(run(backend, args, photos))
+    plan = [
+        (backend, layout)
+        for backend in args.backends
+        for layout in args.layouts
+        if backend == "postgresql" or layout == "server"
+    ]
+    for backend, layout in plan:
+        runs.append(run(backend, layout, args, photos))
         summary = runs[-1]
         print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)  # kept if a later one fails
         queue = summary["submitted_to_queue_ms"]
         print(
-            f"{backend}: {summary['achieved_rate']}/s offered {summary['reports']}, "
+            f"{backend} ({layout}): {summary['achieved_rate']}/s offered {summary['reports']}, "
             f"{summary['refused_or_failed']} failed, {summary['never_queued']} never queued, "
             f"{summary['queued_within_target_share']:.1%} queued within {TARGET_P99_MS} ms, "
             f"submitted -> queue p50 {queue.get('p50')} "
