@@ -17,7 +17,7 @@ if importlib.util.find_spec("playwright") is None and not os.environ.get("CI"):
         "the playwright package is missing (pip install -e '.[dev]')", allow_module_level=True
     )
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Dialog, FilePayload, Page, expect
 from sqlalchemy import select
 
 from storage.tables import GatewayStatusRow, RegistryVehicle, RuleDocumentVersion, utcnow
@@ -45,6 +45,10 @@ def _sign_in(page: Page, site: LiveSite, username: str, path: str) -> None:
     page.wait_for_load_state()
 
 
+def _csv(name: str, text: str) -> FilePayload:
+    return {"name": name, "mimeType": "text/csv", "buffer": text.encode()}
+
+
 def _plates(site: LiveSite) -> list[str]:
     with site.server.session_factory() as session:
         return list(session.scalars(select(RegistryVehicle.plate)))
@@ -56,7 +60,12 @@ def test_property_management_imports_the_registry_and_a_bad_file_shows_its_rows(
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     try:
         _sign_in(page, live_site, "keeper", "/console/registry")
         expect(page).to_have_url(f"{live_site.url}/console/registry")
@@ -64,7 +73,7 @@ def test_property_management_imports_the_registry_and_a_bad_file_shows_its_rows(
 
         page.set_input_files(
             "#import-form input[type=file]",
-            files=[{"name": "bad.csv", "mimeType": "text/csv", "buffer": HOSTILE.encode()}],
+            files=_csv("bad.csv", HOSTILE),
         )
         page.click("#import-form button[type=submit]")
         rows = page.locator("#import-report tr.import-error")
@@ -81,7 +90,7 @@ def test_property_management_imports_the_registry_and_a_bad_file_shows_its_rows(
 
         page.set_input_files(
             "#import-form input[type=file]",
-            files=[{"name": "good.csv", "mimeType": "text/csv", "buffer": GOOD.encode()}],
+            files=_csv("good.csv", GOOD),
         )
         page.click("#import-form button[type=submit]")
         expect(page.locator(".page-done")).to_have_text("已导入 1 行：新增 1，修改 0。")

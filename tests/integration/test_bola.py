@@ -154,6 +154,9 @@ NOT_OBJECT_PARAMS: dict[str, tuple[str, str]] = {
     # Permits (issue 13) are property management's and the command centre's only: every camera
     # department's role is refused them (403) before any lookup; their own tests check roles.
     "rule_id": ("a temporary permit: property management's, no camera department's", "permit-1"),
+    # The vehicle registry (issue 13): property management's and the command centre's;
+    # test_the_registry_shows_names_and_phones_only_to_who_needs_them probes its routes.
+    "vehicle_id": ("a registry entry: property management's, no camera department's", "vehicle-1"),
 }
 
 
@@ -1136,3 +1139,86 @@ def test_the_tracking_routes_give_no_role_more_than_the_code_does(world: World) 
                 failures.append(f"{endpoint.name} as {who.name}: {answer.status_code}")
     assert not failures, "\n".join(failures)
     assert (_snapshot(world), _consultation_rows(world)) == before, "a tracking probe changed"
+
+
+# --- the vehicle registry (issue 13) ---------------------------------------------------------
+
+
+def test_the_registry_shows_names_and_phones_only_to_who_needs_them(world: World) -> None:
+    """Property management and dispatchers read and change the registry whole; admins and the
+    camera departments read it masked and change nothing; integrations and councils get none
+    of it (403, or their home page); the gateways' versions are no camera department's."""
+    from dispatch.registry import Category, RegistryService, VehicleIn
+
+    name, phone = "登记车主", "13912345678"
+    entry = RegistryService(
+        world.server.session_factory, world.server.app.state.api.registry, None
+    ).create(
+        VehicleIn(
+            site_id=SITE,
+            plate="沪K24680",
+            category=Category.RESIDENT,
+            owner_name=name,
+            phone=phone,
+        ),
+        "bola",
+    )
+    whole = {Role.DISPATCHER}
+    failures: list[str] = []
+    for who in _everyone(world):
+        may_edit = who.role in whole or who.name.startswith("property")
+        reads = world.request(who, "GET", "/api/v1/registry/vehicles")
+        page = world.request(who, "GET", "/console/registry", follow_redirects=False)
+        export = world.request(who, "GET", f"/api/v1/registry/export.csv?site_id={SITE}")
+        gateways = world.request(who, "GET", "/api/v1/exemptions/gateways")
+        change = world.request(
+            who,
+            "PUT",
+            f"/api/v1/registry/vehicles/{entry.id}",
+            json={
+                "site_id": SITE,
+                "plate": "沪K24680",
+                "category": "resident",
+                "owner_name": name,
+                "phone": phone,
+            },
+            headers=CSRF,
+        )
+        if may_edit:
+            ok = (
+                reads.status_code == 200
+                and name in reads.text
+                and phone in reads.text
+                and page.status_code == 200
+                and export.status_code == 200
+                and gateways.status_code == 200
+                and change.status_code == 200
+            )
+        elif who.role in (Role.INTEGRATION, Role.COUNCIL):
+            ok = (
+                reads.status_code == 403
+                and page.status_code == 303
+                and export.status_code == 403
+                and gateways.status_code == 403
+                and change.status_code == 403
+            )
+        else:  # admins and the camera departments: masked, no changes, no export
+            ok = (
+                reads.status_code == 200
+                and name not in reads.text
+                and phone not in reads.text
+                and "139****5678" in reads.text
+                and page.status_code == 200
+                and name not in page.text
+                and phone not in page.text
+                and export.status_code == 403
+                and change.status_code == 403
+                and gateways.status_code == (200 if who.role is Role.ADMIN else 403)
+            )
+        if not ok:
+            failures.append(
+                f"{who.name}: read {reads.status_code}, page {page.status_code}, export "
+                f"{export.status_code}, gateways {gateways.status_code}, change "
+                f"{change.status_code}"
+            )
+    assert not failures, "\n".join(failures)
