@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from contracts.exemptions import (
 from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
 from contracts.registry_plates import RegistryPlates, with_registry
 from contracts.rule_signing import private_key_from_text, sign_document
-from contracts.sites import SiteRegistry
+from contracts.sites import GatewayConfig, SiteConfig, SiteRegistry
 from contracts.topics import rules_topic
 from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
 from dispatch.exemption_settings import ExemptionSettings as ExemptionSettings
@@ -266,27 +267,44 @@ class ExemptionService:
         if found is None:
             raise ValueError(f"unknown gateway {gateway_id!r}")
         site, gateway = found
-        zones = {zone.id for camera in gateway.cameras for zone in camera.zones}
+        return self._gateway_document(
+            site, gateway, self._site_rules(session, site.id, at), version, at
+        )
+
+    def _site_rules(self, session: Session, site_id: str, at: datetime) -> list[Rule]:
+        """Every rule of the site in force at ``at``, registry plates included: read once per
+        change, whatever the number of gateways (a site may have a thousand)."""
         rows = session.scalars(
             select(ExemptionRuleRow)
-            .where(ExemptionRuleRow.site_id == site.id)
+            .where(ExemptionRuleRow.site_id == site_id)
             .where(ExemptionRuleRow.revoked_at.is_(None))
             .order_by(ExemptionRuleRow.id)
         )
         rules = [
             _RULE.validate_python(row.body)
             for row in rows
-            if (row.valid_to is None or row.valid_to > at)
-            and (row.zone_id is None or row.zone_id in zones)
+            if row.valid_to is None or row.valid_to > at
         ]
-        rules = with_registry(rules, registry_plates(session, site.id), site.id)
+        # with_registry keeps each rule's zone and adds site-wide allowlists only, so filtering
+        # by a gateway's zones afterwards gives what filtering first would.
+        return with_registry(rules, registry_plates(session, site_id), site_id)
+
+    def _gateway_document(
+        self,
+        site: SiteConfig,
+        gateway: GatewayConfig,
+        site_rules: list[Rule],
+        version: int,
+        at: datetime,
+    ) -> RuleDocument:
+        zones = {zone.id for camera in gateway.cameras for zone in camera.zones}
         return RuleDocument(
             site_id=site.id,
-            gateway_id=gateway_id,
+            gateway_id=gateway.id,
             version=version,
             issued_at=at,
             plate_confidence_floor=self._settings.plate_confidence_floor,
-            rules=rules,
+            rules=[rule for rule in site_rules if rule.zone_id is None or rule.zone_id in zones],
         )
 
     def bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
@@ -299,15 +317,26 @@ class ExemptionService:
 
     def _bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
         site = next(s for s in self._registry.sites if s.id == site_id)
+        ids = [gateway.id for gateway in site.gateways]
+        # One locking read for the site's version rows, not one per gateway.
+        rows = {
+            row.gateway_id: row
+            for row in session.scalars(
+                select(RuleDocumentVersion)
+                .where(RuleDocumentVersion.gateway_id.in_(ids))
+                .with_for_update()
+            )
+        }
+        site_rules = self._site_rules(session, site.id, at)
         signed = []
         for gateway in site.gateways:
-            row = session.get(RuleDocumentVersion, gateway.id, with_for_update=True)
+            row = rows.get(gateway.id)
             if row is None:
                 row = RuleDocumentVersion(gateway_id=gateway.id, version=0, issued_at=at)
                 session.add(row)
             row.version += 1
             row.issued_at = at
-            document = self.document(session, gateway.id, row.version, at)
+            document = self._gateway_document(site, gateway, site_rules, row.version, at)
             signed.append(
                 SignedDocument(
                     rules_topic(site.id, gateway.id),
@@ -473,8 +502,7 @@ class RulePublisher:
                     self._latest[document.topic] = document
                     fresh.append(document)
         if self._session.connected.is_set():
-            for document in fresh:
-                self._send(document)
+            self._send(fresh)
 
     def _on_connected(self, _subscribed: Subscriptions) -> None:
         with self._lock:
@@ -482,19 +510,26 @@ class RulePublisher:
         for document in documents:
             self._session.publish(document.topic, document.payload, qos=1, retain=True)
 
-    def _send(self, document: SignedDocument) -> None:
-        info = self._session.publish(document.topic, document.payload, qos=1, retain=True)
-        try:
-            info.wait_for_publish(self._timeout)
-        except (RuntimeError, ValueError) as exc:
-            self.failures += 1
-            log.warning("rule document for %s not published: %s", document.topic, exc)
-            return
-        if info.is_published():
-            self.published += 1
-        else:
-            self.failures += 1
-            log.warning("rule document for %s: no PUBACK in %gs", document.topic, self._timeout)
+    def _send(self, documents: Sequence[SignedDocument]) -> None:
+        """Hand every document to the client, then wait for their PUBACKs: a site's thousand
+        gateways cost one round trip's wait, not a thousand in a row."""
+        sent = [
+            (document, self._session.publish(document.topic, document.payload, qos=1, retain=True))
+            for document in documents
+        ]
+        deadline = time.monotonic() + self._timeout
+        for document, info in sent:
+            try:
+                info.wait_for_publish(max(deadline - time.monotonic(), 0.001))
+            except (RuntimeError, ValueError) as exc:
+                self.failures += 1
+                log.warning("rule document for %s not published: %s", document.topic, exc)
+                continue
+            if info.is_published():
+                self.published += 1
+            else:
+                self.failures += 1
+                log.warning("rule document for %s: no PUBACK in %gs", document.topic, self._timeout)
 
 
 @dataclass

@@ -1,0 +1,354 @@
+"""Rule push to every gateway of a 1,000-gateway site: one permit change, then the time until
+each gateway holds the new version (issue 13's target: p99 <= 5 s).
+
+The server side is the API process's own code, in this process: ``ExemptionService.issue_permit``
+(or ``revoke``) commits the rule, its audit entry and a new version for each of the site's
+gateways, signs every gateway's document and hands them to ``RulePublisher``, which publishes
+each retained at QoS 1 on a private Mosquitto. The gateways are ``loadgen.rule_gateways``: one
+MQTT connection each, subscribed to its own rules topic, taking documents through the edge's
+``RuleStore`` (signature, gateway, version, atomic write to disk). Each gateway's time is from
+the call that made the change to the moment its store took the new version (one monotonic
+clock). Repeats alternate issuing a permit and revoking it.
+
+Baseline, in the same run: the same number of retained messages of the same size published raw
+(no database, no signing, no verifying, no disk) to the same connections, timed the same way:
+the broker's and the clients' floor.
+
+    .venv/bin/python -m bench.rule_push [--gateways 1000] [--repeats 5] [--database-url URL]
+
+A progress line on a terminal; one JSON summary line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+
+from contracts.mqtt import BrokerSettings, make_client
+from contracts.rule_signing import generate_key_pair, private_key_from_text
+from contracts.sites import SiteRegistry
+from contracts.stats import percentile
+from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher, SignedDocument
+from loadgen.rule_gateways import RAW_SEQ_DIGITS, raw_topic, rule_push_site
+from storage.database import make_engine, make_session_factory
+from storage.schema import migrate
+from storage.tables import utcnow
+
+TARGET_P99_S = 5.0
+
+
+def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    config = workdir / "mosquitto.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 100000\n"
+    )
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    process = subprocess.Popen([mosquitto, "-c", str(config)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return process, port
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("mosquitto did not start")
+
+
+class Arrivals:
+    """Reads the simulated gateways' lines: which version each holds and when, raw arrivals."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.ready = threading.Event()
+        self._lock = threading.Condition()
+        self.taken: dict[int, dict[str, float]] = defaultdict(dict)  # version -> gateway -> t
+        self.raw: dict[int, dict[str, float]] = defaultdict(dict)  # seq -> gateway -> t
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            kind, gateway, value, at = line.decode().split()
+            with self._lock:
+                if kind == "ready":
+                    self.ready.set()
+                elif kind == "rules":
+                    self.taken[int(value)][gateway] = float(at)
+                elif kind == "raw":
+                    self.raw[int(value)][gateway] = float(at)
+                self._lock.notify_all()
+
+    def wait(
+        self, table: dict[int, dict[str, float]], key: int, count: int, timeout: float
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(table[key]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.25))
+        return True
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.enabled = sys.stderr.isatty()
+
+    def show(self, label: str, done: int) -> None:
+        if self.enabled:
+            width = 30
+            filled = width * done // max(self.total, 1)
+            bar = "#" * filled + "." * (width - filled)
+            sys.stderr.write(f"\r{label} [{bar}] {done}/{self.total}")
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_s": round(statistics.median(ordered), 4),
+        "p99_s": round(percentile(ordered, 0.99), 4),
+        "max_s": round(ordered[-1], 4),
+    }
+
+
+def push_repeats(
+    service: ExemptionService,
+    arrivals: Arrivals,
+    site_id: str,
+    gateways: int,
+    repeats: int,
+    version: int,
+    progress: Progress,
+    starts: list[float],
+) -> tuple[list[list[float]], list[float]]:
+    """Each repeat: one change, every gateway's time to hold the new version; and the change
+    call's own duration (commit, sign every document, publish every one)."""
+    per_repeat: list[list[float]] = []
+    calls: list[float] = []
+    permit_id: str | None = None
+    for repeat in range(repeats):
+        now = utcnow()
+        began = time.monotonic()
+        starts.append(began)
+        if permit_id is None:
+            permit = PermitIn(
+                site_id=site_id,
+                plate=f"沪A{repeat:05d}",
+                valid_from=now - timedelta(minutes=1),
+                valid_to=now + timedelta(hours=2),
+                reason="bench permit",
+            )
+            permit_id = service.issue_permit(permit, "bench").id
+        else:
+            service.revoke(permit_id, "bench", "bench revoke")
+            permit_id = None
+        calls.append(time.monotonic() - began)
+        version += 1
+        deadline = time.monotonic() + 120
+        while not arrivals.wait(arrivals.taken, version, gateways, 0.25):
+            progress.show(f"push {repeat + 1}/{repeats}", len(arrivals.taken[version]))
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"version {version}: {len(arrivals.taken[version])}/{gateways} gateways "
+                    "after 120 s"
+                )
+        progress.show(f"push {repeat + 1}/{repeats}", gateways)
+        per_repeat.append([at - began for at in arrivals.taken[version].values()])
+    progress.finish()
+    return per_repeat, calls
+
+
+def baseline_repeats(
+    broker: BrokerSettings,
+    arrivals: Arrivals,
+    gateway_ids: list[str],
+    payload_size: int,
+    repeats: int,
+    progress: Progress,
+) -> list[list[float]]:
+    """The same count of same-size retained messages, published raw from one connection."""
+    client = make_client(broker, "bench-raw-publisher")
+    client.max_inflight_messages_set(0)  # unlimited, as RulePublisher's publishes go out
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    per_repeat: list[list[float]] = []
+    try:
+        for repeat in range(repeats):
+            seq = 1_000_000 + repeat
+            payload = f"{seq:0{RAW_SEQ_DIGITS}d}".encode().ljust(payload_size, b" ")
+            began = time.monotonic()
+            infos: list[mqtt.MQTTMessageInfo] = [
+                client.publish(raw_topic(gateway), payload, qos=1, retain=True)
+                for gateway in gateway_ids
+            ]
+            for info in infos:
+                info.wait_for_publish(30)
+            while not arrivals.wait(arrivals.raw, seq, len(gateway_ids), 0.25):
+                progress.show(f"baseline {repeat + 1}/{repeats}", len(arrivals.raw[seq]))
+                if time.monotonic() - began > 120:
+                    raise RuntimeError("raw messages did not all arrive in 120 s")
+            progress.show(f"baseline {repeat + 1}/{repeats}", len(gateway_ids))
+            per_repeat.append([at - began for at in arrivals.raw[seq].values()])
+    finally:
+        progress.finish()
+        client.loop_stop()
+        client.disconnect()
+    return per_repeat
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    broker_process, port = start_broker(workdir)
+    broker = BrokerSettings(host="127.0.0.1", port=port)
+    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    site = rule_push_site(args.gateways, "push")
+    private, public = generate_key_pair()
+    publisher = RulePublisher(broker)
+    gateways = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadgen.rule_gateways",
+            "--port",
+            str(port),
+            "--gateways",
+            str(args.gateways),
+            "--prefix",
+            "push",
+            "--public-key",
+            public,
+            "--folder",
+            str(args.gateway_folder or workdir / "gateways"),
+            "--workers",
+            str(args.workers),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert gateways.stdout is not None
+        arrivals = Arrivals(gateways.stdout)
+        if not arrivals.ready.wait(180):
+            raise RuntimeError("the simulated gateways did not all connect in 180 s")
+        publisher.start()
+        if not publisher.wait_connected(10):
+            raise RuntimeError("the rule publisher did not connect")
+        handed: list[float] = []  # when the documents, committed and signed, reach the publisher
+
+        def publish(documents: Sequence[SignedDocument]) -> None:
+            handed.append(time.monotonic())
+            publisher.publish(documents)
+
+        service = ExemptionService(
+            make_session_factory(engine),
+            SiteRegistry(sites=[site]),
+            private_key_from_text(private),
+            on_change=publish,
+        )
+        first = service.publish_all()  # as the server's start: every gateway at version 1
+        if not arrivals.wait(arrivals.taken, first[0].version, args.gateways, 120):
+            raise RuntimeError("the first documents did not reach every gateway")
+        size = max(len(document.payload) for document in first)
+        progress = Progress(args.gateways)
+        handed.clear()
+        starts: list[float] = []
+        pushes, calls = push_repeats(
+            service,
+            arrivals,
+            site.id,
+            args.gateways,
+            args.repeats,
+            first[0].version,
+            progress,
+            starts,
+        )
+        prepared = [at - began for at, began in zip(handed, starts, strict=True)]
+        baselines = baseline_repeats(
+            broker, arrivals, [g.id for g in site.gateways], size, args.repeats, progress
+        )
+    finally:
+        publisher.stop()
+        if gateways.stdin is not None:
+            gateways.stdin.close()
+        try:
+            gateways.wait(30)
+        except subprocess.TimeoutExpired:
+            gateways.kill()
+        engine.dispose()
+        broker_process.terminate()
+        broker_process.wait(10)
+    push_all = [t for repeat in pushes for t in repeat]
+    base_all = [t for repeat in baselines for t in repeat]
+    push, base = stats(push_all), stats(base_all)
+    return {
+        "gateways": args.gateways,
+        "repeats": args.repeats,
+        "database": url.split(":", 1)[0],
+        "gateway_workers": args.workers,
+        "document_bytes": size,
+        "push": push,
+        "push_p99_per_repeat_s": [round(percentile(sorted(r), 0.99), 4) for r in pushes],
+        "change_call_s": {
+            "median": round(statistics.median(calls), 4),
+            "max": round(max(calls), 4),
+            "of_which_commit_and_sign_median": round(statistics.median(prepared), 4),
+        },
+        "baseline_raw": base,
+        "baseline_p99_per_repeat_s": [round(percentile(sorted(r), 0.99), 4) for r in baselines],
+        "p99_ratio_to_baseline": round(push["p99_s"] / base["p99_s"], 2),
+        "target_p99_s": TARGET_P99_S,
+        "target_met": push["p99_s"] <= TARGET_P99_S,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gateways", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--database-url", help="default: a scratch SQLite file")
+    parser.add_argument(
+        "--gateway-folder", type=Path, help="where the simulated gateways store their documents"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=64,
+        help="threads the simulated gateways take documents on (1: one after another)",
+    )
+    args = parser.parse_args()
+    if args.gateways < 1 or args.repeats < 1:
+        parser.error("--gateways and --repeats must be at least 1")
+    with tempfile.TemporaryDirectory() as folder:
+        summary = run(args, Path(folder))
+    print(json.dumps(summary))
+    return 0 if summary["target_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
