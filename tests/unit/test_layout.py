@@ -26,6 +26,7 @@ from contracts.topics import (
     ack_topic,
     camera_status_topic,
     gateway_status_topic,
+    rules_topic,
     verify_result_topic,
     verify_topic,
     violation_topic,
@@ -128,6 +129,7 @@ _CHANNEL_TOPICS = {
     "ack": ack_topic("{site}", "{gateway}"),
     "verify": verify_topic("{site}", "{gateway}", "{camera}"),
     "verifyResult": verify_result_topic("{site}", "{gateway}", "{camera}"),
+    "rules": rules_topic("{site}", "{gateway}"),
 }
 _MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "ViolationEvent": ViolationEvent,
