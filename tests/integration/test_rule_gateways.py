@@ -1,0 +1,123 @@
+"""loadgen.rule_gateways, the simulated gateways of bench.rule_push, on a real broker: each takes
+its own signed document through the edge's RuleStore, refuses another gateway's, and notes raw
+messages; a permit change through ExemptionService reaches every one of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from contracts.mqtt import MqttSession
+from contracts.rule_signing import generate_key_pair, private_key_from_text
+from contracts.sites import SiteRegistry
+from contracts.topics import rules_topic
+from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher
+from loadgen.rule_gateways import RuleGateways, raw_topic, rule_push_site
+from storage.tables import utcnow
+from tests.conftest import MosquittoProcess
+from tests.factories import migrated_database
+
+GATEWAYS = 5
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, kind: str, gateway: str, value: object, _at: float) -> None:
+        with self.lock:
+            self.lines.append((kind, gateway, str(value)))
+
+    def holding(self, version: int) -> set[str]:
+        with self.lock:
+            return {g for kind, g, v in self.lines if kind == "rules" and int(v) >= version}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def rig(
+    database_url: str, tmp_path: Path, mosquitto: MosquittoProcess
+) -> Iterator[tuple[ExemptionService, RuleGateways, Seen]]:
+    site = rule_push_site(GATEWAYS, "sim")
+    private, public = generate_key_pair()
+    seen = Seen()
+    gateways = RuleGateways(mosquitto.settings, site, public, tmp_path / "gw", seen, workers=4)
+    gateways.connect(30)
+    stop = threading.Event()
+    loop = threading.Thread(target=gateways.run, args=(stop,))
+    loop.start()
+    publisher = RulePublisher(mosquitto.settings)
+    publisher.start()
+    assert publisher.wait_connected(5)
+    try:
+        with migrated_database(database_url) as (_engine, sessions):
+            service = ExemptionService(
+                sessions,
+                SiteRegistry(sites=[site]),
+                private_key_from_text(private),
+                on_change=publisher.publish,
+            )
+            yield service, gateways, seen
+    finally:
+        publisher.stop()
+        stop.set()
+        loop.join(10)
+        gateways.close()
+
+
+def test_a_permit_change_reaches_every_simulated_gateway_through_its_rule_store(
+    rig: tuple[ExemptionService, RuleGateways, Seen],
+) -> None:
+    service, gateways, seen = rig
+    [first, *_] = service.publish_all()
+    wait_until(lambda: len(seen.holding(first.version)) == GATEWAYS)
+    now = utcnow()
+    service.issue_permit(
+        PermitIn(
+            site_id="sim-site",
+            plate="沪A12345",
+            valid_from=now - timedelta(minutes=1),
+            valid_to=now + timedelta(hours=1),
+            reason="bench",
+        ),
+        "test",
+    )
+    wait_until(lambda: len(seen.holding(first.version + 1)) == GATEWAYS)
+    for gateway in gateways.gateways:
+        document = gateway.store.document
+        assert document is not None
+        assert [rule.type for rule in document.rules] == ["permit"]
+        assert gateway.store.path.exists(), "taken documents are on disk, as on a gateway"
+
+
+def test_a_simulated_gateway_refuses_another_gateways_document_and_notes_raw_messages(
+    rig: tuple[ExemptionService, RuleGateways, Seen], mosquitto: MosquittoProcess
+) -> None:
+    service, gateways, seen = rig
+    documents = service.publish_all()
+    one, two = gateways.gateways[0], gateways.gateways[1]
+    wait_until(lambda: two.store.version == documents[1].version)
+    sender = MqttSession(mosquitto.settings, "sender")
+    sender.start()
+    try:
+        assert sender.connected.wait(5)
+        own = next(d for d in documents if d.topic == rules_topic("sim-site", one.id))
+        sender.publish(two.rules_topic, own.payload, qos=1).wait_for_publish(5)
+        sender.publish(raw_topic(two.id), b"00000042 raw", qos=1).wait_for_publish(5)
+        wait_until(lambda: ("raw", two.id, "00000042") in seen.lines)
+        wait_until(lambda: two.store.refused["wrong_gateway"] == 1)
+    finally:
+        sender.stop()
+    assert two.store.version == documents[1].version
