@@ -47,7 +47,7 @@ from dispatch.kinds import DISPATCH_KINDS, ServiceListing
 from dispatch.residents.codes import normalise_tracking_code
 from dispatch.residents.intake import Channel, ReportRefused, ReportSubmission
 from dispatch.residents.integrations import verify_key
-from dispatch.residents.refusals import submit_counted
+from dispatch.residents.refusals import INVALID_FORM, count_refusal, submit_counted
 from dispatch.web.i18n import pick_language, translator
 from storage.tables import Case, CaseState, ResidentReport
 
@@ -160,9 +160,13 @@ class Open311Route(APIRoute):
             try:
                 return await handle(request)
             except HTTPException as exc:
+                if request.method == "POST":  # a report body that could not be parsed at all
+                    count_refusal(request, Channel.OPEN311.value, INVALID_FORM)
                 headers = dict(exc.headers) if exc.headers else None
                 return error_response(exc.status_code, str(exc.detail), headers)
             except RequestValidationError as exc:
+                if request.method == "POST":  # a report, refused before it was read
+                    count_refusal(request, Channel.OPEN311.value, INVALID_FORM)
                 problems = [
                     f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
                     for error in exc.errors()
@@ -290,6 +294,15 @@ _MAX_TEXT = 20_000  # the intake bounds the description more tightly (its config
 _MAX_LINE = 512
 
 
+_BAD = status.HTTP_400_BAD_REQUEST
+
+
+def _refused(request: Request, status_code: int, code: str, text: str) -> JSONResponse:
+    """A report refused before the intake: counted like the intake's own, answered Open311's way."""
+    count_refusal(request, Channel.OPEN311.value, code)
+    return error_response(status_code, text)
+
+
 @router.post(
     "/requests.json",
     response_model=list[Open311Created],
@@ -333,20 +346,21 @@ def create_request(
         return error_response(status.HTTP_404_NOT_FOUND, "residents' reports are not enabled")
     integration = verify_key(session, api_key)
     if integration is None:
-        return error_response(status.HTTP_403_FORBIDDEN, say("open311_post.bad_key"))
-    if service_code not in {kind.value for kind in SERVICES}:
-        return error_response(
-            status.HTTP_404_NOT_FOUND, say("open311_post.unknown_service", code=service_code)
+        return _refused(
+            request, status.HTTP_403_FORBIDDEN, "report_bad_key", say("open311_post.bad_key")
         )
+    if service_code not in {kind.value for kind in SERVICES}:
+        text = say("open311_post.unknown_service", code=service_code)
+        return _refused(request, status.HTTP_404_NOT_FOUND, "report_unknown_service", text)
     if (lat is None) != (long is None):
-        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.half_point"))
+        return _refused(request, _BAD, "report_half_point", say("open311_post.half_point"))
     if lat is None and not (address_string or "").strip() and not (address_id or "").strip():
-        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.no_location"))
+        return _refused(request, _BAD, "report_no_location", say("open311_post.no_location"))
     site = (site_id or "").strip() or (address_id or "").partition("/")[0].strip()
     if not site:
-        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.no_site"))
+        return _refused(request, _BAD, "report_no_site", say("open311_post.no_site"))
     if media_url and not media_url.lower().startswith(("https://", "http://")):
-        return error_response(status.HTTP_400_BAD_REQUEST, say("open311_post.bad_media_url"))
+        return _refused(request, _BAD, "report_bad_media_url", say("open311_post.bad_media_url"))
     # No column holds the address text or the media link: they travel as description lines.
     address_text = (address_string or "").strip()
     lines = [description.strip()]
@@ -372,7 +386,7 @@ def create_request(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
-        return error_response(status.HTTP_400_BAD_REQUEST, problems)
+        return _refused(request, _BAD, INVALID_FORM, problems)
     try:
         receipt = submit_counted(request, session, submission, deps=intake)
     except ReportRefused as exc:

@@ -4,8 +4,11 @@ Every refusal of a resident's report is answered where it happens (the form show
 and the hotline answer the error shape); this module is the one place it is also COUNTED. The
 routes file a report through ``submit_counted`` instead of calling ``submit_report`` directly,
 so every ``ReportRefused`` the intake raises is counted with the report's channel (web, qr,
-hotline, open311) and the refusal's ``report_*`` code before it rises on. Refusals outside the
-intake (the tracking page's lookup limit) call ``count_refusal`` with channel ``tracking``.
+hotline, open311) and the refusal's ``report_*`` code before it rises on. Refusals before the
+intake (a forged form, a bad poster token or integration key) call ``count_refusal`` where they
+answer; a body FastAPI cannot even parse is counted as ``report_invalid_form`` by the route
+class ``counting_route`` makes. The tracking page's lookup limit counts with channel
+``tracking``.
 
 The counter lives on the app's own registry (``ApiContext.metrics_registry``, so /metrics shows
 it) and is created on first use, one per app: nothing is registered at import time.
@@ -13,11 +16,16 @@ it) and is created on first use, one per app: nothing is registered at import ti
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar, Final
 
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 
 from dispatch.residents.intake import (
     IntakeDeps,
@@ -29,6 +37,7 @@ from dispatch.residents.intake import (
 
 METRIC: Final = "civicwatch_report_refusals"
 TRACKING_CHANNEL: Final = "tracking"  # the tracking page's lookups (/report/done, /report/t)
+INVALID_FORM: Final = "report_invalid_form"  # a body that does not parse as the route's form
 _STATE_KEY: Final = "report_refusals"
 
 
@@ -68,3 +77,35 @@ def submit_counted(
     except ReportRefused as exc:
         count_refusal(request, submission.channel.value, exc.code)
         raise
+
+
+class _CountsInvalidForms(APIRoute):
+    channel_of: ClassVar[Callable[[Request], str]]
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        channel_of = type(self).channel_of
+
+        async def counted(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError:
+                count_refusal(request, channel_of(request), INVALID_FORM)
+                raise  # answered as before, by the app's (or the base route's) handler
+            except HTTPException as exc:
+                # Starlette's own, as FastAPI raises it (our ApiErrors are subclasses): a body
+                # it could not parse at all
+                if type(exc) is HTTPException and exc.status_code == 400:
+                    count_refusal(request, channel_of(request), INVALID_FORM)
+                raise
+
+        return counted
+
+
+def counting_route(base: type[APIRoute], channel_of: Callable[[Request], str]) -> type[APIRoute]:
+    """``base`` that also counts a request refused before its handler ran (a body that does not
+    parse or is nested too deep, a field over its limit) as ``report_invalid_form`` on
+    ``channel_of(request)``. For a report route only:
+    ``router.add_api_route(..., route_class_override=counting_route(...))``."""
+    name = f"InvalidFormCounting{base.__name__}"
+    return type(name, (_CountsInvalidForms, base), {"channel_of": staticmethod(channel_of)})

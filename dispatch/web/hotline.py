@@ -23,7 +23,7 @@ from dispatch.residents.intake import (
     ReportSubmission,
     known_buildings,
 )
-from dispatch.residents.refusals import submit_counted
+from dispatch.residents.refusals import counting_route, submit_counted
 from dispatch.web.page_route import PageRoute, home_of
 from dispatch.web.rendering import render
 
@@ -80,7 +80,6 @@ def hotline_page(request: Request, principal: PrincipalDep) -> Response:
     )
 
 
-@router.post("/console/hotline", response_model=HotlineReceipt)
 def hotline_submit(
     request: Request, call: HotlineCall, session: SessionDep, principal: PrincipalDep
 ) -> HotlineReceipt:
@@ -111,3 +110,12 @@ def hotline_submit(
         joined=receipt.joined,
         tier=receipt.tier.value,
     )
+
+
+router.add_api_route(
+    "/console/hotline",
+    hotline_submit,
+    methods=["POST"],
+    response_model=HotlineReceipt,
+    route_class_override=counting_route(PageRoute, lambda _request: Channel.HOTLINE.value),
+)

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -47,7 +48,13 @@ from dispatch.residents.intake import (
     ReportSubmission,
     known_buildings,
 )
-from dispatch.residents.refusals import TRACKING_CHANNEL, count_refusal, submit_counted
+from dispatch.residents.refusals import (
+    INVALID_FORM,
+    TRACKING_CHANNEL,
+    count_refusal,
+    counting_route,
+    submit_counted,
+)
 from dispatch.residents.tokens import QrPayload, QrSigner, TokenProblem, TokenRefused
 from dispatch.web.i18n import pick_language, translator
 from dispatch.web.rendering import render
@@ -212,7 +219,6 @@ def _refusal_text(request: Request, exc: ReportRefused) -> str:
     return say.messages.get(f"error.{exc.code}", exc.code).format(**params)
 
 
-@router.post("/report")
 async def report_submit(
     request: Request,
     session: SessionDep,
@@ -240,6 +246,7 @@ async def report_submit(
     }
     cookie = request.cookies.get(CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), csrf.encode()):
+        count_refusal(request, (Channel.QR if t else Channel.WEB).value, "report_csrf")
         return _show_form(
             request,
             error=say("report_page.error_csrf"),
@@ -251,6 +258,7 @@ async def report_submit(
         try:
             poster = _poster(request, t)
         except TokenRefused as exc:
+            count_refusal(request, Channel.QR.value, "report_bad_token")
             return _show_form(
                 request,
                 error=_token_text(request, exc),
@@ -282,6 +290,8 @@ async def report_submit(
             client_address=_address(request)[:64],
         )
     except ValidationError:
+        channel = Channel.QR if poster else Channel.WEB
+        count_refusal(request, channel.value, INVALID_FORM)
         return _show_form(
             request,
             error=say("report_page.error_invalid"),
@@ -310,6 +320,14 @@ async def report_submit(
     return RedirectResponse(
         f"/report/done/{receipt.tracking_code}", status_code=status.HTTP_303_SEE_OTHER
     )
+
+
+router.add_api_route(
+    "/report",
+    report_submit,
+    methods=["POST"],
+    route_class_override=counting_route(APIRoute, lambda _request: Channel.WEB.value),
+)
 
 
 def _take_in(

@@ -48,6 +48,35 @@ def test_each_channel_counts_its_refusals_by_code(rig: ResidentRig) -> None:
     assert rig.refusals("web", "report_bad_phone") == 0  # the channel is the report's own
 
 
+def test_refusals_before_the_intake_are_counted_too(rig: ResidentRig) -> None:
+    """A forged form, a bad poster token, a wrong integration key, a malformed body: refused
+    before any report exists, and counted like the intake's own refusals."""
+    assert rig.web(csrf="forged").status_code == 403
+    assert rig.refusals("web", "report_csrf") == 1
+    assert rig.web(t="not-a-token").status_code == 400
+    assert rig.refusals("qr", "report_bad_token") == 1
+    assert rig.web(category="x" * 65).status_code == 422  # over the form field's limit
+    assert rig.refusals("web", "report_invalid_form") == 1
+
+    assert rig.open311(api_key="wrong").status_code == 403
+    assert rig.refusals("open311", "report_bad_key") == 1
+    assert rig.open311(service_code="unicorns").status_code == 404
+    assert rig.refusals("open311", "report_unknown_service") == 1
+    assert rig.open311(lat="30.1", long=None).status_code == 400
+    assert rig.refusals("open311", "report_half_point") == 1
+    assert rig.open311(api_key=None).status_code == 400  # a required field missing
+    assert rig.refusals("open311", "report_invalid_form") == 1
+
+    malformed = rig.client.post(
+        "/console/hotline",
+        content=b'{"category": "garbage", ',
+        headers={**auth("dispatcher"), "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 422
+    assert rig.refusals("hotline", "report_invalid_form") == 1
+    assert rig.stored().reports == 0
+
+
 def test_an_accepted_report_counts_nothing(rig: ResidentRig) -> None:
     assert rig.web().status_code == 303
     assert rig.open311().status_code == 201

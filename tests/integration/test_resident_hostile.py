@@ -207,18 +207,23 @@ CASES: dict[str, Hostile] = {
     ),
     # /report from a poster: tokens
     "qr-expired-token-post": Hostile(
-        lambda r: r.web(t=expired_token()), 400, "expired", qr_reason="expired"
+        lambda r: r.web(t=expired_token()),
+        400,
+        "expired",
+        ("qr", "report_bad_token"),
+        qr_reason="expired",
     ),
     "qr-expired-token-get": Hostile(
         lambda r: r.client.get(f"/report?t={expired_token()}"), 400, "expired", qr_reason="expired"
     ),
     "qr-garbled-token-post": Hostile(
-        lambda r: r.web(t="a.b.c"), 400, "garbled", qr_reason="garbled"
+        lambda r: r.web(t="a.b.c"), 400, "garbled", ("qr", "report_bad_token"), qr_reason="garbled"
     ),
     "qr-token-for-an-unknown-site": Hostile(
         lambda r: r.web(t=QrSigner(SECRET).sign("nowhere", None, int(time.time()))),
         400,
         "unknown_site",
+        ("qr", "report_bad_token"),
         qr_reason="unknown_site",
     ),
     "qr-poster-flood": Hostile(
@@ -235,6 +240,7 @@ CASES: dict[str, Hostile] = {
             OPEN311, content=_nested(50_000), headers={"content-type": "application/json"}
         ),
         400,
+        counted=("open311", "report_invalid_form"),
     ),
     "open311-oversized-json": Hostile(
         lambda r: r.client.post(
@@ -243,10 +249,17 @@ CASES: dict[str, Hostile] = {
             headers={"content-type": "application/json"},
         ),
         400,
+        counted=("open311", "report_invalid_form"),
     ),
-    "open311-oversized-form-field": Hostile(lambda r: r.open311(description="x" * 2_000_000), 400),
+    "open311-oversized-form-field": Hostile(
+        lambda r: r.open311(description="x" * 2_000_000),
+        400,
+        counted=("open311", "report_invalid_form"),
+    ),
     "open311-javascript-media-url": Hostile(
-        lambda r: r.open311(media_url="javascript:alert(1)"), 400
+        lambda r: r.open311(media_url="javascript:alert(1)"),
+        400,
+        counted=("open311", "report_bad_media_url"),
     ),
     # the hotline form
     "hotline-phone-flood": Hostile(
@@ -258,7 +271,10 @@ CASES: dict[str, Hostile] = {
         prepare=_flood_phone,
     ),
     "hotline-malformed-site-id": Hostile(
-        lambda r: r.hotline(site_id="../../etc"), 422, "invalid_request"
+        lambda r: r.hotline(site_id="../../etc"),
+        422,
+        "invalid_request",
+        ("hotline", "report_invalid_form"),
     ),
     "hotline-nested-json": Hostile(
         lambda r: r.client.post(
@@ -268,9 +284,13 @@ CASES: dict[str, Hostile] = {
         ),
         400,
         "bad_request",
+        ("hotline", "report_invalid_form"),
     ),
     "hotline-unknown-field": Hostile(
-        lambda r: r.hotline(case_id=1, state="closed"), 422, "invalid_request"
+        lambda r: r.hotline(case_id=1, state="closed"),
+        422,
+        "invalid_request",
+        ("hotline", "report_invalid_form"),
     ),
     "hotline-control-characters": Hostile(
         lambda r: r.hotline(description="bell \x07 and nul \x00"),
@@ -314,7 +334,7 @@ def test_hostile_input_is_refused_with_its_code_and_nothing_half_stored(
     if case.counted:
         assert rig.refusals(*case.counted) == counted_before + 1
     else:
-        assert _all_refusals(rig) == all_before  # refused before the intake: not its count
+        assert _all_refusals(rig) == all_before  # not a report (a tracking lookup, a GET)
     if case.qr_reason:
         assert rig.qr_refusals(case.qr_reason) == qr_before + 1
     if case.retry_after:
