@@ -480,7 +480,11 @@ def _ingest(
         config,
         metrics,
         route_cases=router.dispatch_new_cases,
-        settings=settings.ingest,
+        # One plate-confidence floor: merges by plate and repeat-offender links use the
+        # exemptions' floor, which the gateways also get in their rule documents.
+        settings=settings.ingest.model_copy(
+            update={"plate_confidence_floor": settings.exemptions.plate_confidence_floor}
+        ),
     )
     ingest = resolve_ingest(settings.ingest, settings.database_url)  # ids and group on the broker
     consumers = [

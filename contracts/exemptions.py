@@ -21,8 +21,8 @@ Rule types:
 - ``permit``: a temporary permit for one plate on a zone or a site, from-to, with a reason.
 
 A plate reading below ``RuleDocument.plate_confidence_floor`` never exempts by plate (the floor
-is a server config value, ``exemptions.plate_confidence_floor``, until plate confidence is
-calibrated). Fire lanes: only emergency allowlist entries exempt there.
+is the server's ``exemptions.plate_confidence_floor``, by default the calibrated
+``DEFAULT_PLATE_CONFIDENCE_FLOOR``). Fire lanes: only emergency allowlist entries exempt there.
 
 - ``warning_stage`` (先提醒后执法, on a zone or a site): where a stop would be enforced, warn
   first (an announcement, a message to a resident owner), and enforce only if the car is still
@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from contracts.events import PLATE_PATTERN, Identifier
+from contracts.events import PLATE_PATTERN, Identifier, PlateReading
 from contracts.kinds import ZoneKind
 from contracts.sites import SiteConfig, ZoneConfig
 
@@ -60,7 +60,22 @@ MAX_EMERGENCY_TASK = timedelta(hours=12)
 MAX_RULES = 10_000
 MAX_PLATES = 100_000
 DEFAULT_PLATE_CONFIDENCE_FLOOR = 0.8
-"""Until plate confidence is calibrated (issue 13 point 4) the floor is this config value."""
+"""The plate-confidence floor, calibrated (issue 13 point 4): a reading at or above it was right
+in every dev scene (edge.plate_confidence, bench/plates_frames.py, docs/benchmarks.md). The
+server's ``exemptions.plate_confidence_floor`` defaults to it and is the one value the gateways
+(in their rule document), ingest's exemption check, its merges by plate and its repeat-offender
+links all decide by."""
+
+
+def decidable_plate(reading: PlateReading | None, floor: float) -> str | None:
+    """The plate text to decide on: None for no reading or one below ``floor``.
+
+    No exemption, merge by plate or repeat-offender link rests on a reading below the floor.
+    """
+    if reading is None or reading.confidence < floor:
+        return None
+    return reading.text
+
 
 Plate = Annotated[str, Field(pattern=PLATE_PATTERN)]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from storage.evidence_store import DEFAULT_WRITER_THREADS, EvidenceStore
 
 
@@ -120,6 +121,15 @@ class IngestSettings(BaseModel):
     )
     related_cases_limit: int = Field(
         default=20, ge=0, description="earlier cases of the same plate linked to a new case"
+    )
+    plate_confidence_floor: float = Field(
+        default=DEFAULT_PLATE_CONFIDENCE_FLOOR,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "no merge by plate and no repeat-offender link rests on a reading below this; the "
+            "server sets it from server.exemptions.plate_confidence_floor (one floor for all)"
+        ),
     )
 
     def open_evidence_store(self, database_url: str) -> EvidenceStore:

@@ -1,4 +1,9 @@
-"""Which open case a new violation belongs to: same plate, same spot or same site location."""
+"""Which open case a new violation belongs to: same plate, same spot or same site location.
+
+A plate counts only when it is decidable: both the new reading and the case's are at or above
+``IngestSettings.plate_confidence_floor`` (contracts.exemptions.decidable_plate). A weaker
+reading neither joins by plate nor keeps a violation out of a spot or location match.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from contracts.events import BoundingBox, ViolationEvent
+from contracts.exemptions import decidable_plate
 from ingest.config import IngestSettings
 from ingest.writer.batch import Placed
 from ingest.writer.case_rows import CaseRow
@@ -61,7 +67,8 @@ def find_incident(
     (see continues_on_spot); neither may have a disagreeing plate.
     """
     event, zone = item.event, item.zone
-    plate = event.plate.text if event.plate is not None else None
+    floor = settings.plate_confidence_floor
+    plate = decidable_plate(event.plate, floor)
     location = zone.location
     since = event.started_at - timedelta(seconds=settings.merge_window_seconds)
 
@@ -73,9 +80,10 @@ def find_incident(
             or case.last_observed_at < since
         ):
             return None
-        if plate is not None and case.plate_text == plate:
+        case_plate = case.plate_text if _sure(case.plate_confidence, floor) else None
+        if plate is not None and case_plate == plate:
             return LinkReason.PLATE
-        plates_differ = plate is not None and case.plate_text not in (None, plate)
+        plates_differ = plate is not None and case_plate not in (None, plate)
         if (
             location is not None
             and case.location == location
@@ -93,6 +101,10 @@ def find_incident(
         if same:
             return max(same, key=lambda case: case.last_observed_at), wanted
     return None
+
+
+def _sure(confidence: float | None, floor: float) -> bool:
+    return confidence is not None and confidence >= floor
 
 
 def continues_on_spot(case: CaseRow, event: ViolationEvent) -> bool:
