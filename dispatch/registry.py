@@ -11,7 +11,8 @@ Personal data. It is held on the server only:
 - every change (created, updated, deleted, imported) is chained onto the exemption audit
   (dispatch.exemptions.append_audit) with the plate and category, never the name or the phone.
 
-CSV import (``parse_csv`` then ``RegistryService.import_rows``) is all-or-nothing: one bad row
+CSV import (``parse_csv`` then ``RegistryService.import_rows``; the header in English or in
+Chinese, categories as codes or their Chinese names) is all-or-nothing: one bad row
 and nothing is stored; the report names every bad row, its column and the reason in both
 languages. Rows add a plate or replace its entry (the plate is the key on a site); nothing is
 deleted by an import. ``owner_of(sessions, site, plate)`` is the lookup other code calls (the
@@ -46,6 +47,10 @@ from storage.tables import RegistryVehicle, utcnow
 
 CSV_COLUMNS = ("plate", "category", "building", "unit", "owner_name", "phone")
 """The import's header, in this order; the export writes the same (and ``site_id`` first)."""
+CSV_COLUMNS_ZH = ("车牌", "类别", "楼栋", "单元", "车主", "电话")
+"""The same header in Chinese, accepted as well (a property office's own spreadsheet)."""
+CATEGORY_ALIASES = {"住户": "resident", "亲属": "family", "服务车辆": "service"}
+"""Categories may be written in Chinese too."""
 MAX_CSV_BYTES = 1024 * 1024
 MAX_CSV_ROWS = 5000
 MAX_ERRORS = 200
@@ -280,6 +285,8 @@ def parse_csv(data: bytes, site_id: str) -> ParsedCsv:
         header = [cell.strip().lower() for cell in next(reader)]
     except csv.Error as exc:
         raise CsvRefusedError(422, "csv_unreadable", f"not CSV: {exc}") from exc
+    if tuple(header) == CSV_COLUMNS_ZH:
+        header = list(CSV_COLUMNS)
     if tuple(header) != CSV_COLUMNS:
         raise CsvRefusedError(
             422,
@@ -303,6 +310,8 @@ def parse_csv(data: bytes, site_id: str) -> ParsedCsv:
                 parsed.errors.append(RowError(row, "", "wrong_column_count", str(len(record))))
                 continue
             cells = dict(zip(CSV_COLUMNS, record, strict=True))
+            category = cells["category"].strip()
+            cells["category"] = CATEGORY_ALIASES.get(category, category)
             try:
                 vehicle = VehicleIn.model_validate({"site_id": site_id, **cells})
             except ValidationError as exc:

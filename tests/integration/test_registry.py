@@ -502,3 +502,10 @@ def test_ingest_decides_with_the_registry_and_the_configured_confidence_floor(ri
     assert decision is not None
     assert decision.exempt
     assert decision.rule_id == "registry-resident"
+
+
+def test_a_file_with_the_chinese_header_and_category_names_is_imported(rig: Rig) -> None:
+    body = "车牌,类别,楼栋,单元,车主,电话\r\n沪A12345,亲属,3号楼,2-301,张三丰,13812341234\r\n"
+    answer = rig.upload(body.encode())
+    assert answer.status_code == 200, answer.text
+    assert [(r.plate, r.category) for r in rig.rows()] == [(PLATE, "family")]

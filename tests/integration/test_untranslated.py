@@ -74,7 +74,7 @@ MAX_PAGES_PER_ROLE = 60
 
 # Interface words that are the same in every language: brands, formats, units. Keep it short.
 ALLOWED_LATIN = {"English", "CivicWatch", "JPEG", "PNG", "MB", "KB", "SLA", "CSV", "XLSX", "PDF"}
-ALLOWED_LATIN |= {"HTML", "AMap", "Excel", "p90", "p50", "ID", "URL", "HTTP"}
+ALLOWED_LATIN |= {"HTML", "AMap", "Excel", "p90", "p50", "ID", "URL", "HTTP", "UTF"}
 ALLOWED_LATIN |= {"Enter", "Esc", "Tab", "Shift", "Ctrl"}  # keys as printed on the keyboard
 ALLOWED_CHINESE = {"中文"}  # the language switch names Chinese in Chinese
 
