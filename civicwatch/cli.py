@@ -77,6 +77,16 @@ def _not_negative(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return value
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -202,9 +212,24 @@ def _parser() -> argparse.ArgumentParser:
         "eval", help="score plate reading or structure change detection on a labelled folder"
     )
     what = evaluate.add_subparsers(dest="what", required=True)
-    plates = what.add_parser("plates", help="a folder of plate crops, each named by its plate")
+    plates = what.add_parser(
+        "plates",
+        help="a folder of plate crops (or whole scenes, --frames), each named by its plate; "
+        "exit 2: bad folder, 3: no detector",
+    )
     plates.add_argument("directory", type=Path)
     plates.add_argument("--config", type=Path, help="take the plate settings from this config")
+    plates.add_argument(
+        "--frames",
+        action="store_true",
+        help="whole scenes: the detector finds the vehicles, then each one's plate is read",
+    )
+    plates.add_argument(
+        "--floor",
+        type=_share,
+        help="--frames: readings below this confidence are not decided on "
+        "(default: the calibrated plate confidence floor)",
+    )
     plates.set_defaults(handler=gateway.eval_plates)
     structures = what.add_parser("structures", help="a folder with A/ (before), B/ and label/")
     structures.add_argument("directory", type=Path)

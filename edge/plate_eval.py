@@ -1,4 +1,8 @@
-"""Score a plate reader on a folder of crops named by their plate (皖A12345.jpg reads 皖A12345)."""
+"""Score a plate reader on a folder of images named by their plate (皖A12345.jpg reads 皖A12345).
+
+Two kinds of folder: plate crops (``evaluate_plates``), and whole scenes (``evaluate_frames``),
+where the shared detector finds the vehicles first and every vehicle's plate is read.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -15,10 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.stats import percentile
 from edge.config import PlateSettings
-from edge.detections import Image
-from edge.plate_decoding import PlateCandidate
+from edge.detections import FloatArray, Image
+from edge.plate_decoding import PLATE_RE, PlateCandidate
 from edge.plate_recognisers import rapidocr_recogniser
 from edge.plates import PlateReader
+
+if TYPE_CHECKING:
+    from edge.detector import Detector
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 _BASELINE_UPSCALE = 3
@@ -55,6 +62,46 @@ class PlateEvaluation(BaseModel):
         ge=0.0, description="process CPU time per plate, median: steadier on a shared machine"
     )
     failures: list[PlateFailure] = Field(description="the first 20 misreads")
+
+
+class FrameRead(BaseModel):
+    """What one scene gave: its label, each accepted reading and the best one below the floor."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    expected: str
+    outcome: Literal["exact", "miss", "false_read"]
+    reads: list[str] = Field(description="readings at or above the floor (all vehicles)")
+    below_floor: str | None = Field(
+        default=None, description="the best reading under the floor, for a miss: not decided on"
+    )
+    confidence: float | None = None
+
+
+class FrameEvaluation(BaseModel):
+    """Whole-scene images: detector, then each vehicle's plate; a reading counts above the floor.
+
+    A scene is exact when a reading equals its label, a false read when any reading is a plate
+    that is not the label (a wrong plate decided on is worse than none), a miss otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(ge=0, description="labelled scenes scored")
+    exact: int = Field(ge=0)
+    misses: int = Field(ge=0)
+    false_reads: int = Field(ge=0, description="scenes with a reading that is not their label")
+    exact_rate: float = Field(ge=0.0, le=1.0)
+    floor: float = Field(ge=0.0, le=1.0, description="readings below this are not decided on")
+    below_floor_right: int = Field(ge=0, description="readings under the floor that were right")
+    below_floor_wrong: int = Field(ge=0, description="readings under the floor that were wrong")
+    unlabelled: list[str] = Field(description="images whose name is no plate: not scored")
+    unreadable: list[str] = Field(description="files that are not images: scored as misses")
+    vehicles: int = Field(ge=0, description="vehicles the detector found, all scenes")
+    ms_per_vehicle_median: float = Field(ge=0.0, description="plate search and read, wall time")
+    ms_per_vehicle_p95: float = Field(ge=0.0)
+    reads: list[FrameRead] = Field(description="every scene's outcome, in file order")
 
 
 class PlateFolderError(ValueError):
@@ -144,6 +191,109 @@ def evaluate_plates(
     )
 
 
+class VehicleReader(Protocol):
+    def read_vehicle(self, frame: Image, vehicle_box: FloatArray) -> PlateCandidate | None: ...
+
+
+VEHICLE_CLASSES = frozenset({"car", "truck", "bus", "motorcycle"})
+
+
+def _label(stem: str) -> str | None:
+    return stem if PLATE_RE.match(stem) else None
+
+
+def labelled_scenes(directory: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The folder's images named by a plate with their label, and the names of the others."""
+    files = labelled_crops(directory)
+    labelled = [(path, label) for path in files if (label := _label(path.stem)) is not None]
+    unlabelled = [path.name for path in files if _label(path.stem) is None]
+    if not labelled:
+        raise PlateFolderError(f"no image in {directory} is named by a plate (e.g. 皖A12345.jpg)")
+    return labelled, unlabelled
+
+
+def evaluate_frames(
+    directory: Path,
+    detector: Detector,
+    reader: VehicleReader,
+    floor: float,
+    progress: Callable[[int, int], None] | None = None,
+    observe: Callable[[str, PlateCandidate], None] | None = None,
+) -> FrameEvaluation:
+    """Detect the vehicles of every labelled scene, read each one's plate, compare with the name.
+
+    Images whose name is no plate (e.g. street.png) are listed as unlabelled, not scored; a file
+    that is not an image is a miss, named in ``unreadable``. ``observe`` sees each vehicle's
+    reading with the scene's label (calibration).
+    """
+    labelled, unlabelled = labelled_scenes(directory)
+    reads: list[FrameRead] = []
+    unreadable: list[str] = []
+    wall_ms: list[float] = []
+    right_below = wrong_below = 0
+    for done, (path, expected) in enumerate(labelled, start=1):
+        frame: Image | None = None
+        try:
+            frame = load_crop(path)
+        except PlateFolderError:
+            unreadable.append(path.name)
+        accepted: list[PlateCandidate] = []
+        weak: list[PlateCandidate] = []
+        if frame is not None:
+            detections = detector.detect(frame)
+            for box, cls in zip(detections.xyxy, detections.class_id, strict=True):
+                if detections.class_names.get(int(cls)) not in VEHICLE_CLASSES:
+                    continue
+                started = time.perf_counter()
+                candidate = reader.read_vehicle(frame, box)
+                wall_ms.append((time.perf_counter() - started) * 1000)
+                if candidate is None:
+                    continue
+                if observe is not None:
+                    observe(expected, candidate)
+                (accepted if candidate.confidence >= floor else weak).append(candidate)
+        for candidate in weak:
+            if candidate.text == expected:
+                right_below += 1
+            else:
+                wrong_below += 1
+        texts = [c.text for c in accepted]
+        wrong = [t for t in texts if t != expected]
+        outcome: Literal["exact", "miss", "false_read"] = (
+            "false_read" if wrong else "exact" if expected in texts else "miss"
+        )
+        best = max(accepted or weak, key=lambda c: c.confidence, default=None)
+        reads.append(
+            FrameRead(
+                file=path.name,
+                expected=expected,
+                outcome=outcome,
+                reads=texts,
+                below_floor=max(weak, key=lambda c: c.confidence).text if weak else None,
+                confidence=round(best.confidence, 4) if best is not None else None,
+            )
+        )
+        if progress is not None:
+            progress(done, len(labelled))
+    exact = sum(r.outcome == "exact" for r in reads)
+    return FrameEvaluation(
+        count=len(reads),
+        exact=exact,
+        misses=sum(r.outcome == "miss" for r in reads),
+        false_reads=sum(r.outcome == "false_read" for r in reads),
+        exact_rate=round(exact / len(reads), 4),
+        floor=floor,
+        below_floor_right=right_below,
+        below_floor_wrong=wrong_below,
+        unlabelled=unlabelled,
+        unreadable=unreadable,
+        vehicles=len(wall_ms),
+        ms_per_vehicle_median=round(statistics.median(wall_ms), 2) if wall_ms else 0.0,
+        ms_per_vehicle_p95=round(percentile(wall_ms, 0.95), 2) if wall_ms else 0.0,
+        reads=reads,
+    )
+
+
 class PlainPlateReader:
     """The baseline: RapidOCR's recogniser on a 3x upscaled crop, greedy CTC, separators dropped."""
 
@@ -195,14 +345,19 @@ def terminal_progress(label: str) -> Callable[[int, int], None] | None:
 
 __all__ = [
     "CropReader",
+    "FrameEvaluation",
+    "FrameRead",
     "PlainPlateReader",
     "PlateComparison",
     "PlateEvaluation",
     "PlateFailure",
+    "VehicleReader",
     "compare_with_baseline",
     "edit_distance",
+    "evaluate_frames",
     "evaluate_plates",
     "labelled_crops",
+    "labelled_scenes",
     "load_crop",
     "terminal_progress",
 ]

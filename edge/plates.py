@@ -18,7 +18,17 @@ import numpy as np
 from contracts.events import BoundingBox
 from edge.config import PlateSettings, ReadPass
 from edge.detections import FloatArray, Image
-from edge.plate_decoding import PlateCandidate, PlateDecoder, decode_plate_scores
+from edge.plate_confidence import calibrated
+from edge.plate_decoding import (
+    HEAD_LAYOUT,
+    PLATE_LAYOUT,
+    PLATE_RE,
+    TAIL_LAYOUT,
+    Layout,
+    PlateCandidate,
+    PlateDecoder,
+    decode_plate_scores,
+)
 from edge.plate_recognisers import (
     REC_HEIGHT,
     CtcRecogniser,
@@ -27,7 +37,15 @@ from edge.plate_recognisers import (
     build_recogniser,
     rapidocr_recogniser,
 )
-from edge.plate_regions import find_plate_regions
+from edge.plate_regions import (
+    TEXT_BOXES,
+    Quad,
+    TextBoxFinder,
+    find_plate_regions,
+    rectify,
+    row_above,
+    row_pairs,
+)
 from edge.plate_votes import PlateVote
 
 
@@ -54,6 +72,7 @@ class PlateReader:
         self.settings = settings
         self._recogniser = build_recogniser(settings)
         self._decoder = PlateDecoder(self._recogniser.characters)
+        self._text_boxes = TextBoxFinder(settings.threads)
         self._lock = threading.Lock()
 
     def recognise(self, crop: Image, read_pass: ReadPass) -> FloatArray:
@@ -69,37 +88,121 @@ class PlateReader:
         return probabilities
 
     def read_plate(self, crop: Image) -> PlateCandidate | None:
-        """Read a plate crop; None when no plate reads above min_confidence."""
+        """Read a one-row plate crop; None when no plate reads above min_confidence.
+
+        The reading's confidence is calibrated (edge.plate_confidence): the chance it is right.
+        Every read pass runs; a reading they disagree on is trusted less.
+        """
         crop = _as_bgr(crop, "plate crop")
+        return self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
+
+    def _decode(
+        self, crop: Image, layout: Layout, passes: Sequence[ReadPass]
+    ) -> tuple[PlateCandidate | None, bool]:
+        """The best raw reading over the read passes, and whether every pass read that text."""
         best: PlateCandidate | None = None
-        for read_pass in self.settings.passes:
-            candidate = self._decoder.decode(self.recognise(crop, read_pass))
-            if candidate is not None and (best is None or _weakest(candidate) > _weakest(best)):
+        texts: set[str] = set()
+        for read_pass in passes:
+            candidate = self._decoder.decode(self.recognise(crop, read_pass), layout)
+            if candidate is None:
+                continue
+            texts.add(candidate.text)
+            if best is None or _weakest(candidate) > _weakest(best):
                 best = candidate
-            if best is not None and _weakest(best) >= self.settings.retry_below:
-                break
-        if best is None or best.confidence < self.settings.min_confidence:
+        return best, len(texts) <= 1
+
+    def _accept(self, raw: PlateCandidate | None, agreed: bool) -> PlateCandidate | None:
+        if raw is None or raw.confidence < self.settings.min_confidence:
             return None
+        confidence = calibrated(raw.char_confidences, agreed)
+        return PlateCandidate(raw.text, confidence, raw.char_confidences)
+
+    def read_rows(self, upper: Image, lower: Image) -> PlateCandidate | None:
+        """Read a double-row plate from its two rows: province and letter (or WJ) over 5."""
+        head, head_agreed = self._decode(upper, HEAD_LAYOUT, _row_passes(upper))
+        tail, tail_agreed = self._decode(lower, TAIL_LAYOUT, _row_passes(lower))
+        if head is None or tail is None or not PLATE_RE.match(head.text + tail.text):
+            return None
+        scores = head.char_confidences + tail.char_confidences
+        joined = PlateCandidate(head.text + tail.text, float(np.mean(scores)), scores)
+        return self._accept(joined, head_agreed and tail_agreed)
+
+    def _read_text_box(self, crop: Image) -> PlateCandidate | None:
+        """A text box: one row, or, when it is squarish, a double-row plate's two rows."""
+        best = self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
+        height, width = crop.shape[:2]
+        if width / height < DOUBLE_ROW_ASPECT:
+            upper = crop[: round(height * 0.42)]
+            lower = crop[round(height * 0.34) :]
+            best = _better(best, self.read_rows(upper, lower))
         return best
 
     def read_vehicle(
         self, frame: Image, vehicle_box: BoundingBox | Sequence[float] | FloatArray
     ) -> PlateCandidate | None:
-        """Find the plate on one vehicle of a full frame and read it; None when none reads."""
+        """Find the plate on one vehicle of a full frame and read it; None when none reads.
+
+        Text lines the text detector finds are read first (each alone, and pairs that may be
+        a double-row plate's rows); plate-coloured regions too when none of them reads at
+        ``retry_below`` or better; the most confident reading wins.
+        """
         frame = _as_bgr(frame, "frame")
         x1, y1, x2, y2 = _box_pixels(vehicle_box, frame.shape[1], frame.shape[0])
         top = y2 - round((y2 - y1) * self.settings.search_lower_share)
         region = frame[top:y2, x1:x2]
         if region.shape[0] < 8 or region.shape[1] < self.settings.min_plate_width:
             return None
+        with self._lock:
+            quads: list[Quad] = self._text_boxes(region)[:TEXT_BOXES]
+        crops = [rectify(region, quad) for quad in quads]
         best: PlateCandidate | None = None
+        for crop in crops:
+            if crop is not None and crop.shape[1] >= self.settings.min_plate_width // 2:
+                best = _better(best, self._read_text_box(crop))
+        paired = row_pairs(quads)
+        for upper, lower in paired:
+            upper_crop, lower_crop = crops[upper], crops[lower]
+            if upper_crop is not None and lower_crop is not None:
+                best = _better(best, self.read_rows(upper_crop, lower_crop))
+        # A double-row plate's small top row is often not found at all: look just above a
+        # squarish line that no found line sits over.
+        has_upper = {lower for _, lower in paired}
+        for index, (quad, crop) in enumerate(zip(quads, crops, strict=True)):
+            if crop is None or index in has_upper or crop.shape[1] / crop.shape[0] > 3.6:
+                continue
+            upper_crop = rectify(region, row_above(quad), pad_y=0.0)
+            if upper_crop is not None:
+                best = _better(best, self.read_rows(upper_crop, crop))
+        if best is not None and best.confidence >= self.settings.retry_below:
+            return best
         for rx1, ry1, rx2, ry2 in find_plate_regions(region, self.settings)[
             : self.settings.max_candidates
         ]:
-            candidate = self.read_plate(region[ry1:ry2, rx1:rx2])
-            if candidate is not None and (best is None or candidate.confidence > best.confidence):
-                best = candidate
+            best = _better(best, self._read_text_box(region[ry1:ry2, rx1:rx2]))
         return best
+
+
+DOUBLE_ROW_ASPECT = 2.6
+"""A text box narrower than this (width / height) may be both rows of a double-row plate."""
+
+
+def _row_passes(crop: Image) -> list[ReadPass]:
+    """Two read passes at about the row's own shape (rows are not plate-shaped), padded."""
+    height, width = crop.shape[:2]
+    text_width = int(np.clip(round(REC_HEIGHT * width / max(height, 1)), 48, 192))
+    wider = min(224, round(text_width * 1.15))
+    return [
+        ReadPass(text_width=text_width, input_width=max(192, text_width + 32)),
+        ReadPass(text_width=wider, input_width=max(256, wider + 32)),
+    ]
+
+
+def _better(best: PlateCandidate | None, other: PlateCandidate | None) -> PlateCandidate | None:
+    if other is None:
+        return best
+    if best is None or other.confidence > best.confidence:
+        return other
+    return best
 
 
 def _box_pixels(

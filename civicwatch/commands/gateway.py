@@ -49,12 +49,58 @@ def eval_plates(args: argparse.Namespace) -> int:
     from edge.config import PlateSettings
     from edge.plate_eval import PlateFolderError, compare_with_baseline
 
+    if args.frames:
+        return _eval_plate_frames(args)
     settings = load_config(args.config).edge.plates if args.config else PlateSettings()
     try:
         result = compare_with_baseline(_labelled_folder(args.directory), settings)
     except PlateFolderError as exc:
         raise CliError(str(exc), EXIT_CONFIG) from exc
     print(result.model_dump_json())
+    return 0
+
+
+def _eval_plate_frames(args: argparse.Namespace) -> int:
+    """`eval plates DIR --frames`: each scene's outcome a line, the JSON summary last.
+
+    Exit 2: the folder is missing or holds no image named by a plate; 3: no detector (the
+    config's, else $CIVICWATCH_MODEL, else the default model).
+    """
+    from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
+    from edge.config import MODEL_ENV_VAR, DetectorSettings, EdgeSettings
+    from edge.detector import ModelUnavailableError, create_detector
+    from edge.detector import prepare_ultralytics_environment as prepare
+    from edge.plate_eval import PlateFolderError, evaluate_frames, labelled_scenes
+    from edge.plate_eval import terminal_progress as progress
+    from edge.plates import PlateReader
+
+    directory = _labelled_folder(args.directory)
+    try:
+        labelled_scenes(directory)  # a wrong folder fails before the models load
+    except PlateFolderError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from exc
+    if args.config:
+        settings = load_config(args.config).edge
+    else:
+        model = os.environ.get(MODEL_ENV_VAR)
+        detector_settings = DetectorSettings(model=model) if model else DetectorSettings()
+        settings = EdgeSettings(detector=detector_settings)
+    prepare(settings.data_dir)
+    try:
+        detector = create_detector(settings.detector)
+    except ModelUnavailableError as exc:
+        raise CliError(str(exc), EXIT_MODEL) from exc
+    floor = args.floor if args.floor is not None else DEFAULT_PLATE_CONFIDENCE_FLOOR
+    reader = PlateReader(settings.plates)
+    try:
+        result = evaluate_frames(directory, detector, reader, floor, progress("scenes"))
+    except PlateFolderError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from exc
+    for read in result.reads:
+        found = ", ".join(read.reads) or "-"
+        weak = f" (below floor: {read.below_floor})" if read.below_floor else ""
+        print(f"{read.outcome}\t{read.expected}\t{found}{weak}")
+    print(result.model_dump_json(exclude={"reads"}))
     return 0
 
 

