@@ -365,6 +365,10 @@ def _same_day(starts: Sequence[datetime], before: datetime, day: date, zone_info
     return sum(1 for s in starts if s < before and s.astimezone(zone_info).date() == day)
 
 
+WARNED_COMPLIED = "warned_complied"
+"""The close reason of an item whose car left within the grace period after its warning."""
+
+
 class StageWhy(StrEnum):
     WARN = "warn"  # the stage applies: warn, look again after the grace period
     NO_STAGE = "no_stage"  # no warning_stage rule covers the zone now

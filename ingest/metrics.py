@@ -29,6 +29,12 @@ class IngestMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.warnings = Counter(
+            "civicwatch_ingest_warnings",
+            "Warning-stage items by outcome: warned, complied (closed), enforced (routed)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.cases_opened = Counter(
             "civicwatch_ingest_cases_opened",
             "Cases created from violations",

@@ -111,6 +111,13 @@ class IngestService:
         metrics.events_stored.inc(report.stored)
         metrics.duplicates.inc(report.duplicates)
         metrics.cases_opened.inc(report.cases_opened)
+        for outcome, count in (
+            ("warned", report.warnings_issued),
+            ("complied", report.warnings_complied),
+            ("enforced", report.warnings_enforced),
+        ):
+            if count:
+                metrics.warnings.labels(outcome=outcome).inc(count)
         metrics.violations_merged.inc(len(report.merged))
         for violation_id, case_id, reason in report.merged:
             log.info("violation %s joined case %d (same %s)", violation_id, case_id, reason)

@@ -29,6 +29,10 @@ class RefusalReason(StrEnum):
     NESTING = "nesting"  # JSON nested deeper than MAX_JSON_DEPTH, or with too many containers
     SEQUENCE_JUMP = "sequence_jump"  # further ahead of the camera's last than MAX_SEQUENCE_JUMP
     EVIDENCE_TYPE = "evidence_type"  # an evidence image that is not the JPEG or PNG it says
+    # The warning stage (ingest.writer.warnings): its messages in the wrong order.
+    WARNING_UNKNOWN = "warning_unknown"  # complied for a violation never warned
+    WARNING_ORDER = "warning_order"  # warned twice, complied after opened, anything after complied
+    WARNING_GRACE = "warning_grace"  # a warned violation opened before its grace ended
 
 
 class Refusal(Exception):  # noqa: N818 - an outcome of validation, named as the design names it

@@ -69,6 +69,9 @@ class CaseState(StrEnum):
     RETURNED = "returned"  # back at the command centre with a reason (退回)
     PARKED = "parked"  # overdue and put on the parked register (挂账)
     MERGED = "merged"  # a duplicate of another case (duplicate_of)
+    # Warned at the dwell crossing (先提醒后执法): no department until the grace period ends;
+    # then closed (complied) or dispatched (still there). Ingest moves it; no person does.
+    WARNED = "warned"
 
 
 # States in which somebody still owes the fix: the SLA sweep watches these and ingest folds new

@@ -39,6 +39,9 @@ class BatchReport:
     gaps_filled: int = 0
     chains_broken: list[UUID] = field(default_factory=list)
     conflicts: list[tuple[UUID, list[str]]] = field(default_factory=list)  # and differing fields
+    warnings_issued: int = 0  # warned items opened (the warning stage)
+    warnings_complied: int = 0  # warned items closed: the car left within the grace
+    warnings_enforced: int = 0  # warned items routed: still there after the grace
 
 
 @dataclass

@@ -13,6 +13,7 @@ from storage.routing import OpenedCase
 from storage.tables import Base, Case, CaseState, CaseViolation
 
 CASES = Base.metadata.tables[Case.__tablename__]
+_GONE = (Phase.CLEARED, Phase.COMPLIED)
 VIOLATION_LINKS = Base.metadata.tables[CaseViolation.__tablename__]
 
 # The case columns ingest reads to match incidents and writes when it folds a message in.
@@ -122,7 +123,7 @@ def new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> CaseRow:
         state=CaseState.NEW,
         started_at=event.started_at,
         opened_at=event.observed_at,
-        cleared_at=event.observed_at if event.phase is Phase.CLEARED else None,
+        cleared_at=event.observed_at if event.phase in _GONE else None,
         last_observed_at=event.observed_at,
         dwell_seconds=event.dwell_seconds,
         object_class=None,
@@ -140,13 +141,25 @@ def new_case(event: ViolationEvent, zone: ZoneConfig, now: datetime) -> CaseRow:
     _set_object(case, event)
     _keep_best_plate(case, event)
     reason = f"violation {event.violation_id} {event.phase} on camera {event.camera_id}"
-    facts = {
+    facts: dict[str, Any] = {
         "why": "opened",
         "violation_id": str(event.violation_id),
         "phase": event.phase.value,
         "camera_id": event.camera_id,
     }
     case.transitions.append((None, CaseState.NEW, reason, facts))
+    if event.phase is Phase.WARNED and event.warning is not None:
+        # The warning stage: no department before the grace ends (ingest.writer.warnings).
+        warned = f"warned by rule {event.warning.rule_id} until {event.warning.grace_until}"
+        facts = {
+            "why": "warned",
+            "violation_id": str(event.violation_id),
+            "rule_id": event.warning.rule_id,
+            "warned_at": event.warning.warned_at.isoformat(),
+            "grace_until": event.warning.grace_until.isoformat(),
+            "announced": event.warning.announced,
+        }
+        case.transitions.append((CaseState.NEW, CaseState.WARNED, warned, facts))
     return case
 
 
@@ -174,7 +187,7 @@ def fold_phase(case: CaseRow, event: ViolationEvent, now: datetime) -> bool:
         case.opened_at = event.observed_at
     else:
         case.opened_at = min(case.opened_at, event.observed_at)
-    if event.phase is Phase.CLEARED:
+    if event.phase in _GONE:
         case.cleared_at = event.observed_at
     if event.observed_at >= case.last_observed_at:
         case.last_observed_at = event.observed_at

@@ -18,6 +18,7 @@ from uuid import UUID
 
 from sqlalchemy import Select, and_, or_, select, text
 
+from contracts.events import Phase
 from ingest.writer.batch import Batch, Placed
 from ingest.writer.case_rows import (
     CASE_FIELDS,
@@ -32,6 +33,7 @@ from ingest.writer.case_rows import (
 )
 from ingest.writer.matching import Candidates, LinkReason, find_incident
 from ingest.writer.sql import bulk_insert, bulk_update
+from ingest.writer.warnings import settle_warned_cases
 from storage.audit import chain_entries
 from storage.routing import CaseRouter, RouteDecision
 from storage.tables import (
@@ -44,6 +46,7 @@ from storage.tables import (
 )
 
 INGEST_ACTOR = "ingest"
+_SETTLE = (Phase.COMPLIED, Phase.OPENED)  # may end a warned case's wait
 
 
 def attach_to_cases(
@@ -80,13 +83,17 @@ def attach_to_cases(
     opened: list[tuple[CaseRow, Placed]] = []
     new_links: list[tuple[CaseRow, Placed, str]] = []
     plate_changed: dict[int, CaseRow] = {}  # by id(): cases whose best plate changed
+    settling: list[tuple[CaseRow, Placed]] = []  # complied or opened: a warned case's end?
     for violation_id, group in by_violation.items():
         group.sort(key=lambda item: item.event.sequence)
         rest = group
         case = links.get(violation_id)
+        settling += [(case, i) for i in group if case is not None and i.event.phase in _SETTLE]
         if case is None:
             first = group[0]
-            found = find_incident(first, candidates.near(first), batch.settings)
+            # A warning is its own item: it never joins another case (ingest.writer.warnings).
+            warned = first.event.phase is Phase.WARNED
+            found = None if warned else find_incident(first, candidates.near(first), batch.settings)
             if found is None:
                 case = new_case(first.event, first.zone, batch.now)
                 opened.append((case, first))
@@ -95,6 +102,7 @@ def attach_to_cases(
                 if case.plate_text is not None:
                     plate_changed[id(case)] = case
                 rest = group[1:]
+                settling += [(case, i) for i in rest if i.event.phase in _SETTLE]
             else:
                 case, reason = found
                 new_links.append((case, first, reason))
@@ -106,6 +114,11 @@ def attach_to_cases(
         cases[violation_id] = case
     _open_cases(batch, opened, route_cases)
     _write_back(batch, [case for case in loaded.values() if case.changed])
+    settle_warned_cases(
+        batch,
+        [(case, item.event) for case, item in settling if case.state == CaseState.WARNED],
+        route_cases,
+    )
     bulk_insert(
         session,
         CaseViolation,
@@ -146,7 +159,12 @@ def _open_cases(
     and their audit trail: ingest's steps, then the dispatch (one INSERT)."""
     if not opened:
         return
-    cases = [case for case, _first in opened]
+    warned = [case for case, first in opened if first.event.phase is Phase.WARNED]
+    if warned:
+        _open_warned(batch, warned)
+    cases = [case for case, first in opened if first.event.phase is not Phase.WARNED]
+    if not cases:
+        return
     decisions = _route(route_cases, cases)
     rows: list[dict[str, Any]] = []
     for case, decision in zip(cases, decisions, strict=True):
@@ -190,6 +208,44 @@ def _open_cases(
         )
         case.state = CaseState.DISPATCHED
         case.transitions.clear()  # stored now: never to be written twice
+    bulk_insert(batch.session, CaseTransition, chain_entries(batch.session, transitions))
+
+
+def _open_warned(batch: Batch, cases: list[CaseRow]) -> None:
+    """Insert warned items: state ``warned``, no department, routed only if still there when
+    the grace ends (ingest.writer.warnings)."""
+    rows = []
+    for case in cases:
+        values = {name: getattr(case, name) for name in CASE_FIELDS if name != "id"}
+        values.update(
+            state=CaseState.WARNED.value,
+            escalation_level=0,
+            overdue=False,
+            chain_broken=False,
+            created_at=batch.now,
+        )
+        rows.append(values)
+    inserted = bulk_insert(batch.session, Case, rows, returning=["violation_id", "id"])
+    ids: dict[UUID, int] = {row.violation_id: row.id for row in inserted}
+    transitions: list[dict[str, Any]] = []
+    for case in cases:
+        case.id = ids[case.violation_id]
+        transitions.extend(
+            {
+                "case_id": case.id,
+                "action": "register" if from_state is None else "warn",
+                "from_state": from_state,
+                "to_state": to_state,
+                "actor": INGEST_ACTOR,
+                "reason": reason,
+                "at": batch.now,
+                "detail": detail,
+            }
+            for from_state, to_state, reason, detail in case.transitions
+        )
+        case.state = CaseState.WARNED
+        case.transitions.clear()
+    batch.report.warnings_issued += len(cases)
     bulk_insert(batch.session, CaseTransition, chain_entries(batch.session, transitions))
 
 

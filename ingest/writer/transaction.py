@@ -11,6 +11,7 @@ from ingest.writer.events import find_conflicts, insert_events
 from ingest.writer.evidence import link_evidence, store_evidence
 from ingest.writer.incidents import attach_to_cases
 from ingest.writer.sequences import refuse_jumps, track_sequences
+from ingest.writer.warnings import refuse_out_of_order
 from storage.evidence_store import EvidenceStore
 from storage.routing import CaseRouter
 
@@ -28,6 +29,7 @@ def write_batch(
         first_of.setdefault(item.event.message_id, index)
     unique = [placed[index] for index in first_of.values()]
     refused = refuse_jumps(batch, unique)
+    refused |= refuse_out_of_order(batch, [i for i in unique if i.event.message_id not in refused])
     inserted = insert_events(batch, [i for i in unique if i.event.message_id not in refused])
     outcomes: list[StoreResult] = [AckOutcome.DUPLICATE] * len(placed)
     for message_id, index in first_of.items():

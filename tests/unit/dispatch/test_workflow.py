@@ -316,7 +316,8 @@ def test_department_roles_see_only_their_departments_cases(session: Session) -> 
 
 def test_transition_table_reaches_every_state_but_new() -> None:
     reachable = {target for _, target in TRANSITIONS.values() if target is not None}
-    assert reachable == set(CaseState) - {CaseState.NEW}
+    # WARNED: only ingest puts an item there and takes it out (the warning stage).
+    assert reachable == set(CaseState) - {CaseState.NEW, CaseState.WARNED}
 
 
 def test_a_transfer_restarts_the_clock_on_the_new_departments_route(session: Session) -> None:

@@ -132,12 +132,14 @@ def test_a_violation_kind_its_zone_cannot_hold_is_refused() -> None:
 
 def test_every_reason_has_a_test_above() -> None:
     # STORE_FAILED is not a validation outcome: test_handler.py covers it (poison messages);
-    # SEQUENCE_JUMP needs stored history: the hostile-input integration tests cover it.
+    # SEQUENCE_JUMP needs stored history: the hostile-input integration tests cover it; so
+    # do the warning stage's order refusals (test_ingest_warnings.py).
     here = Path(__file__)
     hostile = here.parents[2] / "integration" / "test_ingest_hostile.py"
+    warnings = here.parents[2] / "integration" / "test_ingest_warnings.py"
     text = "".join(
         path.read_text(encoding="utf-8")
-        for path in (here, here.parent / "test_handler.py", hostile)
+        for path in (here, here.parent / "test_handler.py", hostile, warnings)
     )
     missing = [reason for reason in RefusalReason if f"RefusalReason.{reason.name}" not in text]
     assert missing == []
