@@ -41,7 +41,8 @@ def fit_calibration(
     """A monotone table (raw score, chance right) from labelled readings.
 
     Pooled adjacent violators over the readings sorted by raw score; each pooled block gives
-    its first and last score at the block's share right; the ends are pinned to 0 and 1.
+    its first and last score at the block's share right (Laplace-smoothed, kept monotone);
+    a raw score of 0 is 0.
     """
     order = np.argsort(np.asarray(scores, dtype=np.float64), kind="stable")
     xs = np.asarray(scores, dtype=np.float64)[order]
@@ -55,11 +56,14 @@ def fit_calibration(
             blocks[-1][1] += count
             blocks[-1][3] = last
     table: dict[float, float] = {0.0: 0.0}
+    level = 0.0
     for right_sum, count, first, last in blocks:
-        share = round(right_sum / count, 4)
+        # Laplace's rule: 40 right of 40 is 41/42, not a certainty.
+        level = max(level, round((right_sum + 1) / (count + 2), 4))
         for x in (round(first, 4), round(last, 4)):
-            table[x] = max(share, table.get(x, 0.0)) if x > 0 else table.get(x, 0.0)
-    table.setdefault(1.0, max(table.values()))
+            if x > 0:
+                table[x] = level
+    table.setdefault(1.0, level)
     return tuple(sorted(table.items()))
 
 

@@ -1,0 +1,189 @@
+"""Special plates (警港澳挂学领使, WJ), double-row plates, calibrated confidence, whole scenes.
+
+The recogniser and the detector are the real ones. Plates in the "rendered" tests are GENERATED
+(edge.plate_scenes draws them with fonts-wqy-microhei); the whole-scene tests also use the two
+real photos of ../shared/data/images. Nothing generated is written outside tmp_path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from contracts.events import PLATE_PATTERN, PlateReading
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
+from edge.config import DetectorSettings, PlateSettings
+from edge.detector import Detector, create_detector
+from edge.plate_confidence import calibrated, fit_calibration
+from edge.plate_decoding import HEAD_LAYOUT, TAIL_LAYOUT, PlateDecoder
+from edge.plate_eval import PlateFolderError, evaluate_frames, load_crop
+from edge.plate_scenes import STYLES, plate_text, render_plate
+from edge.plates import PlateReader
+from tests.conftest import SHARED_DATA
+from tests.unit.edge.test_plates import CHARSET, frames, spelled
+
+PHOTOS = SHARED_DATA / "images"
+PATTERN = re.compile(PLATE_PATTERN)
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader(PlateSettings())
+
+
+@pytest.fixture(scope="module")
+def detector(model_path: Path) -> Detector:
+    return create_detector(DetectorSettings(model=str(model_path)))
+
+
+# ---------------------------------------------------------------- the wire pattern
+
+
+@pytest.mark.parametrize(
+    "plate",
+    ["皖A12345", "粤BD12345", "京A1234警", "粤Z1234港", "粤Z1234澳", "鲁A1234挂", "粤A1234学",
+     "沪A1234领", "使014578", "WJ京1234X", "WJ12345"],
+)  # fmt: skip
+def test_the_pattern_takes_every_plate_format(plate: str) -> None:
+    assert PATTERN.match(plate), plate
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "粤B12345警",  # a special character ends a 7-character plate only
+        "皖A1234警5",  # and only at the end
+        "港A12345",  # 港 is no province
+        "皖O12345",  # plates never use O or I
+        "WJ京I2345",
+        "WJ京123",  # too short
+        "使01457",  # 使 takes 6 digits
+        "使0145789",
+        "WJ京1234警",
+        "皖A123456789",
+        "",
+    ],
+)
+def test_the_pattern_refuses_what_is_no_plate(garbage: str) -> None:
+    assert not PATTERN.match(garbage)
+    with pytest.raises(ValueError, match="pattern"):
+        PlateReading(text=garbage, confidence=0.9)
+
+
+# ---------------------------------------------------------------- the decoder's new paths
+
+
+@pytest.mark.parametrize("plate", ["使014578", "WJ京1234X", "WJ12345", "粤Z1234港", "沪A1234领"])
+def test_the_decoder_spells_special_plates(plate: str) -> None:
+    candidate = PlateDecoder(CHARSET).decode(frames(*spelled(plate)))
+    assert candidate is not None
+    assert candidate.text == plate
+    assert candidate.valid
+
+
+def test_rows_of_a_double_row_plate_have_their_own_layouts() -> None:
+    decoder = PlateDecoder(CHARSET)
+    head = decoder.decode(frames(*spelled("皖K")), HEAD_LAYOUT)
+    tail = decoder.decode(frames(*spelled("1234挂")), TAIL_LAYOUT)
+    assert head is not None
+    assert tail is not None
+    assert (head.text, tail.text) == ("皖K", "1234挂")
+    # A bottom row never starts with a province, a top row never holds 5 characters.
+    assert decoder.decode(frames(*spelled("皖1234")), TAIL_LAYOUT).text[0] != "皖"  # type: ignore[union-attr]
+    assert len(decoder.decode(frames(*spelled("皖K1234")), HEAD_LAYOUT).text) <= 3  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- rendered plates, real recogniser
+
+
+def test_every_rendered_plate_style_reads_exactly(reader: PlateReader) -> None:
+    """GENERATED plates, one of each style, read by the real recogniser."""
+    rng = np.random.default_rng(7)
+    for style in STYLES:
+        text = plate_text(style, rng)
+        plate = render_plate(text, style)
+        if style == "yellow_double":
+            height = plate.shape[0]
+            read = reader.read_rows(plate[: round(height * 0.42)], plate[round(height * 0.34) :])
+        else:
+            read = reader.read_plate(plate)
+        assert read is not None, style
+        assert read.text == text, style
+        assert 0.0 <= read.confidence <= 1.0
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def test_calibration_is_monotone_and_never_certain() -> None:
+    scores = [0.1, 0.2, 0.3, 0.5, 0.6, 0.9, 0.95, 0.97, 0.99, 0.999]
+    right = [False, False, True, False, True, True, True, True, True, True]
+    table = fit_calibration(scores, right)
+    values = [y for _, y in table]
+    assert values == sorted(values)
+    assert 0.0 < values[-1] < 1.0  # Laplace: a clean run is strong evidence, not a certainty
+    assert calibrated((0.99, 0.98)) >= calibrated((0.99, 0.2))
+    assert calibrated((0.99, 0.98), agreed=False) <= calibrated((0.99, 0.98))
+
+
+# ---------------------------------------------------------------- whole scenes
+
+
+def test_both_real_photos_read_exactly_above_the_floor(
+    reader: PlateReader, detector: Detector
+) -> None:
+    result = evaluate_frames(PHOTOS, detector, reader, DEFAULT_PLATE_CONFIDENCE_FLOOR)
+    assert (result.count, result.exact, result.false_reads) == (2, 2, 0)
+    assert result.unlabelled == ["street.png"]
+    assert result.vehicles >= 2
+
+
+def test_a_wrong_label_is_a_false_read_and_a_broken_file_a_miss(
+    reader: PlateReader, detector: Detector, tmp_path: Path
+) -> None:
+    shutil.copy(PHOTOS / "皖K66666.jpg", tmp_path / "皖K66666.jpg")
+    shutil.copy(PHOTOS / "皖K66666.jpg", tmp_path / "皖K66668.jpg")  # wrong label on purpose
+    (tmp_path / "京A00000.jpg").write_bytes(b"not a jpeg")
+    seen: list[tuple[str, str]] = []
+    result = evaluate_frames(
+        tmp_path,
+        detector,
+        reader,
+        DEFAULT_PLATE_CONFIDENCE_FLOOR,
+        observe=lambda label, read: seen.append((label, read.text)),
+    )
+    outcomes = {read.file: read.outcome for read in result.reads}
+    assert outcomes == {
+        "皖K66666.jpg": "exact",
+        "皖K66668.jpg": "false_read",
+        "京A00000.jpg": "miss",
+    }
+    assert result.unreadable == ["京A00000.jpg"]
+    assert ("皖K66668", "皖K66666") in seen
+    # At a floor no reading reaches, nothing is decided: misses, never false reads.
+    strict = evaluate_frames(tmp_path, detector, reader, 1.0)
+    assert strict.false_reads == 0
+    assert strict.exact == 0
+
+
+def test_a_folder_without_plate_named_images_is_refused(
+    reader: PlateReader, detector: Detector, tmp_path: Path
+) -> None:
+    with pytest.raises(PlateFolderError, match="plate folder not found"):
+        evaluate_frames(tmp_path / "nowhere", detector, reader, 0.5)
+    shutil.copy(PHOTOS / "street.png", tmp_path / "street.png")
+    with pytest.raises(PlateFolderError, match="named by a plate"):
+        evaluate_frames(tmp_path, detector, reader, 0.5)
+
+
+def test_real_photo_reading_is_exact_and_confident(reader: PlateReader) -> None:
+    """The yellow 皖K66666 saloon of the real photo, its box given by hand."""
+    frame = load_crop(PHOTOS / "皖K66666.jpg")
+    read = reader.read_vehicle(frame, (81.0, 58.0, 614.0, 422.0))
+    assert read is not None
+    assert read.text == "皖K66666"
+    assert read.confidence >= DEFAULT_PLATE_CONFIDENCE_FLOOR
