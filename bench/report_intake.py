@@ -80,6 +80,7 @@ CAMERA_RATE = 100.0
 WORKER_TOKEN = "bench-fire-worker-token-0001"
 CIVICWATCH = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING")
 LAYOUTS = ("server", "roles")
+API_WORKERS = 2
 KIND = ViolationKind.FIRE_LANE_BLOCKING
 POLL_SECONDS = 0.05
 QUEUE_TIMEOUT = 60.0
@@ -140,11 +141,31 @@ def _wait_ready(url: str, processes: Sequence[subprocess.Popen[bytes]], workdir:
         time.sleep(0.2)
 
 
+def _wait_workers(base: str, workers: int, workdir: Path) -> None:
+    """Until ``workers`` API processes have answered: /readyz is answered by the first one up,
+    while the other may still be importing. Each answers /metrics with its own pid."""
+    pids: set[str] = set()
+    deadline = time.monotonic() + 120
+    while len(pids) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(pids)} of {workers} API workers answered; see {workdir}")
+        try:
+            text = httpx.get(f"{base}/metrics", timeout=5).text  # a new connection each time
+        except httpx.HTTPError:
+            text = ""
+        for line in text.splitlines():
+            if line.startswith("civicwatch_process{"):
+                pids.add(line.split('pid="', 1)[1].split('"', 1)[0])
+        time.sleep(0.1)
+
+
 @contextmanager
-def running_server(database_url: str, workdir: Path, layout: str = "server") -> Iterator[Served]:
+def running_server(
+    database_url: str, workdir: Path, layout: str = "server", tree: Path | None = None
+) -> Iterator[Served]:
     """The server in its own process(es), with loadgen's cameras and a fire worker: one
     ``civicwatch server`` (layout ``server``), or ``civicwatch api --workers 2``, ``ingest`` and
-    ``sweep`` apart (layout ``roles``)."""
+    ``sweep`` apart (layout ``roles``); the code of ``tree`` (another revision) if given."""
     broker = MosquittoProcess(workdir / "broker")
     broker.start()
     port = free_port()
@@ -178,6 +199,7 @@ def running_server(database_url: str, workdir: Path, layout: str = "server") -> 
     config_args = ("--config", str(config_file))
     base = f"http://127.0.0.1:{port}"
     processes: list[subprocess.Popen[bytes]] = []
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree is not None else None
 
     def start(*command: str) -> None:
         processes.append(
@@ -185,6 +207,8 @@ def running_server(database_url: str, workdir: Path, layout: str = "server") -> 
                 [*CIVICWATCH, *command, *config_args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                cwd=tree,
+                env=env,
                 start_new_session=True,  # the API's workers stop with their parent's group
             )
         )
@@ -194,13 +218,16 @@ def running_server(database_url: str, workdir: Path, layout: str = "server") -> 
             start("server")
             _wait_ready(f"{base}/readyz", processes, workdir)
         else:
-            subprocess.run([*CIVICWATCH, "migrate", *config_args], check=True, stdout=log)
+            subprocess.run(
+                [*CIVICWATCH, "migrate", *config_args], check=True, stdout=log, cwd=tree, env=env
+            )
             ingest_port, sweep_port = free_port(), free_port()
             start("ingest", "--health-port", str(ingest_port))
             start("sweep", "--health-port", str(sweep_port))
-            start("api", "--workers", "2")
+            start("api", "--workers", str(API_WORKERS))
             for url in (f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{sweep_port}", base):
                 _wait_ready(f"{url}/readyz", processes, workdir)
+            _wait_workers(base, API_WORKERS, workdir)
         yield Served(base, broker.settings, registry, registry.sites[0].id, database_url)
     finally:
         for process in processes:
@@ -385,12 +412,18 @@ def _ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(backend: str, layout: str, args: argparse.Namespace, photos: list[bytes]) -> dict[str, Any]:
+def run(
+    backend: str,
+    layout: str,
+    args: argparse.Namespace,
+    photos: list[bytes],
+    code: tuple[str, Path | None] = ("this tree", None),
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"cw-report-intake-{backend}-{layout}-"))
     try:
         with (
             scratch_database(backend, workdir) as url,
-            running_server(url, workdir, layout) as served,
+            running_server(url, workdir, layout, code[1]) as served,
         ):
             page = first_load_bytes(served.base) if not args.no_page else None
             loads = [os.getloadavg()[0]]
@@ -416,6 +449,7 @@ def run(backend: str, layout: str, args: argparse.Namespace, photos: list[bytes]
             return {
                 "backend": backend,
                 "layout": layout,
+                "code": code[0],
                 "offered_rate": args.rate,
                 "achieved_rate": round(achieved, 1),
                 "reports": len(samples),
@@ -454,32 +488,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["server"],
         help="server: one civicwatch server; roles: api --workers 2, ingest and sweep apart",
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a git revision whose server (layout server) runs first, in the same run",
+    )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--no-page", action="store_true", help="skip the first-load bytes")
     parser.add_argument("--keep", action="store_true", help="keep the work folders")
     args = parser.parse_args(argv)
     photos = real_photos(args.seed)
     runs = []
+    scratch = Path(tempfile.mkdtemp(prefix="cw-report-intake-baseline-"))
+    this: tuple[str, Path | None] = ("this tree", None)
     plan = [
-        (backend, layout)
+        (backend, layout, this)
         for backend in args.backends
         for layout in args.layouts
         if backend == "postgresql" or layout == "server"
     ]
-    for backend, layout in plan:
-        runs.append(run(backend, layout, args, photos))
-        summary = runs[-1]
-        print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)  # kept if a later one fails
-        queue = summary["submitted_to_queue_ms"]
-        print(
-            f"{backend} ({layout}): {summary['achieved_rate']}/s offered {summary['reports']}, "
-            f"{summary['refused_or_failed']} failed, {summary['never_queued']} never queued, "
-            f"{summary['queued_within_target_share']:.1%} queued within {TARGET_P99_MS} ms, "
-            f"submitted -> queue p50 {queue.get('p50')} "
-            f"ms p99 {queue.get('p99')} ms (target {TARGET_P99_MS}), page "
-            f"{(summary['first_load'] or {}).get('kb')} KB, load {summary['load_average_1m']}",
-            file=sys.stderr,
-        )
+    if args.baseline:
+        from bench.report_cpu import export_tree
+
+        tree = export_tree(args.baseline, scratch)
+        plan = [
+            (backend, "server", (f"baseline {args.baseline}", tree)) for backend in args.backends
+        ] + plan
+    try:
+        for backend, layout, code in plan:
+            runs.append(run(backend, layout, args, photos, code))
+            _show(runs[-1])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(
         json.dumps(
             {
@@ -491,6 +531,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     )
     return 0
+
+
+def _show(summary: dict[str, Any]) -> None:
+    """One run's summary on stderr: the JSON (kept if a later run fails) and one line."""
+    print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)  # kept if a later one fails
+    queue = summary["submitted_to_queue_ms"]
+    print(
+        f"{summary['backend']} ({summary['layout']}, {summary['code']}): "
+        f"{summary['achieved_rate']}/s offered {summary['reports']}, "
+        f"{summary['refused_or_failed']} failed, {summary['never_queued']} never queued, "
+        f"{summary['queued_within_target_share']:.1%} queued within {TARGET_P99_MS} ms, "
+        f"submitted -> queue p50 {queue.get('p50')} "
+        f"ms p99 {queue.get('p99')} ms (target {TARGET_P99_MS}), page "
+        f"{(summary['first_load'] or {}).get('kb')} KB, load {summary['load_average_1m']}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":
