@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from contracts.acks import IngestAck
+from contracts.announce import Announcement, announce_topic
 from contracts.events import ViolationEvent
 from contracts.status import CameraStatus, GatewayStatus
 from contracts.topics import (
@@ -130,6 +131,7 @@ _CHANNEL_TOPICS = {
     "verify": verify_topic("{site}", "{gateway}", "{camera}"),
     "verifyResult": verify_result_topic("{site}", "{gateway}", "{camera}"),
     "rules": rules_topic("{site}", "{gateway}"),
+    "announce": announce_topic("{site}", "{gateway}"),
 }
 _MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "ViolationEvent": ViolationEvent,
@@ -138,6 +140,7 @@ _MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "IngestAck": IngestAck,
     "VerificationRequest": VerificationRequest,
     "VerificationResult": VerificationResult,
+    "Announcement": Announcement,
 }
 
 
