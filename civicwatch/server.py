@@ -53,6 +53,7 @@ from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.training_data import CATCH_UP_SECONDS, TrainingDataExporter
 from dispatch.verification import CameraVerifier, Publish
+from dispatch.warning_stage import OWNER_DEPARTMENT, OwnerGateway, OwnerWarningPump
 from dispatch.workflow import Workflow
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
@@ -300,6 +301,7 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
             leadership,
             resident_status,
             exemptions.service.publish_all if exemptions is not None else None,
+            _owner_warnings(database.session_factory, settings),
         )
     if Role.API in roles:
         app = _app(config, database, metrics, workflow, consumers, router, exemptions)
@@ -512,7 +514,23 @@ def _resident_status(
     if url is None:
         return None, None
     pump = ResidentStatusPump(session_factory, str(url), str(settings.notifications.public_url))
-    return pump, {RESIDENT_DEPARTMENT: ResidentGateway(session_factory, str(url)).deliver}
+    return pump, {
+        RESIDENT_DEPARTMENT: ResidentGateway(session_factory, str(url)).deliver,
+        # the warning stage's owner channel goes out through the same messaging gateway
+        OWNER_DEPARTMENT: OwnerGateway(session_factory, str(url)).deliver,
+    }
+
+
+def _owner_warnings(
+    session_factory: SessionFactory, settings: ServerSettings
+) -> OwnerWarningPump | None:
+    """Messages to a warned car's registered owner (the warning stage's ``owner`` channel),
+    through server.residents.status_webhook_url; None when no gateway is named."""
+    url = settings.residents.status_webhook_url
+    if url is None:
+        return None
+    floor = settings.exemptions.plate_confidence_floor
+    return OwnerWarningPump(session_factory, str(url), floor)
 
 
 def _scheduler(
@@ -525,6 +543,7 @@ def _scheduler(
     leadership: SweepLeadership,
     resident_status: ResidentStatusPump | None = None,
     publish_rules: Callable[[], object] | None = None,
+    owner_warnings: OwnerWarningPump | None = None,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -553,6 +572,8 @@ def _scheduler(
     ]
     if resident_status is not None:  # status messages to residents' gateway, by the outbox
         jobs.append((resident_status.pump_all, "resident-status", poll_seconds))
+    if owner_warnings is not None:  # the warning stage's messages to registered owners
+        jobs.append((owner_warnings.pump_all, "owner-warnings", poll_seconds))
     # Every gateway's signed rule document, by the leader only (not once per API worker): at
     # start, on winning the leadership, and daily, which also restores a retained message a
     # broker lost.

@@ -48,6 +48,7 @@ from contracts.sites import GatewayConfig, SiteConfig, SiteRegistry
 from contracts.topics import rules_topic
 from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
 from dispatch.exemption_settings import ExemptionSettings as ExemptionSettings
+from dispatch.warning_stage import repeat_offenders
 from storage.audit import GENESIS_HASH, entry_hash
 from storage.database import SessionFactory
 from storage.tables import (
@@ -267,9 +268,9 @@ class ExemptionService:
         if found is None:
             raise ValueError(f"unknown gateway {gateway_id!r}")
         site, gateway = found
-        return self._gateway_document(
-            site, gateway, self._site_rules(session, site.id, at), version, at
-        )
+        rules = self._site_rules(session, site.id, at)
+        offenders = self._repeat_offenders(session, site.id, rules, at)
+        return self._gateway_document(site, gateway, rules, version, at, offenders)
 
     def _site_rules(self, session: Session, site_id: str, at: datetime) -> list[Rule]:
         """Every rule of the site in force at ``at``, registry plates included: read once per
@@ -289,6 +290,13 @@ class ExemptionService:
         # by a gateway's zones afterwards gives what filtering first would.
         return with_registry(rules, registry_plates(session, site_id), site_id)
 
+    def _repeat_offenders(
+        self, session: Session, site_id: str, rules: list[Rule], at: datetime
+    ) -> list[str]:
+        """The site's plates warned K times in D days (dispatch.warning_stage), once a build."""
+        floor = self._settings.plate_confidence_floor
+        return repeat_offenders(session, site_id, rules, at, floor)
+
     def _gateway_document(
         self,
         site: SiteConfig,
@@ -296,6 +304,7 @@ class ExemptionService:
         site_rules: list[Rule],
         version: int,
         at: datetime,
+        offenders: Sequence[str] = (),
     ) -> RuleDocument:
         zones = {zone.id for camera in gateway.cameras for zone in camera.zones}
         return RuleDocument(
@@ -305,6 +314,7 @@ class ExemptionService:
             issued_at=at,
             plate_confidence_floor=self._settings.plate_confidence_floor,
             rules=[rule for rule in site_rules if rule.zone_id is None or rule.zone_id in zones],
+            repeat_offenders=list(offenders),
         )
 
     def bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
@@ -328,6 +338,7 @@ class ExemptionService:
             )
         }
         site_rules = self._site_rules(session, site.id, at)
+        offenders = self._repeat_offenders(session, site.id, site_rules, at)
         signed = []
         for gateway in site.gateways:
             row = rows.get(gateway.id)
@@ -336,7 +347,7 @@ class ExemptionService:
                 session.add(row)
             row.version += 1
             row.issued_at = at
-            document = self._gateway_document(site, gateway, site_rules, row.version, at)
+            document = self._gateway_document(site, gateway, site_rules, row.version, at, offenders)
             signed.append(
                 SignedDocument(
                     rules_topic(site.id, gateway.id),

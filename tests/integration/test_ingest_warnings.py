@@ -14,12 +14,22 @@ import pytest
 from sqlalchemy import func, select
 
 from contracts.acks import AckOutcome, IngestAck
-from contracts.events import Phase, ViolationEvent, WarningNotice
-from contracts.exemptions import WARNED_COMPLIED
+from contracts.events import Phase, PlateReading, ViolationEvent, WarningNotice
+from contracts.exemptions import WARNED_COMPLIED, WarningStageRule
+from contracts.rule_signing import generate_key_pair, private_key_from_text
+from dispatch.exemptions import ExemptionService
 from ingest.validation import RefusalReason
 from storage.audit import verify_chain
-from storage.tables import Case, CaseEvidence, CaseState, CaseTransition, Event
-from tests.factories import T0, EventFactory, IngestRig, make_ingest, migrated_database
+from storage.tables import Case, CaseEvidence, CaseState, CaseTransition, Event, utcnow
+from tests.factories import (
+    GATEWAY,
+    SITE,
+    T0,
+    EventFactory,
+    IngestRig,
+    make_ingest,
+    migrated_database,
+)
 
 GRACE = timedelta(minutes=5)
 
@@ -199,3 +209,41 @@ def test_warned_and_complied_in_one_batch(ingest: IngestRig) -> None:
     )
     assert [a.outcome for a in acks if a is not None] == [AckOutcome.STORED] * 2
     assert case_of(ingest, warned).state == CaseState.CLOSED
+
+
+def test_the_server_counts_repeat_offenders_on_the_site_into_the_document(
+    ingest: IngestRig,
+) -> None:
+    """K = 2 warnings in D days on the site (the count is per site, whichever gateway warned;
+    the test registry has one gateway a site): the plate is listed in the gateway's document; a
+    plate warned as often but read below the floor is not."""
+    private, _ = generate_key_pair()
+    service = ExemptionService(
+        ingest.session_factory, ingest.registry, private_key_from_text(private)
+    )
+    stage = WarningStageRule(
+        id="warn-site",
+        site_id=SITE,
+        valid_from=T0 - timedelta(days=10),
+        reason="先提醒后执法",
+        issued_at=T0 - timedelta(days=10),
+        grace_minutes=5,
+        channels=["announce"],
+        repeat_warnings=2,
+        repeat_days=7,
+    )
+    service.issue_rule(stage, "test")
+    factory = EventFactory()
+    for index in range(2):
+        for plate, confidence in (("沪A12345", 0.95), ("苏E54321", 0.5)):
+            event = warned_event(factory).model_copy(
+                update={"plate": PlateReading(text=plate, confidence=confidence)}
+            )
+            assert send(ingest, factory, event).outcome is AckOutcome.STORED, index
+    with ingest.session_factory() as session:
+        now = utcnow()
+        document = service.document(session, GATEWAY, 99, now)
+        assert document.repeat_offenders == ["沪A12345"]
+        # Outside the D days the warnings no longer count.
+        later = service.document(session, GATEWAY, 100, now + timedelta(days=8))
+        assert later.repeat_offenders == []

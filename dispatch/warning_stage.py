@@ -1,0 +1,224 @@
+"""The warning stage on the server side: who is a repeat offender, counted across gateways.
+
+A plate warned ``repeat_warnings`` (K) times in ``repeat_days`` (D) days on a site, at any of its
+gateways, skips the warning from then on: the site's rule documents list it in
+``RuleDocument.repeat_offenders`` (contracts.exemptions.warning_stage). A warning counts only if
+the item's plate reading reached the document's confidence floor: a weak reading is never
+linked as a repeat offender. Counted on each document build (every rule change, the sweep
+leader's daily republish, a server start); between builds each gateway keeps its own count.
+
+The ``owner`` channel: ``OwnerWarningPump`` and ``OwnerGateway`` message a registered owner
+through the residents' SMS or messaging gateway, by the notification outbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from contracts.announce import announcement_texts
+from contracts.exemptions import MAX_PLATES, Rule, WarningChannel, WarningStageRule
+from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus
+from storage.audit import claim_after_cursor
+from storage.database import SessionFactory
+from storage.tables import (
+    Case,
+    CaseState,
+    CaseTransition,
+    ExemptionRuleRow,
+    Notification,
+    RegistryVehicle,
+    utcnow,
+)
+
+WARN_ACTION = "warn"
+"""The audit action ingest writes when an item enters the warning stage."""
+
+
+def repeat_offenders(
+    session: Session, site_id: str, rules: Sequence[Rule], at: datetime, floor: float
+) -> list[str]:
+    """Plates with at least K warnings in the last D days on the site, for any warning_stage
+    rule of ``rules`` in force at ``at`` (sorted; at most MAX_PLATES)."""
+    stages = {
+        (rule.repeat_warnings, rule.repeat_days)
+        for rule in rules
+        if isinstance(rule, WarningStageRule) and rule.valid_at(at)
+    }
+    plates: set[str] = set()
+    for warnings, days in sorted(stages):
+        warned = func.count(func.distinct(Case.id))
+        query = (
+            select(Case.plate_text)
+            .join(CaseTransition, CaseTransition.case_id == Case.id)
+            .where(Case.site_id == site_id)
+            .where(CaseTransition.action == WARN_ACTION)
+            .where(CaseTransition.to_state == CaseState.WARNED.value)
+            .where(CaseTransition.at >= at - timedelta(days=days), CaseTransition.at <= at)
+            .where(Case.plate_text.is_not(None), Case.plate_confidence >= floor)
+            .group_by(Case.plate_text)
+            .having(warned >= warnings)
+        )
+        plates.update(plate for plate in session.scalars(query) if plate is not None)
+    return sorted(plates)[:MAX_PLATES]
+
+
+OWNER_CURSOR = "owner-warnings"
+OWNER_DEPARTMENT = "owner"  # the outbox rows' department: nobody's department
+OWNER_EVENT = "owner.warned"
+
+
+class OwnerWarningPump:
+    """Audit log -> outbox rows telling a registered owner their car was warned.
+
+    For each ``warn`` entry (ingest: an item entered the warning stage) whose rule lists the
+    ``owner`` channel, whose plate was read at or above the confidence floor and is in the
+    site's vehicle registry, one ``notifications`` row (department ``owner``, event
+    ``owner.warned``) for the SMS or messaging gateway (server.residents.status_webhook_url).
+    The row holds no name and no phone: ``OwnerGateway.deliver`` looks the phone up as it sends.
+    The cursor and the rows move in one transaction; the first run starts at the chain's head.
+    """
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        webhook_url: str,
+        floor: float,
+        clock: Callable[[], datetime] = utcnow,
+        batch_size: int = 500,
+    ) -> None:
+        self._sessions = session_factory
+        self._url = webhook_url
+        self._floor = floor
+        self._clock = clock
+        self._batch_size = batch_size
+
+    def pump_all(self) -> int:
+        """Pump until the log is drained; returns the rows written."""
+        total = 0
+        while True:
+            try:
+                with self._sessions.begin() as session:
+                    written, read = self._pump(session)
+            except IntegrityError:  # another process placed the cursor first
+                return total
+            total += written
+            if read < self._batch_size:
+                return total
+
+    def _pump(self, session: Session) -> tuple[int, int]:
+        claimed = claim_after_cursor(session, OWNER_CURSOR, self._batch_size)
+        if claimed is None:
+            return 0, 0
+        rows = self._rows_for(session, claimed.entries) if claimed.entries else []
+        session.add_all(rows)
+        claimed.advance()
+        return len(rows), len(claimed.entries)
+
+    def _rows_for(self, session: Session, entries: Sequence[CaseTransition]) -> list[Notification]:
+        wanted = [entry for entry in entries if entry.action == WARN_ACTION]
+        if not wanted:
+            return []
+        cases = {
+            case.id: case
+            for case in session.scalars(
+                select(Case).where(Case.id.in_({entry.case_id for entry in wanted}))
+            )
+        }
+        rule_ids = {str((entry.detail or {}).get("rule_id", "")) for entry in wanted}
+        stages: dict[str, WarningStageRule] = {}
+        for row in session.scalars(
+            select(ExemptionRuleRow).where(ExemptionRuleRow.id.in_(rule_ids))
+        ):
+            if row.body.get("type") == "warning_stage":
+                stages[row.id] = WarningStageRule.model_validate(row.body)
+        now = self._clock()
+        rows = []
+        for entry in wanted:
+            case = cases.get(entry.case_id)
+            stage = stages.get(str((entry.detail or {}).get("rule_id", "")))
+            if case is None or stage is None or WarningChannel.OWNER not in stage.channels:
+                continue
+            plate, confidence = case.plate_text, case.plate_confidence
+            if plate is None or confidence is None or confidence < self._floor:
+                continue  # a weak reading never reaches anybody's phone
+            registered = session.scalar(
+                select(func.count())
+                .select_from(RegistryVehicle)
+                .where(RegistryVehicle.site_id == case.site_id, RegistryVehicle.plate == plate)
+            )
+            if not registered:
+                continue
+            place = case.location or case.zone_id
+            texts = announcement_texts(plate, place, stage.grace_minutes)
+            payload = {
+                "event": OWNER_EVENT,
+                "audit_seq": entry.seq,
+                "site_id": case.site_id,
+                "plate": plate,
+                "grace_until": (entry.detail or {}).get("grace_until"),
+                "message_zh": texts["zh-CN"],
+                "message_en": texts["en"],
+            }
+            rows.append(
+                Notification(
+                    channel=Channel.WEBHOOK.value,
+                    department=OWNER_DEPARTMENT,
+                    target=self._url,
+                    event_type=OWNER_EVENT,
+                    case_id=case.id,
+                    payload=payload,
+                    status=DeliveryStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    last_error="",
+                    created_at=now,
+                )
+            )
+        return rows
+
+
+class OwnerGateway:
+    """The sender's delivery for department ``owner``: the phone looked up as it is sent (a
+    plate removed from the registry meanwhile is not told)."""
+
+    def __init__(self, session_factory: SessionFactory, webhook_url: str) -> None:
+        self._sessions = session_factory
+        self._url = webhook_url
+
+    def deliver(self, http: httpx.Client, target: str, payload: dict[str, Any]) -> None:
+        if target != self._url:
+            raise DeliveryError(f"{target} is not the owners' messaging gateway")
+        site_id, plate = str(payload.get("site_id", "")), str(payload.get("plate", ""))
+        with self._sessions() as session:
+            phone = session.scalar(
+                select(RegistryVehicle.phone).where(
+                    RegistryVehicle.site_id == site_id, RegistryVehicle.plate == plate
+                )
+            )
+        if not phone:
+            raise DeliveryError("the plate is no longer in the registry")
+        body = {
+            key: payload.get(key) for key in ("plate", "grace_until", "message_zh", "message_en")
+        } | {"phone": phone}
+        try:
+            response = http.post(
+                target,
+                content=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
+                headers={
+                    "Content-Type": "application/json; charset=utf-8",
+                    "User-Agent": "civicwatch-owners/1",
+                    "X-Civicwatch-Event": OWNER_EVENT,
+                },
+            )
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
