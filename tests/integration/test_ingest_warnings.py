@@ -5,11 +5,13 @@ reason and counted, and nothing of them is stored."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -18,9 +20,19 @@ from contracts.events import Phase, PlateReading, ViolationEvent, WarningNotice
 from contracts.exemptions import WARNED_COMPLIED, WarningStageRule
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from dispatch.exemptions import ExemptionService
+from dispatch.warning_stage import OWNER_DEPARTMENT, OwnerGateway, OwnerWarningPump
 from ingest.validation import RefusalReason
 from storage.audit import verify_chain
-from storage.tables import Case, CaseEvidence, CaseState, CaseTransition, Event, utcnow
+from storage.tables import (
+    Case,
+    CaseEvidence,
+    CaseState,
+    CaseTransition,
+    Event,
+    Notification,
+    RegistryVehicle,
+    utcnow,
+)
 from tests.factories import (
     GATEWAY,
     SITE,
@@ -247,3 +259,75 @@ def test_the_server_counts_repeat_offenders_on_the_site_into_the_document(
         # Outside the D days the warnings no longer count.
         later = service.document(session, GATEWAY, 100, now + timedelta(days=8))
         assert later.repeat_offenders == []
+
+
+def test_a_registered_owner_is_messaged_through_the_outbox(ingest: IngestRig) -> None:
+    """The owner channel: one outbox row for a registered plate read well (no phone stored in
+    it), none for a weak reading or an unregistered plate; delivery reads the phone then. The
+    SMS gateway itself cannot run here: an httpx MockTransport stands in for it."""
+    private, _ = generate_key_pair()
+    service = ExemptionService(
+        ingest.session_factory, ingest.registry, private_key_from_text(private)
+    )
+    service.issue_rule(
+        WarningStageRule(
+            id="warn-owner",
+            site_id=SITE,
+            valid_from=T0 - timedelta(days=1),
+            reason="先提醒后执法",
+            issued_at=T0 - timedelta(days=1),
+            grace_minutes=5,
+            channels=["owner"],
+            repeat_warnings=3,
+            repeat_days=7,
+        ),
+        "test",
+    )
+    now = utcnow()
+    with ingest.session_factory.begin() as session:
+        session.add(
+            RegistryVehicle(
+                id="v1",
+                site_id=SITE,
+                plate="沪A12345",
+                category="resident",
+                owner_name="张三",
+                phone="13800000000",
+                created_at=now,
+                created_by="test",
+                updated_at=now,
+                updated_by="test",
+            )
+        )
+    url = "https://sms.invalid/send"
+    pump = OwnerWarningPump(ingest.session_factory, url, floor=0.8)
+    assert pump.pump_all() == 0  # the first run places the cursor at the chain's head
+    factory = EventFactory()
+    notice_owner = WarningNotice(
+        rule_id="warn-owner", warned_at=T0, grace_until=T0 + GRACE, announced=False
+    )
+    for plate, confidence in (("沪A12345", 0.95), ("沪A12345", 0.5), ("苏E54321", 0.95)):
+        event = factory.event(Phase.WARNED, frames=1, warning=notice_owner).model_copy(
+            update={"plate": PlateReading(text=plate, confidence=confidence)}
+        )
+        assert send(ingest, factory, event).outcome is AckOutcome.STORED
+    assert pump.pump_all() == 1
+    with ingest.session_factory() as session:
+        [row] = session.scalars(select(Notification))
+        assert row.department == OWNER_DEPARTMENT
+        assert "13800000000" not in json.dumps(row.payload, ensure_ascii=False)
+        assert "张三" not in json.dumps(row.payload, ensure_ascii=False)
+        payload = row.payload
+    sent: list[dict[str, str]] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(gateway)) as http:
+        OwnerGateway(ingest.session_factory, url).deliver(http, url, payload)
+    [body] = sent
+    assert body["phone"] == "13800000000"
+    assert body["plate"] == "沪A12345"
+    assert body["message_zh"].startswith("沪A12345")
+    assert "5 min" in body["message_en"]
