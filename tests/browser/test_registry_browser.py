@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +23,27 @@ if importlib.util.find_spec("playwright") is None and not os.environ.get("CI"):
 from playwright.sync_api import Browser, Dialog, FilePayload, Page, expect
 from sqlalchemy import select
 
-from storage.tables import GatewayStatusRow, RegistryVehicle, RuleDocumentVersion, utcnow
-from tests.browser.conftest import PASSWORD, LiveSite, screenshot_path
-from tests.factories import GATEWAY, SITE
+from civicwatch.config import CivicwatchConfig, ServerSettings
+from contracts.rule_signing import generate_key_pair
+from dispatch.config import AccountSettings, ApiSettings
+from dispatch.exemption_settings import ExemptionSettings
+from ingest.config import IngestSettings
+from storage.tables import (
+    ExemptionRuleRow,
+    GatewayStatusRow,
+    RegistryVehicle,
+    RuleDocumentVersion,
+    utcnow,
+)
+from tests.browser.conftest import (
+    PASSWORD,
+    USERS,
+    LiveSite,
+    screenshot_path,
+    serve_live_site,
+)
+from tests.conftest import MosquittoProcess
+from tests.factories import GATEWAY, SITE, make_registry
 
 pytestmark = pytest.mark.browser
 
@@ -142,5 +163,67 @@ def test_the_gateways_page_flags_a_gateway_that_runs_an_older_document(
         page.reload()
         expect(row).to_have_class("current")
         expect(page.locator("#gateways-current")).to_be_visible()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def signing_site(tmp_path: Path, mosquitto: MosquittoProcess) -> Iterator[LiveSite]:
+    """The browser tests' server with a rules signing key: permits are on."""
+    key = tmp_path / "rules.key"
+    key.write_text(generate_key_pair()[0])
+    config = CivicwatchConfig(
+        sites=make_registry().sites,
+        broker=mosquitto.settings,
+        server=ServerSettings(
+            database_url=f"sqlite:///{tmp_path / 'civicwatch.db'}",
+            ingest=IngestSettings(
+                client_id=f"ingest-browser-{uuid.uuid4().hex[:8]}",
+                evidence_dir=tmp_path / "evidence",
+            ),
+            api=ApiSettings(accounts=AccountSettings(dev_users=list(USERS.values()))),
+            exemptions=ExemptionSettings(signing_key_file=key),
+        ),
+    )
+    yield from serve_live_site(config, mosquitto)
+
+
+def _permits(site: LiveSite) -> list[tuple[str, bool]]:
+    with site.server.session_factory() as session:
+        rows = session.scalars(select(ExemptionRuleRow).where(ExemptionRuleRow.type == "permit"))
+        return [(row.plate or "", row.revoked_at is not None) for row in rows]
+
+
+def test_property_management_issues_and_revokes_a_permit(
+    browser: Browser, signing_site: LiveSite
+) -> None:
+    context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai")
+    page = context.new_page()
+    try:
+        _sign_in(page, signing_site, "keeper", "/console/permits")
+        expect(page.locator("#permits-none")).to_be_visible()
+        form = page.locator("#permit-form")
+        form.locator('input[name="plate"]').fill("沪a12345")
+        form.locator('input[name="valid_from"]').fill("2026-05-04T08:00")
+        form.locator('input[name="valid_to"]').fill("2026-05-04T07:00")  # ends before it starts
+        form.locator('input[name="reason"]').fill("搬家")
+        form.locator('button[type="submit"]').click()
+        expect(page.locator(".action-error")).to_be_visible()
+        assert _permits(signing_site) == []
+
+        form.locator('input[name="valid_to"]').fill("2026-05-04T18:00")
+        form.locator('button[type="submit"]').click()
+        expect(page.locator(".page-done")).to_have_text("通行证已发放。")
+        row = page.locator("#permit-list tr[data-rule-id]")
+        expect(row).to_have_count(1)
+        expect(row.locator(".plate")).to_have_text("沪A12345")
+        expect(row).to_contain_text("2026-05-04 08:00")  # the site's time, as entered
+        assert _permits(signing_site) == [("沪A12345", False)]
+
+        page.once("dialog", lambda dialog: dialog.accept("车已离开"))
+        row.locator("button.permit-revoke").click()
+        expect(page.locator(".page-done")).to_have_text("通行证已撤销。")
+        expect(page.locator("#permits-none")).to_be_visible()
+        assert _permits(signing_site) == [("沪A12345", True)]
     finally:
         context.close()
