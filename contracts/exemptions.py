@@ -59,7 +59,7 @@ MAX_EMERGENCY_TASK = timedelta(hours=12)
 
 MAX_RULES = 10_000
 MAX_PLATES = 100_000
-DEFAULT_PLATE_CONFIDENCE_FLOOR = 0.8
+DEFAULT_PLATE_CONFIDENCE_FLOOR = 0.9
 """The plate-confidence floor, calibrated (issue 13 point 4): a reading at or above it was right
 in every dev scene (edge.plate_confidence, bench/plates_frames.py, docs/benchmarks.md). The
 server's ``exemptions.plate_confidence_floor`` defaults to it and is the one value the gateways

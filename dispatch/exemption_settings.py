@@ -25,5 +25,8 @@ class ExemptionSettings(BaseModel):
         default=DEFAULT_PLATE_CONFIDENCE_FLOOR,
         ge=0,
         le=1,
-        description="a plate read below this never exempts (a config value until calibrated)",
+        description=(
+            "a plate read below this never exempts, merges or links cases by plate; the default "
+            "is the calibrated floor (docs/benchmarks.md, plates in whole scenes)"
+        ),
     )
