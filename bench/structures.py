@@ -10,7 +10,9 @@ folder; score test only once, at the end. ``--set held-out`` scores the held-out
 also once, at the end. ``--object-stress`` adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls, which
-paste the most confident ones). Run from the repository root:
+paste the most confident ones). When the change net is loaded (edge.structure_net), the learned
+comparison is also scored without it in the same run (``without_net`` in the summary). Run from
+the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test|held-out | --dir FOLDER]
 """
@@ -32,6 +34,7 @@ from edge.detector import LOCAL_MODEL_HINT
 from edge.structure_compare import compare_structure
 from edge.structure_controls import paste_object
 from edge.structure_dataset import (
+    LabelledPair,
     SetName,
     build_held_out,
     build_set,
@@ -42,9 +45,9 @@ from edge.structure_eval import (
     StructureEvaluation,
     TerminalProgress,
     evaluate_labelled,
-    evaluate_set,
     evaluate_structures,
     evaluation_lines,
+    score_learned,
 )
 from edge.structure_features import (
     LearnedParts,
@@ -77,12 +80,14 @@ def _camera_frames(clip: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(first, dtype=np.uint8), np.asarray(later, dtype=np.uint8)
 
 
-def _object_stress(name: SetName, learned: LearnedParts, settings: StructureSettings) -> str:
+def _object_stress(
+    name: SetName, built: list[LabelledPair], learned: LearnedParts, settings: StructureSettings
+) -> str:
     """Alarms of the learned comparison with uncertain people and cars pasted in, over all."""
     crops = uncertain_crops(name, SHARED_DATA, learned.finder)
     compare = learned.comparison()
     alarms = total = 0
-    for index, pair in enumerate(build_set(name, SHARED_DATA, learned.finder)):
+    for index, pair in enumerate(built):
         rng = np.random.default_rng(100 + index)
         height, width = pair.before.shape[:2]
         zone = [[0, 0], [width, 0], [width, height], [0, height]]
@@ -112,18 +117,27 @@ def main() -> int:
     evaluations: list[StructureEvaluation] = []
     camera_ms: list[float] = []
     gradient_camera_ms: list[float] = []
-    held_out = (
-        build_held_out(held_out_photos(), learned.finder) if args.built_set == "held-out" else []
-    )
+    built: list[LabelledPair] = []
+    if args.built_set == "held-out":
+        built = build_held_out(held_out_photos(), learned.finder)
+    elif args.built_set in ("dev", "test"):
+        built = build_set(args.built_set, SHARED_DATA, learned.finder)
+    without = LearnedParts(learned.features, learned.finder) if learned.net else None
+    without_ms: list[float] = []
+    without_score = None
     for repeat in range(args.repeats):
-        if held_out:
-            evaluations.append(evaluate_labelled("held-out photos", held_out, learned, settings))
-        elif args.built_set in ("dev", "test"):
-            evaluations.append(evaluate_set(args.built_set, SHARED_DATA, learned, settings))
+        if built:
+            label = "held-out photos" if args.built_set == "held-out" else f"set {args.built_set}"
+            evaluations.append(evaluate_labelled(label, built, learned, settings))
+            if without is not None:
+                without_score = score_learned(built, without, settings)
+                without_ms.append(without_score.ms_per_comparison)
         else:
             evaluations.append(evaluate_structures(args.dir, settings, learned=learned))
         started = time.perf_counter()
-        learned_structure_change(baseline, current, LAWN, settings, learned.features, boxes)
+        learned_structure_change(
+            baseline, current, LAWN, settings, learned.features, boxes, learned.net
+        )
         camera_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         compare_structure(baseline, current, LAWN, settings)
@@ -156,8 +170,25 @@ def main() -> int:
             e.summary()["mean_f1"] == first.summary()["mean_f1"] for e in evaluations
         ),
     }
-    if args.object_stress and args.built_set in ("dev", "test"):
-        summary["object_stress_alarms"] = _object_stress(args.built_set, learned, settings)
+    stress = args.object_stress and args.built_set in ("dev", "test")
+    if stress:
+        summary["object_stress_alarms"] = _object_stress(args.built_set, built, learned, settings)
+    if without is not None and without_score is not None:
+        changed = [r.f1 for r in without_score.pair_results if r.truth_changed]
+        summary["without_net"] = {
+            "pairs_right": without_score.pairs_right,
+            "mean_f1": round(without_score.mean_f1, 4),
+            "mean_f1_changed_pairs": round(statistics.fmean(changed), 4) if changed else None,
+            "control_alarms": without_score.control_alarms,
+            "wrong_pairs": [r.name for r in without_score.pair_results if not r.decided_right],
+            "control_alarm_names": [
+                f"{c.name}: {c.alteration}" for c in without_score.control_results if c.alarm
+            ],
+            "ms_per_comparison": _spread(without_ms),
+            "object_stress_alarms": _object_stress(args.built_set, built, without, settings)
+            if stress
+            else None,
+        }
     print(json.dumps(summary))
     return 0
 

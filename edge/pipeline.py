@@ -153,6 +153,7 @@ class CameraPipeline:
                 features=None if parts is None else parts.features,
                 finder=None if parts is None else parts.finder,
                 timezone=services.timezone,
+                net=None if parts is None else parts.net,
             )
             for zone in camera.zones
             if rule_parts(zone.kind).structures and services.baselines is not None

@@ -93,6 +93,9 @@ class StructureEvaluation(BaseModel):
         default=None, description="the gradient-only comparison (edge.structures) beside it"
     )
     lab_otsu: MethodScore = Field(description="the classical Lab distance + Otsu baseline")
+    change_net: bool = Field(
+        default=False, description="the learned comparison ran with the change net"
+    )
 
     @property
     def targets_met(self) -> bool:
@@ -109,6 +112,7 @@ class StructureEvaluation(BaseModel):
         changed = [r.f1 for r in ours.pair_results if r.truth_changed]
         return {
             "method": ours.method,
+            "change_net": self.change_net,
             "pairs": ours.pairs,
             "mean_f1": round(ours.mean_f1, 4),
             "mean_f1_changed_pairs": round(statistics.fmean(changed), 4) if changed else None,
@@ -297,6 +301,23 @@ def evaluate_labelled(
     return _evaluate(label, pairs, controls, settings, progress, learned)
 
 
+def score_learned(
+    built: list[LabelledPair], learned: LearnedParts, settings: StructureSettings | None = None
+) -> MethodScore:
+    """The learned comparison alone on pairs that carry their controls (bench: with and without
+    the change net in the same run)."""
+    pairs = [ChangePair(p.name, p.before, p.after, p.truth) for p in built]
+    controls = [p.controls for p in built]
+    return _score_method(
+        "learned",
+        learned.comparison(),
+        pairs,
+        controls,
+        settings or StructureSettings(),
+        lambda: None,
+    )
+
+
 def _evaluate(
     label: str,
     pairs: list[ChangePair],
@@ -320,7 +341,11 @@ def _evaluate(
         return StructureEvaluation(directory=label, structure=gradient, lab_otsu=classical)
     ours = _score_method("learned", learned.comparison(), pairs, controls, settings, step)
     return StructureEvaluation(
-        directory=label, structure=ours, previous=gradient, lab_otsu=classical
+        directory=label,
+        structure=ours,
+        previous=gradient,
+        lab_otsu=classical,
+        change_net=learned.net is not None,
     )
 
 

@@ -10,6 +10,9 @@ The features come from a sub-model of the detector's own IR, run only when a str
 due (a few per zone per day), not from an extra output of every detection: that output would be
 copied out on every detected frame for nothing, and the tuned thresholds assume 256-pixel views,
 not the detector's 640 letterbox (docs/benchmarks.md, "Structures", has the timings).
+
+A small change net (edge.structure_net) on the same two feature maps cuts the change to where it
+sees new structure; it ships as models/structure_change_net.npz and is optional.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from edge.structure_compare import (
     undo_shift,
 )
 from edge.structure_dataset import ObjectFinder
+from edge.structure_net import ChangeNet, bundled_change_net
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +59,7 @@ MIN_REGION_PIXELS = 100
 MAX_TRANSIENT_SHARE = 0.5  # a region this much inside person/vehicle boxes is a passer-by
 MIN_TRANSIENT_CONFIDENCE = 0.25
 TRANSIENT_CLASSES = frozenset({"person", "bicycle", "car", "motorcycle", "bus", "truck"})
+MIN_NET_CHANCE = 0.3  # the change net's chance a changed pixel must reach (when one is loaded)
 _BOX_GROWTH = 0.1
 _CLOSE = 9
 
@@ -115,6 +120,7 @@ def learned_structure_change(
     settings: StructureSettings,
     features: BackboneFeatures,
     transient_boxes: Sequence[Sequence[float]] = (),
+    net: ChangeNet | None = None,
 ) -> StructureChange:
     """The gradient comparison, kept only where learned features changed and no passer-by is.
 
@@ -123,14 +129,23 @@ def learned_structure_change(
     strong feature change and lie mostly outside the boxes the detector put on people and
     vehicles (`transient_boxes`, see `transient_boxes_of`). Pass the boxes of both views: a
     person in the baseline who has since walked off leaves a change just as one who walked in.
+    With `net` (edge.structure_net), the mask is first cut to where the change net gives new
+    structure a chance of at least MIN_NET_CHANCE: the net learned that a person or car the
+    detector scored low, or took for another class, is not new structure. A cut, not a vote per
+    region: a shed whose region merged with a passer-by's keeps its own part (docs/benchmarks.md,
+    "Structures", round 4).
     """
     change = compare_structure(baseline, current, polygon, settings)
     if not change.conclusive or not change.mask.any():
         return change
     height, width = baseline.shape[:2]
-    distance = _distance_map(features, baseline, undo_shift(current, baseline, change.shift))
+    distance, net_chance = _distance_map(
+        features, baseline, undo_shift(current, baseline, change.shift), net
+    )
     passers_by = _box_mask(transient_boxes, (height, width))
     candidate = change.mask & (distance >= MIN_FEATURE_CHANGE)
+    if net_chance is not None:
+        candidate &= net_chance >= MIN_NET_CHANCE
     count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
     keep = np.zeros(count, np.bool_)
     for region in range(1, count):
@@ -168,8 +183,10 @@ def _box_mask(boxes: Sequence[Sequence[float]], shape: tuple[int, int]) -> NDArr
     return mask
 
 
-def _distance_map(features: BackboneFeatures, baseline: Image, current: Image) -> FloatImage:
-    """Feature distance at frame size; views are scaled to a multiple of 32 first."""
+def _distance_map(
+    features: BackboneFeatures, baseline: Image, current: Image, net: ChangeNet | None = None
+) -> tuple[FloatImage, FloatImage | None]:
+    """Feature distance (and the net's change chance) at frame size; views scaled to /32 first."""
     height, width = baseline.shape[:2]
     scale = min(1.0, FEATURE_SIZE / max(height, width))
     size = (max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32))
@@ -179,18 +196,24 @@ def _distance_map(features: BackboneFeatures, baseline: Image, current: Image) -
     after = features.of(
         np.asarray(cv2.resize(current, size, interpolation=cv2.INTER_AREA), np.uint8)
     )
-    distance = feature_distance(before, after)
-    return np.asarray(
-        cv2.resize(distance, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
-    )
+
+    def frame_sized(cells: FloatImage) -> FloatImage:
+        return np.asarray(
+            cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
+        )
+
+    chance = None if net is None else frame_sized(net.probability(before, after))
+    return frame_sized(feature_distance(before, after)), chance
 
 
 @dataclass(frozen=True, slots=True)
 class LearnedParts:
-    """What the learned comparison needs: backbone features and a detector for passers-by."""
+    """What the learned comparison needs: backbone features, a detector for passers-by, and the
+    change net when its weights are at hand (edge.structure_net)."""
 
     features: BackboneFeatures
     finder: ObjectFinder
+    net: ChangeNet | None = None
 
     def comparison(self) -> Callable[[Image, Image, ArrayLike, StructureSettings], StructureChange]:
         def compare(
@@ -198,7 +221,9 @@ class LearnedParts:
         ) -> StructureChange:
             boxes = transient_boxes_of(self.finder.detect(after))
             boxes += transient_boxes_of(self.finder.detect(before))
-            return learned_structure_change(before, after, polygon, settings, self.features, boxes)
+            return learned_structure_change(
+                before, after, polygon, settings, self.features, boxes, self.net
+            )
 
         return compare
 
@@ -208,7 +233,7 @@ def learned_parts(model_folder: Path) -> LearnedParts:
     detector = OpenVINODetector(
         DetectorSettings(model=str(model_folder), imgsz=640, confidence=0.15), max_batch=1
     )
-    return LearnedParts(BackboneFeatures(model_folder), detector)
+    return LearnedParts(BackboneFeatures(model_folder), detector, bundled_change_net())
 
 
 def local_learned_parts() -> LearnedParts | None:
@@ -237,7 +262,7 @@ def gateway_learned_parts(model: str, finder: ObjectFinder | None) -> LearnedPar
         why = f"{model} is not an OpenVINO export ({OPENVINO_SUFFIX} folder)"
     else:
         try:
-            return LearnedParts(BackboneFeatures(folder), finder)
+            return LearnedParts(BackboneFeatures(folder), finder, bundled_change_net())
         except (OSError, ValueError, RuntimeError) as exc:
             why = f"{model}: {exc}"
     logger.info("structure watch: learned comparison unavailable: %s", why)

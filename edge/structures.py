@@ -40,6 +40,7 @@ from edge.structure_features import (
     learned_structure_change,
     transient_boxes_of,
 )
+from edge.structure_net import ChangeNet
 
 __all__ = [
     "STRUCTURE_CLASS",
@@ -99,12 +100,15 @@ class StructureWatch:
         features: BackboneFeatures | None = None,
         finder: ObjectFinder | None = None,
         timezone: tzinfo = UTC,
+        net: ChangeNet | None = None,
     ) -> None:
         """With `features`, each check runs the learned comparison (edge.structure_features).
 
         It then discounts the people and vehicles of both views: the current one's from the
         detections `update` is given, else found by `finder`; the baseline's found by `finder`
         once per baseline revision, or kept from the frame the watch registered or accepted.
+        With `net` as well, the change is cut to where the change net (edge.structure_net) sees
+        new structure.
         """
         if zone.kind is not ZoneKind.NO_BUILD:
             raise ValueError(f"zone {zone.id} is {zone.kind.value}, not a no_build zone")
@@ -118,6 +122,7 @@ class StructureWatch:
         self._baselines = baselines
         self._features = features
         self._finder = finder
+        self._net = net
         self._baseline_boxes: tuple[int, list[_Box]] | None = None  # (revision, boxes)
         self._last_check_at: datetime | None = None
         self._revision: int | None = None
@@ -127,8 +132,10 @@ class StructureWatch:
 
     @property
     def method(self) -> str:
-        """Which comparison the checks run: "learned" or "gradient" (class-agnostic)."""
-        return "gradient" if self._features is None else "learned"
+        """Which comparison the checks run: "learned", "learned + change net" or "gradient"."""
+        if self._features is None:
+            return "gradient"
+        return "learned" if self._net is None else "learned + change net"
 
     @property
     def open_violations(self) -> int:
@@ -218,7 +225,7 @@ class StructureWatch:
         boxes = transient_boxes_of(detections) if detections is not None else []
         boxes += self._boxes_in(baseline)
         return learned_structure_change(
-            baseline.image, current, self.polygon, self._settings, self._features, boxes
+            baseline.image, current, self.polygon, self._settings, self._features, boxes, self._net
         )
 
     def _keep_baseline_boxes(self, revision: int, detections: Detections | None) -> None:

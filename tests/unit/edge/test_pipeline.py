@@ -185,10 +185,13 @@ def test_events_land_in_the_outbox_with_increasing_sequences(
 def test_with_the_detectors_backbone_the_structure_watch_runs_the_learned_comparison(
     tmp_path: Path, shared_data: Path, model_path: Path, detector: Detector
 ) -> None:
-    """The same generated shed; frames the detector skipped: the watch runs it at each check."""
+    """The same generated shed; frames the detector skipped: the watch runs it, with the change
+    net, at each check."""
     parts = gateway_learned_parts(str(model_path), detector)
     assert parts is not None
+    assert parts.net is not None  # the shipped change net (edge.structure_net)
     camera = pipeline(tmp_path, [LAWN], None, structure_settings(tmp_path), parts)
+    assert [watch.method for watch in camera._structures] == ["learned + change net"]
     first = next(iter(vtest(shared_data, 0.1)))
     BaselineStore(tmp_path / "baselines").register(CAMERA, first.image)
 

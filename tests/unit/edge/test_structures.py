@@ -33,6 +33,7 @@ from edge.structure_features import (
     learned_structure_change,
     transient_boxes_of,
 )
+from edge.structure_net import bundled_change_net
 from edge.structures import (
     BaselineStore,
     StructureWatch,
@@ -422,6 +423,27 @@ def test_the_learned_watch_opens_on_a_shed_that_persists(
 ) -> None:
     events = _run(_learned_watch(store, features), _sheds(vtest_frames, (100, 200, 300, 400)))
     assert [e.phase for e in events] == [Phase.OPENED]
+
+
+def test_with_the_change_net_the_learned_watch_still_opens_on_the_shed(
+    store: BaselineStore, vtest_frames: dict[int, Image], features: BackboneFeatures
+) -> None:
+    net = bundled_change_net()
+    assert net is not None
+    settings = StructureSettings(
+        check_interval_seconds=10, persist_checks=3, persist_span_seconds=30
+    )
+    watch = StructureWatch(
+        CAMERA, _zone(), settings, EvidenceSettings(), store, features=features, net=net
+    )
+    assert watch.method == "learned + change net"
+    events = _run(watch, _sheds(vtest_frames, (100, 200, 300, 400)))
+    assert [e.phase for e in events] == [Phase.OPENED]
+    # Light alone still raises nothing.
+    quiet = StructureWatch(
+        CAMERA, _zone(), settings, EvidenceSettings(), store, features=features, net=net
+    )
+    assert _run(quiet, [_brighter(vtest_frames[i]) for i in QUIET_FRAMES[1:]]) == []
 
 
 def _person_on_the_lawn(frames: dict[int, Image], model_path: Path) -> tuple[Image, Detections]:
