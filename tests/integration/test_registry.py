@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,11 +20,15 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from civicwatch.config import CivicwatchConfig, ServerSettings
+from civicwatch.server import build_server
 from contracts.events import PlateReading, ViolationEvent
 from contracts.exemptions import FamilyBayRule, PermitRule, RuleDocument, StayHistory
+from contracts.mqtt import make_client
 from contracts.rule_signing import generate_key_pair, private_key_from_text, public_key_from_text
 from contracts.sites import SiteRegistry
 from dispatch.config import ApiSettings, ApiToken, Department, Role
+from dispatch.exemption_settings import ExemptionSettings
 from dispatch.exemptions import (
     ExemptionService,
     RulePublisher,
@@ -37,10 +42,18 @@ from dispatch.workflow import Workflow
 from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
 from edge.rule_store import RuleStore
-from ingest.exemption_check import ExemptionCheck
+from ingest.config import IngestSettings
+from ingest.exemption_check import FLAG_ACTION, ExemptionCheck
 from ingest.metrics import IngestMetrics
 from storage.database import SessionFactory
-from storage.tables import ExemptionAudit, GatewayStatusRow, RegistryVehicle, utcnow
+from storage.tables import (
+    Case,
+    CaseTransition,
+    ExemptionAudit,
+    GatewayStatusRow,
+    RegistryVehicle,
+    utcnow,
+)
 from tests.conftest import MosquittoProcess
 from tests.factories import (
     API_TOKENS,
@@ -509,3 +522,74 @@ def test_a_file_with_the_chinese_header_and_category_names_is_imported(rig: Rig)
     answer = rig.upload(body.encode())
     assert answer.status_code == 200, answer.text
     assert [(r.plate, r.category) for r in rig.rows()] == [(PLATE, "family")]
+
+
+@pytest.mark.parametrize(("floor", "flags"), [(0.5, True), (0.8, False)])
+def test_the_composed_server_checks_ingested_events_at_the_configured_floor(
+    tmp_path: Path, mosquitto: MosquittoProcess, floor: float, flags: bool
+) -> None:
+    """server.exemptions.plate_confidence_floor reaches ingest's check through the composition
+    root: a permitted plate read at 0.6, published to the real broker, is stored, and flagged
+    as should-have-been-exempt under a configured floor of 0.5, not under 0.8."""
+    key = tmp_path / "rules.key"
+    key.write_text(PRIVATE)
+    config = CivicwatchConfig(
+        sites=make_registry().sites,
+        broker=mosquitto.settings,
+        server=ServerSettings(
+            database_url=f"sqlite:///{tmp_path / 'civicwatch.db'}",
+            ingest=IngestSettings(
+                client_id=f"ingest-floor-{uuid.uuid4().hex[:8]}",
+                evidence_dir=tmp_path / "evidence",
+            ),
+            exemptions=ExemptionSettings(signing_key_file=key, plate_confidence_floor=floor),
+        ),
+    )
+    server = build_server(config)
+    server.start()
+    try:
+        assert server.consumer.ready.wait(10)
+        assert server.exemptions is not None
+        server.exemptions.service.issue_rule(
+            PermitRule(
+                id="permit-floor",
+                site_id=SITE,
+                zone_id=PARKING_ZONE,
+                plate=PLATE,
+                valid_from=T0 - timedelta(hours=1),
+                valid_to=T0 + timedelta(hours=1),
+                reason="moving day",
+                issued_at=T0,
+            ),
+            "pm-chief",
+        )
+        factory = EventFactory()
+        event = factory.event().model_copy(
+            update={"plate": PlateReading(text=PLATE, confidence=0.6)}
+        )
+        client = make_client(mosquitto.settings, f"floor-edge-{uuid.uuid4().hex[:8]}")
+        client.connect(mosquitto.settings.host, mosquitto.settings.port)
+        client.loop_start()
+        try:
+            client.publish(factory.topic, event.to_wire(), qos=1).wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+        def flagged() -> bool:
+            with server.session_factory() as session:
+                found = select(CaseTransition).where(CaseTransition.action == FLAG_ACTION)
+                return session.scalars(found).first() is not None
+
+        def stored() -> bool:
+            with server.session_factory() as session:
+                return session.scalars(select(Case)).first() is not None
+
+        wait_for(stored, 10.0)
+        if flags:
+            wait_for(flagged, 10.0)
+        else:
+            time.sleep(1.0)  # the check runs right after the batch is stored
+            assert not flagged()
+    finally:
+        server.stop()
