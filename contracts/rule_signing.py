@@ -107,7 +107,12 @@ def _raw32(text: str) -> bytes:
 
 def sign_document(document: RuleDocument, private_key: Ed25519PrivateKey) -> bytes:
     """The wire payload: the envelope holding the document's JSON and its signature."""
-    text = document.model_dump_json()
+    return sign_text(document.model_dump_json(), private_key)
+
+
+def sign_text(text: str, private_key: Ed25519PrivateKey) -> bytes:
+    """The envelope for a document's exact JSON text, e.g. one the server composed around rules
+    it serialised once for many gateways; the gateway parses it as a RuleDocument."""
     signature = private_key.sign(text.encode())
     envelope = _Envelope(
         document=text,

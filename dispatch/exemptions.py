@@ -43,7 +43,7 @@ from contracts.exemptions import (
 )
 from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
 from contracts.registry_plates import RegistryPlates, with_registry
-from contracts.rule_signing import private_key_from_text, sign_document
+from contracts.rule_signing import private_key_from_text, sign_text
 from contracts.sites import GatewayConfig, SiteConfig, SiteRegistry
 from contracts.topics import rules_topic
 from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
@@ -63,6 +63,8 @@ from storage.tables import (
 log = logging.getLogger(__name__)
 
 _RULE = TypeAdapter[Rule](Rule)
+_RULES = TypeAdapter(list[Rule])
+_EMPTY_RULES = '"rules":[]'  # where a document serialised without its rules has them
 
 
 def load_signing_key(
@@ -339,6 +341,10 @@ class ExemptionService:
         }
         site_rules = self._site_rules(session, site.id, at)
         offenders = self._repeat_offenders(session, site.id, site_rules, at)
+        # Gateways with the same zones run the same rules: serialise them once per set, not
+        # once per gateway (a registry's plates ride in every document), and compose each
+        # gateway's document around them. The signature covers the exact text.
+        rules_json: dict[tuple[str, ...], str] = {}
         signed = []
         for gateway in site.gateways:
             row = rows.get(gateway.id)
@@ -348,11 +354,14 @@ class ExemptionService:
             row.version += 1
             row.issued_at = at
             document = self._gateway_document(site, gateway, site_rules, row.version, at, offenders)
+            key = tuple(rule.id for rule in document.rules)
+            if key not in rules_json:
+                rules_json[key] = _RULES.dump_json(document.rules).decode()
+            shell = document.model_copy(update={"rules": []}).model_dump_json()
+            text = shell.replace(_EMPTY_RULES, f'"rules":{rules_json[key]}', 1)
             signed.append(
                 SignedDocument(
-                    rules_topic(site.id, gateway.id),
-                    sign_document(document, self._key),
-                    row.version,
+                    rules_topic(site.id, gateway.id), sign_text(text, self._key), row.version
                 )
             )
         session.flush()

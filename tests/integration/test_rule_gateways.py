@@ -7,22 +7,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from contracts.exemptions import AllowlistCategory, AllowlistRule
 from contracts.mqtt import MqttSession
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from contracts.sites import SiteRegistry
 from contracts.topics import rules_topic
 from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher
 from loadgen.rule_gateways import RuleGateways, raw_topic, rule_push_site
+from storage.database import SessionFactory
 from storage.tables import utcnow
 from tests.conftest import MosquittoProcess
 from tests.factories import migrated_database
 
 GATEWAYS = 5
+
+
+@dataclass
+class Rig:
+    service: ExemptionService
+    gateways: RuleGateways
+    seen: Seen
+    sessions: SessionFactory
 
 
 class Seen:
@@ -47,9 +58,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
 
 
 @pytest.fixture
-def rig(
-    database_url: str, tmp_path: Path, mosquitto: MosquittoProcess
-) -> Iterator[tuple[ExemptionService, RuleGateways, Seen]]:
+def rig(database_url: str, tmp_path: Path, mosquitto: MosquittoProcess) -> Iterator[Rig]:
     site = rule_push_site(GATEWAYS, "sim")
     private, public = generate_key_pair()
     seen = Seen()
@@ -69,7 +78,7 @@ def rig(
                 private_key_from_text(private),
                 on_change=publisher.publish,
             )
-            yield service, gateways, seen
+            yield Rig(service, gateways, seen, sessions)
     finally:
         publisher.stop()
         stop.set()
@@ -78,9 +87,9 @@ def rig(
 
 
 def test_a_permit_change_reaches_every_simulated_gateway_through_its_rule_store(
-    rig: tuple[ExemptionService, RuleGateways, Seen],
+    rig: Rig,
 ) -> None:
-    service, gateways, seen = rig
+    service, gateways, seen = rig.service, rig.gateways, rig.seen
     [first, *_] = service.publish_all()
     wait_until(lambda: len(seen.holding(first.version)) == GATEWAYS)
     now = utcnow()
@@ -94,18 +103,35 @@ def test_a_permit_change_reaches_every_simulated_gateway_through_its_rule_store(
         ),
         "test",
     )
-    wait_until(lambda: len(seen.holding(first.version + 1)) == GATEWAYS)
+    service.issue_rule(
+        AllowlistRule(
+            id="residents",
+            site_id="sim-site",
+            valid_from=now - timedelta(days=1),
+            reason="住户",
+            issued_at=now,
+            category=AllowlistCategory.RESIDENT,
+            plates=[f"沪B{n:05d}" for n in range(500)],
+        ),
+        "test",
+    )
+    wait_until(lambda: len(seen.holding(first.version + 2)) == GATEWAYS)
     for gateway in gateways.gateways:
         document = gateway.store.document
         assert document is not None
-        assert [rule.type for rule in document.rules] == ["permit"]
+        assert sorted(rule.type for rule in document.rules) == ["allowlist", "permit"]
         assert gateway.store.path.exists(), "taken documents are on disk, as on a gateway"
+        # The server composes each document around rules serialised once for all gateways:
+        # what the gateway parsed is the document built for it directly.
+        with rig.sessions() as session:
+            direct = service.document(session, gateway.id, document.version, document.issued_at)
+        assert document.model_dump() == direct.model_dump()
 
 
 def test_a_simulated_gateway_refuses_another_gateways_document_and_notes_raw_messages(
-    rig: tuple[ExemptionService, RuleGateways, Seen], mosquitto: MosquittoProcess
+    rig: Rig, mosquitto: MosquittoProcess
 ) -> None:
-    service, gateways, seen = rig
+    service, gateways, seen = rig.service, rig.gateways, rig.seen
     documents = service.publish_all()
     one, two = gateways.gateways[0], gateways.gateways[1]
     wait_until(lambda: two.store.version == documents[1].version)
