@@ -24,7 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.events import PLATE_PATTERN, Identifier
@@ -377,7 +379,7 @@ class RegistryService:
             if site_id is not None:
                 query = query.where(RegistryVehicle.site_id == site_id)
             if plate:
-                query = query.where(RegistryVehicle.plate.contains(plate))
+                query = query.where(RegistryVehicle.plate.contains(plate, autoescape=True))
             rows = list(session.scalars(query.limit(limit)))
             session.expunge_all()
             return rows
@@ -393,7 +395,7 @@ class RegistryService:
     def create(self, vehicle: VehicleIn, actor: str) -> RegistryVehicle:
         self.check_site(vehicle.site_id)
         now = self._clock()
-        with self._sessions() as session, session.begin():
+        with self._transaction() as session:
             if self._find(session, vehicle.site_id, vehicle.plate) is not None:
                 raise RegistryError(
                     409, "plate_registered", "the plate is registered", {"plate": vehicle.plate}
@@ -410,7 +412,7 @@ class RegistryService:
     def update(self, vehicle_id: str, vehicle: VehicleIn, actor: str) -> RegistryVehicle:
         self.check_site(vehicle.site_id)
         now = self._clock()
-        with self._sessions() as session, session.begin():
+        with self._transaction() as session:
             row = session.get(RegistryVehicle, vehicle_id, with_for_update=True)
             if row is None:
                 raise RegistryError(404, "not_found", "no such entry", {"what": vehicle_id})
@@ -435,7 +437,7 @@ class RegistryService:
 
     def delete(self, vehicle_id: str, actor: str) -> None:
         now = self._clock()
-        with self._sessions() as session, session.begin():
+        with self._transaction() as session:
             row = session.get(RegistryVehicle, vehicle_id, with_for_update=True)
             if row is None:
                 raise RegistryError(404, "not_found", "no such entry", {"what": vehicle_id})
@@ -450,7 +452,7 @@ class RegistryService:
         self.check_site(site_id)
         now = self._clock()
         created = updated = 0
-        with self._sessions() as session, session.begin():
+        with self._transaction() as session:
             existing = {
                 row.plate: row
                 for row in session.scalars(
@@ -489,6 +491,18 @@ class RegistryService:
         return self.entries(site_id, limit=MAX_PLATES)
 
     # -- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One change's transaction; a unique key another request took meanwhile (the same
+        plate registered at the same moment, the audit's next entry) is a 409, never a 500."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise RegistryError(
+                409, "conflict", "changed at the same time by another request; try again"
+            ) from exc
 
     def _find(self, session: Session, site_id: str, plate: str) -> RegistryVehicle | None:
         return session.scalars(

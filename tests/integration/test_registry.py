@@ -7,6 +7,7 @@ versions, and ingest checking with the registry and the configured confidence fl
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,7 +38,17 @@ from dispatch.exemptions import (
 )
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
-from dispatch.registry import MAX_CSV_BYTES, MAX_CSV_ROWS, csv_safe, export_csv, owner_of
+from dispatch.registry import (
+    MAX_CSV_BYTES,
+    MAX_CSV_ROWS,
+    Category,
+    RegistryError,
+    RegistryService,
+    VehicleIn,
+    csv_safe,
+    export_csv,
+    owner_of,
+)
 from dispatch.workflow import Workflow
 from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
@@ -593,3 +604,31 @@ def test_the_composed_server_checks_ingested_events_at_the_configured_floor(
             assert not flagged()
     finally:
         server.stop()
+
+
+def test_the_same_plate_registered_at_the_same_moment_is_one_entry_and_409s(rig: Rig) -> None:
+    """Eight requests race to register one plate: one entry, the others a 409 (never a 500
+    from the unique key or the audit chain's next entry)."""
+    service = RegistryService(rig.sessions, rig.registry, rig.service)
+    vehicle = VehicleIn(
+        site_id=SITE, plate=PLATE, category=Category.RESIDENT, owner_name=NAME, phone=PHONE
+    )
+    barrier = threading.Barrier(8)
+    outcomes: list[object] = []
+
+    def register() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(service.create(vehicle, "pm-chief").id)
+        except RegistryError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=register) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o for o in outcomes if isinstance(o, int)) == [409] * 7
+    assert len(rig.rows()) == 1
+    with rig.sessions() as session:
+        assert verify_exemption_audit(session) == []
