@@ -453,10 +453,13 @@ class RegistryService:
         now = self._clock()
         created = updated = 0
         with self._transaction() as session:
-            existing = {
+            existing = {  # only the file's plates: the site may hold 100,000
                 row.plate: row
                 for row in session.scalars(
-                    select(RegistryVehicle).where(RegistryVehicle.site_id == site_id)
+                    select(RegistryVehicle).where(
+                        RegistryVehicle.site_id == site_id,
+                        RegistryVehicle.plate.in_([v.plate for v in rows]),
+                    )
                 )
             }
             fresh = [v for v in rows if v.plate not in existing]
