@@ -589,6 +589,9 @@ def _scheduler(
             id=job_id,
             max_instances=1,
             coalesce=True,
+            # A loaded machine starts the first run late: APScheduler's default 1 s grace
+            # would skip it (the rule documents then waited a day for their first push).
+            misfire_grace_time=None,
             **({"next_run_time": utcnow()} if job_id in at_start else {}),
         )
     # Every sweep interval a waiting process asks for the leadership (a leader checks it still
