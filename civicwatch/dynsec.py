@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from civicwatch.config import load_config
+from contracts.announce import announce_topic
 from contracts.sites import SiteRegistry
 from contracts.topics import (
     ROOT,
@@ -94,6 +95,7 @@ def roles(registry: SiteRegistry, department_topic: str) -> dict[str, list[dict[
                 *_sends(*(camera_status_topic(site.id, gateway.id, c) for c in cameras)),
                 *_sends(*(violation_topic(site.id, gateway.id, c) for c in cameras)),
                 *_sends(*(verify_result_topic(site.id, gateway.id, c) for c in cameras)),
+                *_sends(announce_topic(site.id, gateway.id)),  # the warning stage's
                 *_reads(ack_topic(site.id, gateway.id)),
                 *_reads(*(verify_topic(site.id, gateway.id, c) for c in cameras)),
                 *_reads(rules_topic(site.id, gateway.id)),

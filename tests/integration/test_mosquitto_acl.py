@@ -27,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import func, select
 
 from contracts.acks import AckOutcome
+from contracts.announce import announce_topic
 from contracts.mqtt import BrokerSettings
 from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import (
@@ -389,6 +390,7 @@ def test_users_that_are_not_gateways_cannot_publish_as_one(login: Login, user: s
         camera_status_topic(SITE, user, "cam-1"),
         gateway_status_topic(SITE, user),
         f"{ROOT}/{SITE}/{user}/cam-1/verify_result",
+        announce_topic(SITE, user),
     ]
     codes = {topic: client.publish(topic, b"forged") for topic in forged}
     control = login("gw-a")

@@ -18,6 +18,7 @@ import yaml
 
 from civicwatch.dynsec import hash_password
 from contracts.acks import AckOutcome, IngestAck
+from contracts.announce import announce_topic
 from contracts.mqtt import BrokerSettings
 from contracts.topics import (
     ROOT,
@@ -152,7 +153,12 @@ def test_a_gateway_cannot_subscribe_beyond_its_own_topics(login: Login, topic: s
 
 def test_ingest_works_and_a_gateway_cannot_publish_as_another(login: Login) -> None:
     ingest = login("ingest")
-    for topic in (GROUP_VIOLATIONS, f"{ROOT}/+/+/status", f"{ROOT}/+/+/+/status"):
+    for topic in (
+        GROUP_VIOLATIONS,
+        f"{ROOT}/+/+/status",
+        f"{ROOT}/+/+/+/status",
+        f"{ROOT}/+/+/announce",
+    ):
         assert not ingest.subscribe(topic).is_failure, topic
     assert not ingest.subscribe(f"$share/civicwatch-prod/{ROOT}/+/+/+/verify_result").is_failure
     gw_a = login("gw-a")
@@ -166,6 +172,7 @@ def test_ingest_works_and_a_gateway_cannot_publish_as_another(login: Login) -> N
         gateway_status_topic(SITE, "gw-a"),
         verify_result_topic(SITE, "gw-a", "cam-1"),
         ack_topic(SITE, "gw-a"),
+        announce_topic(SITE, "gw-a"),
         violation_topic(SITE, "gw-b", "cam-1"),  # its own prefix, another gateway's camera
     ]
     codes = {topic: gw_b.publish(topic, b"forged") for topic in forged}
@@ -173,6 +180,7 @@ def test_ingest_works_and_a_gateway_cannot_publish_as_another(login: Login) -> N
         violation_topic(SITE, "gw-b", "cam-9"),
         camera_status_topic(SITE, "gw-b", "cam-9"),
         gateway_status_topic(SITE, "gw-b"),
+        announce_topic(SITE, "gw-b"),  # the warning stage's announcements
     ]
     for topic in own:
         assert not gw_b.publish(topic, b"own").is_failure, topic
