@@ -391,6 +391,13 @@ class ReportRateLimits(_Settings):
         default=120, ge=1, description="per QR poster token: a whole building's residents"
     )
     window_minutes: float = Field(default=60.0, gt=0)
+    lookups_per_address: int = Field(
+        default=30,
+        ge=1,
+        description="tracking-page lookups per client address per lookup window: a person "
+        "checks a few codes, a guesser needs billions",
+    )
+    lookup_window_minutes: float = Field(default=10.0, gt=0)
 
 
 ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,127}$"

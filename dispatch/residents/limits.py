@@ -1,5 +1,6 @@
-"""Report limits per client address, phone number and QR token, counted in the database
-(``report_limit_hits``) so they hold across API workers and restarts.
+"""Report limits per client address, phone number and QR token, and the tracking page's
+lookups per address, counted in the database (``report_limit_hits``) so they hold across API
+workers and restarts.
 
 A refused report counts against nothing: a flood cannot stretch its own lockout. Two requests
 racing on PostgreSQL may both take the last place in a window; the limit is a brake on floods,
@@ -25,6 +26,7 @@ class LimitKey(StrEnum):
     ADDRESS = "address"
     PHONE = "phone"
     TOKEN = "token"
+    LOOKUP = "lookup"  # a tracking-page lookup, per client address
 
 
 class ReportLimited(Exception):  # noqa: N818 - a refusal the caller answers with 429
@@ -53,7 +55,43 @@ def limit_of(settings: ReportRateLimits, kind: LimitKey) -> int:
         LimitKey.ADDRESS: settings.per_address,
         LimitKey.PHONE: settings.per_phone,
         LimitKey.TOKEN: settings.per_token,
+        LimitKey.LOOKUP: settings.lookups_per_address,
     }[kind]
+
+
+def _refuse_if_full(
+    session: Session, kind: LimitKey, key: str, limit: int, window: timedelta, now: datetime
+) -> None:
+    in_window = (
+        ReportLimitHit.key_kind == kind.value,
+        ReportLimitHit.key == key,
+        ReportLimitHit.at > now - window,
+    )
+    count = session.scalar(select(func.count()).where(*in_window)) or 0
+    if count < limit:
+        return
+    # The hit whose expiry frees a place: the (count - limit + 1)-th oldest.
+    freeing = session.scalar(
+        select(ReportLimitHit.at)
+        .where(*in_window)
+        .order_by(ReportLimitHit.at)
+        .offset(count - limit)
+        .limit(1)
+    )
+    wait = (freeing + window - now).total_seconds() if freeing is not None else 1.0
+    raise ReportLimited(kind, limit, max(1, math.ceil(wait)))
+
+
+def _count(session: Session, kind: LimitKey, key: str, window: timedelta, now: datetime) -> None:
+    # Old hits of this key go as new ones come: the table stays the size of the window.
+    session.execute(
+        delete(ReportLimitHit).where(
+            ReportLimitHit.key_kind == kind.value,
+            ReportLimitHit.key == key,
+            ReportLimitHit.at <= now - window,
+        )
+    )
+    session.add(ReportLimitHit(key_kind=kind.value, key=key, at=now))
 
 
 def check_and_count(
@@ -65,35 +103,20 @@ def check_and_count(
     """Refuse (ReportLimited) when any key is at its limit; otherwise count one report against
     every key, in the caller's transaction. Empty values are skipped (no phone given)."""
     window = timedelta(minutes=settings.window_minutes)
-    cutoff = now - window
     stored = [(kind, limit_key(kind, value)) for kind, value in keys if value]
     for kind, key in stored:
-        limit = limit_of(settings, kind)
-        in_window = (
-            ReportLimitHit.key_kind == kind.value,
-            ReportLimitHit.key == key,
-            ReportLimitHit.at > cutoff,
-        )
-        count = session.scalar(select(func.count()).where(*in_window)) or 0
-        if count < limit:
-            continue
-        # The hit whose expiry frees a place: the (count - limit + 1)-th oldest.
-        freeing = session.scalar(
-            select(ReportLimitHit.at)
-            .where(*in_window)
-            .order_by(ReportLimitHit.at)
-            .offset(count - limit)
-            .limit(1)
-        )
-        wait = (freeing + window - now).total_seconds() if freeing is not None else 1.0
-        raise ReportLimited(kind, limit, max(1, math.ceil(wait)))
+        _refuse_if_full(session, kind, key, limit_of(settings, kind), window, now)
     for kind, key in stored:
-        # Old hits of this key go as new ones come: the table stays the size of the window.
-        session.execute(
-            delete(ReportLimitHit).where(
-                ReportLimitHit.key_kind == kind.value,
-                ReportLimitHit.key == key,
-                ReportLimitHit.at <= cutoff,
-            )
-        )
-        session.add(ReportLimitHit(key_kind=kind.value, key=key, at=now))
+        _count(session, kind, key, window, now)
+
+
+def check_and_count_lookup(
+    session: Session, address: str, settings: ReportRateLimits, now: datetime
+) -> None:
+    """One tracking-page lookup from ``address``: refused (ReportLimited) past
+    ``lookups_per_address`` in ``lookup_window_minutes``, else counted in the caller's
+    transaction. Every lookup counts, found or not: guessing codes is what it brakes."""
+    window = timedelta(minutes=settings.lookup_window_minutes)
+    key = limit_key(LimitKey.LOOKUP, address)
+    _refuse_if_full(session, LimitKey.LOOKUP, key, settings.lookups_per_address, window, now)
+    _count(session, LimitKey.LOOKUP, key, window, now)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -48,6 +46,7 @@ from dispatch.residents.intake import (
     ReportSubmission,
     known_buildings,
 )
+from dispatch.residents.limits import ReportLimited, check_and_count_lookup
 from dispatch.residents.refusals import (
     INVALID_FORM,
     TRACKING_CHANNEL,
@@ -63,40 +62,10 @@ from storage.tables import Case, CaseTransition, ResidentReport, utcnow
 
 CSRF_COOKIE = "cw_report_csrf"
 CSRF_FIELD = "csrf"
-# Tracking-page lookups per client address per window: a person checks a few codes; a guesser
-# needs billions (dispatch/residents/codes.py).
-LOOKUPS_PER_WINDOW = 30
-LOOKUP_WINDOW_SECONDS = 600.0
 # Unfinished states, shown to the resident as "being handled".
 _CLOSED_STATES = frozenset({"resolved", "closed"})
 
 router = APIRouter(include_in_schema=False)
-
-
-@dataclass
-class LookupLimiter:
-    """Sliding-window count of tracking lookups per address, one per app (app.state)."""
-
-    limit: int = LOOKUPS_PER_WINDOW
-    window: float = LOOKUP_WINDOW_SECONDS
-    hits: dict[str, deque[float]] = field(default_factory=dict)
-
-    def allow(self, address: str, now: float) -> bool:
-        seen = self.hits.setdefault(address, deque())
-        while seen and seen[0] <= now - self.window:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            return False
-        seen.append(now)
-        return True
-
-
-def _limiter(request: Request) -> LookupLimiter:
-    limiter = getattr(request.app.state, "report_lookup_limiter", None)
-    if not isinstance(limiter, LookupLimiter):
-        limiter = LookupLimiter()
-        request.app.state.report_lookup_limiter = limiter
-    return limiter
 
 
 def _refusals(request: Request) -> Counter:
@@ -339,15 +308,22 @@ def _take_in(
 
 
 def _report(request: Request, session: SessionDep, code: str) -> ResidentReport | None:
-    """The report with this code, counting the lookup against the address's limit."""
-    if not _limiter(request).allow(_address(request), time.monotonic()):
-        count_refusal(request, TRACKING_CHANNEL, "report_rate_limited")
+    """The report with this code, counting the lookup against the address's limit (in the
+    database, so every API worker counts against the same one; committed at once, so a
+    refused rating after it still counts the lookup)."""
+    context = _context(request)
+    try:
+        check_and_count_lookup(session, _address(request), context.residents.limits, _now(context))
+        session.commit()
+    except ReportLimited as exc:
+        session.rollback()
+        count_refusal(request, TRACKING_CHANNEL, exc.code)
         raise ReportRefused(
-            "report_rate_limited",
-            {"key": "address", "key_kind": "address", "retry_after": int(LOOKUP_WINDOW_SECONDS)},
+            exc.code,
+            {"key": "address", "key_kind": "address", "retry_after": exc.retry_after},
             status.HTTP_429_TOO_MANY_REQUESTS,
-            {"Retry-After": str(int(LOOKUP_WINDOW_SECONDS))},
-        )
+            {"Retry-After": str(exc.retry_after)},
+        ) from None
     normal = normalise_tracking_code(code)
     if normal is None:
         return None

@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
-from dispatch.config import ApiSettings, ResidentSettings, RoutingSettings
+from dispatch.config import ApiSettings, ReportRateLimits, ResidentSettings, RoutingSettings
 from dispatch.http.app import create_app
 from dispatch.http.deps import ApiContext
 from dispatch.residents.intake import IntakeDeps
 from dispatch.residents.tiers import ResidentAwareRouter
 from dispatch.residents.tokens import QrSigner
-from dispatch.web.report_page import CSRF_COOKIE, LOOKUPS_PER_WINDOW
+from dispatch.web.report_page import CSRF_COOKIE
 from dispatch.workflow import Workflow
 from storage.database import SessionFactory
 from storage.tables import Case, CaseTransition, ReportPhoto, ResidentReport
@@ -237,7 +237,7 @@ def test_an_unknown_code_is_not_found(page: Page) -> None:
 
 
 def test_lookups_are_rate_limited_per_address(page: Page) -> None:
-    for _ in range(LOOKUPS_PER_WINDOW):
+    for _ in range(ReportRateLimits().lookups_per_address):
         assert page.client.get("/report/t/ABCDEFGHJK").status_code == 404
     limited = page.client.get("/report/t/ABCDEFGHJK")
     assert limited.status_code == 429

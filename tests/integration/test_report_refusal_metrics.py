@@ -6,13 +6,16 @@ an accepted report counts nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from dispatch.config import ReportRateLimits
+from dispatch.http.app import create_app
 from dispatch.residents.refusals import refusal_counter
-from dispatch.web.report_page import LOOKUPS_PER_WINDOW
 from tests.integration.resident_rig import (
     REFUSALS,
     ResidentRig,
@@ -87,7 +90,7 @@ def test_an_accepted_report_counts_nothing(rig: ResidentRig) -> None:
 
 
 def test_the_tracking_pages_lookup_limit_is_counted(rig: ResidentRig) -> None:
-    for _ in range(LOOKUPS_PER_WINDOW):
+    for _ in range(ReportRateLimits().lookups_per_address):
         assert rig.client.get("/report/t/ABCDEFGHJK").status_code == 404
     assert rig.refusals("tracking", "report_rate_limited") == 0
     limited = rig.client.get("/report/t/ABCDEFGHJK")
@@ -95,6 +98,22 @@ def test_the_tracking_pages_lookup_limit_is_counted(rig: ResidentRig) -> None:
     assert rig.refusals("tracking", "report_rate_limited") == 1
     assert rig.client.get("/report/done/ABCDEFGHJK").status_code == 429
     assert rig.refusals("tracking", "report_rate_limited") == 2
+
+
+def test_the_lookup_limit_holds_across_api_workers(rig: ResidentRig) -> None:
+    """Two apps on one database, as `civicwatch api --workers 2` runs them: the tracking
+    lookups of one address count against one limit, whichever worker answers."""
+    context = rig.client.app.state.api  # type: ignore[attr-defined]
+    second = create_app(replace(context, metrics_registry=CollectorRegistry()))
+    limit = ReportRateLimits().lookups_per_address
+    with TestClient(second) as other:
+        for n in range(limit):
+            client = rig.client if n % 2 else other
+            assert client.get("/report/t/ABCDEFGHJK").status_code == 404
+        assert rig.client.get("/report/t/ABCDEFGHJK").status_code == 429
+        limited = other.get("/report/t/ABCDEFGHJK")
+        assert limited.status_code == 429
+        assert 0 < int(limited.headers["Retry-After"]) <= 600
 
 
 def test_floods_are_counted_per_channel_and_metrics_shows_them(rig: ResidentRig) -> None:

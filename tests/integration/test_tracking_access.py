@@ -29,6 +29,7 @@ from dispatch.config import (
     AccountSettings,
     ApiSettings,
     Department,
+    ReportRateLimits,
     ResidentSettings,
     Role,
     RoutingSettings,
@@ -38,7 +39,7 @@ from dispatch.http.deps import ApiContext
 from dispatch.residents.intake import IntakeDeps, ReportSubmission, submit_report
 from dispatch.residents.privacy import mask_phone
 from dispatch.residents.tiers import ResidentAwareRouter
-from dispatch.web.report_page import CSRF_COOKIE, LOOKUPS_PER_WINDOW
+from dispatch.web.report_page import CSRF_COOKIE
 from dispatch.workflow import Action, Actor, Command, Workflow
 from storage.database import SessionFactory
 from storage.evidence_store import EvidenceStore
@@ -245,7 +246,7 @@ def test_a_rating_by_one_code_changes_no_other_report(world: World) -> None:
 
 
 def test_lookups_and_ratings_are_rate_limited_per_address(world: World) -> None:
-    for _ in range(LOOKUPS_PER_WINDOW - 1):
+    for _ in range(ReportRateLimits().lookups_per_address - 1):
         assert world.client.get(f"/report/t/{world.code_a}").status_code == 200
     token = world.client.cookies.get(CSRF_COOKIE) or ""
     # the last allowed lookup is a guess; then even a known code's rating is refused
