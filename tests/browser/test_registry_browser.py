@@ -101,6 +101,7 @@ def test_property_management_imports_the_registry_and_a_bad_file_shows_its_rows(
         expect(rows).to_have_count(3)
         expect(page.locator("#import-report .import-summary")).to_contain_text("未导入任何数据")
         expect(rows.nth(0)).to_contain_text("不是车牌号")
+        expect(rows.nth(1).locator("td").nth(1)).to_have_text("车主")  # the column's name
         expect(rows.nth(1)).to_contain_text("'=cmd")  # shown as text, with its guard
         expect(rows.nth(1)).to_contain_text("不能以 = + - @ 开头")
         expect(rows.nth(2)).to_contain_text("<img src=x")  # text, not an element

@@ -105,7 +105,8 @@
     for (const problem of data.errors) {
       const tr = document.createElement("tr");
       tr.className = "import-error";
-      for (const text of [problem.row, problem.column, problem.message[lang], problem.value]) {
+      const column = words.columns[problem.column] || problem.column;
+      for (const text of [problem.row, column, problem.message[lang], problem.value]) {
         const td = document.createElement("td");
         td.textContent = String(text ?? "");
         tr.append(td);
