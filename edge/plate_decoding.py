@@ -48,6 +48,7 @@ class PlateCandidate:
     text: str
     confidence: float
     char_confidences: tuple[float, ...] = ()
+    score: float = 0.0  # the raw score the reader calibrates (edge.plate_confidence.raw_score)
 
     @property
     def valid(self) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from contracts.events import BoundingBox
 from edge.config import PlateSettings, ReadPass
 from edge.detections import FloatArray, Image
-from edge.plate_confidence import calibrated
+from edge.plate_confidence import calibrated, raw_score
 from edge.plate_decoding import (
     HEAD_LAYOUT,
     PLATE_LAYOUT,
@@ -115,7 +115,8 @@ class PlateReader:
         if raw is None or raw.confidence < self.settings.min_confidence:
             return None
         confidence = calibrated(raw.char_confidences, agreed)
-        return PlateCandidate(raw.text, confidence, raw.char_confidences)
+        score = raw_score(raw.char_confidences, agreed)
+        return PlateCandidate(raw.text, confidence, raw.char_confidences, score)
 
     def read_rows(self, upper: Image, lower: Image) -> PlateCandidate | None:
         """Read a double-row plate from its two rows: province and letter (or WJ) over 5."""
@@ -173,7 +174,7 @@ class PlateReader:
             upper_crop = rectify(region, row_above(quad), pad_y=0.0)
             if upper_crop is not None:
                 best = _better(best, self.read_rows(upper_crop, crop))
-        if best is not None and best.confidence >= self.settings.retry_below:
+        if best is not None and best.score >= self.settings.retry_below:
             return best
         for rx1, ry1, rx2, ry2 in find_plate_regions(region, self.settings)[
             : self.settings.max_candidates
@@ -200,7 +201,9 @@ def _row_passes(crop: Image) -> list[ReadPass]:
 def _better(best: PlateCandidate | None, other: PlateCandidate | None) -> PlateCandidate | None:
     if other is None:
         return best
-    if best is None or other.confidence > best.confidence:
+    # The raw score orders readings: the calibration is a step function of it, so raw scores
+    # also break the ties between readings of one calibrated level.
+    if best is None or other.score > best.score:
         return other
     return best
 
