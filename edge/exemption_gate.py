@@ -4,8 +4,10 @@ Where a dwell rule opens a violation (the dwell crossed), the gateway's RuleStor
 
 - exempt: no event is published; the violation is held here and counted (``RuleStore.exempted``);
   its updates are decided again as they come, so a family-bay stay that runs over its minutes,
-  or a permit revoked meanwhile, is published then, as ``opened`` with the update's frames (an
-  update without frames waits for the next one that has them); its ``cleared`` stays here;
+  or a permit revoked meanwhile, is published then, as ``opened`` with the update's frames (on
+  an update without frames the gate asks the dwell rule for frames on the next one,
+  ``frames_wanted``, so the cadence's cap never keeps a held stop from opening); its
+  ``cleared`` stays here;
 - warn (a family bay's unreadable plate): not enforced; with a warning stage on the zone it is
   warned through it (below), else held and counted in ``RuleStore.warned``;
 - enforce: published as before, unless a ``warning_stage`` rule covers the zone: then the
@@ -49,6 +51,7 @@ class ExemptionGate:
         self._held: dict[UUID, Decision] = {}
         self._stays: dict[tuple[str, str], list[datetime]] = {}
         self.decisions: list[tuple[UUID, Decision]] = []  # the latest few, for logs and tests
+        self._frames_wanted: set[UUID] = set()
 
     def admit(self, event: RuleEvent) -> RuleEvent | None:
         """The event to publish (perhaps turned into ``opened``), or None when it stays here."""
@@ -74,7 +77,9 @@ class ExemptionGate:
             if not held:
                 return self._warn_first(event, zone)
             if not event.evidence:
-                return None  # opened needs frames: the next update that has them opens it
+                # opened needs frames: the pipeline has the next update carry them
+                self._frames_wanted.add(event.violation_id)
+                return None
             del self._held[event.violation_id]
             log.info("violation %s no longer exempt: %s", event.violation_id, decision.why)
             return self._warn_first(replace(event, phase=Phase.OPENED), zone)
@@ -97,6 +102,11 @@ class ExemptionGate:
             )
         self._held[event.violation_id] = decision
         return None
+
+    def frames_wanted(self) -> set[UUID]:
+        """Held stops that must open and wait for frames (taken: asked once each)."""
+        wanted, self._frames_wanted = self._frames_wanted, set()
+        return wanted
 
     def _warn_first(self, event: RuleEvent, zone: ZoneConfig) -> RuleEvent:
         """The stop's ``warned`` event when a warning stage applies, else ``event`` itself."""

@@ -225,6 +225,9 @@ class CameraPipeline:
             admitted = [(gate.admit(outcome), share) for outcome, share in outcomes]
             outcomes = [(outcome, share) for outcome, share in admitted if outcome is not None]
             outcomes += [(outcome, None) for outcome in gate.expire(frame)]  # grace ended
+            for violation_id in gate.frames_wanted():
+                for rule in self.rules:
+                    rule.want_frames(violation_id)
         for watch in self._structures:
             # This frame's detections when the detector ran on it; else the watch finds its own.
             outcomes += [(o, None) for o in watch.update(frame, detections)]

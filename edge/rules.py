@@ -120,6 +120,7 @@ class _Incident:
     violation_id: UUID | None = None
     last_update_at: datetime | None = None
     updates: int = 0  # sent since it opened: only some carry frames (edge.evidence_cadence)
+    frames_wanted: bool = False  # the next update carries frames whatever the cadence says
     not_before: datetime | None = None  # re-arm: may not open earlier than this
     plate: PlateTally | None = None
     last_plate_read_at: datetime | None = None
@@ -177,6 +178,13 @@ class DwellRule:
     def incident_boxes(self) -> Iterator[tuple[str, FloatArray]]:
         """Class and last box of every incident the rule holds, seen now or within its grace."""
         return ((i.class_name, i.latest.box) for i in self._incidents.values())
+
+    def want_frames(self, violation_id: UUID) -> None:
+        """The violation's next update carries frames, even past the cadence's cap: the gate
+        opens a stop held at the gateway only with pictures (edge.exemption_gate)."""
+        for incident in self._incidents.values():
+            if incident.violation_id == violation_id:
+                incident.frames_wanted = True
 
     def update(self, frame: Frame, tracked: Detections) -> list[RuleEvent]:
         """Feed one frame's tracked detections; returns the violation phases this frame produced."""
@@ -385,7 +393,8 @@ class DwellRule:
         incident.last_update_at = now
         incident.updates += 1
         evidence = []
-        if update_carries_frames(incident.updates):
+        if incident.frames_wanted or update_carries_frames(incident.updates):
+            incident.frames_wanted = False
             evidence = [
                 self._panorama(incident, incident.latest, EvidenceLabel.LATEST),
                 self._closeup(incident, incident.latest),

@@ -1,12 +1,11 @@
-"""A held exemption that runs out late in a stay must still leave the gateway (known bug).
+"""A held exemption that runs out late in a stay must still leave the gateway.
 
-ExemptionGate opens a held violation only on an update that carries frames, and the dwell
-rule's updates carry frames only at the 1st, 2nd, 4th ... 32nd update (edge.evidence_cadence).
-So a family-bay stay that runs over after the 32nd update, or a permit revoked after it, is
-never published: with the default minute between updates, a 60-minute family bay is never
-enforced. Found by tests/e2e/test_exemptions_replay.py's timing (issue 13); the gate and the
-dwell rule are another helper's files, so this test records the behaviour the issue asks for
-and is marked xfail (strict: it fails once fixed, to drop the marker).
+ExemptionGate opens a held violation only with frames, and the dwell rule's updates carry
+frames only at the 1st, 2nd, 4th ... 32nd update (edge.evidence_cadence). Before the fix a
+family-bay stay that ran over after the 32nd update, or a permit revoked after it, was never
+published: with the default minute between updates, a 60-minute family bay was never enforced.
+Now the gate asks the rule for frames on the next update (found by
+tests/e2e/test_exemptions_replay.py's timing, issue 13).
 
 The pipeline is real (tracker, dwell rule, gate, signed rule store, outbox); the detections are
 a fixed car box and the plate reader is tests/e2e/replay_with_plates.KnownPlates.
@@ -18,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from contracts.events import ModelInfo, Phase
 from contracts.exemptions import FamilyBayRule, RuleDocument
@@ -94,11 +92,6 @@ def test_a_stay_that_runs_over_while_updates_still_carry_frames_opens(tmp_path: 
     assert 60 <= second <= 74  # at the next update with frames after the bay's minute
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a held violation opens only on an update with frames, and none come "
-    "after the 32nd update (edge.exemption_gate + edge.evidence_cadence)",
-)
 def test_a_stay_that_runs_over_after_the_last_update_with_frames_still_opens(
     tmp_path: Path,
 ) -> None:
