@@ -64,9 +64,14 @@ class ExemptionCheck:
         self._cache: dict[str, tuple[float, RuleDocument]] = {}
 
     def decide(self, event: ViolationEvent) -> Decision | None:
-        """The decision for an opened event, or None when there is nothing to decide."""
+        """The decision for an opened or warned event (a warning is a stop the gateway did not
+        exempt, too), or None when there is nothing to decide."""
         found = self._registry.camera(event.camera_id)
-        if found is None or event.phase is not Phase.OPENED:
+        # A stop's first event to the server: warned, or opened without a warning before it.
+        first = event.phase is Phase.WARNED or (
+            event.phase is Phase.OPENED and event.warning is None
+        )
+        if found is None or not first:
             return None
         site, _gateway, camera = found
         zone = camera.zone(event.zone_id)

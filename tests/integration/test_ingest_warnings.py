@@ -17,10 +17,11 @@ from sqlalchemy import func, select
 
 from contracts.acks import AckOutcome, IngestAck
 from contracts.events import Phase, PlateReading, ViolationEvent, WarningNotice
-from contracts.exemptions import WARNED_COMPLIED, WarningStageRule
+from contracts.exemptions import WARNED_COMPLIED, PermitRule, WarningStageRule
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from dispatch.exemptions import ExemptionService
 from dispatch.warning_stage import OWNER_DEPARTMENT, OwnerGateway, OwnerWarningPump
+from ingest.exemption_check import FLAG_ACTION
 from ingest.validation import RefusalReason
 from storage.audit import verify_chain
 from storage.tables import (
@@ -331,3 +332,38 @@ def test_a_registered_owner_is_messaged_through_the_outbox(ingest: IngestRig) ->
     assert body["plate"] == "沪A12345"
     assert body["message_zh"].startswith("沪A12345")
     assert "5 min" in body["message_en"]
+
+
+def test_a_warning_that_should_have_been_exempt_is_flagged_once(ingest: IngestRig) -> None:
+    """The server checks a warned stop against the rules like an opened one: a permit holder
+    warned is flagged on the item; its later opened (same stop) is not flagged again."""
+    private, _ = generate_key_pair()
+    service = ExemptionService(
+        ingest.session_factory, ingest.registry, private_key_from_text(private)
+    )
+    service.issue_rule(
+        PermitRule(
+            id="permit-1",
+            site_id=SITE,
+            plate="沪A12345",
+            valid_from=T0 - timedelta(hours=1),
+            valid_to=T0 + timedelta(hours=1),
+            reason="moving day",
+            issued_at=T0 - timedelta(hours=1),
+        ),
+        "test",
+    )
+    factory = EventFactory()
+    reading = {"plate": PlateReading(text="沪A12345", confidence=0.95)}
+    warned = warned_event(factory).model_copy(update=reading)
+    send(ingest, factory, warned)
+    opened = factory.event(
+        Phase.OPENED, warned.violation_id, at=T0 + GRACE, warning=notice()
+    ).model_copy(update=reading)
+    send(ingest, factory, opened)
+    with ingest.session_factory() as session:
+        flags = list(
+            session.scalars(select(CaseTransition).where(CaseTransition.action == FLAG_ACTION))
+        )
+    assert len(flags) == 1
+    assert flags[0].case_id == case_of(ingest, warned).id
