@@ -61,13 +61,13 @@ def match_rank(report: Place, case: Place, radius: float) -> tuple[int, float] |
     return None
 
 
-def camera_case_place(registry: SiteRegistry, case: Case) -> Place:
+def camera_case_place(registry: SiteRegistry, camera_id: str, zone_id: str) -> Place:
     """A camera case's place from the config: its zone's building and plan point."""
-    found = registry.camera(case.camera_id)
+    found = registry.camera(camera_id)
     if found is None:
         return Place()
     _site, _gateway, camera = found
-    zone = camera.zone(case.zone_id)
+    zone = camera.zone(zone_id)
     building = zone.building if zone is not None else None
     position = (zone.plan_position if zone is not None else None) or camera.plan_position
     return Place(
@@ -75,6 +75,64 @@ def camera_case_place(registry: SiteRegistry, case: Case) -> Place:
         plan_x=position.x if position is not None else None,
         plan_y=position.y if position is not None else None,
     )
+
+
+def choose_case_id(
+    session: Session,
+    registry: SiteRegistry,
+    *,
+    kind: ViolationKind,
+    site_id: str,
+    place: Place,
+    now: datetime,
+    window_minutes: float,
+    radius: float,
+) -> int | None:
+    """The id of the open case this report joins, or None. Reads only the columns the
+    decision needs (a candidate's id, camera and zone; a report-born case's first report's
+    place), never whole rows: a site's 50 open cases of the kind are read for every report."""
+    if window_minutes <= 0:
+        return None
+    cutoff = now - timedelta(minutes=window_minutes)
+    candidates = session.execute(
+        select(Case.id, Case.camera_id, Case.zone_id)
+        .where(
+            Case.site_id == site_id,
+            Case.kind == kind.value,
+            Case.state.in_([state.value for state in OPEN_STATES]),
+            Case.last_observed_at >= cutoff,
+        )
+        .order_by(Case.last_observed_at.desc(), Case.id.desc())
+        .limit(CANDIDATE_LIMIT)
+    ).all()
+    if not candidates:
+        return None
+    report_born = [case_id for case_id, camera_id, _zone in candidates if not camera_id]
+    first_reports: dict[int, Place] = {}
+    if report_born:
+        rows = session.execute(
+            select(
+                ResidentReport.case_id,
+                ResidentReport.building,
+                ResidentReport.unit,
+                ResidentReport.plan_x,
+                ResidentReport.plan_y,
+            )
+            .where(ResidentReport.case_id.in_(report_born), ResidentReport.joined.is_(False))
+            .order_by(ResidentReport.id)
+        )
+        for case_id, building, unit, plan_x, plan_y in rows:
+            first_reports.setdefault(case_id, Place(building, unit, plan_x, plan_y))
+    best: tuple[tuple[int, float], int, int] | None = None
+    for order, (case_id, camera_id, zone_id) in enumerate(candidates):
+        if camera_id:
+            case_place = camera_case_place(registry, camera_id, zone_id)
+        else:
+            case_place = first_reports.get(case_id, Place())
+        rank = match_rank(place, case_place, radius)
+        if rank is not None and (best is None or (rank, order) < (best[0], best[1])):
+            best = (rank, order, case_id)
+    return best[2] if best is not None else None
 
 
 def find_case_to_join(
@@ -90,44 +148,15 @@ def find_case_to_join(
 ) -> Case | None:
     """The open case this report joins, or None: it opens one. Reads in the caller's
     transaction; the caller locks nothing (two racing reports may open two cases, which the
-    dispatcher merges by hand, as with two cameras)."""
-    if window_minutes <= 0:
-        return None
-    cutoff = now - timedelta(minutes=window_minutes)
-    candidates = list(
-        session.scalars(
-            select(Case)
-            .where(
-                Case.site_id == site_id,
-                Case.kind == kind.value,
-                Case.state.in_([state.value for state in OPEN_STATES]),
-                Case.last_observed_at >= cutoff,
-            )
-            .order_by(Case.last_observed_at.desc(), Case.id.desc())
-            .limit(CANDIDATE_LIMIT)
-        )
+    dispatcher merges by hand, as with two cameras). Only the chosen case is loaded whole."""
+    case_id = choose_case_id(
+        session,
+        registry,
+        kind=kind,
+        site_id=site_id,
+        place=place,
+        now=now,
+        window_minutes=window_minutes,
+        radius=radius,
     )
-    if not candidates:
-        return None
-    report_born = [case.id for case in candidates if not case.camera_id]
-    first_reports: dict[int, Place] = {}
-    if report_born:
-        rows = session.scalars(
-            select(ResidentReport)
-            .where(ResidentReport.case_id.in_(report_born), ResidentReport.joined.is_(False))
-            .order_by(ResidentReport.id)
-        )
-        for row in rows:
-            first_reports.setdefault(
-                row.case_id, Place(row.building, row.unit, row.plan_x, row.plan_y)
-            )
-    best: tuple[tuple[int, float], int, Case] | None = None
-    for order, case in enumerate(candidates):
-        if case.camera_id:
-            case_place = camera_case_place(registry, case)
-        else:
-            case_place = first_reports.get(case.id, Place())
-        rank = match_rank(place, case_place, radius)
-        if rank is not None and (best is None or (rank, order) < (best[0], best[1])):
-            best = (rank, order, case)
-    return best[2] if best is not None else None
+    return session.get(Case, case_id) if case_id is not None else None
