@@ -168,6 +168,10 @@ class ExemptionService:
 
     # -- changes -------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The service's clock (tests fix it)."""
+        return self._clock()
+
     def issue_permit(self, permit: PermitIn, actor: str) -> RulePublic:
         """Issue a permit; ExemptionError for an unknown site or zone or an end before start."""
         fields = permit.model_dump() | {

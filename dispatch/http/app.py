@@ -26,6 +26,7 @@ from dispatch.http import (
     rates,
     registry,
     views,
+    warning_stages,
 )
 from dispatch.http import templates as response_templates
 from dispatch.http.deps import ApiContext
@@ -86,6 +87,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(rates.router)
     app.include_router(exemptions.router)
+    app.include_router(warning_stages.router)
     app.include_router(registry.router)
     _install_web(app, context)
     app.include_router(notifications.router)
