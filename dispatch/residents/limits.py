@@ -83,13 +83,16 @@ def _refuse_if_full(
 
 
 def _count(session: Session, kind: LimitKey, key: str, window: timedelta, now: datetime) -> None:
-    # Old hits of this key go as new ones come: the table stays the size of the window.
+    # Old hits of this key go as new ones come: the table stays the size of the window. No
+    # session synchronisation: no hit is ever loaded as an object, so there is none to expire.
     session.execute(
-        delete(ReportLimitHit).where(
+        delete(ReportLimitHit)
+        .where(
             ReportLimitHit.key_kind == kind.value,
             ReportLimitHit.key == key,
             ReportLimitHit.at <= now - window,
         )
+        .execution_options(synchronize_session=False)
     )
     session.add(ReportLimitHit(key_kind=kind.value, key=key, at=now))
 

@@ -5,7 +5,7 @@ for every report place tried, and ``find_case_to_join`` loads only the chosen ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -94,6 +94,10 @@ def _whole_rows_choice(
     return best[2] if best is not None else None
 
 
+def _fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
 @pytest.fixture
 def seeded(database_url: str, tmp_path: Path) -> Iterator[tuple[SessionFactory, SiteRegistry]]:
     with migrated_database(database_url) as (_engine, sessions):
@@ -144,7 +148,7 @@ def seeded(database_url: str, tmp_path: Path) -> Iterator[tuple[SessionFactory, 
                         description=f"blocked {minute}",
                         client_address=f"198.51.100.{minute}",
                     ),
-                    deps=replace(deps, clock=lambda at=at: at),
+                    deps=replace(deps, clock=_fixed(at)),
                 )
                 session.commit()
         yield sessions, registry
