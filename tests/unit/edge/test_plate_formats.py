@@ -187,3 +187,16 @@ def test_real_photo_reading_is_exact_and_confident(reader: PlateReader) -> None:
     assert read is not None
     assert read.text == "皖K66666"
     assert read.confidence >= DEFAULT_PLATE_CONFIDENCE_FLOOR
+
+
+def test_the_cli_refuses_a_bad_scene_folder_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from civicwatch.cli import main
+
+    assert main(["eval", "plates", str(tmp_path / "nowhere"), "--frames"]) == 2
+    shutil.copy(PHOTOS / "street.png", tmp_path / "street.png")
+    assert main(["eval", "plates", str(tmp_path), "--frames"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith("civicwatch: no image in")
+    assert "Traceback" not in "\n".join(error)
