@@ -10,12 +10,15 @@ address and the page shows only the case's state and PUBLIC replies (action ``re
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 import time
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
@@ -23,7 +26,6 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from contracts.kinds import ViolationKind
 from dispatch.http.deps import ApiContext, SessionDep, get_context
@@ -61,6 +63,8 @@ from dispatch.workflow import WorkflowError
 from storage.tables import Case, CaseTransition, ResidentReport, utcnow
 
 CSRF_COOKIE = "cw_report_csrf"
+# Reports taken in at once per API process (photo checks and the case's writes, in threads).
+REPORTS_IN_FLIGHT = 4
 CSRF_FIELD = "csrf"
 # Unfinished states, shown to the resident as "being handled".
 _CLOSED_STATES = frozenset({"resolved", "closed"})
@@ -271,8 +275,12 @@ async def report_submit(
         )
     try:
         # In a worker thread: checking photos and writing the case must not hold the event
-        # loop, which every other request of this process waits on.
-        receipt = await run_in_threadpool(_take_in, request, session, submission, context.intake)
+        # loop, which every other request of this process waits on. At most a few at once: a
+        # burst waits its turn here instead of 40 threads taking turns at one interpreter.
+        receipt = await anyio.to_thread.run_sync(
+            functools.partial(_take_in, request, session, submission, context.intake),
+            limiter=_intake_limiter(request),
+        )
     except ReportRefused as exc:
         session.rollback()
         response = _show_form(
@@ -297,6 +305,16 @@ router.add_api_route(
     methods=["POST"],
     route_class_override=counting_route(APIRoute, lambda _request: Channel.WEB.value),
 )
+
+
+def _intake_limiter(request: Request) -> anyio.CapacityLimiter:
+    """This app's cap on intakes in flight, made on first use (in the event loop, so two
+    requests cannot both make one); a process's other thread-pool work is not counted."""
+    limiter = getattr(request.app.state, "report_intake_limiter", None)
+    if not isinstance(limiter, anyio.CapacityLimiter):
+        limiter = anyio.CapacityLimiter(REPORTS_IN_FLIGHT)
+        request.app.state.report_intake_limiter = limiter
+    return limiter
 
 
 def _take_in(
