@@ -1,5 +1,6 @@
 """Server CPU per resident's report, in process: ``submit_report`` and its commit with 0, 1 and 3
-photos, and the photo check alone, on this tree and (``--baseline REF``) on another revision's.
+photos, the photo check alone and the merge search alone, on this tree and (``--baseline REF``)
+on another revision's.
 
 Real parts: a fresh PostgreSQL database (or SQLite) brought to the newest schema by the real
 migrations, the intake wired as ``civicwatch server`` wires it (loadgen's 1,000-camera registry,
@@ -9,6 +10,8 @@ gets the same bytes). Each report is a blocked fire lane at its own building: it
 case and is dispatched to fire and rescue, as in the load bench. A report's figure is
 ``time.process_time`` around ``submit_report`` and ``commit`` (this process's CPU; the
 database's own is not counted) and the wall time of the same span, after a few warm-up reports.
+The merge search (``find_case_to_join``) is then timed alone, the reports' open cases in its
+window (50, as many as it reads) and a building none of them names, so it weighs every one.
 
 ``--baseline REF`` exports ``git archive REF`` into a temporary folder and runs the same
 measurement there in a child process (its own imports, nothing of this tree's), alternating
@@ -41,6 +44,7 @@ PHOTO_COUNTS = (0, 1, 3)
 WARMUP = 3
 CAMERAS = 1000
 CAMERAS_PER_GATEWAY = 8
+MERGE_CALLS = 40
 
 
 # --- the child: one tree's measurement ----------------------------------------------------
@@ -121,8 +125,36 @@ def measure(backend: str, calls: int, photo_dir: Path, workdir: Path, label: str
                 "wall_ms_median": round(statistics.median(wall), 2),
             }
         progress.finish()
+        figures["merge_search"] = _merge_search(sessions, deps, site_id)
         engine.dispose()
     return figures
+
+
+def _merge_search(sessions: Any, deps: Any, site_id: str) -> dict[str, Any]:
+    """``find_case_to_join`` alone, with the reports' open cases (as many as the search reads)
+    in the window and a building none of them names, so every candidate is weighed; each call
+    in a fresh session, as a report's is."""
+    from contracts.kinds import ViolationKind
+    from dispatch.residents.merge import Place, find_case_to_join
+
+    cpu: list[float] = []
+    for call in range(MERGE_CALLS + WARMUP):
+        started = time.process_time()
+        with sessions() as session:
+            found = find_case_to_join(
+                session,
+                deps.registry,
+                kind=ViolationKind.FIRE_LANE_BLOCKING,
+                site_id=site_id,
+                place=Place(building="nowhere"),
+                now=deps.clock(),
+                window_minutes=deps.settings.merge_window_minutes,
+                radius=deps.settings.merge_radius,
+            )
+        if call >= WARMUP:
+            cpu.append((time.process_time() - started) * 1000)
+        assert found is None
+    return {"cpu_ms_median": round(statistics.median(cpu), 2), "calls": MERGE_CALLS}
 
 
 # --- the parent: photos, trees, rounds ----------------------------------------------------
@@ -229,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for count in PHOTO_COUNTS
             },
+            "merge_search_cpu_ms": round(
+                statistics.median(run["merge_search"]["cpu_ms_median"] for run in tree_runs), 2
+            ),
             "runs": tree_runs,
         }
     summary["load_average_1m"] = loads
@@ -245,13 +280,21 @@ def main(argv: list[str] | None = None) -> int:
             for count in PHOTO_COUNTS
         }
         summary["cpu_ratio_this_to_baseline"] = {f"photos_{c}": r for c, r in ratios.items()}
-        line = [f"{c} photos x{r}" for c, r in ratios.items()]
+        merge_ratio = round(
+            after["merge_search_cpu_ms"] / max(before["merge_search_cpu_ms"], 1e-9), 2
+        )
+        summary["cpu_ratio_this_to_baseline"]["merge_search"] = merge_ratio
+        line = [f"{c} photos x{r}" for c, r in ratios.items()] + [f"merge search x{merge_ratio}"]
     for label, figures in summary["trees"].items():
         per = ", ".join(
             f"{count} photos {figures[f'photos_{count}']['cpu_ms_median']} ms"
             for count in PHOTO_COUNTS
         )
-        print(f"{label}: {per}; photo check {figures['photo_check_cpu_ms']} ms", file=sys.stderr)
+        print(
+            f"{label}: {per}; photo check {figures['photo_check_cpu_ms']} ms;"
+            f" merge search {figures['merge_search_cpu_ms']} ms",
+            file=sys.stderr,
+        )
     if line:
         print("this tree / baseline CPU: " + ", ".join(line), file=sys.stderr)
     print(json.dumps(summary, ensure_ascii=False))
