@@ -200,3 +200,25 @@ def test_the_cli_refuses_a_bad_scene_folder_in_one_line(
     error = capsys.readouterr().err.strip().splitlines()
     assert error[-1].startswith("civicwatch: no image in")
     assert "Traceback" not in "\n".join(error)
+
+
+def test_generated_scenes_are_seeded_named_by_plate_and_stay_in_their_folder(
+    tmp_path: Path,
+) -> None:
+    """GENERATED scenes on the two real photos (their own plates covered); no detector needed."""
+    from edge.plate_scenes import PHOTO_PLATES, Background, generate_scenes
+
+    photos = [
+        Background(name, load_crop(PHOTOS / name), plate_quad=quad)
+        for name, quad in PHOTO_PLATES.items()
+    ]
+    first = generate_scenes(tmp_path / "a", 9, seed=5, backgrounds_=photos)
+    again = generate_scenes(tmp_path / "b", 9, seed=5, backgrounds_=photos)
+    other = generate_scenes(tmp_path / "c", 9, seed=6, backgrounds_=photos)
+    names = [path.name for path in first.written]
+    assert len(names) == 9
+    assert names == [path.name for path in again.written]
+    assert names != [path.name for path in other.written]
+    assert all(PATTERN.match(Path(name).stem) for name in names)
+    assert [p.read_bytes() for p in first.written] == [p.read_bytes() for p in again.written]
+    assert all(path.parent == tmp_path / "a" for path in first.written)
