@@ -276,7 +276,10 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
         router,
     )
     reports = ReportService(
-        database.session_factory, config, evidence_store=database.evidence_store
+        database.session_factory,
+        config,
+        evidence_store=database.evidence_store,
+        plate_confidence_floor=settings.exemptions.plate_confidence_floor,
     )
     leadership: SweepLeadership | None = None
     scheduler = BackgroundScheduler(timezone="UTC")

@@ -44,7 +44,11 @@ def report(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     engine = make_engine(config.server.database_url)
     try:
-        service = ReportService(make_session_factory(engine), config)
+        service = ReportService(
+            make_session_factory(engine),
+            config,
+            plate_confidence_floor=config.server.exemptions.plate_confidence_floor,
+        )
         request = ReportRequest(
             period=parse_period(args.period),
             scope=Scope.SITE if args.site is not None else Scope.STREET,

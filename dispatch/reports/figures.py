@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.sites import PlanPosition, SiteConfig, SiteRegistry
 from contracts.status import CameraHealth
 from dispatch.places import place_of
@@ -172,6 +173,7 @@ class _Row:
     closed_at: datetime | None
     state: str
     plate_text: str | None
+    plate_confidence: float | None
 
 
 _COLUMNS = (
@@ -190,6 +192,7 @@ _COLUMNS = (
     Case.closed_at,
     Case.state,
     Case.plate_text,
+    Case.plate_confidence,
 )
 
 
@@ -199,9 +202,11 @@ def count_figures(
     place: Place,
     window: Window,
     uploaded_plans: Mapping[str, Path] | None = None,
+    plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR,
 ) -> ReportFigures:
     """Everything the report shows for ``place`` over ``window``. ``uploaded_plans``: the plan
-    images admins uploaded (site id -> file); they win over the config's ``plan_image``."""
+    images admins uploaded (site id -> file); they win over the config's ``plan_image``.
+    Repeat plates count only readings at or above ``plate_confidence_floor``."""
     previous = window.previous(place.zone)
     sites = place.site_ids
     rows = [
@@ -247,7 +252,7 @@ def count_figures(
         ),
         hour_weekday=_hour_weekday(rows, place),
         hot_spots=_hot_spots(registry, placements, uploaded, rows),
-        plates=_plates(rows),
+        plates=_plates(rows, plate_confidence_floor),
         plans=tuple(
             _plan(registry, placements, uploaded, site, rows, (uploaded_plans or {}).get(site.id))
             for site in place.sites
@@ -355,10 +360,12 @@ def _hot_spots(
     return tuple(HotSpot(site, label, count) for (site, label), count in ranked)
 
 
-def _plates(rows: Iterable[_Row]) -> tuple[PlateRepeat, ...]:
+def _plates(rows: Iterable[_Row], floor: float) -> tuple[PlateRepeat, ...]:
+    """Plates of two or more cases: repeat offenders, so never on a reading below the floor."""
     cases: defaultdict[str, list[int]] = defaultdict(list)
     for row in rows:
-        if row.plate_text:
+        sure = row.plate_confidence is not None and row.plate_confidence >= floor
+        if row.plate_text and sure:
             cases[row.plate_text].append(row.id)
     repeats = [PlateRepeat(plate, tuple(ids)) for plate, ids in cases.items() if len(ids) >= 2]
     return tuple(sorted(repeats, key=lambda r: (-len(r.case_ids), r.plate)))

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.sites import SiteRegistry
 from dispatch.notifications.reports import ReportNotice
 from dispatch.reports.documents import draw_charts, headline, render_html, render_pdf
@@ -74,11 +75,13 @@ class ReportService:
         registry: SiteRegistry,
         clock: Callable[[], datetime] = utcnow,
         evidence_store: EvidenceStore | None = None,
+        plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR,
     ) -> None:
         self._sessions = session_factory
         self._registry = registry
         self._clock = clock
         self._evidence = evidence_store  # where uploaded plan images live
+        self._plate_floor = plate_confidence_floor  # repeat plates: decided readings only
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -101,7 +104,12 @@ class ReportService:
         t = translator(request.language)
         with self._sessions() as session:
             figures = count_figures(
-                session, self._registry, place, period_window, self._plan_files(session, place)
+                session,
+                self._registry,
+                place,
+                period_window,
+                self._plan_files(session, place),
+                self._plate_floor,
             )
         drawn = draw_charts(figures, t)
         html = render_html(figures, drawn, t, now)

@@ -146,6 +146,7 @@ def test_figures_count_kinds_trends_rates_plates_uptime_and_false_alarms(
             closed_at=local(4, 9) + 90 * MIN,
             state="closed",
             plate_text="沪A12345",
+            plate_confidence=0.95,
         ),
         # accepted late (20 min), never resolved: overdue
         case_row(
@@ -155,6 +156,7 @@ def test_figures_count_kinds_trends_rates_plates_uptime_and_false_alarms(
             acknowledged_at=local(6, 22) + 20 * MIN,
             sla_due_at=local(6, 22) + 120 * MIN,
             plate_text="沪A12345",
+            plate_confidence=0.95,
         ),
         # a fire case, never accepted
         case_row(
@@ -167,9 +169,10 @@ def test_figures_count_kinds_trends_rates_plates_uptime_and_false_alarms(
             ack_due_at=local(7, 9) + 5 * MIN,
             sla_due_at=local(7, 9) + 30 * MIN,
             plate_text="沪B00001",
+            plate_confidence=0.95,
         ),
         # merged duplicates are not counted; the previous week had two cases
-        case_row(4, local(8), state="merged", plate_text="沪B00001"),
+        case_row(4, local(8), state="merged", plate_text="沪B00001", plate_confidence=0.95),
         case_row(5, local(28, month=4)),
         case_row(6, local(29, month=4), kind="fire_lane_blocking", department="fire_rescue"),
         # outside the place: another compound
