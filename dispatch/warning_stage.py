@@ -20,13 +20,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.announce import announcement_texts
 from contracts.exemptions import MAX_PLATES, Rule, WarningChannel, WarningStageRule
 from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus
-from storage.audit import claim_after_cursor
+from storage.audit import pump_all
 from storage.database import SessionFactory
 from storage.tables import (
     Case,
@@ -101,26 +100,9 @@ class OwnerWarningPump:
         self._batch_size = batch_size
 
     def pump_all(self) -> int:
-        """Pump until the log is drained; returns the rows written."""
-        total = 0
-        while True:
-            try:
-                with self._sessions.begin() as session:
-                    written, read = self._pump(session)
-            except IntegrityError:  # another process placed the cursor first
-                return total
-            total += written
-            if read < self._batch_size:
-                return total
-
-    def _pump(self, session: Session) -> tuple[int, int]:
-        claimed = claim_after_cursor(session, OWNER_CURSOR, self._batch_size)
-        if claimed is None:
-            return 0, 0
-        rows = self._rows_for(session, claimed.entries) if claimed.entries else []
-        session.add_all(rows)
-        claimed.advance()
-        return len(rows), len(claimed.entries)
+        """Pump batch after batch until the log is drained; returns the rows written. The first
+        run only places the cursor at the chain's head: history is not sent."""
+        return pump_all(self._sessions, OWNER_CURSOR, self._batch_size, self._rows_for)
 
     def _rows_for(self, session: Session, entries: Sequence[CaseTransition]) -> list[Notification]:
         wanted = [entry for entry in entries if entry.action == WARN_ACTION]

@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from storage.tables import AuditCursor, AuditHead, CaseTransition
+
+log = logging.getLogger(__name__)
+
+# What a cursor's reader makes of its entries: the rows to add in the same transaction.
+RowsFor = Callable[[Session, Sequence[CaseTransition]], Sequence[Any]]
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
@@ -188,6 +195,39 @@ def claim_after_cursor(session: Session, name: str, batch_size: int) -> Claimed 
         .limit(batch_size)
     ).all()
     return Claimed(cursor, entries)
+
+
+def pump_batch(
+    sessions: sessionmaker[Session], name: str, batch_size: int, rows_for: RowsFor
+) -> tuple[int, int]:
+    """One transaction: the entries after cursor ``name`` claimed, the rows ``rows_for`` makes
+    of them added, the cursor moved past them. Returns (rows written, entries read); (0, 0) on
+    the first run, which places the cursor at the chain's head, or when another process placed
+    it at the same moment (its commit raised IntegrityError; the next run goes on)."""
+    try:
+        with sessions.begin() as session:
+            claimed = claim_after_cursor(session, name, batch_size)
+            if claimed is None:
+                log.info("audit reader %s starts at the chain's head", name)
+                return 0, 0
+            rows = rows_for(session, claimed.entries) if claimed.entries else []
+            session.add_all(rows)
+            claimed.advance()
+            return len(rows), len(claimed.entries)
+    except IntegrityError:
+        log.info("audit reader %s: its cursor was placed concurrently", name)
+        return 0, 0
+
+
+def pump_all(sessions: sessionmaker[Session], name: str, batch_size: int, rows_for: RowsFor) -> int:
+    """``pump_batch`` until the log is drained (a scheduled job catches up after downtime or a
+    burst in one run); returns the rows written."""
+    total = 0
+    while True:
+        written, read = pump_batch(sessions, name, batch_size, rows_for)
+        total += written
+        if read < batch_size:
+            return total
 
 
 def _rows(session: Session, batch: int = 5000) -> Iterator[Any]:

@@ -10,13 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.notification_settings import NotificationEvent, NotificationSettings
 from dispatch.notifications.outbox import Channel, DeliveryStatus, Now
 from dispatch.workflow import Action
-from storage.audit import claim_after_cursor
+from storage.audit import pump_all, pump_batch
 from storage.database import SessionFactory
 from storage.tables import AuditCursor, Case, CaseTransition, Notification, utcnow
 
@@ -67,41 +66,17 @@ class Notifier:
 
         The first run only places the cursor at the chain's head: history is not re-sent.
         """
-        return self._pump_batch()[0]
+        return pump_batch(self._sessions, CURSOR_NAME, self._batch_size, self._rows_for)[0]
 
     def pump_all(self) -> int:
         """Pump batch after batch until the log is drained (the scheduled job: it catches up
         after downtime or a burst in one run); returns the rows written."""
-        total = 0
-        while True:
-            written, entries = self._pump_batch()
-            total += written
-            if entries < self._batch_size:
-                return total
-
-    def _pump_batch(self) -> tuple[int, int]:
-        """One transaction: (notification rows written, audit entries read)."""
-        try:
-            with self._sessions.begin() as session:
-                return self._pump(session)
-        except IntegrityError:  # another process placed the cursor first; the next run goes on
-            log.info("notification cursor was created concurrently")
-            return 0, 0
+        return pump_all(self._sessions, CURSOR_NAME, self._batch_size, self._rows_for)
 
     def cursor(self) -> int | None:
         """The last audit seq handled; None before the first run."""
         with self._sessions() as session:
             return session.scalar(select(AuditCursor.seq).where(AuditCursor.name == CURSOR_NAME))
-
-    def _pump(self, session: Session) -> tuple[int, int]:
-        claimed = claim_after_cursor(session, CURSOR_NAME, self._batch_size)
-        if claimed is None:
-            log.info("notifications start at the audit chain's head")
-            return 0, 0
-        rows = self._rows_for(session, claimed.entries) if claimed.entries else []
-        session.add_all(rows)
-        claimed.advance()
-        return len(rows), len(claimed.entries)
 
     def _rows_for(self, session: Session, entries: Sequence[CaseTransition]) -> list[Notification]:
         wanted = [entry for entry in entries if _concerns_departments(entry.action)]

@@ -21,13 +21,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, Now
 from dispatch.residents.codes import tracking_path
 from dispatch.web.i18n import translator
-from storage.audit import claim_after_cursor
+from storage.audit import pump_all
 from storage.database import SessionFactory
 from storage.tables import (
     Case,
@@ -81,25 +80,7 @@ class ResidentStatusPump:
     def pump_all(self) -> int:
         """Pump batch after batch until the log is drained; returns the rows written. The first
         run only places the cursor at the chain's head: history is not sent."""
-        total = 0
-        while True:
-            try:
-                with self._sessions.begin() as session:
-                    written, read = self._pump(session)
-            except IntegrityError:  # another process placed the cursor first
-                return total
-            total += written
-            if read < self._batch_size:
-                return total
-
-    def _pump(self, session: Session) -> tuple[int, int]:
-        claimed = claim_after_cursor(session, CURSOR_NAME, self._batch_size)
-        if claimed is None:
-            return 0, 0
-        rows = self._rows_for(session, claimed.entries) if claimed.entries else []
-        session.add_all(rows)
-        claimed.advance()
-        return len(rows), len(claimed.entries)
+        return pump_all(self._sessions, CURSOR_NAME, self._batch_size, self._rows_for)
 
     def _rows_for(self, session: Session, entries: Sequence[CaseTransition]) -> list[Notification]:
         wanted = [entry for entry in entries if _state_of(entry) is not None]

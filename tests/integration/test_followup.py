@@ -506,10 +506,12 @@ def test_unsatisfied_with_a_household_matter_offers_mediation_not_a_reopen(site:
 def test_the_server_wires_the_status_pump_only_when_a_gateway_is_named(site: Site) -> None:
     from civicwatch.config import ServerSettings
     from civicwatch.server import _resident_status
+    from dispatch.warning_stage import OWNER_DEPARTMENT
 
     named = ServerSettings.model_validate({"residents": {"status_webhook_url": "http://gw/sms"}})
     pump, deliveries = _resident_status(site.sessions, named)
     assert isinstance(pump, ResidentStatusPump)
     assert deliveries is not None
-    assert set(deliveries) == {RESIDENT_DEPARTMENT}
+    # the warning stage's messages to a car's owner go out through the same gateway
+    assert set(deliveries) == {RESIDENT_DEPARTMENT, OWNER_DEPARTMENT}
     assert _resident_status(site.sessions, ServerSettings()) == (None, None)
