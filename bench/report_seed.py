@@ -157,6 +157,8 @@ def seed_month(
                     "updated_at": closed if done else accepted,
                     "location": zone.location,
                     "plate_text": rng.choice(_PLATES) if kind != "illegal_structure" else None,
+                    # a decided reading: the report's repeat plates count only those
+                    "plate_confidence": 0.95 if kind != "illegal_structure" else None,
                     "acknowledged_at": accepted,
                     "resolved_at": resolved if done else None,
                     "closed_at": closed if done else None,

@@ -57,6 +57,7 @@ def seed_may(site: LiveSite) -> None:
                 "resolved_at": created + timedelta(hours=1) if n % 3 else None,
                 "closed_at": created + timedelta(hours=1, minutes=20) if n % 3 else None,
                 "plate_text": f"浙A{n % 7:05d}",
+                "plate_confidence": 0.95,  # read at or above the floor: a repeat plate counts
                 "overdue": False,
                 "chain_broken": False,
                 "escalation_level": 0,
