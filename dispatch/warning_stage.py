@@ -13,7 +13,6 @@ through the residents' SMS or messaging gateway, by the notification outbox.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from contracts.announce import announcement_texts
 from contracts.exemptions import MAX_PLATES, Rule, WarningChannel, WarningStageRule
-from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus
+from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, post_json
 from storage.audit import pump_all
 from storage.database import SessionFactory
 from storage.tables import (
@@ -190,17 +189,4 @@ class OwnerGateway:
         body = {
             key: payload.get(key) for key in ("plate", "grace_until", "message_zh", "message_en")
         } | {"phone": phone}
-        try:
-            response = http.post(
-                target,
-                content=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
-                headers={
-                    "Content-Type": "application/json; charset=utf-8",
-                    "User-Agent": "civicwatch-owners/1",
-                    "X-Civicwatch-Event": OWNER_EVENT,
-                },
-            )
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        if not response.is_success:
-            raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+        post_json(http, target, body, "civicwatch-owners/1", OWNER_EVENT)

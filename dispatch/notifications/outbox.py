@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
+
+import httpx
 
 # What the parts ask for the current time (tests pass a fixed one).
 Now = Callable[[], datetime]
@@ -23,3 +27,24 @@ class DeliveryStatus(StrEnum):
 
 class DeliveryError(Exception):
     """A delivery that did not happen; the text goes into ``last_error``."""
+
+
+def post_json(
+    http: httpx.Client, target: str, body: dict[str, Any], user_agent: str, event: str
+) -> None:
+    """POST ``body`` as UTF-8 JSON to a messaging gateway; any failure is a DeliveryError
+    (the sender retries the row)."""
+    try:
+        response = http.post(
+            target,
+            content=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": user_agent,
+                "X-Civicwatch-Event": event,
+            },
+        )
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+    if not response.is_success:
+        raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")

@@ -13,7 +13,6 @@ number when it sends, so the outbox, its API and its logs never hold it; the gat
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,7 +22,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, Now
+from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, Now, post_json
 from dispatch.residents.codes import tracking_path
 from dispatch.web.i18n import translator
 from storage.audit import pump_all
@@ -180,17 +179,4 @@ class ResidentGateway:
             key: payload.get(key)
             for key in ("tracking_code", "state", "message_zh", "message_en", "tracking_url")
         } | {"phone": phone}
-        try:
-            response = http.post(
-                target,
-                content=json.dumps(body, ensure_ascii=False, sort_keys=True).encode(),
-                headers={
-                    "Content-Type": "application/json; charset=utf-8",
-                    "User-Agent": "civicwatch-residents/1",
-                    "X-Civicwatch-Event": STATUS_EVENT,
-                },
-            )
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        if not response.is_success:
-            raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+        post_json(http, target, body, "civicwatch-residents/1", STATUS_EVENT)
