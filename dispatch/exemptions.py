@@ -213,7 +213,7 @@ class ExemptionService:
                 issued_by=actor,
             )
             session.add(row)
-            self._audit(session, now, actor, "issued", rule.id, rule.reason, _summary(rule))
+            append_audit(session, now, actor, "issued", rule.id, rule.reason, _summary(rule))
             documents = self._bump(session, rule.site_id, now)
             result = public(row)
         self._announce(documents)
@@ -229,7 +229,7 @@ class ExemptionService:
                 raise ExemptionError("conflict", f"rule {rule_id} is already revoked")
             row.revoked_at = now
             row.revoked_by = actor
-            self._audit(session, now, actor, "revoked", rule_id, reason, {"type": row.type})
+            append_audit(session, now, actor, "revoked", rule_id, reason, {"type": row.type})
             documents = self._bump(session, row.site_id, now)
             result = public(row)
         self._announce(documents)
@@ -386,18 +386,6 @@ class ExemptionService:
             raise ExemptionError(
                 "not_found", f"zone {zone_id} not found on site {site_id}", {"what": zone_id}
             )
-
-    def _audit(
-        self,
-        session: Session,
-        at: datetime,
-        actor: str,
-        action: str,
-        rule_id: str,
-        reason: str,
-        detail: dict[str, Any],
-    ) -> None:
-        append_audit(session, at, actor, action, rule_id, reason, detail)
 
 
 def append_audit(
