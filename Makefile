@@ -63,7 +63,7 @@ broker:
 	fi
 
 test: deps services venv broker
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=30
 	@$(MAKE) --no-print-directory lint
 
 lint: venv
