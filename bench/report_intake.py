@@ -9,9 +9,13 @@ at a steady open-loop rate: report i is due at start + i/rate whether or not ear
 answered, and its latency counts from then. Each report is a blocked fire lane (department
 tier: fire and rescue) at its own building, so it opens its own case, with 0-3 real photos
 (../shared/data/images, re-encoded as JPEGs of about 100-300 KB). "In the queue" is when the
-fire department's worker first finds the case dispatched with GET /api/v1/cases/<id> (the case
-behind the tracking code, polled every 50 ms after the form's answer), so the time includes
-that request.
+fire department's worker first sees the case dispatched on the console's live feed: one
+``GET /api/v1/feed`` stream held open as the fire worker (department-scoped), as the worker's
+open console holds it. ``--queue-view poll`` measures it the earlier way instead: the worker
+asks ``GET /api/v1/cases/<id>`` for each report every 50 ms after the form's answer. That is
+up to 20 requests a second per open report, more server work than the reports themselves, and
+it grows when a backlog forms, so it feeds the backlog it measures; a worker's console does not
+poll per case.
 
 The first-load bytes are the /report page in Chromium (Debian's /usr/bin/chromium, Playwright)
 at a phone's size, every response body the browser received (HTML, CSS, JS, images, the
@@ -25,6 +29,7 @@ writer).
 
     .venv/bin/python -m bench.report_intake [--rate 20] [--seconds 60]
         [--backends sqlite postgresql] [--camera-rate 100] [--layouts server roles]
+        [--queue-view feed|poll] [--baseline REV]
 
 Progress goes to stderr on a terminal; the last stdout line is a JSON summary.
 """
@@ -83,6 +88,8 @@ LAYOUTS = ("server", "roles")
 API_WORKERS = 2
 KIND = ViolationKind.FIRE_LANE_BLOCKING
 POLL_SECONDS = 0.05
+QUEUE_VIEWS = ("feed", "poll")
+DISPATCHED = "dispatched"
 QUEUE_TIMEOUT = 60.0
 WARMUP_SECONDS = 3.0
 
@@ -283,9 +290,10 @@ def first_load_bytes(base: str) -> dict[str, Any]:
 class Sample:
     due: float
     answered_ms: float  # the form's 303
-    queued_ms: float | None  # first seen dispatched in the worker's list; None: never
+    queued_ms: float | None  # first seen dispatched by the fire worker; None: never
     photos: int
     status: int
+    tracking_code: str = ""
 
 
 @dataclass
@@ -303,10 +311,70 @@ def case_of(engine: Engine, tracking_code: str) -> int | None:
         )
 
 
+def cases_of(engine: Engine, tracking_codes: Sequence[str]) -> dict[str, int]:
+    """Tracking code -> case id, in one query after the load (none during it)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(ResidentReport.tracking_code, ResidentReport.case_id).where(
+                ResidentReport.tracking_code.in_(list(tracking_codes))
+            )
+        ).all()
+    return {code: case_id for code, case_id in rows if case_id is not None}
+
+
+@dataclass
+class FeedWatch:
+    """When the fire worker's live feed first showed each case dispatched (perf_counter)."""
+
+    dispatched_at: dict[int, float] = field(default_factory=dict)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    reconnects: int = 0
+    resets: int = 0
+
+
+async def watch_worker_feed(served: Served, watch: FeedWatch) -> None:
+    """Hold GET /api/v1/feed open as the fire worker, as the worker's console does; reconnect
+    from the last seq (Last-Event-ID) when the server ends the stream, as EventSource does.
+    Runs until cancelled."""
+    headers = {"Authorization": f"Bearer {WORKER_TOKEN}", "Accept": "text/event-stream"}
+    last_seq: str | None = None
+    timeout = httpx.Timeout(10, read=None)
+    async with httpx.AsyncClient(base_url=served.base, timeout=timeout) as client:
+        while True:
+            resume = {"Last-Event-ID": last_seq} if last_seq is not None else {}
+            try:
+                async with client.stream(
+                    "GET", "/api/v1/feed", headers={**headers, **resume}
+                ) as response:
+                    response.raise_for_status()
+                    async for line in response.aiter_lines():
+                        watch.opened.set()  # the first line comes once the hub has subscribed
+                        if line.startswith("id:"):
+                            last_seq = line[3:].strip()
+                        elif line.startswith("event: reset"):
+                            watch.resets += 1
+                        elif line.startswith("data:"):
+                            seen = time.perf_counter()
+                            data = json.loads(line[5:])
+                            case_id = data.get("case_id")
+                            if data.get("to_state") == DISPATCHED and case_id is not None:
+                                watch.dispatched_at.setdefault(int(case_id), seen)
+            except httpx.HTTPError:
+                pass
+            watch.reconnects += 1
+            await asyncio.sleep(0.2)
+
+
 async def drive_reports(
-    served: Served, rate: float, seconds: float, photos: list[bytes], seed: int
-) -> tuple[list[Sample], float]:
+    served: Served,
+    rate: float,
+    seconds: float,
+    photos: list[bytes],
+    seed: int,
+    queue_view: str = "feed",
+) -> tuple[list[Sample], float, FeedWatch]:
     rng = random.Random(seed)
+    watch = FeedWatch()
     total = int(rate * (seconds + WARMUP_SECONDS))
     samples: list[Sample] = []
     progress = Progress(f"reports {rate:.0f}/s", total)
@@ -344,6 +412,9 @@ async def drive_reports(
                 samples.append(Sample(due, answered, None, len(attached), status))
                 return
             code = response.headers["location"].rsplit("/", 1)[1]
+            if queue_view == "feed":  # the worker's feed tells when it is queued
+                samples.append(Sample(due, answered, None, len(attached), status, code))
+                return
             # The case behind the code, by its unique index (once); then the worker's own view of
             # that case, by id. A text search (q=) per poll would load the server more than the
             # reports do.
@@ -361,6 +432,10 @@ async def drive_reports(
                 await asyncio.sleep(POLL_SECONDS)
             samples.append(Sample(due, answered, queued, len(attached), status))
 
+        watcher = None
+        if queue_view == "feed":
+            watcher = asyncio.create_task(watch_worker_feed(served, watch))
+            await asyncio.wait_for(watch.opened.wait(), 30)
         start = time.perf_counter() + 0.1
         tasks = []
         for index in range(total):
@@ -374,11 +449,32 @@ async def drive_reports(
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
         progress.finish()
+        if watcher is not None:
+            await _settle_from_feed(engine, samples, watch, start + total / rate + QUEUE_TIMEOUT)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     engine.dispose()
     warm = start + WARMUP_SECONDS
     measured = [sample for sample in samples if sample.due >= warm]
     accepted = sum(1 for sample in measured if sample.status == 303)
-    return measured, accepted / max(elapsed - WARMUP_SECONDS, 1e-9)  # accepted reports a second
+    return measured, accepted / max(elapsed - WARMUP_SECONDS, 1e-9), watch  # accepted a second
+
+
+async def _settle_from_feed(
+    engine: Engine, samples: list[Sample], watch: FeedWatch, deadline: float
+) -> None:
+    """Wait (to ``deadline``) until the feed has shown every accepted report's case dispatched,
+    then give each sample its time in the queue."""
+    accepted = [sample for sample in samples if sample.tracking_code]
+    case_ids = await asyncio.to_thread(cases_of, engine, [s.tracking_code for s in accepted])
+    wanted = set(case_ids.values())
+    while not wanted <= watch.dispatched_at.keys() and time.perf_counter() < deadline:
+        await asyncio.sleep(0.1)
+    for sample in accepted:
+        seen = watch.dispatched_at.get(case_ids.get(sample.tracking_code, -1))
+        if seen is not None:
+            sample.queued_ms = (seen - sample.due) * 1000
 
 
 def cameras_beside(served: Served, seconds: float, rate: float, seed: int) -> Camera:
@@ -428,8 +524,8 @@ def run(
             page = first_load_bytes(served.base) if not args.no_page else None
             loads = [os.getloadavg()[0]]
             camera = cameras_beside(served, args.seconds + WARMUP_SECONDS + 5, args.camera_rate, 7)
-            samples, achieved = asyncio.run(
-                drive_reports(served, args.rate, args.seconds, photos, args.seed)
+            samples, achieved, watch = asyncio.run(
+                drive_reports(served, args.rate, args.seconds, photos, args.seed, args.queue_view)
             )
             loads.append(os.getloadavg()[0])
             if camera.thread is not None:
@@ -450,6 +546,8 @@ def run(
                 "backend": backend,
                 "layout": layout,
                 "code": code[0],
+                "queue_view": args.queue_view,
+                "feed": {"reconnects": watch.reconnects, "resets": watch.resets},
                 "offered_rate": args.rate,
                 "achieved_rate": round(achieved, 1),
                 "reports": len(samples),
@@ -492,6 +590,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline",
         default="",
         help="a git revision whose server (layout server) runs first, in the same run",
+    )
+    parser.add_argument(
+        "--queue-view",
+        choices=QUEUE_VIEWS,
+        default="feed",
+        help="feed: the fire worker's live feed shows the case dispatched (default); "
+        "poll: the worker asks for each report's case every 50 ms",
     )
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--no-page", action="store_true", help="skip the first-load bytes")
@@ -538,7 +643,8 @@ def _show(summary: dict[str, Any]) -> None:
     print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)  # kept if a later one fails
     queue = summary["submitted_to_queue_ms"]
     print(
-        f"{summary['backend']} ({summary['layout']}, {summary['code']}): "
+        f"{summary['backend']} ({summary['layout']}, {summary['code']}, "
+        f"{summary['queue_view']}): "
         f"{summary['achieved_rate']}/s offered {summary['reports']}, "
         f"{summary['refused_or_failed']} failed, {summary['never_queued']} never queued, "
         f"{summary['queued_within_target_share']:.1%} queued within {TARGET_P99_MS} ms, "
