@@ -15,7 +15,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -53,7 +53,12 @@ from dispatch.routing import Router
 from dispatch.sla import SlaSweep
 from dispatch.training_data import CATCH_UP_SECONDS, TrainingDataExporter
 from dispatch.verification import CameraVerifier, Publish
-from dispatch.warning_stage import OWNER_DEPARTMENT, OwnerGateway, OwnerWarningPump
+from dispatch.warning_stage import (
+    OWNER_DEPARTMENT,
+    OwnerGateway,
+    OwnerWarningPump,
+    WarningTimeouts,
+)
 from dispatch.workflow import Workflow
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
@@ -305,6 +310,11 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
             resident_status,
             exemptions.service.publish_all if exemptions is not None else None,
             _owner_warnings(database.session_factory, settings),
+            WarningTimeouts(
+                database.session_factory,
+                timedelta(minutes=settings.exemptions.warning_silence_margin_minutes),
+                metrics.registry,
+            ),
         )
     if Role.API in roles:
         app = _app(config, database, metrics, workflow, consumers, router, exemptions)
@@ -547,6 +557,7 @@ def _scheduler(
     resident_status: ResidentStatusPump | None = None,
     publish_rules: Callable[[], object] | None = None,
     owner_warnings: OwnerWarningPump | None = None,
+    warning_timeouts: WarningTimeouts | None = None,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -577,6 +588,14 @@ def _scheduler(
         jobs.append((resident_status.pump_all, "resident-status", poll_seconds))
     if owner_warnings is not None:  # the warning stage's messages to registered owners
         jobs.append((owner_warnings.pump_all, "owner-warnings", poll_seconds))
+    if warning_timeouts is not None:  # warned items whose gateway never reported back
+        jobs.append(
+            (
+                lambda: warning_timeouts.run(utcnow()),
+                "warning-timeouts",
+                settings.api.sla_sweep_seconds or settings.sla.sweep_seconds,
+            )
+        )
     # Every gateway's signed rule document, by the leader only (not once per API worker): at
     # start, on winning the leadership, and daily, which also restores a retained message a
     # broker lost.

@@ -30,3 +30,13 @@ class ExemptionSettings(BaseModel):
             "is the calibrated floor (docs/benchmarks.md, plates in whole scenes)"
         ),
     )
+    warning_silence_margin_minutes: float = Field(
+        default=10.0,
+        gt=0,
+        le=1440,
+        description=(
+            "a warned item whose gateway said neither complied nor opened by its grace's end "
+            "plus this margin goes to the dispatchers' queue (state new): the sweep leader "
+            "checks each sweep interval; the margin covers a gateway's reconnect and outbox"
+        ),
+    )

@@ -9,6 +9,9 @@ leader's daily republish, a server start); between builds each gateway keeps its
 
 The ``owner`` channel: ``OwnerWarningPump`` and ``OwnerGateway`` message a registered owner
 through the residents' SMS or messaging gateway, by the notification outbox.
+
+``WarningTimeouts``: a warned item whose gateway never reported back (no ``complied``, no
+``opened``) goes to the dispatchers' queue once its grace and a margin have passed.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.announce import announcement_texts
 from contracts.exemptions import MAX_PLATES, Rule, WarningChannel, WarningStageRule
 from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, post_json
-from storage.audit import pump_all
+from storage.audit import chain_entries, pump_all
 from storage.database import SessionFactory
 from storage.tables import (
     Case,
@@ -38,6 +43,10 @@ from storage.tables import (
 
 WARN_ACTION = "warn"
 """The audit action ingest writes when an item enters the warning stage."""
+SILENCE_ACTION = "warning_timeout"
+"""The audit action of a warned item handed to the dispatchers: its gateway never reported."""
+SILENCE_WHY = "warning_gateway_silent"
+SILENCE_ACTOR = "sla-sweep"  # the sweep leader's job: the console names it "deadline monitor"
 
 
 def repeat_offenders(
@@ -190,3 +199,103 @@ class OwnerGateway:
             key: payload.get(key) for key in ("plate", "grace_until", "message_zh", "message_en")
         } | {"phone": phone}
         post_json(http, target, body, "civicwatch-owners/1", OWNER_EVENT)
+
+
+class WarningTimeouts:
+    """Warned items whose gateway never reported back go to the dispatchers' queue.
+
+    A gateway that dies, or loses its outbox, during a warning's grace never sends
+    ``complied`` or ``opened``: the item would stay ``warned`` forever. Once ``grace_until`` +
+    ``margin`` has passed, :meth:`run` moves it to ``new`` (registered, no department): there
+    is no "after" frame, so nobody knows whether the car stayed, and enforcing on the warning
+    alone would break 先提醒后执法. A dispatcher looks (camera, patrol) and dispatches or closes.
+    Each move is one audit entry (``warning_timeout``, why ``warning_gateway_silent``) and one
+    count of ``civicwatch_warning_timeouts_total``. Run by the sweep leader only (the
+    scheduler's guard); the conditional UPDATE makes a second run, or a second server, a no-op.
+    """
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        margin: timedelta,
+        registry: CollectorRegistry,
+        batch_size: int = 200,
+    ) -> None:
+        if margin <= timedelta(0):
+            raise ValueError("the margin after the grace must be positive")
+        self._sessions = session_factory
+        self._margin = margin
+        self._batch_size = batch_size
+        self.timeouts = PromCounter(
+            "civicwatch_warning_timeouts",
+            "Warned items sent to the dispatchers because their gateway never reported back",
+            registry=registry,
+        )
+
+    def run(self, now: datetime | None = None) -> int:
+        """Hand every silent warned item to the dispatchers; returns how many were moved."""
+        now = now or utcnow()
+        moved = 0
+        after_id = 0
+        while True:
+            with self._sessions.begin() as session:
+                rows = session.execute(
+                    select(Case.id, CaseTransition.detail)
+                    .join(CaseTransition, CaseTransition.case_id == Case.id)
+                    .where(Case.state == CaseState.WARNED.value, Case.id > after_id)
+                    .where(CaseTransition.action == WARN_ACTION)
+                    .order_by(Case.id)
+                    .limit(self._batch_size)
+                ).all()
+                entries = []
+                for case_id, detail in rows:
+                    facts = _silent_facts(detail or {}, now, self._margin)
+                    if facts is None:
+                        continue
+                    # Only a case still warned moves: ingest (a late report) or another run won.
+                    result = session.execute(
+                        update(Case)
+                        .where(Case.id == case_id, Case.state == CaseState.WARNED.value)
+                        .values(state=CaseState.NEW.value)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if getattr(result, "rowcount", 0) == 1:
+                        entries.append(_silence_entry(case_id, facts, now))
+                session.add_all(CaseTransition(**row) for row in chain_entries(session, entries))
+            moved += len(entries)
+            self.timeouts.inc(len(entries))
+            if len(rows) < self._batch_size:
+                break
+            after_id = rows[-1][0]
+        return moved
+
+
+def _silent_facts(
+    detail: dict[str, Any], now: datetime, margin: timedelta
+) -> dict[str, Any] | None:
+    """The warning's facts when its grace + ``margin`` has passed at ``now``; else None."""
+    text = detail.get("grace_until")
+    if not isinstance(text, str):
+        return None  # not a warning this stage wrote: leave it to a person
+    grace_until = datetime.fromisoformat(text)
+    if now < grace_until + margin:
+        return None
+    facts = {key: detail[key] for key in ("rule_id", "warned_at") if key in detail}
+    return facts | {
+        "why": SILENCE_WHY,
+        "grace_until": text,
+        "margin_minutes": margin.total_seconds() / 60,
+    }
+
+
+def _silence_entry(case_id: int, facts: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "action": SILENCE_ACTION,
+        "from_state": CaseState.WARNED.value,
+        "to_state": CaseState.NEW.value,
+        "actor": SILENCE_ACTOR,
+        "reason": "gateway never reported back after the warning",
+        "at": at,
+        "detail": facts,
+    }
