@@ -672,6 +672,7 @@ def _app(
             residents=settings.residents,
             qr_secret=_qr_secret(settings),
             exemptions=exemptions.service if exemptions is not None else None,
+            plate_confidence_floor=settings.exemptions.plate_confidence_floor,
         )
     )
 

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.orm.interfaces import ORMOption
 
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
@@ -65,6 +66,9 @@ class ApiContext:
     qr_secret: bytes | None = field(default=None, repr=False)
     # Exemption rules and permits (dispatch/exemptions.py); None: no signing key, routes refuse.
     exemptions: ExemptionService | None = None
+    # server.exemptions.plate_confidence_floor: the reports' repeat plates rest on no weaker
+    # reading (the same floor as the rule documents, ingest and the report command).
+    plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR
 
 
 Principal = Actor

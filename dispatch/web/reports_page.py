@@ -113,7 +113,10 @@ def generate_report(
         )
         context = get_context(request)
         service = ReportService(
-            context.session_factory, context.registry, evidence_store=context.evidence_store
+            context.session_factory,
+            context.registry,
+            evidence_store=context.evidence_store,
+            plate_confidence_floor=context.plate_confidence_floor,  # the configured, not default
         )
         generated = service.generate(request_, principal.name)
     except ReportError as exc:
