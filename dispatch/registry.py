@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -250,17 +250,24 @@ _PYDANTIC_CODES = {
 }
 
 
+def refusal_code(column: str, problem: Mapping[str, Any]) -> str:
+    """The registry's code (``bad_plate``, ``bad_phone``, ``formula`` ...) for one pydantic
+    problem with ``column``: the CSV row report's and the single edits' refusal counts."""
+    code = _PYDANTIC_CODES.get(str(problem.get("type")), "invalid_value")
+    if column == "phone" and problem.get("type") == "value_error":
+        code = "bad_phone"
+    elif problem.get("type") == "value_error":
+        code = "formula" if "formula" in str(problem.get("msg")) else "invalid_value"
+    if column == "phone" and code == "missing_value":
+        code = "bad_phone"
+    return code
+
+
 def _row_error(row: int, exc: ValidationError, cells: dict[str, str]) -> list[RowError]:
     found = []
     for problem in exc.errors():
         column = str(problem["loc"][0]) if problem["loc"] else ""
-        code = _PYDANTIC_CODES.get(problem["type"], "invalid_value")
-        if column == "phone" and problem["type"] == "value_error":
-            code = "bad_phone"
-        elif problem["type"] == "value_error":
-            code = "formula" if "formula" in str(problem["msg"]) else "invalid_value"
-        if column == "phone" and code == "missing_value":
-            code = "bad_phone"
+        code = refusal_code(column, problem)
         found.append(RowError(row, column, code, csv_safe(cells.get(column, ""))[:40]))
     return found
 

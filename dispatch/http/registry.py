@@ -6,16 +6,21 @@ refused (403). A CSV import is all-or-nothing: 200 with what was stored, or 422
 ``csv_rows_invalid`` with ``errors`` (row, column, code, a message in both languages, the cell
 made safe to show) and nothing stored; a file that cannot be an import (too large, too many rows,
 not UTF-8, empty, a wrong header) is refused by its own code. Every refusal of an import is
-counted (``civicwatch_registry_import_refused_total{reason}``).
+counted (``civicwatch_registry_import_refused_total{reason}``), and so is every refused single
+change (add, edit, delete), by the same counter with the entry's code as the reason
+(``bad_plate``, ``bad_phone``, ``formula``, ``forbidden``, ``plate_registered`` ...).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from pydantic import BaseModel
 
@@ -34,11 +39,47 @@ from dispatch.registry import (
     may_edit,
     may_read,
     parse_csv,
+    refusal_code,
     view,
 )
 from dispatch.web.i18n import translator
 
-router = APIRouter(prefix=API_PREFIX, tags=["registry"])
+VEHICLES_PATH = f"{API_PREFIX}/registry/vehicles"
+
+
+class _CountsRefusedChanges(APIRoute):
+    """A single change (POST, PUT, DELETE of an entry) refused, before its handler ran (a bad
+    plate, phone or formula cell in the body) or by it (a forbidden role, an unknown entry, a
+    plate registered twice), counted with its code like a refused import."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        if not self.path.startswith(VEHICLES_PATH) or (self.methods or set()) <= {"GET", "HEAD"}:
+            return handle
+
+        async def counted(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                count_edit_refusal(request, _validation_code(exc))
+                raise  # answered as before, by the app's handler
+            except ApiError as exc:
+                count_edit_refusal(request, exc.code)
+                raise
+
+        return counted
+
+
+def _validation_code(exc: RequestValidationError) -> str:
+    """The first problem's registry code (the body's field, as the CSV report names it)."""
+    for problem in exc.errors():
+        loc = [str(part) for part in problem.get("loc", ())]
+        if loc[:1] == ["body"]:
+            return refusal_code(loc[1] if len(loc) > 1 else "", problem)
+    return "invalid_value"  # a bad path or query: not the entry's fault, still refused
+
+
+router = APIRouter(prefix=API_PREFIX, tags=["registry"], route_class=_CountsRefusedChanges)
 
 VehicleIdPath = Annotated[str, Path(pattern=r"^vehicle-[0-9a-f]{1,40}$")]
 SiteQuery = Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
@@ -80,12 +121,16 @@ def refusals_counter(request: Request) -> Counter:
     if counter is None:
         counter = Counter(
             "civicwatch_registry_import_refused",
-            "vehicle registry CSV imports refused, by reason",
+            "vehicle registry changes refused (CSV imports and single edits), by reason",
             ["reason"],
             registry=request.app.state.api.metrics_registry,
         )
         request.app.state.registry_import_refused = counter
     return counter
+
+
+def count_edit_refusal(request: Request, reason: str) -> None:
+    refusals_counter(request).labels(reason=reason).inc()
 
 
 @router.get("/registry/vehicles", responses=_REFUSALS)
