@@ -34,7 +34,9 @@ Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 def _decode_base64(value: object) -> object:
     if isinstance(value, str):
         try:
-            return base64.b64decode(value, validate=True)
+            # Strict mode checks the alphabet and the padding in the same C pass that decodes,
+            # where b64decode(validate=True) ran a regex over the text first (a fifth of it).
+            return binascii.a2b_base64(value, strict_mode=True)
         except binascii.Error as exc:
             raise ValueError(f"not valid base64: {exc}") from exc
     return value

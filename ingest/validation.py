@@ -103,7 +103,10 @@ def parse_violation(
 
 def check_nesting(payload: bytes) -> None:
     """Refuse JSON nested deeper than MAX_JSON_DEPTH, from a scan of the bytes (no parsing)."""
-    unescaped = payload.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Escapes matter only where a backslash is: a memchr says whether there is one, and a
+    # real event has none (base64 holds none), so the two replace passes over its 0.5 MB, a
+    # third of the parse, are skipped; a payload with a backslash takes them as before.
+    unescaped = payload.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in payload else payload
     structure = unescaped.translate(None, _NOT_STRUCTURE)
     quotes = structure.count(b'"')
     if len(structure) - quotes > 2 * MAX_JSON_CONTAINERS or quotes > 2 * MAX_JSON_STRINGS:
