@@ -304,8 +304,15 @@ def _lock_incident_keys(batch: Batch, firsts: Iterable[Placed]) -> None:
         if item.zone.location is not None:
             keys.add(_lock_key(f"location|{item.event.site_id}|{item.zone.location}"))
         keys.add(_lock_key(f"spot|{item.event.camera_id}|{item.event.zone_id}"))
-    for key in sorted(keys):
-        batch.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    if not keys:
+        return
+    # One round trip for all the batch's keys: a statement per key was a third of the writer's
+    # time on small events. unnest yields the array in its order, so the locks are still taken
+    # in sorted order.
+    batch.session.execute(
+        text("SELECT count(pg_advisory_xact_lock(key)) FROM unnest(CAST(:keys AS bigint[])) key"),
+        {"keys": sorted(keys)},
+    )
 
 
 def _open_incidents(batch: Batch, firsts: list[Placed], loaded: dict[int, CaseRow]) -> Candidates:
