@@ -91,7 +91,32 @@ def headline(figures: ReportFigures) -> dict[str, Any]:
         "repeat_plates": len(figures.plates),
         "false_alarms_closed": sum(f.false_alarm + f.not_a_violation for f in figures.false_alarms),
         "top_hot_spot": figures.hot_spots[0].label if figures.hot_spots else None,
+        "warnings_issued": figures.warnings.issued,
+        "warnings_complied": figures.warnings.complied,
+        "warnings_escalated": figures.warnings.escalated,
+        "warnings_gateway_silent": figures.warnings.gateway_silent,
     }
+
+
+def warning_rows(figures: ReportFigures, t: Translator) -> list[list[str]]:
+    """The warning stage's table (page and PDF): a header and one row of counts."""
+    w = figures.warnings
+    return [
+        [
+            t("report.warnings_issued"),
+            t("report.warnings_complied"),
+            t("report.warnings_escalated"),
+            t("report.warnings_gateway_silent"),
+            t("report.warnings_complied_share"),
+        ],
+        [
+            str(w.issued),
+            str(w.complied),
+            str(w.escalated),
+            str(w.gateway_silent),
+            pct(w.complied_share),
+        ],
+    ]
 
 
 @cache
@@ -128,6 +153,7 @@ def render_html(
             pct=pct,
             change=change,
             minutes=minutes,
+            warning_rows=warning_rows(figures, t),
         )
     )
 
@@ -272,6 +298,8 @@ def render_pdf(
             [[t("report.camera"), t("close_reason.false_alarm"), t("close_reason.not_a_violation")]]
             + [[a.camera_id, str(a.false_alarm), str(a.not_a_violation)] for a in f.false_alarms]
         ),
+        Paragraph(t("report.section_warnings"), heading),
+        table(warning_rows(f, t)),
     ]
     return _build(story, title(f, t))
 

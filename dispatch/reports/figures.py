@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
+from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR, WARNED_COMPLIED
 from contracts.sites import PlanPosition, SiteConfig, SiteRegistry
 from contracts.status import CameraHealth
 from dispatch.places import place_of
@@ -134,6 +134,23 @@ class CameraFalseAlarms:
 
 
 @dataclass(frozen=True)
+class WarningFigures:
+    """The warning stage (先提醒后执法) in the period, by when each step happened: warnings
+    issued, items closed as "warned, complied", items still there after the grace and sent to
+    their department, and items whose gateway never reported back (to the dispatchers)."""
+
+    issued: int = 0
+    complied: int = 0
+    escalated: int = 0
+    gateway_silent: int = 0
+
+    @property
+    def complied_share(self) -> float | None:
+        """Of the warnings settled (complied or escalated) in the period, the share complied."""
+        return _share(self.complied, self.complied + self.escalated)
+
+
+@dataclass(frozen=True)
 class ReportFigures:
     place: Place
     window: Window
@@ -150,6 +167,7 @@ class ReportFigures:
     uptime: tuple[CameraUptime, ...]
     false_alarms: tuple[CameraFalseAlarms, ...]
     sites: tuple[str, ...] = field(default=())
+    warnings: WarningFigures = field(default_factory=WarningFigures)
 
     @property
     def total_change_pct(self) -> float | None:
@@ -260,6 +278,7 @@ def count_figures(
         uptime=_uptime(session, place, window),
         false_alarms=_false_alarms(session, sites, window),
         sites=sites,
+        warnings=_warnings(session, sites, window),
     )
 
 
@@ -486,6 +505,38 @@ def _false_alarms(
         for camera_id, counts in by_camera.items()
     ]
     return tuple(sorted(rows, key=lambda r: (-(r.false_alarm + r.not_a_violation), r.camera_id)))
+
+
+# The audit actions of the warning stage (ingest.writer: warn, close, dispatch from warned;
+# dispatch.warning_stage: warning_timeout). Named here: the reports read the chain, not ingest.
+_WARN, _SILENT = "warn", "warning_timeout"
+
+
+def _warnings(session: Session, sites: Sequence[str], window: Window) -> WarningFigures:
+    """Counted on the audit chain by when each step happened in the window (not when the item
+    was created): a warning issued on the last evening and settled the next morning counts as
+    issued in one period and settled in the next."""
+    found = session.execute(
+        select(CaseTransition.action, CaseTransition.detail)
+        .join(Case, CaseTransition.case_id == Case.id)
+        .where(Case.site_id.in_(sites))
+        .where(CaseTransition.at >= window.start, CaseTransition.at < window.end)
+        .where(
+            (CaseTransition.action.in_((_WARN, _SILENT)))
+            | (CaseTransition.from_state == CaseState.WARNED.value)
+        )
+    )
+    issued = complied = escalated = silent = 0
+    for action, detail in found:
+        if action == _WARN:
+            issued += 1
+        elif action == _SILENT:
+            silent += 1
+        elif action == Action.CLOSE.value and (detail or {}).get("close_reason") == WARNED_COMPLIED:
+            complied += 1
+        elif action == Action.DISPATCH.value:
+            escalated += 1
+    return WarningFigures(issued, complied, escalated, silent)
 
 
 def _share(part: float, whole: float) -> float | None:
