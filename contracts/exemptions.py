@@ -46,7 +46,15 @@ from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    model_validator,
+)
 
 from contracts.events import PLATE_PATTERN, Identifier, PlateReading
 from contracts.kinds import ZoneKind
@@ -224,10 +232,10 @@ Rule = Annotated[
 ]
 
 
-class RuleDocument(_Model):
-    """One gateway's rules; the server signs it (contracts.rule_signing) and bumps ``version``."""
+class _DocumentFields(_Model):
+    """What every version of a gateway's document carries."""
 
-    schema_version: Literal[1] = EXEMPTIONS_SCHEMA_VERSION
+    schema_version: int
     site_id: Identifier
     gateway_id: Identifier
     version: int = Field(ge=1, le=2**63 - 1)
@@ -240,6 +248,14 @@ class RuleDocument(_Model):
         description="plates the server counted K warnings in D days: they skip the warning",
     )
 
+
+class RuleDocument(_DocumentFields):
+    """One gateway's rules, whole: what the gateway decides by. Schema 1 on the wire (the server
+    signed it whole, contracts.rule_signing); the gateway builds the same from a schema 2
+    ``GatewayRules`` and its site's ``SitePlates``."""
+
+    schema_version: Literal[1] = EXEMPTIONS_SCHEMA_VERSION
+
     @cached_property
     def repeat_offender_set(self) -> frozenset[str]:
         return frozenset(self.repeat_offenders)
@@ -248,6 +264,49 @@ class RuleDocument(_Model):
     def ordered_rules(self) -> tuple[Rule, ...]:
         """The rules in the order overlaps are settled in: zone first, newest first, by id."""
         return tuple(sorted(self.rules, key=_order))
+
+
+GATEWAY_RULES_SCHEMA_VERSION: Literal[2] = 2
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class SitePlates(_Model):
+    """The part of every gateway's rules that is the same on a whole site: the registry's plates
+    (contracts.registry_plates; plates only, never a name or a phone). The server serialises it
+    once per change, whatever the number of gateways; each gateway's ``GatewayRules`` names it by
+    the SHA-256 of that exact text, so the one signature per gateway covers it too."""
+
+    site_id: Identifier
+    changed_at: AwareDatetime | None = Field(default=None, description="the registry's newest")
+    resident: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+    service: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+    family: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+
+
+class SitePlatesRef(_Model):
+    sha256: str = Field(pattern=SHA256_PATTERN, description="of the SitePlates JSON text, UTF-8")
+
+
+class GatewayRules(_DocumentFields):
+    """Schema 2 of a gateway's document on the wire: its own rules (site-wide ones and those on
+    its zones, without the registry's plates) and the site's ``SitePlates`` by hash. A permit
+    change signs 1,000 of these small documents, not 1,000 copies of a 10,000-plate registry;
+    the gateway keeps the plates it holds while the hash stays the same."""
+
+    schema_version: Literal[2] = GATEWAY_RULES_SCHEMA_VERSION
+    site_plates: SitePlatesRef
+
+
+def _schema(value: object) -> object:
+    if isinstance(value, dict):
+        return value.get("schema_version", 1)  # none given: schema 1, as it always parsed
+    return getattr(value, "schema_version", None)
+
+
+WireDocument = Annotated[
+    Annotated[RuleDocument, Tag(1)] | Annotated[GatewayRules, Tag(2)], Discriminator(_schema)
+]
+"""What a signed envelope's document may be: schema 1 (whole) or 2 (site plates by hash)."""
 
 
 class Outcome(StrEnum):

@@ -13,6 +13,12 @@ transaction:
   deleted entry breaks the chain, ``verify_exemption_audit`` finds it);
 - each gateway of the rule's site gets a new document version (monotonic, per gateway).
 
+Each gateway's document is schema 2 (contracts.exemptions.GatewayRules): its own rules, and the
+site registry's plates (identical for every gateway of the site) by SHA-256. Those plates are
+serialised and hashed once per change and spliced, quoted once, into every gateway's envelope
+(contracts.rule_signing.sign_with_plates): a permit change with a 10,000-plate registry signs
+1,000 small documents, not 1,000 copies of 140 KB.
+
 After the commit the publisher signs each affected gateway's document with the server's Ed25519
 key and publishes it retained at QoS 1 on the gateway's rules topic; at server start every
 gateway's document is published once (a new version each), and after a broker outage the newest
@@ -37,13 +43,21 @@ from sqlalchemy.orm import Session
 
 from contracts.events import PLATE_PATTERN, Identifier
 from contracts.exemptions import (
+    GatewayRules,
     PermitRule,
     Rule,
     RuleDocument,
+    SitePlates,
+    SitePlatesRef,
 )
 from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
-from contracts.registry_plates import RegistryPlates, with_registry
-from contracts.rule_signing import private_key_from_text, sign_text
+from contracts.registry_plates import RegistryPlates
+from contracts.rule_signing import (
+    PlatesPart,
+    private_key_from_text,
+    sign_with_plates,
+    whole_document,
+)
 from contracts.sites import GatewayConfig, SiteConfig, SiteRegistry
 from contracts.topics import rules_topic
 from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
@@ -276,25 +290,37 @@ class ExemptionService:
         site, gateway = found
         rules = self._site_rules(session, site.id, at)
         offenders = self._repeat_offenders(session, site.id, rules, at)
-        return self._gateway_document(site, gateway, rules, version, at, offenders)
+        part = PlatesPart.of(self._site_plates(session, site.id))
+        return whole_document(
+            self._gateway_document(site, gateway, rules, version, at, part, offenders), part
+        )
+
+    def _site_plates(self, session: Session, site_id: str) -> SitePlates:
+        """The registry's plates of the site, the part every gateway's document names by hash."""
+        plates = registry_plates(session, site_id)
+        return SitePlates(
+            site_id=site_id,
+            changed_at=plates.changed_at,
+            resident=list(plates.resident),
+            service=list(plates.service),
+            family=list(plates.family),
+        )
 
     def _site_rules(self, session: Session, site_id: str, at: datetime) -> list[Rule]:
-        """Every rule of the site in force at ``at``, registry plates included: read once per
-        change, whatever the number of gateways (a site may have a thousand)."""
+        """Every rule of the site in force at ``at``, without the registry's plates (they go in
+        the site's ``SitePlates``): read once per change, whatever the number of gateways (a
+        site may have a thousand)."""
         rows = session.scalars(
             select(ExemptionRuleRow)
             .where(ExemptionRuleRow.site_id == site_id)
             .where(ExemptionRuleRow.revoked_at.is_(None))
             .order_by(ExemptionRuleRow.id)
         )
-        rules = [
+        return [
             _RULE.validate_python(row.body)
             for row in rows
             if row.valid_to is None or row.valid_to > at
         ]
-        # with_registry keeps each rule's zone and adds site-wide allowlists only, so filtering
-        # by a gateway's zones afterwards gives what filtering first would.
-        return with_registry(rules, registry_plates(session, site_id), site_id)
 
     def _repeat_offenders(
         self, session: Session, site_id: str, rules: list[Rule], at: datetime
@@ -310,10 +336,14 @@ class ExemptionService:
         site_rules: list[Rule],
         version: int,
         at: datetime,
+        part: PlatesPart,
         offenders: Sequence[str] = (),
-    ) -> RuleDocument:
+    ) -> GatewayRules:
+        # The gateway merges the plates in with with_registry, which keeps each rule's zone and
+        # adds site-wide allowlists only: filtering by its zones here gives what filtering the
+        # whole set would.
         zones = {zone.id for camera in gateway.cameras for zone in camera.zones}
-        return RuleDocument(
+        return GatewayRules(
             site_id=site.id,
             gateway_id=gateway.id,
             version=version,
@@ -321,6 +351,7 @@ class ExemptionService:
             plate_confidence_floor=self._settings.plate_confidence_floor,
             rules=[rule for rule in site_rules if rule.zone_id is None or rule.zone_id in zones],
             repeat_offenders=list(offenders),
+            site_plates=SitePlatesRef(sha256=part.sha256),
         )
 
     def bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
@@ -345,9 +376,10 @@ class ExemptionService:
         }
         site_rules = self._site_rules(session, site.id, at)
         offenders = self._repeat_offenders(session, site.id, site_rules, at)
+        part = PlatesPart.of(self._site_plates(session, site.id))  # once for every gateway
         # Gateways with the same zones run the same rules: serialise them once per set, not
-        # once per gateway (a registry's plates ride in every document), and compose each
-        # gateway's document around them. The signature covers the exact text.
+        # once per gateway, and compose each gateway's document around them. The signature
+        # covers the exact text, and through its hash the site's plates.
         rules_json: dict[tuple[str, ...], str] = {}
         signed = []
         for gateway in site.gateways:
@@ -357,7 +389,9 @@ class ExemptionService:
                 session.add(row)
             row.version += 1
             row.issued_at = at
-            document = self._gateway_document(site, gateway, site_rules, row.version, at, offenders)
+            document = self._gateway_document(
+                site, gateway, site_rules, row.version, at, part, offenders
+            )
             key = tuple(rule.id for rule in document.rules)
             if key not in rules_json:
                 rules_json[key] = _RULES.dump_json(document.rules).decode()
@@ -365,7 +399,9 @@ class ExemptionService:
             text = shell.replace(_EMPTY_RULES, f'"rules":{rules_json[key]}', 1)
             signed.append(
                 SignedDocument(
-                    rules_topic(site.id, gateway.id), sign_text(text, self._key), row.version
+                    rules_topic(site.id, gateway.id),
+                    sign_with_plates(text, part, self._key),
+                    row.version,
                 )
             )
         session.flush()

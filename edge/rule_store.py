@@ -7,12 +7,20 @@ version is not older than the one in use. A taken document is written to disk at
 temporary file, fsync, rename) before it is used, so a restart starts from the last one taken,
 checked again on load. Whatever is refused is counted by reason and logged; the previous
 document stays in use.
+
+A schema 2 document names its site's plates by hash (contracts.rule_signing): the store keeps
+the plates apart, in ``<name>.plates-<hash>``, written (atomically) only when the hash changes
+and before the document that names them; a document whose hash it already holds is taken
+without parsing or writing the plates again. On disk the document is its envelope without the
+plates' text; loading checks the signature and the plates' hash again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import threading
 from collections import Counter
 from datetime import datetime
@@ -20,8 +28,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from contracts.exemptions import Decision, RuleDocument, StayHistory, evaluate
-from contracts.rule_signing import RefusalReason, RuleDocumentRefused, verify_document
+from contracts.exemptions import SHA256_PATTERN, Decision, RuleDocument, StayHistory, evaluate
+from contracts.rule_signing import (
+    Opened,
+    PlatesPart,
+    RefusalReason,
+    RuleDocumentRefused,
+    open_document,
+)
 from contracts.sites import SiteConfig, ZoneConfig
 
 log = logging.getLogger(__name__)
@@ -38,6 +52,7 @@ class RuleStore:
         self._key = public_key
         self._lock = threading.Lock()
         self._document: RuleDocument | None = None
+        self._plates: PlatesPart | None = None  # the site's plates the document names
         self.refused: Counter[str] = Counter()
         self.exempted = 0  # violations that never left the gateway: an exemption held
         self.warned = 0  # violations warned, not enforced (a family bay's unreadable plate)
@@ -61,33 +76,53 @@ class RuleStore:
             log.error("rule document %s unreadable: %s", self.path, exc)
             return
         try:
-            self._document = self._check(payload)
+            opened = self._check(self._with_plates_on_disk(payload), None)
         except RuleDocumentRefused as exc:
             self.refused[exc.reason] += 1
             log.error("rule document on disk (%s) refused: %s", self.path, exc)
         else:
-            log.info("rules version %d loaded from %s", self._document.version, self.path)
+            self._document, self._plates = opened.document, opened.plates
+            log.info("rules version %d loaded from %s", opened.document.version, self.path)
 
-    def _check(self, payload: bytes) -> RuleDocument:
+    def _plates_file(self, sha256: str) -> Path:
+        return self.path.with_name(f"{self.path.name}.plates-{sha256}")
+
+    def _with_plates_on_disk(self, payload: bytes) -> bytes:
+        """The stored envelope with the plates file it names put back in, to be checked as if
+        it had just arrived (their hash against the signed one); as stored for schema 1, or
+        when the file cannot be read (then refused: plates missing)."""
+        try:
+            named = _named_plates(payload)
+            if named is None:
+                return payload
+            text = self._plates_file(named).read_text(encoding="utf-8")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("site plates for %s unreadable: %s", self.path, exc)
+            return payload
+        return json.dumps(json.loads(payload) | {"site_plates": text}).encode()
+
+    def _check(self, payload: bytes, held: PlatesPart | None) -> Opened:
         if self._key is None:
             raise RuleDocumentRefused(RefusalReason.NO_KEY, "no rules public key configured")
-        document = verify_document(payload, self._key)
+        opened = open_document(payload, self._key, held)
+        document = opened.document
         if document.gateway_id != self.gateway_id or document.site_id != self.site.id:
             raise RuleDocumentRefused(
                 RefusalReason.WRONG_GATEWAY,
                 f"for {document.site_id}/{document.gateway_id}, "
                 f"not {self.site.id}/{self.gateway_id}",
             )
-        return document
+        return opened
 
     def offer(self, payload: bytes) -> bool:
         """Take a signed document from the broker; True when it is now the one in use."""
         try:
-            document = self._check(payload)
+            opened = self._check(payload, self._plates)
         except RuleDocumentRefused as exc:
             self.refused[exc.reason] += 1
             log.warning("rule document refused (%s); keeping version %s", exc, self.version)
             return False
+        document = opened.document
         with self._lock:
             current = self._document
             if current is not None and document.version < current.version:
@@ -101,13 +136,25 @@ class RuleStore:
             if current is not None and document.version == current.version:
                 return True  # the retained copy again, after a reconnect
             try:
-                _write_atomically(self.path, payload)
+                self._store(opened)
             except OSError as exc:
                 log.error("rule document version %d not stored: %s", document.version, exc)
                 return False
-            self._document = document
+            self._document, self._plates = document, opened.plates
         log.info("rules version %d in use (%d rules)", document.version, len(document.rules))
         return True
+
+    def _store(self, opened: Opened) -> None:
+        """New plates first (by hash: the document in use still names its own), then the
+        document; plates no document names any more go last."""
+        plates = opened.plates
+        if plates is not None and (self._plates is None or self._plates.sha256 != plates.sha256):
+            _write_atomically(self._plates_file(plates.sha256), plates.text.encode())
+        _write_atomically(self.path, opened.envelope)
+        keep = self._plates_file(plates.sha256).name if plates is not None else None
+        for stale in self.path.parent.glob(f"{self.path.name}.plates-*"):
+            if stale.name != keep:
+                stale.unlink(missing_ok=True)
 
     def decide(
         self,
@@ -118,6 +165,20 @@ class RuleStore:
         history: StayHistory,
     ) -> Decision:
         return evaluate(self._document, plate, confidence, zone, self.site, at, history)
+
+
+def _named_plates(payload: bytes) -> str | None:
+    """The plates hash a stored envelope's document names, unverified (``open_document``
+    verifies); None for schema 1."""
+    envelope = json.loads(payload)
+    document = json.loads(envelope["document"])
+    named = document.get("site_plates")
+    if not isinstance(named, dict):
+        return None
+    sha256 = named.get("sha256")
+    if not isinstance(sha256, str) or not re.fullmatch(SHA256_PATTERN, sha256):
+        raise ValueError("no valid plates hash")
+    return sha256
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:

@@ -1,27 +1,30 @@
 """loadgen.rule_gateways, the simulated gateways of bench.rule_push, on a real broker: each takes
 its own signed document through the edge's RuleStore, refuses another gateway's, and notes raw
-messages; a permit change through ExemptionService reaches every one of them."""
+messages; a permit change through ExemptionService reaches every one of them; with a registry,
+each gateway gets a small signed document and keeps the site's plates, written once per hash."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from contracts.exemptions import AllowlistCategory, AllowlistRule
+from contracts.exemptions import AllowlistCategory, AllowlistRule, StayHistory
 from contracts.mqtt import MqttSession
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from contracts.sites import SiteRegistry
 from contracts.topics import rules_topic
-from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher
+from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher, SignedDocument
+from edge.rule_store import RuleStore
 from loadgen.rule_gateways import RuleGateways, raw_topic, rule_push_site
 from storage.database import SessionFactory
-from storage.tables import utcnow
+from storage.tables import RegistryVehicle, utcnow
 from tests.conftest import MosquittoProcess
 from tests.factories import migrated_database
 
@@ -34,6 +37,7 @@ class Rig:
     gateways: RuleGateways
     seen: Seen
     sessions: SessionFactory
+    publish: Callable[[Sequence[SignedDocument]], None]
 
 
 class Seen:
@@ -78,7 +82,7 @@ def rig(database_url: str, tmp_path: Path, mosquitto: MosquittoProcess) -> Itera
                 private_key_from_text(private),
                 on_change=publisher.publish,
             )
-            yield Rig(service, gateways, seen, sessions)
+            yield Rig(service, gateways, seen, sessions, publisher.publish)
     finally:
         publisher.stop()
         stop.set()
@@ -147,3 +151,69 @@ def test_a_simulated_gateway_refuses_another_gateways_document_and_notes_raw_mes
     finally:
         sender.stop()
     assert two.store.version == documents[1].version
+
+
+def test_with_a_registry_each_gateway_gets_a_small_signed_document_and_the_plates_once(
+    rig: Rig,
+) -> None:
+    service, gateways, seen = rig.service, rig.gateways, rig.seen
+    plates = [f"沪R{n:05d}" for n in range(2000)]
+    now = utcnow()
+    with rig.sessions() as session, session.begin():
+        session.add_all(
+            RegistryVehicle(
+                id=f"r{n}",
+                site_id="sim-site",
+                plate=plate,
+                category="resident",
+                owner_name="张三",
+                phone="13800001234",
+                created_at=now,
+                created_by="test",
+                updated_at=now,
+                updated_by="test",
+            )
+            for n, plate in enumerate(plates)
+        )
+    first = service.publish_all()
+    wait_until(lambda: len(seen.holding(first[0].version)) == GATEWAYS)
+    written = {g.id: _plates_file(g.store).stat().st_ino for g in gateways.gateways}
+    changed: list[SignedDocument] = []
+
+    def keep_and_publish(documents: Sequence[SignedDocument]) -> None:
+        changed.extend(documents)
+        rig.publish(documents)
+
+    service.set_on_change(keep_and_publish)
+    service.issue_permit(
+        PermitIn(
+            site_id="sim-site",
+            plate="沪A12345",
+            valid_from=now - timedelta(minutes=1),
+            valid_to=now + timedelta(hours=1),
+            reason="bench",
+        ),
+        "test",
+    )
+    wait_until(lambda: len(seen.holding(first[0].version + 1)) == GATEWAYS)
+    # One plates text for the site, spliced into every envelope; each gateway signs a small
+    # document naming its hash.
+    envelopes = [json.loads(document.payload) for document in changed]
+    assert len({envelope["site_plates"] for envelope in envelopes}) == 1
+    assert all(len(envelope["document"]) < 2000 for envelope in envelopes)
+    assert all(json.loads(e["document"])["schema_version"] == 2 for e in envelopes)
+    at = utcnow()
+    for gateway in gateways.gateways:
+        # Same plates: not written again; the gateway runs the registry's plates and the permit.
+        assert _plates_file(gateway.store).stat().st_ino == written[gateway.id]
+        zone = gateway.store.site.gateways[0].cameras[0].zones[0]
+        for plate in (plates[0], plates[-1], "沪A12345"):
+            assert gateway.store.decide(plate, 0.99, zone, at, StayHistory(at)).exempt
+        assert not gateway.store.decide("沪B99999", 0.99, zone, at, StayHistory(at)).exempt
+        for secret in (b"13800001234", "张三".encode()):
+            assert not any(secret in p.read_bytes() for p in gateway.store.path.parent.iterdir())
+
+
+def _plates_file(store: RuleStore) -> Path:
+    [found] = store.path.parent.glob(f"{store.path.name}.plates-*")
+    return found

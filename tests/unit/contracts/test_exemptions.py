@@ -7,18 +7,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contracts.exemptions import (
     AllowlistRule,
     Decision,
     FamilyBayRule,
+    GatewayRules,
     Outcome,
     PermitRule,
     RuleDocument,
     StayHistory,
     TimeWindowRule,
     Why,
+    WireDocument,
     evaluate,
 )
 from contracts.sites import SiteConfig, ZoneConfig, ZoneKind
@@ -298,3 +300,20 @@ def test_large_allowlist_is_a_set_lookup() -> None:
     document = doc(rule)
     assert decide(document, plate="沪A99999").exempt
     assert not decide(document, plate="沪B99999").exempt
+
+
+def test_wire_documents_are_told_apart_by_schema_version() -> None:
+    wire = TypeAdapter[RuleDocument | GatewayRules](WireDocument)
+    base = {"site_id": "s1", "gateway_id": "g1", "version": 1, "issued_at": T0.isoformat()}
+    # No schema_version: schema 1, as documents always parsed.
+    assert isinstance(wire.validate_python(base), RuleDocument)
+    named = base | {"schema_version": 2, "site_plates": {"sha256": "a" * 64}}
+    assert isinstance(wire.validate_python(named), GatewayRules)
+    for bad in (
+        base | {"schema_version": 3},
+        base | {"schema_version": 2},  # schema 2 names its site's plates
+        named | {"site_plates": {"sha256": "not hex"}},
+        base | {"site_plates": {"sha256": "a" * 64}},  # schema 1 has no plates by hash
+    ):
+        with pytest.raises(ValidationError):
+            wire.validate_python(bad)

@@ -1,5 +1,7 @@
 """Signed rule documents at the gateway: forged, wrong key, older version, garbled JSON refused and
-counted with the previous document kept; a taken one survives a restart from disk."""
+counted with the previous document kept; a taken one survives a restart from disk. Schema 2: the
+site's plates by hash, kept apart and written once per hash; plates that do not match the signed
+hash, or are missing, refused."""
 
 from __future__ import annotations
 
@@ -10,14 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from contracts.exemptions import PermitRule, RuleDocument, StayHistory
+from contracts.exemptions import (
+    FamilyBayRule,
+    GatewayRules,
+    PermitRule,
+    RuleDocument,
+    SitePlates,
+    SitePlatesRef,
+    StayHistory,
+)
+from contracts.registry_plates import RegistryPlates, with_registry
 from contracts.rule_signing import (
+    PlatesPart,
     RefusalReason,
     RuleDocumentRefused,
     generate_key_pair,
     private_key_from_text,
     public_key_from_text,
     sign_document,
+    sign_with_plates,
     verify_document,
 )
 from contracts.sites import SiteConfig, ZoneConfig, ZoneKind
@@ -177,3 +190,119 @@ def test_refused_error_names_its_reason() -> None:
     with pytest.raises(RuleDocumentRefused) as caught:
         verify_document(b"x" * (17 * 1024 * 1024), PUBLIC_KEY)
     assert caught.value.reason is RefusalReason.OVERSIZE
+
+
+# -- schema 2: the site's plates by hash ------------------------------------------------------
+
+RESIDENT = "沪R00001"
+FAMILY = "沪F00001"
+
+
+def site_plates(*resident: str) -> PlatesPart:
+    return PlatesPart.of(
+        SitePlates(site_id="s1", changed_at=T0, resident=list(resident), family=[FAMILY])
+    )
+
+
+def gateway_rules(version: int, part: PlatesPart, gateway: str = "g1") -> GatewayRules:
+    bay = FamilyBayRule(
+        id="bay",
+        site_id="s1",
+        zone_id="kerb",
+        valid_from=T0 - timedelta(days=1),
+        reason="孝心车位",
+        issued_at=T0,
+        max_minutes=1,
+        max_visits_per_day=1,
+        family_max_minutes=120,
+    )
+    return GatewayRules(
+        site_id="s1",
+        gateway_id=gateway,
+        version=version,
+        issued_at=T0,
+        rules=[bay],
+        site_plates=SitePlatesRef(sha256=part.sha256),
+    )
+
+
+def signed(version: int, part: PlatesPart, gateway: str = "g1") -> bytes:
+    return sign_with_plates(gateway_rules(version, part, gateway).model_dump_json(), part, KEY)
+
+
+def plates_files(tmp_path: Path) -> list[Path]:
+    return sorted(tmp_path.glob("rules.json.plates-*"))
+
+
+def test_schema_2_runs_what_the_server_would_have_signed_whole() -> None:
+    part = site_plates(RESIDENT)
+    whole = verify_document(signed(3, part), PUBLIC_KEY)
+    registry = RegistryPlates((RESIDENT,), (), (FAMILY,), T0)
+    expected = RuleDocument(
+        site_id="s1",
+        gateway_id="g1",
+        version=3,
+        issued_at=T0,
+        rules=with_registry(list(gateway_rules(3, part).rules), registry, "s1"),
+    )
+    assert whole.model_dump() == expected.model_dump()
+    assert whole.schema_version == 1
+
+
+def test_schema_2_plates_kept_apart_written_once_per_hash_and_reloaded(tmp_path: Path) -> None:
+    rules = store(tmp_path)
+    part = site_plates(RESIDENT)
+    assert rules.offer(signed(1, part))
+    assert exempt(rules, RESIDENT)
+    [plates_file] = plates_files(tmp_path)
+    assert plates_file.name == f"rules.json.plates-{part.sha256}"
+    assert RESIDENT.encode() not in (tmp_path / "rules.json").read_bytes()
+    written = plates_file.stat().st_mtime_ns, plates_file.stat().st_ino
+    # The next version names the same plates: taken without writing (or parsing) them again.
+    assert rules.offer(signed(2, part))
+    assert (plates_file.stat().st_mtime_ns, plates_file.stat().st_ino) == written
+    restarted = store(tmp_path)
+    assert restarted.version == 2
+    assert exempt(restarted, RESIDENT)
+    # New plates: a new file, the old one gone, and the old plate no longer exempt.
+    assert restarted.offer(signed(3, site_plates("沪R00002")))
+    assert [p.name for p in plates_files(tmp_path)] != [plates_file.name]
+    assert len(plates_files(tmp_path)) == 1
+    assert not exempt(restarted, RESIDENT)
+    assert exempt(restarted, "沪R00002")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_plates_not_matching_the_signed_hash_are_refused(tmp_path: Path) -> None:
+    rules = store(tmp_path)
+    part = site_plates(RESIDENT)
+    assert rules.offer(signed(1, part))
+    # A genuine document for new plates, with someone's own plate spliced into them.
+    genuine = json.loads(signed(2, site_plates("沪R00002")))
+    genuine["site_plates"] = genuine["site_plates"].replace("沪R00002", "京B54321")
+    refused_with(rules, json.dumps(genuine).encode(), RefusalReason.PLATES_MISMATCH)
+    assert exempt(rules, RESIDENT)
+    assert not exempt(rules, "京B54321")
+    # Plates of another site, hashed and signed as they are: still not this site's.
+    other = PlatesPart.of(SitePlates(site_id="s2", resident=["京B54321"]))
+    assert not rules.offer(signed(3, other))
+    assert rules.refused[RefusalReason.PLATES_MISMATCH] == 2
+    assert rules.version == 1
+
+
+def test_plates_missing_are_refused(tmp_path: Path) -> None:
+    rules = store(tmp_path)
+    envelope = json.loads(signed(1, site_plates(RESIDENT)))
+    del envelope["site_plates"]
+    refused_with(rules, json.dumps(envelope).encode(), RefusalReason.PLATES_MISSING)
+
+
+def test_tampered_plates_on_disk_are_not_used(tmp_path: Path) -> None:
+    rules = store(tmp_path)
+    assert rules.offer(signed(1, site_plates(RESIDENT)))
+    [plates_file] = plates_files(tmp_path)
+    plates_file.write_text(plates_file.read_text().replace(RESIDENT, "京B54321"))
+    restarted = store(tmp_path)
+    assert restarted.version is None
+    assert restarted.refused[RefusalReason.PLATES_MISMATCH] == 1
+    assert not exempt(restarted, "京B54321")
