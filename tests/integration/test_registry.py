@@ -26,7 +26,12 @@ from civicwatch.server import build_server
 from contracts.events import PlateReading, ViolationEvent
 from contracts.exemptions import FamilyBayRule, PermitRule, RuleDocument, StayHistory
 from contracts.mqtt import make_client
-from contracts.rule_signing import generate_key_pair, private_key_from_text, public_key_from_text
+from contracts.rule_signing import (
+    generate_key_pair,
+    private_key_from_text,
+    public_key_from_text,
+    verify_document,
+)
 from contracts.sites import SiteRegistry
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.exemption_settings import ExemptionSettings
@@ -172,11 +177,11 @@ def rig(database_url: str, tmp_path: Path) -> Iterator[Rig]:
 
 
 def documents(rig: Rig) -> list[tuple[str, RuleDocument]]:
-    out = []
-    for signed in rig.published:
-        envelope = json.loads(signed.payload)
-        out.append((envelope["document"], RuleDocument.model_validate_json(envelope["document"])))
-    return out
+    """Each published payload as sent (the site's plates ride in it) and what a gateway runs."""
+    key = public_key_from_text(PUBLIC)
+    return [
+        (signed.payload.decode(), verify_document(signed.payload, key)) for signed in rig.published
+    ]
 
 
 # -- roles and masking ------------------------------------------------------------------------
@@ -312,7 +317,8 @@ def test_a_plate_registered_through_the_api_is_exempt_at_a_real_gateway(
                 )
                 assert answer.status_code == 200, answer.text
                 wait_for(exempt, 5.0)
-                on_disk = (tmp_path / "rules.json").read_text()
+                # The document and, kept apart by hash, the site's plates it names.
+                on_disk = "".join(p.read_text() for p in tmp_path.glob("rules.json*"))
                 assert PLATE in on_disk
                 assert NAME not in on_disk
                 assert PHONE not in on_disk
