@@ -22,10 +22,17 @@ Each ingest run is done per evidence mode, alternating within a repeat:
 
 Reported: events/s, evidence MB/s (decoded image bytes stored per second, first publish to
 last ack), that MB/s as a share of the disk's direct write rate, and the small runs' events/s
-as a share of the raw ceiling; the machine's load average before and after.
+as a share of the raw ceiling; the machine's load average before and after; and the CPU ms
+``parse_violation`` takes per real-size opened event and per small event, in process.
+
+``--baseline REF`` also runs REF's ingest (its tree exported with bench.report_cpu's
+export_tree; the workers import it first) in the same run: each ingest run is made once per
+tree, one right after the other, the order swapped every repeat, and both trees' figures are
+printed with this tree's ratio to the baseline's.
 
     .venv/bin/python -m bench.ingest_evidence [--real-events 800] [--small-events 5000]
         [--repeats 2] [--modes inline_syncfs pool_syncfs pool_fsync postgresql]
+        [--baseline REF]
 
 The last stdout line is a JSON summary.
 """
@@ -36,7 +43,9 @@ import argparse
 import io
 import json
 import os
+import pickle
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +64,7 @@ from bench.ingest_rate import (
     measure_ingest,
     measure_raw,
 )
+from contracts.sites import SiteRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "images"
@@ -65,6 +75,27 @@ MODES: dict[str, dict[str, Any]] = {
     "pool_fsync": {"evidence_writer_threads": 4, "evidence_sync": "files"},
     "postgresql": {"evidence_backend": "postgresql"},
 }
+THIS_TREE = "this tree"
+# Runs in a child whose ingest is the tree's under test (cwd and PYTHONPATH): CPU ms per event
+# of parse_violation, the median and the best of five passes over each message set.
+_PARSE_CHILD = """
+import json, pickle, statistics, sys, time
+from contracts.sites import SiteRegistry
+from ingest.validation import parse_violation
+registry = SiteRegistry.model_validate_json(open(sys.argv[1]).read())
+with open(sys.argv[2], "rb") as handle:
+    sets = pickle.load(handle)
+out = {}
+for name, messages in sets.items():
+    passes = []
+    for _ in range(5):
+        started = time.process_time()
+        for topic, payload in messages:
+            parse_violation(topic, payload, registry, 64_000_000)
+        passes.append((time.process_time() - started) * 1000 / len(messages))
+    out[name] = {"median": round(statistics.median(passes), 3), "min": round(min(passes), 3)}
+print(json.dumps(out))
+"""
 _DD_RATE = re.compile(r"([0-9.,]+)\s*([kMG]?B)/s")
 _UNITS = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
 
@@ -138,6 +169,29 @@ def evidence_megabytes(messages: list[Message]) -> float:
     return total / 1e6
 
 
+def parse_cpu_ms(
+    tree: Path, registry: SiteRegistry, sets: dict[str, list[Message]], workdir: Path
+) -> dict[str, dict[str, float]]:
+    """CPU ms per message of ``tree``'s parse_violation over each named message set."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    registry_file = workdir / "registry.json"
+    registry_file.write_text(registry.model_dump_json())
+    messages_file = workdir / "messages.pickle"
+    with messages_file.open("wb") as handle:
+        plain = {name: [(m.topic, m.payload) for m in messages] for name, messages in sets.items()}
+        pickle.dump(plain, handle)
+    done = subprocess.run(
+        [sys.executable, "-c", _PARSE_CHILD, str(registry_file), str(messages_file)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, dict[str, float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
@@ -150,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     parser.add_argument("--database", default="postgresql", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--baseline", default="", help="a git revision whose ingest runs beside this tree's"
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     registry = build_registry(args.cameras)
@@ -159,66 +216,123 @@ def main(argv: list[str] | None = None) -> int:
     small = build_workload(registry, args.small_events, seed=12)
     real_mb = evidence_megabytes(real)
     small_mb = evidence_megabytes(small)
-    rates: dict[str, list[float]] = {}
+    parse_sets = {
+        "real_size_opened": [m for m in real if b'"phase":"opened"' in m.payload][:60],
+        "small": small[:400],
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="ingest-evidence-", dir=os.environ.get("TMPDIR")))
+    trees: dict[str, Path] = {THIS_TREE: REPO}
+    if args.baseline:
+        from bench.report_cpu import export_tree
+
+        trees = {f"baseline {args.baseline}": export_tree(args.baseline, scratch), **trees}
+    rates: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
+    parse_ms: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in trees}
+    raw_rates: list[float] = []
     disk: list[float] = []
-    with tempfile.TemporaryDirectory(
-        prefix="ingest-evidence-", dir=os.environ.get("TMPDIR")
-    ) as tmp:
-        workdir = Path(tmp)
+    loads = [round(load_before[0], 2)]
+    try:
+        workdir = scratch / "work"
         _progress("disk direct write rate")
         disk.append(disk_direct_write_mb_s(workdir))
         for repeat in range(args.repeats):
+            # Swapped every repeat, so neither tree always runs first on a drifting machine.
+            order = list(trees.items())[:: 1 if repeat % 2 == 0 else -1]
+            for label, tree in order:
+                _progress(f"repeat {repeat + 1}: parse, {label}")
+                parse_ms[label].append(parse_cpu_ms(tree, registry, parse_sets, workdir / "parse"))
             _progress(f"repeat {repeat + 1}: raw MQTT")
-            rates.setdefault("raw_small", []).append(measure_raw(small, workdir / "raw"))
+            raw_rates.append(measure_raw(small, workdir / "raw"))
             for mode in args.modes:
                 for name, messages in (("real", real), ("small", small)):
-                    _progress(f"repeat {repeat + 1}: {name} evidence, {mode}")
-                    run = measure_ingest(
-                        messages,
-                        registry,
-                        args.database,
-                        workdir / f"{name}-{mode}",
-                        ingest_options=MODES[mode],
-                    )
-                    if run.stored != len(messages):
-                        raise RuntimeError(f"{name}/{mode}: stored {run.stored} of {len(messages)}")
-                    rates.setdefault(f"{name}_{mode}", []).append(run.rate)
+                    for label, tree in order:
+                        _progress(f"repeat {repeat + 1}: {name} evidence, {mode}, {label}")
+                        run = measure_ingest(
+                            messages,
+                            registry,
+                            args.database,
+                            workdir / f"{name}-{mode}",
+                            ingest_options=MODES[mode],
+                            code_root=None if tree == REPO else tree,
+                        )
+                        if run.stored != len(messages):
+                            raise RuntimeError(
+                                f"{label} {name}/{mode}: stored {run.stored} of {len(messages)}"
+                            )
+                        rates[label].setdefault(f"{name}_{mode}", []).append(run.rate)
+            loads.append(round(os.getloadavg()[0], 2))
         _progress("disk direct write rate")
         disk.append(disk_direct_write_mb_s(workdir))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     disk_mb_s = statistics.median(disk)
-    raw = statistics.median(rates.pop("raw_small"))
+    raw = statistics.median(raw_rates)
     summary: dict[str, Any] = {
         "machine": f"{os.cpu_count()} cores, shared",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "load_average_1m_each_repeat": loads,
         "database": args.database,
         "cameras": args.cameras,
         "repeats": args.repeats,
         "disk_direct_write_mb_s": [round(x, 1) for x in disk],
         "raw_small_qos1_events_per_s": round(raw, 1),
+        "raw_small_qos1_each": [round(x, 1) for x in raw_rates],
         "real_size": {
             "events": len(real),
             "jpeg_bytes_mean": round(statistics.mean(len(b) for b in bases)),
             "evidence_mb": round(real_mb, 1),
         },
         "small": {"events": len(small), "evidence_mb": round(small_mb, 2)},
-        "runs": {},
     }
-    for key, values in rates.items():
-        name, mode = key.split("_", 1)
-        events_per_s = statistics.median(values)
-        megabytes = real_mb if name == "real" else small_mb
-        mb_s = events_per_s * megabytes / (len(real) if name == "real" else len(small))
-        entry: dict[str, Any] = {
-            "events_per_s": _median(values),
-            "events_per_s_each": [round(v, 1) for v in values],
-            "evidence_mb_s": round(mb_s, 2),
+    sizes = {"real": (real_mb, len(real)), "small": (small_mb, len(small))}
+    per_tree: dict[str, Any] = {}
+    for label in trees:
+        runs: dict[str, Any] = {}
+        for key, values in rates[label].items():
+            name, _mode = key.split("_", 1)
+            events_per_s = statistics.median(values)
+            megabytes, count = sizes[name]
+            mb_s = events_per_s * megabytes / count
+            entry: dict[str, Any] = {
+                "events_per_s": _median(values),
+                "events_per_s_each": [round(v, 1) for v in values],
+                "evidence_mb_s": round(mb_s, 2),
+            }
+            if name == "real":
+                entry["share_of_disk_direct_write"] = round(mb_s / disk_mb_s, 3)
+            else:
+                entry["share_of_raw_mqtt"] = round(events_per_s / raw, 3)
+            runs[key] = entry
+        parse = {
+            name: {
+                "cpu_ms_median": _median([p[name]["median"] for p in parse_ms[label]]),
+                "cpu_ms_each": [p[name]["median"] for p in parse_ms[label]],
+            }
+            for name in parse_sets
         }
-        if name == "real":
-            entry["share_of_disk_direct_write"] = round(mb_s / disk_mb_s, 3)
-        else:
-            entry["share_of_raw_mqtt"] = round(events_per_s / raw, 3)
-        summary["runs"][key] = entry
+        per_tree[label] = {"runs": runs, "parse_violation_cpu_ms_per_event": parse}
+    summary["runs"] = per_tree[THIS_TREE]["runs"]
+    summary["parse_violation_cpu_ms_per_event"] = per_tree[THIS_TREE][
+        "parse_violation_cpu_ms_per_event"
+    ]
+    if args.baseline:
+        base = per_tree[f"baseline {args.baseline}"]
+        summary["baseline"] = {"ref": args.baseline, **base}
+        summary["ratio_this_to_baseline"] = {
+            **{
+                key: round(entry["events_per_s"] / base["runs"][key]["events_per_s"], 2)
+                for key, entry in summary["runs"].items()
+            },
+            **{
+                f"parse_cpu_ms_{name}": round(
+                    entry["cpu_ms_median"]
+                    / base["parse_violation_cpu_ms_per_event"][name]["cpu_ms_median"],
+                    2,
+                )
+                for name, entry in summary["parse_violation_cpu_ms_per_event"].items()
+            },
+        }
     _progress("")
     if sys.stderr.isatty():
         sys.stderr.write("\n")

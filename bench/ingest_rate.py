@@ -332,7 +332,12 @@ class IngestProcesses:
         workdir: Path,
         count: int,
         ingest_options: dict[str, Any] | None = None,
+        code_root: Path | None = None,
     ) -> None:
+        """``code_root``: another checkout (bench.report_cpu.export_tree) whose ingest the
+        workers run instead of this tree's; its bench.ingest_rate must have this
+        ``_ingest_worker``'s arguments (any tree since the evidence modes)."""
+        self._code_root = code_root
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._ready = [context.Event() for _ in range(count)]
@@ -357,8 +362,16 @@ class IngestProcesses:
         ]
 
     def start(self) -> None:
-        for process in self._processes:
-            process.start()
+        # A spawned child imports with the sys.path it is started under: the other tree first
+        # makes it import that tree's bench, ingest, storage and contracts.
+        saved = list(sys.path)
+        if self._code_root is not None:
+            sys.path.insert(0, str(self._code_root))
+        try:
+            for process in self._processes:
+                process.start()
+        finally:
+            sys.path[:] = saved
         for ready in self._ready:
             if not ready.wait(60):
                 raise RuntimeError("an ingest worker did not connect")
@@ -506,15 +519,20 @@ def measure_ingest(
     workers: int = 1,
     rate: float | None = None,
     ingest_options: dict[str, Any] | None = None,
+    code_root: Path | None = None,
 ) -> IngestRun:
-    """Publish while ingest runs; stored rate from first publish to last ack (after commit)."""
+    """Publish while ingest runs; stored rate from first publish to last ack (after commit).
+
+    ``code_root``: run another tree's ingest (IngestProcesses); None runs this one."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     from storage.schema import migrate
 
     with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
         migrate(url)
-        ingest = IngestProcesses(url, port, registry, workdir, workers, ingest_options)
+        ingest = IngestProcesses(
+            url, port, registry, workdir, workers, ingest_options, code_root=code_root
+        )
         ingest.start()
         try:
             collector = Collector(port, f"{ROOT}/+/+/ack", len(messages), _ack_key)
