@@ -8,13 +8,21 @@ each retained at QoS 1 on a private Mosquitto. The gateways are ``loadgen.rule_g
 MQTT connection each, subscribed to its own rules topic, taking documents through the edge's
 ``RuleStore`` (signature, gateway, version, atomic write to disk). Each gateway's time is from
 the call that made the change to the moment its store took the new version (one monotonic
-clock). Repeats alternate issuing a permit and revoking it.
+clock). Repeats alternate issuing a permit and revoking it; with ``--change registry`` each
+registers one resident's plate through the registry's own service instead (the site's plates
+change, so every gateway takes new plates: the worst case of a schema 2 document).
 
 Baseline, in the same run: the same number of retained messages of the same size published raw
 (no database, no signing, no verifying, no disk) to the same connections, timed the same way:
 the broker's and the clients' floor.
 
     .venv/bin/python -m bench.rule_push [--gateways 1000] [--repeats 5] [--database-url URL]
+        [--backend sqlite|postgresql] [--registry-plates N] [--baseline REF]
+
+``--backend postgresql`` makes a scratch database on the test server ($CIVICWATCH_TEST_POSTGRES)
+and drops it after. ``--baseline REF`` first runs the same bench from the tree of git revision
+REF (``git archive``: its own server code, gateways and bench, on its own scratch database),
+then this tree, in one run, and prints both and the ratio of their p99.
 
 A progress line on a terminal; one JSON summary line last.
 """
@@ -32,26 +40,33 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert, make_url, text
 
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from contracts.sites import SiteRegistry
 from contracts.stats import percentile
 from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher, SignedDocument
+from dispatch.registry import Category, RegistryService, VehicleIn
 from loadgen.rule_gateways import RAW_SEQ_DIGITS, raw_topic, rule_push_site
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.schema import migrate
 from storage.tables import RegistryVehicle, utcnow
 
 TARGET_P99_S = 5.0
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CIVICWATCH_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test"
+)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -146,9 +161,11 @@ def push_repeats(
     progress: Progress,
     starts: list[float],
     timeout: float,
+    registry: RegistryService | None = None,
 ) -> tuple[list[list[float]], list[float]]:
-    """Each repeat: one change, every gateway's time to hold the new version; and the change
-    call's own duration (commit, sign every document, publish every one)."""
+    """Each repeat: one change (a permit issued or revoked; with ``registry``, a resident's
+    plate registered: every gateway takes the site's new plates), every gateway's time to hold
+    the new version; and the change call's own duration (commit, sign, publish every one)."""
     per_repeat: list[list[float]] = []
     calls: list[float] = []
     permit_id: str | None = None
@@ -156,7 +173,16 @@ def push_repeats(
         now = utcnow()
         began = time.monotonic()
         starts.append(began)
-        if permit_id is None:
+        if registry is not None:
+            vehicle = VehicleIn(
+                site_id=site_id,
+                plate=f"沪Z{repeat:05d}",
+                category=Category.RESIDENT,
+                owner_name="bench",
+                phone="13800000000",
+            )
+            registry.create(vehicle, "bench")
+        elif permit_id is None:
             permit = PermitIn(
                 site_id=site_id,
                 plate=f"沪A{repeat:05d}",
@@ -292,9 +318,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             handed.append(time.monotonic())
             publisher.publish(documents)
 
+        service_sessions = make_session_factory(engine)
+        registry = SiteRegistry(sites=[site])
         service = ExemptionService(
-            make_session_factory(engine),
-            SiteRegistry(sites=[site]),
+            service_sessions,
+            registry,
             private_key_from_text(private),
             on_change=publish,
         )
@@ -315,6 +343,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             progress,
             starts,
             args.timeout,
+            RegistryService(service_sessions, registry, service)
+            if args.change == "registry"
+            else None,
         )
         prepared = [at - began for at, began in zip(handed, starts, strict=True)]
         baselines = baseline_repeats(
@@ -340,6 +371,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "database": url.split(":", 1)[0],
         "gateway_workers": args.workers,
         "registry_plates": args.registry_plates,
+        "change": args.change,
         "document_bytes": size,
         "push": push,
         "push_p99_per_repeat_s": [round(percentile(sorted(r), 0.99), 4) for r in pushes],
@@ -357,11 +389,81 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def scratch_database(backend: str, workdir: Path, given: str | None) -> Iterator[str]:
+    """The database URL to run on: the one given, a SQLite file, or a new PostgreSQL database
+    dropped afterwards."""
+    if given:
+        yield given
+        return
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"civicwatch_rule_push_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_baseline(ref: str, args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
+    """This bench as it is in revision ``ref``, run from that tree (its server, gateways and
+    bench); its JSON summary."""
+    from bench.report_cpu import export_tree
+
+    tree = export_tree(ref, workdir)
+    command = [
+        sys.executable,
+        "-m",
+        "bench.rule_push",
+        "--gateways",
+        str(args.gateways),
+        "--repeats",
+        str(args.repeats),
+        "--database-url",
+        url,
+        "--timeout",
+        str(args.timeout),
+        "--workers",
+        str(args.workers),
+    ]
+    if args.registry_plates:
+        command += ["--registry-plates", str(args.registry_plates)]
+    done = subprocess.run(
+        command,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        stdout=subprocess.PIPE,
+        check=False,
+    )
+    lines = done.stdout.decode().strip().splitlines()
+    if not lines or not lines[-1].startswith("{"):
+        raise RuntimeError(f"the baseline bench at {ref} gave no summary (exit {done.returncode})")
+    summary: dict[str, Any] = json.loads(lines[-1])
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateways", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--database-url", help="default: a scratch SQLite file")
+    parser.add_argument("--database-url", help="default: a scratch database (--backend)")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--change",
+        choices=["permit", "registry"],
+        default="permit",
+        help="what each repeat changes: a permit (issued, then revoked), or the registry (one "
+        "resident's plate registered: the site's plates change for every gateway)",
+    )
+    parser.add_argument(
+        "--baseline", default="", help="a git revision whose bench runs first, in the same run"
+    )
     parser.add_argument(
         "--gateway-folder", type=Path, help="where the simulated gateways store their documents"
     )
@@ -383,8 +485,29 @@ def main() -> int:
     args = parser.parse_args()
     if args.gateways < 1 or args.repeats < 1:
         parser.error("--gateways and --repeats must be at least 1")
+    if args.baseline and args.change != "permit":
+        parser.error("--baseline compares permit changes only (older trees have no --change)")
+    if args.baseline and args.database_url:
+        parser.error("--baseline makes its own scratch databases: leave out --database-url")
     with tempfile.TemporaryDirectory() as folder:
-        summary = run(args, Path(folder))
+        workdir = Path(folder)
+        baseline: dict[str, Any] | None = None
+        if args.baseline:
+            with scratch_database(args.backend, workdir, None) as url:
+                baseline = run_baseline(args.baseline, args, workdir, url)
+            print(json.dumps({"baseline": args.baseline} | baseline), file=sys.stderr)
+        with scratch_database(args.backend, workdir, args.database_url) as url:
+            args.database_url = url
+            summary = run(args, workdir)
+    if baseline is not None:
+        summary = {
+            "this_tree": summary,
+            "baseline": {"ref": args.baseline} | baseline,
+            "p99_ratio_to_baseline_ref": round(
+                summary["push"]["p99_s"] / baseline["push"]["p99_s"], 3
+            ),
+            "target_met": summary["target_met"],
+        }
     print(json.dumps(summary))
     return 0 if summary["target_met"] else 1
 
