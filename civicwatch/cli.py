@@ -18,6 +18,7 @@ from pathlib import Path
 from civicwatch import dynsec
 from civicwatch.commands import accounts, gateway, integrations, operations, reports, roles, tools
 from civicwatch.commands import posters as poster_command
+from civicwatch.commands import registry as registry_command
 from civicwatch.config import ConfigError
 from civicwatch.exit_codes import (
     EXIT_CONFIG,
@@ -292,6 +293,11 @@ def _parser() -> argparse.ArgumentParser:
 
     integrations.add_arguments(
         commands.add_parser("integrations", help="Open311 integrations' api keys; exit 6: refused")
+    )
+    registry_command.add_arguments(
+        commands.add_parser(
+            "registry", help="the residents' vehicle registry: import, export, list (exit 8)"
+        )
     )
 
     broker_users = commands.add_parser(

@@ -9,6 +9,7 @@ EXIT_UNCONFIRMED = 4
 EXIT_SOURCE = 5
 EXIT_ACCOUNT = 6  # `user`: the account rules refused (weak password, unknown user, ...)
 EXIT_PORT = 7  # `server`, `demo`: the API's address cannot be listened on
+EXIT_REGISTRY = 8  # `registry import`: the file or a row was refused, nothing stored
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
