@@ -20,6 +20,7 @@ from dispatch.exemption_settings import ExemptionSettings
 from dispatch.web.i18n import translator
 from dispatch.web.timeline import TimelineText
 from ingest.config import IngestSettings
+from ingest.validation import Refusal
 from storage.audit import verify_chain
 from storage.tables import Case, CaseState, CaseTransition, utcnow
 from tests.factories import EventFactory, make_registry
@@ -131,3 +132,36 @@ def test_the_margin_is_validated() -> None:
     for bad in (0, -1, 1441):
         with pytest.raises(ValidationError):
             ExemptionSettings(warning_silence_margin_minutes=bad)
+
+
+def test_a_gateway_that_reports_after_the_move_leaves_it_with_the_dispatchers(
+    server: Server,
+) -> None:
+    warned_at = utcnow() - GRACE - timedelta(minutes=MARGIN_MINUTES + 1)
+    notice = WarningNotice(
+        rule_id="warn", warned_at=warned_at, grace_until=warned_at + GRACE, announced=True
+    )
+    factory = EventFactory()
+    warned = factory.event(Phase.WARNED, frames=1, at=warned_at, warning=notice)
+    server.service.store(warned)
+    run_job(server)
+    late_complied = factory.event(
+        Phase.COMPLIED, warned.violation_id, frames=1, at=warned_at + GRACE / 2
+    )
+    with pytest.raises(Refusal, match="warning_order"):  # the dispatchers have it now
+        server.service.store(late_complied)
+    late_opened = factory.event(
+        Phase.OPENED, warned.violation_id, frames=1, at=warned_at + GRACE, warning=notice
+    )
+    server.service.store(late_opened)
+    with server.session_factory() as session:
+        case = session.scalar(select(Case).where(Case.violation_id == warned.violation_id))
+        assert case is not None
+        actions = session.scalars(
+            select(CaseTransition.action)
+            .where(CaseTransition.case_id == case.id)
+            .order_by(CaseTransition.seq)
+        ).all()
+        # A late "still there" is kept as an event but routes nothing: a dispatcher decides.
+        assert (case.state, case.department) == (CaseState.NEW.value, None)
+        assert actions == ["register", "warn", "warning_timeout"]
