@@ -146,15 +146,16 @@ class RuleStore:
 
     def _store(self, opened: Opened) -> None:
         """New plates first (by hash: the document in use still names its own), then the
-        document; plates no document names any more go last."""
-        plates = opened.plates
-        if plates is not None and (self._plates is None or self._plates.sha256 != plates.sha256):
+        document; the plates the previous document named go last. Nothing is listed: a
+        gateway's folder may hold many files (a simulator's holds a thousand gateways')."""
+        plates, held = opened.plates, self._plates
+        new_hash = plates.sha256 if plates is not None else None
+        old_hash = held.sha256 if held is not None else None
+        if plates is not None and new_hash != old_hash:
             _write_atomically(self._plates_file(plates.sha256), plates.text.encode())
         _write_atomically(self.path, opened.envelope)
-        keep = self._plates_file(plates.sha256).name if plates is not None else None
-        for stale in self.path.parent.glob(f"{self.path.name}.plates-*"):
-            if stale.name != keep:
-                stale.unlink(missing_ok=True)
+        if old_hash is not None and old_hash != new_hash:
+            self._plates_file(old_hash).unlink(missing_ok=True)
 
     def decide(
         self,
