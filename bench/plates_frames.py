@@ -70,6 +70,7 @@ def main() -> int:
                     "text": candidate.text,
                     "right": candidate.text == label,
                     "confidence": candidate.confidence,
+                    "score": candidate.score,
                     "chars": list(candidate.char_confidences),
                 }
             )

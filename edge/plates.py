@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from contracts.events import BoundingBox
 from edge.config import PlateSettings, ReadPass
 from edge.detections import FloatArray, Image
-from edge.plate_confidence import calibrated, raw_score
+from edge.plate_confidence import SECOND_LOOK_BELOW, calibrated, raw_score
 from edge.plate_decoding import (
     HEAD_LAYOUT,
     PLATE_LAYOUT,
@@ -91,18 +92,26 @@ class PlateReader:
         """Read a one-row plate crop; None when no plate reads above min_confidence.
 
         The reading's confidence is calibrated (edge.plate_confidence): the chance it is right.
-        Every read pass runs; a reading they disagree on is trusted less.
+        A later read pass runs only when the ones before are unsure, and an unsure reading gets
+        a second look (``_second_look``).
         """
         crop = _as_bgr(crop, "plate crop")
-        return self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
+        reading = self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
+        return None if reading is None else self._second_look(reading, (crop,))
 
     def _decode(
         self, crop: Image, layout: Layout, passes: Sequence[ReadPass]
     ) -> tuple[PlateCandidate | None, bool]:
-        """The best raw reading over the read passes, and whether every pass read that text."""
+        """The best raw reading over the read passes, and whether every pass run read that text.
+
+        A later pass runs only while the best reading's weakest character is under
+        PASS_SURE: most crops read surely on the first, and the second costs as much again.
+        """
         best: PlateCandidate | None = None
         texts: set[str] = set()
         for read_pass in passes:
+            if best is not None and _weakest(best) >= PASS_SURE:
+                break
             candidate = self._decoder.decode(self.recognise(crop, read_pass), layout)
             if candidate is None:
                 continue
@@ -114,28 +123,74 @@ class PlateReader:
     def _accept(self, raw: PlateCandidate | None, agreed: bool) -> PlateCandidate | None:
         if raw is None or raw.confidence < self.settings.min_confidence:
             return None
-        confidence = calibrated(raw.char_confidences, agreed)
         score = raw_score(raw.char_confidences, agreed)
-        return PlateCandidate(raw.text, confidence, raw.char_confidences, score)
+        return PlateCandidate(raw.text, calibrated(score), raw.char_confidences, score)
+
+    def _second_look(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
+        """An unsure reading read again in VIEWS altered copies of its crop (or rows), voted.
+
+        The text whose views' weakest characters sum highest wins; its score is that sum over
+        the number of views, so a text every view reads surely scores high and one that the
+        views read otherwise scores low (on dev, confident misreads of a province or of 8 as B
+        mostly did not survive the altered views). A reading at SECOND_LOOK_BELOW or more is
+        kept as it is.
+        """
+        if reading.score >= SECOND_LOOK_BELOW:
+            return reading
+        support: defaultdict[str, list[tuple[float, ...]]] = defaultdict(list)
+        for candidate in self._view_readings(rows):
+            support[candidate.text].append(candidate.char_confidences)
+        if not support:
+            return PlateCandidate(reading.text, calibrated(0.0), reading.char_confidences, 0.0)
+        text = max(support, key=lambda t: sum(min(chars) for chars in support[t]))
+        score = sum(min(chars) for chars in support[text]) / VIEWS
+        chars = tuple(round(float(c), 4) for c in np.mean(support[text], axis=0))
+        return PlateCandidate(text, calibrated(score), chars, round(score, 4))
+
+    def _view_readings(self, rows: tuple[Image, ...]) -> Iterator[PlateCandidate]:
+        if len(rows) == 1:
+            width = round(float(np.mean([p.text_width for p in self.settings.passes])))
+            for image, read_pass in _views(rows[0], width):
+                candidate = self._decoder.decode(self.recognise(image, read_pass), PLATE_LAYOUT)
+                if candidate is not None:
+                    yield candidate
+            return
+        upper, lower = rows
+        upper_views = _views(upper, _row_passes(upper)[0].text_width)
+        lower_views = _views(lower, _row_passes(lower)[0].text_width)
+        for (upper_image, upper_pass), (lower_image, lower_pass) in zip(
+            upper_views, lower_views, strict=True
+        ):
+            head = self._decoder.decode(self.recognise(upper_image, upper_pass), HEAD_LAYOUT)
+            tail = self._decoder.decode(self.recognise(lower_image, lower_pass), TAIL_LAYOUT)
+            if head is not None and tail is not None and PLATE_RE.match(head.text + tail.text):
+                scores = head.char_confidences + tail.char_confidences
+                yield PlateCandidate(head.text + tail.text, float(np.mean(scores)), scores)
 
     def read_rows(self, upper: Image, lower: Image) -> PlateCandidate | None:
         """Read a double-row plate from its two rows: province and letter (or WJ) over 5."""
+        found = self._read_rows(upper, lower)
+        return None if found is None else self._second_look(*found)
+
+    def _read_rows(self, upper: Image, lower: Image) -> _Found | None:
         head, head_agreed = self._decode(upper, HEAD_LAYOUT, _row_passes(upper))
         tail, tail_agreed = self._decode(lower, TAIL_LAYOUT, _row_passes(lower))
         if head is None or tail is None or not PLATE_RE.match(head.text + tail.text):
             return None
         scores = head.char_confidences + tail.char_confidences
         joined = PlateCandidate(head.text + tail.text, float(np.mean(scores)), scores)
-        return self._accept(joined, head_agreed and tail_agreed)
+        reading = self._accept(joined, head_agreed and tail_agreed)
+        return None if reading is None else (reading, (upper, lower))
 
-    def _read_text_box(self, crop: Image) -> PlateCandidate | None:
+    def _read_text_box(self, crop: Image) -> _Found | None:
         """A text box: one row, or, when it is squarish, a double-row plate's two rows."""
-        best = self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
+        reading = self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
+        best: _Found | None = None if reading is None else (reading, (crop,))
         height, width = crop.shape[:2]
         if width / height < DOUBLE_ROW_ASPECT:
             upper = crop[: round(height * 0.42)]
             lower = crop[round(height * 0.34) :]
-            best = _better(best, self.read_rows(upper, lower))
+            best = _better(best, self._read_rows(upper, lower))
         return best
 
     def read_vehicle(
@@ -145,7 +200,8 @@ class PlateReader:
 
         Text lines the text detector finds are read first (each alone, and pairs that may be
         a double-row plate's rows); plate-coloured regions too when none of them reads at
-        ``retry_below`` or better; the most confident reading wins.
+        ``retry_below`` or better; the most confident reading wins, and gets a second look
+        when it is unsure.
         """
         frame = _as_bgr(frame, "frame")
         x1, y1, x2, y2 = _box_pixels(vehicle_box, frame.shape[1], frame.shape[0])
@@ -156,7 +212,7 @@ class PlateReader:
         with self._lock:
             quads: list[Quad] = self._text_boxes(region)[:TEXT_BOXES]
         crops = [rectify(region, quad) for quad in quads]
-        best: PlateCandidate | None = None
+        best: _Found | None = None
         for crop in crops:
             if crop is not None and crop.shape[1] >= self.settings.min_plate_width // 2:
                 best = _better(best, self._read_text_box(crop))
@@ -164,7 +220,7 @@ class PlateReader:
         for upper, lower in paired:
             upper_crop, lower_crop = crops[upper], crops[lower]
             if upper_crop is not None and lower_crop is not None:
-                best = _better(best, self.read_rows(upper_crop, lower_crop))
+                best = _better(best, self._read_rows(upper_crop, lower_crop))
         # A double-row plate's small top row is often not found at all: look just above a
         # squarish line that no found line sits over.
         has_upper = {lower for _, lower in paired}
@@ -173,14 +229,83 @@ class PlateReader:
                 continue
             upper_crop = rectify(region, row_above(quad), pad_y=0.0)
             if upper_crop is not None:
-                best = _better(best, self.read_rows(upper_crop, crop))
-        if best is not None and best.score >= self.settings.retry_below:
-            return best
-        for rx1, ry1, rx2, ry2 in find_plate_regions(region, self.settings)[
-            : self.settings.max_candidates
-        ]:
-            best = _better(best, self._read_text_box(region[ry1:ry2, rx1:rx2]))
-        return best
+                best = _better(best, self._read_rows(upper_crop, crop))
+        if best is None or best[0].score < self.settings.retry_below:
+            for rx1, ry1, rx2, ry2 in find_plate_regions(region, self.settings)[
+                : self.settings.max_candidates
+            ]:
+                best = _better(best, self._read_text_box(region[ry1:ry2, rx1:rx2]))
+        return None if best is None else self._second_look(*self._confirm(best))
+
+    def _confirm(self, found: _Found) -> _Found:
+        """A sure reading may rest on the first read pass alone: the later passes read it too.
+
+        Run once per vehicle, on its best reading, rather than on every line read; on dev one
+        new-energy plate read surely at the first pass's width lost a character, and only the
+        second pass saw it.
+        """
+        reading, rows = found
+        if _weakest(reading) < PASS_SURE:
+            return found  # the later passes ran already
+        if len(rows) == 1:
+            checks = [(rows[0], PLATE_LAYOUT, self.settings.passes[1:], reading.text)]
+        else:
+            split = len(reading.text) - TAIL_LAYOUT.shortest  # the bottom row: 5 characters
+            checks = [
+                (rows[0], HEAD_LAYOUT, _row_passes(rows[0])[1:], reading.text[:split]),
+                (rows[1], TAIL_LAYOUT, _row_passes(rows[1])[1:], reading.text[split:]),
+            ]
+        for crop, layout, passes, text in checks:
+            for read_pass in passes:
+                other = self._decoder.decode(self.recognise(crop, read_pass), layout)
+                if other is not None and other.text != text:
+                    raw = PlateCandidate(reading.text, 0.0, reading.char_confidences)
+                    score = raw_score(raw.char_confidences, agreed=False)
+                    return PlateCandidate(
+                        raw.text, calibrated(score), raw.char_confidences, score
+                    ), rows
+        return found
+
+
+_Found = tuple[PlateCandidate, tuple[Image, ...]]
+"""A reading and what it was read from: its crop, or a double-row plate's two rows."""
+
+PASS_SURE = 0.96
+"""A reading whose weakest character scores this or more needs no further read pass."""
+
+VIEWS = 10
+"""Altered copies of an unsure reading's crop read in its second look (``_views``)."""
+
+_VIEW_INPUT = 320  # the recogniser's input width in a second look: wide padding reads better
+
+
+def _views(crop: Image, width: int) -> Iterator[tuple[Image, ReadPass]]:
+    """VIEWS altered copies of a crop, each with the read pass to read it at.
+
+    Three other widths, grey, inverted, contrast-equalised (CLAHE), padded, trimmed, blurred
+    and sharpened: alterations a misread is unlikely to survive all of.
+    """
+
+    def at(scale: float) -> ReadPass:
+        text_width = int(np.clip(round(width * scale), 32, 512))
+        return ReadPass(text_width=text_width, input_width=max(_VIEW_INPUT, text_width + 96))
+
+    height, across = crop.shape[:2]
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    equalised = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(grey)
+    for scale in (0.74, 1.26, 1.47):
+        yield crop, at(scale)
+    yield np.asarray(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), dtype=np.uint8), at(1.0)
+    yield np.asarray(255 - crop, dtype=np.uint8), at(1.0)
+    yield np.asarray(cv2.cvtColor(equalised, cv2.COLOR_GRAY2BGR), dtype=np.uint8), at(1.0)
+    padded = cv2.copyMakeBorder(
+        crop, height // 6, height // 6, across // 12, across // 12, cv2.BORDER_REPLICATE
+    )
+    yield np.asarray(padded, dtype=np.uint8), at(1.05)
+    yield crop[height // 12 : height - height // 12, across // 30 : across - across // 30], at(0.95)
+    yield np.asarray(cv2.GaussianBlur(crop, (3, 3), 0), dtype=np.uint8), at(1.0)
+    soft = cv2.GaussianBlur(crop, (0, 0), 2)
+    yield np.asarray(cv2.addWeighted(crop, 1.6, soft, -0.6, 0), dtype=np.uint8), at(1.0)
 
 
 DOUBLE_ROW_ASPECT = 2.6
@@ -198,12 +323,12 @@ def _row_passes(crop: Image) -> list[ReadPass]:
     ]
 
 
-def _better(best: PlateCandidate | None, other: PlateCandidate | None) -> PlateCandidate | None:
+def _better(best: _Found | None, other: _Found | None) -> _Found | None:
     if other is None:
         return best
     # The raw score orders readings: the calibration is a step function of it, so raw scores
     # also break the ties between readings of one calibrated level.
-    if best is None or other.score > best.score:
+    if best is None or other[0].score > best[0].score:
         return other
     return best
 

@@ -11,18 +11,21 @@ import re
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from contracts.events import PLATE_PATTERN, PlateReading
 from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from edge.config import DetectorSettings, PlateSettings
+from edge.detections import FloatArray, Image
 from edge.detector import Detector, create_detector
-from edge.plate_confidence import calibrated, fit_calibration
-from edge.plate_decoding import HEAD_LAYOUT, TAIL_LAYOUT, PlateDecoder
+from edge.plate_confidence import SECOND_LOOK_BELOW, calibrated, fit_calibration, raw_score
+from edge.plate_decoding import HEAD_LAYOUT, PLATE_LAYOUT, TAIL_LAYOUT, PlateCandidate, PlateDecoder
 from edge.plate_eval import PlateFolderError, evaluate_frames, load_crop
-from edge.plate_scenes import STYLES, plate_text, render_plate
-from edge.plates import PlateReader
+from edge.plate_recognisers import CtcRecogniser
+from edge.plate_scenes import STYLES, PlateStyle, plate_text, render_plate
+from edge.plates import PASS_SURE, PlateReader
 from tests.conftest import SHARED_DATA
 from tests.unit.edge.test_plates import CHARSET, frames, spelled
 
@@ -126,8 +129,91 @@ def test_calibration_is_monotone_and_never_certain() -> None:
     values = [y for _, y in table]
     assert values == sorted(values)
     assert 0.0 < values[-1] < 1.0  # Laplace: a clean run is strong evidence, not a certainty
-    assert calibrated((0.99, 0.98)) >= calibrated((0.99, 0.2))
-    assert calibrated((0.99, 0.98), agreed=False) <= calibrated((0.99, 0.98))
+    assert calibrated(0.99) >= calibrated(0.2)
+    assert raw_score((0.99, 0.98)) == 0.98  # as weak as the weakest character
+    assert raw_score((0.99, 0.98), agreed=False) < raw_score((0.99, 0.98))
+
+
+# ---------------------------------------------------------------- read passes and second look
+
+
+class CountingRecogniser:
+    """The reader's own recogniser, counting how often it runs."""
+
+    def __init__(self, inner: CtcRecogniser) -> None:
+        self.inner = inner
+        self.characters = inner.characters
+        self.calls = 0
+
+    def __call__(self, batch: FloatArray) -> FloatArray:
+        self.calls += 1
+        return self.inner(batch)
+
+
+def _small(text: str, style: PlateStyle, width: int) -> Image:
+    """A rendered plate shrunk to ``width`` pixels: small plates read less surely."""
+    plate = render_plate(text, style)
+    height = round(plate.shape[0] * width / plate.shape[1])
+    return np.asarray(cv2.resize(plate, (width, height), interpolation=cv2.INTER_AREA))
+
+
+def test_a_sure_first_pass_is_the_only_pass() -> None:
+    reader = PlateReader(PlateSettings())
+    counting = CountingRecogniser(reader._recogniser)
+    reader._recogniser = counting
+    read = reader.read_plate(render_plate("粤Z2312澳", "hk_macau"))
+    assert read is not None
+    assert read.text == "粤Z2312澳"
+    assert read.score >= PASS_SURE
+    assert counting.calls == 1  # the second pass would cost as much again
+
+
+def test_an_unsure_reading_every_view_confirms_is_decided(reader: PlateReader) -> None:
+    """A 60 px 宁NQ14Z5: its first look is unsure (the calibration before left it undecided);
+    the altered views all read it, and the second look decides it."""
+    crop = _small("宁NQ14Z5", "blue", 60)
+    first, agreed = reader._decode(crop, PLATE_LAYOUT, reader.settings.passes)
+    assert first is not None
+    assert first.text == "宁NQ14Z5"
+    assert raw_score(first.char_confidences, agreed) < SECOND_LOOK_BELOW
+    read = reader.read_plate(crop)
+    assert read is not None
+    assert read.text == "宁NQ14Z5"
+    assert read.confidence >= DEFAULT_PLATE_CONFIDENCE_FLOOR
+
+
+def test_the_second_look_votes_out_a_misread_province(reader: PlateReader) -> None:
+    """A 70 px 琼TF67123 first reads 皖: the views vote 琼, still unsure, so not decided."""
+    crop = _small("琼TF67123", "green", 70)
+    first, _ = reader._decode(crop, PLATE_LAYOUT, reader.settings.passes)
+    assert first is not None
+    assert first.text != "琼TF67123"
+    read = reader.read_plate(crop)
+    assert read is not None
+    assert read.text == "琼TF67123"
+    assert read.confidence < DEFAULT_PLATE_CONFIDENCE_FLOOR
+
+
+@pytest.mark.parametrize(
+    ("text", "style", "width"), [("琼TF67123", "green", 60), ("新QF7713N", "green", 60)]
+)
+def test_a_confident_misread_the_views_doubt_stays_below_the_floor(
+    reader: PlateReader, text: str, style: PlateStyle, width: int
+) -> None:
+    read = reader.read_plate(_small(text, style, width))
+    assert read is not None
+    assert read.text != text  # the province is misread at this size
+    assert read.confidence < DEFAULT_PLATE_CONFIDENCE_FLOOR
+
+
+def test_a_sure_reading_the_second_pass_contradicts_is_not_decided(reader: PlateReader) -> None:
+    """read_vehicle confirms its best reading with the later passes when the first alone read
+    it: a reading they contradict (here a wrong text on a clean plate) loses its confidence."""
+    crop = render_plate("新QF7713N", "green")
+    wrong = PlateCandidate("浙QF7713N", 0.99, (0.99,) * 8, 0.99)
+    confirmed, _ = reader._confirm((wrong, (crop,)))
+    assert confirmed.score < SECOND_LOOK_BELOW
+    assert confirmed.confidence < DEFAULT_PLATE_CONFIDENCE_FLOOR
 
 
 # ---------------------------------------------------------------- whole scenes
