@@ -22,8 +22,10 @@ Each ingest run is done per evidence mode, alternating within a repeat:
 
 Reported: events/s, evidence MB/s (decoded image bytes stored per second, first publish to
 last ack), that MB/s as a share of the disk's direct write rate, and the small runs' events/s
-as a share of the raw ceiling; the machine's load average before and after; and the CPU ms
-``parse_violation`` takes per real-size opened event and per small event, in process.
+as a share of the raw ceiling; the machine's load average before and after; the CPU ms
+``parse_violation`` takes per real-size opened event and per small event, in process; and the
+writer's ms per small event (CPU, and wall with the database's round trips) in
+``IngestService.store_batch``, batches of 500, in process on a fresh database.
 
 ``--baseline REF`` also runs REF's ingest (its tree exported with bench.report_cpu's
 export_tree; the workers import it first) in the same run: each ingest run is made once per
@@ -63,6 +65,7 @@ from bench.ingest_rate import (
     build_workload,
     measure_ingest,
     measure_raw,
+    scratch_database,
 )
 from contracts.sites import SiteRegistry
 
@@ -95,6 +98,44 @@ for name, messages in sets.items():
         passes.append((time.process_time() - started) * 1000 / len(messages))
     out[name] = {"median": round(statistics.median(passes), 3), "min": round(min(passes), 3)}
 print(json.dumps(out))
+"""
+# The same for the writer: the tree's IngestService stores the small messages (parsed first)
+# in batches of 500 on a fresh database, wired as bench.ingest_rate's worker wires it; the
+# writer thread's CPU ms and wall ms per event, database round trips included in the wall.
+_STORE_CHILD = """
+import json, pickle, sys, time
+from pathlib import Path
+from contracts.sites import SiteRegistry
+from dispatch.config import RoutingSettings
+from dispatch.routing import Router
+from ingest.config import IngestSettings
+from ingest.metrics import IngestMetrics
+from ingest.store import IngestService
+from ingest.validation import parse_violation
+from storage.database import make_engine, make_session_factory
+from storage.schema import migrate
+url, registry_file, messages_file, evidence_dir = sys.argv[1:5]
+registry = SiteRegistry.model_validate_json(open(registry_file).read())
+with open(messages_file, "rb") as handle:
+    messages = pickle.load(handle)["small"]
+events = [parse_violation(topic, payload, registry, 64_000_000) for topic, payload in messages]
+migrate(url)
+settings = IngestSettings(evidence_dir=Path(evidence_dir))
+engine = make_engine(url)
+service = IngestService(
+    make_session_factory(engine), settings.open_evidence_store(url), registry, IngestMetrics(),
+    Router(RoutingSettings()).dispatch_new_cases, settings=settings,
+)
+cpu = wall = 0.0
+for start in range(0, len(events), 500):
+    chunk = events[start : start + 500]
+    cpu_started, wall_started = time.thread_time(), time.perf_counter()
+    service.store_batch(chunk)
+    cpu += time.thread_time() - cpu_started
+    wall += time.perf_counter() - wall_started
+engine.dispose()
+print(json.dumps({"cpu": round(cpu * 1000 / len(events), 3),
+                  "wall": round(wall * 1000 / len(events), 3)}))
 """
 _DD_RATE = re.compile(r"([0-9.,]+)\s*([kMG]?B)/s")
 _UNITS = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
@@ -192,6 +233,38 @@ def parse_cpu_ms(
     return result
 
 
+def store_ms(
+    tree: Path, registry: SiteRegistry, small: list[Message], database: str, workdir: Path
+) -> dict[str, float]:
+    """Writer ms per small event (CPU and wall) of ``tree``'s IngestService.store_batch."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    registry_file = workdir / "registry.json"
+    registry_file.write_text(registry.model_dump_json())
+    messages_file = workdir / "messages.pickle"
+    with messages_file.open("wb") as handle:
+        pickle.dump({"small": [(m.topic, m.payload) for m in small]}, handle)
+    with scratch_database(database, workdir) as url:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _STORE_CHILD,
+                url,
+                str(registry_file),
+                str(messages_file),
+                str(workdir / "evidence"),
+            ],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
@@ -228,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         trees = {f"baseline {args.baseline}": export_tree(args.baseline, scratch), **trees}
     rates: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
     parse_ms: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in trees}
+    writer_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     raw_rates: list[float] = []
     disk: list[float] = []
     loads = [round(load_before[0], 2)]
@@ -241,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             for label, tree in order:
                 _progress(f"repeat {repeat + 1}: parse, {label}")
                 parse_ms[label].append(parse_cpu_ms(tree, registry, parse_sets, workdir / "parse"))
+                _progress(f"repeat {repeat + 1}: store_batch, {label}")
+                writer_ms[label].append(
+                    store_ms(tree, registry, small, args.database, workdir / "store")
+                )
             _progress(f"repeat {repeat + 1}: raw MQTT")
             raw_rates.append(measure_raw(small, workdir / "raw"))
             for mode in args.modes:
@@ -311,10 +389,21 @@ def main(argv: list[str] | None = None) -> int:
             }
             for name in parse_sets
         }
-        per_tree[label] = {"runs": runs, "parse_violation_cpu_ms_per_event": parse}
+        writer = {
+            f"{kind}_ms_median": _median([w[kind] for w in writer_ms[label]])
+            for kind in ("cpu", "wall")
+        } | {f"{kind}_ms_each": [w[kind] for w in writer_ms[label]] for kind in ("cpu", "wall")}
+        per_tree[label] = {
+            "runs": runs,
+            "parse_violation_cpu_ms_per_event": parse,
+            "store_batch_ms_per_small_event": writer,
+        }
     summary["runs"] = per_tree[THIS_TREE]["runs"]
     summary["parse_violation_cpu_ms_per_event"] = per_tree[THIS_TREE][
         "parse_violation_cpu_ms_per_event"
+    ]
+    summary["store_batch_ms_per_small_event"] = per_tree[THIS_TREE][
+        "store_batch_ms_per_small_event"
     ]
     if args.baseline:
         base = per_tree[f"baseline {args.baseline}"]
@@ -331,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
                     2,
                 )
                 for name, entry in summary["parse_violation_cpu_ms_per_event"].items()
+            },
+            **{
+                f"store_batch_{kind}_ms_small": round(
+                    summary["store_batch_ms_per_small_event"][f"{kind}_ms_median"]
+                    / base["store_batch_ms_per_small_event"][f"{kind}_ms_median"],
+                    2,
+                )
+                for kind in ("cpu", "wall")
             },
         }
     _progress("")
