@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import yaml
@@ -101,8 +103,15 @@ class Deployment:
     def server_log(self) -> str:
         return (self.workdir / "server.log").read_text(errors="replace")[-4000:]
 
-    def replay_process(self, camera: str, source: Path, *extra: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+    def replay_process(
+        self, camera: str, source: Path, *extra: str, terminal: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """`civicwatch replay` with its stderr in replay.log. With ``terminal`` the stderr is a
+        pseudo-terminal, as when a person runs it: the replay then also says when the clip has
+        ended ("replay: N frames, M events"), which a test can wait for instead of sleeping."""
+        log = (self.workdir / "replay.log").open("ab")
+        reader, writer = pty.openpty() if terminal else (-1, log.fileno())
+        process = subprocess.Popen(
             [
                 *CIVICWATCH,
                 "replay",
@@ -115,14 +124,23 @@ class Deployment:
                 *extra,
             ],
             stdout=subprocess.PIPE,
-            stderr=(self.workdir / "replay.log").open("ab"),
+            stderr=writer,
             env=self.env,
         )
+        if terminal:
+            os.close(writer)  # the child holds its own copy; EOF comes when it exits
+            threading.Thread(target=_drain, args=(reader, log), daemon=True).start()
+        else:
+            log.close()
+        return process
+
+    def replay_log(self) -> str:
+        return (self.workdir / "replay.log").read_text(errors="replace")
 
     def replay(self, camera: str, source: Path, *extra: str) -> dict[str, Any]:
         process = self.replay_process(camera, source, *extra)
         out, _ = process.communicate(timeout=900)
-        log = (self.workdir / "replay.log").read_text(errors="replace")[-4000:]
+        log = self.replay_log()[-4000:]
         assert process.returncode == 0, f"replay exited {process.returncode}: {log}"
         summary: dict[str, Any] = json.loads(out)
         return summary
@@ -135,3 +153,19 @@ class Deployment:
         return httpx.get(
             f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
+
+
+def _drain(reader: int, log: BinaryIO) -> None:
+    """Copy a pseudo-terminal's output into the log until the process on it exits (a full
+    terminal buffer would block the process's writes)."""
+    with log:
+        while True:
+            try:
+                chunk = os.read(reader, 4096)
+            except OSError:  # EIO: the other side closed
+                break
+            if not chunk:
+                break
+            log.write(chunk)
+            log.flush()
+    os.close(reader)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 VTEST = SHARED_DATA / "clips" / "vtest.avi"
 INTERSECTION = SHARED_DATA / "clips" / "intersection-demo1.mp4"
+VTEST_FRAMES = 795  # 79.5 s at 10 fps
 
 
 def _new(
@@ -112,10 +113,14 @@ def test_events_published_while_ingest_is_down_arrive_once(
     site.start_server()  # creates ingest's persistent session on the broker
     site.stop_server()
 
-    replay = site.replay_process("cam-building", VTEST, "--confirm-timeout", "300")
-    # The clip runs and publishes while nothing consumes; then ingest comes back.
-    with pytest.raises(subprocess.TimeoutExpired):
-        replay.wait(timeout=45)
+    replay = site.replay_process("cam-building", VTEST, "--confirm-timeout", "300", terminal=True)
+    # The whole clip runs and publishes while nothing consumes; then ingest comes back.
+    deadline = time.monotonic() + 240
+    while f"replay: {VTEST_FRAMES} frames" not in site.replay_log():
+        assert replay.poll() is None, site.replay_log()[-3000:]
+        assert time.monotonic() < deadline, "the clip did not end in 240 s"
+        time.sleep(0.2)
+    assert replay.poll() is None, "the replay ended with nothing confirmed"
     site.start_server()
     out, _ = replay.communicate(timeout=300)
     assert replay.returncode == 0, (tmp_path / "replay.log").read_text()[-3000:]
