@@ -165,3 +165,29 @@ def test_a_gateway_that_reports_after_the_move_leaves_it_with_the_dispatchers(
         # A late "still there" is kept as an event but routes nothing: a dispatcher decides.
         assert (case.state, case.department) == (CaseState.NEW.value, None)
         assert actions == ["register", "warn", "warning_timeout"]
+
+
+def test_only_the_sweep_leader_moves_an_item(
+    server: Server, database_url: str, tmp_path: Path
+) -> None:
+    silent = warn(server, GRACE + timedelta(minutes=MARGIN_MINUTES + 1))
+    run_job(server)  # the first server asks first: it leads
+    other_item = warn(server, GRACE + timedelta(minutes=MARGIN_MINUTES + 1))
+    config = CivicwatchConfig(
+        sites=make_registry().sites,
+        server=ServerSettings(
+            database_url=database_url,
+            ingest=IngestSettings(client_id="warning-timeout-other", evidence_dir=tmp_path / "o"),
+            exemptions=ExemptionSettings(warning_silence_margin_minutes=MARGIN_MINUTES),
+        ),
+    )
+    follower = build_server(config)
+    try:
+        run_job(follower)  # not the leader: does nothing
+        assert state_of(server, other_item)[0] == CaseState.WARNED.value
+        assert (follower.metrics.registry.get_sample_value(METRIC) or 0.0) == 0
+    finally:
+        follower.stop()
+    assert state_of(server, silent)[0] == CaseState.NEW.value
+    run_job(server)
+    assert state_of(server, other_item)[0] == CaseState.NEW.value
