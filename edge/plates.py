@@ -22,6 +22,7 @@ from edge.detections import FloatArray, Image
 from edge.plate_confidence import SECOND_LOOK_BELOW, calibrated, raw_score
 from edge.plate_decoding import (
     HEAD_LAYOUT,
+    LAST_ONLY,
     PLATE_LAYOUT,
     PLATE_RE,
     TAIL_LAYOUT,
@@ -142,8 +143,8 @@ class PlateReader:
             support[candidate.text].append(candidate.char_confidences)
         if not support:
             return PlateCandidate(reading.text, calibrated(0.0), reading.char_confidences, 0.0)
-        text = max(support, key=lambda t: sum(min(chars) for chars in support[t]))
-        score = sum(min(chars) for chars in support[text]) / VIEWS
+        text = max(support, key=lambda t: sum(_view_weakest(t, chars) for chars in support[t]))
+        score = sum(_view_weakest(text, chars) for chars in support[text]) / VIEWS
         chars = tuple(round(float(c), 4) for c in np.mean(support[text], axis=0))
         return PlateCandidate(text, calibrated(score), chars, round(score, 4))
 
@@ -277,6 +278,17 @@ VIEWS = 10
 """Altered copies of an unsure reading's crop read in its second look (``_views``)."""
 
 _VIEW_INPUT = 320  # the recogniser's input width in a second look: wide padding reads better
+
+
+def _view_weakest(text: str, chars: Sequence[float]) -> float:
+    """A view's weakest character, a red suffix (警, 领...) counted at its square root.
+
+    The recogniser scores those suffixes low even when it reads them right (on dev most right
+    readings left undecided were 警 and 领 plates); the views must still agree on them.
+    """
+    if text[-1] in LAST_ONLY:
+        return min(min(chars[:-1]), math.sqrt(chars[-1]))
+    return min(chars)
 
 
 def _views(crop: Image, width: int) -> Iterator[tuple[Image, ReadPass]]:

@@ -308,3 +308,13 @@ def test_generated_scenes_are_seeded_named_by_plate_and_stay_in_their_folder(
     assert all(PATTERN.match(Path(name).stem) for name in names)
     assert [p.read_bytes() for p in first.written] == [p.read_bytes() for p in again.written]
     assert all(path.parent == tmp_path / "a" for path in first.written)
+
+
+def test_a_red_suffix_weighs_less_in_the_second_look() -> None:
+    """The recogniser scores 警/领 low even when right: the second look takes their root."""
+    from edge.plates import _view_weakest
+
+    weak_last = (0.99, 0.98, 0.99, 0.99, 0.99, 0.99, 0.49)
+    assert _view_weakest("贵E8804警", weak_last) == pytest.approx(0.7)
+    assert _view_weakest("贵E88041", weak_last) == 0.49
+    assert _view_weakest("贵E8804警", (0.6, 0.98, 0.99, 0.99, 0.99, 0.99, 0.99)) == 0.6
