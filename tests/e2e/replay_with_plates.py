@@ -97,8 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_unconfirmed=settings.max_unconfirmed,
         rules=rules,
     )
+    # Built with plates off so the OCR model, never asked here, is not loaded (seconds a run).
+    no_ocr = settings.model_copy(
+        update={"plates": settings.plates.model_copy(update={"enabled": False})}
+    )
     services = replace(
-        gateway_services(settings, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules),
+        gateway_services(no_ocr, gateway.id, detector, outbox, ZoneInfo(site.timezone), rules),
         plate_reader=KnownPlates(args.van_plate, args.car_plate),
     )
     analysis = camera_analysis(
