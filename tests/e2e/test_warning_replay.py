@@ -3,12 +3,13 @@ car through a gateway's live pipeline (real detector, tracker, dwell rules, exem
 warning stage, signed rule store, outbox, MQTT publisher), a private Mosquitto and `civicwatch
 server` (ingest, API, rule documents) on SQLite and PostgreSQL.
 
-The deployment (broker, server, signing key, the 25 s clip) is
+The deployment (broker, server, signing key, the 15 s clip) is
 tests/e2e/test_exemptions_replay.py's, imported; the gateway is `civicwatch replay` itself.
-Warned-and-stayed: a 6 s grace, both still there: each item goes to the department after its
-grace, with its before and after frames. Warned-and-gone: the vehicles never leave in the clip,
-so a generated copy paints the kerb over from 12 s; within the 30 s grace they clear, and each
-item closes as warned, complied.
+Warned-and-stayed: a 6 s grace, both still there (the clip's last frame held 10 s past its end,
+which spares the detector): each item goes to the department after its grace, with its before
+and after frames. Warned-and-gone: the vehicles never leave in the clip, so a generated 25 s
+copy paints the kerb over from 12 s; within the 30 s grace they clear, and each item closes as
+warned, complied.
 """
 
 from __future__ import annotations
@@ -19,15 +20,24 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import cv2
 import pytest
 
 from contracts.announce import read_announcement
 from contracts.exemptions import WarningStageRule
 from contracts.mqtt import MqttSession
 from contracts.topics import ROOT
+from edge.detections import Image
 from storage.tables import utcnow
-from tests.e2e.test_exemptions_replay import CAMERA, SITE, Site, clip, site, wait_for
+from tests.e2e.test_exemptions_replay import (
+    CAMERA,
+    LONG_CLIP_SECONDS,
+    SITE,
+    Site,
+    clip,
+    cut_vtest,
+    site,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,31 +45,20 @@ __all__ = ["clip", "site"]  # the imported module-scoped fixtures this module ru
 
 PAINT_FROM_SECONDS = 12.0
 KERB = (560, 0, 768, 150)  # x1, y1, x2, y2: the zone [[600, 30], [768, 118]] and a margin
+STAYED_HOLD_SECONDS = 10.0  # the 15 s clip and its last frame: the 6 s grace ends at 16 s
+
+
+def _paint_kerb(at: float, image: Image) -> None:
+    if at >= PAINT_FROM_SECONDS:
+        x1, y1, x2, y2 = KERB
+        image[y1:y2, x1:x2] = 128
 
 
 @pytest.fixture(scope="module")
-def gone_clip(clip: Path) -> Path:
-    """Generated from the 25 s clip: the kerb painted grey from PAINT_FROM_SECONDS on."""
-    path = clip.with_name("vtest-25s-gone.avi")
-    source = cv2.VideoCapture(str(clip))
-    fps = source.get(cv2.CAP_PROP_FPS) or 10.0
-    size = (int(source.get(cv2.CAP_PROP_FRAME_WIDTH)), int(source.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
-    index = 0
-    try:
-        while True:
-            ok, image = source.read()
-            if not ok:
-                break
-            if index >= PAINT_FROM_SECONDS * fps:
-                x1, y1, x2, y2 = KERB
-                image[y1:y2, x1:x2] = 128
-            writer.write(image)
-            index += 1
-    finally:
-        writer.release()
-        source.release()
-    return path
+def gone_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vtest.avi's first 25 s with the kerb painted grey from PAINT_FROM_SECONDS on."""
+    path = tmp_path_factory.mktemp("clip") / "vtest-25s-gone.avi"
+    return cut_vtest(path, LONG_CLIP_SECONDS, _paint_kerb)
 
 
 def stage(grace_minutes: float) -> WarningStageRule:
@@ -91,7 +90,7 @@ def announcements(site: Site) -> tuple[MqttSession, list[Any]]:
 
 
 def run(
-    site: Site, clip_path: Path, grace_minutes: float
+    site: Site, clip_path: Path, grace_minutes: float, *extra: str
 ) -> tuple[dict[str, list[Any]], list[Any]]:
     """`civicwatch replay` (the real wiring, announcements included; no plates: vtest.avi's
     cannot be read, and none is needed to warn) under a fresh warning_stage rule; the events
@@ -103,7 +102,7 @@ def run(
         with site.service() as service:
             service.issue_rule(rule, "pm-chief")
             try:
-                summary = site.deployment.replay(CAMERA, clip_path)
+                summary = site.deployment.replay(CAMERA, clip_path, *extra)
             finally:
                 service.revoke(rule.id, "pm-chief", "test over")
     finally:
@@ -122,7 +121,7 @@ def case_of(site: Site, violation_id: str) -> dict[str, Any] | None:
 
 
 def test_warned_and_stayed_goes_to_the_department_after_the_grace(site: Site, clip: Path) -> None:
-    by_violation, heard = run(site, clip, grace_minutes=0.1)
+    by_violation, heard = run(site, clip, 0.1, "--hold-last", str(STAYED_HOLD_SECONDS))
     for violation_id, events in by_violation.items():
         phases = [e["phase"] for e in events]
         assert phases[:2] == ["warned", "opened"], phases
