@@ -3,7 +3,9 @@
 This module is the reader; its parts live beside it: ``plate_regions`` finds plate-like boxes
 on a vehicle, ``plate_recognisers`` runs RapidOCR's PP-OCRv4 text recogniser (bundled in its
 wheel), ``plate_decoding`` reads only plate-shaped paths from the recogniser's CTC scores, and
-``plate_votes`` votes one vehicle's readings across frames.
+``plate_votes`` votes one vehicle's readings across frames. An unsure reading gets a second
+look (altered copies of its crop read and voted) and ``plate_confidence`` turns its score into
+the chance it is right.
 """
 
 from __future__ import annotations
