@@ -373,14 +373,18 @@ class PlateSettings(_Settings):
         min_length=1,
         description=(
             "read passes in order: the first always runs, each later one only while the "
-            "weakest character of the best reading so far scores below retry_below"
+            "weakest character of the best reading so far scores below 0.96 "
+            "(edge.plates.PASS_SURE)"
         ),
     )
     retry_below: float = Field(
         default=0.9,
         ge=0.0,
         le=1.0,
-        description="weakest-character score under which the next read pass is tried",
+        description=(
+            "when no text line on the vehicle reads at this score or better, plate-coloured "
+            "regions are read too"
+        ),
     )
     min_confidence: float = Field(
         default=0.5,
