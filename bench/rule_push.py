@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,8 +48,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import create_engine, insert, make_url, text
+from sqlalchemy import insert
 
+from bench.ingest_rate import scratch_database
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from contracts.sites import SiteRegistry
@@ -63,9 +63,6 @@ from storage.schema import migrate
 from storage.tables import RegistryVehicle, utcnow
 
 TARGET_P99_S = 5.0
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CIVICWATCH_TEST_POSTGRES", "postgresql+psycopg://root@127.0.0.1:5432/test"
-)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -390,25 +387,15 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def scratch_database(backend: str, workdir: Path, given: str | None) -> Iterator[str]:
-    """The database URL to run on: the one given, a SQLite file, or a new PostgreSQL database
-    dropped afterwards."""
+def database_for(backend: str, workdir: Path, given: str | None) -> Iterator[str]:
+    """The database URL to run on: the one given, or a scratch one (bench.ingest_rate's: a
+    SQLite file in ``workdir``, or a new PostgreSQL database dropped afterwards)."""
     if given:
         yield given
         return
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-        return
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"civicwatch_rule_push_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with scratch_database(backend, workdir) as url:
+        yield url
 
 
 def run_baseline(ref: str, args: argparse.Namespace, workdir: Path, url: str) -> dict[str, Any]:
@@ -493,10 +480,10 @@ def main() -> int:
         workdir = Path(folder)
         baseline: dict[str, Any] | None = None
         if args.baseline:
-            with scratch_database(args.backend, workdir, None) as url:
+            with database_for(args.backend, workdir / "baseline", None) as url:
                 baseline = run_baseline(args.baseline, args, workdir, url)
             print(json.dumps({"baseline": args.baseline} | baseline), file=sys.stderr)
-        with scratch_database(args.backend, workdir, args.database_url) as url:
+        with database_for(args.backend, workdir / "this", args.database_url) as url:
             args.database_url = url
             summary = run(args, workdir)
     if baseline is not None:
