@@ -507,8 +507,9 @@ def _false_alarms(
     return tuple(sorted(rows, key=lambda r: (-(r.false_alarm + r.not_a_violation), r.camera_id)))
 
 
-# The audit actions of the warning stage (ingest.writer: warn, close, dispatch from warned;
-# dispatch.warning_stage: warning_timeout). Named here: the reports read the chain, not ingest.
+# The audit actions of the warning stage (ingest.writer: warn, close, dispatch from warned,
+# close from new when the gateway reported late; dispatch.warning_stage: warning_timeout).
+# Named here: the reports read the chain, not ingest.
 _WARN, _SILENT = "warn", "warning_timeout"
 
 
@@ -524,6 +525,11 @@ def _warnings(session: Session, sites: Sequence[str], window: Window) -> Warning
         .where(
             (CaseTransition.action.in_((_WARN, _SILENT)))
             | (CaseTransition.from_state == CaseState.WARNED.value)
+            # a compliance the gateway reported after the timeout closes the item from new
+            | (
+                (CaseTransition.action == Action.CLOSE.value)
+                & (CaseTransition.from_state == CaseState.NEW.value)
+            )
         )
     )
     issued = complied = escalated = silent = 0

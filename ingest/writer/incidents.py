@@ -114,11 +114,7 @@ def attach_to_cases(
         cases[violation_id] = case
     _open_cases(batch, opened, route_cases)
     _write_back(batch, [case for case in loaded.values() if case.changed])
-    settle_warned_cases(
-        batch,
-        [(case, item.event) for case, item in settling if case.state == CaseState.WARNED],
-        route_cases,
-    )
+    settle_warned_cases(batch, [(case, item.event) for case, item in settling], route_cases)
     bulk_insert(
         session,
         CaseViolation,

@@ -13,6 +13,13 @@ before it is stored, with a reason the edge gets in its ack, and counted:
 - ``warning_grace``: an ``opened`` of a warned violation before its grace period ended.
 
 A resent message (same message id) is a duplicate as always, not a refusal.
+
+A gateway can report after the server stopped waiting for it (dispatch.warning_stage's
+timeout sent the item to the dispatchers, or a person acted on it first). A late ``complied``
+is taken, not refused: the car left, and whoever holds the item must know before sending
+anyone. An item still untouched in the dispatchers' queue (``new``) closes as "warned,
+complied"; one a person already moved on gets a ``late_complied`` entry and stays as it is.
+A late ``opened`` is kept as an event and routes nothing: a dispatcher has it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from storage.tables import Case, CaseState, CaseTransition, Event
 WARNING_PHASES = (Phase.WARNED, Phase.COMPLIED)
 _CHECKED = (Phase.WARNED, Phase.COMPLIED, Phase.OPENED)
 _ACTOR = "ingest"
+LATE_COMPLIED_ACTION = "late_complied"
+COMPLIED_LATE_WHY = "complied_late"
 
 
 @dataclass
@@ -47,6 +56,7 @@ class _Stage:
     warned_until: datetime | None = None  # warned and still waiting: its grace's end
     complied: bool = False
     opened: bool = False  # enforced: routed, or never warned
+    handed_over: bool = False  # warned, then moved on by the server or a person, not the gateway
 
 
 def refuse_out_of_order(batch: Batch, unique: list[Placed]) -> dict[UUID, Refusal]:
@@ -93,6 +103,8 @@ def _problem(stage: _Stage, event: ViolationEvent) -> tuple[RefusalReason, str] 
     if event.phase is Phase.COMPLIED:
         if not stage.has_case:
             return RefusalReason.WARNING_UNKNOWN, f"{name} was never warned"
+        if stage.handed_over:
+            return None  # late: taken and noted (module docstring)
         if stage.warned_until is None:
             return RefusalReason.WARNING_ORDER, f"{name} was opened; complied after it refused"
     grace = stage.warned_until
@@ -115,79 +127,92 @@ def _advance(stage: _Stage, event: ViolationEvent) -> None:
     elif event.phase is Phase.OPENED:
         stage.warned_until = None
         stage.opened = True
+    stage.handed_over = False
     stage.has_case = True
 
 
 def _stored_stages(batch: Batch, violations: list[UUID]) -> dict[UUID, _Stage]:
     session = batch.session
-    stages: dict[UUID, _Stage] = {}
-    for violation_id, state in session.execute(
-        select(VIOLATION_LINKS.c.violation_id, CASES.c.state)
-        .join_from(VIOLATION_LINKS, CASES, VIOLATION_LINKS.c.case_id == CASES.c.id)
-        .where(VIOLATION_LINKS.c.violation_id.in_(violations))
-    ):
-        stages[violation_id] = _Stage(has_case=True, opened=state != CaseState.WARNED)
+    case_states: dict[UUID, str] = {
+        violation_id: state
+        for violation_id, state in session.execute(
+            select(VIOLATION_LINKS.c.violation_id, CASES.c.state)
+            .join_from(VIOLATION_LINKS, CASES, VIOLATION_LINKS.c.case_id == CASES.c.id)
+            .where(VIOLATION_LINKS.c.violation_id.in_(violations))
+        )
+    }
+    stages = {
+        violation_id: _Stage(has_case=True, opened=state != CaseState.WARNED)
+        for violation_id, state in case_states.items()
+    }
+    warned: dict[UUID, datetime | None] = {}
+    gateway_opened: set[UUID] = set()
     for violation_id, phase, payload in session.execute(
         select(Event.violation_id, Event.phase, Event.payload).where(
-            Event.violation_id.in_(violations),
-            Event.phase.in_([phase.value for phase in WARNING_PHASES]),
+            Event.violation_id.in_(violations), Event.phase.in_([p.value for p in _CHECKED])
         )
     ):
         stage = stages.setdefault(violation_id, _Stage(has_case=True))
         if phase == Phase.COMPLIED:
             stage.complied = True
-            stage.warned_until = None
-        elif not stage.opened and not stage.complied:
+        elif phase == Phase.WARNED:
             until = (payload.get("warning") or {}).get("grace_until")
-            stage.warned_until = datetime.fromisoformat(until) if until else None
+            warned[violation_id] = datetime.fromisoformat(until) if until else None
+        else:
+            stage.opened = True
+            gateway_opened.add(violation_id)
+    for violation_id, until in warned.items():
+        stage = stages[violation_id]
+        if stage.complied or violation_id in gateway_opened:
+            stage.warned_until = None
+        elif case_states.get(violation_id) == CaseState.WARNED:
+            stage.warned_until = until
+        else:
+            stage.handed_over = True
     return stages
 
 
 def settle_warned_cases(
     batch: Batch, settled: list[tuple[CaseRow, ViolationEvent]], route_cases: CaseRouter
 ) -> None:
-    """Close the warned cases whose car complied; route those still there after the grace.
+    """Close the warned cases whose car complied; route those still there after the grace;
+    take a late ``complied`` on a case the server already handed over (module docstring).
 
-    ``settled`` are (case, event) for every complied or opened event on a case in state
-    ``warned`` (the order check let only those through). One UPDATE and one audit INSERT.
+    ``settled`` are (case, event) for every complied or opened event on a stored case (the
+    order check let through only those that fit). One UPDATE and one audit INSERT.
     """
-    if not settled:
-        return
     rows: list[dict[str, Any]] = []
     transitions: list[dict[str, Any]] = []
-    enforced = [(case, event) for case, event in settled if event.phase is Phase.OPENED]
+    waiting = [(case, event) for case, event in settled if case.state == CaseState.WARNED]
+    enforced = [(case, event) for case, event in waiting if event.phase is Phase.OPENED]
     decisions = route_cases([case.to_route() for case, _ in enforced]) if enforced else []
     if len(decisions) != len(enforced):
         raise RuntimeError(f"routing returned {len(decisions)} for {len(enforced)} case(s)")
     routed = {id(case): decision for (case, _), decision in zip(enforced, decisions, strict=True)}
     for case, event in settled:
         case_id = case.require_id()
-        warning = event.warning
-        facts: dict[str, Any] = {"violation_id": str(event.violation_id)}
-        if warning is not None:
-            facts |= {"warned_at": warning.warned_at.isoformat(), "rule_id": warning.rule_id}
+        facts = _warning_facts(event)
         if event.phase is Phase.COMPLIED:
             batch.report.warnings_complied += 1
-            rows.append(
-                {
-                    "id": case_id,
-                    "state": CaseState.CLOSED.value,
-                    "closed_at": event.observed_at,
-                    "department": None,
-                    "tier": None,
-                    "priority": None,
-                    "ack_due_at": None,
-                    "sla_due_at": None,
-                    "escalate_to": None,
-                }
-            )
-            facts |= {"why": WARNED_COMPLIED, "close_reason": WARNED_COMPLIED}
+            from_state = CaseState(case.state)
+            if from_state in (CaseState.WARNED, CaseState.NEW):
+                # Warned and gone; or gone, reported after the item went to the dispatchers'
+                # queue, where nobody has touched it yet.
+                rows.append(_closed(case_id, event.observed_at))
+                why = WARNED_COMPLIED if from_state is CaseState.WARNED else COMPLIED_LATE_WHY
+                facts |= {"why": why, "close_reason": WARNED_COMPLIED}
+                action, to_state = "close", CaseState.CLOSED
+                case.state = CaseState.CLOSED
+            else:  # a person moved it on: told, not undone
+                facts |= {"why": COMPLIED_LATE_WHY, "left_at": event.observed_at.isoformat()}
+                action, to_state = LATE_COMPLIED_ACTION, from_state
             transitions.append(
-                _entry(case_id, "close", CaseState.CLOSED, "warned, complied", facts, batch.now)
+                _entry(case_id, action, from_state, to_state, "warned, complied", facts, batch.now)
             )
-            case.state = CaseState.CLOSED
             continue
-        decision = routed[id(case)]
+        decision = routed.get(id(case))
+        if decision is None:
+            continue  # a late "still there": kept as an event, routes nothing
         batch.report.warnings_enforced += 1
         rows.append(
             {
@@ -205,7 +230,13 @@ def settle_warned_cases(
         detail = {**decision.detail, **facts, "department": decision.department}
         detail["why_warned"] = "still_there_after_grace"
         entry = _entry(
-            case_id, "dispatch", CaseState.DISPATCHED, decision.reason, detail, batch.now
+            case_id,
+            "dispatch",
+            CaseState.WARNED,
+            CaseState.DISPATCHED,
+            decision.reason,
+            detail,
+            batch.now,
         )
         entry["actor"] = decision.actor
         transitions.append(entry)
@@ -214,13 +245,43 @@ def settle_warned_cases(
     bulk_insert(batch.session, CaseTransition, chain_entries(batch.session, transitions))
 
 
+def _warning_facts(event: ViolationEvent) -> dict[str, Any]:
+    facts: dict[str, Any] = {"violation_id": str(event.violation_id)}
+    if event.warning is not None:
+        facts |= {
+            "warned_at": event.warning.warned_at.isoformat(),
+            "rule_id": event.warning.rule_id,
+        }
+    return facts
+
+
+def _closed(case_id: int, at: datetime) -> dict[str, Any]:
+    return {
+        "id": case_id,
+        "state": CaseState.CLOSED.value,
+        "closed_at": at,
+        "department": None,
+        "tier": None,
+        "priority": None,
+        "ack_due_at": None,
+        "sla_due_at": None,
+        "escalate_to": None,
+    }
+
+
 def _entry(
-    case_id: int, action: str, to_state: CaseState, reason: str, detail: dict[str, Any], at: Any
+    case_id: int,
+    action: str,
+    from_state: CaseState,
+    to_state: CaseState,
+    reason: str,
+    detail: dict[str, Any],
+    at: Any,
 ) -> dict[str, Any]:
     return {
         "case_id": case_id,
         "action": action,
-        "from_state": CaseState.WARNED.value,
+        "from_state": from_state.value,
         "to_state": to_state.value,
         "actor": _ACTOR,
         "reason": reason,

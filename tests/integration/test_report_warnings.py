@@ -101,3 +101,27 @@ def test_the_report_counts_warnings_issued_complied_escalated_and_silent(
         for word in words:
             assert word in table
             assert word.replace(" ", "") in in_pdf
+
+
+def test_a_compliance_reported_after_the_timeout_counts_as_complied(ingest: IngestRig) -> None:
+    at = utcnow() - timedelta(hours=1)
+    notice = WarningNotice(rule_id="warn", warned_at=at, grace_until=at + GRACE, announced=True)
+    factory = EventFactory()
+    items = [factory.event(Phase.WARNED, frames=1, at=at, warning=notice) for _ in range(2)]
+    for event in items:
+        assert ingest.handler.handle(factory.topic, event.to_wire()) is not None
+    silent = WarningTimeouts(ingest.session_factory, timedelta(minutes=1), CollectorRegistry())
+    assert silent.run() == 2
+    late = factory.event(
+        Phase.COMPLIED, items[0].violation_id, frames=1, at=at + GRACE / 2, warning=notice
+    )
+    ack = ingest.handler.handle(factory.topic, late.to_wire())
+    assert ack is not None
+    assert ack.outcome.value == "stored", ack
+    now = utcnow()
+    service = ReportService(
+        ingest.session_factory, ingest.registry, clock=lambda: now + timedelta(days=40)
+    )
+    made = service.generate(ReportRequest(Period.MONTH, Scope.SITE, SITE, now.date(), "en"), "test")
+    w = made.figures.warnings
+    assert (w.issued, w.complied, w.escalated, w.gateway_silent) == (2, 1, 0, 2)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.server import Server, build_server
-from contracts.events import Phase, WarningNotice
+from contracts.events import Phase, ViolationEvent, WarningNotice
 from dispatch.exemption_settings import ExemptionSettings
 from dispatch.web.i18n import translator
 from dispatch.web.timeline import TimelineText
@@ -134,37 +134,111 @@ def test_the_margin_is_validated() -> None:
             ExemptionSettings(warning_silence_margin_minutes=bad)
 
 
-def test_a_gateway_that_reports_after_the_move_leaves_it_with_the_dispatchers(
-    server: Server,
-) -> None:
+def silent_item(server: Server, factory: EventFactory) -> tuple[ViolationEvent, WarningNotice]:
+    """A warned item its gateway never reported on, moved to the dispatchers by the job."""
     warned_at = utcnow() - GRACE - timedelta(minutes=MARGIN_MINUTES + 1)
     notice = WarningNotice(
         rule_id="warn", warned_at=warned_at, grace_until=warned_at + GRACE, announced=True
     )
-    factory = EventFactory()
     warned = factory.event(Phase.WARNED, frames=1, at=warned_at, warning=notice)
     server.service.store(warned)
     run_job(server)
-    late_complied = factory.event(
-        Phase.COMPLIED, warned.violation_id, frames=1, at=warned_at + GRACE / 2
-    )
-    with pytest.raises(Refusal, match="warning_order"):  # the dispatchers have it now
-        server.service.store(late_complied)
-    late_opened = factory.event(
-        Phase.OPENED, warned.violation_id, frames=1, at=warned_at + GRACE, warning=notice
-    )
-    server.service.store(late_opened)
+    return warned, notice
+
+
+def entries_of(server: Server, violation_id: object) -> tuple[Case, list[CaseTransition]]:
     with server.session_factory() as session:
-        case = session.scalar(select(Case).where(Case.violation_id == warned.violation_id))
+        case = session.scalar(select(Case).where(Case.violation_id == violation_id))
         assert case is not None
-        actions = session.scalars(
-            select(CaseTransition.action)
+        entries = session.scalars(
+            select(CaseTransition)
             .where(CaseTransition.case_id == case.id)
             .order_by(CaseTransition.seq)
         ).all()
-        # A late "still there" is kept as an event but routes nothing: a dispatcher decides.
-        assert (case.state, case.department) == (CaseState.NEW.value, None)
-        assert actions == ["register", "warn", "warning_timeout"]
+        assert verify_chain(session).problems == []
+        session.expunge_all()
+        return case, list(entries)
+
+
+def told(entry: CaseTransition) -> dict[str, str]:
+    return {
+        language: " ".join(
+            TimelineText(translator(language), lambda value, _site: str(value))(entry, None).facts
+        )
+        for language in ("en", "zh-CN")
+    }
+
+
+def test_a_late_complied_closes_an_item_nobody_has_touched(server: Server) -> None:
+    factory = EventFactory()
+    warned, notice = silent_item(server, factory)
+    left_at = notice.warned_at + GRACE / 2
+    late = factory.event(Phase.COMPLIED, warned.violation_id, frames=1, at=left_at, warning=notice)
+    server.service.store(late)  # the gateway's outbox, back after the move: taken, not refused
+
+    case, entries = entries_of(server, warned.violation_id)
+    assert (case.state, case.department) == (CaseState.CLOSED.value, None)
+    assert case.cleared_at is not None
+    assert [(e.action, e.from_state, e.to_state) for e in entries] == [
+        ("register", None, "new"),
+        ("warn", "new", "warned"),
+        ("warning_timeout", "warned", "new"),
+        ("close", "new", "closed"),
+    ]
+    assert entries[-1].detail["why"] == "complied_late"
+    assert entries[-1].detail["close_reason"] == "warned_complied"
+    lines = told(entries[-1])
+    assert "reported late" in lines["en"]
+    assert "提醒超时后才回报" in lines["zh-CN"]
+    with pytest.raises(Refusal, match="warning_order"):  # one compliance per warning
+        server.service.store(
+            factory.event(Phase.COMPLIED, warned.violation_id, frames=1, at=left_at)
+        )
+
+
+def test_a_late_complied_on_a_dispatched_item_is_told_not_undone(server: Server) -> None:
+    factory = EventFactory()
+    warned, notice = silent_item(server, factory)
+    with server.session_factory.begin() as session:  # a dispatcher sent someone meanwhile
+        case = session.scalar(select(Case).where(Case.violation_id == warned.violation_id))
+        assert case is not None
+        case.state, case.department = CaseState.DISPATCHED.value, "urban_management"
+    server.service.store(
+        factory.event(
+            Phase.COMPLIED,
+            warned.violation_id,
+            frames=1,
+            at=notice.warned_at + GRACE / 2,
+            warning=notice,
+        )
+    )
+    case, entries = entries_of(server, warned.violation_id)
+    assert (case.state, case.department) == (CaseState.DISPATCHED.value, "urban_management")
+    last = entries[-1]
+    assert (last.action, last.from_state, last.to_state) == (
+        "late_complied",
+        "dispatched",
+        "dispatched",
+    )
+    assert last.detail["left_at"] == (notice.warned_at + GRACE / 2).isoformat()
+    assert "the car left within the grace period" in told(last)["en"]
+
+
+def test_a_late_opened_leaves_the_item_with_the_dispatchers(server: Server) -> None:
+    factory = EventFactory()
+    warned, notice = silent_item(server, factory)
+    late_opened = factory.event(
+        Phase.OPENED, warned.violation_id, frames=1, at=notice.grace_until, warning=notice
+    )
+    server.service.store(late_opened)
+    case, entries = entries_of(server, warned.violation_id)
+    # A late "still there" is kept as an event but routes nothing: a dispatcher decides.
+    assert (case.state, case.department) == (CaseState.NEW.value, None)
+    assert [e.action for e in entries] == ["register", "warn", "warning_timeout"]
+    with pytest.raises(Refusal, match="warning_order"):  # seen still there: no late compliance
+        server.service.store(
+            factory.event(Phase.COMPLIED, warned.violation_id, frames=1, at=notice.grace_until)
+        )
 
 
 def test_only_the_sweep_leader_moves_an_item(
