@@ -266,7 +266,8 @@ class RuleDocument(_DocumentFields):
         return tuple(sorted(self.rules, key=_order))
 
 
-GATEWAY_RULES_SCHEMA_VERSION: Literal[2] = 2
+GATEWAY_RULES_SCHEMA_VERSION: Literal[3] = 3
+"""What the server sends: schema 3 (contracts.exemptions.GatewayRules)."""
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -283,30 +284,86 @@ class SitePlates(_Model):
     family: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
 
 
+MAX_PATCH_PLATES = 2_000
+"""The most plates (added and removed, all lists) the server puts in one signed patch; a larger
+change sends none, and the gateways take the whole set from the site's plates topic."""
+
+
+class PlateLists(_Model):
+    """Plates by the registry's categories, as ``SitePlates`` lists them."""
+
+    resident: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+    service: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+    family: list[Plate] = Field(default_factory=list, max_length=MAX_PLATES)
+
+    def count(self) -> int:
+        return len(self.resident) + len(self.service) + len(self.family)
+
+
+class PlatesPatch(_Model):
+    """How the site's plates changed from the set whose SitePlates text hashes to
+    ``from_sha256``: the plates ``removed`` and ``added`` in each list, and the new
+    ``changed_at``. A gateway holding that set applies it and checks that the result hashes to
+    the hash the document names (contracts.rule_signing.PlatesPart.patched); any other gateway
+    takes the whole set from the site's plates topic."""
+
+    from_sha256: str = Field(pattern=SHA256_PATTERN)
+    changed_at: AwareDatetime | None = Field(default=None, description="the registry's newest")
+    added: PlateLists = Field(default_factory=PlateLists)
+    removed: PlateLists = Field(default_factory=PlateLists)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> PlatesPatch:
+        for name in ("resident", "service", "family"):
+            added, removed = getattr(self.added, name), getattr(self.removed, name)
+            if len(set(added)) != len(added) or len(set(removed)) != len(removed):
+                raise ValueError(f"a plate is listed twice in the patch's {name} list")
+            if set(added) & set(removed):
+                raise ValueError(f"a plate is both added and removed in {name}")
+        return self
+
+
 class SitePlatesRef(_Model):
     sha256: str = Field(pattern=SHA256_PATTERN, description="of the SitePlates JSON text, UTF-8")
+    patch: PlatesPatch | None = Field(
+        default=None, description="schema 3: the change from the set the server sent before"
+    )
 
 
 class GatewayRules(_DocumentFields):
-    """Schema 2 of a gateway's document on the wire: its own rules (site-wide ones and those on
-    its zones, without the registry's plates) and the site's ``SitePlates`` by hash. A permit
-    change signs 1,000 of these small documents, not 1,000 copies of a 10,000-plate registry;
-    the gateway keeps the plates it holds while the hash stays the same."""
+    """Schemas 2 and 3 of a gateway's document on the wire: its own rules (site-wide ones and
+    those on its zones, without the registry's plates) and the site's ``SitePlates`` by hash. A
+    permit change signs 1,000 of these small documents, not 1,000 copies of a 10,000-plate
+    registry; the gateway keeps the plates it holds while the hash stays the same.
 
-    schema_version: Literal[2] = GATEWAY_RULES_SCHEMA_VERSION
+    - 2: the envelope carries the SitePlates text (every retained message whole on its own);
+    - 3: it does not. ``site_plates.patch`` (optional) takes a gateway holding the set before
+      to the new one; a gateway without that set takes the whole set, signed, from the site's
+      retained plates topic (contracts.topics.site_plates_topic). A registry edit costs each
+      gateway the size of the change, not of the registry."""
+
+    schema_version: Literal[2, 3] = GATEWAY_RULES_SCHEMA_VERSION
     site_plates: SitePlatesRef
+
+    @model_validator(mode="after")
+    def _patch_from_schema_3(self) -> GatewayRules:
+        if self.schema_version == 2 and self.site_plates.patch is not None:
+            raise ValueError("a schema 2 document carries no plates patch")
+        return self
 
 
 def _schema(value: object) -> object:
     if isinstance(value, dict):
-        return value.get("schema_version", 1)  # none given: schema 1, as it always parsed
-    return getattr(value, "schema_version", None)
+        version = value.get("schema_version", 1)  # none given: schema 1, as it always parsed
+    else:
+        version = getattr(value, "schema_version", None)
+    return 2 if version == 3 else version  # schemas 2 and 3 are both GatewayRules
 
 
 WireDocument = Annotated[
     Annotated[RuleDocument, Tag(1)] | Annotated[GatewayRules, Tag(2)], Discriminator(_schema)
 ]
-"""What a signed envelope's document may be: schema 1 (whole) or 2 (site plates by hash)."""
+"""What a signed envelope's document may be: schema 1 (whole), 2 or 3 (site plates by hash)."""
 
 
 class Outcome(StrEnum):

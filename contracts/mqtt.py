@@ -228,6 +228,14 @@ class MqttSession:
         if refused is not None:
             raise PublishError(f"the broker refused the message: {refused}")
 
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe now, for a topic wanted for a while; ``subscriptions`` must list it too
+        while it is wanted, so that a reconnect subscribes again. Not connected: nothing."""
+        self._client.subscribe(topic, qos=qos)
+
+    def unsubscribe(self, topic: str) -> None:
+        self._client.unsubscribe(topic)
+
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge a received message (with ``manual_ack``)."""
         self._client.ack(mid, qos)

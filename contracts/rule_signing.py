@@ -11,17 +11,24 @@ Two schemas of document (contracts.exemptions):
 - 2, ``GatewayRules``: the gateway's own rules and the site's ``SitePlates`` named by SHA-256.
   The envelope's ``site_plates`` holds that exact text, so a retained message is whole on its
   own (a gateway that was offline, or new, needs nothing else); a gateway that already holds
-  plates with that hash does not parse them again. The server serialises and hashes the site's
-  plates once per change and splices the same quoted text into every gateway's envelope.
+  plates with that hash does not parse them again.
+- 3, ``GatewayRules`` without the text (what the server sends): the site's plates go once per
+  change, signed on their own (``sign_site_plates``), retained on the site's plates topic.
+  Each gateway's document names their hash and may carry a ``PlatesPatch`` from the set the
+  server sent before: a gateway holding that set applies it (``PlatesPart.patched``: the size
+  of the change, plus one serialisation and hash of the result to check it against the signed
+  hash); any other gateway takes the whole set from the site topic (``PlatesWanted``, then
+  ``complete`` with ``open_site_plates``).
 
-``open_document`` gives what a gateway runs: a schema 1 document as signed, a schema 2 one with
-the site's plates merged in (contracts.registry_plates.with_registry, as the server does).
+``open_document`` gives what a gateway runs: a schema 1 document as signed, a schema 2 or 3 one
+with the site's plates merged in (contracts.registry_plates.with_registry, as the server does).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,8 +40,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic_core import to_json
 
-from contracts.exemptions import GatewayRules, Rule, RuleDocument, SitePlates, WireDocument
-from contracts.registry_plates import RegistryPlates, with_registry
+from contracts.exemptions import (
+    MAX_PATCH_PLATES,
+    AllowlistCategory,
+    AllowlistRule,
+    GatewayRules,
+    PlateLists,
+    PlatesPatch,
+    Rule,
+    RuleDocument,
+    SitePlates,
+    WireDocument,
+)
+from contracts.registry_plates import (
+    REGISTRY_SINCE,
+    RESIDENT_RULE_ID,
+    SERVICE_RULE_ID,
+    RegistryPlates,
+    with_registry,
+)
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """The largest signed document a gateway takes (100,000 plates are about 1.3 MB)."""
@@ -76,6 +100,9 @@ class RuleDocumentRefused(Exception):  # noqa: N818 - an outcome, named as the d
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
+
+
+_CATEGORIES = ("resident", "service", "family")
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -159,14 +186,139 @@ class PlatesPart:
         """The text as a JSON string, quoted once for every envelope it goes into."""
         return to_json(self.text)
 
+    @property
+    def count(self) -> int:
+        plates = self.plates
+        return len(plates.resident) + len(plates.service) + len(plates.family)
+
     @cached_property
     def registry_rules(self) -> list[Rule]:
-        """The site-wide allowlists of the registry's residents and service vehicles."""
+        """The site-wide allowlists of the registry's residents and service vehicles, as
+        ``with_registry`` makes them. The plates were checked when they were parsed (or the
+        patch that made them was), so the rules are built without checking 10,000 plates
+        again."""
         plates = self.plates
-        registry = RegistryPlates(
-            tuple(plates.resident), tuple(plates.service), (), plates.changed_at
+        issued = plates.changed_at or REGISTRY_SINCE
+        rules: list[Rule] = []
+        for rule_id, category, listed in (
+            (RESIDENT_RULE_ID, AllowlistCategory.RESIDENT, plates.resident),
+            (SERVICE_RULE_ID, AllowlistCategory.SERVICE, plates.service),
+        ):
+            if listed:
+                rules.append(
+                    AllowlistRule.model_construct(
+                        id=rule_id,
+                        site_id=plates.site_id,
+                        zone_id=None,
+                        valid_from=REGISTRY_SINCE,
+                        valid_to=None,
+                        reason=f"vehicle registry: {category.value}",
+                        issued_at=issued,
+                        type="allowlist",
+                        category=category,
+                        plates=list(listed),
+                    )
+                )
+        return rules
+
+    def patched(self, patch: PlatesPatch, sha256: str) -> PlatesPart:
+        """These plates changed by ``patch``, which must start from them and end at ``sha256``
+        (the hash the signed document names); RuleDocumentRefused (plates_mismatch) otherwise.
+        Costs the change's size in list edits, then one serialisation and SHA-256 of the
+        result: no plate is parsed or checked again."""
+        if patch.from_sha256 != self.sha256:
+            raise RuleDocumentRefused(
+                RefusalReason.PLATES_MISMATCH,
+                f"patch from {patch.from_sha256[:16]}, plates held {self.sha256[:16]}",
+            )
+        lists: dict[str, list[str]] = {}
+        for name in _CATEGORIES:
+            listed: list[str] = getattr(self.plates, name)
+            added: list[str] = getattr(patch.added, name)
+            removed: list[str] = getattr(patch.removed, name)
+            if not added and not removed:
+                lists[name] = listed
+                continue
+            edited = list(listed)
+            for plate in removed:
+                at = bisect.bisect_left(edited, plate)
+                if at == len(edited) or edited[at] != plate:
+                    raise RuleDocumentRefused(
+                        RefusalReason.PLATES_MISMATCH, f"patch removes {name} plate not held"
+                    )
+                del edited[at]
+            for plate in added:
+                at = bisect.bisect_left(edited, plate)
+                if at < len(edited) and edited[at] == plate:
+                    raise RuleDocumentRefused(
+                        RefusalReason.PLATES_MISMATCH, f"patch adds {name} plate already held"
+                    )
+                edited.insert(at, plate)
+            lists[name] = edited
+        plates = SitePlates.model_construct(
+            site_id=self.plates.site_id,
+            changed_at=patch.changed_at,
+            resident=lists["resident"],
+            service=lists["service"],
+            family=lists["family"],
         )
-        return with_registry([], registry, plates.site_id)
+        part = PlatesPart.of(plates)
+        if part.sha256 != sha256:
+            raise RuleDocumentRefused(
+                RefusalReason.PLATES_MISMATCH, f"patched plates do not hash to {sha256[:16]}"
+            )
+        return part
+
+
+def plates_patch(
+    before: PlatesPart, after: PlatesPart, limit: int = MAX_PATCH_PLATES
+) -> PlatesPatch | None:
+    """The server's side: the patch from ``before`` to ``after``, or None when more than
+    ``limit`` plates changed (the gateways take the whole set then) or the site differs."""
+    if before.plates.site_id != after.plates.site_id:
+        return None
+    added: dict[str, list[str]] = {}
+    removed: dict[str, list[str]] = {}
+    changed = 0
+    for name in _CATEGORIES:
+        old, new = set(getattr(before.plates, name)), set(getattr(after.plates, name))
+        added[name], removed[name] = sorted(new - old), sorted(old - new)
+        changed += len(added[name]) + len(removed[name])
+        if changed > limit:
+            return None
+    return PlatesPatch(
+        from_sha256=before.sha256,
+        changed_at=after.plates.changed_at,
+        added=PlateLists(**added),
+        removed=PlateLists(**removed),
+    )
+
+
+def _lists(by: dict[str, list[str]]) -> PlateLists:
+    return PlateLists.model_construct(
+        resident=by["resident"], service=by["service"], family=by["family"]
+    )
+
+
+def compose(first: PlatesPatch | None, then: PlatesPatch, base: str) -> PlatesPatch:
+    """One patch from ``base`` doing ``first`` (None: nothing, from ``base``) then ``then``:
+    what a gateway keeps on disk beside the plates file of ``base``. Unchecked: the gateway
+    checks the result's hash against the signed one whenever it applies it."""
+    if first is None:
+        return then.model_copy(update={"from_sha256": base})
+    added: dict[str, list[str]] = {}
+    removed: dict[str, list[str]] = {}
+    for name in _CATEGORIES:
+        a1, r1 = set(getattr(first.added, name)), set(getattr(first.removed, name))
+        a2, r2 = set(getattr(then.added, name)), set(getattr(then.removed, name))
+        added[name] = sorted((a1 | a2) - (r1 | r2))
+        removed[name] = sorted((r1 | r2) - (a1 | a2))
+    return PlatesPatch.model_construct(
+        from_sha256=first.from_sha256,
+        changed_at=then.changed_at,
+        added=_lists(added),
+        removed=_lists(removed),
+    )
 
 
 def whole_document(document: GatewayRules, part: PlatesPart) -> RuleDocument:
@@ -210,14 +362,71 @@ def sign_with_plates(text: str, part: PlatesPart, private_key: Ed25519PrivateKey
     return b"".join((envelope[:-1], b',"site_plates":', part.quoted, b"}"))
 
 
+def sign_site_plates(part: PlatesPart, private_key: Ed25519PrivateKey) -> bytes:
+    """The site's plates as their own signed envelope (its ``document`` is the SitePlates text
+    whose SHA-256 the gateways' documents name): what the server keeps retained on the site's
+    plates topic, signed once per change."""
+    return sign_text(part.text, private_key)
+
+
+def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str) -> PlatesPart:
+    """The plates from a site plates envelope if ``public_key`` signed them and they are
+    ``site_id``'s; RuleDocumentRefused (oversize, garbled, wrong_key, bad_signature,
+    invalid_document, plates_mismatch for another site's) otherwise."""
+    envelope = _verified_envelope(payload, public_key)
+    if envelope.site_plates is not None:
+        raise RuleDocumentRefused(RefusalReason.GARBLED, "a plates envelope holds no site_plates")
+    try:
+        part = PlatesPart.parse(envelope.document)
+    except ValidationError as exc:
+        raise RuleDocumentRefused(RefusalReason.INVALID_DOCUMENT, str(exc)[:300]) from exc
+    if part.plates.site_id != site_id:
+        raise RuleDocumentRefused(
+            RefusalReason.PLATES_MISMATCH, f"plates of site {part.plates.site_id!r}"
+        )
+    return part
+
+
 @dataclass(frozen=True)
 class Opened:
     """A verified envelope: the document the gateway runs, the envelope to keep (without the
-    plates' text, which is kept apart, once per hash) and the site's plates for schema 2."""
+    plates' text, which is kept apart, once per hash), the site's plates for schemas 2 and 3,
+    and the signed patch that made them from the plates held (None: held, or a whole set)."""
 
     document: RuleDocument
     envelope: bytes
     plates: PlatesPart | None
+    patch: PlatesPatch | None = None
+
+
+class PlatesWanted(RuleDocumentRefused):
+    """A schema 3 document whose signature holds, but whose plates this gateway cannot make
+    from the ones it holds (none, another set, or a patch that did not give the signed hash:
+    ``after`` says which refusal that was). Not in use until ``complete`` gets the whole set
+    from the site's plates topic."""
+
+    def __init__(
+        self, document: GatewayRules, envelope: bytes, after: RefusalReason | None = None
+    ) -> None:
+        self.document = document
+        self.envelope = envelope
+        self.after = after
+        self.sha256 = document.site_plates.sha256
+        super().__init__(RefusalReason.PLATES_MISSING, f"site plates {self.sha256[:16]} wanted")
+
+
+def complete(wanted: PlatesWanted, part: PlatesPart) -> Opened:
+    """The document ``wanted`` with the site's plates ``part`` (from ``open_site_plates``);
+    RuleDocumentRefused (plates_mismatch) when they are not the ones it names."""
+    if part.sha256 != wanted.sha256:
+        raise RuleDocumentRefused(
+            RefusalReason.PLATES_MISMATCH, f"site plates do not hash to {wanted.sha256[:16]}"
+        )
+    if part.plates.site_id != wanted.document.site_id:
+        raise RuleDocumentRefused(
+            RefusalReason.PLATES_MISMATCH, f"plates of site {part.plates.site_id!r}"
+        )
+    return Opened(whole_document(wanted.document, part), wanted.envelope, part)
 
 
 def verify_document(payload: bytes, public_key: Ed25519PublicKey) -> RuleDocument:
@@ -225,11 +434,7 @@ def verify_document(payload: bytes, public_key: Ed25519PublicKey) -> RuleDocumen
     return open_document(payload, public_key).document
 
 
-def open_document(
-    payload: bytes, public_key: Ed25519PublicKey, held: PlatesPart | None = None
-) -> Opened:
-    """Verify ``payload``; for schema 2 take the plates from ``held`` when its hash is the one
-    signed (nothing parsed again), else from the envelope, checked against that hash."""
+def _verified_envelope(payload: bytes, public_key: Ed25519PublicKey) -> _Envelope:
     if len(payload) > MAX_DOCUMENT_BYTES + 4096:
         raise RuleDocumentRefused(RefusalReason.OVERSIZE, f"{len(payload)} bytes")
     try:
@@ -245,15 +450,40 @@ def open_document(
         public_key.verify(signature, envelope.document.encode())
     except InvalidSignature as exc:
         raise RuleDocumentRefused(RefusalReason.BAD_SIGNATURE, "signature does not hold") from exc
+    return envelope
+
+
+def open_document(
+    payload: bytes, public_key: Ed25519PublicKey, held: PlatesPart | None = None
+) -> Opened:
+    """Verify ``payload``; for schemas 2 and 3 take the plates from ``held`` when its hash is
+    the one signed (nothing parsed again), else from the envelope, checked against that hash;
+    for schema 3 else by applying the document's patch to ``held``, or raise PlatesWanted."""
+    envelope = _verified_envelope(payload, public_key)
     try:
         document = _WIRE.validate_json(envelope.document)
     except ValidationError as exc:
         raise RuleDocumentRefused(RefusalReason.INVALID_DOCUMENT, str(exc)[:300]) from exc
     if isinstance(document, RuleDocument):
         return Opened(document, payload, None)
+    if envelope.site_plates is None:
+        kept = payload
+    else:
+        bare = envelope.model_copy(update={"site_plates": None})
+        kept = bare.model_dump_json(exclude_none=True).encode()
+    wanted = document.site_plates.sha256
+    patch = document.site_plates.patch
+    if envelope.site_plates is None and (held is None or held.sha256 != wanted):
+        if patch is not None and held is not None and patch.from_sha256 == held.sha256:
+            try:
+                part = held.patched(patch, wanted)
+            except RuleDocumentRefused as exc:
+                raise PlatesWanted(document, kept, exc.reason) from exc
+            return Opened(whole_document(document, part), kept, part, patch)
+        if document.schema_version >= 3:
+            raise PlatesWanted(document, kept)
     part = _plates_for(document, envelope.site_plates, held)
-    kept = envelope.model_copy(update={"site_plates": None}).model_dump_json(exclude_none=True)
-    return Opened(whole_document(document, part), kept.encode(), part)
+    return Opened(whole_document(document, part), kept, part)
 
 
 def _plates_for(document: GatewayRules, text: str | None, held: PlatesPart | None) -> PlatesPart:

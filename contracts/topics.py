@@ -8,6 +8,8 @@ civicwatch/v1/{site}/{gateway}/{camera}/verify      server -> gateway: re-check 
 civicwatch/v1/{site}/{gateway}/{camera}/verify_result  gateway -> server: the answer, QoS 1
 civicwatch/v1/{site}/{gateway}/rules                server -> gateway: signed rule document,
                                                     retained, QoS 1 (contracts.rule_signing)
+civicwatch/v1/{site}/plates                         server -> the site's gateways: the site's
+                                                    registry plates, signed, retained, QoS 1
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def rules_topic(site_id: str, gateway_id: str) -> str:
     """Where the server keeps a gateway's signed rule document (retained: an offline gateway
     finds the newest one when it reconnects)."""
     return f"{ROOT}/{site_id}/{gateway_id}/{RULES_CHANNEL}"
+
+
+PLATES_CHANNEL = "plates"
+
+
+def site_plates_topic(site_id: str) -> str:
+    """Where the server keeps the site's registry plates, signed (contracts.rule_signing): the
+    one site-level topic. A gateway subscribes while its rule document names plates it cannot
+    make from the ones it holds (new, or back after missing a change)."""
+    return f"{ROOT}/{site_id}/{PLATES_CHANNEL}"
 
 
 def verify_topic(site_id: str, gateway_id: str, camera_id: str) -> str:

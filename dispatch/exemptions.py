@@ -13,11 +13,17 @@ transaction:
   deleted entry breaks the chain, ``verify_exemption_audit`` finds it);
 - each gateway of the rule's site gets a new document version (monotonic, per gateway).
 
-Each gateway's document is schema 2 (contracts.exemptions.GatewayRules): its own rules, and the
+Each gateway's document is schema 3 (contracts.exemptions.GatewayRules): its own rules, and the
 site registry's plates (identical for every gateway of the site) by SHA-256. Those plates are
-serialised and hashed once per change and spliced, quoted once, into every gateway's envelope
-(contracts.rule_signing.sign_with_plates): a permit change with a 10,000-plate registry signs
-1,000 small documents, not 1,000 copies of 140 KB.
+serialised, hashed and signed once per change and published on their own, retained on the
+site's plates topic (contracts.topics.site_plates_topic), only when they changed. When this
+process sent the site's plates before, each document also carries the patch from that set
+(contracts.rule_signing.plates_patch; none past MAX_PATCH_PLATES): a gateway holding it applies
+the patch, any other takes the whole set from the site topic. A registry edit then costs each
+gateway the size of the change; a permit change signs 1,000 small documents and no plates.
+The set a patch starts from is this process's memory: after a restart, or when another process
+(the registry CLI) changed the plates, the hash tells the gateways the patch is not theirs and
+they take the whole set, as a new gateway does.
 
 After the commit the publisher signs each affected gateway's document with the server's Ed25519
 key and publishes it retained at QoS 1 on the gateway's rules topic; at server start every
@@ -54,12 +60,14 @@ from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_c
 from contracts.registry_plates import RegistryPlates
 from contracts.rule_signing import (
     PlatesPart,
+    plates_patch,
     private_key_from_text,
-    sign_with_plates,
+    sign_site_plates,
+    sign_text,
     whole_document,
 )
 from contracts.sites import GatewayConfig, SiteConfig, SiteRegistry
-from contracts.topics import rules_topic
+from contracts.topics import rules_topic, site_plates_topic
 from dispatch.exemption_settings import KEY_ENV_VAR as KEY_ENV_VAR
 from dispatch.exemption_settings import ExemptionSettings as ExemptionSettings
 from dispatch.warning_stage import repeat_offenders
@@ -176,6 +184,9 @@ class ExemptionService:
         self._settings = settings or ExemptionSettings()
         self._on_change = on_change
         self._clock = clock
+        # The plates last sent per site by this process: the start of the next patch.
+        self._plates_sent: dict[str, PlatesPart] = {}
+        self._plates_lock = threading.Lock()
 
     def set_on_change(self, on_change: Callable[[Sequence[SignedDocument]], None]) -> None:
         self._on_change = on_change
@@ -336,12 +347,13 @@ class ExemptionService:
         site_rules: list[Rule],
         version: int,
         at: datetime,
-        part: PlatesPart,
+        part: PlatesPart | SitePlatesRef,
         offenders: Sequence[str] = (),
     ) -> GatewayRules:
         # The gateway merges the plates in with with_registry, which keeps each rule's zone and
         # adds site-wide allowlists only: filtering by its zones here gives what filtering the
         # whole set would.
+        reference = part if isinstance(part, SitePlatesRef) else SitePlatesRef(sha256=part.sha256)
         zones = {zone.id for camera in gateway.cameras for zone in camera.zones}
         return GatewayRules(
             site_id=site.id,
@@ -351,7 +363,7 @@ class ExemptionService:
             plate_confidence_floor=self._settings.plate_confidence_floor,
             rules=[rule for rule in site_rules if rule.zone_id is None or rule.zone_id in zones],
             repeat_offenders=list(offenders),
-            site_plates=SitePlatesRef(sha256=part.sha256),
+            site_plates=reference,
         )
 
     def bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
@@ -377,11 +389,28 @@ class ExemptionService:
         site_rules = self._site_rules(session, site.id, at)
         offenders = self._repeat_offenders(session, site.id, site_rules, at)
         part = PlatesPart.of(self._site_plates(session, site.id))  # once for every gateway
+        with self._plates_lock:
+            sent = self._plates_sent.get(site.id)
+            self._plates_sent[site.id] = part
+        signed = []
+        if sent is None or sent.sha256 != part.sha256:
+            # The site's plates, signed once, ahead of the documents naming them (one
+            # connection keeps the order: retained before any gateway asks).
+            signed.append(
+                SignedDocument(
+                    site_plates_topic(site.id),
+                    sign_site_plates(part, self._key),
+                    max((row.version + 1 for row in rows.values()), default=1),
+                )
+            )
+        patch = (
+            plates_patch(sent, part) if sent is not None and sent.sha256 != part.sha256 else None
+        )
+        reference = SitePlatesRef(sha256=part.sha256, patch=patch)
         # Gateways with the same zones run the same rules: serialise them once per set, not
         # once per gateway, and compose each gateway's document around them. The signature
         # covers the exact text, and through its hash the site's plates.
         rules_json: dict[tuple[str, ...], str] = {}
-        signed = []
         for gateway in site.gateways:
             row = rows.get(gateway.id)
             if row is None:
@@ -390,7 +419,7 @@ class ExemptionService:
             row.version += 1
             row.issued_at = at
             document = self._gateway_document(
-                site, gateway, site_rules, row.version, at, part, offenders
+                site, gateway, site_rules, row.version, at, reference, offenders
             )
             key = tuple(rule.id for rule in document.rules)
             if key not in rules_json:
@@ -399,9 +428,7 @@ class ExemptionService:
             text = shell.replace(_EMPTY_RULES, f'"rules":{rules_json[key]}', 1)
             signed.append(
                 SignedDocument(
-                    rules_topic(site.id, gateway.id),
-                    sign_with_plates(text, part, self._key),
-                    row.version,
+                    rules_topic(site.id, gateway.id), sign_text(text, self._key), row.version
                 )
             )
         session.flush()

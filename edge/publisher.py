@@ -16,7 +16,13 @@ from contracts.acks import AckOutcome, IngestAck
 from contracts.events import ViolationEvent
 from contracts.mqtt import BrokerSettings, LastWill, MqttSession, Subscriptions, process_client_id
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
-from contracts.topics import ack_topic, camera_status_topic, gateway_status_topic, rules_topic
+from contracts.topics import (
+    ack_topic,
+    camera_status_topic,
+    gateway_status_topic,
+    rules_topic,
+    site_plates_topic,
+)
 from edge.outbox import Outbox
 from edge.rule_store import RuleStore
 from edge.warning import Announcements
@@ -56,6 +62,10 @@ class EdgePublisher:
         # The signed rule document, retained on the gateway's rules topic: taken by ``rules``.
         self._rules = rules
         self._rules_topic = rules_topic(site_id, gateway_id)
+        # The site's signed plates: subscribed only while a document waits for them.
+        self._plates_topic = site_plates_topic(site_id)
+        self._plates_subscribed = False
+        self._plates_lock = threading.Lock()
         # The warning stage's announcements: QoS 1, not retained, on the announce topic.
         self._announcements = announcements
         self._broker = broker
@@ -89,6 +99,10 @@ class EdgePublisher:
         topics = [(self._ack_topic, 1)]
         if self._rules is not None:
             topics.append((self._rules_topic, 1))
+            with self._plates_lock:
+                self._plates_subscribed = self._rules.wanted_plates is not None
+                if self._plates_subscribed:
+                    topics.append((self._plates_topic, 1))
         return topics
 
     @property
@@ -125,6 +139,9 @@ class EdgePublisher:
         if message.topic == self._rules_topic:
             self._on_rules(bytes(message.payload))
             return
+        if message.topic == self._plates_topic:
+            self._on_plates(bytes(message.payload))
+            return
         try:
             ack = IngestAck.model_validate_json(message.payload)
         except ValidationError as exc:
@@ -145,9 +162,32 @@ class EdgePublisher:
             return
         before = self._rules.version
         taken = self._rules.offer(payload) and self._rules.version != before
+        self._taken(taken)
+
+    def _on_plates(self, payload: bytes) -> None:
+        """The site's signed plates, wanted by a document that waits for them."""
+        if self._rules is None:
+            return
+        before = self._rules.version
+        taken = self._rules.offer_plates(payload) and self._rules.version != before
+        self._taken(taken)
+
+    def _taken(self, taken: bool) -> None:
+        """Say which version runs; follow the site's plates while a document waits for them."""
         if taken and self._announces_gateway:
             online = self._gateway_status(GatewayState.ONLINE)
             self._session.publish(self._status_topic, online, qos=1, retain=True)
+        if self._rules is None:
+            return
+        wanted = self._rules.wanted_plates is not None
+        with self._plates_lock:
+            if wanted == self._plates_subscribed:
+                return
+            self._plates_subscribed = wanted
+        if wanted:
+            self._session.subscribe(self._plates_topic, qos=1)
+        else:
+            self._session.unsubscribe(self._plates_topic)
 
     def flush_due(self) -> int:
         """Publish what the outbox holds that is due; returns how many went to the client."""

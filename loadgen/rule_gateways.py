@@ -1,6 +1,8 @@
 """Simulated gateways for rule pushes: each its own MQTT connection, subscribed to its own
 retained rules topic, taking documents through the edge's own ``RuleStore`` (signature, site and
-gateway, version, atomic write to disk) exactly as a gateway does.
+gateway, version, atomic write to disk) exactly as a gateway does. While a document waits for
+the site's plates (``RuleStore.wanted_plates``) the gateway subscribes to the site's plates
+topic, as edge.publisher does, and unsubscribes once it holds them.
 
 A thousand connections run in one thread: paho clients driven by one selector (no thread per
 client). Taking a document (verify, write, fsync) runs on a pool of threads, because real
@@ -21,6 +23,7 @@ Prints ``ready N`` once every gateway is connected and subscribed; stops at end 
 from __future__ import annotations
 
 import argparse
+import collections
 import selectors
 import sys
 import threading
@@ -35,7 +38,7 @@ import paho.mqtt.client as mqtt
 from contracts.mqtt import BrokerSettings, make_client
 from contracts.rule_signing import public_key_from_text
 from contracts.sites import SiteConfig
-from contracts.topics import rules_topic
+from contracts.topics import rules_topic, site_plates_topic
 from edge.rule_store import RuleStore
 from loadgen.registry import PREFIX_DEFAULT, LoadgenError, simulated_registry
 
@@ -60,8 +63,10 @@ class _Gateway:
         self.id = gateway_id
         self.store = store
         self.rules_topic = rules_topic(site.id, gateway_id)
+        self.plates_topic = site_plates_topic(site.id)
         self.raw_topic = raw_topic(gateway_id)
         self.subscribed = False
+        self.plates_subscribed = False  # only the selector's thread reads or writes it
         self.client = make_client(broker, f"{gateway_id}-rules-sim")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -90,6 +95,9 @@ class RuleGateways:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="take")
         self._report = report
         self._selector = selectors.DefaultSelector()
+        # Gateways whose wish for the site's plates may have changed: the take threads note
+        # them, the selector's thread (the one that drives the clients) subscribes.
+        self._follow: collections.deque[_Gateway] = collections.deque()
         self._by_socket: dict[int, _Gateway] = {}
         self.gateways = [
             _Gateway(
@@ -108,6 +116,8 @@ class RuleGateways:
         def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
             if message.topic == gateway.rules_topic:
                 self._pool.submit(self._take, gateway, bytes(message.payload))
+            elif message.topic == gateway.plates_topic:
+                self._pool.submit(self._take_plates, gateway, bytes(message.payload))
             else:
                 seq = bytes(message.payload)[:RAW_SEQ_DIGITS].decode("ascii", "replace")
                 self._report("raw", gateway.id, seq, time.monotonic())
@@ -118,6 +128,25 @@ class RuleGateways:
         before = gateway.store.version
         if gateway.store.offer(payload) and gateway.store.version != before:
             self._report("rules", gateway.id, gateway.store.version, time.monotonic())
+        self._follow.append(gateway)
+
+    def _take_plates(self, gateway: _Gateway, payload: bytes) -> None:
+        before = gateway.store.version
+        if gateway.store.offer_plates(payload) and gateway.store.version != before:
+            self._report("rules", gateway.id, gateway.store.version, time.monotonic())
+        self._follow.append(gateway)
+
+    def _follow_plates(self) -> None:
+        """Subscribe to the site's plates for the gateways waiting for them, unsubscribe the
+        others (on the selector's thread, which drives the clients)."""
+        while self._follow:
+            gateway = self._follow.popleft()
+            wanted = gateway.store.wanted_plates is not None
+            if wanted and not gateway.plates_subscribed:
+                gateway.client.subscribe(gateway.plates_topic, qos=1)
+            elif not wanted and gateway.plates_subscribed:
+                gateway.client.unsubscribe(gateway.plates_topic)
+            gateway.plates_subscribed = wanted
 
     def connect(self, timeout: float = 120.0) -> None:
         """Connect and subscribe every gateway; LoadgenError if they are not all in by then."""
@@ -139,6 +168,7 @@ class RuleGateways:
         for key, _events in self._selector.select(timeout):
             gateway: _Gateway = key.data
             gateway.client.loop_read()
+        self._follow_plates()
         for gateway in self.gateways:
             if gateway.client.want_write():
                 gateway.client.loop_write()

@@ -1,7 +1,8 @@
 """Signed rule documents at the gateway: forged, wrong key, older version, garbled JSON refused and
 counted with the previous document kept; a taken one survives a restart from disk. Schema 2: the
 site's plates by hash, kept apart and written once per hash; plates that do not match the signed
-hash, or are missing, refused."""
+hash, or are missing, refused. Schema 3: a patch applied from the plates held, a wrong base or a
+lost plates file answered by the whole set from the site topic, forged site plates refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -16,6 +18,7 @@ from contracts.exemptions import (
     FamilyBayRule,
     GatewayRules,
     PermitRule,
+    PlatesPatch,
     RuleDocument,
     SitePlates,
     SitePlatesRef,
@@ -28,8 +31,11 @@ from contracts.rule_signing import (
     RuleDocumentRefused,
     generate_key_pair,
     private_key_from_text,
+    plates_patch,
     public_key_from_text,
     sign_document,
+    sign_site_plates,
+    sign_text,
     sign_with_plates,
     verify_document,
 )
@@ -204,7 +210,13 @@ def site_plates(*resident: str) -> PlatesPart:
     )
 
 
-def gateway_rules(version: int, part: PlatesPart, gateway: str = "g1") -> GatewayRules:
+def gateway_rules(
+    version: int,
+    part: PlatesPart,
+    gateway: str = "g1",
+    schema: Literal[2, 3] = 2,
+    patch: PlatesPatch | None = None,
+) -> GatewayRules:
     bay = FamilyBayRule(
         id="bay",
         site_id="s1",
@@ -217,12 +229,13 @@ def gateway_rules(version: int, part: PlatesPart, gateway: str = "g1") -> Gatewa
         family_max_minutes=120,
     )
     return GatewayRules(
+        schema_version=schema,
         site_id="s1",
         gateway_id=gateway,
         version=version,
         issued_at=T0,
         rules=[bay],
-        site_plates=SitePlatesRef(sha256=part.sha256),
+        site_plates=SitePlatesRef(sha256=part.sha256, patch=patch),
     )
 
 
@@ -306,3 +319,207 @@ def test_tampered_plates_on_disk_are_not_used(tmp_path: Path) -> None:
     assert restarted.version is None
     assert restarted.refused[RefusalReason.PLATES_MISMATCH] == 1
     assert not exempt(restarted, "京B54321")
+
+
+# -- schema 3: the site's plates on the site topic, and patches --------------------------------
+
+OTHER_PRIVATE, _OTHER_PUBLIC = generate_key_pair()
+
+
+def registry_of(*resident: str, at: datetime = T0) -> PlatesPart:
+    return PlatesPart.of(
+        SitePlates(site_id="s1", changed_at=at, resident=sorted(resident), family=[FAMILY])
+    )
+
+
+def schema_3(
+    version: int, part: PlatesPart, before: PlatesPart | None = None, gateway: str = "g1"
+) -> bytes:
+    """What the server sends: no plates' text, a patch when it sent ``before``."""
+    patch = plates_patch(before, part) if before is not None else None
+    text = gateway_rules(version, part, gateway, schema=3, patch=patch).model_dump_json()
+    return sign_text(text, KEY)
+
+
+def holding(tmp_path: Path, part: PlatesPart, version: int = 1) -> RuleStore:
+    """A store that took ``version`` and the whole set ``part`` from the site topic."""
+    rules = store(tmp_path)
+    assert not rules.offer(schema_3(version, part))
+    assert rules.wanted_plates == part.sha256
+    assert rules.offer_plates(sign_site_plates(part, KEY))
+    assert rules.version == version
+    assert rules.wanted_plates is None
+    return rules
+
+
+def test_schema_3_whole_set_from_the_site_topic_then_a_patch_applied(tmp_path: Path) -> None:
+    first = registry_of(RESIDENT)
+    rules = holding(tmp_path, first)
+    assert rules.plates_fetched == 1
+    assert exempt(rules, RESIDENT)
+    [base] = plates_files(tmp_path)
+    written = base.stat().st_mtime_ns, base.stat().st_ino
+    # One resident added: the patch is applied, nothing fetched, only the document written.
+    second = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
+    assert rules.offer(schema_3(2, second, before=first))
+    assert rules.version == 2
+    assert rules.plates_patched == 1
+    assert rules.plates_fetched == 1
+    assert rules.wanted_plates is None
+    assert exempt(rules, "沪R00002")
+    assert (base.stat().st_mtime_ns, base.stat().st_ino) == written
+    # It runs what the server would have signed whole.
+    whole = verify_document(signed(2, second), PUBLIC_KEY)
+    assert rules.document is not None
+    assert rules.document.model_dump() == whole.model_dump()
+    # A resident removed: the patches since the base are composed on disk; a restart rebuilds.
+    third = registry_of("沪R00002", at=T0 + timedelta(minutes=2))
+    assert rules.offer(schema_3(3, third, before=second))
+    assert plates_files(tmp_path) == [base]
+    restarted = store(tmp_path)
+    assert restarted.version == 3
+    assert not exempt(restarted, RESIDENT)
+    assert exempt(restarted, "沪R00002")
+    assert not restarted.refused
+    # And the restarted store takes the next patch from the plates it rebuilt.
+    fourth = registry_of("沪R00002", "沪R00003", at=T0 + timedelta(minutes=3))
+    assert restarted.offer(schema_3(4, fourth, before=third))
+    assert restarted.plates_patched == 1
+    assert exempt(restarted, "沪R00003")
+
+
+def test_schema_3_patch_from_another_set_waits_for_the_whole_set(tmp_path: Path) -> None:
+    held = registry_of(RESIDENT)
+    rules = holding(tmp_path, held)
+    # The server patches from a set this gateway never held (it missed a change).
+    missed = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
+    newest = registry_of(RESIDENT, "沪R00002", "沪R00003", at=T0 + timedelta(minutes=2))
+    assert not rules.offer(schema_3(3, newest, before=missed))
+    assert rules.wanted_plates == newest.sha256
+    assert rules.version == 1  # the previous document stays in use meanwhile
+    assert exempt(rules, RESIDENT) and not exempt(rules, "沪R00003")
+    assert not rules.refused  # waiting is not a refusal
+    assert rules.offer_plates(sign_site_plates(newest, KEY))
+    assert rules.version == 3
+    assert rules.plates_fetched == 2
+    assert exempt(rules, "沪R00003")
+    assert len(plates_files(tmp_path)) == 1
+    assert store(tmp_path).version == 3
+
+
+def test_schema_3_patch_not_giving_the_signed_hash_counts_a_mismatch_and_fetches(
+    tmp_path: Path,
+) -> None:
+    held = registry_of(RESIDENT)
+    rules = holding(tmp_path, held)
+    wanted = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
+    # A patch from the plates held that does not end at the signed hash (a server bug).
+    wrong = PlatesPatch(
+        from_sha256=held.sha256,
+        changed_at=T0 + timedelta(minutes=1),
+        added={"resident": ["沪R00009"]},
+    )
+    text = gateway_rules(2, wanted, schema=3, patch=wrong).model_dump_json()
+    assert not rules.offer(sign_text(text, KEY))
+    assert rules.refused[RefusalReason.PLATES_MISMATCH] == 1
+    assert rules.wanted_plates == wanted.sha256
+    assert not exempt(rules, "沪R00009")
+    assert rules.offer_plates(sign_site_plates(wanted, KEY))
+    assert rules.version == 2 and exempt(rules, "沪R00002") and not exempt(rules, "沪R00009")
+
+
+def test_forged_or_foreign_site_plates_are_refused_and_counted(tmp_path: Path) -> None:
+    held = registry_of(RESIDENT)
+    rules = holding(tmp_path, held)
+    wanted = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
+    assert not rules.offer(schema_3(2, wanted))
+    forged = registry_of(RESIDENT, "京B54321", at=T0 + timedelta(minutes=1))
+    # Signed by another key; a genuine envelope with a plate spliced in; another site's
+    # plates signed with the right key; garbage.
+    other_key = private_key_from_text(OTHER_PRIVATE)
+    assert not rules.offer_plates(sign_site_plates(forged, other_key))
+    spliced = json.loads(sign_site_plates(wanted, KEY))
+    spliced["document"] = spliced["document"].replace("沪R00002", "京B54321")
+    assert not rules.offer_plates(json.dumps(spliced).encode())
+    foreign = PlatesPart.of(SitePlates(site_id="s2", resident=["京B54321"]))
+    assert not rules.offer_plates(sign_site_plates(foreign, KEY))
+    assert not rules.offer_plates(b"{not json")
+    assert rules.refused == {
+        RefusalReason.WRONG_KEY: 1,
+        RefusalReason.BAD_SIGNATURE: 1,
+        RefusalReason.PLATES_MISMATCH: 1,
+        RefusalReason.GARBLED: 1,
+    }
+    # Genuine plates of another set (an older change): not taken, nothing counted.
+    assert not rules.offer_plates(sign_site_plates(held, KEY))
+    assert rules.version == 1
+    assert not exempt(rules, "京B54321")
+    assert rules.wanted_plates == wanted.sha256
+    assert rules.offer_plates(sign_site_plates(wanted, KEY))
+    assert rules.version == 2
+
+
+def test_site_plates_that_came_first_are_used_by_the_document_naming_them(
+    tmp_path: Path,
+) -> None:
+    rules = holding(tmp_path, registry_of(RESIDENT))
+    missed = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
+    assert not rules.offer(schema_3(2, missed, before=registry_of("沪R00007")))
+    newer = registry_of("沪R00003", at=T0 + timedelta(minutes=2))
+    # The site topic already has the next change's plates before its document comes.
+    assert not rules.offer_plates(sign_site_plates(newer, KEY))
+    assert rules.offer(schema_3(3, newer, before=registry_of("沪R00007")))
+    assert rules.version == 3 and exempt(rules, "沪R00003")
+    assert rules.wanted_plates is None  # the older document waiting for its plates is dropped
+
+
+def test_older_document_waiting_for_plates_is_refused(tmp_path: Path) -> None:
+    rules = holding(tmp_path, registry_of(RESIDENT), version=5)
+    assert not rules.offer(schema_3(4, registry_of("沪R00002")))
+    assert rules.refused[RefusalReason.OLDER_VERSION] == 1
+    assert rules.wanted_plates is None
+    assert rules.offer(schema_3(5, registry_of(RESIDENT)))  # the retained copy again
+
+
+def test_many_patches_write_the_base_again_past_an_eighth(tmp_path: Path) -> None:
+    plates = [f"沪R{n:05d}" for n in range(200)]
+    part = registry_of(*plates)
+    rules = holding(tmp_path, part)
+    [base] = plates_files(tmp_path)
+    for n in range(70):  # 70 plates added, one a change: past COMPACT_MIN_PLATES (64)
+        after = registry_of(*plates, *(f"沪N{m:05d}" for m in range(n + 1)))
+        assert rules.offer(schema_3(n + 2, after, before=part))
+        part = after
+    assert rules.plates_patched == 70
+    [rebased] = plates_files(tmp_path)
+    assert rebased != base
+    stored = json.loads((tmp_path / "rules.json").read_bytes())
+    assert stored.get("plates_patch") is not None  # the changes since the new base
+    assert len(stored["plates_patch"]["added"]["resident"]) < 64
+    restarted = store(tmp_path)
+    assert restarted.version == 71 and exempt(restarted, "沪N00069")
+
+
+def test_tampered_patch_on_disk_is_not_used(tmp_path: Path) -> None:
+    first = registry_of(RESIDENT)
+    rules = holding(tmp_path, first)
+    assert rules.offer(schema_3(2, registry_of(RESIDENT, "沪R00002"), before=first))
+    path = tmp_path / "rules.json"
+    path.write_text(path.read_text().replace("沪R00002", "京B54321"))
+    restarted = store(tmp_path)
+    assert restarted.version is None
+    assert restarted.refused[RefusalReason.PLATES_MISMATCH] == 1
+    assert not exempt(restarted, "京B54321")
+
+
+def test_lost_plates_file_waits_for_the_site_topic_after_a_restart(tmp_path: Path) -> None:
+    part = registry_of(RESIDENT)
+    holding(tmp_path, part)
+    for plates_file in plates_files(tmp_path):
+        plates_file.unlink()
+    restarted = store(tmp_path)
+    assert restarted.version is None
+    assert restarted.refused[RefusalReason.PLATES_MISSING] == 1
+    assert restarted.wanted_plates == part.sha256
+    assert restarted.offer_plates(sign_site_plates(part, KEY))
+    assert restarted.version == 1 and exempt(restarted, RESIDENT)
