@@ -10,7 +10,8 @@ MQTT connection each, subscribed to its own rules topic, taking documents throug
 the call that made the change to the moment its store took the new version (one monotonic
 clock). Repeats alternate issuing a permit and revoking it; with ``--change registry`` each
 registers one resident's plate through the registry's own service instead (the site's plates
-change, so every gateway takes new plates: the worst case of a schema 2 document).
+change: with schema 3 every gateway applies the document's one-plate patch; with schema 2 it
+parsed and wrote the whole set).
 
 Baseline, in the same run: the same number of retained messages of the same size published raw
 (no database, no signing, no verifying, no disk) to the same connections, timed the same way:
@@ -22,7 +23,8 @@ the broker's and the clients' floor.
 ``--backend postgresql`` makes a scratch database on the test server ($CIVICWATCH_TEST_POSTGRES)
 and drops it after. ``--baseline REF`` first runs the same bench from the tree of git revision
 REF (``git archive``: its own server code, gateways and bench, on its own scratch database),
-then this tree, in one run, and prints both and the ratio of their p99.
+then this tree, in one run, and prints both and the ratio of their p99 (with ``--change
+registry`` the tree at REF must know ``--change``: bdbe1cc and later).
 
 A progress line on a terminal; one JSON summary line last.
 """
@@ -55,6 +57,7 @@ from contracts.mqtt import BrokerSettings, make_client
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from contracts.sites import SiteRegistry
 from contracts.stats import percentile
+from contracts.topics import site_plates_topic
 from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher, SignedDocument
 from dispatch.registry import Category, RegistryService, VehicleIn
 from loadgen.rule_gateways import RAW_SEQ_DIGITS, raw_topic, rule_push_site
@@ -324,9 +327,14 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             on_change=publish,
         )
         first = service.publish_all()  # as the server's start: every gateway at version 1
-        if not arrivals.wait(arrivals.taken, first[0].version, args.gateways, args.timeout):
+        # The gateways' own documents set the raw baseline's size; the site's plates (schema 3)
+        # go once, on the site topic, to the gateways that ask.
+        plates_topic = site_plates_topic(site.id)
+        documents = [d for d in first if d.topic != plates_topic]
+        if not arrivals.wait(arrivals.taken, documents[0].version, args.gateways, args.timeout):
             raise RuntimeError("the first documents did not reach every gateway")
-        size = max(len(document.payload) for document in first)
+        size = max(len(d.payload) for d in documents)
+        plates_bytes = max((len(d.payload) for d in first if d.topic == plates_topic), default=0)
         progress = Progress(args.gateways)
         handed.clear()
         starts: list[float] = []
@@ -336,7 +344,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             site.id,
             args.gateways,
             args.repeats,
-            first[0].version,
+            documents[0].version,
             progress,
             starts,
             args.timeout,
@@ -370,6 +378,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "registry_plates": args.registry_plates,
         "change": args.change,
         "document_bytes": size,
+        "site_plates_bytes": plates_bytes,
         "push": push,
         "push_p99_per_repeat_s": [round(percentile(sorted(r), 0.99), 4) for r in pushes],
         "change_call_s": {
@@ -421,6 +430,8 @@ def run_baseline(ref: str, args: argparse.Namespace, workdir: Path, url: str) ->
     ]
     if args.registry_plates:
         command += ["--registry-plates", str(args.registry_plates)]
+    if args.change != "permit":
+        command += ["--change", args.change]  # the tree at REF must know --change
     done = subprocess.run(
         command,
         cwd=tree,
@@ -472,8 +483,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.gateways < 1 or args.repeats < 1:
         parser.error("--gateways and --repeats must be at least 1")
-    if args.baseline and args.change != "permit":
-        parser.error("--baseline compares permit changes only (older trees have no --change)")
     if args.baseline and args.database_url:
         parser.error("--baseline makes its own scratch databases: leave out --database-url")
     with tempfile.TemporaryDirectory() as folder:

@@ -8,7 +8,8 @@ subscriptions included, is denied:
 - ``ingest`` reads all civicwatch topics (also through any ``$share`` group) and writes acks,
   verification requests and department notifications;
 - each gateway (username = gateway id) writes its own status and its own cameras' status,
-  violations and verification answers, and reads its own acks and verification requests;
+  violations and verification answers, and reads its own acks, verification requests and
+  rule document, and its own site's signed plates (nobody but ingest writes those);
 - each department's systems (username = department id) read that department's cases.
 
     civicwatch broker-users --config site.yaml --passwords mqtt-passwords \\
@@ -39,6 +40,7 @@ from contracts.topics import (
     camera_status_topic,
     gateway_status_topic,
     rules_topic,
+    site_plates_topic,
     verify_result_topic,
     verify_topic,
     violation_topic,
@@ -79,6 +81,7 @@ def roles(registry: SiteRegistry, department_topic: str) -> dict[str, list[dict[
                 ack_topic("+", "+"),
                 verify_topic("+", "+", "+"),
                 rules_topic("+", "+"),
+                site_plates_topic("+"),
                 department_topic.format(department="+"),
             ),
         ]
@@ -99,6 +102,7 @@ def roles(registry: SiteRegistry, department_topic: str) -> dict[str, list[dict[
                 *_reads(ack_topic(site.id, gateway.id)),
                 *_reads(*(verify_topic(site.id, gateway.id, c) for c in cameras)),
                 *_reads(rules_topic(site.id, gateway.id)),
+                *_reads(site_plates_topic(site.id)),  # its site's, no other's
             ]
     return table
 

@@ -352,7 +352,7 @@ def sign_text(text: str, private_key: Ed25519PrivateKey) -> bytes:
         signature=base64.b64encode(signature).decode(),
         key_id=key_id(private_key.public_key()),
     )
-    return envelope.model_dump_json().encode()
+    return envelope.model_dump_json(exclude_none=True).encode()
 
 
 def sign_with_plates(text: str, part: PlatesPart, private_key: Ed25519PrivateKey) -> bytes:

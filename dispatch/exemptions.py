@@ -281,11 +281,14 @@ class ExemptionService:
     # -- documents -----------------------------------------------------------------------
 
     def publish_all(self) -> list[SignedDocument]:
-        """Every gateway's document, a new version each (server start)."""
+        """Every gateway's document, a new version each, and every site's plates (server start,
+        the daily republish: a broker that lost its retained messages gets them again)."""
         now = self._clock()
         with self._sessions() as session, session.begin():
             documents = [
-                doc for site in self._registry.sites for doc in self._bump(session, site.id, now)
+                doc
+                for site in self._registry.sites
+                for doc in self._bump(session, site.id, now, plates_always=True)
             ]
         self._announce(documents)
         return documents
@@ -374,7 +377,9 @@ class ExemptionService:
     def announce(self, documents: Sequence[SignedDocument]) -> None:
         self._announce(documents)
 
-    def _bump(self, session: Session, site_id: str, at: datetime) -> list[SignedDocument]:
+    def _bump(
+        self, session: Session, site_id: str, at: datetime, plates_always: bool = False
+    ) -> list[SignedDocument]:
         site = next(s for s in self._registry.sites if s.id == site_id)
         ids = [gateway.id for gateway in site.gateways]
         # One locking read for the site's version rows, not one per gateway.
@@ -393,7 +398,7 @@ class ExemptionService:
             sent = self._plates_sent.get(site.id)
             self._plates_sent[site.id] = part
         signed = []
-        if sent is None or sent.sha256 != part.sha256:
+        if plates_always or sent is None or sent.sha256 != part.sha256:
             # The site's plates, signed once, ahead of the documents naming them (one
             # connection keeps the order: retained before any gateway asks).
             signed.append(

@@ -27,12 +27,15 @@ from contracts.events import PlateReading, ViolationEvent
 from contracts.exemptions import FamilyBayRule, PermitRule, RuleDocument, StayHistory
 from contracts.mqtt import make_client
 from contracts.rule_signing import (
+    PlatesPart,
     generate_key_pair,
+    open_document,
+    open_site_plates,
     private_key_from_text,
     public_key_from_text,
-    verify_document,
 )
 from contracts.sites import SiteRegistry
+from contracts.topics import site_plates_topic
 from dispatch.config import ApiSettings, ApiToken, Department, Role
 from dispatch.exemption_settings import ExemptionSettings
 from dispatch.exemptions import (
@@ -177,11 +180,22 @@ def rig(database_url: str, tmp_path: Path) -> Iterator[Rig]:
 
 
 def documents(rig: Rig) -> list[tuple[str, RuleDocument]]:
-    """Each published payload as sent (the site's plates ride in it) and what a gateway runs."""
+    """Each published rules payload as sent, with the site's plates it names as sent on the
+    site's plates topic, and what a gateway runs."""
     key = public_key_from_text(PUBLIC)
-    return [
-        (signed.payload.decode(), verify_document(signed.payload, key)) for signed in rig.published
-    ]
+    plates: dict[str, tuple[str, PlatesPart]] = {}
+    for signed in rig.published:
+        if signed.topic == site_plates_topic(SITE):
+            part = open_site_plates(signed.payload, key, SITE)
+            plates[part.sha256] = (signed.payload.decode(), part)
+    out = []
+    for signed in rig.published:
+        if signed.topic != site_plates_topic(SITE):
+            named = json.loads(json.loads(signed.payload)["document"])["site_plates"]["sha256"]
+            text, part = plates[named]
+            opened = open_document(signed.payload, key, part)
+            out.append((signed.payload.decode() + text, opened.document))
+    return out
 
 
 # -- roles and masking ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """loadgen.rule_gateways, the simulated gateways of bench.rule_push, on a real broker: each takes
 its own signed document through the edge's RuleStore, refuses another gateway's, and notes raw
 messages; a permit change through ExemptionService reaches every one of them; with a registry,
-each gateway gets a small signed document and keeps the site's plates, written once per hash."""
+each gateway gets a small signed document (schema 3), takes the site's plates once from the
+site topic, and a registry edit reaches every gateway as a patch, nothing fetched or rewritten."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from contracts.exemptions import AllowlistCategory, AllowlistRule, StayHistory
 from contracts.mqtt import MqttSession
 from contracts.rule_signing import generate_key_pair, private_key_from_text
 from contracts.sites import SiteRegistry
-from contracts.topics import rules_topic
+from contracts.topics import rules_topic, site_plates_topic
 from dispatch.exemptions import ExemptionService, PermitIn, RulePublisher, SignedDocument
+from dispatch.registry import Category, RegistryService, VehicleIn
 from edge.rule_store import RuleStore
 from loadgen.rule_gateways import RuleGateways, raw_topic, rule_push_site
 from storage.database import SessionFactory
@@ -196,22 +198,59 @@ def test_with_a_registry_each_gateway_gets_a_small_signed_document_and_the_plate
         "test",
     )
     wait_until(lambda: len(seen.holding(first[0].version + 1)) == GATEWAYS)
-    # One plates text for the site, spliced into every envelope; each gateway signs a small
-    # document naming its hash.
+    # No plates in a permit change: each gateway's small signed document names their hash.
     envelopes = [json.loads(document.payload) for document in changed]
-    assert len({envelope["site_plates"] for envelope in envelopes}) == 1
-    assert all(len(envelope["document"]) < 2000 for envelope in envelopes)
-    assert all(json.loads(e["document"])["schema_version"] == 2 for e in envelopes)
+    assert all(d.topic != site_plates_topic("sim-site") for d in changed)
+    assert all("site_plates" not in envelope for envelope in envelopes)
+    assert all(len(document.payload) < 2000 for document in changed)
+    assert all(json.loads(e["document"])["schema_version"] == 3 for e in envelopes)
     at = utcnow()
     for gateway in gateways.gateways:
         # Same plates: not written again; the gateway runs the registry's plates and the permit.
         assert _plates_file(gateway.store).stat().st_ino == written[gateway.id]
+        assert gateway.store.plates_fetched == 1  # once, from the site topic, at the start
         zone = gateway.store.site.gateways[0].cameras[0].zones[0]
         for plate in (plates[0], plates[-1], "沪A12345"):
             assert gateway.store.decide(plate, 0.99, zone, at, StayHistory(at)).exempt
         assert not gateway.store.decide("沪B99999", 0.99, zone, at, StayHistory(at)).exempt
         for secret in (b"13800001234", "张三".encode()):
             assert not any(secret in p.read_bytes() for p in gateway.store.path.parent.iterdir())
+    # A registry edit: the site's plates signed once on the site topic, and each gateway's
+    # document carries the one-plate patch, which every gateway applies.
+    changed.clear()
+    site = gateways.gateways[0].store.site
+    registry = RegistryService(rig.sessions, SiteRegistry(sites=[site]), service)
+    registry.create(
+        VehicleIn(
+            site_id="sim-site",
+            plate="沪Z00001",
+            category=Category.RESIDENT,
+            owner_name="李四",
+            phone="13900001234",
+        ),
+        "test",
+    )
+    wait_until(lambda: len(seen.holding(first[0].version + 2)) == GATEWAYS)
+    [site_document] = [d for d in changed if d.topic == site_plates_topic("sim-site")]
+    assert len(site_document.payload) > 2000 * 8  # the whole set, once
+    documents = [d for d in changed if d is not site_document]
+    assert len(documents) == GATEWAYS
+    assert all(len(document.payload) < 2000 for document in documents)
+    for document in documents:
+        named = json.loads(json.loads(document.payload)["document"])["site_plates"]
+        assert named["patch"]["added"]["resident"] == ["沪Z00001"]
+    for gateway in gateways.gateways:
+        assert gateway.store.plates_patched == 1
+        assert gateway.store.plates_fetched == 1
+        assert gateway.store.wanted_plates is None
+        assert _plates_file(gateway.store).stat().st_ino == written[gateway.id]
+        zone = gateway.store.site.gateways[0].cameras[0].zones[0]
+        assert gateway.store.decide("沪Z00001", 0.99, zone, at, StayHistory(at)).exempt
+        running = gateway.store.document
+        assert running is not None
+        with rig.sessions() as session:
+            direct = service.document(session, gateway.id, running.version, running.issued_at)
+        assert running.model_dump() == direct.model_dump()
 
 
 def _plates_file(store: RuleStore) -> Path:
