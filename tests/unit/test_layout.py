@@ -28,6 +28,7 @@ from contracts.topics import (
     camera_status_topic,
     gateway_status_topic,
     rules_topic,
+    site_plates_topic,
     verify_result_topic,
     verify_topic,
     violation_topic,
@@ -131,6 +132,7 @@ _CHANNEL_TOPICS = {
     "verify": verify_topic("{site}", "{gateway}", "{camera}"),
     "verifyResult": verify_result_topic("{site}", "{gateway}", "{camera}"),
     "rules": rules_topic("{site}", "{gateway}"),
+    "sitePlates": site_plates_topic("{site}"),
     "announce": announce_topic("{site}", "{gateway}"),
 }
 _MESSAGE_MODELS: dict[str, type[BaseModel]] = {
