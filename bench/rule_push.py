@@ -11,7 +11,10 @@ the call that made the change to the moment its store took the new version (one 
 clock). Repeats alternate issuing a permit and revoking it; with ``--change registry`` each
 registers one resident's plate through the registry's own service instead (the site's plates
 change: with schema 3 every gateway applies the document's one-plate patch; with schema 2 it
-parsed and wrote the whole set).
+parsed and wrote the whole set). ``--change registry-cold`` makes each edit through a new
+service, as a process that never sent the site's plates does (``civicwatch registry import``, a
+restarted server): no patch, so every gateway subscribes to the site's plates topic and takes
+the whole set, signed, from there (schema 3's worst case).
 
 Baseline, in the same run: the same number of retained messages of the same size published raw
 (no database, no signing, no verifying, no disk) to the same connections, timed the same way:
@@ -43,13 +46,14 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert
 
 from bench.ingest_rate import scratch_database
@@ -161,7 +165,7 @@ def push_repeats(
     progress: Progress,
     starts: list[float],
     timeout: float,
-    registry: RegistryService | None = None,
+    registry: Callable[[], RegistryService] | None = None,
 ) -> tuple[list[list[float]], list[float]]:
     """Each repeat: one change (a permit issued or revoked; with ``registry``, a resident's
     plate registered: every gateway takes the site's new plates), every gateway's time to hold
@@ -181,7 +185,7 @@ def push_repeats(
                 owner_name="bench",
                 phone="13800000000",
             )
-            registry.create(vehicle, "bench")
+            registry().create(vehicle, "bench")
         elif permit_id is None:
             permit = PermitIn(
                 site_id=site_id,
@@ -271,6 +275,28 @@ def seed_registry(sessions: SessionFactory, site_id: str, count: int) -> None:
         session.execute(insert(RegistryVehicle), rows)
 
 
+def registry_for(
+    change: str,
+    sessions: SessionFactory,
+    registry: SiteRegistry,
+    service: ExemptionService,
+    key: Ed25519PrivateKey,
+    publish: Callable[[Sequence[SignedDocument]], None],
+) -> Callable[[], RegistryService] | None:
+    """What makes each repeat's registry edit: None for permit changes; the server's own
+    service for ``registry``; for ``registry-cold`` a service new each time, as a process that
+    never sent the site's plates (``civicwatch registry import``, a restarted server) edits:
+    its documents carry no patch, so every gateway takes the whole set from the site topic."""
+    if change == "registry":
+        edits = RegistryService(sessions, registry, service)
+        return lambda: edits
+    if change == "registry-cold":
+        return lambda: RegistryService(
+            sessions, registry, ExemptionService(sessions, registry, key, on_change=publish)
+        )
+    return None
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     broker_process, port = start_broker(workdir)
     broker = BrokerSettings(host="127.0.0.1", port=port)
@@ -348,9 +374,14 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             progress,
             starts,
             args.timeout,
-            RegistryService(service_sessions, registry, service)
-            if args.change == "registry"
-            else None,
+            registry_for(
+                args.change,
+                service_sessions,
+                registry,
+                service,
+                private_key_from_text(private),
+                publish,
+            ),
         )
         prepared = [at - began for at, began in zip(handed, starts, strict=True)]
         baselines = baseline_repeats(
@@ -431,7 +462,10 @@ def run_baseline(ref: str, args: argparse.Namespace, workdir: Path, url: str) ->
     if args.registry_plates:
         command += ["--registry-plates", str(args.registry_plates)]
     if args.change != "permit":
-        command += ["--change", args.change]  # the tree at REF must know --change
+        # The tree at REF must know --change; before schema 3 every registry edit was "cold"
+        # (every gateway took the whole set), and trees before it know only "registry".
+        change = args.change if args.baseline_change_as_is else args.change.removesuffix("-cold")
+        command += ["--change", change]
     done = subprocess.run(
         command,
         cwd=tree,
@@ -454,13 +488,20 @@ def main() -> int:
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
         "--change",
-        choices=["permit", "registry"],
+        choices=["permit", "registry", "registry-cold"],
         default="permit",
         help="what each repeat changes: a permit (issued, then revoked), or the registry (one "
-        "resident's plate registered: the site's plates change for every gateway)",
+        "resident's plate registered: the site's plates change for every gateway); "
+        "registry-cold: the same edit by a process that never sent the plates (no patch: every "
+        "gateway takes the whole set from the site topic)",
     )
     parser.add_argument(
         "--baseline", default="", help="a git revision whose bench runs first, in the same run"
+    )
+    parser.add_argument(
+        "--baseline-change-as-is",
+        action="store_true",
+        help="give the baseline tree --change registry-cold as it is (it knows it), not registry",
     )
     parser.add_argument(
         "--gateway-folder", type=Path, help="where the simulated gateways store their documents"
