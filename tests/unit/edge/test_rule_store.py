@@ -30,8 +30,8 @@ from contracts.rule_signing import (
     RefusalReason,
     RuleDocumentRefused,
     generate_key_pair,
-    private_key_from_text,
     plates_patch,
+    private_key_from_text,
     public_key_from_text,
     sign_document,
     sign_site_plates,
@@ -397,7 +397,8 @@ def test_schema_3_patch_from_another_set_waits_for_the_whole_set(tmp_path: Path)
     assert not rules.offer(schema_3(3, newest, before=missed))
     assert rules.wanted_plates == newest.sha256
     assert rules.version == 1  # the previous document stays in use meanwhile
-    assert exempt(rules, RESIDENT) and not exempt(rules, "沪R00003")
+    assert exempt(rules, RESIDENT)
+    assert not exempt(rules, "沪R00003")
     assert not rules.refused  # waiting is not a refusal
     assert rules.offer_plates(sign_site_plates(newest, KEY))
     assert rules.version == 3
@@ -425,7 +426,9 @@ def test_schema_3_patch_not_giving_the_signed_hash_counts_a_mismatch_and_fetches
     assert rules.wanted_plates == wanted.sha256
     assert not exempt(rules, "沪R00009")
     assert rules.offer_plates(sign_site_plates(wanted, KEY))
-    assert rules.version == 2 and exempt(rules, "沪R00002") and not exempt(rules, "沪R00009")
+    assert rules.version == 2
+    assert exempt(rules, "沪R00002")
+    assert not exempt(rules, "沪R00009")
 
 
 def test_forged_or_foreign_site_plates_are_refused_and_counted(tmp_path: Path) -> None:
@@ -469,7 +472,8 @@ def test_site_plates_that_came_first_are_used_by_the_document_naming_them(
     # The site topic already has the next change's plates before its document comes.
     assert not rules.offer_plates(sign_site_plates(newer, KEY))
     assert rules.offer(schema_3(3, newer, before=registry_of("沪R00007")))
-    assert rules.version == 3 and exempt(rules, "沪R00003")
+    assert rules.version == 3
+    assert exempt(rules, "沪R00003")
     assert rules.wanted_plates is None  # the older document waiting for its plates is dropped
 
 
@@ -497,7 +501,8 @@ def test_many_patches_write_the_base_again_past_an_eighth(tmp_path: Path) -> Non
     assert stored.get("plates_patch") is not None  # the changes since the new base
     assert len(stored["plates_patch"]["added"]["resident"]) < 64
     restarted = store(tmp_path)
-    assert restarted.version == 71 and exempt(restarted, "沪N00069")
+    assert restarted.version == 71
+    assert exempt(restarted, "沪N00069")
 
 
 def test_tampered_patch_on_disk_is_not_used(tmp_path: Path) -> None:
@@ -522,4 +527,5 @@ def test_lost_plates_file_waits_for_the_site_topic_after_a_restart(tmp_path: Pat
     assert restarted.refused[RefusalReason.PLATES_MISSING] == 1
     assert restarted.wanted_plates == part.sha256
     assert restarted.offer_plates(sign_site_plates(part, KEY))
-    assert restarted.version == 1 and exempt(restarted, RESIDENT)
+    assert restarted.version == 1
+    assert exempt(restarted, RESIDENT)
