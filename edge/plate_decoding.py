@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from contracts.events import PLATE_PATTERN
 from edge.detections import FloatArray
+from edge.plate_confidence import ReadingFeatures
 
 PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领"
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # plates never use I or O
@@ -49,6 +50,8 @@ class PlateCandidate:
     confidence: float
     char_confidences: tuple[float, ...] = ()
     score: float = 0.0  # the raw score the reader calibrates (edge.plate_confidence.raw_score)
+    features: ReadingFeatures | None = None  # what the confidence was computed from (a vehicle's)
+    rivals: tuple[float, ...] = ()  # each character's best other allowed character's score
 
     @property
     def valid(self) -> bool:
@@ -235,9 +238,14 @@ def _trace(
     chars: FloatArray,
     layout: Layout,
 ) -> PlateCandidate:
-    """Walk the backpointers; each character's confidence is its best score over its frames."""
-    emitted: list[tuple[int, float]] = []  # (char, confidence), last first
+    """Walk the backpointers; each character's confidence is its best score over its frames.
+
+    Each character's rival is the best score another character allowed in its slot has over
+    the same frames (a province read 0.8 with the right one at 0.15 beside it is less sure).
+    """
+    emitted: list[tuple[int, float, float]] = []  # (char, confidence, rival), last first
     current_peak = 0.0
+    current_rival = 0.0
     for t in range(len(chars) - 1, -1, -1):
         if char == -1:  # in the gap after slot `row`
             origin = int(gap_from[t, row])
@@ -245,17 +253,21 @@ def _trace(
                 char = origin
             continue
         current_peak = max(current_peak, float(chars[t, char]))
+        others = np.where(layout.allowed[row], chars[t], 0.0)
+        others[char] = 0.0
+        current_rival = max(current_rival, float(others.max()))
         origin = int(char_from[t, row, char])
         if origin == -2:
             continue
-        emitted.append((char, current_peak))
-        current_peak = 0.0
+        emitted.append((char, current_peak, current_rival))
+        current_peak = current_rival = 0.0
         row = int(layout.predecessor[row])
         char = origin  # -1: the predecessor's gap
     emitted.reverse()
-    text = "".join(layout.alphabet[j] for j, _ in emitted)
-    confidences = tuple(round(c, 4) for _, c in emitted)
-    return PlateCandidate(text, _overall(confidences), confidences)
+    text = "".join(layout.alphabet[j] for j, _, _ in emitted)
+    confidences = tuple(round(c, 4) for _, c, _ in emitted)
+    rivals = tuple(round(r, 4) for _, _, r in emitted)
+    return PlateCandidate(text, _overall(confidences), confidences, rivals=rivals)
 
 
 def _overall(confidences: Sequence[float]) -> float:

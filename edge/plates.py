@@ -14,6 +14,7 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 from contracts.events import BoundingBox
 from edge.config import PlateSettings, ReadPass
 from edge.detections import FloatArray, Image
-from edge.plate_confidence import SECOND_LOOK_BELOW, calibrated, raw_score
+from edge.plate_confidence import ConfidenceModel, ReadingFeatures, calibrated, raw_score
+from edge.plate_confidence_fit import FITTED
 from edge.plate_decoding import (
     HEAD_LAYOUT,
     LAST_ONLY,
@@ -72,8 +74,9 @@ class PlateReader:
     gateway: a lock keeps inference one at a time.
     """
 
-    def __init__(self, settings: PlateSettings) -> None:
+    def __init__(self, settings: PlateSettings, confidence: ConfidenceModel | None = None) -> None:
         self.settings = settings
+        self.confidence = FITTED if confidence is None else confidence
         self._recogniser = build_recogniser(settings)
         self._decoder = PlateDecoder(self._recogniser.characters)
         self._text_boxes = TextBoxFinder(settings.threads)
@@ -127,7 +130,7 @@ class PlateReader:
         if raw is None or raw.confidence < self.settings.min_confidence:
             return None
         score = raw_score(raw.char_confidences, agreed)
-        return PlateCandidate(raw.text, calibrated(score), raw.char_confidences, score)
+        return replace(raw, confidence=calibrated(score), score=score)
 
     def _second_look(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
         """An unsure reading read again in VIEWS altered copies of its crop (or rows), voted.
@@ -135,20 +138,51 @@ class PlateReader:
         The text whose views' weakest characters sum highest wins; its score is that sum over
         the number of views, so a text every view reads surely scores high and one that the
         views read otherwise scores low (on dev, confident misreads of a province or of 8 as B
-        mostly did not survive the altered views). A reading at SECOND_LOOK_BELOW or more is
-        kept as it is.
+        mostly did not survive the altered views). A reading whose raw score is at the
+        confidence model's ``look_below`` or more is kept as it is. Either way its confidence is
+        the model's chance that it is right (edge.plate_confidence).
         """
-        if reading.score >= SECOND_LOOK_BELOW:
-            return reading
-        support: defaultdict[str, list[tuple[float, ...]]] = defaultdict(list)
+        if reading.score >= self.confidence.look_below:
+            features = _features(reading, rows, None)
+            return replace(
+                reading,
+                confidence=self.confidence.chance(features, reading.text),
+                features=features,
+            )
+        support: defaultdict[str, list[PlateCandidate]] = defaultdict(list)
+        read = 0
         for candidate in self._view_readings(rows):
-            support[candidate.text].append(candidate.char_confidences)
+            support[candidate.text].append(candidate)
+            read += 1
         if not support:
-            return PlateCandidate(reading.text, calibrated(0.0), reading.char_confidences, 0.0)
-        text = max(support, key=lambda t: sum(_view_weakest(t, chars) for chars in support[t]))
-        score = sum(_view_weakest(text, chars) for chars in support[text]) / VIEWS
-        chars = tuple(round(float(c), 4) for c in np.mean(support[text], axis=0))
-        return PlateCandidate(text, calibrated(score), chars, round(score, 4))
+            features = _features(reading, rows, _Vote(reading.text, 0.0, 0, 0, 0, (), ()))
+            return replace(
+                reading,
+                confidence=self.confidence.chance(features, reading.text),
+                score=0.0,
+                features=features,
+            )
+
+        def weight(text: str) -> float:
+            return sum(_view_weakest(text, view.char_confidences) for view in support[text])
+
+        ranked = sorted(support, key=weight, reverse=True)
+        text = ranked[0]
+        score = weight(text) / VIEWS
+        views = support[text]
+        chars = tuple(round(float(c), 4) for c in np.mean([v.char_confidences for v in views], 0))
+        rivals = tuple(round(float(c), 4) for c in np.mean([v.rivals for v in views], 0))
+        rival = len(support[ranked[1]]) if len(ranked) > 1 else 0
+        vote = _Vote(text, score, len(views), read, rival, chars, rivals)
+        features = _features(reading, rows, vote)
+        return PlateCandidate(
+            text,
+            self.confidence.chance(features, text),
+            chars,
+            round(score, 4),
+            features,
+            rivals=rivals,
+        )
 
     def _view_readings(self, rows: tuple[Image, ...]) -> Iterator[PlateCandidate]:
         if len(rows) == 1:
@@ -168,7 +202,10 @@ class PlateReader:
             tail = self._decoder.decode(self.recognise(lower_image, lower_pass), TAIL_LAYOUT)
             if head is not None and tail is not None and PLATE_RE.match(head.text + tail.text):
                 scores = head.char_confidences + tail.char_confidences
-                yield PlateCandidate(head.text + tail.text, float(np.mean(scores)), scores)
+                rivals = head.rivals + tail.rivals
+                yield PlateCandidate(
+                    head.text + tail.text, float(np.mean(scores)), scores, rivals=rivals
+                )
 
     def read_rows(self, upper: Image, lower: Image) -> PlateCandidate | None:
         """Read a double-row plate from its two rows: province and letter (or WJ) over 5."""
@@ -181,7 +218,9 @@ class PlateReader:
         if head is None or tail is None or not PLATE_RE.match(head.text + tail.text):
             return None
         scores = head.char_confidences + tail.char_confidences
-        joined = PlateCandidate(head.text + tail.text, float(np.mean(scores)), scores)
+        joined = PlateCandidate(
+            head.text + tail.text, float(np.mean(scores)), scores, rivals=head.rivals + tail.rivals
+        )
         reading = self._accept(joined, head_agreed and tail_agreed)
         return None if reading is None else (reading, (upper, lower))
 
@@ -262,12 +301,56 @@ class PlateReader:
             for read_pass in passes:
                 other = self._decoder.decode(self.recognise(crop, read_pass), layout)
                 if other is not None and other.text != text:
-                    raw = PlateCandidate(reading.text, 0.0, reading.char_confidences)
-                    score = raw_score(raw.char_confidences, agreed=False)
-                    return PlateCandidate(
-                        raw.text, calibrated(score), raw.char_confidences, score
-                    ), rows
+                    score = raw_score(reading.char_confidences, agreed=False)
+                    return replace(reading, confidence=calibrated(score), score=score), rows
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Vote:
+    """A second look's outcome: the winning text, its score and how many views read what."""
+
+    text: str
+    score: float
+    agreeing: int
+    read: int
+    rival: int
+    chars: tuple[float, ...]
+    rivals: tuple[float, ...]
+
+
+def _features(
+    reading: PlateCandidate, rows: tuple[Image, ...], vote: _Vote | None
+) -> ReadingFeatures:
+    """The features of a vehicle's reading (``vote`` None: no second look ran)."""
+    first = reading.char_confidences
+    weakest = min(first, default=0.0)
+    chars = first if vote is None or not vote.chars else vote.chars
+    rivals = reading.rivals if vote is None or not vote.chars else vote.rivals
+    crop = rows[-1]
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    return ReadingFeatures(
+        first_weakest=round(float(weakest), 4),
+        first_mean=round(float(np.mean(first)) if first else 0.0, 4),
+        agreed=reading.score >= weakest - 1e-6,
+        looked=vote is not None,
+        vote=round(vote.score, 4) if vote is not None else 1.0,
+        agree_share=vote.agreeing / VIEWS if vote is not None else 1.0,
+        read_share=vote.read / VIEWS if vote is not None else 1.0,
+        rival_share=vote.rival / VIEWS if vote is not None else 0.0,
+        kept=vote is None or vote.text == reading.text,
+        view_weakest=round(float(min(chars, default=0.0)), 4),
+        view_mean=round(float(np.mean(chars)) if chars else 0.0, 4),
+        first_char=round(float(chars[0]), 4) if chars else 0.0,
+        last_char=round(float(chars[-1]), 4) if chars else 0.0,
+        rows=len(rows),
+        height=int(crop.shape[0]),
+        width=int(crop.shape[1]),
+        contrast=round(float(grey.std()), 2),
+        char_scores=tuple(chars),
+        char_rivals=tuple(rivals),
+        first_text=reading.text,
+    )
 
 
 _Found = tuple[PlateCandidate, tuple[Image, ...]]

@@ -20,7 +20,7 @@ from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from edge.config import DetectorSettings, PlateSettings
 from edge.detections import FloatArray, Image
 from edge.detector import Detector, create_detector
-from edge.plate_confidence import SECOND_LOOK_BELOW, calibrated, fit_calibration, raw_score
+from edge.plate_confidence import calibrated, fit_calibration, raw_score
 from edge.plate_decoding import HEAD_LAYOUT, PLATE_LAYOUT, TAIL_LAYOUT, PlateCandidate, PlateDecoder
 from edge.plate_eval import PlateFolderError, evaluate_frames, load_crop
 from edge.plate_recognisers import CtcRecogniser
@@ -169,13 +169,13 @@ def test_a_sure_first_pass_is_the_only_pass() -> None:
 
 
 def test_an_unsure_reading_every_view_confirms_is_decided(reader: PlateReader) -> None:
-    """A 60 px 宁NQ14Z5: its first look is unsure (the calibration before left it undecided);
-    the altered views all read it, and the second look decides it."""
-    crop = _small("宁NQ14Z5", "blue", 60)
+    """A 124 px 宁NQ14Z5: its first look is unsure; the altered views all read it, with no
+    rival character near, and the second look decides it."""
+    crop = _small("宁NQ14Z5", "blue", 124)
     first, agreed = reader._decode(crop, PLATE_LAYOUT, reader.settings.passes)
     assert first is not None
     assert first.text == "宁NQ14Z5"
-    assert raw_score(first.char_confidences, agreed) < SECOND_LOOK_BELOW
+    assert raw_score(first.char_confidences, agreed) < reader.confidence.look_below
     read = reader.read_plate(crop)
     assert read is not None
     assert read.text == "宁NQ14Z5"
@@ -197,9 +197,12 @@ def test_the_second_look_votes_out_a_misread_province(reader: PlateReader) -> No
 @pytest.mark.parametrize(
     ("text", "style", "width"), [("琼TF67123", "green", 60), ("新QF7713N", "green", 60)]
 )
-def test_a_confident_misread_the_views_doubt_stays_below_the_floor(
+def test_a_plate_smaller_than_the_calibration_knows_stays_below_the_floor(
     reader: PlateReader, text: str, style: PlateStyle, width: int
 ) -> None:
+    """At 60 px (dev plates were 115 px or more) the province is misread, 琼 as 豫 by every
+    view: the calibration does not know such plates, so they are never decided."""
+    assert width < reader.confidence.min_width
     read = reader.read_plate(_small(text, style, width))
     assert read is not None
     assert read.text != text  # the province is misread at this size
@@ -212,7 +215,7 @@ def test_a_sure_reading_the_second_pass_contradicts_is_not_decided(reader: Plate
     crop = render_plate("新QF7713N", "green")
     wrong = PlateCandidate("浙QF7713N", 0.99, (0.99,) * 8, 0.99)
     confirmed, _ = reader._confirm((wrong, (crop,)))
-    assert confirmed.score < SECOND_LOOK_BELOW
+    assert confirmed.score < reader.confidence.look_below
     assert confirmed.confidence < DEFAULT_PLATE_CONFIDENCE_FLOOR
 
 
