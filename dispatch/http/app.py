@@ -104,7 +104,9 @@ def _install_web(app: FastAPI, context: ApiContext) -> None:
     refused = uploads.attachments_refused_counter(context.metrics_registry)
     app.state.web = WebState(templates=templates, attachments_refused=refused)
     app.state.feed_hub = feed.FeedHub(context.session_factory, context.web.feed_poll_seconds)
-    app.state.stats_cache = stats.StatsCache(context.web.stats_max_age_seconds)
+    app.state.stats_cache = stats.StatsCache(
+        context.web.stats_max_age_seconds, session_factory=context.session_factory
+    )
     app.add_middleware(
         uploads.UploadSizeGuard, limit=context.web.attachment_max_bytes, refused=refused
     )

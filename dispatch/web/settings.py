@@ -13,4 +13,5 @@ class WebOptions:
     feed_heartbeat_seconds: float = 15.0  # an SSE comment keeps proxies from closing the stream
     feed_catchup_limit: int = 1000  # entries replayed to a reconnecting console, at most
     attachment_max_bytes: int = 8 * 1024 * 1024
-    stats_max_age_seconds: float = 15.0  # charts may lag this much; they cost a scan to draw
+    # Charts lag this much, up to twice it while a background count runs; they cost a scan.
+    stats_max_age_seconds: float = 15.0

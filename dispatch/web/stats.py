@@ -4,10 +4,11 @@ JSON endpoint that serves them (dispatch/web/charts.py draws them)."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
-from threading import Lock
+from threading import Lock, Thread
 from time import monotonic
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from dispatch.http.deps import API_PREFIX, ContextDep, PrincipalDep, SessionDep,
 from storage.tables import Case, utcnow
 
 DAYS = 14
+logger = logging.getLogger(__name__)
 
 
 class DayCount(BaseModel):
@@ -129,29 +131,88 @@ def compute_stats(
     )
 
 
+StatsKey = tuple[str | None, str]  # (department scope, time zone)
+ComputeStats = Callable[[Session, str | None, str], Stats]
+
+
 class StatsCache:
     """The figures per (department scope, time zone), kept for ``max_age_seconds``.
 
     They scan the window's cases (about 0.5 s at 100,000 cases), and every console load and chart
-    refresh asks for them: a short cache makes that one scan per scope per interval.
+    refresh asks for them. So no request waits for that scan while a recent answer exists:
+
+    - fresh (younger than ``max_age``): served as is;
+    - stale, up to twice ``max_age``: served as is while one background thread counts again
+      (given a ``session_factory``; without one, as in a bare test, the asker counts);
+    - missing or older: counted by the first asker while the others for the same key wait for
+      its answer instead of each scanning too.
     """
 
-    def __init__(self, max_age_seconds: float, clock: Callable[[], float] = monotonic) -> None:
+    def __init__(
+        self,
+        max_age_seconds: float,
+        clock: Callable[[], float] = monotonic,
+        session_factory: Callable[[], Session] | None = None,
+        compute: ComputeStats = compute_stats,
+    ) -> None:
         self._max_age = max_age_seconds
         self._clock = clock
+        self._sessions = session_factory
+        self._compute = compute
         self._lock = Lock()
-        self._kept: dict[tuple[str | None, str], tuple[float, Stats]] = {}
+        self._kept: dict[StatsKey, tuple[float, Stats]] = {}
+        self._counting: dict[StatsKey, Lock] = {}  # one count per key at a time
+        self._refreshing: set[StatsKey] = set()
+        self.refreshes = 0  # background counts finished
 
     def get(self, session: Session, department: str | None, timezone: str) -> Stats:
         key = (department, timezone)
+        kept = self._fresh_enough(key)
+        if kept is not None:
+            return kept
+        with self._lock:
+            counting = self._counting.setdefault(key, Lock())
+        with counting:
+            kept = self._fresh_enough(key)  # another asker may have counted meanwhile
+            if kept is not None:
+                return kept
+            return self._count(session, key)
+
+    def _fresh_enough(self, key: StatsKey) -> Stats | None:
+        """The kept figures if they may be served now; starts a background count when stale."""
         with self._lock:
             kept = self._kept.get(key)
-        if kept is not None and self._clock() - kept[0] < self._max_age:
+            if kept is None:
+                return None
+            age = self._clock() - kept[0]
+            if age < self._max_age:
+                return kept[1]
+            if age >= 2 * self._max_age or self._sessions is None:
+                return None
+            if key not in self._refreshing:
+                self._refreshing.add(key)
+                Thread(target=self._refresh, args=(key,), name="stats-refresh", daemon=True).start()
             return kept[1]
-        stats = compute_stats(session, department, timezone)
+
+    def _count(self, session: Session, key: StatsKey) -> Stats:
+        stats = self._compute(session, *key)
         with self._lock:
             self._kept[key] = (self._clock(), stats)
         return stats
+
+    def _refresh(self, key: StatsKey) -> None:
+        assert self._sessions is not None  # only started with a session factory
+        try:
+            with self._lock:
+                counting = self._counting.setdefault(key, Lock())
+            with counting, self._sessions() as session:
+                self._count(session, key)
+            self.refreshes += 1
+        except Exception:  # the stale figures stay; an ask past twice max_age counts itself
+            logger.exception("stats: the background count of %s failed", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
 
 def get_stats_cache(request: Request) -> StatsCache:
