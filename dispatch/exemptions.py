@@ -21,9 +21,11 @@ process sent the site's plates before, each document also carries the patch from
 (contracts.rule_signing.plates_patch; none past MAX_PATCH_PLATES): a gateway holding it applies
 the patch, any other takes the whole set from the site topic. A registry edit then costs each
 gateway the size of the change; a permit change signs 1,000 small documents and no plates.
-The set a patch starts from is this process's memory: after a restart, or when another process
-(the registry CLI) changed the plates, the hash tells the gateways the patch is not theirs and
-they take the whole set, as a new gateway does.
+The set a patch starts from is the one this process sent last or, for a process that sent none
+yet (the registry CLI, an API process before its first change), the site's plates as committed
+before the change (read on a connection of its own). When that is not the set a gateway holds
+(it missed a change, another process changed the plates meanwhile) the hash tells it so and it
+takes the whole set, as a new gateway does.
 
 After the commit the publisher signs each affected gateway's document with the server's Ed25519
 key and publishes it retained at QoS 1 on the gateway's rules topic; at server start every
@@ -45,6 +47,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts.events import PLATE_PATTERN, Identifier
@@ -320,6 +323,16 @@ class ExemptionService:
             family=list(plates.family),
         )
 
+    def _committed_plates(self, site_id: str) -> PlatesPart | None:
+        """The site's plates as committed, read on a connection of its own (so without the
+        caller's change, still uncommitted); None if that read fails (no patch then)."""
+        try:
+            with self._sessions() as other:
+                return PlatesPart.of(self._site_plates(other, site_id))
+        except SQLAlchemyError as exc:
+            log.warning("site %s: plates before the change unreadable (%s); no patch", site_id, exc)
+            return None
+
     def _site_rules(self, session: Session, site_id: str, at: datetime) -> list[Rule]:
         """Every rule of the site in force at ``at``, without the registry's plates (they go in
         the site's ``SitePlates``): read once per change, whatever the number of gateways (a
@@ -408,8 +421,12 @@ class ExemptionService:
                     max((row.version + 1 for row in rows.values()), default=1),
                 )
             )
+        # The patch starts from the plates this process sent last; a process that sent none
+        # (the registry CLI, an API process before its first change) starts from the plates
+        # as committed before this change, what the gateways hold when they missed nothing.
+        base = sent if sent is not None or plates_always else self._committed_plates(site.id)
         patch = (
-            plates_patch(sent, part) if sent is not None and sent.sha256 != part.sha256 else None
+            plates_patch(base, part) if base is not None and base.sha256 != part.sha256 else None
         )
         reference = SitePlatesRef(sha256=part.sha256, patch=patch)
         # Gateways with the same zones run the same rules: serialise them once per set, not

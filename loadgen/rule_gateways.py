@@ -10,7 +10,8 @@ gateways do it at the same time on their own devices; one thread would queue a t
 behind each other and measure the simulator's disk instead. Each
 document a gateway takes is reported as one line on stdout, ``rules GATEWAY VERSION T``, with T
 the system-wide monotonic clock (``time.monotonic``, shared by every process on the machine), so
-the bench that made the change can time it from its side.
+the bench that made the change can time it from its side; one taken with the whole set from the
+site topic is also reported as ``fetched GATEWAY VERSION T``.
 
 For the baseline, each gateway also subscribes to ``bench/rules-raw/GATEWAY``: what arrives
 there is only noted (``raw GATEWAY SEQ T``), not verified or stored.
@@ -133,7 +134,9 @@ class RuleGateways:
     def _take_plates(self, gateway: _Gateway, payload: bytes) -> None:
         before = gateway.store.version
         if gateway.store.offer_plates(payload) and gateway.store.version != before:
-            self._report("rules", gateway.id, gateway.store.version, time.monotonic())
+            at = time.monotonic()
+            self._report("rules", gateway.id, gateway.store.version, at)
+            self._report("fetched", gateway.id, gateway.store.version, at)
         self._follow.append(gateway)
 
     def _follow_plates(self) -> None:

@@ -18,9 +18,11 @@ from contracts.rule_signing import (
     sign_site_plates,
 )
 from contracts.topics import site_plates_topic
+from dispatch.exemptions import ExemptionService, RulePublisher
 from dispatch.registry import Category, RegistryService, VehicleIn
 from tests.factories import SITE
 from tests.integration.test_exemptions_api import (  # noqa: F401 - the rig fixture
+    PRIVATE,
     Gateway,
     Rig,
     rig,
@@ -135,5 +137,45 @@ def test_forged_plates_on_the_site_topic_are_refused_and_counted(
         wait_for(lambda: gateway.exempt("沪R00001"), WAIT_S)
         assert not gateway.exempt("京B54321")
         assert gateway.rules.wanted_plates is None
+    finally:
+        gateway.stop()
+
+
+def test_an_edit_by_a_process_that_sent_no_plates_still_arrives_as_a_patch(
+    rig: Rig,  # noqa: F811
+) -> None:
+    """The registry CLI, or an API process before its first change, has sent no plates: its
+    patch starts from the plates as committed before the change, which the gateway holds."""
+    folder = rig.folder / "gw"
+    register(rig, "沪R00001")
+    rig.service.publish_all()
+    gateway = Gateway(rig.mosquitto, folder, rig.registry)
+    try:
+        wait_for(lambda: gateway.exempt("沪R00001"), WAIT_S)
+        publisher = RulePublisher(rig.mosquitto.settings)  # the other process's own
+        publisher.start()
+        assert publisher.wait_connected(WAIT_S)
+        try:
+            other_process = ExemptionService(
+                rig.sessions,
+                rig.registry,
+                private_key_from_text(PRIVATE),
+                on_change=publisher.publish,
+            )
+            RegistryService(rig.sessions, rig.registry, other_process).create(
+                VehicleIn(
+                    site_id=SITE,
+                    plate="沪R00002",
+                    category=Category.RESIDENT,
+                    owner_name="王五",
+                    phone="13700001234",
+                ),
+                "cli:test",
+            )
+            wait_for(lambda: gateway.exempt("沪R00002"), WAIT_S)
+        finally:
+            publisher.stop()
+        assert gateway.rules.plates_patched == 1
+        assert gateway.rules.plates_fetched == 1  # only the first, at the start
     finally:
         gateway.stop()
