@@ -10,15 +10,16 @@ document stays in use.
 
 Schemas 2 and 3 name the site's plates by hash (contracts.rule_signing). The store keeps them
 apart: a base file ``<name>.plates-<hash>`` holding a whole set, written (atomically) before the
-document that needs it, and in the document's own file the patch from that base to the set in
-use. A schema 3 document that carries a patch from the plates held is taken by applying it (the
-change's size, and one hash of the result against the signed one) and writing only the
-document's file, with the patches since the base composed into one; the base is written again
-only when that patch grows past an eighth of the plates. A document naming plates the store
-cannot make (none held, another set, a patch that does not give the signed hash) waits
-(``wanted_plates``) until ``offer_plates`` brings the whole set, signed, from the site's plates
-topic (contracts.topics.site_plates_topic); the document in use stays meanwhile. Loading checks
-the signature, and the plates' hash, again.
+document that needs it, and in the document's own file (the envelope as it came) a
+``plates_patch`` field with the patch from that base to the set in use. A schema 3 document
+that carries a patch from the plates held is taken by applying it (the change's size, and one
+hash of the result against the signed one) and writing only the document's file, with the
+patches since the base composed into one; the base is written again only when that patch grows
+past an eighth of the plates. A document naming plates the store cannot make (none held,
+another set, a patch that does not give the signed hash) waits (``wanted_plates``) until
+``offer_plates`` brings the whole set, signed, from the site's plates topic
+(contracts.topics.site_plates_topic); the document in use stays meanwhile. Loading checks the
+signature, and the plates' hash, again.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from contracts.exemptions import (
     SHA256_PATTERN,
@@ -61,16 +62,6 @@ log = logging.getLogger(__name__)
 COMPACT_MIN_PLATES = 64
 """The composed patch beside a base file may hold this many plates, or an eighth of the set's,
 whichever is more, before the base is written again."""
-
-
-class _Stored(BaseModel):
-    """The document's file: the signed envelope as it came (without any plates' text) and the
-    patch from the base plates file to the plates it names (None: the base is those)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    envelope: str
-    plates_patch: PlatesPatch | None = None
 
 
 class RuleStore:
@@ -309,8 +300,11 @@ class RuleStore:
             base, patch = plates.sha256, None
         if plates is not None and base == plates.sha256 and base != self._base:
             _write_atomically(self._plates_file(base), plates.text.encode())
-        stored = _Stored(envelope=opened.envelope.decode(), plates_patch=patch)
-        _write_atomically(self.path, stored.model_dump_json(exclude_none=True).encode())
+        stored = opened.envelope
+        if patch is not None:  # the envelope as it came, and beside its fields the patch
+            fields = json.loads(stored) | {"plates_patch": patch.model_dump(mode="json")}
+            stored = json.dumps(fields, ensure_ascii=False).encode()
+        _write_atomically(self.path, stored)
         if self._base is not None and self._base != base:
             self._plates_file(self._base).unlink(missing_ok=True)
         self._base, self._patch = base, patch
@@ -327,13 +321,15 @@ class RuleStore:
 
 
 def _stored(payload: bytes) -> tuple[bytes, PlatesPatch | None]:
-    """The envelope and the patch from the base plates file in a document's file; a file
-    written before patches were kept is the envelope alone."""
-    data = json.loads(payload)
-    if "envelope" not in data:
+    """The envelope and the patch from the base plates file in a document's file: the
+    envelope's own fields, and ``plates_patch`` beside them when the plates in use are the
+    base's with a patch (the signature covers the document's text, whatever the envelope's
+    bytes)."""
+    fields = json.loads(payload)
+    if not isinstance(fields, dict) or "plates_patch" not in fields:
         return payload, None
-    stored = _Stored.model_validate(data)
-    return stored.envelope.encode(), stored.plates_patch
+    patch = PlatesPatch.model_validate(fields.pop("plates_patch"))
+    return json.dumps(fields).encode(), patch
 
 
 def _named_plates(payload: bytes) -> str | None:
