@@ -4,8 +4,8 @@ This module is the reader; its parts live beside it: ``plate_regions`` finds pla
 on a vehicle, ``plate_recognisers`` runs RapidOCR's PP-OCRv4 text recogniser (bundled in its
 wheel), ``plate_decoding`` reads only plate-shaped paths from the recogniser's CTC scores, and
 ``plate_votes`` votes one vehicle's readings across frames. An unsure reading gets a second
-look (altered copies of its crop read and voted) and ``plate_confidence`` turns its score into
-the chance it is right.
+look (altered copies of its crop read and voted) and ``plate_confidence``'s model (fitted on dev
+scenes, ``plate_confidence_fit``) turns the reading's features into the chance it is right.
 """
 
 from __future__ import annotations
