@@ -7,7 +7,9 @@ Reports median and spread (min, max) of the timings; the metrics are determinist
 on every repeat. ``--set dev|test`` scores a built set (edge.structure_dataset) instead of a
 folder; score test only once, at the end. ``--set held-out`` scores the held-out photos
 (Ultralytics' bus.jpg and zidane.jpg, used by neither set; edge.structure_dataset.build_held_out),
-also once, at the end. ``--object-stress`` adds, for the learned comparison, how many of each
+also once, at the end; ``--set fresh`` round 5's fresh look (edge.structure_dataset
+.build_fresh_look: the test clips' middle thirds, sheds textured from scikit-learn's china.jpg),
+scored once. ``--object-stress`` adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls, which
 paste the most confident ones). When the change net is loaded (edge.structure_net), the learned
@@ -32,13 +34,14 @@ import numpy as np
 from edge.config import StructureSettings
 from edge.detector import LOCAL_MODEL_HINT
 from edge.structure_compare import compare_structure
-from edge.structure_controls import paste_object
+from edge.structure_controls import ObjectCrop, paste_object
 from edge.structure_dataset import (
     LabelledPair,
-    SetName,
+    build_fresh_look,
     build_held_out,
     build_set,
     held_out_photos,
+    sklearn_china_photo,
     uncertain_crops,
 )
 from edge.structure_eval import (
@@ -81,10 +84,12 @@ def _camera_frames(clip: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _object_stress(
-    name: SetName, built: list[LabelledPair], learned: LearnedParts, settings: StructureSettings
+    crops: list[ObjectCrop],
+    built: list[LabelledPair],
+    learned: LearnedParts,
+    settings: StructureSettings,
 ) -> str:
     """Alarms of the learned comparison with uncertain people and cars pasted in, over all."""
-    crops = uncertain_crops(name, SHARED_DATA, learned.finder)
     compare = learned.comparison()
     alarms = total = 0
     for index, pair in enumerate(built):
@@ -103,7 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
-    parser.add_argument("--set", choices=("dev", "test", "held-out"), dest="built_set")
+    parser.add_argument("--set", choices=("dev", "test", "held-out", "fresh"), dest="built_set")
     parser.add_argument("--object-stress", action="store_true")
     parser.add_argument("--clip", type=Path, default=SHARED_DATA / "clips" / "vtest.avi")
     parser.add_argument("--model", type=Path, default=ROOT / LOCAL_MODEL_HINT)
@@ -118,16 +123,23 @@ def main() -> int:
     camera_ms: list[float] = []
     gradient_camera_ms: list[float] = []
     built: list[LabelledPair] = []
+    stress_crops: list[ObjectCrop] = []
     if args.built_set == "held-out":
         built = build_held_out(held_out_photos(), learned.finder)
+    elif args.built_set == "fresh":
+        built, stress_crops = build_fresh_look(SHARED_DATA, sklearn_china_photo(), learned.finder)
     elif args.built_set in ("dev", "test"):
         built = build_set(args.built_set, SHARED_DATA, learned.finder)
+        if args.object_stress:
+            stress_crops = uncertain_crops(args.built_set, SHARED_DATA, learned.finder)
     without = LearnedParts(learned.features, learned.finder) if learned.net else None
     without_ms: list[float] = []
     without_score = None
     for repeat in range(args.repeats):
         if built:
-            label = "held-out photos" if args.built_set == "held-out" else f"set {args.built_set}"
+            label = {"held-out": "held-out photos", "fresh": "fresh look (round 5)"}.get(
+                args.built_set, f"set {args.built_set}"
+            )
             evaluations.append(evaluate_labelled(label, built, learned, settings))
             if without is not None:
                 without_score = score_learned(built, without, settings)
@@ -170,9 +182,9 @@ def main() -> int:
             e.summary()["mean_f1"] == first.summary()["mean_f1"] for e in evaluations
         ),
     }
-    stress = args.object_stress and args.built_set in ("dev", "test")
+    stress = args.object_stress and bool(stress_crops)
     if stress:
-        summary["object_stress_alarms"] = _object_stress(args.built_set, built, learned, settings)
+        summary["object_stress_alarms"] = _object_stress(stress_crops, built, learned, settings)
     if without is not None and without_score is not None:
         changed = [r.f1 for r in without_score.pair_results if r.truth_changed]
         summary["without_net"] = {
@@ -185,7 +197,7 @@ def main() -> int:
                 f"{c.name}: {c.alteration}" for c in without_score.control_results if c.alarm
             ],
             "ms_per_comparison": _spread(without_ms),
-            "object_stress_alarms": _object_stress(args.built_set, built, without, settings)
+            "object_stress_alarms": _object_stress(stress_crops, built, without, settings)
             if stress
             else None,
         }

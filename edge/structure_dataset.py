@@ -136,6 +136,108 @@ def build_held_out(photos: Sequence[Path], finder: ObjectFinder) -> list[Labelle
     return pairs
 
 
+# Round 5's fresh look: the middle third of the test clips, cut short where the third held-out
+# look's late stretches begin (frames 227 and 451); sheds textured from a photo no set used.
+FRESH_LOOK_FRAMES: dict[str, tuple[int, int]] = {
+    "car-detection.mp4": (125, 226),
+    "motorway-traffic.mp4": (111, 223),
+    "traffic_sequence.mp4": (116, 233),
+    "motorway-cctv.avi": (250, 450),
+}
+
+
+def sklearn_china_photo() -> Path:
+    """scikit-learn's sample photo china.jpg (a temple's roofs and walls), found without
+    importing the package: the texture of the fresh look's sheds, which no set used."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the fresh look needs scikit-learn's sample photo china.jpg")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images" / "china.jpg"
+
+
+def build_fresh_look(
+    shared_data: Path, texture_photo: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 5's held-out look, scored once: pairs from FRESH_LOOK_FRAMES, and the stress crops.
+
+    Per clip, VIEWS_PER_CLIP views, each a still pair (real frames 2-4 s apart: the middle
+    thirds are 4-8 s long) and a built one (GENERATED: a shed composited into the later frame,
+    textured from `texture_photo`), each with the 12 light/aim/weather controls and the most
+    confident person and car the detector finds in these stretches pasted in. Also returned:
+    up to 12 people and cars it is only fairly sure of (0.3-0.7) in them, for the object stress.
+    The scenes are the test set's (new frames, not new places); its pairs draw their first frame
+    from the first third, so a later frame of theirs may fall in these stretches.
+    """
+    rng = np.random.default_rng(SEED + 5)
+    texture = _read(texture_photo)
+    frames: list[Image] = []
+    pairs: list[LabelledPair] = []
+    for name, (low, high) in FRESH_LOOK_FRAMES.items():
+        capture = cv2.VideoCapture(str(shared_data / "clips" / name))
+        if not capture.isOpened():
+            raise FileNotFoundError(f"{shared_data / 'clips' / name}: the fresh look needs it")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        try:
+            for view in range(VIEWS_PER_CLIP):
+                gap = min(round(fps * rng.uniform(2.0, 4.0)), high - low - 1)
+                first = int(rng.integers(low, high - gap + 1))
+                before_frame, after_frame = _frame(capture, first), _frame(capture, first + gap)
+                frames += [before_frame, after_frame]
+                height, width = before_frame.shape[:2]
+                side = round(min(height, width) * rng.uniform(0.6, 0.9))
+                x = int(rng.integers(0, width - side + 1))
+                y = int(rng.integers(0, height - side + 1))
+                before, after = (
+                    np.asarray(
+                        cv2.resize(
+                            f[y : y + side, x : x + side],
+                            (SIZE, SIZE),
+                            interpolation=cv2.INTER_AREA,
+                        ),
+                        np.uint8,
+                    )
+                    for f in (before_frame, after_frame)
+                )
+                stem = f"{Path(name).stem}/{view}"
+                nothing = np.zeros((SIZE, SIZE), np.bool_)
+                pairs.append(LabelledPair(f"{stem} still", "still", before, after, nothing))
+                built, truth = composite_shed(after, texture, rng)
+                pairs.append(LabelledPair(f"{stem} built", "built", before, built, truth))
+        finally:
+            capture.release()
+    objects = _best_crops(frames, finder)
+    labelled = [
+        LabelledPair(
+            p.name,
+            p.source,
+            p.before,
+            p.after,
+            p.truth,
+            no_change_controls(p.before, SEED + 500 + i)
+            + camera_controls(p.before, SEED + 500 + i, objects),
+        )
+        for i, p in enumerate(pairs)
+    ]
+    return labelled, _unsure_crops(frames, finder)
+
+
+def _unsure_crops(
+    frames: Sequence[Image], finder: ObjectFinder, count: int = 12
+) -> list[ObjectCrop]:
+    found: list[ObjectCrop] = []
+    for frame in frames:
+        seen = finder.detect(frame)
+        for box, confidence, class_id in zip(
+            seen.xyxy, seen.confidence, seen.class_id, strict=True
+        ):
+            kind = seen.class_names.get(int(class_id), "")
+            kind = "car" if kind in VEHICLES else kind
+            x0, y0, x1, y1 = np.round(box).astype(int)
+            if kind in (PERSON, "car") and 0.3 <= confidence < 0.7 and min(x1 - x0, y1 - y0) >= 16:
+                found.append(ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
+    return found[:: max(1, len(found) // count)][:count]
+
+
 def _read(path: Path, flags: int = cv2.IMREAD_COLOR) -> Image:
     image = cv2.imdecode(np.fromfile(path, np.uint8), flags) if path.is_file() else None
     if image is None:

@@ -17,10 +17,13 @@ from edge.structure_controls import ObjectCrop, camera_controls
 from edge.structure_dataset import (
     CLIP_SPLIT,
     DSIFN_SPLIT,
+    FRESH_LOOK_FRAMES,
     LabelledPair,
+    build_fresh_look,
     build_held_out,
     build_set,
     held_out_photos,
+    sklearn_china_photo,
 )
 
 
@@ -97,3 +100,22 @@ def test_the_held_out_set_builds_sheds_into_photos_neither_set_uses(
         assert {"person in view", "night IR"} <= {name for name, _ in pair.controls}
     with pytest.raises(ValueError, match="at least two photos"):
         build_held_out(photos[:1], finder)
+
+
+def test_the_fresh_look_draws_frames_no_other_look_drew_and_a_new_texture(
+    shared_data: Path, finder: OpenVINODetector
+) -> None:
+    assert set(FRESH_LOOK_FRAMES) == set(CLIP_SPLIT["test"])
+    for low, high in FRESH_LOOK_FRAMES.values():
+        assert low < high
+    china = sklearn_china_photo()
+    assert china.is_file()
+    pairs, unsure = build_fresh_look(shared_data, china, finder)
+    assert [p.source for p in pairs] == ["still", "built"] * (2 * len(FRESH_LOOK_FRAMES))
+    for pair in pairs:
+        assert pair.before.shape == pair.after.shape == (256, 256, 3)
+        assert pair.truth.any() == (pair.source == "built")
+        assert {"shift 3 px", "rain"} <= {name for name, _ in pair.controls}
+    assert 0 < len(unsure) <= 12
+    again, _ = build_fresh_look(shared_data, china, finder)
+    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
