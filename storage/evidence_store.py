@@ -26,6 +26,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -150,24 +151,25 @@ class EvidenceStore:
         pending = _Pending()
         self._local.pending = pending
         root = str(self.root)
-        files: list[tuple[str, str, bytes]] = []
+        files: deque[tuple[str, str, bytes]] = deque()
         for sha256, data in items:
             if not _SHA256.match(sha256):
                 raise EvidenceError(f"not a lowercase hex SHA-256: {sha256!r}")
             folder = f"{root}/{sha256[:2]}"  # self.path(sha256), without pathlib's cost
             files.append((folder, f"{folder}/{sha256}.jpg", data))
             pending.folders.add(folder)
-        # One task per thread, each writing its share in turn: a future per file cost the
-        # writer thread more than the file (small evidence is ~1.5 KB).
+        # One task per thread, each taking the next file until none is left: a future per
+        # file cost the writer thread more than the file (small evidence is ~1.5 KB), and fixed
+        # shares would wait for the slowest thread on a busy machine.
+        count = len(files)
         if files:
             pool = self._writer_pool()
             durable = self._sync_mode == "files"
-            shares = min(self._threads, len(files))
             pending.writes = [
-                pool.submit(self._write_share, files[share::shares], durable)
-                for share in range(shares)
+                pool.submit(self._write_until_done, files, durable)
+                for _ in range(min(self._threads, count))
             ]
-        return len(files)
+        return count
 
     def sync(self) -> None:
         """Make every file this thread wrote since its last sync() durable; raises on failure."""
@@ -179,7 +181,7 @@ class EvidenceStore:
         if pending is None or not pending.writes:
             return
         failure: BaseException | None = None
-        for future in pending.writes:  # a share that failed removed its torn file
+        for future in pending.writes:  # a thread that failed removed its torn file
             error = future.exception()
             if error is not None:
                 failure = failure or error
@@ -213,11 +215,16 @@ class EvidenceStore:
                 )
             return self._pool
 
-    def _write_share(self, files: list[tuple[str, str, bytes]], durable: bool) -> None:
-        """Write ``(folder, path, data)`` files in place, one after the other (a writer
-        thread's share of a batch); a failed file is removed, and the failure raised."""
+    def _write_until_done(self, files: deque[tuple[str, str, bytes]], durable: bool) -> None:
+        """Take ``(folder, path, data)`` files off ``files`` (shared by the batch's writer
+        threads) and write each in place until none is left; a failed file is removed, and
+        the failure raised (the other threads still write theirs)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        for folder, path, data in files:
+        while True:
+            try:
+                folder, path, data = files.popleft()  # atomic: no two threads take one file
+            except IndexError:
+                return
             try:
                 if folder not in self._folder_names:
                     os.makedirs(folder, exist_ok=True)
