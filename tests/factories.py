@@ -214,53 +214,123 @@ class EventFactory:
         return violation_topic(self.site_id, self.gateway_id, self.camera_id)
 
 
+# The scratch PostgreSQL databases conftest's fixture makes: only these may be replaced by a copy.
+SCRATCH_POSTGRES_PREFIX = "civicwatch_test_"
+
+
 @dataclass
-class _MigratedSqliteTemplate:
-    """A SQLite database migrated to head by the real migrations once per test process; an empty
-    SQLite scratch database starts as a copy of its file instead of running every migration again.
-    (On PostgreSQL, ``CREATE DATABASE ... TEMPLATE`` measured slower than migrating the empty
-    scratch database, so PostgreSQL still migrates.)"""
+class _MigratedTemplates:
+    """A database per backend migrated to head by the real migrations once per test process; an
+    empty scratch database starts as a copy of it (a file copy on SQLite, ``CREATE DATABASE ...
+    TEMPLATE`` on PostgreSQL) instead of running every migration again (seconds per test)."""
 
-    folder: Path | None = None
-    file: Path | None = None
+    sqlite_file: Path | None = None
+    postgres_name: str | None = None
+    postgres_admin_url: str | None = None
 
-    def path(self) -> Path:
-        if self.file is None:
+    def sqlite(self) -> Path:
+        if self.sqlite_file is None:
             from storage.schema import migrate
 
             folder = Path(tempfile.mkdtemp(prefix="civicwatch-template-"))
             atexit.register(shutil.rmtree, folder, True)
             migrate(f"sqlite:///{folder / 'template.db'}")
-            self.folder, self.file = folder, folder / "template.db"
-        return self.file
+            self.sqlite_file = folder / "template.db"
+        return self.sqlite_file
+
+    def postgres(self, admin_url: str) -> str:
+        if self.postgres_name is None:
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.engine import make_url
+
+            from storage.schema import migrate
+
+            name = f"civicwatch_template_{uuid4().hex[:10]}"
+            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            finally:
+                admin.dispose()
+            self.postgres_name, self.postgres_admin_url = name, admin_url
+            atexit.register(self.drop_postgres)
+            migrate(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+        return self.postgres_name
+
+    def drop_postgres(self) -> None:
+        if self.postgres_name is None or self.postgres_admin_url is None:
+            return
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self.postgres_admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.postgres_name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
 
 
-_sqlite_template = _MigratedSqliteTemplate()
+_templates = _MigratedTemplates()
+
+# Counts what was made in a PostgreSQL database since CREATE DATABASE copied template1.
+_POSTGRES_ANYTHING_MADE = """
+SELECT (SELECT count(*) FROM pg_namespace
+        WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%')
+     + (SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+     + (SELECT count(*) FROM pg_type WHERE typnamespace = 'public'::regnamespace)
+     + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace)
+     + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
+"""
 
 
 def _start_from_migrated_template(database_url: str) -> bool:
-    """Make the missing or empty SQLite database at ``database_url`` a copy of the migrated
-    template; False (and nothing done) for any other database."""
+    """Make the empty scratch database at ``database_url`` (a missing or empty SQLite file, or an
+    empty scratch PostgreSQL database of conftest's) a copy of the migrated template; False (and
+    nothing done) for any other database."""
+    from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return False
-    path = Path(url.database)
-    if path.exists() and path.stat().st_size > 0:
-        return False
-    for suffix in ("-wal", "-shm", "-journal"):  # leftovers of another database would corrupt it
-        if Path(f"{path}{suffix}").exists():
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
             return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_sqlite_template.path(), path)
+        path = Path(url.database)
+        if path.exists() and path.stat().st_size > 0:
+            return False
+        for suffix in ("-wal", "-shm", "-journal"):  # another database's leftovers would corrupt it
+            if Path(f"{path}{suffix}").exists():
+                return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_templates.sqlite(), path)
+        return True
+    name = url.database or ""
+    if url.get_backend_name() != "postgresql" or not name.startswith(SCRATCH_POSTGRES_PREFIX):
+        return False
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:  # anything a test made (a schema, a table, a type) stays
+            made = conn.execute(text(_POSTGRES_ANYTHING_MADE)).scalar_one()
+    finally:
+        engine.dispose()
+    if made:
+        return False
+    from tests.conftest import POSTGRES_ADMIN_URL  # the server the scratch databases live on
+
+    template = _templates.postgres(POSTGRES_ADMIN_URL)
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        admin.dispose()
     return True
 
 
 @contextmanager
 def migrated_database(database_url: str) -> Iterator[tuple[Engine, SessionFactory]]:
     """The database at ``database_url`` brought to the newest schema by the real migrations
-    (an empty SQLite one starts as a copy of one they migrated once per test process)."""
+    (an empty scratch one starts as a copy of one they migrated once per test process)."""
     from storage.schema import migrate
 
     if not _start_from_migrated_template(database_url):
