@@ -20,7 +20,9 @@ Each ingest run is done per evidence mode, alternating within a repeat:
 - ``postgresql``: the evidence in a PostgreSQL table (storage/evidence_pg.py), inserted by
   its own transaction on another thread, committed before the batch's.
 
-Reported: events/s, evidence MB/s (decoded image bytes stored per second, first publish to
+Reported: the ingest process's threads' CPU ms per small event (writer, paho, evidence
+writers, other; from /proc as each small run ends, for trees whose worker reports it), events/s,
+evidence MB/s (decoded image bytes stored per second, first publish to
 last ack), that MB/s as a share of the disk's direct write rate, and the small runs' events/s
 as a share of the raw ceiling; the machine's load average before and after; the CPU ms
 ``parse_violation`` takes per real-size opened event and per small event, in process; and the
@@ -302,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
     parse_ms: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in trees}
     writer_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    # each small run's ingest threads' CPU ms per event, by role (trees whose worker says it)
+    thread_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     raw_rates: list[float] = []
     disk: list[float] = []
     loads = [round(load_before[0], 2)]
@@ -338,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{label} {name}/{mode}: stored {run.stored} of {len(messages)}"
                             )
                         rates[label].setdefault(f"{name}_{mode}", []).append(run.rate)
+                        cpu = run.writers[0].get("thread_cpu_s") if run.writers else None
+                        if name == "small" and cpu:
+                            thread_ms[label].append(
+                                {role: s * 1000 / len(messages) for role, s in cpu.items()}
+                            )
             loads.append(round(os.getloadavg()[0], 2))
         _progress("disk direct write rate")
         disk.append(disk_direct_write_mb_s(workdir))
@@ -397,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
             "parse_violation_cpu_ms_per_event": parse,
             "store_batch_ms_per_small_event": writer,
+            # the ingest process's threads in the small runs (all modes), median per role
+            "ingest_thread_cpu_ms_per_small_event": {
+                role: round(statistics.median(t.get(role, 0.0) for t in thread_ms[label]), 3)
+                for role in sorted({role for t in thread_ms[label] for role in t})
+            },
         }
     summary["runs"] = per_tree[THIS_TREE]["runs"]
     summary["parse_violation_cpu_ms_per_event"] = per_tree[THIS_TREE][
@@ -404,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary["store_batch_ms_per_small_event"] = per_tree[THIS_TREE][
         "store_batch_ms_per_small_event"
+    ]
+    summary["ingest_thread_cpu_ms_per_small_event"] = per_tree[THIS_TREE][
+        "ingest_thread_cpu_ms_per_small_event"
     ]
     if args.baseline:
         base = per_tree[f"baseline {args.baseline}"]

@@ -310,6 +310,7 @@ def _ingest_worker(
         ready.set()
     started = time.monotonic()
     stop.wait()
+    thread_cpu = thread_cpu_seconds()  # before stop(): the writer and paho threads end there
     consumer.stop()
     engine.dispose()
     stats = {
@@ -317,8 +318,37 @@ def _ingest_worker(
         "messages": metrics.value("civicwatch_ingest_batch_messages_sum"),
         "writer_busy_s": metrics.value("civicwatch_ingest_batch_seconds_sum"),
         "alive_s": time.monotonic() - started,
+        "thread_cpu_s": thread_cpu,
     }
     Path(evidence_dir).parent.joinpath(f"stats-{client_id}.json").write_text(json.dumps(stats))
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) this process's live threads used so far, by role: ``writer``
+    (ingest's writer thread), ``paho`` (the network thread), ``evidence`` (the evidence writer
+    threads together) and ``other`` (the main thread's start-up among them); empty without
+    Linux's /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    roles: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the name: state is field 3 of stat(5)
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime and stime, fields 14, 15
+        name = thread.name
+        role = (
+            "writer"
+            if name.startswith("ingest-writer")
+            else "paho"
+            if name.startswith("paho-mqtt")
+            else "evidence"
+            if name.startswith("evidence-writer")
+            else "other"
+        )
+        roles[role] = roles.get(role, 0.0) + seconds
+    return {role: round(seconds, 3) for role, seconds in roles.items()}
 
 
 class IngestProcesses:
@@ -498,14 +528,17 @@ class IngestRun:
     latencies_ms: list[float]
     stored: int
     cases: int
-    writers: list[dict[str, float]]  # per worker: batches, messages, writer_busy_s, alive_s
+    # per worker: batches, messages, writer_busy_s, alive_s, and (workers of trees since
+    # ingest with evidence round 3) thread_cpu_s: thread_cpu_seconds() at the end
+    writers: list[dict[str, Any]]
 
-    def writer_summary(self) -> list[dict[str, float]]:
+    def writer_summary(self) -> list[dict[str, Any]]:
         return [
             {
                 "mean_batch": round(w["messages"] / max(w["batches"], 1), 1),
                 "writer_busy_s": round(w["writer_busy_s"], 2),
                 "messages": w["messages"],
+                **({"thread_cpu_s": w["thread_cpu_s"]} if "thread_cpu_s" in w else {}),
             }
             for w in self.writers
         ]
