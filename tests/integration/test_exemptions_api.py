@@ -238,13 +238,14 @@ def test_server_start_publishes_every_gateways_document(rig: Rig) -> None:
         gateway.stop()
 
 
-@pytest.mark.parametrize("who", ["law", "fire", "integration"])
-def test_other_roles_may_not_issue_or_list_permits(rig: Rig, who: str) -> None:
-    response = rig.permit(who)
-    assert response.status_code == 403
-    assert response.json()["code"] == "forbidden"
-    assert rig.call("GET", "/exemptions/permits", who).status_code == 403
-    assert rig.service.list_rules() == []
+def test_other_roles_may_not_issue_or_list_permits(rig: Rig) -> None:
+    """Each other role in turn on one rig (a rig per role cost seconds each)."""
+    for who in ("law", "fire", "integration"):
+        response = rig.permit(who)
+        assert response.status_code == 403, who
+        assert response.json()["code"] == "forbidden", who
+        assert rig.call("GET", "/exemptions/permits", who).status_code == 403, who
+        assert rig.service.list_rules() == [], who
 
 
 HOSTILE_PERMITS: list[tuple[dict[str, Any], int, str]] = [
