@@ -72,13 +72,12 @@ class EvidenceStore:
             raise ValueError(f"writer_threads must be >= 0, not {writer_threads}")
         self._sync_mode: SyncMode = sync
         self.root = root
-        self._folders: set[Path] = set()  # known to exist: saves a mkdir per file
         self._threads = writer_threads
         self._pool: ThreadPoolExecutor | None = None  # started on the first batch
         self._pool_lock = threading.Lock()
         self._local = threading.local()  # each ingest writer thread syncs its own files
         self._durable_folders: set[str] = set()  # their entry in the root fsynced once
-        self._folder_names: set[str] = set()  # the writer threads' _folders, as text
+        self._folders: set[str] = set()  # known to exist: saves a mkdir per file
 
     def path(self, sha256: str) -> Path:
         """Where ``sha256`` is written."""
@@ -139,7 +138,7 @@ class EvidenceStore:
             for sha256, data in items:
                 path = self.path(sha256)
                 try:
-                    self._write_new(path, data, durable=False)
+                    _write_new(str(path.parent), str(path), data, False, self._folders)
                 except BaseException:
                     _remove_torn(path)
                     raise
@@ -219,53 +218,16 @@ class EvidenceStore:
         """Take ``(folder, path, data)`` files off ``files`` (shared by the batch's writer
         threads) and write each in place until none is left; a failed file is removed, and
         the failure raised (the other threads still write theirs)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         while True:
             try:
                 folder, path, data = files.popleft()  # atomic: no two threads take one file
             except IndexError:
                 return
             try:
-                if folder not in self._folder_names:
-                    os.makedirs(folder, exist_ok=True)
-                    self._folder_names.add(folder)
-                try:
-                    fd = os.open(path, flags, 0o644)
-                except FileNotFoundError:  # the folder was removed behind our back
-                    self._folder_names.discard(folder)
-                    os.makedirs(folder, exist_ok=True)
-                    fd = os.open(path, flags, 0o644)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    if durable:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _write_new(folder, path, data, durable, self._folders)
             except BaseException:
                 _remove_torn(Path(path))
                 raise
-
-    def _write_new(self, path: Path, data: bytes, *, durable: bool) -> None:
-        if path.parent not in self._folders:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(path.parent)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:  # the folder was removed behind our back
-            self._folders.discard(path.parent)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, flags, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def read(self, sha256: str) -> bytes:
         """The image bytes, re-hashed so a tampered or damaged file is never served as evidence."""
@@ -276,6 +238,29 @@ class EvidenceStore:
                 f"stored evidence {sha256} is damaged: its content hashes to {actual}"
             )
         return data
+
+
+def _write_new(folder: str, path: str, data: bytes, durable: bool, known: set[str]) -> None:
+    """Write ``data`` to ``path`` in place (fsynced if ``durable``); ``known`` are folders
+    known to exist, which saves a mkdir per file."""
+    if folder not in known:
+        os.makedirs(folder, exist_ok=True)
+        known.add(folder)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:  # the folder was removed behind our back
+        known.discard(folder)
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_torn(path: Path) -> None:
