@@ -119,15 +119,25 @@ def paste_object(image: Image, crop: ObjectCrop, rng: np.random.Generator) -> Im
         scale = rng.uniform(0.25, 0.35) * height / crop_height
     else:
         scale = rng.uniform(0.22, 0.32) * width / crop_width
+    return paste_scaled(image, crop.image, scale, rng)[0]
+
+
+def paste_scaled(
+    image: Image, crop: Image, scale: float, rng: np.random.Generator
+) -> tuple[Image, tuple[slice, slice]]:
+    """``crop`` resized by ``scale`` (kept inside the view) and pasted at a seeded place,
+    edges feathered; also the rows and columns it covers."""
+    height, width = image.shape[:2]
+    crop_height, crop_width = crop.shape[:2]
     new_width = max(4, min(width - 2, round(crop_width * scale)))
     new_height = max(4, min(height - 2, round(crop_height * scale)))
-    resized = cv2.resize(crop.image, (new_width, new_height), interpolation=cv2.INTER_AREA)
+    resized = cv2.resize(crop, (new_width, new_height), interpolation=cv2.INTER_AREA)
     x = int(rng.integers(0, width - new_width + 1))
     y = int(rng.integers(0, height - new_height + 1))
     alpha = np.zeros((new_height, new_width), np.float32)
     alpha[1:-1, 1:-1] = 1.0
     alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0)[..., None]
     out = image.astype(np.float32)
-    part = out[y : y + new_height, x : x + new_width]
-    out[y : y + new_height, x : x + new_width] = part * (1 - alpha) + resized * alpha
-    return _clip(out)
+    covered = (slice(y, y + new_height), slice(x, x + new_width))
+    out[covered] = out[covered] * (1 - alpha) + resized * alpha
+    return _clip(out), covered

@@ -21,7 +21,7 @@ A third, held-out set (`build_held_out`) comes from still photos neither dev nor
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -224,17 +224,14 @@ def build_fresh_look(
 def _unsure_crops(
     frames: Sequence[Image], finder: ObjectFinder, count: int = 12
 ) -> list[ObjectCrop]:
-    found: list[ObjectCrop] = []
-    for frame in frames:
-        seen = finder.detect(frame)
-        for box, confidence, class_id in zip(
-            seen.xyxy, seen.confidence, seen.class_id, strict=True
-        ):
-            kind = seen.class_names.get(int(class_id), "")
-            kind = "car" if kind in VEHICLES else kind
-            x0, y0, x1, y1 = np.round(box).astype(int)
-            if kind in (PERSON, "car") and 0.3 <= confidence < 0.7 and min(x1 - x0, y1 - y0) >= 16:
-                found.append(ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
+    """`count` people and vehicles the detector is only fairly sure of (0.3-0.7), evenly
+    picked from what it finds in ``frames``."""
+    found = [
+        crop
+        for frame in frames
+        for confidence, crop in _people_and_cars(frame, finder)
+        if 0.3 <= confidence < 0.7
+    ]
     return found[:: max(1, len(found) // count)][:count]
 
 
@@ -374,43 +371,32 @@ def uncertain_crops(
     The set's own controls paste the single most confident person and car; these are the
     harder, commoner case (a stress test, not part of the set's figures).
     """
-    found: list[ObjectCrop] = []
+    frames: list[Image] = []
     for clip in CLIP_SPLIT[name]:
         capture = cv2.VideoCapture(str(shared_data / "clips" / clip))
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        for index in (frames // 6, frames // 2, 5 * frames // 6):
-            frame = _frame(capture, index)
-            seen = finder.detect(frame)
-            for box, confidence, class_id in zip(
-                seen.xyxy, seen.confidence, seen.class_id, strict=True
-            ):
-                kind = seen.class_names.get(int(class_id), "")
-                kind = "car" if kind in VEHICLES else kind
-                x0, y0, x1, y1 = np.round(box).astype(int)
-                if (
-                    kind in (PERSON, "car")
-                    and 0.3 <= confidence < 0.7
-                    and min(x1 - x0, y1 - y0) >= 16
-                ):
-                    found.append(ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames += [_frame(capture, index) for index in (total // 6, total // 2, 5 * total // 6)]
         capture.release()
-    return found[:: max(1, len(found) // count)][:count]
+    return _unsure_crops(frames, finder, count)
 
 
 def _best_crops(frames: Sequence[Image], finder: ObjectFinder) -> list[ObjectCrop]:
     """The most confident person and vehicle the detector finds in these frames."""
     best: dict[str, tuple[float, ObjectCrop]] = {}
     for frame in frames:
-        found = finder.detect(frame)
-        for box, confidence, class_id in zip(
-            found.xyxy, found.confidence, found.class_id, strict=True
-        ):
-            kind = found.class_names.get(int(class_id), "")
-            kind = "car" if kind in VEHICLES else kind
-            x0, y0, x1, y1 = np.round(box).astype(int)
-            if kind not in (PERSON, "car") or min(x1 - x0, y1 - y0) < 16:
-                continue
-            if kind in best and best[kind][0] >= confidence:
-                continue
-            best[kind] = (float(confidence), ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
+        for confidence, crop in _people_and_cars(frame, finder):
+            if crop.class_name not in best or best[crop.class_name][0] < confidence:
+                best[crop.class_name] = (confidence, crop)
     return [best[kind][1] for kind in sorted(best)]
+
+
+def _people_and_cars(frame: Image, finder: ObjectFinder) -> Iterator[tuple[float, ObjectCrop]]:
+    """Each person and vehicle (as "car") the detector finds in ``frame``, at least 16 px
+    each way, with its confidence, in the detector's order."""
+    found = finder.detect(frame)
+    for box, confidence, class_id in zip(found.xyxy, found.confidence, found.class_id, strict=True):
+        kind = found.class_names.get(int(class_id), "")
+        kind = "car" if kind in VEHICLES else kind
+        x0, y0, x1, y1 = np.round(box).astype(int)
+        if kind in (PERSON, "car") and min(x1 - x0, y1 - y0) >= 16:
+            yield float(confidence), ObjectCrop(kind, frame[y0:y1, x0:x1].copy())

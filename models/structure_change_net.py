@@ -49,7 +49,13 @@ import numpy as np
 
 from edge.detections import BoolArray, Image
 from edge.detector import LOCAL_MODEL_HINT
-from edge.structure_controls import ObjectCrop, camera_controls, no_change_controls, paste_object
+from edge.structure_controls import (
+    ObjectCrop,
+    camera_controls,
+    no_change_controls,
+    paste_object,
+    paste_scaled,
+)
 from edge.structure_dataset import CLIP_SPLIT, SIZE, ObjectFinder, composite_shed
 from edge.structure_features import BackboneFeatures, learned_parts
 from edge.structure_net import LAYER_NAMES, net_input
@@ -108,22 +114,11 @@ def _pasted_at_scale(
     """The crop pasted at a seeded place and a size anywhere from far off to close by (its
     longer side 8-55 % of the view's), edges feathered; also where it went."""
     height, width = image.shape[:2]
-    crop_height, crop_width = crop.image.shape[:2]
-    scale = rng.uniform(0.08, 0.55) * min(height, width) / max(crop_height, crop_width)
-    new_width = max(4, min(width - 2, round(crop_width * scale)))
-    new_height = max(4, min(height - 2, round(crop_height * scale)))
-    resized = cv2.resize(crop.image, (new_width, new_height), interpolation=cv2.INTER_AREA)
-    x = int(rng.integers(0, width - new_width + 1))
-    y = int(rng.integers(0, height - new_height + 1))
-    alpha = np.zeros((new_height, new_width), np.float32)
-    alpha[1:-1, 1:-1] = 1.0
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0)[..., None]
-    out = image.astype(np.float32)
-    part = out[y : y + new_height, x : x + new_width]
-    out[y : y + new_height, x : x + new_width] = part * (1 - alpha) + resized * alpha
+    scale = rng.uniform(0.08, 0.55) * min(height, width) / max(crop.image.shape[:2])
+    pasted, covered = paste_scaled(image, crop.image, scale, rng)
     where = np.zeros((height, width), np.bool_)
-    where[y : y + new_height, x : x + new_width] = True
-    return np.asarray(np.clip(out, 0, 255), np.uint8), where
+    where[covered] = True
+    return pasted, where
 
 
 @dataclass(frozen=True, slots=True)
