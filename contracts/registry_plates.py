@@ -15,7 +15,7 @@ end (an entry holds until it is deleted from the registry).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -61,27 +61,45 @@ class RegistryPlates:
 def with_registry(rules: list[Rule], plates: RegistryPlates, site_id: str) -> list[Rule]:
     """``rules`` with the registry's plates added (see the module's text); at most MAX_PLATES in
     each list (the registry refuses more entries than that on a site)."""
-    issued = plates.changed_at or REGISTRY_SINCE
     out: list[Rule] = []
     for rule in rules:
         if isinstance(rule, FamilyBayRule) and plates.family:
             merged = sorted(set(rule.family_plates) | set(plates.family))[:MAX_PLATES]
             rule = FamilyBayRule.model_validate(rule.model_dump() | {"family_plates": merged})
         out.append(rule)
-    for rule_id, category, listed in (
-        (RESIDENT_RULE_ID, AllowlistCategory.RESIDENT, plates.resident),
-        (SERVICE_RULE_ID, AllowlistCategory.SERVICE, plates.service),
-    ):
-        if listed:
-            out.append(
-                AllowlistRule(
-                    id=rule_id,
-                    site_id=site_id,
-                    valid_from=REGISTRY_SINCE,
-                    reason=f"vehicle registry: {category.value}",
-                    issued_at=issued,
-                    category=category,
-                    plates=list(listed[:MAX_PLATES]),
-                )
-            )
-    return out
+    return out + registry_allowlists(site_id, plates.resident, plates.service, plates.changed_at)
+
+
+def registry_allowlists(
+    site_id: str,
+    resident: Sequence[str],
+    service: Sequence[str],
+    changed_at: datetime | None,
+    *,
+    checked: bool = False,
+) -> list[Rule]:
+    """The registry's two site-wide allowlists (resident, service), each only if it lists a
+    plate; at most MAX_PLATES plates each. ``checked``: the plates were validated already (a
+    gateway's parsed, signed set), so the rules are built without checking 10,000 plates
+    again; the rules are the same either way."""
+    issued = changed_at or REGISTRY_SINCE
+    make = AllowlistRule.model_construct if checked else AllowlistRule
+    return [
+        make(
+            id=rule_id,
+            site_id=site_id,
+            zone_id=None,
+            valid_from=REGISTRY_SINCE,
+            valid_to=None,
+            reason=f"vehicle registry: {category.value}",
+            issued_at=issued,
+            type="allowlist",
+            category=category,
+            plates=list(listed[:MAX_PLATES]),
+        )
+        for rule_id, category, listed in (
+            (RESIDENT_RULE_ID, AllowlistCategory.RESIDENT, resident),
+            (SERVICE_RULE_ID, AllowlistCategory.SERVICE, service),
+        )
+        if listed
+    ]

@@ -42,8 +42,6 @@ from pydantic_core import to_json
 
 from contracts.exemptions import (
     MAX_PATCH_PLATES,
-    AllowlistCategory,
-    AllowlistRule,
     GatewayRules,
     PlateLists,
     PlatesPatch,
@@ -53,10 +51,8 @@ from contracts.exemptions import (
     WireDocument,
 )
 from contracts.registry_plates import (
-    REGISTRY_SINCE,
-    RESIDENT_RULE_ID,
-    SERVICE_RULE_ID,
     RegistryPlates,
+    registry_allowlists,
     with_registry,
 )
 
@@ -194,32 +190,12 @@ class PlatesPart:
     @cached_property
     def registry_rules(self) -> list[Rule]:
         """The site-wide allowlists of the registry's residents and service vehicles, as
-        ``with_registry`` makes them. The plates were checked when they were parsed (or the
-        patch that made them was), so the rules are built without checking 10,000 plates
-        again."""
+        ``with_registry`` makes them; the plates were checked when they were parsed (or the
+        patch that made them was), so not again."""
         plates = self.plates
-        issued = plates.changed_at or REGISTRY_SINCE
-        rules: list[Rule] = []
-        for rule_id, category, listed in (
-            (RESIDENT_RULE_ID, AllowlistCategory.RESIDENT, plates.resident),
-            (SERVICE_RULE_ID, AllowlistCategory.SERVICE, plates.service),
-        ):
-            if listed:
-                rules.append(
-                    AllowlistRule.model_construct(
-                        id=rule_id,
-                        site_id=plates.site_id,
-                        zone_id=None,
-                        valid_from=REGISTRY_SINCE,
-                        valid_to=None,
-                        reason=f"vehicle registry: {category.value}",
-                        issued_at=issued,
-                        type="allowlist",
-                        category=category,
-                        plates=list(listed),
-                    )
-                )
-        return rules
+        return registry_allowlists(
+            plates.site_id, plates.resident, plates.service, plates.changed_at, checked=True
+        )
 
     def patched(self, patch: PlatesPatch, sha256: str) -> PlatesPart:
         """These plates changed by ``patch``, which must start from them and end at ``sha256``
