@@ -38,7 +38,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_core import to_json
 
 from contracts.exemptions import (
     MAX_PATCH_PLATES,
@@ -176,11 +175,6 @@ class PlatesPart:
         return cls(
             text, hashlib.sha256(text.encode()).hexdigest(), SitePlates.model_validate_json(text)
         )
-
-    @cached_property
-    def quoted(self) -> bytes:
-        """The text as a JSON string, quoted once for every envelope it goes into."""
-        return to_json(self.text)
 
     @property
     def count(self) -> int:
@@ -329,13 +323,6 @@ def sign_text(text: str, private_key: Ed25519PrivateKey) -> bytes:
         key_id=key_id(private_key.public_key()),
     )
     return envelope.model_dump_json(exclude_none=True).encode()
-
-
-def sign_with_plates(text: str, part: PlatesPart, private_key: Ed25519PrivateKey) -> bytes:
-    """The envelope of a schema 2 document's exact text (naming ``part`` by its hash), with the
-    site's plates spliced in as quoted once: no per-gateway copy is serialised or signed."""
-    envelope = sign_text(text, private_key)
-    return b"".join((envelope[:-1], b',"site_plates":', part.quoted, b"}"))
 
 
 def sign_site_plates(part: PlatesPart, private_key: Ed25519PrivateKey) -> bytes:

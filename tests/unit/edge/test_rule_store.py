@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from pydantic_core import to_json
 
 from contracts.exemptions import (
     FamilyBayRule,
@@ -36,7 +37,6 @@ from contracts.rule_signing import (
     sign_document,
     sign_site_plates,
     sign_text,
-    sign_with_plates,
     verify_document,
 )
 from contracts.sites import SiteConfig, ZoneConfig, ZoneKind
@@ -240,7 +240,10 @@ def gateway_rules(
 
 
 def signed(version: int, part: PlatesPart, gateway: str = "g1") -> bytes:
-    return sign_with_plates(gateway_rules(version, part, gateway).model_dump_json(), part, KEY)
+    """A schema 2 envelope, as a server of the release before sends it: the document's text
+    signed, the site's plates' text beside it in the envelope (what the gateway still reads)."""
+    envelope = sign_text(gateway_rules(version, part, gateway).model_dump_json(), KEY)
+    return b"".join((envelope[:-1], b',"site_plates":', to_json(part.text), b"}"))
 
 
 def plates_files(tmp_path: Path) -> list[Path]:
