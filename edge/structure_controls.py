@@ -56,6 +56,11 @@ def no_change_controls(image: Image, seed: int) -> list[Control]:
     ]
 
 
+def every_control(image: Image, seed: int, objects: Sequence[ObjectCrop] = ()) -> list[Control]:
+    """The no-change controls, then the camera's: every view a structure alarm must ignore."""
+    return no_change_controls(image, seed) + camera_controls(image, seed, objects)
+
+
 def camera_controls(image: Image, seed: int, objects: Sequence[ObjectCrop] = ()) -> list[Control]:
     """Days at a fixed camera: a small shift, a moved shadow, rain, night IR, objects in view."""
     rng = np.random.default_rng(seed)

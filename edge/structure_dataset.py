@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edge.detections import BoolArray, Detections, Image
-from edge.structure_controls import ObjectCrop, camera_controls, no_change_controls
+from edge.structure_controls import ObjectCrop, every_control
 
 SetName = Literal["dev", "test"]
 SIZE = 256
@@ -82,6 +82,13 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
     pairs = _dsifn_pairs(shared_data / "structures" / "dsifn", DSIFN_SPLIT[name])
     for clip in clips:
         pairs += clip_pairs(clip, texture, rng)
+    return _with_controls(pairs, objects, SEED)
+
+
+def _with_controls(
+    pairs: Sequence[LabelledPair], objects: Sequence[ObjectCrop], first_seed: int
+) -> list[LabelledPair]:
+    """``pairs`` each with every control of its before view, seeded ``first_seed`` + its index."""
     return [
         LabelledPair(
             p.name,
@@ -89,7 +96,7 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
             p.before,
             p.after,
             p.truth,
-            no_change_controls(p.before, SEED + i) + camera_controls(p.before, SEED + i, objects),
+            every_control(p.before, first_seed + i, objects),
         )
         for i, p in enumerate(pairs)
     ]
@@ -129,7 +136,7 @@ def build_held_out(photos: Sequence[Path], finder: ObjectFinder) -> list[Labelle
             )
             built, truth = composite_shed(before, texture, rng)
             seed = SEED + 100 + len(pairs)
-            controls = no_change_controls(before, seed) + camera_controls(before, seed, objects)
+            controls = every_control(before, seed, objects)
             pairs.append(
                 LabelledPair(f"{path.stem}/{view} built", "built", before, built, truth, controls)
             )
@@ -206,19 +213,7 @@ def build_fresh_look(
         finally:
             capture.release()
     objects = _best_crops(frames, finder)
-    labelled = [
-        LabelledPair(
-            p.name,
-            p.source,
-            p.before,
-            p.after,
-            p.truth,
-            no_change_controls(p.before, SEED + 500 + i)
-            + camera_controls(p.before, SEED + 500 + i, objects),
-        )
-        for i, p in enumerate(pairs)
-    ]
-    return labelled, _unsure_crops(frames, finder)
+    return _with_controls(pairs, objects, SEED + 500), _unsure_crops(frames, finder)
 
 
 def _unsure_crops(

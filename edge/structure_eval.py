@@ -35,7 +35,7 @@ from edge.structure_compare import (
     compare_structure,
     lab_otsu_change,
 )
-from edge.structure_controls import Control, camera_controls, no_change_controls
+from edge.structure_controls import Control, every_control, no_change_controls
 from edge.structure_dataset import LabelledPair, SetName, build_set
 from edge.structure_features import LearnedParts, local_learned_parts
 
@@ -268,12 +268,8 @@ def evaluate_structures(
     """Score the structure comparison and the Lab + Otsu baseline on `directory`'s pairs."""
     settings = settings or StructureSettings()
     pairs = load_pairs(directory)
-    controls = [_folder_controls(p.before, CONTROL_SEED + i) for i, p in enumerate(pairs)]
+    controls = [every_control(p.before, CONTROL_SEED + i) for i, p in enumerate(pairs)]
     return _evaluate(str(directory), pairs, controls, settings, progress, learned)
-
-
-def _folder_controls(image: Image, seed: int) -> list[Control]:
-    return no_change_controls(image, seed) + camera_controls(image, seed)
 
 
 def evaluate_set(

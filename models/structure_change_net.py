@@ -51,7 +51,7 @@ from edge.detections import BoolArray, Image
 from edge.detector import LOCAL_MODEL_HINT
 from edge.structure_controls import (
     ObjectCrop,
-    camera_controls,
+    every_control,
     no_change_controls,
     paste_object,
     paste_scaled,
@@ -275,7 +275,7 @@ def build_samples(
             add(before, built, truth, group)
             for _, altered in [no_change_controls(built, seed)[i] for i in (0, 2, 4, 5)]:
                 add(before, altered, truth, group)
-            for _, control in no_change_controls(before, seed) + camera_controls(before, seed):
+            for _, control in every_control(before, seed):
                 add(before, control, nothing, group)
             picks = rng.choice(len(objects), size=5, replace=False)
             crops = [objects[int(i)] for i in picks]
