@@ -41,7 +41,7 @@ from edge.plate_confidence import (
     step,
     wilson_lower,
 )
-from edge.plate_eval import VEHICLE_CLASSES, labelled_scenes, load_crop
+from edge.plate_eval import VEHICLE_CLASSES, labelled_scenes, load_crop, terminal_progress
 from edge.plate_scenes import backgrounds, generate_scenes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,10 @@ def prepare(out: Path, seeds: list[int], count: int) -> None:
             made = generate_scenes(folder, count, seed, found, detector)
             boxes: dict[str, list[list[float]]] = {}
             labelled, _ = labelled_scenes(folder)
-            for path, _label in labelled:
+            show = terminal_progress(f"seed {seed}: vehicles")
+            for done, (path, _label) in enumerate(labelled, 1):
+                if show is not None:
+                    show(done, len(labelled))
                 detections = detector.detect(load_crop(path))
                 boxes[path.name] = [
                     [round(float(v), 2) for v in box]
@@ -89,8 +92,11 @@ def dump(out: Path, look_below: float) -> None:
     for folder in sorted(out.glob("seed*")):
         boxes = json.loads((folder / "boxes.json").read_text())["boxes"]
         started = time.process_time()
+        show = terminal_progress(f"{folder.name}: reading")
         with (folder / "readings.jsonl").open("w", encoding="utf-8") as sink:
-            for name, vehicle_boxes in sorted(boxes.items()):
+            for done, (name, vehicle_boxes) in enumerate(sorted(boxes.items()), 1):
+                if show is not None:
+                    show(done, len(boxes))
                 frame = load_crop(folder / name)
                 label = Path(name).stem
                 for index, box in enumerate(vehicle_boxes):
@@ -335,6 +341,10 @@ def main() -> int:
     parser.add_argument("--bound-z", type=float, default=1.645, help="fit: Wilson lower bound z")
     parser.add_argument("--write", type=Path, help="fit: write the model module here")
     args = parser.parse_args()
+    if args.step != "prepare" and not any(args.out.glob("seed*")):
+        parser.error(f"{args.out} holds no seed folders: run the prepare step first")
+    if args.step == "fit" and not any(args.out.glob("seed*/readings.jsonl")):
+        parser.error(f"{args.out} holds no readings: run the dump step first")
     if args.step == "prepare":
         prepare(args.out, args.seeds, args.count)
     elif args.step == "dump":
