@@ -166,6 +166,8 @@ class SignedDocument:
     topic: str
     payload: bytes
     version: int
+    # A site's plates document carries the set it signs: sent once announced (after the commit).
+    plates: PlatesPart | None = None
 
 
 class ExemptionService:
@@ -409,7 +411,6 @@ class ExemptionService:
         part = PlatesPart.of(self._site_plates(session, site.id))  # once for every gateway
         with self._plates_lock:
             sent = self._plates_sent.get(site.id)
-            self._plates_sent[site.id] = part
         signed = []
         if plates_always or sent is None or sent.sha256 != part.sha256:
             # The site's plates, signed once, ahead of the documents naming them (one
@@ -419,6 +420,7 @@ class ExemptionService:
                     site_plates_topic(site.id),
                     sign_site_plates(part, self._key),
                     max((row.version + 1 for row in rows.values()), default=1),
+                    plates=part,
                 )
             )
         # The patch starts from the plates this process sent last; a process that sent none
@@ -457,6 +459,12 @@ class ExemptionService:
         return signed
 
     def _announce(self, documents: Sequence[SignedDocument]) -> None:
+        # Only a committed change's plates start the next patch: a transaction that rolled
+        # back after its bump never announced, and the gateways never saw its plates.
+        with self._plates_lock:
+            for document in documents:
+                if document.plates is not None:
+                    self._plates_sent[document.plates.plates.site_id] = document.plates
         if documents and self._on_change is not None:
             self._on_change(documents)
 

@@ -20,6 +20,7 @@ from contracts.rule_signing import (
 from contracts.topics import site_plates_topic
 from dispatch.exemptions import ExemptionService, RulePublisher
 from dispatch.registry import Category, RegistryService, VehicleIn
+from storage.tables import RegistryVehicle, utcnow
 from tests.factories import SITE
 from tests.integration.test_exemptions_api import (  # noqa: F401 - the rig fixture
     PRIVATE,
@@ -177,5 +178,46 @@ def test_an_edit_by_a_process_that_sent_no_plates_still_arrives_as_a_patch(
             publisher.stop()
         assert gateway.rules.plates_patched == 1
         assert gateway.rules.plates_fetched == 1  # only the first, at the start
+    finally:
+        gateway.stop()
+
+
+def test_a_change_rolled_back_after_its_documents_were_built_does_not_start_the_next_patch(
+    rig: Rig,  # noqa: F811
+) -> None:
+    """A registry change whose commit fails after the site's documents were built (a plate
+    registered at the same moment elsewhere) is never announced: the gateways never see its
+    plates, so the next change's patch must start from the plates they do hold."""
+    folder = rig.folder / "gw"
+    rig.service.publish_all()
+    gateway = Gateway(rig.mosquitto, folder, rig.registry)
+    try:
+        wait_for(lambda: gateway.rules.version is not None, WAIT_S)
+        now = utcnow()
+        with rig.sessions() as session:
+            session.begin()
+            session.add(
+                RegistryVehicle(
+                    id="vehicle-rolled-back",
+                    site_id=SITE,
+                    plate="沪R09999",
+                    category=Category.RESIDENT.value,
+                    owner_name="王五",
+                    phone="13700001234",
+                    created_at=now,
+                    created_by="test",
+                    updated_at=now,
+                    updated_by="test",
+                )
+            )
+            session.flush()
+            assert rig.service.bump(session, SITE, now)  # built, never announced
+            session.rollback()
+        register(rig, "沪R00001")
+        wait_for(lambda: gateway.exempt("沪R00001"), WAIT_S)
+        assert not gateway.exempt("沪R09999")
+        assert gateway.rules.plates_patched == 1
+        assert gateway.rules.plates_fetched == 1  # only the first, at the start
+        assert not gateway.rules.refused
     finally:
         gateway.stop()
