@@ -63,8 +63,11 @@ def _unavailable(reason: str) -> None:
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         _unavailable(f"{CHROMIUM} is missing (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Playwright's 5 s for an expectation is too short on the shared 2-core CI machine under
+    # load: a sign-in (Argon2) and its redirect once took longer. A failure still fails, later.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
         browser = playwright.chromium.launch(

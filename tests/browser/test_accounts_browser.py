@@ -176,3 +176,36 @@ def test_a_user_who_must_change_the_password_reaches_nothing_else_until_they_do(
         expect(page).to_have_url(f"{live_site.url}/worker")
     finally:
         context.close()
+
+
+def test_a_form_sent_before_its_script_has_loaded_goes_nowhere(
+    browser: Browser, live_site: LiveSite
+) -> None:
+    """On a slow phone the login form is on screen before login.js runs; Enter or a tap then
+    would send it natively, putting the password in the URL (and the server's access log)."""
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # answered later, when the test lets the script arrive
+
+    context = browser.new_context(locale="en")
+    context.route("**/static/login.js", hold)
+    page = context.new_page()
+    try:
+        page.goto(f"{live_site.url}/login?next=/console", wait_until="commit")
+        submit = page.locator("#login-submit")
+        expect(submit).to_be_disabled()
+        page.fill("#username", "desk")
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        page.wait_for_timeout(500)  # a native submission would have navigated by now
+        assert "password" not in page.url
+        assert urlsplit(page.url).path == "/login"
+
+        assert len(held) == 1
+        held[0].continue_()
+        expect(submit).to_be_enabled()
+        submit.click()
+        expect(page).to_have_url(f"{live_site.url}/console")
+    finally:
+        context.close()

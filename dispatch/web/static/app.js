@@ -134,6 +134,25 @@ const CW = (() => {
     }
   }
 
+  // Forms that only script can send come with their submit buttons disabled
+  // (data-needs-script): a tap, or Enter, while the page's scripts still load would submit
+  // the form natively, reloading the page with its fields (a password too) in the URL and
+  // losing the action. Armed once every page script has bound its handlers, and again for
+  // panels swapped in later.
+  function armScriptForms(root) {
+    for (const button of root.querySelectorAll("button[data-needs-script]")) {
+      button.removeAttribute("data-needs-script");
+      button.disabled = false;
+    }
+  }
+  document.addEventListener("DOMContentLoaded", () => {
+    armScriptForms(document);
+    new MutationObserver(() => armScriptForms(document)).observe(document.body, {
+      childList: true,
+      subtree: true,
+    });
+  });
+
   const logout = document.getElementById("logout");
   if (logout) {
     logout.addEventListener("click", async () => {
