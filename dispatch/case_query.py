@@ -227,7 +227,12 @@ def find_case_rows(
     chosen: list[ColumnElement[Any] | InstrumentedAttribute[Any]] = list(columns)
     names = {column.key for column in chosen}
     chosen += [column for column in _KEY_COLUMNS if column.key not in names]
-    rows = list(session.execute(_page(query, select(*chosen).where(*where))))
+    # The page's ids first (an index walk that reads only the index when it can), then its
+    # rows and their derived columns (subqueries) for those ids alone: a column computed in
+    # the paging query itself is computed for every row an offset skips, too.
+    page_ids = _page(query, select(Case.id).where(*where)).subquery("page")
+    statement = select(*chosen).join(page_ids, page_ids.c.id == Case.id)
+    rows = list(session.execute(statement.order_by(*_order(query.sort))))
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = encode_cursor(query, rows[-1]) if more and rows else None

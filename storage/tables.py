@@ -233,6 +233,15 @@ CONSOLE_INDEXES = (
     Index("ix_cases_due_order", *_DUE_ORDER),
     Index("ix_cases_department_due", Case.department, *_DUE_ORDER),
     Index("ix_cases_state_due", Case.state, *_DUE_ORDER),
+    # one department's cases in one state: the filtered list's count and page (migration 0009)
+    Index("ix_cases_department_state_due", Case.department, Case.state, *_DUE_ORDER),
+    # the open cases alone (the SLA board), so its walk skips no closed case (migration 0009)
+    Index(
+        "ix_cases_open_due",
+        *_DUE_ORDER,
+        postgresql_where=Case.state.in_(sorted(state.value for state in OPEN_STATES)),
+        sqlite_where=Case.state.in_(sorted(state.value for state in OPEN_STATES)),
+    ),
     Index("ix_cases_updated_at_id", Case.updated_at, Case.id),
     Index("ix_cases_created_at", Case.created_at),
 )

@@ -54,11 +54,17 @@ def test_downgrading_past_new_case_columns_keeps_the_consoles_expression_indexes
     engine = make_engine(database_url)
     try:
         upgrade_engine(engine, "0004", downgrade=True)
-        assert {index.name for index in CONSOLE_INDEXES} <= _case_index_names(engine)
+        made_by_0003 = {index.name for index in CONSOLE_INDEXES} - LATER_CONSOLE_INDEXES
+        assert made_by_0003 <= _case_index_names(engine)
+        assert not LATER_CONSOLE_INDEXES & _case_index_names(engine)
         upgrade_engine(engine)  # and up again, as a rollback and its retry would
         assert {index.name for index in CONSOLE_INDEXES} <= _case_index_names(engine)
     finally:
         engine.dispose()
+
+
+# Console indexes a revision after 0004 makes (0009): absent at 0004, there again at head.
+LATER_CONSOLE_INDEXES = {"ix_cases_department_state_due", "ix_cases_open_due"}
 
 
 def _case_index_names(engine: Engine) -> set[str]:
