@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -40,19 +41,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from alembic.script import ScriptDirectory
 from PIL import Image
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, DropIndex
 
-from bench.ingest_rate import scratch_database
+from bench.ingest_rate import POSTGRES_ADMIN_URL, scratch_database
 from contracts.events import ViolationKind
 from contracts.kinds import CAMERA_KINDS, zone_kinds_of
 from contracts.mqtt import BrokerSettings
@@ -64,7 +66,7 @@ from loadgen.measure import Progress
 from storage.audit import chain_entries
 from storage.database import make_engine, make_session_factory
 from storage.evidence_store import EvidenceStore
-from storage.schema import migrate
+from storage.schema import alembic_config, migrate
 from storage.tables import (
     CONSOLE_INDEXES,
     OPEN_STATES,
@@ -82,6 +84,7 @@ WORKER_TOKEN = "bench-worker-token-00000001"
 WORKER_DEPARTMENT = Department.LAW_ENFORCEMENT
 SITES, GATEWAYS_PER_SITE, CAMERAS_PER_GATEWAY = 10, 2, 5
 IMAGES = 2000  # evidence files; each is linked to about 100 cases
+SEEDED_TABLE = "bench_seeded"  # in a kept seeded database: what it was seeded with (JSON)
 SERVER_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "server")
 API_COMMAND = (sys.executable, "-m", "civicwatch.cli", "--log-level", "WARNING", "api")
 SATURATE_SECONDS_WARMUP = 2.0
@@ -195,34 +198,38 @@ def deadlines(state: CaseState, now: datetime, rng: random.Random) -> dict[str, 
     return times
 
 
+def write_images(evidence_dir: Path) -> list[tuple[str, bytes]]:
+    """The IMAGES evidence files (the same bytes for every run), stored under ``evidence_dir``."""
+    files = []
+    for seed_value in range(IMAGES):
+        data = noise_jpeg(seed_value)
+        files.append((hashlib.sha256(data).hexdigest(), data))
+    store = EvidenceStore(evidence_dir)
+    store.write_unsynced(files)
+    store.sync()
+    return files
+
+
 def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) -> Seeded:
     """Migrate and fill the database (see the module docstring); returns ids to request."""
     started = time.monotonic()
     migrate(database_url)
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
-    store = EvidenceStore(evidence_dir)
     now = datetime.now(UTC)
-    images = []
-    evidence_rows = []
-    files = []
-    for seed_value in range(IMAGES):
-        data = noise_jpeg(seed_value)
-        sha = hashlib.sha256(data).hexdigest()
-        files.append((sha, data))
-        images.append(sha)
-        evidence_rows.append(
-            {
-                "sha256": sha,
-                "content_type": "image/jpeg",
-                "size": len(data),
-                "width": 32,
-                "height": 24,
-                "stored_at": now,
-            }
-        )
-    store.write_unsynced(files)
-    store.sync()
+    files = write_images(evidence_dir)
+    images = [sha for sha, _ in files]
+    evidence_rows = [
+        {
+            "sha256": sha,
+            "content_type": "image/jpeg",
+            "size": len(data),
+            "width": 32,
+            "height": 24,
+            "stored_at": now,
+        }
+        for sha, data in files
+    ]
     cameras = [
         (site.id, gateway.id, camera.id)
         for site in site_registry()
@@ -308,9 +315,10 @@ def seed(database_url: str, evidence_dir: Path, cases: int, rng: random.Random) 
         progress.show(start + len(case_rows), force=True)
     progress.finish()
     if engine.dialect.name == "postgresql":
-        with engine.connect() as connection:
-            connection.execute(text("ANALYZE"))
-            connection.commit()
+        # VACUUM as well: the test server runs with autovacuum off, and without the visibility
+        # map it sets no scan reads an index alone (a served database's autovacuum sets it).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
     engine.dispose()
     rng.shuffle(accept_pool)
     return Seeded(
@@ -690,11 +698,84 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
     return results
 
 
+def template_name(cases: int, seed_value: int) -> str:
+    """The kept seeded database's name: its cases, seed, schema head and a digest of the
+    seeding code, so a changed schema or seeder never reuses a stale copy."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head() or "none"
+    code = "".join(inspect.getsource(part) for part in (seed, deadlines, write_images))
+    digest = hashlib.sha256(code.encode()).hexdigest()[:8]
+    return f"civicwatch_bench_api_{cases}_{seed_value}_{head}_{digest}"
+
+
+def _seeded_from(url: str) -> Seeded | None:
+    """What a kept database was seeded with; None when its seeding never finished."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = connection.scalar(text(f"SELECT to_regclass('{SEEDED_TABLE}') IS NOT NULL"))
+            data = connection.scalar(text(f"SELECT data FROM {SEEDED_TABLE}")) if found else None
+    finally:
+        engine.dispose()
+    if data is None:
+        return None
+    fields = json.loads(data)
+    return Seeded(case_ids=list(range(1, fields.pop("cases") + 1)), **fields)
+
+
+@contextmanager
+def seeded_database(
+    workdir: Path, cases: int, seed_value: int, keep_template: bool
+) -> Iterator[tuple[str, Seeded]]:
+    """A PostgreSQL database seeded as ``seed`` does, dropped afterwards. With
+    ``keep_template`` the seeding is done once into a kept database (``template_name``) and
+    each run gets a fresh copy of it (CREATE DATABASE ... TEMPLATE, seconds instead of the
+    minutes 100,000 cases take to seed); its requests change the copy, never the template."""
+    if not keep_template:
+        with scratch_database("postgresql", workdir) as url:
+            yield url, seed(url, workdir / "evidence", cases, random.Random(seed_value))
+        return
+    started = time.monotonic()
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    base = make_url(POSTGRES_ADMIN_URL)
+    template = template_name(cases, seed_value)
+    template_url = base.set(database=template).render_as_string(hide_password=False)
+    scratch = f"civicwatch_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            there = connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": template}
+            )
+        seeded = _seeded_from(template_url) if there else None
+        if seeded is None:  # none kept yet, or a seeding that was cut short: seed it afresh
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{template}"'))
+            seeded = seed(template_url, workdir / "evidence", cases, random.Random(seed_value))
+            kept = asdict(seeded) | {"cases": len(seeded.case_ids)}
+            del kept["case_ids"]
+            engine = make_engine(template_url)
+            with engine.begin() as connection:
+                connection.execute(text(f"CREATE TABLE {SEEDED_TABLE} (data text NOT NULL)"))
+                connection.execute(
+                    text(f"INSERT INTO {SEEDED_TABLE} VALUES (:data)"), {"data": json.dumps(kept)}
+                )
+            engine.dispose()
+        else:
+            write_images(workdir / "evidence")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{scratch}" TEMPLATE "{template}"'))
+        seeded.seconds = time.monotonic() - started
+        yield base.set(database=scratch).render_as_string(hide_password=False), seeded
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def run_share(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="api-share-"))
     try:
-        with scratch_database("postgresql", workdir) as url:
-            seeded = seed(url, workdir / "evidence", args.cases, random.Random(args.seed))
+        with seeded_database(workdir, args.cases, args.seed, args.keep_seeded) as (url, seeded):
             runs = healthz_share(url, workdir, seeded, args)
         shares = [run["share"] for run in runs]
         p99s = [run["p99_ms_at_half"] for run in runs]
@@ -704,6 +785,7 @@ def run_share(args: argparse.Namespace) -> dict[str, Any]:
             "backend": "postgresql",
             "cases": args.cases,
             "seed_s": round(seeded.seconds, 1),
+            "seed_template": template_name(args.cases, args.seed) if args.keep_seeded else None,
             "seconds": args.seconds,
             "connections": CONNECTIONS,
             "target_share": 0.5,
@@ -737,6 +819,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "`civicwatch api --workers N` for each of --workers, and the p99 at half the most",
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--keep-seeded",
+        action="store_true",
+        help="with --healthz-share: seed once into a kept PostgreSQL database (named after "
+        "--cases, --seed and the schema) and serve a fresh copy of it on each run",
+    )
     args = parser.parse_args(argv)
     if args.healthz_share:
         share = run_share(args)
