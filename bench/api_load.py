@@ -620,20 +620,21 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 async def saturate(
     base: str, draw: Callable[[], Request], seconds: float
-) -> tuple[float, int, list[float]]:
+) -> tuple[float, dict[str, int], list[float]]:
     """Closed loop: CONNECTIONS clients each send their next request as soon as the last one
     answered, for ``seconds`` after a short warm-up. Returns the answered (2xx) requests per
-    second, the errors, and the latencies: the most this server does with this generator."""
+    second, the errors by request kind and status (0: no answer), and the latencies: the most
+    this server does with this generator."""
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     answered = 0
-    errors = 0
+    errors: dict[str, int] = {}
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         warm_until = time.perf_counter() + SATURATE_SECONDS_WARMUP
         stop = warm_until + seconds
 
         async def one_client() -> None:
-            nonlocal answered, errors
+            nonlocal answered
             while (now := time.perf_counter()) < stop:
                 request = draw()
                 headers = {"Authorization": f"Bearer {request.token}"}
@@ -642,16 +643,18 @@ async def saturate(
                         request.method, request.path, headers=headers, json=request.body
                     )
                     await response.aread()
-                    ok = response.status_code < 400
+                    status = response.status_code
                 except httpx.HTTPError:
-                    ok = False
+                    status = 0
+                ok = 0 < status < 400
                 if now < warm_until:
                     continue
                 if ok:
                     answered += 1
                     latencies.append((time.perf_counter() - now) * 1000)
                 else:
-                    errors += 1
+                    key = f"{request.name} {status}"
+                    errors[key] = errors.get(key, 0) + 1
 
         await asyncio.gather(*(one_client() for _ in range(CONNECTIONS)))
     return answered / seconds, errors, latencies
@@ -681,9 +684,10 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
         result = {
             "workers": workers,
             "healthz_rate": round(health_rate, 1),
-            "healthz_errors": health_errors,
+            "healthz_errors": sum(health_errors.values()),
             "mix_rate": round(mix_rate, 1),
-            "mix_errors": mix_errors,
+            "mix_errors": sum(mix_errors.values()),
+            "mix_errors_by_kind": mix_errors,
             "share": round(mix_rate / health_rate, 3) if health_rate else None,
             "half_rate": round(half, 1),
             "p50_ms_at_half": at_half["p50_ms"],
