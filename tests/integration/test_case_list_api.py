@@ -336,3 +336,50 @@ def test_the_default_order_is_an_index_walk_on_postgresql(world: World, database
         plan = "\n".join(row[0] for row in session.execute(text(f"EXPLAIN {compiled}")))
     assert "ix_cases_due_order" in plan, plan
     assert "Sort" not in plan, plan
+
+
+@pytest.mark.parametrize("sort", ["deadline", "newest", "updated"])
+def test_offset_pages_of_a_filtered_list_are_the_whole_list_in_slices(
+    world: World, sort: str
+) -> None:
+    # A page's rows are read by id after the page is chosen (find_case_rows): the slices, their
+    # order and their frame counts must be those of the one long page.
+    for case_id in world.law_ids[1::2]:
+        world.update(case_id, state="accepted")
+    wanted = {"state": "dispatched", "department": "law_enforcement", "sort": sort}
+    whole = world.get("/api/v1/cases", limit=500, **wanted).json()
+    assert 0 < len(whole) < PARKING_CASES  # a real filter: some cases in, some out
+    sliced = []
+    for offset in range(0, len(whole) + 1, 2):
+        page = world.get("/api/v1/cases", limit=2, offset=offset, **wanted)
+        assert page.headers["X-Total-Count"] == str(len(whole))
+        sliced += page.json()
+    assert sliced == whole
+    assert all(case["evidence_count"] >= 1 for case in whole)
+
+
+def test_the_filtered_list_and_the_sla_board_walk_their_own_indexes_on_postgresql(
+    world: World, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the plans checked are PostgreSQL's")
+    from dispatch.case_query import _order, _page, conditions
+    from dispatch.web.queries import open_cases_by_deadline
+
+    registry = world.rig.registry
+    dispatcher = Actor("desk", Role.DISPATCHER)
+    query = parse_case_query([("state", "dispatched"), ("department", "law_enforcement")])
+    filtered = _page(query, select(Case.id).where(*conditions(dispatcher, query, registry)))
+    open_states = ["new", "dispatched", "accepted", "returned"]
+    board = select(Case.id).where(Case.state.in_(open_states)).order_by(*_order(query.sort))
+    with world.rig.session_factory() as session:
+        assert open_cases_by_deadline(session, dispatcher)  # the board's own query runs
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        plans = {}
+        for name, statement in (("filtered", filtered), ("board", board.limit(50))):
+            compiled = statement.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+            plans[name] = "\n".join(row[0] for row in session.execute(text(f"EXPLAIN {compiled}")))
+    assert "ix_cases_department_state_due" in plans["filtered"], plans["filtered"]
+    assert "ix_cases_open_due" in plans["board"], plans["board"]
+    assert "Sort" not in plans["filtered"] + plans["board"], plans
