@@ -5,7 +5,8 @@ vehicle photos, with rendered plates of every format composited on vehicles the 
 found. They are written into a temporary folder and deleted after; none is committed. The dev set
 is seed 1 (the confidence model is fitted on it and seeds 4-8: bench.plates_calibrate); the test
 set, seed 2, was scored in rounds 1 and 2, so round 3 scored a fresh ``held_out`` set, seed 3,
-once. ``--set photos`` scores the two real photos in ../shared/data/images.
+once, and round 4 another, ``held_out_9`` (seed 9), once. ``--set photos`` scores the two real
+photos in ../shared/data/images.
 
     nice -n 10 .venv/bin/python -m bench.plates_frames --set dev [--count 135] [--dump FILE]
 
@@ -37,12 +38,12 @@ from edge.plates import PlateReader
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "yolo11n_int8_openvino_model"
-SEEDS = {"dev": 1, "test": 2, "held_out": 3}
+SEEDS = {"dev": 1, "test": 2, "held_out": 3, "held_out_9": 9}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", choices=["dev", "test", "held_out", "photos"], default="dev")
+    parser.add_argument("--set", choices=[*SEEDS, "photos"], default="dev")
     parser.add_argument("--count", type=int, default=135, help="scenes to generate (dev, test)")
     parser.add_argument("--floor", type=float, default=DEFAULT_PLATE_CONFIDENCE_FLOOR)
     parser.add_argument("--dump", type=Path, help="write each vehicle's reading (JSON lines)")
