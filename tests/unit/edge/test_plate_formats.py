@@ -182,12 +182,14 @@ def test_an_unsure_reading_every_view_confirms_is_decided(reader: PlateReader) -
     assert read.confidence >= DEFAULT_PLATE_CONFIDENCE_FLOOR
 
 
-def test_the_second_look_votes_out_a_misread_province(reader: PlateReader) -> None:
-    """A 70 px 琼TF67123 first reads 皖: the views vote 琼, still unsure, so not decided."""
+def test_a_small_unsure_plate_the_views_read_is_still_not_decided(reader: PlateReader) -> None:
+    """A 70 px 琼TF67123: its first reading is unsure, the views read 琼, and a plate that small
+    stays undecided. (Round 3 wrote this for a first pass that read 皖 here, voted out by the
+    views; on the AVX2-only machine of round 4 the first pass already reads 琼, at HEAD too.)"""
     crop = _small("琼TF67123", "green", 70)
-    first, _ = reader._decode(crop, PLATE_LAYOUT, reader.settings.passes)
+    first, agreed = reader._decode(crop, PLATE_LAYOUT, reader.settings.passes)
     assert first is not None
-    assert first.text != "琼TF67123"
+    assert raw_score(first.char_confidences, agreed) < reader.confidence.look_below
     read = reader.read_plate(crop)
     assert read is not None
     assert read.text == "琼TF67123"
