@@ -34,15 +34,19 @@ def _visible(principal: Principal) -> Select[Case]:
     return select(Case).where(visible_cases(principal))
 
 
-def open_cases_by_deadline(session: Session, principal: Principal, limit: int = 50) -> list[Case]:
-    """The SLA board: open cases, nearest resolve deadline first."""
-    query = (
+def open_cases_query(principal: Principal, limit: int = 50) -> Select[Case]:
+    """The SLA board's query: open cases, nearest resolve deadline first (ix_cases_open_due)."""
+    return (
         _visible(principal)
         .where(Case.state.in_([state.value for state in OPEN_STATES]))
         .order_by(Case.sla_due_at.is_(None), Case.sla_due_at, Case.id)
         .limit(limit)
     )
-    return list(session.scalars(query))
+
+
+def open_cases_by_deadline(session: Session, principal: Principal, limit: int = 50) -> list[Case]:
+    """The SLA board: open cases, nearest resolve deadline first."""
+    return list(session.scalars(open_cases_query(principal, limit)))
 
 
 def worker_queue(session: Session, principal: Principal) -> list[Case]:
