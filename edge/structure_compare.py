@@ -15,7 +15,12 @@ of the zone against a minimum. edge.structure_features adds learned features on 
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -35,6 +40,46 @@ _GUIDE_EPS = 0.1
 _CLOSE_KERNEL = 15  # working pixels: bridges gaps inside one structure's outline
 _ALIGN_SIZE = 512  # the longer side frames are scaled to for registration
 _MASK_COLOUR = np.array([0, 0, 255], dtype=np.float32)  # BGR red
+T = TypeVar("T")
+
+
+class Kept:
+    """What comparisons derived from one baseline alone, by what it is (see BaselineMemo)."""
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, object] = {}
+
+    def get(self, what: Hashable, make: Callable[[], T]) -> T:
+        """The value kept under `what`, made (and kept) on first use."""
+        if what not in self._values:
+            self._values[what] = make()
+        return self._values[what]  # type: ignore[return-value]
+
+
+class BaselineMemo:
+    """Per baseline image, what the comparison derives from it alone, kept for the next check.
+
+    A camera's baseline stays the same until a new one is accepted, while each check compares a
+    new view against it: its structure maps, sharpness, noise, backbone features and detections
+    need computing once. Baselines are told apart by a digest of their pixels, so a changed or
+    new baseline is never matched with another's values; the `size` most recent are kept.
+    The results are the same as without the memo, only sooner.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._kept: OrderedDict[str, Kept] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, baseline: Image) -> Kept:
+        digest = hashlib.blake2b(np.ascontiguousarray(baseline).data, digest_size=16)
+        key = f"{digest.hexdigest()}{baseline.shape}{baseline.dtype}"
+        with self._lock:
+            kept = self._kept.pop(key, None) or Kept()
+            self._kept[key] = kept
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,21 +100,32 @@ class StructureChange:
 
 
 def compare_structure(
-    baseline: Image, current: Image, polygon: ArrayLike, settings: StructureSettings
+    baseline: Image,
+    current: Image,
+    polygon: ArrayLike,
+    settings: StructureSettings,
+    kept: Kept | None = None,
 ) -> StructureChange:
-    """Where structure was added inside `polygon` since `baseline`; see the module docstring."""
+    """Where structure was added inside `polygon` since `baseline`; see the module docstring.
+
+    `kept` (BaselineMemo.of(baseline)) keeps what is derived from the baseline alone for the
+    next comparison against it; the result is the same with or without.
+    """
     _check_pair(baseline, current)
+    kept = kept or Kept()
     height, width = baseline.shape[:2]
-    shift = estimate_shift(baseline, current, settings.min_alignment_peak)
+    shift = estimate_shift(baseline, current, settings.min_alignment_peak, kept)
     if max(abs(shift[0]) / width, abs(shift[1]) / height) > settings.max_shift_fraction:
         return _inconclusive(baseline, shift, f"the view moved {shift[0]:.0f}, {shift[1]:.0f} px")
     aligned = undo_shift(current, baseline, shift)
     view = _ZoneView.of(polygon, (width, height), settings)
-    base_crop, current_crop = view.crop(baseline), view.crop(aligned)
-    problem = _view_problem(base_crop, current_crop, view.zone_mask, settings)
+    where = (view.window, view.size, view.zone_mask.tobytes())
+    base_crop = kept.get(("crop", where), lambda: view.crop(baseline))
+    current_crop = view.crop(aligned)
+    problem = _view_problem(base_crop, current_crop, view.zone_mask, settings, kept, where)
     if problem:
         return _inconclusive(baseline, shift, problem)
-    gain = structure_gain(base_crop, current_crop, view.zone_mask, settings)
+    gain = structure_gain(base_crop, current_crop, view.zone_mask, settings, kept, where)
     changed = _changed_regions(gain, settings) & view.zone_mask
     zone = polygon_mask(polygon, (height, width))
     mask = view.to_frame(changed, (height, width)) & zone
@@ -101,19 +157,31 @@ def lab_otsu_change(
 
 
 def structure_gain(
-    baseline: Image, current: Image, zone: BoolArray, settings: StructureSettings
+    baseline: Image,
+    current: Image,
+    zone: BoolArray,
+    settings: StructureSettings,
+    kept: Kept | None = None,
+    where: Hashable = None,
 ) -> FloatImage:
     """Per pixel, -1..1: how much more 2-D structure the current view has than the baseline.
 
     Averaged over the settings' scales and smoothed along the current view's edges, so a
-    region follows the outline of what was built.
+    region follows the outline of what was built. With `kept`, the baseline's structure maps
+    at `where` (the crop they were taken on) are kept for the next comparison.
     """
-    base_grey, current_grey = _log_grey(baseline), _log_grey(current)
+    kept = kept or Kept()
+    base_grey = kept.get(("log grey", where), lambda: _log_grey(baseline))
+    current_grey = _log_grey(current)
     gains = []
     for sigma in settings.scales:
-        before = _corner_strength(base_grey, sigma)
+
+        def baseline_structure(sigma: float = sigma) -> tuple[FloatImage, float]:
+            strength = _corner_strength(base_grey, sigma)
+            return strength, max(float(np.median(strength[zone])), 1e-6)
+
+        before, before_median = kept.get(("structure", where, sigma), baseline_structure)
         after = _corner_strength(current_grey, sigma)
-        before_median = max(float(np.median(before[zone])), 1e-6)
         after_median = max(float(np.median(after[zone])), 1e-6)
         joint = float(np.sqrt(before_median * after_median))
         own = settings.view_normalisation
@@ -125,19 +193,26 @@ def structure_gain(
     return _guided_filter(guide, gain, _GUIDE_RADIUS, _GUIDE_EPS)
 
 
-def estimate_shift(baseline: Image, current: Image, min_peak: float) -> tuple[float, float]:
+def estimate_shift(
+    baseline: Image, current: Image, min_peak: float, kept: Kept | None = None
+) -> tuple[float, float]:
     """(dx, dy) the current view moved against the baseline, in frame pixels.
 
     Phase correlation on log intensity (indifferent to light); a weak peak means the views do
     not share enough content to tell, and they are taken as unshifted.
     """
+    kept = kept or Kept()
     height, width = baseline.shape[:2]
     scale = min(1.0, _ALIGN_SIZE / max(height, width))
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
-    before = cv2.resize(_log_grey(baseline), size, interpolation=cv2.INTER_AREA)
+    before = kept.get(
+        ("align", size),
+        lambda: cv2.resize(_log_grey(baseline), size, interpolation=cv2.INTER_AREA),
+    )
     after = cv2.resize(_log_grey(current), size, interpolation=cv2.INTER_AREA)
     window = cv2.createHanningWindow(size, cv2.CV_32F)
-    (dx, dy), peak = cv2.phaseCorrelate(before, after, window)
+    # phaseCorrelate windows its inputs in place: the kept baseline is handed over as a copy.
+    (dx, dy), peak = cv2.phaseCorrelate(before.copy(), after, window)
     if peak < min_peak:
         return 0.0, 0.0
     return float(dx) / scale, float(dy) / scale
@@ -305,16 +380,24 @@ def _inconclusive(baseline: Image, shift: tuple[float, float], reason: str) -> S
 
 
 def _view_problem(
-    baseline: Image, current: Image, zone: BoolArray, settings: StructureSettings
+    baseline: Image,
+    current: Image,
+    zone: BoolArray,
+    settings: StructureSettings,
+    kept: Kept | None = None,
+    where: Hashable = None,
 ) -> str:
     """Why the current view cannot be judged against the baseline; empty when it can."""
+    kept = kept or Kept()
     grey = _grey(current)
     if float(np.std(grey[zone])) < settings.min_contrast:
         return "the zone shows no contrast (night, fog or a covered lens)"
-    softness = _sharpness(current, zone) / max(_sharpness(baseline, zone), 1e-6)
+    base_sharpness = kept.get(("sharpness", where), lambda: _sharpness(baseline, zone))
+    softness = _sharpness(current, zone) / max(base_sharpness, 1e-6)
     if softness < settings.min_sharpness_ratio:
         return f"the view is softer than its baseline (sharpness ratio {softness:.2f})"
-    added = _noise_level(grey, zone) - _noise_level(_grey(baseline), zone)
+    base_noise = kept.get(("noise", where), lambda: _noise_level(_grey(baseline), zone))
+    added = _noise_level(grey, zone) - base_noise
     if added > settings.max_noise_increase:
         return f"the view carries {added:.1f} grey levels more noise than its baseline"
     return ""

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from edge.detector import (
     OpenVINODetector,
 )
 from edge.structure_compare import (
+    BaselineMemo,
+    Kept,
     StructureChange,
     compare_structure,
     polygon_mask,
@@ -121,6 +123,7 @@ def learned_structure_change(
     features: BackboneFeatures,
     transient_boxes: Sequence[Sequence[float]] = (),
     net: ChangeNet | None = None,
+    kept: Kept | None = None,
 ) -> StructureChange:
     """The gradient comparison, kept only where learned features changed and no passer-by is.
 
@@ -133,14 +136,17 @@ def learned_structure_change(
     structure a chance of at least MIN_NET_CHANCE: the net learned that a person or car the
     detector scored low, or took for another class, is not new structure. A cut, not a vote per
     region: a shed whose region merged with a passer-by's keeps its own part (docs/benchmarks.md,
-    "Structures", round 4).
+    "Structures", round 4). `kept` (BaselineMemo.of(baseline)) keeps what is derived from the
+    baseline alone (its structure maps and backbone features) for the next check against it;
+    the result is the same with or without.
     """
-    change = compare_structure(baseline, current, polygon, settings)
+    kept = kept or Kept()
+    change = compare_structure(baseline, current, polygon, settings, kept)
     if not change.conclusive or not change.mask.any():
         return change
     height, width = baseline.shape[:2]
     distance, net_chance = _distance_map(
-        features, baseline, undo_shift(current, baseline, change.shift), net
+        features, baseline, undo_shift(current, baseline, change.shift), net, kept
     )
     passers_by = _box_mask(transient_boxes, (height, width))
     candidate = change.mask & (distance >= MIN_FEATURE_CHANGE)
@@ -184,14 +190,22 @@ def _box_mask(boxes: Sequence[Sequence[float]], shape: tuple[int, int]) -> NDArr
 
 
 def _distance_map(
-    features: BackboneFeatures, baseline: Image, current: Image, net: ChangeNet | None = None
+    features: BackboneFeatures,
+    baseline: Image,
+    current: Image,
+    net: ChangeNet | None = None,
+    kept: Kept | None = None,
 ) -> tuple[FloatImage, FloatImage | None]:
     """Feature distance (and the net's change chance) at frame size; views scaled to /32 first."""
+    kept = kept or Kept()
     height, width = baseline.shape[:2]
     scale = min(1.0, FEATURE_SIZE / max(height, width))
     size = (max(32, round(width * scale / 32) * 32), max(32, round(height * scale / 32) * 32))
-    before = features.of(
-        np.asarray(cv2.resize(baseline, size, interpolation=cv2.INTER_AREA), np.uint8)
+    before = kept.get(
+        ("features", id(features), size),
+        lambda: features.of(
+            np.asarray(cv2.resize(baseline, size, interpolation=cv2.INTER_AREA), np.uint8)
+        ),
     )
     after = features.of(
         np.asarray(cv2.resize(current, size, interpolation=cv2.INTER_AREA), np.uint8)
@@ -209,20 +223,29 @@ def _distance_map(
 @dataclass(frozen=True, slots=True)
 class LearnedParts:
     """What the learned comparison needs: backbone features, a detector for passers-by, and the
-    change net when its weights are at hand (edge.structure_net)."""
+    change net when its weights are at hand (edge.structure_net); and a memo of what was
+    derived from recent baselines alone (their detections, structure maps, backbone features),
+    as a camera's watch keeps them between checks."""
 
     features: BackboneFeatures
     finder: ObjectFinder
     net: ChangeNet | None = None
+    memo: BaselineMemo = field(default_factory=BaselineMemo)
 
     def comparison(self) -> Callable[[Image, Image, ArrayLike, StructureSettings], StructureChange]:
+        """One comparison as a watch runs it on a frame the detector skipped: one detector pass
+        on the current view; the baseline's detections and maps found once per baseline."""
+
         def compare(
             before: Image, after: Image, polygon: ArrayLike, settings: StructureSettings
         ) -> StructureChange:
+            kept = self.memo.of(before)
             boxes = transient_boxes_of(self.finder.detect(after))
-            boxes += transient_boxes_of(self.finder.detect(before))
+            boxes += kept.get(
+                ("boxes", id(self.finder)), lambda: transient_boxes_of(self.finder.detect(before))
+            )
             return learned_structure_change(
-                before, after, polygon, settings, self.features, boxes, self.net
+                before, after, polygon, settings, self.features, boxes, self.net, kept
             )
 
         return compare

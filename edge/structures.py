@@ -27,6 +27,7 @@ from edge.rules import RuleEvent
 from edge.structure_baselines import Baseline, BaselineInfo, BaselineStore
 from edge.structure_compare import (
     STRUCTURE_CLASS,
+    BaselineMemo,
     StructureChange,
     compare_structure,
     draw_change,
@@ -124,6 +125,8 @@ class StructureWatch:
         self._finder = finder
         self._net = net
         self._baseline_boxes: tuple[int, list[_Box]] | None = None  # (revision, boxes)
+        # What the comparison derives from the baseline alone, kept between checks (the latest).
+        self._memo = BaselineMemo(size=1)
         self._last_check_at: datetime | None = None
         self._revision: int | None = None
         self._baseline: Baseline | None = None  # the one the latest check compared against
@@ -218,14 +221,22 @@ class StructureWatch:
     def _compare(
         self, baseline: Baseline, current: Image, detections: Detections | None
     ) -> StructureChange:
+        kept = self._memo.of(baseline.image)
         if self._features is None:
-            return compare_structure(baseline.image, current, self.polygon, self._settings)
+            return compare_structure(baseline.image, current, self.polygon, self._settings, kept)
         if detections is None and self._finder is not None:
             detections = self._finder.detect(current)  # the detector skipped this frame
         boxes = transient_boxes_of(detections) if detections is not None else []
         boxes += self._boxes_in(baseline)
         return learned_structure_change(
-            baseline.image, current, self.polygon, self._settings, self._features, boxes, self._net
+            baseline.image,
+            current,
+            self.polygon,
+            self._settings,
+            self._features,
+            boxes,
+            self._net,
+            kept,
         )
 
     def _keep_baseline_boxes(self, revision: int, detections: Detections | None) -> None:
