@@ -1,0 +1,105 @@
+"""What a structure comparison keeps from a baseline (edge.structure_compare.BaselineMemo).
+
+A camera's baseline is fixed until a new one is accepted, so a check need not derive its
+structure maps, backbone features and detections again: the memo keeps them. The results must
+be the very same as without. Real dev DSIFN pair 0_2 and its controls; real detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.config import StructureSettings
+from edge.detections import Detections, Image
+from edge.structure_compare import BaselineMemo, Kept, compare_structure
+from edge.structure_controls import every_control
+from edge.structure_eval import load_pairs
+from edge.structure_features import (
+    LearnedParts,
+    learned_parts,
+    learned_structure_change,
+    transient_boxes_of,
+)
+
+
+def _whole(image: Image) -> list[list[float]]:
+    height, width = image.shape[:2]
+    return [[0, 0], [width, 0], [width, height], [0, height]]
+
+
+class CountingFinder:
+    """The real detector, counting the frames it is asked about."""
+
+    def __init__(self, finder: object) -> None:
+        self.finder = finder
+        self.calls = 0
+
+    def detect(self, image: Image) -> Detections:
+        self.calls += 1
+        return self.finder.detect(image)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(scope="module")
+def parts(model_path: Path) -> LearnedParts:
+    return learned_parts(model_path)
+
+
+@pytest.fixture(scope="module")
+def pair(shared_data: Path) -> tuple[Image, Image]:
+    found = {p.name: p for p in load_pairs(shared_data / "structures" / "dsifn")}["0_2.png"]
+    return found.before, found.after
+
+
+def test_a_kept_baseline_gives_the_same_gradient_comparison(pair: tuple[Image, Image]) -> None:
+    before, after = pair
+    settings = StructureSettings()
+    kept = BaselineMemo().of(before)
+    # Rain moves the registration's peak: cv2.phaseCorrelate windows its inputs in place, which
+    # once changed the kept baseline's registration image after its first use.
+    for _, current in [("pair", after), *every_control(before, 7)]:
+        alone = compare_structure(before, current, _whole(before), settings)
+        for _ in range(2):
+            again = compare_structure(before, current, _whole(before), settings, kept)
+            assert np.array_equal(again.mask, alone.mask)
+            assert again.score == alone.score
+            assert again.shift == alone.shift
+            assert again.conclusive == alone.conclusive
+
+
+def test_a_kept_baseline_gives_the_same_learned_comparison_with_one_detector_pass(
+    parts: LearnedParts, pair: tuple[Image, Image]
+) -> None:
+    before, after = pair
+    settings = StructureSettings()
+    counting = CountingFinder(parts.finder)
+    kept_parts = LearnedParts(parts.features, counting, parts.net)
+    compare = kept_parts.comparison()
+    views = [after, *(image for _, image in every_control(before, 11)[:4])]
+    for index, current in enumerate(views):
+        counting.calls = 0
+        change = compare(before, current, _whole(before), settings)
+        assert counting.calls == (2 if index == 0 else 1)  # the baseline's boxes found once
+        boxes = transient_boxes_of(parts.finder.detect(current))
+        boxes += transient_boxes_of(parts.finder.detect(before))
+        alone = learned_structure_change(
+            before, current, _whole(before), settings, parts.features, boxes, parts.net
+        )
+        assert np.array_equal(change.mask, alone.mask)
+        assert change.changed == alone.changed
+
+
+def test_the_memo_tells_baselines_apart_and_keeps_the_latest_few() -> None:
+    rng = np.random.default_rng(3)
+    first = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    second = first.copy()
+    second[0, 0, 0] ^= 1  # one grey level elsewhere: another baseline
+    memo = BaselineMemo(size=1)
+    kept = memo.of(first)
+    assert kept.get("x", lambda: 1) == 1
+    assert memo.of(first.copy()).get("x", lambda: 2) == 1  # the same pixels: kept
+    assert memo.of(second).get("x", lambda: 3) == 3
+    assert memo.of(first).get("x", lambda: 4) == 4  # pushed out by the second
+    assert Kept().get("y", lambda: 5) == 5
