@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
+from storage.evidence_packs import DEFAULT_PACK_MAX_BYTES
 from storage.evidence_store import DEFAULT_WRITER_THREADS, EvidenceStore
 
 
@@ -78,6 +79,16 @@ class IngestSettings(BaseModel):
             "or one syncfs of the evidence filesystem (also flushes the neighbours' writes)"
         ),
     )
+    evidence_pack_max_bytes: int = Field(
+        default=DEFAULT_PACK_MAX_BYTES,
+        ge=0,
+        le=16 * 1024 * 1024,
+        description=(
+            "local backend: a batch's images up to this many bytes go into one pack file per "
+            "writer (one append and one fsync a batch, the place kept in the evidence row) "
+            "instead of a file each; 0 files every image"
+        ),
+    )
     workers: int = Field(
         default=1,
         ge=1,
@@ -143,7 +154,11 @@ class IngestSettings(BaseModel):
         return open_evidence_store(
             self.evidence_backend,
             self.evidence_dir,
-            self.evidence_database_url or database_url,
+            # The local store finds packed images in the server's own database.
+            database_url
+            if self.evidence_backend == "local"
+            else self.evidence_database_url or database_url,
             self.evidence_writer_threads,
             self.evidence_sync,
+            self.evidence_pack_max_bytes,
         )

@@ -34,6 +34,8 @@ from sqlalchemy.dialects.postgresql import BYTEA
 from sqlalchemy.engine import make_url
 
 from storage.database import make_engine
+from storage.evidence_pack_rows import RowLocator
+from storage.evidence_packs import DEFAULT_PACK_MAX_BYTES, PackedAt
 from storage.evidence_store import (
     DEFAULT_WRITER_THREADS,
     EvidenceError,
@@ -144,8 +146,10 @@ class PostgresEvidenceStore(EvidenceStore):
         if future is not None:
             future.result()
 
-    def read(self, sha256: str) -> bytes:
-        """The image, re-hashed; FileNotFoundError when the database has none by that hash."""
+    def read(self, sha256: str, at: PackedAt | None = None) -> bytes:
+        """The image, re-hashed; FileNotFoundError when the database has none by that hash.
+
+        ``at`` is ignored: this store packs nothing (its rows never name a pack)."""
         _check_name(sha256)
         with self.engine.connect() as conn:
             row = conn.execute(_READ, {"sha256": sha256}).first()
@@ -191,12 +195,23 @@ def open_evidence_store(
     database_url: str,
     writer_threads: int = DEFAULT_WRITER_THREADS,
     sync: SyncMode = "files",
+    pack_max_bytes: int = DEFAULT_PACK_MAX_BYTES,
 ) -> EvidenceStore:
     """The configured store: ``local`` files under ``root``, or ``postgresql`` at
     ``database_url`` (its table created if missing; ``root`` then only caches path() copies).
+
+    ``local`` packs ingest's images of up to ``pack_max_bytes`` (0: none), and finds a packed
+    image from its evidence row in ``database_url``.
     """
     if backend == "local":
-        return EvidenceStore(root, writer_threads=writer_threads, sync=sync)
+        return EvidenceStore(
+            root,
+            writer_threads=writer_threads,
+            sync=sync,
+            pack_max_bytes=pack_max_bytes,
+            # Always: images packed before packing was turned off are still read.
+            locate=RowLocator(database_url),
+        )
     if backend == "postgresql":
         if make_url(database_url).get_backend_name() != "postgresql":
             raise ValueError(

@@ -14,6 +14,13 @@ flushes every other process's dirty pages on that filesystem (PostgreSQL's, Mosq
 call, but its cost depends on the neighbours. With ``writer_threads=0`` the writer thread
 writes each file itself, then syncfs: the former behaviour, kept for comparison
 (bench/ingest_evidence.py).
+
+With ``pack_max_bytes`` set (the server's default: 64 KiB), a batch's small images go into the
+writer thread's pack file instead (storage/evidence_packs.py): plan() reserves their places
+before the rows go in (the rows record them), write_unsynced() appends the batch's records in
+one write on a pool thread, and sync() waits for its fdatasync, so the rule above holds for
+packs too. read() serves both forms: a file, or a packed record found from its row (the place
+given by the caller, or looked up through ``locate``), always re-hashed.
 """
 
 from __future__ import annotations
@@ -34,6 +41,17 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from storage.evidence_packs import (
+    PACK_ROLL_BYTES,
+    Locate,
+    PackAppender,
+    PackedAt,
+    PackError,
+    PackPlan,
+    encode_record,
+    read_record,
+)
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -51,6 +69,7 @@ class _Pending:
 
     writes: list[Future[None]] = field(default_factory=list)  # one per thread's share
     folders: set[str] = field(default_factory=set)
+    pack: PackAppender | None = None  # whose records one of the writes appends
 
 
 class EvidenceStore:
@@ -61,15 +80,29 @@ class EvidenceStore:
         root: Path,
         writer_threads: int = DEFAULT_WRITER_THREADS,
         sync: SyncMode = "files",
+        pack_max_bytes: int = 0,
+        locate: Locate | None = None,
+        pack_roll_bytes: int = PACK_ROLL_BYTES,
     ) -> None:
         """``writer_threads``: files of a batch written at once; 0 writes in the caller.
 
         ``sync`` (with writer threads): ``filesystem`` makes a batch durable with one syncfs
         after its files are written; ``files`` fsyncs each file on its thread, then each
         folder once (flushes nothing but our files, at one fsync per file).
+
+        ``pack_max_bytes``: a batch's images up to this size go into a pack (0: none do);
+        ``locate`` finds a packed image's place from its row for a read given only the hash;
+        ``pack_roll_bytes``: a writer starts a new pack once its pack is this long.
         """
         if writer_threads < 0:
             raise ValueError(f"writer_threads must be >= 0, not {writer_threads}")
+        if pack_max_bytes < 0:
+            raise ValueError(f"pack_max_bytes must be >= 0, not {pack_max_bytes}")
+        self.pack_max_bytes = pack_max_bytes
+        self._locate = locate
+        self._pack_roll_bytes = pack_roll_bytes
+        self._packs_lock = threading.Lock()
+        self._packs: set[PackAppender] = set()  # every writer thread's current pack
         self._sync_mode: SyncMode = sync
         self.root = root
         self._threads = writer_threads
@@ -80,7 +113,30 @@ class EvidenceStore:
         self._folders: set[str] = set()  # known to exist: saves a mkdir per file
 
     def path(self, sha256: str) -> Path:
-        """Where ``sha256`` is written."""
+        """A file holding ``sha256``'s image: its own file, or for a packed image a copy made
+        (checked) on first use under ROOT/unpacked; where its file would go if neither."""
+        stored = self._stored_path(sha256)
+        if stored.is_file() or self._locate is None:
+            return stored
+        at = self._locate(sha256)
+        if at is None:
+            return stored
+        copy = self.root / "unpacked" / sha256[:2] / f"{sha256}.jpg"
+        if not copy.is_file():
+            data = self.read(sha256, at)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=copy.parent, prefix=".copy-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(temp_name, copy)
+            except BaseException:
+                Path(temp_name).unlink(missing_ok=True)
+                raise
+        return copy
+
+    def _file_path(self, sha256: str) -> Path:
+        """Where ``sha256`` is written as a file."""
         if not _SHA256.match(sha256):
             raise EvidenceError(f"not a lowercase hex SHA-256: {sha256!r}")
         return self.root / sha256[:2] / f"{sha256}.jpg"
@@ -90,18 +146,20 @@ class EvidenceStore:
 
     def _stored_path(self, sha256: str) -> Path:
         """Where ``sha256`` is found: the current layout, else the older two-level one."""
-        path = self.path(sha256)
+        path = self._file_path(sha256)
         if path.is_file():
             return path
         legacy = self._legacy_path(sha256)
         return legacy if legacy.is_file() else path
 
     def exists(self, sha256: str) -> bool:
-        return self._stored_path(sha256).is_file()
+        if self._stored_path(sha256).is_file():
+            return True
+        return self._locate is not None and self._locate(sha256) is not None
 
     def put(self, data: bytes, sha256: str) -> Path:
         """Store ``data`` under ``sha256`` (temp file, fsync, rename); a no-op if already there."""
-        target = self.path(sha256)  # refuses a name that is not a hash before anything else
+        target = self._file_path(sha256)  # refuses a name that is not a hash before anything else
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise EvidenceError(f"evidence sha256 mismatch: declared {sha256}, actual {actual}")
@@ -122,6 +180,49 @@ class EvidenceStore:
         _fsync_directory(target.parent)
         return target
 
+    def plan(self, items: Iterable[tuple[str, bytes]]) -> dict[str, PackedAt]:
+        """Reserve pack places for the images of ``items`` small enough to pack; ingest's
+        batches call this before inserting their rows (which record the places), then
+        write_unsynced() with the images whose rows are new. Empty with packing off.
+
+        The places follow this thread's last written records; a plan that was never written
+        (its batch failed first) is dropped by the next one.
+        """
+        self._local.plan = None
+        if not self.pack_max_bytes:
+            return {}
+        small = [(sha, data) for sha, data in items if len(data) <= self.pack_max_bytes]
+        if not small:
+            return {}
+        self._settle_abandoned()
+        appender: PackAppender | None = getattr(self._local, "appender", None)
+        if appender is None or appender.broken or appender.end >= self._pack_roll_bytes:
+            if appender is not None:
+                self._retire(appender)
+                self._local.appender = None
+            appender = PackAppender.create(self.root)
+            with self._packs_lock:
+                self._packs.add(appender)
+            self._local.appender = appender
+        plan = PackPlan(appender, appender.end)
+        offset = appender.end
+        for sha256, data in small:
+            if not _SHA256.match(sha256):
+                raise EvidenceError(f"not a lowercase hex SHA-256: {sha256!r}")
+            if sha256 in plan.places:
+                continue
+            record = encode_record(sha256, data)
+            plan.records.append(record)
+            plan.places[sha256] = PackedAt(appender.name, offset, len(data))
+            offset += len(record)
+        self._local.plan = plan
+        return dict(plan.places)
+
+    def packs_in_use(self) -> set[str]:
+        """The packs this process's writer threads append to (never collected)."""
+        with self._packs_lock:
+            return {appender.name for appender in self._packs}
+
     def write_unsynced(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Start writing ``(sha256, data)`` files in place, trusting the hashes; sync() after.
 
@@ -132,31 +233,52 @@ class EvidenceStore:
         files are being written when this returns; sync() waits for them and raises the first
         failure. Files handed over before and never synced (their batch failed) are waited for
         first (a retry hands the same files over again), then forgotten.
+
+        Images plan() placed in a pack are not files: if any of them is among ``items``, the
+        plan's records are appended (all of them, at the places the rows record) in one write
+        and one fdatasync, on a writer thread when there are any.
         """
+        plan: PackPlan | None = getattr(self._local, "plan", None)
+        self._local.plan = None
+        places = plan.places if plan is not None else {}
+        packed = 0
         if self._threads == 0:
             written = 0
             for sha256, data in items:
-                path = self.path(sha256)
+                if sha256 in places:
+                    packed += 1
+                    continue
+                path = self._file_path(sha256)
                 try:
                     _write_new(str(path.parent), str(path), data, False, self._folders)
                 except BaseException:
                     _remove_torn(path)
                     raise
                 written += 1
-            return written
-        abandoned: _Pending | None = getattr(self._local, "pending", None)
-        if abandoned is not None:  # its batch failed; it may be writing these same files
-            wait(abandoned.writes)
+            if packed and plan is not None:
+                plan.appender.end = plan.end
+                plan.appender.write(plan.start, plan.records)
+            return written + packed
+        self._settle_abandoned()
         pending = _Pending()
         self._local.pending = pending
         root = str(self.root)
         files: deque[tuple[str, str, bytes]] = deque()
         for sha256, data in items:
+            if sha256 in places:
+                packed += 1
+                continue
             if not _SHA256.match(sha256):
                 raise EvidenceError(f"not a lowercase hex SHA-256: {sha256!r}")
-            folder = f"{root}/{sha256[:2]}"  # self.path(sha256), without pathlib's cost
+            folder = f"{root}/{sha256[:2]}"  # self._file_path(sha256), without pathlib's cost
             files.append((folder, f"{folder}/{sha256}.jpg", data))
             pending.folders.add(folder)
+        if packed and plan is not None:
+            plan.appender.end = plan.end  # the next batch's records go after these
+            pending.pack = plan.appender
+            pending.writes.append(
+                self._writer_pool().submit(plan.appender.write, plan.start, plan.records)
+            )
         # One task per thread, each taking the next file until none is left: a future per
         # file cost the writer thread more than the file (small evidence is ~1.5 KB), and fixed
         # shares would wait for the slowest thread on a busy machine.
@@ -164,11 +286,23 @@ class EvidenceStore:
         if files:
             pool = self._writer_pool()
             durable = self._sync_mode == "files"
-            pending.writes = [
+            pending.writes.extend(
                 pool.submit(self._write_until_done, files, durable)
                 for _ in range(min(self._threads, count))
-            ]
-        return count
+            )
+        return count + packed
+
+    def _settle_abandoned(self) -> None:
+        """Wait for writes this thread handed over and never synced (their batch failed)."""
+        abandoned: _Pending | None = getattr(self._local, "pending", None)
+        if abandoned is not None:  # it may be writing these same files, or into the pack
+            wait(abandoned.writes)
+            self._local.pending = None
+
+    def _retire(self, appender: PackAppender) -> None:
+        with self._packs_lock:
+            self._packs.discard(appender)
+        appender.close()
 
     def sync(self) -> None:
         """Make every file this thread wrote since its last sync() durable; raises on failure."""
@@ -186,6 +320,8 @@ class EvidenceStore:
                 failure = failure or error
         if failure is not None:
             raise failure
+        if not pending.folders:  # the pack alone: its write ended with its fdatasync
+            return
         if self._sync_mode == "filesystem":
             _sync_filesystem(self.root)
             return
@@ -205,6 +341,14 @@ class EvidenceStore:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        with self._packs_lock:
+            packs, self._packs = self._packs, set()
+        for appender in packs:  # a later batch starts a new pack
+            appender.broken = True
+            appender.close()
+        close_locator = getattr(self._locate, "close", None)
+        if callable(close_locator):  # storage.evidence_pack_rows.RowLocator's engine
+            close_locator()
 
     def _writer_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -229,15 +373,31 @@ class EvidenceStore:
                 _remove_torn(Path(path))
                 raise
 
-    def read(self, sha256: str) -> bytes:
-        """The image bytes, re-hashed so a tampered or damaged file is never served as evidence."""
-        data = self._stored_path(sha256).read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise EvidenceError(
-                f"stored evidence {sha256} is damaged: its content hashes to {actual}"
-            )
-        return data
+    def read(self, sha256: str, at: PackedAt | None = None) -> bytes:
+        """The image bytes, re-hashed so a tampered or damaged copy is never served as
+        evidence: from ``at`` (its row's pack place) when given, else its file, else the pack
+        place ``locate`` finds. FileNotFoundError when it is in neither."""
+        if at is None:
+            stored = self._stored_path(sha256)  # refuses a name that is not a hash
+            try:
+                data = stored.read_bytes()
+            except FileNotFoundError:
+                at = self._locate(sha256) if self._locate is not None else None
+                if at is None:
+                    raise
+            else:
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != sha256:
+                    raise EvidenceError(
+                        f"stored evidence {sha256} is damaged: its content hashes to {actual}"
+                    )
+                return data
+        if not _SHA256.match(sha256):
+            raise EvidenceError(f"not a lowercase hex SHA-256: {sha256!r}")
+        try:
+            return read_record(self.root, sha256, at)
+        except PackError as exc:
+            raise EvidenceError(str(exc)) from exc
 
 
 def _write_new(folder: str, path: str, data: bytes, durable: bool, known: set[str]) -> None:

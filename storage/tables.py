@@ -128,6 +128,10 @@ class Evidence(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # A small image ingest packed (storage/evidence_packs.py): its pack and its record's offset
+    # (its length is size); both None for an image kept as a file of its own.
+    pack: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pack_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Case(Base):

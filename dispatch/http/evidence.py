@@ -19,6 +19,7 @@ from dispatch.http.deps import (
     not_found,
     visible_cases,
 )
+from storage.evidence_packs import PackedAt
 from storage.evidence_store import EvidenceError
 from storage.tables import Case, CaseEvidence, Evidence
 
@@ -71,7 +72,8 @@ def get_evidence(
     if row is None:
         raise not_found(f"evidence {served}")
     try:
-        data = context.evidence_store.read(served)
+        # The row says where a packed image is: no second look-up by the store.
+        data = context.evidence_store.read(served, PackedAt.of(row.pack, row.pack_offset, row.size))
     except (EvidenceError, FileNotFoundError) as exc:
         raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from exc
     copy = "redacted" if served == redacted else "original"

@@ -13,11 +13,12 @@ from storage.tables import CaseEvidence, Evidence
 
 
 def store_evidence(batch: Batch, fresh: list[Placed], store: EvidenceStore) -> int:
-    """Insert the evidence rows; write the files of the rows that are new (not yet synced).
+    """Insert the evidence rows; write the images of the rows that are new (not yet synced).
 
-    A row that already exists was committed after its file was durable, so only the
+    A row that already exists was committed after its image was durable, so only the
     images this transaction inserts need writing (the contract already checked each hash).
-    Returns how many files were written.
+    Small images get their pack places first (the rows record them; the store's plan());
+    the rest are files. Returns how many images were written.
     """
     files: dict[str, bytes] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -38,6 +39,11 @@ def store_evidence(batch: Batch, fresh: list[Placed], store: EvidenceStore) -> i
                 }
     if not rows:
         return 0
+    places = store.plan(files.items())
+    for sha256, row in rows.items():
+        place = places.get(sha256)
+        row["pack"] = place.pack if place is not None else None
+        row["pack_offset"] = place.offset if place is not None else None
     new = [
         row.sha256
         for row in bulk_insert(
