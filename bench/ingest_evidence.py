@@ -6,6 +6,9 @@ Everything in one run, so the ratios compare like with like on a shared machine:
   evidence in, before and after the ingest runs (the median is the ceiling);
 - raw: paho -> Mosquitto -> paho at QoS 1 with the small-evidence messages (bench.ingest_rate's
   measure_raw), the ceiling of the small runs;
+- raw real-size: the same with the real-size opened messages alone (three ~150 KB JPEGs base64
+  inline each): how fast one broker moves them at all, in messages/s and MB/s (decoded image
+  bytes, and bytes on the wire), against the disk's direct write rate;
 - small: bench.ingest_rate's workload (one ~1.5 KB frame per message) stored on PostgreSQL;
 - real-size: every opened event carries three ~150 KB JPEGs (re-encoded from the photos in
   ../shared/data/images, each made unique by a comment segment), updates one small frame.
@@ -291,8 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     small = build_workload(registry, args.small_events, seed=12)
     real_mb = evidence_megabytes(real)
     small_mb = evidence_megabytes(small)
+    real_opened = [m for m in real if b'"phase":"opened"' in m.payload]
+    real_opened_mb = evidence_megabytes(real_opened)
+    real_opened_wire_mb = sum(len(m.payload) for m in real_opened) / 1e6
     parse_sets = {
-        "real_size_opened": [m for m in real if b'"phase":"opened"' in m.payload][:60],
+        "real_size_opened": real_opened[:60],
         "small": small[:400],
     }
     scratch = Path(tempfile.mkdtemp(prefix="ingest-evidence-", dir=os.environ.get("TMPDIR")))
@@ -307,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     # each small run's ingest threads' CPU ms per event, by role (trees whose worker says it)
     thread_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     raw_rates: list[float] = []
+    raw_real_rates: list[float] = []  # the real-size opened messages alone, messages/s
     disk: list[float] = []
     loads = [round(load_before[0], 2)]
     try:
@@ -325,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             _progress(f"repeat {repeat + 1}: raw MQTT")
             raw_rates.append(measure_raw(small, workdir / "raw"))
+            _progress(f"repeat {repeat + 1}: raw MQTT, real-size")
+            raw_real_rates.append(measure_raw(real_opened, workdir / "raw-real"))
             for mode in args.modes:
                 for name, messages in (("real", real), ("small", small)):
                     for label, tree in order:
@@ -365,6 +374,24 @@ def main(argv: list[str] | None = None) -> int:
         "disk_direct_write_mb_s": [round(x, 1) for x in disk],
         "raw_small_qos1_events_per_s": round(raw, 1),
         "raw_small_qos1_each": [round(x, 1) for x in raw_rates],
+        "raw_real_size_opened_qos1": {
+            "messages": len(real_opened),
+            "messages_per_s": round(statistics.median(raw_real_rates), 1),
+            "messages_per_s_each": [round(x, 1) for x in raw_real_rates],
+            "evidence_mb_s": round(
+                statistics.median(raw_real_rates) * real_opened_mb / len(real_opened), 1
+            ),
+            "wire_mb_s": round(
+                statistics.median(raw_real_rates) * real_opened_wire_mb / len(real_opened), 1
+            ),
+            "evidence_share_of_disk_direct_write": round(
+                statistics.median(raw_real_rates)
+                * real_opened_mb
+                / len(real_opened)
+                / statistics.median(disk),
+                3,
+            ),
+        },
         "real_size": {
             "events": len(real),
             "jpeg_bytes_mean": round(statistics.mean(len(b) for b in bases)),
