@@ -11,6 +11,7 @@ CPU is in another process and not counted; wall time per call is reported beside
 A feed connect is timed until the stream's first bytes (``retry:``), then disconnected.
 
     .venv/bin/python -m bench.request_cpu [--cases 20000] [--calls 200] [--kinds ...]
+        [--keep-seeded]
 
 Progress goes to stderr on a terminal; one summary line, then the JSON summary (last line).
 """
@@ -30,8 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.api_load import Mix, Request, seed, server_config
-from bench.ingest_rate import scratch_database
+from bench.api_load import Mix, Request, seeded_database, server_config
 from civicwatch.config import CivicwatchConfig
 from civicwatch.server import Role, build_server
 from loadgen.measure import Progress
@@ -147,8 +147,7 @@ async def measure(app: Asgi, mix: Mix, kind: str, calls: int) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="request-cpu-"))
     try:
-        with scratch_database("postgresql", workdir) as url:
-            seeded = seed(url, workdir / "evidence", args.cases, random.Random(args.seed))
+        with seeded_database(workdir, args.cases, args.seed, args.keep_seeded) as (url, seeded):
             config = CivicwatchConfig.model_validate(server_config(url, workdir, BROKER_PORT, 8080))
             server = build_server(config, roles={Role.API})
             try:
@@ -180,6 +179,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="timed calls per kind")
     parser.add_argument("--kinds", nargs="+", help="only these kinds (default: all)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument(
+        "--keep-seeded",
+        action="store_true",
+        help="seed once into a kept PostgreSQL database (as bench.api_load --keep-seeded does) "
+        "and measure on a fresh copy of it",
+    )
     args = parser.parse_args(argv)
     summary = run(args)
     line = ", ".join(f"{k['kind']} {k['cpu_ms']} ms" for k in summary["kinds"])
