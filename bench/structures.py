@@ -9,14 +9,24 @@ folder; score test only once, at the end. ``--set held-out`` scores the held-out
 (Ultralytics' bus.jpg and zidane.jpg, used by neither set; edge.structure_dataset.build_held_out),
 also once, at the end; ``--set fresh`` round 5's fresh look (edge.structure_dataset
 .build_fresh_look: the test clips' middle thirds, sheds textured from scikit-learn's china.jpg),
-scored once. ``--object-stress`` adds, for the learned comparison, how many of each
-pair's before views raise with one of 12 people and cars the detector is only fairly sure of
-pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls, which
-paste the most confident ones). When the change net is loaded (edge.structure_net), the learned
-comparison is also scored without it in the same run (``without_net`` in the summary). Run from
-the repository root:
+scored once; ``--set round6`` round 6's held-out look (edge.structure_dataset
+.build_round6_look: the end of vtest.avi and two scikit-image photos, sheds faced with its brick
+wall), scored once, with its object stress. ``--object-stress`` adds, for the learned
+comparison, how many of each pair's before views raise with one of 12 people and cars the
+detector is only fairly sure of pasted in (edge.structure_dataset.uncertain_crops; a stress
+test beside the set's controls, which paste the most confident ones). When the change net is
+loaded (edge.structure_net), the learned comparison is also scored without it in the same run
+(``without_net`` in the summary).
 
-    .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test|held-out | --dir FOLDER]
+Timing: ``ms_per_comparison`` is the learned comparison as a camera's watch runs it on a frame
+the detector skipped: one detector pass on the current view, the baseline's detections,
+structure maps and backbone features found once per baseline (edge.structure_compare
+.BaselineMemo; every pair's baseline is compared with its after view and its controls).
+``cold_ms_per_comparison`` times each pair's first comparison with nothing kept (two detector
+passes, as rounds 1-5 counted). Run from the repository root:
+
+    .venv/bin/python -m bench.structures [--repeats 5] [--set dev|test|held-out|fresh|round6 |
+        --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -33,12 +43,13 @@ import numpy as np
 
 from edge.config import StructureSettings
 from edge.detector import LOCAL_MODEL_HINT
-from edge.structure_compare import compare_structure
+from edge.structure_compare import BaselineMemo, compare_structure
 from edge.structure_controls import ObjectCrop, paste_object
 from edge.structure_dataset import (
     LabelledPair,
     build_fresh_look,
     build_held_out,
+    build_round6_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -104,11 +115,29 @@ def _object_stress(
     return f"{alarms}/{total}"
 
 
+def _cold_ms(
+    built: list[LabelledPair], learned: LearnedParts, settings: StructureSettings
+) -> list[float]:
+    """Per pair, its comparison with nothing kept from its baseline: two detector passes."""
+    cold = LearnedParts(learned.features, learned.finder, learned.net, BaselineMemo(size=0))
+    compare = cold.comparison()
+    timings = []
+    for pair in built:
+        height, width = pair.before.shape[:2]
+        zone = [[0, 0], [width, 0], [width, height], [0, height]]
+        started = time.perf_counter()
+        compare(pair.before, pair.after, zone, settings)
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
-    parser.add_argument("--set", choices=("dev", "test", "held-out", "fresh"), dest="built_set")
+    parser.add_argument(
+        "--set", choices=("dev", "test", "held-out", "fresh", "round6"), dest="built_set"
+    )
     parser.add_argument("--object-stress", action="store_true")
     parser.add_argument("--clip", type=Path, default=SHARED_DATA / "clips" / "vtest.avi")
     parser.add_argument("--model", type=Path, default=ROOT / LOCAL_MODEL_HINT)
@@ -128,19 +157,25 @@ def main() -> int:
         built = build_held_out(held_out_photos(), learned.finder)
     elif args.built_set == "fresh":
         built, stress_crops = build_fresh_look(SHARED_DATA, sklearn_china_photo(), learned.finder)
+    elif args.built_set == "round6":
+        built, stress_crops = build_round6_look(SHARED_DATA, learned.finder)
     elif args.built_set in ("dev", "test"):
         built = build_set(args.built_set, SHARED_DATA, learned.finder)
         if args.object_stress:
             stress_crops = uncertain_crops(args.built_set, SHARED_DATA, learned.finder)
     without = LearnedParts(learned.features, learned.finder) if learned.net else None
     without_ms: list[float] = []
+    cold_ms: list[float] = []
     without_score = None
     for repeat in range(args.repeats):
         if built:
-            label = {"held-out": "held-out photos", "fresh": "fresh look (round 5)"}.get(
-                args.built_set, f"set {args.built_set}"
-            )
+            label = {
+                "held-out": "held-out photos",
+                "fresh": "fresh look (round 5)",
+                "round6": "held-out look (round 6)",
+            }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
+            cold_ms += _cold_ms(built, learned, settings)
             if without is not None:
                 without_score = score_learned(built, without, settings)
                 without_ms.append(without_score.ms_per_comparison)
@@ -165,7 +200,11 @@ def main() -> int:
     print(
         f"pairs {first.structure.pairs}, controls {first.structure.controls}, {args.repeats} runs"
     )
-    print(f"learned ms/comparison (256x256, detector included): {_spread(ours)}")
+    print(f"learned ms/comparison (256x256, 1 detector pass, baseline kept): {_spread(ours)}")
+    if cold_ms:
+        print(
+            f"learned ms/comparison (256x256, 2 detector passes, nothing kept): {_spread(cold_ms)}"
+        )
     print(f"gradient ms/comparison (256x256): {_spread(previous)}")
     print(f"lab+otsu ms/comparison (256x256): {_spread(classical)}")
     print(f"learned ms/comparison (768x576 frame, lawn zone, boxes given): {_spread(camera_ms)}")
@@ -174,6 +213,7 @@ def main() -> int:
         **first.summary(),
         "repeats": args.repeats,
         "ms_per_comparison": _spread(ours),
+        "cold_ms_per_comparison": _spread(cold_ms) if cold_ms else None,
         "previous_ms_per_comparison": _spread(previous),
         "baseline_ms_per_comparison": _spread(classical),
         "camera_zone_ms": _spread(camera_ms),

@@ -18,11 +18,18 @@ from edge.structure_dataset import (
     CLIP_SPLIT,
     DSIFN_SPLIT,
     FRESH_LOOK_FRAMES,
+    ROUND6_PHOTOS,
+    ROUND6_STRETCH,
+    ROUND6_TEXTURE,
+    TEXTURE_IMAGE,
     LabelledPair,
+    _with_traffic,
     build_fresh_look,
     build_held_out,
+    build_round6_look,
     build_set,
     held_out_photos,
+    skimage_data,
     sklearn_china_photo,
 )
 
@@ -118,4 +125,55 @@ def test_the_fresh_look_draws_frames_no_other_look_drew_and_a_new_texture(
         assert {"shift 3 px", "rain"} <= {name for name, _ in pair.controls}
     assert 0 < len(unsure) <= 12
     again, _ = build_fresh_look(shared_data, china, finder)
+    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
+
+
+def test_dev_holds_still_pairs_of_moving_people_and_traffic(dev: list[LabelledPair]) -> None:
+    names = [p.name for p in dev]
+    assert names[:3] == [f"dsifn/{n}" for n in DSIFN_SPLIT["dev"]]
+    real = [p for p in dev if p.name.endswith("traffic still")]
+    made = [p for p in dev if p.name.endswith("moving traffic")]
+    assert len(real) == 8
+    assert len(made) == 2 * len(CLIP_SPLIT["dev"])
+    assert names.index(real[0].name) == 15  # appended: round 5's 15 pairs come first
+    for pair in real + made:
+        assert pair.source == "still"
+        assert not pair.truth.any()
+        moved = np.abs(pair.before.astype(np.int16) - pair.after.astype(np.int16)).max(axis=2)
+        assert (moved > 25).mean() >= 0.02, pair.name  # something moved
+        assert {"car in view", "night IR"} <= {name for name, _ in pair.controls}
+
+
+def test_generated_traffic_moves_the_same_cars_on_between_the_views() -> None:
+    rng = np.random.default_rng(5)
+    view = np.full((256, 256, 3), 120, np.uint8)
+    car = ObjectCrop("car", np.full((30, 60, 3), 20, np.uint8))
+    before, after = _with_traffic(view, view, [car], rng)
+    dark_before, dark_after = before.max(axis=2) < 60, after.max(axis=2) < 60
+    assert dark_before.any()
+    assert dark_after.any()
+    assert not np.array_equal(dark_before, dark_after)  # moved on, not standing
+    assert abs(int(dark_before.sum()) - int(dark_after.sum())) < 0.6 * dark_before.sum()
+
+
+def test_round6_look_draws_on_what_no_set_look_or_training_drew_on(
+    shared_data: Path, finder: OpenVINODetector
+) -> None:
+    clip, low, high = ROUND6_STRETCH
+    assert clip in CLIP_SPLIT["dev"]
+    assert clip not in FRESH_LOOK_FRAMES
+    # Round 5's training draws (middle third, then up to 20 s on at 10 fps) end at frame 730;
+    # the third look's vtest stretch ended at 596; the clip has 795 frames.
+    assert 730 < low < high <= 794
+    used = {TEXTURE_IMAGE, "bus.jpg", "zidane.jpg", "china.jpg", "沪AF71017.jpg", "皖K66666.jpg"}
+    assert not {*ROUND6_PHOTOS, ROUND6_TEXTURE} & used
+    assert all((skimage_data() / name).is_file() for name in (*ROUND6_PHOTOS, ROUND6_TEXTURE))
+    pairs, unsure = build_round6_look(shared_data, finder)
+    assert [p.source for p in pairs] == ["still", "built"] * 3 + ["built"] * 4
+    for pair in pairs:
+        assert pair.before.shape == pair.after.shape == (256, 256, 3)
+        assert pair.truth.any() == (pair.source == "built")
+        assert {"shift 3 px", "rain"} <= {name for name, _ in pair.controls}
+    assert len(unsure) <= 12
+    again, _ = build_round6_look(shared_data, finder)
     assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
