@@ -39,7 +39,7 @@ printed with this tree's ratio to the baseline's.
 
     .venv/bin/python -m bench.ingest_evidence [--real-events 800] [--small-events 5000]
         [--repeats 2] [--modes inline_syncfs pool_syncfs pool_fsync postgresql]
-        [--baseline REF]
+        [--baseline REF] [--database postgresql|sqlite] [--ingest-processes 1]
 
 The last stdout line is a JSON summary.
 """
@@ -283,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     parser.add_argument("--database", default="postgresql", choices=["sqlite", "postgresql"])
     parser.add_argument(
+        "--ingest-processes",
+        type=int,
+        default=1,
+        help="ingest worker processes on one shared subscription (each tree's ingest runs)",
+    )
+    parser.add_argument(
         "--baseline", default="", help="a git revision whose ingest runs beside this tree's"
     )
     args = parser.parse_args(argv)
@@ -343,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                             registry,
                             args.database,
                             workdir / f"{name}-{mode}",
+                            workers=args.ingest_processes,
                             ingest_options=MODES[mode],
                             code_root=None if tree == REPO else tree,
                         )
@@ -351,10 +358,16 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{label} {name}/{mode}: stored {run.stored} of {len(messages)}"
                             )
                         rates[label].setdefault(f"{name}_{mode}", []).append(run.rate)
-                        cpu = run.writers[0].get("thread_cpu_s") if run.writers else None
-                        if name == "small" and cpu:
+                        cpus = [w["thread_cpu_s"] for w in run.writers if w.get("thread_cpu_s")]
+                        if name == "small" and cpus:  # all ingest processes together
+                            roles = {role for cpu in cpus for role in cpu}
                             thread_ms[label].append(
-                                {role: s * 1000 / len(messages) for role, s in cpu.items()}
+                                {
+                                    role: sum(cpu.get(role, 0.0) for cpu in cpus)
+                                    * 1000
+                                    / len(messages)
+                                    for role in roles
+                                }
                             )
             loads.append(round(os.getloadavg()[0], 2))
         _progress("disk direct write rate")
@@ -369,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "load_average_1m_each_repeat": loads,
         "database": args.database,
+        "ingest_processes": args.ingest_processes,
         "cameras": args.cameras,
         "repeats": args.repeats,
         "disk_direct_write_mb_s": [round(x, 1) for x in disk],
