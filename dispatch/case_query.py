@@ -58,6 +58,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 
 from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry
+from dispatch.case_counts import CaseCounts
 from dispatch.config import Department, Priority, Tier
 from dispatch.errors import ApiError, validation_problem
 from dispatch.http.deps import visible_cases
@@ -186,11 +187,13 @@ def find_cases(
     query: CaseQuery,
     registry: SiteRegistry,
     options: Sequence[ORMOption] = (),
+    counts: CaseCounts | None = None,
 ) -> CasePage:
     """One page of the cases ``principal`` may see that match ``query`` (loaded with
-    ``options``), the total count, and the next cursor. ApiError 400 for a bad cursor."""
+    ``options``), the total count (kept in ``counts`` between case changes, if given), and the
+    next cursor. ApiError 400 for a bad cursor."""
     where = conditions(principal, query, registry)
-    total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
+    total = _total(session, principal, query, where, counts)
     statement = _page(query, select(Case).where(*where)).options(*options)
     cases = list(session.scalars(statement))
     more = len(cases) > query.limit
@@ -219,11 +222,12 @@ def find_case_rows(
     query: CaseQuery,
     registry: SiteRegistry,
     columns: Sequence[ColumnElement[Any] | InstrumentedAttribute[Any]],
+    counts: CaseCounts | None = None,
 ) -> CaseRowPage:
     """``find_cases`` for only ``columns`` (Case columns or labelled expressions over Case):
     the same matches, order, total and cursor. The sort key's columns are added when absent."""
     where = conditions(principal, query, registry)
-    total = session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
+    total = _total(session, principal, query, where, counts)
     chosen: list[ColumnElement[Any] | InstrumentedAttribute[Any]] = list(columns)
     names = {column.key for column in chosen}
     chosen += [column for column in _KEY_COLUMNS if column.key not in names]
@@ -237,6 +241,18 @@ def find_case_rows(
     rows = rows[: query.limit]
     cursor = encode_cursor(query, rows[-1]) if more and rows else None
     return CaseRowPage(rows=rows, total=total, next_cursor=cursor)
+
+
+def _total(
+    session: Session,
+    principal: Actor,
+    query: CaseQuery,
+    where: Sequence[ColumnElement[bool]],
+    counts: CaseCounts | None,
+) -> int:
+    if counts is not None:
+        return counts.total(session, principal, query, where)
+    return session.scalar(select(func.count()).select_from(Case).where(*where)) or 0
 
 
 def _page(query: CaseQuery, statement: Select[Any]) -> Select[Any]:

@@ -816,3 +816,14 @@ class RegistryVehicle(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class CaseListVersion(Base):
+    """The case lists' count version (one row, id 1): triggers on ``cases`` (migration 0011) add
+    one in every transaction that inserts or deletes a case or changes a column a list counts
+    by, so a count read at a version stays exact until it moves (dispatch/case_counts.py)."""
+
+    __tablename__ = "case_list_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

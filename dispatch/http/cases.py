@@ -155,7 +155,9 @@ def list_cases(
     roles only ever see their own. Repeat a filter for any of its values (``state=new&state=
     dispatched``); an unknown parameter is a 400. ``X-Total-Count`` says how many match, the
     ``Link`` header gives the next page's cursor. Frames are listed at each ``evidence_url``."""
-    page = find_case_rows(session, principal, query, context.registry, SUMMARY_COLUMNS)
+    page = find_case_rows(
+        session, principal, query, context.registry, SUMMARY_COLUMNS, context.case_counts
+    )
     ids = [row.id for row in page.rows]
     violations = _grouped(
         session,

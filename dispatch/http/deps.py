@@ -22,6 +22,7 @@ from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.sites import SiteRegistry
 from dispatch.accounts import AccountService
 from dispatch.auth import PrincipalDep as PrincipalDep  # re-exported: routers import from here
+from dispatch.case_counts import CaseCounts
 from dispatch.config import SCOPED_ROLES, ApiSettings, ResidentSettings, Role, Tier
 from dispatch.errors import ApiError
 from dispatch.exemptions import ExemptionService
@@ -69,6 +70,8 @@ class ApiContext:
     # server.exemptions.plate_confidence_floor: the reports' repeat plates rest on no weaker
     # reading (the same floor as the rule documents, ingest and the report command).
     plate_confidence_floor: float = DEFAULT_PLATE_CONFIDENCE_FLOOR
+    # The case lists' exact totals, kept between case changes (dispatch/case_counts.py).
+    case_counts: CaseCounts = field(default_factory=CaseCounts)
 
 
 Principal = Actor

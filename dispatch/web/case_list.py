@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from contracts.events import ViolationKind
 from contracts.sites import SiteConfig, SiteRegistry
+from dispatch.case_counts import CaseCounts
 from dispatch.case_query import CaseQuery, CaseSort, find_cases, parse_case_query
 from dispatch.config import Department, Priority
 from dispatch.errors import ApiError
@@ -110,9 +111,11 @@ def load_listing(
     registry: SiteRegistry,
     items: Iterable[tuple[str, str]],
     t: Translator,
+    counts: CaseCounts | None = None,
 ) -> CaseListing:
-    """The page of the list that the URL's parameters ``items`` ask for. A refused filter or
-    cursor: the first page of the unfiltered list, with the reason in ``error``."""
+    """The page of the list that the URL's parameters ``items`` ask for (its total kept in
+    ``counts`` between case changes, if given). A refused filter or cursor: the first page of
+    the unfiltered list, with the reason in ``error``."""
     pairs = list(items)
     asked = filter_items(pairs)
     filters = tuple(asked)
@@ -122,9 +125,11 @@ def load_listing(
         paged.append(("limit", str(PAGE_SIZE)))
     try:
         query = parse_case_query(paged)
-        page = find_cases(session, principal, query, registry)
+        page = find_cases(session, principal, query, registry, counts=counts)
     except ApiError as exc:
-        fallback = find_cases(session, principal, CaseQuery(limit=PAGE_SIZE), registry)
+        fallback = find_cases(
+            session, principal, CaseQuery(limit=PAGE_SIZE), registry, counts=counts
+        )
         return CaseListing(
             fallback.cases, fallback.total, fallback.next_cursor, (), error=refusal_text(exc, t)
         )

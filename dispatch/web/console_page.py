@@ -52,7 +52,12 @@ def console(
         context.session_factory, max(0, seq - 30), 30, department=scope_of(principal)
     )
     listing = load_listing(
-        session, principal, context.registry, request.query_params.multi_items(), t
+        session,
+        principal,
+        context.registry,
+        request.query_params.multi_items(),
+        t,
+        context.case_counts,
     )
     # Saved views and alert opt-ins belong to a person's account; a config token has neither.
     account = authenticated.account
@@ -91,6 +96,7 @@ def cases_fragment(request: Request, session: SessionDep, principal: PrincipalDe
         context.registry,
         request.query_params.multi_items(),
         translator(language),
+        context.case_counts,
     )
     return render(
         request,
