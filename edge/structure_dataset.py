@@ -98,6 +98,9 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
         moving_rng = np.random.default_rng(SEED + 7)
         for clip in clips:
             pairs += moving_traffic_pairs(clip, cars, moving_rng)
+        camera_rng = np.random.default_rng(SEED + 8)
+        for clip in clips:
+            pairs += camera_scale_pairs(clip, camera_rng)
     return _with_controls(pairs, objects, SEED)
 
 
@@ -452,6 +455,57 @@ def traffic_still_pairs(
         return pairs
     finally:
         capture.release()
+
+
+def camera_scale_pairs(clip: Path, rng: np.random.Generator) -> list[LabelledPair]:
+    """Round 6: a still pair and a built one at the camera's own frame size (no crop, no
+    scaling), frames 3-8 s apart from the clip's first third; the built one GENERATED with a
+    plain painted shed (`painted_shed`), as a watch sees a zone of a whole frame."""
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        first = int(rng.integers(0, max(1, count // 3)))
+        later = min(count - 1, first + round(fps * rng.uniform(3.0, 8.0)))
+        before, after = _frame(capture, first), _frame(capture, later)
+    finally:
+        capture.release()
+    nothing = np.zeros(before.shape[:2], np.bool_)
+    built, truth = painted_shed(after, rng)
+    return [
+        LabelledPair(f"{clip.stem}/camera still", "still", before, after, nothing),
+        LabelledPair(f"{clip.stem}/camera built", "built", before, built, truth),
+    ]
+
+
+def painted_shed(view: Image, rng: np.random.Generator) -> tuple[Image, BoolArray]:
+    """GENERATED: a shed of plain painted faces (walls, a corrugated roof, a door, a window)
+    in the lower two thirds of `view`, 15-30 % of its width across; no photo texture."""
+    height, width = view.shape[:2]
+    shed_width, shed_height = rng.uniform(0.15, 0.3) * width, rng.uniform(0.12, 0.2) * height
+    x0 = int(rng.uniform(0.03 * width, width - shed_width - 0.03 * width))
+    y0 = int(rng.uniform(height / 3, height - shed_height - 0.03 * height))
+    x1, y1 = int(x0 + shed_width), int(y0 + shed_height)
+    roof_height = int(shed_height * rng.uniform(0.25, 0.4))
+    wall = tuple(float(v) for v in rng.uniform(140, 210, 3))
+    roof = tuple(float(v) for v in rng.uniform(30, 190, 3))
+    ridge = tuple(0.7 * v for v in roof)
+    out = view.copy()
+    inset = max(2, int(0.05 * shed_width))
+    cv2.rectangle(out, (x0 + inset, y0 + roof_height), (x1 - inset, y1), wall, -1)
+    cv2.rectangle(out, (x0, y0), (x1, y0 + roof_height), roof, -1)
+    step = int(rng.integers(5, 10))
+    for x in range(x0, x1, step):
+        cv2.line(out, (x, y0), (x, y0 + roof_height), ridge, 1)
+    door_x = int(x0 + shed_width * rng.uniform(0.15, 0.35))
+    door_width = max(3, int(shed_width * 0.2))
+    cv2.rectangle(
+        out, (door_x, y0 + roof_height + 4), (door_x + door_width, y1), (60.0, 60.0, 70.0), -1
+    )
+    truth = np.zeros((height, width), np.bool_)
+    truth[y0 : y0 + roof_height + 1, x0 : x1 + 1] = True  # the roof
+    truth[y0 + roof_height : y1 + 1, x0 + inset : x1 - inset + 1] = True  # the walls
+    return np.asarray(out, np.uint8), truth
 
 
 def composite_shed(

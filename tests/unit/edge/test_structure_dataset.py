@@ -29,6 +29,7 @@ from edge.structure_dataset import (
     build_round6_look,
     build_set,
     held_out_photos,
+    painted_shed,
     skimage_data,
     sklearn_china_photo,
 )
@@ -177,3 +178,21 @@ def test_round6_look_draws_on_what_no_set_look_or_training_drew_on(
     assert len(unsure) <= 12
     again, _ = build_round6_look(shared_data, finder)
     assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
+
+
+def test_dev_holds_camera_sized_pairs_with_a_painted_shed(dev: list[LabelledPair]) -> None:
+    camera = [p for p in dev if "/camera " in p.name]
+    assert [p.source for p in camera] == ["still", "built"] * len(CLIP_SPLIT["dev"])
+    for pair in camera:
+        assert pair.before.shape[:2] in {(576, 768), (352, 640)}  # the clips' own frames
+        assert pair.truth.any() == (pair.source == "built")
+
+
+def test_a_painted_shed_is_painted_where_its_truth_says() -> None:
+    view = np.full((576, 768, 3), 90, np.uint8)
+    built, truth = painted_shed(view, np.random.default_rng(8))
+    changed = np.abs(built.astype(np.int16) - view.astype(np.int16)).max(axis=2) > 0
+    assert 0.01 < truth.mean() < 0.07
+    assert truth[: 576 // 3].sum() == 0  # the lower two thirds
+    assert (changed & truth).sum() / truth.sum() > 0.95
+    assert (changed & ~truth).sum() == 0
