@@ -20,9 +20,9 @@ the database says which images are new).
 
 Deletion: a pack is removed whole once no evidence row names it
 (``storage.evidence_pack_rows.collect_packs``, which leaves packs younger than a grace period
-alone: a writer's rows commit after its pack write).
-A pack with some rows gone keeps their bytes until all are gone; rewriting the live records of
-a mostly-dead pack into a new one (compaction) is not done yet.
+alone: a writer's rows commit after its pack write). A pack whose rows are mostly gone is
+compacted (``compact_packs``): its live records are copied, checked, into a new pack, synced,
+then the rows move there in one transaction, and the old pack is collected after the grace.
 """
 
 from __future__ import annotations

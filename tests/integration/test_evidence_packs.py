@@ -37,8 +37,8 @@ from ingest.config import IngestSettings
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from storage.database import SessionFactory
-from storage.evidence_pack_rows import collect_packs
-from storage.evidence_packs import PACK_FOLDER, PackedAt
+from storage.evidence_pack_rows import collect_packs, compact_packs
+from storage.evidence_packs import HEADER, PACK_FOLDER, PackedAt
 from storage.evidence_store import EvidenceStore
 from storage.tables import CaseEvidence, Event, Evidence
 from tests.conftest import MosquittoProcess
@@ -260,3 +260,42 @@ def test_the_ack_waits_until_a_failed_pack_write_was_retried_and_made_durable(
         edge.loop_stop()
         server.stop()
         store.close()
+
+
+def test_compaction_moves_the_live_records_of_a_mostly_dead_pack(ingest: Rig) -> None:
+    service, store = ingest.service, ingest.store
+    factory = EventFactory()
+    events = [factory.event(Phase.OPENED) for _ in range(3)]
+    service.store_batch(events)  # one batch: one pack of six records
+    store.close()
+    (old,) = (store.root / PACK_FOLDER).glob("*.pack")
+    gone = [frame.sha256 for event in events[:2] for frame in event.evidence]
+    with service.session_factory.begin() as session:
+        session.execute(delete(CaseEvidence).where(CaseEvidence.sha256.in_(gone)))
+        session.execute(delete(Evidence).where(Evidence.sha256.in_(gone)))
+    assert compact_packs(ingest.engine, store.root, in_use={old.stem}) == {}
+    assert compact_packs(ingest.engine, store.root, max_live_share=0.2) == {}  # 1/3 live
+    assert compact_packs(ingest.engine, store.root) == {old.stem: 2}
+    with service.session_factory() as session:
+        places = {
+            row.sha256: (row.pack, row.pack_offset)
+            for row in session.scalars(select(Evidence).where(Evidence.pack.is_not(None)))
+        }
+    (new,) = {pack for pack, _offset in places.values()}
+    assert new != old.stem
+    first, second = events[2].evidence
+    assert places == {  # in the old pack's order, one after the other from the start
+        first.sha256: (new, 0),
+        second.sha256: (new, HEADER.size + len(first.data)),
+    }
+    assert collect_packs(ingest.engine, store.root) == []  # a reader may still hold the old place
+    assert collect_packs(ingest.engine, store.root, grace_s=0) == [old.stem]
+    token = API_TOKENS["dispatcher"].token.get_secret_value()
+    with _api(service.session_factory, store) as client:
+        for frame in events[2].evidence:
+            response = client.get(
+                f"/api/v1/evidence/{frame.sha256}", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == 200
+            assert response.content == frame.data
+    assert compact_packs(ingest.engine, store.root) == {}  # the new pack is all live
