@@ -65,6 +65,7 @@ from ingest.consumer import IngestConsumer
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from storage.database import SessionFactory, make_engine, make_session_factory
+from storage.evidence_pack_rows import collect_packs
 from storage.evidence_store import EvidenceStore
 from storage.leader import Leader, exclusive, make_leader
 from storage.schema import upgrade_engine
@@ -75,6 +76,9 @@ log = logging.getLogger(__name__)
 # paho retries an unreachable broker in silence; after this long the server says it waits.
 BROKER_NOTICE_SECONDS = 3.0
 RULES_REPUBLISH_SECONDS = 24 * 3600.0  # the leader republishes every gateway's rules daily
+# Packs no evidence row names (a batch whose transaction failed after its pack was written) are
+# removed by the leader hourly; collect_packs itself leaves any pack written in the last hour.
+PACK_COLLECT_SECONDS = 3600.0
 
 
 class Role(StrEnum):
@@ -314,6 +318,11 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
                 database.session_factory,
                 timedelta(minutes=settings.exemptions.warning_silence_margin_minutes),
                 metrics.registry,
+            ),
+            lambda: collect_packs(
+                database.engine,
+                database.evidence_store.root,
+                database.evidence_store.packs_in_use(),
             ),
         )
     if Role.API in roles:
@@ -558,6 +567,7 @@ def _scheduler(
     publish_rules: Callable[[], object] | None = None,
     owner_warnings: OwnerWarningPump | None = None,
     warning_timeouts: WarningTimeouts | None = None,
+    collect_evidence_packs: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -584,6 +594,8 @@ def _scheduler(
         (training.pump_all, "training-data", CATCH_UP_SECONDS),
         (make_reports, "analysis-reports", REPORT_CHECK_SECONDS),
     ]
+    if collect_evidence_packs is not None:  # packs left by batches that never committed
+        jobs.append((collect_evidence_packs, "evidence-packs", PACK_COLLECT_SECONDS))
     if resident_status is not None:  # status messages to residents' gateway, by the outbox
         jobs.append((resident_status.pump_all, "resident-status", poll_seconds))
     if owner_warnings is not None:  # the warning stage's messages to registered owners
