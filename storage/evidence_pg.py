@@ -22,8 +22,6 @@ a local cache folder the first time; the cache is disposable and never the sourc
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +39,7 @@ from storage.evidence_store import (
     EvidenceError,
     EvidenceStore,
     SyncMode,
+    write_copy,
 )
 
 SCHEMA = "civicwatch_evidence"
@@ -102,15 +101,7 @@ class PostgresEvidenceStore(EvidenceStore):
             data = self.read(sha256)
         except FileNotFoundError:
             return cached
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=cached.parent, prefix=".cache-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temp_name, cached)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_copy(cached, data)
         return cached
 
     def exists(self, sha256: str) -> bool:

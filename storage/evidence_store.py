@@ -49,6 +49,7 @@ from storage.evidence_packs import (
     PackError,
     PackPlan,
     encode_record,
+    fsync_directory,
     read_record,
 )
 
@@ -123,16 +124,7 @@ class EvidenceStore:
             return stored
         copy = self.root / "unpacked" / sha256[:2] / f"{sha256}.jpg"
         if not copy.is_file():
-            data = self.read(sha256, at)
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(dir=copy.parent, prefix=".copy-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(temp_name, copy)
-            except BaseException:
-                Path(temp_name).unlink(missing_ok=True)
-                raise
+            write_copy(copy, self.read(sha256, at))
         return copy
 
     def _file_path(self, sha256: str) -> Path:
@@ -177,7 +169,7 @@ class EvidenceStore:
         except BaseException:
             Path(temp_name).unlink(missing_ok=True)
             raise
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
         return target
 
     def plan(self, items: Iterable[tuple[str, bytes]]) -> dict[str, PackedAt]:
@@ -331,7 +323,7 @@ class EvidenceStore:
         if pending.folders - self._durable_folders:
             folders.append(str(self.root))
         pool = self._writer_pool()
-        for future in [pool.submit(_fsync_directory, folder) for folder in folders]:
+        for future in [pool.submit(fsync_directory, folder) for folder in folders]:
             future.result()
         self._durable_folders.update(pending.folders)
 
@@ -429,12 +421,18 @@ def _remove_torn(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fsync_directory(directory: Path | str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def write_copy(path: Path, data: bytes) -> None:
+    """Write a readable copy of stored bytes at ``path`` all at once (a reader never sees part
+    of it); not synced: a copy lost in a crash is made again from the store."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".copy-", suffix=".tmp")
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
 
 
 @cache
