@@ -374,21 +374,7 @@ def clip_pairs(clip: Path, texture: Image, rng: np.random.Generator) -> list[Lab
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         pairs = []
         for view in range(VIEWS_PER_CLIP):
-            first = int(rng.integers(0, max(1, count // 3)))
-            later = min(count - 1, first + round(fps * rng.uniform(3.0, 8.0)))
-            before_frame, after_frame = _frame(capture, first), _frame(capture, later)
-            height, width = before_frame.shape[:2]
-            side = round(min(height, width) * rng.uniform(0.6, 0.9))
-            x = int(rng.integers(0, width - side + 1))
-            y = int(rng.integers(0, height - side + 1))
-
-            def crop(frame: Image, x: int = x, y: int = y, side: int = side) -> Image:
-                part = frame[y : y + side, x : x + side]
-                return np.asarray(
-                    cv2.resize(part, (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8
-                )
-
-            before, after = crop(before_frame), crop(after_frame)
+            before, after = _still_view(capture, count, fps, rng)
             stem = f"{clip.stem}/{view}"
             nothing = np.zeros((SIZE, SIZE), np.bool_)
             pairs.append(LabelledPair(f"{stem} still", "still", before, after, nothing))
@@ -397,6 +383,26 @@ def clip_pairs(clip: Path, texture: Image, rng: np.random.Generator) -> list[Lab
         return pairs
     finally:
         capture.release()
+
+
+def _still_view(
+    capture: cv2.VideoCapture, count: int, fps: float, rng: np.random.Generator
+) -> tuple[Image, Image]:
+    """One view of a clip, SIZE x SIZE, in two real frames 3-8 s apart (the first from the
+    clip's first third), drawn from `rng` in the order every seeded set relies on."""
+    first = int(rng.integers(0, max(1, count // 3)))
+    later = min(count - 1, first + round(fps * rng.uniform(3.0, 8.0)))
+    before_frame, after_frame = _frame(capture, first), _frame(capture, later)
+    height, width = before_frame.shape[:2]
+    side = round(min(height, width) * rng.uniform(0.6, 0.9))
+    x = int(rng.integers(0, width - side + 1))
+    y = int(rng.integers(0, height - side + 1))
+
+    def crop(frame: Image) -> Image:
+        part = frame[y : y + side, x : x + side]
+        return np.asarray(cv2.resize(part, (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8)
+
+    return crop(before_frame), crop(after_frame)
 
 
 def traffic_still_pairs(
@@ -603,22 +609,7 @@ def moving_traffic_pairs(
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         pairs = []
         for view in range(VIEWS_PER_CLIP):
-            first = int(rng.integers(0, max(1, count // 3)))
-            later = min(count - 1, first + round(fps * rng.uniform(3.0, 8.0)))
-            before_frame, after_frame = _frame(capture, first), _frame(capture, later)
-            height, width = before_frame.shape[:2]
-            side = round(min(height, width) * rng.uniform(0.6, 0.9))
-            x = int(rng.integers(0, width - side + 1))
-            y = int(rng.integers(0, height - side + 1))
-            before, after = (
-                np.asarray(
-                    cv2.resize(
-                        f[y : y + side, x : x + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA
-                    ),
-                    np.uint8,
-                )
-                for f in (before_frame, after_frame)
-            )
+            before, after = _still_view(capture, count, fps, rng)
             before, after = _with_traffic(before, after, cars, rng)
             nothing = np.zeros((SIZE, SIZE), np.bool_)
             name = f"{clip.stem}/{view} moving traffic"
