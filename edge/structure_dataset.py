@@ -209,21 +209,7 @@ def build_fresh_look(
                 first = int(rng.integers(low, high - gap + 1))
                 before_frame, after_frame = _frame(capture, first), _frame(capture, first + gap)
                 frames += [before_frame, after_frame]
-                height, width = before_frame.shape[:2]
-                side = round(min(height, width) * rng.uniform(0.6, 0.9))
-                x = int(rng.integers(0, width - side + 1))
-                y = int(rng.integers(0, height - side + 1))
-                before, after = (
-                    np.asarray(
-                        cv2.resize(
-                            f[y : y + side, x : x + side],
-                            (SIZE, SIZE),
-                            interpolation=cv2.INTER_AREA,
-                        ),
-                        np.uint8,
-                    )
-                    for f in (before_frame, after_frame)
-                )
+                before, after = _square_views(rng, before_frame, after_frame)
                 stem = f"{Path(name).stem}/{view}"
                 nothing = np.zeros((SIZE, SIZE), np.bool_)
                 pairs.append(LabelledPair(f"{stem} still", "still", before, after, nothing))
@@ -392,17 +378,8 @@ def _still_view(
     clip's first third), drawn from `rng` in the order every seeded set relies on."""
     first = int(rng.integers(0, max(1, count // 3)))
     later = min(count - 1, first + round(fps * rng.uniform(3.0, 8.0)))
-    before_frame, after_frame = _frame(capture, first), _frame(capture, later)
-    height, width = before_frame.shape[:2]
-    side = round(min(height, width) * rng.uniform(0.6, 0.9))
-    x = int(rng.integers(0, width - side + 1))
-    y = int(rng.integers(0, height - side + 1))
-
-    def crop(frame: Image) -> Image:
-        part = frame[y : y + side, x : x + side]
-        return np.asarray(cv2.resize(part, (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8)
-
-    return crop(before_frame), crop(after_frame)
+    before, after = _square_views(rng, _frame(capture, first), _frame(capture, later))
+    return before, after
 
 
 def traffic_still_pairs(
