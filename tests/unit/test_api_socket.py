@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from civicwatch.serving import bind_api_socket
 
@@ -32,4 +33,8 @@ async def _nodelay_of_an_accepted_connection(listener: socket.socket) -> int:
 
 def test_connections_accepted_on_the_api_socket_send_without_nagle() -> None:
     listener = bind_api_socket("127.0.0.1", 0)
-    assert asyncio.run(_nodelay_of_an_accepted_connection(listener)) != 0
+    # A thread of its own: the browser tests' session-wide Playwright keeps an event loop
+    # running on the main thread, where asyncio.run() refuses to start another.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        nodelay = thread.submit(asyncio.run, _nodelay_of_an_accepted_connection(listener))
+        assert nodelay.result(timeout=30) != 0
