@@ -827,3 +827,13 @@ class CaseListVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class EvidenceDeletion(Base):
+    """An image whose evidence rows the retention job removed and whose bytes are still to be
+    deleted from the evidence store (migration 0012; storage/evidence_retention.py)."""
+
+    __tablename__ = "evidence_deletions"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime)
