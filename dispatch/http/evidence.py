@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 
 from contracts.images import EXTENSIONS, image_type
 from dispatch.config import Role
+from dispatch.errors import ApiError
 from dispatch.http.deps import (
     API_PREFIX,
     ContextDep,
@@ -64,7 +65,9 @@ def get_evidence(
     visible = visible.order_by(CaseEvidence.redacted_sha256.is_(None)).limit(1)
     links = session.execute(visible).all()
     if not links:
-        raise not_found(f"evidence {sha256}")
+        # 404, not 410: the retention job keeps no list of what it removed, and a case the
+        # caller may not see must look the same as none (its existence is not leaked).
+        raise ApiError(status.HTTP_404_NOT_FOUND, "evidence_not_found", {"sha256": sha256})
     redacted = next((row.redacted_sha256 for row in links if row.redacted_sha256), None)
     wants_original = original and principal.role is Role.DISPATCHER
     served = sha256 if wants_original or redacted is None else redacted
