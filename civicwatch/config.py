@@ -46,6 +46,30 @@ ENVIRONMENT_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
+class RetentionSettings(BaseModel):
+    """How long personal data in evidence is kept (storage/evidence_retention.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence_days: int | None = Field(
+        default=180,
+        ge=1,
+        le=36500,
+        description=(
+            "days a closed case's evidence images (and its residents' report photos) are kept "
+            "after it closed; then the sweep leader removes them. Cases not closed keep theirs. "
+            "0 is refused (it would remove evidence the moment a case closes); null keeps "
+            "evidence for good"
+        ),
+    )
+    job_seconds: float = Field(
+        default=3600.0, ge=60, description="how often the sweep leader runs the retention job"
+    )
+    case_batch: int = Field(
+        default=100, ge=1, le=1000, description="cases whose evidence goes in one transaction"
+    )
+
+
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -64,6 +88,9 @@ class ServerSettings(BaseModel):
     residents: ResidentSettings = Field(default_factory=ResidentSettings)
     exemptions: ExemptionSettings = Field(
         default_factory=ExemptionSettings, description="signed rule documents for the gateways"
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="the evidence retention period"
     )
     training_data_dir: Path | None = Field(
         default=None,

@@ -66,6 +66,7 @@ from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
 from storage.database import SessionFactory, make_engine, make_session_factory
 from storage.evidence_pack_rows import collect_packs
+from storage.evidence_retention import EvidenceRetention, RetentionMetrics
 from storage.evidence_store import EvidenceStore
 from storage.leader import Leader, exclusive, make_leader
 from storage.schema import upgrade_engine
@@ -324,6 +325,7 @@ def build_server(config: CivicwatchConfig, roles: Iterable[Role] = ALL_ROLES) ->
                 database.evidence_store.root,
                 database.evidence_store.packs_in_use(),
             ),
+            _retention(database, settings, metrics.registry),
         )
     if Role.API in roles:
         app = _app(config, database, metrics, workflow, consumers, router, exemptions)
@@ -555,6 +557,21 @@ def _owner_warnings(
     return OwnerWarningPump(session_factory, str(url), floor)
 
 
+def _retention(
+    database: Database, settings: ServerSettings, registry: CollectorRegistry
+) -> EvidenceRetention:
+    """The evidence-retention job: closed cases' evidence removed after the period."""
+    return EvidenceRetention(
+        database.session_factory,
+        database.engine,
+        database.evidence_store,
+        settings.retention.evidence_days,
+        metrics=RetentionMetrics(registry),
+        case_batch=settings.retention.case_batch,
+        packs=settings.ingest.evidence_backend == "local",
+    )
+
+
 def _scheduler(
     settings: ServerSettings,
     notifications: Notifications,
@@ -568,6 +585,7 @@ def _scheduler(
     owner_warnings: OwnerWarningPump | None = None,
     warning_timeouts: WarningTimeouts | None = None,
     collect_evidence_packs: Callable[[], object] | None = None,
+    retention: EvidenceRetention | None = None,
 ) -> BackgroundScheduler:
     """The periodic jobs: notification pump and sender, camera verification, SLA sweep,
     training data, and the analysis reports (each due one made once, then sent to the
@@ -596,6 +614,8 @@ def _scheduler(
     ]
     if collect_evidence_packs is not None:  # packs left by batches that never committed
         jobs.append((collect_evidence_packs, "evidence-packs", PACK_COLLECT_SECONDS))
+    if retention is not None:  # closed cases' evidence past server.retention.evidence_days
+        jobs.append((retention.run, "evidence-retention", settings.retention.job_seconds))
     if resident_status is not None:  # status messages to residents' gateway, by the outbox
         jobs.append((resident_status.pump_all, "resident-status", poll_seconds))
     if owner_warnings is not None:  # the warning stage's messages to registered owners

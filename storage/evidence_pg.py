@@ -39,6 +39,7 @@ from storage.evidence_store import (
     EvidenceError,
     EvidenceStore,
     SyncMode,
+    prune_folder,
     write_copy,
 )
 
@@ -59,6 +60,7 @@ _INSERT = text(
 ).bindparams(bindparam("data", type_=BYTEA))
 _READ = text(f"SELECT data FROM {TABLE} WHERE sha256 = :sha256")
 _EXISTS = text(f"SELECT 1 FROM {TABLE} WHERE sha256 = :sha256")
+_DELETE = text(f"DELETE FROM {TABLE} WHERE sha256 = :sha256 RETURNING octet_length(data)")
 
 
 class PostgresEvidenceStore(EvidenceStore):
@@ -121,6 +123,18 @@ class PostgresEvidenceStore(EvidenceStore):
         with self.engine.begin() as conn:
             conn.execute(_INSERT, {"sha256": sha256, "data": data})
         return super().path(sha256)
+
+    def remove(self, sha256: str) -> int:
+        """Delete the image's row from the table and its cached copy; the bytes freed."""
+        _check_name(sha256)
+        with self.engine.begin() as conn:
+            size = conn.execute(_DELETE, {"sha256": sha256}).scalar()
+        return int(size or 0) + super().remove(sha256)
+
+    def prune_copies(self, older_than_s: float) -> int:
+        """Remove cached copies (the files path() made) older than ``older_than_s`` seconds."""
+        cached = prune_folder(self.root, older_than_s, "[0-9a-f][0-9a-f]/*.jpg")
+        return cached + super().prune_copies(older_than_s)
 
     def write_unsynced(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Start inserting ``(sha256, data)`` (hashes already checked); sync() waits for it."""

@@ -33,6 +33,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -148,6 +149,27 @@ class EvidenceStore:
         if self._stored_path(sha256).is_file():
             return True
         return self._locate is not None and self._locate(sha256) is not None
+
+    def remove(self, sha256: str) -> int:
+        """Delete ``sha256``'s file (either layout) and its readable copy under ROOT/unpacked;
+        returns the bytes freed (0 when there was none). A packed record is not touched: its
+        pack is compacted once mostly dead (storage.evidence_pack_rows.compact_packs). For the
+        retention job, after the rows that named the image are gone."""
+        freed = 0
+        copy = self.root / "unpacked" / sha256[:2] / f"{sha256}.jpg"
+        for path in (self._file_path(sha256), self._legacy_path(sha256), copy):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+        return freed
+
+    def prune_copies(self, older_than_s: float) -> int:
+        """Remove the readable copies of packed images (ROOT/unpacked) not modified in the last
+        ``older_than_s`` seconds; returns how many. They are made again, checked, on use."""
+        return prune_folder(self.root / "unpacked", older_than_s)
 
     def put(self, data: bytes, sha256: str) -> Path:
         """Store ``data`` under ``sha256`` (temp file, fsync, rename); a no-op if already there."""
@@ -419,6 +441,24 @@ def _remove_torn(path: Path) -> None:
     """Remove what a failed write left; the write's own error is the one to report."""
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
+
+
+def prune_folder(folder: Path, older_than_s: float, pattern: str = "*/*.jpg") -> int:
+    """Remove the files ``pattern`` finds under ``folder`` that are older than
+    ``older_than_s`` seconds; returns how many."""
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in folder.glob(pattern):
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
+    return removed
 
 
 def write_copy(path: Path, data: bytes) -> None:

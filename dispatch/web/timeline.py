@@ -24,6 +24,7 @@ SYSTEM_ACTORS = {
     "camera-verification": "actor.camera_verification",
     "local": "actor.local",
     "system": "actor.system",
+    "retention": "actor.retention",
 }
 CAMERA_ACTOR_PREFIX = "camera:"
 
@@ -244,6 +245,15 @@ class TimelineText:
         if why == "verification_timeout":
             minutes = max(1, round(float(detail.get("waited_seconds") or 0) / 60))
             return [t("timeline.verification_timeout", minutes=minutes)]
+        if why == "retention_period":  # storage/evidence_retention.py
+            return [
+                t(
+                    "timeline.evidence_removed",
+                    days=detail.get("retention_days", "?"),
+                    images=detail.get("images", 0),
+                    photos=detail.get("photos", 0),
+                )
+            ]
         return [t.name("why", why)]
 
     def _route(self, why: str, detail: Mapping[str, Any]) -> list[str]:

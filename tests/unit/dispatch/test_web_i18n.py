@@ -33,6 +33,8 @@ from dispatch.web.timeline import TimelineText, actor_name, is_system_actor
 from dispatch.workflow import Action, CloseReason
 from ingest.writer.incidents import INGEST_ACTOR
 from ingest.writer.matching import LinkReason
+from storage.evidence_retention import ACTION as RETENTION_ACTION
+from storage.evidence_retention import ACTOR as RETENTION_ACTOR
 from storage.tables import CaseState, CaseTransition
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -83,7 +85,7 @@ def test_every_enum_value_has_a_name(language: str, group: str, enum: type[StrEn
 def test_the_audit_log_actions_ingest_writes_have_names_too() -> None:
     for language in LANGUAGES:
         t = translator(language)
-        for action in ("register", "observe", "sighting"):
+        for action in ("register", "observe", "sighting", RETENTION_ACTION):
             assert t.name("action", action) != action
 
 
@@ -362,6 +364,12 @@ SYSTEM_ENTRIES = [
         SYSTEM_ACTOR,
         {"why": "verification_timeout", "camera_id": "cam-a1", "waited_seconds": 600},
         "camera cam-a1 did not answer the re-check within 0:10:00: verify by hand",
+    ),
+    _entry(
+        RETENTION_ACTION,
+        RETENTION_ACTOR,
+        {"why": "retention_period", "images": 5, "photos": 1, "retention_days": 180},
+        "evidence removed after the retention period",
     ),
 ]
 IDS = {"cam-a1", "cam-b1"}
