@@ -101,6 +101,11 @@ class CasePublic(CaseSummary):
 class CaseDetail(CasePublic):
     object_box: ObjectBoxPublic | None
     transitions: list[TransitionPublic]
+    evidence_removed_at: datetime | None = Field(
+        default=None,
+        description="when its evidence was removed, the case having been closed for the "
+        "retention period (server.retention.evidence_days); it holds none since",
+    )
 
 
 class CaseAction(BaseModel):

@@ -282,6 +282,15 @@ class EvidenceRetention:
                 return freed
 
 
+def evidence_removed_at(case: Case) -> datetime | None:
+    """When this job removed ``case``'s evidence; None while it holds any (or never lost it).
+    Reads the case's transitions (load them) only when it holds no evidence."""
+    if case.evidence:
+        return None
+    removed = [entry.at for entry in case.transitions if entry.action == ACTION]
+    return removed[-1] if removed else None
+
+
 def _still_named(session: Session, hashes: set[str]) -> set[str]:
     """Those of ``hashes`` a row still names: an evidence link (either copy), a report photo,
     a site plan."""

@@ -47,6 +47,7 @@ from dispatch.schemas import (
     TransitionPublic,
 )
 from dispatch.workflow import Workflow, WorkflowError
+from storage.evidence_retention import evidence_removed_at
 from storage.tables import Case, CaseEvidence, CaseLink, CaseViolation
 
 # The list's columns, read as plain rows (no ORM objects: a page of whole cases with their
@@ -126,6 +127,7 @@ def case_detail(case: Case) -> CaseDetail:
         **case_public(case).model_dump(),
         object_box=box,
         transitions=[TransitionPublic.model_validate(t) for t in case.transitions],
+        evidence_removed_at=evidence_removed_at(case),
     )
 
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 from contracts.events import EvidenceLabel
 from dispatch.config import Role
 from dispatch.http.deps import API_PREFIX, Principal
+from storage.evidence_retention import evidence_removed_at
 from storage.tables import Case, CaseEvidence
 
 T = TypeVar("T")
@@ -50,6 +51,9 @@ class EvidenceSet:
 
     shown: list[EvidenceView]
     total: int
+    # When the retention job removed the case's evidence (it holds none since): the page says
+    # so instead of showing nothing.
+    removed_at: datetime | None = None
 
     @property
     def hidden(self) -> int:
@@ -108,4 +112,4 @@ def evidence_views(case: Case, principal: Principal) -> list[EvidenceView]:
 def evidence_set(case: Case, principal: Principal) -> EvidenceSet:
     """The curated frames of ``case`` and the count of all of them."""
     shown = [_view(item, principal) for item in curated(case.evidence)]
-    return EvidenceSet(shown=shown, total=len(case.evidence))
+    return EvidenceSet(shown=shown, total=len(case.evidence), removed_at=evidence_removed_at(case))
