@@ -207,11 +207,12 @@ class EvidenceRetention:
                 photo_ids = [row.id for row in photos]
                 session.execute(delete(ReportPhoto).where(ReportPhoto.id.in_(photo_ids)))
             gone = sorted(named - _still_named(session, named))
-            sizes = dict(
-                session.execute(
+            sizes = {
+                row.sha256: int(row.size)
+                for row in session.execute(
                     select(Evidence.sha256, Evidence.size).where(Evidence.sha256.in_(gone))
-                ).tuples()
-            )
+                )
+            }
             if sizes:
                 session.execute(delete(Evidence).where(Evidence.sha256.in_(sorted(sizes))))
             queued = set(
