@@ -181,13 +181,13 @@ def rig(database_url: str, tmp_path: Path) -> Iterator[Rig]:
 
 def documents(rig: Rig) -> list[tuple[str, RuleDocument]]:
     """Each published rules payload as sent, with the site's plates it names as sent on the
-    site's plates topic, and what a gateway runs."""
+    site's plates topic (their text, inflated from the frame), and what a gateway runs."""
     key = public_key_from_text(PUBLIC)
     plates: dict[str, tuple[str, PlatesPart]] = {}
     for signed in rig.published:
         if signed.topic == site_plates_topic(SITE):
             part = open_site_plates(signed.payload, key, SITE)
-            plates[part.sha256] = (signed.payload.decode(), part)
+            plates[part.sha256] = (part.text, part)  # as the frame carries it, inflated
     out = []
     for signed in rig.published:
         if signed.topic != site_plates_topic(SITE):
