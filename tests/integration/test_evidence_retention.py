@@ -411,11 +411,17 @@ def test_the_api_says_the_evidence_is_gone(rig: Rig) -> None:
             f"/api/v1/evidence/{event.evidence[0].sha256}",
             headers={**auth, "Accept-Language": "zh-CN"},
         )
+        panel = client.get(f"/console/cases/{case_id}/panel?lang=en", headers=auth)
+        panel_zh = client.get(f"/console/cases/{case_id}/panel?lang=zh-CN", headers=auth)
     assert image.status_code == 404
     assert "retention period" in image.text
     assert zh.status_code == 404
     assert detail["evidence"] == []
     assert detail["evidence_removed_at"] is not None
+    assert panel.status_code == 200
+    assert "the case had been closed for the retention period" in panel.text
+    assert "本案结案已满保存期限" in panel_zh.text
+    assert zh.json()["code"] == "evidence_not_found"  # the console words it in its language
 
 
 def test_the_job_runs_on_the_sweep_leader_only(database_url: str, tmp_path: Path) -> None:
