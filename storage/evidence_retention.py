@@ -27,9 +27,10 @@ Each run, in bounded steps:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Engine, delete, exists, insert, or_, select, update
@@ -62,6 +63,8 @@ DEFAULT_MAX_BATCHES = 50  # per run: a backlog is worked off over several runs
 DELETION_BATCH = 500  # names of deleted images handled per transaction
 COPY_MAX_AGE_S = 24 * 3600.0
 MAX_LIVE_SHARE = 0.5  # compact a pack whose live records are at most this share of it
+IN_CHUNK = 2000  # values per IN list
+T = TypeVar("T")
 
 
 @dataclass
@@ -205,21 +208,26 @@ class EvidenceRetention:
             session.execute(delete(CaseEvidence).where(CaseEvidence.case_id.in_(ids)))
             if photos:
                 photo_ids = [row.id for row in photos]
-                session.execute(delete(ReportPhoto).where(ReportPhoto.id.in_(photo_ids)))
+                for chunk in _chunks(photo_ids):
+                    session.execute(delete(ReportPhoto).where(ReportPhoto.id.in_(chunk)))
             gone = sorted(named - _still_named(session, named))
             sizes = {
                 row.sha256: int(row.size)
+                for part in _chunks(gone)
                 for row in session.execute(
-                    select(Evidence.sha256, Evidence.size).where(Evidence.sha256.in_(gone))
+                    select(Evidence.sha256, Evidence.size).where(Evidence.sha256.in_(part))
                 )
             }
             if sizes:
-                session.execute(delete(Evidence).where(Evidence.sha256.in_(sorted(sizes))))
-            queued = set(
-                session.scalars(
-                    select(EvidenceDeletion.sha256).where(EvidenceDeletion.sha256.in_(gone))
+                for part in _chunks(sorted(sizes)):
+                    session.execute(delete(Evidence).where(Evidence.sha256.in_(part)))
+            queued = {
+                sha
+                for part in _chunks(gone)
+                for sha in session.scalars(
+                    select(EvidenceDeletion.sha256).where(EvidenceDeletion.sha256.in_(part))
                 )
-            )
+            }
             fresh = [{"sha256": sha, "queued_at": now} for sha in gone if sha not in queued]
             if fresh:
                 session.execute(insert(EvidenceDeletion), fresh)
@@ -297,13 +305,21 @@ def _still_named(session: Session, hashes: set[str]) -> set[str]:
     a site plan."""
     if not hashes:
         return set()
-    wanted = sorted(hashes)
     found: set[str] = set()
-    for column in (
-        CaseEvidence.sha256,
-        CaseEvidence.redacted_sha256,
-        ReportPhoto.sha256,
-        SitePlanImage.sha256,
-    ):
-        found.update(session.scalars(select(column).where(column.in_(wanted)).distinct()))
+    for part in _chunks(sorted(hashes)):
+        for column in (
+            CaseEvidence.sha256,
+            CaseEvidence.redacted_sha256,
+            ReportPhoto.sha256,
+            SitePlanImage.sha256,
+        ):
+            found.update(session.scalars(select(column).where(column.in_(part)).distinct()))
     return found
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in slices of IN_CHUNK: an IN list stays well below SQLite's bound-parameter
+    limit however many frames a batch of cases holds."""
+    size = IN_CHUNK
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

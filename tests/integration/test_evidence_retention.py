@@ -35,6 +35,7 @@ from dispatch.workflow import Action, Actor, Command, Workflow
 from ingest.config import IngestSettings
 from ingest.metrics import IngestMetrics
 from ingest.store import IngestService
+from storage import evidence_retention
 from storage.audit import verify_chain
 from storage.database import SessionFactory
 from storage.evidence_pack_rows import collect_packs
@@ -223,7 +224,11 @@ def test_expired_closed_case_loses_its_evidence_open_and_recent_keep_theirs(rig:
     assert len(_removal_entries(rig, old_id)) == 1
 
 
-def test_an_image_another_case_still_names_stays(rig: Rig) -> None:
+@pytest.mark.parametrize("in_chunk", [2000, 2], ids=["one-in-list", "in-lists-of-2"])
+def test_an_image_another_case_still_names_stays(
+    rig: Rig, in_chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evidence_retention, "IN_CHUNK", in_chunk)
     shared = _event(rig, 4)
     rig.service.store(shared)
     first = _case_id(rig, shared.violation_id)
