@@ -22,6 +22,7 @@ a local cache folder the first time; the cache is disposable and never the sourc
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,6 +61,10 @@ _INSERT = text(
 ).bindparams(bindparam("data", type_=BYTEA))
 _READ = text(f"SELECT data FROM {TABLE} WHERE sha256 = :sha256")
 _EXISTS = text(f"SELECT 1 FROM {TABLE} WHERE sha256 = :sha256")
+_HELD = text(f"SELECT sha256 FROM {TABLE} WHERE sha256 IN :names").bindparams(
+    bindparam("names", expanding=True)
+)
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
 _DELETE = text(f"DELETE FROM {TABLE} WHERE sha256 = :sha256 RETURNING octet_length(data)")
 
 
@@ -132,9 +137,24 @@ class PostgresEvidenceStore(EvidenceStore):
         return int(size or 0) + super().remove(sha256)
 
     def prune_copies(self, older_than_s: float) -> int:
-        """Remove cached copies (the files path() made) older than ``older_than_s`` seconds."""
-        cached = prune_folder(self.root, older_than_s, "[0-9a-f][0-9a-f]/*.jpg")
+        """Remove cached copies (the files path() made) older than ``older_than_s`` seconds:
+        only files whose image the table holds, so a file the folder held before (a store
+        moved from the local backend) is never taken for a copy."""
+        pattern = "[0-9a-f][0-9a-f]/*.jpg"
+        cached = prune_folder(self.root, older_than_s, pattern, self._held)
         return cached + super().prune_copies(older_than_s)
+
+    def _held(self, paths: list[Path]) -> list[Path]:
+        """Those of ``paths`` (named <sha256>.jpg) whose image the table holds."""
+        by_name = {path.stem: path for path in paths if _SHA256_NAME.match(path.stem)}
+        names = sorted(by_name)
+        held: list[Path] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(names), 1000):
+                part = names[start : start + 1000]
+                found = conn.execute(_HELD, {"names": part}).scalars()
+                held.extend(by_name[str(name).strip()] for name in found)
+        return held
 
     def write_unsynced(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Start inserting ``(sha256, data)`` (hashes already checked); sync() waits for it."""

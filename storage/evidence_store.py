@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache
@@ -443,17 +443,28 @@ def _remove_torn(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def prune_folder(folder: Path, older_than_s: float, pattern: str = "*/*.jpg") -> int:
+def prune_folder(
+    folder: Path,
+    older_than_s: float,
+    pattern: str = "*/*.jpg",
+    copies: Callable[[list[Path]], Iterable[Path]] | None = None,
+) -> int:
     """Remove the files ``pattern`` finds under ``folder`` that are older than
-    ``older_than_s`` seconds; returns how many."""
+    ``older_than_s`` seconds (of those, only the ones ``copies`` says are copies, when given);
+    returns how many."""
     if not folder.is_dir():
         return 0
     cutoff = time.time() - older_than_s
-    removed = 0
+    old: list[Path] = []
     for path in folder.glob(pattern):
         try:
-            if path.stat().st_mtime > cutoff:
-                continue
+            if path.stat().st_mtime <= cutoff:
+                old.append(path)
+        except FileNotFoundError:
+            continue
+    removed = 0
+    for path in old if copies is None else copies(old):
+        try:
             path.unlink()
         except FileNotFoundError:
             continue

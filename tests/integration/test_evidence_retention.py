@@ -384,8 +384,18 @@ def test_readable_copies_older_than_a_day_are_removed(rig: Rig) -> None:
     then = time.time() - 2 * 86400
     os.utime(copy, (then, then))
 
+    # A file the folder held before (local evidence; a store moved to the table backend):
+    # never taken for a copy.
+    foreign = jpeg_bytes(4242)
+    foreign_sha = hashlib.sha256(foreign).hexdigest()
+    held = rig.store.root / foreign_sha[:2] / f"{foreign_sha}.jpg"
+    held.parent.mkdir(parents=True, exist_ok=True)
+    held.write_bytes(foreign)
+    os.utime(held, (then, then))
+
     assert rig.retention().run().copies_removed == 1
     assert not copy.exists()
+    assert held.read_bytes() == foreign
     assert rig.store.read(frame.sha256) == frame.data  # the evidence itself stays
     assert rig.store.path(frame.sha256).read_bytes() == frame.data  # made again on use
 
