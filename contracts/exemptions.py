@@ -266,8 +266,8 @@ class RuleDocument(_DocumentFields):
         return tuple(sorted(self.rules, key=_order))
 
 
-GATEWAY_RULES_SCHEMA_VERSION: Literal[4] = 4
-"""What the server sends: schema 4 (contracts.exemptions.GatewayRules)."""
+GATEWAY_RULES_SCHEMA_VERSION: Literal[3] = 3
+"""What the server sends: schema 3 (contracts.exemptions.GatewayRules)."""
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 
@@ -324,18 +324,14 @@ class PlatesPatch(_Model):
 
 
 class SitePlatesRef(_Model):
-    sha256: str = Field(
-        pattern=SHA256_PATTERN,
-        description="schemas 2 and 3: of the SitePlates JSON text, UTF-8; schema 4: of the plates"
-        " text (contracts.rule_signing.plates_text), UTF-8",
-    )
+    sha256: str = Field(pattern=SHA256_PATTERN, description="of the SitePlates JSON text, UTF-8")
     patch: PlatesPatch | None = Field(
-        default=None, description="schemas 3, 4: the change from the set the server sent before"
+        default=None, description="schema 3: the change from the set the server sent before"
     )
 
 
 class GatewayRules(_DocumentFields):
-    """Schemas 2, 3 and 4 of a gateway's document on the wire: its own rules (site-wide ones and
+    """Schemas 2 and 3 of a gateway's document on the wire: its own rules (site-wide ones and
     those on its zones, without the registry's plates) and the site's ``SitePlates`` by hash. A
     permit change signs 1,000 of these small documents, not 1,000 copies of a 10,000-plate
     registry; the gateway keeps the plates it holds while the hash stays the same.
@@ -344,11 +340,9 @@ class GatewayRules(_DocumentFields):
     - 3: it does not. ``site_plates.patch`` (optional) takes a gateway holding the set before
       to the new one; a gateway without that set takes the whole set, signed, from the site's
       retained plates topic (contracts.topics.site_plates_topic). A registry edit costs each
-      gateway the size of the change, not of the registry.
-    - 4: as 3, but the hash is of the site's plates text (contracts.rule_signing.plates_text:
-      one plate a line) and the site topic carries them compressed in a signed frame."""
+      gateway the size of the change, not of the registry."""
 
-    schema_version: Literal[2, 3, 4] = GATEWAY_RULES_SCHEMA_VERSION
+    schema_version: Literal[2, 3] = GATEWAY_RULES_SCHEMA_VERSION
     site_plates: SitePlatesRef
 
     @model_validator(mode="after")
@@ -363,13 +357,13 @@ def _schema(value: object) -> object:
         version = value.get("schema_version", 1)  # none given: schema 1, as it always parsed
     else:
         version = getattr(value, "schema_version", None)
-    return 2 if version in (3, 4) else version  # schemas 2, 3 and 4 are all GatewayRules
+    return 2 if version == 3 else version  # schemas 2 and 3 are both GatewayRules
 
 
 WireDocument = Annotated[
     Annotated[RuleDocument, Tag(1)] | Annotated[GatewayRules, Tag(2)], Discriminator(_schema)
 ]
-"""What a signed envelope's document may be: schema 1 (whole), 2, 3 or 4 (site plates by hash)."""
+"""What a signed envelope's document may be: schema 1 (whole), 2 or 3 (site plates by hash)."""
 
 
 class Outcome(StrEnum):

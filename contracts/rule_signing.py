@@ -5,7 +5,7 @@ The envelope carries the document as the exact JSON text that was signed, so nei
 agree on a canonical form: the signature covers those bytes, and only after it holds are they
 parsed. Keys are written as base64 of the raw 32-byte key (``generate_key_pair``) or as PEM.
 
-The schemas of document (contracts.exemptions):
+Two schemas of document (contracts.exemptions):
 
 - 1, ``RuleDocument``: the whole rule set, registry plates included, signed as one text;
 - 2, ``GatewayRules``: the gateway's own rules and the site's ``SitePlates`` named by SHA-256.
@@ -20,18 +20,21 @@ The schemas of document (contracts.exemptions):
   hash); any other gateway takes the whole set from the site topic (``PlatesWanted``, then
   ``complete`` with ``open_site_plates``).
 
-- 4, ``GatewayRules`` as 3, but the site's plates are named by the SHA-256 of their plates
-  text (``plates_text``: a tag line, a JSON header, one plate a line), and the site topic's
-  message is a compact signed frame (``PLATES_FRAME``: key id, signature, zlib of that text)
-  instead of a JSON envelope quoting 140 KB of JSON: 10,000 plates are ~22 KB on the wire, not
-  140 KB, and take about half the CPU to check and parse (one regex over the text instead of
-  pydantic per plate). The signature covers the compressed bytes, checked before they are
-  inflated, and the inflated size is capped (``MAX_PLATES_TEXT_BYTES``): a zip bomb signed by
-  mistake is refused (oversize), a truncated one is refused (garbled or bad signature).
+The site's plates on the site topic (``sign_site_plates``) come in one of two forms; a gateway
+reads both, told apart by their first bytes:
 
-``open_document`` gives what a gateway runs: a schema 1 document as signed, a schema 2, 3 or 4
-one with the site's plates merged in (contracts.registry_plates.with_registry, as the server
-does).
+- schema 3: a JSON envelope whose ``document`` is the SitePlates JSON text (about 140 KB for
+  10,000 plates, every quote escaped again inside the envelope);
+- schema 4 (what the server sends): a ``PLATES_FRAME``, the same SitePlates JSON text compressed
+  with zlib behind the key id and an Ed25519 signature over the compressed bytes (about 23 KB
+  for 10,000 plates). The signature is checked before anything is inflated, and inflating stops
+  past ``MAX_PLATES_TEXT_BYTES`` (a zip bomb, even signed, is refused: oversize). The text, and
+  so the hash each gateway's document names, is the same as schema 3's: the gateways' documents
+  stay schema 3, and a gateway that reads only schema 3 still takes permit changes and patches;
+  only a whole set it fetches is refused (garbled, counted), its rules kept.
+
+``open_document`` gives what a gateway runs: a schema 1 document as signed, a schema 2 or 3 one
+with the site's plates merged in (contracts.registry_plates.with_registry, as the server does).
 """
 
 from __future__ import annotations
@@ -40,19 +43,16 @@ import base64
 import binascii
 import bisect
 import hashlib
-import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
-from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from contracts.events import PLATE_PATTERN, Identifier
 from contracts.exemptions import (
     MAX_PATCH_PLATES,
     MAX_PLATES,
@@ -72,6 +72,24 @@ from contracts.registry_plates import (
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """The largest signed document a gateway takes (100,000 plates are about 1.3 MB)."""
+
+
+PLATES_FRAME = b"CWP4"
+"""A schema 4 site plates message: these 4 bytes, the signing key's id (16 ASCII hex digits),
+the Ed25519 signature (64 bytes) of ``PLATES_SIGNED_PREFIX`` and the compressed bytes, then the
+SitePlates JSON text compressed with zlib. Not JSON: a gateway that reads only schema 3 refuses
+it (garbled) and keeps its rules."""
+
+PLATES_SIGNED_PREFIX = b"civicwatch site plates 4\n"
+"""What a plates frame's signature covers before the compressed bytes: no signature over a JSON
+document can pass for a plates frame's, nor the other way round."""
+
+MAX_PLATES_TEXT_BYTES = 3 * MAX_PLATES * 32 + 4096
+"""The most a frame may inflate to: three full lists of plates (at most 8 characters, 3 UTF-8
+bytes each, quoted, comma) and the rest of the SitePlates JSON, with room to spare (~9.6 MB).
+Past it the frame is refused (oversize) without inflating further, whatever its signature."""
+
+_FRAME_HEAD = len(PLATES_FRAME) + 16 + 64
 
 
 class _Envelope(BaseModel):
@@ -169,131 +187,27 @@ def _raw32(text: str) -> bytes:
     return raw
 
 
-PlatesForm = Literal[3, 4]
-"""How a site's plates are written as the text whose SHA-256 names them: 3, the ``SitePlates``
-JSON text (schemas 2 and 3); 4, ``plates_text`` (schema 4)."""
-
-PLATES_FORM: PlatesForm = 4
-"""What the server writes: the plates text of schema 4."""
-
-PLATES_TEXT_TAG = "civicwatch-plates 4\n"
-"""The first line of a schema 4 plates text (and of a plates file on a gateway's disk)."""
-
-PLATES_FRAME = b"CWP4"
-"""A schema 4 site plates message: these 4 bytes, the signing key's id (16 ASCII hex digits),
-the Ed25519 signature (64 bytes) of ``PLATES_SIGNED_PREFIX`` + the compressed bytes, then the
-plates text compressed with zlib. Not JSON: a gateway that reads only schema 3 refuses it
-(garbled) and keeps its rules."""
-
-PLATES_SIGNED_PREFIX = b"civicwatch site plates 4\n"
-"""What a plates frame's signature covers before the compressed bytes: a gateway document's
-signature (over JSON text) can never pass for a plates frame's, nor the other way round."""
-
-MAX_PLATE_LINE_BYTES = 32
-"""More than any plate's UTF-8 bytes and its newline (a plate is at most 8 characters)."""
-
-MAX_PLATES_TEXT_BYTES = 3 * MAX_PLATES * MAX_PLATE_LINE_BYTES + 4096
-"""The largest plates text a frame may inflate to (three full lists and the header): past it
-the frame is refused (oversize) without inflating further, whatever its signature."""
-
-_FRAME_HEAD = len(PLATES_FRAME) + 16 + 64
-_PLATE_LINES = re.compile("(?:(?:" + PLATE_PATTERN.removeprefix("^").removesuffix("$") + ")\n)*")
-
-
-class PlatesTextError(ValueError):
-    """A plates text that is not one (header, counts, a plate's form, order)."""
-
-
-class _PlatesHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    site_id: Identifier
-    changed_at: AwareDatetime | None = None
-    resident: int = Field(ge=0, le=MAX_PLATES)
-    service: int = Field(ge=0, le=MAX_PLATES)
-    family: int = Field(ge=0, le=MAX_PLATES)
-
-
-def plates_text(plates: SitePlates) -> str:
-    """The schema 4 text of a site's plates: ``PLATES_TEXT_TAG``, one line of JSON (site,
-    newest change, how many plates each list has), then every plate and a newline, the
-    residents', the service vehicles', the family plates', each list sorted as ``SitePlates``
-    keeps them. Written with one join: checking a patched set (its SHA-256) costs about a
-    third of serialising ``SitePlates`` to JSON."""
-    header = _PlatesHeader(
-        site_id=plates.site_id,
-        changed_at=plates.changed_at,
-        resident=len(plates.resident),
-        service=len(plates.service),
-        family=len(plates.family),
-    ).model_dump_json()
-    return "".join(
-        (
-            PLATES_TEXT_TAG,
-            header,
-            "\n",
-            "\n".join([*plates.resident, *plates.service, *plates.family, ""]),
-        )
-    )
-
-
-def parse_plates_text(text: str) -> SitePlates:
-    """The plates of a schema 4 plates text; PlatesTextError (or pydantic's ValidationError,
-    for the header) when it is not one. Every plate is checked (one regex over the whole text,
-    not one per plate). Their order is not checked here, as SitePlates JSON's was not: a patch's
-    list edits assume the server's sorted lists, and a patch applied to lists that are not
-    gives a set whose hash is not the signed one (refused, the whole set fetched)."""
-    if not text.startswith(PLATES_TEXT_TAG):
-        raise PlatesTextError("not a schema 4 plates text")
-    header_end = text.find("\n", len(PLATES_TEXT_TAG))
-    if header_end < 0:
-        raise PlatesTextError("no header line")
-    header = _PlatesHeader.model_validate_json(text[len(PLATES_TEXT_TAG) : header_end])
-    body = text[header_end + 1 :]
-    if _PLATE_LINES.fullmatch(body) is None:
-        raise PlatesTextError("a line is not a plate")
-    lines = body.split("\n")
-    lines.pop()  # the text ends with a newline: the last item is empty
-    if len(lines) != header.resident + header.service + header.family:
-        raise PlatesTextError(f"{len(lines)} plates, the header counts a different number")
-    resident = lines[: header.resident]
-    service = lines[header.resident : header.resident + header.service]
-    family = lines[header.resident + header.service :]
-    return SitePlates.model_construct(
-        site_id=header.site_id,
-        changed_at=header.changed_at,
-        resident=resident,
-        service=service,
-        family=family,
-    )
-
-
 @dataclass(frozen=True)
 class PlatesPart:
-    """A site's plates as one exact text (``form``: SitePlates JSON, or the schema 4 plates
-    text), its SHA-256 and, parsed once, the rules they make (the registry's allowlists;
-    family plates go into each family bay)."""
+    """A site's plates as one exact JSON text, its SHA-256 and, parsed once, the rules they
+    make (the registry's allowlists; family plates go into each family bay)."""
 
     text: str
     sha256: str
     plates: SitePlates
-    form: PlatesForm = field(default=PLATES_FORM)
 
     @classmethod
-    def of(cls, plates: SitePlates, form: PlatesForm = PLATES_FORM) -> PlatesPart:
-        """The server's side: serialise once per change (and the gateway's, for the result of
-        a patch, in the form of the set it patched)."""
-        text = plates_text(plates) if form == 4 else plates.model_dump_json()
-        return cls(text, hashlib.sha256(text.encode()).hexdigest(), plates, form)
+    def of(cls, plates: SitePlates) -> PlatesPart:
+        """The server's side: serialise once per change."""
+        text = plates.model_dump_json()
+        return cls(text, hashlib.sha256(text.encode()).hexdigest(), plates)
 
     @classmethod
     def parse(cls, text: str) -> PlatesPart:
-        """The gateway's side, either form; ValueError (pydantic's ValidationError, or
-        PlatesTextError) for text that is neither."""
-        sha256 = hashlib.sha256(text.encode()).hexdigest()
-        if text.startswith(PLATES_TEXT_TAG):
-            return cls(text, sha256, parse_plates_text(text), 4)
-        return cls(text, sha256, SitePlates.model_validate_json(text), 3)
+        """The gateway's side; ValidationError for text that is not SitePlates."""
+        return cls(
+            text, hashlib.sha256(text.encode()).hexdigest(), SitePlates.model_validate_json(text)
+        )
 
     @property
     def count(self) -> int:
@@ -314,11 +228,7 @@ class PlatesPart:
         """These plates changed by ``patch``, which must start from them and end at ``sha256``
         (the hash the signed document names); RuleDocumentRefused (plates_mismatch) otherwise.
         Costs the change's size in list edits, then one serialisation and SHA-256 of the
-        result, in the form the set came in: no plate is parsed or checked again. The hash of
-        the whole result is kept on purpose: the patch is signed, but a patch that does not
-        give the set the document names (a server's bug, a set held that is not what its hash
-        said) must not become the plates in use; with the schema 4 text this check is one join
-        and one SHA-256 (about 3 ms at 99,000 plates, against 8 ms for SitePlates JSON)."""
+        result: no plate is parsed or checked again."""
         if patch.from_sha256 != self.sha256:
             raise RuleDocumentRefused(
                 RefusalReason.PLATES_MISMATCH,
@@ -355,7 +265,7 @@ class PlatesPart:
             service=lists["service"],
             family=lists["family"],
         )
-        part = PlatesPart.of(plates, self.form)
+        part = PlatesPart.of(plates)
         if part.sha256 != sha256:
             raise RuleDocumentRefused(
                 RefusalReason.PLATES_MISMATCH, f"patched plates do not hash to {sha256[:16]}"
@@ -449,17 +359,18 @@ def sign_text(text: str, private_key: Ed25519PrivateKey) -> bytes:
 
 
 def sign_site_plates(part: PlatesPart, private_key: Ed25519PrivateKey) -> bytes:
-    """The site's plates as one signed message, what the server keeps retained on the site's
-    plates topic, signed once per change: for the schema 4 text a ``PLATES_FRAME`` (the text
-    compressed, the signature over the compressed bytes); for SitePlates JSON (schema 3) an
-    envelope whose ``document`` is that text."""
-    if part.form == 3:
-        return sign_text(part.text, private_key)
+    """The site's plates as a ``PLATES_FRAME`` (schema 4): what the server keeps retained on the
+    site's plates topic, compressed and signed once per change."""
     packed = zlib.compress(part.text.encode(), 6)
     signature = private_key.sign(PLATES_SIGNED_PREFIX + packed)
-    return b"".join(
-        (PLATES_FRAME, key_id(private_key.public_key()).encode("ascii"), signature, packed)
-    )
+    signer = key_id(private_key.public_key()).encode("ascii")
+    return b"".join((PLATES_FRAME, signer, signature, packed))
+
+
+def sign_site_plates_envelope(part: PlatesPart, private_key: Ed25519PrivateKey) -> bytes:
+    """The site's plates as a server of schema 3 sent them: a JSON envelope whose ``document``
+    is the SitePlates text (what a gateway still reads)."""
+    return sign_text(part.text, private_key)
 
 
 def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str) -> PlatesPart:
@@ -478,7 +389,7 @@ def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str)
         text = envelope.document
     try:
         part = PlatesPart.parse(text)
-    except ValueError as exc:
+    except ValidationError as exc:
         raise RuleDocumentRefused(RefusalReason.INVALID_DOCUMENT, str(exc)[:300]) from exc
     if part.plates.site_id != site_id:
         raise RuleDocumentRefused(
@@ -488,8 +399,8 @@ def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str)
 
 
 def _inflated_frame(payload: bytes, public_key: Ed25519PublicKey) -> str:
-    """The plates text of a ``PLATES_FRAME`` once its signature holds: the signature is checked
-    over the compressed bytes first, then they are inflated, at most MAX_PLATES_TEXT_BYTES."""
+    """The SitePlates text of a ``PLATES_FRAME`` once its signature holds: checked over the
+    compressed bytes first, then they are inflated, at most MAX_PLATES_TEXT_BYTES."""
     if len(payload) > MAX_DOCUMENT_BYTES + 4096:
         raise RuleDocumentRefused(RefusalReason.OVERSIZE, f"{len(payload)} bytes")
     if len(payload) <= _FRAME_HEAD:
@@ -631,7 +542,7 @@ def _plates_for(document: GatewayRules, text: str | None, held: PlatesPart | Non
         )
     try:
         part = PlatesPart.parse(text)
-    except ValueError as exc:
+    except ValidationError as exc:
         raise RuleDocumentRefused(RefusalReason.INVALID_DOCUMENT, str(exc)[:300]) from exc
     if part.plates.site_id != document.site_id:
         raise RuleDocumentRefused(

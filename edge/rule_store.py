@@ -8,9 +8,8 @@ temporary file, fsync, rename) before it is used, so a restart starts from the l
 checked again on load. Whatever is refused is counted by reason and logged; the previous
 document stays in use.
 
-Schemas 2, 3 and 4 name the site's plates by hash (contracts.rule_signing). The store keeps them
-apart: a base file ``<name>.plates-<hash>`` holding a whole set (the exact text hashed: SitePlates
-JSON, or schema 4's plates text, one plate a line), written (atomically) before the
+Schemas 2 and 3 name the site's plates by hash (contracts.rule_signing). The store keeps them
+apart: a base file ``<name>.plates-<hash>`` holding a whole set, written (atomically) before the
 document that needs it, and in the document's own file (the envelope as it came) a
 ``plates_patch`` field with the patch from that base to the set in use. A schema 3 document
 that carries a patch from the plates held is taken by applying it (the change's size, and one
@@ -35,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 
 from contracts.exemptions import (
     SHA256_PATTERN,
@@ -150,7 +150,7 @@ class RuleStore:
         if patch is not None:
             try:
                 text = PlatesPart.parse(text).patched(patch, named).text
-            except ValueError as exc:  # pydantic's ValidationError, or a schema 4 text's error
+            except ValidationError as exc:
                 raise RuleDocumentRefused(RefusalReason.INVALID_DOCUMENT, str(exc)[:300]) from exc
         return json.dumps(json.loads(envelope) | {"site_plates": text}).encode()
 

@@ -203,7 +203,7 @@ def test_with_a_registry_each_gateway_gets_a_small_signed_document_and_the_plate
     assert all(d.topic != site_plates_topic("sim-site") for d in changed)
     assert all("site_plates" not in envelope for envelope in envelopes)
     assert all(len(document.payload) < 2000 for document in changed)
-    assert all(json.loads(e["document"])["schema_version"] == 4 for e in envelopes)
+    assert all(json.loads(e["document"])["schema_version"] == 3 for e in envelopes)
     at = utcnow()
     for gateway in gateways.gateways:
         # Same plates: not written again; the gateway runs the registry's plates and the permit.

@@ -3,8 +3,8 @@ counted with the previous document kept; a taken one survives a restart from dis
 site's plates by hash, kept apart and written once per hash; plates that do not match the signed
 hash, or are missing, refused. Schema 3: a patch applied from the plates held, a wrong base or a
 lost plates file answered by the whole set from the site topic, forged site plates refused.
-Schema 4: the same with the plates text, and its compressed frame: forged, truncated, padded,
-a signed zip bomb or a text that is not plates refused and counted."""
+The site's plates as a schema 4 frame (compressed, signed): forged, truncated, padded, a signed
+zip bomb or a text that is not SitePlates refused and counted; schema 3's envelope still read."""
 
 from __future__ import annotations
 
@@ -33,18 +33,17 @@ from contracts.rule_signing import (
     MAX_PLATES_TEXT_BYTES,
     PLATES_FRAME,
     PLATES_SIGNED_PREFIX,
-    PLATES_TEXT_TAG,
     PlatesPart,
     RefusalReason,
     RuleDocumentRefused,
     generate_key_pair,
     key_id,
-    parse_plates_text,
     plates_patch,
     private_key_from_text,
     public_key_from_text,
     sign_document,
     sign_site_plates,
+    sign_site_plates_envelope,
     sign_text,
     verify_document,
 )
@@ -215,7 +214,7 @@ FAMILY = "沪F00001"
 
 def site_plates(*resident: str) -> PlatesPart:
     return PlatesPart.of(
-        SitePlates(site_id="s1", changed_at=T0, resident=list(resident), family=[FAMILY]), form=3
+        SitePlates(site_id="s1", changed_at=T0, resident=list(resident), family=[FAMILY])
     )
 
 
@@ -223,7 +222,7 @@ def gateway_rules(
     version: int,
     part: PlatesPart,
     gateway: str = "g1",
-    schema: Literal[2, 3, 4] = 2,
+    schema: Literal[2, 3] = 2,
     patch: PlatesPatch | None = None,
 ) -> GatewayRules:
     bay = FamilyBayRule(
@@ -309,7 +308,7 @@ def test_plates_not_matching_the_signed_hash_are_refused(tmp_path: Path) -> None
     assert exempt(rules, RESIDENT)
     assert not exempt(rules, "京B54321")
     # Plates of another site, hashed and signed as they are: still not this site's.
-    other = PlatesPart.of(SitePlates(site_id="s2", resident=["京B54321"]), form=3)
+    other = PlatesPart.of(SitePlates(site_id="s2", resident=["京B54321"]))
     assert not rules.offer(signed(3, other))
     assert rules.refused[RefusalReason.PLATES_MISMATCH] == 2
     assert rules.version == 1
@@ -338,22 +337,18 @@ def test_tampered_plates_on_disk_are_not_used(tmp_path: Path) -> None:
 OTHER_PRIVATE, _OTHER_PUBLIC = generate_key_pair()
 
 
-def registry_of(*resident: str, at: datetime = T0, form: Literal[3, 4] = 3) -> PlatesPart:
-    """The site's plates; ``form`` 3: SitePlates JSON (schema 3), 4: the plates text."""
+def registry_of(*resident: str, at: datetime = T0) -> PlatesPart:
     return PlatesPart.of(
-        SitePlates(site_id="s1", changed_at=at, resident=sorted(resident), family=[FAMILY]),
-        form=form,
+        SitePlates(site_id="s1", changed_at=at, resident=sorted(resident), family=[FAMILY])
     )
 
 
 def schema_3(
     version: int, part: PlatesPart, before: PlatesPart | None = None, gateway: str = "g1"
 ) -> bytes:
-    """What the server sends: no plates' text, a patch when it sent ``before`` (schema 3, or 4
-    for plates in the form of schema 4)."""
+    """What the server sends: no plates' text, a patch when it sent ``before``."""
     patch = plates_patch(before, part) if before is not None else None
-    schema: Literal[3, 4] = 3 if part.form == 3 else 4
-    text = gateway_rules(version, part, gateway, schema=schema, patch=patch).model_dump_json()
+    text = gateway_rules(version, part, gateway, schema=3, patch=patch).model_dump_json()
     return sign_text(text, KEY)
 
 
@@ -368,18 +363,15 @@ def holding(tmp_path: Path, part: PlatesPart, version: int = 1) -> RuleStore:
     return rules
 
 
-@pytest.mark.parametrize("form", [3, 4])
-def test_schema_3_whole_set_from_the_site_topic_then_a_patch_applied(
-    tmp_path: Path, form: Literal[3, 4]
-) -> None:
-    first = registry_of(RESIDENT, form=form)
+def test_schema_3_whole_set_from_the_site_topic_then_a_patch_applied(tmp_path: Path) -> None:
+    first = registry_of(RESIDENT)
     rules = holding(tmp_path, first)
     assert rules.plates_fetched == 1
     assert exempt(rules, RESIDENT)
     [base] = plates_files(tmp_path)
     written = base.stat().st_mtime_ns, base.stat().st_ino
     # One resident added: the patch is applied, nothing fetched, only the document written.
-    second = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1), form=form)
+    second = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
     assert rules.offer(schema_3(2, second, before=first))
     assert rules.version == 2
     assert rules.plates_patched == 1
@@ -392,7 +384,7 @@ def test_schema_3_whole_set_from_the_site_topic_then_a_patch_applied(
     assert rules.document is not None
     assert rules.document.model_dump() == whole.model_dump()
     # A resident removed: the patches since the base are composed on disk; a restart rebuilds.
-    third = registry_of("沪R00002", at=T0 + timedelta(minutes=2), form=form)
+    third = registry_of("沪R00002", at=T0 + timedelta(minutes=2))
     assert rules.offer(schema_3(3, third, before=second))
     assert plates_files(tmp_path) == [base]
     restarted = store(tmp_path)
@@ -401,21 +393,18 @@ def test_schema_3_whole_set_from_the_site_topic_then_a_patch_applied(
     assert exempt(restarted, "沪R00002")
     assert not restarted.refused
     # And the restarted store takes the next patch from the plates it rebuilt.
-    fourth = registry_of("沪R00002", "沪R00003", at=T0 + timedelta(minutes=3), form=form)
+    fourth = registry_of("沪R00002", "沪R00003", at=T0 + timedelta(minutes=3))
     assert restarted.offer(schema_3(4, fourth, before=third))
     assert restarted.plates_patched == 1
     assert exempt(restarted, "沪R00003")
 
 
-@pytest.mark.parametrize("form", [3, 4])
-def test_schema_3_patch_from_another_set_waits_for_the_whole_set(
-    tmp_path: Path, form: Literal[3, 4]
-) -> None:
-    held = registry_of(RESIDENT, form=form)
+def test_schema_3_patch_from_another_set_waits_for_the_whole_set(tmp_path: Path) -> None:
+    held = registry_of(RESIDENT)
     rules = holding(tmp_path, held)
     # The server patches from a set this gateway never held (it missed a change).
-    missed = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1), form=form)
-    newest = registry_of(RESIDENT, "沪R00002", "沪R00003", at=T0 + timedelta(minutes=2), form=form)
+    missed = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
+    newest = registry_of(RESIDENT, "沪R00002", "沪R00003", at=T0 + timedelta(minutes=2))
     assert not rules.offer(schema_3(3, newest, before=missed))
     assert rules.wanted_plates == newest.sha256
     assert rules.version == 1  # the previous document stays in use meanwhile
@@ -430,20 +419,19 @@ def test_schema_3_patch_from_another_set_waits_for_the_whole_set(
     assert store(tmp_path).version == 3
 
 
-@pytest.mark.parametrize("form", [3, 4])
 def test_schema_3_patch_not_giving_the_signed_hash_counts_a_mismatch_and_fetches(
-    tmp_path: Path, form: Literal[3, 4]
+    tmp_path: Path,
 ) -> None:
-    held = registry_of(RESIDENT, form=form)
+    held = registry_of(RESIDENT)
     rules = holding(tmp_path, held)
-    wanted = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1), form=form)
+    wanted = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
     # A patch from the plates held that does not end at the signed hash (a server bug).
     wrong = PlatesPatch(
         from_sha256=held.sha256,
         changed_at=T0 + timedelta(minutes=1),
         added={"resident": ["沪R00009"]},
     )
-    text = gateway_rules(2, wanted, schema=3 if form == 3 else 4, patch=wrong).model_dump_json()
+    text = gateway_rules(2, wanted, schema=3, patch=wrong).model_dump_json()
     assert not rules.offer(sign_text(text, KEY))
     assert rules.refused[RefusalReason.PLATES_MISMATCH] == 1
     assert rules.wanted_plates == wanted.sha256
@@ -464,7 +452,7 @@ def test_forged_or_foreign_site_plates_are_refused_and_counted(tmp_path: Path) -
     # plates signed with the right key; garbage.
     other_key = private_key_from_text(OTHER_PRIVATE)
     assert not rules.offer_plates(sign_site_plates(forged, other_key))
-    spliced = json.loads(sign_site_plates(wanted, KEY))
+    spliced = json.loads(sign_site_plates_envelope(wanted, KEY))  # as schema 3 sent them
     spliced["document"] = spliced["document"].replace("沪R00002", "京B54321")
     assert not rules.offer_plates(json.dumps(spliced).encode())
     foreign = PlatesPart.of(SitePlates(site_id="s2", resident=["京B54321"]))
@@ -508,16 +496,13 @@ def test_older_document_waiting_for_plates_is_refused(tmp_path: Path) -> None:
     assert rules.offer(schema_3(5, registry_of(RESIDENT)))  # the retained copy again
 
 
-@pytest.mark.parametrize("form", [3, 4])
-def test_many_patches_write_the_base_again_past_an_eighth(
-    tmp_path: Path, form: Literal[3, 4]
-) -> None:
+def test_many_patches_write_the_base_again_past_an_eighth(tmp_path: Path) -> None:
     plates = [f"沪R{n:05d}" for n in range(200)]
-    part = registry_of(*plates, form=form)
+    part = registry_of(*plates)
     rules = holding(tmp_path, part)
     [base] = plates_files(tmp_path)
     for n in range(70):  # 70 plates added, one a change: past COMPACT_MIN_PLATES (64)
-        after = registry_of(*plates, *(f"沪N{m:05d}" for m in range(n + 1)), form=form)
+        after = registry_of(*plates, *(f"沪N{m:05d}" for m in range(n + 1)))
         assert rules.offer(schema_3(n + 2, after, before=part))
         part = after
     assert rules.plates_patched == 70
@@ -531,11 +516,10 @@ def test_many_patches_write_the_base_again_past_an_eighth(
     assert exempt(restarted, "沪N00069")
 
 
-@pytest.mark.parametrize("form", [3, 4])
-def test_tampered_patch_on_disk_is_not_used(tmp_path: Path, form: Literal[3, 4]) -> None:
-    first = registry_of(RESIDENT, form=form)
+def test_tampered_patch_on_disk_is_not_used(tmp_path: Path) -> None:
+    first = registry_of(RESIDENT)
     rules = holding(tmp_path, first)
-    assert rules.offer(schema_3(2, registry_of(RESIDENT, "沪R00002", form=form), before=first))
+    assert rules.offer(schema_3(2, registry_of(RESIDENT, "沪R00002"), before=first))
     path = tmp_path / "rules.json"
     path.write_text(path.read_text().replace("沪R00002", "京B54321"))
     restarted = store(tmp_path)
@@ -544,11 +528,8 @@ def test_tampered_patch_on_disk_is_not_used(tmp_path: Path, form: Literal[3, 4])
     assert not exempt(restarted, "京B54321")
 
 
-@pytest.mark.parametrize("form", [3, 4])
-def test_lost_plates_file_waits_for_the_site_topic_after_a_restart(
-    tmp_path: Path, form: Literal[3, 4]
-) -> None:
-    part = registry_of(RESIDENT, form=form)
+def test_lost_plates_file_waits_for_the_site_topic_after_a_restart(tmp_path: Path) -> None:
+    part = registry_of(RESIDENT)
     holding(tmp_path, part)
     for plates_file in plates_files(tmp_path):
         plates_file.unlink()
@@ -561,7 +542,7 @@ def test_lost_plates_file_waits_for_the_site_topic_after_a_restart(
     assert exempt(restarted, RESIDENT)
 
 
-# -- schema 4: the site's plates as a compressed, signed frame ---------------------------------
+# -- schema 4 site plates: a compressed, signed frame ------------------------------------------
 
 
 def frame(packed: bytes, signer: str = PRIVATE) -> bytes:
@@ -571,30 +552,31 @@ def frame(packed: bytes, signer: str = PRIVATE) -> bytes:
     return PLATES_FRAME + key_id(private.public_key()).encode() + signature + packed
 
 
-def test_schema_4_frame_is_compact_and_taken_whole(tmp_path: Path) -> None:
-    plates = [f"沪A{n:05d}" for n in range(10_000)]
-    as_json, as_text = registry_of(*plates, form=3), registry_of(*plates, form=4)
-    payload = sign_site_plates(as_text, KEY)
+def test_schema_4_frame_is_compact_and_schema_3_envelope_still_read(tmp_path: Path) -> None:
+    part = registry_of(*(f"沪A{n:05d}" for n in range(10_000)))
+    payload = sign_site_plates(part, KEY)
     assert payload.startswith(PLATES_FRAME)
-    assert len(payload) * 4 < len(sign_site_plates(as_json, KEY))  # 22 KB against 140 KB
-    rules = store(tmp_path)
-    assert not rules.offer(schema_3(1, as_text))
-    assert rules.offer_plates(payload)
-    assert rules.version == 1
-    assert exempt(rules, "沪A09999")
-    [base] = plates_files(tmp_path)
-    assert base.read_text(encoding="utf-8") == as_text.text  # the text the hash is of
-    assert store(tmp_path).version == 1
+    envelope = sign_site_plates_envelope(part, KEY)
+    assert len(payload) * 5 < len(envelope)  # ~23 KB against ~140 KB
+    for name, plates in (("frame", payload), ("envelope", envelope)):
+        rules = store(tmp_path / name)
+        assert not rules.offer(schema_3(1, part))
+        assert rules.offer_plates(plates), name
+        assert rules.version == 1
+        assert exempt(rules, "沪A09999")
+        [base] = plates_files(tmp_path / name)
+        assert base.read_text(encoding="utf-8") == part.text  # the text the hash is of
+        assert store(tmp_path / name).version == 1
 
 
 def test_schema_4_hostile_frames_are_refused_and_counted(tmp_path: Path) -> None:
-    rules = holding(tmp_path, registry_of(RESIDENT, form=4))
-    wanted = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1), form=4)
+    rules = holding(tmp_path, registry_of(RESIDENT))
+    wanted = registry_of(RESIDENT, "沪R00002", at=T0 + timedelta(minutes=1))
     assert not rules.offer(schema_3(2, wanted))
     genuine = sign_site_plates(wanted, KEY)
     packed = genuine[len(PLATES_FRAME) + 16 + 64 :]
-    head = json.dumps({"site_id": "s1", "resident": 1, "service": 0, "family": 0})
-    bomb = zlib.compress(PLATES_TEXT_TAG.encode() + b"\n" * (MAX_PLATES_TEXT_BYTES + 10), 9)
+    bomb = zlib.compress(b'{"site_id":"s1","resident":["' + b" " * MAX_PLATES_TEXT_BYTES, 9)
+    invalid = wanted.text.replace("沪R00002", "NOT A PLATE").encode()
     hostile = {
         "forged, another key": frame(packed, OTHER_PRIVATE),
         "forged, our key's id": genuine[:20] + frame(packed, OTHER_PRIVATE)[20:],
@@ -602,34 +584,22 @@ def test_schema_4_hostile_frames_are_refused_and_counted(tmp_path: Path) -> None
         "truncated, then signed": frame(packed[:-10]),
         "padded, then signed": frame(packed + b"more"),
         "not zlib, signed": frame(b"plates"),
-        "a zip bomb, signed": frame(bomb),
-        "a line not a plate": frame(zlib.compress(f"{PLATES_TEXT_TAG}{head}\nABC\n".encode())),
-        "counts wrong": frame(zlib.compress(f"{PLATES_TEXT_TAG}{head}\n".encode())),
         "too short": PLATES_FRAME + b"0" * 20,
+        "a zip bomb, signed": frame(bomb),
+        "not a plate, signed": frame(zlib.compress(invalid)),
     }
     for name, payload in hostile.items():
         assert not rules.offer_plates(payload), name
-    assert len(bomb) < 20_000  # ~9.6 MB of text in a few KB: refused past the cap
+    assert len(bomb) < 20_000  # ~9.6 MB of text in a few KB: refused at the cap
     assert rules.refused == {
         RefusalReason.WRONG_KEY: 1,
         RefusalReason.BAD_SIGNATURE: 2,
         RefusalReason.GARBLED: 4,
         RefusalReason.OVERSIZE: 1,
-        RefusalReason.INVALID_DOCUMENT: 2,
+        RefusalReason.INVALID_DOCUMENT: 1,
     }
     assert rules.version == 1
     assert exempt(rules, RESIDENT)
     assert rules.offer_plates(genuine)
     assert rules.version == 2
     assert exempt(rules, "沪R00002")
-
-
-def test_schema_4_text_round_trips_and_refuses_what_is_not_one() -> None:
-    part = registry_of("沪R00002", RESIDENT, form=4)
-    assert part.text.startswith(PLATES_TEXT_TAG)
-    assert part.text.endswith("沪R00001\n沪R00002\n沪F00001\n")
-    assert PlatesPart.parse(part.text) == part
-    assert parse_plates_text(part.text) == part.plates
-    for bad in (part.text.replace(PLATES_TEXT_TAG, ""), part.text[:-1], part.text + "沪R00003\n"):
-        with pytest.raises(ValueError, match=r"(?i)plates|json|line"):
-            PlatesPart.parse(bad)
