@@ -6,6 +6,7 @@ Schema changes go through Alembic (storage/migrations); this module is the targe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -54,6 +55,27 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(
+        self, dialect: Dialect, coltype: object
+    ) -> Callable[[Any], datetime | None]:
+        """``process_result_value`` as one closure per column: a page of 100 cases reads ~800
+        of these values, and TypeDecorator's generic processor costs two Python calls more per
+        value (~0.5 ms a page; bench.request_cpu). The same values come out."""
+        impl = self.impl_instance.result_processor(dialect, coltype)
+
+        def process(value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+        if impl is None:  # psycopg: an aware datetime already
+            return process
+
+        def process_text(value: Any) -> datetime | None:  # SQLite: stored as text
+            return process(impl(value))
+
+        return process_text
 
 
 def utcnow() -> datetime:
