@@ -210,6 +210,7 @@ class CaseRowPage:
     rows: list[Row[Any]]
     total: int
     next_cursor: str | None
+    keys: tuple[str, ...] = ()  # the rows' column names, in order
 
 
 # The columns a cursor is made from: a row page always selects them.
@@ -236,11 +237,18 @@ def find_case_rows(
     # the paging query itself is computed for every row an offset skips, too.
     page_ids = _page(query, select(Case.id).where(*where)).subquery("page")
     statement = select(*chosen).join(page_ids, page_ids.c.id == Case.id)
-    rows = list(session.execute(statement.order_by(*_order(query.sort))))
+    # Through the session's connection: plain rows straight from the cursor (an ORM execute
+    # wraps each column row once more, ~0.5 ms a page of 100). Unflushed changes are flushed
+    # first, as an ORM query's autoflush would.
+    if session.autoflush:
+        session.flush()
+    result = session.connection().execute(statement.order_by(*_order(query.sort)))
+    keys = tuple(result.keys())
+    rows = list(result)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = encode_cursor(query, rows[-1]) if more and rows else None
-    return CaseRowPage(rows=rows, total=total, next_cursor=cursor)
+    return CaseRowPage(rows=rows, total=total, next_cursor=cursor, keys=keys)
 
 
 def _total(
