@@ -50,6 +50,7 @@ from dispatch.web import hotline as hotline_page
 from dispatch.web import rates_page as rates_page
 from dispatch.web import report_page as resident_report_page
 from dispatch.web import templates_admin as templates_page
+from dispatch.web.deadlines import deadlines_markup
 from dispatch.web.error_pages import install_error_pages
 from dispatch.web.rendering import WEB_DIR, WebState
 from storage.tables import utcnow
@@ -101,6 +102,7 @@ def create_app(context: ApiContext) -> FastAPI:
 def _install_web(app: FastAPI, context: ApiContext) -> None:
     """The pages, static files, live feed, stats and upload routes, and what they share."""
     templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    templates.env.globals["deadlines_markup"] = deadlines_markup  # the deadline macro's markup
     refused = uploads.attachments_refused_counter(context.metrics_registry)
     app.state.web = WebState(templates=templates, attachments_refused=refused)
     app.state.feed_hub = feed.FeedHub(context.session_factory, context.web.feed_poll_seconds)

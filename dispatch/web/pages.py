@@ -24,7 +24,7 @@ from dispatch.http.deps import (
     visible_case,
 )
 from dispatch.residents.consultation import consultation_of_case
-from dispatch.residents.followup import has_reports, reports_for
+from dispatch.residents.followup import reports_for
 from dispatch.web.evidence_view import evidence_set, evidence_views
 from dispatch.web.feed import head_seq
 from dispatch.web.page_route import (
@@ -75,11 +75,12 @@ WORKER_ACTIONS = (Action.ACCEPT, Action.RESOLVE, Action.RETURN, Action.NOTE, Act
 
 
 def _case_actions(
-    session: Session, principal: Principal, case: Case, offered: tuple[Action, ...]
+    principal: Principal, case: Case, offered: tuple[Action, ...], reported: bool
 ) -> list[Action]:
-    """The actions offered on ``case``; a reply to residents only where residents reported."""
+    """The actions offered on ``case``; a reply to residents only where residents reported
+    (``reported``: the page's ``reports_for`` found some; one query fewer than asking again)."""
     actions = allowed_actions(principal, case, offered)
-    if Action.REPLY in actions and not has_reports(session, case.id):
+    if Action.REPLY in actions and not reported:
         actions.remove(Action.REPLY)
     return actions
 
@@ -125,14 +126,15 @@ def _people(session: Session, case: Case) -> list[Person]:
 def _panel_values(
     request: Request, session: Session, case: Case, principal: Principal
 ) -> dict[str, Any]:
+    reports = reports_for(session, case.id, principal.role)
     return {
         "case": case,
         "evidence": evidence_set(case, principal),
         "place": place_for_page(request, session, case),
         "deadline_move": last_deadline_move(case),
         "people": _people(session, case),
-        "actions": _case_actions(session, principal, case, CONSOLE_ACTIONS),
-        "reports": reports_for(session, case.id, principal.role),
+        "actions": _case_actions(principal, case, CONSOLE_ACTIONS, bool(reports)),
+        "reports": reports,
         "consultation": consultation_of_case(session, principal, case.id),
         "needs_reason": NEEDS_REASON,
         "departments": list(Department),
@@ -193,6 +195,7 @@ def worker_case(
     case_id: int, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     case = visible_case(session, principal, case_id, CASE_PAGE_LOADS)
+    reports = reports_for(session, case.id, principal.role)
     return render(
         request,
         "worker_case.html",
@@ -201,8 +204,8 @@ def worker_case(
         evidence=evidence_set(case, principal),
         place=place_for_page(request, session, case),
         deadline_move=last_deadline_move(case),
-        actions=_case_actions(session, principal, case, WORKER_ACTIONS),
-        reports=reports_for(session, case.id, principal.role),
+        actions=_case_actions(principal, case, WORKER_ACTIONS, bool(reports)),
+        reports=reports,
         consultation=consultation_of_case(session, principal, case.id),
         may_attach=principal.may(Action.ATTACH)
         and CaseState(case.state) in TRANSITIONS[Action.ATTACH][0],
