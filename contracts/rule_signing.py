@@ -227,8 +227,10 @@ class PlatesPart:
     def patched(self, patch: PlatesPatch, sha256: str) -> PlatesPart:
         """These plates changed by ``patch``, which must start from them and end at ``sha256``
         (the hash the signed document names); RuleDocumentRefused (plates_mismatch) otherwise.
-        Costs the change's size in list edits, then one serialisation and SHA-256 of the
-        result: no plate is parsed or checked again."""
+        Costs the change's size in list edits, then one serialisation (``site_plates_json``:
+        a join per list) and SHA-256 of the result: no plate is parsed or checked again. The
+        whole result is hashed on purpose: the patch is signed, but one that does not give the
+        set the document names (a server's bug) must not become the plates in use."""
         if patch.from_sha256 != self.sha256:
             raise RuleDocumentRefused(
                 RefusalReason.PLATES_MISMATCH,
@@ -265,12 +267,40 @@ class PlatesPart:
             service=lists["service"],
             family=lists["family"],
         )
-        part = PlatesPart.of(plates)
+        text = site_plates_json(plates)
+        part = PlatesPart(text, hashlib.sha256(text.encode()).hexdigest(), plates)
         if part.sha256 != sha256:
             raise RuleDocumentRefused(
                 RefusalReason.PLATES_MISMATCH, f"patched plates do not hash to {sha256[:16]}"
             )
         return part
+
+
+_LISTS_SHELL = '"resident":[],"service":[],"family":[]'
+
+
+def site_plates_json(plates: SitePlates) -> str:
+    """``plates.model_dump_json()``, the same text, written with one join per list instead of
+    pydantic serialising each plate (99,000 plates: about 1 ms against 8.5). Valid plates need
+    no JSON escape (contracts.events.PLATE_PATTERN), nor does a site id (Identifier); a text
+    that still came out different would hash to something other than the signed hash, and
+    the gateway takes the whole set instead (tests compare both ways of writing)."""
+    shell = SitePlates.model_construct(
+        site_id=plates.site_id, changed_at=plates.changed_at, resident=[], service=[], family=[]
+    ).model_dump_json()
+    head, tail = shell.split(_LISTS_SHELL)
+
+    def listed(values: list[str]) -> str:
+        return '["' + '","'.join(values) + '"]' if values else "[]"
+
+    return "".join(
+        (
+            head,
+            f'"resident":{listed(plates.resident)},"service":{listed(plates.service)}',
+            f',"family":{listed(plates.family)}',
+            tail,
+        )
+    )
 
 
 def plates_patch(

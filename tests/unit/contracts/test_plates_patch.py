@@ -1,6 +1,7 @@
 """The site's plates as patches (schema 3): the server's patch takes the set before to the set
 after, byte for byte (the same SHA-256); patches compose; a patch that does not start from the
-plates held or does not end at the signed hash is refused; hostile patches are invalid."""
+plates held or does not end at the signed hash is refused; hostile patches are invalid; the
+joined text a patched set is checked by is pydantic's, byte for byte."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from contracts.rule_signing import (
     RuleDocumentRefused,
     compose,
     plates_patch,
+    site_plates_json,
 )
 
 T0 = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
@@ -150,3 +152,20 @@ def test_a_schema_2_document_carries_no_patch() -> None:
             issued_at=T0,
             site_plates=SitePlatesRef(sha256=SHA, patch=PlatesPatch(from_sha256=SHA)),
         )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_joined_text_is_pydantics_text(seed: int) -> None:
+    """``site_plates_json`` (a patched set's check) writes what ``model_dump_json`` writes, for
+    any lists (empty ones too), any plate form and no newest change."""
+    rng = random.Random(seed)
+    forms = ["沪A12345", "粤B1234挂", "京AD12345", "使123456", "WJ京12345", "WJ1234X"]
+    lists = {
+        name: sorted({f"{rng.choice(forms)[:-1]}{n % 10}" for n in range(rng.randint(0, 30))})
+        for name in ("resident", "service", "family")
+    }
+    for at in (T0, None):
+        sites = SitePlates(site_id=f"site-{seed}.x_1", changed_at=at, **lists)
+        assert site_plates_json(sites) == sites.model_dump_json()
+    empty = SitePlates(site_id="s1")
+    assert site_plates_json(empty) == empty.model_dump_json()
