@@ -95,7 +95,7 @@ def registry_allowlists(
             issued_at=issued,
             type="allowlist",
             category=category,
-            plates=list(listed[:MAX_PLATES]),
+            plates=_plates(listed, checked),
         )
         for rule_id, category, listed in (
             (RESIDENT_RULE_ID, AllowlistCategory.RESIDENT, resident),
@@ -103,3 +103,12 @@ def registry_allowlists(
         )
         if listed
     ]
+
+
+def _plates(listed: Sequence[str], checked: bool) -> list[str]:
+    """At most MAX_PLATES plates as a list. A checked set's own list goes into its rule as it
+    is, not copied (a gateway of a 10,000-plate site holds one list, not two): neither is ever
+    changed in place (a patch edits copies, contracts.rule_signing.PlatesPart.patched)."""
+    if checked and isinstance(listed, list) and len(listed) <= MAX_PLATES:
+        return listed
+    return list(listed[:MAX_PLATES])

@@ -203,11 +203,14 @@ class PlatesPart:
         return cls(text, hashlib.sha256(text.encode()).hexdigest(), plates)
 
     @classmethod
-    def parse(cls, text: str) -> PlatesPart:
-        """The gateway's side; ValidationError for text that is not SitePlates."""
-        return cls(
-            text, hashlib.sha256(text.encode()).hexdigest(), SitePlates.model_validate_json(text)
-        )
+    def parse(cls, text: str | bytes) -> PlatesPart:
+        """The gateway's side, from the text or its UTF-8 bytes (a frame's, inflated: hashed
+        and parsed as they are, not encoded again); ValidationError for text that is not
+        SitePlates, UnicodeDecodeError for bytes that are not UTF-8."""
+        raw = text if isinstance(text, bytes) else text.encode()
+        plates = SitePlates.model_validate_json(raw)
+        decoded = raw.decode() if isinstance(text, bytes) else text
+        return cls(decoded, hashlib.sha256(raw).hexdigest(), plates)
 
     @property
     def count(self) -> int:
@@ -408,6 +411,7 @@ def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str)
     ``public_key`` signed them and they are ``site_id``'s; RuleDocumentRefused (oversize,
     garbled, wrong_key, bad_signature, invalid_document, plates_mismatch for another site's)
     otherwise."""
+    text: str | bytes
     if payload.startswith(PLATES_FRAME):
         text = _inflated_frame(payload, public_key)
     else:
@@ -421,6 +425,8 @@ def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str)
         part = PlatesPart.parse(text)
     except ValidationError as exc:
         raise RuleDocumentRefused(RefusalReason.INVALID_DOCUMENT, str(exc)[:300]) from exc
+    except UnicodeDecodeError as exc:
+        raise RuleDocumentRefused(RefusalReason.GARBLED, "plates text not UTF-8") from exc
     if part.plates.site_id != site_id:
         raise RuleDocumentRefused(
             RefusalReason.PLATES_MISMATCH, f"plates of site {part.plates.site_id!r}"
@@ -428,9 +434,9 @@ def open_site_plates(payload: bytes, public_key: Ed25519PublicKey, site_id: str)
     return part
 
 
-def _inflated_frame(payload: bytes, public_key: Ed25519PublicKey) -> str:
-    """The SitePlates text of a ``PLATES_FRAME`` once its signature holds: checked over the
-    compressed bytes first, then they are inflated, at most MAX_PLATES_TEXT_BYTES."""
+def _inflated_frame(payload: bytes, public_key: Ed25519PublicKey) -> bytes:
+    """The SitePlates text (UTF-8) of a ``PLATES_FRAME`` once its signature holds: checked over
+    the compressed bytes first, then they are inflated, at most MAX_PLATES_TEXT_BYTES."""
     if len(payload) > MAX_DOCUMENT_BYTES + 4096:
         raise RuleDocumentRefused(RefusalReason.OVERSIZE, f"{len(payload)} bytes")
     if len(payload) <= _FRAME_HEAD:
@@ -455,10 +461,7 @@ def _inflated_frame(payload: bytes, public_key: Ed25519PublicKey) -> str:
         )
     if not inflate.eof or inflate.unused_data:
         raise RuleDocumentRefused(RefusalReason.GARBLED, "compressed plates cut short or padded")
-    try:
-        return raw.decode()
-    except UnicodeDecodeError as exc:
-        raise RuleDocumentRefused(RefusalReason.GARBLED, "plates text not UTF-8") from exc
+    return raw
 
 
 @dataclass(frozen=True)
