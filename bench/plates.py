@@ -8,6 +8,7 @@ machine, and reports each reader's accuracy and its per-repeat median ms per pla
 spread over the repeats). Run from the repository root:
 
     .venv/bin/python -m bench.plates [--repeats 3] [--folder ../shared/data/plates/lprnet]
+        [--readers constrained net_vote net_alone]
 
 The last stdout line is the JSON summary.
 """
@@ -17,9 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.config import PlateSettings
+from edge.detections import Image
+from edge.plate_decoding import PlateCandidate
 from edge.plate_eval import (
     CropReader,
     PlainPlateReader,
@@ -31,6 +35,20 @@ from edge.plates import PlateReader
 
 ROOT = Path(__file__).resolve().parent.parent
 LPRNET = ROOT.parent / "shared" / "data" / "plates" / "lprnet"
+
+
+READERS = ("constrained", "constrained_ort", "constrained_f32", "plain")
+NET_READERS = ("net_vote", "net_alone")
+
+
+class NetAloneReader:
+    """The plate-trained recogniser alone on the whole crop (edge.plate_net), plate-decoded."""
+
+    def __init__(self, reader: PlateReader) -> None:
+        self._reader = reader
+
+    def read_plate(self, crop: Image) -> PlateCandidate | None:
+        return self._reader.net_reading((crop,))
 
 
 def _summary(runs: list[PlateEvaluation]) -> dict[str, object]:
@@ -52,16 +70,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--folder", type=Path, default=LPRNET)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per reader")
+    parser.add_argument(
+        "--readers",
+        nargs="+",
+        choices=[*READERS, *NET_READERS],
+        default=list(READERS),
+        help="which readers to run; net_vote and net_alone need models/plate_recogniser.onnx",
+    )
     args = parser.parse_args()
 
     settings = PlateSettings(threads=args.threads)
-    readers: dict[str, CropReader] = {
-        "constrained": PlateReader(settings),
+    vote = settings.model_copy(update={"second_opinion": "vote"})
+    makers: dict[str, Callable[[], CropReader]] = {
+        "constrained": lambda: PlateReader(settings),
         # The same reader on RapidOCR's own engine: separates decoding gains from engine gains.
-        "constrained_ort": PlateReader(settings.model_copy(update={"engine": "onnxruntime"})),
-        "constrained_f32": PlateReader(settings.model_copy(update={"precision": "f32"})),
-        "plain": PlainPlateReader(args.threads),
+        "constrained_ort": lambda: PlateReader(
+            settings.model_copy(update={"engine": "onnxruntime"})
+        ),
+        "constrained_f32": lambda: PlateReader(settings.model_copy(update={"precision": "f32"})),
+        "plain": lambda: PlainPlateReader(args.threads),
+        # Round 5: the reader with the plate-trained recogniser voting, and that net alone.
+        "net_vote": lambda: PlateReader(vote),
+        "net_alone": lambda: NetAloneReader(PlateReader(vote)),
     }
+    readers = {name: makers[name]() for name in args.readers}
     runs: dict[str, list[PlateEvaluation]] = {name: [] for name in readers}
     for repeat in range(1, args.repeats + 1):
         # Interleaved, so load from other processes falls on both readers alike.

@@ -5,8 +5,9 @@ vehicle photos, with rendered plates of every format composited on vehicles the 
 found. They are written into a temporary folder and deleted after; none is committed. The dev set
 is seed 1 (the confidence model is fitted on it and seeds 4-8: bench.plates_calibrate); the test
 set, seed 2, was scored in rounds 1 and 2, so round 3 scored a fresh ``held_out`` set, seed 3,
-once, and round 4 another, ``held_out_9`` (seed 9), once. ``--set photos`` scores the two real
-photos in ../shared/data/images.
+once, round 4 another, ``held_out_9`` (seed 9), once, and round 5 ``held_out_10`` (seed 10),
+once. ``--set photos`` scores the two real photos in ../shared/data/images. ``--second-opinion``
+turns on the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion).
 
     nice -n 10 .venv/bin/python -m bench.plates_frames --set dev [--count 135] [--dump FILE]
 
@@ -38,7 +39,7 @@ from edge.plates import PlateReader
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "yolo11n_int8_openvino_model"
-SEEDS = {"dev": 1, "test": 2, "held_out": 3, "held_out_9": 9}
+SEEDS = {"dev": 1, "test": 2, "held_out": 3, "held_out_9": 9, "held_out_10": 10, "dev_4": 4}
 
 
 def main() -> int:
@@ -48,13 +49,22 @@ def main() -> int:
     parser.add_argument("--floor", type=float, default=DEFAULT_PLATE_CONFIDENCE_FLOOR)
     parser.add_argument("--dump", type=Path, help="write each vehicle's reading (JSON lines)")
     parser.add_argument("--keep", type=Path, help="write the scenes here instead of a temp dir")
+    parser.add_argument(
+        "--scenes", type=Path, help="score the scenes already in this folder (no generating)"
+    )
+    parser.add_argument(
+        "--second-opinion", choices=["off", "observe", "vote"], default="off",
+        help="PlateSettings.second_opinion: the plate-trained recogniser",
+    )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plates-frames-") as scratch:
         prepare_ultralytics_environment(Path(scratch) / "data")
         detector = create_detector(DetectorSettings(model=str(MODEL)))
         started = time.perf_counter()
         dropped = 0
-        if args.set == "photos":
+        if args.scenes is not None:
+            folder = args.scenes
+        elif args.set == "photos":
             folder = SHARED / "data" / "images"
         else:
             folder = args.keep or Path(scratch) / args.set
@@ -73,10 +83,11 @@ def main() -> int:
                     "confidence": candidate.confidence,
                     "score": candidate.score,
                     "chars": list(candidate.char_confidences),
+                    "opinion": candidate.opinion,
                 }
             )
 
-        reader = PlateReader(PlateSettings())
+        reader = PlateReader(PlateSettings(second_opinion=args.second_opinion))
         progress = terminal_progress(args.set)
         result = evaluate_frames(folder, detector, reader, args.floor, progress, observe)
     for read in result.reads:
@@ -88,7 +99,8 @@ def main() -> int:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
     summary = result.model_dump(exclude={"reads"}) | {
         "set": args.set,
-        "seed": SEEDS.get(args.set),
+        "seed": None if args.scenes else SEEDS.get(args.set),
+        "second_opinion": args.second_opinion,
         "generate_s": round(generated_s, 1),
         "dropped_no_vehicle": dropped,
         "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",

@@ -419,6 +419,18 @@ class PlateSettings(_Settings):
     min_plate_width: int = Field(
         default=24, ge=8, description="plate candidates narrower than this (pixels) are ignored"
     )
+    second_opinion: Literal["off", "observe", "vote"] = Field(
+        default="off",
+        description=(
+            "the plate-trained recogniser (models/plate_recogniser.onnx, trained on GENERATED "
+            "plates): off; observe (it reads each vehicle's plate, nothing changes: for "
+            "benchmarks); vote (its reading may lift, lower or replace PP-OCR's: "
+            "edge.plates.PlateReader._opinion)"
+        ),
+    )
+    second_opinion_weights: str | None = Field(
+        default=None, description="the recogniser's ONNX file; none: the one in models/"
+    )
 
 
 class MotionSettings(_Settings):

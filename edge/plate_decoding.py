@@ -52,6 +52,7 @@ class PlateCandidate:
     score: float = 0.0  # the raw score the reader calibrates (edge.plate_confidence.raw_score)
     features: ReadingFeatures | None = None  # what the confidence was computed from (a vehicle's)
     rivals: tuple[float, ...] = ()  # each character's best other allowed character's score
+    opinion: tuple[str, float] | None = None  # the plate net's reading and weakest char, if run
 
     @property
     def valid(self) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -129,12 +130,18 @@ def plate_text(style: PlateStyle, rng: np.random.Generator) -> str:
     return province + letter + digits[:4] + "领"
 
 
+@lru_cache(maxsize=4)
 def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(FONT), size)
 
 
+@lru_cache(maxsize=4096)
 def _cell(char: str, width: int, height: int, colour: tuple[int, int, int]) -> PilImage.Image:
-    """One character drawn large then squeezed into its cell, like a plate's tall narrow glyphs."""
+    """One character drawn large then squeezed into its cell, like a plate's tall narrow glyphs.
+
+    Cached (the font and each cell): pasting never changes the glyph, and the training crops of
+    models.plate_recogniser render tens of thousands of plates.
+    """
     font = _font(120)
     left, top, right, bottom = font.getbbox(char)
     size = (int(right - left) + 4, int(bottom - top) + 4)

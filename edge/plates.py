@@ -15,6 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ from edge.plate_decoding import (
     PlateDecoder,
     decode_plate_scores,
 )
+from edge.plate_net import BUNDLED_WEIGHTS, PlateNet
 from edge.plate_recognisers import (
     REC_HEIGHT,
     CtcRecogniser,
@@ -81,6 +83,14 @@ class PlateReader:
         self._decoder = PlateDecoder(self._recogniser.characters)
         self._text_boxes = TextBoxFinder(settings.threads)
         self._lock = threading.Lock()
+        # The plate-trained recogniser: built here, so missing or corrupt weights stop the
+        # reader at startup (PlateNetError), never mid-stream.
+        self._net: PlateNet | None = None
+        if settings.second_opinion != "off":
+            weights = settings.second_opinion_weights
+            self._net = PlateNet(
+                BUNDLED_WEIGHTS if weights is None else Path(weights), settings.threads
+            )
 
     def recognise(self, crop: Image, read_pass: ReadPass) -> FloatArray:
         """The recogniser's CTC probabilities (time steps x characters) for one crop."""
@@ -103,7 +113,10 @@ class PlateReader:
         """
         crop = _as_bgr(crop, "plate crop")
         reading = self._accept(*self._decode(crop, PLATE_LAYOUT, self.settings.passes))
-        return None if reading is None else self._second_look(reading, (crop,))
+        if reading is None:
+            return None
+        reading = self._second_look(reading, (crop,))
+        return reading if self._net is None else self._opinion(reading, (crop,))
 
     def _decode(
         self, crop: Image, layout: Layout, passes: Sequence[ReadPass]
@@ -210,7 +223,10 @@ class PlateReader:
     def read_rows(self, upper: Image, lower: Image) -> PlateCandidate | None:
         """Read a double-row plate from its two rows: province and letter (or WJ) over 5."""
         found = self._read_rows(upper, lower)
-        return None if found is None else self._second_look(*found)
+        if found is None:
+            return None
+        reading = self._second_look(*found)
+        return reading if self._net is None else self._opinion(reading, found[1])
 
     def _read_rows(self, upper: Image, lower: Image) -> _Found | None:
         head, head_agreed = self._decode(upper, HEAD_LAYOUT, _row_passes(upper))
@@ -277,7 +293,43 @@ class PlateReader:
                 : self.settings.max_candidates
             ]:
                 best = _better(best, self._read_text_box(region[ry1:ry2, rx1:rx2]))
-        return None if best is None else self._second_look(*self._confirm(best))
+        if best is None:
+            return None
+        found = self._confirm(best)
+        reading = self._second_look(*found)
+        return reading if self._net is None else self._opinion(reading, found[1])
+
+    def net_reading(self, rows: tuple[Image, ...]) -> PlateCandidate | None:
+        """The plate net's plate-constrained reading of a crop, or of a double-row plate's rows."""
+        if self._net is None:
+            return None
+        if len(rows) == 1:
+            return decode_plate_scores(*_net_scores(self._net, rows[0]), PLATE_LAYOUT)
+        head = decode_plate_scores(*_net_scores(self._net, rows[0]), HEAD_LAYOUT)
+        tail = decode_plate_scores(*_net_scores(self._net, rows[1]), TAIL_LAYOUT)
+        if head is None or tail is None or not PLATE_RE.match(head.text + tail.text):
+            return None
+        scores = head.char_confidences + tail.char_confidences
+        return PlateCandidate(head.text + tail.text, float(np.mean(scores)), scores)
+
+    def _opinion(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
+        """The plate net's reading recorded on PP-OCR's (observe), or voted with it (vote).
+
+        Vote: where the two agree and the net is sure (weakest character OPINION_SURE or more),
+        an unsure reading's confidence rises to AGREE_CHANCE; where they differ and the net is
+        sure, a decided reading falls to DISAGREE_CHANCE. Both chances were measured on dev
+        seeds (docs/benchmarks.md, plates, round 5).
+        """
+        net = self.net_reading(rows)
+        if net is None:
+            return replace(reading, opinion=("", 0.0))
+        weakest = round(_weakest(net), 4)
+        reading = replace(reading, opinion=(net.text, weakest))
+        if self.settings.second_opinion != "vote" or weakest < OPINION_SURE:
+            return reading
+        if net.text == reading.text:
+            return replace(reading, confidence=max(reading.confidence, AGREE_CHANCE))
+        return replace(reading, confidence=min(reading.confidence, DISAGREE_CHANCE))
 
     def _confirm(self, found: _Found) -> _Found:
         """A sure reading may rest on the first read pass alone: the later passes read it too.
@@ -351,6 +403,20 @@ def _features(
         char_rivals=tuple(rivals),
         first_text=reading.text,
     )
+
+
+def _net_scores(net: PlateNet, crop: Image) -> tuple[FloatArray, FloatArray]:
+    """The plate net's character and gap probabilities, as decode_plate_scores takes them."""
+    probabilities = net.probabilities(crop)
+    return probabilities[:, 1:], probabilities[:, 0]
+
+
+OPINION_SURE = 0.9
+"""The plate net's weakest character at which its reading counts in a vote (chosen on dev)."""
+AGREE_CHANCE = 0.0
+"""The confidence a reading the sure net agrees with gets at least (measured on dev)."""
+DISAGREE_CHANCE = 1.0
+"""The confidence a reading the sure net reads otherwise gets at most (measured on dev)."""
 
 
 _Found = tuple[PlateCandidate, tuple[Image, ...]]
