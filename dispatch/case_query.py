@@ -244,7 +244,7 @@ def find_case_rows(
         session.flush()
     result = session.connection().execute(statement.order_by(*_order(query.sort)))
     keys = tuple(result.keys())
-    rows = list(result)
+    rows = list(result.all())  # one fetchall, not a fetchone per row
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = encode_cursor(query, rows[-1]) if more and rows else None
