@@ -38,6 +38,7 @@ from contracts.rule_signing import (
     RuleDocumentRefused,
     generate_key_pair,
     key_id,
+    open_document,
     plates_patch,
     private_key_from_text,
     public_key_from_text,
@@ -558,6 +559,10 @@ def test_schema_4_frame_is_compact_and_schema_3_envelope_still_read(tmp_path: Pa
     assert payload.startswith(PLATES_FRAME)
     envelope = sign_site_plates_envelope(part, KEY)
     assert len(payload) * 5 < len(envelope)  # ~23 KB against ~140 KB
+    # A gateway of the release before reads the site topic as a JSON envelope: refused, garbled.
+    with pytest.raises(RuleDocumentRefused) as refused:
+        open_document(payload, PUBLIC_KEY)
+    assert refused.value.reason == RefusalReason.GARBLED
     for name, plates in (("frame", payload), ("envelope", envelope)):
         rules = store(tmp_path / name)
         assert not rules.offer(schema_3(1, part))
