@@ -10,8 +10,13 @@ CPU is in another process and not counted; wall time per call is reported beside
 
 A feed connect is timed until the stream's first bytes (``retry:``), then disconnected.
 
+With ``--count`` each kind is also called ``--calls`` times more, counted: the Python function
+calls per call (cProfile, with the sync routes run on the event loop's thread for those calls,
+since cProfile sees one thread) and the SQL statements per call (SQLAlchemy's
+``before_cursor_execute``). Unlike CPU time these do not move with the machine's load.
+
     .venv/bin/python -m bench.request_cpu [--cases 20000] [--calls 200] [--kinds ...]
-        [--keep-seeded]
+        [--keep-seeded] [--count]
 
 Progress goes to stderr on a terminal; one summary line, then the JSON summary (last line).
 """
@@ -21,15 +26,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
+import pstats
 import random
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import anyio.to_thread
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from bench.api_load import Mix, Request, seeded_database, server_config
 from civicwatch.config import CivicwatchConfig
@@ -114,8 +125,54 @@ def make_request(mix: Mix, kind: str) -> Request:
     return mix.make(kind)
 
 
-async def measure(app: Asgi, mix: Mix, kind: str, calls: int) -> dict[str, Any]:
-    """``calls`` calls of one kind after a few warm-up ones: CPU and wall time per call."""
+@contextlib.contextmanager
+def sync_routes_inline() -> Iterator[None]:
+    """Sync routes and dependencies run on the calling thread instead of the threadpool (for
+    cProfile, which sees one thread); restored on leaving."""
+    threaded = anyio.to_thread.run_sync
+
+    async def inline(func: Callable[..., Any], *args: Any, **_options: Any) -> Any:
+        return func(*args)
+
+    anyio.to_thread.run_sync = inline  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        anyio.to_thread.run_sync = threaded
+
+
+async def count(app: Asgi, mix: Mix, kind: str, calls: int) -> dict[str, float]:
+    """``calls`` more calls of one kind: Python function calls and SQL statements per call."""
+    stream = kind == "feed_connect"
+    requests = [make_request(mix, kind) for _ in range(calls)]
+    statements = 0
+
+    def one_statement(*_args: Any, **_kwargs: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    profile = cProfile.Profile()
+    event.listen(Engine, "before_cursor_execute", one_statement)
+    try:
+        with sync_routes_inline():
+            for request in requests:
+                profile.enable()
+                await call(app, request, stream)
+                profile.disable()
+    finally:
+        event.remove(Engine, "before_cursor_execute", one_statement)
+    total_calls: int = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    return {
+        "python_calls": round(total_calls / calls),
+        "statements": round(statements / calls, 2),
+    }
+
+
+async def measure(
+    app: Asgi, mix: Mix, kind: str, calls: int, counted: bool = False
+) -> dict[str, Any]:
+    """``calls`` calls of one kind after a few warm-up ones: CPU and wall time per call (and,
+    ``counted``, the counts of as many calls more)."""
     stream = kind == "feed_connect"
     statuses: dict[int, int] = {}
     for _ in range(3):  # warm caches, pools and lazy imports
@@ -141,6 +198,7 @@ async def measure(app: Asgi, mix: Mix, kind: str, calls: int) -> dict[str, Any]:
         "wall_ms": round(wall / calls * 1000, 2),
         "bytes": size // calls,
         "statuses": {str(code): n for code, n in sorted(statuses.items())},
+        **(await count(app, mix, kind, calls) if counted else {}),
     }
 
 
@@ -157,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 async def all_kinds() -> None:
                     for kind in kinds:
-                        results.append(await measure(server.app, mix, kind, args.calls))
+                        results.append(await measure(server.app, mix, kind, args.calls, args.count))
 
                 asyncio.run(all_kinds())
             finally:
@@ -184,6 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="seed once into a kept PostgreSQL database (as bench.api_load --keep-seeded does) "
         "and measure on a fresh copy of it",
+    )
+    parser.add_argument(
+        "--count",
+        action="store_true",
+        help="also count the Python function calls and SQL statements per call of each kind "
+        "(on as many calls more)",
     )
     args = parser.parse_args(argv)
     summary = run(args)
