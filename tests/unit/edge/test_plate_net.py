@@ -19,8 +19,16 @@ needs_weights = pytest.mark.skipif(
 )
 
 
-def _tiny_onnx(path: Path, characters: list[str], classes: int) -> None:
-    """A stand-in recogniser: (N, 3, 32, 128) in, a constant (N, 32, classes) out."""
+def _tiny_onnx(path: Path, characters: list[str], classes: int, spells: str | None = None) -> None:
+    """A stand-in recogniser: (N, 3, 32, 128) in, a constant (N, 32, classes) out; uniform
+    scores, or ones that spell ``spells`` (each character at 0.99 on a step, blanks between)."""
+    table = np.full((32, classes), 1.0 / classes, np.float32)
+    if spells is not None:
+        table[:] = 0.01 / (classes - 1)
+        table[:, 0] = 0.99
+        for i, char in enumerate(spells):
+            table[2 * i + 1] = 0.01 / (classes - 1)
+            table[2 * i + 1, characters.index(char)] = 0.99
     import onnx
     from onnx import TensorProto, helper
 
@@ -37,9 +45,7 @@ def _tiny_onnx(path: Path, characters: list[str], classes: int) -> None:
         initializer=[
             helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
             helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-            helper.make_tensor(
-                "table", TensorProto.FLOAT, [32, classes], np.full(32 * classes, 1.0 / classes)
-            ),
+            helper.make_tensor("table", TensorProto.FLOAT, [32, classes], table.ravel().tolist()),
         ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -139,3 +145,27 @@ def test_the_bundled_net_reads_a_double_row_plate_by_its_rows() -> None:
 def test_without_the_option_the_reader_builds_no_net_and_records_no_opinion() -> None:
     reader = PlateReader(PlateSettings())
     assert reader.net_reading((np.zeros((30, 100, 3), np.uint8),)) is None
+
+
+def test_vote_lifts_only_a_reading_the_sure_net_reads_the_same(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from edge import plates
+    from edge.plate_decoding import PlateCandidate
+
+    path = tmp_path / "spells.onnx"
+    _tiny_onnx(path, CHARACTERS, len(CHARACTERS), spells="皖A12345")
+    crop = np.zeros((40, 130, 3), np.uint8)
+    observe = PlateReader(PlateSettings(second_opinion="observe", second_opinion_weights=str(path)))
+    vote = PlateReader(PlateSettings(second_opinion="vote", second_opinion_weights=str(path)))
+    unsure = PlateCandidate("皖A12345", 0.4, (0.4,) * 7)
+    # Observe records the net's reading and changes nothing.
+    seen = observe._opinion(unsure, (crop,))
+    assert seen.opinion == ("皖A12345", 0.99)
+    assert seen.confidence == 0.4
+    # Vote: agreement lifts to AGREE_CHANCE (never lowers); a different text is left as it is.
+    assert vote._opinion(unsure, (crop,)).confidence == max(0.4, plates.AGREE_CHANCE)
+    sure = replace(unsure, confidence=0.999)
+    assert vote._opinion(sure, (crop,)).confidence == 0.999
+    other = PlateCandidate("皖A12346", 0.4, (0.4,) * 7)
+    assert vote._opinion(other, (crop,)).confidence == 0.4
