@@ -72,6 +72,7 @@ def _eval_plate_frames(args: argparse.Namespace) -> int:
     from edge.detector import prepare_ultralytics_environment as prepare
     from edge.plate_eval import PlateFolderError, evaluate_frames, labelled_scenes
     from edge.plate_eval import terminal_progress as progress
+    from edge.plate_net import PlateNetError
     from edge.plates import PlateReader
 
     directory = _labelled_folder(args.directory)
@@ -91,7 +92,10 @@ def _eval_plate_frames(args: argparse.Namespace) -> int:
     except ModelUnavailableError as exc:
         raise CliError(str(exc), EXIT_MODEL) from exc
     floor = args.floor if args.floor is not None else DEFAULT_PLATE_CONFIDENCE_FLOOR
-    reader = PlateReader(settings.plates)
+    try:
+        reader = PlateReader(settings.plates)
+    except PlateNetError as exc:
+        raise CliError(str(exc), EXIT_CONFIG) from exc
     try:
         result = evaluate_frames(directory, detector, reader, floor, progress("scenes"))
     except PlateFolderError as exc:
@@ -149,8 +153,13 @@ def _run_gateway(
     stop: threading.Event,
 ) -> None:
     from civicwatch.gateway import build_gateway
+    from edge.plate_net import PlateNetError
 
-    build_gateway(site, gateway, config.edge, config.broker, detector).run(stop)
+    try:
+        built = build_gateway(site, gateway, config.edge, config.broker, detector)
+    except PlateNetError as exc:  # edge.plates.second_opinion's weights: refused at startup
+        raise CliError(str(exc), EXIT_CONFIG) from exc
+    built.run(stop)
 
 
 def replay(args: argparse.Namespace) -> int:
