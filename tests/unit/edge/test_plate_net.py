@@ -13,6 +13,9 @@ from edge.plate_decoding import ALPHABET, PLATE_RE
 from edge.plate_net import BUNDLED_WEIGHTS, CHARACTERS, PlateNet, PlateNetError, net_input
 from edge.plate_scenes import render_plate
 from edge.plates import PlateReader
+from tests.conftest import SHARED_DATA
+
+DETECTOR = "yolo11n_int8_openvino_model"
 
 needs_weights = pytest.mark.skipif(
     not BUNDLED_WEIGHTS.is_file(), reason="models/plate_recogniser.onnx is not in this tree"
@@ -171,3 +174,26 @@ def test_vote_lifts_only_a_reading_the_sure_net_reads_the_same(tmp_path: Path) -
     assert vote._opinion(sure, (crop,)).confidence == 0.999
     other = PlateCandidate("皖A12346", 0.4, (0.4,) * 7)
     assert vote._opinion(other, (crop,)).confidence == 0.4
+
+
+def test_eval_frames_with_missing_weights_is_a_config_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    from tests.unit.test_cli import EXAMPLE, civicwatch
+
+    config = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    config["edge"]["plates"] = {
+        "second_opinion": "vote",
+        "second_opinion_weights": str(tmp_path / "gone.onnx"),
+    }
+    config["edge"]["detector"]["model"] = str(SHARED_DATA.parent / "models" / DETECTOR)
+    path = tmp_path / "vote.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    result = civicwatch(
+        "eval", "plates", str(SHARED_DATA / "images"), "--frames", "--config", str(path)
+    )
+    assert result.returncode == 2, result.stderr
+    assert "plate recogniser weights not found" in result.stderr
+    assert "Traceback" not in result.stderr
