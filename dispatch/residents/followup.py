@@ -106,16 +106,6 @@ def reports_for(session: Session, case_id: int, role: Role) -> list[ReportView]:
     ]
 
 
-def has_reports(session: Session, case_id: int) -> bool:
-    merged = select(Case.id).where(Case.duplicate_of == case_id)
-    found = session.scalar(
-        select(ResidentReport.id)
-        .where((ResidentReport.case_id == case_id) | ResidentReport.case_id.in_(merged))
-        .limit(1)
-    )
-    return found is not None
-
-
 def living_case(session: Session, case: Case) -> Case:
     """``case``, or the case it was merged into (and so on): the one that lives on."""
     seen = {case.id}
@@ -356,7 +346,6 @@ __all__ = [
     "RatingOutcome",
     "ReportView",
     "clean_comment",
-    "has_reports",
     "living_case",
     "may_rate",
     "may_request_mediation",
