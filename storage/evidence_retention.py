@@ -3,8 +3,10 @@ for ``server.retention.evidence_days`` (the sweep leader's ``evidence-retention`
 
 Personal data (cars, plates, residents' photos) is kept for the case's purpose and then for
 the retention period, not for good. Only cases in the ``closed`` state whose ``closed_at`` is
-older than the period lose their evidence; a case in any other state (open, parked, merged,
-reopened) keeps all of it. A resident's report photos go with their case.
+older than the period lose their evidence, and with them the cases merged into them (a merged
+case stays merged for good, so it follows the case it lives on in); a case in any other state
+(open, parked, reopened, or merged into one of those) keeps all of it. A resident's report
+photos go with their case.
 
 Each run, in bounded steps:
 
@@ -33,8 +35,8 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import Engine, delete, exists, insert, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import CTE, Engine, delete, exists, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from storage.audit import chain_entries
 from storage.evidence_pack_rows import compact_packs
@@ -180,17 +182,20 @@ class EvidenceRetention:
                 .where(ReportPhoto.report_id == ResidentReport.id)
                 .where(ResidentReport.case_id == Case.id)
             )
+            expired = _expired_with_merged(cutoff)
             due = (
-                select(Case.id, Case.closed_at)
-                .where(Case.state == CaseState.CLOSED.value, Case.closed_at <= cutoff)
+                select(Case.id, Case.state, expired.c.closed_at)
+                .join(expired, expired.c.id == Case.id)
                 .where(or_(has_links, has_photos))
-                .order_by(Case.closed_at, Case.id)
+                .order_by(expired.c.closed_at, Case.id)
                 .limit(self._case_batch)
                 .with_for_update(of=Case, skip_locked=True)  # PostgreSQL; SQLite: one writer
             )
-            cases = {row.id: row.closed_at for row in session.execute(due)}
-            if not cases:
+            found = session.execute(due).all()
+            if not found:
                 return 0
+            cases = {row.id: row.closed_at for row in found}
+            states = {row.id: row.state for row in found}
             ids = sorted(cases)
             links = session.execute(
                 select(
@@ -240,8 +245,8 @@ class EvidenceRetention:
                 {
                     "case_id": case_id,
                     "action": ACTION,
-                    "from_state": CaseState.CLOSED.value,
-                    "to_state": CaseState.CLOSED.value,
+                    "from_state": states[case_id],
+                    "to_state": states[case_id],
                     "actor": ACTOR,
                     "reason": REASON,
                     "at": now,
@@ -289,6 +294,23 @@ class EvidenceRetention:
                 session.execute(delete(EvidenceDeletion).where(EvidenceDeletion.sha256.in_(names)))
             if len(names) < DELETION_BATCH:
                 return freed
+
+
+def _expired_with_merged(cutoff: datetime) -> CTE:
+    """(id, closed_at) of each case closed before ``cutoff`` and of every case merged into one
+    (through any merges after), with the closed case's ``closed_at``: a merged case stays
+    merged for good, so its evidence goes with the case it lives on in."""
+    closed = (
+        select(Case.id, Case.closed_at)
+        .where(Case.state == CaseState.CLOSED.value, Case.closed_at <= cutoff)
+        .cte("expired", recursive=True)
+    )
+    merged = aliased(Case)
+    return closed.union_all(
+        select(merged.id, closed.c.closed_at)
+        .join(closed, merged.duplicate_of == closed.c.id)
+        .where(merged.state == CaseState.MERGED.value)
+    )
 
 
 def evidence_removed_at(case: Case) -> datetime | None:

@@ -224,6 +224,43 @@ def test_expired_closed_case_loses_its_evidence_open_and_recent_keep_theirs(rig:
     assert len(_removal_entries(rig, old_id)) == 1
 
 
+def _merge(rig: Rig, case_id: int, into: int, at: datetime) -> None:
+    with rig.sessions() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        command = Command(Action.MERGE, reason="same car", duplicate_of=into)
+        Workflow().apply(session, case, command, DISPATCHER, at)
+        session.commit()
+
+
+def test_merged_cases_lose_their_evidence_with_the_case_they_live_on_in(rig: Rig) -> None:
+    """A merged case stays merged for good: its evidence goes when the case it was merged
+    into (through any merges after) has been closed for the period, not never."""
+    first, second, survivor, kept = (_event(rig, seed) for seed in (11, 12, 13, 14))
+    rig.service.store_batch([first, second, survivor, kept])
+    now = utcnow()
+    first_id, second_id, survivor_id, kept_id = (
+        _case_id(rig, e.violation_id) for e in (first, second, survivor, kept)
+    )
+    old = now - timedelta(days=DAYS + 2)
+    _merge(rig, first_id, second_id, old)  # first -> second, then second -> survivor
+    _merge(rig, second_id, survivor_id, old)
+    _close(rig, survivor_id, now - timedelta(days=DAYS + 1))
+    _close(rig, kept_id, now - timedelta(days=DAYS - 1))
+
+    done = rig.retention().run()
+
+    assert done.cases == 3
+    assert [_links(rig, i) for i in (first_id, second_id, survivor_id, kept_id)] == [0, 0, 0, 4]
+    for frame in [*first.evidence, *second.evidence, *survivor.evidence]:
+        with pytest.raises(FileNotFoundError):
+            rig.store.read(frame.sha256)
+    (entry,) = _removal_entries(rig, first_id)
+    assert (entry.from_state, entry.to_state) == ("merged", "merged")
+    assert _removal_entries(rig, kept_id) == []
+    _chain_intact(rig)
+
+
 @pytest.mark.parametrize("in_chunk", [2000, 2], ids=["one-in-list", "in-lists-of-2"])
 def test_an_image_another_case_still_names_stays(
     rig: Rig, in_chunk: int, monkeypatch: pytest.MonkeyPatch
