@@ -54,6 +54,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, DropIndex
 
+from bench.cpu_shares import CpuMeter, one_line, postgres_roots
 from bench.ingest_rate import POSTGRES_ADMIN_URL, scratch_database
 from contracts.events import ViolationKind
 from contracts.kinds import CAMERA_KINDS, zone_kinds_of
@@ -350,6 +351,8 @@ def set_console_indexes(database_url: str, present: bool) -> None:
 class Served:
     base: str  # the API's base URL
     broker: BrokerSettings  # the private Mosquitto its ingest consumes from
+    pid: int = 0  # the server's process
+    broker_pid: int = 0  # the private Mosquitto's process
 
 
 def server_config(database_url: str, workdir: Path, broker_port: int, port: int) -> dict[str, Any]:
@@ -406,7 +409,9 @@ def running_server(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not become ready; see {workdir}/server.log")
             time.sleep(0.2)
-        yield Served(base, broker.settings)
+        yield Served(
+            base, broker.settings, process.pid, broker.process.pid if broker.process else 0
+        )
     finally:
         process.terminate()
         try:
@@ -619,12 +624,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 async def saturate(
-    base: str, draw: Callable[[], Request], seconds: float
+    base: str, draw: Callable[[], Request], seconds: float, meter: CpuMeter | None = None
 ) -> tuple[float, dict[str, int], list[float]]:
     """Closed loop: CONNECTIONS clients each send their next request as soon as the last one
     answered, for ``seconds`` after a short warm-up. Returns the answered (2xx) requests per
     second, the errors by request kind and status (0: no answer), and the latencies: the most
-    this server does with this generator."""
+    this server does with this generator. A ``meter`` is started when the warm-up ends and
+    stopped when the window does (``meter.result``: its figures per answered request)."""
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     answered = 0
     errors: dict[str, int] = {}
@@ -656,8 +662,49 @@ async def saturate(
                     key = f"{request.name} {status}"
                     errors[key] = errors.get(key, 0) + 1
 
-        await asyncio.gather(*(one_client() for _ in range(CONNECTIONS)))
+        async def window() -> None:
+            if meter is None:
+                return
+            await asyncio.sleep(max(warm_until - time.perf_counter(), 0.0))
+            meter.start()
+            await asyncio.sleep(max(stop - time.perf_counter(), 0.0))
+            meter.result = meter.stop(requests=answered)
+
+        await asyncio.gather(window(), *(one_client() for _ in range(CONNECTIONS)))
     return answered / seconds, errors, latencies
+
+
+SHARES = ("healthz", "mix")
+
+
+def cpu_meter(served: Served) -> CpuMeter:
+    """Per-process CPU while a saturation runs: the server (its workers included), this
+    generator (its own threads only), every PostgreSQL process (the postmaster's tree: other
+    databases' backends too) and the private Mosquitto."""
+    return CpuMeter(
+        {
+            "server": [served.pid],
+            "generator": [os.getpid()],
+            "postgres": postgres_roots(),
+            "mosquitto": [served.broker_pid],
+        },
+        own_only=frozenset({"generator"}),
+    )
+
+
+def postgres_sessions(url: str) -> int:
+    """Sessions (connections) PostgreSQL has started on ``url``'s database so far."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.scalar(
+                    text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+                )
+                or 0
+            )
+    finally:
+        engine.dispose()
 
 
 def healthz_request() -> Request:
@@ -674,10 +721,16 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
         with running_server(url, workdir, command) as served:
             mix = Mix(seeded, random.Random(args.seed + 1))
             mix.probe(served.base)
+            meters = {name: cpu_meter(served) if args.cpu_shares else None for name in SHARES}
+            sessions = postgres_sessions(url)
             health_rate, health_errors, _ = asyncio.run(
-                saturate(served.base, healthz_request, args.seconds)
+                saturate(served.base, healthz_request, args.seconds, meters["healthz"])
             )
-            mix_rate, mix_errors, _ = asyncio.run(saturate(served.base, mix.draw, args.seconds))
+            between = postgres_sessions(url)
+            mix_rate, mix_errors, _ = asyncio.run(
+                saturate(served.base, mix.draw, args.seconds, meters["mix"])
+            )
+            after = postgres_sessions(url)
             half = max(mix_rate / 2, 1.0)
             samples, achieved = asyncio.run(drive(served.base, mix, half, args.seconds))
             at_half = summarise(samples, achieved)
@@ -696,7 +749,12 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
             "by_request_at_half": at_half["by_request"],
             "skipped": mix.skipped,
             "load_average": [round(value, 2) for value in os.getloadavg()],
+            "postgres_sessions_started": {"healthz": between - sessions, "mix": after - between},
         }
+        if args.cpu_shares:
+            result["cpu_at_saturation"] = {
+                name: meter.result for name, meter in meters.items() if meter
+            }
         print(json.dumps(result), file=sys.stderr)
         results.append(result)
     return results
@@ -829,12 +887,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --healthz-share: seed once into a kept PostgreSQL database (named after "
         "--cases, --seed and the schema) and serve a fresh copy of it on each run",
     )
+    parser.add_argument(
+        "--cpu-shares",
+        action="store_true",
+        help="with --healthz-share: each process group's CPU (server, generator, postgres, "
+        "mosquitto, the rest of the machine) over each saturation window, as cores and as "
+        "CPU ms per answered request",
+    )
     args = parser.parse_args(argv)
     if args.healthz_share:
         share = run_share(args)
         line = "; ".join(
             f"{run['workers']} worker(s): mix {run['mix_rate']}/s = {run['share']} of healthz "
             f"{run['healthz_rate']}/s, p99 {run['p99_ms_at_half']} ms at {run['half_rate']}/s"
+            + (
+                f"; at mix saturation: {one_line(run['cpu_at_saturation']['mix'])}"
+                if "cpu_at_saturation" in run
+                else ""
+            )
             for run in share["runs"]
         )
         print(f"API mix vs /healthz ({args.cases} cases, PostgreSQL): {line}")
