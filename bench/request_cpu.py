@@ -6,7 +6,10 @@ the API role only) and each kind of bench.api_load's mix, plus /healthz and a li
 is called ``--calls`` times straight through the ASGI app: no sockets, no HTTP client, so
 ``time.process_time`` around the calls is the server's own CPU (every thread of the process:
 the event loop, the threadpool the sync routes run in, the database driver). PostgreSQL's own
-CPU is in another process and not counted; wall time per call is reported beside it.
+CPU is in other processes: ``pg_cpu_ms`` is the CPU its backends serving this database used
+over the same calls (psutil, the backends named by pg_stat_activity, the one asking excluded;
+the server's background jobs' statements, if any ran meanwhile, fall in it too); wall time per
+call is reported beside them.
 
 A feed connect is timed until the stream's first bytes (``retry:``), then disconnected.
 
@@ -39,7 +42,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from sqlalchemy import event
+import psutil
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from bench.api_load import Mix, Request, seeded_database, server_config
@@ -168,8 +172,32 @@ async def count(app: Asgi, mix: Mix, kind: str, calls: int) -> dict[str, float]:
     }
 
 
+def backend_seconds(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend on ``url``'s database, by pid (the
+    backend answering this question excluded)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            pids = connection.scalars(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    seconds = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        seconds[int(pid)] = float(times.user + times.system)
+    return seconds
+
+
 async def measure(
-    app: Asgi, mix: Mix, kind: str, calls: int, counted: bool = False
+    app: Asgi, mix: Mix, kind: str, calls: int, counted: bool = False, url: str | None = None
 ) -> dict[str, Any]:
     """``calls`` calls of one kind after a few warm-up ones: CPU and wall time per call (and,
     ``counted``, the counts of as many calls more)."""
@@ -178,6 +206,7 @@ async def measure(
     for _ in range(3):  # warm caches, pools and lazy imports
         await call(app, make_request(mix, kind), stream)
     progress = Progress(kind, calls)
+    backends = backend_seconds(url) if url else {}
     cpu = 0.0
     wall = 0.0
     size = 0
@@ -191,10 +220,16 @@ async def measure(
         size += len(answer.body)
         progress.show(index + 1)
     progress.finish()
+    pg_ms = None
+    if url:  # a backend born during the calls counts whole
+        after = backend_seconds(url)
+        used = sum(max(value - backends.get(pid, 0.0), 0.0) for pid, value in after.items())
+        pg_ms = round(used / calls * 1000, 2)
     return {
         "kind": kind,
         "calls": calls,
         "cpu_ms": round(cpu / calls * 1000, 2),
+        "pg_cpu_ms": pg_ms,
         "wall_ms": round(wall / calls * 1000, 2),
         "bytes": size // calls,
         "statuses": {str(code): n for code, n in sorted(statuses.items())},
@@ -215,7 +250,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
                 async def all_kinds() -> None:
                     for kind in kinds:
-                        results.append(await measure(server.app, mix, kind, args.calls, args.count))
+                        results.append(
+                            await measure(server.app, mix, kind, args.calls, args.count, url)
+                        )
 
                 asyncio.run(all_kinds())
             finally:
@@ -251,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     summary = run(args)
-    line = ", ".join(f"{k['kind']} {k['cpu_ms']} ms" for k in summary["kinds"])
+    line = ", ".join(
+        f"{k['kind']} {k['cpu_ms']} ms (PostgreSQL {k['pg_cpu_ms']} ms)" for k in summary["kinds"]
+    )
     print(f"CPU per request ({args.cases} cases, PostgreSQL): {line}")
     print(json.dumps(summary))
     return 0
