@@ -60,6 +60,10 @@ TRAFFIC_VIEWS: dict[str, int] = {
     "intersection-demo2.mp4": 3,
 }
 MOVERS = frozenset({"person", "bicycle", "car", "motorcycle", "bus", "truck"})
+# Round 7, per dev clip: sheds before a person (only vtest shows people big enough),
+# smooth sheds over sharp ground.
+PERSON_SHED_VIEWS: dict[str, int] = {"vtest.avi": 6}
+SMOOTH_SHED_VIEWS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,14 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
         camera_rng = np.random.default_rng(SEED + 8)
         for clip in clips:
             pairs += camera_scale_pairs(clip, camera_rng)
+        # round 7: the two open problems, on dev's own clips (appended likewise)
+        person_rng = np.random.default_rng(SEED + 9)
+        for clip in clips:
+            views = PERSON_SHED_VIEWS.get(clip.name, 0)
+            pairs += person_shed_pairs(clip, finder, texture, person_rng, views) if views else []
+        smooth_rng = np.random.default_rng(SEED + 10)
+        for clip in clips:
+            pairs += smooth_shed_pairs(clip, smooth_rng, SMOOTH_SHED_VIEWS)
     return _with_controls(pairs, objects, SEED)
 
 
@@ -285,6 +297,84 @@ def build_round6_look(
             pairs.append(LabelledPair(f"{stem} built", "built", before, built, truth))
     objects = _best_crops(frames, finder)
     return _with_controls(pairs, objects, SEED + 600), _unsure_crops(frames, finder)
+
+
+# Round 7's held-out look, drawn on nothing any set, look, training run or test drew on:
+# scikit-image photos no round used (astronaut: a person; grass and gravel: sharp ground;
+# coffee, chelsea, horse, motorcycle_left), scikit-learn's flower.jpg as the sheds' texture, and
+# the last frames of motorway-cctv.avi (the third look stopped at 734).
+ROUND7_PERSON_PHOTOS = ("astronaut.png",)
+ROUND7_GROUND_PHOTOS = ("grass.png", "gravel.png")
+ROUND7_PHOTOS = ("coffee.png", "chelsea.png", "horse.png", "motorcycle_left.png")
+ROUND7_STRETCH = ("motorway-cctv.avi", 735, 748)  # 748 frames decode, of 750 counted
+ROUND7_TEXTURE = "flower.jpg"
+
+
+def build_round7_look(
+    shared_data: Path,
+    finder: ObjectFinder,
+    photos_folder: Path | None = None,
+    texture_photo: Path | None = None,
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 7's held-out look, scored once: pairs, and the crops for the object stress.
+
+    Real: the photos and frames, and the still pairs (ROUND7_STRETCH, two views of two frames
+    about half a second apart: the stretch is 13 frames long). GENERATED: every shed. From each
+    ROUND7_PERSON_PHOTOS, two views holding the person with a shed (faced with ROUND7_TEXTURE)
+    in front of them, as `person_shed_pairs` (problem (a)); from each ROUND7_GROUND_PHOTOS, two
+    views with a smooth shed (`smooth_shed`, problem (b)); from each ROUND7_PHOTOS, one view
+    with a textured shed (`composite_shed`). Each pair carries the 12 light/aim/weather controls
+    and the most confident person and car found in these frames and photos; up to 12 found at
+    0.3-0.7 come back for the object stress.
+    """
+    folder = photos_folder or skimage_data()
+    texture_path = texture_photo or (Path(sklearn_china_photo()).with_name(ROUND7_TEXTURE))
+    rng = np.random.default_rng(SEED + 7000)
+    texture = _read(texture_path)
+    frames: list[Image] = []
+    pairs: list[LabelledPair] = []
+    for name in ROUND7_PERSON_PHOTOS:
+        photo = _read(folder / name)
+        frames.append(photo)
+        for view in range(2):
+            found = _person_view(photo, finder, rng)
+            if found is None:
+                raise ValueError(f"{folder / name}: no person found for round 7's look")
+            before, centre = found
+            built, truth = composite_shed(before, texture, rng, front_centre=centre)
+            stem = f"{Path(name).stem}/{view}"
+            pairs.append(LabelledPair(f"{stem} shed before person", "built", before, built, truth))
+    for name in ROUND7_GROUND_PHOTOS:
+        photo = _read(folder / name)
+        frames.append(photo)
+        for view in range(2):
+            (before,) = _square_views(rng, photo)
+            built, truth = smooth_shed(before, rng)
+            stem = f"{Path(name).stem}/{view}"
+            pairs.append(LabelledPair(f"{stem} smooth shed", "built", before, built, truth))
+    for name in ROUND7_PHOTOS:
+        photo = _read(folder / name)
+        frames.append(photo)
+        (before,) = _square_views(rng, photo)
+        built, truth = composite_shed(before, texture, rng)
+        pairs.append(LabelledPair(f"{Path(name).stem}/0 built", "built", before, built, truth))
+    clip, low, high = ROUND7_STRETCH
+    capture = cv2.VideoCapture(str(shared_data / "clips" / clip))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"{shared_data / 'clips' / clip}: round 7's look needs it")
+    try:
+        before_frame, after_frame = _frame(capture, low), _frame(capture, high - 1)
+    finally:
+        capture.release()
+    frames += [before_frame, after_frame]
+    for view in range(2):
+        before, after = _square_views(rng, before_frame, after_frame)
+        nothing = np.zeros((SIZE, SIZE), np.bool_)
+        pairs.append(
+            LabelledPair(f"{Path(clip).stem}/{view} still", "still", before, after, nothing)
+        )
+    objects = _best_crops(frames, finder)
+    return _with_controls(pairs, objects, SEED + 700), _unsure_crops(frames, finder)
 
 
 def _square_views(rng: np.random.Generator, *images: Image) -> list[Image]:
@@ -491,15 +581,139 @@ def painted_shed(view: Image, rng: np.random.Generator) -> tuple[Image, BoolArra
     return np.asarray(out, np.uint8), truth
 
 
+def person_shed_pairs(
+    clip: Path, finder: ObjectFinder, texture: Image, rng: np.random.Generator, views: int
+) -> list[LabelledPair]:
+    """Round 7, problem (a): `views` built pairs of `clip` whose GENERATED shed stands in front
+    of a person who is in both views at the same place (the held-out photos' case).
+
+    A frame from the clip's first third (where the dev set draws) with a person in view
+    (`_person_view`); the before view is that view, the after view the same with a textured
+    shed whose front is centred on the person's lower half. Draws without such a person are
+    drawn again (at most 20 tries per view); no method's answer plays a part.
+    """
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        pairs: list[LabelledPair] = []
+        for _ in range(20 * views):
+            if len(pairs) == views:
+                break
+            frame = _frame(capture, int(rng.integers(0, max(1, count // 3))))
+            found = _person_view(frame, finder, rng)
+            if found is None:
+                continue
+            view, centre = found
+            built, truth = composite_shed(view, texture, rng, front_centre=centre)
+            name = f"{clip.stem}/{len(pairs)} shed before person"
+            pairs.append(LabelledPair(name, "built", view, built, truth))
+        return pairs
+    finally:
+        capture.release()
+
+
+def _person_view(
+    frame: Image, finder: ObjectFinder, rng: np.random.Generator
+) -> tuple[Image, tuple[float, float]] | None:
+    """A SIZE x SIZE view of `frame` holding a person the detector finds at >= 0.5 and at
+    least 6 % of the frame tall (1.6-2.5 times their height across), and where in the view
+    their lower half is; None when the frame has no such person."""
+    height, width = frame.shape[:2]
+    found = finder.detect(frame)
+    people = [
+        box
+        for box, confidence, class_id in zip(
+            found.xyxy, found.confidence, found.class_id, strict=True
+        )
+        if confidence >= 0.5
+        and found.class_names.get(int(class_id)) == PERSON
+        and box[3] - box[1] >= 0.06 * height
+    ]
+    if not people:
+        return None
+    x0, y0, x1, y1 = people[int(rng.integers(len(people)))]
+    side = min(round((y1 - y0) * rng.uniform(1.6, 2.5)), height, width)
+    x = int(np.clip((x0 + x1) / 2 - side * rng.uniform(0.3, 0.7), 0, width - side))
+    y = int(np.clip((y0 + y1) / 2 - side * rng.uniform(0.3, 0.7), 0, height - side))
+    view = np.asarray(
+        cv2.resize(frame[y : y + side, x : x + side], (SIZE, SIZE), interpolation=cv2.INTER_AREA),
+        np.uint8,
+    )
+    scale = SIZE / side
+    return view, (((x0 + x1) / 2 - x) * scale, ((y0 + 3 * y1) / 4 - y) * scale)
+
+
+def smooth_shed_pairs(clip: Path, rng: np.random.Generator, views: int) -> list[LabelledPair]:
+    """Round 7, problem (b): `views` built pairs of `clip`: real frames 3-8 s apart (the first
+    from the clip's first third), the later one with a GENERATED shed of smooth painted faces
+    (`smooth_shed`) over the sharpest part of the view."""
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        pairs = []
+        for view in range(views):
+            before, after = _still_view(capture, count, fps, rng)
+            built, truth = smooth_shed(after, rng)
+            name = f"{clip.stem}/{view} smooth shed"
+            pairs.append(LabelledPair(name, "built", before, built, truth))
+        return pairs
+    finally:
+        capture.release()
+
+
+def smooth_shed(view: Image, rng: np.random.Generator) -> tuple[Image, BoolArray]:
+    """GENERATED: a large shed of smooth faces (a plain wall with a faint vertical shading, a
+    plain roof, a dark door), 35-55 % of the view wide and 30-45 % tall, placed where it covers
+    the most fine detail of 12 seeded places: a new smooth face over sharp ground (grass,
+    gravel, paving), the case a whole-view sharpness test takes for blur."""
+    height, width = view.shape[:2]
+    shed_width = int(rng.uniform(0.35, 0.55) * width)
+    shed_height = int(rng.uniform(0.3, 0.45) * height)
+    grey = cv2.cvtColor(view, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    detail = np.abs(cv2.Laplacian(grey, cv2.CV_32F))
+    integral = cv2.integral(detail)
+    best, best_detail = (0, 0), -1.0
+    for _ in range(12):
+        x0 = int(rng.integers(0, width - shed_width + 1))
+        y0 = int(rng.integers(0, height - shed_height + 1))
+        x1, y1 = x0 + shed_width, y0 + shed_height
+        covered = float(integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0])
+        if covered > best_detail:
+            best, best_detail = (x0, y0), covered
+    x0, y0 = best
+    x1, y1 = x0 + shed_width, y0 + shed_height
+    roof_height = int(shed_height * rng.uniform(0.2, 0.35))
+    wall = rng.uniform(120, 220, 3)
+    roof = rng.uniform(40, 180, 3)
+    out = view.astype(np.float32)
+    shading = np.linspace(rng.uniform(0.85, 1.0), rng.uniform(1.0, 1.15), x1 - x0)[None, :, None]
+    out[y0 + roof_height : y1, x0:x1] = np.clip(wall * shading, 0, 255)
+    out[y0 : y0 + roof_height, x0:x1] = roof
+    door_x = int(x0 + (x1 - x0) * rng.uniform(0.15, 0.6))
+    door_width = max(4, int((x1 - x0) * 0.15))
+    cv2.rectangle(out, (door_x, y0 + roof_height + 6), (door_x + door_width, y1), (55, 55, 60), -1)
+    truth = np.zeros((height, width), np.bool_)
+    truth[y0:y1, x0:x1] = True
+    return np.asarray(np.clip(out, 0, 255), np.uint8), truth
+
+
 def composite_shed(
-    view: Image, texture: Image, rng: np.random.Generator
+    view: Image,
+    texture: Image,
+    rng: np.random.Generator,
+    front_centre: tuple[float, float] | None = None,
 ) -> tuple[Image, BoolArray]:
-    """A textured box (front, side, roof) with a soft cast shadow pasted into `view`."""
+    """A textured box (front, side, roof) with a soft cast shadow pasted into `view`; with
+    `front_centre` (x, y), its front face centred there (kept inside the view)."""
     height, width = view.shape[:2]
     box_width, box_height = rng.uniform(0.18, 0.32) * width, rng.uniform(0.14, 0.25) * height
     depth = rng.uniform(0.25, 0.45) * box_width
     x0 = rng.uniform(0.05 * width, width - box_width - depth - 0.05 * width)
     y0 = rng.uniform(depth + 0.05 * height, height - box_height - 0.05 * height)
+    if front_centre is not None:
+        x0 = float(np.clip(front_centre[0] - box_width / 2, 0, width - box_width - depth - 1))
+        y0 = float(np.clip(front_centre[1] - box_height / 2, depth + 1, height - box_height - 1))
     x1, y1 = x0 + box_width, y0 + box_height
     front = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     side = np.array([[x1, y0], [x1 + depth, y0 - depth], [x1 + depth, y1 - depth], [x1, y1]])
