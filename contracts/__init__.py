@@ -3,7 +3,7 @@
 Depends on pydantic and paho-mqtt only. Everything that crosses MQTT is a model here.
 """
 
-from contracts.acks import AckOutcome, IngestAck
+from contracts.acks import AckOutcome, IngestAck, IngestAckBatch, parse_acks
 from contracts.events import (
     SCHEMA_VERSION,
     BoundingBox,
@@ -27,8 +27,10 @@ __all__ = [
     "GatewayState",
     "GatewayStatus",
     "IngestAck",
+    "IngestAckBatch",
     "ObservedObject",
     "Phase",
     "ViolationEvent",
     "ViolationKind",
+    "parse_acks",
 ]

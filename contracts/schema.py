@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.acks import IngestAck
+from contracts.acks import IngestAck, IngestAckBatch
 from contracts.announce import Announcement
 from contracts.events import SCHEMA_VERSION, ViolationEvent
 from contracts.status import CameraStatus, GatewayStatus
@@ -17,6 +17,7 @@ MESSAGE_MODELS: dict[str, type[BaseModel]] = {
     "camera_status": CameraStatus,
     "gateway_status": GatewayStatus,
     "ingest_ack": IngestAck,
+    "ingest_ack_batch": IngestAckBatch,
     "verification_request": VerificationRequest,
     "verification_result": VerificationResult,
     "announcement": Announcement,

@@ -50,6 +50,13 @@ class GatewayStatus(_WireModel):
         le=2**63 - 1,
         description="the version of the signed rule document the gateway runs; None: none",
     )
+    ack_batch: bool = Field(
+        default=False,
+        description=(
+            "the gateway reads IngestAckBatch on its ack topic; ingest sends it batched acks "
+            "only then (absent: an older gateway, which gets one IngestAck per message)"
+        ),
+    )
 
     def to_wire(self) -> bytes:
         return self.model_dump_json().encode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,17 +94,33 @@ class Outbox:
     def settle(self, ack: IngestAck) -> bool:
         """Apply ingest's answer; True when it settled a message that was still pending."""
         with self._lock:
-            if ack.outcome is AckOutcome.REJECTED:
-                cursor = self._db.execute(
-                    "UPDATE messages SET state = ?, reason = ? WHERE message_id = ? AND state = ?",
-                    (REJECTED, ack.reason, str(ack.message_id), PENDING),
-                )
-            else:
-                cursor = self._db.execute(
-                    "DELETE FROM messages WHERE message_id = ? AND state = ?",
-                    (str(ack.message_id), PENDING),
-                )
-            return cursor.rowcount > 0
+            return self._settle(ack)
+
+    def settle_many(self, acks: Sequence[IngestAck]) -> list[bool]:
+        """Apply a batch of ingest's answers in one transaction (all or none); for each, True
+        when it settled a message that was still pending."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                settled = [self._settle(ack) for ack in acks]
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return settled
+
+    def _settle(self, ack: IngestAck) -> bool:
+        if ack.outcome is AckOutcome.REJECTED:
+            cursor = self._db.execute(
+                "UPDATE messages SET state = ?, reason = ? WHERE message_id = ? AND state = ?",
+                (REJECTED, ack.reason, str(ack.message_id), PENDING),
+            )
+        else:
+            cursor = self._db.execute(
+                "DELETE FROM messages WHERE message_id = ? AND state = ?",
+                (str(ack.message_id), PENDING),
+            )
+        return cursor.rowcount > 0
 
     def in_flight_count(self, resend_after_seconds: float, now: datetime) -> int:
         """Pending messages sent within the resend window: out, not yet confirmed."""

@@ -12,7 +12,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from contracts.acks import AckOutcome, IngestAck
+from contracts.acks import AckOutcome, AckTooLargeError, parse_acks
 from contracts.events import ViolationEvent
 from contracts.mqtt import BrokerSettings, LastWill, MqttSession, Subscriptions, process_client_id
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
@@ -81,7 +81,7 @@ class EdgePublisher:
         will = None
         if announces_gateway:
             offline = GatewayStatus(
-                site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE
+                site_id=site_id, gateway_id=gateway_id, state=GatewayState.OFFLINE, ack_batch=True
             )
             will = LastWill(self._status_topic, offline.to_wire(), qos=1, retain=True)
         self._session = MqttSession(
@@ -120,6 +120,8 @@ class EdgePublisher:
             at=datetime.now(UTC),
             outbox_pending=self._outbox.pending_count(),
             rules_version=self._rules.version if self._rules is not None else None,
+            # This gateway reads IngestAckBatch: ingest may answer a whole batch in one message.
+            ack_batch=True,
         ).to_wire()
 
     def _on_refused(self, reason_code: ReasonCode) -> None:
@@ -142,19 +144,32 @@ class EdgePublisher:
         if message.topic == self._plates_topic:
             self._on_plates(bytes(message.payload))
             return
+        # A single IngestAck (every server) or an IngestAckBatch (servers since batched acks):
+        # every item is validated before any is applied; a bad message is counted and logged
+        # once, and settles nothing (what it meant to settle is resent and answered again).
         try:
-            ack = IngestAck.model_validate_json(message.payload)
+            acks = parse_acks(bytes(message.payload))
+        except AckTooLargeError as exc:
+            self.bad_acks += 1
+            log.warning("ignoring a bad ack on %s: %s", message.topic, exc)
+            return
         except ValidationError as exc:
             self.bad_acks += 1
-            log.warning("ignoring a bad ack on %s: %s", message.topic, exc.errors()[:1])
+            log.warning(
+                "ignoring a bad ack on %s: %s", message.topic, exc.errors(include_input=False)[:1]
+            )
             return
-        if not self._outbox.settle(ack):
-            return
-        if ack.outcome is AckOutcome.REJECTED:
-            self.rejected += 1
-            log.error("ingest rejected message %s: %s", ack.message_id, ack.reason)
-        else:
-            self.confirmed += 1
+        settled = (
+            self._outbox.settle_many(acks) if len(acks) > 1 else [self._outbox.settle(acks[0])]
+        )
+        for ack, was_pending in zip(acks, settled, strict=True):
+            if not was_pending:
+                continue
+            if ack.outcome is AckOutcome.REJECTED:
+                self.rejected += 1
+                log.error("ingest rejected message %s: %s", ack.message_id, ack.reason)
+            else:
+                self.confirmed += 1
 
     def _on_rules(self, payload: bytes) -> None:
         """A rule document: taken if it holds; the status then says which version runs."""

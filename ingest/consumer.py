@@ -3,9 +3,19 @@
 paho's network thread only queues what arrives (topic, payload, mid). One writer thread takes
 batches (up to ``batch_max_messages``, or what came within ``batch_max_wait_ms``), stores each
 batch in one transaction, then acknowledges the messages to the broker in the order they
-arrived (MQTT wants PUBACKs in order) and publishes an IngestAck to each gateway. While the
-database is down or full nothing is acknowledged: the writer retries with backoff and the
-broker keeps the messages meanwhile.
+arrived (MQTT wants PUBACKs in order) and then answers each gateway. While the database is
+down or full nothing is acknowledged: the writer retries with backoff and the broker keeps the
+messages meanwhile.
+
+The answer to a gateway: one IngestAckBatch with all of the batch's acks for it, in arrival
+order (split only past ACK_BATCH_MAX_ITEMS / ACK_BATCH_MAX_BYTES), when the gateway's latest
+GatewayStatus said ``ack_batch: true``; one IngestAck per message otherwise. The default is
+singles because every gateway reads them: an older gateway would count a batch as a bad ack,
+settle nothing and resend forever. Only the gateway itself knows what it reads, so it says so
+in its retained status (every worker subscribes to statuses, not shared, and gets the retained
+one at subscribe); a gateway downgraded in place publishes a status without the flag on connect,
+before its events, and is answered with singles from that batch on. A batch ack that reaches a
+gateway that cannot read it costs only a resend, answered with ``duplicate``.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import TypeVar
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contracts.acks import IngestAck
+from contracts.acks import IngestAck, batch_wire
 from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.mqtt import BrokerSettings, MqttSession, Subscriptions, process_client_id
 from contracts.sites import SiteRegistry
@@ -123,6 +133,8 @@ class IngestConsumer:
         self._connection = 0  # counts successful connects
         self._failures_in_a_row = 0
         self._last_failure = ""
+        # (site, gateway) whose latest status said it reads IngestAckBatch; the writer's alone.
+        self._batch_ack_gateways: set[tuple[str, str]] = set()
         # The composition root passes a stable id (the persistent session must outlive a
         # restart); without one, a per-process id at least never takes over another's session.
         self.client_id = client_id or settings.client_id or process_client_id("civicwatch-ingest")
@@ -252,13 +264,12 @@ class IngestConsumer:
                     return
             else:
                 self._count_poison(answers)
-            for received, ack in zip(batch, answers, strict=True):
+            for received in batch:
                 # After a reconnect the broker redelivers what the old connection did not ack;
                 # acking an old mid on the new connection could settle a different message.
                 if received.connection == self._connection:
                     self._session.ack(received.mid, received.qos)
-                if ack is not None:
-                    self._send_ack(received.topic, ack)
+            self._send_acks(batch, answers)
             self._metrics.batch_messages.observe(len(batch))
             self._metrics.batch_seconds.observe(time.monotonic() - started)
 
@@ -335,11 +346,24 @@ class IngestConsumer:
                 raise _Stopping
             delay = min(delay * 2, _RETRY_MAX_SECONDS)
 
-    def _send_ack(self, topic: str, ack: IngestAck) -> None:
-        claimed = parse_camera_topic(topic)
-        if claimed is None:
-            return  # no gateway to answer
-        self._session.publish(ack_topic(claimed.site_id, claimed.gateway_id), ack.to_wire(), qos=1)
+    def _send_acks(self, batch: list[_Received], answers: list[IngestAck | None]) -> None:
+        """Answer each gateway of a committed batch (its PUBACKs already sent): batched where it
+        reads batches, its acks in arrival order; else one ack per message, as before."""
+        batched: dict[tuple[str, str], list[IngestAck]] = {}
+        for received, ack in zip(batch, answers, strict=True):
+            if ack is None:
+                continue
+            claimed = parse_camera_topic(received.topic)
+            if claimed is None:
+                continue  # no gateway to answer
+            gateway = (claimed.site_id, claimed.gateway_id)
+            if gateway in self._batch_ack_gateways:
+                batched.setdefault(gateway, []).append(ack)
+            else:
+                self._session.publish(ack_topic(*gateway), ack.to_wire(), qos=1)
+        for gateway, acks in batched.items():
+            for payload in batch_wire(acks):
+                self._session.publish(ack_topic(*gateway), payload, qos=1)
 
     def publish(self, topic: str, payload: bytes) -> bool:
         """Publish at QoS 1 on ingest's connection (the server's requests to gateways).
@@ -370,5 +394,10 @@ class IngestConsumer:
             return
         if isinstance(status, GatewayStatus):
             self._service.record_gateway_status(status)
+            gateway = (status.site_id, status.gateway_id)
+            if status.ack_batch:
+                self._batch_ack_gateways.add(gateway)
+            else:
+                self._batch_ack_gateways.discard(gateway)
         else:
             self._service.record_camera_status(status)
