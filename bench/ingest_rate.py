@@ -3,7 +3,10 @@
 Each run gets a private Mosquitto with the project's production queue and persistence values
 (deploy/mosquitto/dev.conf) and a fresh database. Ingest runs in its own process(es), as in
 production; this process publishes like 1,000 camera gateways and collects ingest's acks (an
-ack is sent only after the commit, so publish -> ack bounds publish -> commit from above).
+ack is sent only after the commit, so publish -> ack bounds publish -> commit from above). Like
+the real edge, the gateways first publish a retained status that says they read batched acks
+(``ack_batch``); an ingest that batches them then answers each gateway once per committed batch,
+an older one with one ack per message, and the collector counts the acks either way.
 
 Measured, each ``--repeats`` times (median and spread reported):
 - raw: paho -> Mosquitto -> paho at QoS 1, same payloads, no database: the ceiling;
@@ -72,7 +75,8 @@ from contracts.sites import (
     ZoneKind,
 )
 from contracts.stats import percentile
-from contracts.topics import ROOT, violation_topic
+from contracts.status import GatewayState, GatewayStatus
+from contracts.topics import ROOT, gateway_status_topic, violation_topic
 from loadgen.events import violation_event
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -415,11 +419,13 @@ class IngestProcesses:
 class Collector:
     """Counts what arrives on ``topic_filter`` (acks or raw violations), with arrival times."""
 
-    def __init__(self, port: int, topic_filter: str, expected: int, key: Callable[[bytes], str]):
+    def __init__(
+        self, port: int, topic_filter: str, expected: int, keys: Callable[[bytes], list[str]]
+    ):
         self.arrived: dict[str, float] = {}
         self.done = threading.Event()
         self._expected = expected
-        self._key = key
+        self._keys = keys
         self._lock = threading.Lock()
         self._client = make_client(BrokerSettings(port=port), f"collector-{uuid.uuid4().hex[:8]}")
         self._client.on_message = self._on_message
@@ -435,9 +441,10 @@ class Collector:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         now = time.monotonic()
-        key = self._key(bytes(message.payload))
+        keys = self._keys(bytes(message.payload))
         with self._lock:
-            self.arrived.setdefault(key, now)
+            for key in keys:
+                self.arrived.setdefault(key, now)
             if len(self.arrived) >= self._expected:
                 self.done.set()
 
@@ -449,12 +456,16 @@ class Collector:
         self._client.loop_stop()
 
 
-def _ack_key(payload: bytes) -> str:
-    return str(json.loads(payload)["message_id"])
+def _ack_keys(payload: bytes) -> list[str]:
+    """The message ids an ack message settles: one IngestAck, or an IngestAckBatch's items."""
+    ack = json.loads(payload)
+    if "acks" in ack:
+        return [str(item["message_id"]) for item in ack["acks"]]
+    return [str(ack["message_id"])]
 
 
-def _violation_key(payload: bytes) -> str:
-    return str(json.loads(payload)["message_id"])
+def _violation_keys(payload: bytes) -> list[str]:
+    return [str(json.loads(payload)["message_id"])]
 
 
 class Publisher:
@@ -463,6 +474,29 @@ class Publisher:
         self._client.connect("127.0.0.1", port)
         self._client.loop_start()
         self.sent_at: dict[str, float] = {}
+
+    def announce(self, registry: SiteRegistry) -> None:
+        """Each gateway's retained online status, saying it reads batched acks (as the edge's
+        does); an ingest reads it at subscribe, before any event arrives."""
+        now = datetime.now(UTC)
+        infos = [
+            self._client.publish(
+                gateway_status_topic(site.id, gateway.id),
+                GatewayStatus(
+                    site_id=site.id,
+                    gateway_id=gateway.id,
+                    state=GatewayState.ONLINE,
+                    at=now,
+                    ack_batch=True,
+                ).to_wire(),
+                qos=1,
+                retain=True,
+            )
+            for site in registry.sites
+            for gateway in site.gateways
+        ]
+        for info in infos:
+            info.wait_for_publish(30)
 
     def publish(self, messages: list[Message], rate: float | None = None) -> None:
         """Publish all, as fast as paho allows or paced at ``rate``/s; waits for the PUBACKs."""
@@ -510,7 +544,7 @@ def _count_stored(database_url: str) -> tuple[int, int]:
 def measure_raw(messages: list[Message], workdir: Path) -> float:
     """paho -> Mosquitto -> paho at QoS 1: messages per second end to end."""
     with private_broker(workdir / "broker") as port:
-        collector = Collector(port, f"{ROOT}/+/+/+/violation", len(messages), _violation_key)
+        collector = Collector(port, f"{ROOT}/+/+/+/violation", len(messages), _violation_keys)
         publisher = Publisher(port)
         started = time.monotonic()
         publisher.publish(messages)
@@ -563,13 +597,14 @@ def measure_ingest(
 
     with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
         migrate(url)
+        publisher = Publisher(port)
+        publisher.announce(registry)
         ingest = IngestProcesses(
             url, port, registry, workdir, workers, ingest_options, code_root=code_root
         )
         ingest.start()
         try:
-            collector = Collector(port, f"{ROOT}/+/+/ack", len(messages), _ack_key)
-            publisher = Publisher(port)
+            collector = Collector(port, f"{ROOT}/+/+/ack", len(messages), _ack_keys)
             started = time.monotonic()
             publisher.publish(messages, rate)
             if not collector.wait(600):
@@ -597,11 +632,12 @@ def measure_backlog(
 
     with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
         migrate(url)
+        publisher = Publisher(port)
+        publisher.announce(registry)
         first = IngestProcesses(url, port, registry, workdir, 1)
         first.start()  # makes the persistent session the backlog queues in
         first.stop()
-        collector = Collector(port, f"{ROOT}/+/+/ack", len(messages), _ack_key)
-        publisher = Publisher(port)
+        collector = Collector(port, f"{ROOT}/+/+/ack", len(messages), _ack_keys)
         publisher.publish(messages)
         publisher.close()
         started = time.monotonic()
