@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from edge.config import DetectorSettings, PlateSettings
+from edge.detections import Image
 from edge.detector import create_detector, prepare_ultralytics_environment
 from edge.plate_confidence import (
     DISAGREEMENT,
@@ -41,6 +42,7 @@ from edge.plate_confidence import (
     step,
     wilson_lower,
 )
+from edge.plate_decoding import PlateCandidate
 from edge.plate_eval import VEHICLE_CLASSES, labelled_scenes, load_crop, terminal_progress
 from edge.plate_scenes import backgrounds, generate_scenes
 
@@ -90,7 +92,23 @@ def dump(out: Path, look_below: float) -> None:
     from edge.plate_confidence_fit import FITTED
     from edge.plates import PlateReader
 
-    reader = PlateReader(PlateSettings(), replace(FITTED, look_below=look_below))
+    class Recording(PlateReader):
+        """The reader, remembering what its last reading was read from (its crop or rows)."""
+
+        rows: tuple[Image, ...] = ()
+
+        def _second_look(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
+            self.rows = rows
+            return super()._second_look(reading, rows)
+
+    # No near-tie or crowded cap: the dump records the model's own chance and each reading's
+    # margin and surplus; ``margins`` tries the caps after.
+    reader = Recording(
+        PlateSettings(),
+        replace(FITTED, look_below=look_below),
+        near_tie=float("-inf"),
+        crowded=2.0,
+    )
     for folder in sorted(out.glob("seed*")):
         boxes = json.loads((folder / "boxes.json").read_text())["boxes"]
         started = time.process_time()
@@ -111,6 +129,7 @@ def dump(out: Path, look_below: float) -> None:
                             "confidence": candidate.confidence,
                             "score": candidate.score,
                             "chars": list(candidate.char_confidences),
+                            "surplus": reader._surplus(reader.rows, candidate.text),
                             "features": (
                                 None if candidate.features is None else candidate.features.as_dict()
                             ),
@@ -314,6 +333,55 @@ def fit(
         print(f"wrote {write}")
 
 
+def margins(out: Path, floor: float, thresholds: list[float], crowded: float, cap: float) -> None:
+    """The near-tie cap (edge.plates.NEAR_TIE) tried at each threshold, with the crowded-row cap
+    at ``crowded`` (edge.plates.CROWDED; above 1: off), on a dump made with the reader's own
+    look_below (``dump --look-below 0.98``): the caps change only confidences, never which text
+    a vehicle reads, so every threshold is scored on the same readings."""
+    from edge.plates import weakest_margin
+
+    by_seed = load_rows(out)
+    read = [r for rows in by_seed.values() for r in rows if "text" in r]
+    for row in read:
+        features = row["features"]
+        row["margin"] = weakest_margin(
+            row["text"], features["char_scores"], features["char_rivals"]
+        )
+    decided = sorted((r["margin"], r["text"], r["label"]) for r in read if r["confidence"] >= floor)
+    print("decided readings' smallest margins:", [(round(m, 4), t, lb) for m, t, lb in decided[:8]])
+    print(
+        "decided wrong readings:",
+        [(round(m, 4), t, lb) for m, t, lb in decided if t != lb],
+    )
+    for threshold in thresholds:
+        total = {"exact": 0, "miss": 0, "false_read": 0, "right_below": 0, "wrong_at_or_above": 0}
+        per_seed: dict[int, dict[str, int]] = {}
+        capped = [0, 0]  # right, wrong: decided readings the cap undecides
+        for seed, rows in by_seed.items():
+            confidences: list[float | None] = []
+            for row in rows:
+                if "text" not in row:
+                    confidences.append(None)
+                    continue
+                confidence = float(row["confidence"])
+                if row["margin"] < threshold or row["surplus"] >= crowded:
+                    if confidence >= floor:
+                        capped[0 if row["right"] else 1] += 1
+                    confidence = min(confidence, cap)
+                confidences.append(confidence)
+            per_seed[seed] = scenes(rows, confidences, floor)
+            total = {k: total[k] + per_seed[seed][k] for k in total}
+        near = [r for r in read if r["margin"] < threshold or r["surplus"] >= crowded]
+        near_right = sum(bool(r["right"]) for r in near)
+        print(
+            f"near tie < {threshold} or surplus >= {crowded}: "
+            f"{len(near)} readings ({near_right} right); "
+            f"decided ones undecided: {capped[0]} right, {capped[1]} wrong; "
+            f"all seeds {total}; exact by seed "
+            f"{ {seed: tally['exact'] for seed, tally in per_seed.items()} }"
+        )
+
+
 FITTED_MODULE = '''"""The plate confidence model, fitted on the dev scenes (bench.plates_calibrate).
 
 Dev seeds {seeds} (GENERATED scenes, edge.plate_scenes; never the test seeds 2, 3 and 9):
@@ -329,7 +397,7 @@ FITTED = {model}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["prepare", "dump", "fit"])
+    parser.add_argument("step", choices=["prepare", "dump", "fit", "margins"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEV_SEEDS))
     parser.add_argument("--count", type=int, default=180)
@@ -342,15 +410,28 @@ def main() -> int:
     parser.add_argument("--penalty", type=float, default=10.0, help="fit: L2 penalty")
     parser.add_argument("--bound-z", type=float, default=1.645, help="fit: Wilson lower bound z")
     parser.add_argument("--write", type=Path, help="fit: write the model module here")
+    parser.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        help="margins: near-tie thresholds to try",
+    )
+    parser.add_argument("--cap", type=float, default=0.5, help="margins: a near tie's most")
+    parser.add_argument(
+        "--crowded", type=float, default=2.0, help="margins: the crowded-row cap (2: off)"
+    )
     args = parser.parse_args()
     if args.step != "prepare" and not any(args.out.glob("seed*")):
         parser.error(f"{args.out} holds no seed folders: run the prepare step first")
-    if args.step == "fit" and not any(args.out.glob("seed*/readings.jsonl")):
+    if args.step in ("fit", "margins") and not any(args.out.glob("seed*/readings.jsonl")):
         parser.error(f"{args.out} holds no readings: run the dump step first")
     if args.step == "prepare":
         prepare(args.out, args.seeds, args.count)
     elif args.step == "dump":
         dump(args.out, 1.01 if args.look_below is None else args.look_below)
+    elif args.step == "margins":
+        margins(args.out, args.floor, args.thresholds, args.crowded, args.cap)
     else:
         look_below = LOOK_BELOW if args.look_below is None else args.look_below
         fit(args.out, args.floor, args.penalty, look_below, args.bound_z, args.write)

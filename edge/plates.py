@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +23,13 @@ import numpy as np
 from contracts.events import BoundingBox
 from edge.config import PlateSettings, ReadPass
 from edge.detections import FloatArray, Image
-from edge.plate_confidence import ConfidenceModel, ReadingFeatures, calibrated, raw_score
+from edge.plate_confidence import (
+    RED_SUFFIXES,
+    ConfidenceModel,
+    ReadingFeatures,
+    calibrated,
+    raw_score,
+)
 from edge.plate_confidence_fit import FITTED
 from edge.plate_decoding import (
     HEAD_LAYOUT,
@@ -76,13 +82,22 @@ class PlateReader:
     gateway: a lock keeps inference one at a time.
     """
 
-    def __init__(self, settings: PlateSettings, confidence: ConfidenceModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: PlateSettings,
+        confidence: ConfidenceModel | None = None,
+        near_tie: float | None = None,
+        crowded: float | None = None,
+    ) -> None:
         self.settings = settings
         self.confidence = FITTED if confidence is None else confidence
+        self.near_tie = NEAR_TIE if near_tie is None else near_tie
+        self.crowded = CROWDED if crowded is None else crowded
         self._recogniser = build_recogniser(settings)
         self._decoder = PlateDecoder(self._recogniser.characters)
         self._text_boxes = TextBoxFinder(settings.threads)
         self._lock = threading.Lock()
+        self._local = threading.local()
         # The plate-trained recogniser: built here, so missing or corrupt weights stop the
         # reader at startup (PlateNetError), never mid-stream.
         self._net: PlateNet | None = None
@@ -128,10 +143,13 @@ class PlateReader:
         """
         best: PlateCandidate | None = None
         texts: set[str] = set()
-        for read_pass in passes:
+        for index, read_pass in enumerate(passes):
             if best is not None and _weakest(best) >= PASS_SURE:
                 break
-            candidate = self._decoder.decode(self.recognise(crop, read_pass), layout)
+            probabilities = self.recognise(crop, read_pass)
+            if index == 0:
+                self._remember(crop, read_pass, probabilities)
+            candidate = self._decoder.decode(probabilities, layout)
             if candidate is None:
                 continue
             texts.add(candidate.text)
@@ -159,7 +177,7 @@ class PlateReader:
             features = _features(reading, rows, None)
             return replace(
                 reading,
-                confidence=self.confidence.chance(features, reading.text),
+                confidence=self._chance(features, reading.text, rows),
                 features=features,
             )
         support: defaultdict[str, list[PlateCandidate]] = defaultdict(list)
@@ -171,7 +189,7 @@ class PlateReader:
             features = _features(reading, rows, _Vote(reading.text, 0.0, 0, 0, 0, (), ()))
             return replace(
                 reading,
-                confidence=self.confidence.chance(features, reading.text),
+                confidence=self._chance(features, reading.text, rows),
                 score=0.0,
                 features=features,
             )
@@ -190,12 +208,70 @@ class PlateReader:
         features = _features(reading, rows, vote)
         return PlateCandidate(
             text,
-            self.confidence.chance(features, text),
+            self._chance(features, text, rows),
             chars,
             round(score, 4),
             features,
             rivals=rivals,
         )
+
+    def _chance(self, features: ReadingFeatures, text: str, rows: tuple[Image, ...]) -> float:
+        """The confidence model's chance, at most NEAR_TIE_CHANCE for a near tie or a crowded row.
+
+        Near tie: one of the reading's core positions scores at most ``near_tie`` over the best
+        other character the plate's format allows there (U or 1, 0 or D or Q, 8 or B in a
+        letter-or-digit slot). Crowded: the recogniser saw, in a row, one character more than
+        the reading holds, at ``crowded`` or more (``surplus``): the format had no room for it,
+        so the decoding folded two characters into one (a U seen as two strokes, 11, read as
+        one 1). Either way the reading is not decided, however sure the rest of it is.
+        """
+        chance = self.confidence.chance(features, text)
+        if weakest_margin(text, features.char_scores, features.char_rivals) < self.near_tie:
+            return min(chance, NEAR_TIE_CHANCE)
+        if self.crowded <= 1.0 and self._surplus(rows, text) >= self.crowded:
+            return min(chance, NEAR_TIE_CHANCE)
+        return chance
+
+    def _surplus(self, rows: tuple[Image, ...], text: str) -> float:
+        """The strongest character a row held beyond the reading's (``surplus``), any row.
+
+        Each row is read again at its first read pass's width (one recogniser run a row).
+        """
+        if len(rows) == 1:
+            parts = [(rows[0], self.settings.passes[0], len(text))]
+        else:
+            split = len(text) - TAIL_LAYOUT.shortest
+            parts = [
+                (rows[0], _row_passes(rows[0])[0], split),
+                (rows[1], _row_passes(rows[1])[0], TAIL_LAYOUT.shortest),
+            ]
+        found = 0.0
+        for crop, read_pass, length in parts:
+            chars, gap = self._decoder.scores(self._first_pass(crop, read_pass))
+            found = max(found, surplus(chars, gap, length))
+        return found
+
+    def _remember(self, crop: Image, read_pass: ReadPass, probabilities: FloatArray) -> None:
+        """Keep a crop's first-pass scores (this thread's last REMEMBERED): ``_surplus`` reads
+        the final reading's rows at that pass again, which they always had."""
+        remembered = self._remembered()
+        remembered[(id(crop), read_pass.text_width, read_pass.input_width)] = (crop, probabilities)
+        while len(remembered) > REMEMBERED:
+            remembered.popitem(last=False)
+
+    def _remembered(self) -> _Remembered:
+        remembered: _Remembered | None = getattr(self._local, "first", None)
+        if remembered is None:
+            remembered = OrderedDict()
+            self._local.first = remembered
+        return remembered
+
+    def _first_pass(self, crop: Image, read_pass: ReadPass) -> FloatArray:
+        kept = self._remembered().get((id(crop), read_pass.text_width, read_pass.input_width))
+        # The crop itself is held there, so its id cannot have been reused by another.
+        if kept is not None and kept[0] is crop:
+            return kept[1]
+        return self.recognise(crop, read_pass)
 
     def _view_readings(self, rows: tuple[Image, ...]) -> Iterator[PlateCandidate]:
         if len(rows) == 1:
@@ -330,9 +406,17 @@ class PlateReader:
             self.settings.second_opinion == "vote"
             and weakest >= OPINION_SURE
             and net.text == reading.text
+            and not self._near_tie(reading)
         ):
             return replace(reading, confidence=max(reading.confidence, AGREE_CHANCE))
         return reading
+
+    def _near_tie(self, reading: PlateCandidate) -> bool:
+        features = reading.features
+        if features is None:
+            return False
+        margin = weakest_margin(reading.text, features.char_scores, features.char_rivals)
+        return margin < self.near_tie
 
     def _confirm(self, found: _Found) -> _Found:
         """A sure reading may rest on the first read pass alone: the later passes read it too.
@@ -408,6 +492,48 @@ def _features(
     )
 
 
+def weakest_margin(text: str, scores: Sequence[float], rivals: Sequence[float]) -> float:
+    """The plate core's smallest margin: a character's score less its rival's, the weakest.
+
+    The rival is the best other character the plate-constrained decoding allows in that slot
+    (edge.plate_decoding), so a 1 beside a U in a letter-or-digit slot counts, a 1 beside a
+    province does not. The core is the province (or WJ), letters and digits: a red suffix
+    (警, 领...) and 使 are left out, as the confidence model leaves them out (the recogniser
+    scores them low even when right). A reading with no rivals recorded has margin 1.
+    """
+    if not rivals:
+        return 1.0
+    margins = [
+        score - rival
+        for char, score, rival in zip(text, scores, rivals, strict=False)
+        if char not in RED_SUFFIXES and char != "使"
+    ]
+    return min(margins, default=1.0)
+
+
+def surplus(chars: FloatArray, gap: FloatArray, length: int) -> float:
+    """The strongest character the recogniser saw in a row beyond ``length`` of them; 0 if none.
+
+    ``chars`` (time steps x plate characters) and ``gap`` are the decoder's merged scores. At a
+    threshold, a time step shows its best plate character when that scores the threshold or
+    more (even under the blank's), else nothing; consecutive steps showing one character are
+    one character, as CTC counts them. The result is the highest threshold of SURPLUS_STEPS at
+    which the row shows more than ``length`` characters: a U whose two strokes read 1 at 0.38
+    and 1 at 0.78 with a blank between is two characters up to 0.38, where the plate-constrained
+    decoding, with room for one, kept one 1.
+    """
+    if len(chars) == 0:
+        return 0.0
+    best = chars.max(axis=1)
+    which = chars.argmax(axis=1)
+    for threshold in SURPLUS_STEPS:
+        shown = np.where(best >= threshold, which, -1)
+        starts = (shown >= 0) & np.concatenate(([True], shown[1:] != shown[:-1]))
+        if int(starts.sum()) > length:
+            return threshold
+    return 0.0
+
+
 def _net_scores(net: PlateNet, crop: Image) -> tuple[FloatArray, FloatArray]:
     """The plate net's character and gap probabilities, as decode_plate_scores takes them."""
     probabilities = net.probabilities(crop)
@@ -423,8 +549,27 @@ AGREE_CHANCE = 0.9089
 in sample: OPINION_SURE was chosen on the same readings)."""
 
 
+_Remembered = OrderedDict[tuple[int, int, int], tuple[Image, FloatArray]]
+"""A thread's crops' first-pass scores, by the crop's id and the pass's widths."""
+
 _Found = tuple[PlateCandidate, tuple[Image, ...]]
 """A reading and what it was read from: its crop, or a double-row plate's two rows."""
+
+NEAR_TIE = 0.5
+"""A core position whose score is less than this over its rival's is a near tie (weakest_margin):
+the reading's confidence is then at most NEAR_TIE_CHANCE. Chosen on dev seeds 1, 4, 5, 6 and 10
+(949 readings): the decided readings' smallest margin was 0.565 (right); under 0.5, 76 readings
+(23 right), none decided by the model, so on dev the rule changes nothing (a net under it)."""
+REMEMBERED = 64
+"""Crops whose first-pass scores a thread keeps for ``_surplus`` (a vehicle reads fewer)."""
+CROWDED = 0.3
+"""A row whose ``surplus`` is this or more is crowded (above 1: never). Chosen on dev seeds 1, 4,
+5, 6 and 10: the lowest of SURPLUS_STEPS at which no right decided reading was crowded (one
+was at 0.25); the one wrong decided reading, 桂V109A8 for 桂VU09A8 (seed 10), was at 0.35."""
+SURPLUS_STEPS: tuple[float, ...] = tuple(round(0.95 - 0.05 * i, 2) for i in range(19))
+"""The thresholds ``surplus`` tries, highest first (0.95 down to 0.05)."""
+NEAR_TIE_CHANCE = 0.5
+"""The most a near-tie or crowded reading is worth: under any floor (a tie is a coin's toss)."""
 
 PASS_SURE = 0.96
 """A reading whose weakest character scores this or more needs no further read pass."""
