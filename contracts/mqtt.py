@@ -9,7 +9,8 @@ import secrets
 import socket
 import ssl
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ Subscriptions = Sequence[tuple[str, int]]
 """Topic filters and their QoS."""
 
 _REFUSALS_KEPT = 1024  # broker refusals of publishes no one waits for are dropped, oldest first
+STOP_DRAIN_SECONDS = 5.0  # how long a stop waits for the broker to confirm what was published
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class MqttSession:
         self._on_lost = on_lost
         self._lock = threading.Lock()
         self._refused: OrderedDict[int, str] = OrderedDict()  # mid -> the broker's reason
+        self._unconfirmed: deque[mqtt.MQTTMessageInfo] = deque()  # QoS 1/2 publishes, in order
         self._client = make_client(broker, client_id)
         if manual_ack:
             self._client.manual_ack_set(True)
@@ -179,8 +182,29 @@ class MqttSession:
             )
         self._client.loop_start()
 
-    def stop(self) -> None:
-        """Disconnect cleanly (no last will) and stop paho's thread."""
+    def stop(self, drain_seconds: float = STOP_DRAIN_SECONDS) -> None:
+        """Wait (at most ``drain_seconds``) until the broker has confirmed this session's QoS 1
+        and 2 publishes, then disconnect cleanly (no last will) and stop paho's thread.
+
+        Why wait: closing a socket that still holds unread bytes (the broker's PUBACKs) makes
+        the kernel reset the connection, and the broker then drops whatever of ours it had not
+        read yet: the manual acks and the DISCONNECT sent just before. Once the broker has
+        answered our last publish it has read everything sent before it. A message the broker
+        sends us at the very moment of the stop can still cause that reset; what it drops is
+        then redelivered to the persistent session, where idempotent handling settles it.
+        """
+        deadline = time.monotonic() + drain_seconds
+        with self._lock:
+            unconfirmed = list(self._unconfirmed)
+            self._unconfirmed.clear()
+        for info in unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._client.is_connected():
+                break  # not connected: paho keeps them for a next connection that never comes
+            try:
+                info.wait_for_publish(remaining)
+            except (RuntimeError, ValueError):
+                continue  # paho never sent it (its rc says why); nothing to wait for
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
@@ -199,7 +223,24 @@ class MqttSession:
         properties: Properties | None = None,
     ) -> mqtt.MQTTMessageInfo:
         """Hand a message to paho; its ``rc`` says whether paho took it."""
-        return self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        return self._publish(topic, payload, qos, retain, properties)
+
+    def _publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> mqtt.MQTTMessageInfo:
+        """Publish, remembering a QoS 1/2 message until the broker confirms it (see stop)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if qos > 0 and info.rc == mqtt.MQTT_ERR_SUCCESS:
+            with self._lock:
+                self._unconfirmed.append(info)
+                while self._unconfirmed and self._unconfirmed[0].is_published():
+                    self._unconfirmed.popleft()  # confirmations come mostly in order
+        return info
 
     def publish_and_wait(
         self,
@@ -214,7 +255,7 @@ class MqttSession:
             raise PublishError(
                 f"not connected to the MQTT broker {self.broker.host}:{self.broker.port}"
             )
-        info = self._client.publish(topic, payload, qos=qos, properties=properties)
+        info = self._publish(topic, payload, qos, properties=properties)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise PublishError(f"MQTT publish failed: {mqtt.error_string(info.rc)}")
         try:

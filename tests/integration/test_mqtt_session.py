@@ -80,3 +80,56 @@ def test_the_hooks_hear_a_lost_broker_and_the_session_comes_back(
         assert connects == [[("test/hooks", 1)], [("test/hooks", 1)]]
     finally:
         session.stop()
+
+
+def test_a_stop_right_after_acking_and_answering_leaves_nothing_for_the_broker_to_redeliver(
+    mosquitto: MosquittoProcess,
+) -> None:
+    """Ingest's shape: a manual-ack session acks what it handled and publishes a QoS 1 answer
+    for each, then stops. Closing the socket while the broker's PUBACKs for those answers are
+    still unread makes the kernel reset the connection, and the broker drops what it had not
+    yet read, our acks included; the stop must wait for the broker's answers first."""
+    count = 200
+    received: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+
+    def consumer() -> MqttSession:
+        return MqttSession(
+            mosquitto.settings,
+            "session-test-drain",
+            subscriptions=lambda: [("test/drain/in", 1)],
+            session_expiry_seconds=60,
+            manual_ack=True,
+            on_message=lambda message: received.put((message.mid, message.qos)),
+        )
+
+    first = consumer()
+    first.start()
+    assert first.ready.wait(TIMEOUT), "never subscribed"
+    sender = MqttSession(mosquitto.settings, "session-test-drain-sender")
+    sender.start()
+    try:
+        assert sender.connected.wait(TIMEOUT)
+        for number in range(count):
+            sender.publish("test/drain/in", str(number).encode(), qos=1)
+        sender.publish_and_wait("test/drain/in", b"last", qos=1, timeout=TIMEOUT)
+    finally:
+        sender.stop()
+    for _ in range(count + 1):
+        mid, qos = received.get(timeout=TIMEOUT)
+        first.ack(mid, qos)
+        first.publish("test/drain/answers", b"handled", qos=1)
+    first.stop()
+
+    again = consumer()
+    again.start()
+    try:
+        assert again.ready.wait(TIMEOUT), "never subscribed again"
+        redelivered = []
+        try:
+            while True:  # a redelivery comes right after the CONNACK; a second is plenty
+                redelivered.append(received.get(timeout=1.0))
+        except queue.Empty:
+            pass
+    finally:
+        again.stop()
+    assert redelivered == [], "the broker redelivered messages acked before the stop"
