@@ -5,9 +5,10 @@ vehicle photos, with rendered plates of every format composited on vehicles the 
 found. They are written into a temporary folder and deleted after; none is committed. The dev set
 is seed 1 (the confidence model is fitted on it and seeds 4-8: bench.plates_calibrate); the test
 set, seed 2, was scored in rounds 1 and 2, so round 3 scored a fresh ``held_out`` set, seed 3,
-once, round 4 another, ``held_out_9`` (seed 9), once, and round 5 ``held_out_10`` (seed 10),
-once. ``--set photos`` scores the two real photos in ../shared/data/images. ``--second-opinion``
-turns on the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion).
+once, round 4 another, ``held_out_9`` (seed 9), once, round 5 ``held_out_10`` (seed 10),
+once, and round 6 ``held_out_11`` (seed 11), once (seed 10 was dev in round 6). ``--set
+photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` turns on
+the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion).
 
     nice -n 10 .venv/bin/python -m bench.plates_frames --set dev [--count 135] [--dump FILE]
 
@@ -39,7 +40,15 @@ from edge.plates import PlateReader
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "yolo11n_int8_openvino_model"
-SEEDS = {"dev": 1, "test": 2, "held_out": 3, "held_out_9": 9, "held_out_10": 10, "dev_4": 4}
+SEEDS = {
+    "dev": 1,
+    "test": 2,
+    "held_out": 3,
+    "held_out_9": 9,
+    "held_out_10": 10,
+    "dev_4": 4,
+    "held_out_11": 11,
+}
 
 
 def main() -> int:
