@@ -24,7 +24,9 @@ Each ingest run is done per evidence mode, alternating within a repeat:
   its own transaction on another thread, committed before the batch's.
 
 Reported: the ingest process's threads' CPU ms per small event (writer, paho, evidence
-writers, other; from /proc as each small run ends, for trees whose worker reports it), events/s,
+writers, other; from /proc as each small run ends, for trees whose worker reports it), the
+private Mosquitto's CPU ms per small event over each small run (this tree's bench measures it
+for both trees), events/s,
 evidence MB/s (decoded image bytes stored per second, first publish to
 last ack), that MB/s as a share of the disk's direct write rate, and the small runs' events/s
 as a share of the raw ceiling; the machine's load average before and after; the CPU ms
@@ -318,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     writer_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     # each small run's ingest threads' CPU ms per event, by role (trees whose worker says it)
     thread_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    # each small run's private Mosquitto: CPU ms per event over the run (ingest's acks included)
+    broker_ms: dict[str, list[float]] = {label: [] for label in trees}
     raw_rates: list[float] = []
     raw_real_rates: list[float] = []  # the real-size opened messages alone, messages/s
     disk: list[float] = []
@@ -358,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{label} {name}/{mode}: stored {run.stored} of {len(messages)}"
                             )
                         rates[label].setdefault(f"{name}_{mode}", []).append(run.rate)
+                        if name == "small" and run.broker_cpu_s:
+                            broker_ms[label].append(run.broker_cpu_s * 1000 / len(messages))
                         cpus = [w["thread_cpu_s"] for w in run.writers if w.get("thread_cpu_s")]
                         if name == "small" and cpus:  # all ingest processes together
                             roles = {role for cpu in cpus for role in cpu}
@@ -452,6 +458,12 @@ def main(argv: list[str] | None = None) -> int:
                 role: round(statistics.median(t.get(role, 0.0) for t in thread_ms[label]), 3)
                 for role in sorted({role for t in thread_ms[label] for role in t})
             },
+            "mosquitto_cpu_ms_per_small_event": {
+                "median": round(statistics.median(broker_ms[label]), 3)
+                if broker_ms[label]
+                else None,
+                "each": [round(ms, 3) for ms in broker_ms[label]],
+            },
         }
     summary["runs"] = per_tree[THIS_TREE]["runs"]
     summary["parse_violation_cpu_ms_per_event"] = per_tree[THIS_TREE][
@@ -462,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     summary["ingest_thread_cpu_ms_per_small_event"] = per_tree[THIS_TREE][
         "ingest_thread_cpu_ms_per_small_event"
+    ]
+    summary["mosquitto_cpu_ms_per_small_event"] = per_tree[THIS_TREE][
+        "mosquitto_cpu_ms_per_small_event"
     ]
     if args.baseline:
         base = per_tree[f"baseline {args.baseline}"]

@@ -28,6 +28,7 @@ Progress goes to stderr on a terminal; the last stdout line is a JSON summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import create_engine, func, select, text
@@ -214,8 +216,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def private_broker(workdir: Path) -> Iterator[int]:
-    """Mosquitto with the project's dev.conf limits, on a free port, in ``workdir``."""
+def private_broker(workdir: Path, usage: dict[str, float] | None = None) -> Iterator[int]:
+    """Mosquitto with the project's dev.conf limits, on a free port, in ``workdir``.
+
+    ``usage`` gets ``cpu_s``: the CPU seconds (user + system) Mosquitto used in its life."""
     port = _free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     kept = []
@@ -246,6 +250,10 @@ def private_broker(workdir: Path) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
+        if usage is not None:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(process.pid).cpu_times()
+                usage["cpu_s"] = float(times.user + times.system)
         process.terminate()
         process.wait(timeout=10)
 
@@ -565,6 +573,7 @@ class IngestRun:
     # per worker: batches, messages, writer_busy_s, alive_s, and (workers of trees since
     # ingest with evidence round 3) thread_cpu_s: thread_cpu_seconds() at the end
     writers: list[dict[str, Any]]
+    broker_cpu_s: float = 0.0  # the private Mosquitto's CPU over the whole run
 
     def writer_summary(self) -> list[dict[str, Any]]:
         return [
@@ -595,7 +604,11 @@ def measure_ingest(
     workdir.mkdir(parents=True)
     from storage.schema import migrate
 
-    with scratch_database(database, workdir) as url, private_broker(workdir / "broker") as port:
+    broker: dict[str, float] = {}
+    with (
+        scratch_database(database, workdir) as url,
+        private_broker(workdir / "broker", broker) as port,
+    ):
         migrate(url)
         publisher = Publisher(port)
         publisher.announce(registry)
@@ -619,7 +632,14 @@ def measure_ingest(
             ingest.stop()
         stored, cases = _count_stored(url)
     writers = [json.loads(path.read_text()) for path in sorted(workdir.glob("stats-*.json"))]
-    return IngestRun(len(messages) / (finished - started), latencies, stored, cases, writers)
+    return IngestRun(
+        len(messages) / (finished - started),
+        latencies,
+        stored,
+        cases,
+        writers,
+        broker.get("cpu_s", 0.0),
+    )
 
 
 def measure_backlog(
