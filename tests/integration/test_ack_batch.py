@@ -22,7 +22,17 @@ from edge.publisher import EdgePublisher
 from ingest.config import IngestSettings
 from ingest.consumer import IngestConsumer
 from tests.conftest import MosquittoProcess
-from tests.factories import GATEWAY, SITE, EventFactory, IngestRig, make_ingest, migrated_database
+from tests.factories import (
+    GATEWAY,
+    OTHER_CAMERA,
+    OTHER_GATEWAY,
+    OTHER_SITE,
+    SITE,
+    EventFactory,
+    IngestRig,
+    make_ingest,
+    migrated_database,
+)
 
 TIMEOUT = 15.0
 N = 25
@@ -212,3 +222,51 @@ def test_the_edge_applies_a_batch_whole_or_not_at_all(
         publisher.stop()
         server.disconnect()
         server.loop_stop()
+
+
+def test_each_gateway_of_a_batch_is_answered_in_its_own_form(
+    mosquitto: MosquittoProcess, rig: IngestRig
+) -> None:
+    """One transaction holds two gateways' events, interleaved, one rejected: the gateway that
+    announced ack_batch gets one message with its acks in arrival order (the rejection in
+    place), the other one ack per message."""
+    new = EventFactory()
+    old = EventFactory(site_id=OTHER_SITE, gateway_id=OTHER_GATEWAY, camera_id=OTHER_CAMERA)
+    new_events = [new.event(frames=1) for _ in range(6)]
+    new_events[3] = new_events[3].model_copy(update={"schema_version": "2.0"})  # rejected
+    old_events = [old.event(frames=1) for _ in range(4)]
+    new_ack, old_ack = ack_topic(SITE, GATEWAY), ack_topic(OTHER_SITE, OTHER_GATEWAY)
+    spy = Spy(mosquitto, [new_ack, old_ack])
+
+    def publish() -> None:
+        client = make_client(mosquitto.settings, f"gateways-{uuid.uuid4().hex[:6]}")
+        client.connect(mosquitto.settings.host, mosquitto.settings.port)
+        client.loop_start()
+        announced = GatewayStatus(
+            site_id=SITE, gateway_id=GATEWAY, state=GatewayState.ONLINE, ack_batch=True
+        )
+        infos = [client.publish(gateway_status_topic(SITE, GATEWAY), announced.to_wire(), 1, True)]
+        for index, event in enumerate(new_events):
+            infos.append(client.publish(new.topic, event.to_wire(), qos=1))
+            if index < len(old_events):
+                infos.append(client.publish(old.topic, old_events[index].to_wire(), qos=1))
+        for info in infos:
+            info.wait_for_publish(TIMEOUT)
+        client.disconnect()
+        client.loop_stop()
+
+    queue_backlog(mosquitto, rig, publish)
+    consumer = make_consumer(mosquitto, rig)
+    consumer.start()
+    try:
+        assert wait_for(lambda: spy.count(new_ack) >= 1 and spy.count(old_ack) == 4)
+        time.sleep(0.5)
+        assert rig.metrics.value("civicwatch_ingest_batch_messages_count") == 1, "one batch"
+        [batched] = [json.loads(p)["acks"] for p in spy.payloads[new_ack]]
+        assert [a["message_id"] for a in batched] == [str(e.message_id) for e in new_events]
+        assert [a["outcome"] for a in batched] == ["stored"] * 3 + ["rejected"] + ["stored"] * 2
+        singles = [json.loads(p) for p in spy.payloads[old_ack]]
+        assert [a["message_id"] for a in singles] == [str(e.message_id) for e in old_events]
+    finally:
+        consumer.stop()
+        spy.close()
