@@ -40,6 +40,12 @@ _GUIDE_EPS = 0.1
 _CLOSE_KERNEL = 15  # working pixels: bridges gaps inside one structure's outline
 _ALIGN_SIZE = 512  # the longer side frames are scaled to for registration
 _MASK_COLOUR = np.array([0, 0, 255], dtype=np.float32)  # BGR red
+# Round 7: "softer than its baseline" only when the view lost detail outside what changed too
+# (a smooth new face is not blur; docs/benchmarks.md, "Structures", round 7).
+SOFTNESS_OUTSIDE_CHANGE = True
+_LOW_PASS = 3.0  # working pixels
+_SAME_LEVEL = 0.2  # log grey levels: about a fifth brighter or darker
+_MIN_UNCHANGED = 0.5
 T = TypeVar("T")
 
 
@@ -394,6 +400,10 @@ def _view_problem(
         return "the zone shows no contrast (night, fog or a covered lens)"
     base_sharpness = kept.get(("sharpness", where), lambda: _sharpness(baseline, zone))
     softness = _sharpness(current, zone) / max(base_sharpness, 1e-6)
+    if softness < settings.min_sharpness_ratio and SOFTNESS_OUTSIDE_CHANGE:
+        # Round 7: softer only if the view is softer outside what changed, too (blur is).
+        unchanged = _unchanged_part(baseline, current, zone, kept, where)
+        softness = _sharpness(current, unchanged) / max(_sharpness(baseline, unchanged), 1e-6)
     if softness < settings.min_sharpness_ratio:
         return f"the view is softer than its baseline (sharpness ratio {softness:.2f})"
     base_noise = kept.get(("noise", where), lambda: _noise_level(_grey(baseline), zone))
@@ -401,6 +411,21 @@ def _view_problem(
     if added > settings.max_noise_increase:
         return f"the view carries {added:.1f} grey levels more noise than its baseline"
     return ""
+
+
+def _unchanged_part(
+    baseline: Image, current: Image, zone: BoolArray, kept: Kept, where: Hashable
+) -> BoolArray:
+    """The zone less where the view's coarse picture changed: log grey levels smoothed over
+    _LOW_PASS pixels, their difference less its median (light), over _SAME_LEVEL. Blur, fog
+    and a wet lens hardly move the coarse picture, so for them this is the whole zone; a new
+    face (a shed's plain wall over grass) does, and is left out. The whole zone when less than
+    _MIN_UNCHANGED of it is left (gamma and night IR change the coarse picture everywhere)."""
+    before = kept.get(("low pass", where), lambda: _blur(_log_grey(baseline), _LOW_PASS))
+    difference = _blur(_log_grey(current), _LOW_PASS) - before
+    difference -= float(np.median(difference[zone]))
+    keep = zone & (np.abs(difference) <= _SAME_LEVEL)
+    return keep if keep.sum() >= _MIN_UNCHANGED * zone.sum() else zone
 
 
 def _gradient_magnitude(grey: FloatImage) -> FloatImage:

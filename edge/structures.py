@@ -39,6 +39,7 @@ from edge.structure_dataset import ObjectFinder
 from edge.structure_features import (
     BackboneFeatures,
     learned_structure_change,
+    moving_boxes,
     transient_boxes_of,
 )
 from edge.structure_net import ChangeNet
@@ -226,8 +227,8 @@ class StructureWatch:
             return compare_structure(baseline.image, current, self.polygon, self._settings, kept)
         if detections is None and self._finder is not None:
             detections = self._finder.detect(current)  # the detector skipped this frame
-        boxes = transient_boxes_of(detections) if detections is not None else []
-        boxes += self._boxes_in(baseline)
+        now = transient_boxes_of(detections) if detections is not None else []
+        boxes = moving_boxes(now, self._boxes_in(baseline))  # who stood still hides nothing
         return learned_structure_change(
             baseline.image,
             current,
