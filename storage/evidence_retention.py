@@ -39,6 +39,7 @@ from sqlalchemy import CTE, Engine, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from storage.audit import chain_entries
+from storage.evidence_guard import hold_for_removal
 from storage.evidence_pack_rows import compact_packs
 from storage.evidence_store import EvidenceStore
 from storage.tables import (
@@ -123,6 +124,7 @@ class EvidenceRetention:
         copy_max_age_s: float = COPY_MAX_AGE_S,
         packs: bool = True,
         clock: Callable[[], datetime] = utcnow,
+        on_remove: Callable[[str], None] | None = None,
     ) -> None:
         if evidence_days is not None and evidence_days < 1:
             raise ValueError(f"evidence_days must be at least 1, not {evidence_days}")
@@ -136,6 +138,9 @@ class EvidenceRetention:
         self._copy_max_age_s = copy_max_age_s
         self._packs = packs
         self._clock = clock
+        # Called with each hash just before its bytes are removed, under the lock (a seam for
+        # tests: one pauses the job there while it stores the same image again).
+        self._on_remove = on_remove
 
     def run(self) -> RetentionRun:
         """One run: rows, bytes, packs, copies (module docstring)."""
@@ -274,23 +279,28 @@ class EvidenceRetention:
         freed = 0
         while True:
             with self._sessions.begin() as session:
-                names = list(
-                    session.scalars(
-                        select(EvidenceDeletion.sha256)
-                        .order_by(EvidenceDeletion.sha256)
-                        .limit(DELETION_BATCH)
+                # Writers of new rows hold it shared until they commit (storage.evidence_guard):
+                # a row committed later wrote its bytes after these are gone.
+                with hold_for_removal(session):
+                    names = list(
+                        session.scalars(
+                            select(EvidenceDeletion.sha256)
+                            .order_by(EvidenceDeletion.sha256)
+                            .limit(DELETION_BATCH)
+                        )
                     )
-                )
-                if not names:
-                    return freed
-                # Stored again since (the same bytes came in anew): the new row's bytes stay.
-                again = set(
-                    session.scalars(select(Evidence.sha256).where(Evidence.sha256.in_(names)))
-                )
-                again |= _still_named(session, set(names))
-                for sha256 in names:
-                    if sha256 not in again:
-                        freed += self._store.remove(sha256)
+                    if not names:
+                        return freed
+                    # Stored again since (the same bytes came in anew): the new row's bytes stay.
+                    again = set(
+                        session.scalars(select(Evidence.sha256).where(Evidence.sha256.in_(names)))
+                    )
+                    again |= _still_named(session, set(names))
+                    for sha256 in names:
+                        if sha256 not in again:
+                            if self._on_remove is not None:
+                                self._on_remove(sha256)
+                            freed += self._store.remove(sha256)
                 session.execute(delete(EvidenceDeletion).where(EvidenceDeletion.sha256.in_(names)))
             if len(names) < DELETION_BATCH:
                 return freed

@@ -8,6 +8,7 @@ from uuid import UUID
 from ingest.writer.batch import Batch, Placed
 from ingest.writer.case_rows import CaseRow
 from ingest.writer.sql import bulk_insert
+from storage.evidence_guard import hold_for_new_bytes
 from storage.evidence_store import EvidenceStore
 from storage.tables import CaseEvidence, Evidence
 
@@ -54,6 +55,8 @@ def store_evidence(batch: Batch, fresh: list[Placed], store: EvidenceStore) -> i
             returning=["sha256"],
         )
     ]
+    if new:  # held until the commit: the retention job removes no bytes meanwhile
+        hold_for_new_bytes(batch.session)
     return store.write_unsynced((sha256, files[sha256]) for sha256 in new)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -541,3 +542,73 @@ def test_the_setting_refuses_zero_and_null_keeps_evidence_for_good(rig: Rig) -> 
 
     assert forever.run().cases == 0
     assert _links(rig, case_id) == 2
+
+
+def test_an_image_stored_again_while_its_bytes_are_removed_keeps_its_bytes(rig: Rig) -> None:
+    """The window between the job's re-check ("no row names it") and its removal of the bytes:
+    the job is paused there (its ``on_remove`` seam) while ingest stores the same image again
+    through its real path in another thread. The writer waits for the job (evidence_guard), so
+    the committed row's bytes are there afterwards; without the lock ingest commits in the
+    window and the job then deletes the bytes its new row names."""
+    first = _event(rig, 8)
+    rig.service.store(first)
+    large = first.evidence[-1]
+    _close(rig, _case_id(rig, first.violation_id), utcnow() - timedelta(days=DAYS + 1))
+    paused, resume = threading.Event(), threading.Event()
+
+    def pause_on_large(sha256: str) -> None:
+        if sha256 == large.sha256:
+            paused.set()
+            assert resume.wait(30), "the test never resumed the job"
+
+    retention = EvidenceRetention(
+        rig.sessions,
+        rig.engine,
+        rig.store,
+        DAYS,
+        packs=rig.backend == "local",
+        on_remove=pause_on_large,
+    )
+    assert retention.remove_rows(utcnow() - timedelta(days=DAYS), evidence_retention.RetentionRun())
+    remover = ThreadWithResult(retention.delete_bytes)
+    remover.start()
+    assert paused.wait(30), "the job never reached the large image's bytes"
+
+    again = rig.factory.event(Phase.OPENED, frames=3)  # a new violation: the same panorama
+    again = again.model_copy(update={"evidence": [*again.evidence, large]})
+    writer = ThreadWithResult(lambda: rig.service.store(again))
+    writer.start()
+    writer.join(1.0)
+    stored_in_window = not writer.is_alive()
+    resume.set()
+    remover.join(30)
+    writer.join(30)
+    assert not remover.is_alive()
+    assert not writer.is_alive()
+    remover.result()
+    writer.result()
+
+    with rig.sessions() as session:
+        assert session.get(Evidence, large.sha256) is not None
+    assert rig.store.read(large.sha256) == large.data
+    _assert_every_row_reads_back(rig)
+    assert not stored_in_window, "ingest stored the image while the job was removing its bytes"
+
+
+class ThreadWithResult(threading.Thread):
+    """A thread whose target's exception is raised again by result()."""
+
+    def __init__(self, target: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self._call = target
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._call()
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+
+    def result(self) -> None:
+        if self._error is not None:
+            raise self._error
