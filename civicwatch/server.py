@@ -469,6 +469,7 @@ def _case_rules(
         settings=settings.verification,
         workflow=workflow,
         metrics_registry=metrics.registry,
+        evidence_store=database.evidence_store,
     )
     return workflow, verifier
 

@@ -33,7 +33,9 @@ from dispatch.config import VerificationSettings
 from dispatch.kinds import VERIFIED_KINDS
 from dispatch.workflow import Action, Command, Workflow, system_actor
 from storage.database import SessionFactory
+from storage.evidence_guard import hold_for_new_bytes
 from storage.evidence_rows import file_evidence, link_evidence
+from storage.evidence_store import EvidenceStore
 from storage.tables import (
     Case,
     CaseState,
@@ -70,10 +72,15 @@ class CameraVerifier:
         settings: VerificationSettings | None = None,
         workflow: Workflow | None = None,
         metrics_registry: CollectorRegistry | None = None,
+        evidence_store: EvidenceStore | None = None,
     ) -> None:
         """``workflow`` applies VERIFY and REOPEN: the composition root passes the one whose
-        resolve hook calls this verifier's ``on_resolve``."""
+        resolve hook calls this verifier's ``on_resolve``. ``evidence_store``: where ingest
+        filed the answers' frames; given, an answer's frame is put again under the evidence
+        lock in the transaction that files its row (the retention job may have removed the
+        same image's bytes since ingest filed them)."""
         self._sessions = session_factory
+        self._evidence = evidence_store
         self.publish = publish
         self.settings = settings or VerificationSettings()
         self.workflow = workflow or Workflow()
@@ -238,7 +245,7 @@ class CameraVerifier:
         case = session.get(Case, row.case_id, with_for_update=True)
         if case is None:
             return
-        evidence = self._attach(session, case, result.evidence)
+        evidence = self._attach(session, case, result.evidence, self._evidence)
         detail: dict[str, object] = {
             "request_id": str(result.request_id),
             "camera_id": result.camera_id,
@@ -326,16 +333,26 @@ class CameraVerifier:
         self.workflow.apply(session, case, note, system_actor(SYSTEM_ACTOR), now)
 
     @staticmethod
-    def _attach(session: Session, case: Case, frame: EvidenceFrame | None) -> str | None:
-        """The answer's frame (already filed by ingest) linked to the case; its sha256."""
+    def _attach(
+        session: Session, case: Case, frame: EvidenceFrame | None, store: EvidenceStore | None
+    ) -> str | None:
+        """The answer's frame (already filed by ingest) linked to the case; its sha256.
+
+        With ``store``, the lock is taken before the rows and the bytes put again (a no-op when
+        they are there): the retention job removes none of them until this commits, and bytes
+        it removed after ingest filed them are written anew (storage.evidence_guard)."""
         if frame is None:
             return None
-        copies = [(frame.sha256, len(frame.data))]
+        copies = [(frame.sha256, frame.data)]
         if frame.redacted is not None:
-            copies.append((frame.redacted.sha256, len(frame.redacted.data)))
-        for sha256, size in copies:
+            copies.append((frame.redacted.sha256, frame.redacted.data))
+        if store is not None:
+            hold_for_new_bytes(session)
+            for sha256, data in copies:
+                store.put(data, sha256)
+        for sha256, data in copies:
             file_evidence(
-                session, sha256, frame.content_type, size, frame.width, frame.height, utcnow()
+                session, sha256, frame.content_type, len(data), frame.width, frame.height, utcnow()
             )
         link_evidence(
             session,

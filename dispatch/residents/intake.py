@@ -43,6 +43,7 @@ from dispatch.residents.tiers import route_for_report, tier_for
 from dispatch.routing import DISPATCH_ACTOR, Router, describe_route, route_facts
 from dispatch.web.i18n import translator
 from storage.audit import HASHED_FIELDS, chain_entries
+from storage.evidence_guard import hold_for_new_bytes
 from storage.evidence_rows import file_evidence, link_evidence
 from storage.evidence_store import EvidenceStore
 from storage.tables import (
@@ -199,7 +200,11 @@ def submit_report(
     # The files first, durable, before the case and its audit entries: the audit chain's head
     # stays locked from the entries to the commit, and every writer of the server waits on
     # it, so no fsync may happen inside that span. A refused report leaves only files that
-    # no row names (content-addressed, written once).
+    # no row names (content-addressed, written once). The evidence lock (shared: no other
+    # writer waits on it) is held to the commit, so the retention job removes none of these
+    # bytes meanwhile (storage.evidence_guard).
+    if photos:
+        hold_for_new_bytes(session)
     for photo in photos:
         deps.evidence_store.put(photo.data, photo.sha256)
 

@@ -43,6 +43,7 @@ from dispatch.places import plan_url
 from dispatch.web.page_route import PageRoute, home_of
 from dispatch.web.plans import PLAN_HEIGHT, PLAN_WIDTH, site_plans_for_page
 from dispatch.web.rendering import render
+from storage.evidence_guard import hold_for_new_bytes
 from storage.evidence_store import EvidenceError
 from storage.tables import CameraPlacement, SitePlanImage, utcnow
 
@@ -271,6 +272,7 @@ def upload_plan(
     except ImageError as exc:
         raise _refuse(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{upload.filename}: {exc}") from exc
     sha256 = hashlib.sha256(data).hexdigest()
+    hold_for_new_bytes(session)  # to the commit: retention removes no bytes meanwhile
     context.evidence_store.put(data, sha256)  # the file first: a row never names a missing file
     row = session.get(SitePlanImage, site_id) or SitePlanImage(site_id=site_id)
     row.sha256, row.content_type, row.width, row.height = sha256, kind, width, height

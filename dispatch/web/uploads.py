@@ -30,6 +30,7 @@ from dispatch.workflow import (
     MissingInputError,
     NotPermittedError,
 )
+from storage.evidence_guard import hold_for_new_bytes
 from storage.evidence_rows import file_evidence, link_evidence
 from storage.tables import utcnow
 
@@ -202,7 +203,9 @@ def attach_file(
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     # The file first: a row must never name a file that is not there (a crash leaves at most an
-    # unnamed file, which a retry of the same photo reuses).
+    # unnamed file, which a retry of the same photo reuses). The lock first of all, held to the
+    # commit: the retention job does not remove these bytes meanwhile (storage.evidence_guard).
+    hold_for_new_bytes(session)
     context.evidence_store.put(data, sha256)
     file_evidence(session, sha256, content_type, len(data), width, height, now)
     link_evidence(session, case.id, sha256, AFTER_PHOTO, now, width, height)
