@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from contracts.events import GENESIS_CHAIN, chain_link
 from ingest.writer.batch import Batch, Placed
 from ingest.writer.case_rows import CASES, VIOLATION_LINKS, CaseRow
+from ingest.writer.sql import uuid_in
 from storage.tables import CaseEvidence
 
 
@@ -30,7 +31,7 @@ def verify_chains(batch: Batch, fresh: list[Placed], cases: dict[UUID, CaseRow])
     frames = session.execute(
         select(CaseEvidence.violation_id, CaseEvidence.sha256, CaseEvidence.chain_sha256)
         .where(
-            CaseEvidence.violation_id.in_(list(chained)),
+            uuid_in(CaseEvidence.violation_id, chained, batch.postgres),
             CaseEvidence.chain_sha256.is_not(None),
         )
         .order_by(CaseEvidence.violation_id, CaseEvidence.sequence, CaseEvidence.position)
@@ -48,7 +49,7 @@ def verify_chains(batch: Batch, fresh: list[Placed], cases: dict[UUID, CaseRow])
         violation_id: broken
         for violation_id, broken in session.execute(
             select(VIOLATION_LINKS.c.violation_id, VIOLATION_LINKS.c.chain_broken).where(
-                VIOLATION_LINKS.c.violation_id.in_(list(chained))
+                uuid_in(VIOLATION_LINKS.c.violation_id, chained, batch.postgres)
             )
         )
     }

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from contracts.events import ViolationEvent
 from ingest.writer.batch import Batch, Placed
-from ingest.writer.sql import bulk_insert
+from ingest.writer.sql import bulk_insert, uuid_in
 from storage.tables import Event
 
 _PAYLOAD_WITHOUT_IMAGES: Any = {
@@ -43,7 +43,9 @@ def find_conflicts(
     earlier = [message_id for message_id in first_of if message_id not in settled]
     if earlier:  # stored by an earlier batch: compare with what the database holds
         for message_id, payload in batch.session.execute(
-            select(Event.message_id, Event.payload).where(Event.message_id.in_(earlier))
+            select(Event.message_id, Event.payload).where(
+                uuid_in(Event.message_id, earlier, batch.postgres)
+            )
         ):
             kept[message_id] = _comparable_payload(payload)
     for index, item in enumerate(placed):

@@ -32,7 +32,7 @@ from ingest.writer.case_rows import (
     note_merge,
 )
 from ingest.writer.matching import Candidates, LinkReason, find_incident
-from ingest.writer.sql import bulk_insert, bulk_update
+from ingest.writer.sql import bulk_insert, bulk_update, uuid_in
 from ingest.writer.warnings import settle_warned_cases
 from storage.audit import chain_entries
 from storage.routing import CaseRouter, RouteDecision
@@ -67,7 +67,7 @@ def attach_to_cases(
         batch,
         select(VIOLATION_LINKS.c.violation_id.label("linked_violation_id"), *case_columns())
         .join_from(VIOLATION_LINKS, CASES, VIOLATION_LINKS.c.case_id == CASES.c.id)
-        .where(VIOLATION_LINKS.c.violation_id.in_(list(by_violation))),
+        .where(uuid_in(VIOLATION_LINKS.c.violation_id, by_violation, batch.postgres)),
         loaded,
     ):
         links[linked_violation] = row

@@ -36,7 +36,7 @@ from contracts.exemptions import WARNED_COMPLIED
 from ingest.validation import Refusal, RefusalReason
 from ingest.writer.batch import Batch, Placed
 from ingest.writer.case_rows import CASES, VIOLATION_LINKS, CaseRow
-from ingest.writer.sql import bulk_insert, bulk_update
+from ingest.writer.sql import bulk_insert, bulk_update, uuid_in
 from storage.audit import chain_entries
 from storage.routing import CaseRouter
 from storage.tables import Case, CaseState, CaseTransition, Event
@@ -72,7 +72,9 @@ def refuse_out_of_order(batch: Batch, unique: list[Placed]) -> dict[UUID, Refusa
     stored = set(
         batch.session.scalars(
             select(Event.message_id).where(
-                Event.message_id.in_([item.event.message_id for item in checked])
+                uuid_in(
+                    Event.message_id, [item.event.message_id for item in checked], batch.postgres
+                )
             )
         )
     )
@@ -138,7 +140,7 @@ def _stored_stages(batch: Batch, violations: list[UUID]) -> dict[UUID, _Stage]:
         for violation_id, state in session.execute(
             select(VIOLATION_LINKS.c.violation_id, CASES.c.state)
             .join_from(VIOLATION_LINKS, CASES, VIOLATION_LINKS.c.case_id == CASES.c.id)
-            .where(VIOLATION_LINKS.c.violation_id.in_(violations))
+            .where(uuid_in(VIOLATION_LINKS.c.violation_id, violations, batch.postgres))
         )
     }
     stages = {
@@ -149,7 +151,8 @@ def _stored_stages(batch: Batch, violations: list[UUID]) -> dict[UUID, _Stage]:
     gateway_opened: set[UUID] = set()
     for violation_id, phase, payload in session.execute(
         select(Event.violation_id, Event.phase, Event.payload).where(
-            Event.violation_id.in_(violations), Event.phase.in_([p.value for p in _CHECKED])
+            uuid_in(Event.violation_id, violations, batch.postgres),
+            Event.phase.in_([p.value for p in _CHECKED]),
         )
     ):
         stage = stages.setdefault(violation_id, _Stage(has_case=True))

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from contracts.events import Phase
-from ingest.writer.sql import bulk_insert, bulk_update
+from ingest.writer.sql import bulk_insert, bulk_update, uuid_in
 from storage.database import SessionFactory
 from storage.tables import Event
 
@@ -109,3 +109,32 @@ def test_updated_rows_read_back_as_given(session_factory: SessionFactory) -> Non
             )
         else:
             assert got == row
+
+
+def test_uuid_in_selects_exactly_the_rows_named(session_factory: SessionFactory) -> None:
+    """uuid_in is the IN list it replaces: the rows named, none else, an empty list none; on
+    PostgreSQL the ids travel as one parameter, however many there are."""
+    rows = [_event_row(n) for n in range(6)]
+    with session_factory.begin() as session:
+        bulk_insert(session, Event, rows)
+    ids = [row["message_id"] for row in rows]
+    with session_factory() as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+
+        def found(wanted: object) -> set[uuid.UUID]:
+            condition = uuid_in(Event.message_id, wanted, postgres)  # type: ignore[arg-type]
+            return set(session.scalars(select(Event.message_id).where(condition)))
+
+        assert found(ids[1:4]) == set(ids[1:4])
+        assert found({ids[0], uuid.uuid4()}) == {ids[0]}  # a set, an unknown id
+        assert found(row_id for row_id in ids[4:]) == set(ids[4:])  # any iterable
+        assert found([]) == set()
+        many = [uuid.uuid4() for _ in range(1000)] + [ids[5]]
+        assert found(many) == {ids[5]}
+        if postgres:  # one parameter and a short statement, not a placeholder per id
+            statement = select(Event.message_id).where(uuid_in(Event.message_id, many, True))
+            compiled = statement.compile(
+                dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
+            )
+            assert len(compiled.params) == 1
+            assert len(str(compiled)) < 300
