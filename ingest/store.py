@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from contracts.acks import AckOutcome
-from contracts.events import ViolationEvent
-from contracts.sites import SiteRegistry
+from contracts.events import ViolationEvent, ViolationKind
+from contracts.sites import SiteRegistry, ZoneConfig
 from contracts.status import CameraStatus, GatewayStatus
 from ingest.config import IngestSettings
 from ingest.metrics import IngestMetrics
@@ -62,6 +62,11 @@ class IngestService:
         self._metrics = metrics
         self._route_cases = route_cases
         self._settings = settings or IngestSettings()
+        # The zone each (site, gateway, camera, zone, kind) the registry accepted names: the
+        # registry is this service's for good, and parse_violation has checked each event once
+        # already, so a batch need not walk the registry again per event. Refusals are never
+        # kept (they raise each time); the keys are bounded by the registry's own zones.
+        self._zones: dict[tuple[str, str, str, str, ViolationKind], ZoneConfig] = {}
 
     @property
     def session_factory(self) -> SessionFactory:
@@ -87,7 +92,7 @@ class IngestService:
         then), and lets database and disk errors through so that nothing is confirmed to the
         edge.
         """
-        placed = [Placed(event, zone_of_camera(self._registry, event)) for event in events]
+        placed = [Placed(event, self._zone(event)) for event in events]
         if not placed:
             return []
         try:
@@ -97,6 +102,14 @@ class IngestService:
             # it has committed now, so a second pass finds and joins it.
             log.info("a concurrent worker raced this batch; storing it again")
             return self._commit(placed)
+
+    def _zone(self, event: ViolationEvent) -> ZoneConfig:
+        """zone_of_camera(registry, event), remembered per key; raises its Refusal as it does."""
+        key = (event.site_id, event.gateway_id, event.camera_id, event.zone_id, event.kind)
+        zone = self._zones.get(key)
+        if zone is None:
+            zone = self._zones[key] = zone_of_camera(self._registry, event)
+        return zone
 
     def _commit(self, placed: list[Placed]) -> list[StoreResult]:
         report = BatchReport()

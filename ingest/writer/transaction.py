@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from contracts.acks import AckOutcome
+from ingest.validation import Refusal
 from ingest.writer.batch import Batch, Placed, StoreResult
 from ingest.writer.chains import verify_chains
 from ingest.writer.events import find_conflicts, insert_events
@@ -29,15 +30,16 @@ def write_batch(
         first_of.setdefault(item.event.message_id, index)
     unique = [placed[index] for index in first_of.values()]
     refused = refuse_jumps(batch, unique)
-    refused |= refuse_out_of_order(batch, [i for i in unique if i.event.message_id not in refused])
-    inserted = insert_events(batch, [i for i in unique if i.event.message_id not in refused])
+    refused |= refuse_out_of_order(batch, _not_refused(unique, refused))
+    inserted = insert_events(batch, _not_refused(unique, refused))
     outcomes: list[StoreResult] = [AckOutcome.DUPLICATE] * len(placed)
     for message_id, index in first_of.items():
         if message_id in inserted:
             outcomes[index] = AckOutcome.STORED
-    for index, item in enumerate(placed):
-        if item.event.message_id in refused:
-            outcomes[index] = refused[item.event.message_id]
+    if refused:  # almost never: skip hashing every message id again
+        for index, item in enumerate(placed):
+            if item.event.message_id in refused:
+                outcomes[index] = refused[item.event.message_id]
     fresh = [item for item in unique if item.event.message_id in inserted]
     batch.report.stored = len(fresh)
     batch.report.duplicates = outcomes.count(AckOutcome.DUPLICATE)
@@ -51,3 +53,10 @@ def write_batch(
         if files_written:  # the rows commit only after their files are durable
             evidence.sync()
     return outcomes
+
+
+def _not_refused(items: list[Placed], refused: dict[UUID, Refusal]) -> list[Placed]:
+    """``items`` less the refused ones (the list itself when none is: the usual batch)."""
+    if not refused:
+        return items
+    return [item for item in items if item.event.message_id not in refused]
