@@ -19,6 +19,16 @@ Each run, in bounded steps:
    readable copy), then the name. A crash between 1 and 2 (or in 2) leaves names, which the
    next run deletes: a row never names bytes that are gone. A name whose image was stored again
    meanwhile (an ``evidence`` row exists again) is dropped without touching the bytes.
+   The same image may be stored again at the very moment its bytes go (an identical frame, a
+   re-sent photo, a plan: content-addressed, one file or blob per hash). The re-check and the
+   removal run under storage.evidence_guard's lock held exclusively (PostgreSQL: an advisory
+   transaction lock, per batch of names, to the batch's commit; SQLite: an in-process lock
+   around the re-check and removal), and every writer of evidence rows holds it shared from
+   before it writes (or finds) the bytes until its rows commit: ingest's batch (one statement,
+   only when it inserts new evidence rows), after-photos, residents' photos, site plans and
+   the camera verifier's frames. So a writer's row either committed before the re-check (the
+   bytes stay) or its bytes are written after the removal. ``on_remove`` (tests) is called
+   with each hash under the lock just before its bytes go.
 3. Packs: a packed image's record is dead once its row is gone; packs whose live records are at
    most half their bytes are compacted (``compact_packs``), and the ``evidence-packs`` job
    removes the old packs after their hour's grace.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from contracts.events import ViolationKind
 from contracts.sites import SiteRegistry
@@ -26,8 +27,9 @@ from dispatch.http.deps import ApiContext
 from dispatch.web.settings import WebOptions
 from dispatch.workflow import Workflow
 from storage.database import SessionFactory
+from storage.evidence_retention import EvidenceRetention
 from storage.evidence_store import EvidenceStore
-from storage.tables import CameraPlacement, Case, SitePlanImage
+from storage.tables import CameraPlacement, Case, EvidenceDeletion, SitePlanImage, utcnow
 from tests.factories import (
     API_TOKENS,
     CAMERA,
@@ -287,3 +289,59 @@ def test_a_signed_in_admins_upload_needs_the_csrf_header(site: Site) -> None:
         f"/api/v1/sites/{SITE}/plan", files=files, headers={"X-Requested-With": "civicwatch"}
     )
     assert sent.status_code == 200, sent.text
+
+
+def test_a_plan_uploaded_while_retention_removes_the_same_image_keeps_its_bytes(
+    site: Site,
+) -> None:
+    """The same image, queued for deletion (its earlier row gone), uploaded again as the plan
+    while the retention job is paused between its re-check and the removal of those bytes
+    (its ``on_remove`` seam): the upload waits for the job (storage.evidence_guard) and then
+    writes the bytes anew. Without the lock the upload found the old file (put is a no-op),
+    committed its row in the window, and the job then deleted the bytes the row names."""
+    data = image_bytes("PNG")
+    first = upload(site, "admin", data).json()["sha256"]
+    upload(site, "admin", image_bytes("JPEG", (200, 100)))  # replaced: no row names it now
+    with site.sessions() as session:  # as the retention job's first step queues a removed image
+        session.add(EvidenceDeletion(sha256=first, queued_at=utcnow()))
+        session.commit()
+        engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    paused, resume = threading.Event(), threading.Event()
+
+    def pause(sha256: str) -> None:
+        if sha256 == first:
+            paused.set()
+            assert resume.wait(30), "the test never resumed the job"
+
+    job = EvidenceRetention(site.sessions, engine, site.store, None, packs=False, on_remove=pause)
+    errors: list[BaseException] = []
+    answers: list[httpx.Response] = []
+
+    def remove() -> None:
+        try:
+            job.delete_bytes()
+        except BaseException as exc:  # raised again below
+            errors.append(exc)
+
+    remover = threading.Thread(target=remove, daemon=True)
+    remover.start()
+    assert paused.wait(30), "the job never reached the image's bytes"
+    uploader = threading.Thread(target=lambda: answers.append(upload(site, "admin", data)))
+    uploader.daemon = True
+    uploader.start()
+    uploader.join(1.0)
+    uploaded_in_window = not uploader.is_alive()
+    resume.set()
+    remover.join(30)
+    uploader.join(30)
+    assert not errors
+    assert answers
+    assert answers[0].status_code == 200, answers[0].text
+
+    assert answers[0].json()["sha256"] == first
+    assert (
+        site.store.read(first)
+        == site.client.get(f"/console/plans/{SITE}", headers=auth("admin")).content
+    )
+    assert not uploaded_in_window, "the plan's row committed while its bytes were being removed"
