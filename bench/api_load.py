@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 import yaml
 from alembic.script import ScriptDirectory
 from PIL import Image
@@ -94,6 +95,18 @@ WARMUP_SECONDS = 3.0
 # Client connections, as a few open consoles behind a proxy would hold; requests beyond them
 # wait in the client, and that wait counts in their latency (it is measured from the due time).
 CONNECTIONS = 64
+# uvicorn closes a kept-alive connection that has been idle for its keep-alive timeout (its
+# default, 5 s: civicwatch.serving leaves it). httpx reuses an idle connection for its
+# ``keepalive_expiry``, also 5 s by default, counted from a moment a little later (when the
+# client has read the response): so now and then the generator sent a request on a connection
+# the server was closing that instant, and got no answer (RemoteProtocolError "Server
+# disconnected without sending a response", or ReadError on a reset). Browsers resend a request
+# that fails so on a reused connection; httpx does not. The generator lets its connections go a
+# second before the server would.
+SERVER_KEEP_ALIVE_SECONDS = float(
+    inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default
+)
+CLIENT_KEEPALIVE_EXPIRY = SERVER_KEEP_ALIVE_SECONDS - 1.0
 STATE_SHARES = {
     CaseState.DISPATCHED: 0.30,
     CaseState.ACCEPTED: 0.20,
@@ -515,20 +528,37 @@ class Mix:
                 del self.weights[name]
 
 
+def client_limits(keepalive_expiry: float = CLIENT_KEEPALIVE_EXPIRY) -> httpx.Limits:
+    """The generator's connection pool: CONNECTIONS, each reused while idle for less than
+    ``keepalive_expiry`` (below the server's keep-alive timeout: see CLIENT_KEEPALIVE_EXPIRY)."""
+    return httpx.Limits(
+        max_connections=CONNECTIONS,
+        max_keepalive_connections=CONNECTIONS,
+        keepalive_expiry=keepalive_expiry,
+    )
+
+
 @dataclass
 class Sample:
     name: str
     due: float
     latency_ms: float
     status: int
+    error: str = ""  # status 0: the exception's class and message
 
 
-async def drive(base: str, mix: Mix, rate: float, seconds: float) -> tuple[list[Sample], float]:
+async def drive(
+    base: str,
+    mix: Mix,
+    rate: float,
+    seconds: float,
+    keepalive_expiry: float = CLIENT_KEEPALIVE_EXPIRY,
+) -> tuple[list[Sample], float]:
     """Open-loop load: request i is due at start + i / rate; latency counts from that moment."""
     total = int(rate * (seconds + WARMUP_SECONDS))
     samples: list[Sample] = []
     progress = Progress(f"load {rate:.0f}/s", total)
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    limits = client_limits(keepalive_expiry)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
         async def one(request: Request, due: float) -> None:
@@ -539,9 +569,12 @@ async def drive(base: str, mix: Mix, rate: float, seconds: float) -> tuple[list[
                 )
                 await response.aread()
                 status = response.status_code
-            except httpx.HTTPError:
+                error = ""
+            except httpx.HTTPError as exc:
                 status = 0
-            samples.append(Sample(request.name, due, (time.perf_counter() - due) * 1000, status))
+                error = ": ".join(failure_of(exc))
+            latency = (time.perf_counter() - due) * 1000
+            samples.append(Sample(request.name, due, latency, status, error))
 
         start = time.perf_counter() + 0.1
         tasks = []
@@ -576,6 +609,10 @@ def summarise(samples: list[Sample], achieved: float) -> dict[str, Any]:
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
         "errors": len(errors),
         "error_statuses": sorted({s.status for s in errors}),
+        "unanswered_by_kind": {
+            error: sum(1 for s in errors if s.error == error)
+            for error in sorted({s.error for s in errors if s.status == 0})
+        },
         "by_request": {
             name: {
                 "n": len(values),
@@ -596,7 +633,9 @@ def serve_and_drive(
         for rate in args.rate:
             mix = Mix(seeded, random.Random(args.seed + 1))
             mix.probe(served.base)
-            samples, achieved = asyncio.run(drive(served.base, mix, rate, args.seconds))
+            samples, achieved = asyncio.run(
+                drive(served.base, mix, rate, args.seconds, args.keepalive_expiry)
+            )
             result = summarise(samples, achieved)
             result.update(offered_rate=rate, skipped=mix.skipped)
             results.append(result)
@@ -623,18 +662,119 @@ def run_backend(backend: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclass
+class Failure:
+    """One request that got no answer (httpx raised) or an error status, and when."""
+
+    name: str  # the request kind
+    kind: str  # the exception's class (``ReadTimeout``...), or ``HTTP 500``
+    message: str  # the exception's text, or the response's first 200 characters
+    sent_s: float  # when it was sent, seconds from the window's start (< 0: in the warm-up)
+    failed_s: float  # when the failure came, seconds from the window's start
+    # On a kept-alive connection: how long it had been idle when this request went out
+    # (None: a new connection); and the step of httpcore's that failed (``...failed``).
+    idle_s: float | None = None
+    step: str = ""
+
+    def phase(self, seconds: float) -> str:
+        """``warm-up``, ``start`` (the window's first second), ``steady``, ``end`` (its last
+        second) or ``after`` (sent in the window, failed after it ended) by ``failed_s``."""
+        if self.sent_s < 0:
+            return "warm-up"
+        if self.failed_s >= seconds:
+            return "after"
+        if self.failed_s < 1.0:
+            return "start"
+        return "end" if self.failed_s >= seconds - 1.0 else "steady"
+
+
+class ConnectionTrace:
+    """httpcore's trace events for one client: for each request, whether it went out on a new
+    connection or on a kept-alive one and how long that one had been idle, and the step that
+    failed. A connection is told apart by the httpcore object that traces (found up the
+    stack: the trace API names the request, not the connection)."""
+
+    def __init__(self) -> None:
+        self.last_closed: dict[int, float] = {}  # connection -> when its last response closed
+
+    @staticmethod
+    def _connection() -> int:
+        frame = sys._getframe(1)
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            connection = getattr(owner, "_connection", owner)
+            if type(connection).__name__ == "AsyncHTTP11Connection":
+                return id(connection)
+            frame = frame.f_back  # type: ignore[assignment]
+        return 0
+
+    def extension(self, record: dict[str, Any]) -> Callable[[str, dict[str, Any]], Any]:
+        """A ``trace`` extension for one request, filling ``record`` (idle_s, step)."""
+
+        async def trace(name: str, info: dict[str, Any]) -> None:
+            if name == "http11.send_request_headers.started":
+                last = self.last_closed.get(self._connection())
+                record["idle_s"] = None if last is None else time.perf_counter() - last
+            elif name == "http11.response_closed.complete":
+                self.last_closed[self._connection()] = time.perf_counter()
+            elif name.endswith(".failed") and "step" not in record:
+                record["step"] = name
+
+        return trace
+
+
+def failure_of(exc: BaseException) -> tuple[str, str]:
+    """An httpx exception's class and message (its cause's when it has none of its own)."""
+    message = str(exc) or repr(exc.__cause__ or exc.__context__ or "")
+    return type(exc).__name__, message[:200]
+
+
+def failure_summary(failures: Sequence[Failure], seconds: float) -> dict[str, Any]:
+    """Failures counted by kind and message (the window's: sent after the warm-up), by phase
+    (the warm-up's too), and the first few with their times."""
+    by_kind: dict[str, int] = {}
+    by_phase: dict[str, int] = {}
+    for failure in failures:
+        phase = failure.phase(seconds)
+        by_phase[phase] = by_phase.get(phase, 0) + 1
+        if phase != "warm-up":
+            key = f"{failure.kind}: {failure.message}"
+            by_kind[key] = by_kind.get(key, 0) + 1
+    first = [
+        {
+            "name": failure.name,
+            "kind": failure.kind,
+            "idle_s": None if failure.idle_s is None else round(failure.idle_s, 3),
+            "step": failure.step,
+            "sent_s": round(failure.sent_s, 3),
+            "failed_s": round(failure.failed_s, 3),
+            "phase": failure.phase(seconds),
+        }
+        for failure in sorted(failures, key=lambda failure: failure.failed_s)[:10]
+    ]
+    return {"by_kind": by_kind, "by_phase": by_phase, "first": first}
+
+
 async def saturate(
-    base: str, draw: Callable[[], Request], seconds: float, meter: CpuMeter | None = None
+    base: str,
+    draw: Callable[[], Request],
+    seconds: float,
+    meter: CpuMeter | None = None,
+    failures: list[Failure] | None = None,
+    keepalive_expiry: float = CLIENT_KEEPALIVE_EXPIRY,
 ) -> tuple[float, dict[str, int], list[float]]:
     """Closed loop: CONNECTIONS clients each send their next request as soon as the last one
     answered, for ``seconds`` after a short warm-up. Returns the answered (2xx) requests per
     second, the errors by request kind and status (0: no answer), and the latencies: the most
     this server does with this generator. A ``meter`` is started when the warm-up ends and
-    stopped when the window does (``meter.result``: its figures per answered request)."""
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    stopped when the window does (``meter.result``: its figures per answered request).
+    ``failures`` gets each failed request (the warm-up's too, marked as such), with its
+    exception or status and when it came."""
+    limits = client_limits(keepalive_expiry)
     answered = 0
     errors: dict[str, int] = {}
     latencies: list[float] = []
+    tracer = ConnectionTrace()
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         warm_until = time.perf_counter() + SATURATE_SECONDS_WARMUP
         stop = warm_until + seconds
@@ -644,15 +784,37 @@ async def saturate(
             while (now := time.perf_counter()) < stop:
                 request = draw()
                 headers = {"Authorization": f"Bearer {request.token}"}
+                kind = message = ""
+                traced: dict[str, Any] = {}
                 try:
                     response = await client.request(
-                        request.method, request.path, headers=headers, json=request.body
+                        request.method,
+                        request.path,
+                        headers=headers,
+                        json=request.body,
+                        extensions={"trace": tracer.extension(traced)},
                     )
                     await response.aread()
                     status = response.status_code
-                except httpx.HTTPError:
+                    if status >= 400:
+                        kind, message = f"HTTP {status}", response.text[:200]
+                except httpx.HTTPError as exc:
                     status = 0
+                    kind, message = failure_of(exc)
                 ok = 0 < status < 400
+                if not ok and failures is not None:
+                    failed = time.perf_counter() - warm_until
+                    failures.append(
+                        Failure(
+                            request.name,
+                            kind,
+                            message,
+                            now - warm_until,
+                            failed,
+                            traced.get("idle_s"),
+                            traced.get("step", ""),
+                        )
+                    )
                 if now < warm_until:
                     continue
                 if ok:
@@ -722,17 +884,34 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
             mix = Mix(seeded, random.Random(args.seed + 1))
             mix.probe(served.base)
             meters = {name: cpu_meter(served) if args.cpu_shares else None for name in SHARES}
+            failures: dict[str, list[Failure]] = {name: [] for name in SHARES}
             sessions = postgres_sessions(url)
             health_rate, health_errors, _ = asyncio.run(
-                saturate(served.base, healthz_request, args.seconds, meters["healthz"])
+                saturate(
+                    served.base,
+                    healthz_request,
+                    args.seconds,
+                    meters["healthz"],
+                    failures["healthz"],
+                    args.keepalive_expiry,
+                )
             )
             between = postgres_sessions(url)
             mix_rate, mix_errors, _ = asyncio.run(
-                saturate(served.base, mix.draw, args.seconds, meters["mix"])
+                saturate(
+                    served.base,
+                    mix.draw,
+                    args.seconds,
+                    meters["mix"],
+                    failures["mix"],
+                    args.keepalive_expiry,
+                )
             )
             after = postgres_sessions(url)
             half = max(mix_rate / 2, 1.0)
-            samples, achieved = asyncio.run(drive(served.base, mix, half, args.seconds))
+            samples, achieved = asyncio.run(
+                drive(served.base, mix, half, args.seconds, args.keepalive_expiry)
+            )
             at_half = summarise(samples, achieved)
         result = {
             "workers": workers,
@@ -741,6 +920,9 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
             "mix_rate": round(mix_rate, 1),
             "mix_errors": sum(mix_errors.values()),
             "mix_errors_by_kind": mix_errors,
+            "failures_at_saturation": {
+                name: failure_summary(found, args.seconds) for name, found in failures.items()
+            },
             "share": round(mix_rate / health_rate, 3) if health_rate else None,
             "half_rate": round(half, 1),
             "p50_ms_at_half": at_half["p50_ms"],
@@ -758,6 +940,20 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
         print(json.dumps(result), file=sys.stderr)
         results.append(result)
     return results
+
+
+def unanswered_line(run: dict[str, Any]) -> str:
+    """``; failed at saturation: mix 2 (ReadError 1, HTTP 500 1)``, or nothing when none did."""
+    parts = []
+    for name, found in run["failures_at_saturation"].items():
+        kinds: dict[str, int] = {}
+        for key, count in found["by_kind"].items():
+            kind = key.partition(":")[0]
+            kinds[kind] = kinds.get(kind, 0) + count
+        if kinds:
+            listed = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+            parts.append(f"{name} {sum(kinds.values())} ({listed})")
+    return f"; failed at saturation: {'; '.join(parts)}" if parts else ""
 
 
 def template_name(cases: int, seed_value: int) -> str:
@@ -850,6 +1046,7 @@ def run_share(args: argparse.Namespace) -> dict[str, Any]:
             "seed_template": template_name(args.cases, args.seed) if args.keep_seeded else None,
             "seconds": args.seconds,
             "connections": CONNECTIONS,
+            "keepalive_expiry": args.keepalive_expiry,
             "target_share": 0.5,
             "target_p99_ms_at_half": 100,
             "share_met": all(share is not None and share >= 0.5 for share in shares),
@@ -894,12 +1091,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mosquitto, the rest of the machine) over each saturation window, as cores and as "
         "CPU ms per answered request",
     )
+    parser.add_argument(
+        "--keepalive-expiry",
+        type=float,
+        default=CLIENT_KEEPALIVE_EXPIRY,
+        help="seconds the generator reuses an idle connection (default: a second under the "
+        f"server's keep-alive timeout, {SERVER_KEEP_ALIVE_SECONDS:g} s; 5 is httpx's default, "
+        "which races the server's closing)",
+    )
     args = parser.parse_args(argv)
     if args.healthz_share:
         share = run_share(args)
         line = "; ".join(
             f"{run['workers']} worker(s): mix {run['mix_rate']}/s = {run['share']} of healthz "
             f"{run['healthz_rate']}/s, p99 {run['p99_ms_at_half']} ms at {run['half_rate']}/s"
+            + unanswered_line(run)
             + (
                 f"; at mix saturation: {one_line(run['cpu_at_saturation']['mix'])}"
                 if "cpu_at_saturation" in run
