@@ -696,6 +696,9 @@ class ConnectionTrace:
 
     def __init__(self) -> None:
         self.last_closed: dict[int, float] = {}  # connection -> when its last response closed
+        self.reused = 0  # requests sent on a kept-alive connection
+        self.reused_late = 0  # ... on one idle for over SERVER_KEEP_ALIVE_SECONDS - 1
+        self.longest_idle = 0.0  # the longest idle time a reused connection had
 
     @staticmethod
     def _connection() -> int:
@@ -714,7 +717,12 @@ class ConnectionTrace:
         async def trace(name: str, info: dict[str, Any]) -> None:
             if name == "http11.send_request_headers.started":
                 last = self.last_closed.get(self._connection())
-                record["idle_s"] = None if last is None else time.perf_counter() - last
+                idle = None if last is None else time.perf_counter() - last
+                record["idle_s"] = idle
+                if idle is not None:
+                    self.reused += 1
+                    self.reused_late += idle > SERVER_KEEP_ALIVE_SECONDS - 1.0
+                    self.longest_idle = max(self.longest_idle, idle)
             elif name == "http11.response_closed.complete":
                 self.last_closed[self._connection()] = time.perf_counter()
             elif name.endswith(".failed") and "step" not in record:
@@ -762,6 +770,7 @@ async def saturate(
     meter: CpuMeter | None = None,
     failures: list[Failure] | None = None,
     keepalive_expiry: float = CLIENT_KEEPALIVE_EXPIRY,
+    reuse: dict[str, float] | None = None,
 ) -> tuple[float, dict[str, int], list[float]]:
     """Closed loop: CONNECTIONS clients each send their next request as soon as the last one
     answered, for ``seconds`` after a short warm-up. Returns the answered (2xx) requests per
@@ -769,7 +778,9 @@ async def saturate(
     this server does with this generator. A ``meter`` is started when the warm-up ends and
     stopped when the window does (``meter.result``: its figures per answered request).
     ``failures`` gets each failed request (the warm-up's too, marked as such), with its
-    exception or status and when it came."""
+    exception or status and when it came; ``reuse`` how often a kept-alive connection was
+    reused, how often after idling over a second short of the server's keep-alive timeout
+    (where the server may be closing it), and the longest idle time reused."""
     limits = client_limits(keepalive_expiry)
     answered = 0
     errors: dict[str, int] = {}
@@ -833,6 +844,12 @@ async def saturate(
             meter.result = meter.stop(requests=answered)
 
         await asyncio.gather(window(), *(one_client() for _ in range(CONNECTIONS)))
+    if reuse is not None:
+        reuse.update(
+            reused=tracer.reused,
+            reused_late=tracer.reused_late,
+            longest_idle_s=round(tracer.longest_idle, 3),
+        )
     return answered / seconds, errors, latencies
 
 
@@ -885,6 +902,7 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
             mix.probe(served.base)
             meters = {name: cpu_meter(served) if args.cpu_shares else None for name in SHARES}
             failures: dict[str, list[Failure]] = {name: [] for name in SHARES}
+            reuse: dict[str, dict[str, float]] = {name: {} for name in SHARES}
             sessions = postgres_sessions(url)
             health_rate, health_errors, _ = asyncio.run(
                 saturate(
@@ -894,6 +912,7 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
                     meters["healthz"],
                     failures["healthz"],
                     args.keepalive_expiry,
+                    reuse["healthz"],
                 )
             )
             between = postgres_sessions(url)
@@ -905,6 +924,7 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
                     meters["mix"],
                     failures["mix"],
                     args.keepalive_expiry,
+                    reuse["mix"],
                 )
             )
             after = postgres_sessions(url)
@@ -923,6 +943,7 @@ def healthz_share(url: str, workdir: Path, seeded: Seeded, args: argparse.Namesp
             "failures_at_saturation": {
                 name: failure_summary(found, args.seconds) for name, found in failures.items()
             },
+            "connection_reuse_at_saturation": reuse,
             "share": round(mix_rate / health_rate, 3) if health_rate else None,
             "half_rate": round(half, 1),
             "p50_ms_at_half": at_half["p50_ms"],

@@ -54,8 +54,9 @@ def test_a_failed_request_is_named_with_its_step_and_idle_time() -> None:
     server = threading.Thread(target=_answer_once_then_reset, args=(listener,), daemon=True)
     server.start()
 
+    tracer = ConnectionTrace()
+
     async def two_requests() -> tuple[dict[str, object], dict[str, object], BaseException]:
-        tracer = ConnectionTrace()
         first: dict[str, object] = {}
         second: dict[str, object] = {}
         async with httpx.AsyncClient(limits=client_limits()) as client:
@@ -79,6 +80,8 @@ def test_a_failed_request_is_named_with_its_step_and_idle_time() -> None:
     assert isinstance(idle, float)
     assert 0.25 < idle < 2.0  # the kept-alive one, idle 0.3 s
     assert second["step"] == "http11.receive_response_headers.failed"
+    assert (tracer.reused, tracer.reused_late) == (1, 0)
+    assert 0.25 < tracer.longest_idle < 2.0
     kind, _message = failure_of(exc)
     assert kind in ("ReadError", "RemoteProtocolError")
 
