@@ -14,11 +14,14 @@ scored once; ``--set round6`` round 6's held-out look (edge.structure_dataset
 wall), scored once, with its object stress; ``--set round7`` round 7's
 (edge.structure_dataset.build_round7_look: scikit-image photos no round used, a person with a
 shed before them, smooth sheds over grass and gravel, sheds faced with scikit-learn's
-flower.jpg, and motorway-cctv.avi's last frames), scored once. ``--object-stress`` adds, for
-the learned comparison, how many of each pair's before views raise with one of 12 people and
-cars the detector is only fairly sure of pasted in (edge.structure_dataset.uncertain_crops; a stress
-test beside the set's controls, which paste the most confident ones). When the change net is
-loaded (edge.structure_net), the learned comparison is also scored without it in the same run
+flower.jpg, and motorway-cctv.avi's last frames), scored once; ``--set round8`` round 8's
+(edge.structure_dataset.build_round8_look: scikit-image and matplotlib photos no round used,
+smooth sheds over textured ground and sheds faced with scikit-image's retina.jpg), scored
+once. ``--object-stress`` adds, for the learned comparison, how many of each pair's before
+views raise with one of 12 people and cars the detector is only fairly sure of pasted in
+(edge.structure_dataset.uncertain_crops; a stress test beside the set's controls, which paste
+the most confident ones). When the change net is loaded (edge.structure_net), the learned
+comparison is also scored without it in the same run
 (``without_net`` in the summary).
 
 Timing: ``ms_per_comparison`` is the learned comparison as a camera's watch runs it on a frame
@@ -29,7 +32,7 @@ structure maps and backbone features found once per baseline (edge.structure_com
 passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
-        [--set dev|test|held-out|fresh|round6|round7 | --dir FOLDER]
+        [--set dev|test|held-out|fresh|round6|round7|round8 | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from edge.structure_dataset import (
     build_held_out,
     build_round6_look,
     build_round7_look,
+    build_round8_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -140,7 +144,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
     parser.add_argument(
-        "--set", choices=("dev", "test", "held-out", "fresh", "round6", "round7"), dest="built_set"
+        "--set",
+        choices=("dev", "test", "held-out", "fresh", "round6", "round7", "round8"),
+        dest="built_set",
     )
     parser.add_argument("--object-stress", action="store_true")
     parser.add_argument("--clip", type=Path, default=SHARED_DATA / "clips" / "vtest.avi")
@@ -165,6 +171,8 @@ def main() -> int:
         built, stress_crops = build_round6_look(SHARED_DATA, learned.finder)
     elif args.built_set == "round7":
         built, stress_crops = build_round7_look(SHARED_DATA, learned.finder)
+    elif args.built_set == "round8":
+        built, stress_crops = build_round8_look(learned.finder)
     elif args.built_set in ("dev", "test"):
         built = build_set(args.built_set, SHARED_DATA, learned.finder)
         if args.object_stress:
@@ -180,6 +188,7 @@ def main() -> int:
                 "fresh": "fresh look (round 5)",
                 "round6": "held-out look (round 6)",
                 "round7": "held-out look (round 7)",
+                "round8": "held-out look (round 8)",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
             cold_ms += _cold_ms(built, learned, settings)

@@ -46,6 +46,18 @@ SOFTNESS_OUTSIDE_CHANGE = True
 _LOW_PASS = 3.0  # working pixels
 _SAME_LEVEL = 0.2  # log grey levels: about a fifth brighter or darker
 _MIN_UNCHANGED = 0.5
+# Round 8 (chosen on dev): structure LOSS, a new smooth face over textured ground (a plain shed,
+# a tarp, a wall over grass or gravel) takes texture away where the gain above finds little.
+STRUCTURE_LOSS = True
+LOSS_TEXTURE_SIGMA = 4.0  # working pixels: the window texture energy is averaged over
+LOSS_MIN_DROP = 0.4  # log, median over a region: its texture fell x1.5 beyond view-wide
+LOSS_MIN_COLOUR = 14.0  # Lab units: colour moved this far beyond the light's change
+LOSS_COLOUR_SIGMA = 2.0
+_TONE_BINS = 32
+_SAMPLE = 4  # view-wide medians and the tone curve from every 4th zone pixel
+LOSS_MIN_SHARE = 0.03  # of the zone: a face this large (a shed, not a stone)
+LOSS_MIN_SOLIDITY = 0.8  # region over its convex hull: compact
+LOSS_MIN_RECTANGULARITY = 0.65  # region over its rotated bounding rectangle: straight edges
 T = TypeVar("T")
 
 
@@ -133,6 +145,8 @@ def compare_structure(
         return _inconclusive(baseline, shift, problem)
     gain = structure_gain(base_crop, current_crop, view.zone_mask, settings, kept, where)
     changed = _changed_regions(gain, settings) & view.zone_mask
+    if STRUCTURE_LOSS:
+        changed |= structure_loss(base_crop, current_crop, view.zone_mask, kept, where)
     zone = polygon_mask(polygon, (height, width))
     mask = view.to_frame(changed, (height, width)) & zone
     score = float(np.clip(gain[changed], 0.0, 1.0).mean()) if changed.any() else 0.0
@@ -197,6 +211,98 @@ def structure_gain(
     gain = np.mean(gains, axis=0).astype(np.float32)
     guide = (current_grey - current_grey.mean()) / (current_grey.std() + 1e-6)
     return _guided_filter(guide, gain, _GUIDE_RADIUS, _GUIDE_EPS)
+
+
+def structure_loss(
+    baseline: Image,
+    current: Image,
+    zone: BoolArray,
+    kept: Kept | None = None,
+    where: Hashable = None,
+) -> BoolArray:
+    """Where a new smooth face replaced texture: structure the gain above does not seek.
+
+    A plain shed, tarp or wall over grass or gravel *removes* 2-D structure, keeping only its
+    outline, which the ground's own normalised texture outweighs (docs/benchmarks.md,
+    "Structures", rounds 7-8). The baseline's grey levels are first mapped onto the current
+    view's by their tone curve (`_tone_matched`: gamma, exposure, the IR picture). Where the
+    colour moved (smoothed Lab: L from the tone-matched grey, a and b less their view-wide
+    median, for white balance) by at least LOSS_MIN_COLOUR, regions are segmented; a region is
+    kept when it covers at least LOSS_MIN_SHARE of the zone, is compact (LOSS_MIN_SOLIDITY,
+    area over convex hull) and straight-edged (LOSS_MIN_RECTANGULARITY, area over its rotated
+    bounding rectangle), and its fine texture energy (gradient magnitude of log grey averaged
+    over LOSS_TEXTURE_SIGMA) fell, median over the region, by at least LOSS_MIN_DROP (log
+    ratio) beyond the view-wide fall (blur and fog lower texture everywhere).
+    """
+    kept = kept or Kept()
+    base_grey = kept.get(("grey", where), lambda: _grey(baseline))
+    grey = _grey(current)
+    sample = kept.get(("sample", where), lambda: np.flatnonzero(zone)[::_SAMPLE])
+    toned = _tone_matched(base_grey, grey, sample)
+    before_chroma = kept.get(("chroma", where), lambda: _smooth_chroma(baseline))
+    moved = _smooth_chroma(current) - before_chroma
+    moved -= np.median(moved.reshape(-1, 2)[sample], axis=0)  # white balance
+    level = _blur(grey.astype(np.float32) - toned.astype(np.float32), LOSS_COLOUR_SIGMA)
+    level *= 100.0 / 255.0  # grey levels as L units
+    colour = np.sqrt(level * level + (moved * moved).sum(axis=2))
+    seen = (zone & (colour >= LOSS_MIN_COLOUR)).astype(np.uint8)
+    closing = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    seen = np.asarray(cv2.morphologyEx(seen, cv2.MORPH_CLOSE, closing), np.uint8)
+    opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    candidate = np.asarray(cv2.morphologyEx(seen, cv2.MORPH_OPEN, opening), np.uint8)
+    found = np.zeros(zone.shape, np.uint8)
+    drop: FloatImage | None = None  # texture energy's fall, only once a region asks for it
+    contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        area = float(cv2.contourArea(contour))
+        if area < LOSS_MIN_SHARE * float(zone.sum()):
+            continue
+        hull = cv2.convexHull(contour)
+        (_, _), (side_a, side_b), _ = cv2.minAreaRect(contour)
+        solidity = area / max(float(cv2.contourArea(hull)), 1.0)
+        rectangularity = area / max(side_a * side_b, 1.0)
+        if solidity < LOSS_MIN_SOLIDITY or rectangularity < LOSS_MIN_RECTANGULARITY:
+            continue
+        if drop is None:
+            energy = _texture_energy(grey)
+            floor = 0.25 * max(float(np.median(energy.reshape(-1)[sample])), 1e-6)
+            drop = np.log((_texture_energy(toned) + floor) / (energy + floor))
+            drop -= float(np.median(drop.reshape(-1)[sample]))
+        region = np.zeros(zone.shape, np.uint8)
+        cv2.drawContours(region, [contour], -1, 1, -1)
+        if float(np.median(drop[region > 0])) >= LOSS_MIN_DROP:
+            found |= region
+    return (found > 0) & zone
+
+
+def _tone_matched(
+    before: NDArray[np.uint8], after: NDArray[np.uint8], sample: NDArray[np.intp]
+) -> NDArray[np.uint8]:
+    """The baseline's grey levels mapped onto the current view's: per baseline level (in
+    _TONE_BINS bins), the median current level over the zone's `sample` (flat indices), so
+    gamma, exposure and the IR picture's tone curve are undone before texture and brightness
+    are compared."""
+    bins = before.reshape(-1)[sample].astype(np.int32) * _TONE_BINS // 256
+    keys = np.sort(bins * 256 + after.reshape(-1)[sample])  # by bin, then by current level
+    edges = np.searchsorted(keys, np.arange(_TONE_BINS + 1) * 256)
+    known = np.flatnonzero(edges[1:] > edges[:-1])
+    middle = (edges[known] + edges[known + 1] - 1) // 2
+    levels = (keys[middle] % 256).astype(np.float32)
+    centres = (known + 0.5) * 256 / _TONE_BINS
+    curve = np.interp(np.arange(256), centres, levels).astype(np.float32)
+    return np.asarray(np.clip(np.round(curve[before]), 0, 255), np.uint8)
+
+
+def _texture_energy(grey: NDArray[np.uint8]) -> FloatImage:
+    """Fine texture: gradient magnitude of log grey, averaged over LOSS_TEXTURE_SIGMA."""
+    log_grey = np.log(grey.astype(np.float32) + _LOG_OFFSET)
+    return _blur(_gradient_magnitude(_blur(log_grey, _PRE_BLUR)), LOSS_TEXTURE_SIGMA)
+
+
+def _smooth_chroma(image: Image) -> FloatImage:
+    """Lab's a and b (8-bit OpenCV Lab: Lab units, offset 128), smoothed."""
+    lab = cv2.cvtColor(image, cv2.COLOR_BGR2LAB)
+    return _blur(np.asarray(lab[..., 1:], np.float32), LOSS_COLOUR_SIGMA)
 
 
 def estimate_shift(
