@@ -9,6 +9,17 @@ database's round trips), medians and ranges over the pairs; the load average bef
     .venv/bin/python -m bench.evidence_guard_cost --baseline 01d76fa --change 08974cf \
         [--events 2000] [--batch 500 20] [--pairs 5] [--database postgresql|sqlite]
 
+The trees' difference is one statement per batch, below what the machine's noise lets the runs
+above resolve; ``--lock-cost`` measures that statement directly, in this tree: 20 alternating
+blocks of 500 transactions (a ``SELECT 1`` each) with and without ``hold_for_new_bytes``, on a
+scratch PostgreSQL database and on SQLite: thread CPU and wall ms per transaction, the
+difference per block pair. ``--hold-time`` measures how long the retention job holds the lock
+exclusively: each byte-removal transaction of ``delete_bytes`` over 500 queued 100 KB images
+(no rows), folder store and PostgreSQL table store alternately, twice each.
+
+    .venv/bin/python -m bench.evidence_guard_cost --lock-cost
+    .venv/bin/python -m bench.evidence_guard_cost --hold-time
+
 The last stdout line is a JSON summary.
 """
 
@@ -23,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.ingest_rate import _progress, build_registry, build_workload, scratch_database
@@ -93,16 +105,146 @@ def run_tree(
     return result
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def lock_cost(url: str, blocks: int = 20, per_block: int = 500) -> dict[str, object]:
+    """Thread CPU and wall ms per transaction with and without hold_for_new_bytes."""
+    from sqlalchemy import text
+
+    from storage.database import make_engine, make_session_factory
+    from storage.evidence_guard import hold_for_new_bytes
+    from storage.schema import migrate
+
+    migrate(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    probe = text("SELECT 1")
+    found: dict[str, dict[str, list[float]]] = {
+        label: {"cpu": [], "wall": []} for label in ("plain", "lock")
+    }
+    for block in range(blocks):
+        for label in ["plain", "lock"][:: 1 if block % 2 == 0 else -1]:
+            cpu, wall = time.thread_time(), time.perf_counter()
+            for _ in range(per_block):
+                with sessions.begin() as session:
+                    session.execute(probe)
+                    if label == "lock":
+                        hold_for_new_bytes(session)
+            found[label]["cpu"].append((time.thread_time() - cpu) * 1000 / per_block)
+            found[label]["wall"].append((time.perf_counter() - wall) * 1000 / per_block)
+    engine.dispose()
+    out: dict[str, object] = {}
+    for kind in ("cpu", "wall"):
+        plain, lock = found["plain"][kind], found["lock"][kind]
+        out[f"{kind}_ms_plain"] = _spread(plain)
+        out[f"{kind}_ms_lock"] = _spread(lock)
+        out[f"{kind}_ms_added"] = _spread([b - a for a, b in zip(plain, lock, strict=True)])
+    return out
+
+
+def hold_time(url: str, scratch: Path, names: int = 500, size: int = 100_000) -> dict[str, object]:
+    """ms each byte-removal transaction of delete_bytes holds the lock exclusively."""
+    import hashlib
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from sqlalchemy import event, insert
+    from sqlalchemy.orm import Session
+
+    import storage.evidence_retention as retention
+    from storage.database import make_engine, make_session_factory
+    from storage.evidence_pg import open_evidence_store
+    from storage.schema import migrate
+    from storage.tables import EvidenceDeletion, utcnow
+
+    migrate(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    started: dict[int, float] = {}
+    holds: dict[str, list[float]] = {"local": [], "postgresql": []}
+    backend = ""
+    from storage.evidence_guard import hold_for_removal as plain
+
+    @contextmanager
+    def timed(session: Session) -> Iterator[None]:
+        started[id(session)] = time.perf_counter()
+        with plain(session):
+            yield
+
+    def committed(session: Session) -> None:
+        begun = started.pop(id(session), None)
+        if begun is not None:
+            holds[backend].append((time.perf_counter() - begun) * 1000)
+
+    setattr(retention, "hold_for_removal", timed)  # noqa: B010 (a module's name, for the run)
+    event.listen(Session, "after_commit", committed)
+    totals: dict[str, list[float]] = {"local": [], "postgresql": []}
+    try:
+        for backend in ("local", "postgresql", "local", "postgresql"):
+            store = open_evidence_store(backend, scratch / backend, url)
+            hashes = []
+            for _ in range(names):
+                data = os.urandom(size)
+                sha256 = hashlib.sha256(data).hexdigest()
+                store.put(data, sha256)
+                hashes.append(sha256)
+            with sessions.begin() as session:
+                queued = [{"sha256": sha, "queued_at": utcnow()} for sha in hashes]
+                session.execute(insert(EvidenceDeletion), queued)
+            job = retention.EvidenceRetention(sessions, engine, store, None, packs=False)
+            begun = time.perf_counter()
+            freed = job.delete_bytes()
+            totals[backend].append(round((time.perf_counter() - begun) * 1000, 1))
+            assert freed >= names * size, freed
+            store.close()
+    finally:
+        event.remove(Session, "after_commit", committed)
+        setattr(retention, "hold_for_removal", plain)  # noqa: B010
+        engine.dispose()
+    return {
+        "names_per_transaction": retention.DELETION_BATCH,
+        "hold_ms": {name: _spread(values) for name, values in holds.items()},
+        f"delete_bytes_ms_for_{names}_names": totals,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", required=True, help="a revision without the lock")
-    parser.add_argument("--change", required=True, help="a revision with the lock")
+    parser.add_argument("--baseline", help="a revision without the lock")
+    parser.add_argument("--change", help="a revision with the lock")
+    parser.add_argument("--lock-cost", action="store_true", help="the lock statement alone")
+    parser.add_argument("--hold-time", action="store_true", help="the job's exclusive holds")
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--batch", type=int, nargs="*", default=[500, 20])
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--database", default="postgresql", choices=["sqlite", "postgresql"])
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
+    if args.lock_cost or args.hold_time:
+        scratch = Path(tempfile.mkdtemp(prefix="evidence-guard-cost-"))
+        try:
+            with scratch_database("postgresql", scratch) as url:
+                found: dict[str, object]
+                if args.lock_cost:
+                    found = {
+                        "postgresql": lock_cost(url),
+                        "sqlite": lock_cost(f"sqlite:///{scratch / 'lock.db'}"),
+                    }
+                else:
+                    found = hold_time(url, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        load = [[round(x, 2) for x in load_before], [round(x, 2) for x in os.getloadavg()]]
+        print(json.dumps({**found, "load_before_after": load}))
+        return 0
+    if not args.baseline or not args.change:
+        parser.error("--baseline and --change are needed (or --lock-cost / --hold-time)")
     registry = build_registry(100)
     small = build_workload(registry, args.events, seed=12)
     scratch = Path(tempfile.mkdtemp(prefix="evidence-guard-cost-"))
