@@ -109,7 +109,11 @@ def server(database_url: str, tmp_path: Path, broker_port: int) -> Iterator[Serv
     """Ingest, verifier and workflow wired as build_server wires them."""
     with migrated_database(database_url) as (_engine, sessions):
         rig = make_ingest(sessions, tmp_path / "evidence")
-        verifier = CameraVerifier(sessions, settings=VerificationSettings(deadline_seconds=60))
+        verifier = CameraVerifier(
+            sessions,
+            settings=VerificationSettings(deadline_seconds=60),
+            evidence_store=rig.evidence_store,  # as the server passes it (the evidence lock)
+        )
         workflow = Workflow(on_resolve=verifier.on_resolve)
         verifier.workflow = workflow
         settings = IngestSettings(
