@@ -40,10 +40,14 @@ from contextlib import contextmanager
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, SessionTransaction
 
-# Advisory lock key (a bigint); storage.evidence_pg uses 0x0E71DE7CE for its schema creation.
-LOCK_KEY = 0x0E71DE7C0DE
-_SHARED = text("SELECT pg_advisory_xact_lock_shared(:key)").bindparams(key=LOCK_KEY)
-_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=LOCK_KEY)
+# The advisory lock's key: two int4s, a key space apart from the single bigint keys the rest
+# takes (ingest's incident locks are hashes over the whole bigint range, storage.evidence_pg's
+# schema lock is one too), so it never collides with them (pg_locks shows it with objsubid 2).
+LOCK_KEY = (0x0E71DE7C, 0x0DE1)
+_SHARED = text("SELECT pg_advisory_xact_lock_shared(:a, :b)").bindparams(
+    a=LOCK_KEY[0], b=LOCK_KEY[1]
+)
+_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(:a, :b)").bindparams(a=LOCK_KEY[0], b=LOCK_KEY[1])
 _HELD = "civicwatch.evidence_guard"  # session.info key: the root transaction holding it shared
 
 
