@@ -289,6 +289,7 @@ def _ingest_worker(
     """One ingest worker process, wired as civicwatch.server wires it (without the API).
 
     ``ingest_json``: more IngestSettings fields (the evidence backend and writer threads)."""
+    from civicwatch.serving import freeze_startup_heap
     from dispatch.config import RoutingSettings
     from dispatch.routing import Router
     from ingest.config import IngestSettings
@@ -318,6 +319,7 @@ def _ingest_worker(
     )
     consumer = IngestConsumer(BrokerSettings(port=port), settings, service, registry, metrics)
     consumer.start()
+    freeze_startup_heap()  # as civicwatch's process entry points do
     if consumer.ready.wait(30):
         ready.set()
     started = time.monotonic()

@@ -20,7 +20,6 @@ gateway that cannot read it costs only a resend, answered with ``duplicate``.
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import threading
@@ -66,21 +65,6 @@ writer reports itself failing, and /readyz answers 503 with the reason."""
 def violation_subscription(shared_group: str | None) -> str:
     """The violation filter; in a shared group the broker hands each message to one member."""
     return shared(VIOLATION_SUBSCRIPTION, shared_group)
-
-
-def freeze_long_lived() -> None:
-    """Move every object alive now out of the cyclic collector's reach (gc.freeze).
-
-    What exists when ingest starts (modules, the registry, SQLAlchemy's tables and caches,
-    pydantic's validators) lives as long as the process. Each batch's thousand events survive
-    long enough to be promoted, so the collector runs full collections every few batches, and
-    each one walked that whole heap again: a sixth of the writer thread's CPU on small events
-    (0.03-0.04 of 0.19 ms an event, issue 15). One collection first, so what is garbage
-    already is freed rather than frozen; frozen objects are never collected, objects made
-    later are collected as before.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +188,6 @@ class IngestConsumer:
     def start(self) -> None:
         self._stopping.clear()
         self._service.refresh_missing_gauge()
-        freeze_long_lived()
         self._writer = threading.Thread(
             target=self._write_forever, name=f"ingest-writer-{self.client_id}", daemon=True
         )

@@ -1,4 +1,4 @@
-"""Ingest freezes the heap it starts with, after freeing what is already garbage."""
+"""A civicwatch process freezes the heap it starts with, after freeing what is already garbage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingest.consumer import freeze_long_lived
+from civicwatch.serving import freeze_startup_heap
 
 
 class _Node:
@@ -31,10 +31,10 @@ def test_live_objects_are_frozen_and_garbage_is_freed_first() -> None:
     cycle.other.other = cycle  # garbage only the cyclic collector frees
     gone = weakref.ref(cycle)
     del cycle
-    gc.disable()  # so that only freeze_long_lived can free the cycle
+    gc.disable()  # so that only freeze_startup_heap can free the cycle
     try:
         assert gone() is not None
-        freeze_long_lived()
+        freeze_startup_heap()
         assert gone() is None  # freed, not frozen
         assert gc.get_freeze_count() > 0
         tracked = (obj for generation in range(3) for obj in gc.get_objects(generation))
