@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -696,28 +697,31 @@ class ConnectionTrace:
     stack: the trace API names the request, not the connection)."""
 
     def __init__(self) -> None:
-        self.last_closed: dict[int, float] = {}  # connection -> when its last response closed
+        # connection -> when its last response closed (weak: a closed connection's id() may be
+        # a new connection's, which would then look reused)
+        self.last_closed: weakref.WeakKeyDictionary[object, float] = weakref.WeakKeyDictionary()
         self.reused = 0  # requests sent on a kept-alive connection
         self.reused_late = 0  # ... on one idle for over SERVER_KEEP_ALIVE_SECONDS - 1
         self.longest_idle = 0.0  # the longest idle time a reused connection had
 
     @staticmethod
-    def _connection() -> int:
+    def _connection() -> object | None:
         frame = sys._getframe(1)
         while frame is not None:
             owner = frame.f_locals.get("self")
             connection = getattr(owner, "_connection", owner)
             if type(connection).__name__ == "AsyncHTTP11Connection":
-                return id(connection)
+                return connection
             frame = frame.f_back  # type: ignore[assignment]
-        return 0
+        return None
 
     def extension(self, record: dict[str, Any]) -> Callable[[str, dict[str, Any]], Any]:
         """A ``trace`` extension for one request, filling ``record`` (idle_s, step)."""
 
         async def trace(name: str, info: dict[str, Any]) -> None:
             if name == "http11.send_request_headers.started":
-                last = self.last_closed.get(self._connection())
+                connection = self._connection()
+                last = None if connection is None else self.last_closed.get(connection)
                 idle = None if last is None else time.perf_counter() - last
                 record["idle_s"] = idle
                 if idle is not None:
@@ -725,7 +729,8 @@ class ConnectionTrace:
                     self.reused_late += idle > SERVER_KEEP_ALIVE_SECONDS - 1.0
                     self.longest_idle = max(self.longest_idle, idle)
             elif name == "http11.response_closed.complete":
-                self.last_closed[self._connection()] = time.perf_counter()
+                if (connection := self._connection()) is not None:
+                    self.last_closed[connection] = time.perf_counter()
             elif name.endswith(".failed") and "step" not in record:
                 record["step"] = name
 
