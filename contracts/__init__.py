@@ -4,6 +4,13 @@ Depends on pydantic and paho-mqtt only. Everything that crosses MQTT is a model 
 """
 
 from contracts.acks import AckOutcome, IngestAck, IngestAckBatch, parse_acks
+from contracts.event_frame import (
+    FRAME_CONTENT_TYPE,
+    EventEncoding,
+    FrameError,
+    decode_event,
+    encode_event,
+)
 from contracts.events import (
     SCHEMA_VERSION,
     BoundingBox,
@@ -17,13 +24,16 @@ from contracts.events import (
 from contracts.status import CameraHealth, CameraStatus, GatewayState, GatewayStatus
 
 __all__ = [
+    "FRAME_CONTENT_TYPE",
     "SCHEMA_VERSION",
     "AckOutcome",
     "BoundingBox",
     "CameraHealth",
     "CameraStatus",
+    "EventEncoding",
     "EvidenceFrame",
     "EvidenceLabel",
+    "FrameError",
     "GatewayState",
     "GatewayStatus",
     "IngestAck",
@@ -32,5 +42,7 @@ __all__ = [
     "Phase",
     "ViolationEvent",
     "ViolationKind",
+    "decode_event",
+    "encode_event",
     "parse_acks",
 ]

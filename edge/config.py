@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.event_frame import EventEncoding
 from contracts.rule_signing import public_key_from_text
 
 DEFAULT_MODEL = "yolo11n.pt"
@@ -457,6 +458,18 @@ class MotionSettings(_Settings):
     )
 
 
+class PublishSettings(_Settings):
+    event_encoding: EventEncoding = Field(
+        default="json",
+        description=(
+            "json: images base64 inside JSON, which every server reads; frame: the binary event"
+            " frame (docs/schema/event_frame.md), images as raw bytes: no base64 to encode,"
+            " carry and decode. Only servers that read frames take them: upgrade ingest first,"
+            " then switch gateways to frame"
+        ),
+    )
+
+
 class EdgeSettings(_Settings):
     data_dir: Path = Field(default=Path("var/edge"), description="the outbox lives here")
     resend_after_seconds: float = Field(
@@ -467,6 +480,9 @@ class EdgeSettings(_Settings):
         default=1000,
         ge=1,
         description="events out and not yet confirmed; a backlog drains at ingest's pace",
+    )
+    publish: PublishSettings = Field(
+        default_factory=PublishSettings, description="how events go on the wire"
     )
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)

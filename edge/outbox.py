@@ -11,6 +11,7 @@ from pathlib import Path
 from uuid import UUID
 
 from contracts.acks import AckOutcome, IngestAck
+from contracts.event_frame import EventEncoding, encode_event
 from contracts.events import ViolationEvent
 
 PENDING = "pending"
@@ -47,9 +48,12 @@ class OutboxMessage:
 class Outbox:
     """A SQLite file (WAL) shared by the worker thread and the MQTT callback thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, event_encoding: EventEncoding = "json") -> None:
+        """``event_encoding``: how ``add`` encodes an event; the payload is stored as it goes on
+        the wire. Messages already stored keep theirs (the publisher reads either)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.event_encoding: EventEncoding = event_encoding
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -61,7 +65,12 @@ class Outbox:
         with self._lock:
             self._db.execute(
                 "INSERT INTO messages (message_id, topic, payload, created_at) VALUES (?, ?, ?, ?)",
-                (str(event.message_id), topic, event.to_wire(), created),
+                (
+                    str(event.message_id),
+                    topic,
+                    encode_event(event, self.event_encoding),
+                    created,
+                ),
             )
 
     def due(

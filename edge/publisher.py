@@ -9,11 +9,19 @@ import time
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from contracts.acks import AckOutcome, AckTooLargeError, parse_acks
-from contracts.events import ViolationEvent
+from contracts.event_frame import (
+    FRAME_CONTENT_TYPE,
+    decode_event,
+    encode_event,
+    encoding_of,
+    is_event_frame,
+)
 from contracts.mqtt import BrokerSettings, LastWill, MqttSession, Subscriptions, process_client_id
 from contracts.status import CameraStatus, GatewayState, GatewayStatus
 from contracts.topics import (
@@ -222,7 +230,9 @@ class EdgePublisher:
                     or (now - message.created_at).total_seconds() > self._resend_after
                 ):
                     payload = _as_historical(payload)
-                info = self._session.publish(message.topic, payload, qos=1)
+                info = self._session.publish(
+                    message.topic, payload, qos=1, properties=_properties_for(payload)
+                )
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # connection went away; the outbox keeps it for the next try
                 self._outbox.mark_sent(message.message_id, now)
@@ -270,6 +280,18 @@ class EdgePublisher:
 
 
 def _as_historical(payload: bytes) -> bytes:
-    """The same message (same message_id) marked as published late: a resend or a backlog."""
-    event = ViolationEvent.model_validate_json(payload)
-    return event.model_copy(update={"historical": True}).to_wire()
+    """The same message (same message_id) marked as published late: a resend or a backlog.
+
+    Kept in the encoding it was stored in (JSON or a binary frame)."""
+    event = decode_event(payload)
+    return encode_event(event.model_copy(update={"historical": True}), encoding_of(payload))
+
+
+def _properties_for(payload: bytes) -> Properties | None:
+    """A frame says what it is in MQTT 5's content type too (informative: ingest reads the
+    magic bytes); JSON goes without properties, as before."""
+    if not is_event_frame(payload):
+        return None
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.ContentType = FRAME_CONTENT_TYPE
+    return properties

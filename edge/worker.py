@@ -143,10 +143,17 @@ class EdgeWorker:
         self.settings = settings
         self.detector = detector
         self.cameras = list(cameras)
+        # The configured wire encoding: events are stored in the outbox as they are published.
+        outbox.event_encoding = settings.publish.event_encoding
         self._outbox = outbox
         self._publisher = publisher
         self._verifier = verifier
         self._verification = verification
+
+    @property
+    def outbox(self) -> Outbox:
+        """The gateway's outbox, which holds every event until ingest confirms it."""
+        return self._outbox
 
     def run(self, stop: threading.Event) -> None:
         """Until stop is set: capture, gate, detect in batches, apply rules, publish."""

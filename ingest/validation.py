@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from contracts.event_frame import FrameError, attach_blobs, is_event_frame, split_frame
 from contracts.events import EVIDENCE_TYPE_ERROR, SUPPORTED_MAJOR, ViolationEvent
 from contracts.sites import CameraConfig, SiteRegistry, ZoneConfig
 from contracts.topics import parse_camera_topic
@@ -17,6 +18,9 @@ from contracts.topics import parse_camera_topic
 
 class RefusalReason(StrEnum):
     OVERSIZE = "oversize"
+    # Not a readable document: not JSON, not a JSON object, or a binary event frame whose
+    # envelope is wrong (unknown version, a header length past the end, image references out
+    # of range, overlapping or leaving bytes unreferenced; the detail starts "event frame").
     MALFORMED_JSON = "malformed_json"
     SCHEMA_VERSION = "schema_version"
     INVALID = "invalid"
@@ -71,18 +75,25 @@ _MESSAGE_ID_PREFIX = re.compile(rb'"message_id"\s*:\s*"([0-9a-fA-F-]{36})"')
 def parse_violation(
     topic: str, payload: bytes, registry: SiteRegistry, max_payload_bytes: int
 ) -> ViolationEvent:
-    """Validate one violation message against the contract, its topic and the site registry."""
+    """Validate one violation message against the contract, its topic and the site registry.
+
+    The payload is JSON or a binary event frame (contracts.event_frame), told apart by the
+    frame's magic bytes; either gives the same event, checked the same way after the parse.
+    """
     if len(payload) > max_payload_bytes:
         raise Refusal(
             RefusalReason.OVERSIZE,
             f"payload is {len(payload)} bytes, the limit is {max_payload_bytes}",
             _message_id_from_prefix(payload),
         )
-    check_nesting(payload)
-    try:  # fast path: pydantic parses the JSON itself
-        event = ViolationEvent.model_validate_json(payload)
-    except ValidationError:
-        event = _diagnose(payload)  # raises the refusal that explains what is wrong
+    if is_event_frame(payload):
+        event = _parse_frame(payload)
+    else:
+        check_nesting(payload)
+        try:  # fast path: pydantic parses the JSON itself
+            event = ViolationEvent.model_validate_json(payload)
+        except ValidationError:
+            event = _diagnose(payload)  # raises the refusal that explains what is wrong
     message_id = event.message_id
 
     claimed = parse_camera_topic(topic)
@@ -128,8 +139,32 @@ def check_nesting(payload: bytes) -> None:
             )
 
 
-def _diagnose(payload: bytes) -> ViolationEvent:
-    """Parse step by step, to refuse with the most precise reason and the message_id if any."""
+def _parse_frame(payload: bytes) -> ViolationEvent:
+    """A binary event frame: its envelope, then its small JSON header under JSON's rules (the
+    nesting scan, the same refusals), then the images' bytes attached without base64."""
+    try:
+        header, blobs = split_frame(payload)
+    except FrameError as exc:
+        raise _frame_refusal(exc, _message_id_from_prefix(payload)) from exc
+    check_nesting(header)
+    document = _json_object(header)
+    message_id = _message_id_of(document)
+    _check_schema_version(document, message_id)
+    try:
+        attach_blobs(document, blobs)
+    except FrameError as exc:
+        raise _frame_refusal(exc, message_id) from exc
+    try:
+        return ViolationEvent.model_validate(document)
+    except ValidationError as exc:
+        raise _refusal_from_validation(exc, message_id) from exc
+
+
+def _frame_refusal(exc: FrameError, message_id: UUID | None) -> Refusal:
+    return Refusal(RefusalReason.MALFORMED_JSON, f"event frame: {exc}"[:400], message_id)
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         document = json.loads(payload)
     except ValueError as exc:  # also bad UTF-8 and integers longer than Python converts
@@ -138,6 +173,12 @@ def _diagnose(payload: bytes) -> ViolationEvent:
         raise Refusal(
             RefusalReason.MALFORMED_JSON, f"expected a JSON object, got {type(document).__name__}"
         )
+    return document
+
+
+def _diagnose(payload: bytes) -> ViolationEvent:
+    """Parse step by step, to refuse with the most precise reason and the message_id if any."""
+    document = _json_object(payload)
     message_id = _message_id_of(document)
     _check_schema_version(document, message_id)
     try:
