@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
-from contracts.event_frame import FrameError, attach_blobs, is_event_frame, split_frame
+from contracts.event_frame import (
+    FrameError,
+    attach_blobs,
+    is_event_frame,
+    parse_header,
+    split_frame,
+)
 from contracts.events import EVIDENCE_TYPE_ERROR, SUPPORTED_MAJOR, ViolationEvent
 from contracts.sites import CameraConfig, SiteRegistry, ZoneConfig
 from contracts.topics import parse_camera_topic
@@ -147,16 +154,16 @@ def _parse_frame(payload: bytes) -> ViolationEvent:
     except FrameError as exc:
         raise _frame_refusal(exc, _message_id_from_prefix(payload)) from exc
     check_nesting(header)
-    document = _json_object(header)
-    message_id = _message_id_of(document)
-    _check_schema_version(document, message_id)
+    document = _json_object(header, parse_header)
     try:
         attach_blobs(document, blobs)
-    except FrameError as exc:
-        raise _frame_refusal(exc, message_id) from exc
-    try:
         return ViolationEvent.model_validate(document)
-    except ValidationError as exc:
+    except (FrameError, ValidationError) as exc:
+        # The refusal's precise reason, as _diagnose finds it: the version first.
+        message_id = _message_id_of(document)
+        _check_schema_version(document, message_id)
+        if isinstance(exc, FrameError):
+            raise _frame_refusal(exc, message_id) from exc
         raise _refusal_from_validation(exc, message_id) from exc
 
 
@@ -164,9 +171,9 @@ def _frame_refusal(exc: FrameError, message_id: UUID | None) -> Refusal:
     return Refusal(RefusalReason.MALFORMED_JSON, f"event frame: {exc}"[:400], message_id)
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
+def _json_object(payload: bytes, parse: Callable[[bytes], Any] = json.loads) -> dict[str, Any]:
     try:
-        document = json.loads(payload)
+        document = parse(payload)
     except ValueError as exc:  # also bad UTF-8 and integers longer than Python converts
         raise Refusal(RefusalReason.MALFORMED_JSON, f"not JSON: {exc}"[:400]) from exc
     if not isinstance(document, dict):
