@@ -7,11 +7,18 @@ Everything in one run, so the ratios compare like with like on a shared machine:
 - raw: paho -> Mosquitto -> paho at QoS 1 with the small-evidence messages (bench.ingest_rate's
   measure_raw), the ceiling of the small runs;
 - raw real-size: the same with the real-size opened messages alone (three ~150 KB JPEGs base64
-  inline each): how fast one broker moves them at all, in messages/s and MB/s (decoded image
-  bytes, and bytes on the wire), against the disk's direct write rate;
+  inline each, or raw in a frame): how fast one broker moves them at all, in messages/s and
+  MB/s (decoded image bytes, and bytes on the wire), against the disk's direct write rate; its
+  collector reads each message's id from the first 512 bytes (since round 7; before, it ran
+  json.loads over each whole message);
 - small: bench.ingest_rate's workload (one ~1.5 KB frame per message) stored on PostgreSQL;
 - real-size: every opened event carries three ~150 KB JPEGs (re-encoded from the photos in
   ../shared/data/images, each made unique by a comment segment), updates one small frame.
+
+``--event-encoding json frame`` publishes every workload in each encoding (base64 JSON, and the
+binary event frame of contracts.event_frame), alternated within each repeat (the order swapped
+every repeat): ingest runs, the raw real-size ceiling and the parse are measured per encoding,
+and the ingest threads' CPU ms per event of every run (real-size runs included) is reported.
 
 Each ingest run is done per evidence mode, alternating within a repeat:
 - ``inline_syncfs``: the writer thread writes each file, then one syncfs before the commit
@@ -42,6 +49,7 @@ printed with this tree's ratio to the baseline's.
     .venv/bin/python -m bench.ingest_evidence [--real-events 800] [--small-events 5000]
         [--repeats 2] [--modes inline_syncfs pool_syncfs pool_fsync postgresql]
         [--baseline REF] [--database postgresql|sqlite] [--ingest-processes 1]
+        [--event-encoding json frame]
 
 The last stdout line is a JSON summary.
 """
@@ -59,6 +67,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,15 +75,20 @@ from typing import Any
 from PIL import Image
 
 from bench.ingest_rate import (
+    Collector,
     Message,
+    Publisher,
     _progress,
     build_registry,
     build_workload,
     measure_ingest,
-    measure_raw,
+    private_broker,
     scratch_database,
 )
+from contracts.event_frame import encode_event_frame, is_event_frame, split_frame
+from contracts.events import ViolationEvent
 from contracts.sites import SiteRegistry
+from contracts.topics import ROOT
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "images"
@@ -86,6 +100,8 @@ MODES: dict[str, dict[str, Any]] = {
     "postgresql": {"evidence_backend": "postgresql"},
 }
 THIS_TREE = "this tree"
+# --event-encoding: each encoding's suffix on the workload names and summary keys
+ENCODINGS = {"json": "", "frame": "_frame"}
 # Runs in a child whose ingest is the tree's under test (cwd and PYTHONPATH): CPU ms per event
 # of parse_violation, the median and the best of five passes over each message set.
 _PARSE_CHILD = """
@@ -209,12 +225,60 @@ def unique_frames(bases: list[bytes], per_event: int = 3) -> Callable[[], list[b
 
 
 def evidence_megabytes(messages: list[Message]) -> float:
-    """The decoded image bytes the messages carry, in MB (10^6 B)."""
+    """The decoded image bytes the messages carry, in MB (10^6 B), JSON or frames."""
     total = 0
     for message in messages:
+        if is_event_frame(message.payload):
+            total += len(split_frame(message.payload)[1])  # the blob section: the images
+            continue
         for frame in json.loads(message.payload)["evidence"]:
             total += len(frame["data"]) * 3 // 4 - frame["data"][-2:].count("=")
+            if frame.get("redacted"):
+                data = frame["redacted"]["data"]
+                total += len(data) * 3 // 4 - data[-2:].count("=")
     return total / 1e6
+
+
+def as_frames(messages: list[Message]) -> list[Message]:
+    """The same events (same message ids) as binary event frames."""
+    return [
+        Message(
+            m.topic,
+            encode_event_frame(ViolationEvent.model_validate_json(m.payload)),
+            m.message_id,
+        )
+        for m in messages
+    ]
+
+
+# The edge serialises message_id near the start, in JSON and in a frame's header alike.
+_MESSAGE_ID = re.compile(rb'"message_id":"([0-9a-f-]{36})"')
+
+
+def _violation_keys(payload: bytes) -> list[str]:
+    """The message id of a violation message of either encoding, read from its first 512
+    bytes: the collector must not parse the whole message (json.loads of a 0.57 MB real-size
+    JSON message costs it ~3 ms, which bench.ingest_rate's measure_raw pays)."""
+    match = _MESSAGE_ID.search(payload[:512])
+    if match is None:
+        raise RuntimeError(f"no message_id in the first 512 bytes of {payload[:64]!r}")
+    return [match.group(1).decode()]
+
+
+def measure_raw(messages: list[Message], workdir: Path) -> float:
+    """paho -> Mosquitto -> paho at QoS 1: messages per second end to end (bench.ingest_rate's
+    measure_raw, with a collector that reads only the message id, of frames too)."""
+    with private_broker(workdir / "broker") as port:
+        collector = Collector(port, f"{ROOT}/+/+/+/violation", len(messages), _violation_keys)
+        publisher = Publisher(port)
+        started = time.monotonic()
+        publisher.publish(messages)
+        if not collector.wait(300):
+            raise RuntimeError(f"raw: only {len(collector.arrived)} of {len(messages)} arrived")
+        rate = len(messages) / (max(collector.arrived.values()) - started)
+        publisher.close()
+        collector.close()
+    return rate
 
 
 def parse_cpu_ms(
@@ -293,22 +357,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", default="", help="a git revision whose ingest runs beside this tree's"
     )
+    parser.add_argument(
+        "--event-encoding",
+        nargs="+",
+        default=["json"],
+        choices=list(ENCODINGS),
+        help="publish every workload in each of these encodings, alternated (same run)",
+    )
     args = parser.parse_args(argv)
+    encodings: list[str] = list(dict.fromkeys(args.event_encoding))
+    if args.baseline and "frame" in encodings:
+        parser.error("--baseline runs another tree, which may not read frames: json only")
     load_before = os.getloadavg()
     registry = build_registry(args.cameras)
     _progress("building the workloads")
     bases = real_size_jpegs()
     real = build_workload(registry, args.real_events, seed=11, opened_images=unique_frames(bases))
     small = build_workload(registry, args.small_events, seed=12)
+    # the workloads by name: "real" and "small" in JSON, "real_frame" and "small_frame" as frames
+    workloads: dict[str, list[Message]] = {}
+    for encoding in encodings:
+        for name, messages in (("real", real), ("small", small)):
+            encoded = messages if encoding == "json" else as_frames(messages)
+            workloads[name + ENCODINGS[encoding]] = encoded
+    sizes = {name: (evidence_megabytes(m), len(m)) for name, m in workloads.items()}
     real_mb = evidence_megabytes(real)
     small_mb = evidence_megabytes(small)
-    real_opened = [m for m in real if b'"phase":"opened"' in m.payload]
-    real_opened_mb = evidence_megabytes(real_opened)
-    real_opened_wire_mb = sum(len(m.payload) for m in real_opened) / 1e6
-    parse_sets = {
-        "real_size_opened": real_opened[:60],
-        "small": small[:400],
+    opened: dict[str, list[Message]] = {
+        encoding: [
+            m for m in workloads["real" + ENCODINGS[encoding]] if b'"phase":"opened"' in m.payload
+        ]
+        for encoding in encodings
     }
+    parse_sets: dict[str, list[Message]] = {}
+    for encoding in encodings:
+        parse_sets["real_size_opened" + ENCODINGS[encoding]] = opened[encoding][:60]
+        parse_sets["small" + ENCODINGS[encoding]] = workloads["small" + ENCODINGS[encoding]][:400]
     scratch = Path(tempfile.mkdtemp(prefix="ingest-evidence-", dir=os.environ.get("TMPDIR")))
     trees: dict[str, Path] = {THIS_TREE: REPO}
     if args.baseline:
@@ -316,14 +400,18 @@ def main(argv: list[str] | None = None) -> int:
 
         trees = {f"baseline {args.baseline}": export_tree(args.baseline, scratch), **trees}
     rates: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
+    workload_of: dict[str, str] = {}  # run key -> workload name
     parse_ms: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in trees}
     writer_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     # each small run's ingest threads' CPU ms per event, by role (trees whose worker says it)
     thread_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    # the same for every run, by run key (real-size runs too)
+    run_thread_ms: dict[str, dict[str, list[dict[str, float]]]] = {label: {} for label in trees}
     # each small run's private Mosquitto: CPU ms per event over the run (ingest's acks included)
     broker_ms: dict[str, list[float]] = {label: [] for label in trees}
     raw_rates: list[float] = []
-    raw_real_rates: list[float] = []  # the real-size opened messages alone, messages/s
+    # the real-size opened messages alone, messages/s, per encoding
+    raw_real_rates: dict[str, list[float]] = {encoding: [] for encoding in encodings}
     disk: list[float] = []
     loads = [round(load_before[0], 2)]
     try:
@@ -331,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         _progress("disk direct write rate")
         disk.append(disk_direct_write_mb_s(workdir))
         for repeat in range(args.repeats):
-            # Swapped every repeat, so neither tree always runs first on a drifting machine.
+            # Swapped every repeat, so neither tree (nor encoding) always runs first.
             order = list(trees.items())[:: 1 if repeat % 2 == 0 else -1]
+            encoding_order = encodings[:: 1 if repeat % 2 == 0 else -1]
             for label, tree in order:
                 _progress(f"repeat {repeat + 1}: parse, {label}")
                 parse_ms[label].append(parse_cpu_ms(tree, registry, parse_sets, workdir / "parse"))
@@ -342,39 +431,46 @@ def main(argv: list[str] | None = None) -> int:
                 )
             _progress(f"repeat {repeat + 1}: raw MQTT")
             raw_rates.append(measure_raw(small, workdir / "raw"))
-            _progress(f"repeat {repeat + 1}: raw MQTT, real-size")
-            raw_real_rates.append(measure_raw(real_opened, workdir / "raw-real"))
+            for encoding in encoding_order:
+                _progress(f"repeat {repeat + 1}: raw MQTT, real-size, {encoding}")
+                raw_real_rates[encoding].append(measure_raw(opened[encoding], workdir / "raw-real"))
             for mode in args.modes:
-                for name, messages in (("real", real), ("small", small)):
-                    for label, tree in order:
-                        _progress(f"repeat {repeat + 1}: {name} evidence, {mode}, {label}")
-                        run = measure_ingest(
-                            messages,
-                            registry,
-                            args.database,
-                            workdir / f"{name}-{mode}",
-                            workers=args.ingest_processes,
-                            ingest_options=MODES[mode],
-                            code_root=None if tree == REPO else tree,
-                        )
-                        if run.stored != len(messages):
-                            raise RuntimeError(
-                                f"{label} {name}/{mode}: stored {run.stored} of {len(messages)}"
+                for base in ("real", "small"):
+                    for encoding in encoding_order:
+                        name = base + ENCODINGS[encoding]
+                        messages = workloads[name]
+                        key = f"{name}_{mode}"
+                        workload_of[key] = name
+                        for label, tree in order:
+                            _progress(f"repeat {repeat + 1}: {name} evidence, {mode}, {label}")
+                            run = measure_ingest(
+                                messages,
+                                registry,
+                                args.database,
+                                workdir / f"{name}-{mode}",
+                                workers=args.ingest_processes,
+                                ingest_options=MODES[mode],
+                                code_root=None if tree == REPO else tree,
                             )
-                        rates[label].setdefault(f"{name}_{mode}", []).append(run.rate)
-                        if name == "small" and run.broker_cpu_s:
-                            broker_ms[label].append(run.broker_cpu_s * 1000 / len(messages))
-                        cpus = [w["thread_cpu_s"] for w in run.writers if w.get("thread_cpu_s")]
-                        if name == "small" and cpus:  # all ingest processes together
-                            roles = {role for cpu in cpus for role in cpu}
-                            thread_ms[label].append(
-                                {
+                            if run.stored != len(messages):
+                                raise RuntimeError(
+                                    f"{label} {name}/{mode}: stored {run.stored} of {len(messages)}"
+                                )
+                            rates[label].setdefault(key, []).append(run.rate)
+                            if name == "small" and run.broker_cpu_s:
+                                broker_ms[label].append(run.broker_cpu_s * 1000 / len(messages))
+                            cpus = [w["thread_cpu_s"] for w in run.writers if w.get("thread_cpu_s")]
+                            if cpus:  # all ingest processes together
+                                roles = {role for cpu in cpus for role in cpu}
+                                per_event = {
                                     role: sum(cpu.get(role, 0.0) for cpu in cpus)
                                     * 1000
                                     / len(messages)
                                     for role in roles
                                 }
-                            )
+                                run_thread_ms[label].setdefault(key, []).append(per_event)
+                                if name == "small":
+                                    thread_ms[label].append(per_event)
             loads.append(round(os.getloadavg()[0], 2))
         _progress("disk direct write rate")
         disk.append(disk_direct_write_mb_s(workdir))
@@ -391,40 +487,37 @@ def main(argv: list[str] | None = None) -> int:
         "ingest_processes": args.ingest_processes,
         "cameras": args.cameras,
         "repeats": args.repeats,
+        "event_encodings": encodings,
         "disk_direct_write_mb_s": [round(x, 1) for x in disk],
         "raw_small_qos1_events_per_s": round(raw, 1),
         "raw_small_qos1_each": [round(x, 1) for x in raw_rates],
-        "raw_real_size_opened_qos1": {
-            "messages": len(real_opened),
-            "messages_per_s": round(statistics.median(raw_real_rates), 1),
-            "messages_per_s_each": [round(x, 1) for x in raw_real_rates],
-            "evidence_mb_s": round(
-                statistics.median(raw_real_rates) * real_opened_mb / len(real_opened), 1
-            ),
-            "wire_mb_s": round(
-                statistics.median(raw_real_rates) * real_opened_wire_mb / len(real_opened), 1
-            ),
-            "evidence_share_of_disk_direct_write": round(
-                statistics.median(raw_real_rates)
-                * real_opened_mb
-                / len(real_opened)
-                / statistics.median(disk),
-                3,
-            ),
-        },
-        "real_size": {
-            "events": len(real),
-            "jpeg_bytes_mean": round(statistics.mean(len(b) for b in bases)),
-            "evidence_mb": round(real_mb, 1),
-        },
-        "small": {"events": len(small), "evidence_mb": round(small_mb, 2)},
     }
-    sizes = {"real": (real_mb, len(real)), "small": (small_mb, len(small))}
+    for encoding in encodings:
+        messages, each = opened[encoding], raw_real_rates[encoding]
+        per_message_mb = evidence_megabytes(messages) / len(messages)
+        wire_mb = sum(len(m.payload) for m in messages) / 1e6 / len(messages)
+        summary["raw_real_size_opened_qos1" + ENCODINGS[encoding]] = {
+            "messages": len(messages),
+            "messages_per_s": round(statistics.median(each), 1),
+            "messages_per_s_each": [round(x, 1) for x in each],
+            "evidence_mb_s": round(statistics.median(each) * per_message_mb, 1),
+            "wire_mb_s": round(statistics.median(each) * wire_mb, 1),
+            "wire_bytes_per_message_mean": round(wire_mb * 1e6),
+            "evidence_share_of_disk_direct_write": round(
+                statistics.median(each) * per_message_mb / disk_mb_s, 3
+            ),
+        }
+    summary["real_size"] = {
+        "events": len(real),
+        "jpeg_bytes_mean": round(statistics.mean(len(b) for b in bases)),
+        "evidence_mb": round(real_mb, 1),
+    }
+    summary["small"] = {"events": len(small), "evidence_mb": round(small_mb, 2)}
     per_tree: dict[str, Any] = {}
     for label in trees:
         runs: dict[str, Any] = {}
         for key, values in rates[label].items():
-            name, _mode = key.split("_", 1)
+            name = workload_of[key]
             events_per_s = statistics.median(values)
             megabytes, count = sizes[name]
             mb_s = events_per_s * megabytes / count
@@ -433,10 +526,19 @@ def main(argv: list[str] | None = None) -> int:
                 "events_per_s_each": [round(v, 1) for v in values],
                 "evidence_mb_s": round(mb_s, 2),
             }
-            if name == "real":
+            if name.startswith("real"):
                 entry["share_of_disk_direct_write"] = round(mb_s / disk_mb_s, 3)
             else:
                 entry["share_of_raw_mqtt"] = round(events_per_s / raw, 3)
+            threads = run_thread_ms[label].get(key, [])
+            if threads:
+                entry["ingest_thread_cpu_ms_per_event"] = {
+                    role: round(statistics.median(t.get(role, 0.0) for t in threads), 3)
+                    for role in sorted({role for t in threads for role in t})
+                } | {
+                    "total": round(statistics.median(sum(t.values()) for t in threads), 3),
+                    "total_each": [round(sum(t.values()), 3) for t in threads],
+                }
             runs[key] = entry
         parse = {
             name: {
@@ -453,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": runs,
             "parse_violation_cpu_ms_per_event": parse,
             "store_batch_ms_per_small_event": writer,
-            # the ingest process's threads in the small runs (all modes), median per role
+            # the ingest process's threads in the small JSON runs (all modes), median per role
             "ingest_thread_cpu_ms_per_small_event": {
                 role: round(statistics.median(t.get(role, 0.0) for t in thread_ms[label]), 3)
                 for role in sorted({role for t in thread_ms[label] for role in t})
@@ -478,6 +580,34 @@ def main(argv: list[str] | None = None) -> int:
     summary["mosquitto_cpu_ms_per_small_event"] = per_tree[THIS_TREE][
         "mosquitto_cpu_ms_per_small_event"
     ]
+    if "frame" in encodings and "json" in encodings:
+        runs = summary["runs"]
+        summary["ratio_frame_to_json"] = {
+            **{
+                key: round(
+                    runs[key]["events_per_s"] / runs[key.replace("_frame", "", 1)]["events_per_s"],
+                    2,
+                )
+                for key in runs
+                if "_frame_" in key
+            },
+            "raw_real_size_opened_messages_per_s": round(
+                summary["raw_real_size_opened_qos1_frame"]["messages_per_s"]
+                / summary["raw_real_size_opened_qos1"]["messages_per_s"],
+                2,
+            ),
+            **{
+                f"parse_cpu_ms_{name}": round(
+                    entry["cpu_ms_median"]
+                    / summary["parse_violation_cpu_ms_per_event"][name.replace("_frame", "")][
+                        "cpu_ms_median"
+                    ],
+                    2,
+                )
+                for name, entry in summary["parse_violation_cpu_ms_per_event"].items()
+                if name.endswith("_frame")
+            },
+        }
     if args.baseline:
         base = per_tree[f"baseline {args.baseline}"]
         summary["baseline"] = {"ref": args.baseline, **base}
