@@ -21,7 +21,13 @@ from edge.publisher import EdgePublisher
 from ingest.config import IngestSettings
 from storage.tables import Case, Event
 from tests.conftest import MosquittoProcess
-from tests.factories import GATEWAY, SITE, EventFactory, make_registry
+from tests.factories import (
+    GATEWAY,
+    SITE,
+    EventFactory,
+    _start_from_migrated_template,
+    make_registry,
+)
 
 
 @pytest.fixture
@@ -34,6 +40,7 @@ def server(database_url: str, mosquitto: MosquittoProcess, tmp_path: Path) -> It
             ingest=IngestSettings(client_id="ingest-edge-test", evidence_dir=tmp_path / "ev"),
         ),
     )
+    _start_from_migrated_template(database_url)
     server = build_server(config)
     server.start()
     assert server.consumer.ready.wait(10)

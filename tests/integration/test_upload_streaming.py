@@ -26,7 +26,13 @@ from dispatch.config import ApiSettings
 from dispatch.web.settings import WebOptions
 from ingest.config import IngestSettings
 from tests.conftest import MosquittoProcess, free_port
-from tests.factories import API_TOKENS, EventFactory, jpeg_bytes, make_registry
+from tests.factories import (
+    API_TOKENS,
+    EventFactory,
+    _start_from_migrated_template,
+    jpeg_bytes,
+    make_registry,
+)
 
 LIMIT = WebOptions().attachment_max_bytes
 CHUNK = 64 * 1024
@@ -78,6 +84,7 @@ def live(tmp_path: Path, mosquitto: MosquittoProcess) -> Iterator[Live]:
             api=ApiSettings(tokens=[API_TOKENS["law"]]),
         ),
     )
+    _start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     taken: dict[str, list[int]] = {}
     server.app.add_middleware(BodyMeter, taken=taken)
