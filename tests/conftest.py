@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -114,15 +114,17 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoProcess]:
     broker.stop()
 
 
-def _postgres_scratch_database() -> Iterator[str]:
+def _postgres_scratch_database(template: str | None = None) -> Generator[str, None, None]:
+    """A new database on the test server, dropped afterwards: empty, or a copy of ``template``."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"civicwatch_test_{uuid.uuid4().hex[:10]}"
+    copy_of = f' TEMPLATE "{template}"' if template is not None else ""
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy_of}'))
     except Exception as exc:  # the suite must say why, not skip silently
         pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not usable: {exc}")
     try:
@@ -135,8 +137,16 @@ def _postgres_scratch_database() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database, once on SQLite and once on PostgreSQL."""
+    """An empty database, once on SQLite and once on PostgreSQL.
+
+    Where the test's ``session_factory`` fixture (tests/unit/*/conftest.py) migrates it to the
+    newest schema first thing, the PostgreSQL one is made straight from the migrated template
+    (tests/factories.py) instead of created empty and then replaced by that copy."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'civicwatch.db'}"
+    elif "session_factory" in request.fixturenames:
+        from tests.factories import postgres_copy_of_migrated_template
+
+        yield from postgres_copy_of_migrated_template()
     else:
         yield from _postgres_scratch_database()

@@ -271,6 +271,31 @@ class _MigratedTemplates:
 
 
 _templates = _MigratedTemplates()
+# Scratch PostgreSQL databases made as a copy of the migrated template and not yet handed to
+# migrated_database: already at the newest schema, so there is nothing to copy or migrate.
+_made_from_template: set[str] = set()
+
+
+def postgres_copy_of_migrated_template() -> Iterator[str]:
+    """A scratch PostgreSQL database (conftest's, dropped afterwards) made as a copy of the
+    migrated template, for a test that would migrate its empty database first thing."""
+    import pytest
+
+    from tests.conftest import POSTGRES_ADMIN_URL, _postgres_scratch_database
+
+    try:
+        template = _templates.postgres(POSTGRES_ADMIN_URL)
+    except Exception as exc:  # the suite must say why, not skip silently (as conftest does)
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not usable: {exc}")
+    scratch = _postgres_scratch_database(template=template)
+    url = next(scratch)
+    _made_from_template.add(url)
+    try:
+        yield url
+    finally:
+        _made_from_template.discard(url)
+        scratch.close()  # drops it
+
 
 # Counts what was made in a PostgreSQL database since CREATE DATABASE copied template1.
 _POSTGRES_ANYTHING_MADE = """
@@ -306,6 +331,9 @@ def _start_from_migrated_template(database_url: str) -> bool:
     name = url.database or ""
     if url.get_backend_name() != "postgresql" or not name.startswith(SCRATCH_POSTGRES_PREFIX):
         return False
+    if database_url in _made_from_template:  # a fresh copy already: the first use only
+        _made_from_template.discard(database_url)
+        return True
     engine = create_engine(url)
     try:
         with engine.connect() as conn:  # anything a test made (a schema, a table, a type) stays
