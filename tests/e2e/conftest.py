@@ -7,13 +7,19 @@ import pytest
 
 from tests.conftest import MosquittoProcess
 from tests.e2e.harness import Deployment
+from tests.factories import _start_from_migrated_template
 
 
 @pytest.fixture
 def deploy(
     tmp_path: Path, mosquitto: MosquittoProcess, database_url: str
 ) -> Iterator[list[Deployment]]:
-    """Deployments made by a test; their servers are stopped at the end."""
+    """Deployments made by a test; their servers are stopped at the end.
+
+    The scratch database starts as a copy of the one the real migrations brought to head once per
+    test process (tests/factories.py): `civicwatch server` finds it current instead of migrating
+    it again (one to two seconds a server). The migrations are proven in tests/integration."""
+    _start_from_migrated_template(database_url)
     made: list[Deployment] = []
     yield made
     for deployment in made:
