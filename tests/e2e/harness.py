@@ -89,8 +89,11 @@ class Deployment:
         wait_for_port(self.api_port, timeout=60)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if httpx.get(f"{self.base_url}/readyz").status_code == 200:
-                return
+            try:
+                if httpx.get(f"{self.base_url}/readyz").status_code == 200:
+                    return
+            except httpx.TimeoutException:  # a first answer slower than 5 s (a loaded machine)
+                pass  # is no answer yet: ask again until the deadline, as for a 503
             time.sleep(0.2)
         raise TimeoutError(f"server not ready; log: {self.server_log()}")
 
