@@ -9,7 +9,9 @@ On PostgreSQL (a scratch database on the shared server) the cases whose outcome 
 database run once each: a server killed mid-transaction (server_kill) and an edge replaying
 what ingest already stored (edge_kill: duplicates meet the unique keys). The broker's cases
 and a full disk (the server's own files) do not change with the database, so they stay on
-SQLite only, which keeps the suite's time in check.
+SQLite only, which keeps the suite's time in check. Each database starts as a copy of the one the
+real migrations brought to head once per test process (tests/factories.py), so the first server
+start does not migrate it again; the migrations are proven in tests/integration.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 
 from tests.chaos.conftest import RESULTS
 from tests.chaos.rig import CASES, ChaosRig, RunResult, Timing
-from tests.conftest import _postgres_scratch_database
+from tests.factories import _start_from_migrated_template, postgres_copy_of_migrated_template
 
 pytestmark = pytest.mark.chaos
 
@@ -37,6 +39,7 @@ def case_rig(
     """One broker, server and SQLite database for the runs of one case."""
     case: str = request.param
     rig = ChaosRig(tmp_path_factory.mktemp(case), CI_TIMING)
+    _start_from_migrated_template(rig.database_url)
     rig.start()
     try:
         yield case, rig
@@ -50,7 +53,7 @@ def postgres_case_rig(
 ) -> Iterator[tuple[str, ChaosRig]]:
     """One broker, server and scratch PostgreSQL database for one run of one case."""
     case: str = request.param
-    with contextlib.contextmanager(_postgres_scratch_database)() as database_url:
+    with contextlib.contextmanager(postgres_copy_of_migrated_template)() as database_url:
         rig = ChaosRig(tmp_path_factory.mktemp(f"pg-{case}"), CI_TIMING, database_url=database_url)
         rig.start()
         try:
