@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import struct
 from typing import Any
 
@@ -24,6 +25,7 @@ from contracts.event_frame import (
 )
 from contracts.events import EvidenceFrame, EvidenceLabel, Phase, PlateReading, RedactedCopy
 from contracts.events import ViolationEvent as Event
+from contracts.topics import violation_topic
 from ingest.validation import Refusal, RefusalReason, parse_violation
 from tests.factories import T0, EventFactory, jpeg_bytes, make_registry
 
@@ -307,3 +309,30 @@ def test_the_frame_decoder_alone_names_frame_errors() -> None:
         decode_event_frame(b"CWF9" + _frame(document, blobs)[4:])
     with pytest.raises(FrameError, match="does not start"):
         split_frame(b'{"a": 1}')
+
+
+def test_no_cut_or_flipped_byte_escapes_as_anything_but_a_refusal() -> None:
+    """Every truncation and 300 random single-byte changes of a frame: an event or a Refusal,
+    never another exception (which ingest would count as a bug)."""
+    event = EventFactory().event(frames=2)
+    frame = encode_event_frame(event)
+    registry = make_registry()
+    rng = random.Random(15)
+    variants = [frame[:cut] for cut in range(0, len(frame), 7)]
+    for _ in range(300):
+        position = rng.randrange(len(frame))
+        variants.append(frame[:position] + bytes([rng.randrange(256)]) + frame[position + 1 :])
+    outcomes: dict[str, int] = {}
+    for payload in variants:
+        try:
+            parsed = parse_violation(event_topic(event), payload, registry, LIMIT)
+        except Refusal as refusal:
+            outcomes[refusal.reason.value] = outcomes.get(refusal.reason.value, 0) + 1
+        else:  # a change that leaves an event valid (e.g. another hex digit in an id)
+            assert isinstance(parsed, Event)
+    assert outcomes.get("malformed_json", 0) > 0
+    assert outcomes.get("evidence_hash", 0) > 0
+
+
+def event_topic(event: Event) -> str:
+    return violation_topic(event.site_id, event.gateway_id, event.camera_id)
