@@ -17,12 +17,13 @@ shed before them, smooth sheds over grass and gravel, sheds faced with scikit-le
 flower.jpg, and motorway-cctv.avi's last frames), scored once; ``--set round8`` round 8's
 (edge.structure_dataset.build_round8_look: scikit-image and matplotlib photos no round used,
 smooth sheds over textured ground and sheds faced with scikit-image's retina.jpg), scored
-once. ``--object-stress`` adds, for the learned comparison, how many of each pair's before
-views raise with one of 12 people and cars the detector is only fairly sure of pasted in
-(edge.structure_dataset.uncertain_crops; a stress test beside the set's controls, which paste
-the most confident ones). When the change net is loaded (edge.structure_net), the learned
-comparison is also scored without it in the same run
-(``without_net`` in the summary).
+once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's and round 8's looks, seen
+now and made dev (69 pairs); its object stress is dev's 12 crops on dev's pairs and the
+looks' own on theirs. ``--object-stress`` adds, for the learned comparison, how many of each
+pair's before views raise with one of 12 people and cars the detector is only fairly sure of
+pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
+which paste the most confident ones). When the change net is loaded (edge.structure_net), the
+learned comparison is also scored without it in the same run (``without_net`` in the summary).
 
 Timing: ``ms_per_comparison`` is the learned comparison as a camera's watch runs it on a frame
 the detector skipped: one detector pass on the current view, the baseline's detections,
@@ -32,7 +33,7 @@ structure maps and backbone features found once per baseline (edge.structure_com
 passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
-        [--set dev|test|held-out|fresh|round6|round7|round8 | --dir FOLDER]
+        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8 | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -123,6 +124,20 @@ def _object_stress(
     return f"{alarms}/{total}"
 
 
+def _stress_over(
+    parts: list[tuple[list[LabelledPair], list[ObjectCrop]]],
+    learned: LearnedParts,
+    settings: StructureSettings,
+) -> str:
+    """`_object_stress` over each part (pairs with their own crops), summed."""
+    alarms = total = 0
+    for pairs, crops in parts:
+        if crops:
+            found, count = _object_stress(crops, pairs, learned, settings).split("/")
+            alarms, total = alarms + int(found), total + int(count)
+    return f"{alarms}/{total}"
+
+
 def _cold_ms(
     built: list[LabelledPair], learned: LearnedParts, settings: StructureSettings
 ) -> list[float]:
@@ -145,7 +160,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
     parser.add_argument(
         "--set",
-        choices=("dev", "test", "held-out", "fresh", "round6", "round7", "round8"),
+        choices=("dev", "dev-all", "test", "held-out", "fresh", "round6", "round7", "round8"),
         dest="built_set",
     )
     parser.add_argument("--object-stress", action="store_true")
@@ -163,6 +178,7 @@ def main() -> int:
     gradient_camera_ms: list[float] = []
     built: list[LabelledPair] = []
     stress_crops: list[ObjectCrop] = []
+    stress_parts: list[tuple[list[LabelledPair], list[ObjectCrop]]] = []
     if args.built_set == "held-out":
         built = build_held_out(held_out_photos(), learned.finder)
     elif args.built_set == "fresh":
@@ -173,6 +189,19 @@ def main() -> int:
         built, stress_crops = build_round7_look(SHARED_DATA, learned.finder)
     elif args.built_set == "round8":
         built, stress_crops = build_round8_look(learned.finder)
+    elif args.built_set == "dev-all":
+        built = build_set("dev", SHARED_DATA, learned.finder)
+        dev_pairs = len(built)
+        round7, round7_crops = build_round7_look(SHARED_DATA, learned.finder)
+        round8, round8_crops = build_round8_look(learned.finder)
+        built += round7 + round8
+        if args.object_stress:
+            stress_crops = uncertain_crops("dev", SHARED_DATA, learned.finder)
+            stress_parts = [
+                (built[:dev_pairs], stress_crops),
+                (round7, round7_crops),
+                (round8, round8_crops),
+            ]
     elif args.built_set in ("dev", "test"):
         built = build_set(args.built_set, SHARED_DATA, learned.finder)
         if args.object_stress:
@@ -189,6 +218,7 @@ def main() -> int:
                 "round6": "held-out look (round 6)",
                 "round7": "held-out look (round 7)",
                 "round8": "held-out look (round 8)",
+                "dev-all": "set dev + the round 7 and 8 looks",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
             cold_ms += _cold_ms(built, learned, settings)
@@ -239,8 +269,10 @@ def main() -> int:
         ),
     }
     stress = args.object_stress and bool(stress_crops)
+    if not stress_parts:
+        stress_parts = [(built, stress_crops)]
     if stress:
-        summary["object_stress_alarms"] = _object_stress(stress_crops, built, learned, settings)
+        summary["object_stress_alarms"] = _stress_over(stress_parts, learned, settings)
     if without is not None and without_score is not None:
         changed = [r.f1 for r in without_score.pair_results if r.truth_changed]
         summary["without_net"] = {
@@ -253,7 +285,7 @@ def main() -> int:
                 f"{c.name}: {c.alteration}" for c in without_score.control_results if c.alarm
             ],
             "ms_per_comparison": _spread(without_ms),
-            "object_stress_alarms": _object_stress(stress_crops, built, without, settings)
+            "object_stress_alarms": _stress_over(stress_parts, without, settings)
             if stress
             else None,
         }

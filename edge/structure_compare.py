@@ -58,6 +58,9 @@ _SAMPLE = 4  # view-wide medians and the tone curve from every 4th zone pixel
 LOSS_MIN_SHARE = 0.03  # of the zone: a face this large (a shed, not a stone)
 LOSS_MIN_SOLIDITY = 0.8  # region over its convex hull: compact
 LOSS_MIN_RECTANGULARITY = 0.65  # region over its rotated bounding rectangle: straight edges
+# Round 9 (chosen on dev): a face whose colour is partly the ground's is segmented where its
+# texture fell this far (log) and its colour moved at least half as far (0: off, round 8).
+LOSS_SEGMENT_DROP = 0.8
 T = TypeVar("T")
 
 
@@ -232,7 +235,10 @@ def structure_loss(
     area over convex hull) and straight-edged (LOSS_MIN_RECTANGULARITY, area over its rotated
     bounding rectangle), and its fine texture energy (gradient magnitude of log grey averaged
     over LOSS_TEXTURE_SIGMA) fell, median over the region, by at least LOSS_MIN_DROP (log
-    ratio) beyond the view-wide fall (blur and fog lower texture everywhere).
+    ratio) beyond the view-wide fall (blur and fog lower texture everywhere). A face partly the
+    ground's colour is segmented, too, where its texture fell by LOSS_SEGMENT_DROP and its
+    colour moved by at least half of LOSS_MIN_COLOUR (round 9), so it is not cut into pieces
+    that fail the shape test.
     """
     kept = kept or Kept()
     base_grey = kept.get(("grey", where), lambda: _grey(baseline))
@@ -246,12 +252,15 @@ def structure_loss(
     level *= 100.0 / 255.0  # grey levels as L units
     colour = np.sqrt(level * level + (moved * moved).sum(axis=2))
     seen = (zone & (colour >= LOSS_MIN_COLOUR)).astype(np.uint8)
+    drop: FloatImage | None = None  # texture energy's fall, only once a region asks for it
+    if LOSS_SEGMENT_DROP > 0:
+        drop = _texture_drop(grey, toned, sample)
+        seen |= zone & (drop >= LOSS_SEGMENT_DROP) & (colour >= LOSS_MIN_COLOUR / 2)
     closing = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
     seen = np.asarray(cv2.morphologyEx(seen, cv2.MORPH_CLOSE, closing), np.uint8)
     opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     candidate = np.asarray(cv2.morphologyEx(seen, cv2.MORPH_OPEN, opening), np.uint8)
     found = np.zeros(zone.shape, np.uint8)
-    drop: FloatImage | None = None  # texture energy's fall, only once a region asks for it
     contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     for contour in contours:
         area = float(cv2.contourArea(contour))
@@ -264,15 +273,23 @@ def structure_loss(
         if solidity < LOSS_MIN_SOLIDITY or rectangularity < LOSS_MIN_RECTANGULARITY:
             continue
         if drop is None:
-            energy = _texture_energy(grey)
-            floor = 0.25 * max(float(np.median(energy.reshape(-1)[sample])), 1e-6)
-            drop = np.log((_texture_energy(toned) + floor) / (energy + floor))
-            drop -= float(np.median(drop.reshape(-1)[sample]))
+            drop = _texture_drop(grey, toned, sample)
         region = np.zeros(zone.shape, np.uint8)
         cv2.drawContours(region, [contour], -1, 1, -1)
         if float(np.median(drop[region > 0])) >= LOSS_MIN_DROP:
             found |= region
     return (found > 0) & zone
+
+
+def _texture_drop(
+    grey: NDArray[np.uint8], toned: NDArray[np.uint8], sample: NDArray[np.intp]
+) -> FloatImage:
+    """Per pixel, log: how far fine texture fell from the tone-matched baseline to `grey`,
+    beyond its view-wide fall (median over `sample`)."""
+    energy = _texture_energy(grey)
+    floor = 0.25 * max(float(np.median(energy.reshape(-1)[sample])), 1e-6)
+    drop = np.log((_texture_energy(toned) + floor) / (energy + floor))
+    return np.asarray(drop - float(np.median(drop.reshape(-1)[sample])), np.float32)
 
 
 def _tone_matched(

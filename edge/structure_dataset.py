@@ -438,6 +438,59 @@ def build_round8_look(
     return _with_controls(pairs, objects, SEED + 800), _unsure_crops(frames, finder)
 
 
+# Round 9's fresh look (scored once, at the end, by `civicwatch eval structures` on the folder
+# `write_pair_folder` writes): photos no set, look, training run or test drew on, scikit-image's
+# hubble_deep_field.jpg (dark sky, faint galaxies), cell.png (grey microscopy), text.png (text
+# on a grey ground), clock_motion.png (a wall clock, motion-blurred) and phantom.png (a
+# medical phantom); sheds faced with scikit-image's microaneurysms.png (a grey retina).
+ROUND9_GROUND_PHOTOS = ("hubble_deep_field.jpg", "cell.png", "text.png")
+ROUND9_PHOTOS = ("hubble_deep_field.jpg", "cell.png", "clock_motion.png", "phantom.png")
+ROUND9_TEXTURE = "microaneurysms.png"
+
+
+def build_round9_look(photos_folder: Path | None = None) -> list[LabelledPair]:
+    """Round 9's fresh look: 10 pairs, no controls (the folder evaluation adds its own).
+
+    Real: the photos. GENERATED: every shed. From each ROUND9_GROUND_PHOTOS, two views with a
+    smooth shed (`smooth_shed`); from each ROUND9_PHOTOS, one view with a textured shed faced
+    with ROUND9_TEXTURE (`composite_shed`). No still pairs (the shared clips hold no stretch
+    left unused) and no person or car (none of the photos shows one): the negatives are the
+    folder evaluation's 12 light, aim and weather controls per pair.
+    """
+    folder = photos_folder or skimage_data()
+    rng = np.random.default_rng(SEED + 9000)
+    texture = _read(folder / ROUND9_TEXTURE)
+    pairs: list[LabelledPair] = []
+    for name in ROUND9_GROUND_PHOTOS:
+        photo = _read(folder / name)
+        for view in range(2):
+            (before,) = _square_views(rng, photo)
+            built, truth = smooth_shed(before, rng)
+            stem = f"{Path(name).stem}/{view}"
+            pairs.append(LabelledPair(f"{stem} smooth shed", "built", before, built, truth))
+    for name in ROUND9_PHOTOS:
+        (before,) = _square_views(rng, _read(folder / name))
+        built, truth = composite_shed(before, texture, rng)
+        pairs.append(LabelledPair(f"{Path(name).stem}/2 built", "built", before, built, truth))
+    return pairs
+
+
+def write_pair_folder(pairs: Sequence[LabelledPair], directory: Path) -> None:
+    """`pairs` as a folder `civicwatch eval structures` reads: A/, B/, label/ (PNG, lossless),
+    each pair's name made a file name."""
+    for part in ("A", "B", "label"):
+        (directory / part).mkdir(parents=True, exist_ok=True)
+    for pair in pairs:
+        name = pair.name.replace("/", "_").replace(" ", "_") + ".png"
+        for part, image in (
+            ("A", pair.before),
+            ("B", pair.after),
+            ("label", pair.truth.astype(np.uint8) * 255),
+        ):
+            if not cv2.imwrite(str(directory / part / name), image):
+                raise OSError(f"{directory / part / name}: could not be written")
+
+
 def _square_views(rng: np.random.Generator, *images: Image) -> list[Image]:
     """The same seeded square (60-90 % of the shorter side) of each image, at SIZE x SIZE."""
     height, width = images[0].shape[:2]
