@@ -93,7 +93,7 @@ def build_gateway(
 ) -> EdgeWorker:
     """Wire every camera of ``gateway``: outbox, publisher, shared services, each camera's
     source and analysis, camera verification. Opens the outbox; starts nothing."""
-    outbox = Outbox(outbox_path(settings, gateway.id))
+    outbox = Outbox(outbox_path(settings, gateway.id), settings.publish.event_encoding)
     rules = rule_store(settings, site, gateway.id)
     announcements = Announcements(site.id, gateway.id)  # the warning stage's, for the gate
     publisher = EdgePublisher(

@@ -39,7 +39,7 @@ def replay(
     analyses (benchmarks): events stay in the outbox.
     """
     source = ReplaySource(source_path, loop=loop, hold_last_seconds=hold_last_seconds, start=start)
-    outbox = Outbox(outbox_path(settings, gateway.id))
+    outbox = Outbox(outbox_path(settings, gateway.id), settings.publish.event_encoding)
     # The gateway's exemptions hold in a replay too: the disk copy, then the retained document.
     rules = rule_store(settings, site, gateway.id)
     announcements = Announcements(site.id, gateway.id)  # the warning stage's, for the gate

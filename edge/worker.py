@@ -143,8 +143,6 @@ class EdgeWorker:
         self.settings = settings
         self.detector = detector
         self.cameras = list(cameras)
-        # The configured wire encoding: events are stored in the outbox as they are published.
-        outbox.event_encoding = settings.publish.event_encoding
         self._outbox = outbox
         self._publisher = publisher
         self._verifier = verifier
