@@ -20,13 +20,16 @@ binary event frame of contracts.event_frame), alternated within each repeat (the
 every repeat): ingest runs, the raw real-size ceiling and the parse are measured per encoding,
 and the ingest threads' CPU ms per event of every run (real-size runs included) is reported.
 
-Each ingest run is done per evidence mode, alternating within a repeat:
+Each ingest run is done per evidence mode, alternating within a repeat (the modes' order
+swapped every repeat):
 - ``inline_syncfs``: the writer thread writes each file, then one syncfs before the commit
   (before this change);
 - ``pool_syncfs``: four threads write the files while the transaction proceeds, then one syncfs
   before the commit;
 - ``pool_fsync``: four threads write and fsync each file while the transaction proceeds, then
   each folder once, before the commit (after: the default);
+- ``pool_fsync_packed_large``: ``pool_fsync`` with ``evidence_pack_max_bytes`` 1 MiB, so the
+  real-size images go into the writer's pack too (one append and one fdatasync a batch);
 - ``postgresql``: the evidence in a PostgreSQL table (storage/evidence_pg.py), inserted by
   its own transaction on another thread, committed before the batch's.
 
@@ -97,6 +100,12 @@ MODES: dict[str, dict[str, Any]] = {
     "inline_syncfs": {"evidence_writer_threads": 0},
     "pool_syncfs": {"evidence_writer_threads": 4, "evidence_sync": "filesystem"},
     "pool_fsync": {"evidence_writer_threads": 4, "evidence_sync": "files"},
+    # pool_fsync with the real-size images packed too (round 8): one append + fdatasync a batch
+    "pool_fsync_packed_large": {
+        "evidence_writer_threads": 4,
+        "evidence_sync": "files",
+        "evidence_pack_max_bytes": 1024 * 1024,
+    },
     "postgresql": {"evidence_backend": "postgresql"},
 }
 THIS_TREE = "this tree"
@@ -434,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             for encoding in encoding_order:
                 _progress(f"repeat {repeat + 1}: raw MQTT, real-size, {encoding}")
                 raw_real_rates[encoding].append(measure_raw(opened[encoding], workdir / "raw-real"))
-            for mode in args.modes:
+            for mode in args.modes[:: 1 if repeat % 2 == 0 else -1]:
                 for base in ("real", "small"):
                     for encoding in encoding_order:
                         name = base + ENCODINGS[encoding]
