@@ -86,7 +86,10 @@ class IngestSettings(BaseModel):
         description=(
             "local backend: a batch's images up to this many bytes go into one pack file per "
             "writer (one append and one fsync a batch, the place kept in the evidence row) "
-            "instead of a file each; 0 files every image"
+            "instead of a file each; 0 files every image. Raising it above the ~150 KB "
+            "real-size images was measured no faster (the fsyncs are a small part of a batch) "
+            "and keeps their bytes until a pack is compacted (docs/benchmarks.md, issue 15 "
+            "round 8)"
         ),
     )
     workers: int = Field(
