@@ -40,8 +40,8 @@ def case_rig(
     case: str = request.param
     rig = ChaosRig(tmp_path_factory.mktemp(case), CI_TIMING)
     _start_from_migrated_template(rig.database_url)
-    rig.start()
     try:
+        rig.start()  # inside: a server that never became ready is stopped too, not left running
         yield case, rig
     finally:
         rig.close()
@@ -55,8 +55,8 @@ def postgres_case_rig(
     case: str = request.param
     with contextlib.contextmanager(postgres_copy_of_migrated_template)() as database_url:
         rig = ChaosRig(tmp_path_factory.mktemp(f"pg-{case}"), CI_TIMING, database_url=database_url)
-        rig.start()
         try:
+            rig.start()
             yield case, rig
         finally:
             rig.close()

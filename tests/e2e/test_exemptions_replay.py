@@ -262,8 +262,8 @@ def site(
         listener.start()
         stack.callback(listener.stop)
         assert listener.connected.wait(10)
+        stack.callback(deployment.stop_server)  # first: also a server that never became ready
         deployment.start_server()
-        stack.callback(deployment.stop_server)
         # The sweep's leader publishes every gateway's document at start.
         wait_for(lambda: _retained_version(broker) is not None, 30, "the first rule document")
         yield site
