@@ -69,8 +69,7 @@ _SIDE_SLACK = 0.15
 _HIDDEN_SHARE = 0.15
 _CLOSE = 9
 # Round 9 (chosen on dev): a box discounts change only where its own content changed, over at
-# least this share of its area (0 turns the test off: the rule before round 9; so does
-# HIDDEN_RULE off, the rule before round 7, when every box discounted).
+# least this share of its area (0 turns the test off: the rule before round 9).
 MIN_BOX_CHANGE = 0.5
 
 
@@ -186,7 +185,7 @@ def changed_boxes(boxes: Sequence[Sequence[float]], distance: FloatImage) -> lis
     only). What changed inside it is a small part, a shed before it, and is not theirs to
     explain (docs/benchmarks.md, "Structures", round 9).
     """
-    if MIN_BOX_CHANGE <= 0 or not HIDDEN_RULE:  # the rule before round 9 (or before round 7)
+    if MIN_BOX_CHANGE <= 0:  # the rule before round 9
         return list(boxes)
     height, width = distance.shape[:2]
     moved = distance >= MIN_FEATURE_CHANGE
