@@ -308,7 +308,7 @@ SELECT (SELECT count(*) FROM pg_namespace
 """
 
 
-def _start_from_migrated_template(database_url: str) -> bool:
+def start_from_migrated_template(database_url: str) -> bool:
     """Make the empty scratch database at ``database_url`` (a missing or empty SQLite file, or an
     empty scratch PostgreSQL database of conftest's) a copy of the migrated template; False (and
     nothing done) for any other database."""
@@ -361,7 +361,7 @@ def migrated_database(database_url: str) -> Iterator[tuple[Engine, SessionFactor
     (an empty scratch one starts as a copy of one they migrated once per test process)."""
     from storage.schema import migrate
 
-    if not _start_from_migrated_template(database_url):
+    if not start_from_migrated_template(database_url):
         migrate(database_url)
     engine = make_engine(database_url)
     try:

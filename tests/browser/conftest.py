@@ -25,7 +25,7 @@ from dispatch.config import AccountSettings, ApiSettings, Department, DevUser, R
 from ingest.config import IngestSettings
 from storage.tables import Case
 from tests.conftest import REPO_ROOT, MosquittoProcess, free_port
-from tests.factories import EventFactory, _start_from_migrated_template, make_registry
+from tests.factories import EventFactory, make_registry, start_from_migrated_template
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -154,7 +154,7 @@ def serve_live_site(config: CivicwatchConfig, mosquitto: MosquittoProcess) -> It
     A new database starts as a copy of the one the real migrations brought to head once per test
     process (tests/factories.py), so build_server finds it current instead of migrating it again
     (about a second a test); the migrations themselves are proven in tests/integration."""
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     server.start()
     port = free_port()

@@ -24,7 +24,7 @@ import pytest
 
 from tests.chaos.conftest import RESULTS
 from tests.chaos.rig import CASES, ChaosRig, RunResult, Timing
-from tests.factories import _start_from_migrated_template, postgres_copy_of_migrated_template
+from tests.factories import postgres_copy_of_migrated_template, start_from_migrated_template
 
 pytestmark = pytest.mark.chaos
 
@@ -39,7 +39,7 @@ def case_rig(
     """One broker, server and SQLite database for the runs of one case."""
     case: str = request.param
     rig = ChaosRig(tmp_path_factory.mktemp(case), CI_TIMING)
-    _start_from_migrated_template(rig.database_url)
+    start_from_migrated_template(rig.database_url)
     try:
         rig.start()  # inside: a server that never became ready is stopped too, not left running
         yield case, rig

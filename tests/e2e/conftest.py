@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import MosquittoProcess
 from tests.e2e.harness import Deployment
-from tests.factories import _start_from_migrated_template
+from tests.factories import start_from_migrated_template
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def deploy(
     The scratch database starts as a copy of the one the real migrations brought to head once per
     test process (tests/factories.py): `civicwatch server` finds it current instead of migrating
     it again (one to two seconds a server). The migrations are proven in tests/integration."""
-    _start_from_migrated_template(database_url)
+    start_from_migrated_template(database_url)
     made: list[Deployment] = []
     yield made
     for deployment in made:

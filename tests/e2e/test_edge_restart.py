@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import MosquittoProcess
 from tests.e2e.harness import CIVICWATCH, Deployment
-from tests.factories import _start_from_migrated_template
+from tests.factories import start_from_migrated_template
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ class Demo:
 
 @pytest.fixture
 def demo(tmp_path: Path, mosquitto: MosquittoProcess, database_url: str) -> Iterator[Demo]:
-    _start_from_migrated_template(database_url)  # as the deploy fixture does (conftest.py)
+    start_from_migrated_template(database_url)  # as the deploy fixture does (conftest.py)
     demo = Demo(
         Deployment(tmp_path, "bus.yaml", mosquitto.port, database_url, dwell_seconds=DWELL_SECONDS)
     )

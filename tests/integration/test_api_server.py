@@ -23,7 +23,7 @@ from contracts.mqtt import make_client
 from dispatch.config import ApiSettings, ApiToken, Role
 from ingest.config import IngestSettings
 from tests.conftest import REPO_ROOT, MosquittoProcess, free_port, wait_for_port
-from tests.factories import EventFactory, _start_from_migrated_template, make_registry
+from tests.factories import EventFactory, make_registry, start_from_migrated_template
 
 TOKEN = "dispatcher-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,7 +46,7 @@ def _config(database_url: str, broker: MosquittoProcess, tmp_path: Path) -> Civi
 
 @pytest.fixture
 def server(database_url: str, mosquitto: MosquittoProcess, tmp_path: Path) -> Iterator[Server]:
-    _start_from_migrated_template(database_url)
+    start_from_migrated_template(database_url)
     server = build_server(_config(database_url, mosquitto, tmp_path))
     server.start()
     try:

@@ -75,9 +75,9 @@ from tests.factories import (
     OTHER_SITE,
     SITE,
     EventFactory,
-    _start_from_migrated_template,
     jpeg_bytes,
     make_registry,
+    start_from_migrated_template,
 )
 from tests.unit.ingest.helpers import with_plate, with_redacted_copies
 
@@ -502,7 +502,7 @@ def _bearer(token: ApiToken) -> dict[str, str]:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    _start_from_migrated_template(f"sqlite:///{tmp_path / 'bola.db'}")
+    start_from_migrated_template(f"sqlite:///{tmp_path / 'bola.db'}")
     server = build_server(_config(tmp_path))
     with server.session_factory() as session:  # development: dev_users were created at build
         assert session.scalar(select(func.count()).select_from(User)) == len(ACCOUNTS)

@@ -34,8 +34,8 @@ from tests.factories import (
     OTHER_SITE,
     SITE,
     EventFactory,
-    _start_from_migrated_template,
     make_registry,
+    start_from_migrated_template,
 )
 
 TIMEOUT = 15.0
@@ -53,7 +53,7 @@ def deployment(tmp_path: Path, name: str, mosquitto: MosquittoProcess, site: str
             ingest=IngestSettings(evidence_dir=tmp_path / f"{name}-evidence"),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     return build_server(config)
 
 

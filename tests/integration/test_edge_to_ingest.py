@@ -25,8 +25,8 @@ from tests.factories import (
     GATEWAY,
     SITE,
     EventFactory,
-    _start_from_migrated_template,
     make_registry,
+    start_from_migrated_template,
 )
 
 
@@ -40,7 +40,7 @@ def server(database_url: str, mosquitto: MosquittoProcess, tmp_path: Path) -> It
             ingest=IngestSettings(client_id="ingest-edge-test", evidence_dir=tmp_path / "ev"),
         ),
     )
-    _start_from_migrated_template(database_url)
+    start_from_migrated_template(database_url)
     server = build_server(config)
     server.start()
     assert server.consumer.ready.wait(10)

@@ -56,10 +56,10 @@ from tests.factories import (
     T0,
     EventFactory,
     IngestRig,
-    _start_from_migrated_template,
     make_ingest,
     make_registry,
     migrated_database,
+    start_from_migrated_template,
 )
 
 LAW_SECRET = "law-enforcement-webhook-secret"
@@ -616,7 +616,7 @@ def test_the_composed_server_notifies_departments_of_a_case_from_mqtt(
             ),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     subscriber = Subscriber(mosquitto)
     server.start()

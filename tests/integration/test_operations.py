@@ -40,10 +40,10 @@ from tests.factories import (
     T0,
     EventFactory,
     IngestRig,
-    _start_from_migrated_template,
     make_ingest,
     make_registry,
     migrated_database,
+    start_from_migrated_template,
 )
 
 TOKEN = "dispatcher-token-for-ops-tests"
@@ -245,7 +245,7 @@ def test_server_exposes_every_family_and_is_ready_only_while_ingest_holds_the_br
             ingest=IngestSettings(client_id="ingest-ready-test", evidence_dir=tmp_path / "ev"),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     client = TestClient(server.app)
     families = set(re.findall(r"^# TYPE (\S+) ", client.get("/metrics").text, re.MULTILINE))

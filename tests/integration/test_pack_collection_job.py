@@ -16,7 +16,7 @@ from civicwatch.config import CivicwatchConfig, ServerSettings
 from civicwatch.server import Server, build_server
 from ingest.config import IngestSettings
 from storage.evidence_packs import encode_record, pack_path
-from tests.factories import _start_from_migrated_template, jpeg_bytes, make_registry
+from tests.factories import jpeg_bytes, make_registry, start_from_migrated_template
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
             ingest=IngestSettings(client_id="pack-job-test", evidence_dir=tmp_path / "ev"),
         ),
     )
-    _start_from_migrated_template(database_url)
+    start_from_migrated_template(database_url)
     built = build_server(config)  # built, not started: the job is run by hand
     try:
         yield built

@@ -81,10 +81,10 @@ from tests.factories import (
     SITE,
     T0,
     EventFactory,
-    _start_from_migrated_template,
     make_ingest,
     make_registry,
     migrated_database,
+    start_from_migrated_template,
 )
 
 TOKENS = {
@@ -577,7 +577,7 @@ def test_the_composed_server_checks_ingested_events_at_the_configured_floor(
             exemptions=ExemptionSettings(signing_key_file=key, plate_confidence_floor=floor),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     server.start()
     try:

@@ -23,7 +23,7 @@ from dispatch.reports.period import Period, last_finished
 from dispatch.reports.service import CHECK_SECONDS, DUE_AT
 from ingest.config import IngestSettings
 from storage.tables import AnalysisReport, Notification
-from tests.factories import _start_from_migrated_template, make_registry
+from tests.factories import make_registry, start_from_migrated_template
 
 
 def test_the_scheduler_job_makes_due_reports_once_and_queues_them_for_the_webhooks(
@@ -46,7 +46,7 @@ def test_the_scheduler_job_makes_due_reports_once_and_queues_them_for_the_webhoo
             ),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)  # built, not started: the job is run by hand below
     job = server.scheduler.get_job("analysis-reports")
     assert job is not None

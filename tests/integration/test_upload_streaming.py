@@ -29,9 +29,9 @@ from tests.conftest import MosquittoProcess, free_port
 from tests.factories import (
     API_TOKENS,
     EventFactory,
-    _start_from_migrated_template,
     jpeg_bytes,
     make_registry,
+    start_from_migrated_template,
 )
 
 LIMIT = WebOptions().attachment_max_bytes
@@ -84,7 +84,7 @@ def live(tmp_path: Path, mosquitto: MosquittoProcess) -> Iterator[Live]:
             api=ApiSettings(tokens=[API_TOKENS["law"]]),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     taken: dict[str, list[int]] = {}
     server.app.add_middleware(BodyMeter, taken=taken)

@@ -23,7 +23,7 @@ from ingest.config import IngestSettings
 from ingest.validation import Refusal
 from storage.audit import verify_chain
 from storage.tables import Case, CaseState, CaseTransition, utcnow
-from tests.factories import EventFactory, _start_from_migrated_template, make_registry
+from tests.factories import EventFactory, make_registry, start_from_migrated_template
 
 GRACE = timedelta(minutes=5)
 MARGIN_MINUTES = 3.0
@@ -40,7 +40,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
             exemptions=ExemptionSettings(warning_silence_margin_minutes=MARGIN_MINUTES),
         ),
     )
-    _start_from_migrated_template(database_url)
+    start_from_migrated_template(database_url)
     built = build_server(config)  # built, not started: the job is run by hand
     try:
         yield built

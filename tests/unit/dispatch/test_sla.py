@@ -498,7 +498,7 @@ def test_the_server_schedules_one_sweep_job_with_its_metrics_on_the_server_regis
     from civicwatch.server import build_server
     from ingest.config import IngestSettings
     from storage.tables import utcnow
-    from tests.factories import _start_from_migrated_template, make_registry
+    from tests.factories import make_registry, start_from_migrated_template
 
     config = CivicwatchConfig(
         sites=make_registry().sites,
@@ -508,7 +508,7 @@ def test_the_server_schedules_one_sweep_job_with_its_metrics_on_the_server_regis
             sla=SlaSettings(sweep_seconds=7),
         ),
     )
-    _start_from_migrated_template(config.server.database_url)
+    start_from_migrated_template(config.server.database_url)
     server = build_server(config)
     try:
         job = server.scheduler.get_job("sla-sweep")
