@@ -70,7 +70,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,20 +77,17 @@ from typing import Any
 from PIL import Image
 
 from bench.ingest_rate import (
-    Collector,
     Message,
-    Publisher,
     _progress,
     build_registry,
     build_workload,
     measure_ingest,
-    private_broker,
+    measure_raw,
     scratch_database,
 )
 from contracts.event_frame import encode_event_frame, is_event_frame, split_frame
 from contracts.events import ViolationEvent
 from contracts.sites import SiteRegistry
-from contracts.topics import ROOT
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTOS = REPO.parent / "shared" / "data" / "images"
@@ -258,36 +254,6 @@ def as_frames(messages: list[Message]) -> list[Message]:
         )
         for m in messages
     ]
-
-
-# The edge serialises message_id near the start, in JSON and in a frame's header alike.
-_MESSAGE_ID = re.compile(rb'"message_id":"([0-9a-f-]{36})"')
-
-
-def _violation_keys(payload: bytes) -> list[str]:
-    """The message id of a violation message of either encoding, read from its first 512
-    bytes: the collector must not parse the whole message (json.loads of a 0.57 MB real-size
-    JSON message costs it ~3 ms, which bench.ingest_rate's measure_raw pays)."""
-    match = _MESSAGE_ID.search(payload[:512])
-    if match is None:
-        raise RuntimeError(f"no message_id in the first 512 bytes of {payload[:64]!r}")
-    return [match.group(1).decode()]
-
-
-def measure_raw(messages: list[Message], workdir: Path) -> float:
-    """paho -> Mosquitto -> paho at QoS 1: messages per second end to end (bench.ingest_rate's
-    measure_raw, with a collector that reads only the message id, of frames too)."""
-    with private_broker(workdir / "broker") as port:
-        collector = Collector(port, f"{ROOT}/+/+/+/violation", len(messages), _violation_keys)
-        publisher = Publisher(port)
-        started = time.monotonic()
-        publisher.publish(messages)
-        if not collector.wait(300):
-            raise RuntimeError(f"raw: only {len(collector.arrived)} of {len(messages)} arrived")
-        rate = len(messages) / (max(collector.arrived.values()) - started)
-        publisher.close()
-        collector.close()
-    return rate
 
 
 def parse_cpu_ms(

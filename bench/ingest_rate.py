@@ -34,6 +34,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -474,8 +475,18 @@ def _ack_keys(payload: bytes) -> list[str]:
     return [str(ack["message_id"])]
 
 
+# The edge serialises message_id near the start, in JSON and in a binary frame's header alike.
+_MESSAGE_ID = re.compile(rb'"message_id":"([0-9a-f-]{36})"')
+
+
 def _violation_keys(payload: bytes) -> list[str]:
-    return [str(json.loads(payload)["message_id"])]
+    """The message id of a violation message of either encoding, read from its first 512
+    bytes: the raw ceiling's collector must not parse the whole message (json.loads of a
+    0.57 MB real-size JSON message cost it ~3 ms, which held that ceiling to about half)."""
+    match = _MESSAGE_ID.search(payload[:512])
+    if match is None:
+        raise RuntimeError(f"no message_id in the first 512 bytes of {payload[:64]!r}")
+    return [match.group(1).decode()]
 
 
 class Publisher:
