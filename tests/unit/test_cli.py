@@ -85,7 +85,8 @@ def test_schema_writes_what_docs_publish(tmp_path: Path) -> None:
     result = civicwatch("schema", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(p.name for p in (REPO_ROOT / "docs" / "schema").iterdir())
+    # The folder's JSON Schemas are generated; prose beside them (event_frame.md) is not.
+    assert written == sorted(p.name for p in (REPO_ROOT / "docs" / "schema").glob("*.json"))
     for name in written:
         published = json.loads((REPO_ROOT / "docs" / "schema" / name).read_text())
         assert json.loads((tmp_path / name).read_text()) == published
