@@ -25,8 +25,6 @@ from contracts.mqtt import make_client
 from contracts.topics import VIOLATION_SUBSCRIPTION
 from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
-from ingest.config import IngestSettings
-from ingest.consumer import IngestConsumer
 from ingest.validation import RefusalReason
 from storage.evidence_packs import PackedAt
 from storage.tables import Case, CaseEvidence, Event, Evidence
@@ -53,19 +51,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
 def rig(database_url: str, tmp_path: Path) -> Iterator[IngestRig]:
     with migrated_database(database_url) as (_engine, sessions):
         yield make_ingest(sessions, tmp_path / "evidence", max_payload_bytes=4 * 1024 * 1024)
-
-
-def start_consumer(mosquitto: MosquittoProcess, rig: IngestRig) -> IngestConsumer:
-    consumer = IngestConsumer(
-        mosquitto.settings,
-        IngestSettings(client_id="ingest-frames", session_expiry_seconds=600),
-        rig.service,
-        rig.registry,
-        rig.metrics,
-    )
-    consumer.start()
-    assert consumer.ready.wait(TIMEOUT), "ingest did not connect and subscribe"
-    return consumer
 
 
 class Spy:
@@ -116,7 +101,7 @@ def test_a_gateway_publishing_frames_gets_its_cases_stored_and_acked(
     # An hour old: published as historical, re-marked inside the frame.
     outbox.add(factory.topic, cleared, now=datetime.now(UTC) - timedelta(hours=1))
     spy = Spy(mosquitto)
-    consumer = start_consumer(mosquitto, rig)
+    consumer = consumer_tests.start_consumer(mosquitto, rig, "ingest-frames")
     publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=60)
     publisher.start()
     try:
@@ -172,7 +157,7 @@ def test_hostile_frames_are_refused_counted_and_store_nothing(
     target = factory.event(frames=2)
     good = factory.event(frames=2)
     hostile = _hostile_frames(encode_event_frame(target))
-    consumer = start_consumer(mosquitto, rig)
+    consumer = consumer_tests.start_consumer(mosquitto, rig, "ingest-frames")
     try:
         for payload in hostile.values():
             edge.publish(factory.topic, payload)
