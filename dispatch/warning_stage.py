@@ -28,7 +28,12 @@ from sqlalchemy.orm import Session
 
 from contracts.announce import announcement_texts
 from contracts.exemptions import MAX_PLATES, Rule, WarningChannel, WarningStageRule
-from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, post_json
+from dispatch.notifications.outbox import (
+    Channel,
+    DeliveryError,
+    pending_notification,
+    post_json,
+)
 from storage.audit import chain_entries, pump_all
 from storage.database import SessionFactory
 from storage.tables import (
@@ -158,18 +163,14 @@ class OwnerWarningPump:
                 "message_en": texts["en"],
             }
             rows.append(
-                Notification(
-                    channel=Channel.WEBHOOK.value,
+                pending_notification(
+                    channel=Channel.WEBHOOK,
                     department=OWNER_DEPARTMENT,
                     target=self._url,
                     event_type=OWNER_EVENT,
                     case_id=case.id,
                     payload=payload,
-                    status=DeliveryStatus.PENDING.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                    created_at=now,
+                    now=now,
                 )
             )
         return rows

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from storage.tables import Notification
+
 # What the parts ask for the current time (tests pass a fixed one).
 Now = Callable[[], datetime]
 
@@ -23,6 +25,32 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+def pending_notification(
+    *,
+    channel: Channel,
+    department: str,
+    target: str,
+    event_type: str,
+    case_id: int | None,
+    payload: dict[str, Any],
+    now: datetime,
+) -> Notification:
+    """A new outbox row, due now, that the sender will deliver (and retry)."""
+    return Notification(
+        channel=channel.value,
+        department=department,
+        target=target,
+        event_type=event_type,
+        case_id=case_id,
+        payload=payload,
+        status=DeliveryStatus.PENDING.value,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+        created_at=now,
+    )
 
 
 class DeliveryError(Exception):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dispatch.notification_settings import NotificationEvent, NotificationSettings
-from dispatch.notifications.outbox import Channel, DeliveryStatus, Now
+from dispatch.notifications.outbox import Channel, Now, pending_notification
 from dispatch.workflow import Action
 from storage.audit import pump_all, pump_batch
 from storage.database import SessionFactory
@@ -103,18 +103,14 @@ class Notifier:
         self, told: _Told, case_id: int, payload: dict[str, Any], now: datetime
     ) -> Iterable[Notification]:
         def row(channel: Channel, target: str) -> Notification:
-            return Notification(
-                channel=channel.value,
+            return pending_notification(
+                channel=channel,
                 department=told.department,
                 target=target,
                 event_type=told.event.value,
                 case_id=case_id,
                 payload=payload,
-                status=DeliveryStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=now,
-                last_error="",
-                created_at=now,
+                now=now,
             )
 
         for hook in self._settings.webhooks:

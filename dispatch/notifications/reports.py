@@ -14,9 +14,9 @@ from datetime import date, datetime
 from typing import Any
 
 from dispatch.notification_settings import NotificationSettings
-from dispatch.notifications.outbox import Channel, DeliveryStatus, Now
+from dispatch.notifications.outbox import Channel, Now, pending_notification
 from storage.database import SessionFactory
-from storage.tables import Notification, utcnow
+from storage.tables import utcnow
 
 REPORT_EVENT = "analysis.report"
 
@@ -69,18 +69,14 @@ def enqueue_report(
     now = clock()
     payload = report_payload(notice, settings)
     rows = [
-        Notification(
-            channel=Channel.WEBHOOK.value,
+        pending_notification(
+            channel=Channel.WEBHOOK,
             department=hook.department.value,
             target=str(hook.url),
             event_type=REPORT_EVENT,
             case_id=None,
             payload=payload,
-            status=DeliveryStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            created_at=now,
+            now=now,
         )
         for hook in settings.webhooks
     ]

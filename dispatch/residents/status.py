@@ -22,7 +22,13 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.notifications.outbox import Channel, DeliveryError, DeliveryStatus, Now, post_json
+from dispatch.notifications.outbox import (
+    Channel,
+    DeliveryError,
+    Now,
+    pending_notification,
+    post_json,
+)
 from dispatch.residents.codes import tracking_path
 from dispatch.web.i18n import translator
 from storage.audit import pump_all
@@ -134,18 +140,14 @@ class ResidentStatusPump:
             "message_en": texts["en"],
             "tracking_url": self._public + tracking_path(code),
         }
-        return Notification(
-            channel=Channel.WEBHOOK.value,
+        return pending_notification(
+            channel=Channel.WEBHOOK,
             department=RESIDENT_DEPARTMENT,
             target=self._url,
             event_type=STATUS_EVENT,
             case_id=entry.case_id,
             payload=payload,
-            status=DeliveryStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            last_error="",
-            created_at=now,
+            now=now,
         )
 
 
