@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session
 from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from contracts.sites import SiteRegistry
 from dispatch.notifications.reports import ReportNotice
-from dispatch.reports.documents import draw_charts, headline, render_html, render_pdf
 from dispatch.reports.figures import ReportFigures, count_figures
 from dispatch.reports.period import (
     Period,
@@ -111,6 +110,10 @@ class ReportService:
                 self._plan_files(session, place),
                 self._plate_floor,
             )
+        # Imported here, not at the top: matplotlib and reportlab cost a server's start about a
+        # second on a slow machine, and only a report needs them.
+        from dispatch.reports.documents import draw_charts, headline, render_html, render_pdf
+
         drawn = draw_charts(figures, t)
         html = render_html(figures, drawn, t, now)
         pdf = render_pdf(figures, drawn, t, now)
