@@ -7,7 +7,8 @@ is seed 1 (the confidence model is fitted on it and seeds 4-8: bench.plates_cali
 set, seed 2, was scored in rounds 1 and 2, so round 3 scored a fresh ``held_out`` set, seed 3,
 once, round 4 another, ``held_out_9`` (seed 9), once, round 5 ``held_out_10`` (seed 10),
 once, round 6 ``held_out_11`` (seed 11), once (seed 10 was dev in round 6), and round 7
-``held_out_12`` (seed 12), once (seeds 1, 4, 5, 6, 9, 10 and 11 were its dev). ``--set
+``held_out_12`` (seed 12), once (seeds 1, 4, 5, 6, 9, 10 and 11 were its dev), and round 8
+``held_out_13`` (seed 13), once. ``--set
 photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` turns on
 the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion).
 
@@ -50,6 +51,7 @@ SEEDS = {
     "dev_4": 4,
     "held_out_11": 11,
     "held_out_12": 12,
+    "held_out_13": 13,
 }
 
 
