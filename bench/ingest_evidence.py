@@ -49,10 +49,17 @@ export_tree; the workers import it first) in the same run: each ingest run is ma
 tree, one right after the other, the order swapped every repeat, and both trees' figures are
 printed with this tree's ratio to the baseline's.
 
+``--store-profile 50 500`` (PostgreSQL) also profiles each tree's ``store_batch`` in process on
+the real-size events (as frames when ``--event-encoding`` has frame) in batches of each size, on
+a fresh database each time: ms per event of wall, the writer thread's CPU, the PostgreSQL
+backend's CPU, the statements' wall as the driver sees it, and the wait for the images' fsyncs;
+statements (each one round trip) per batch and per event. ``--baseline`` runs with frames when
+REF reads them (contracts/event_frame.py).
+
     .venv/bin/python -m bench.ingest_evidence [--real-events 800] [--small-events 5000]
         [--repeats 2] [--modes inline_syncfs pool_syncfs pool_fsync postgresql]
         [--baseline REF] [--database postgresql|sqlite] [--ingest-processes 1]
-        [--event-encoding json frame]
+        [--event-encoding json frame] [--store-profile 50 500]
 
 The last stdout line is a JSON summary.
 """
@@ -164,6 +171,100 @@ for start in range(0, len(events), 500):
 engine.dispose()
 print(json.dumps({"cpu": round(cpu * 1000 / len(events), 3),
                   "wall": round(wall * 1000 / len(events), 3)}))
+"""
+# Where a real-size event's store_batch time goes (issue 15, ingest round 9): the tree's
+# IngestService stores the real-size workload (frames, parsed first) in batches of argv[5] on a
+# fresh PostgreSQL database, after a 20-event warm-up. Per event: the wall and the writer
+# thread's CPU, the PostgreSQL backend's CPU (its /proc entry: the database is on this host),
+# the statements' wall as the driver sees it (round trip and execution), and the wait in the
+# evidence store's sync() for the images' fsyncs; per batch: statements (= round trips) sent.
+_STORE_PROFILE_CHILD = """
+import collections, json, os, pickle, sys, time
+from pathlib import Path
+from sqlalchemy import event
+from contracts.sites import SiteRegistry
+from dispatch.config import RoutingSettings
+from dispatch.routing import Router
+from ingest.config import IngestSettings
+from ingest.metrics import IngestMetrics
+from ingest.store import IngestService
+from ingest.validation import parse_violation
+from storage.database import make_engine, make_session_factory
+from storage.schema import migrate
+url, registry_file, messages_file, evidence_dir, size = sys.argv[1:6]
+size = int(size)
+registry = SiteRegistry.model_validate_json(open(registry_file).read())
+with open(messages_file, "rb") as handle:
+    messages = pickle.load(handle)["real"]
+events = [parse_violation(topic, payload, registry, 64_000_000) for topic, payload in messages]
+migrate(url)
+settings = IngestSettings(evidence_dir=Path(evidence_dir))
+engine = make_engine(url)
+backends = set()
+sent = collections.Counter()
+statement_s = [0.0]
+@event.listens_for(engine, "connect")
+def _connected(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    backends.add(cursor.fetchone()[0])
+    cursor.close()
+@event.listens_for(engine, "before_cursor_execute")
+def _before(conn, _cursor, _statement, _parameters, _context, _many):
+    conn.info["sent_at"] = time.perf_counter()
+@event.listens_for(engine, "after_cursor_execute")
+def _after(conn, _cursor, statement, _parameters, _context, _many):
+    statement_s[0] += time.perf_counter() - conn.info["sent_at"]
+    sent[" ".join(statement.split()[:3])] += 1
+def backend_cpu():
+    total = 0.0
+    for pid in backends:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+store = settings.open_evidence_store(url)
+synced = [0.0]
+plain_sync = store.sync
+def timed_sync():
+    started = time.perf_counter()
+    try:
+        plain_sync()
+    finally:
+        synced[0] += time.perf_counter() - started
+store.sync = timed_sync
+service = IngestService(
+    make_session_factory(engine), store, registry, IngestMetrics(),
+    Router(RoutingSettings()).dispatch_new_cases, settings=settings,
+)
+service.store_batch(events[:20])
+events = events[20:]
+sent.clear(); statement_s[0] = synced[0] = 0.0
+database_before = backend_cpu()
+cpu = wall = 0.0
+batches = 0
+for start in range(0, len(events), size):
+    cpu_started, wall_started = time.thread_time(), time.perf_counter()
+    service.store_batch(events[start : start + size])
+    cpu += time.thread_time() - cpu_started
+    wall += time.perf_counter() - wall_started
+    batches += 1
+database_after = backend_cpu()
+engine.dispose()
+count = len(events)
+print(json.dumps({
+    "batch": size, "events": count, "batches": batches,
+    "wall_ms": round(wall * 1000 / count, 3), "writer_cpu_ms": round(cpu * 1000 / count, 3),
+    "database_cpu_ms": None if database_before is None or database_after is None
+    else round((database_after - database_before) * 1000 / count, 3),
+    "statements_wall_ms": round(statement_s[0] * 1000 / count, 3),
+    "evidence_sync_wait_ms": round(synced[0] * 1000 / count, 3),
+    "statements_per_batch": round(sum(sent.values()) / batches, 2),
+    "statements_per_event": round(sum(sent.values()) / count, 3),
+    "statement_kinds_per_batch": {k: round(v / batches, 2) for k, v in sent.most_common()},
+}))
 """
 _DD_RATE = re.compile(r"([0-9.,]+)\s*([kMG]?B)/s")
 _UNITS = {"B": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
@@ -311,6 +412,41 @@ def store_ms(
     return result
 
 
+def store_profile(
+    tree: Path, registry: SiteRegistry, real: list[Message], size: int, workdir: Path
+) -> dict[str, Any]:
+    """Where ``tree``'s store_batch spends a real-size event's time, batches of ``size``, on a
+    fresh PostgreSQL database (see _STORE_PROFILE_CHILD): ms per event and statements."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    registry_file = workdir / "registry.json"
+    registry_file.write_text(registry.model_dump_json())
+    messages_file = workdir / "messages.pickle"
+    with messages_file.open("wb") as handle:
+        pickle.dump({"real": [(m.topic, m.payload) for m in real]}, handle)
+    with scratch_database("postgresql", workdir) as url:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _STORE_PROFILE_CHILD,
+                url,
+                str(registry_file),
+                str(messages_file),
+                str(workdir / "evidence"),
+                str(size),
+            ],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["load_1m"] = round(os.getloadavg()[0], 2)
+    return result
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
@@ -339,10 +475,20 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(ENCODINGS),
         help="publish every workload in each of these encodings, alternated (same run)",
     )
+    parser.add_argument(
+        "--store-profile",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="BATCH",
+        help="PostgreSQL: also profile each tree's store_batch on the real-size events (frames "
+        "when --event-encoding has frame) in batches of each BATCH: ms per event (wall, writer "
+        "CPU, database CPU, statements, the images' sync wait) and statements per batch",
+    )
     args = parser.parse_args(argv)
     encodings: list[str] = list(dict.fromkeys(args.event_encoding))
-    if args.baseline and "frame" in encodings:
-        parser.error("--baseline runs another tree, which may not read frames: json only")
+    if args.store_profile and args.database != "postgresql":
+        parser.error("--store-profile reads the PostgreSQL backend's CPU: --database postgresql")
     load_before = os.getloadavg()
     registry = build_registry(args.cameras)
     _progress("building the workloads")
@@ -374,10 +520,20 @@ def main(argv: list[str] | None = None) -> int:
         from bench.report_cpu import export_tree
 
         trees = {f"baseline {args.baseline}": export_tree(args.baseline, scratch), **trees}
+        if (
+            "frame" in encodings
+            and not (trees[f"baseline {args.baseline}"] / "contracts" / "event_frame.py").is_file()
+        ):
+            parser.error(f"--baseline {args.baseline} does not read frames: json only")
     rates: dict[str, dict[str, list[float]]] = {label: {} for label in trees}
     workload_of: dict[str, str] = {}  # run key -> workload name
     parse_ms: dict[str, list[dict[str, dict[str, float]]]] = {label: [] for label in trees}
     writer_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    # --store-profile: per tree, per batch size, each repeat's profile
+    profiles: dict[str, dict[int, list[dict[str, Any]]]] = {
+        label: {size: [] for size in args.store_profile} for label in trees
+    }
+    profiled = workloads["real_frame" if "frame" in encodings else "real"]
     # each small run's ingest threads' CPU ms per event, by role (trees whose worker says it)
     thread_ms: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     # the same for every run, by run key (real-size runs too)
@@ -404,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
                 writer_ms[label].append(
                     store_ms(tree, registry, small, args.database, workdir / "store")
                 )
+                for size in args.store_profile:
+                    _progress(f"repeat {repeat + 1}: store_batch profile {size}, {label}")
+                    profiles[label][size].append(
+                        store_profile(tree, registry, profiled, size, workdir / "profile")
+                    )
             _progress(f"repeat {repeat + 1}: raw MQTT")
             raw_rates.append(measure_raw(small, workdir / "raw"))
             for encoding in encoding_order:
@@ -528,6 +689,23 @@ def main(argv: list[str] | None = None) -> int:
         } | {f"{kind}_ms_each": [w[kind] for w in writer_ms[label]] for kind in ("cpu", "wall")}
         per_tree[label] = {
             "runs": runs,
+            "store_batch_profile_real_size": {
+                str(size): {
+                    key: _median([p[key] for p in each])
+                    for key in (
+                        "wall_ms",
+                        "writer_cpu_ms",
+                        "database_cpu_ms",
+                        "statements_wall_ms",
+                        "evidence_sync_wait_ms",
+                        "statements_per_batch",
+                        "statements_per_event",
+                    )
+                    if all(p[key] is not None for p in each)
+                }
+                | {"each": each}
+                for size, each in profiles[label].items()
+            },
             "parse_violation_cpu_ms_per_event": parse,
             "store_batch_ms_per_small_event": writer,
             # the ingest process's threads in the small JSON runs (all modes), median per role
@@ -549,6 +727,10 @@ def main(argv: list[str] | None = None) -> int:
     summary["store_batch_ms_per_small_event"] = per_tree[THIS_TREE][
         "store_batch_ms_per_small_event"
     ]
+    if args.store_profile:
+        summary["store_batch_profile_real_size"] = per_tree[THIS_TREE][
+            "store_batch_profile_real_size"
+        ]
     summary["ingest_thread_cpu_ms_per_small_event"] = per_tree[THIS_TREE][
         "ingest_thread_cpu_ms_per_small_event"
     ]
