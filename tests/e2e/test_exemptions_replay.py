@@ -49,6 +49,7 @@ from storage.database import make_engine, make_session_factory
 from storage.tables import RuleDocumentVersion, utcnow
 from tests.conftest import SHARED_DATA, MosquittoProcess, _postgres_scratch_database
 from tests.e2e.harness import DISPATCHER_TOKEN, Deployment
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -291,15 +292,6 @@ def _retained_version(broker: MosquittoProcess) -> int | None:
         return int(json.loads(json.loads(got[0])["document"])["version"])
     finally:
         reader.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def _plate(event: dict[str, Any]) -> str | None:

@@ -36,8 +36,8 @@ from tests.e2e.test_exemptions_replay import (
     clip,
     cut_vtest,
     site,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -33,18 +33,10 @@ from tests.factories import (
     make_ingest,
     migrated_database,
 )
+from tests.waiting import wait_for
 
 TIMEOUT = 15.0
 N = 25
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 class Spy:
@@ -120,15 +112,17 @@ def test_a_batch_from_one_gateway_is_settled_by_one_ack_message(
 
     def publish() -> None:
         publisher.start()
-        assert wait_for(lambda: publisher.connected)
+        wait_for(lambda: publisher.connected, TIMEOUT)
         assert publisher.flush_due() == N
-        assert wait_for(lambda: spy.count(VIOLATION_SUBSCRIPTION) == N), "events at the broker"
+        wait_for(
+            lambda: spy.count(VIOLATION_SUBSCRIPTION) == N, TIMEOUT, what="events at the broker"
+        )
 
     queue_backlog(mosquitto, rig, publish)
     consumer = make_consumer(mosquitto, rig)
     consumer.start()
     try:
-        assert wait_for(lambda: outbox.pending_count() == 0), "the outbox settled"
+        wait_for(lambda: outbox.pending_count() == 0, TIMEOUT, what="the outbox settled")
         assert publisher.confirmed == N
         assert publisher.bad_acks == 0
         time.sleep(0.5)  # nothing more arrives
@@ -171,7 +165,7 @@ def test_a_gateway_that_does_not_announce_batches_gets_one_ack_per_message(
     consumer = make_consumer(mosquitto, rig)
     consumer.start()
     try:
-        assert wait_for(lambda: spy.count(ack_topic(SITE, GATEWAY)) == N), "one ack each"
+        wait_for(lambda: spy.count(ack_topic(SITE, GATEWAY)) == N, TIMEOUT, what="one ack each")
         acks = [json.loads(p) for p in spy.payloads[ack_topic(SITE, GATEWAY)]]
         assert [a["message_id"] for a in acks] == [str(e.message_id) for e in events]
         assert rig.metrics.value("civicwatch_ingest_batch_messages_count") <= 2  # still batched
@@ -202,21 +196,21 @@ def test_the_edge_applies_a_batch_whole_or_not_at_all(
 
     publisher.start()
     try:
-        assert wait_for(lambda: publisher.connected)
+        wait_for(lambda: publisher.connected, TIMEOUT)
         ids = [event.message_id for event in events]
         bad = {"acks": [item(ids[0]), item(ids[1]), {"message_id": str(ids[2]), "outcome": 5}]}
         send(json.dumps(bad).encode())
         send(b'{"acks": [' + b"[" * 1000 + b"]" * 1000 + b"]}")
-        assert wait_for(lambda: publisher.bad_acks == 2)
+        wait_for(lambda: publisher.bad_acks == 2, TIMEOUT)
         assert outbox.pending_count() == 4, "nothing of a bad batch is applied"
         assert publisher.confirmed == 0
 
         send(json.dumps({"acks": [item(ids[0]), item(ids[1], "rejected"), item(ids[2])]}).encode())
-        assert wait_for(lambda: outbox.pending_count() == 1)
+        wait_for(lambda: outbox.pending_count() == 1, TIMEOUT)
         assert (publisher.confirmed, publisher.rejected) == (2, 1)
         assert [message_id for message_id, _ in outbox.rejected()] == [ids[1]]
         send(json.dumps(item(ids[3], "duplicate")).encode())  # a single, as old servers send
-        assert wait_for(lambda: outbox.pending_count() == 0)
+        wait_for(lambda: outbox.pending_count() == 0, TIMEOUT)
         assert (publisher.confirmed, publisher.bad_acks) == (3, 2)
     finally:
         publisher.stop()
@@ -259,7 +253,7 @@ def test_each_gateway_of_a_batch_is_answered_in_its_own_form(
     consumer = make_consumer(mosquitto, rig)
     consumer.start()
     try:
-        assert wait_for(lambda: spy.count(new_ack) >= 1 and spy.count(old_ack) == 4)
+        wait_for(lambda: spy.count(new_ack) >= 1 and spy.count(old_ack) == 4, TIMEOUT)
         time.sleep(0.5)
         assert rig.metrics.value("civicwatch_ingest_batch_messages_count") == 1, "one batch"
         [batched] = [json.loads(p)["acks"] for p in spy.payloads[new_ack]]

@@ -70,6 +70,7 @@ from tests.integration.test_mosquitto_acl import (
 )
 from tests.unit.edge.conftest import T0
 from tests.unit.edge.scenes import FIRE_LANE, with_stack
+from tests.waiting import wait_for
 
 WAIT_S = 30.0
 WARM_UP_FRAMES = 300  # 30 s of clip: the generated stack (from 5 s) has become stationary
@@ -226,15 +227,6 @@ def gateway_factory(
         gateway.stop()
 
 
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def case_state(server: Server, case_id: int) -> tuple[str, str | None]:
     with server.sessions() as session:
         case = session.get(Case, case_id)
@@ -249,7 +241,7 @@ def test_a_clear_zone_closes_the_case(
     gateway = gateway_factory(False)
     case_id = resolved_fire_lane_case(server)
     assert server.verifier.run_due() == (1, 0), "published after the commit"
-    wait_for(lambda: case_state(server, case_id)[0] != CaseState.RESOLVED, "the answer")
+    wait_for(lambda: case_state(server, case_id)[0] != CaseState.RESOLVED, WAIT_S, "the answer")
 
     assert case_state(server, case_id) == (CaseState.CLOSED, "clear")
     with server.sessions() as session:
@@ -289,7 +281,7 @@ def test_a_blocked_zone_reopens_the_case_naming_what_is_there(
     gateway_factory(True)
     case_id = resolved_fire_lane_case(server)
     server.verifier.run_due()
-    wait_for(lambda: case_state(server, case_id)[0] != CaseState.RESOLVED, "the answer")
+    wait_for(lambda: case_state(server, case_id)[0] != CaseState.RESOLVED, WAIT_S, "the answer")
 
     assert case_state(server, case_id) == (CaseState.DISPATCHED, "not_clear")
     with server.sessions() as session:
@@ -348,7 +340,9 @@ def test_bad_answers_are_refused_and_store_nothing(server: Server, broker_port: 
         unknown = good.model_copy(update={"request_id": uuid.uuid4()})
         assert not gateway.publish(own_topic, unknown.to_wire()).is_failure
         metrics = server.rig.metrics
-        wait_for(lambda: server.verifier.outcome_count("unknown") == 1, "the unknown answer")
+        wait_for(
+            lambda: server.verifier.outcome_count("unknown") == 1, WAIT_S, "the unknown answer"
+        )
     finally:
         gateway.close()
     assert metrics.refusal_count("malformed_json") == 1
@@ -510,6 +504,7 @@ def test_a_real_edge_worker_answers_with_its_detector(
                 CameraStatus.model_validate_json(payload).frames_read > 0
                 for _, payload in drain(watcher)
             ),
+            WAIT_S,
             "the camera's first frames",
         )
         factory = EventFactory()
@@ -520,6 +515,7 @@ def test_a_real_edge_worker_answers_with_its_detector(
             lambda: all(
                 case_state(server, case)[0] != CaseState.RESOLVED for case in (blocked, cleared)
             ),
+            WAIT_S,
             "both answers",
         )
     finally:
@@ -576,8 +572,10 @@ def test_a_dead_camera_answers_at_once_and_the_dispatcher_verifies_by_hand(
             answered += pump(channel, verifier)
             return answered == 1
 
-        wait_for(answer, "the gateway's answer")
-        wait_for(lambda: case_state(server, case_id)[1] != "requested", "the server to apply it")
+        wait_for(answer, WAIT_S, "the gateway's answer")
+        wait_for(
+            lambda: case_state(server, case_id)[1] != "requested", WAIT_S, "the server to apply it"
+        )
     finally:
         channel.stop()
     assert case_state(server, case_id) == (CaseState.RESOLVED, "unavailable")

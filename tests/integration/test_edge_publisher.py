@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from edge.outbox import Outbox
 from edge.publisher import EdgePublisher
 from tests.conftest import MosquittoProcess
 from tests.unit.edge.conftest import CAMERA, GATEWAY, SITE, cleared_event
+from tests.waiting import wait_for
 
 
 class AckingIngest:
@@ -64,15 +65,6 @@ class AckingIngest:
         self.client.loop_stop()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 @pytest.fixture
 def outbox(tmp_path: Path) -> Iterator[Outbox]:
     box = Outbox(tmp_path / "outbox.sqlite")
@@ -95,10 +87,10 @@ def test_events_are_published_and_settled_by_ingest_acks(
         assert publisher.confirmed == 3
         assert sorted(e.sequence for e in ingest.received) == [0, 1, 2]
         assert not any(e.historical for e in ingest.received), "sent on time: live"
-        assert wait_for(lambda: any(s.state is GatewayState.ONLINE for s in ingest.statuses))
+        wait_for(lambda: any(s.state is GatewayState.ONLINE for s in ingest.statuses))
     finally:
         publisher.stop()
-    assert wait_for(lambda: ingest.statuses[-1].state is GatewayState.OFFLINE)
+    wait_for(lambda: ingest.statuses[-1].state is GatewayState.OFFLINE)
     ingest.stop()
 
 
@@ -119,10 +111,10 @@ def test_a_backlog_goes_out_no_faster_than_ingest_confirms(
         outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(i))
     publisher.start()
     try:
-        assert wait_for(lambda: publisher.connected)
+        wait_for(lambda: publisher.connected)
         for _ in range(5):
             publisher.flush_due()
-        assert wait_for(lambda: len(silent.received) == 10)
+        wait_for(lambda: len(silent.received) == 10)
         time.sleep(0.5)
         assert len(silent.received) == 10, "the window holds back the other 20"
         assert sorted(e.sequence for e in silent.received) == list(range(10)), "oldest first"
@@ -142,7 +134,7 @@ def test_rejected_events_become_dead_letters_and_bad_acks_are_counted(
         assert publisher.wait_until_settled(timeout=10)
         assert len(outbox.rejected()) == 1
         ingest.client.publish(ack_topic(SITE, GATEWAY), b"{not json", qos=1)
-        assert wait_for(lambda: publisher.bad_acks == 1)
+        wait_for(lambda: publisher.bad_acks == 1)
         assert publisher.connected, "a bad ack must not break the publisher"
     finally:
         publisher.stop()
@@ -153,9 +145,9 @@ def test_events_wait_out_a_broker_outage(mosquitto: MosquittoProcess, outbox: Ou
     publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=1)
     publisher.start()
     try:
-        assert wait_for(lambda: publisher.connected)
+        wait_for(lambda: publisher.connected)
         mosquitto.stop()
-        assert wait_for(lambda: not publisher.connected)
+        wait_for(lambda: not publisher.connected)
         outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(0))
         outbox.add(violation_topic(SITE, GATEWAY, CAMERA), cleared_event(1))
         assert not publisher.wait_until_settled(timeout=1)
@@ -246,7 +238,7 @@ def test_live_worker_on_a_still_image_publishes_a_violation(
     )
     worker.start()
     try:
-        assert wait_for(lambda: any(e.phase.value == "opened" for e in ingest.received), 30)
+        wait_for(lambda: any(e.phase.value == "opened" for e in ingest.received), 30)
     finally:
         stop.set()
         worker.join(timeout=15)
@@ -298,7 +290,7 @@ def test_without_a_detector_the_worker_runs_on_and_its_status_says_so(
     worker.start()
     try:
         # A still image never changes: well past the frozen check's time it must still not say so.
-        assert wait_for(lambda: len(statuses) >= 3 * FROZEN_SECONDS + 1, 40)
+        wait_for(lambda: len(statuses) >= 3 * FROZEN_SECONDS + 1, 40)
     finally:
         stop.set()
         worker.join(timeout=15)
@@ -358,8 +350,8 @@ def test_one_cameras_broken_zone_leaves_the_other_cameras_running(
     )
     worker.start()
     try:
-        assert wait_for(lambda: any(e.phase.value == "opened" for e in ingest.received), 40)
-        assert wait_for(lambda: bool(statuses) and statuses[-1].health is CameraHealth.DEGRADED)
+        wait_for(lambda: any(e.phase.value == "opened" for e in ingest.received), 40)
+        wait_for(lambda: bool(statuses) and statuses[-1].health is CameraHealth.DEGRADED)
     finally:
         stop.set()
         worker.join(timeout=15)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,19 +31,11 @@ from tests.conftest import MosquittoProcess
 from tests.factories import GATEWAY, SITE, EventFactory, IngestRig, make_ingest, migrated_database
 from tests.integration import test_ingest_consumer as consumer_tests
 from tests.unit.contracts.test_event_frame import real_size_jpeg
+from tests.waiting import wait_for
 
 TIMEOUT = 15.0
 edge = consumer_tests.edge
 Edge = consumer_tests.Edge
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.fixture
@@ -105,9 +96,9 @@ def test_a_gateway_publishing_frames_gets_its_cases_stored_and_acked(
     publisher = EdgePublisher(mosquitto.settings, SITE, GATEWAY, outbox, resend_after_seconds=60)
     publisher.start()
     try:
-        assert wait_for(lambda: publisher.connected)
+        wait_for(lambda: publisher.connected, TIMEOUT)
         assert publisher.flush_due() == 2
-        assert wait_for(lambda: outbox.pending_count() == 0), "ingest acked both"
+        wait_for(lambda: outbox.pending_count() == 0, TIMEOUT, what="ingest acked both")
         assert publisher.confirmed == 2
         assert publisher.rejected == 0
     finally:
@@ -165,14 +156,15 @@ def test_hostile_frames_are_refused_counted_and_store_nothing(
         # Every hostile one names the target (its message_id is read from the header's start
         # even where the frame is refused before its header is parsed), then the good one.
         acks = [edge.next_ack() for _ in range(len(hostile) + 1)]
-        assert wait_for(
+        wait_for(
             lambda: (
                 sum(
                     rig.metrics.refusal_count(reason)
                     for reason in (RefusalReason.MALFORMED_JSON, RefusalReason.EVIDENCE_HASH)
                 )
                 == len(hostile)
-            )
+            ),
+            TIMEOUT,
         )
     finally:
         consumer.stop()

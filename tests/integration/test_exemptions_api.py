@@ -49,6 +49,7 @@ from tests.factories import (
     make_registry,
     migrated_database,
 )
+from tests.waiting import wait_for
 
 TOKENS = {
     **API_TOKENS,
@@ -91,16 +92,6 @@ class Gateway:
 
     def stop(self) -> None:
         self.publisher.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until ``condition`` held; fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout}s")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 @dataclass

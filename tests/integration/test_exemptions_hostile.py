@@ -56,7 +56,8 @@ from tests.factories import (
     make_registry,
     migrated_database,
 )
-from tests.integration.test_exemptions_api import PLATE, PRIVATE, TOKENS, Gateway, Rig, wait_for
+from tests.integration.test_exemptions_api import PLATE, PRIVATE, TOKENS, Gateway, Rig
+from tests.waiting import wait_for
 
 KEY = private_key_from_text(PRIVATE)
 OTHER_PLATE = "京B54321"

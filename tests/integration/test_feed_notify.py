@@ -31,6 +31,7 @@ from storage.database import make_engine, make_session_factory
 from tests.conftest import POSTGRES_ADMIN_URL, _postgres_scratch_database, free_port
 from tests.factories import EventFactory, IngestRig, make_ingest, migrated_database
 from tests.integration.test_web_feed import TOKENS, SseReader
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -100,20 +101,11 @@ def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
                 engine.dispose()
 
 
-def _wait_for(condition: object, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_an_entry_reaches_the_consoles_of_both_apps_by_notification(cluster: Cluster) -> None:
     readers = [api.feed() for api in cluster.apis for _ in range(2)]
     try:
         assert all(api.hub.listens for api in cluster.apis)
-        assert _wait_for(lambda: all(api.hub.listener_pid for api in cluster.apis))
+        wait_for(lambda: all(api.hub.listener_pid for api in cluster.apis), 5.0)
         polls = [api.hub.polls for api in cluster.apis]
         stored = cluster.store_case()
         for reader in readers:
@@ -139,7 +131,7 @@ def test_a_killed_listening_connection_reconnects_and_delivers_what_was_missed(
     readers = [victim.feed(), other.feed()]
     admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
     try:
-        assert _wait_for(lambda: victim.hub.listener_pid is not None)
+        wait_for(lambda: victim.hub.listener_pid is not None, 5.0)
         first_pid, connects = victim.hub.listener_pid, victim.hub.connects
         with admin.connect() as connection:
             killed = connection.execute(
@@ -150,8 +142,8 @@ def test_a_killed_listening_connection_reconnects_and_delivers_what_was_missed(
         for reader in readers:
             events = reader.events(2, timeout=5.0)
             assert [e["json"]["action"] for e in events] == ["register", "dispatch"]
-        assert _wait_for(lambda: victim.hub.connects > connects)
-        assert _wait_for(lambda: victim.hub.listener_pid not in (None, first_pid))
+        wait_for(lambda: victim.hub.connects > connects, 5.0)
+        wait_for(lambda: victim.hub.listener_pid not in (None, first_pid), 5.0)
         # Listening again: the next case arrives by notification (the poll interval is an hour).
         stored = cluster.store_case()
         for reader in readers:
@@ -173,13 +165,13 @@ def test_the_notification_only_says_look_now(cluster: Cluster) -> None:
     reader = api.feed()
     admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
     try:
-        assert _wait_for(lambda: api.hub.listener_pid is not None)
+        wait_for(lambda: api.hub.listener_pid is not None, 5.0)
         before = api.hub.notifications
         with admin.connect() as connection:
             connection.execute(
                 text("SELECT pg_notify(:channel, '999999')"), {"channel": FEED_CHANNEL}
             )
-        assert _wait_for(lambda: api.hub.notifications > before)
+        wait_for(lambda: api.hub.notifications > before, 5.0)
         assert reader.events(1, timeout=0.5) == []
 
         before = api.hub.notifications
@@ -216,7 +208,7 @@ def test_while_the_listener_cannot_reconnect_the_reader_backs_off_and_still_deli
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = make_url(cluster.url).database
     try:
-        assert _wait_for(lambda: api.hub.listener_pid is not None)
+        wait_for(lambda: api.hub.listener_pid is not None, 5.0)
         cluster.store_case()  # the writer's and the app's pools hold a connection from here on
         assert len(reader.events(2, timeout=BOUND)) == 2
         connects, pid = api.hub.connects, api.hub.listener_pid
@@ -224,7 +216,7 @@ def test_while_the_listener_cannot_reconnect_the_reader_backs_off_and_still_deli
             connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
             connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         try:
-            assert _wait_for(lambda: api.hub.listener_pid is None)
+            wait_for(lambda: api.hub.listener_pid is None, 5.0)
             cluster.store_case()  # no listener anywhere can hear this one
             events = reader.events(2, timeout=5.0)
             assert [e["json"]["action"] for e in events] == ["register", "dispatch"]
@@ -233,7 +225,7 @@ def test_while_the_listener_cannot_reconnect_the_reader_backs_off_and_still_deli
             with admin.connect() as connection:
                 connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         # Back within the backoff's ceiling (10 s) plus a margin.
-        assert _wait_for(lambda: api.hub.connects > connects, timeout=15.0)
+        wait_for(lambda: api.hub.connects > connects, timeout=15.0)
         stored = cluster.store_case()
         events = reader.events(2, timeout=BOUND)
         assert [e["json"]["action"] for e in events] == ["register", "dispatch"]

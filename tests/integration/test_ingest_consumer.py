@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,16 +35,9 @@ from tests.factories import (
     make_ingest,
     migrated_database,
 )
+from tests.waiting import wait_for
 
 TIMEOUT = 10.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -139,8 +132,10 @@ def test_valid_event_is_stored_and_acked_garbage_is_survived(
         assert stored_events(rig) == 1  # the ack came after the commit
 
         edge.publish(factory.topic, b"\x00garbage{")
-        wait_until(
-            lambda: rig.metrics.refusal_count(RefusalReason.MALFORMED_JSON) == 1, "the refusal"
+        wait_for(
+            lambda: rig.metrics.refusal_count(RefusalReason.MALFORMED_JSON) == 1,
+            TIMEOUT,
+            "the refusal",
         )
 
         second = factory.event()
@@ -192,7 +187,7 @@ def test_camera_status_is_kept_as_the_health_view(
             return row.health if row else None
 
     try:
-        wait_until(lambda: health() == "degraded", "the camera status row")
+        wait_for(lambda: health() == "degraded", TIMEOUT, "the camera status row")
     finally:
         consumer.stop()
 
@@ -212,8 +207,9 @@ def test_a_full_database_acks_nothing_until_space_returns(
             for item in events:
                 edge.publish(factory.topic, item.to_wire())
             failures = {"kind": "transient"}
-            wait_until(
+            wait_for(
                 lambda: rig.metrics.value("civicwatch_ingest_store_failures_total", failures) >= 2,
+                TIMEOUT,
                 "retries against the full database",
             )
             assert edge.acks.empty()  # nothing confirmed that was not stored
@@ -270,18 +266,20 @@ def test_a_broker_restart_while_the_database_is_full_loses_and_misacks_nothing(
             publisher.disconnect()
             publisher.loop_stop()
             failures = {"kind": "transient"}
-            wait_until(
+            wait_for(
                 lambda: rig.metrics.value("civicwatch_ingest_store_failures_total", failures) >= 1,
+                TIMEOUT,
                 "the writer stuck on the full database",
             )
 
             mosquitto.stop()
             mosquitto.start()
-            wait_until(consumer.ready.is_set, "ingest back on the restarted broker")
+            wait_for(consumer.ready.is_set, TIMEOUT, "ingest back on the restarted broker")
             limit["pages"] = ROOMY_PAGES
-            wait_until(lambda: stored_events(rig) == 5, "the stuck batch stored")
-            wait_until(
+            wait_for(lambda: stored_events(rig) == 5, TIMEOUT, "the stuck batch stored")
+            wait_for(
                 lambda: rig.metrics.value("civicwatch_ingest_duplicates_total") == 5,
+                TIMEOUT,
                 "the redelivered batch settled as duplicates",
             )
         finally:

@@ -44,6 +44,7 @@ from tests.factories import (
     migrated_database,
 )
 from tests.integration import test_ingest_consumer as consumer_tests
+from tests.waiting import wait_for
 
 # The consumer tests' fixtures: a migrated database with ingest wired, and a gateway client.
 rig = consumer_tests.rig
@@ -51,7 +52,6 @@ edge = consumer_tests.edge
 Edge = consumer_tests.Edge
 start_consumer = consumer_tests.start_consumer
 stored_events = consumer_tests.stored_events
-wait_until = consumer_tests.wait_until
 
 MAX_PAYLOAD = 1024 * 1024
 NESTED = b'{"a":' * 1100 + b"1" + b"}" * 1100
@@ -73,7 +73,11 @@ def test_a_deeply_nested_message_is_refused_alone_and_never_stalls_ingest(
         acked = {edge.next_ack().message_id for _ in range(2)}
         assert acked == {before.message_id, after.message_id}
         assert stored_events(rig) == 2
-        wait_until(lambda: rig.metrics.refusal_count(RefusalReason.NESTING) == 2, "2 refusals")
+        wait_for(
+            lambda: rig.metrics.refusal_count(RefusalReason.NESTING) == 2,
+            consumer_tests.TIMEOUT,
+            "2 refusals",
+        )
         assert rig.metrics.value("civicwatch_ingest_store_failures_total", {"kind": "bug"}) == 0
     finally:
         consumer.stop()

@@ -10,7 +10,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -86,6 +86,7 @@ from tests.factories import (
     migrated_database,
     start_from_migrated_template,
 )
+from tests.waiting import wait_for
 
 TOKENS = {
     **API_TOKENS,
@@ -340,14 +341,6 @@ def test_a_plate_registered_through_the_api_is_exempt_at_a_real_gateway(
         finally:
             gateway.stop()
             publisher.stop()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout}s")
-        time.sleep(0.02)
 
 
 # -- CSV import -------------------------------------------------------------------------------

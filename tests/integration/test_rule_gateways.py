@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +28,7 @@ from storage.database import SessionFactory
 from storage.tables import RegistryVehicle, utcnow
 from tests.conftest import MosquittoProcess
 from tests.factories import migrated_database
+from tests.waiting import wait_for
 
 GATEWAYS = 5
 
@@ -54,13 +54,6 @@ class Seen:
     def holding(self, version: int) -> set[str]:
         with self.lock:
             return {g for kind, g, v in self.lines if kind == "rules" and int(v) >= version}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not within the timeout"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -97,7 +90,7 @@ def test_a_permit_change_reaches_every_simulated_gateway_through_its_rule_store(
 ) -> None:
     service, gateways, seen = rig.service, rig.gateways, rig.seen
     [first, *_] = service.publish_all()
-    wait_until(lambda: len(seen.holding(first.version)) == GATEWAYS)
+    wait_for(lambda: len(seen.holding(first.version)) == GATEWAYS)
     now = utcnow()
     service.issue_permit(
         PermitIn(
@@ -121,7 +114,7 @@ def test_a_permit_change_reaches_every_simulated_gateway_through_its_rule_store(
         ),
         "test",
     )
-    wait_until(lambda: len(seen.holding(first.version + 2)) == GATEWAYS)
+    wait_for(lambda: len(seen.holding(first.version + 2)) == GATEWAYS)
     for gateway in gateways.gateways:
         document = gateway.store.document
         assert document is not None
@@ -140,7 +133,7 @@ def test_a_simulated_gateway_refuses_another_gateways_document_and_notes_raw_mes
     service, gateways, seen = rig.service, rig.gateways, rig.seen
     documents = service.publish_all()
     one, two = gateways.gateways[0], gateways.gateways[1]
-    wait_until(lambda: two.store.version == documents[1].version)
+    wait_for(lambda: two.store.version == documents[1].version)
     sender = MqttSession(mosquitto.settings, "sender")
     sender.start()
     try:
@@ -148,8 +141,8 @@ def test_a_simulated_gateway_refuses_another_gateways_document_and_notes_raw_mes
         own = next(d for d in documents if d.topic == rules_topic("sim-site", one.id))
         sender.publish(two.rules_topic, own.payload, qos=1).wait_for_publish(5)
         sender.publish(raw_topic(two.id), b"00000042 raw", qos=1).wait_for_publish(5)
-        wait_until(lambda: ("raw", two.id, "00000042") in seen.lines)
-        wait_until(lambda: two.store.refused["wrong_gateway"] == 1)
+        wait_for(lambda: ("raw", two.id, "00000042") in seen.lines)
+        wait_for(lambda: two.store.refused["wrong_gateway"] == 1)
     finally:
         sender.stop()
     assert two.store.version == documents[1].version
@@ -178,7 +171,7 @@ def test_with_a_registry_each_gateway_gets_a_small_signed_document_and_the_plate
             for n, plate in enumerate(plates)
         )
     first = service.publish_all()
-    wait_until(lambda: len(seen.holding(first[0].version)) == GATEWAYS)
+    wait_for(lambda: len(seen.holding(first[0].version)) == GATEWAYS)
     written = {g.id: _plates_file(g.store).stat().st_ino for g in gateways.gateways}
     changed: list[SignedDocument] = []
 
@@ -197,7 +190,7 @@ def test_with_a_registry_each_gateway_gets_a_small_signed_document_and_the_plate
         ),
         "test",
     )
-    wait_until(lambda: len(seen.holding(first[0].version + 1)) == GATEWAYS)
+    wait_for(lambda: len(seen.holding(first[0].version + 1)) == GATEWAYS)
     # No plates in a permit change: each gateway's small signed document names their hash.
     envelopes = [json.loads(document.payload) for document in changed]
     assert all(d.topic != site_plates_topic("sim-site") for d in changed)
@@ -230,7 +223,7 @@ def test_with_a_registry_each_gateway_gets_a_small_signed_document_and_the_plate
         ),
         "test",
     )
-    wait_until(lambda: len(seen.holding(first[0].version + 2)) == GATEWAYS)
+    wait_for(lambda: len(seen.holding(first[0].version + 2)) == GATEWAYS)
     [site_document] = [d for d in changed if d.topic == site_plates_topic("sim-site")]
     assert site_document.plates is not None
     assert len(site_document.plates.text) > 2000 * 8  # the whole set, once

@@ -27,8 +27,8 @@ from tests.integration.test_exemptions_api import (  # noqa: F401 - the rig fixt
     Gateway,
     Rig,
     rig,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 WAIT_S = 5.0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from dispatch.web.stats import Stats, StatsCache, compute_stats
 from storage.database import SessionFactory
 from tests.factories import EventFactory, IngestRig, make_ingest, migrated_database
+from tests.waiting import wait_for
 
 ZONE = "Asia/Shanghai"
 
@@ -27,13 +28,6 @@ def rig(tmp_path: Path) -> Iterator[IngestRig]:
 
 def cases_in(stats: Stats) -> int:
     return sum(stats.per_kind.values())
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert condition(), "timed out"
 
 
 def test_stale_figures_are_served_while_one_thread_counts_again(rig: IngestRig) -> None:
@@ -49,7 +43,7 @@ def test_stale_figures_are_served_while_one_thread_counts_again(rig: IngestRig) 
         now[0] = 16.0  # stale, within twice max_age: the asker does not wait
         assert cache.get(session, None, ZONE) is first
         assert cache.get(session, None, ZONE) is first  # one background count, not two
-        wait_for(lambda: cache.refreshes == 1)
+        wait_for(lambda: cache.refreshes == 1, 20.0)
         recounted = cache.get(session, None, ZONE)
         assert cases_in(recounted) == 2
         assert cache.refreshes == 1

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from contracts.exemptions import StageWhy, warning_stage
 from storage.tables import ExemptionRuleRow, utcnow
 from tests.factories import PARKING_ZONE, SITE
-from tests.integration.test_exemptions_api import Gateway, Rig, rig, wait_for
+from tests.integration.test_exemptions_api import Gateway, Rig, rig
+from tests.waiting import wait_for
 
 __all__ = ["rig"]  # the imported fixture this module runs on
 
