@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from edge.detections import BoolArray, Detections, Image
-from edge.structure_controls import ObjectCrop, every_control
+from edge.structure_controls import ObjectCrop, every_control, paste_scaled
 
 SetName = Literal["dev", "test"]
 SIZE = 256
@@ -473,6 +473,148 @@ def build_round9_look(photos_folder: Path | None = None) -> list[LabelledPair]:
         built, truth = composite_shed(before, texture, rng)
         pairs.append(LabelledPair(f"{Path(name).stem}/2 built", "built", before, built, truth))
     return pairs
+
+
+# Round 10's fresh look (scored once, at the end): scenes no set, look, training run or test
+# drew on, with people and cars in view, the open causes of rounds 7-9. Scenes: matplotlib's
+# jacksboro_fault_dem.npz and topobathy.npz, real elevation data rendered as hill-shaded aerial
+# ground (the rendering is GENERATED); sheds faced with matplotlib's
+# Minduka_Present_Blue_Pack.png. The cars are real crops the detector cuts from the test clips'
+# control frames, the people from vtest's (no other unused source shows a person): objects the
+# sets paste as controls, in scenes nothing drew on.
+ROUND10_GROUNDS = ("jacksboro_fault_dem.npz", "topobathy.npz")
+ROUND10_TEXTURE = "Minduka_Present_Blue_Pack.png"
+ROUND10_VIEWS = {"jacksboro_fault_dem.npz": 3, "topobathy.npz": 1}
+
+# What each set and look drew on, by file name (photos, textures, sample data), in the order
+# they were made; a new look must draw on none of them (`used_sources`). Clip stretches are
+# told apart by their frame numbers (CLIP_SPLIT, FRESH_LOOK_FRAMES, ROUND6/7_STRETCH).
+LOOK_SOURCES: tuple[tuple[str, frozenset[str]], ...] = (
+    (
+        "sets and rounds 1-5",
+        frozenset(
+            {TEXTURE_IMAGE, "bus.jpg", "zidane.jpg", "china.jpg", "沪AF71017.jpg", "皖K66666.jpg"}
+        ),
+    ),
+    ("round6", frozenset({*ROUND6_PHOTOS, ROUND6_TEXTURE})),
+    (
+        "round7",
+        frozenset(
+            {*ROUND7_PERSON_PHOTOS, *ROUND7_GROUND_PHOTOS, *ROUND7_PHOTOS, ROUND7_TEXTURE}
+            # motorcycle_left's stereo partner shows the same scene
+            | {"motorcycle_right.png"}
+        ),
+    ),
+    ("round8", frozenset({*ROUND8_GROUND_PHOTOS, *ROUND8_PHOTOS, ROUND8_TEXTURE})),
+    ("round9", frozenset({*ROUND9_GROUND_PHOTOS, *ROUND9_PHOTOS, ROUND9_TEXTURE})),
+    ("round10", frozenset({*ROUND10_GROUNDS, ROUND10_TEXTURE})),
+)
+
+
+def used_sources(before: str | None = None) -> frozenset[str]:
+    """Every source the sets and looks drew on, or only those made before the look `before`."""
+    used: set[str] = set()
+    for look, sources in LOOK_SOURCES:
+        if look == before:
+            return frozenset(used)
+        used |= sources
+    if before is not None:
+        raise KeyError(f"no look {before!r}")
+    return frozenset(used)
+
+
+def elevation_ground(name: str) -> Image:
+    """matplotlib's sample elevation `name` rendered as hill-shaded aerial ground (BGR), at
+    least SIZE on its shorter side (GENERATED: the rendering; the elevations are real)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import LightSource
+
+    data = np.load(matplotlib_sample(name))
+    key = "elevation" if "elevation" in data.files else "topo"
+    elevation = np.asarray(data[key], np.float64)
+    light = LightSource(azdeg=315, altdeg=45)
+    rgb = light.shade(elevation, cmap=colormaps["gist_earth"], blend_mode="soft", vert_exag=0.05)
+    image = cv2.cvtColor((rgb[..., :3] * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
+    scale = max(1.0, SIZE / min(image.shape[:2]))
+    if scale > 1.0:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return np.asarray(image, np.uint8)
+
+
+def build_round10_look(
+    shared_data: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 10's fresh look, scored once: pairs (with controls), and the object-stress crops.
+
+    Scenes: ROUND10_VIEWS views of ROUND10_GROUNDS (`elevation_ground`). Per view, GENERATED:
+    - "shed before person": a person pasted into the before view, standing in both; the after
+      view has a shed (faced with ROUND10_TEXTURE) whose front is centred on their lower half;
+    - "shed beside car": a car parked in both views, a shed built elsewhere in the after view;
+    - "person and car moved" (still, truth empty): the person and the car at other places;
+    - the first two views also a "smooth shed" (`smooth_shed`) with the car parked in both.
+    The cars are real detector crops from the test clips' control frames, the people from
+    vtest's (dev's), seeded picks; each pair carries the 12 light/aim/weather controls and
+    another person and car in view. The stress crops are the test set's (`uncertain_crops`).
+    """
+    rng = np.random.default_rng(SEED + 10000)
+    texture = _read(matplotlib_sample(ROUND10_TEXTURE))
+    frames = _control_frames([shared_data / "clips" / clip for clip in CLIP_SPLIT["test"]])
+    cars = [c for c in _all_crops(frames, finder, "car") if min(c.image.shape[:2]) >= 24]
+    # The test clips show no person the detector finds: vtest's (dev's) people, as dev pastes.
+    frames = _control_frames([shared_data / "clips" / CLIP_SPLIT["dev"][0]])
+    people = [c for c in _all_crops(frames, finder, PERSON) if c.image.shape[0] >= 60]
+    if len(people) < 2 or len(cars) < 2:
+        raise ValueError("round 10's look needs two people and two cars in the test clips")
+
+    def pick(crops: list[ObjectCrop]) -> ObjectCrop:
+        return crops[int(rng.integers(len(crops)))]
+
+    def with_person(view: Image, crop: ObjectCrop) -> tuple[Image, tuple[float, float]]:
+        scale = rng.uniform(0.35, 0.5) * SIZE / crop.image.shape[0]
+        pasted, (rows, cols) = paste_scaled(view, crop.image, scale, rng)
+        centre = ((cols.start + cols.stop) / 2, (rows.start + 3 * rows.stop) / 4)
+        return pasted, centre
+
+    def with_car(view: Image, crop: ObjectCrop) -> Image:
+        scale = rng.uniform(0.22, 0.32) * SIZE / crop.image.shape[1]
+        return paste_scaled(view, crop.image, scale, rng)[0]
+
+    pairs: list[LabelledPair] = []
+    controls: list[list[ObjectCrop]] = []
+    for name in ROUND10_GROUNDS:
+        ground = elevation_ground(name)
+        for view in range(ROUND10_VIEWS[name]):
+            (empty,) = _square_views(rng, ground)
+            stem = f"{Path(name).stem.split('_')[0]}/{view}"
+            person, car = pick(people), pick(cars)
+            others = [pick([c for c in people if c is not person]), pick(cars)]
+            before, centre = with_person(empty, person)
+            built, truth = composite_shed(before, texture, rng, front_centre=centre)
+            pairs.append(LabelledPair(f"{stem} shed before person", "built", before, built, truth))
+            parked = with_car(empty, car)
+            built, truth = composite_shed(parked, texture, rng)
+            pairs.append(LabelledPair(f"{stem} shed beside car", "built", parked, built, truth))
+            moved = with_car(with_person(empty, person)[0], car)
+            nothing = np.zeros((SIZE, SIZE), np.bool_)
+            pairs.append(
+                LabelledPair(f"{stem} person and car moved", "still", before, moved, nothing)
+            )
+            controls += [others] * 3
+            if view < 2 and name == ROUND10_GROUNDS[0]:
+                built, truth = smooth_shed(parked, rng)
+                pairs.append(LabelledPair(f"{stem} smooth shed", "built", parked, built, truth))
+                controls.append(others)
+    return [
+        LabelledPair(
+            p.name,
+            p.source,
+            p.before,
+            p.after,
+            p.truth,
+            every_control(p.before, SEED + 1000 + i, objects),
+        )
+        for i, (p, objects) in enumerate(zip(pairs, controls, strict=True))
+    ], uncertain_crops("test", shared_data, finder)
 
 
 def write_pair_folder(pairs: Sequence[LabelledPair], directory: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,6 +13,9 @@ import pytest
 from contracts.events import Phase, ViolationEvent, ViolationKind
 from contracts.sites import ZoneConfig, ZoneKind
 from edge.detections import Detections, Frame
+
+if TYPE_CHECKING:
+    from edge.structure_features import LearnedParts
 
 COCO = {0: "person", 2: "car", 7: "truck"}
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -60,3 +65,11 @@ def tracked(*objects: tuple[int, str, tuple[float, float, float, float]]) -> Det
         class_names=COCO,
         tracker_id=[track_id for track_id, _, _ in objects],
     )
+
+
+@pytest.fixture(scope="module")
+def parts(model_path: Path) -> LearnedParts:
+    """The structure comparison's learned parts (backbone features, detector, change net)."""
+    from edge.structure_features import learned_parts
+
+    return learned_parts(model_path)

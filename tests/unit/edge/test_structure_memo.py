@@ -19,15 +19,10 @@ from edge.structure_controls import every_control
 from edge.structure_eval import load_pairs
 from edge.structure_features import (
     LearnedParts,
-    learned_parts,
     learned_structure_change,
     transient_boxes_of,
 )
-
-
-def _whole(image: Image) -> list[list[float]]:
-    height, width = image.shape[:2]
-    return [[0, 0], [width, 0], [width, height], [0, height]]
+from tests.unit.edge.structure_helpers import whole_view
 
 
 class CountingFinder:
@@ -43,11 +38,6 @@ class CountingFinder:
 
 
 @pytest.fixture(scope="module")
-def parts(model_path: Path) -> LearnedParts:
-    return learned_parts(model_path)
-
-
-@pytest.fixture(scope="module")
 def pair(shared_data: Path) -> tuple[Image, Image]:
     found = {p.name: p for p in load_pairs(shared_data / "structures" / "dsifn")}["0_2.png"]
     return found.before, found.after
@@ -60,9 +50,9 @@ def test_a_kept_baseline_gives_the_same_gradient_comparison(pair: tuple[Image, I
     # Rain moves the registration's peak: cv2.phaseCorrelate windows its inputs in place, which
     # once changed the kept baseline's registration image after its first use.
     for _, current in [("pair", after), *every_control(before, 7)]:
-        alone = compare_structure(before, current, _whole(before), settings)
+        alone = compare_structure(before, current, whole_view(before), settings)
         for _ in range(2):
-            again = compare_structure(before, current, _whole(before), settings, kept)
+            again = compare_structure(before, current, whole_view(before), settings, kept)
             assert np.array_equal(again.mask, alone.mask)
             assert again.score == alone.score
             assert again.shift == alone.shift
@@ -80,12 +70,12 @@ def test_a_kept_baseline_gives_the_same_learned_comparison_with_one_detector_pas
     views = [after, *(image for _, image in every_control(before, 11)[:4])]
     for index, current in enumerate(views):
         counting.calls = 0
-        change = compare(before, current, _whole(before), settings)
+        change = compare(before, current, whole_view(before), settings)
         assert counting.calls == (2 if index == 0 else 1)  # the baseline's boxes found once
         boxes = transient_boxes_of(parts.finder.detect(current))
         boxes += transient_boxes_of(parts.finder.detect(before))
         alone = learned_structure_change(
-            before, current, _whole(before), settings, parts.features, boxes, parts.net
+            before, current, whole_view(before), settings, parts.features, boxes, parts.net
         )
         assert np.array_equal(change.mask, alone.mask)
         assert change.changed == alone.changed

@@ -23,9 +23,7 @@ from edge.structure_dataset import (
     CLIP_SPLIT,
     FRESH_LOOK_FRAMES,
     PERSON_SHED_VIEWS,
-    ROUND6_PHOTOS,
     ROUND6_STRETCH,
-    ROUND6_TEXTURE,
     ROUND7_GROUND_PHOTOS,
     ROUND7_PERSON_PHOTOS,
     ROUND7_PHOTOS,
@@ -41,19 +39,10 @@ from edge.structure_dataset import (
     skimage_data,
     sklearn_china_photo,
     smooth_shed_pairs,
+    used_sources,
 )
-from edge.structure_features import LearnedParts, learned_parts, moving_boxes
-
-
-@pytest.fixture(scope="module")
-def parts(model_path: Path) -> LearnedParts:
-    return learned_parts(model_path)
-
-
-def _whole(image: np.ndarray) -> list[list[float]]:
-    height, width = image.shape[:2]
-    return [[0, 0], [width, 0], [width, height], [0, height]]
-
+from edge.structure_features import LearnedParts, moving_boxes
+from tests.unit.edge.structure_helpers import whole_view
 
 # --- (b) a smooth new face is not blur ---------------------------------------------------------
 
@@ -74,7 +63,7 @@ def test_a_smooth_shed_over_sharp_ground_is_judged_not_taken_for_blur(
 ) -> None:
     pair = smooth_sheds[SMOOTH_SHED_VIEWS]
     assert pair.name == "intersection-demo1/0 smooth shed"
-    settings, zone = StructureSettings(), _whole(pair.before)
+    settings, zone = StructureSettings(), whole_view(pair.before)
     change = compare_structure(pair.before, pair.after, zone, settings)
     assert change.conclusive, change.reason
     assert change.changed
@@ -92,7 +81,7 @@ def test_a_view_blurred_all_over_is_still_declined(smooth_sheds: list[LabelledPa
     for pair in smooth_sheds[:SMOOTH_SHED_VIEWS]:
         assert pair.name.startswith("vtest/")
         blurred = np.asarray(cv2.GaussianBlur(pair.before, (0, 0), 2.5), np.uint8)
-        change = compare_structure(pair.before, blurred, _whole(blurred), StructureSettings())
+        change = compare_structure(pair.before, blurred, whole_view(blurred), StructureSettings())
         assert not change.conclusive
         assert "softer" in change.reason
 
@@ -126,7 +115,9 @@ def test_a_shed_before_a_standing_person_is_found(
     def found() -> list[str]:
         compare = LearnedParts(parts.features, parts.finder, parts.net).comparison()
         return [
-            p.name for p in pairs if compare(p.before, p.after, _whole(p.before), settings).changed
+            p.name
+            for p in pairs
+            if compare(p.before, p.after, whole_view(p.before), settings).changed
         ]
 
     now = found()
@@ -153,18 +144,8 @@ def test_round7_look_draws_on_what_no_set_look_or_training_drew_on(
     assert clip != ROUND6_STRETCH[0]
     # The third look's motorway-cctv stretch ended at 734; 748 of the clip's frames decode.
     assert 734 < low < high <= 748
-    used = {
-        TEXTURE_IMAGE,
-        "bus.jpg",
-        "zidane.jpg",
-        "china.jpg",
-        "沪AF71017.jpg",
-        "皖K66666.jpg",
-        *ROUND6_PHOTOS,
-        ROUND6_TEXTURE,
-    }
     photos = (*ROUND7_PERSON_PHOTOS, *ROUND7_GROUND_PHOTOS, *ROUND7_PHOTOS)
-    assert not {*photos, ROUND7_TEXTURE} & used
+    assert not {*photos, ROUND7_TEXTURE} & used_sources("round7")
     assert all((skimage_data() / name).is_file() for name in photos)
     assert sklearn_china_photo().with_name(ROUND7_TEXTURE).is_file()
     pairs, unsure = build_round7_look(shared_data, finder)

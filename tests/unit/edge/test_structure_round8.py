@@ -20,27 +20,22 @@ from edge.structure_compare import compare_structure, structure_loss
 from edge.structure_controls import camera_controls, no_change_controls
 from edge.structure_dataset import (
     CLIP_SPLIT,
-    ROUND6_PHOTOS,
-    ROUND6_TEXTURE,
-    ROUND7_GROUND_PHOTOS,
-    ROUND7_PERSON_PHOTOS,
-    ROUND7_PHOTOS,
-    ROUND7_TEXTURE,
     ROUND8_GROUND_PHOTOS,
     ROUND8_PERSON_PHOTO,
     ROUND8_PHOTOS,
     ROUND8_TEXTURE,
     SEED,
     SMOOTH_SHED_VIEWS,
-    TEXTURE_IMAGE,
     LabelledPair,
     build_round8_look,
     matplotlib_sample,
     skimage_data,
     smooth_shed_pairs,
+    used_sources,
 )
 from edge.structure_eval import pixel_scores
-from edge.structure_features import LearnedParts, learned_parts
+from edge.structure_features import LearnedParts
+from tests.unit.edge.structure_helpers import whole_view
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +46,6 @@ def smooth_sheds(shared_data: Path) -> dict[str, LabelledPair]:
     for clip in CLIP_SPLIT["dev"]:
         pairs += smooth_shed_pairs(shared_data / "clips" / clip, rng, SMOOTH_SHED_VIEWS)
     return {p.name: p for p in pairs}
-
-
-def _whole(image: np.ndarray) -> list[list[float]]:
-    height, width = image.shape[:2]
-    return [[0, 0], [width, 0], [width, height], [0, height]]
 
 
 def _zone(image: np.ndarray) -> np.ndarray:
@@ -72,7 +62,7 @@ def test_a_smooth_shed_over_the_lawn_is_found_as_lost_texture(
     precision, recall, _ = pixel_scores(lost, pair.truth)
     assert precision > 0.8
     assert recall > 0.9
-    settings, zone = StructureSettings(), _whole(pair.before)
+    settings, zone = StructureSettings(), whole_view(pair.before)
     now = compare_structure(pair.before, pair.after, zone, settings)
     monkeypatch.setattr(structure_compare, "STRUCTURE_LOSS", False)
     before = compare_structure(pair.before, pair.after, zone, settings)
@@ -103,12 +93,11 @@ def test_blur_gamma_and_the_camera_controls_lose_nothing(
 
 
 def test_the_learned_comparison_now_decides_a_smooth_shed_on_the_road(
-    smooth_sheds: dict[str, LabelledPair], model_path: Path, monkeypatch: pytest.MonkeyPatch
+    smooth_sheds: dict[str, LabelledPair], parts: LearnedParts, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """intersection-demo2/1: wrong on dev before round 8 (F1 0.07), right with the loss."""
-    parts = learned_parts(model_path)
     pair = smooth_sheds["intersection-demo2/1 smooth shed"]
-    settings, zone = StructureSettings(), _whole(pair.before)
+    settings, zone = StructureSettings(), whole_view(pair.before)
 
     def compare() -> tuple[bool, float]:
         found = LearnedParts(parts.features, parts.finder, parts.net).comparison()(
@@ -129,23 +118,8 @@ def test_round8_look_draws_on_photos_no_round_used(model_path: Path) -> None:
     finder = OpenVINODetector(
         DetectorSettings(model=str(model_path), imgsz=640, confidence=0.15), max_batch=1
     )
-    used = {
-        TEXTURE_IMAGE,
-        "bus.jpg",
-        "zidane.jpg",
-        "china.jpg",
-        "沪AF71017.jpg",
-        "皖K66666.jpg",
-        *ROUND6_PHOTOS,
-        ROUND6_TEXTURE,
-        *ROUND7_PERSON_PHOTOS,
-        *ROUND7_GROUND_PHOTOS,
-        *ROUND7_PHOTOS,
-        ROUND7_TEXTURE,
-        "motorcycle_right.png",  # motorcycle_left's stereo partner: the same scene
-    }
     photos = {*ROUND8_GROUND_PHOTOS, *ROUND8_PHOTOS, ROUND8_TEXTURE}
-    assert not photos & used
+    assert not photos & used_sources("round8")
     assert matplotlib_sample(ROUND8_PERSON_PHOTO).is_file()
     assert all((skimage_data() / name).is_file() for name in photos - {ROUND8_PERSON_PHOTO})
     pairs, unsure = build_round8_look(finder)

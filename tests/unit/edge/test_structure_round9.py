@@ -21,46 +21,21 @@ from edge.config import StructureSettings
 from edge.structure_compare import structure_loss
 from edge.structure_dataset import (
     CLIP_SPLIT,
-    ROUND6_PHOTOS,
-    ROUND6_TEXTURE,
-    ROUND7_GROUND_PHOTOS,
-    ROUND7_PERSON_PHOTOS,
-    ROUND7_PHOTOS,
-    ROUND7_TEXTURE,
-    ROUND8_GROUND_PHOTOS,
-    ROUND8_PHOTOS,
-    ROUND8_TEXTURE,
     ROUND9_GROUND_PHOTOS,
     ROUND9_PHOTOS,
     ROUND9_TEXTURE,
     SEED,
     SMOOTH_SHED_VIEWS,
-    TEXTURE_IMAGE,
     LabelledPair,
     build_round8_look,
     build_round9_look,
     smooth_shed_pairs,
+    used_sources,
     write_pair_folder,
 )
 from edge.structure_eval import load_pairs, pixel_scores
-from edge.structure_features import LearnedParts, changed_boxes, learned_parts
-
-
-@pytest.fixture(scope="module")
-def parts(model_path: Path) -> LearnedParts:
-    return learned_parts(model_path)
-
-
-def _whole(image: np.ndarray) -> list[list[float]]:
-    height, width = image.shape[:2]
-    return [[0, 0], [width, 0], [width, height], [0, height]]
-
-
-def _decide(parts: LearnedParts, pair: LabelledPair) -> tuple[bool, float]:
-    found = LearnedParts(parts.features, parts.finder, parts.net).comparison()(
-        pair.before, pair.after, _whole(pair.before), StructureSettings()
-    )
-    return found.changed, pixel_scores(found.mask, pair.truth)[2]
+from edge.structure_features import LearnedParts, changed_boxes
+from tests.unit.edge.structure_helpers import decide_pair, whole_view
 
 
 def test_a_box_discounts_only_when_its_content_changed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,15 +59,15 @@ def test_a_shed_before_a_person_who_fills_the_view_is_found(
 ) -> None:
     """grace_hopper/2: her box (0,7,253,255) in both views covered the shed; missed in round 8."""
     pair = round8_look["grace_hopper/2 built"]
-    changed, f1 = _decide(parts, pair)
+    changed, f1 = decide_pair(parts, pair)
     assert changed
     assert f1 > 0.5
-    settings, zone = StructureSettings(), _whole(pair.before)
+    settings, zone = StructureSettings(), whole_view(pair.before)
     compare = LearnedParts(parts.features, parts.finder, parts.net).comparison()
     for alteration, image in pair.controls:  # light, aim, weather, the person pasted in view
         assert not compare(pair.before, image, zone, settings).changed, alteration
     monkeypatch.setattr(structure_features, "MIN_BOX_CHANGE", 0.0)
-    assert _decide(parts, pair) == (False, 0.0)
+    assert decide_pair(parts, pair) == (False, 0.0)
 
 
 def test_a_smooth_face_partly_the_grounds_colour_is_segmented_by_its_lost_texture(
@@ -103,12 +78,12 @@ def test_a_smooth_face_partly_the_grounds_colour_is_segmented_by_its_lost_textur
     pair = round8_look["ihc/1 smooth shed"]
     zone = np.ones(pair.before.shape[:2], np.bool_)
     assert pixel_scores(structure_loss(pair.before, pair.after, zone), pair.truth)[2] > 0.9
-    changed, f1 = _decide(parts, pair)
+    changed, f1 = decide_pair(parts, pair)
     assert changed
     assert f1 > 0.5
     monkeypatch.setattr(structure_compare, "LOSS_SEGMENT_DROP", 0.0)
     assert not structure_loss(pair.before, pair.after, zone).any()
-    assert not _decide(parts, pair)[0]
+    assert not decide_pair(parts, pair)[0]
 
 
 def test_a_whole_view_box_in_the_baseline_alone_no_longer_hides_a_shed(
@@ -121,34 +96,16 @@ def test_a_whole_view_box_in_the_baseline_alone_no_longer_hides_a_shed(
     for clip in CLIP_SPLIT["dev"]:
         pairs += smooth_shed_pairs(shared_data / "clips" / clip, rng, SMOOTH_SHED_VIEWS)
     pair = {p.name: p for p in pairs}["intersection-demo1/0 smooth shed"]
-    changed, f1 = _decide(parts, pair)
+    changed, f1 = decide_pair(parts, pair)
     assert changed
     assert f1 > 0.5
     monkeypatch.setattr(structure_features, "MIN_BOX_CHANGE", 0.0)
-    assert not _decide(parts, pair)[0]
+    assert not decide_pair(parts, pair)[0]
 
 
 def test_round9_look_draws_on_photos_no_round_used(tmp_path: Path) -> None:
-    used = {
-        TEXTURE_IMAGE,
-        "bus.jpg",
-        "zidane.jpg",
-        "china.jpg",
-        "沪AF71017.jpg",
-        "皖K66666.jpg",
-        *ROUND6_PHOTOS,
-        ROUND6_TEXTURE,
-        *ROUND7_PERSON_PHOTOS,
-        *ROUND7_GROUND_PHOTOS,
-        *ROUND7_PHOTOS,
-        ROUND7_TEXTURE,
-        "motorcycle_right.png",
-        *ROUND8_GROUND_PHOTOS,
-        *ROUND8_PHOTOS,
-        ROUND8_TEXTURE,
-    }
     photos = {*ROUND9_GROUND_PHOTOS, *ROUND9_PHOTOS, ROUND9_TEXTURE}
-    assert not photos & used
+    assert not photos & used_sources("round9")
     pairs = build_round9_look()
     assert [p.source for p in pairs] == ["built"] * 10
     for pair in pairs:
