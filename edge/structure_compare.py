@@ -61,6 +61,10 @@ LOSS_MIN_RECTANGULARITY = 0.65  # region over its rotated bounding rectangle: st
 # Round 9 (chosen on dev): a face whose colour is partly the ground's is segmented where its
 # texture fell this far (log) and its colour moved at least half as far (0: off, round 8).
 LOSS_SEGMENT_DROP = 0.8
+# Round 10 (chosen on dev): the texture fall is judged over the region's interior, this many
+# working pixels in from its outline, whose own edges raise texture within LOSS_TEXTURE_SIGMA
+# of it (0: the whole region, round 9).
+LOSS_INTERIOR = 8
 T = TypeVar("T")
 
 
@@ -276,7 +280,14 @@ def structure_loss(
             drop = _texture_drop(grey, toned, sample)
         region = np.zeros(zone.shape, np.uint8)
         cv2.drawContours(region, [contour], -1, 1, -1)
-        if float(np.median(drop[region > 0])) >= LOSS_MIN_DROP:
+        judged = region
+        if LOSS_INTERIOR > 0:
+            kernel = cv2.getStructuringElement(
+                cv2.MORPH_ELLIPSE, (2 * LOSS_INTERIOR + 1, 2 * LOSS_INTERIOR + 1)
+            )
+            interior = np.asarray(cv2.erode(region, kernel), np.uint8)
+            judged = interior if interior.any() else region
+        if float(np.median(drop[judged > 0])) >= LOSS_MIN_DROP:
             found |= region
     return (found > 0) & zone
 

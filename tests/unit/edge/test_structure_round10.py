@@ -1,5 +1,6 @@
 """Round 10 of the structure comparison (issue 16): a car the detector names as something
-else ("train", "cell phone") is still a passer-by (`edge.structure_features.transient_boxes_of`).
+else ("train", "cell phone") is still a passer-by (`edge.structure_features.transient_boxes_of`);
+a new face's lost texture is judged inside its outline (`edge.structure_compare.LOSS_INTERIOR`).
 
 Round 7's look (dev since round 9) raised "car in view" on chelsea/0: the pasted car, found as a
 0.45 "cell phone", was no person or vehicle, so nothing discounted it. The photos and the car
@@ -13,20 +14,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import edge.structure_compare as structure_compare
 import edge.structure_features as structure_features
 from edge.detections import Detections
+from edge.structure_compare import structure_loss
 from edge.structure_dataset import (
+    CLIP_SPLIT,
+    PERSON_SHED_VIEWS,
     ROUND10_GROUNDS,
     ROUND10_TEXTURE,
+    SEED,
+    TEXTURE_IMAGE,
     LabelledPair,
+    _texture,
     build_round7_look,
     build_round10_look,
     elevation_ground,
     matplotlib_sample,
+    person_shed_pairs,
     used_sources,
 )
+from edge.structure_eval import pixel_scores
 from edge.structure_features import LearnedParts, transient_boxes_of
-from tests.unit.edge.structure_helpers import decide, names
+from tests.unit.edge.structure_helpers import decide, decide_pair, names
 
 NAMES = {0: "person", 2: "car", 6: "train", 9: "traffic light", 11: "stop sign", 67: "cell phone"}
 
@@ -89,3 +99,23 @@ def test_round10_look_draws_on_what_no_round_used(parts: LearnedParts, shared_da
     assert len(stress) <= 12
     again, _ = build_round10_look(shared_data, parts.finder)
     assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
+
+
+def test_a_dark_face_before_two_people_is_judged_inside_its_outline(
+    parts: LearnedParts, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dev's vtest/0 shed before person: a dark plain face over smooth asphalt and two people.
+    Its colour region holds its own outline and cast shadow, where texture rose; over the whole
+    region the texture fall's median was 0.08, so the loss cue dropped it (round 9)."""
+    clip = shared_data / "clips" / CLIP_SPLIT["dev"][0]
+    texture = _texture(shared_data / "images" / TEXTURE_IMAGE, "dev")
+    pairs = person_shed_pairs(
+        clip, parts.finder, texture, np.random.default_rng(SEED + 9), PERSON_SHED_VIEWS[clip.name]
+    )
+    pair = names(pairs)["vtest/0 shed before person"]
+    zone = np.ones(pair.truth.shape, np.bool_)
+    assert pixel_scores(structure_loss(pair.before, pair.after, zone), pair.truth)[2] > 0.7
+    assert decide_pair(parts, pair)[0]
+    monkeypatch.setattr(structure_compare, "LOSS_INTERIOR", 0)
+    assert not structure_loss(pair.before, pair.after, zone).any()
+    assert not decide_pair(parts, pair)[0]
