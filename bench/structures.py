@@ -19,7 +19,9 @@ flower.jpg, and motorway-cctv.avi's last frames), scored once; ``--set round8`` 
 smooth sheds over textured ground and sheds faced with scikit-image's retina.jpg), scored
 once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's and round 8's looks, seen
 now and made dev (69 pairs); its object stress is dev's 12 crops on dev's pairs and the
-looks' own on theirs. ``--object-stress`` adds, for the learned comparison, how many of each
+looks' own on theirs. ``--set round10`` round 10's fresh look (edge.structure_dataset
+.build_round10_look: elevation data rendered as aerial ground, people and cars in view, sheds
+faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once. ``--object-stress`` adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
 which paste the most confident ones). When the change net is loaded (edge.structure_net), the
@@ -33,7 +35,7 @@ structure maps and backbone features found once per baseline (edge.structure_com
 passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
-        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8 | --dir FOLDER]
+        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10 | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from edge.structure_dataset import (
     build_round6_look,
     build_round7_look,
     build_round8_look,
+    build_round10_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -160,7 +163,17 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
     parser.add_argument(
         "--set",
-        choices=("dev", "dev-all", "test", "held-out", "fresh", "round6", "round7", "round8"),
+        choices=(
+            "dev",
+            "dev-all",
+            "test",
+            "held-out",
+            "fresh",
+            "round6",
+            "round7",
+            "round8",
+            "round10",
+        ),
         dest="built_set",
     )
     parser.add_argument("--object-stress", action="store_true")
@@ -189,6 +202,8 @@ def main() -> int:
         built, stress_crops = build_round7_look(SHARED_DATA, learned.finder)
     elif args.built_set == "round8":
         built, stress_crops = build_round8_look(learned.finder)
+    elif args.built_set == "round10":
+        built, stress_crops = build_round10_look(SHARED_DATA, learned.finder)
     elif args.built_set == "dev-all":
         built = build_set("dev", SHARED_DATA, learned.finder)
         dev_pairs = len(built)
@@ -218,6 +233,7 @@ def main() -> int:
                 "round6": "held-out look (round 6)",
                 "round7": "held-out look (round 7)",
                 "round8": "held-out look (round 8)",
+                "round10": "fresh look (round 10)",
                 "dev-all": "set dev + the round 7 and 8 looks",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
