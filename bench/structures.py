@@ -21,7 +21,8 @@ once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's and round 8
 now and made dev (69 pairs); its object stress is dev's 12 crops on dev's pairs and the
 looks' own on theirs. ``--set round10`` round 10's fresh look (edge.structure_dataset
 .build_round10_look: elevation data rendered as aerial ground, people and cars in view, sheds
-faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once. ``--object-stress`` adds, for the learned comparison, how many of each
+faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once. ``--object-stress``
+adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
 which paste the most confident ones). When the change net is loaded (edge.structure_net), the
