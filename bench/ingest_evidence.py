@@ -26,9 +26,8 @@ swapped every repeat):
   (before this change);
 - ``pool_syncfs``: four threads write the files while the transaction proceeds, then one syncfs
   before the commit;
-- ``pool_fsync``: the default: threads write and fsync each file while the transaction
-  proceeds, then each folder once, before the commit (four threads until ingest round 9,
-  eight since; the mode takes each tree's own default, so ``--baseline`` compares them);
+- ``pool_fsync``: the default: threads (each tree's own default count, four) write and fsync
+  each file while the transaction proceeds, then each folder once, before the commit;
 - ``pool_fsync_packed_large``: ``pool_fsync`` with ``evidence_pack_max_bytes`` 1 MiB, so the
   real-size images go into the writer's pack too (one append and one fdatasync a batch);
 - ``postgresql``: the evidence in a PostgreSQL table (storage/evidence_pg.py), inserted by
@@ -103,7 +102,7 @@ TARGET_BYTES = 150_000
 MODES: dict[str, dict[str, Any]] = {
     "inline_syncfs": {"evidence_writer_threads": 0},
     "pool_syncfs": {"evidence_writer_threads": 4, "evidence_sync": "filesystem"},
-    # the default: each tree's own thread count (4 before ingest round 9, 8 since)
+    # the default: each tree's own thread count (4; round 9 tried 8 for no gain)
     "pool_fsync": {"evidence_sync": "files"},
     # pool_fsync with the real-size images packed too (round 8): one append + fdatasync a batch
     "pool_fsync_packed_large": {

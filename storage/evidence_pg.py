@@ -36,7 +36,6 @@ from storage.database import make_engine
 from storage.evidence_pack_rows import RowLocator
 from storage.evidence_packs import DEFAULT_PACK_MAX_BYTES, PackedAt
 from storage.evidence_store import (
-    DEFAULT_INSERTER_THREADS,
     DEFAULT_WRITER_THREADS,
     EvidenceError,
     EvidenceStore,
@@ -204,7 +203,7 @@ class PostgresEvidenceStore(EvidenceStore):
         with self._inserter_lock:
             if self._inserter is None:
                 self._inserter = ThreadPoolExecutor(
-                    max_workers=DEFAULT_INSERTER_THREADS, thread_name_prefix="evidence-pg"
+                    max_workers=DEFAULT_WRITER_THREADS, thread_name_prefix="evidence-pg"
                 )
             return self._inserter
 

@@ -61,15 +61,11 @@ class EvidenceError(Exception):
     """An image that does not match the hash it is filed under."""
 
 
-# 8, not 4 (issue 15, ingest round 9): a batch of real-size events is hundreds of ~142 KB
-# files, each with its own fsync; the threads wait on the disk's flushes, not on a core, and 8
-# flushes in flight let the filesystem's journal commit them together. In process (PostgreSQL,
-# batches of 400 real-size frame events, load 6-9 on 2 cores) the writer's wait in sync() fell
-# from 0.22-0.86 to 0.05-0.26 ms an event and store_batch's wall by about a quarter; 16 was no
-# better than 4 (docs/benchmarks.md, round 9).
-DEFAULT_WRITER_THREADS = 8
-# The PostgreSQL evidence backend's inserting threads: each holds a database connection.
-DEFAULT_INSERTER_THREADS = 4
+# 4. Eight were tried in ingest round 9 (docs/benchmarks.md, issue 15): in process they
+# shortened the wait for a batch of real-size images' fsyncs on the runs they were chosen on,
+# and on the held-out runs beside 4 they gained nothing (store_batch 0.71 vs 0.68 ms an event,
+# end to end x0.88 and x0.91 with one and two ingest processes).
+DEFAULT_WRITER_THREADS = 4
 SyncMode = Literal["filesystem", "files"]
 
 
