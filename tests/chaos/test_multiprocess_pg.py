@@ -76,7 +76,7 @@ class Roles:
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
                     return
-            time.sleep(0.3)
+            time.sleep(0.05)
         raise TimeoutError(f"{name} not ready: {self.log()}")
 
     def health(self, name: str) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def test_roles_apart_on_postgresql_lose_and_double_nothing(
                 tap.client.publish(topic, payload, qos=1)
             deadline = time.monotonic() + 30
             while roles.received() < before + len(again) and time.monotonic() < deadline:
-                time.sleep(0.3)
+                time.sleep(0.1)
             assert roles.received() >= before + len(again), f"duplicates lost: {roles.log()}"
             time.sleep(1.0)  # the last batch's commit, had it stored anything
 

@@ -94,7 +94,7 @@ class Deployment:
                     return
             except httpx.TimeoutException:  # a first answer slower than 5 s (a loaded machine)
                 pass  # is no answer yet: ask again until the deadline, as for a 503
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise TimeoutError(f"server not ready; log: {self.server_log()}")
 
     def stop_server(self) -> None:

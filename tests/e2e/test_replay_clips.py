@@ -119,7 +119,7 @@ def test_events_published_while_ingest_is_down_arrive_once(
     while f"replay: {VTEST_FRAMES} frames" not in site.replay_log():
         assert replay.poll() is None, site.replay_log()[-3000:]
         assert time.monotonic() < deadline, "the clip did not end in 240 s"
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert replay.poll() is None, "the replay ended with nothing confirmed"
     site.start_server()
     out, _ = replay.communicate(timeout=300)
