@@ -1,6 +1,7 @@
 """Round 10 of the structure comparison (issue 16): a car the detector names as something
 else ("train", "cell phone") is still a passer-by (`edge.structure_features.transient_boxes_of`);
-a new face's lost texture is judged inside its outline (`edge.structure_compare.LOSS_INTERIOR`).
+a new face's lost texture judged inside its outline (`edge.structure_compare.LOSS_INTERIOR`) was
+tried and is off.
 
 Round 7's look (dev since round 9) raised "car in view" on chelsea/0: the pasted car, found as a
 0.45 "cell phone", was no person or vehicle, so nothing discounted it. The photos and the car
@@ -101,12 +102,14 @@ def test_round10_look_draws_on_what_no_round_used(parts: LearnedParts, shared_da
     assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
 
 
-def test_a_dark_face_before_two_people_is_judged_inside_its_outline(
+def test_a_dark_face_judged_inside_its_outline_is_found_but_the_rule_is_off(
     parts: LearnedParts, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Dev's vtest/0 shed before person: a dark plain face over smooth asphalt and two people.
     Its colour region holds its own outline and cast shadow, where texture rose; over the whole
-    region the texture fall's median was 0.08, so the loss cue dropped it (round 9)."""
+    region the texture fall's median is 0.08, so the loss cue drops it. Judged 8 px inside the
+    outline it is found; that rule is not kept (it also lets pasted passers-by the detector
+    misses through: docs/benchmarks.md, round 10), so the shipped comparison still misses it."""
     clip = shared_data / "clips" / CLIP_SPLIT["dev"][0]
     texture = _texture(shared_data / "images" / TEXTURE_IMAGE, "dev")
     pairs = person_shed_pairs(
@@ -114,8 +117,9 @@ def test_a_dark_face_before_two_people_is_judged_inside_its_outline(
     )
     pair = names(pairs)["vtest/0 shed before person"]
     zone = np.ones(pair.truth.shape, np.bool_)
-    assert pixel_scores(structure_loss(pair.before, pair.after, zone), pair.truth)[2] > 0.7
-    assert decide_pair(parts, pair)[0]
-    monkeypatch.setattr(structure_compare, "LOSS_INTERIOR", 0)
+    assert structure_compare.LOSS_INTERIOR == 0
     assert not structure_loss(pair.before, pair.after, zone).any()
     assert not decide_pair(parts, pair)[0]
+    monkeypatch.setattr(structure_compare, "LOSS_INTERIOR", 8)
+    assert pixel_scores(structure_loss(pair.before, pair.after, zone), pair.truth)[2] > 0.7
+    assert decide_pair(parts, pair)[0]
