@@ -98,7 +98,7 @@ def test_weights_whose_output_does_not_match_their_characters_are_refused(tmp_pa
 def test_settings_refuse_an_unknown_second_opinion_mode() -> None:
     with pytest.raises(ValidationError):
         PlateSettings.model_validate({"second_opinion": "always"})
-    assert PlateSettings().second_opinion == "off"
+    assert PlateSettings().second_opinion == "vote"  # the default since plates round 8
 
 
 def test_net_input_scales_any_crop_to_the_input_in_minus_one_to_one() -> None:
@@ -147,8 +147,8 @@ def test_the_bundled_net_reads_a_double_row_plate_by_its_rows() -> None:
     assert reading.text[1:] == "E1234挂"
 
 
-def test_without_the_option_the_reader_builds_no_net_and_records_no_opinion() -> None:
-    reader = PlateReader(PlateSettings())
+def test_with_the_option_off_the_reader_builds_no_net_and_records_no_opinion() -> None:
+    reader = PlateReader(PlateSettings(second_opinion="off"))
     assert reader.net_reading((np.zeros((30, 100, 3), np.uint8),)) is None
 
 
@@ -197,3 +197,25 @@ def test_eval_frames_with_missing_weights_is_a_config_error_not_a_traceback(
     assert result.returncode == 2, result.stderr
     assert "plate recogniser weights not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@needs_weights
+def test_by_default_an_unsure_reading_the_bundled_net_reads_the_same_is_decided() -> None:
+    """Round 8: vote is the default, and the bundled net's agreement is worth AGREE_CHANCE,
+    over the floor (38 of 38 such dev readings right); a reading it reads otherwise stays."""
+    import cv2
+
+    from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
+    from edge import plates
+    from edge.plate_decoding import PlateCandidate
+
+    reader = PlateReader(PlateSettings())
+    plate = render_plate("川M50WF6", "blue")
+    size = (160, round(160 * plate.shape[0] / plate.shape[1]))
+    crop = np.asarray(cv2.resize(plate, size), dtype=np.uint8)
+    unsure = PlateCandidate("川M50WF6", 0.713, (0.9,) * 7)
+    decided = reader._opinion(unsure, (crop,))
+    assert plates.AGREE_CHANCE >= DEFAULT_PLATE_CONFIDENCE_FLOOR
+    assert decided.confidence == plates.AGREE_CHANCE
+    other = PlateCandidate("川M50WF8", 0.713, (0.9,) * 7)
+    assert reader._opinion(other, (crop,)).confidence == 0.713
