@@ -79,7 +79,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    settings = PlateSettings(threads=args.threads)
+    # constrained: PP-OCR alone, as in every round before 8 (the shipped reader, which votes
+    # with the plate net since plates round 8, is net_vote).
+    settings = PlateSettings(threads=args.threads, second_opinion="off")
     vote = settings.model_copy(update={"second_opinion": "vote"})
     makers: dict[str, Callable[[], CropReader]] = {
         "constrained": lambda: PlateReader(settings),

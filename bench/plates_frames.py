@@ -9,8 +9,9 @@ once, round 4 another, ``held_out_9`` (seed 9), once, round 5 ``held_out_10`` (s
 once, round 6 ``held_out_11`` (seed 11), once (seed 10 was dev in round 6), and round 7
 ``held_out_12`` (seed 12), once (seeds 1, 4, 5, 6, 9, 10 and 11 were its dev), and round 8
 ``held_out_13`` (seed 13), once. ``--set
-photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` turns on
-the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion).
+photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` sets
+the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion): vote, the
+reader's default, since round 8; ``--second-opinion off`` reads as rounds 1-7 did.
 
     nice -n 10 .venv/bin/python -m bench.plates_frames --set dev [--count 135] [--dump FILE]
 
@@ -66,8 +67,8 @@ def main() -> int:
         "--scenes", type=Path, help="score the scenes already in this folder (no generating)"
     )
     parser.add_argument(
-        "--second-opinion", choices=["off", "observe", "vote"], default="off",
-        help="PlateSettings.second_opinion: the plate-trained recogniser",
+        "--second-opinion", choices=["off", "observe", "vote"], default="vote",
+        help="PlateSettings.second_opinion: the plate-trained recogniser (vote: the default)",
     )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plates-frames-") as scratch:
