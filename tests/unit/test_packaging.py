@@ -45,9 +45,9 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     if not (REPO_ROOT / ".git").exists():
         pytest.skip("needs a git checkout to list the tracked files")
     out = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["--wheel-dir", str(out), str(REPO_ROOT)],
+        [*build, "--wheel-dir", str(out), str(REPO_ROOT)],
         check=True,
         capture_output=True,
     )
