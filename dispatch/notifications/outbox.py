@@ -1,4 +1,5 @@
-"""The outbox's vocabulary: channels, delivery states, and the error a failed delivery raises."""
+"""The outbox's vocabulary: channels, delivery states, a new pending row, and the error a failed
+delivery raises."""
 
 from __future__ import annotations
 
