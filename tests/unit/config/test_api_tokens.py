@@ -15,6 +15,17 @@ from tests.unit.config.test_config_loading import VALID
 from tests.unit.test_cli import civicwatch
 
 STRONG = "Zq3v9KfT1mXw8RbL2nYc7HdJ5sPa0GeU4tVh"
+# Random-looking parts of the weak tokens below, the same on every collection: pytest-xdist's
+# workers must collect the same test ids, and a test id holds its token.
+_DRAW = random.Random(20261205)
+
+
+def _drawn_hex(nbytes: int) -> str:
+    return _DRAW.randbytes(nbytes).hex()
+
+
+def _drawn_urlsafe(nbytes: int) -> str:
+    return base64.urlsafe_b64encode(_DRAW.randbytes(nbytes)).rstrip(b"=").decode()
 
 
 def _config(tmp_path: Path, environment: str, *tokens: str) -> Path:
@@ -42,7 +53,7 @@ def _line_of(path: Path, token: str, occurrence: int = 1) -> int:
     [
         ("aaaaaaaaaaaaaaaa", "at least 32 characters"),
         ("a" * 40, "different characters"),
-        ("DEV_" + secrets.token_hex(20), "placeholder"),
+        ("DEV_" + _drawn_hex(20), "placeholder"),
         ("abcdefghijklmnopqrstuvwxyz0123456789", "pattern"),
         ("0123456789abcdef" * 3, "pattern"),
     ],
@@ -97,11 +108,11 @@ def test_development_keeps_the_example_tokens(tmp_path: Path) -> None:
         "ab" * 20,
         "abc123" * 7,
         "zyxwvutsrqponmlkjihgfedcba9876543210",
-        "dev-" + secrets.token_urlsafe(32),
-        "test_" + secrets.token_urlsafe(32),
-        "changeme-" + secrets.token_urlsafe(32),
-        secrets.token_urlsafe(32) + "-example",
-        "placeholder" + secrets.token_hex(16),
+        "dev-" + _drawn_urlsafe(32),
+        "test_" + _drawn_urlsafe(32),
+        "changeme-" + _drawn_urlsafe(32),
+        _drawn_urlsafe(32) + "-example",
+        "placeholder" + _drawn_hex(16),
         "1111111111111111222222222222222233333333",
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 
 import pytest
@@ -27,8 +28,17 @@ def _acks(count: int, outcome: AckOutcome = AckOutcome.STORED, reason: str = "")
     ]
 
 
+# Message ids in the parameters below are drawn, not uuid4: pytest-xdist's workers must collect
+# the same test ids, and a test id shows the start of its payload.
+_DRAW = random.Random(20261205)
+
+
+def _drawn_id() -> str:
+    return str(uuid.UUID(int=_DRAW.getrandbits(128), version=4))
+
+
 def _item() -> dict[str, str]:
-    return {"message_id": str(uuid.uuid4()), "outcome": "stored", "reason": ""}
+    return {"message_id": _drawn_id(), "outcome": "stored", "reason": ""}
 
 
 def test_batch_round_trip_keeps_items_and_order() -> None:
@@ -85,17 +95,17 @@ def test_an_oversize_payload_is_refused_before_parsing() -> None:
         {"acks": []},
         {"acks": None},
         {"acks": "junk"},
-        {"acks": {"message_id": str(uuid.uuid4()), "outcome": "stored"}},
+        {"acks": {"message_id": _drawn_id(), "outcome": "stored"}},
         {"acks": [1, 2, 3]},
         {"acks": [_item(), {"message_id": "not-a-uuid", "outcome": "stored"}]},
-        {"acks": [_item(), {"message_id": str(uuid.uuid4()), "outcome": "maybe"}]},
-        {"acks": [_item(), {"message_id": str(uuid.uuid4()), "outcome": "stored", "reason": 7}]},
-        {"acks": [_item(), {"message_id": str(uuid.uuid4())}]},
+        {"acks": [_item(), {"message_id": _drawn_id(), "outcome": "maybe"}]},
+        {"acks": [_item(), {"message_id": _drawn_id(), "outcome": "stored", "reason": 7}]},
+        {"acks": [_item(), {"message_id": _drawn_id()}]},
         {"acks": [_item(), [_item()]]},
         {"acks": [_item(), {"acks": [_item()]}]},
         {"acks": [{**_item(), "reason": "x" * 501}]},
         # a junk batch never falls back to the single ack it also pretends to be
-        {"acks": "junk", "message_id": str(uuid.uuid4()), "outcome": "stored"},
+        {"acks": "junk", "message_id": _drawn_id(), "outcome": "stored"},
         [_item()],
         "stored",
         7,
