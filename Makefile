@@ -63,7 +63,7 @@ broker:
 	fi
 
 test: deps services venv broker
-	$(VENV)/bin/pytest -q --durations=30
+	$(VENV)/bin/pytest -q -n 2 --durations=30
 	@$(MAKE) --no-print-directory lint
 
 lint: venv
