@@ -10,8 +10,9 @@ once, round 6 ``held_out_11`` (seed 11), once (seed 10 was dev in round 6), and 
 ``held_out_12`` (seed 12), once (seeds 1, 4, 5, 6, 9, 10 and 11 were its dev), and round 8
 ``held_out_13`` (seed 13), once. ``--set
 photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` sets
-the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion): vote, the
-reader's default, since round 8; ``--second-opinion off`` reads as rounds 1-7 did.
+the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion): off, the
+reader's default (its weights are built by models.plate_recogniser, not kept in the repository);
+``--second-opinion vote`` reads as round 8's comparison did.
 
     nice -n 10 .venv/bin/python -m bench.plates_frames --set dev [--count 135] [--dump FILE]
 
@@ -67,8 +68,8 @@ def main() -> int:
         "--scenes", type=Path, help="score the scenes already in this folder (no generating)"
     )
     parser.add_argument(
-        "--second-opinion", choices=["off", "observe", "vote"], default="vote",
-        help="PlateSettings.second_opinion: the plate-trained recogniser (vote: the default)",
+        "--second-opinion", choices=["off", "observe", "vote"], default="off",
+        help="PlateSettings.second_opinion: the plate-trained recogniser (off: the default)",
     )  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="plates-frames-") as scratch:

@@ -421,12 +421,13 @@ class PlateSettings(_Settings):
         default=24, ge=8, description="plate candidates narrower than this (pixels) are ignored"
     )
     second_opinion: Literal["off", "observe", "vote"] = Field(
-        default="vote",
+        default="off",
         description=(
             "the plate-trained recogniser (models/plate_recogniser.onnx, trained on GENERATED "
-            "plates): off; observe (it reads each vehicle's plate, nothing changes: for "
-            "benchmarks); vote, the default since plates round 8 (where it reads PP-OCR's text "
-            "and is sure, the reading's confidence rises: edge.plates.PlateReader._opinion)"
+            "plates by `python -m models.plate_recogniser`; weights are not in the repository): "
+            "off; observe (it reads each vehicle's plate, nothing changes: for benchmarks); vote "
+            "(where it reads PP-OCR's text and is sure, the reading's confidence rises: "
+            "edge.plates.PlateReader._opinion)"
         ),
     )
     second_opinion_weights: str | None = Field(

@@ -2,8 +2,8 @@
 
     nice -n 10 .venv/bin/python -m models.plate_recogniser [--out models/plate_recogniser.onnx]
 
-The shipped models/plate_recogniser.onnx (round 8; 746,819 bytes; SHA-256
-033971c8e23a98f6593f9953a005df56cae53135085207a7e539793c7816efbd) was made by exactly that
+Round 8's models/plate_recogniser.onnx (not committed: built by the command above; 746,819
+bytes; SHA-256 033971c8e23a98f6593f9953a005df56cae53135085207a7e539793c7816efbd) was made by that
 command with the defaults (24,000 crops, 8 epochs of batch 32, torch threads 2, STYLE_WEIGHTS)
 on a shared 2-core AMD EPYC: 86 s to render, 402 s to train, validation exact (greedy) 0.704.
 Torch on another machine need not give the same bytes. Trained on round 8's defaults, written
