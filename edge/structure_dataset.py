@@ -117,9 +117,14 @@ def build_set(name: SetName, shared_data: Path, finder: ObjectFinder) -> list[La
 
 
 def _with_controls(
-    pairs: Sequence[LabelledPair], objects: Sequence[ObjectCrop], first_seed: int
+    pairs: Sequence[LabelledPair],
+    objects: Sequence[ObjectCrop],
+    first_seed: int,
+    per_pair: Sequence[Sequence[ObjectCrop]] | None = None,
 ) -> list[LabelledPair]:
-    """``pairs`` each with every control of its before view, seeded ``first_seed`` + its index."""
+    """``pairs`` each with every control of its before view, seeded ``first_seed`` + its index,
+    the ``objects`` pasted in (or, with ``per_pair``, each pair's own objects)."""
+    crops = [objects] * len(pairs) if per_pair is None else per_pair
     return [
         LabelledPair(
             p.name,
@@ -127,9 +132,9 @@ def _with_controls(
             p.before,
             p.after,
             p.truth,
-            every_control(p.before, first_seed + i, objects),
+            every_control(p.before, first_seed + i, own),
         )
-        for i, p in enumerate(pairs)
+        for i, (p, own) in enumerate(zip(pairs, crops, strict=True))
     ]
 
 
@@ -604,17 +609,9 @@ def build_round10_look(
                 built, truth = smooth_shed(parked, rng)
                 pairs.append(LabelledPair(f"{stem} smooth shed", "built", parked, built, truth))
                 controls.append(others)
-    return [
-        LabelledPair(
-            p.name,
-            p.source,
-            p.before,
-            p.after,
-            p.truth,
-            every_control(p.before, SEED + 1000 + i, objects),
-        )
-        for i, (p, objects) in enumerate(zip(pairs, controls, strict=True))
-    ], uncertain_crops("test", shared_data, finder)
+    return _with_controls(pairs, (), SEED + 1000, controls), uncertain_crops(
+        "test", shared_data, finder
+    )
 
 
 def write_pair_folder(pairs: Sequence[LabelledPair], directory: Path) -> None:
