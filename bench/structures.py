@@ -17,11 +17,14 @@ shed before them, smooth sheds over grass and gravel, sheds faced with scikit-le
 flower.jpg, and motorway-cctv.avi's last frames), scored once; ``--set round8`` round 8's
 (edge.structure_dataset.build_round8_look: scikit-image and matplotlib photos no round used,
 smooth sheds over textured ground and sheds faced with scikit-image's retina.jpg), scored
-once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's and round 8's looks, seen
-now and made dev (69 pairs); its object stress is dev's 12 crops on dev's pairs and the
-looks' own on theirs. ``--set round10`` round 10's fresh look (edge.structure_dataset
-.build_round10_look: elevation data rendered as aerial ground, people and cars in view, sheds
-faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once. ``--object-stress``
+once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's, round 8's and (round 11
+on) round 10's looks, seen now and made dev (83 pairs); its object stress is dev's 12 crops on
+dev's pairs and the looks' own on theirs. ``--set round10`` round 10's fresh look
+(edge.structure_dataset.build_round10_look: elevation data rendered as aerial ground, people
+and cars in view, sheds faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once;
+``--set round11`` round 11's (edge.structure_dataset.build_round11_look: an MRI slice and
+tiled face photos rendered as aerial ground, people and cars in view, sheds faced with
+scikit-image's logo.png), scored once. ``--object-stress``
 adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
@@ -36,7 +39,8 @@ structure maps and backbone features found once per baseline (edge.structure_com
 passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
-        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10 | --dir FOLDER]
+        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11
+         | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from edge.structure_dataset import (
     build_round7_look,
     build_round8_look,
     build_round10_look,
+    build_round11_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -174,6 +179,7 @@ def main() -> int:
             "round7",
             "round8",
             "round10",
+            "round11",
         ),
         dest="built_set",
     )
@@ -205,18 +211,22 @@ def main() -> int:
         built, stress_crops = build_round8_look(learned.finder)
     elif args.built_set == "round10":
         built, stress_crops = build_round10_look(SHARED_DATA, learned.finder)
+    elif args.built_set == "round11":
+        built, stress_crops = build_round11_look(SHARED_DATA, learned.finder)
     elif args.built_set == "dev-all":
         built = build_set("dev", SHARED_DATA, learned.finder)
         dev_pairs = len(built)
         round7, round7_crops = build_round7_look(SHARED_DATA, learned.finder)
         round8, round8_crops = build_round8_look(learned.finder)
-        built += round7 + round8
+        round10, round10_crops = build_round10_look(SHARED_DATA, learned.finder)
+        built += round7 + round8 + round10
         if args.object_stress:
             stress_crops = uncertain_crops("dev", SHARED_DATA, learned.finder)
             stress_parts = [
                 (built[:dev_pairs], stress_crops),
                 (round7, round7_crops),
                 (round8, round8_crops),
+                (round10, round10_crops),
             ]
     elif args.built_set in ("dev", "test"):
         built = build_set(args.built_set, SHARED_DATA, learned.finder)
@@ -235,7 +245,8 @@ def main() -> int:
                 "round7": "held-out look (round 7)",
                 "round8": "held-out look (round 8)",
                 "round10": "fresh look (round 10)",
-                "dev-all": "set dev + the round 7 and 8 looks",
+                "round11": "fresh look (round 11)",
+                "dev-all": "set dev + the round 7, 8 and 10 looks",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
             cold_ms += _cold_ms(built, learned, settings)

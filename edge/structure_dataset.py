@@ -20,8 +20,9 @@ A third, held-out set (`build_held_out`) comes from still photos neither dev nor
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -491,6 +492,18 @@ ROUND10_GROUNDS = ("jacksboro_fault_dem.npz", "topobathy.npz")
 ROUND10_TEXTURE = "Minduka_Present_Blue_Pack.png"
 ROUND10_VIEWS = {"jacksboro_fault_dem.npz": 3, "topobathy.npz": 1}
 
+# Round 11's fresh look (scored once, at the end), drawn on nothing any set, look, training run
+# or test drew on: matplotlib's s1045.ima.gz (a real MRI slice) and scikit-image's
+# lfw_subset.npy (200 real 25x25 face photos, tiled), each RENDERED as hill-shaded aerial ground
+# (GENERATED, as round 10's elevations); sheds faced with scikit-image's logo.png (a snake's
+# scales and plain colour). People and cars: real detector crops from frames at odd eighths of
+# vtest and of the test clips (frames no set's controls, stress crops or training draws came
+# from; the places were seen).
+ROUND11_GROUNDS = ("s1045.ima.gz", "lfw_subset.npy")
+ROUND11_TEXTURE = "logo.png"
+ROUND11_VIEWS = {"s1045.ima.gz": 3, "lfw_subset.npy": 1}
+ROUND11_EIGHTHS = (1, 3, 5, 7)
+
 # What each set and look drew on, by file name (photos, textures, sample data), in the order
 # they were made; a new look must draw on none of them (`used_sources`). Clip stretches are
 # told apart by their frame numbers (CLIP_SPLIT, FRESH_LOOK_FRAMES, ROUND6/7_STRETCH).
@@ -513,6 +526,7 @@ LOOK_SOURCES: tuple[tuple[str, frozenset[str]], ...] = (
     ("round8", frozenset({*ROUND8_GROUND_PHOTOS, *ROUND8_PHOTOS, ROUND8_TEXTURE})),
     ("round9", frozenset({*ROUND9_GROUND_PHOTOS, *ROUND9_PHOTOS, ROUND9_TEXTURE})),
     ("round10", frozenset({*ROUND10_GROUNDS, ROUND10_TEXTURE})),
+    ("round11", frozenset({*ROUND11_GROUNDS, ROUND11_TEXTURE})),
 )
 
 
@@ -531,14 +545,19 @@ def used_sources(before: str | None = None) -> frozenset[str]:
 def elevation_ground(name: str) -> Image:
     """matplotlib's sample elevation `name` rendered as hill-shaded aerial ground (BGR), at
     least SIZE on its shorter side (GENERATED: the rendering; the elevations are real)."""
+    data = np.load(matplotlib_sample(name))
+    key = "elevation" if "elevation" in data.files else "topo"
+    return hill_shaded(np.asarray(data[key], np.float64), "gist_earth")
+
+
+def hill_shaded(elevation: np.ndarray, colour_map: str) -> Image:
+    """`elevation` rendered as hill-shaded aerial ground (BGR; GENERATED), lit from the
+    north-west, scaled up to at least SIZE on its shorter side."""
     from matplotlib import colormaps
     from matplotlib.colors import LightSource
 
-    data = np.load(matplotlib_sample(name))
-    key = "elevation" if "elevation" in data.files else "topo"
-    elevation = np.asarray(data[key], np.float64)
     light = LightSource(azdeg=315, altdeg=45)
-    rgb = light.shade(elevation, cmap=colormaps["gist_earth"], blend_mode="soft", vert_exag=0.05)
+    rgb = light.shade(elevation, cmap=colormaps[colour_map], blend_mode="soft", vert_exag=0.05)
     image = cv2.cvtColor((rgb[..., :3] * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
     scale = max(1.0, SIZE / min(image.shape[:2]))
     if scale > 1.0:
@@ -571,7 +590,84 @@ def build_round10_look(
     if len(people) < 2 or len(cars) < 2:
         raise ValueError("round 10's look needs two people and two cars in the test clips")
 
-    def pick(crops: list[ObjectCrop]) -> ObjectCrop:
+    grounds = [
+        (Path(name).stem.split("_")[0], elevation_ground(name), ROUND10_VIEWS[name])
+        for name in ROUND10_GROUNDS
+    ]
+    pairs, controls = _objects_in_view_pairs(grounds, texture, people, cars, rng)
+    return _with_controls(pairs, (), SEED + 1000, controls), uncertain_crops(
+        "test", shared_data, finder
+    )
+
+
+def round11_ground(name: str) -> Image:
+    """One of ROUND11_GROUNDS rendered as hill-shaded aerial ground (BGR; GENERATED, the data
+    real): matplotlib's MRI slice s1045.ima.gz (256x256, 16 bit) as heights, or scikit-image's
+    200 face photos of lfw_subset.npy tiled 10 x 20 as heights."""
+    if name == "s1045.ima.gz":
+        with gzip.open(matplotlib_sample(name)) as raw:
+            heights = np.frombuffer(raw.read(), np.uint16).reshape(256, 256).astype(np.float64)
+        return hill_shaded(heights, "terrain")
+    if name == "lfw_subset.npy":
+        faces = np.load(skimage_data() / name)  # (200, 25, 25), 0..1
+        tiles = faces.reshape(10, 20, 25, 25).transpose(0, 2, 1, 3).reshape(250, 500)
+        return hill_shaded(tiles * 1000.0, "gist_earth")
+    raise KeyError(f"{name} is not one of round 11's grounds")
+
+
+def build_round11_look(
+    shared_data: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 11's fresh look, scored once: pairs (with controls), and the object-stress crops.
+
+    Scenes: ROUND11_VIEWS views of ROUND11_GROUNDS (`round11_ground`); per view the pairs of
+    round 10's look (`_objects_in_view_pairs`, all GENERATED: a shed before a standing person,
+    a shed beside a parked car, the person and the car moved, and on the first ground's first
+    two views a smooth shed), the sheds faced with ROUND11_TEXTURE. People (vtest's) and cars
+    (the test clips') are the real crops the detector finds at >= 0.5 in frames at
+    ROUND11_EIGHTHS of the clips; the stress crops are those it is only fairly sure of
+    (0.3-0.7) in the same frames. Each pair carries the 12 light/aim/weather controls and
+    another person and car in view.
+    """
+    rng = np.random.default_rng(SEED + 11000)
+    texture = _read(skimage_data() / ROUND11_TEXTURE)
+
+    def eighths(count: int) -> list[int]:
+        return [count * k // 8 for k in ROUND11_EIGHTHS]
+
+    car_frames = _clip_frames([shared_data / "clips" / c for c in CLIP_SPLIT["test"]], eighths)
+    person_frames = _clip_frames([shared_data / "clips" / CLIP_SPLIT["dev"][0]], eighths)
+    sure = [
+        crop
+        for frame in car_frames + person_frames
+        for confidence, crop in _people_and_cars(frame, finder)
+        if confidence >= 0.5
+    ]
+    cars = [c for c in sure if c.class_name == "car" and min(c.image.shape[:2]) >= 24]
+    people = [c for c in sure if c.class_name == PERSON and c.image.shape[0] >= 60]
+    if len(people) < 2 or len(cars) < 2:
+        raise ValueError("round 11's look needs two people and two cars in the clips")
+    grounds = [
+        (Path(name).stem.split(".")[0].split("_")[0], round11_ground(name), ROUND11_VIEWS[name])
+        for name in ROUND11_GROUNDS
+    ]
+    pairs, controls = _objects_in_view_pairs(grounds, texture, people, cars, rng)
+    stress = _unsure_crops(car_frames + person_frames, finder)
+    return _with_controls(pairs, (), SEED + 1100, controls), stress
+
+
+def _objects_in_view_pairs(
+    grounds: Sequence[tuple[str, Image, int]],
+    texture: Image,
+    people: Sequence[ObjectCrop],
+    cars: Sequence[ObjectCrop],
+    rng: np.random.Generator,
+) -> tuple[list[LabelledPair], list[list[ObjectCrop]]]:
+    """Rounds 10 and 11: per (label, ground, views) and view, the GENERATED pairs with a person
+    and a car in view (see `build_round10_look`), and per pair the person and car its controls
+    paste (another person, a car); the first ground's first two views also a smooth shed."""
+
+    def pick(crops: Sequence[ObjectCrop]) -> ObjectCrop:
         return crops[int(rng.integers(len(crops)))]
 
     def with_person(view: Image, crop: ObjectCrop) -> tuple[Image, tuple[float, float]]:
@@ -586,11 +682,10 @@ def build_round10_look(
 
     pairs: list[LabelledPair] = []
     controls: list[list[ObjectCrop]] = []
-    for name in ROUND10_GROUNDS:
-        ground = elevation_ground(name)
-        for view in range(ROUND10_VIEWS[name]):
+    for index, (label, ground, views) in enumerate(grounds):
+        for view in range(views):
             (empty,) = _square_views(rng, ground)
-            stem = f"{Path(name).stem.split('_')[0]}/{view}"
+            stem = f"{label}/{view}"
             person, car = pick(people), pick(cars)
             others = [pick([c for c in people if c is not person]), pick(cars)]
             before, centre = with_person(empty, person)
@@ -605,13 +700,11 @@ def build_round10_look(
                 LabelledPair(f"{stem} person and car moved", "still", before, moved, nothing)
             )
             controls += [others] * 3
-            if view < 2 and name == ROUND10_GROUNDS[0]:
+            if view < 2 and index == 0:
                 built, truth = smooth_shed(parked, rng)
                 pairs.append(LabelledPair(f"{stem} smooth shed", "built", parked, built, truth))
                 controls.append(others)
-    return _with_controls(pairs, (), SEED + 1000, controls), uncertain_crops(
-        "test", shared_data, finder
-    )
+    return pairs, controls
 
 
 def write_pair_folder(pairs: Sequence[LabelledPair], directory: Path) -> None:
@@ -1010,11 +1103,16 @@ def _texture_patch(texture: Image, rng: np.random.Generator, width: int, height:
 
 def _control_frames(clips: list[Path]) -> list[Image]:
     """The frames the set's pasted objects come from: 0, a third and two thirds in."""
+    return _clip_frames(clips, lambda count: (0, count // 3, 2 * count // 3))
+
+
+def _clip_frames(clips: Sequence[Path], at: Callable[[int], Sequence[int]]) -> list[Image]:
+    """Per clip, the frames `at` picks given its frame count."""
     frames: list[Image] = []
     for clip in clips:
         capture = cv2.VideoCapture(str(clip))
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        frames += [_frame(capture, index) for index in (0, count // 3, 2 * count // 3)]
+        frames += [_frame(capture, index) for index in at(count)]
         capture.release()
     return frames
 
