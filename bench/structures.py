@@ -61,6 +61,7 @@ from edge.structure_compare import BaselineMemo, compare_structure
 from edge.structure_controls import ObjectCrop, paste_object
 from edge.structure_dataset import (
     LabelledPair,
+    build_dev_all,
     build_fresh_look,
     build_held_out,
     build_round6_look,
@@ -214,20 +215,11 @@ def main() -> int:
     elif args.built_set == "round11":
         built, stress_crops = build_round11_look(SHARED_DATA, learned.finder)
     elif args.built_set == "dev-all":
-        built = build_set("dev", SHARED_DATA, learned.finder)
-        dev_pairs = len(built)
-        round7, round7_crops = build_round7_look(SHARED_DATA, learned.finder)
-        round8, round8_crops = build_round8_look(learned.finder)
-        round10, round10_crops = build_round10_look(SHARED_DATA, learned.finder)
-        built += round7 + round8 + round10
+        parts = build_dev_all(SHARED_DATA, learned.finder)
+        built = [pair for pairs, _ in parts for pair in pairs]
         if args.object_stress:
-            stress_crops = uncertain_crops("dev", SHARED_DATA, learned.finder)
-            stress_parts = [
-                (built[:dev_pairs], stress_crops),
-                (round7, round7_crops),
-                (round8, round8_crops),
-                (round10, round10_crops),
-            ]
+            stress_crops = parts[0][1]
+            stress_parts = parts
     elif args.built_set in ("dev", "test"):
         built = build_set(args.built_set, SHARED_DATA, learned.finder)
         if args.object_stress:

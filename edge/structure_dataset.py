@@ -707,6 +707,20 @@ def _objects_in_view_pairs(
     return pairs, controls
 
 
+def build_dev_all(
+    shared_data: Path, finder: ObjectFinder
+) -> list[tuple[list[LabelledPair], list[ObjectCrop]]]:
+    """The development set as `bench.structures --set dev-all` scores it, in parts, each with
+    the crops of its object stress: dev's 47 pairs (dev's uncertain crops), then the looks seen
+    and made dev: round 7's (12), round 8's (10) and, from round 11 on, round 10's (14)."""
+    return [
+        (build_set("dev", shared_data, finder), uncertain_crops("dev", shared_data, finder)),
+        build_round7_look(shared_data, finder),
+        build_round8_look(finder),
+        build_round10_look(shared_data, finder),
+    ]
+
+
 def write_pair_folder(pairs: Sequence[LabelledPair], directory: Path) -> None:
     """`pairs` as a folder `civicwatch eval structures` reads: A/, B/, label/ (PNG, lossless),
     each pair's name made a file name."""

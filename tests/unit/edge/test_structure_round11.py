@@ -1,0 +1,64 @@
+"""Round 11 of the structure comparison (issue 16): round 10's look is dev now
+(`edge.structure_dataset.build_dev_all`, `bench.structures --set dev-all`: 83 pairs), and round
+11's fresh look (`build_round11_look`) draws on sources no set, look, training run or test did.
+
+The look's grounds are real data (an MRI slice, face photos) RENDERED as aerial ground and its
+sheds are composited in: GENERATED (edge.structure_dataset).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.structure_dataset import (
+    ROUND11_GROUNDS,
+    ROUND11_TEXTURE,
+    build_dev_all,
+    build_round10_look,
+    build_round11_look,
+    matplotlib_sample,
+    round11_ground,
+    skimage_data,
+    used_sources,
+)
+from edge.structure_features import LearnedParts
+
+
+def test_round11_look_draws_on_what_no_round_used(parts: LearnedParts, shared_data: Path) -> None:
+    assert not {*ROUND11_GROUNDS, ROUND11_TEXTURE} & used_sources("round11")
+    assert used_sources("round11") < used_sources()
+    assert matplotlib_sample(ROUND11_GROUNDS[0]).is_file()
+    assert (skimage_data() / ROUND11_GROUNDS[1]).is_file()
+    assert (skimage_data() / ROUND11_TEXTURE).is_file()
+    for name in ROUND11_GROUNDS:
+        ground = round11_ground(name)
+        assert min(ground.shape[:2]) >= 256
+        assert ground.dtype == np.uint8
+        assert float(ground.std()) > 10  # rendered ground, not a flat fill
+    pairs, stress = build_round11_look(shared_data, parts.finder)
+    assert len(pairs) == 14
+    assert sum(p.source == "still" for p in pairs) == 4
+    assert sum(p.name.endswith("shed before person") for p in pairs) == 4
+    assert sum(p.name.endswith("smooth shed") for p in pairs) == 2
+    for pair in pairs:
+        assert pair.before.shape == pair.after.shape == (256, 256, 3)
+        assert pair.truth.any() == (pair.source == "built")
+        assert {"person in view", "car in view", "night IR"} <= {n for n, _ in pair.controls}
+    assert 0 < len(stress) <= 12
+    again, _ = build_round11_look(shared_data, parts.finder)
+    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
+    round10, _ = build_round10_look(shared_data, parts.finder)
+    assert not any(np.array_equal(a.before, b.before) for a in pairs for b in round10)
+
+
+def test_dev_holds_round10_look(parts: LearnedParts, shared_data: Path) -> None:
+    dev = build_dev_all(shared_data, parts.finder)
+    assert [len(pairs) for pairs, _ in dev] == [47, 12, 10, 14]
+    assert sum(len(pairs) for pairs, _ in dev) == 83
+    round10, stress = build_round10_look(shared_data, parts.finder)
+    assert [p.name for p in dev[3][0]] == [p.name for p in round10]
+    assert all(np.array_equal(a.after, b.after) for a, b in zip(dev[3][0], round10, strict=True))
+    assert len(dev[3][1]) == len(stress)
+    assert all(crops for _, crops in (dev[0], dev[3]))
