@@ -94,6 +94,11 @@ _CLOSE = 9
 # Round 9 (chosen on dev): a box discounts change only where its own content changed, over at
 # least this share of its area (0 turns the test off: the rule before round 9).
 MIN_BOX_CHANGE = 0.5
+# Round 11 (chosen on dev): a region the boxes discounted is judged again without the boxes'
+# part when at least this share of it lies outside them (a face that merged with a passer-by
+# keeps what lies outside their box; the fringe a passer-by's change spreads past their box
+# is a smaller share). 0: off, the rule before round 11.
+BOX_REMAINDER = 1 / 3
 
 
 class BackboneFeatures:
@@ -162,6 +167,9 @@ def learned_structure_change(
     strong feature change and lie mostly outside the boxes the detector put on people and
     vehicles (`transient_boxes`, see `transient_boxes_of`). Pass the boxes of both views: a
     person in the baseline who has since walked off leaves a change just as one who walked in.
+    A region the boxes discount, but with at least BOX_REMAINDER of it outside them, is judged
+    again without its part inside them: a new face that merged with a passer-by's change keeps
+    what lies outside their box (docs/benchmarks.md, "Structures", round 11).
     With `net` (edge.structure_net), the mask is first cut to where the change net gives new
     structure a chance of at least MIN_NET_CHANCE: the net learned that a person or car the
     detector scored low, or took for another class, is not new structure. A cut, not a vote per
@@ -182,19 +190,35 @@ def learned_structure_change(
     candidate = change.mask & (distance >= MIN_FEATURE_CHANGE)
     if net_chance is not None:
         candidate &= net_chance >= MIN_NET_CHANCE
-    count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
-    keep = np.zeros(count, np.bool_)
-    for region in range(1, count):
-        inside = labels == region
-        keep[region] = (
-            int(inside.sum()) >= MIN_REGION_PIXELS
-            and float(passers_by[inside].mean()) < MAX_TRANSIENT_SHARE
-            and float(np.percentile(distance[inside], 75)) >= MIN_REGION_FEATURE_CHANGE
-        )
+    found, boxed = _regions(candidate, passers_by, distance)
+    if BOX_REMAINDER > 0:
+        found |= _regions(boxed & ~passers_by, passers_by, distance)[0]
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_CLOSE, _CLOSE))
-    closed = cv2.morphologyEx(keep[labels].astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
+    closed = cv2.morphologyEx(found.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
     zone = polygon_mask(polygon, (height, width))
     return result(closed & zone, zone, change.score, change.shift, settings)
+
+
+def _regions(
+    candidate: NDArray[np.bool_], passers_by: NDArray[np.bool_], distance: FloatImage
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """The connected regions of `candidate` that are big enough, lie mostly outside the
+    passers-by's boxes and show a strong feature change; and those that passed all but the
+    boxes' test with at least BOX_REMAINDER of them outside the boxes."""
+    count, labels = cv2.connectedComponents(candidate.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, np.bool_)
+    boxed = np.zeros(count, np.bool_)
+    for region in range(1, count):
+        inside = labels == region
+        strong = (
+            int(inside.sum()) >= MIN_REGION_PIXELS
+            and float(np.percentile(distance[inside], 75)) >= MIN_REGION_FEATURE_CHANGE
+        )
+        boxes_share = float(passers_by[inside].mean())
+        outside = boxes_share < MAX_TRANSIENT_SHARE
+        keep[region] = strong and outside
+        boxed[region] = strong and not outside and 1 - boxes_share >= BOX_REMAINDER
+    return np.asarray(keep[labels], np.bool_), np.asarray(boxed[labels], np.bool_)
 
 
 def changed_boxes(boxes: Sequence[Sequence[float]], distance: FloatImage) -> list[Sequence[float]]:

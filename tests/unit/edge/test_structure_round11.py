@@ -1,6 +1,12 @@
-"""Round 11 of the structure comparison (issue 16): round 10's look is dev now
-(`edge.structure_dataset.build_dev_all`, `bench.structures --set dev-all`: 83 pairs), and round
-11's fresh look (`build_round11_look`) draws on sources no set, look, training run or test did.
+"""Round 11 of the structure comparison (issue 16): a region the passers-by's boxes discounted is
+judged again without the boxes' part (`edge.structure_features.BOX_REMAINDER`); round 10's look
+is dev now (`edge.structure_dataset.build_dev_all`, `bench.structures --set dev-all`: 83 pairs),
+and round 11's fresh look (`build_round11_look`) draws on sources no set, look, training run or
+test did.
+
+Dev's vtest/0 smooth shed: a plain painted shed whose changed region merged with a walking
+man of the before view, so his box (his content changed: he walked off) discounted the whole
+region, shed and all.
 
 The look's grounds are real data (an MRI slice, face photos) RENDERED as aerial ground and its
 sheds are composited in: GENERATED (edge.structure_dataset).
@@ -11,19 +17,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+import edge.structure_features as structure_features
 from edge.structure_dataset import (
+    CLIP_SPLIT,
     ROUND11_GROUNDS,
     ROUND11_TEXTURE,
+    SEED,
+    SMOOTH_SHED_VIEWS,
     build_dev_all,
     build_round10_look,
     build_round11_look,
     matplotlib_sample,
     round11_ground,
     skimage_data,
+    smooth_shed_pairs,
     used_sources,
 )
 from edge.structure_features import LearnedParts
+from tests.unit.edge.structure_helpers import decide_pair, names
 
 
 def test_round11_look_draws_on_what_no_round_used(parts: LearnedParts, shared_data: Path) -> None:
@@ -62,3 +75,17 @@ def test_dev_holds_round10_look(parts: LearnedParts, shared_data: Path) -> None:
     assert all(np.array_equal(a.after, b.after) for a, b in zip(dev[3][0], round10, strict=True))
     assert len(dev[3][1]) == len(stress)
     assert all(crops for _, crops in (dev[0], dev[3]))
+
+
+def test_a_shed_merged_with_a_passer_by_keeps_what_lies_outside_his_box(
+    parts: LearnedParts, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(SEED + 10)  # as build_set draws dev's smooth sheds
+    clip = shared_data / "clips" / CLIP_SPLIT["dev"][0]
+    pair = names(smooth_shed_pairs(clip, rng, SMOOTH_SHED_VIEWS))["vtest/0 smooth shed"]
+    changed, f1 = decide_pair(parts, pair)
+    assert changed
+    assert f1 > 0.4
+    assert structure_features.BOX_REMAINDER > 0
+    monkeypatch.setattr(structure_features, "BOX_REMAINDER", 0)
+    assert decide_pair(parts, pair) == (False, 0.0)  # round 10: his box discounted it all
