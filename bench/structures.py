@@ -24,7 +24,9 @@ dev's pairs and the looks' own on theirs. ``--set round10`` round 10's fresh loo
 and cars in view, sheds faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once;
 ``--set round11`` round 11's (edge.structure_dataset.build_round11_look: an MRI slice and
 tiled face photos rendered as aerial ground, people and cars in view, sheds faced with
-scikit-image's logo.png), scored once. ``--object-stress``
+scikit-image's logo.png), scored once; ``--set round11b`` round 11's second look
+(edge.structure_dataset.build_round11b_look: tinted chessboard paving, sheds faced with
+matplotlib's logo2.png), scored once, at the very end. ``--object-stress``
 adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
@@ -39,7 +41,7 @@ structure maps and backbone features found once per baseline (edge.structure_com
 passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
-        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11
+        [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11|round11b
          | --dir FOLDER]
 """
 
@@ -69,6 +71,7 @@ from edge.structure_dataset import (
     build_round8_look,
     build_round10_look,
     build_round11_look,
+    build_round11b_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -181,6 +184,7 @@ def main() -> int:
             "round8",
             "round10",
             "round11",
+            "round11b",
         ),
         dest="built_set",
     )
@@ -214,6 +218,8 @@ def main() -> int:
         built, stress_crops = build_round10_look(SHARED_DATA, learned.finder)
     elif args.built_set == "round11":
         built, stress_crops = build_round11_look(SHARED_DATA, learned.finder)
+    elif args.built_set == "round11b":
+        built, stress_crops = build_round11b_look(SHARED_DATA, learned.finder)
     elif args.built_set == "dev-all":
         parts = build_dev_all(SHARED_DATA, learned.finder)
         built = [pair for pairs, _ in parts for pair in pairs]
@@ -238,6 +244,7 @@ def main() -> int:
                 "round8": "held-out look (round 8)",
                 "round10": "fresh look (round 10)",
                 "round11": "fresh look (round 11)",
+                "round11b": "second fresh look (round 11)",
                 "dev-all": "set dev + the round 7, 8 and 10 looks",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))

@@ -503,6 +503,14 @@ ROUND11_GROUNDS = ("s1045.ima.gz", "lfw_subset.npy")
 ROUND11_TEXTURE = "logo.png"
 ROUND11_VIEWS = {"s1045.ima.gz": 3, "lfw_subset.npy": 1}
 ROUND11_EIGHTHS = (1, 3, 5, 7)
+# Round 11's second fresh look, made because the first was scored before the round's last two
+# changes: scored once, at the very end. Drawn on nothing else drew on: scikit-image's
+# chessboard_RGB.png tiled as paving and tinted by its color.png (a colour wheel), sheds faced
+# with matplotlib's logo2.png; people and cars cut at odd sixteenths of the clips.
+ROUND11B_GROUND = ("chessboard_RGB.png", "color.png")
+ROUND11B_TEXTURE = "logo2.png"
+ROUND11B_VIEWS = 4
+ROUND11B_SIXTEENTHS = (1, 5, 9, 13)
 
 # What each set and look drew on, by file name (photos, textures, sample data), in the order
 # they were made; a new look must draw on none of them (`used_sources`). Clip stretches are
@@ -527,6 +535,7 @@ LOOK_SOURCES: tuple[tuple[str, frozenset[str]], ...] = (
     ("round9", frozenset({*ROUND9_GROUND_PHOTOS, *ROUND9_PHOTOS, ROUND9_TEXTURE})),
     ("round10", frozenset({*ROUND10_GROUNDS, ROUND10_TEXTURE})),
     ("round11", frozenset({*ROUND11_GROUNDS, ROUND11_TEXTURE})),
+    ("round11b", frozenset({*ROUND11B_GROUND, ROUND11B_TEXTURE})),
 )
 
 
@@ -629,14 +638,64 @@ def build_round11_look(
     (0.3-0.7) in the same frames. Each pair carries the 12 light/aim/weather controls and
     another person and car in view.
     """
-    rng = np.random.default_rng(SEED + 11000)
+    grounds = [
+        (Path(name).stem.split(".")[0].split("_")[0], round11_ground(name), ROUND11_VIEWS[name])
+        for name in ROUND11_GROUNDS
+    ]
     texture = _read(skimage_data() / ROUND11_TEXTURE)
+    return _people_and_cars_look(
+        shared_data,
+        finder,
+        grounds,
+        texture,
+        lambda count: [count * k // 8 for k in ROUND11_EIGHTHS],
+        (SEED + 11000, SEED + 1100),
+    )
 
-    def eighths(count: int) -> list[int]:
-        return [count * k // 8 for k in ROUND11_EIGHTHS]
 
-    car_frames = _clip_frames([shared_data / "clips" / c for c in CLIP_SPLIT["test"]], eighths)
-    person_frames = _clip_frames([shared_data / "clips" / CLIP_SPLIT["dev"][0]], eighths)
+def paving_ground() -> Image:
+    """Round 11's second look's ground (GENERATED): ROUND11B_GROUND's chessboard tiled 3 x 3
+    (600 x 600, 25-pixel squares) and tinted by its colour wheel, as coloured paving."""
+    board_name, wheel_name = ROUND11B_GROUND
+    board = np.tile(_read(skimage_data() / board_name), (3, 3, 1)).astype(np.float32)
+    wheel = cv2.resize(_read(skimage_data() / wheel_name), board.shape[1::-1]).astype(np.float32)
+    paving = board * (0.35 + 0.65 * wheel / 255.0) + 20.0
+    return np.asarray(np.clip(paving, 0, 255), np.uint8)
+
+
+def build_round11b_look(
+    shared_data: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 11's second fresh look, scored once at the very end: as `build_round11_look`, on
+    ROUND11B_VIEWS views of `paving_ground` with sheds faced with matplotlib's
+    ROUND11B_TEXTURE, people and cars cut at ROUND11B_SIXTEENTHS of the clips (all GENERATED
+    but the crops and the source images)."""
+    texture = _read(matplotlib_sample(ROUND11B_TEXTURE))
+    return _people_and_cars_look(
+        shared_data,
+        finder,
+        [("paving", paving_ground(), ROUND11B_VIEWS)],
+        texture,
+        lambda count: [count * k // 16 for k in ROUND11B_SIXTEENTHS],
+        (SEED + 11500, SEED + 1150),
+    )
+
+
+def _people_and_cars_look(
+    shared_data: Path,
+    finder: ObjectFinder,
+    grounds: Sequence[tuple[str, Image, int]],
+    texture: Image,
+    at: Callable[[int], Sequence[int]],
+    seeds: tuple[int, int],
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 11's looks: `_objects_in_view_pairs` on `grounds`, with vtest's people and the
+    test clips' cars the detector finds at >= 0.5 in the frames `at` picks, the stress crops
+    those it is only fairly sure of (0.3-0.7) there; `seeds`: the pairs' draws, then the
+    controls' first seed."""
+    rng = np.random.default_rng(seeds[0])
+    car_frames = _clip_frames([shared_data / "clips" / c for c in CLIP_SPLIT["test"]], at)
+    person_frames = _clip_frames([shared_data / "clips" / CLIP_SPLIT["dev"][0]], at)
     sure = [
         crop
         for frame in car_frames + person_frames
@@ -646,14 +705,10 @@ def build_round11_look(
     cars = [c for c in sure if c.class_name == "car" and min(c.image.shape[:2]) >= 24]
     people = [c for c in sure if c.class_name == PERSON and c.image.shape[0] >= 60]
     if len(people) < 2 or len(cars) < 2:
-        raise ValueError("round 11's look needs two people and two cars in the clips")
-    grounds = [
-        (Path(name).stem.split(".")[0].split("_")[0], round11_ground(name), ROUND11_VIEWS[name])
-        for name in ROUND11_GROUNDS
-    ]
+        raise ValueError("round 11's looks need two people and two cars in the clips")
     pairs, controls = _objects_in_view_pairs(grounds, texture, people, cars, rng)
     stress = _unsure_crops(car_frames + person_frames, finder)
-    return _with_controls(pairs, (), SEED + 1100, controls), stress
+    return _with_controls(pairs, (), seeds[1], controls), stress
 
 
 def _objects_in_view_pairs(
