@@ -68,6 +68,11 @@ LOSS_SEGMENT_DROP = 0.8
 # stress on round 7's crops rose from 19 to 27 of 72 and round 10's look gained a "car in view"
 # alarm (docs/benchmarks.md, "Structures", round 10).
 LOSS_INTERIOR = 0
+# Round 11 (chosen on dev): where a person found in both views at the same place is now hidden
+# below (something new stands before them), a loss region over that hidden part is judged this
+# many working pixels inside its outline (round 10's interior rule, only there: a pasted
+# passer-by hides no one). 0: off, the rule before round 11.
+LOSS_HIDDEN_INTERIOR = 8
 T = TypeVar("T")
 
 
@@ -133,11 +138,13 @@ def compare_structure(
     polygon: ArrayLike,
     settings: StructureSettings,
     kept: Kept | None = None,
+    hidden: BoolArray | None = None,
 ) -> StructureChange:
     """Where structure was added inside `polygon` since `baseline`; see the module docstring.
 
     `kept` (BaselineMemo.of(baseline)) keeps what is derived from the baseline alone for the
-    next comparison against it; the result is the same with or without.
+    next comparison against it; the result is the same with or without. `hidden` (frame-sized)
+    marks where a person who stayed put is now hidden below (structure_loss).
     """
     _check_pair(baseline, current)
     kept = kept or Kept()
@@ -156,7 +163,12 @@ def compare_structure(
     gain = structure_gain(base_crop, current_crop, view.zone_mask, settings, kept, where)
     changed = _changed_regions(gain, settings) & view.zone_mask
     if STRUCTURE_LOSS:
-        changed |= structure_loss(base_crop, current_crop, view.zone_mask, kept, where)
+        hidden_crop = None
+        if hidden is not None and hidden.any():
+            hidden_crop = view.crop(hidden.astype(np.uint8) * 255) > 0
+        changed |= structure_loss(
+            base_crop, current_crop, view.zone_mask, kept, where, hidden=hidden_crop
+        )
     zone = polygon_mask(polygon, (height, width))
     mask = view.to_frame(changed, (height, width)) & zone
     score = float(np.clip(gain[changed], 0.0, 1.0).mean()) if changed.any() else 0.0
@@ -229,6 +241,7 @@ def structure_loss(
     zone: BoolArray,
     kept: Kept | None = None,
     where: Hashable = None,
+    hidden: BoolArray | None = None,
 ) -> BoolArray:
     """Where a new smooth face replaced texture: structure the gain above does not seek.
 
@@ -245,7 +258,10 @@ def structure_loss(
     ratio) beyond the view-wide fall (blur and fog lower texture everywhere). A face partly the
     ground's colour is segmented, too, where its texture fell by LOSS_SEGMENT_DROP and its
     colour moved by at least half of LOSS_MIN_COLOUR (round 9), so it is not cut into pieces
-    that fail the shape test.
+    that fail the shape test. A region over `hidden` (where a person found in both views at the
+    same place is now hidden below: something new stands before them) has its texture fall
+    judged LOSS_HIDDEN_INTERIOR pixels inside its outline, whose own edges and cast shadow raise
+    texture (round 11; docs/benchmarks.md, "Structures", rounds 10 and 11).
     """
     kept = kept or Kept()
     base_grey = kept.get(("grey", where), lambda: _grey(baseline))
@@ -284,10 +300,11 @@ def structure_loss(
         region = np.zeros(zone.shape, np.uint8)
         cv2.drawContours(region, [contour], -1, 1, -1)
         judged = region
-        if LOSS_INTERIOR > 0:
-            kernel = cv2.getStructuringElement(
-                cv2.MORPH_ELLIPSE, (2 * LOSS_INTERIOR + 1, 2 * LOSS_INTERIOR + 1)
-            )
+        inset = LOSS_INTERIOR
+        if hidden is not None and LOSS_HIDDEN_INTERIOR > 0 and (hidden & (region > 0)).any():
+            inset = max(inset, LOSS_HIDDEN_INTERIOR)
+        if inset > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1))
             interior = np.asarray(cv2.erode(region, kernel), np.uint8)
             judged = interior if interior.any() else region
         if float(np.median(drop[judged > 0])) >= LOSS_MIN_DROP:
