@@ -393,23 +393,27 @@ class PlateReader:
 
         Vote: where the net reads the same text and is sure of it (its weakest character
         OPINION_SURE or more), the reading's confidence rises to AGREE_CHANCE if it was lower:
-        the share of such dev readings that were right (Wilson lower bound). Nothing else
-        changes: on dev, lowering a decided reading the net read otherwise (rounds 5 and 8: a
-        veto on a province or a red glyph too), or taking the net's text, cost more right
-        readings than it saved (docs/benchmarks.md, plates, round 5).
+        the share of such dev readings that were right (Wilson lower bound). Where the sure net
+        reads the same plate but for a letter where PP-OCR read a digit (``letter_for_digit``),
+        the reading is not decided (at most NEAR_TIE_CHANCE; round 9). Nothing else changes: on
+        dev, lowering a decided reading the net read otherwise (rounds 5 and 8: a veto on a
+        province or a red glyph too) cost more right readings than it saved, and taking the
+        net's text (round 5), or only its province, WJ head or red suffix (round 9), was right
+        too seldom to be decided on (docs/benchmarks.md, plates, rounds 5, 8 and 9).
         """
         net = self.net_reading(rows)
         if net is None:
             return replace(reading, opinion=("", 0.0))
         weakest = round(_weakest(net), 4)
         reading = replace(reading, opinion=(net.text, weakest))
-        if (
-            self.settings.second_opinion == "vote"
-            and weakest >= OPINION_SURE
-            and net.text == reading.text
-            and not self._near_tie(reading)
-        ):
+        if self.settings.second_opinion != "vote":
+            return reading
+        if weakest >= OPINION_SURE and net.text == reading.text and not self._near_tie(reading):
             return replace(reading, confidence=max(reading.confidence, AGREE_CHANCE))
+        if weakest >= OPINION_SURE and letter_for_digit(reading.text, net.text):
+            # A sure net that reads a letter where PP-OCR read a digit (the rest the same): the
+            # reading is not decided (round 9: dev's 青N06Z6J, decided as 青N06Z61).
+            return replace(reading, confidence=min(reading.confidence, NEAR_TIE_CHANCE))
         return reading
 
     def _near_tie(self, reading: PlateCandidate) -> bool:
@@ -535,6 +539,21 @@ def surplus(chars: FloatArray, gap: FloatArray, length: int) -> float:
     return 0.0
 
 
+def letter_for_digit(text: str, net_text: str) -> bool:
+    """Whether the net reads PP-OCR's text but for letters where PP-OCR read digits.
+
+    The same length, at least one difference, and at every difference a digit in ``text`` and
+    a letter in ``net_text`` (a J read as 1, a Q as 0): the net confirms the rest of the plate.
+    """
+    if len(text) != len(net_text) or text == net_text:
+        return False
+    return all(
+        mine.isdigit() and theirs.isascii() and theirs.isalpha()
+        for mine, theirs in zip(text, net_text, strict=True)
+        if mine != theirs
+    )
+
+
 def _net_scores(net: PlateNet, crop: Image) -> tuple[FloatArray, FloatArray]:
     """The plate net's character and gap probabilities, as decode_plate_scores takes them."""
     probabilities = net.probabilities(crop)
@@ -543,13 +562,14 @@ def _net_scores(net: PlateNet, crop: Image) -> tuple[FloatArray, FloatArray]:
 
 OPINION_SURE = 0.5
 """The plate net's weakest character at which its agreement counts (round 5's, chosen on dev
-seeds 1, 4, 5 and 6 for round 5's net; kept for round 8's: on dev seeds 1, 4, 5, 6, 9, 10 and
-11 at 0.3, 0.5, 0.7 and 0.9 every undecided reading the net agreed with was right)."""
-AGREE_CHANCE = 0.9335
+seeds 1, 4, 5 and 6 for round 5's net; kept for rounds 8 and 9: on dev seeds 1, 4, 5, 6, 9, 10
+and 11 at 0.3, 0.5, 0.7 and 0.9 every undecided reading round 9's net agreed with was right).
+Also the sureness at which a letter it reads where PP-OCR read a digit undecides a reading."""
+AGREE_CHANCE = 0.9351
 """The confidence a reading the sure net agrees with gets at least: the Wilson lower bound (z
-1.645, as bench.plates_calibrate) of 38 right of 38 such undecided dev readings (round 8's net,
-models/plate_recogniser.onnx, on dev seeds 1, 4, 5, 6, 9, 10 and 11; round 5's net had 27 of
-27, 0.9089)."""
+1.645, as bench.plates_calibrate) of 39 right of 39 such undecided dev readings (round 9's net,
+models/plate_recogniser.onnx as models.plate_recogniser builds it, on dev seeds 1, 4, 5, 6, 9, 10
+and 11; round 8's net had 38 of 38, 0.9335, round 5's 27 of 27, 0.9089)."""
 
 
 _Remembered = OrderedDict[tuple[int, int, int], tuple[Image, FloatArray]]
