@@ -426,7 +426,8 @@ class PlateSettings(_Settings):
             "the plate-trained recogniser (models/plate_recogniser.onnx, trained on GENERATED "
             "plates by `python -m models.plate_recogniser`; weights are not in the repository): "
             "off; observe (it reads each vehicle's plate, nothing changes: for benchmarks); vote "
-            "(where it reads PP-OCR's text and is sure, the reading's confidence rises: "
+            "(where it reads PP-OCR's text and is sure, the reading's confidence rises; where it "
+            "reads the same plate but a letter for a digit, the reading is not decided: "
             "edge.plates.PlateReader._opinion)"
         ),
     )

@@ -5,7 +5,7 @@
 Round 9's models/plate_recogniser.onnx (net e; not committed: built by the command above;
 746,819 bytes; SHA-256 37746a3f3ed0274a132772c8dad62b0332e71fc109f0b6fb6584e138f81a2b66) was
 made by that command with the defaults (30,000 crops, 10 epochs of batch 32, torch threads 1,
-STYLE_WEIGHTS) on a shared 2-core AMD EPYC at load 3-8: 228 s to render, 1,223 s to train,
+STYLE_WEIGHTS) on a shared 2-core Intel Xeon at load 3-8: 228 s to render, 1,223 s to train,
 validation exact (greedy) 0.739 on its own validation crops. Torch on another machine need not
 give the same bytes. Round 8's net (24,000 crops, 8 epochs, threads 2, round 8's weights:
 SHA-256 033971c8...7efbd) is rebuilt by the round 8 tree's command; torch threads 2 share a
