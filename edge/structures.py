@@ -38,6 +38,7 @@ from edge.structure_compare import (
 from edge.structure_dataset import ObjectFinder
 from edge.structure_features import (
     BackboneFeatures,
+    hidden_parts,
     learned_structure_change,
     moving_boxes,
     transient_boxes_of,
@@ -228,7 +229,8 @@ class StructureWatch:
         if detections is None and self._finder is not None:
             detections = self._finder.detect(current)  # the detector skipped this frame
         now = transient_boxes_of(detections) if detections is not None else []
-        boxes = moving_boxes(now, self._boxes_in(baseline))  # who stood still hides nothing
+        then = self._boxes_in(baseline)
+        boxes = moving_boxes(now, then)  # who stood still hides nothing
         return learned_structure_change(
             baseline.image,
             current,
@@ -238,6 +240,7 @@ class StructureWatch:
             boxes,
             self._net,
             kept,
+            hidden_parts(now, then),  # where something new now hides them (round 11)
         )
 
     def _keep_baseline_boxes(self, revision: int, detections: Detections | None) -> None:

@@ -20,6 +20,7 @@ sheds are composited in: GENERATED (edge.structure_dataset).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,10 @@ import pytest
 
 import edge.structure_compare as structure_compare
 import edge.structure_features as structure_features
+from contracts.events import Phase
+from contracts.sites import ZoneConfig, ZoneKind
+from edge.config import EvidenceSettings, StructureSettings
+from edge.detections import Frame
 from edge.structure_dataset import (
     CLIP_SPLIT,
     PERSON_SHED_VIEWS,
@@ -52,7 +57,9 @@ from edge.structure_dataset import (
     used_sources,
 )
 from edge.structure_features import LearnedParts, hidden_parts
-from tests.unit.edge.structure_helpers import decide_pair, names
+from edge.structures import BaselineStore, StructureWatch
+from tests.unit.edge.conftest import T0
+from tests.unit.edge.structure_helpers import decide_pair, names, whole_view
 
 
 def test_round11_look_draws_on_what_no_round_used(parts: LearnedParts, shared_data: Path) -> None:
@@ -136,6 +143,45 @@ def test_where_a_person_who_stayed_is_now_hidden_below() -> None:
     side_cut = (10.0, 10.0, 25.0, 50.0)  # a quarter of their width hidden too (round 11)
     assert hidden_parts([side_cut], [standing]) == [(10.0, 50.0, 30.0, 80.0)]
     assert hidden_parts([(10.0, 10.0, 20.0, 50.0)], [standing]) == []  # half: someone else
+
+
+def test_the_watch_opens_on_a_shed_that_hides_a_standing_person(
+    parts: LearnedParts,
+    sheds_before_people: list[LabelledPair],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The camera's watch (edge.structures) hands the hidden parts on, as the bench does."""
+    pair = sheds_before_people[0]
+    store = BaselineStore(tmp_path / "baselines")
+    store.register("cam-1", pair.before, at=T0 - timedelta(days=30), by="installer")
+    zone = ZoneConfig(
+        id="yard", kind=ZoneKind.NO_BUILD, polygon=whole_view(pair.before), dwell_seconds=1
+    )
+    settings = StructureSettings(
+        check_interval_seconds=10, persist_checks=3, persist_span_seconds=30
+    )
+
+    def phases() -> list[Phase]:
+        watch = StructureWatch(
+            "cam-1",
+            zone,
+            settings,
+            EvidenceSettings(),
+            store,
+            features=parts.features,
+            net=parts.net,
+            finder=parts.finder,
+        )
+        events = []
+        for i in range(5):
+            at = T0 + timedelta(seconds=10 * i)
+            events += watch.update(Frame(image=pair.after, index=i, timestamp=at))
+        return [e.phase for e in events]
+
+    assert phases() == [Phase.OPENED]
+    monkeypatch.setattr(structure_compare, "LOSS_HIDDEN_INTERIOR", 0)
+    assert phases() == []  # round 10
 
 
 def test_a_shed_cutting_a_standing_person_short_from_the_side_is_found(
