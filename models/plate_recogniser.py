@@ -3,7 +3,7 @@
     nice -n 10 .venv/bin/python -m models.plate_recogniser [--out models/plate_recogniser.onnx]
 
 Round 9's models/plate_recogniser.onnx (net e; not committed: built by the command above;
-746,819 bytes; SHA-256 37746a3f3ed0274a132772c8dad62b0332e71fc109f0b6fb6584e138f81a2b66) was
+746,819 bytes; SHA-256 06a4e5f72fec7653a1b10966a1c03e77aabf0edfed5b25fd98d6491f2fb2e39f) was
 made by that command with the defaults (30,000 crops, 10 epochs of batch 32, torch threads 1,
 STYLE_WEIGHTS) on a shared 2-core Intel Xeon at load 3-8: 228 s to render, 1,223 s to train,
 validation exact (greedy) 0.739 on its own validation crops. Torch on another machine need not
