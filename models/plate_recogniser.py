@@ -2,13 +2,15 @@
 
     nice -n 10 .venv/bin/python -m models.plate_recogniser [--out models/plate_recogniser.onnx]
 
-Round 9's models/plate_recogniser.onnx (net e; not committed: built by the command above;
-746,819 bytes; SHA-256 06a4e5f72fec7653a1b10966a1c03e77aabf0edfed5b25fd98d6491f2fb2e39f) was
-made by that command with the defaults (30,000 crops, 10 epochs of batch 32, torch threads 1,
-STYLE_WEIGHTS) on a shared 2-core Intel Xeon at load 3-8: 228 s to render, 1,223 s to train,
-validation exact (greedy) 0.739 on its own validation crops. Torch on another machine need not
-give the same bytes. Round 8's net (24,000 crops, 8 epochs, threads 2, round 8's weights:
-SHA-256 033971c8...7efbd) is rebuilt by the round 8 tree's command; torch threads 2 share a
+Round 9b's models/plate_recogniser.onnx (round 9's net f; not committed: built by the command
+above; 746,819 bytes; SHA-256 e0b8607b556d85993750475556b4a7369482e779d20b348a78c3a8988054fd49)
+was made by that command with the defaults (48,000 crops, 12 epochs of batch 32, torch threads
+1, STYLE_WEIGHTS) on a shared 2-core Intel Xeon at load 1.2-3.3: 208 s to render, 1,698 s to
+train, validation exact (greedy) 0.764 on its own validation crops (0.755, 0.765, 0.765 over its
+last epochs: levelling off). Torch on another machine need not give the same bytes. Round 9's
+net e (30,000 crops, 10 epochs, threads 1: SHA-256 06a4e5f7...2e39f) is rebuilt with
+``--count 30000 --epochs 10``. Round 8's net (24,000 crops, 8 epochs, threads 2, round 8's
+weights: SHA-256 033971c8...7efbd) is rebuilt by the round 8 tree's command; torch threads 2 share a
 busy machine's cores badly (round 9: 0.8 s a step against 0.08 s with one thread).
 
 The crops are rendered by edge.plate_scenes.render_plate (every format it draws: blue, green
@@ -323,8 +325,8 @@ def export(net: Any, out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--count", type=int, default=30000, help="training crops")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--count", type=int, default=48000, help="training crops")
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
