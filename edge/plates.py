@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from contracts.events import BoundingBox
-from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from edge.config import PlateSettings, ReadPass
 from edge.detections import FloatArray, Image
 from edge.plate_confidence import (
@@ -37,7 +36,6 @@ from edge.plate_decoding import (
     LAST_ONLY,
     PLATE_LAYOUT,
     PLATE_RE,
-    PROVINCES,
     TAIL_LAYOUT,
     Layout,
     PlateCandidate,
@@ -397,14 +395,14 @@ class PlateReader:
         OPINION_SURE or more), the reading's confidence rises to AGREE_CHANCE if it was lower:
         the share of such dev readings that were right (Wilson lower bound). Where the sure net
         reads the same plate but for a letter where PP-OCR read a digit (``letter_for_digit``),
-        the reading is not decided (at most NEAR_TIE_CHANCE; round 9). Where PP-OCR's reading is
-        undecided (under the floor) and the net, its weakest character HEAD_SURE or more, reads
-        the same plate but for the province or the red suffix (``head_or_suffix``), the net's
-        text is taken at HEAD_CHANCE (round 9b). Nothing else changes: on dev, lowering a
-        decided reading the net read otherwise (rounds 5 and 8: a veto on a province or a red
-        glyph too) cost more right readings than it saved, and taking the net's text elsewhere
-        (round 5), or its WJ or 使 head (round 9b: 使 1 of 3 right), was right too seldom to be
-        decided on (docs/benchmarks.md, plates, rounds 5, 8, 9 and 9b).
+        the reading is not decided (at most NEAR_TIE_CHANCE; round 9). The text is never the
+        net's. On dev, lowering a decided reading the net read otherwise (rounds 5 and 8: a veto
+        on a province or a red glyph too) cost more right readings than it saved, and taking the
+        net's text (round 5), or only its province, WJ head or red suffix (round 9), was right
+        too seldom to be decided on. Round 9b's net took provinces and red suffixes 27 of 27
+        right on dev (at weakest 0.7), but on the held-out seed 15 its provinces were 0 of 3
+        right (3 false reads) and on the 300 real crops it rewrote 11 right 皖 plates to other
+        provinces (99.0 % to 95.3 %): not kept (docs/benchmarks.md, plates, rounds 5-9b).
         """
         net = self.net_reading(rows)
         if net is None:
@@ -415,19 +413,6 @@ class PlateReader:
             return reading
         if weakest >= OPINION_SURE and net.text == reading.text and not self._near_tie(reading):
             return replace(reading, confidence=max(reading.confidence, AGREE_CHANCE))
-        if (
-            weakest >= HEAD_SURE
-            and reading.confidence < DEFAULT_PLATE_CONFIDENCE_FLOOR
-            and head_or_suffix(reading.text, net.text)
-        ):
-            # An undecided reading the sure net reads the same but for the province or the red
-            # suffix: the net's text, worth HEAD_CHANCE (round 9b: dev's 浙Y46855 for 浙Y4685领).
-            return replace(
-                reading,
-                text=net.text,
-                confidence=max(reading.confidence, HEAD_CHANCE),
-                char_confidences=net.char_confidences,
-            )
         if weakest >= OPINION_SURE and letter_for_digit(reading.text, net.text):
             # A sure net that reads a letter where PP-OCR read a digit (the rest the same): the
             # reading is not decided (round 9: dev's 青N06Z6J, decided as 青N06Z61).
@@ -572,32 +557,6 @@ def letter_for_digit(text: str, net_text: str) -> bool:
     )
 
 
-def head_or_suffix(text: str, net_text: str) -> bool:
-    """Whether the net reads PP-OCR's plate but for its province, its red suffix, or both.
-
-    The same length; every difference either the first character (a province in both, the
-    net's a province proper: not 使 or 领, whose plates are another format) or the last (the
-    net's a red suffix, 挂学警港澳领). WJ plates' heads and 使 heads are not taken (round 9b:
-    on dev the sure net's 使 heads were right 1 of 3 times; it read no WJ head there).
-    """
-    if len(text) != len(net_text) or text == net_text or text.startswith("WJ"):
-        return False
-    last = len(text) - 1
-    for position, (mine, theirs) in enumerate(zip(text, net_text, strict=True)):
-        if mine == theirs:
-            continue
-        if position == 0 and mine in PROVINCES and theirs in _PROVINCES_PROPER:
-            continue
-        if position == last and theirs in LAST_ONLY:
-            continue
-        return False
-    return True
-
-
-_PROVINCES_PROPER = PROVINCES.replace("使", "").replace("领", "")
-"""The province characters a plate's head can have but the embassy and consulate heads."""
-
-
 def _net_scores(net: PlateNet, crop: Image) -> tuple[FloatArray, FloatArray]:
     """The plate net's character and gap probabilities, as decode_plate_scores takes them."""
     probabilities = net.probabilities(crop)
@@ -615,15 +574,6 @@ AGREE_CHANCE = 0.9456
 models/plate_recogniser.onnx as models.plate_recogniser builds it, on dev seeds 1, 4, 5, 6, 9, 10
 and 11; round 9's net had 39 of 39, 0.9351, round 8's 38 of 38, 0.9335, round 5's 27 of 27,
 0.9089). In sample: fitted on the dev readings it is scored on."""
-HEAD_SURE = 0.7
-"""The net's weakest character at which its province or red suffix is taken (``head_or_suffix``).
-Chosen on dev (round 9b's net, the dev seeds above): at 0.7 27 of 27 such undecided readings
-were right (10 provinces, 17 suffixes); at 0.5 29 of 31, 0.6 28 of 29, 0.75 25 of 25, 0.8 24 of
-24, 0.9 23 of 23, bounds 0.823, 0.859, 0.902, 0.899, 0.895: only 0.7 and 0.75 reach the floor
-0.9. Fragile and in sample."""
-HEAD_CHANCE = 0.9089
-"""What a province or red suffix taken from the net is worth: the Wilson lower bound (z 1.645)
-of 27 right of 27 (HEAD_SURE's dev readings), just over the floor 0.9. In sample."""
 
 
 _Remembered = OrderedDict[tuple[int, int, int], tuple[Image, FloatArray]]
