@@ -565,9 +565,11 @@ def _net_scores(net: PlateNet, crop: Image) -> tuple[FloatArray, FloatArray]:
 
 OPINION_SURE = 0.5
 """The plate net's weakest character at which its agreement counts (round 5's, chosen on dev
-seeds 1, 4, 5 and 6 for round 5's net; kept for rounds 8 and 9: on dev seeds 1, 4, 5, 6, 9, 10
-and 11 at 0.3, 0.5, 0.7 and 0.9 every undecided reading round 9's net agreed with was right).
-Also the sureness at which a letter it reads where PP-OCR read a digit undecides a reading."""
+seeds 1, 4, 5 and 6 for round 5's net; kept for rounds 8, 9 and 9b: on dev seeds 1, 4, 5, 6, 9,
+10 and 11 at 0.3, 0.5, 0.7 and 0.9 every undecided reading round 9's net agreed with was right).
+Also the sureness at which a letter it reads where PP-OCR read a digit undecides a reading (round
+9b's net: 3 decided dev readings, the false read 青N06Z61 and 2 right; kept, as without it dev
+has 2 false reads, not 1)."""
 AGREE_CHANCE = 0.9456
 """The confidence a reading the sure net agrees with gets at least: the Wilson lower bound (z
 1.645, as bench.plates_calibrate) of 47 right of 47 such undecided dev readings (round 9b's net,
