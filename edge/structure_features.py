@@ -194,7 +194,6 @@ def learned_structure_change(
     change = compare_structure(baseline, current, polygon, settings, kept, hidden_mask)
     if not change.conclusive or not change.mask.any():
         return change
-    height, width = baseline.shape[:2]
     distance, net_chance = _distance_map(
         features, baseline, undo_shift(current, baseline, change.shift), net, kept
     )
