@@ -33,7 +33,18 @@ def cases_in(stats: Stats) -> int:
 def test_stale_figures_are_served_while_one_thread_counts_again(rig: IngestRig) -> None:
     sessions: SessionFactory = rig.session_factory
     now = [0.0]
-    cache = StatsCache(max_age_seconds=15, clock=lambda: now[0], session_factory=sessions)
+    counts_begun: list[float] = []
+    background_may_finish = threading.Event()
+
+    def held_count(session: Session, department: str | None, timezone: str) -> Stats:
+        counts_begun.append(now[0])
+        if len(counts_begun) > 1:  # the background count waits until both asks are answered
+            background_may_finish.wait(timeout=20)
+        return compute_stats(session, department, timezone)
+
+    cache = StatsCache(
+        max_age_seconds=15, clock=lambda: now[0], session_factory=sessions, compute=held_count
+    )
     events = EventFactory()
     rig.service.store(events.event())
     with sessions() as session:
@@ -43,6 +54,7 @@ def test_stale_figures_are_served_while_one_thread_counts_again(rig: IngestRig) 
         now[0] = 16.0  # stale, within twice max_age: the asker does not wait
         assert cache.get(session, None, ZONE) is first
         assert cache.get(session, None, ZONE) is first  # one background count, not two
+        background_may_finish.set()
         wait_for(lambda: cache.refreshes == 1, 20.0)
         recounted = cache.get(session, None, ZONE)
         assert cases_in(recounted) == 2
@@ -51,6 +63,7 @@ def test_stale_figures_are_served_while_one_thread_counts_again(rig: IngestRig) 
         now[0] = 16.0 + 31.0  # older than twice max_age: counted by the asker, now
         assert cases_in(cache.get(session, None, ZONE)) == 3
         assert cache.refreshes == 1
+        assert len(counts_begun) == 3  # the first ask, one background count, the late ask
 
 
 def test_without_a_session_factory_the_asker_counts_stale_figures(rig: IngestRig) -> None:
