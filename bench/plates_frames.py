@@ -8,8 +8,8 @@ set, seed 2, was scored in rounds 1 and 2, so round 3 scored a fresh ``held_out`
 once, round 4 another, ``held_out_9`` (seed 9), once, round 5 ``held_out_10`` (seed 10),
 once, round 6 ``held_out_11`` (seed 11), once (seed 10 was dev in round 6), and round 7
 ``held_out_12`` (seed 12), once (seeds 1, 4, 5, 6, 9, 10 and 11 were its dev), and round 8
-``held_out_13`` (seed 13), once, round 9 ``held_out_14`` (seed 14), once, and round 9b
-``held_out_15`` (seed 15), once. ``--set
+``held_out_13`` (seed 13), once, round 9 ``held_out_14`` (seed 14), once, round 9b
+``held_out_15`` (seed 15), once, and round 10 ``held_out_16`` (seed 16), once. ``--set
 photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` sets
 the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion): off, the
 reader's default (its weights are built by models.plate_recogniser, not kept in the repository);
@@ -57,6 +57,7 @@ SEEDS = {
     "held_out_13": 13,
     "held_out_14": 14,
     "held_out_15": 15,
+    "held_out_16": 16,
 }
 
 
