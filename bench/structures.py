@@ -17,16 +17,20 @@ shed before them, smooth sheds over grass and gravel, sheds faced with scikit-le
 flower.jpg, and motorway-cctv.avi's last frames), scored once; ``--set round8`` round 8's
 (edge.structure_dataset.build_round8_look: scikit-image and matplotlib photos no round used,
 smooth sheds over textured ground and sheds faced with scikit-image's retina.jpg), scored
-once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's, round 8's and (round 11
-on) round 10's looks, seen now and made dev (83 pairs); its object stress is dev's 12 crops on
-dev's pairs and the looks' own on theirs. ``--set round10`` round 10's fresh look
-(edge.structure_dataset.build_round10_look: elevation data rendered as aerial ground, people
-and cars in view, sheds faced with matplotlib's Minduka_Present_Blue_Pack.png), scored once;
+once. ``--set dev-all`` (round 9 on): dev's 47 pairs, then round 7's, round 8's, (round 11
+on) round 10's and (round 12 on) round 11's two looks, seen now and made dev (111 pairs);
+its object stress is dev's 12 crops on dev's pairs and the looks' own on theirs.
+``--set round10`` round 10's fresh look (edge.structure_dataset.build_round10_look: elevation
+data rendered as aerial ground, people and cars in view, sheds faced with matplotlib's
+Minduka_Present_Blue_Pack.png), scored once;
 ``--set round11`` round 11's (edge.structure_dataset.build_round11_look: an MRI slice and
 tiled face photos rendered as aerial ground, people and cars in view, sheds faced with
 scikit-image's logo.png), scored once; ``--set round11b`` round 11's second look
 (edge.structure_dataset.build_round11b_look: tinted chessboard paving, sheds faced with
-matplotlib's logo2.png), scored once, at the very end. ``--object-stress``
+matplotlib's logo2.png), scored once, at the very end; ``--set round12`` round 12's
+(edge.structure_dataset.build_round12_look: scikit-image's binary_blobs and matplotlib's EEG
+traces rendered as aerial ground, sheds faced with a networkx drawing test image), scored
+once, at the end. ``--object-stress``
 adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
@@ -42,7 +46,7 @@ passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
         [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11|round11b
-         | --dir FOLDER]
+         |round12 | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from edge.structure_dataset import (
     build_round10_look,
     build_round11_look,
     build_round11b_look,
+    build_round12_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -185,6 +190,7 @@ def main() -> int:
             "round10",
             "round11",
             "round11b",
+            "round12",
         ),
         dest="built_set",
     )
@@ -220,6 +226,8 @@ def main() -> int:
         built, stress_crops = build_round11_look(SHARED_DATA, learned.finder)
     elif args.built_set == "round11b":
         built, stress_crops = build_round11b_look(SHARED_DATA, learned.finder)
+    elif args.built_set == "round12":
+        built, stress_crops = build_round12_look(SHARED_DATA, learned.finder)
     elif args.built_set == "dev-all":
         parts = build_dev_all(SHARED_DATA, learned.finder)
         built = [pair for pairs, _ in parts for pair in pairs]
@@ -245,7 +253,8 @@ def main() -> int:
                 "round10": "fresh look (round 10)",
                 "round11": "fresh look (round 11)",
                 "round11b": "second fresh look (round 11)",
-                "dev-all": "set dev + the round 7, 8 and 10 looks",
+                "round12": "fresh look (round 12)",
+                "dev-all": "set dev + the round 7, 8, 10, 11 and 11b looks",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
             cold_ms += _cold_ms(built, learned, settings)

@@ -511,6 +511,17 @@ ROUND11B_GROUND = ("chessboard_RGB.png", "color.png")
 ROUND11B_TEXTURE = "logo2.png"
 ROUND11B_VIEWS = 4
 ROUND11B_SIXTEENTHS = (1, 5, 9, 13)
+# Round 12's fresh look (built once, scored once, at the end), drawn on nothing any set, look,
+# training run or test drew on: scikit-image's `binary_blobs` (a seeded random field, nothing
+# read from disk) and matplotlib's eeg.dat (four real EEG traces, 800 samples each, crossed as
+# a plaid), each RENDERED as hill-shaded aerial ground (GENERATED); sheds faced with
+# networkx's drawing test image test_display_labels_and_colors.png (red and blue lines and
+# discs on white). People and cars: real detector crops from frames at 3, 11, 19 and 27
+# thirty-seconds of vtest and of the test clips (no earlier look cut at these).
+ROUND12_GROUNDS = ("binary_blobs", "eeg.dat")
+ROUND12_TEXTURE = "test_display_labels_and_colors.png"
+ROUND12_VIEWS = {"binary_blobs": 3, "eeg.dat": 1}
+ROUND12_THIRTYSECONDS = (3, 11, 19, 27)
 
 # What each set and look drew on, by file name (photos, textures, sample data), in the order
 # they were made; a new look must draw on none of them (`used_sources`). Clip stretches are
@@ -536,6 +547,7 @@ LOOK_SOURCES: tuple[tuple[str, frozenset[str]], ...] = (
     ("round10", frozenset({*ROUND10_GROUNDS, ROUND10_TEXTURE})),
     ("round11", frozenset({*ROUND11_GROUNDS, ROUND11_TEXTURE})),
     ("round11b", frozenset({*ROUND11B_GROUND, ROUND11B_TEXTURE})),
+    ("round12", frozenset({*ROUND12_GROUNDS, ROUND12_TEXTURE})),
 )
 
 
@@ -681,6 +693,57 @@ def build_round11b_look(
     )
 
 
+def round12_ground(name: str) -> Image:
+    """One of ROUND12_GROUNDS rendered as hill-shaded aerial ground (BGR; GENERATED):
+    scikit-image's `binary_blobs` (512 x 512, seeded) smoothed as heights, or matplotlib's
+    eeg.dat (four real EEG traces of 800 samples; the first along x plus the second along y,
+    800 x 800) as heights."""
+    if name == "binary_blobs":
+        from skimage.data import binary_blobs
+
+        blobs = binary_blobs(  # type: ignore[no-untyped-call]
+            512, blob_size_fraction=0.04, volume_fraction=0.45, rng=SEED + 12
+        )
+        heights = cv2.GaussianBlur(blobs.astype(np.float32), (0, 0), 4.0) * 400.0
+        return hill_shaded(np.asarray(heights, np.float64), "YlGn")
+    if name == "eeg.dat":
+        traces = np.fromfile(matplotlib_sample(name), np.float64).reshape(800, 4)
+        traces = (traces - traces.mean(axis=0)) / (traces.std(axis=0) + 1e-9)
+        heights = traces[None, :, 0] + traces[:, None, 1]
+        return hill_shaded(heights * 300.0, "summer")
+    raise KeyError(f"{name} is not one of round 12's grounds")
+
+
+def networkx_drawing(name: str) -> Path:
+    """One of networkx's drawing test images, found without importing the package."""
+    spec = importlib.util.find_spec("networkx")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"round 12's look needs networkx's test image {name}")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return folder / "drawing" / "tests" / "baseline" / name
+
+
+def build_round12_look(
+    shared_data: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 12's fresh look, scored once at the end: as `build_round11_look`, on
+    ROUND12_VIEWS views of `round12_ground`'s grounds with sheds faced with networkx's
+    ROUND12_TEXTURE, people and cars cut at ROUND12_THIRTYSECONDS of the clips (all GENERATED
+    but the crops and the source data)."""
+    grounds = [
+        (Path(name).stem, round12_ground(name), ROUND12_VIEWS[name]) for name in ROUND12_GROUNDS
+    ]
+    texture = _read(networkx_drawing(ROUND12_TEXTURE))
+    return _people_and_cars_look(
+        shared_data,
+        finder,
+        grounds,
+        texture,
+        lambda count: [count * k // 32 for k in ROUND12_THIRTYSECONDS],
+        (SEED + 12000, SEED + 1200),
+    )
+
+
 def _people_and_cars_look(
     shared_data: Path,
     finder: ObjectFinder,
@@ -767,12 +830,15 @@ def build_dev_all(
 ) -> list[tuple[list[LabelledPair], list[ObjectCrop]]]:
     """The development set as `bench.structures --set dev-all` scores it, in parts, each with
     the crops of its object stress: dev's 47 pairs (dev's uncertain crops), then the looks seen
-    and made dev: round 7's (12), round 8's (10) and, from round 11 on, round 10's (14)."""
+    and made dev: round 7's (12), round 8's (10), from round 11 on round 10's (14) and, from
+    round 12 on, round 11's two looks (14 and 14): 111 pairs."""
     return [
         (build_set("dev", shared_data, finder), uncertain_crops("dev", shared_data, finder)),
         build_round7_look(shared_data, finder),
         build_round8_look(finder),
         build_round10_look(shared_data, finder),
+        build_round11_look(shared_data, finder),
+        build_round11b_look(shared_data, finder),
     ]
 
 

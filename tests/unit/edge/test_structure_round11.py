@@ -109,8 +109,7 @@ def test_round11_second_look_draws_on_what_no_round_used(
 
 def test_dev_holds_round10_look(parts: LearnedParts, shared_data: Path) -> None:
     dev = build_dev_all(shared_data, parts.finder)
-    assert [len(pairs) for pairs, _ in dev] == [47, 12, 10, 14]
-    assert sum(len(pairs) for pairs, _ in dev) == 83
+    assert [len(pairs) for pairs, _ in dev][:4] == [47, 12, 10, 14]  # round 12 adds round 11's
     round10, stress = build_round10_look(shared_data, parts.finder)
     assert [p.name for p in dev[3][0]] == [p.name for p in round10]
     assert all(np.array_equal(a.after, b.after) for a, b in zip(dev[3][0], round10, strict=True))
