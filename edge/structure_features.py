@@ -182,7 +182,8 @@ def learned_structure_change(
     (`hidden_parts`): where a person who stayed put is now hidden below, for the structure
     loss cue (compare_structure).
     With `net` (edge.structure_net), the mask is first cut to where the change net gives new
-    structure a chance of at least MIN_NET_CHANCE: the net learned that a person or car the
+    structure a chance of at least MIN_NET_CHANCE (`net_chance`: as trained, or read against
+    the view's own ground, round 12): the net learned that a person or car the
     detector scored low, or took for another class, is not new structure. A cut, not a vote per
     region: a shed whose region merged with a passer-by's keeps its own part (docs/benchmarks.md,
     "Structures", round 4). `kept` (BaselineMemo.of(baseline)) keeps what is derived from the
