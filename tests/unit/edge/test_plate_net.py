@@ -22,16 +22,23 @@ needs_weights = pytest.mark.skipif(
 )
 
 
-def _tiny_onnx(path: Path, characters: list[str], classes: int, spells: str | None = None) -> None:
+def _tiny_onnx(
+    path: Path,
+    characters: list[str],
+    classes: int,
+    spells: str | None = None,
+    score: float = 0.99,
+) -> None:
     """A stand-in recogniser: (N, 3, 32, 128) in, a constant (N, 32, classes) out; uniform
-    scores, or ones that spell ``spells`` (each character at 0.99 on a step, blanks between)."""
+    scores, or ones that spell ``spells`` (each character at ``score`` on a step, the rest of
+    that step spread over the other classes; blanks between at 0.99)."""
     table = np.full((32, classes), 1.0 / classes, np.float32)
     if spells is not None:
         table[:] = 0.01 / (classes - 1)
         table[:, 0] = 0.99
         for i, char in enumerate(spells):
-            table[2 * i + 1] = 0.01 / (classes - 1)
-            table[2 * i + 1, characters.index(char)] = 0.99
+            table[2 * i + 1] = (1.0 - score) / (classes - 1)
+            table[2 * i + 1, characters.index(char)] = score
     import onnx
     from onnx import TensorProto, helper
 
