@@ -40,3 +40,26 @@ def decide_pair(parts: LearnedParts, pair: LabelledPair) -> tuple[bool, float]:
 def names(pairs: Sequence[LabelledPair]) -> dict[str, LabelledPair]:
     """Pairs by name."""
     return {p.name: p for p in pairs}
+
+
+def assert_rendered_ground(ground: np.ndarray) -> None:
+    """A look's ground: at least a view's size, 8-bit, and textured rather than a flat fill."""
+    assert min(ground.shape[:2]) >= 256
+    assert ground.dtype == np.uint8
+    assert float(ground.std()) > 10
+
+
+def assert_look_of_fourteen(
+    pairs: Sequence[LabelledPair], stress: Sequence[object], again: Sequence[LabelledPair]
+) -> None:
+    """A fresh look as rounds 10-12 build it: 14 pairs of 256x256 views (4 still, the rest
+    built with truth), each with its no-change controls, at most 12 stress crops, and the same
+    pixels when built again (seeded)."""
+    assert len(pairs) == 14
+    assert sum(p.source == "still" for p in pairs) == 4
+    for pair in pairs:
+        assert pair.before.shape == pair.after.shape == (256, 256, 3)
+        assert pair.truth.any() == (pair.source == "built")
+        assert {"person in view", "car in view", "night IR"} <= {n for n, _ in pair.controls}
+    assert 0 < len(stress) <= 12
+    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))

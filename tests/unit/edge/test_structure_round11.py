@@ -59,7 +59,13 @@ from edge.structure_dataset import (
 from edge.structure_features import LearnedParts, hidden_parts
 from edge.structures import BaselineStore, StructureWatch
 from tests.unit.edge.conftest import T0
-from tests.unit.edge.structure_helpers import decide_pair, names, whole_view
+from tests.unit.edge.structure_helpers import (
+    assert_look_of_fourteen,
+    assert_rendered_ground,
+    decide_pair,
+    names,
+    whole_view,
+)
 
 
 def test_round11_look_draws_on_what_no_round_used(parts: LearnedParts, shared_data: Path) -> None:
@@ -69,22 +75,11 @@ def test_round11_look_draws_on_what_no_round_used(parts: LearnedParts, shared_da
     assert (skimage_data() / ROUND11_GROUNDS[1]).is_file()
     assert (skimage_data() / ROUND11_TEXTURE).is_file()
     for name in ROUND11_GROUNDS:
-        ground = round11_ground(name)
-        assert min(ground.shape[:2]) >= 256
-        assert ground.dtype == np.uint8
-        assert float(ground.std()) > 10  # rendered ground, not a flat fill
+        assert_rendered_ground(round11_ground(name))
     pairs, stress = build_round11_look(shared_data, parts.finder)
-    assert len(pairs) == 14
-    assert sum(p.source == "still" for p in pairs) == 4
+    assert_look_of_fourteen(pairs, stress, build_round11_look(shared_data, parts.finder)[0])
     assert sum(p.name.endswith("shed before person") for p in pairs) == 4
     assert sum(p.name.endswith("smooth shed") for p in pairs) == 2
-    for pair in pairs:
-        assert pair.before.shape == pair.after.shape == (256, 256, 3)
-        assert pair.truth.any() == (pair.source == "built")
-        assert {"person in view", "car in view", "night IR"} <= {n for n, _ in pair.controls}
-    assert 0 < len(stress) <= 12
-    again, _ = build_round11_look(shared_data, parts.finder)
-    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
     round10, _ = build_round10_look(shared_data, parts.finder)
     assert not any(np.array_equal(a.before, b.before) for a in pairs for b in round10)
 
@@ -99,12 +94,7 @@ def test_round11_second_look_draws_on_what_no_round_used(
     paving = paving_ground()
     assert paving.shape == (600, 600, 3)
     pairs, stress = build_round11b_look(shared_data, parts.finder)
-    assert len(pairs) == 14
-    assert sum(p.source == "still" for p in pairs) == 4
-    assert all(p.truth.any() == (p.source == "built") for p in pairs)
-    assert 0 < len(stress) <= 12
-    again, _ = build_round11b_look(shared_data, parts.finder)
-    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
+    assert_look_of_fourteen(pairs, stress, build_round11b_look(shared_data, parts.finder)[0])
 
 
 def test_dev_holds_round10_look(parts: LearnedParts, shared_data: Path) -> None:

@@ -30,7 +30,12 @@ from edge.structure_dataset import (
     used_sources,
 )
 from edge.structure_features import LearnedParts
-from tests.unit.edge.structure_helpers import decide_pair, names
+from tests.unit.edge.structure_helpers import (
+    assert_look_of_fourteen,
+    assert_rendered_ground,
+    decide_pair,
+    names,
+)
 
 
 def test_round12_look_draws_on_what_no_round_used(parts: LearnedParts, shared_data: Path) -> None:
@@ -39,22 +44,11 @@ def test_round12_look_draws_on_what_no_round_used(parts: LearnedParts, shared_da
     assert matplotlib_sample(ROUND12_GROUNDS[1]).is_file()
     assert networkx_drawing(ROUND12_TEXTURE).is_file()
     for name in ROUND12_GROUNDS:
-        ground = round12_ground(name)
-        assert min(ground.shape[:2]) >= 256
-        assert ground.dtype == np.uint8
-        assert float(ground.std()) > 10  # rendered ground, not a flat fill
+        assert_rendered_ground(round12_ground(name))
     pairs, stress = build_round12_look(shared_data, parts.finder)
-    assert len(pairs) == 14
-    assert sum(p.source == "still" for p in pairs) == 4
+    assert_look_of_fourteen(pairs, stress, build_round12_look(shared_data, parts.finder)[0])
     assert sum(p.name.endswith("shed before person") for p in pairs) == 4
     assert sum(p.name.endswith("smooth shed") for p in pairs) == 2
-    for pair in pairs:
-        assert pair.before.shape == pair.after.shape == (256, 256, 3)
-        assert pair.truth.any() == (pair.source == "built")
-        assert {"person in view", "car in view", "night IR"} <= {n for n, _ in pair.controls}
-    assert 0 < len(stress) <= 12
-    again, _ = build_round12_look(shared_data, parts.finder)
-    assert all(np.array_equal(a.after, b.after) for a, b in zip(pairs, again, strict=True))
     earlier = build_round11_look(shared_data, parts.finder)[0]
     earlier += build_round11b_look(shared_data, parts.finder)[0]
     assert not any(np.array_equal(a.before, b.before) for a in pairs for b in earlier)
