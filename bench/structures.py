@@ -56,6 +56,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -67,6 +68,7 @@ from edge.structure_compare import BaselineMemo, compare_structure
 from edge.structure_controls import ObjectCrop, paste_object
 from edge.structure_dataset import (
     LabelledPair,
+    ObjectFinder,
     build_dev_all,
     build_fresh_look,
     build_held_out,
@@ -172,26 +174,33 @@ def _cold_ms(
     return timings
 
 
+Look = tuple[list[LabelledPair], list[ObjectCrop]]
+_LOOKS: dict[str, tuple[str, Callable[[ObjectFinder], Look]]] = {
+    "fresh": (
+        "fresh look (round 5)",
+        lambda finder: build_fresh_look(SHARED_DATA, sklearn_china_photo(), finder),
+    ),
+    "round6": ("held-out look (round 6)", lambda finder: build_round6_look(SHARED_DATA, finder)),
+    "round7": ("held-out look (round 7)", lambda finder: build_round7_look(SHARED_DATA, finder)),
+    "round8": ("held-out look (round 8)", build_round8_look),
+    "round10": ("fresh look (round 10)", lambda finder: build_round10_look(SHARED_DATA, finder)),
+    "round11": ("fresh look (round 11)", lambda finder: build_round11_look(SHARED_DATA, finder)),
+    "round11b": (
+        "second fresh look (round 11)",
+        lambda finder: build_round11b_look(SHARED_DATA, finder),
+    ),
+    "round12": ("fresh look (round 12)", lambda finder: build_round12_look(SHARED_DATA, finder)),
+}
+"""The looks ``--set`` builds by name: each one's label in the summary and its builder."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=SHARED_DATA / "structures" / "dsifn")
     parser.add_argument(
         "--set",
-        choices=(
-            "dev",
-            "dev-all",
-            "test",
-            "held-out",
-            "fresh",
-            "round6",
-            "round7",
-            "round8",
-            "round10",
-            "round11",
-            "round11b",
-            "round12",
-        ),
+        choices=("dev", "dev-all", "test", "held-out", *_LOOKS),
         dest="built_set",
     )
     parser.add_argument("--object-stress", action="store_true")
@@ -212,22 +221,8 @@ def main() -> int:
     stress_parts: list[tuple[list[LabelledPair], list[ObjectCrop]]] = []
     if args.built_set == "held-out":
         built = build_held_out(held_out_photos(), learned.finder)
-    elif args.built_set == "fresh":
-        built, stress_crops = build_fresh_look(SHARED_DATA, sklearn_china_photo(), learned.finder)
-    elif args.built_set == "round6":
-        built, stress_crops = build_round6_look(SHARED_DATA, learned.finder)
-    elif args.built_set == "round7":
-        built, stress_crops = build_round7_look(SHARED_DATA, learned.finder)
-    elif args.built_set == "round8":
-        built, stress_crops = build_round8_look(learned.finder)
-    elif args.built_set == "round10":
-        built, stress_crops = build_round10_look(SHARED_DATA, learned.finder)
-    elif args.built_set == "round11":
-        built, stress_crops = build_round11_look(SHARED_DATA, learned.finder)
-    elif args.built_set == "round11b":
-        built, stress_crops = build_round11b_look(SHARED_DATA, learned.finder)
-    elif args.built_set == "round12":
-        built, stress_crops = build_round12_look(SHARED_DATA, learned.finder)
+    elif args.built_set in _LOOKS:
+        built, stress_crops = _LOOKS[args.built_set][1](learned.finder)
     elif args.built_set == "dev-all":
         parts = build_dev_all(SHARED_DATA, learned.finder)
         built = [pair for pairs, _ in parts for pair in pairs]
@@ -245,15 +240,8 @@ def main() -> int:
     for repeat in range(args.repeats):
         if built:
             label = {
+                **{name: look_label for name, (look_label, _) in _LOOKS.items()},
                 "held-out": "held-out photos",
-                "fresh": "fresh look (round 5)",
-                "round6": "held-out look (round 6)",
-                "round7": "held-out look (round 7)",
-                "round8": "held-out look (round 8)",
-                "round10": "fresh look (round 10)",
-                "round11": "fresh look (round 11)",
-                "round11b": "second fresh look (round 11)",
-                "round12": "fresh look (round 12)",
                 "dev-all": "set dev + the round 7, 8, 10, 11 and 11b looks",
             }.get(args.built_set, f"set {args.built_set}")
             evaluations.append(evaluate_labelled(label, built, learned, settings))
