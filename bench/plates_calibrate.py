@@ -10,6 +10,15 @@ Three steps, so that the detector and the reader each run once per scene:
 DIR/seedN with the detector's vehicle boxes (boxes.json); ``dump`` reads every vehicle and writes
 its reading's features (readings.jsonl); ``fit`` fits the model on them, reports each seed left
 out in turn (fitted on the others), and with ``--write`` saves the fit on all of them.
+
+Scoring the reader's last rules (``PlateReader.settle``: the plate net's vote and the rules
+after the second look) offline, every vehicle read once:
+
+    nice -n 10 .venv/bin/python -m bench.plates_calibrate read --out DIR [--seeds 1 4]
+    .venv/bin/python -m bench.plates_calibrate score --out DIR [--modes off vote] [--dump-to F]
+
+``read`` saves each vehicle's reading before ``settle`` and the rows it was read from
+(vehicles.jsonl, rows/); ``score`` settles them again in each mode and scores the scenes.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from pathlib import Path
 from pprint import pformat
 from typing import Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -51,9 +61,9 @@ SHARED = ROOT.parent / "shared"
 MODEL = SHARED / "models" / "yolo11n_int8_openvino_model"
 DEV_SEEDS = (1, 4, 5, 6, 7, 8)
 """The dev seeds: bench.plates_frames's dev (1) and five more. 2 and 3 are test sets, 12 round
-7's held-out set, 13 round 8's, 14 round 9's, 15 round 9b's, 16 round 10's (seeds 9, 10 and 11,
-held out in rounds 4-6, are dev since round 7; round 10 added dev seeds 17 and up)."""
-TEST_SEEDS = (2, 3, 12, 13, 14, 15, 16)
+7's held-out set, 13 round 8's, 14 round 9's, 15 round 9b's, 16 round 10's, 22 round 11's (seeds
+9, 10 and 11, held out in rounds 4-6, are dev since round 7; round 10 added dev seeds 17-21)."""
+TEST_SEEDS = (2, 3, 12, 13, 14, 15, 16, 22)
 """bench.plates_frames's test and held-out seeds: never fitted on."""
 _TEST_SEEDS_REFUSED = (
     f"seeds {', '.join(map(str, TEST_SEEDS))} are test sets: never fitted on"
@@ -90,6 +100,196 @@ def prepare(out: Path, seeds: list[int], count: int) -> None:
                 json.dumps({"dropped": made.dropped_no_vehicle, "boxes": boxes}, ensure_ascii=False)
             )
             print(f"seed {seed}: {len(boxes)} scenes, {sum(map(len, boxes.values()))} vehicles")
+
+
+READINGS = "vehicles.jsonl"
+"""``read``'s file in each seed folder: one line per vehicle (a scene with none: one line)."""
+ROWS = "rows"
+"""``read``'s folder in each seed folder: the pixels each reading was read from (PNG)."""
+
+
+def candidate_record(candidate: PlateCandidate) -> dict[str, Any]:
+    """A reading as JSON: everything ``candidate_from_record`` needs to rebuild it exactly."""
+    return {
+        "text": candidate.text,
+        "confidence": candidate.confidence,
+        "chars": list(candidate.char_confidences),
+        "score": candidate.score,
+        "rivals": list(candidate.rivals),
+        "features": None if candidate.features is None else candidate.features.as_dict(),
+    }
+
+
+def candidate_from_record(record: dict[str, Any]) -> PlateCandidate:
+    """The reading ``candidate_record`` wrote (floats round-trip through JSON exactly)."""
+    features = record["features"]
+    if features is not None:
+        features = ReadingFeatures(
+            **features
+            | {
+                "char_scores": tuple(features["char_scores"]),
+                "char_rivals": tuple(features["char_rivals"]),
+            }
+        )
+    return PlateCandidate(
+        record["text"],
+        record["confidence"],
+        tuple(record["chars"]),
+        record["score"],
+        features,
+        rivals=tuple(record["rivals"]),
+    )
+
+
+def _write_png(path: Path, image: Image) -> None:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError(f"could not encode {path.name}")
+    path.write_bytes(encoded.tobytes())
+
+
+def _read_png(path: Path) -> Image:
+    image = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RuntimeError(f"could not decode {path}")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def read(out: Path, seeds: list[int] | None, settings: PlateSettings | None = None) -> None:
+    """Every vehicle of each prepared seed read once by the shipped reader, up to ``settle``.
+
+    Per vehicle, ``vehicles.jsonl`` holds the second look's reading (``candidate_record``), the
+    files of the rows it was read from (``rows/``, lossless PNG) and the final reading the
+    reader returned (``settle``d, with ``settings``: the default reader's unless given).
+    ``score`` settles the saved readings again, with any rule or net, on the same pixels.
+    A seed already read (its ``vehicles.jsonl`` there) is skipped; so is one not prepared.
+    """
+    from edge.plates import PlateReader
+
+    class Recording(PlateReader):
+        """The reader, remembering each reading it settles and what it was read from."""
+
+        seen: list[tuple[PlateCandidate, tuple[Image, ...]]]
+
+        def settle(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
+            self.seen.append((reading, rows))
+            return super().settle(reading, rows)
+
+    reader = Recording(PlateSettings() if settings is None else settings)
+    for folder in _seed_folders(out, seeds):
+        if (folder / READINGS).exists() or not (folder / "boxes.json").exists():
+            continue
+        boxes = json.loads((folder / "boxes.json").read_text(encoding="utf-8"))["boxes"]
+        (folder / ROWS).mkdir(exist_ok=True)
+        started = time.process_time()
+        show = terminal_progress(f"{folder.name}: reading")
+        lines: list[str] = []
+        for number, (name, vehicle_boxes) in enumerate(sorted(boxes.items())):
+            if show is not None:
+                show(number + 1, len(boxes))
+            frame = load_crop(folder / name)
+            label = Path(name).stem
+            if not vehicle_boxes:
+                lines.append(json.dumps({"scene": name, "label": label, "vehicle": None}))
+            for index, box in enumerate(vehicle_boxes):
+                reader.seen = []
+                final = reader.read_vehicle(frame, np.asarray(box))
+                row: dict[str, Any] = {"scene": name, "label": label, "vehicle": index}
+                if final is not None:
+                    reading, rows = reader.seen[-1]
+                    files = [f"{number:04d}-{index}-{part}.png" for part in range(len(rows))]
+                    for file, image in zip(files, rows, strict=True):
+                        _write_png(folder / ROWS / file, image)
+                    row |= {
+                        "reading": candidate_record(reading),
+                        "rows": files,
+                        "final": {"text": final.text, "confidence": final.confidence},
+                    }
+                lines.append(json.dumps(row, ensure_ascii=False))
+        # Written whole at the end: a seed cut short leaves no file and is read again.
+        (folder / READINGS).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        cpu = time.process_time() - started
+        print(f"{folder.name}: {len(lines)} vehicles read in {cpu:.1f} s CPU")
+
+
+def _seed_folders(out: Path, seeds: list[int] | None) -> list[Path]:
+    folders = sorted(out.glob("seed*"), key=lambda f: int(f.name.removeprefix("seed")))
+    if any(int(f.name.removeprefix("seed")) in TEST_SEEDS for f in folders):
+        raise SystemExit(_TEST_SEEDS_REFUSED)
+    return [f for f in folders if seeds is None or int(f.name.removeprefix("seed")) in seeds]
+
+
+def score(
+    out: Path,
+    seeds: list[int] | None,
+    modes: list[str],
+    floor: float,
+    weights: Path | None = None,
+    dump_to: Path | None = None,
+) -> dict[str, dict[str, int]]:
+    """``read``'s saved readings settled again by the reader in each ``second_opinion`` mode.
+
+    Per mode: the scenes' outcomes (``scenes``) over every read seed, and each false read. No
+    detector and no PP-OCR run: only ``settle`` (and the plate net, where a mode runs it), on
+    the saved rows. ``dump_to`` gets one JSON line per read vehicle and mode (the settled text,
+    confidence and the net's opinion).
+    """
+    from edge.plates import PlateReader
+
+    folders = [f for f in _seed_folders(out, seeds) if (f / READINGS).exists()]
+    if not folders:
+        raise SystemExit(f"{out} holds no read seeds: run the read step first")
+    records: list[tuple[Path, Row]] = []
+    for folder in folders:
+        with (folder / READINGS).open(encoding="utf-8") as source:
+            records += [(folder, json.loads(line)) for line in source]
+    results: dict[str, dict[str, int]] = {}
+    sink = None if dump_to is None else dump_to.open("w", encoding="utf-8")
+    try:
+        for mode in modes:
+            settings = PlateSettings(
+                second_opinion=mode,
+                second_opinion_weights=None if weights is None else str(weights),
+            )
+            reader = PlateReader(settings)
+            rows: list[Row] = []
+            confidences: list[float | None] = []
+            for folder, record in records:
+                row: Row = {"scene": f"{folder.name}/{record['scene']}", "label": record["label"]}
+                if "reading" not in record:
+                    rows.append(row)
+                    confidences.append(None)
+                    continue
+                images = tuple(_read_png(folder / ROWS / file) for file in record["rows"])
+                settled = reader.settle(candidate_from_record(record["reading"]), images)
+                row |= {"text": settled.text, "right": settled.text == record["label"]}
+                rows.append(row)
+                confidences.append(settled.confidence)
+                if sink is not None:
+                    line = row | {
+                        "mode": mode,
+                        "vehicle": record["vehicle"],
+                        "confidence": settled.confidence,
+                        "opinion": settled.opinion,
+                        "first": record["reading"]["text"],
+                    }
+                    sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+            tally = scenes(rows, confidences, floor)
+            results[mode] = tally
+            false_reads = sorted(
+                {
+                    (row["scene"], row["text"])
+                    for row, confidence in zip(rows, confidences, strict=True)
+                    if confidence is not None and confidence >= floor and not row["right"]
+                }
+            )
+            print(f"{mode}: {tally}")
+            for scene_name, text in false_reads:
+                print(f"  false read\t{scene_name}\t{text}")
+    finally:
+        if sink is not None:
+            sink.close()
+    return results
 
 
 def dump(out: Path, look_below: float) -> None:
@@ -403,9 +603,18 @@ FITTED = {model}
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["prepare", "dump", "fit", "margins"])
+    parser.add_argument("step", choices=["prepare", "read", "score", "dump", "fit", "margins"])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEV_SEEDS))
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="prepare: the seeds (default: DEV_SEEDS); read, "
+        "score: only these seed folders (default: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--modes", nargs="+", choices=["off", "observe", "vote"], default=["off", "vote"],
+        help="score: the second_opinion modes to settle the saved readings with",
+    )  # fmt: skip
+    parser.add_argument("--weights", type=Path, help="score: the plate net (default: bundled)")
+    parser.add_argument("--dump-to", type=Path, help="score: each settled vehicle (JSON lines)")
     parser.add_argument("--count", type=int, default=180)
     parser.add_argument("--floor", type=float, default=DEFAULT_PLATE_CONFIDENCE_FLOOR)
     parser.add_argument(
@@ -433,7 +642,11 @@ def main() -> int:
     if args.step in ("fit", "margins") and not any(args.out.glob("seed*/readings.jsonl")):
         parser.error(f"{args.out} holds no readings: run the dump step first")
     if args.step == "prepare":
-        prepare(args.out, args.seeds, args.count)
+        prepare(args.out, args.seeds or list(DEV_SEEDS), args.count)
+    elif args.step == "read":
+        read(args.out, args.seeds)
+    elif args.step == "score":
+        score(args.out, args.seeds, args.modes, args.floor, args.weights, args.dump_to)
     elif args.step == "dump":
         dump(args.out, 1.01 if args.look_below is None else args.look_below)
     elif args.step == "margins":

@@ -119,6 +119,11 @@ HEAD_LAYOUT = build_layout([[PROVINCES, LETTERS], ["W", "J", PROVINCES], ["W", "
 """A double-row plate's top row: province and letter, or WJ and maybe a province."""
 TAIL_LAYOUT = build_layout([[ALNUM, ALNUM, ALNUM, ALNUM, ALNUM + LAST_ONLY]])
 """A double-row plate's bottom row: 5 letters/digits, the last maybe 挂学警港澳领."""
+WJ_PROVINCE_LAYOUT = build_layout([["W", "J", PROVINCES, DIGITS, DIGITS, DIGITS, DIGITS, ALNUM]])
+"""An armed-police plate with its province: a bare WJ reading's scores read again this way show
+how strong a province glyph the bare reading passed over (edge.plates.province_glyph)."""
+WJ_PROVINCE_HEAD = build_layout([["W", "J", PROVINCES]])
+"""The same for a double-row plate's top row."""
 
 
 _NEG = np.float32(-1e9)
