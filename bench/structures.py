@@ -30,7 +30,10 @@ scikit-image's logo.png), scored once; ``--set round11b`` round 11's second look
 matplotlib's logo2.png), scored once, at the very end; ``--set round12`` round 12's
 (edge.structure_dataset.build_round12_look: scikit-image's binary_blobs and matplotlib's EEG
 traces rendered as aerial ground, sheds faced with a networkx drawing test image), scored
-once, at the end. ``--object-stress``
+once, at the end; ``--set round14`` round 14's (edge.structure_dataset.build_round14_look:
+matplotlib's membrane.dat and goog.npz traces crossed as plaids and rendered as aerial ground,
+sheds faced with another networkx drawing test image), scored once, at the end.
+``--object-stress``
 adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
 pasted in (edge.structure_dataset.uncertain_crops; a stress test beside the set's controls,
@@ -46,7 +49,7 @@ passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
         [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11|round11b
-         |round12 | --dir FOLDER]
+         |round12|round14 | --dir FOLDER]
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from edge.structure_dataset import (
     build_round11_look,
     build_round11b_look,
     build_round12_look,
+    build_round14_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -190,6 +194,7 @@ _LOOKS: dict[str, tuple[str, Callable[[ObjectFinder], Look]]] = {
         lambda finder: build_round11b_look(SHARED_DATA, finder),
     ),
     "round12": ("fresh look (round 12)", lambda finder: build_round12_look(SHARED_DATA, finder)),
+    "round14": ("fresh look (round 14)", lambda finder: build_round14_look(SHARED_DATA, finder)),
 }
 """The looks ``--set`` builds by name: each one's label in the summary and its builder."""
 

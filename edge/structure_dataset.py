@@ -522,6 +522,18 @@ ROUND12_GROUNDS = ("binary_blobs", "eeg.dat")
 ROUND12_TEXTURE = "test_display_labels_and_colors.png"
 ROUND12_VIEWS = {"binary_blobs": 3, "eeg.dat": 1}
 ROUND12_THIRTYSECONDS = (3, 11, 19, 27)
+# Round 14's fresh look (prepared in round 13, never scored; built once, scored once, at the
+# end), drawn on nothing any set, look, training run or test drew on: matplotlib's membrane.dat
+# (a real membrane-potential trace, 12,000 samples: its two halves crossed as a plaid) and
+# goog.npz (real daily share prices: the close along x, the volume along y), each RENDERED as
+# round 12 renders eeg.dat (GENERATED); sheds faced with networkx's drawing test image
+# test_display_house_with_colors.png. People and cars: real detector crops from frames at 5,
+# 21, 37 and 53 sixty-fourths of vtest and of the test clips (no earlier look or training run
+# cut at these).
+ROUND14_GROUNDS = ("membrane.dat", "goog.npz")
+ROUND14_TEXTURE = "test_display_house_with_colors.png"
+ROUND14_VIEWS = {"membrane.dat": 3, "goog.npz": 1}
+ROUND14_SIXTYFOURTHS = (5, 21, 37, 53)
 
 # What each set and look drew on, by file name (photos, textures, sample data), in the order
 # they were made; a new look must draw on none of them (`used_sources`). Clip stretches are
@@ -548,6 +560,7 @@ LOOK_SOURCES: tuple[tuple[str, frozenset[str]], ...] = (
     ("round11", frozenset({*ROUND11_GROUNDS, ROUND11_TEXTURE})),
     ("round11b", frozenset({*ROUND11B_GROUND, ROUND11B_TEXTURE})),
     ("round12", frozenset({*ROUND12_GROUNDS, ROUND12_TEXTURE})),
+    ("round14", frozenset({*ROUND14_GROUNDS, ROUND14_TEXTURE})),
 )
 
 
@@ -741,6 +754,51 @@ def build_round12_look(
         texture,
         lambda count: [count * k // 32 for k in ROUND12_THIRTYSECONDS],
         (SEED + 12000, SEED + 1200),
+    )
+
+
+def round14_ground(name: str) -> Image:
+    """One of ROUND14_GROUNDS rendered as hill-shaded aerial ground (BGR; GENERATED, the data
+    real), as `round12_ground` renders eeg.dat: two standardised traces crossed as a plaid
+    (the first along x plus the second along y) taken as heights. membrane.dat: its 12,000
+    samples' two halves, every tenth sample (600 x 600); goog.npz: the close and the volume
+    of its 1,047 trading days (1,047 x 1,047)."""
+    if name == "membrane.dat":
+        trace = np.fromfile(matplotlib_sample(name), np.float32).astype(np.float64)
+        across, down = trace[:6000:10], trace[6000::10]
+        colour_map = "copper"
+    elif name == "goog.npz":
+        with np.load(matplotlib_sample(name)) as data:
+            prices = data["price_data"]
+        across = np.asarray(prices["close"], np.float64)
+        down = np.asarray(prices["volume"], np.float64)
+        colour_map = "pink"
+    else:
+        raise KeyError(f"{name} is not one of round 14's grounds")
+    across = (across - across.mean()) / (across.std() + 1e-9)
+    down = (down - down.mean()) / (down.std() + 1e-9)
+    heights = across[None, :] + down[:, None]
+    return hill_shaded(heights * 300.0, colour_map)
+
+
+def build_round14_look(
+    shared_data: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 14's fresh look, scored once at the end: as `build_round11_look`, on
+    ROUND14_VIEWS views of `round14_ground`'s grounds with sheds faced with networkx's
+    ROUND14_TEXTURE, people and cars cut at ROUND14_SIXTYFOURTHS of the clips (all GENERATED
+    but the crops and the source data)."""
+    grounds = [
+        (Path(name).stem, round14_ground(name), ROUND14_VIEWS[name]) for name in ROUND14_GROUNDS
+    ]
+    texture = _read(networkx_drawing(ROUND14_TEXTURE))
+    return _people_and_cars_look(
+        shared_data,
+        finder,
+        grounds,
+        texture,
+        lambda count: [count * k // 64 for k in ROUND14_SIXTYFOURTHS],
+        (SEED + 14000, SEED + 1400),
     )
 
 

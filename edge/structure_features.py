@@ -90,7 +90,15 @@ MIN_NET_CHANCE = 0.3  # the change net's chance a changed pixel must reach (when
 # this chance there counts as the net's reading too. The net learned new structure on the dev
 # clips' ground only, and on ground it never saw (round 11b's tiled paving) it gives nearly
 # every shed, and everything else, a chance near 0. None: off, the rule before round 12.
-GROUND_RELATIVE_CHANCE: float | None = 0.5
+# Round 14 (chosen on dev): off (None), the varied-ground net below reads such ground instead
+# (round 12's reading raised more of the object stress). 0.5: round 12's rule.
+GROUND_RELATIVE_CHANCE: float | None = None
+# Round 14 (chosen on dev): when the weights hold a second net trained on varied ground as well
+# (edge.structure_net.ChangeNet.varied, ``--recipe round14``), a pixel it gives at least this
+# chance takes the higher of the two nets' chances. The first keeps its reading of real aerial
+# change (the varied-ground net alone reads DSIFN's as ground); the second reads sheds on ground
+# the first never saw, and was taught the test clips' kind of car as no change. None: off.
+VARIED_CHANCE: float | None = 0.5
 _BOX_GROWTH = 0.1
 # Round 7 (chosen on dev): a person cut short from below where they stood is hidden, not gone.
 HIDDEN_RULE = True
@@ -182,8 +190,9 @@ def learned_structure_change(
     (`hidden_parts`): where a person who stayed put is now hidden below, for the structure
     loss cue (compare_structure).
     With `net` (edge.structure_net), the mask is first cut to where the change net gives new
-    structure a chance of at least MIN_NET_CHANCE (`net_chance`: as trained, or read against
-    the view's own ground, round 12): the net learned that a person or car the
+    structure a chance of at least MIN_NET_CHANCE (`net_chance`: the higher of round 4's net and,
+    from VARIED_CHANCE, the varied-ground net beside it, round 14): the net learned that a
+    person or car the
     detector scored low, or took for another class, is not new structure. A cut, not a vote per
     region: a shed whose region merged with a passer-by's keeps its own part (docs/benchmarks.md,
     "Structures", round 4). `kept` (BaselineMemo.of(baseline)) keeps what is derived from the
@@ -381,23 +390,46 @@ def _distance_map(
             cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
         )
 
-    chance = None if net is None else frame_sized(net_chance(net, before, after))
+    chance = None
+    if net is not None:
+        # The ground depends on the baseline alone: kept with its features (round 14).
+        ground = None
+        if GROUND_RELATIVE_CHANCE is not None:
+            ground = kept.get(("ground", id(features), size), lambda: view_ground(before))
+        chance = frame_sized(net_chance(net, before, after, ground))
     return frame_sized(feature_distance(before, after)), chance
 
 
-def net_chance(net: ChangeNet, before: FloatImage, after: FloatImage) -> FloatImage:
+def view_ground(features: FloatImage) -> FloatImage:
+    """(channels, 1, 1): the median feature vector over the view, its ground."""
+    return np.asarray(
+        np.median(features.reshape(features.shape[0], -1), axis=1)[:, None, None], np.float32
+    )
+
+
+def net_chance(
+    net: ChangeNet, before: FloatImage, after: FloatImage, ground: FloatImage | None = None
+) -> FloatImage:
     """Per cell, the change net's chance of new structure: as trained, or, from
-    GROUND_RELATIVE_CHANCE up, read against the view's ground, whichever is higher.
+    GROUND_RELATIVE_CHANCE up (None since round 14), read against the view's ground, whichever
+    is higher.
 
     The ground is the baseline's median feature vector over the view, taken off both views'
     features before the net scales them to unit length: what the net then sees is how each
     place differs from the ground around it, so a ground it was never trained on (tiled
     paving) no longer decides the reading (docs/benchmarks.md, "Structures", round 12).
+    `ground` (`view_ground(before)`) may be passed in, kept with the baseline's features.
+    From VARIED_CHANCE up, the varied-ground net's chance (`net.varied`, when loaded) counts
+    too, the higher of the two (round 14).
     """
     chance = net.probability(before, after)
+    if VARIED_CHANCE is not None and net.varied is not None:
+        varied = net.varied.probability(before, after)
+        chance = np.maximum(chance, np.where(varied >= VARIED_CHANCE, varied, 0.0))
     if GROUND_RELATIVE_CHANCE is None:
-        return chance
-    ground = np.median(before.reshape(before.shape[0], -1), axis=1)[:, None, None]
+        return np.asarray(chance, np.float32)
+    if ground is None:
+        ground = view_ground(before)
     relative = net.probability(before - ground, after - ground)
     relative = np.where(relative >= GROUND_RELATIVE_CHANCE, relative, 0.0)
     return np.asarray(np.maximum(chance, relative), np.float32)

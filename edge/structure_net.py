@@ -5,7 +5,10 @@ hardly moves their direction), and their absolute difference: 288 channels. Thre
 1x1 convolution to 32 channels, a 3x3 one to 32, a 3x3 one to one logit: "new structure here".
 About 19,000 weights, trained by ``python -m models.structure_change_net`` on fresh draws from
 the development set's sources (models/structure_change_net.py says which). Inference is plain
-numpy (no torch at the edge): a 32x32 cell map costs well under a millisecond.
+numpy (no torch at the edge): a 32x32 cell map costs well under a millisecond. From round 14 the
+file holds two nets of this shape: round 4's, trained on the dev clips' street ground, and
+`varied`, trained on the dev looks' varied grounds as well (``--recipe round14``);
+edge.structure_features.net_chance reads both.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ logger = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float32]
 LAYER_NAMES = ("w1", "b1", "w2", "b2", "w3", "b3")
-# The trained weights ship in the repository (73 KB): models/structure_change_net.npz.
+# Round 14: a second net of the same shape, trained on varied ground as well
+# (``--recipe round14``), may ship in the same file, its layers named with this prefix.
+VARIED_PREFIX = "varied_"
+# The trained weights ship in the repository (146 KB, two nets): models/structure_change_net.npz.
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "structure_change_net.npz"
 
 
@@ -53,10 +59,12 @@ class ChangeNet:
     b2: FloatArray
     w3: FloatArray  # (1, 32, 3, 3)
     b3: FloatArray
+    varied: ChangeNet | None = None  # round 14: the net trained on varied ground too
 
     @classmethod
     def load(cls, path: Path) -> ChangeNet:
-        """Weights saved by models.structure_change_net; ValueError when a layer is missing."""
+        """Weights saved by models.structure_change_net, with the varied-ground net when the
+        file holds its layers too; ValueError when a layer is missing."""
         try:
             saved = np.load(path, allow_pickle=False)
         except (ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -67,10 +75,26 @@ class ChangeNet:
             missing = [name for name in LAYER_NAMES if name not in saved]
             if missing:
                 raise ValueError(f"{path}: not a change net (no {', '.join(missing)})")
-            layers = {name: np.asarray(saved[name], np.float32) for name in LAYER_NAMES}
-        net = cls(**layers)
+            varied_names = [VARIED_PREFIX + name for name in LAYER_NAMES]
+            varied = None
+            if any(name in saved for name in varied_names):
+                missing = [name for name in varied_names if name not in saved]
+                if missing:
+                    raise ValueError(f"{path}: not a change net (no {', '.join(missing)})")
+                varied = cls._of(saved, VARIED_PREFIX)
+                varied._check_shapes(path)
+            net = cls._of(saved, "", varied)
         net._check_shapes(path)
         return net
+
+    @classmethod
+    def _of(cls, saved: NpzFile, prefix: str, varied: ChangeNet | None = None) -> ChangeNet:
+        def layer(name: str) -> FloatArray:
+            return np.asarray(saved[prefix + name], np.float32)
+
+        return cls(
+            layer("w1"), layer("b1"), layer("w2"), layer("b2"), layer("w3"), layer("b3"), varied
+        )
 
     def _check_shapes(self, path: Path) -> None:
         hidden = self.w1.shape[0]

@@ -24,11 +24,25 @@ negatives (``--recipe round5-negatives``), from the same views with a second see
 and ``--recipe round5`` adds GENERATED new things of no set's shape (random polygons faced
 with the dev texture, with a soft shadow) as positives. ``--difference-only`` trains on
 |a - b| alone (the two views' own vectors zeroed). None of these won on dev; the shipped weights
-are round 4's (docs/benchmarks.md, "Structures", round 5). Run from the repository root (a few
-minutes on one core):
+are round 4's (docs/benchmarks.md, "Structures", round 5).
+
+``--recipe round14`` (rounds 13 and 14's try: docs/benchmarks.md, "Structures", round 14) adds,
+after round 4's samples, `--ground-views` views of each ground the dev looks are made on
+(`look_grounds`: round 7's grass and gravel, round 8's moon, ihc and coins photos, the rendered
+elevations, MRI slice, face tiles, paving, blobs and EEG plaid), each view GENERATED: a textured
+and a smooth shed (dev texture) as positives, the built view under four controls, the before
+view under every control, people and cars pasted into either view or over the shed, and round
+5's harder negatives there (1-3 of them at any size, the unsure ones too). The people and cars
+are the dev clips' and, for the cars, the test clips' at odd eighths (frames round 11's look,
+now dev, cut its cars at; no fresh look cuts there): the kind of car the looks paste.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m models.structure_change_net [--out FILE.npz]
-        [--recipe round4|round5|round5-negatives] [--difference-only] [--pos-weight 3]
+        [--recipe round4|round5|round5-negatives|round14] [--ground-views 1]
+        [--difference-only] [--pos-weight 3] [--epochs 60] [--add-to BASE.npz]
+
+Round 14's shipped file is round 4's net with round 14's beside it (its varied-ground net,
+``edge.structure_net.ChangeNet.varied``): ``--recipe round14 --epochs 40 --add-to
+models/structure_change_net.npz`` (round 4's weights as they shipped before round 14).
 
 The last stdout line is a JSON summary (samples, epochs, training and validation loss).
 """
@@ -56,9 +70,26 @@ from edge.structure_controls import (
     paste_object,
     paste_scaled,
 )
-from edge.structure_dataset import CLIP_SPLIT, SIZE, ObjectFinder, composite_shed
+from edge.structure_dataset import (
+    CLIP_SPLIT,
+    ROUND7_GROUND_PHOTOS,
+    ROUND8_GROUND_PHOTOS,
+    ROUND10_GROUNDS,
+    ROUND11_EIGHTHS,
+    ROUND11_GROUNDS,
+    ROUND12_GROUNDS,
+    SIZE,
+    ObjectFinder,
+    composite_shed,
+    elevation_ground,
+    paving_ground,
+    round11_ground,
+    round12_ground,
+    skimage_data,
+    smooth_shed,
+)
 from edge.structure_features import BackboneFeatures, learned_parts
-from edge.structure_net import LAYER_NAMES, net_input
+from edge.structure_net import LAYER_NAMES, VARIED_PREFIX, net_input
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -66,7 +97,7 @@ DEFAULT_OUT = ROOT / "models" / "structure_change_net.npz"
 SEED = 20261204
 VIEWS_PER_CLIP = 8
 CELL = 8
-Recipe = Literal["round4", "round5", "round5-negatives"]
+Recipe = Literal["round4", "round5", "round5-negatives", "round14"]
 
 
 def _frame(capture: cv2.VideoCapture, index: int) -> Image:
@@ -78,14 +109,21 @@ def _frame(capture: cv2.VideoCapture, index: int) -> Image:
 
 
 def _crops(
-    clips: list[Path], finder: ObjectFinder, min_confidence: float = 0.3
+    clips: list[Path],
+    finder: ObjectFinder,
+    min_confidence: float = 0.3,
+    at: tuple[int, ...] = (1, 3, 5, 7, 9, 11),
+    parts: int = 12,
+    max_confidence: float = 1.01,
 ) -> list[ObjectCrop]:
+    """People and cars the detector finds at `min_confidence` to `max_confidence` in the
+    frames `at` `parts`-ths of each clip."""
     found: list[ObjectCrop] = []
     for clip in clips:
         capture = cv2.VideoCapture(str(clip))
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        for twelfth in (1, 3, 5, 7, 9, 11):
-            frame = _frame(capture, twelfth * count // 12)
+        for part in at:
+            frame = _frame(capture, part * count // parts)
             seen = finder.detect(frame)
             for box, confidence, class_id in zip(
                 seen.xyxy, seen.confidence, seen.class_id, strict=True
@@ -95,7 +133,7 @@ def _crops(
                 x0, y0, x1, y1 = np.round(box).astype(int)
                 if (
                     kind in ("person", "car")
-                    and confidence >= min_confidence
+                    and min_confidence <= confidence < max_confidence
                     and min(x1 - x0, y1 - y0) >= 16
                 ):
                     found.append(ObjectCrop(kind, frame[y0:y1, x0:x1].copy()))
@@ -236,8 +274,84 @@ def _new_thing(image: Image, texture: Image, rng: np.random.Generator) -> tuple[
     return np.asarray(np.clip(out, 0, 255), np.uint8), mask > 0
 
 
+def look_grounds() -> list[tuple[str, Image]]:
+    """The grounds the dev looks are made on (rounds 7, 8, 10, 11, 11b and 12; all seen), by
+    their own renderers: (name, BGR image at least SIZE on its shorter side)."""
+    from edge.structure_dataset import _read
+
+    grounds = [(name, _read(skimage_data() / name)) for name in ROUND7_GROUND_PHOTOS]
+    grounds += [(name, _read(skimage_data() / name)) for name in ROUND8_GROUND_PHOTOS]
+    grounds += [(name, elevation_ground(name)) for name in ROUND10_GROUNDS]
+    grounds += [(name, round11_ground(name)) for name in ROUND11_GROUNDS]
+    grounds.append(("paving", paving_ground()))
+    grounds += [(name, round12_ground(name)) for name in ROUND12_GROUNDS]
+    return grounds
+
+
+def _ground_view(ground: Image, rng: np.random.Generator) -> Image:
+    """A seeded square of 50-90 % of the ground's shorter side, at SIZE x SIZE."""
+    height, width = ground.shape[:2]
+    side = round(min(height, width) * rng.uniform(0.5, 0.9))
+    x = int(rng.integers(0, width - side + 1))
+    y = int(rng.integers(0, height - side + 1))
+    part = ground[y : y + side, x : x + side]
+    return np.asarray(cv2.resize(part, (SIZE, SIZE), interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def _ground_samples(
+    add: Add,
+    grounds: list[tuple[str, Image]],
+    views: int,
+    objects: list[ObjectCrop],
+    pool: list[ObjectCrop],
+    texture: Image,
+    rng: np.random.Generator,
+    group: int,
+) -> int:
+    """Round 14: per ground view (GENERATED), a textured and a smooth shed as positives, the
+    built view under four controls (truth the shed), the before view under every control, an
+    object moved, pasted into either view or over the built one (truth the shed less it), and
+    round 5's harder negatives (`pool`: 1-3 people and cars at any size). The next group."""
+    nothing = np.zeros((SIZE, SIZE), np.bool_)
+
+    def with_objects(image: Image, count: int) -> tuple[Image, BoolArray]:
+        where = np.zeros((SIZE, SIZE), np.bool_)
+        for pick in rng.choice(len(pool), size=count, replace=False):
+            image, placed = _pasted_at_scale(image, pool[int(pick)], rng)
+            where |= placed
+        return image, where
+
+    for _, ground in grounds:
+        for _ in range(views):
+            empty = _ground_view(ground, rng)
+            crops = [objects[int(i)] for i in rng.choice(len(objects), size=4, replace=False)]
+            before = _pasted(empty, crops[0], rng)[0]
+            after = _pasted(empty, crops[0], rng)[0]  # the same object, elsewhere: moved
+            built, truth = composite_shed(before, texture, rng)
+            smooth, smooth_truth = smooth_shed(before, rng)
+            seed = SEED + 14000 + group
+            add(before, after, nothing, group)
+            add(before, built, truth, group)
+            add(before, smooth, smooth_truth, group)
+            for _, altered in [no_change_controls(built, seed)[i] for i in (0, 2, 4, 5)]:
+                add(before, altered, truth, group)
+            for _, control in every_control(before, seed):
+                add(before, control, nothing, group)
+            add(before, _pasted(before, crops[1], rng)[0], nothing, group)
+            add(_pasted(before, crops[2], rng)[0], before, nothing, group)
+            pasted, where = _pasted(built, crops[3], rng)
+            add(before, pasted, truth & ~where, group)
+            add(before, with_objects(before, int(rng.integers(1, 4)))[0], nothing, group)
+            add(before, with_objects(after, int(rng.integers(1, 4)))[0], nothing, group)
+            add(with_objects(before, 2)[0], before, nothing, group)
+            built_over, where = with_objects(built, 2)
+            add(before, built_over, truth & ~where, group)
+            group += 1
+    return group
+
+
 def build_samples(
-    shared_data: Path, model: Path, recipe: Recipe = "round4"
+    shared_data: Path, model: Path, recipe: Recipe = "round4", ground_views: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inputs (N, 288, 32, 32), targets (N, 32, 32) and each sample's view index (N,)."""
     parts = learned_parts(model)
@@ -245,7 +359,7 @@ def build_samples(
     clips = [shared_data / "clips" / name for name in CLIP_SPLIT["dev"]]
     rng = np.random.default_rng(SEED)
     objects = _crops(clips, parts.finder)
-    hard = recipe != "round4"
+    hard = recipe in ("round5", "round5-negatives")
     # Round 5: people and cars the detector is unsure of (0.1-0.3), drawn after round 4's draws
     # so that round 4's samples come out the same.
     unsure = _crops(clips, parts.finder, 0.1) if hard else []
@@ -290,6 +404,31 @@ def build_samples(
                     add, view, objects + unsure, texture, hard_rng, group, recipe == "round5"
                 )
             group += 1
+    if recipe == "round14":
+        test_clips = [shared_data / "clips" / name for name in CLIP_SPLIT["test"]]
+        # The test clips' cars at round 11's odd eighths (its look, now dev, cut them there).
+        test_cars = [
+            c
+            for c in _crops(test_clips, parts.finder, 0.3, ROUND11_EIGHTHS, 8)
+            if c.class_name == "car"
+        ]
+        unsure = _crops(clips, parts.finder, 0.1, max_confidence=0.3)
+        unsure += [
+            c
+            for c in _crops(test_clips, parts.finder, 0.1, ROUND11_EIGHTHS, 8, 0.3)
+            if c.class_name == "car"
+        ]
+        ground_rng = np.random.default_rng(SEED + 14)
+        _ground_samples(
+            add,
+            look_grounds(),
+            ground_views,
+            objects + test_cars,
+            objects + test_cars + unsure,
+            texture,
+            ground_rng,
+            group,
+        )
     return np.stack(inputs), np.stack(targets), np.asarray(groups)
 
 
@@ -360,18 +499,33 @@ def main() -> int:
         default="round4",
         help="round4 (the shipped weights); round5: also harder negatives and GENERATED new"
         " things of other shapes; round5-negatives: the harder negatives only (round 5's tries,"
-        " not kept: docs/benchmarks.md, Structures, round 5)",
+        " not kept: docs/benchmarks.md, Structures, round 5); round14: also the dev looks'"
+        " grounds with people, cars and harder negatives (round 14's try)",
+    )
+    parser.add_argument(
+        "--ground-views", type=int, default=1, help="views per look ground (round14)"
+    )
+    parser.add_argument(
+        "--add-to",
+        type=Path,
+        default=None,
+        help="write BASE.npz's layers with the trained net as its varied-ground net (layers"
+        " named varied_*: edge.structure_net.ChangeNet.varied), as round 14 ships them",
     )
     parser.add_argument("--difference-only", action="store_true")
     parser.add_argument("--pos-weight", type=float, default=3.0)
     args = parser.parse_args()
     started = time.perf_counter()
-    inputs, targets, groups = build_samples(SHARED_DATA, args.model, args.recipe)
+    inputs, targets, groups = build_samples(SHARED_DATA, args.model, args.recipe, args.ground_views)
     built_s = time.perf_counter() - started
     weights, losses = train(
         inputs, targets, groups, args.epochs, args.difference_only, args.pos_weight
     )
     arrays: dict[str, Any] = {name: value.astype(np.float32) for name, value in weights.items()}
+    if args.add_to is not None:
+        with np.load(args.add_to, allow_pickle=False) as base:
+            first = {name: np.asarray(base[name], np.float32) for name in LAYER_NAMES}
+        arrays = {**first, **{VARIED_PREFIX + name: value for name, value in arrays.items()}}
     np.savez_compressed(args.out, **arrays)
     print(
         json.dumps(
@@ -380,7 +534,9 @@ def main() -> int:
                 "views": int(groups.max()) + 1,
                 "positive_cells": round(float((targets > 0.5).mean()), 4),
                 "recipe": args.recipe,
+                "ground_views": args.ground_views if args.recipe == "round14" else None,
                 "difference_only": args.difference_only,
+                "added_to": str(args.add_to) if args.add_to else None,
                 "pos_weight": args.pos_weight,
                 "epochs": args.epochs,
                 **losses,

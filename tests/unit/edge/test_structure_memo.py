@@ -93,3 +93,50 @@ def test_the_memo_tells_baselines_apart_and_keeps_the_latest_few() -> None:
     assert memo.of(second).get("x", lambda: 3) == 3
     assert memo.of(first).get("x", lambda: 4) == 4  # pushed out by the second
     assert Kept().get("y", lambda: 5) == 5
+
+
+def test_the_view_s_ground_is_kept_with_the_baseline_and_the_result_is_the_same(
+    parts: LearnedParts, pair: tuple[Image, Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round 14: the baseline's median feature vector (the ground the change net's second
+    reading takes off both views) is found once per baseline and kept; the comparison gives
+    the very same mask as without the memo."""
+    import edge.structure_features as structure_features
+
+    assert parts.net is not None
+    # Round 12's reading (off since round 14) is what takes the ground off.
+    monkeypatch.setattr(structure_features, "GROUND_RELATIVE_CHANCE", 0.5)
+    before, after = pair
+    settings = StructureSettings()
+    boxes = transient_boxes_of(parts.finder.detect(after))
+    views = [after, *(image for _, image in every_control(before, 5)[:3])]
+    alone = [
+        learned_structure_change(
+            before, view, whole_view(before), settings, parts.features, boxes, parts.net
+        )
+        for view in views
+    ]
+    grounds: list[int] = []
+    real = structure_features.view_ground
+
+    def counted(features: np.ndarray) -> np.ndarray:
+        grounds.append(1)
+        return real(features)
+
+    monkeypatch.setattr(structure_features, "view_ground", counted)
+    kept = BaselineMemo().of(before)
+    for view, expected in zip(views, alone, strict=True):
+        change = learned_structure_change(
+            before, view, whole_view(before), settings, parts.features, boxes, parts.net, kept
+        )
+        assert np.array_equal(change.mask, expected.mask)
+        assert change.changed == expected.changed
+    assert len(grounds) == 1  # found once, on the first check, then kept
+    ground = real(parts.features.of(before))
+    rng = np.random.default_rng(14)
+    a, b = (rng.normal(size=(96, 8, 8)).astype(np.float32) for _ in range(2))
+    assert np.array_equal(
+        structure_features.net_chance(parts.net, a, b),
+        structure_features.net_chance(parts.net, a, b, real(a)),
+    )
+    assert ground.shape == (96, 1, 1)
