@@ -376,15 +376,17 @@ class PlateReader:
         return self.settle(self._second_look(*found), found[1])
 
     def settle(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
-        """A looked-at reading's last steps: the plate net's opinion (vote or observe).
+        """A looked-at reading's last steps: the plate net's opinion (vote or observe), then
+        ``_doubt`` (every mode; last, so a reading the net's agreement lifted is doubted too).
 
         ``reading`` is the second look's outcome and ``rows`` what it was read from (its crop,
         or a double-row plate's two rows). bench.plates_calibrate ``read`` saves both for every
         dev vehicle and ``score`` runs this again on them, so a rule here is scored offline on
         the same pixels as the live reader reads.
         """
-        reading = self._doubt(reading, rows)
-        return reading if self._net is None else self._opinion(reading, rows)
+        if self._net is not None:
+            reading = self._opinion(reading, rows)
+        return self._doubt(reading, rows)
 
     def _doubt(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
         """A decided reading that one of PP-OCR's known sure misreads could explain is not decided.
@@ -395,7 +397,9 @@ class PlateReader:
         plate read with no province (WJ and digits, as real 武警总部 plates are) where its row
         holds a province glyph (``province_glyph``); and PP-OCR's favourite province, 皖
         (``FAVOURITE``), read less surely than PP-OCR reads it on real 皖 plates. Each is worth
-        at most NEAR_TIE_CHANCE then. A reading under the floor is left as it is.
+        at most NEAR_TIE_CHANCE then, whatever the net's vote made of it (round 11's dev, vote:
+        its agreement had lifted 皖PDJ1047 for 粤PDJ1047 to AGREE_CHANCE). A reading under the
+        floor is left as it is.
         """
         if reading.confidence < DEFAULT_PLATE_CONFIDENCE_FLOOR:
             return reading

@@ -7,6 +7,7 @@ allows a letter; an armed-police plate read with no province where its row shows
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,8 +17,10 @@ from edge import plate_decoding, plates
 from edge.config import PlateSettings
 from edge.detections import Image
 from edge.plate_decoding import ALPHABET, PlateCandidate
+from edge.plate_net import CHARACTERS
 from edge.plate_scenes import render_plate
 from edge.plates import PlateReader
+from tests.unit.edge.test_plate_net import _tiny_onnx
 
 # The rules' helpers are reached through their modules (plates.lookalike_digit...), so that on a
 # tree without them only their own tests fail to import and the behaviour tests still run.
@@ -140,3 +143,23 @@ def test_province_glyph_reads_the_forced_province() -> None:
     assert plates.bare_wj("WJ96689")
     assert not plates.bare_wj("WJ湘96689")
     assert not plates.bare_wj("皖A12345")
+
+
+def test_vote_doubts_a_reading_the_nets_agreement_lifted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dev's 粤PDJ1047: PP-OCR read 皖PDJ1047 undecided (皖 at 0.7463), the sure net read the same
+    # and its agreement lifted it to AGREE_CHANCE, a false read; the doubt comes after the vote.
+    weights = tmp_path / "spells.onnx"
+    _tiny_onnx(weights, CHARACTERS, len(CHARACTERS), spells="皖PDJ1047")
+    vote = PlateReader(PlateSettings(second_opinion="vote", second_opinion_weights=str(weights)))
+    scores = (0.7463, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99)
+    reading = PlateCandidate("皖PDJ1047", 0.7131, scores)
+    settled = _with(vote, reading, monkeypatch)(render_plate("粤PDJ1047", "green"))
+    assert settled.opinion == ("皖PDJ1047", 0.99)
+    assert settled.confidence == plates.NEAR_TIE_CHANCE
+    # The same reading with 皖 as sure as on real 皖 plates: the agreement decides it.
+    sure = PlateCandidate("皖PDJ1047", 0.7131, (0.97, *scores[1:]))
+    assert _with(vote, sure, monkeypatch)(render_plate("粤PDJ1047", "green")).confidence == (
+        plates.AGREE_CHANCE
+    )
