@@ -19,7 +19,8 @@ reader's default (its weights are built by models.plate_recogniser, not kept in 
     nice -n 10 .venv/bin/python -m bench.plates_frames --set dev [--count 135] [--dump FILE]
 
 ``--dump`` writes every vehicle's reading (JSON lines); the confidence model is fitted from
-bench.plates_calibrate's own dump. The last stdout line is the JSON summary.
+bench.plates_calibrate's own dump. The last stdout line is the JSON summary. A folder it cannot
+read: one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from contracts.exemptions import DEFAULT_PLATE_CONFIDENCE_FLOOR
 from edge.config import DetectorSettings, PlateSettings
 from edge.detector import create_detector, prepare_ultralytics_environment
 from edge.plate_decoding import PlateCandidate
-from edge.plate_eval import evaluate_frames, terminal_progress
+from edge.plate_eval import PlateFolderError, evaluate_frames, terminal_progress
 from edge.plate_scenes import backgrounds, generate_scenes
 from edge.plates import PlateReader
 
@@ -78,6 +79,9 @@ def main() -> int:
         help="PlateSettings.second_opinion: the plate-trained recogniser (off: the default)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.scenes is not None and not args.scenes.is_dir():
+        # Said before the detector loads (seconds, and Ultralytics' own lines on the terminal).
+        raise PlateFolderError(f"plate folder not found: {args.scenes}")
     with tempfile.TemporaryDirectory(prefix="plates-frames-") as scratch:
         prepare_ultralytics_environment(Path(scratch) / "data")
         detector = create_detector(DetectorSettings(model=str(MODEL)))
@@ -153,4 +157,8 @@ def _by_style(reads: list[Any]) -> dict[str, dict[str, int]]:
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except PlateFolderError as exc:
+        print(f"bench.plates_frames: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -50,6 +50,8 @@ passes, as rounds 1-5 counted). Run from the repository root:
     .venv/bin/python -m bench.structures [--repeats 5]
         [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11|round11b
          |round12|round14 | --dir FOLDER]
+
+A folder it cannot read: one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ from edge.structure_dataset import (
     uncertain_crops,
 )
 from edge.structure_eval import (
+    PairFolderError,
     StructureEvaluation,
     TerminalProgress,
     evaluate_labelled,
@@ -323,4 +326,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except PairFolderError as exc:
+        print(f"bench.structures: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -4,6 +4,8 @@ leave `python -m bench.X` dead until someone next runs it."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,25 @@ def test_a_benchmark_module_imports(name: str) -> None:
     module = importlib.import_module(f"bench.{name}")
     if '__name__ == "__main__"' in (BENCH / f"{name}.py").read_text(encoding="utf-8"):
         assert callable(getattr(module, "main", None)), f"bench.{name} runs but has no main()"
+
+
+@pytest.mark.parametrize(
+    ("name", "argument"),
+    [("plates", "--folder"), ("plates_frames", "--scenes"), ("structures", "--dir")],
+)
+def test_a_folder_benchmark_answers_a_missing_folder_in_one_line(
+    name: str, argument: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-folder"
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", argument, str(missing)],
+        cwd=BENCH.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith(f"bench.{name}: ")
+    assert str(missing) in done.stderr
