@@ -156,7 +156,7 @@ def build_held_out(photos: Sequence[Path], finder: ObjectFinder) -> list[Labelle
     """
     if len(photos) < 2:
         raise ValueError("the held-out set needs at least two photos (one textures the other)")
-    images = [_read(path) for path in photos]
+    images = [read_source_image(path) for path in photos]
     rng = np.random.default_rng(SEED + 2)
     objects = _best_crops(images, finder)
     pairs: list[LabelledPair] = []
@@ -213,7 +213,7 @@ def build_fresh_look(
     from the first third, so a later frame of theirs may fall in these stretches.
     """
     rng = np.random.default_rng(SEED + 5)
-    texture = _read(texture_photo)
+    texture = read_source_image(texture_photo)
     frames: list[Image] = []
     pairs: list[LabelledPair] = []
     for name, (low, high) in FRESH_LOOK_FRAMES.items():
@@ -271,7 +271,7 @@ def build_round6_look(
     """
     folder = photos_folder or skimage_data()
     rng = np.random.default_rng(SEED + 6000)
-    texture = _read(folder / ROUND6_TEXTURE)
+    texture = read_source_image(folder / ROUND6_TEXTURE)
     clip, low, high = ROUND6_STRETCH
     frames: list[Image] = []
     pairs: list[LabelledPair] = []
@@ -294,7 +294,7 @@ def build_round6_look(
     finally:
         capture.release()
     for name in ROUND6_PHOTOS:
-        photo = _read(folder / name)
+        photo = read_source_image(folder / name)
         frames.append(photo)
         for view in range(VIEWS_PER_CLIP):
             (before,) = _square_views(rng, photo)
@@ -336,11 +336,11 @@ def build_round7_look(
     folder = photos_folder or skimage_data()
     texture_path = texture_photo or (Path(sklearn_china_photo()).with_name(ROUND7_TEXTURE))
     rng = np.random.default_rng(SEED + 7000)
-    texture = _read(texture_path)
+    texture = read_source_image(texture_path)
     frames: list[Image] = []
     pairs: list[LabelledPair] = []
     for name in ROUND7_PERSON_PHOTOS:
-        photo = _read(folder / name)
+        photo = read_source_image(folder / name)
         frames.append(photo)
         for view in range(2):
             found = _person_view(photo, finder, rng)
@@ -351,7 +351,7 @@ def build_round7_look(
             stem = f"{Path(name).stem}/{view}"
             pairs.append(LabelledPair(f"{stem} shed before person", "built", before, built, truth))
     for name in ROUND7_GROUND_PHOTOS:
-        photo = _read(folder / name)
+        photo = read_source_image(folder / name)
         frames.append(photo)
         for view in range(2):
             (before,) = _square_views(rng, photo)
@@ -359,7 +359,7 @@ def build_round7_look(
             stem = f"{Path(name).stem}/{view}"
             pairs.append(LabelledPair(f"{stem} smooth shed", "built", before, built, truth))
     for name in ROUND7_PHOTOS:
-        photo = _read(folder / name)
+        photo = read_source_image(folder / name)
         frames.append(photo)
         (before,) = _square_views(rng, photo)
         built, truth = composite_shed(before, texture, rng)
@@ -417,12 +417,12 @@ def build_round8_look(
     """
     folder = photos_folder or skimage_data()
     rng = np.random.default_rng(SEED + 8000)
-    texture = _read(folder / ROUND8_TEXTURE)
+    texture = read_source_image(folder / ROUND8_TEXTURE)
 
     def photo_of(name: str) -> Image:
         if name == ROUND8_PERSON_PHOTO:
-            return _read(matplotlib_sample(name))
-        return _read(folder / name)
+            return read_source_image(matplotlib_sample(name))
+        return read_source_image(folder / name)
 
     frames: list[Image] = []
     pairs: list[LabelledPair] = []
@@ -465,17 +465,17 @@ def build_round9_look(photos_folder: Path | None = None) -> list[LabelledPair]:
     """
     folder = photos_folder or skimage_data()
     rng = np.random.default_rng(SEED + 9000)
-    texture = _read(folder / ROUND9_TEXTURE)
+    texture = read_source_image(folder / ROUND9_TEXTURE)
     pairs: list[LabelledPair] = []
     for name in ROUND9_GROUND_PHOTOS:
-        photo = _read(folder / name)
+        photo = read_source_image(folder / name)
         for view in range(2):
             (before,) = _square_views(rng, photo)
             built, truth = smooth_shed(before, rng)
             stem = f"{Path(name).stem}/{view}"
             pairs.append(LabelledPair(f"{stem} smooth shed", "built", before, built, truth))
     for name in ROUND9_PHOTOS:
-        (before,) = _square_views(rng, _read(folder / name))
+        (before,) = _square_views(rng, read_source_image(folder / name))
         built, truth = composite_shed(before, texture, rng)
         pairs.append(LabelledPair(f"{Path(name).stem}/2 built", "built", before, built, truth))
     return pairs
@@ -615,7 +615,7 @@ def build_round10_look(
     another person and car in view. The stress crops are the test set's (`uncertain_crops`).
     """
     rng = np.random.default_rng(SEED + 10000)
-    texture = _read(matplotlib_sample(ROUND10_TEXTURE))
+    texture = read_source_image(matplotlib_sample(ROUND10_TEXTURE))
     frames = _control_frames([shared_data / "clips" / clip for clip in CLIP_SPLIT["test"]])
     cars = [c for c in _all_crops(frames, finder, "car") if min(c.image.shape[:2]) >= 24]
     # The test clips show no person the detector finds: vtest's (dev's) people, as dev pastes.
@@ -667,7 +667,7 @@ def build_round11_look(
         (Path(name).stem.split(".")[0].split("_")[0], round11_ground(name), ROUND11_VIEWS[name])
         for name in ROUND11_GROUNDS
     ]
-    texture = _read(skimage_data() / ROUND11_TEXTURE)
+    texture = read_source_image(skimage_data() / ROUND11_TEXTURE)
     return _people_and_cars_look(
         shared_data,
         finder,
@@ -682,8 +682,10 @@ def paving_ground() -> Image:
     """Round 11's second look's ground (GENERATED): ROUND11B_GROUND's chessboard tiled 3 x 3
     (600 x 600, 25-pixel squares) and tinted by its colour wheel, as coloured paving."""
     board_name, wheel_name = ROUND11B_GROUND
-    board = np.tile(_read(skimage_data() / board_name), (3, 3, 1)).astype(np.float32)
-    wheel = cv2.resize(_read(skimage_data() / wheel_name), board.shape[1::-1]).astype(np.float32)
+    board = np.tile(read_source_image(skimage_data() / board_name), (3, 3, 1)).astype(np.float32)
+    wheel = cv2.resize(read_source_image(skimage_data() / wheel_name), board.shape[1::-1]).astype(
+        np.float32
+    )
     paving = board * (0.35 + 0.65 * wheel / 255.0) + 20.0
     return np.asarray(np.clip(paving, 0, 255), np.uint8)
 
@@ -695,7 +697,7 @@ def build_round11b_look(
     ROUND11B_VIEWS views of `paving_ground` with sheds faced with matplotlib's
     ROUND11B_TEXTURE, people and cars cut at ROUND11B_SIXTEENTHS of the clips (all GENERATED
     but the crops and the source images)."""
-    texture = _read(matplotlib_sample(ROUND11B_TEXTURE))
+    texture = read_source_image(matplotlib_sample(ROUND11B_TEXTURE))
     return _people_and_cars_look(
         shared_data,
         finder,
@@ -746,7 +748,7 @@ def build_round12_look(
     grounds = [
         (Path(name).stem, round12_ground(name), ROUND12_VIEWS[name]) for name in ROUND12_GROUNDS
     ]
-    texture = _read(networkx_drawing(ROUND12_TEXTURE))
+    texture = read_source_image(networkx_drawing(ROUND12_TEXTURE))
     return _people_and_cars_look(
         shared_data,
         finder,
@@ -791,7 +793,7 @@ def build_round14_look(
     grounds = [
         (Path(name).stem, round14_ground(name), ROUND14_VIEWS[name]) for name in ROUND14_GROUNDS
     ]
-    texture = _read(networkx_drawing(ROUND14_TEXTURE))
+    texture = read_source_image(networkx_drawing(ROUND14_TEXTURE))
     return _people_and_cars_look(
         shared_data,
         finder,
@@ -947,7 +949,9 @@ def _unsure_crops(
     return found[:: max(1, len(found) // count)][:count]
 
 
-def _read(path: Path, flags: int = cv2.IMREAD_COLOR) -> Image:
+def read_source_image(path: Path, flags: int = cv2.IMREAD_COLOR) -> Image:
+    """A source image of the sets (BGR, or as ``flags`` say); FileNotFoundError when missing
+    or unreadable."""
     image = cv2.imdecode(np.fromfile(path, np.uint8), flags) if path.is_file() else None
     if image is None:
         raise FileNotFoundError(f"{path}: missing or not a readable image")
@@ -959,9 +963,9 @@ def _dsifn_pairs(folder: Path, names: tuple[str, ...]) -> list[LabelledPair]:
         LabelledPair(
             f"dsifn/{name}",
             "dsifn",
-            _read(folder / "A" / name),
-            _read(folder / "B" / name),
-            _read(folder / "label" / name, cv2.IMREAD_GRAYSCALE) > 0,
+            read_source_image(folder / "A" / name),
+            read_source_image(folder / "B" / name),
+            read_source_image(folder / "label" / name, cv2.IMREAD_GRAYSCALE) > 0,
         )
         for name in names
     ]
@@ -976,7 +980,7 @@ def _frame(capture: cv2.VideoCapture, index: int) -> Image:
 
 
 def _texture(path: Path, name: SetName) -> Image:
-    image = _read(path)
+    image = read_source_image(path)
     half = image.shape[0] // 2
     return image[:half] if name == "dev" else image[half:]
 

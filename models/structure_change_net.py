@@ -83,6 +83,7 @@ from edge.structure_dataset import (
     composite_shed,
     elevation_ground,
     paving_ground,
+    read_source_image,
     round11_ground,
     round12_ground,
     skimage_data,
@@ -277,10 +278,8 @@ def _new_thing(image: Image, texture: Image, rng: np.random.Generator) -> tuple[
 def look_grounds() -> list[tuple[str, Image]]:
     """The grounds the dev looks are made on (rounds 7, 8, 10, 11, 11b and 12; all seen), by
     their own renderers: (name, BGR image at least SIZE on its shorter side)."""
-    from edge.structure_dataset import _read
-
-    grounds = [(name, _read(skimage_data() / name)) for name in ROUND7_GROUND_PHOTOS]
-    grounds += [(name, _read(skimage_data() / name)) for name in ROUND8_GROUND_PHOTOS]
+    grounds = [(name, read_source_image(skimage_data() / name)) for name in ROUND7_GROUND_PHOTOS]
+    grounds += [(name, read_source_image(skimage_data() / name)) for name in ROUND8_GROUND_PHOTOS]
     grounds += [(name, elevation_ground(name)) for name in ROUND10_GROUNDS]
     grounds += [(name, round11_ground(name)) for name in ROUND11_GROUNDS]
     grounds.append(("paving", paving_ground()))
