@@ -6,7 +6,6 @@ allows a letter; an armed-police plate read with no province where its row shows
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -23,29 +22,13 @@ from edge.plates import PlateReader
 from tests.unit.edge.test_plate_net import _tiny_onnx
 
 # The rules' helpers are reached through their modules (plates.lookalike_digit...), so that on a
-# tree without them only their own tests fail to import and the behaviour tests still run.
+# tree without them only their own tests fail to import. The behaviour tests hand a reading to
+# PlateReader.settle, the reader's last steps, as bench.plates_calibrate's score step does.
 
 
 @pytest.fixture(scope="module")
 def reader() -> PlateReader:
     return PlateReader(PlateSettings())
-
-
-def _with(
-    reader: PlateReader, reading: PlateCandidate, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[Image], PlateCandidate]:
-    """read_plate, as if PP-OCR's looked-at reading of the crop were ``reading``."""
-
-    def read(crop: Image) -> PlateCandidate:
-        with monkeypatch.context() as patch:
-            patch.setattr(reader, "_decode", lambda *_: (reading, True))
-            patch.setattr(reader, "_accept", lambda raw, agreed: raw)
-            patch.setattr(reader, "_second_look", lambda found, rows: found)
-            result = reader.read_plate(crop)
-        assert result is not None
-        return result
-
-    return read
 
 
 @pytest.mark.parametrize(
@@ -65,43 +48,37 @@ def test_lookalike_digit(text: str, scores: tuple[float, ...], lowest: float) ->
 
 
 def test_a_decided_reading_with_an_unsure_lookalike_digit_is_not_decided(
-    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+    reader: PlateReader,
 ) -> None:
     crop = render_plate("冀M20159", "blue")
     scores = (0.9026, 0.9789, 0.9924, 0.8539, 0.9958, 0.9958, 0.9956)  # dev's 冀M2Q159
-    doubted = _with(reader, PlateCandidate("冀M20159", 0.9936, scores), monkeypatch)(crop)
+    doubted = reader.settle(PlateCandidate("冀M20159", 0.9936, scores), (crop,))
     assert doubted.text == "冀M20159"
     assert doubted.confidence == plates.NEAR_TIE_CHANCE
     sure = (0.9026, 0.9789, 0.9924, 0.9853, 0.9958, 0.9958, 0.9956)  # as right ones read
-    kept = _with(reader, PlateCandidate("冀M20159", 0.9936, sure), monkeypatch)(crop)
+    kept = reader.settle(PlateCandidate("冀M20159", 0.9936, sure), (crop,))
     assert kept.confidence == 0.9936
 
 
 def test_a_decided_reading_of_pp_ocrs_favourite_province_read_unsurely_is_not_decided(
-    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+    reader: PlateReader,
 ) -> None:
     crop = render_plate("桂C96998", "blue")
     # Dev's 桂C96998, read 皖C96998 (皖 at 0.8953 over its views) and decided.
     favourite = (0.8953, 0.9934, 0.9999, 0.9999, 0.9999, 0.9997, 0.9999)
-    doubted = _with(reader, PlateCandidate("皖C96998", 0.9936, favourite), monkeypatch)(crop)
+    doubted = reader.settle(PlateCandidate("皖C96998", 0.9936, favourite), (crop,))
     assert doubted.confidence == plates.NEAR_TIE_CHANCE
     # 皖 as PP-OCR reads it on real 皖 plates, and another province as unsure: decided.
     sure = (0.9496, *favourite[1:])
-    assert _with(reader, PlateCandidate("皖C96998", 0.9936, sure), monkeypatch)(
-        crop
-    ).confidence == (0.9936)
-    other = _with(reader, PlateCandidate("桂C96998", 0.9936, favourite), monkeypatch)(crop)
+    assert reader.settle(PlateCandidate("皖C96998", 0.9936, sure), (crop,)).confidence == 0.9936
+    other = reader.settle(PlateCandidate("桂C96998", 0.9936, favourite), (crop,))
     assert other.confidence == 0.9936
 
 
-def test_an_undecided_reading_is_left_as_it_is(
-    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_undecided_reading_is_left_as_it_is(reader: PlateReader) -> None:
     scores = (0.9, 0.98, 0.99, 0.5, 0.99, 0.99, 0.99)
     reading = PlateCandidate("冀M20159", 0.7131, scores)
-    assert (
-        _with(reader, reading, monkeypatch)(render_plate("冀M20159", "blue")).confidence == 0.7131
-    )
+    assert reader.settle(reading, (render_plate("冀M20159", "blue"),)).confidence == 0.7131
 
 
 def _small(plate: Image, width: int = 160) -> Image:
@@ -109,13 +86,11 @@ def _small(plate: Image, width: int = 160) -> Image:
     return np.asarray(cv2.resize(plate, (width, height), interpolation=cv2.INTER_AREA))
 
 
-def test_a_bare_wj_reading_over_a_province_glyph_is_not_decided(
-    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bare_wj_reading_over_a_province_glyph_is_not_decided(reader: PlateReader) -> None:
     # PP-OCR read WJ湘96689 without its province (dev: WJ藏7310B as WJ7310B, decided).
     crop = _small(render_plate("WJ湘96689", "armed_police"))
     bare = PlateCandidate("WJ96689", 0.9951, (0.99,) * 7)
-    assert _with(reader, bare, monkeypatch)(crop).confidence == plates.NEAR_TIE_CHANCE
+    assert reader.settle(bare, (crop,)).confidence == plates.NEAR_TIE_CHANCE
 
 
 @pytest.mark.parametrize("fill", [" ", "·"])
@@ -145,9 +120,7 @@ def test_province_glyph_reads_the_forced_province() -> None:
     assert not plates.bare_wj("皖A12345")
 
 
-def test_vote_doubts_a_reading_the_nets_agreement_lifted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_vote_doubts_a_reading_the_nets_agreement_lifted(tmp_path: Path) -> None:
     # Dev's 粤PDJ1047: PP-OCR read 皖PDJ1047 undecided (皖 at 0.7463), the sure net read the same
     # and its agreement lifted it to AGREE_CHANCE, a false read; the doubt comes after the vote.
     weights = tmp_path / "spells.onnx"
@@ -155,11 +128,10 @@ def test_vote_doubts_a_reading_the_nets_agreement_lifted(
     vote = PlateReader(PlateSettings(second_opinion="vote", second_opinion_weights=str(weights)))
     scores = (0.7463, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99)
     reading = PlateCandidate("皖PDJ1047", 0.7131, scores)
-    settled = _with(vote, reading, monkeypatch)(render_plate("粤PDJ1047", "green"))
+    settled = vote.settle(reading, (render_plate("粤PDJ1047", "green"),))
     assert settled.opinion == ("皖PDJ1047", 0.99)
     assert settled.confidence == plates.NEAR_TIE_CHANCE
     # The same reading with 皖 as sure as on real 皖 plates: the agreement decides it.
     sure = PlateCandidate("皖PDJ1047", 0.7131, (0.97, *scores[1:]))
-    assert _with(vote, sure, monkeypatch)(render_plate("粤PDJ1047", "green")).confidence == (
-        plates.AGREE_CHANCE
-    )
+    settled_sure = vote.settle(sure, (render_plate("粤PDJ1047", "green"),))
+    assert settled_sure.confidence == plates.AGREE_CHANCE
