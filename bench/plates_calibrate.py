@@ -19,6 +19,9 @@ after the second look) offline, every vehicle read once:
 
 ``read`` saves each vehicle's reading before ``settle`` and the rows it was read from
 (vehicles.jsonl, rows/); ``score`` settles them again in each mode and scores the scenes.
+
+A mistake in DIR (a test seed's folder, a folder ``seedX`` whose X is not a number, no read
+seed): one line on stderr, exit 1; a wrong argument: argparse's usage line, exit 2.
 """
 
 from __future__ import annotations
@@ -212,11 +215,22 @@ def read(out: Path, seeds: list[int] | None, settings: PlateSettings | None = No
         print(f"{folder.name}: {len(lines)} vehicles read in {cpu:.1f} s CPU")
 
 
+def seed_number(folder: Path) -> int:
+    """The seed of a folder ``seedN``; any other name is a one-line error (exit 1)."""
+    number = folder.name.removeprefix("seed")
+    if not number.isdecimal():
+        raise SystemExit(
+            f"bench.plates_calibrate: {folder} is not a seed folder (seedN, N a number)"
+            f" / {folder} 不是种子文件夹（seedN，N 为数字）"
+        )
+    return int(number)
+
+
 def _seed_folders(out: Path, seeds: list[int] | None) -> list[Path]:
-    folders = sorted(out.glob("seed*"), key=lambda f: int(f.name.removeprefix("seed")))
-    if any(int(f.name.removeprefix("seed")) in TEST_SEEDS for f in folders):
+    folders = sorted(out.glob("seed*"), key=seed_number)
+    if any(seed_number(f) in TEST_SEEDS for f in folders):
         raise SystemExit(_TEST_SEEDS_REFUSED)
-    return [f for f in folders if seeds is None or int(f.name.removeprefix("seed")) in seeds]
+    return [f for f in folders if seeds is None or seed_number(f) in seeds]
 
 
 def score(
@@ -351,7 +365,7 @@ def load_rows(out: Path) -> dict[int, list[Row]]:
     """Each dev seed's vehicles (readings.jsonl), by seed."""
     rows: dict[int, list[Row]] = {}
     for folder in sorted(out.glob("seed*")):
-        seed = int(folder.name.removeprefix("seed"))
+        seed = seed_number(folder)
         if seed in TEST_SEEDS:
             raise SystemExit(_TEST_SEEDS_REFUSED)
         with (folder / "readings.jsonl").open(encoding="utf-8") as source:
