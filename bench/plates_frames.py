@@ -9,8 +9,8 @@ once, round 4 another, ``held_out_9`` (seed 9), once, round 5 ``held_out_10`` (s
 once, round 6 ``held_out_11`` (seed 11), once (seed 10 was dev in round 6), and round 7
 ``held_out_12`` (seed 12), once (seeds 1, 4, 5, 6, 9, 10 and 11 were its dev), and round 8
 ``held_out_13`` (seed 13), once, round 9 ``held_out_14`` (seed 14), once, round 9b
-``held_out_15`` (seed 15), once, round 10 ``held_out_16`` (seed 16), once, and round 11
-``held_out_22`` (seed 22), once. ``--set
+``held_out_15`` (seed 15), once, round 10 ``held_out_16`` (seed 16), once, round 11
+``held_out_22`` (seed 22), once, and round 12 ``held_out_23`` (seed 23), once. ``--set
 photos`` scores the two real photos in ../shared/data/images. ``--second-opinion`` sets
 the plate-trained recogniser (edge.plate_net; PlateSettings.second_opinion): off, the
 reader's default (its weights are built by models.plate_recogniser, not kept in the repository);
@@ -61,6 +61,7 @@ SEEDS = {
     "held_out_15": 15,
     "held_out_16": 16,
     "held_out_22": 22,
+    "held_out_23": 23,
 }
 
 
