@@ -32,7 +32,10 @@ matplotlib's logo2.png), scored once, at the very end; ``--set round12`` round 1
 traces rendered as aerial ground, sheds faced with a networkx drawing test image), scored
 once, at the end; ``--set round14`` round 14's (edge.structure_dataset.build_round14_look:
 matplotlib's membrane.dat and goog.npz traces crossed as plaids and rendered as aerial ground,
-sheds faced with another networkx drawing test image), scored once, at the end.
+sheds faced with another networkx drawing test image), scored once, at the end; ``--set
+round15`` round 15's (edge.structure_dataset.build_round15_look: scikit-learn's handwritten
+digits tiled and matplotlib's Stocks.csv prices crossed as a plaid, rendered as aerial ground,
+sheds faced with a third networkx drawing test image), scored once, at the end.
 ``--object-stress``
 adds, for the learned comparison, how many of each
 pair's before views raise with one of 12 people and cars the detector is only fairly sure of
@@ -49,7 +52,7 @@ passes, as rounds 1-5 counted). Run from the repository root:
 
     .venv/bin/python -m bench.structures [--repeats 5]
         [--set dev|dev-all|test|held-out|fresh|round6|round7|round8|round10|round11|round11b
-         |round12|round14 | --dir FOLDER]
+         |round12|round14|round15 | --dir FOLDER]
 
 A folder it cannot read: one line on stderr, exit 2.
 """
@@ -85,6 +88,7 @@ from edge.structure_dataset import (
     build_round11b_look,
     build_round12_look,
     build_round14_look,
+    build_round15_look,
     build_set,
     held_out_photos,
     sklearn_china_photo,
@@ -198,6 +202,7 @@ _LOOKS: dict[str, tuple[str, Callable[[ObjectFinder], Look]]] = {
     ),
     "round12": ("fresh look (round 12)", lambda finder: build_round12_look(SHARED_DATA, finder)),
     "round14": ("fresh look (round 14)", lambda finder: build_round14_look(SHARED_DATA, finder)),
+    "round15": ("fresh look (round 15)", lambda finder: build_round15_look(SHARED_DATA, finder)),
 }
 """The looks ``--set`` builds by name: each one's label in the summary and its builder."""
 

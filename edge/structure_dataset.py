@@ -534,6 +534,18 @@ ROUND14_GROUNDS = ("membrane.dat", "goog.npz")
 ROUND14_TEXTURE = "test_display_house_with_colors.png"
 ROUND14_VIEWS = {"membrane.dat": 3, "goog.npz": 1}
 ROUND14_SIXTYFOURTHS = (5, 21, 37, 53)
+# Round 15's fresh look (built once, scored once, at the end), drawn on nothing any set, look,
+# training run or test drew on: scikit-learn's digits.csv.gz (1,797 real 8x8 handwritten
+# digits, the first 1,600 tiled 40 x 40 as heights) and matplotlib's Stocks.csv (real monthly
+# share prices 1990-2017: IBM's along x crossed with the Nasdaq index's along y), each RENDERED
+# as hill-shaded aerial ground (GENERATED); sheds faced with networkx's drawing test image
+# test_display_complex.png. People and cars: real detector crops from frames at 7, 15, 23 and
+# 31 thirty-seconds of vtest and of the test clips (no earlier look, control or training run
+# cut at these).
+ROUND15_GROUNDS = ("digits.csv.gz", "Stocks.csv")
+ROUND15_TEXTURE = "test_display_complex.png"
+ROUND15_VIEWS = {"digits.csv.gz": 3, "Stocks.csv": 1}
+ROUND15_THIRTYSECONDS = (7, 15, 23, 31)
 
 # What each set and look drew on, by file name (photos, textures, sample data), in the order
 # they were made; a new look must draw on none of them (`used_sources`). Clip stretches are
@@ -561,6 +573,7 @@ LOOK_SOURCES: tuple[tuple[str, frozenset[str]], ...] = (
     ("round11b", frozenset({*ROUND11B_GROUND, ROUND11B_TEXTURE})),
     ("round12", frozenset({*ROUND12_GROUNDS, ROUND12_TEXTURE})),
     ("round14", frozenset({*ROUND14_GROUNDS, ROUND14_TEXTURE})),
+    ("round15", frozenset({*ROUND15_GROUNDS, ROUND15_TEXTURE})),
 )
 
 
@@ -801,6 +814,61 @@ def build_round14_look(
         texture,
         lambda count: [count * k // 64 for k in ROUND14_SIXTYFOURTHS],
         (SEED + 14000, SEED + 1400),
+    )
+
+
+def sklearn_data(name: str) -> Path:
+    """One of scikit-learn's bundled data files, found without importing the package."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"scikit-learn's data file {name} is needed")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
+
+
+def round15_ground(name: str) -> Image:
+    """One of ROUND15_GROUNDS rendered as hill-shaded aerial ground (BGR; GENERATED, the data
+    real). digits.csv.gz: the first 1,600 of scikit-learn's 8x8 handwritten digits (0-16)
+    tiled 40 x 40 (320 x 320) and scaled up twice, as heights; Stocks.csv: IBM's monthly
+    price (standardised log) along x plus the Nasdaq index's (^IXIC) along y, over the
+    months both are given."""
+    if name == "digits.csv.gz":
+        with gzip.open(sklearn_data(name), "rt") as raw:
+            rows = np.loadtxt(raw, delimiter=",")
+        digits = rows[:1600, :64].reshape(40, 40, 8, 8).transpose(0, 2, 1, 3).reshape(320, 320)
+        heights = cv2.resize(digits.astype(np.float32), (640, 640), interpolation=cv2.INTER_LINEAR)
+        return hill_shaded(np.asarray(heights, np.float64) * 60.0, "YlOrBr")
+    if name == "Stocks.csv":
+        table = np.genfromtxt(
+            matplotlib_sample(name), delimiter=",", skip_header=2, usecols=(1, 10)
+        )
+        table = table[~np.isnan(table).any(axis=1)]  # the file's blank and partial rows
+        across, down = np.log(table[:, 0]), np.log(table[:, 1])
+        across = (across - across.mean()) / (across.std() + 1e-9)
+        down = (down - down.mean()) / (down.std() + 1e-9)
+        return hill_shaded((across[None, :] + down[:, None]) * 300.0, "bone")
+    raise KeyError(f"{name} is not one of round 15's grounds")
+
+
+def build_round15_look(
+    shared_data: Path, finder: ObjectFinder
+) -> tuple[list[LabelledPair], list[ObjectCrop]]:
+    """Round 15's fresh look, scored once at the end: as `build_round11_look`, on
+    ROUND15_VIEWS views of `round15_ground`'s grounds with sheds faced with networkx's
+    ROUND15_TEXTURE, people and cars cut at ROUND15_THIRTYSECONDS of the clips (all GENERATED
+    but the crops and the source data): sheds before a person, sheds beside a parked car, the
+    person and the car moved (still), and smooth sheds beside the car."""
+    grounds = [
+        (name.split(".")[0].lower(), round15_ground(name), ROUND15_VIEWS[name])
+        for name in ROUND15_GROUNDS
+    ]
+    texture = read_source_image(networkx_drawing(ROUND15_TEXTURE))
+    return _people_and_cars_look(
+        shared_data,
+        finder,
+        grounds,
+        texture,
+        lambda count: [count * k // 32 for k in ROUND15_THIRTYSECONDS],
+        (SEED + 15000, SEED + 1500),
     )
 
 
