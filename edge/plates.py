@@ -34,6 +34,7 @@ from edge.plate_confidence import (
 )
 from edge.plate_confidence_fit import FITTED
 from edge.plate_decoding import (
+    ALPHABET,
     HEAD_LAYOUT,
     LAST_ONLY,
     PLATE_LAYOUT,
@@ -433,12 +434,14 @@ class PlateReader:
     def _doubt(self, reading: PlateCandidate, rows: tuple[Image, ...]) -> PlateCandidate:
         """A decided reading that one of PP-OCR's known sure misreads could explain is not decided.
 
-        Three causes of round 11's dev false reads (docs/benchmarks.md, plates, round 11): a
+        Three causes of round 11's dev false reads (docs/benchmarks.md, plates, round 11), and
+        one of round 12's (a province read as its own half, ``HALF_GLYPHS``): a
         look-alike digit (``lookalike_digit``: the generated font's Q read as 0, its J as 1)
         read less surely than right ones are, where the plate allows a letter; an armed-police
         plate read with no province (WJ and digits, as real 武警总部 plates are) where its row
-        holds a province glyph (``province_glyph``); and PP-OCR's favourite province, 皖
-        (``FAVOURITE``), read less surely than PP-OCR reads it on real 皖 plates. Each is worth
+        holds a province glyph (``province_glyph``); PP-OCR's favourite province, 皖
+        (``FAVOURITE``), read less surely than PP-OCR reads it on real 皖 plates; and 京 where
+        its row scores 琼, whose right half 京 is, beside it (``_whole_glyph``). Each is worth
         at most NEAR_TIE_CHANCE then, whatever the net's vote made of it (round 11's dev, vote:
         its agreement had lifted 皖PDJ1047 for 粤PDJ1047 to AGREE_CHANCE). A reading under the
         floor is left as it is.
@@ -454,8 +457,23 @@ class PlateReader:
             lookalike_digit(reading.text, scores) < LOOKALIKE_SURE
             or (reading.text[:1] == FAVOURITE and float(scores[0]) < FAVOURITE_SURE)
             or (bare_wj(reading.text) and self._province_glyph(rows) >= PROVINCE_GLYPH)
+            or self._whole_glyph(reading.text, rows) >= WHOLE_GLYPH
         )
         return replace(reading, confidence=NEAR_TIE_CHANCE) if doubted else reading
+
+    def _whole_glyph(self, text: str, rows: tuple[Image, ...]) -> float:
+        """How strongly a reading's province could be the half of another (``HALF_GLYPHS``: 京
+        is 琼's right half): that other province's score around the step where the row's first
+        read pass (remembered) scores the read province highest; 0 for any other province."""
+        whole = HALF_GLYPHS.get(text[:1])
+        if whole is None:
+            return 0.0
+        read_pass = self.settings.passes[0] if len(rows) == 1 else _row_passes(rows[0])[0]
+        chars, _ = self._decoder.scores(self._first_pass(rows[0], read_pass))
+        if len(chars) == 0:
+            return 0.0
+        peak = int(np.argmax(chars[:, ALPHABET.index(text[0])]))
+        return float(chars[max(0, peak - 1) : peak + 2, ALPHABET.index(whole)].max())
 
     def _province_glyph(self, rows: tuple[Image, ...]) -> float:
         """``province_glyph`` of a bare WJ reading's row (the top row of a double-row plate),
@@ -804,6 +822,16 @@ SUFFIX_COLOUR_CHANCE = 0.9408
 """What such a reading is worth: the Wilson lower bound (z 1.645) of 43 right of 43, every
 undecided dev reading (seeds 1, 4-11, 17-21) ``_suffix_colour`` decides. In sample: fitted on
 the dev readings it is scored on."""
+HALF_GLYPHS = {"京": "琼"}
+"""A province whose glyph is the right half of another's (琼 = 王 + 京): PP-OCR may read the
+whole as the half. Round 12's dev: 4 readings of 琼 plates began with 京, one decided (琼KF71F18
+as 京KF71F18, 京 at 0.996: a sure false read no score rule reached)."""
+WHOLE_GLYPH = 0.001
+"""A decided reading that begins with a half glyph (``HALF_GLYPHS``) whose row scores the whole
+one this much or more beside it (``_whole_glyph``) is not decided. Round 12's dev (2,520
+scenes): the 4 readings of 琼 plates as 京 scored 琼 0.0034 (the decided false read), 0.0298,
+0.0387 and 0.4264; the 60 right 京 readings 0.00033 at most (most under 0.0001). 0.001 sits
+in that gap, about 3x over the right ones' highest and under the wrong ones' lowest."""
 NEAR_TIE_CHANCE = 0.5
 """The most a near-tie or crowded reading is worth: under any floor (a tie is a coin's toss)."""
 

@@ -135,3 +135,15 @@ def test_vote_doubts_a_reading_the_nets_agreement_lifted(tmp_path: Path) -> None
     sure = PlateCandidate("皖PDJ1047", 0.7131, (0.97, *scores[1:]))
     settled_sure = vote.settle(sure, (render_plate("粤PDJ1047", "green"),))
     assert settled_sure.confidence == plates.AGREE_CHANCE
+
+
+def test_a_decided_province_read_as_the_half_of_another_is_not_decided(
+    reader: PlateReader,
+) -> None:
+    # Round 12's dev: 琼KF71F18 read 京KF71F18 (京 at 0.996, decided): 京 is 琼's right half.
+    scores = (0.996, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99)
+    reading = PlateCandidate("京KF71F18", 0.9951, scores)
+    whole = _small(render_plate("琼KF71F18", "green"), 150)
+    assert reader.settle(reading, (whole,)).confidence == plates.NEAR_TIE_CHANCE
+    half = _small(render_plate("京KF71F18", "green"), 150)
+    assert reader.settle(reading, (half,)).confidence == 0.9951
