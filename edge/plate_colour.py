@@ -5,9 +5,10 @@ for new-energy ones, white for police (警) and armed-police (WJ) plates, black 
 Macau (港, 澳), embassy (使) and consulate (领) plates. The reader checks a red suffix it read
 against the colour it sees (``PlateReader.settle``: edge.plates.SUFFIX_COLOURS).
 
-On round 12's dev (docs/benchmarks.md, plates, round 12: the 4,058 vehicle readings of 2,520
-generated scenes), by the scene's plate: black plates 870 of 871 read black (1 "other"), white
-578 of 582 white (4 black), blue and yellow ones 890 of 890 blue or yellow, green 299 of 299.
+On round 12's dev (docs/benchmarks.md, plates, round 12: the 2,642 readings of 4,721 vehicles
+in 2,520 generated scenes), by the scene's plate: black plates 870 of 871 read black (1
+"other"), white 578 of 582 white (4 black), blue and yellow ones 890 of 890 blue or yellow,
+green 299 of 299.
 """
 
 from __future__ import annotations
