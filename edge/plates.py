@@ -830,7 +830,7 @@ WHOLE_GLYPH = 0.001
 """A decided reading that begins with a half glyph (``HALF_GLYPHS``) whose row scores the whole
 one this much or more beside it (``_whole_glyph``) is not decided. Round 12's dev (2,520
 scenes): the 4 readings of 琼 plates as 京 scored 琼 0.0034 (the decided false read), 0.0298,
-0.0387 and 0.4264; the 60 right 京 readings 0.00033 at most (most under 0.0001). 0.001 sits
+0.0387 and 0.4264; the 58 right 京 readings 0.00033 at most (most under 0.0001). 0.001 sits
 in that gap, about 3x over the right ones' highest and under the wrong ones' lowest."""
 NEAR_TIE_CHANCE = 0.5
 """The most a near-tie or crowded reading is worth: under any floor (a tie is a coin's toss)."""
