@@ -73,7 +73,19 @@ LOSS_INTERIOR = 0
 # many working pixels inside its outline (round 10's interior rule, only there: a pasted
 # passer-by hides no one). 0: off, the rule before round 11.
 LOSS_HIDDEN_INTERIOR = 8
+# Round 15 (chosen on dev): a loss region the caller's `sure` map (the learned comparison: the
+# varied-ground change net's chance, which was taught people and cars as no change) gives a
+# median of at least this is judged LOSS_HIDDEN_INTERIOR pixels inside its outline as well: a
+# shed whose face is smoother than the ground but whose outline and cast shadow keep the
+# region's texture from falling (the sheds beside a parked car; docs/benchmarks.md,
+# "Structures", round 15). None: off, the rule before round 15.
+LOSS_SURE_CHANCE: float | None = 0.5
 T = TypeVar("T")
+
+
+def uses_sure() -> bool:
+    """Whether compare_structure reads a `sure` map (round 15's rule is on)."""
+    return STRUCTURE_LOSS and LOSS_SURE_CHANCE is not None and LOSS_HIDDEN_INTERIOR > 0
 
 
 class Kept:
@@ -139,12 +151,16 @@ def compare_structure(
     settings: StructureSettings,
     kept: Kept | None = None,
     hidden: BoolArray | None = None,
+    sure: NDArray[np.float32] | None = None,
 ) -> StructureChange:
     """Where structure was added inside `polygon` since `baseline`; see the module docstring.
 
     `kept` (BaselineMemo.of(baseline)) keeps what is derived from the baseline alone for the
     next comparison against it; the result is the same with or without. `hidden` (frame-sized)
-    marks where a person who stayed put is now hidden below (structure_loss).
+    marks where a person who stayed put is now hidden below (structure_loss). `sure`
+    (frame-sized, 0..1, on the baseline's grid: the current view moved back) is a learned
+    chance of new structure per pixel; structure_loss judges a region it is sure of
+    (LOSS_SURE_CHANCE) inside its outline.
     """
     _check_pair(baseline, current)
     kept = kept or Kept()
@@ -163,11 +179,14 @@ def compare_structure(
     gain = structure_gain(base_crop, current_crop, view.zone_mask, settings, kept, where)
     changed = _changed_regions(gain, settings) & view.zone_mask
     if STRUCTURE_LOSS:
-        hidden_crop = None
+        hidden_crop = sure_crop = None
         if hidden is not None and hidden.any():
             hidden_crop = view.crop(hidden.astype(np.uint8) * 255) > 0
+        if sure is not None and LOSS_SURE_CHANCE is not None:
+            levels = np.round(np.clip(sure, 0.0, 1.0) * 255).astype(np.uint8)
+            sure_crop = view.crop(levels).astype(np.float32) / 255.0
         changed |= structure_loss(
-            base_crop, current_crop, view.zone_mask, kept, where, hidden=hidden_crop
+            base_crop, current_crop, view.zone_mask, kept, where, hidden_crop, sure_crop
         )
     zone = polygon_mask(polygon, (height, width))
     mask = view.to_frame(changed, (height, width)) & zone
@@ -242,6 +261,7 @@ def structure_loss(
     kept: Kept | None = None,
     where: Hashable = None,
     hidden: BoolArray | None = None,
+    sure: NDArray[np.float32] | None = None,
 ) -> BoolArray:
     """Where a new smooth face replaced texture: structure the gain above does not seek.
 
@@ -261,7 +281,10 @@ def structure_loss(
     that fail the shape test. A region over `hidden` (where a person found in both views at the
     same place is now hidden below: something new stands before them) has its texture fall
     judged LOSS_HIDDEN_INTERIOR pixels inside its outline, whose own edges and cast shadow raise
-    texture (round 11; docs/benchmarks.md, "Structures", rounds 10 and 11).
+    texture (round 11; docs/benchmarks.md, "Structures", rounds 10 and 11). So is a region
+    whose median over `sure` (a learned chance of new structure, 0..1) is at least
+    LOSS_SURE_CHANCE: a shed's face smoother than the ground, its region's texture kept up by
+    its own outline (round 15).
     """
     kept = kept or Kept()
     base_grey = kept.get(("grey", where), lambda: _grey(baseline))
@@ -301,7 +324,13 @@ def structure_loss(
         cv2.drawContours(region, [contour], -1, 1, -1)
         judged = region
         inset = LOSS_INTERIOR
-        if hidden is not None and LOSS_HIDDEN_INTERIOR > 0 and (hidden & (region > 0)).any():
+        behind = hidden is not None and bool((hidden & (region > 0)).any())
+        sure_of = (
+            sure is not None
+            and LOSS_SURE_CHANCE is not None
+            and float(np.median(sure[region > 0])) >= LOSS_SURE_CHANCE
+        )
+        if LOSS_HIDDEN_INTERIOR > 0 and (behind or sure_of):
             inset = max(inset, LOSS_HIDDEN_INTERIOR)
         if inset > 0:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1))

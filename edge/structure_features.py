@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from edge import structure_compare
 from edge.config import MODEL_ENV_VAR, DetectorSettings, StructureSettings
 from edge.detections import Detections, Image
 from edge.detector import (
@@ -42,6 +43,7 @@ from edge.structure_compare import (
     Kept,
     StructureChange,
     compare_structure,
+    estimate_shift,
     polygon_mask,
     result,
     undo_shift,
@@ -207,10 +209,21 @@ def learned_structure_change(
         for x0, y0, x1, y1 in hidden:
             top, left = max(0, int(y0)), max(0, int(x0))
             hidden_mask[top : int(np.ceil(y1)), left : int(np.ceil(x1))] = True
-    change = compare_structure(baseline, current, polygon, settings, kept, hidden_mask)
+    maps = None
+    if net is not None and net.varied is not None and structure_compare.uses_sure():
+        # Round 15: the varied-ground net's reading is wanted by the loss cue (`sure`), so the
+        # learned maps come first, on the current view moved back as compare_structure moves it.
+        shift = estimate_shift(baseline, current, settings.min_alignment_peak, kept)
+        if max(abs(shift[0]) / width, abs(shift[1]) / height) <= settings.max_shift_fraction:
+            maps = _distance_map(
+                features, baseline, undo_shift(current, baseline, shift), net, kept
+            )
+    change = compare_structure(
+        baseline, current, polygon, settings, kept, hidden_mask, maps[2] if maps else None
+    )
     if not change.conclusive or not change.mask.any():
         return change
-    distance, net_chance = _distance_map(
+    distance, net_chance, _ = maps or _distance_map(
         features, baseline, undo_shift(current, baseline, change.shift), net, kept
     )
     passers_by = _box_mask(changed_boxes(transient_boxes, distance), (height, width))
@@ -369,8 +382,9 @@ def _distance_map(
     current: Image,
     net: ChangeNet | None = None,
     kept: Kept | None = None,
-) -> tuple[FloatImage, FloatImage | None]:
-    """Feature distance (and the net's change chance) at frame size; views scaled to /32 first."""
+) -> tuple[FloatImage, FloatImage | None, FloatImage | None]:
+    """Feature distance (and the net's change chance, and the varied-ground net's alone when
+    it is loaded) at frame size; views scaled to /32 first."""
     kept = kept or Kept()
     height, width = baseline.shape[:2]
     scale = min(1.0, FEATURE_SIZE / max(height, width))
@@ -390,14 +404,16 @@ def _distance_map(
             cv2.resize(cells, (width, height), interpolation=cv2.INTER_LINEAR), np.float32
         )
 
-    chance = None
+    chance = varied = None
     if net is not None:
         # The ground depends on the baseline alone: kept with its features (round 14).
         ground = None
         if GROUND_RELATIVE_CHANCE is not None:
             ground = kept.get(("ground", id(features), size), lambda: view_ground(before))
-        chance = frame_sized(net_chance(net, before, after, ground))
-    return frame_sized(feature_distance(before, after)), chance
+        cells = net.varied.probability(before, after) if net.varied is not None else None
+        chance = frame_sized(net_chance(net, before, after, ground, cells))
+        varied = frame_sized(np.asarray(cells, np.float32)) if cells is not None else None
+    return frame_sized(feature_distance(before, after)), chance, varied
 
 
 def view_ground(features: FloatImage) -> FloatImage:
@@ -408,7 +424,11 @@ def view_ground(features: FloatImage) -> FloatImage:
 
 
 def net_chance(
-    net: ChangeNet, before: FloatImage, after: FloatImage, ground: FloatImage | None = None
+    net: ChangeNet,
+    before: FloatImage,
+    after: FloatImage,
+    ground: FloatImage | None = None,
+    varied: FloatImage | None = None,
 ) -> FloatImage:
     """Per cell, the change net's chance of new structure: as trained, or, from
     GROUND_RELATIVE_CHANCE up (None since round 14), read against the view's ground, whichever
@@ -420,11 +440,12 @@ def net_chance(
     paving) no longer decides the reading (docs/benchmarks.md, "Structures", round 12).
     `ground` (`view_ground(before)`) may be passed in, kept with the baseline's features.
     From VARIED_CHANCE up, the varied-ground net's chance (`net.varied`, when loaded) counts
-    too, the higher of the two (round 14).
+    too, the higher of the two (round 14); `varied` may be passed in, its chance already read.
     """
     chance = net.probability(before, after)
     if VARIED_CHANCE is not None and net.varied is not None:
-        varied = net.varied.probability(before, after)
+        if varied is None:
+            varied = net.varied.probability(before, after)
         chance = np.maximum(chance, np.where(varied >= VARIED_CHANCE, varied, 0.0))
     if GROUND_RELATIVE_CHANCE is None:
         return np.asarray(chance, np.float32)
