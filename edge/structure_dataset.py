@@ -217,26 +217,46 @@ def build_fresh_look(
     frames: list[Image] = []
     pairs: list[LabelledPair] = []
     for name, (low, high) in FRESH_LOOK_FRAMES.items():
-        capture = cv2.VideoCapture(str(shared_data / "clips" / name))
-        if not capture.isOpened():
-            raise FileNotFoundError(f"{shared_data / 'clips' / name}: the fresh look needs it")
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        try:
-            for view in range(VIEWS_PER_CLIP):
-                gap = min(round(fps * rng.uniform(2.0, 4.0)), high - low - 1)
-                first = int(rng.integers(low, high - gap + 1))
-                before_frame, after_frame = _frame(capture, first), _frame(capture, first + gap)
-                frames += [before_frame, after_frame]
-                before, after = _square_views(rng, before_frame, after_frame)
-                stem = f"{Path(name).stem}/{view}"
-                nothing = np.zeros((SIZE, SIZE), np.bool_)
-                pairs.append(LabelledPair(f"{stem} still", "still", before, after, nothing))
-                built, truth = composite_shed(after, texture, rng)
-                pairs.append(LabelledPair(f"{stem} built", "built", before, built, truth))
-        finally:
-            capture.release()
+        clip = shared_data / "clips" / name
+        _stretch_pairs(
+            clip, low, high, VIEWS_PER_CLIP, texture, rng, frames, pairs, "the fresh look"
+        )
     objects = _best_crops(frames, finder)
     return _with_controls(pairs, objects, SEED + 500), _unsure_crops(frames, finder)
+
+
+def _stretch_pairs(
+    clip: Path,
+    low: int,
+    high: int,
+    views: int,
+    texture: Image,
+    rng: np.random.Generator,
+    frames: list[Image],
+    pairs: list[LabelledPair],
+    needed_by: str,
+) -> None:
+    """Rounds 5 and 6: `views` views of `clip`'s frames `low`..`high`, each a still pair (real
+    frames 2-4 s apart) and a built one (a GENERATED shed faced with `texture` in the later
+    frame), added to `pairs`, the frames read added to `frames`."""
+    capture = cv2.VideoCapture(str(clip))
+    if not capture.isOpened():
+        raise FileNotFoundError(f"{clip}: {needed_by} needs it")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    try:
+        for view in range(views):
+            gap = min(round(fps * rng.uniform(2.0, 4.0)), high - low - 1)
+            first = int(rng.integers(low, high - gap + 1))
+            before_frame, after_frame = _frame(capture, first), _frame(capture, first + gap)
+            frames += [before_frame, after_frame]
+            before, after = _square_views(rng, before_frame, after_frame)
+            stem = f"{clip.stem}/{view}"
+            nothing = np.zeros((SIZE, SIZE), np.bool_)
+            pairs.append(LabelledPair(f"{stem} still", "still", before, after, nothing))
+            built, truth = composite_shed(after, texture, rng)
+            pairs.append(LabelledPair(f"{stem} built", "built", before, built, truth))
+    finally:
+        capture.release()
 
 
 # Round 6's held-out look, drawn on nothing any set, look, training run or test drew on: the
@@ -275,24 +295,17 @@ def build_round6_look(
     clip, low, high = ROUND6_STRETCH
     frames: list[Image] = []
     pairs: list[LabelledPair] = []
-    capture = cv2.VideoCapture(str(shared_data / "clips" / clip))
-    if not capture.isOpened():
-        raise FileNotFoundError(f"{shared_data / 'clips' / clip}: round 6's look needs it")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    try:
-        for view in range(ROUND6_STRETCH_VIEWS):
-            gap = min(round(fps * rng.uniform(2.0, 4.0)), high - low - 1)
-            first = int(rng.integers(low, high - gap + 1))
-            before_frame, after_frame = _frame(capture, first), _frame(capture, first + gap)
-            frames += [before_frame, after_frame]
-            before, after = _square_views(rng, before_frame, after_frame)
-            stem = f"{Path(clip).stem}/{view}"
-            nothing = np.zeros((SIZE, SIZE), np.bool_)
-            pairs.append(LabelledPair(f"{stem} still", "still", before, after, nothing))
-            built, truth = composite_shed(after, texture, rng)
-            pairs.append(LabelledPair(f"{stem} built", "built", before, built, truth))
-    finally:
-        capture.release()
+    _stretch_pairs(
+        shared_data / "clips" / clip,
+        low,
+        high,
+        ROUND6_STRETCH_VIEWS,
+        texture,
+        rng,
+        frames,
+        pairs,
+        "round 6's look",
+    )
     for name in ROUND6_PHOTOS:
         photo = read_source_image(folder / name)
         frames.append(photo)
