@@ -81,6 +81,9 @@ LOSS_HIDDEN_INTERIOR = 8
 # "Structures", round 15). None: off, the rule before round 15.
 LOSS_SURE_CHANCE: float | None = 0.5
 T = TypeVar("T")
+# A learned chance of new structure per pixel (compare_structure's and structure_loss's `sure`):
+# the map, a callable that computes it only when asked (round 15b), or None.
+Sure = NDArray[np.float32] | Callable[[], NDArray[np.float32] | None] | None
 
 
 def uses_sure() -> bool:
@@ -151,7 +154,7 @@ def compare_structure(
     settings: StructureSettings,
     kept: Kept | None = None,
     hidden: BoolArray | None = None,
-    sure: NDArray[np.float32] | None = None,
+    sure: Sure = None,
 ) -> StructureChange:
     """Where structure was added inside `polygon` since `baseline`; see the module docstring.
 
@@ -160,7 +163,9 @@ def compare_structure(
     marks where a person who stayed put is now hidden below (structure_loss). `sure`
     (frame-sized, 0..1, on the baseline's grid: the current view moved back) is a learned
     chance of new structure per pixel; structure_loss judges a region it is sure of
-    (LOSS_SURE_CHANCE) inside its outline.
+    (LOSS_SURE_CHANCE) inside its outline. It may be given as a callable that returns the map
+    (or None): it is then called at most once, and only when a loss region's verdict depends
+    on it (round 15b: the learned maps are computed only where a result needs them).
     """
     _check_pair(baseline, current)
     kept = kept or Kept()
@@ -183,8 +188,16 @@ def compare_structure(
         if hidden is not None and hidden.any():
             hidden_crop = view.crop(hidden.astype(np.uint8) * 255) > 0
         if sure is not None and LOSS_SURE_CHANCE is not None:
-            levels = np.round(np.clip(sure, 0.0, 1.0) * 255).astype(np.uint8)
-            sure_crop = view.crop(levels).astype(np.float32) / 255.0
+            frame_sure = sure
+
+            def cropped() -> NDArray[np.float32] | None:
+                map_ = frame_sure() if callable(frame_sure) else frame_sure
+                if map_ is None:
+                    return None
+                levels = np.round(np.clip(map_, 0.0, 1.0) * 255).astype(np.uint8)
+                return np.asarray(view.crop(levels), np.float32) / 255.0
+
+            sure_crop = _once(cropped)
         changed |= structure_loss(
             base_crop, current_crop, view.zone_mask, kept, where, hidden_crop, sure_crop
         )
@@ -261,7 +274,7 @@ def structure_loss(
     kept: Kept | None = None,
     where: Hashable = None,
     hidden: BoolArray | None = None,
-    sure: NDArray[np.float32] | None = None,
+    sure: Sure = None,
 ) -> BoolArray:
     """Where a new smooth face replaced texture: structure the gain above does not seek.
 
@@ -284,7 +297,9 @@ def structure_loss(
     texture (round 11; docs/benchmarks.md, "Structures", rounds 10 and 11). So is a region
     whose median over `sure` (a learned chance of new structure, 0..1) is at least
     LOSS_SURE_CHANCE: a shed's face smoother than the ground, its region's texture kept up by
-    its own outline (round 15).
+    its own outline (round 15). `sure` may be a callable returning the map (or None): it is
+    called only for a region whose verdict differs inside its outline and over the whole
+    region, and lies over no hidden person (round 15b; the result is the same).
     """
     kept = kept or Kept()
     base_grey = kept.get(("grey", where), lambda: _grey(baseline))
@@ -322,23 +337,48 @@ def structure_loss(
             drop = _texture_drop(grey, toned, sample)
         region = np.zeros(zone.shape, np.uint8)
         cv2.drawContours(region, [contour], -1, 1, -1)
-        judged = region
-        inset = LOSS_INTERIOR
-        behind = hidden is not None and bool((hidden & (region > 0)).any())
-        sure_of = (
-            sure is not None
-            and LOSS_SURE_CHANCE is not None
-            and float(np.median(sure[region > 0])) >= LOSS_SURE_CHANCE
-        )
-        if LOSS_HIDDEN_INTERIOR > 0 and (behind or sure_of):
-            inset = max(inset, LOSS_HIDDEN_INTERIOR)
-        if inset > 0:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1))
-            interior = np.asarray(cv2.erode(region, kernel), np.uint8)
-            judged = interior if interior.any() else region
-        if float(np.median(drop[judged > 0])) >= LOSS_MIN_DROP:
+        plain = _fell(region, LOSS_INTERIOR, drop)
+        deeper = max(LOSS_INTERIOR, LOSS_HIDDEN_INTERIOR)
+        if LOSS_HIDDEN_INTERIOR <= 0 or deeper == LOSS_INTERIOR:
+            fell = plain
+        elif hidden is not None and bool((hidden & (region > 0)).any()):
+            fell = _fell(region, deeper, drop)
+        else:
+            inside = _fell(region, deeper, drop)
+            # The sure map is read only where the verdict depends on it (round 15b).
+            fell = plain
+            if inside != plain and LOSS_SURE_CHANCE is not None and sure is not None:
+                map_ = sure() if callable(sure) else sure
+                if map_ is not None and float(np.median(map_[region > 0])) >= LOSS_SURE_CHANCE:
+                    fell = inside
+        if fell:
             found |= region
     return (found > 0) & zone
+
+
+def _fell(region: NDArray[np.uint8], inset: int, drop: FloatImage) -> bool:
+    """Whether the texture fell by LOSS_MIN_DROP (median) over `region`, judged `inset` pixels
+    inside its outline (over the whole region when nothing is left inside, or inset is 0)."""
+    judged = region
+    if inset > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inset + 1, 2 * inset + 1))
+        interior = np.asarray(cv2.erode(region, kernel), np.uint8)
+        judged = interior if interior.any() else region
+    return float(np.median(drop[judged > 0])) >= LOSS_MIN_DROP
+
+
+def _once(
+    make: Callable[[], NDArray[np.float32] | None],
+) -> Callable[[], NDArray[np.float32] | None]:
+    """`make`, called at most once: later calls return its first answer."""
+    done: list[NDArray[np.float32] | None] = []
+
+    def get() -> NDArray[np.float32] | None:
+        if not done:
+            done.append(make())
+        return done[0]
+
+    return get
 
 
 def _texture_drop(

@@ -209,21 +209,35 @@ def learned_structure_change(
         for x0, y0, x1, y1 in hidden:
             top, left = max(0, int(y0)), max(0, int(x0))
             hidden_mask[top : int(np.ceil(y1)), left : int(np.ceil(x1))] = True
-    maps = None
-    if net is not None and net.varied is not None and structure_compare.uses_sure():
-        # Round 15: the varied-ground net's reading is wanted by the loss cue (`sure`), so the
-        # learned maps come first, on the current view moved back as compare_structure moves it.
-        shift = estimate_shift(baseline, current, settings.min_alignment_peak, kept)
-        if max(abs(shift[0]) / width, abs(shift[1]) / height) <= settings.max_shift_fraction:
-            maps = _distance_map(
-                features, baseline, undo_shift(current, baseline, shift), net, kept
-            )
+    maps: list[tuple[FloatImage, FloatImage | None, FloatImage | None] | None] = []
+
+    def varied_reading() -> FloatImage | None:
+        # Round 15: the varied-ground net's reading, which the loss cue may ask for (`sure`),
+        # on the current view moved back as compare_structure moves it. Round 15b: computed
+        # only when a loss region's verdict depends on it, and then kept for the steps below.
+        if not maps:
+            shift = estimate_shift(baseline, current, settings.min_alignment_peak, kept)
+            if max(abs(shift[0]) / width, abs(shift[1]) / height) > settings.max_shift_fraction:
+                maps.append(None)
+            else:
+                moved_back = undo_shift(current, baseline, shift)
+                maps.append(_distance_map(features, baseline, moved_back, net, kept))
+        found = maps[0]
+        return found[2] if found is not None else None
+
+    wants_sure = net is not None and net.varied is not None and structure_compare.uses_sure()
     change = compare_structure(
-        baseline, current, polygon, settings, kept, hidden_mask, maps[2] if maps else None
+        baseline,
+        current,
+        polygon,
+        settings,
+        kept,
+        hidden_mask,
+        varied_reading if wants_sure else None,
     )
     if not change.conclusive or not change.mask.any():
         return change
-    distance, net_chance, _ = maps or _distance_map(
+    distance, net_chance, _ = (maps[0] if maps else None) or _distance_map(
         features, baseline, undo_shift(current, baseline, change.shift), net, kept
     )
     passers_by = _box_mask(changed_boxes(transient_boxes, distance), (height, width))
