@@ -253,7 +253,10 @@ def score(
 
     folders = [f for f in _seed_folders(out, seeds) if (f / READINGS).exists()]
     if not folders:
-        raise SystemExit(f"{out} holds no read seeds: run the read step first")
+        raise SystemExit(
+            f"bench.plates_calibrate: {out} holds no read seeds: run the read step first"
+            f" / {out} 中没有已读取的种子：请先运行 read 步骤"
+        )
     records: list[tuple[Path, Row]] = []
     for folder in folders:
         with (folder / READINGS).open(encoding="utf-8") as source:

@@ -130,7 +130,7 @@ def _camera_frames(clip: Path) -> tuple[np.ndarray, np.ndarray]:
     ok_later, later = capture.read()
     capture.release()
     if not (ok and ok_later):
-        raise SystemExit(f"{clip}: could not read two frames")
+        raise SystemExit(f"{clip}: could not read two frames / {clip}：无法读取两帧")
     return np.asarray(first, dtype=np.uint8), np.asarray(later, dtype=np.uint8)
 
 

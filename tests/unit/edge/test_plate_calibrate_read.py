@@ -123,3 +123,14 @@ def test_a_seed_folder_without_a_number_is_one_line_not_a_traceback(
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert done.stderr.startswith("bench.plates_calibrate: ")
     assert str(tmp_path / "seedX") in done.stderr
+
+
+def test_scoring_a_folder_with_no_read_seed_says_so_in_both_languages(tmp_path: Path) -> None:
+    (tmp_path / "seed1").mkdir()  # prepared, never read
+    with pytest.raises(SystemExit) as refused:
+        score(tmp_path, None, ["off"], 0.9)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert str(tmp_path) in message
+    assert "run the read step first" in message
+    assert "请先运行 read 步骤" in message
