@@ -20,8 +20,9 @@ after the second look) offline, every vehicle read once:
 ``read`` saves each vehicle's reading before ``settle`` and the rows it was read from
 (vehicles.jsonl, rows/); ``score`` settles them again in each mode and scores the scenes.
 
-A mistake in DIR (a test seed's folder, a folder ``seedX`` whose X is not a number, no read
-seed): one line on stderr, exit 1; a wrong argument: argparse's usage line, exit 2.
+A test seed asked for or found in DIR, a folder ``seedX`` whose X is not a number, no read seed:
+one line on stderr, exit 2 (as bench.plates', bench.plates_frames' and bench.structures' folder
+mistakes); a wrong argument: argparse's usage line, exit 2.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ _TEST_SEEDS_REFUSED = (
     f"seeds {', '.join(map(str, TEST_SEEDS))} are test sets: never fitted on"
     f" / 种子 {', '.join(map(str, TEST_SEEDS))} 是测试集，不用于拟合"
 )
+
+
+class SeedError(Exception):
+    """A seed or seed folder this module will not use: one line on stderr, exit 2."""
+
+
 LOOK_BELOW = 0.98
 """The raw score under which the fitted reader takes a second look (chosen on dev: at 0.96,
 2 of 732 dev readings that skipped it were wrong; at 0.98 none of 551)."""
@@ -80,7 +87,7 @@ LOOK_BELOW = 0.98
 
 def prepare(out: Path, seeds: list[int], count: int) -> None:
     if any(seed in TEST_SEEDS for seed in seeds):
-        raise SystemExit(_TEST_SEEDS_REFUSED)
+        raise SeedError(_TEST_SEEDS_REFUSED)
     with tempfile.TemporaryDirectory(prefix="plates-cal-") as scratch:
         prepare_ultralytics_environment(Path(scratch) / "data")
         detector = create_detector(DetectorSettings(model=str(MODEL)))
@@ -217,11 +224,11 @@ def read(out: Path, seeds: list[int] | None, settings: PlateSettings | None = No
 
 
 def seed_number(folder: Path) -> int:
-    """The seed of a folder ``seedN``; any other name is a one-line error (exit 1)."""
+    """The seed of a folder ``seedN``; any other name is a SeedError."""
     number = folder.name.removeprefix("seed")
     if not number.isdecimal():
-        raise SystemExit(
-            f"bench.plates_calibrate: {folder} is not a seed folder (seedN, N a number)"
+        raise SeedError(
+            f"{folder} is not a seed folder (seedN, N a number)"
             f" / {folder} 不是种子文件夹（seedN，N 为数字）"
         )
     return int(number)
@@ -230,7 +237,7 @@ def seed_number(folder: Path) -> int:
 def _seed_folders(out: Path, seeds: list[int] | None) -> list[Path]:
     folders = sorted(out.glob("seed*"), key=seed_number)
     if any(seed_number(f) in TEST_SEEDS for f in folders):
-        raise SystemExit(_TEST_SEEDS_REFUSED)
+        raise SeedError(_TEST_SEEDS_REFUSED)
     return [f for f in folders if seeds is None or seed_number(f) in seeds]
 
 
@@ -253,8 +260,8 @@ def score(
 
     folders = [f for f in _seed_folders(out, seeds) if (f / READINGS).exists()]
     if not folders:
-        raise SystemExit(
-            f"bench.plates_calibrate: {out} holds no read seeds: run the read step first"
+        raise SeedError(
+            f"{out} holds no read seeds: run the read step first"
             f" / {out} 中没有已读取的种子：请先运行 read 步骤"
         )
     records: list[tuple[Path, Row]] = []
@@ -371,7 +378,7 @@ def load_rows(out: Path) -> dict[int, list[Row]]:
     for folder in sorted(out.glob("seed*")):
         seed = seed_number(folder)
         if seed in TEST_SEEDS:
-            raise SystemExit(_TEST_SEEDS_REFUSED)
+            raise SeedError(_TEST_SEEDS_REFUSED)
         with (folder / "readings.jsonl").open(encoding="utf-8") as source:
             rows[seed] = [json.loads(line) for line in source]
     return rows
@@ -677,4 +684,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except SeedError as exc:
+        print(f"bench.plates_calibrate: {exc}", file=sys.stderr)
+        sys.exit(2)

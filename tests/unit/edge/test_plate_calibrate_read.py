@@ -99,9 +99,9 @@ def test_read_saves_each_vehicle_and_score_settles_it_as_the_reader_did(
 
 def test_read_and_score_refuse_test_seeds(tmp_path: Path) -> None:
     (tmp_path / f"seed{plates_calibrate.TEST_SEEDS[-1]}").mkdir()
-    with pytest.raises(SystemExit, match="test sets"):
+    with pytest.raises(plates_calibrate.SeedError, match="test sets"):
         read(tmp_path, None)
-    with pytest.raises(SystemExit, match="test sets"):
+    with pytest.raises(plates_calibrate.SeedError, match="test sets"):
         score(tmp_path, None, ["off"], 0.9)
 
 
@@ -119,7 +119,7 @@ def test_a_seed_folder_without_a_number_is_one_line_not_a_traceback(
         timeout=300,
         check=False,
     )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert done.stderr.startswith("bench.plates_calibrate: ")
     assert str(tmp_path / "seedX") in done.stderr
@@ -127,7 +127,7 @@ def test_a_seed_folder_without_a_number_is_one_line_not_a_traceback(
 
 def test_scoring_a_folder_with_no_read_seed_says_so_in_both_languages(tmp_path: Path) -> None:
     (tmp_path / "seed1").mkdir()  # prepared, never read
-    with pytest.raises(SystemExit) as refused:
+    with pytest.raises(plates_calibrate.SeedError) as refused:
         score(tmp_path, None, ["off"], 0.9)
     message = str(refused.value)
     assert "\n" not in message
