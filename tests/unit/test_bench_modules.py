@@ -26,15 +26,25 @@ def test_a_benchmark_module_imports(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "argument"),
-    [("plates", "--folder"), ("plates_frames", "--scenes"), ("structures", "--dir")],
+    ("name", "arguments"),
+    [
+        ("plates", ["--folder"]),
+        ("plates_frames", ["--scenes"]),
+        ("structures", ["--dir"]),
+        ("plates_calibrate", ["read", "--out"]),
+        ("plates_calibrate", ["score", "--out"]),
+    ],
 )
-def test_a_folder_benchmark_answers_a_missing_folder_in_one_line(
-    name: str, argument: str, tmp_path: Path
+def test_a_folder_benchmark_answers_a_folder_mistake_in_one_line(
+    name: str, arguments: list[str], tmp_path: Path
 ) -> None:
-    missing = tmp_path / "no-such-folder"
+    folder, wrong = tmp_path / "no-such-folder", tmp_path / "no-such-folder"
+    if name == "plates_calibrate":  # its mistake: a seed folder whose seed is not a number
+        folder, wrong = tmp_path, tmp_path / "seedX"
+        (tmp_path / "seed1").mkdir()
+        wrong.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", argument, str(missing)],
+        [sys.executable, "-m", f"bench.{name}", *arguments, str(folder)],
         cwd=BENCH.parent,
         capture_output=True,
         text=True,
@@ -44,4 +54,4 @@ def test_a_folder_benchmark_answers_a_missing_folder_in_one_line(
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
     assert done.stderr.startswith(f"bench.{name}: ")
-    assert str(missing) in done.stderr
+    assert str(wrong) in done.stderr

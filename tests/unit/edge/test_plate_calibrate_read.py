@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -103,26 +101,6 @@ def test_read_and_score_refuse_test_seeds(tmp_path: Path) -> None:
         read(tmp_path, None)
     with pytest.raises(plates_calibrate.SeedError, match="test sets"):
         score(tmp_path, None, ["off"], 0.9)
-
-
-@pytest.mark.parametrize("step", ["read", "score"])
-def test_a_seed_folder_without_a_number_is_one_line_not_a_traceback(
-    tmp_path: Path, step: str
-) -> None:
-    (tmp_path / "seed1").mkdir()
-    (tmp_path / "seedX").mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.plates_calibrate", step, "--out", str(tmp_path)],
-        cwd=Path(__file__).resolve().parents[3],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr
-    assert done.stderr.startswith("bench.plates_calibrate: ")
-    assert str(tmp_path / "seedX") in done.stderr
 
 
 def test_scoring_a_folder_with_no_read_seed_says_so_in_both_languages(tmp_path: Path) -> None:
